@@ -1,0 +1,44 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "onnx-fuse",
+    products: [
+        .executable(name: "onnx-fuse", targets: ["onnx-fuse"]),
+        .library(name: "ONNXFuse", targets: ["ONNXFuse"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CProtobufC",
+            pkgConfig: "libprotobuf-c",
+            providers: [.apt(["libprotobuf-c-dev"])]
+        ),
+        .target(
+            name: "CONNX",
+            dependencies: ["CProtobufC"],
+            cSettings: [.unsafeFlags(["-Wall", "-Wextra", "-Wno-unused-parameter"])]
+        ),
+        .target(name: "ONNXFuseIR"),
+        .target(name: "ONNXFuseProto", dependencies: ["ONNXFuseIR", "CONNX"]),
+        .target(name: "ONNXFuse", dependencies: ["ONNXFuseIR", "ONNXFuseProto"]),
+        .executableTarget(
+            name: "onnx-fuse",
+            dependencies: ["ONNXFuse", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .target(name: "ONNXFuseTestSupport", path: "Tests/Support"),
+        .testTarget(name: "CONNXTests", dependencies: ["CONNX"]),
+        .testTarget(name: "ONNXFuseIRTests", dependencies: ["ONNXFuseIR", "ONNXFuseTestSupport"]),
+        .testTarget(
+            name: "ONNXFuseProtoTests",
+            dependencies: ["ONNXFuseProto", "ONNXFuseIR", "CONNX", "ONNXFuseTestSupport"]
+        ),
+        .testTarget(
+            name: "ONNXFuseTests",
+            dependencies: ["ONNXFuse", "onnx-fuse", "ONNXFuseTestSupport"],
+            exclude: ["Snapshots"]
+        ),
+    ]
+)

@@ -1,0 +1,133 @@
+/*
+ * onnx_fuse_shim.h: the small C layer between libprotobuf-c and Swift.
+ *
+ * Swift cannot do three things cleanly here, so this shim does them:
+ *   1. validate the wire format of an untrusted ModelProto before protobuf-c sees it
+ *      (protobuf-c recurses without a depth limit, accepts some invalid tags, and cuts
+ *      strings at NUL bytes), and lift every TensorProto.raw_data payload out of the bytes
+ *      handed to protobuf_c_message_unpack, so that weights are never copied;
+ *   2. give protobuf-c an arena allocator with a byte budget;
+ *   3. pack a message tree straight into a file descriptor.
+ *
+ * Ownership: every pointer in an unpacked tree belongs to its arena and dies with
+ * onnx_fuse_arena_destroy; raw_data pointers of lifted payloads point into the caller's
+ * input bytes, which must outlive the tree. Nothing here frees the caller's memory.
+ */
+#ifndef ONNX_FUSE_SHIM_H
+#define ONNX_FUSE_SHIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <protobuf-c/protobuf-c.h>
+#include "onnx.pb-c.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- arena ------------------------------------------------------------------------- */
+
+/* A bump allocator with a budget. Freeing a single block is a no-op; destroy frees all. */
+typedef struct onnx_fuse_arena onnx_fuse_arena;
+
+/* A new arena that refuses to hand out more than `budget` bytes in all (SIZE_MAX: no
+ * budget). NULL when out of memory. */
+onnx_fuse_arena *onnx_fuse_arena_create(size_t budget);
+
+/* Frees every block of the arena and the arena itself. NULL is allowed. */
+void onnx_fuse_arena_destroy(onnx_fuse_arena *arena);
+
+/* `size` zeroed bytes aligned to 16, or NULL when the budget or the memory is exhausted
+ * (then onnx_fuse_arena_exhausted reports which). */
+void *onnx_fuse_arena_alloc(onnx_fuse_arena *arena, size_t size);
+
+/* 1 when an allocation was refused because the budget would have been exceeded. */
+int onnx_fuse_arena_over_budget(const onnx_fuse_arena *arena);
+
+/* Bytes handed out so far. */
+size_t onnx_fuse_arena_used(const onnx_fuse_arena *arena);
+
+/* A protobuf-c allocator view of the arena, valid as long as the arena. */
+ProtobufCAllocator *onnx_fuse_arena_allocator(onnx_fuse_arena *arena);
+
+/* ---- errors ------------------------------------------------------------------------ */
+
+typedef enum {
+    ONNX_FUSE_OK = 0,
+    ONNX_FUSE_INVALID = 1,   /* the bytes are not a valid ModelProto */
+    ONNX_FUSE_LIMIT = 2,     /* a limit was exceeded: nesting depth, allocation budget, size */
+    ONNX_FUSE_NOMEM = 3,     /* malloc failed */
+    ONNX_FUSE_IO = 4         /* a write failed; `sys_errno` says why */
+} onnx_fuse_status;
+
+typedef struct {
+    onnx_fuse_status status;
+    int sys_errno;           /* for ONNX_FUSE_IO */
+    uint64_t offset;         /* byte offset in the input where the problem was found */
+    /* Where: a field path such as "ModelProto.graph.node[3].attribute[0].name". */
+    char path[512];
+    /* What is wrong, one line, no trailing period. */
+    char message[256];
+} onnx_fuse_error;
+
+/* ---- loading ----------------------------------------------------------------------- */
+
+typedef struct {
+    size_t max_depth;        /* deepest message nesting accepted; the ModelProto is depth 1 (100) */
+    size_t unpack_budget;    /* bytes protobuf-c may allocate for the unpacked tree */
+} onnx_fuse_load_limits;
+
+typedef struct {
+    Onnx__ModelProto *model; /* allocated in `arena` */
+    onnx_fuse_arena *arena;  /* owns the tree; the caller destroys it */
+    size_t message_count;    /* messages seen by the wire pass, the root included */
+    size_t lifted_count;     /* raw_data payloads lifted out (not copied) */
+    uint64_t lifted_bytes;   /* their total size */
+} onnx_fuse_loaded;
+
+/*
+ * Validates `data` (a serialized ModelProto of `len` bytes) and unpacks it.
+ *
+ * The wire pass walks the bytes once without recursion and rejects: nesting deeper than
+ * limits->max_depth, field number 0 or above 2^29-1, wire types 3, 4, 6 and 7, a wire type
+ * that does not fit a known field, varints longer than 10 bytes, lengths past the end of
+ * the enclosing message, a NUL byte or invalid UTF-8 in a string field, and a TensorProto
+ * with raw_data more than once. Each non-empty TensorProto.raw_data is lifted out: the
+ * bytes passed to protobuf_c_message_unpack carry a marker instead, and after unpack the
+ * tensor's raw_data points at the payload inside `data` again (no copy).
+ *
+ * Returns ONNX_FUSE_OK and fills `out`, or fills `err` (status, offset, path, message) and
+ * leaves nothing allocated.
+ */
+onnx_fuse_status onnx_fuse_load(const uint8_t *data, size_t len,
+                                const onnx_fuse_load_limits *limits,
+                                onnx_fuse_loaded *out, onnx_fuse_error *err);
+
+/* Unpacks `len` bytes of a message of type `descriptor` (already trusted, such as bytes this
+ * library packed) into `arena`. NULL on failure. */
+ProtobufCMessage *onnx_fuse_unpack_trusted(const ProtobufCMessageDescriptor *descriptor,
+                                           const uint8_t *data, size_t len,
+                                           onnx_fuse_arena *arena);
+
+/* ---- saving ------------------------------------------------------------------------ */
+
+/* The size protobuf_c_message_pack would produce. */
+size_t onnx_fuse_packed_size(const ProtobufCMessage *message);
+
+/*
+ * Packs `message` into the file descriptor `fd` through a buffer; payloads larger than the
+ * buffer are written straight from where they are (for example a mapped input file).
+ * Retries short writes and EINTR. Returns ONNX_FUSE_OK and the bytes written in `*written`,
+ * or ONNX_FUSE_IO with err->sys_errno. Does not fsync or close `fd`.
+ */
+onnx_fuse_status onnx_fuse_pack_to_fd(const ProtobufCMessage *message, int fd,
+                                      uint64_t *written, onnx_fuse_error *err);
+
+/* Writes `len` bytes at `data` to `fd`, retrying short writes and EINTR. 0 or an errno. */
+int onnx_fuse_write_all(int fd, const void *data, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ONNX_FUSE_SHIM_H */

@@ -1,0 +1,1069 @@
+/*
+ * onnx_fuse_shim.c: the C layer between libprotobuf-c and Swift (see onnx_fuse_shim.h).
+ *
+ * Three parts:
+ *   - an arena (bump allocator with a byte budget) that protobuf-c allocates from;
+ *   - onnx_fuse_load: one non-recursive pass over untrusted wire bytes that validates them,
+ *     lifts TensorProto.raw_data payloads out and writes a compacted copy for protobuf-c,
+ *     then protobuf_c_message_unpack and a "healing" walk that points raw_data back into
+ *     the caller's bytes;
+ *   - onnx_fuse_pack_to_fd: protobuf-c packing straight into a file descriptor.
+ */
+#include "onnx_fuse_shim.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ==== arena ============================================================================ */
+
+#define ARENA_ALIGN ((size_t)16)
+#define ARENA_FIRST_BLOCK ((size_t)64 << 10)
+#define ARENA_MAX_BLOCK ((size_t)8 << 20)
+
+/* Every block starts with this header; the usable bytes follow, aligned to ARENA_ALIGN. */
+typedef struct arena_block {
+    struct arena_block *prev;
+} arena_block;
+
+struct onnx_fuse_arena {
+    /* The view handed to protobuf-c; allocator_data points back at this arena. */
+    ProtobufCAllocator allocator;
+    arena_block *blocks;          /* every block, newest first */
+    unsigned char *cursor;        /* free space of the current bump block ... */
+    unsigned char *limit;         /* ... ends here */
+    size_t next_block_size;       /* grows geometrically up to ARENA_MAX_BLOCK */
+    size_t budget;
+    size_t used;                  /* bytes handed out, rounded up to ARENA_ALIGN; <= budget */
+    int over_budget;
+};
+
+static void *arena_pb_alloc(void *allocator_data, size_t size)
+{
+    return onnx_fuse_arena_alloc(allocator_data, size);
+}
+
+/* Single blocks are never freed: everything dies with the arena. protobuf-c frees
+ * scratch memory and, on errors, partial trees through this; both are fine to keep. */
+static void arena_pb_free(void *allocator_data, void *pointer)
+{
+    (void)allocator_data;
+    (void)pointer;
+}
+
+onnx_fuse_arena *onnx_fuse_arena_create(size_t budget)
+{
+    onnx_fuse_arena *arena = calloc(1, sizeof *arena);
+    if (arena == NULL)
+        return NULL;
+    arena->allocator.alloc = arena_pb_alloc;
+    arena->allocator.free = arena_pb_free;
+    arena->allocator.allocator_data = arena;
+    arena->next_block_size = ARENA_FIRST_BLOCK;
+    arena->budget = budget;
+    return arena;
+}
+
+void onnx_fuse_arena_destroy(onnx_fuse_arena *arena)
+{
+    if (arena == NULL)
+        return;
+    arena_block *block = arena->blocks;
+    while (block != NULL) {
+        arena_block *prev = block->prev;
+        free(block);
+        block = prev;
+    }
+    free(arena);
+}
+
+/* A new zeroed block with `size` usable bytes, linked into the arena; returns the aligned
+ * start of the usable bytes. calloc keeps every handed-out byte zero without a memset
+ * (large blocks come from fresh mmap pages). */
+static unsigned char *arena_new_block(onnx_fuse_arena *arena, size_t size)
+{
+    size_t overhead = sizeof(arena_block) + ARENA_ALIGN - 1;
+    if (size > SIZE_MAX - overhead)
+        return NULL;
+    arena_block *block = calloc(1, overhead + size);
+    if (block == NULL)
+        return NULL;
+    block->prev = arena->blocks;
+    arena->blocks = block;
+    uintptr_t start = (uintptr_t)(block + 1);
+    start = (start + ARENA_ALIGN - 1) & ~(uintptr_t)(ARENA_ALIGN - 1);
+    return (unsigned char *)start;
+}
+
+void *onnx_fuse_arena_alloc(onnx_fuse_arena *arena, size_t size)
+{
+    if (arena == NULL)
+        return NULL;
+    /* malloc(0) may return a unique pointer; protobuf-c treats NULL as failure. */
+    if (size == 0)
+        size = 1;
+    if (size > SIZE_MAX - (ARENA_ALIGN - 1))
+        return NULL;
+    size_t rounded = (size + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1);
+    if (rounded > arena->budget - arena->used) {
+        arena->over_budget = 1;
+        return NULL;
+    }
+    unsigned char *p;
+    if (rounded <= (size_t)(arena->limit - arena->cursor)) {
+        p = arena->cursor;
+        arena->cursor += rounded;
+    } else if (rounded > arena->next_block_size / 4) {
+        /* A large allocation gets a block of its own, so the free tail of the current
+         * bump block stays usable and no block wastes more than a quarter of itself. */
+        p = arena_new_block(arena, rounded);
+        if (p == NULL)
+            return NULL;
+    } else {
+        size_t block_size = arena->next_block_size;
+        p = arena_new_block(arena, block_size);
+        if (p == NULL)
+            return NULL;
+        arena->cursor = p + rounded;
+        arena->limit = p + block_size;
+        if (arena->next_block_size < ARENA_MAX_BLOCK)
+            arena->next_block_size *= 2;
+    }
+    arena->used += rounded;
+    return p;
+}
+
+int onnx_fuse_arena_over_budget(const onnx_fuse_arena *arena)
+{
+    return arena != NULL && arena->over_budget;
+}
+
+size_t onnx_fuse_arena_used(const onnx_fuse_arena *arena)
+{
+    return arena == NULL ? 0 : arena->used;
+}
+
+ProtobufCAllocator *onnx_fuse_arena_allocator(onnx_fuse_arena *arena)
+{
+    return arena == NULL ? NULL : &arena->allocator;
+}
+
+/* ==== wire format helpers ============================================================== */
+
+#define FIELD_NUMBER_MAX 536870911u            /* 2^29 - 1, the largest legal field number */
+/* The reserved field number of the lift marker. It is the largest legal number, so no
+ * ONNX field will ever use it; a TensorProto that carries it on the wire is rejected. */
+#define ONNX_FUSE_MARKER_FIELD FIELD_NUMBER_MAX
+#define TENSOR_RAW_DATA_FIELD 9u
+#define VARINT_MAX_BYTES 10
+/* Sub-message lengths in the compacted buffer are written as 5-byte varints (enough for
+ * 2^35 - 1) before the length is known, and patched when the message ends. */
+#define PLACEHOLDER_BYTES 5
+/* protobuf-c decodes length prefixes with 32-bit int arithmetic (the fifth byte is shifted
+ * by 28 as an int) and keeps field lengths in `unsigned`: longer fields would overflow. */
+#define COMPACT_LENGTH_MAX ((uint64_t)0x7fffffff)
+#define NO_INDEX SIZE_MAX
+
+enum { VARINT_OK, VARINT_TRUNCATED, VARINT_TOO_LONG };
+
+/* Decodes a varint from at most `avail` bytes. Bits beyond 64 are dropped, as protobuf
+ * does for a 10-byte varint whose last byte is larger than 1. */
+static int varint_decode(const uint8_t *p, size_t avail, uint64_t *value, size_t *used)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < VARINT_MAX_BYTES; i++) {
+        if (i == avail)
+            return VARINT_TRUNCATED;
+        v |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+        if ((p[i] & 0x80) == 0) {
+            *value = v;
+            *used = i + 1;
+            return VARINT_OK;
+        }
+    }
+    return VARINT_TOO_LONG;
+}
+
+/* The wire type a scalar of this type uses when it is not packed. */
+static unsigned natural_wire_type(ProtobufCType type)
+{
+    switch (type) {
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_BOOL:
+    case PROTOBUF_C_TYPE_ENUM:
+        return PROTOBUF_C_WIRE_TYPE_VARINT;
+    case PROTOBUF_C_TYPE_SFIXED32:
+    case PROTOBUF_C_TYPE_FIXED32:
+    case PROTOBUF_C_TYPE_FLOAT:
+        return PROTOBUF_C_WIRE_TYPE_32BIT;
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_FIXED64:
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return PROTOBUF_C_WIRE_TYPE_64BIT;
+    default:
+        return PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED;
+    }
+}
+
+static const char *type_name(ProtobufCType type)
+{
+    static const char *const names[] = {
+        "int32", "sint32", "sfixed32", "int64", "sint64", "sfixed64", "uint32", "fixed32",
+        "uint64", "fixed64", "float", "double", "bool", "enum", "string", "bytes", "message",
+    };
+    return (unsigned)type < sizeof names / sizeof names[0] ? names[type] : "unknown";
+}
+
+/* A repeated scalar given as one length-delimited run of values. protobuf-c treats every
+ * repeated scalar that arrives with wire type 2 as packed, whatever the .proto says. */
+static int is_packed_occurrence(const ProtobufCFieldDescriptor *field, unsigned wire_type)
+{
+    return field->label == PROTOBUF_C_LABEL_REPEATED
+        && wire_type == PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED
+        && natural_wire_type(field->type) != PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED;
+}
+
+static int wire_type_fits(const ProtobufCFieldDescriptor *field, unsigned wire_type)
+{
+    return wire_type == natural_wire_type(field->type) || is_packed_occurrence(field, wire_type);
+}
+
+enum { UTF8_OK, UTF8_NUL, UTF8_BAD };
+
+/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above U+10FFFF.
+ * protobuf-c hands strings to C as NUL-terminated copies, so a NUL would cut them short.
+ * On failure *at is the offset of the offending byte. */
+static int utf8_check(const uint8_t *s, size_t n, size_t *at)
+{
+    size_t i = 0;
+    while (i < n) {
+        uint8_t c = s[i];
+        if (c < 0x80) {
+            if (c == 0) {
+                *at = i;
+                return UTF8_NUL;
+            }
+            i++;
+            continue;
+        }
+        size_t more;
+        uint8_t lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
+        if (c >= 0xc2 && c <= 0xdf) {
+            more = 1;
+        } else if (c == 0xe0) {
+            more = 2, lo = 0xa0;          /* no overlong 3-byte forms */
+        } else if ((c >= 0xe1 && c <= 0xec) || c == 0xee || c == 0xef) {
+            more = 2;
+        } else if (c == 0xed) {
+            more = 2, hi = 0x9f;          /* no surrogates U+D800..U+DFFF */
+        } else if (c == 0xf0) {
+            more = 3, lo = 0x90;          /* no overlong 4-byte forms */
+        } else if (c >= 0xf1 && c <= 0xf3) {
+            more = 3;
+        } else if (c == 0xf4) {
+            more = 3, hi = 0x8f;          /* nothing above U+10FFFF */
+        } else {
+            *at = i;
+            return UTF8_BAD;
+        }
+        if (n - i <= more || s[i + 1] < lo || s[i + 1] > hi) {
+            *at = i;
+            return UTF8_BAD;
+        }
+        for (size_t k = 2; k <= more; k++) {
+            if ((s[i + k] & 0xc0) != 0x80) {
+                *at = i;
+                return UTF8_BAD;
+            }
+        }
+        i += more + 1;
+    }
+    return UTF8_OK;
+}
+
+/* ==== growable byte buffer for the compacted copy ====================================== */
+
+typedef struct {
+    uint8_t *data;
+    size_t len;
+    size_t cap;
+} byte_buf;
+
+static int buf_reserve(byte_buf *b, size_t extra)
+{
+    if (extra <= b->cap - b->len)
+        return 1;
+    if (extra > SIZE_MAX - b->len)
+        return 0;
+    size_t need = b->len + extra;
+    size_t cap = b->cap < 4096 ? 4096 : b->cap;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    uint8_t *data = realloc(b->data, cap);
+    if (data == NULL)
+        return 0;
+    b->data = data;
+    b->cap = cap;
+    return 1;
+}
+
+static int buf_bytes(byte_buf *b, const uint8_t *p, size_t n)
+{
+    if (!buf_reserve(b, n))
+        return 0;
+    if (n > 0)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return 1;
+}
+
+/* Minimal varint encoding: the compacted buffer re-encodes every tag and length, because
+ * protobuf-c rejects tags and lengths longer than 5 bytes, which protobuf itself allows. */
+static int buf_varint(byte_buf *b, uint64_t v)
+{
+    uint8_t tmp[VARINT_MAX_BYTES];
+    size_t n = 0;
+    while (v >= 0x80) {
+        tmp[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    tmp[n++] = (uint8_t)v;
+    return buf_bytes(b, tmp, n);
+}
+
+static int buf_key(byte_buf *b, uint32_t number, unsigned wire_type)
+{
+    return buf_varint(b, ((uint64_t)number << 3) | wire_type);
+}
+
+/* Writes a 5-byte varint for `v` (< 2^35) at `at`: padded with continuation bytes, which
+ * protobuf-c's scan_length_prefixed_data accepts (it reads up to 5 length bytes). */
+static void buf_patch_varint5(byte_buf *b, size_t at, uint64_t v)
+{
+    for (int i = 0; i < PLACEHOLDER_BYTES - 1; i++) {
+        b->data[at + i] = (uint8_t)((v & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    b->data[at + PLACEHOLDER_BYTES - 1] = (uint8_t)(v & 0x7f);
+}
+
+/* ==== the wire pass ==================================================================== */
+
+/* One message being read. */
+typedef struct {
+    const ProtobufCMessageDescriptor *desc;
+    size_t end;              /* input offset just past the message */
+    size_t placeholder;      /* compacted offset of its 5-byte length placeholder */
+    size_t counts_base;      /* its per-field occurrence counters start here in counts[] */
+    const char *name;        /* path segment: the field in the parent, or the root's type */
+    size_t index;            /* position among the parent's repeated field, or NO_INDEX */
+    int is_tensor;           /* a TensorProto: raw_data is lifted */
+    int seen_raw_data;
+} wire_frame;
+
+/* A lifted TensorProto.raw_data payload inside the caller's bytes. */
+typedef struct {
+    size_t offset;
+    size_t length;
+} lift_entry;
+
+typedef struct {
+    const uint8_t *in;
+    size_t max_depth;
+    onnx_fuse_error *err;
+
+    /* Explicit stack of open messages instead of recursion: depth is attacker-controlled. */
+    wire_frame *frames;
+    size_t depth, frames_cap;
+    /* Running occurrence counters of each open message's fields, for "node[3]" in paths. */
+    size_t *counts;
+    size_t counts_len, counts_cap;
+
+    byte_buf out;            /* the compacted copy handed to protobuf-c */
+    lift_entry *lifts;
+    size_t n_lifts, lifts_cap;
+    size_t message_count;
+    uint64_t lifted_bytes;
+
+    /* The field being read, for error paths; in_field is 0 between fields. */
+    int in_field;
+    const ProtobufCFieldDescriptor *field;
+    uint32_t field_number;
+    size_t field_index;
+} wire_pass;
+
+/* Prepends text to a path being built right to left in buf[0..start). Reserves room for
+ * a leading "..." so that too deep a path keeps its innermost segments. */
+typedef struct {
+    char buf[sizeof(((onnx_fuse_error *)0)->path)];
+    size_t start;
+    int truncated;
+} rpath;
+
+static void rpath_prepend(rpath *p, const char *text)
+{
+    size_t n = strlen(text);
+    if (p->truncated)
+        return;
+    if (n + 3 > p->start) {
+        p->truncated = 1;
+        if (p->buf[p->start] == '.')
+            p->start++;
+        p->start -= 3;
+        memcpy(p->buf + p->start, "...", 3);
+        return;
+    }
+    p->start -= n;
+    memcpy(p->buf + p->start, text, n);
+}
+
+static void rpath_segment(rpath *p, const char *name, size_t index, int first)
+{
+    char seg[160];
+    if (index == NO_INDEX)
+        snprintf(seg, sizeof seg, "%s%s", name, first ? "" : ".");
+    else
+        snprintf(seg, sizeof seg, "%s[%zu]%s", name, index, first ? "" : ".");
+    rpath_prepend(p, seg);
+}
+
+/* "ModelProto.graph.node[3].attribute[0].name"; an unknown field shows as "#number". */
+static void wire_path(const wire_pass *w, char *dst, size_t cap)
+{
+    rpath p;
+    p.start = sizeof p.buf - 1;
+    p.buf[p.start] = '\0';
+    p.truncated = 0;
+    int first = 1;
+    if (w->in_field) {
+        if (w->field != NULL) {
+            rpath_segment(&p, w->field->name, w->field_index, 1);
+        } else {
+            char unknown[16];
+            snprintf(unknown, sizeof unknown, "#%u", (unsigned)w->field_number);
+            rpath_segment(&p, unknown, NO_INDEX, 1);
+        }
+        first = 0;
+    }
+    for (size_t i = w->depth; i > 0; i--) {
+        rpath_segment(&p, w->frames[i - 1].name, w->frames[i - 1].index, first);
+        first = 0;
+    }
+    snprintf(dst, cap, "%s", p.buf + p.start);
+}
+
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((format(printf, 4, 5)))
+#endif
+static onnx_fuse_status wire_fail(wire_pass *w, onnx_fuse_status status, size_t offset,
+                                  const char *fmt, ...)
+{
+    onnx_fuse_error *err = w->err;
+    err->status = status;
+    err->offset = offset;
+    wire_path(w, err->path, sizeof err->path);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+static onnx_fuse_status wire_nomem(wire_pass *w, size_t offset)
+{
+    return wire_fail(w, ONNX_FUSE_NOMEM, offset, "out of memory");
+}
+
+/* Reads a varint at *pos that must end before `end`. */
+static onnx_fuse_status wire_varint(wire_pass *w, size_t *pos, size_t end, uint64_t *value,
+                                    const char *what)
+{
+    size_t used = 0;
+    switch (varint_decode(w->in + *pos, end - *pos, value, &used)) {
+    case VARINT_OK:
+        *pos += used;
+        return ONNX_FUSE_OK;
+    case VARINT_TRUNCATED:
+        return wire_fail(w, ONNX_FUSE_INVALID, *pos, "%s runs past the end of the message", what);
+    default:
+        return wire_fail(w, ONNX_FUSE_INVALID, *pos, "%s is longer than 10 bytes", what);
+    }
+}
+
+static onnx_fuse_status wire_push(wire_pass *w, const ProtobufCMessageDescriptor *desc,
+                                  size_t end, size_t placeholder, const char *name,
+                                  size_t index, size_t offset)
+{
+    if (w->depth == w->frames_cap) {
+        size_t cap = w->frames_cap == 0 ? 32 : w->frames_cap * 2;
+        wire_frame *frames = realloc(w->frames, cap * sizeof *frames);
+        if (frames == NULL)
+            return wire_nomem(w, offset);
+        w->frames = frames;
+        w->frames_cap = cap;
+    }
+    size_t n_fields = desc->n_fields;
+    if (n_fields > w->counts_cap - w->counts_len) {
+        size_t cap = w->counts_cap == 0 ? 256 : w->counts_cap;
+        while (cap - w->counts_len < n_fields)
+            cap *= 2;
+        size_t *counts = realloc(w->counts, cap * sizeof *counts);
+        if (counts == NULL)
+            return wire_nomem(w, offset);
+        w->counts = counts;
+        w->counts_cap = cap;
+    }
+    memset(w->counts + w->counts_len, 0, n_fields * sizeof *w->counts);
+
+    wire_frame *f = &w->frames[w->depth++];
+    f->desc = desc;
+    f->end = end;
+    f->placeholder = placeholder;
+    f->counts_base = w->counts_len;
+    f->name = name;
+    f->index = index;
+    f->is_tensor = desc == &onnx__tensor_proto__descriptor;
+    f->seen_raw_data = 0;
+    w->counts_len += n_fields;
+    w->message_count++;
+    return ONNX_FUSE_OK;
+}
+
+/* Closes the innermost message: its compacted length is known now. */
+static onnx_fuse_status wire_pop(wire_pass *w, size_t pos)
+{
+    wire_frame *f = &w->frames[w->depth - 1];
+    w->in_field = 0;
+    if (w->depth > 1) {
+        uint64_t body = w->out.len - (f->placeholder + PLACEHOLDER_BYTES);
+        if (body > COMPACT_LENGTH_MAX)
+            return wire_fail(w, ONNX_FUSE_LIMIT, pos,
+                             "message of %llu bytes (raw_data excluded) is too large for protobuf-c",
+                             (unsigned long long)body);
+        buf_patch_varint5(&w->out, f->placeholder, body);
+    }
+    w->counts_len = f->counts_base;
+    w->depth--;
+    return ONNX_FUSE_OK;
+}
+
+/* A sub-message: write its key and a length placeholder, and open a frame for it. */
+static onnx_fuse_status wire_enter(wire_pass *w, size_t key_offset, size_t body, size_t length)
+{
+    const ProtobufCFieldDescriptor *field = w->field;
+    if (w->depth >= w->max_depth)
+        return wire_fail(w, ONNX_FUSE_LIMIT, key_offset, "messages nested deeper than %zu levels",
+                         w->max_depth);
+    if (!buf_key(&w->out, field->id, PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED))
+        return wire_nomem(w, key_offset);
+    size_t placeholder = w->out.len;
+    static const uint8_t zeros[PLACEHOLDER_BYTES];
+    if (!buf_bytes(&w->out, zeros, PLACEHOLDER_BYTES))
+        return wire_nomem(w, key_offset);
+    return wire_push(w, field->descriptor, body + length, placeholder, field->name,
+                     w->field_index, key_offset);
+}
+
+/* A non-empty TensorProto.raw_data: remember where it is and write a marker instead.
+ * The marker is an unknown varint field whose value indexes the lift table; protobuf-c
+ * keeps it in the tensor's unknown_fields, where the healing walk finds it. */
+static onnx_fuse_status wire_lift(wire_pass *w, size_t key_offset, size_t body, size_t length)
+{
+    if (w->n_lifts == w->lifts_cap) {
+        size_t cap = w->lifts_cap == 0 ? 64 : w->lifts_cap * 2;
+        lift_entry *lifts = realloc(w->lifts, cap * sizeof *lifts);
+        if (lifts == NULL)
+            return wire_nomem(w, key_offset);
+        w->lifts = lifts;
+        w->lifts_cap = cap;
+    }
+    w->lifts[w->n_lifts].offset = body;
+    w->lifts[w->n_lifts].length = length;
+    if (!buf_key(&w->out, ONNX_FUSE_MARKER_FIELD, PROTOBUF_C_WIRE_TYPE_VARINT)
+        || !buf_varint(&w->out, w->n_lifts))
+        return wire_nomem(w, key_offset);
+    w->n_lifts++;
+    w->lifted_bytes += length;
+    return ONNX_FUSE_OK;
+}
+
+/* The payload of a packed repeated scalar must hold whole values, as protobuf-c expects. */
+static onnx_fuse_status wire_check_packed(wire_pass *w, size_t body, size_t length)
+{
+    const ProtobufCFieldDescriptor *field = w->field;
+    switch (natural_wire_type(field->type)) {
+    case PROTOBUF_C_WIRE_TYPE_32BIT:
+    case PROTOBUF_C_WIRE_TYPE_64BIT: {
+        size_t size = natural_wire_type(field->type) == PROTOBUF_C_WIRE_TYPE_32BIT ? 4 : 8;
+        if (length % size != 0)
+            return wire_fail(w, ONNX_FUSE_INVALID, body,
+                             "packed %s values take %zu bytes, not a multiple of %zu",
+                             type_name(field->type), length, size);
+        return ONNX_FUSE_OK;
+    }
+    default:
+        break;
+    }
+    if (field->type == PROTOBUF_C_TYPE_BOOL) {
+        /* protobuf-c reads a packed bool as one byte and refuses anything but 0 and 1. */
+        for (size_t i = 0; i < length; i++)
+            if (w->in[body + i] > 1)
+                return wire_fail(w, ONNX_FUSE_INVALID, body + i, "packed bool value is not 0 or 1");
+        return ONNX_FUSE_OK;
+    }
+    size_t pos = body, end = body + length;
+    while (pos < end) {
+        uint64_t ignored;
+        onnx_fuse_status st = wire_varint(w, &pos, end, &ignored, "packed value");
+        if (st != ONNX_FUSE_OK)
+            return st;
+    }
+    return ONNX_FUSE_OK;
+}
+
+static onnx_fuse_status wire_check_string(wire_pass *w, size_t body, size_t length)
+{
+    size_t at = 0;
+    switch (utf8_check(w->in + body, length, &at)) {
+    case UTF8_NUL:
+        return wire_fail(w, ONNX_FUSE_INVALID, body + at, "NUL byte inside a string");
+    case UTF8_BAD:
+        return wire_fail(w, ONNX_FUSE_INVALID, body + at, "invalid UTF-8 inside a string");
+    default:
+        return ONNX_FUSE_OK;
+    }
+}
+
+/* A length-delimited field at key_offset whose length varint starts at length_offset. */
+static onnx_fuse_status wire_length_delimited(wire_pass *w, size_t key_offset,
+                                              size_t length_offset, size_t *pos)
+{
+    wire_frame *top = &w->frames[w->depth - 1];
+    const ProtobufCFieldDescriptor *field = w->field;
+    uint64_t length;
+    onnx_fuse_status st = wire_varint(w, pos, top->end, &length, "length");
+    if (st != ONNX_FUSE_OK)
+        return st;
+    if (length > top->end - *pos)
+        return wire_fail(w, ONNX_FUSE_INVALID, length_offset,
+                         "length %llu runs past the end of the message", (unsigned long long)length);
+    size_t body = *pos;
+    /* A sub-message is read field by field from its first byte by the main loop. */
+    if (field != NULL && field->type == PROTOBUF_C_TYPE_MESSAGE)
+        return wire_enter(w, key_offset, body, (size_t)length);
+    *pos += (size_t)length;
+    if (field != NULL && top->is_tensor && field->id == TENSOR_RAW_DATA_FIELD && length > 0)
+        return wire_lift(w, key_offset, body, (size_t)length);
+    if (field != NULL && field->type == PROTOBUF_C_TYPE_STRING)
+        st = wire_check_string(w, body, (size_t)length);
+    else if (field != NULL && is_packed_occurrence(field, PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED))
+        st = wire_check_packed(w, body, (size_t)length);
+    if (st != ONNX_FUSE_OK)
+        return st;
+    if (length > COMPACT_LENGTH_MAX)
+        return wire_fail(w, ONNX_FUSE_LIMIT, length_offset,
+                         "field of %llu bytes is too large for protobuf-c", (unsigned long long)length);
+    if (!buf_key(&w->out, w->field_number, PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED)
+        || !buf_varint(&w->out, length) || !buf_bytes(&w->out, w->in + body, (size_t)length))
+        return wire_nomem(w, key_offset);
+    return ONNX_FUSE_OK;
+}
+
+/* Reads one field of the innermost message at *pos. */
+static onnx_fuse_status wire_field(wire_pass *w, size_t *pos)
+{
+    wire_frame *top = &w->frames[w->depth - 1];
+    size_t key_offset = *pos;
+    uint64_t key;
+    w->in_field = 0;
+    onnx_fuse_status st = wire_varint(w, pos, top->end, &key, "field key");
+    if (st != ONNX_FUSE_OK)
+        return st;
+    uint64_t number = key >> 3;
+    unsigned wire_type = (unsigned)(key & 7);
+    if (number == 0 || number > FIELD_NUMBER_MAX)
+        return wire_fail(w, ONNX_FUSE_INVALID, key_offset, "field number %llu is out of range",
+                         (unsigned long long)number);
+
+    const ProtobufCFieldDescriptor *field =
+        protobuf_c_message_descriptor_get_field(top->desc, (unsigned)number);
+    w->in_field = 1;
+    w->field = field;
+    w->field_number = (uint32_t)number;
+    w->field_index = NO_INDEX;
+    /* Count occurrences so that paths name the element: node[3]. A packed run holds many
+     * elements and gets no index. */
+    if (field != NULL && field->label == PROTOBUF_C_LABEL_REPEATED
+        && !is_packed_occurrence(field, wire_type))
+        w->field_index = w->counts[top->counts_base + (size_t)(field - top->desc->fields)]++;
+
+    if (wire_type == 3 || wire_type == 4)
+        return wire_fail(w, ONNX_FUSE_INVALID, key_offset, "wire type %u (group) is not supported",
+                         wire_type);
+    if (wire_type == 6 || wire_type == 7)
+        return wire_fail(w, ONNX_FUSE_INVALID, key_offset, "wire type %u does not exist", wire_type);
+    if (top->is_tensor && number == ONNX_FUSE_MARKER_FIELD)
+        return wire_fail(w, ONNX_FUSE_INVALID, key_offset,
+                         "TensorProto uses field number %u, which the loader reserves",
+                         ONNX_FUSE_MARKER_FIELD);
+    if (top->is_tensor && number == TENSOR_RAW_DATA_FIELD) {
+        /* Two raw_data would leave two markers (or a marker and a copy) in one tensor. */
+        if (top->seen_raw_data)
+            return wire_fail(w, ONNX_FUSE_INVALID, key_offset, "raw_data given more than once");
+        top->seen_raw_data = 1;
+    }
+    if (field != NULL && !wire_type_fits(field, wire_type)) {
+        char kind[32];
+        snprintf(kind, sizeof kind, "%s%s",
+                 field->label == PROTOBUF_C_LABEL_REPEATED ? "repeated " : "", type_name(field->type));
+        return wire_fail(w, ONNX_FUSE_INVALID, key_offset, "wire type %u does not fit %s %s field",
+                         wire_type, strchr("aeio", kind[0]) != NULL ? "an" : "a", kind);
+    }
+
+    size_t value_offset = *pos;
+    switch (wire_type) {
+    case PROTOBUF_C_WIRE_TYPE_VARINT: {
+        uint64_t ignored;
+        st = wire_varint(w, pos, top->end, &ignored, "varint value");
+        if (st != ONNX_FUSE_OK)
+            return st;
+        break;
+    }
+    case PROTOBUF_C_WIRE_TYPE_64BIT:
+    case PROTOBUF_C_WIRE_TYPE_32BIT: {
+        size_t size = wire_type == PROTOBUF_C_WIRE_TYPE_64BIT ? 8 : 4;
+        if (top->end - *pos < size)
+            return wire_fail(w, ONNX_FUSE_INVALID, value_offset,
+                             "%zu-byte value runs past the end of the message", size);
+        *pos += size;
+        break;
+    }
+    default:
+        return wire_length_delimited(w, key_offset, value_offset, pos);
+    }
+    /* Scalars are copied as they are, behind a minimal key. */
+    if (!buf_key(&w->out, w->field_number, wire_type)
+        || !buf_bytes(&w->out, w->in + value_offset, *pos - value_offset))
+        return wire_nomem(w, key_offset);
+    return ONNX_FUSE_OK;
+}
+
+/* The whole pass: a loop over fields, closing messages where their bytes end. */
+static onnx_fuse_status wire_run(wire_pass *w, size_t len)
+{
+    if (w->max_depth < 1)
+        return wire_fail(w, ONNX_FUSE_LIMIT, 0, "messages nested deeper than %zu levels",
+                         w->max_depth);
+    onnx_fuse_status st = wire_push(w, &onnx__model_proto__descriptor, len, 0,
+                                    onnx__model_proto__descriptor.short_name, NO_INDEX, 0);
+    size_t pos = 0;
+    while (st == ONNX_FUSE_OK && w->depth > 0) {
+        if (pos == w->frames[w->depth - 1].end)
+            st = wire_pop(w, pos);
+        else
+            st = wire_field(w, &pos);
+    }
+    return st;
+}
+
+/* ==== healing ========================================================================== */
+
+typedef struct {
+    const uint8_t *in;
+    const lift_entry *lifts;
+    size_t n_lifts;
+    size_t healed;
+    int bad_marker;
+} healer;
+
+/* Replaces the marker in a TensorProto's unknown fields by raw_data pointing into `in`. */
+static void heal_tensor(healer *h, Onnx__TensorProto *tensor)
+{
+    ProtobufCMessage *base = &tensor->base;
+    unsigned i = 0;
+    while (i < base->n_unknown_fields) {
+        ProtobufCMessageUnknownField *u = &base->unknown_fields[i];
+        if (u->tag != ONNX_FUSE_MARKER_FIELD || u->wire_type != PROTOBUF_C_WIRE_TYPE_VARINT) {
+            i++;
+            continue;
+        }
+        uint64_t index;
+        size_t used;
+        if (varint_decode(u->data, u->len, &index, &used) != VARINT_OK || index >= h->n_lifts) {
+            h->bad_marker = 1; /* cannot happen: the wire pass wrote every marker */
+            return;
+        }
+        const lift_entry *e = &h->lifts[index];
+        tensor->has_raw_data = 1;
+        tensor->raw_data.len = e->length;
+        tensor->raw_data.data = (uint8_t *)(uintptr_t)(h->in + e->offset);
+        memmove(u, u + 1, (base->n_unknown_fields - i - 1) * sizeof *u);
+        base->n_unknown_fields--;
+        h->healed++;
+    }
+    if (base->n_unknown_fields == 0)
+        base->unknown_fields = NULL;
+}
+
+/* Visits every message of the tree through the descriptors: repeated, optional and oneof
+ * message fields alike. Recursion is fine here: the wire pass bounded the depth, and
+ * protobuf-c has already recursed as deep. */
+static void heal_message(healer *h, ProtobufCMessage *message)
+{
+    const ProtobufCMessageDescriptor *desc = message->descriptor;
+    if (desc == &onnx__tensor_proto__descriptor)
+        heal_tensor(h, (Onnx__TensorProto *)message);
+    for (unsigned f = 0; f < desc->n_fields; f++) {
+        const ProtobufCFieldDescriptor *field = &desc->fields[f];
+        if (field->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        char *base = (char *)message;
+        if ((field->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)
+            && *(const uint32_t *)(base + field->quantifier_offset) != field->id)
+            continue; /* another member of the oneof is set; this slot is not ours */
+        if (field->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(const size_t *)(base + field->quantifier_offset);
+            ProtobufCMessage **items = *(ProtobufCMessage ***)(base + field->offset);
+            for (size_t i = 0; i < n; i++)
+                if (items[i] != NULL)
+                    heal_message(h, items[i]);
+        } else {
+            ProtobufCMessage *child = *(ProtobufCMessage **)(base + field->offset);
+            if (child != NULL && child != field->default_value)
+                heal_message(h, child);
+        }
+    }
+}
+
+/* ==== onnx_fuse_load =================================================================== */
+
+static onnx_fuse_status load_fail(onnx_fuse_error *err, onnx_fuse_status status,
+                                  const char *path, const char *message)
+{
+    err->status = status;
+    snprintf(err->path, sizeof err->path, "%s", path);
+    snprintf(err->message, sizeof err->message, "%s", message);
+    return status;
+}
+
+static void wire_free(wire_pass *w)
+{
+    free(w->frames);
+    free(w->counts);
+    free(w->out.data);
+    free(w->lifts);
+    w->frames = NULL;
+    w->counts = NULL;
+    w->out.data = NULL;
+    w->lifts = NULL;
+}
+
+onnx_fuse_status onnx_fuse_load(const uint8_t *data, size_t len,
+                                const onnx_fuse_load_limits *limits,
+                                onnx_fuse_loaded *out, onnx_fuse_error *err)
+{
+    onnx_fuse_error scratch;
+    if (err == NULL)
+        err = &scratch;
+    memset(err, 0, sizeof *err);
+    if (out == NULL)
+        return load_fail(err, ONNX_FUSE_INVALID, "", "no place for the result");
+    memset(out, 0, sizeof *out);
+    if (data == NULL && len > 0)
+        return load_fail(err, ONNX_FUSE_INVALID, "", "no input bytes");
+    static const uint8_t empty[1];
+    if (data == NULL)
+        data = empty;
+    onnx_fuse_load_limits lim = { 100, SIZE_MAX };
+    if (limits != NULL)
+        lim = *limits;
+
+    wire_pass w;
+    memset(&w, 0, sizeof w);
+    w.in = data;
+    w.max_depth = lim.max_depth;
+    w.err = err;
+    onnx_fuse_status st = wire_run(&w, len);
+    free(w.frames);
+    free(w.counts);
+    w.frames = NULL;
+    w.counts = NULL;
+    if (st != ONNX_FUSE_OK) {
+        wire_free(&w);
+        return st;
+    }
+
+    onnx_fuse_arena *arena = onnx_fuse_arena_create(lim.unpack_budget);
+    if (arena == NULL) {
+        wire_free(&w);
+        return load_fail(err, ONNX_FUSE_NOMEM, "ModelProto", "out of memory");
+    }
+    ProtobufCMessage *model = protobuf_c_message_unpack(
+        &onnx__model_proto__descriptor, onnx_fuse_arena_allocator(arena), w.out.len,
+        w.out.data != NULL ? w.out.data : empty);
+    /* protobuf-c copies every string, bytes and unknown field out of the buffer. */
+    free(w.out.data);
+    w.out.data = NULL;
+    if (model == NULL) {
+        int over = onnx_fuse_arena_over_budget(arena);
+        onnx_fuse_arena_destroy(arena);
+        wire_free(&w);
+        if (over) {
+            char message[sizeof err->message];
+            snprintf(message, sizeof message, "unpacking needs more than %zu bytes of memory",
+                     lim.unpack_budget);
+            return load_fail(err, ONNX_FUSE_LIMIT, "ModelProto", message);
+        }
+        return load_fail(err, ONNX_FUSE_INVALID, "ModelProto",
+                         "protobuf-c could not unpack the message");
+    }
+
+    healer h = { data, w.lifts, w.n_lifts, 0, 0 };
+    heal_message(&h, model);
+    wire_free(&w);
+    if (h.bad_marker || h.healed != h.n_lifts) {
+        onnx_fuse_arena_destroy(arena);
+        /* protobuf-c merges a singular message field given twice and keeps only the later
+         * unknown fields, so an earlier tensor's marker (its raw_data) would be dropped. */
+        return load_fail(err, ONNX_FUSE_INVALID, "ModelProto",
+                         "a TensorProto given twice as a singular field would lose its raw_data");
+    }
+
+    out->model = (Onnx__ModelProto *)model;
+    out->arena = arena;
+    out->message_count = w.message_count;
+    out->lifted_count = w.n_lifts;
+    out->lifted_bytes = w.lifted_bytes;
+    return ONNX_FUSE_OK;
+}
+
+ProtobufCMessage *onnx_fuse_unpack_trusted(const ProtobufCMessageDescriptor *descriptor,
+                                           const uint8_t *data, size_t len,
+                                           onnx_fuse_arena *arena)
+{
+    static const uint8_t empty[1];
+    if (descriptor == NULL || arena == NULL || (data == NULL && len > 0))
+        return NULL;
+    return protobuf_c_message_unpack(descriptor, onnx_fuse_arena_allocator(arena), len,
+                                     data != NULL ? data : empty);
+}
+
+/* ==== saving =========================================================================== */
+
+#define FD_BUFFER_SIZE ((size_t)1 << 20)
+/* Appends at least this large skip the buffer: weights go straight from where they are
+ * (often a mapped input file) to the kernel. */
+#define FD_DIRECT_MIN ((size_t)256 << 10)
+/* Linux writes at most 0x7ffff000 bytes per call; stay below that everywhere. */
+#define WRITE_CHUNK_MAX ((size_t)1 << 30)
+
+size_t onnx_fuse_packed_size(const ProtobufCMessage *message)
+{
+    return protobuf_c_message_get_packed_size(message);
+}
+
+int onnx_fuse_write_all(int fd, const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len < WRITE_CHUNK_MAX ? len : WRITE_CHUNK_MAX);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno != 0 ? errno : EIO;
+        }
+        if (n == 0)
+            return EIO; /* no progress and no error: do not spin */
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* A ProtobufCBuffer that writes to a file descriptor. protobuf-c cannot be told to stop
+ * packing, so after the first error the remaining appends are ignored. */
+typedef struct {
+    ProtobufCBuffer base; /* first, so that a ProtobufCBuffer * is an fd_buffer * */
+    int fd;
+    uint8_t *buf;
+    size_t used;
+    uint64_t written;
+    int error;
+} fd_buffer;
+
+static void fd_write(fd_buffer *b, const uint8_t *data, size_t len)
+{
+    int e = onnx_fuse_write_all(b->fd, data, len);
+    if (e != 0)
+        b->error = e;
+    else
+        b->written += len;
+}
+
+static void fd_flush(fd_buffer *b)
+{
+    if (b->error == 0 && b->used > 0)
+        fd_write(b, b->buf, b->used);
+    b->used = 0;
+}
+
+static void fd_append(ProtobufCBuffer *base, size_t len, const uint8_t *data)
+{
+    fd_buffer *b = (fd_buffer *)base;
+    if (b->error != 0 || len == 0)
+        return;
+    if (len >= FD_DIRECT_MIN) {
+        fd_flush(b); /* keep the order of the bytes */
+        if (b->error == 0)
+            fd_write(b, data, len);
+        return;
+    }
+    if (len > FD_BUFFER_SIZE - b->used) {
+        fd_flush(b);
+        if (b->error != 0)
+            return;
+    }
+    memcpy(b->buf + b->used, data, len);
+    b->used += len;
+}
+
+onnx_fuse_status onnx_fuse_pack_to_fd(const ProtobufCMessage *message, int fd,
+                                      uint64_t *written, onnx_fuse_error *err)
+{
+    onnx_fuse_error scratch;
+    if (err == NULL)
+        err = &scratch;
+    memset(err, 0, sizeof *err);
+    if (written != NULL)
+        *written = 0;
+
+    fd_buffer b;
+    memset(&b, 0, sizeof b);
+    b.base.append = fd_append;
+    b.fd = fd;
+    b.buf = malloc(FD_BUFFER_SIZE);
+    if (b.buf == NULL)
+        return load_fail(err, ONNX_FUSE_NOMEM, "", "out of memory");
+    protobuf_c_message_pack_to_buffer(message, &b.base);
+    fd_flush(&b);
+    free(b.buf);
+    if (written != NULL)
+        *written = b.written;
+    if (b.error != 0) {
+        err->status = ONNX_FUSE_IO;
+        err->sys_errno = b.error;
+        err->offset = b.written;
+        snprintf(err->message, sizeof err->message, "write failed after %llu bytes: %s",
+                 (unsigned long long)b.written, strerror(b.error));
+        return ONNX_FUSE_IO;
+    }
+    return ONNX_FUSE_OK;
+}

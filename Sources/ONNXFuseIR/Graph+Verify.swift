@@ -1,0 +1,126 @@
+/// A broken IR invariant found by `Graph.verify()` or `Model.verify()`: always a bug in
+/// whatever edited the graph, never a problem of the input file.
+public struct IRInvariantError: Error, CustomStringConvertible {
+    /// What is broken and where.
+    public let description: String
+}
+
+extension Model {
+    /// Checks every invariant of the main graph and all subgraphs (see `Graph.verify`).
+    public func verify() throws {
+        guard graph.parentNode == nil, graph.modelStorage === self else {
+            throw IRInvariantError(description: "the main graph is not attached to this model")
+        }
+        try graph.verify()
+    }
+}
+
+extension Graph {
+    /// Checks the invariants of this graph and its subgraphs:
+    /// - the node list is consistent and every node knows its graph;
+    /// - every value is defined once, by what it says defines it, before it is used, in this
+    ///   graph or an enclosing one, and its name is unique across that scope chain;
+    /// - every node input appears in its value's use list exactly once and every use is a
+    ///   real input of a node in a graph; graph output counts match the outputs;
+    /// - every subgraph knows the node that holds it; initializers hold tensors.
+    public func verify() throws {
+        var outputCounts: [ObjectIdentifier: Int] = [:]
+        var seen: [ObjectIdentifier: Value] = [:]
+        try verify(scope: Scope(parent: nil), outputCounts: &outputCounts, seen: &seen)
+        for (id, value) in seen where value.graphOutputCount != (outputCounts[id] ?? 0) {
+            throw IRInvariantError(description: "value '\(value.name)' counts \(value.graphOutputCount) graph outputs but \(outputCounts[id] ?? 0) name it")
+        }
+    }
+
+    /// Names visible at a point: this graph's definitions so far and every enclosing scope's.
+    final class Scope {
+        let parent: Scope?
+        var values: [String: Value] = [:]
+        init(parent: Scope?) { self.parent = parent }
+
+        func lookup(_ name: String) -> Value? { values[name] ?? parent?.lookup(name) }
+    }
+
+    private func fail(_ text: String) -> IRInvariantError {
+        IRInvariantError(description: "graph '\(name ?? "")': \(text)")
+    }
+
+    private func verify(scope outer: Scope, outputCounts: inout [ObjectIdentifier: Int],
+                        seen: inout [ObjectIdentifier: Value]) throws {
+        let scope = Scope(parent: outer)
+        func define(_ value: Value, _ what: String) throws {
+            if let existing = scope.lookup(value.name) {
+                if existing === value { throw fail("\(what) '\(value.name)' is defined twice") }
+                throw fail("\(what) '\(value.name)' reuses the name of another value in scope")
+            }
+            guard value.graphStorage === self else { throw fail("\(what) '\(value.name)' belongs to another graph") }
+            scope.values[value.name] = value
+            seen[ObjectIdentifier(value)] = value
+            for use in value.uses {
+                guard use.inputIndex < use.node.inputs.count, use.node.inputs[use.inputIndex] === value, use.node.graph != nil else {
+                    throw fail("value '\(value.name)' lists a use (\(use.node.opType) input \(use.inputIndex)) that does not read it")
+                }
+            }
+            if Set(value.uses).count != value.uses.count { throw fail("value '\(value.name)' lists a use twice") }
+        }
+
+        for input in inputs {
+            guard input.definition == .graphInput else { throw fail("input '\(input.name)' is not defined as a graph input") }
+            try define(input, "input")
+        }
+        for value in initializers {
+            guard value.initializer != nil else { throw fail("initializer '\(value.name)' has no tensor") }
+            if value.definition == .graphInput {
+                guard scope.values[value.name] === value else { throw fail("initializer '\(value.name)' is marked as an input but is not one") }
+                continue
+            }
+            guard value.definition == .initializer else { throw fail("initializer '\(value.name)' is not defined as one") }
+            try define(value, "initializer")
+        }
+        for value in sparseInitializers {
+            guard value.definition == .sparseInitializer, value.sparseInitializer != nil else {
+                throw fail("sparse initializer '\(value.name)' is not defined as one")
+            }
+            try define(value, "sparse initializer")
+        }
+
+        var count = 0
+        var previous: Node?
+        for node in nodes {
+            count += 1
+            guard node.graph === self else { throw fail("node '\(node.name ?? node.opType)' does not know its graph") }
+            guard node.previous === previous else { throw fail("node list is broken before '\(node.name ?? node.opType)'") }
+            previous = node
+            let label = "node '\(node.name ?? "")' (\(node.opType))"
+            for (index, input) in node.inputs.enumerated() {
+                guard let input else { continue }
+                guard scope.lookup(input.name) === input else {
+                    throw fail("\(label) reads '\(input.name)', which is not defined before it in scope")
+                }
+                guard input.uses.filter({ $0.node === node && $0.inputIndex == index }).count == 1 else {
+                    throw fail("\(label) input \(index) '\(input.name)' is missing from its use list")
+                }
+            }
+            for graph in node.subgraphs {
+                guard graph.parentNode === node else { throw fail("a subgraph of \(label) does not know its node") }
+                try graph.verify(scope: scope, outputCounts: &outputCounts, seen: &seen)
+            }
+            for (index, output) in node.outputs.enumerated() {
+                guard let output else { continue }
+                guard output.definition == .nodeOutput(index: index), output.producerStorage === node else {
+                    throw fail("\(label) output \(index) '\(output.name)' does not name the node as its producer")
+                }
+                try define(output, "output of \(label)")
+            }
+        }
+        guard count == nodeCount, previous === lastNode else { throw fail("node count or tail is wrong") }
+
+        for output in outputs {
+            guard scope.lookup(output.value.name) === output.value else {
+                throw fail("graph output '\(output.value.name)' is not defined in scope")
+            }
+            outputCounts[ObjectIdentifier(output.value), default: 0] += 1
+            seen[ObjectIdentifier(output.value)] = output.value
+        }
+    }
+}

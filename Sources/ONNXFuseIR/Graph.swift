@@ -1,0 +1,244 @@
+/// A graph output: the value it names and what the file declares about it.
+public struct GraphOutput {
+    /// The value; its name is the output's name.
+    public let value: Value
+    /// The declared type, documentation and metadata.
+    public var info: ValueInfo
+
+    /// A graph output.
+    public init(value: Value, info: ValueInfo) {
+        self.value = value
+        self.info = info
+    }
+}
+
+/// An entry of a graph's `value_info` list, in file order.
+public enum ValueInfoEntry {
+    /// The entry of a value this graph defines; the saver writes `value.info` under the
+    /// value's current name while the value is still in the graph.
+    case value(Value)
+    /// An entry that names no value of this graph (an outer value, a duplicate, a stale
+    /// name): kept as it is.
+    case other(name: String, info: ValueInfo)
+}
+
+/// A computation graph (`GraphProto`): the main graph of a model or the body of an `If`,
+/// `Loop` or `Scan`. Nodes are kept in order in an intrusive list (insertion and erasure are
+/// O(1)); nodes of a subgraph may read values of every enclosing graph.
+public final class Graph {
+    /// The graph's name, if any.
+    public var name: String?
+    /// Documentation, if any.
+    public var docString: String?
+    /// The graph inputs, in order.
+    public private(set) var inputs: [Value] = []
+    /// The graph outputs, in order.
+    public private(set) var outputs: [GraphOutput] = []
+    /// The initializers, in file order (an overridable one is also in `inputs`).
+    public private(set) var initializers: [Value] = []
+    /// The sparse initializers, in file order.
+    public private(set) var sparseInitializers: [Value] = []
+    /// The `value_info` list, in file order.
+    public internal(set) var valueInfo: [ValueInfoEntry] = []
+    /// Named metadata.
+    public var metadataProps: [StringPair] = []
+    /// The decoded message, for fields the IR does not interpret.
+    package var origin: ProtoOrigin?
+
+    /// The node whose attribute holds this graph; nil for a main graph.
+    public internal(set) unowned(unsafe) var parentNode: Node?
+    unowned(unsafe) var modelStorage: Model?
+
+    private var head: Node?
+    private unowned(unsafe) var tail: Node?
+    /// The number of nodes.
+    public private(set) var nodeCount = 0
+
+    /// An empty graph.
+    public init(name: String? = nil) { self.name = name }
+
+    deinit {
+        // Unlink iteratively: releasing a long chain through `next` would recurse once per node.
+        var node = head
+        head = nil
+        while let current = node {
+            node = current.next
+            current.next = nil
+        }
+    }
+
+    /// The model this graph belongs to, through its enclosing graphs.
+    public var model: Model? {
+        var graph = self
+        while let parent = graph.parentNode?.graph { graph = parent }
+        return graph.modelStorage
+    }
+
+    /// The graph enclosing this subgraph.
+    public var parentGraph: Graph? { parentNode?.graph }
+
+    // MARK: Nodes
+
+    /// The nodes in order.
+    public var nodes: NodeSequence { NodeSequence(first: head) }
+
+    /// The first node.
+    public var firstNode: Node? { head }
+
+    /// The last node.
+    public var lastNode: Node? { tail }
+
+    /// Appends `node`, registering its input uses and defining its outputs here.
+    public func append(_ node: Node) { insert(node, before: nil) }
+
+    /// Inserts `node` before `successor` (at the end when nil).
+    public func insert(_ node: Node, before successor: Node?) {
+        precondition(node.graph == nil, "node is already in a graph")
+        precondition(successor == nil || successor!.graph === self, "successor is not in this graph")
+        node.graph = self
+        if let successor {
+            node.next = successor
+            node.previous = successor.previous
+            if let previous = successor.previous { previous.next = node } else { head = node }
+            successor.previous = node
+        } else {
+            node.previous = tail
+            if let tail { tail.next = node } else { head = node }
+            tail = node
+        }
+        nodeCount += 1
+        for (index, output) in node.outputs.enumerated() {
+            guard let output else { continue }
+            output.definition = .nodeOutput(index: index)
+            output.producerStorage = node
+            output.graphStorage = self
+        }
+        node.registerUses()
+    }
+
+    /// Removes `node`, whose outputs must be unused; drops its input uses (and those of
+    /// every node in its subgraphs) and detaches its outputs.
+    public func erase(_ node: Node) {
+        precondition(node.graph === self, "node is not in this graph")
+        for output in node.outputs {
+            guard let output else { continue }
+            precondition(output.isUnused, "erasing '\(node.opType)' whose output '\(output.name)' is still used")
+        }
+        node.unregisterUses()
+        unlink(node)
+        for output in node.outputs { output?.definition = .detached }
+    }
+
+    private func unlink(_ node: Node) {
+        let next = node.next
+        if let previous = node.previous { previous.next = next } else { head = next }
+        if let next { next.previous = node.previous } else { tail = node.previous }
+        node.next = nil
+        node.previous = nil
+        node.graph = nil
+        nodeCount -= 1
+    }
+
+    /// Drops every use that nodes of this graph (and its subgraphs) hold, and empties it:
+    /// for a subgraph that is being discarded.
+    func dropAllUses() {
+        while let node = head {
+            node.unregisterUses()
+            unlink(node)
+        }
+    }
+
+    // MARK: Inputs, initializers, outputs
+
+    /// Adds a graph input.
+    @discardableResult
+    public func addInput(name: String, info: ValueInfo) -> Value {
+        let value = Value(name: name, definition: .graphInput)
+        value.info = info
+        value.graphStorage = self
+        inputs.append(value)
+        return value
+    }
+
+    /// Adds an initializer that is not a graph input.
+    @discardableResult
+    public func addInitializer(name: String, tensor: Tensor) -> Value {
+        let value = Value(name: name, definition: .initializer)
+        value.initializer = tensor
+        value.graphStorage = self
+        initializers.append(value)
+        return value
+    }
+
+    /// Gives graph input `input` an initializer (its overridable default).
+    public func setInitializer(_ tensor: Tensor, forInput input: Value) {
+        precondition(input.definition == .graphInput && input.graphStorage === self, "not an input of this graph")
+        if input.initializer == nil { initializers.append(input) }
+        input.initializer = tensor
+    }
+
+    /// Removes an unused initializer (or the initializer of an unused overridable input
+    /// together with the input).
+    public func removeInitializer(_ value: Value) {
+        precondition(value.isUnused, "initializer '\(value.name)' is still used")
+        guard let index = initializers.firstIndex(where: { $0 === value }) else {
+            preconditionFailure("'\(value.name)' is not an initializer of this graph")
+        }
+        initializers.remove(at: index)
+        if value.definition == .graphInput { inputs.removeAll { $0 === value } }
+        value.initializer = nil
+        value.definition = .detached
+    }
+
+    /// Adds a sparse initializer.
+    @discardableResult
+    public func addSparseInitializer(name: String, tensor: SparseTensor) -> Value {
+        let value = Value(name: name, definition: .sparseInitializer)
+        value.sparseInitializer = tensor
+        value.graphStorage = self
+        sparseInitializers.append(value)
+        return value
+    }
+
+    /// Adds a graph output naming `value`.
+    public func addOutput(_ value: Value, info: ValueInfo) {
+        outputs.append(GraphOutput(value: value, info: info))
+        value.graphOutputCount += 1
+    }
+
+    /// Makes output `index` name `value`, keeping its declared information.
+    public func setOutput(_ index: Int, to value: Value) {
+        let old = outputs[index].value
+        if old === value { return }
+        old.graphOutputCount -= 1
+        value.graphOutputCount += 1
+        outputs[index] = GraphOutput(value: value, info: outputs[index].info)
+    }
+
+    /// Changes what output `index` declares.
+    public func setOutputInfo(_ index: Int, _ info: ValueInfo) { outputs[index].info = info }
+
+    /// Adds a `value_info` entry for `value` (a value this graph defines), or for a name it
+    /// does not define.
+    public func appendValueInfo(_ entry: ValueInfoEntry) { valueInfo.append(entry) }
+}
+
+/// The nodes of a graph in order. Erasing the node just returned by the iterator is safe.
+public struct NodeSequence: Sequence {
+    let first: Node?
+
+    /// An iterator from the first node.
+    public func makeIterator() -> Iterator { Iterator(next: first) }
+
+    /// Walks the intrusive list; it reads the successor before returning a node.
+    public struct Iterator: IteratorProtocol {
+        var nextNode: Node?
+        init(next: Node?) { nextNode = next }
+        /// The next node.
+        public mutating func next() -> Node? {
+            guard let node = nextNode else { return nil }
+            nextNode = node.next
+            return node
+        }
+    }
+}

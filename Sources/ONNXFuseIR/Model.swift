@@ -1,0 +1,72 @@
+/// An operator set a model imports (`OperatorSetIdProto`).
+public struct OpsetImport: Sendable {
+    /// The domain; nil or "" is the default ONNX domain.
+    public var domain: String?
+    /// The version.
+    public var version: Int64?
+    /// The decoded message, for fields the IR does not interpret.
+    package var origin: ProtoOrigin?
+
+    /// An import.
+    public init(domain: String?, version: Int64?) {
+        self.domain = domain
+        self.version = version
+    }
+}
+
+/// An ONNX model (`ModelProto`): metadata, operator set imports and the main graph.
+/// Functions, training information and device configurations are kept as they were read.
+public final class Model {
+    /// The IR version.
+    public var irVersion: Int64?
+    /// The operator sets used.
+    public var opsetImports: [OpsetImport]
+    /// The producing tool's name.
+    public var producerName: String?
+    /// The producing tool's version.
+    public var producerVersion: String?
+    /// The model's domain.
+    public var domain: String?
+    /// The model's own version.
+    public var modelVersion: Int64?
+    /// Documentation, if any.
+    public var docString: String?
+    /// Named metadata.
+    public var metadataProps: [StringPair] = []
+    /// The main graph.
+    public var graph: Graph {
+        didSet { graph.modelStorage = self }
+    }
+    /// The decoded message, for the fields the IR does not interpret.
+    package var origin: ProtoOrigin?
+
+    /// A model around `graph`.
+    public init(irVersion: Int64?, opsetImports: [OpsetImport], graph: Graph) {
+        self.irVersion = irVersion
+        self.opsetImports = opsetImports
+        self.graph = graph
+        graph.modelStorage = self
+    }
+
+    /// The version of the default domain ("" or `ai.onnx`) or of `domain`.
+    public func opsetVersion(domain: String = "") -> Int64? {
+        let isDefault = domain == "" || domain == "ai.onnx"
+        return opsetImports.first { import_ in
+            let d = import_.domain ?? ""
+            return isDefault ? (d == "" || d == "ai.onnx") : d == domain
+        }?.version
+    }
+
+    /// Every graph of the model: the main graph and all subgraphs, outer before inner.
+    public var allGraphs: [Graph] {
+        var result: [Graph] = []
+        var stack = [graph]
+        while let g = stack.popLast() {
+            result.append(g)
+            for node in g.nodes {
+                stack.append(contentsOf: node.subgraphs.reversed())
+            }
+        }
+        return result
+    }
+}

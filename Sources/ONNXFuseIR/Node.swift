@@ -1,0 +1,118 @@
+/// An operator application (`NodeProto`). Inputs and outputs are `Value`s; an absent
+/// optional input or output (an empty name in the file) is nil.
+public final class Node {
+    /// The node's name, if the file gives one.
+    public var name: String?
+    /// The operator, such as `Conv`.
+    public var opType: String
+    /// The operator set domain; nil or "" is the default ONNX domain.
+    public var domain: String?
+    /// The function overload, if any.
+    public var overload: String?
+    /// The inputs; change them only through `setInput` and friends so use lists stay exact.
+    public private(set) var inputs: [Value?]
+    /// The outputs, which this node defines.
+    public private(set) var outputs: [Value?]
+    /// The attributes in file order. Graphs inside them become this node's subgraphs.
+    public var attributes: [Attribute] {
+        didSet { attributesChanged(from: oldValue) }
+    }
+    /// Documentation, if any.
+    public var docString: String?
+    /// Named metadata.
+    public var metadataProps: [StringPair]
+    /// The decoded message, for fields the IR does not interpret.
+    package var origin: ProtoOrigin?
+
+    /// The graph that holds the node; nil before insertion and after erasure.
+    public internal(set) unowned(unsafe) var graph: Graph?
+    var next: Node?
+    unowned(unsafe) var previous: Node?
+
+    /// A node, not yet in a graph, that defines new values named `outputNames` (nil: an
+    /// absent output).
+    public init(opType: String, domain: String? = nil, name: String? = nil, inputs: [Value?],
+                outputNames: [String?], attributes: [Attribute] = []) {
+        self.opType = opType
+        self.domain = domain
+        self.name = name
+        self.inputs = inputs
+        self.outputs = []
+        self.attributes = attributes
+        self.metadataProps = []
+        self.outputs = outputNames.enumerated().map { index, outputName in
+            outputName.map {
+                let value = Value(name: $0, definition: .detached)
+                value.producerStorage = self
+                return value
+            }
+        }
+        for graph in subgraphs { graph.parentNode = self }
+    }
+
+    /// Whether the domain is the default ONNX domain ("" or `ai.onnx`).
+    public var isDefaultDomain: Bool { domain == nil || domain == "" || domain == "ai.onnx" }
+
+    /// The attribute named `name`.
+    public func attribute(_ name: String) -> Attribute? { attributes.first { $0.name == name } }
+
+    /// Every graph held by an attribute, in attribute order.
+    public var subgraphs: [Graph] { attributes.flatMap(\.subgraphs) }
+
+    /// Input `index`, or nil when absent or past the end.
+    public func input(_ index: Int) -> Value? { index < inputs.count ? inputs[index] : nil }
+
+    /// The one place that changes an input: updates the node and both use lists.
+    public func setInput(_ index: Int, to value: Value?) {
+        let old = inputs[index]
+        if old === value { return }
+        if graph != nil {
+            old?.removeUse(Use(node: self, inputIndex: index))
+            value?.addUse(Use(node: self, inputIndex: index))
+        }
+        inputs[index] = value
+    }
+
+    /// Replaces every input, growing or shrinking the list.
+    public func setInputs(_ values: [Value?]) {
+        while inputs.count > values.count { removeLastInput() }
+        for (index, value) in values.enumerated() {
+            if index < inputs.count { setInput(index, to: value) } else { appendInput(value) }
+        }
+    }
+
+    /// Adds an input at the end.
+    public func appendInput(_ value: Value?) {
+        inputs.append(nil)
+        setInput(inputs.count - 1, to: value)
+    }
+
+    /// Removes the last input.
+    public func removeLastInput() {
+        setInput(inputs.count - 1, to: nil)
+        inputs.removeLast()
+    }
+
+    /// Registers this node's input uses (and those inside its subgraphs) on insertion.
+    func registerUses() {
+        for (index, value) in inputs.enumerated() { value?.addUse(Use(node: self, inputIndex: index)) }
+    }
+
+    /// Drops this node's input uses and those of every node inside its subgraphs.
+    func unregisterUses() {
+        for (index, value) in inputs.enumerated() { value?.removeUse(Use(node: self, inputIndex: index)) }
+        for graph in subgraphs { graph.dropAllUses() }
+    }
+
+    private func attributesChanged(from old: [Attribute]) {
+        let oldGraphs = old.flatMap(\.subgraphs)
+        let newGraphs = subgraphs
+        if oldGraphs.isEmpty && newGraphs.isEmpty { return }
+        let kept = Set(newGraphs.map(ObjectIdentifier.init))
+        for graph in oldGraphs where !kept.contains(ObjectIdentifier(graph)) {
+            graph.dropAllUses()
+            graph.parentNode = nil
+        }
+        for graph in newGraphs { graph.parentNode = self }
+    }
+}

@@ -1,0 +1,144 @@
+/// One use of a value: input `inputIndex` of `node`.
+public struct Use: Hashable {
+    /// The node that reads the value.
+    public unowned(unsafe) let node: Node
+    /// Which of its inputs.
+    public let inputIndex: Int
+
+    /// A use.
+    public init(node: Node, inputIndex: Int) {
+        self.node = node
+        self.inputIndex = inputIndex
+    }
+
+    /// Identity of the node and the index.
+    public static func == (lhs: Use, rhs: Use) -> Bool { lhs.node === rhs.node && lhs.inputIndex == rhs.inputIndex }
+
+    /// Hashes the node's identity and the index.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(ObjectIdentifier(node))
+        hasher.combine(inputIndex)
+    }
+}
+
+/// A named value in a graph: a graph input, an initializer, or a node output. It knows who
+/// defines it and every node input that reads it (its use list), which the graph keeps
+/// exact through `Node.setInput`.
+public final class Value {
+    /// How a value is defined.
+    public enum Definition: Equatable, Sendable {
+        /// A graph input (possibly with an initializer as its overridable default).
+        case graphInput
+        /// An initializer that is not a graph input.
+        case initializer
+        /// A sparse initializer.
+        case sparseInitializer
+        /// Output `index` of `producer`.
+        case nodeOutput(index: Int)
+        /// Removed from its graph, or not yet inserted.
+        case detached
+    }
+
+    /// The name; unique in its graph and every graph that encloses it (`Graph.verify` checks).
+    public var name: String
+    /// What the file declares about it: the graph input's `ValueInfoProto`, or its `value_info` entry.
+    public var info: ValueInfo?
+    /// The tensor of an initializer, or the overridable default of a graph input.
+    public var initializer: Tensor?
+    /// The tensor of a sparse initializer.
+    public var sparseInitializer: SparseTensor?
+    /// How it is defined.
+    public internal(set) var definition: Definition
+    /// Every node input that reads it, in no particular order.
+    public internal(set) var uses: [Use] = []
+    /// How many graph outputs name it.
+    public internal(set) var graphOutputCount = 0
+
+    unowned(unsafe) var producerStorage: Node?
+    unowned(unsafe) var graphStorage: Graph?
+
+    init(name: String, definition: Definition) {
+        self.name = name
+        self.definition = definition
+    }
+
+    /// The node that produces it, if it is a node output.
+    public var producer: Node? {
+        if case .nodeOutput = definition { return producerStorage }
+        return nil
+    }
+
+    /// The graph that defines it; nil when detached or not yet inserted.
+    public var graph: Graph? { definition == .detached ? nil : graphStorage }
+
+    /// Whether some graph output names it.
+    public var isGraphOutput: Bool { graphOutputCount > 0 }
+
+    /// Whether nothing reads it: no node input and no graph output.
+    public var isUnused: Bool { uses.isEmpty && graphOutputCount == 0 }
+
+    /// The declared or known type: `info`'s type, else the initializer's element type and shape.
+    public var type: TypeInfo? {
+        if let t = info?.type { return t }
+        if let t = initializer { return .tensor(t.dataType, t.dims.map { .value($0) }) }
+        return nil
+    }
+
+    /// Whether it is a graph input with an initializer that a caller may override at run
+    /// time (from IR version 4 on). Such a value is not a constant.
+    public var isOverridableInitializer: Bool {
+        guard definition == .graphInput, initializer != nil else { return false }
+        return (graph?.model?.irVersion ?? Int64.max) >= 4
+    }
+
+    /// The tensor this value always holds, or nil: a non-overridable initializer, or the
+    /// output of a default-domain `Constant` node. With `freezeInitializerInputs`, an
+    /// overridable initializer counts as constant too.
+    public func constantTensor(freezeInitializerInputs: Bool = false) -> Tensor? {
+        switch definition {
+        case .initializer:
+            return initializer
+        case .graphInput:
+            guard let initializer, freezeInitializerInputs || !isOverridableInitializer else { return nil }
+            return initializer
+        case .nodeOutput(let index):
+            guard index == 0, let node = producer, node.isDefaultDomain, node.opType == "Constant" else { return nil }
+            return Value.constantNodeTensor(node)
+        case .sparseInitializer, .detached:
+            return nil
+        }
+    }
+
+    /// The tensor a `Constant` node produces, from whichever value attribute it carries.
+    static func constantNodeTensor(_ node: Node) -> Tensor? {
+        guard node.attributes.count == 1, let attribute = node.attributes.first, let value = attribute.value else { return nil }
+        switch (attribute.name, value) {
+        case ("value", .tensor(let t)): return t
+        case ("value_float", .float(let f)): return Tensor(dataType: .float, dims: [], values: [f.bitPattern.littleEndian])
+        case ("value_floats", .floats(let fs)):
+            return Tensor(dataType: .float, dims: [Int64(fs.count)], values: fs.map { $0.bitPattern.littleEndian })
+        case ("value_int", .int(let i)): return Tensor(dataType: .int64, dims: [], values: [i.littleEndian])
+        case ("value_ints", .ints(let i)): return Tensor(dataType: .int64, dims: [Int64(i.count)], values: i.map { $0.littleEndian })
+        case ("value_string", .string(let s)): return Tensor(dataType: .string, dims: [], storage: .stringData([s]))
+        case ("value_strings", .strings(let s)): return Tensor(dataType: .string, dims: [Int64(s.count)], storage: .stringData(s))
+        default: return nil
+        }
+    }
+
+    /// Makes every node input that reads this value read `replacement` instead. Graph
+    /// outputs are not node inputs: they keep naming this value (see `Graph.setOutput`).
+    public func replaceAllUses(with replacement: Value) {
+        precondition(replacement !== self, "a value cannot replace itself")
+        while let use = uses.last {
+            use.node.setInput(use.inputIndex, to: replacement)
+        }
+    }
+
+    func addUse(_ use: Use) { uses.append(use) }
+
+    func removeUse(_ use: Use) {
+        guard let i = uses.lastIndex(of: use) else { preconditionFailure("value '\(name)' has no use \(use)") }
+        uses.swapAt(i, uses.count - 1)
+        uses.removeLast()
+    }
+}

@@ -1,0 +1,350 @@
+internal import CONNX
+import ONNXFuseIR
+
+/// Owns a decoded protobuf-c tree: its arena and the mapped file whose bytes its raw_data
+/// fields point into. IR objects keep it alive through their `origin` and `TensorBytes`.
+final class DecodedTree {
+    let arena: OpaquePointer
+    let file: MappedFile
+
+    init(arena: OpaquePointer, file: MappedFile) {
+        self.arena = arena
+        self.file = file
+    }
+
+    deinit { onnx_fuse_arena_destroy(arena) }
+}
+
+/// Builds the IR from a validated protobuf-c tree, checking what the wire pass cannot:
+/// required fields, names defined before use (SSA across subgraph scopes), unique
+/// initializers, tensor sizes, and external data.
+struct Decoder {
+    let tree: DecodedTree
+    let fileName: String
+    var externalData: ExternalDataResolver
+    var irVersion: Int64 = 0
+
+    init(tree: DecodedTree, fileName: String, modelDirectory: String) {
+        self.tree = tree
+        self.fileName = fileName
+        self.externalData = ExternalDataResolver(modelDirectory: modelDirectory, modelFile: fileName)
+    }
+
+    func invalid(_ location: String, _ reason: String) -> ModelFileError {
+        .invalidModel(file: fileName, location: location, reason: reason, offset: nil)
+    }
+
+    func origin<T>(_ pointer: UnsafePointer<T>) -> ProtoOrigin {
+        ProtoOrigin(owner: tree, address: UnsafeRawPointer(pointer))
+    }
+
+    // MARK: Model
+
+    mutating func decodeModel(_ proto: UnsafePointer<Onnx__ModelProto>) throws -> Model {
+        let m = proto.pointee
+        guard m.has_ir_version != 0 else { throw invalid("", "the model has no ir_version") }
+        guard m.ir_version >= 1 else { throw invalid("ir_version", "ir_version \(m.ir_version) is not a valid IR version") }
+        irVersion = m.ir_version
+        let opsets = (0..<m.n_opset_import).map { i -> OpsetImport in
+            let o = m.opset_import[i]!
+            var opset = OpsetImport(domain: string(o.pointee.domain), version: o.pointee.has_version != 0 ? o.pointee.version : nil)
+            opset.origin = origin(o)
+            return opset
+        }
+        guard opsets.contains(where: { ($0.domain ?? "") == "" || $0.domain == "ai.onnx" }) else {
+            throw invalid("opset_import", "no opset_import for the default ONNX domain")
+        }
+        var seenDomains = Set<String>()
+        for opset in opsets {
+            let domain = opset.domain == "ai.onnx" ? "" : (opset.domain ?? "")
+            guard seenDomains.insert(domain).inserted else {
+                throw invalid("opset_import", "domain '\(opset.domain ?? "")' is imported twice")
+            }
+        }
+        guard let graphProto = m.graph else { throw invalid("", "the model has no graph") }
+        let graph = try decodeGraph(graphProto, scope: nil, path: "graph")
+        let model = Model(irVersion: m.ir_version, opsetImports: opsets, graph: graph)
+        model.producerName = string(m.producer_name)
+        model.producerVersion = string(m.producer_version)
+        model.domain = string(m.domain)
+        model.modelVersion = m.has_model_version != 0 ? m.model_version : nil
+        model.docString = string(m.doc_string)
+        model.metadataProps = pairs(m.metadata_props, m.n_metadata_props)
+        model.origin = origin(proto)
+        return model
+    }
+
+    // MARK: Graph
+
+    /// The names visible while decoding: this graph's so far, then the enclosing graphs'.
+    final class Scope {
+        let parent: Scope?
+        var values: [String: Value] = [:]
+        init(parent: Scope?) { self.parent = parent }
+        func lookup(_ name: String) -> Value? { values[name] ?? parent?.lookup(name) }
+    }
+
+    mutating func decodeGraph(_ proto: UnsafePointer<Onnx__GraphProto>, scope outer: Scope?, path: String) throws -> Graph {
+        let g = proto.pointee
+        let graph = Graph(name: string(g.name))
+        graph.docString = string(g.doc_string)
+        graph.metadataProps = pairs(g.metadata_props, g.n_metadata_props)
+        graph.origin = origin(proto)
+        let scope = Scope(parent: outer)
+
+        func define(_ value: Value, _ location: String) throws {
+            if let existing = scope.lookup(value.name) {
+                let kind = scope.values[value.name] === existing ? "in this graph" : "in an enclosing graph"
+                throw invalid(location, "'\(value.name)' is already defined \(kind) (names must be unique: single static assignment)")
+            }
+            scope.values[value.name] = value
+        }
+
+        for i in 0..<g.n_input {
+            let info = g.input[i]!
+            let location = "\(path).input[\(i)]"
+            guard let name = string(info.pointee.name), !name.isEmpty else { throw invalid(location, "a graph input has no name") }
+            let value = graph.addInput(name: name, info: valueInfo(info))
+            try define(value, location)
+        }
+        for i in 0..<g.n_initializer {
+            let proto = g.initializer[i]!
+            let location = "\(path).initializer[\(i)]"
+            guard let name = string(proto.pointee.name), !name.isEmpty else { throw invalid(location, "an initializer has no name") }
+            let tensor = try decodeTensor(proto, location: "\(location) '\(name)'")
+            if let input = scope.values[name], input.definition == .graphInput, input.initializer == nil {
+                graph.setInitializer(tensor, forInput: input)
+            } else if scope.values[name]?.initializer != nil {
+                throw invalid(location, "initializer '\(name)' is defined twice")
+            } else {
+                try define(graph.addInitializer(name: name, tensor: tensor), location)
+            }
+        }
+        for i in 0..<g.n_sparse_initializer {
+            let proto = g.sparse_initializer[i]!
+            let location = "\(path).sparse_initializer[\(i)]"
+            let sparse = try decodeSparseTensor(proto, location: location)
+            guard let name = sparse.values?.name, !name.isEmpty else { throw invalid(location, "a sparse initializer has no name") }
+            try define(graph.addSparseInitializer(name: name, tensor: sparse), location)
+        }
+
+        // Every name a node of this graph defines, to tell "used before defined" from "never defined".
+        var laterOutputs = Set<String>()
+        for i in 0..<g.n_node {
+            let n = g.node[i]!.pointee
+            for j in 0..<n.n_output { if let s = n.output[j], s.pointee != 0 { laterOutputs.insert(String(cString: s)) } }
+        }
+
+        for i in 0..<g.n_node {
+            let proto = g.node[i]!
+            let n = proto.pointee
+            let opType = string(n.op_type) ?? ""
+            let nodeName = string(n.name)
+            let location = "\(path).node[\(i)] (\(opType.isEmpty ? "?" : opType)\(nodeName.map { " '\($0)'" } ?? ""))"
+            guard !opType.isEmpty else { throw invalid(location, "the node has no op_type") }
+            var inputs: [Value?] = []
+            inputs.reserveCapacity(n.n_input)
+            for j in 0..<n.n_input {
+                let name = String(cString: n.input[j]!)
+                if name.isEmpty { inputs.append(nil); continue }
+                guard let value = scope.lookup(name) else {
+                    if laterOutputs.contains(name) {
+                        throw invalid(location, "input '\(name)' is used before the node that defines it (nodes are not in topological order, or form a cycle)")
+                    }
+                    throw invalid(location, "input '\(name)' is not defined")
+                }
+                inputs.append(value)
+            }
+            var attributes: [Attribute] = []
+            attributes.reserveCapacity(n.n_attribute)
+            var attributeNames = Set<String>()
+            for j in 0..<n.n_attribute {
+                let attribute = try decodeAttribute(n.attribute[j]!, scope: scope, path: "\(location).attribute[\(j)]")
+                guard attributeNames.insert(attribute.name).inserted else {
+                    throw invalid(location, "attribute '\(attribute.name)' appears twice")
+                }
+                attributes.append(attribute)
+            }
+            let outputNames: [String?] = (0..<n.n_output).map { j in
+                let name = String(cString: n.output[j]!)
+                return name.isEmpty ? nil : name
+            }
+            let node = Node(opType: opType, domain: string(n.domain), name: nodeName, inputs: inputs,
+                            outputNames: outputNames, attributes: attributes)
+            node.overload = string(n.overload)
+            node.docString = string(n.doc_string)
+            node.metadataProps = pairs(n.metadata_props, n.n_metadata_props)
+            node.origin = origin(proto)
+            graph.append(node)
+            for (j, output) in node.outputs.enumerated() {
+                if let output { try define(output, "\(location).output[\(j)]") }
+            }
+        }
+
+        for i in 0..<g.n_output {
+            let info = g.output[i]!
+            let location = "\(path).output[\(i)]"
+            guard let name = string(info.pointee.name), !name.isEmpty else { throw invalid(location, "a graph output has no name") }
+            guard let value = scope.lookup(name) else { throw invalid(location, "graph output '\(name)' is not defined") }
+            graph.addOutput(value, info: valueInfo(info))
+        }
+        for i in 0..<g.n_value_info {
+            let info = g.value_info[i]!
+            let name = string(info.pointee.name) ?? ""
+            if let value = scope.values[name], value.definition != .graphInput, value.info == nil {
+                value.info = valueInfo(info)
+                graph.appendValueInfo(.value(value))
+            } else {
+                graph.appendValueInfo(.other(name: name, info: valueInfo(info)))
+            }
+        }
+        return graph
+    }
+
+    // MARK: Attributes
+
+    mutating func decodeAttribute(_ proto: UnsafePointer<Onnx__AttributeProto>, scope: Scope, path: String) throws -> Attribute {
+        let a = proto.pointee
+        guard let name = string(a.name), !name.isEmpty else { throw invalid(path, "an attribute has no name") }
+        let location = "\(path) '\(name)'"
+        var attribute = Attribute(name: name)
+        attribute.refAttrName = string(a.ref_attr_name)
+        attribute.docString = string(a.doc_string)
+        attribute.type = a.has_type != 0 ? AttributeType(rawValue: Int32(bitPattern: a.type.rawValue)) : nil
+        attribute.f = a.has_f != 0 ? a.f : nil
+        attribute.i = a.has_i != 0 ? a.i : nil
+        attribute.s = a.has_s != 0 ? bytes(a.s) : nil
+        if let t = a.t { attribute.t = try decodeTensor(t, location: "\(location).t") }
+        if let g = a.g { attribute.g = try decodeGraph(g, scope: scope, path: "\(location).g") }
+        if let s = a.sparse_tensor { attribute.sparseTensor = try decodeSparseTensor(s, location: "\(location).sparse_tensor") }
+        if let tp = a.tp { attribute.tp = typeInfo(tp) }
+        attribute.floats = Array(UnsafeBufferPointer(start: a.floats, count: a.n_floats))
+        attribute.ints = Array(UnsafeBufferPointer(start: a.ints, count: a.n_ints))
+        attribute.strings = (0..<a.n_strings).map { bytes(a.strings[$0]) }
+        attribute.tensors = try (0..<a.n_tensors).map { try decodeTensor(a.tensors[$0]!, location: "\(location).tensors[\($0)]") }
+        attribute.graphs = try (0..<a.n_graphs).map { try decodeGraph(a.graphs[$0]!, scope: scope, path: "\(location).graphs[\($0)]") }
+        attribute.sparseTensors = try (0..<a.n_sparse_tensors).map {
+            try decodeSparseTensor(a.sparse_tensors[$0]!, location: "\(location).sparse_tensors[\($0)]")
+        }
+        attribute.typeProtos = (0..<a.n_type_protos).map { typeInfo(a.type_protos[$0]!) }
+        attribute.origin = origin(proto)
+        return attribute
+    }
+
+    // MARK: Tensors
+
+    mutating func decodeTensor(_ proto: UnsafePointer<Onnx__TensorProto>, location: String) throws -> Tensor {
+        let t = proto.pointee
+        guard t.has_data_type != 0 else { throw invalid(location, "the tensor has no data_type") }
+        let dims = Array(UnsafeBufferPointer(start: t.dims, count: t.n_dims))
+        var fields: [(String, TensorStorage)] = []
+        func typed<T>(_ name: String, _ pointer: UnsafeMutablePointer<T>?, _ count: Int, _ make: (TensorBytes) -> TensorStorage) {
+            if count > 0 {
+                fields.append((name, make(TensorBytes(owner: tree, baseAddress: UnsafeRawPointer(pointer), count: count * MemoryLayout<T>.stride))))
+            }
+        }
+        if t.has_raw_data != 0 {
+            fields.append(("raw_data", .raw(TensorBytes(owner: tree, baseAddress: UnsafeRawPointer(t.raw_data.data), count: t.raw_data.len))))
+        }
+        typed("float_data", t.float_data, t.n_float_data) { .floatData($0) }
+        typed("int32_data", t.int32_data, t.n_int32_data) { .int32Data($0) }
+        typed("int64_data", t.int64_data, t.n_int64_data) { .int64Data($0) }
+        typed("double_data", t.double_data, t.n_double_data) { .doubleData($0) }
+        typed("uint64_data", t.uint64_data, t.n_uint64_data) { .uint64Data($0) }
+        if t.n_string_data > 0 { fields.append(("string_data", .stringData((0..<t.n_string_data).map { bytes(t.string_data[$0]) }))) }
+        guard fields.count <= 1 else {
+            throw invalid(location, "the tensor stores its data in both \(fields[0].0) and \(fields[1].0)")
+        }
+        var tensor = Tensor(name: string(t.name), dataType: DataType(rawValue: t.data_type), dims: dims,
+                            storage: fields.first?.1 ?? .none)
+        tensor.docString = string(t.doc_string)
+        tensor.dataLocation = t.has_data_location != 0 ? Int32(bitPattern: t.data_location.rawValue) : nil
+        tensor.externalData = pairs(t.external_data, t.n_external_data)
+        tensor.metadataProps = pairs(t.metadata_props, t.n_metadata_props)
+        tensor.origin = origin(proto)
+        if let dataLocation = tensor.dataLocation, dataLocation != 0 && dataLocation != 1 {
+            throw invalid(location, "data_location \(dataLocation) is not DEFAULT (0) or EXTERNAL (1)")
+        }
+        if tensor.isExternal {
+            guard case .none = tensor.storage else {
+                throw invalid(location, "an external tensor also stores data inside the model")
+            }
+            guard let count = tensor.elementCount, let byteCount = tensor.dataType.rawByteCount(elements: count) else {
+                throw invalid(location, tensor.payloadProblem ?? "external data cannot hold \(tensor.dataType)")
+            }
+            tensor.storage = .raw(try externalData.bytes(for: tensor, expectedCount: byteCount, location: location))
+        }
+        if let problem = tensor.payloadProblem { throw invalid(location, problem) }
+        return tensor
+    }
+
+    mutating func decodeSparseTensor(_ proto: UnsafePointer<Onnx__SparseTensorProto>, location: String) throws -> SparseTensor {
+        let s = proto.pointee
+        var sparse = SparseTensor(
+            values: try s.values.map { try decodeTensor($0, location: "\(location).values") },
+            indices: try s.indices.map { try decodeTensor($0, location: "\(location).indices") },
+            dims: Array(UnsafeBufferPointer(start: s.dims, count: s.n_dims)))
+        sparse.origin = origin(proto)
+        return sparse
+    }
+
+    // MARK: Types and small messages
+
+    func valueInfo(_ proto: UnsafePointer<Onnx__ValueInfoProto>) -> ValueInfo {
+        let v = proto.pointee
+        var info = ValueInfo(type: v.type.map { typeInfo($0) }, docString: string(v.doc_string),
+                             metadataProps: pairs(v.metadata_props, v.n_metadata_props))
+        info.origin = origin(proto)
+        return info
+    }
+
+    func typeInfo(_ proto: UnsafePointer<Onnx__TypeProto>) -> TypeInfo {
+        let t = proto.pointee
+        func shape(_ s: UnsafeMutablePointer<Onnx__TensorShapeProto>?) -> [Dimension]? {
+            guard let s else { return nil }
+            return (0..<s.pointee.n_dim).map { i in
+                let d = s.pointee.dim[i]!.pointee
+                switch d.value_case.rawValue {
+                case 1: return .value(d.dim_value)
+                case 2: return d.dim_param.map { .param(String(cString: $0)) } ?? .unknown
+                default: return .unknown
+                }
+            }
+        }
+        func element(_ has: protobuf_c_boolean, _ value: Int32) -> DataType? { has != 0 ? DataType(rawValue: value) : nil }
+        var kind: TypeInfo.Kind?
+        switch t.value_case.rawValue {
+        case 1:
+            let x = t.tensor_type.pointee
+            kind = .tensor(elementType: element(x.has_elem_type, x.elem_type), shape: shape(x.shape))
+        case 4: kind = .sequence(t.sequence_type.pointee.elem_type.map { typeInfo($0) })
+        case 5:
+            let x = t.map_type.pointee
+            kind = .map(keyType: element(x.has_key_type, x.key_type), valueType: x.value_type.map { typeInfo($0) })
+        case 9: kind = .optional(t.optional_type.pointee.elem_type.map { typeInfo($0) })
+        case 8:
+            let x = t.sparse_tensor_type.pointee
+            kind = .sparseTensor(elementType: element(x.has_elem_type, x.elem_type), shape: shape(x.shape))
+        case 7: kind = .opaque(domain: string(t.opaque_type.pointee.domain), name: string(t.opaque_type.pointee.name))
+        default: kind = nil
+        }
+        var info = TypeInfo(kind: kind, denotation: string(t.denotation))
+        info.origin = origin(proto)
+        return info
+    }
+
+    func pairs(_ list: UnsafeMutablePointer<UnsafeMutablePointer<Onnx__StringStringEntryProto>?>?, _ count: Int) -> [StringPair] {
+        (0..<count).map { i in
+            let p = list![i]!.pointee
+            return StringPair(key: string(p.key), value: string(p.value))
+        }
+    }
+
+    func string(_ pointer: UnsafeMutablePointer<CChar>?) -> String? {
+        pointer.map { String(cString: $0) }
+    }
+
+    func bytes(_ data: ProtobufCBinaryData) -> [UInt8] {
+        Array(UnsafeRawBufferPointer(start: data.data, count: data.len))
+    }
+}

@@ -1,0 +1,121 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import ONNXFuseIR
+
+/// Finds the bytes of external tensors (`data_location = EXTERNAL`) safely: the location
+/// must be a relative path inside the model's folder with no `..`, no symbolic link on the
+/// way and no hard-linked file; offset and length are digits that fit the file and the
+/// tensor. Each data file is mapped once and shared; nothing is copied.
+struct ExternalDataResolver {
+    let modelDirectory: String
+    let modelFile: String
+    private var files: [String: MappedFile] = [:]
+
+    init(modelDirectory: String, modelFile: String) {
+        self.modelDirectory = modelDirectory
+        self.modelFile = modelFile
+    }
+
+    /// The data files mapped so far, by location.
+    var mappedFiles: [String: MappedFile] { files }
+
+    private func invalid(_ location: String, _ reason: String) -> ModelFileError {
+        .invalidModel(file: modelFile, location: location, reason: reason, offset: nil)
+    }
+
+    mutating func bytes(for tensor: Tensor, expectedCount: Int, location: String) throws -> TensorBytes {
+        var entries: [String: String] = [:]
+        for pair in tensor.externalData {
+            guard let key = pair.key else { throw invalid(location, "an external_data entry has no key") }
+            guard entries[key] == nil else { throw invalid(location, "external_data key '\(key)' appears twice") }
+            entries[key] = pair.value ?? ""
+        }
+        guard let path = entries["location"], !path.isEmpty else {
+            throw invalid(location, "external data has no location")
+        }
+        let file = try mappedFile(path, location: location)
+        let offset = try number(entries["offset"], "offset", location: location) ?? 0
+        guard offset <= file.count else {
+            throw invalid(location, "external data offset \(offset) is past the end of '\(path)' (\(file.count) bytes)")
+        }
+        let length = try number(entries["length"], "length", location: location) ?? (file.count - offset)
+        guard length <= file.count - offset else {
+            throw invalid(location, "external data at offset \(offset) with length \(length) runs past the end of '\(path)' (\(file.count) bytes)")
+        }
+        guard length == expectedCount else {
+            throw invalid(location, "external data length \(length) does not match the \(expectedCount) bytes that dims \(tensor.dims) of \(tensor.dataType) need")
+        }
+        return TensorBytes(owner: file, baseAddress: file.base.map { $0 + offset }, count: length)
+    }
+
+    /// A digits-only decimal that fits in `Int`, or nil when absent.
+    private func number(_ text: String?, _ key: String, location: String) throws -> Int? {
+        guard let text else { return nil }
+        var value = 0
+        guard !text.isEmpty else { throw invalid(location, "external data \(key) is empty") }
+        for byte in text.utf8 {
+            guard byte >= 0x30 && byte <= 0x39 else { throw invalid(location, "external data \(key) '\(text)' is not a decimal number") }
+            let (times10, o1) = value.multipliedReportingOverflow(by: 10)
+            let (sum, o2) = times10.addingReportingOverflow(Int(byte - 0x30))
+            guard !o1 && !o2 else { throw invalid(location, "external data \(key) '\(text)' is too large") }
+            value = sum
+        }
+        return value
+    }
+
+    private mutating func mappedFile(_ path: String, location: String) throws -> MappedFile {
+        if let file = files[path] { return file }
+        guard !path.hasPrefix("/") else { throw invalid(location, "external data location '\(path)' is an absolute path") }
+        let components = path.split(separator: "/", omittingEmptySubsequences: true).filter { $0 != "." }
+        guard !components.isEmpty else { throw invalid(location, "external data location '\(path)' names no file") }
+        guard !components.contains("..") else {
+            throw invalid(location, "external data location '\(path)' leaves the model's folder")
+        }
+        // Walk one component at a time with O_NOFOLLOW so that no symbolic link, in the
+        // file or in any folder on the way, can lead outside the model's folder.
+        var directory = open(modelDirectory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard directory >= 0 else { throw ModelFileError.io(file: modelDirectory, operation: "open", errno: currentErrno) }
+        defer { close(directory) }
+        for (index, component) in components.enumerated() {
+            let isLast = index == components.count - 1
+            let flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | (isLast ? 0 : O_DIRECTORY)
+            let fd = openat(directory, String(component), flags)
+            if fd < 0 {
+                let code = currentErrno
+                if code == ELOOP || (code == ENOTDIR && !isLast && isSymbolicLink(directory, String(component))) {
+                    throw invalid(location, "external data location '\(path)' goes through a symbolic link ('\(component)')")
+                }
+                throw ModelFileError.io(file: dataPath(path), operation: "open", errno: code)
+            }
+            if isLast {
+                let descriptor = FileDescriptor(fd)
+                var info = stat()
+                guard fstat(fd, &info) == 0 else { throw ModelFileError.io(file: dataPath(path), operation: "stat", errno: currentErrno) }
+                guard (info.st_mode & S_IFMT) == S_IFREG else {
+                    throw invalid(location, "external data location '\(path)' is not a regular file")
+                }
+                guard info.st_nlink == 1 else {
+                    throw invalid(location, "external data file '\(path)' is hard-linked (\(info.st_nlink) links)")
+                }
+                let file = try MappedFile(path: dataPath(path), descriptor: descriptor)
+                files[path] = file
+                return file
+            }
+            close(directory)
+            directory = fd
+        }
+        preconditionFailure("unreachable")
+    }
+
+    private func isSymbolicLink(_ directory: Int32, _ name: String) -> Bool {
+        var info = stat()
+        return fstatat(directory, name, &info, AT_SYMLINK_NOFOLLOW) == 0 && (info.st_mode & S_IFMT) == S_IFLNK
+    }
+
+    private func dataPath(_ path: String) -> String { modelDirectory == "." ? path : modelDirectory + "/" + path }
+}

@@ -1,0 +1,275 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+internal import CONNX
+import ONNXFuseIR
+
+/// Limits that protect the loader from hostile files.
+public struct LoadLimits: Sendable {
+    /// The deepest message nesting accepted (the ModelProto is level 1).
+    public var maximumDepth = 100
+    /// Memory protobuf-c may allocate for the model structure (weights are not counted:
+    /// they stay in the mapped file), as a fixed allowance plus a multiple of the file size.
+    public var unpackBudgetBase = 256 << 20
+    /// See `unpackBudgetBase`.
+    public var unpackBudgetPerFileByte = 16
+
+    /// The default limits.
+    public init() {}
+}
+
+/// What saving wrote.
+public struct SaveReport: Sendable {
+    /// Bytes of the model file.
+    public var modelBytes: Int
+    /// The external data file written beside it, if any (its file name).
+    public var dataFileName: String?
+    /// Bytes of that data file.
+    public var dataBytes: Int
+    /// Tensors written to it.
+    public var externalTensorCount: Int
+}
+
+/// Options for saving.
+public struct SaveOptions: Sendable {
+    /// A model whose encoding would reach this size moves its largest tensors to an
+    /// external data file (protobuf cannot represent messages of 2 GiB or more).
+    public var maximumModelBytes = Int(Int32.max)
+    /// Write to standard output instead of a file (no external data possible).
+    public var toStandardOutput = false
+
+    /// The defaults.
+    public init() {}
+}
+
+/// Reading and writing `.onnx` files.
+public enum ModelFile {
+    /// Loads the model at `path`: maps the file, validates its wire format, unpacks the
+    /// structure with protobuf-c (weights stay in the mapping), and builds the IR, checking
+    /// the model semantically. External data files are resolved relative to the model.
+    public static func load(path: String, limits: LoadLimits = LoadLimits()) throws -> Model {
+        let file = try MappedFile(path: path)
+        return try load(file: file, displayName: path, modelDirectory: directoryName(of: path), limits: limits)
+    }
+
+    static func load(file: MappedFile, displayName: String, modelDirectory: String, limits: LoadLimits) throws -> Model {
+        guard file.count > 0 else {
+            throw ModelFileError.invalidModel(file: displayName, location: "", reason: "the file is empty", offset: nil)
+        }
+        var loadLimits = onnx_fuse_load_limits()
+        loadLimits.max_depth = limits.maximumDepth
+        let (budget, overflow) = file.count.multipliedReportingOverflow(by: limits.unpackBudgetPerFileByte)
+        loadLimits.unpack_budget = overflow ? Int.max : budget.addingReportingOverflow(limits.unpackBudgetBase).partialValue
+        var loaded = onnx_fuse_loaded()
+        var error = onnx_fuse_error()
+        let status = onnx_fuse_load(file.base!.assumingMemoryBound(to: UInt8.self), file.count, &loadLimits, &loaded, &error)
+        guard status == ONNX_FUSE_OK, let arena = loaded.arena, let root = loaded.model else {
+            throw translate(error, file: displayName)
+        }
+        let tree = DecodedTree(arena: arena, file: file)
+        var decoder = Decoder(tree: tree, fileName: displayName, modelDirectory: modelDirectory)
+        return try decoder.decodeModel(root)
+    }
+
+    static func translate(_ error: onnx_fuse_error, file: String) -> ModelFileError {
+        var error = error
+        let path = withUnsafeBytes(of: &error.path) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+        let message = withUnsafeBytes(of: &error.message) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+        switch error.status {
+        case ONNX_FUSE_LIMIT:
+            return .limitExceeded(file: file, location: path, reason: message)
+        case ONNX_FUSE_NOMEM:
+            return .limitExceeded(file: file, location: path, reason: message.isEmpty ? "out of memory" : message)
+        case ONNX_FUSE_IO:
+            return .io(file: file, operation: "write", errno: error.sys_errno)
+        default:
+            return .invalidModel(file: file, location: path, reason: message.isEmpty ? "not a valid ONNX model" : message, offset: error.offset)
+        }
+    }
+
+    /// Saves `model` at `path` atomically: everything goes to temporary files in the target
+    /// folder that are synced and renamed into place only when complete; on any error they
+    /// are removed and nothing at `path` changes. Tensors that were external stay external,
+    /// in a new data file named after the output (`<output>.data`); so do the largest
+    /// tensors when the model would otherwise reach `options.maximumModelBytes`.
+    @discardableResult
+    public static func save(_ model: Model, to path: String, options: SaveOptions = SaveOptions()) throws -> SaveReport {
+        let encoder = Encoder()
+        let root = encoder.encode(model)
+        let message = UnsafeMutableRawPointer(root).assumingMemoryBound(to: ProtobufCMessage.self)
+        let external = try placeExternalTensors(encoder, root: message, options: options, path: path)
+
+        if options.toStandardOutput {
+            guard external.isEmpty else {
+                throw ModelFileError.unsupported(file: path, reason: "the model has external data, which cannot go to standard output; name an output file with -o")
+            }
+            var written: UInt64 = 0
+            var error = onnx_fuse_error()
+            guard onnx_fuse_pack_to_fd(message, STDOUT_FILENO, &written, &error) == ONNX_FUSE_OK else {
+                throw ModelFileError.io(file: path, operation: "write", errno: error.sys_errno)
+            }
+            return SaveReport(modelBytes: Int(written), dataFileName: nil, dataBytes: 0, externalTensorCount: 0)
+        }
+
+        let directory = directoryName(of: path)
+        let dataName = baseName(of: path) + ".data"
+        var temporaries = TemporaryFiles()
+        defer { temporaries.removeAll() }
+
+        var dataBytes = 0
+        var dataTemporary: String?
+        if !external.isEmpty {
+            let (fd, tmp) = try temporaries.create(beside: directory + "/" + dataName)
+            dataTemporary = tmp
+            dataBytes = try writeExternalData(external, to: fd.rawValue, file: directory + "/" + dataName)
+            try sync(fd, file: directory + "/" + dataName)
+        }
+        let (fd, modelTemporary) = try temporaries.create(beside: path)
+        var written: UInt64 = 0
+        var error = onnx_fuse_error()
+        guard onnx_fuse_pack_to_fd(message, fd.rawValue, &written, &error) == ONNX_FUSE_OK else {
+            throw ModelFileError.io(file: path, operation: "write", errno: error.sys_errno)
+        }
+        try sync(fd, file: path)
+        if let dataTemporary {
+            try temporaries.commit(dataTemporary, to: directory + "/" + dataName)
+        }
+        try temporaries.commit(modelTemporary, to: path)
+        syncDirectory(directory)
+        return SaveReport(modelBytes: Int(written), dataFileName: external.isEmpty ? nil : dataName,
+                          dataBytes: dataBytes, externalTensorCount: external.count)
+    }
+
+    /// A tensor going to the data file, and where.
+    struct ExternalPlacement {
+        let bytes: TensorBytes
+        let offset: Int
+    }
+
+    /// Chooses the tensors that go to external data (those that were external, plus the
+    /// largest ones while the model is too big), lays them out at aligned offsets and points
+    /// their messages at the data file.
+    static func placeExternalTensors(_ encoder: Encoder, root: UnsafeMutablePointer<ProtobufCMessage>,
+                                     options: SaveOptions, path: String) throws -> [ExternalPlacement] {
+        var chosen = encoder.rawTensors.indices.filter { encoder.rawTensors[$0].external }
+        var size = onnx_fuse_packed_size(root)
+        if size >= options.maximumModelBytes {
+            // Largest first; ties in encoding order, so the choice is deterministic.
+            let candidates = encoder.rawTensors.indices.filter { !encoder.rawTensors[$0].external }
+                .sorted { (encoder.rawTensors[$0].bytes.count, $1) > (encoder.rawTensors[$1].bytes.count, $0) }
+            // Room for the external_data entries added below.
+            let margin = Swift.min(1 << 20, options.maximumModelBytes / 64)
+            for index in candidates where size + margin >= options.maximumModelBytes {
+                let count = encoder.rawTensors[index].bytes.count
+                // The payload, its length prefix and tag leave; external_data entries (about 100 bytes) come in.
+                size = size - count - 12 + 128
+                chosen.append(index)
+            }
+        }
+        chosen.sort()
+        var placements: [ExternalPlacement] = []
+        var offset = 0
+        let dataName = baseName(of: path) + ".data"
+        for index in chosen {
+            let (proto, bytes, _, oldPairs) = encoder.rawTensors[index]
+            let alignment = bytes.count >= 1 << 16 ? 4096 : 64
+            offset = (offset + alignment - 1) / alignment * alignment
+            placements.append(ExternalPlacement(bytes: bytes, offset: offset))
+            var newPairs = [StringPair(key: "location", value: dataName), StringPair(key: "offset", value: String(offset)),
+                            StringPair(key: "length", value: String(bytes.count))]
+            // Keep the user's own keys; a checksum no longer describes the new file.
+            newPairs += oldPairs.filter { !["location", "offset", "length", "checksum"].contains($0.key ?? "") }
+            proto.pointee.has_raw_data = 0
+            proto.pointee.raw_data = ProtobufCBinaryData(len: 0, data: nil)
+            (proto.pointee.n_external_data, proto.pointee.external_data) = encoder.pairs(newPairs)
+            proto.pointee.has_data_location = 1
+            proto.pointee.data_location = ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL
+            offset += bytes.count
+        }
+        if onnx_fuse_packed_size(root) >= options.maximumModelBytes {
+            throw ModelFileError.limitExceeded(file: path, location: "", reason: "the model is \(onnx_fuse_packed_size(root)) bytes even with its tensors in external data; protobuf cannot represent \(options.maximumModelBytes) bytes or more")
+        }
+        return placements
+    }
+
+    static func writeExternalData(_ placements: [ExternalPlacement], to fd: Int32, file: String) throws -> Int {
+        var position = 0
+        let zeros = [UInt8](repeating: 0, count: 4096)
+        for placement in placements {
+            if placement.offset > position {
+                let gap = placement.offset - position
+                let code = zeros.withUnsafeBytes { onnx_fuse_write_all(fd, $0.baseAddress, gap) }
+                guard code == 0 else { throw ModelFileError.io(file: file, operation: "write", errno: code) }
+            }
+            let code = placement.bytes.withUnsafeBytes { onnx_fuse_write_all(fd, $0.baseAddress, $0.count) }
+            guard code == 0 else { throw ModelFileError.io(file: file, operation: "write", errno: code) }
+            position = placement.offset + placement.bytes.count
+        }
+        return position
+    }
+
+    static func sync(_ fd: FileDescriptor, file: String) throws {
+        guard fsync(fd.rawValue) == 0 else { throw ModelFileError.io(file: file, operation: "fsync", errno: currentErrno) }
+    }
+
+    /// Makes the renames durable; a folder that cannot be opened or synced is not an error.
+    static func syncDirectory(_ directory: String) {
+        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd >= 0 {
+            fsync(fd)
+            close(fd)
+        }
+    }
+}
+
+/// Temporary files beside their targets, removed unless committed (renamed into place).
+struct TemporaryFiles {
+    private var pending: [String] = []
+    /// Creates `.<name>.tmp-<pid>-<random>` in the target's folder, exclusively.
+    mutating func create(beside target: String) throws -> (FileDescriptor, String) {
+        let directory = directoryName(of: target)
+        for _ in 0..<100 {
+            let suffix = String(UInt32.random(in: 0...UInt32.max), radix: 36)
+            let path = directory + "/." + baseName(of: target) + ".tmp-\(getpid())-\(suffix)"
+            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
+            if fd >= 0 {
+                pending.append(path)
+                return (FileDescriptor(fd), path)
+            }
+            if currentErrno != EEXIST { throw ModelFileError.io(file: target, operation: "create a temporary file for", errno: currentErrno) }
+        }
+        throw ModelFileError.io(file: target, operation: "create a temporary file for", errno: EEXIST)
+    }
+
+    /// Renames `temporary` over `target`.
+    mutating func commit(_ temporary: String, to target: String) throws {
+        guard rename(temporary, target) == 0 else { throw ModelFileError.io(file: target, operation: "rename", errno: currentErrno) }
+        pending.removeAll { $0 == temporary }
+    }
+
+    /// Removes every temporary file not committed.
+    mutating func removeAll() {
+        for path in pending { unlink(path) }
+        pending.removeAll()
+    }
+}
+
+extension ModelFile {
+    /// Whether two paths name the same existing file (same device and inode).
+    public static func isSameFile(_ a: String, _ b: String) -> Bool {
+        var sa = stat(), sb = stat()
+        guard stat(a, &sa) == 0, stat(b, &sb) == 0 else { return false }
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino
+    }
+
+    /// The size of the file at `path` in bytes, or nil when it cannot be read.
+    public static func size(of path: String) -> Int? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return Int(info.st_size)
+    }
+}

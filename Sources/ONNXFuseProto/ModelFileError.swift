@@ -1,0 +1,36 @@
+/// Why a model could not be loaded or saved. Each case names the file; `description` is
+/// the one-line message the command prints after `onnx-fuse: error: `.
+public enum ModelFileError: Error, CustomStringConvertible, Equatable {
+    /// The file is not a valid ONNX model (or uses something this build cannot represent).
+    /// `location` is a field path such as `graph.node[3] (Conv 'conv1')`, `offset` the byte
+    /// offset in the file when known.
+    case invalidModel(file: String, location: String, reason: String, offset: UInt64?)
+    /// A limit was exceeded: nesting depth, memory budget, file size.
+    case limitExceeded(file: String, location: String, reason: String)
+    /// A system call failed.
+    case io(file: String, operation: String, errno: Int32)
+    /// The request cannot be done with this model (for example external data to standard output).
+    case unsupported(file: String, reason: String)
+
+    /// The file the error is about.
+    public var file: String {
+        switch self {
+        case .invalidModel(let f, _, _, _), .limitExceeded(let f, _, _), .io(let f, _, _), .unsupported(let f, _): return f
+        }
+    }
+
+    /// `<file>: <what is wrong, and where>`.
+    public var description: String {
+        switch self {
+        case .invalidModel(let file, let location, let reason, let offset):
+            let at = offset.map { " (byte \($0))" } ?? ""
+            return location.isEmpty ? "\(file): \(reason)\(at)" : "\(file): \(location): \(reason)\(at)"
+        case .limitExceeded(let file, let location, let reason):
+            return location.isEmpty ? "\(file): \(reason)" : "\(file): \(location): \(reason)"
+        case .io(let file, let operation, let code):
+            return "\(file): \(operation) failed: \(systemErrorText(code))"
+        case .unsupported(let file, let reason):
+            return "\(file): \(reason)"
+        }
+    }
+}

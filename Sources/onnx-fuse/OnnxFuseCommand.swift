@@ -1,0 +1,87 @@
+import ArgumentParser
+import ONNXFuse
+
+/// `onnx-fuse MODEL`: load, rewrite, save. All logic lives in the ONNXFuse library; this
+/// command parses arguments, prints, and turns errors into exit codes.
+struct OnnxFuseCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "onnx-fuse",
+        abstract: "Make ONNX models smaller and faster: fold and fuse their graphs, losslessly.",
+        discussion: """
+            Reads MODEL, rewrites its graph with the built-in rules, and writes MODEL.fused.onnx \
+            beside it (or the path given with -o). The input is never modified unless --in-place \
+            is given; the output appears atomically or not at all.
+
+            EXIT CODES:
+              0  done
+              1  usage error
+              2  invalid or unsupported model
+              3  I/O error
+              4  a limit exceeded (nesting depth, memory budget, size)
+            """)
+
+    @Argument(help: "The ONNX model to read.")
+    var model: String
+
+    @Option(name: [.customShort("o"), .long], help: ArgumentHelp("Where to write the result; '-' writes to standard output.", valueName: "path"))
+    var output: String?
+
+    @Flag(help: "Replace MODEL with the result (atomically).")
+    var inPlace = false
+
+    @Flag(help: "Do not apply the built-in rules.")
+    var noBuiltin = false
+
+    @Flag(help: "Print the graph as text to standard output instead of writing a model.")
+    var print = false
+
+    @Flag(name: [.customShort("q"), .long], help: "Print nothing but errors.")
+    var quiet = false
+
+    func validate() throws {
+        if inPlace && output != nil { throw ValidationError("--in-place and -o cannot be used together") }
+        if print && (inPlace || output != nil) { throw ValidationError("--print writes no model; drop -o and --in-place") }
+    }
+
+    /// The output path: -o, the input itself with --in-place, else MODEL.fused.onnx.
+    var outputPath: String {
+        if let output { return output }
+        if inPlace { return model }
+        if model.hasSuffix(".onnx") { return String(model.dropLast(5)) + ".fused.onnx" }
+        return model + ".fused.onnx"
+    }
+
+    func run() throws {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let target = outputPath
+        let toStandardOutput = target == "-" && !print
+        if !print && !inPlace && !toStandardOutput && ModelFile.isSameFile(model, target) {
+            throw UsageError(message: "\(target): refusing to overwrite the input; pass --in-place to replace it")
+        }
+        let loaded = try ModelFile.load(path: model)
+        var options = OptimizationOptions()
+        options.useBuiltinRules = !noBuiltin
+        let (before, after) = optimize(loaded, options: options)
+        if print {
+            Swift.print(Printer().print(loaded), terminator: "")
+            return
+        }
+        var saveOptions = SaveOptions()
+        saveOptions.toStandardOutput = toStandardOutput
+        let report = try ModelFile.save(loaded, to: toStandardOutput ? model : target, options: saveOptions)
+        if !quiet {
+            let elapsed = clock.now - start
+            let sizeBefore = ModelFile.size(of: model) ?? 0
+            let destination = toStandardOutput ? "standard output" : target
+            let data = report.dataFileName.map { " (+ \($0), \(formatBytes(report.dataBytes)))" } ?? ""
+            printError("onnx-fuse: \(model) -> \(destination)\(data): \(before.nodeCount) -> \(after.nodeCount) nodes, "
+                + "\(formatBytes(sizeBefore)) -> \(formatBytes(report.modelBytes)), \(formatDuration(elapsed))")
+        }
+    }
+}
+
+/// A usage error found after parsing (exit code 1).
+struct UsageError: Error {
+    let message: String
+}

@@ -1,0 +1,69 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import ArgumentParser
+import ONNXFuse
+
+/// Writes one line to standard error.
+func printError(_ line: String) {
+    var text = line + "\n"
+    text.withUTF8 { _ = write(STDERR_FILENO, $0.baseAddress, $0.count) }
+}
+
+/// `1.2 MB`, `512 B`.
+func formatBytes(_ count: Int) -> String {
+    let units = ["B", "KB", "MB", "GB", "TB"]
+    var value = Double(count)
+    var unit = 0
+    while value >= 1000 && unit < units.count - 1 {
+        value /= 1000
+        unit += 1
+    }
+    return unit == 0 ? "\(count) B" : String(Double(Int(value * 10)) / 10) + " " + units[unit]
+}
+
+/// `12.3 ms`, `1.52 s`.
+func formatDuration(_ duration: Duration) -> String {
+    let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    if seconds < 1 { return String(Double(Int(seconds * 10_000)) / 10) + " ms" }
+    return String(Double(Int(seconds * 100)) / 100) + " s"
+}
+
+/// The exit code of an error, as documented in `--help` and the README.
+func exitCode(for error: Error) -> Int32 {
+    switch error {
+    case is UsageError: return 1
+    case let error as ModelFileError:
+        switch error {
+        case .invalidModel, .unsupported: return 2
+        case .io: return 3
+        case .limitExceeded: return 4
+        }
+    default: return 1
+    }
+}
+
+// The one place where errors become messages and exit codes.
+do {
+    var command = try OnnxFuseCommand.parseAsRoot()
+    try command.run()
+} catch let error as UsageError {
+    printError("onnx-fuse: error: \(error.message)")
+    exit(1)
+} catch let error as ModelFileError {
+    printError("onnx-fuse: error: \(error)")
+    exit(exitCode(for: error))
+} catch {
+    // ArgumentParser: help and version are successes; everything else is a usage error.
+    if OnnxFuseCommand.exitCode(for: error) == .success {
+        Swift.print(OnnxFuseCommand.fullMessage(for: error))
+        exit(0)
+    }
+    let message = OnnxFuseCommand.message(for: error).split(separator: "\n").first.map(String.init) ?? "invalid arguments"
+    printError("onnx-fuse: error: \(message) (see 'onnx-fuse --help')")
+    exit(1)
+}

@@ -1,0 +1,222 @@
+import XCTest
+import ONNXFuseIR
+import ONNXFuseTestSupport
+
+final class GraphMutationTests: XCTestCase {
+    func floatInput(_ graph: Graph, _ name: String) -> Value {
+        graph.addInput(name: name, info: ValueInfo(type: .tensor(.float, [.value(2)])))
+    }
+
+    func testBuildingKeepsUseListsExact() throws {
+        let graph = Graph(name: "g")
+        let model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
+        let x = floatInput(graph, "x")
+        let a = Node(opType: "A", inputs: [x, x], outputNames: ["a"])
+        graph.append(a)
+        let b = Node(opType: "B", inputs: [a.outputs[0], x], outputNames: ["b"])
+        graph.append(b)
+        graph.addOutput(b.outputs[0]!, info: ValueInfo(type: nil))
+        XCTAssertEqual(x.uses.count, 3)
+        XCTAssertEqual(Set(x.uses), [Use(node: a, inputIndex: 0), Use(node: a, inputIndex: 1), Use(node: b, inputIndex: 1)])
+        XCTAssertTrue(b.outputs[0]!.isGraphOutput)
+        XCTAssertTrue(a.outputs[0]!.producer === a)
+        try model.verify()
+    }
+
+    func testSetInputUpdatesBothEnds() throws {
+        let graph = Graph()
+        let x = floatInput(graph, "x"), y = floatInput(graph, "y")
+        let node = Node(opType: "A", inputs: [x], outputNames: ["a"])
+        graph.append(node)
+        node.setInput(0, to: y)
+        XCTAssertTrue(x.uses.isEmpty)
+        XCTAssertEqual(y.uses, [Use(node: node, inputIndex: 0)])
+        node.setInput(0, to: nil)
+        XCTAssertTrue(y.uses.isEmpty)
+        node.setInputs([x, y, x])
+        XCTAssertEqual(x.uses.count, 2)
+        node.setInputs([y])
+        XCTAssertTrue(x.uses.isEmpty)
+        XCTAssertEqual(y.uses.count, 1)
+        try graph.verify()
+    }
+
+    func testReplaceAllUsesLeavesGraphOutputsAlone() throws {
+        let graph = Graph()
+        let x = floatInput(graph, "x")
+        let a = Node(opType: "A", inputs: [x], outputNames: ["a"])
+        let b = Node(opType: "B", inputs: [x], outputNames: ["b"])
+        graph.append(a)
+        graph.append(b)
+        let c = Node(opType: "C", inputs: [a.outputs[0], a.outputs[0]], outputNames: ["c"])
+        graph.append(c)
+        graph.addOutput(a.outputs[0]!, info: ValueInfo(type: nil))
+        graph.addOutput(c.outputs[0]!, info: ValueInfo(type: nil))
+        a.outputs[0]!.replaceAllUses(with: b.outputs[0]!)
+        XCTAssertEqual(c.inputs.map { $0?.name }, ["b", "b"])
+        XCTAssertTrue(a.outputs[0]!.isGraphOutput, "graph outputs are not node uses")
+        graph.setOutput(0, to: b.outputs[0]!)
+        XCTAssertTrue(a.outputs[0]!.isUnused)
+        graph.erase(a)
+        XCTAssertEqual(graph.nodeCount, 2)
+        XCTAssertEqual(x.uses.count, 1)
+        try graph.verify()
+    }
+
+    func testSubgraphUsesOuterValuesAndErasureDropsThem() throws {
+        let graph = Graph(name: "main")
+        let model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
+        let x = floatInput(graph, "x")
+        let w = graph.addInitializer(name: "w", tensor: Tensor(dataType: .float, dims: [2], values: [Float(1), 2]))
+        let body = Graph(name: "then")
+        let inner = Node(opType: "Mul", inputs: [x, w], outputNames: ["t"])
+        body.append(inner)
+        body.addOutput(inner.outputs[0]!, info: ValueInfo(type: nil))
+        let cond = floatInput(graph, "cond")
+        let ifNode = Node(opType: "If", inputs: [cond], outputNames: ["y"],
+                          attributes: [Attribute(name: "then_branch", value: .graph(body))])
+        graph.append(ifNode)
+        graph.addOutput(ifNode.outputs[0]!, info: ValueInfo(type: nil))
+        XCTAssertTrue(body.parentNode === ifNode)
+        XCTAssertTrue(body.model === model)
+        XCTAssertEqual(x.uses.count, 1)
+        XCTAssertEqual(w.uses.count, 1)
+        try model.verify()
+
+        // Replacing the attribute drops the old subgraph's uses of outer values.
+        ifNode.attributes = []
+        XCTAssertTrue(x.uses.isEmpty)
+        XCTAssertTrue(w.uses.isEmpty)
+        try model.verify()
+    }
+
+    func testVerifyCatchesBrokenInvariants() {
+        let graph = Graph()
+        let x = floatInput(graph, "x")
+        let a = Node(opType: "A", inputs: [x], outputNames: ["a"])
+        graph.append(a)
+        let b = Node(opType: "B", inputs: [a.outputs[0]], outputNames: ["b"])
+        graph.append(b)
+        b.outputs[0]!.name = "x"
+        XCTAssertThrowsError(try graph.verify()) { error in
+            XCTAssertTrue("\(error)".contains("reuses the name"), "\(error)")
+        }
+        b.outputs[0]!.name = "b"
+        XCTAssertNoThrow(try graph.verify())
+
+        // A node that reads a value defined after it breaks topological order.
+        let c = Node(opType: "C", inputs: [x], outputNames: ["c"])
+        graph.insert(c, before: a)
+        c.setInput(0, to: b.outputs[0])
+        XCTAssertThrowsError(try graph.verify()) { error in
+            XCTAssertTrue("\(error)".contains("not defined before it"), "\(error)")
+        }
+    }
+
+    func testConstantsAndOverridableInitializers() {
+        let graph = Graph()
+        let model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
+        let tensor = Tensor(dataType: .float, dims: [1], values: [Float(3)])
+        let fixed = graph.addInitializer(name: "fixed", tensor: tensor)
+        let input = floatInput(graph, "overridable")
+        graph.setInitializer(tensor, forInput: input)
+        let plain = floatInput(graph, "plain")
+        XCTAssertNotNil(fixed.constantTensor())
+        XCTAssertNil(input.constantTensor(), "an initializer that is also an input can be overridden")
+        XCTAssertNotNil(input.constantTensor(freezeInitializerInputs: true))
+        XCTAssertNil(plain.constantTensor())
+        model.irVersion = 3
+        XCTAssertNotNil(input.constantTensor(), "before IR version 4 initializers are constants")
+
+        let constant = Node(opType: "Constant", inputs: [], outputNames: ["k"],
+                            attributes: [Attribute(name: "value_floats", value: .floats([1, 2]))])
+        graph.append(constant)
+        XCTAssertEqual(constant.outputs[0]!.constantTensor()?.doubleValues(), [1, 2])
+        let custom = Node(opType: "Constant", domain: "custom", inputs: [], outputNames: ["k2"],
+                          attributes: [Attribute(name: "value_floats", value: .floats([1, 2]))])
+        graph.append(custom)
+        XCTAssertNil(custom.outputs[0]!.constantTensor(), "only the default domain's Constant is known")
+    }
+
+    /// Seeded random edits through the public API, `verify()` after every step.
+    func testRandomEditsKeepInvariants() throws {
+        for seed in UInt64(1)...200 {
+            var rng = SplitMix64(seed: seed)
+            do {
+                try runRandomEdits(&rng, steps: 60)
+            } catch {
+                XCTFail("seed \(seed): \(error)")
+                return
+            }
+        }
+    }
+
+    private func runRandomEdits(_ rng: inout SplitMix64, steps: Int) throws {
+        let graph = Graph(name: "main")
+        let model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
+        var counter = 0
+        func fresh() -> String {
+            counter += 1
+            return "v\(counter)"
+        }
+        _ = floatInput(graph, fresh())
+        _ = graph.addInitializer(name: fresh(), tensor: Tensor(dataType: .float, dims: [1], values: [Float(1)]))
+
+        /// Values visible before `node` (or at the end), in definition order.
+        func visible(before node: Node?) -> [Value] {
+            var values = graph.inputs + graph.initializers.filter { $0.definition == .initializer }
+            for n in graph.nodes {
+                if n === node { break }
+                values += n.outputs.compactMap { $0 }
+            }
+            return values
+        }
+
+        for _ in 0..<steps {
+            let nodes = Array(graph.nodes)
+            switch Int.random(in: 0..<7, using: &rng) {
+            case 0, 1:
+                // Insert a node at a random position reading values visible there.
+                let successor = nodes.isEmpty || Bool.random(using: &rng) ? nil : nodes.randomElement(using: &rng)
+                let candidates = visible(before: successor)
+                let inputs: [Value?] = (0..<Int.random(in: 0...3, using: &rng)).map { _ in
+                    Int.random(in: 0..<5, using: &rng) == 0 ? nil : candidates.randomElement(using: &rng)
+                }
+                let outputs: [String?] = (0..<Int.random(in: 1...2, using: &rng)).map { _ in fresh() }
+                graph.insert(Node(opType: "Op", inputs: inputs, outputNames: outputs), before: successor)
+            case 2:
+                // Rewire one input to another value visible before its node.
+                guard let node = nodes.randomElement(using: &rng), !node.inputs.isEmpty else { continue }
+                let index = Int.random(in: 0..<node.inputs.count, using: &rng)
+                node.setInput(index, to: visible(before: node).randomElement(using: &rng))
+            case 3:
+                // Erase a node whose outputs nobody reads.
+                guard let node = nodes.filter({ $0.outputs.allSatisfy { $0?.isUnused ?? true } }).randomElement(using: &rng) else { continue }
+                graph.erase(node)
+            case 4:
+                // Replace all uses of a node output by a value defined before that node.
+                guard let node = nodes.randomElement(using: &rng), let output = node.outputs.compactMap({ $0 }).first,
+                      let replacement = visible(before: node).randomElement(using: &rng) else { continue }
+                output.replaceAllUses(with: replacement)
+            case 5:
+                // Add a subgraph that reads outer values.
+                guard let node = nodes.randomElement(using: &rng) else { continue }
+                let body = Graph(name: fresh())
+                let outer = visible(before: node)
+                let inner = Node(opType: "Inner", inputs: [outer.randomElement(using: &rng)], outputNames: [fresh()])
+                body.append(inner)
+                body.addOutput(inner.outputs[0]!, info: ValueInfo(type: nil))
+                node.attributes.append(Attribute(name: fresh(), value: .graph(body)))
+            default:
+                // Toggle a graph output.
+                if let output = graph.outputs.indices.randomElement(using: &rng), Bool.random(using: &rng),
+                   let value = visible(before: nil).randomElement(using: &rng) {
+                    graph.setOutput(output, to: value)
+                } else if let value = visible(before: nil).randomElement(using: &rng) {
+                    graph.addOutput(value, info: ValueInfo(type: nil))
+                }
+            }
+            try model.verify()
+        }
+    }
+}

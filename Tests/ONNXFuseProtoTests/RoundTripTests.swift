@@ -1,0 +1,181 @@
+import XCTest
+import Foundation
+import CONNX
+import ONNXFuseIR
+@testable import ONNXFuseProto
+
+/// The repository's folders, found from this file.
+enum Paths {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let fixtures = root.appendingPathComponent("fixtures")
+    static let invalidFixtures = fixtures.appendingPathComponent("invalid")
+
+    static func onnxFiles(in directory: URL) -> [URL] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        return names.filter { $0.hasSuffix(".onnx") }.sorted().map { directory.appendingPathComponent($0) }
+    }
+}
+
+/// A fresh temporary folder, removed at the end of the test.
+func temporaryDirectory(_ test: XCTestCase) throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("onnx-fuse-test-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    test.addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+    return url
+}
+
+/// The canonical encoding of `bytes` according to protobuf-c alone (plain unpack and pack,
+/// none of our code): what a lossless load and save must produce.
+func canonicalEncoding(_ bytes: [UInt8]) -> [UInt8]? {
+    bytes.withUnsafeBufferPointer { buffer -> [UInt8]? in
+        let unpacked = withUnsafePointer(to: onnx__model_proto__descriptor) {
+            protobuf_c_message_unpack($0, nil, buffer.count, buffer.baseAddress)
+        }
+        guard let message = unpacked else { return nil }
+        defer { protobuf_c_message_free_unpacked(message, nil) }
+        var out = [UInt8](repeating: 0, count: protobuf_c_message_get_packed_size(message))
+        _ = out.withUnsafeMutableBufferPointer { protobuf_c_message_pack(message, $0.baseAddress) }
+        return out
+    }
+}
+
+final class RoundTripTests: XCTestCase {
+    /// Loads `input`, saves it into `directory` under the same name, returns the bytes written.
+    func roundTrip(_ input: URL, into directory: URL) throws -> [UInt8] {
+        let model = try ModelFile.load(path: input.path)
+        try model.verify()
+        let output = directory.appendingPathComponent(input.lastPathComponent)
+        try ModelFile.save(model, to: output.path)
+        return Array(try Data(contentsOf: output))
+    }
+
+    func testEveryFixtureRoundTripsByteIdentical() throws {
+        let fixtures = Paths.onnxFiles(in: Paths.fixtures)
+        XCTAssertGreaterThanOrEqual(fixtures.count, 15, "fixtures missing")
+        let directory = try temporaryDirectory(self)
+        for fixture in fixtures where fixture.lastPathComponent != "external_data.onnx" {
+            let original = Array(try Data(contentsOf: fixture))
+            let written = try roundTrip(fixture, into: directory)
+            XCTAssertEqual(written, original, "\(fixture.lastPathComponent) changed in a round trip")
+        }
+    }
+
+    func testExternalDataStaysExternalInItsOwnFile() throws {
+        let fixture = Paths.fixtures.appendingPathComponent("external_data.onnx")
+        let directory = try temporaryDirectory(self)
+        let outputPath = directory.appendingPathComponent("out.onnx").path
+        let model = try ModelFile.load(path: fixture.path)
+        let externalNames = model.graph.initializers.filter { $0.initializer!.isExternal }.map(\.name)
+        XCTAssertFalse(externalNames.isEmpty)
+        let report = try ModelFile.save(model, to: outputPath)
+        XCTAssertEqual(report.dataFileName, "out.onnx.data")
+        XCTAssertEqual(report.externalTensorCount, externalNames.count)
+
+        // The output reads back with the same tensors, now from its own data file.
+        let reloaded = try ModelFile.load(path: outputPath)
+        for name in externalNames {
+            let before = model.graph.initializers.first { $0.name == name }!.initializer!
+            let after = reloaded.graph.initializers.first { $0.name == name }!.initializer!
+            XCTAssertTrue(after.isExternal)
+            XCTAssertEqual(after.storage, before.storage, name)
+            XCTAssertEqual(after.externalData.first { $0.key == "location" }?.value, "out.onnx.data")
+        }
+        // Saving the output again under the same name changes nothing, data file included.
+        let first = try Data(contentsOf: URL(fileURLWithPath: outputPath))
+        let firstData = try Data(contentsOf: URL(fileURLWithPath: outputPath + ".data"))
+        let again = directory.appendingPathComponent("again")
+        try FileManager.default.createDirectory(at: again, withIntermediateDirectories: true)
+        try ModelFile.save(reloaded, to: again.appendingPathComponent("out.onnx").path)
+        XCTAssertEqual(try Data(contentsOf: again.appendingPathComponent("out.onnx")), first)
+        XCTAssertEqual(try Data(contentsOf: again.appendingPathComponent("out.onnx.data")), firstData)
+    }
+
+    func testLargeModelsMoveTheirBiggestTensorsToExternalData() throws {
+        // The 2 GiB limit, scaled down: a model over the limit must go external, and load back equal.
+        let fixture = Paths.fixtures.appendingPathComponent("conv_bn.onnx")
+        let directory = try temporaryDirectory(self)
+        let model = try ModelFile.load(path: fixture.path)
+        // A limit 100 bytes below the inline size: moving the largest tensor is enough.
+        var options = SaveOptions()
+        options.maximumModelBytes = try Data(contentsOf: fixture).count - 100
+        let path = directory.appendingPathComponent("big.onnx").path
+        let report = try ModelFile.save(model, to: path, options: options)
+        XCTAssertEqual(report.externalTensorCount, 1)
+        XCTAssertEqual(report.dataFileName, "big.onnx.data")
+        XCTAssertLessThan(report.modelBytes, options.maximumModelBytes)
+        let largest = model.graph.initializers.max { $0.initializer!.payloadByteCount < $1.initializer!.payloadByteCount }!
+        let reloaded = try ModelFile.load(path: path)
+        for (a, b) in zip(model.graph.initializers, reloaded.graph.initializers) {
+            XCTAssertEqual(a.name, b.name)
+            XCTAssertEqual(a.initializer!.doubleValues(), b.initializer!.doubleValues())
+        }
+        XCTAssertEqual(reloaded.graph.initializers.filter { $0.initializer!.isExternal }.map(\.name), [largest.name])
+
+        // When even the structure is over the limit, saving fails and writes nothing.
+        options.maximumModelBytes = 64
+        XCTAssertThrowsError(try ModelFile.save(model, to: directory.appendingPathComponent("huge.onnx").path, options: options))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: directory.appendingPathComponent("huge.onnx").path))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: directory.appendingPathComponent("huge.onnx.data").path))
+    }
+
+    func testWeightsAreNotCopied() throws {
+        let fixture = Paths.fixtures.appendingPathComponent("conv_bn.onnx")
+        let model = try ModelFile.load(path: fixture.path)
+        let mapped = model.graph.initializers.compactMap { value -> TensorBytes? in
+            if case .raw(let bytes) = value.initializer!.storage { return bytes }
+            return nil
+        }
+        XCTAssertFalse(mapped.isEmpty)
+        for bytes in mapped {
+            let tree = try XCTUnwrap(bytes.owner as? DecodedTree)
+            XCTAssertTrue(tree.file.contains(bytes.baseAddress!), "raw_data was copied out of the mapping")
+        }
+    }
+
+    func testPrinterShowsTheGraph() throws {
+        let model = try ModelFile.load(path: Paths.fixtures.appendingPathComponent("if_subgraph.onnx").path)
+        let text = Printer().print(model)
+        XCTAssertTrue(text.contains("If <"), text)
+        XCTAssertTrue(text.contains("then_branch = "), text)
+        XCTAssertTrue(text.contains("opset_import: [\"\" : 17]"), text)
+    }
+
+    /// Every model of the onnx package's backend tests (when the package is installed and
+    /// `ONNX_BACKEND_DATA` names its `backend/test/data` folder): the output equals protobuf-c's
+    /// canonical encoding of the input, which for canonical inputs is the input itself.
+    func testOnnxBackendModelsRoundTrip() throws {
+        guard let root = ProcessInfo.processInfo.environment["ONNX_BACKEND_DATA"], !root.isEmpty else {
+            throw XCTSkip("set ONNX_BACKEND_DATA to the onnx package's backend/test/data folder")
+        }
+        let enumerator = FileManager.default.enumerator(atPath: root)
+        var models: [String] = []
+        while let path = enumerator?.nextObject() as? String {
+            if path.hasSuffix(".onnx") { models.append(root + "/" + path) }
+        }
+        XCTAssertGreaterThan(models.count, 100)
+        let directory = try temporaryDirectory(self)
+        var identical = 0, canonicalOnly = 0
+        for (index, path) in models.sorted().enumerated() {
+            let input = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+            let model: Model
+            do {
+                model = try ModelFile.load(path: path)
+            } catch {
+                XCTFail("\(path): \(error)")
+                continue
+            }
+            try model.verify()
+            let output = directory.appendingPathComponent("m\(index).onnx")
+            try ModelFile.save(model, to: output.path)
+            let written = Array(try Data(contentsOf: output))
+            if written == input {
+                identical += 1
+            } else if written == canonicalEncoding(input) {
+                canonicalOnly += 1
+            } else {
+                XCTFail("\(path): output differs from the canonical encoding")
+            }
+        }
+        print("onnx backend models: \(models.count), byte-identical \(identical), non-canonical inputs equal after parsing \(canonicalOnly)")
+    }
+}
