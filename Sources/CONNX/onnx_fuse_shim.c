@@ -400,8 +400,9 @@ typedef struct {
     size_t field_index;
 } wire_pass;
 
-/* Prepends text to a path being built right to left in buf[0..start). Reserves room for
- * a leading "..." so that too deep a path keeps its innermost segments. */
+/* An error path built right to left, innermost segment first, in buf[start..]. Building
+ * from the leaf keeps the useful end of a path too deep for onnx_fuse_error.path; room for
+ * a leading "..." is always kept free. */
 typedef struct {
     char buf[sizeof(((onnx_fuse_error *)0)->path)];
     size_t start;
@@ -453,7 +454,7 @@ static void wire_path(const wire_pass *w, char *dst, size_t cap)
         }
         first = 0;
     }
-    for (size_t i = w->depth; i > 0; i--) {
+    for (size_t i = w->depth; i > 0 && !p.truncated; i--) {
         rpath_segment(&p, w->frames[i - 1].name, w->frames[i - 1].index, first);
         first = 0;
     }
@@ -964,6 +965,11 @@ ProtobufCMessage *onnx_fuse_unpack_trusted(const ProtobufCMessageDescriptor *des
 #define FD_DIRECT_MIN ((size_t)256 << 10)
 /* Linux writes at most 0x7ffff000 bytes per call; stay below that everywhere. */
 #define WRITE_CHUNK_MAX ((size_t)1 << 30)
+
+const ProtobufCMessageDescriptor *onnx_fuse_model_descriptor(void)
+{
+    return &onnx__model_proto__descriptor;
+}
 
 size_t onnx_fuse_packed_size(const ProtobufCMessage *message)
 {

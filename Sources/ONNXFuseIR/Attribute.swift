@@ -34,7 +34,7 @@ public struct AttributeType: RawRepresentable, Hashable, Sendable {
     public static let typeProtos = AttributeType(rawValue: 14)
 }
 
-/// The value of an attribute, by its declared type.
+/// The value of an attribute.
 public enum AttributeValue {
     /// `f`
     case float(Float)
@@ -43,13 +43,13 @@ public enum AttributeValue {
     /// `s`
     case string([UInt8])
     /// `t`
-    case tensor(Tensor)
-    /// `g`
+    indirect case tensor(Tensor)
+    /// `g`: a subgraph of the node that holds the attribute.
     case graph(Graph)
     /// `sparse_tensor`
-    case sparseTensor(SparseTensor)
+    indirect case sparseTensor(SparseTensor)
     /// `tp`
-    case typeProto(TypeInfo)
+    indirect case typeProto(TypeInfo)
     /// `floats`
     case floats([Float])
     /// `ints`
@@ -58,101 +58,97 @@ public enum AttributeValue {
     case strings([[UInt8]])
     /// `tensors`
     case tensors([Tensor])
-    /// `graphs`
+    /// `graphs`: subgraphs of the node that holds the attribute.
     case graphs([Graph])
     /// `sparse_tensors`
     case sparseTensors([SparseTensor])
     /// `type_protos`
     case typeProtos([TypeInfo])
+
+    /// The attribute type that holds this value.
+    public var type: AttributeType {
+        switch self {
+        case .float: return .float
+        case .int: return .int
+        case .string: return .string
+        case .tensor: return .tensor
+        case .graph: return .graph
+        case .sparseTensor: return .sparseTensor
+        case .typeProto: return .typeProto
+        case .floats: return .floats
+        case .ints: return .ints
+        case .strings: return .strings
+        case .tensors: return .tensors
+        case .graphs: return .graphs
+        case .sparseTensors: return .sparseTensors
+        case .typeProtos: return .typeProtos
+        }
+    }
 }
 
-/// A node attribute (`AttributeProto`). Every field is kept as the file has it, so that
-/// files round-trip exactly; `value` reads the one that `type` selects.
+/// A node attribute (`AttributeProto`): a name and a value.
+///
+/// Files written by old exporters may leave `type` out (the value then comes from whichever
+/// field is present) or set more than one value field; the fields the value does not use
+/// are kept from the file, unless `value` is changed.
 public struct Attribute {
     /// The attribute's name.
     public var name: String
+    /// The declared type; nil in files that leave it out.
+    public var type: AttributeType?
+    /// The value; nil when the file has none for the declared type.
+    public var value: AttributeValue? {
+        didSet { valueEdited = true }
+    }
     /// In a function body, the caller's attribute this one refers to.
     public var refAttrName: String?
     /// Documentation, if any.
     public var docString: String?
-    /// The declared type; nil in files that leave it out.
-    public var type: AttributeType?
-    /// `f`, when present.
-    public var f: Float?
-    /// `i`, when present.
-    public var i: Int64?
-    /// `s`, when present.
-    public var s: [UInt8]?
-    /// `t`, when present.
-    public var t: Tensor?
-    /// `g`, when present: a subgraph of the node that holds this attribute.
-    public var g: Graph?
-    /// `sparse_tensor`, when present.
-    public var sparseTensor: SparseTensor?
-    /// `tp`, when present.
-    public var tp: TypeInfo?
-    /// `floats`
-    public var floats: [Float] = []
-    /// `ints`
-    public var ints: [Int64] = []
-    /// `strings`
-    public var strings: [[UInt8]] = []
-    /// `tensors`
-    public var tensors: [Tensor] = []
-    /// `graphs`: subgraphs of the node that holds this attribute.
-    public var graphs: [Graph] = []
-    /// `sparse_tensors`
-    public var sparseTensors: [SparseTensor] = []
-    /// `type_protos`
-    public var typeProtos: [TypeInfo] = []
-    /// The decoded message, for fields the IR does not interpret.
+    /// The decoded message, for the fields the IR does not interpret.
     package var origin: ProtoOrigin?
-
-    /// An attribute with only a name; set the fields or use `init(name:value:)`.
-    public init(name: String) { self.name = name }
+    /// Whether `value` changed since decoding: then no value field of `origin` survives.
+    package private(set) var valueEdited = false
 
     /// An attribute holding `value`, with its type set.
     public init(name: String, value: AttributeValue) {
         self.name = name
+        self.type = value.type
+        self.value = value
+    }
+
+    /// An attribute as read from a file: `type` as declared (or nil), `value` as found.
+    package init(name: String, type: AttributeType?, value: AttributeValue?, origin: ProtoOrigin?) {
+        self.name = name
+        self.type = type
+        self.value = value
+        self.origin = origin
+    }
+
+    /// Every subgraph the attribute holds.
+    public var subgraphs: [Graph] {
         switch value {
-        case .float(let v): type = .float; f = v
-        case .int(let v): type = .int; i = v
-        case .string(let v): type = .string; s = v
-        case .tensor(let v): type = .tensor; t = v
-        case .graph(let v): type = .graph; g = v
-        case .sparseTensor(let v): type = .sparseTensor; sparseTensor = v
-        case .typeProto(let v): type = .typeProto; tp = v
-        case .floats(let v): type = .floats; floats = v
-        case .ints(let v): type = .ints; ints = v
-        case .strings(let v): type = .strings; strings = v
-        case .tensors(let v): type = .tensors; tensors = v
-        case .graphs(let v): type = .graphs; graphs = v
-        case .sparseTensors(let v): type = .sparseTensors; sparseTensors = v
-        case .typeProtos(let v): type = .typeProtos; typeProtos = v
+        case .graph(let g)?: return [g]
+        case .graphs(let gs)?: return gs
+        default: return []
         }
     }
 
-    /// The value that `type` selects; nil when the type is missing, unknown, or its field is absent.
-    public var value: AttributeValue? {
-        switch type {
-        case .float?: return f.map { .float($0) }
-        case .int?: return i.map { .int($0) }
-        case .string?: return s.map { .string($0) }
-        case .tensor?: return t.map { .tensor($0) }
-        case .graph?: return g.map { .graph($0) }
-        case .sparseTensor?: return sparseTensor.map { .sparseTensor($0) }
-        case .typeProto?: return tp.map { .typeProto($0) }
-        case .floats?: return .floats(floats)
-        case .ints?: return .ints(ints)
-        case .strings?: return .strings(strings)
-        case .tensors?: return .tensors(tensors)
-        case .graphs?: return .graphs(graphs)
-        case .sparseTensors?: return .sparseTensors(sparseTensors)
-        case .typeProtos?: return .typeProtos(typeProtos)
-        default: return nil
+    /// Whether the attribute holds any subgraph, without building an array.
+    public var hasSubgraphs: Bool {
+        switch value {
+        case .graph?, .graphs?: return true
+        default: return false
         }
     }
 
-    /// Every subgraph the attribute holds (`g` and `graphs`).
-    public var subgraphs: [Graph] { (g.map { [$0] } ?? []) + graphs }
+    /// The value as a float, if it is one.
+    public var float: Float? { if case .float(let v)? = value { return v }; return nil }
+    /// The value as an integer, if it is one.
+    public var int: Int64? { if case .int(let v)? = value { return v }; return nil }
+    /// The value as a list of integers, if it is one.
+    public var ints: [Int64]? { if case .ints(let v)? = value { return v }; return nil }
+    /// The value as a list of floats, if it is one.
+    public var floats: [Float]? { if case .floats(let v)? = value { return v }; return nil }
+    /// The value as a tensor, if it is one.
+    public var tensor: Tensor? { if case .tensor(let v)? = value { return v }; return nil }
 }

@@ -47,7 +47,9 @@ public final class Node {
                 return value
             }
         }
-        for graph in subgraphs { graph.parentNode = self }
+        if attributes.contains(where: \.hasSubgraphs) {
+            for graph in subgraphs { graph.parentNode = self }
+        }
     }
 
     /// Whether the domain is the default ONNX domain ("" or `ai.onnx`).
@@ -57,7 +59,13 @@ public final class Node {
     public func attribute(_ name: String) -> Attribute? { attributes.first { $0.name == name } }
 
     /// Every graph held by an attribute, in attribute order.
-    public var subgraphs: [Graph] { attributes.flatMap(\.subgraphs) }
+    public var subgraphs: [Graph] {
+        var result: [Graph] = []
+        for index in attributes.indices where attributes[index].hasSubgraphs {
+            result += attributes[index].subgraphs
+        }
+        return result
+    }
 
     /// Input `index`, or nil when absent or past the end.
     public func input(_ index: Int) -> Value? { index < inputs.count ? inputs[index] : nil }
@@ -101,11 +109,13 @@ public final class Node {
     /// Drops this node's input uses and those of every node inside its subgraphs.
     func unregisterUses() {
         for (index, value) in inputs.enumerated() { value?.removeUse(Use(node: self, inputIndex: index)) }
-        for graph in subgraphs { graph.dropAllUses() }
+        if attributes.contains(where: \.hasSubgraphs) {
+            for graph in subgraphs { graph.dropAllUses() }
+        }
     }
 
     private func attributesChanged(from old: [Attribute]) {
-        let oldGraphs = old.flatMap(\.subgraphs)
+        let oldGraphs = old.contains(where: \.hasSubgraphs) ? old.flatMap(\.subgraphs) : []
         let newGraphs = subgraphs
         if oldGraphs.isEmpty && newGraphs.isEmpty { return }
         let kept = Set(newGraphs.map(ObjectIdentifier.init))

@@ -88,7 +88,7 @@ public struct Printer {
         case .string(let s): out += quoted(String(decoding: s, as: UTF8.self))
         case .tensor(let t): out += tensorDeclaration(t, name: nil)
         case .graph(let g): write(g, indent: indent + "   ", into: &out)
-        case .sparseTensor: out += "sparse_tensor"
+        case .sparseTensor(let t): out += "sparse_tensor[" + t.dims.map(String.init).joined(separator: ",") + "]"
         case .typeProto(let t): out += t.description
         case .floats(let fs): out += "[" + fs.map(number).joined(separator: ", ") + "]"
         case .ints(let i): out += "[" + i.map(String.init).joined(separator: ", ") + "]"

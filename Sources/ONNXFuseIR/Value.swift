@@ -42,11 +42,24 @@ public final class Value {
     /// The name; unique in its graph and every graph that encloses it (`Graph.verify` checks).
     public var name: String
     /// What the file declares about it: the graph input's `ValueInfoProto`, or its `value_info` entry.
-    public var info: ValueInfo?
+    public var info: ValueInfo? {
+        get { infoBox?.value }
+        set { infoBox = newValue.map(Box.init) }
+    }
     /// The tensor of an initializer, or the overridable default of a graph input.
-    public var initializer: Tensor?
+    public var initializer: Tensor? {
+        get { initializerBox?.value }
+        set { initializerBox = newValue.map(Box.init) }
+    }
     /// The tensor of a sparse initializer.
-    public var sparseInitializer: SparseTensor?
+    public var sparseInitializer: SparseTensor? {
+        get { sparseBox?.value }
+        set { sparseBox = newValue.map(Box.init) }
+    }
+    // Most values have none of these; boxes keep every value small (they are the bulk of a model's memory).
+    private var infoBox: Box<ValueInfo>?
+    private var initializerBox: Box<Tensor>?
+    private var sparseBox: Box<SparseTensor>?
     /// How it is defined.
     public internal(set) var definition: Definition
     /// Every node input that reads it, in no particular order.
@@ -111,7 +124,8 @@ public final class Value {
 
     /// The tensor a `Constant` node produces, from whichever value attribute it carries.
     static func constantNodeTensor(_ node: Node) -> Tensor? {
-        guard node.attributes.count == 1, let attribute = node.attributes.first, let value = attribute.value else { return nil }
+        guard node.attributes.count == 1, let attribute = node.attributes.first, let value = attribute.value,
+              attribute.refAttrName == nil else { return nil }
         switch (attribute.name, value) {
         case ("value", .tensor(let t)): return t
         case ("value_float", .float(let f)): return Tensor(dataType: .float, dims: [], values: [f.bitPattern.littleEndian])
@@ -141,4 +155,10 @@ public final class Value {
         uses.swapAt(i, uses.count - 1)
         uses.removeLast()
     }
+}
+
+/// A heap cell for a rarely present, large value.
+final class Box<Wrapped> {
+    let value: Wrapped
+    init(_ value: Wrapped) { self.value = value }
 }

@@ -30,8 +30,9 @@ struct Decoder {
         self.externalData = ExternalDataResolver(modelDirectory: modelDirectory, modelFile: fileName)
     }
 
-    func invalid(_ location: String, _ reason: String) -> ModelFileError {
-        .invalidModel(file: fileName, location: location, reason: reason, offset: nil)
+    /// An invalid-model error; `location` is built only when there is an error.
+    func invalid(_ location: @autoclosure () -> String, _ reason: String) -> ModelFileError {
+        .invalidModel(file: fileName, location: location(), reason: reason, offset: nil)
     }
 
     func origin<T>(_ pointer: UnsafePointer<T>) -> ProtoOrigin {
@@ -84,55 +85,55 @@ struct Decoder {
         func lookup(_ name: String) -> Value? { values[name] ?? parent?.lookup(name) }
     }
 
-    mutating func decodeGraph(_ proto: UnsafePointer<Onnx__GraphProto>, scope outer: Scope?, path: String) throws -> Graph {
+    mutating func decodeGraph(_ proto: UnsafePointer<Onnx__GraphProto>, scope outer: Scope?, path: @autoclosure () -> String) throws -> Graph {
         let g = proto.pointee
         let graph = Graph(name: string(g.name))
         graph.docString = string(g.doc_string)
         graph.metadataProps = pairs(g.metadata_props, g.n_metadata_props)
         graph.origin = origin(proto)
         let scope = Scope(parent: outer)
+        scope.values.reserveCapacity(g.n_input + g.n_initializer + g.n_node)
 
-        func define(_ value: Value, _ location: String) throws {
+        func define(_ value: Value, _ location: @autoclosure () -> String) throws {
             if let existing = scope.lookup(value.name) {
                 let kind = scope.values[value.name] === existing ? "in this graph" : "in an enclosing graph"
-                throw invalid(location, "'\(value.name)' is already defined \(kind) (names must be unique: single static assignment)")
+                throw invalid(location(), "'\(value.name)' is already defined \(kind) (names must be unique: single static assignment)")
             }
             scope.values[value.name] = value
         }
 
         for i in 0..<g.n_input {
             let info = g.input[i]!
-            let location = "\(path).input[\(i)]"
-            guard let name = string(info.pointee.name), !name.isEmpty else { throw invalid(location, "a graph input has no name") }
+            guard let name = string(info.pointee.name), !name.isEmpty else { throw invalid("\(path()).input[\(i)]", "a graph input has no name") }
             let value = graph.addInput(name: name, info: valueInfo(info))
-            try define(value, location)
+            try define(value, "\(path()).input[\(i)]")
         }
         for i in 0..<g.n_initializer {
             let proto = g.initializer[i]!
-            let location = "\(path).initializer[\(i)]"
-            guard let name = string(proto.pointee.name), !name.isEmpty else { throw invalid(location, "an initializer has no name") }
-            let tensor = try decodeTensor(proto, location: "\(location) '\(name)'")
+            func location() -> String { "\(path()).initializer[\(i)]" }
+            guard let name = string(proto.pointee.name), !name.isEmpty else { throw invalid(location(), "an initializer has no name") }
+            let tensor = try decodeTensor(proto, location: "\(location()) '\(name)'")
             if let input = scope.values[name], input.definition == .graphInput, input.initializer == nil {
                 graph.setInitializer(tensor, forInput: input)
             } else if scope.values[name]?.initializer != nil {
-                throw invalid(location, "initializer '\(name)' is defined twice")
+                throw invalid(location(), "initializer '\(name)' is defined twice")
             } else {
-                try define(graph.addInitializer(name: name, tensor: tensor), location)
+                try define(graph.addInitializer(name: name, tensor: tensor), location())
             }
         }
         for i in 0..<g.n_sparse_initializer {
             let proto = g.sparse_initializer[i]!
-            let location = "\(path).sparse_initializer[\(i)]"
-            let sparse = try decodeSparseTensor(proto, location: location)
-            guard let name = sparse.values?.name, !name.isEmpty else { throw invalid(location, "a sparse initializer has no name") }
-            try define(graph.addSparseInitializer(name: name, tensor: sparse), location)
+            let sparse = try decodeSparseTensor(proto, location: "\(path()).sparse_initializer[\(i)]")
+            guard let name = sparse.values?.name, !name.isEmpty else { throw invalid("\(path()).sparse_initializer[\(i)]", "a sparse initializer has no name") }
+            try define(graph.addSparseInitializer(name: name, tensor: sparse), "\(path()).sparse_initializer[\(i)]")
         }
 
-        // Every name a node of this graph defines, to tell "used before defined" from "never defined".
-        var laterOutputs = Set<String>()
-        for i in 0..<g.n_node {
-            let n = g.node[i]!.pointee
-            for j in 0..<n.n_output { if let s = n.output[j], s.pointee != 0 { laterOutputs.insert(String(cString: s)) } }
+        /// Whether a node of this graph defines `name`: tells "used before defined" from "never defined".
+        func definedByANode(_ name: String) -> Bool {
+            (0..<g.n_node).contains { i in
+                let n = g.node[i]!.pointee
+                return (0..<n.n_output).contains { String(cString: n.output[$0]!) == name }
+            }
         }
 
         for i in 0..<g.n_node {
@@ -140,28 +141,27 @@ struct Decoder {
             let n = proto.pointee
             let opType = string(n.op_type) ?? ""
             let nodeName = string(n.name)
-            let location = "\(path).node[\(i)] (\(opType.isEmpty ? "?" : opType)\(nodeName.map { " '\($0)'" } ?? ""))"
-            guard !opType.isEmpty else { throw invalid(location, "the node has no op_type") }
+            func location() -> String { "\(path()).node[\(i)] (\(opType.isEmpty ? "?" : opType)\(nodeName.map { " '\($0)'" } ?? ""))" }
+            guard !opType.isEmpty else { throw invalid(location(), "the node has no op_type") }
             var inputs: [Value?] = []
             inputs.reserveCapacity(n.n_input)
             for j in 0..<n.n_input {
                 let name = String(cString: n.input[j]!)
                 if name.isEmpty { inputs.append(nil); continue }
                 guard let value = scope.lookup(name) else {
-                    if laterOutputs.contains(name) {
-                        throw invalid(location, "input '\(name)' is used before the node that defines it (nodes are not in topological order, or form a cycle)")
+                    if definedByANode(name) {
+                        throw invalid(location(), "input '\(name)' is used before the node that defines it (nodes are not in topological order, or form a cycle)")
                     }
-                    throw invalid(location, "input '\(name)' is not defined")
+                    throw invalid(location(), "input '\(name)' is not defined")
                 }
                 inputs.append(value)
             }
             var attributes: [Attribute] = []
             attributes.reserveCapacity(n.n_attribute)
-            var attributeNames = Set<String>()
             for j in 0..<n.n_attribute {
-                let attribute = try decodeAttribute(n.attribute[j]!, scope: scope, path: "\(location).attribute[\(j)]")
-                guard attributeNames.insert(attribute.name).inserted else {
-                    throw invalid(location, "attribute '\(attribute.name)' appears twice")
+                let attribute = try decodeAttribute(n.attribute[j]!, scope: scope, path: "\(location()).attribute[\(j)]")
+                if attributes.contains(where: { $0.name == attribute.name }) {
+                    throw invalid(location(), "attribute '\(attribute.name)' appears twice")
                 }
                 attributes.append(attribute)
             }
@@ -177,15 +177,14 @@ struct Decoder {
             node.origin = origin(proto)
             graph.append(node)
             for (j, output) in node.outputs.enumerated() {
-                if let output { try define(output, "\(location).output[\(j)]") }
+                if let output { try define(output, "\(location()).output[\(j)]") }
             }
         }
 
         for i in 0..<g.n_output {
             let info = g.output[i]!
-            let location = "\(path).output[\(i)]"
-            guard let name = string(info.pointee.name), !name.isEmpty else { throw invalid(location, "a graph output has no name") }
-            guard let value = scope.lookup(name) else { throw invalid(location, "graph output '\(name)' is not defined") }
+            guard let name = string(info.pointee.name), !name.isEmpty else { throw invalid("\(path()).output[\(i)]", "a graph output has no name") }
+            guard let value = scope.lookup(name) else { throw invalid("\(path()).output[\(i)]", "graph output '\(name)' is not defined") }
             graph.addOutput(value, info: valueInfo(info))
         }
         for i in 0..<g.n_value_info {
@@ -203,86 +202,109 @@ struct Decoder {
 
     // MARK: Attributes
 
-    mutating func decodeAttribute(_ proto: UnsafePointer<Onnx__AttributeProto>, scope: Scope, path: String) throws -> Attribute {
+    mutating func decodeAttribute(_ proto: UnsafePointer<Onnx__AttributeProto>, scope: Scope, path: @autoclosure () -> String) throws -> Attribute {
         let a = proto.pointee
-        guard let name = string(a.name), !name.isEmpty else { throw invalid(path, "an attribute has no name") }
-        let location = "\(path) '\(name)'"
-        var attribute = Attribute(name: name)
+        guard let name = string(a.name), !name.isEmpty else { throw invalid(path(), "an attribute has no name") }
+        func location() -> String { "\(path()) '\(name)'" }
+        let declared = a.has_type != 0 ? AttributeType(rawValue: Int32(bitPattern: a.type.rawValue)) : nil
+
+        /// The value held in the field of `type`, or nil when that field is absent.
+        func value(of type: AttributeType) throws -> AttributeValue? {
+            switch type {
+            case .float: return a.has_f != 0 ? .float(a.f) : nil
+            case .int: return a.has_i != 0 ? .int(a.i) : nil
+            case .string: return a.has_s != 0 ? .string(bytes(a.s)) : nil
+            case .tensor: return try a.t.map { .tensor(try decodeTensor($0, location: "\(location()).t")) }
+            case .graph: return try a.g.map { .graph(try decodeGraph($0, scope: scope, path: "\(location()).g")) }
+            case .sparseTensor: return try a.sparse_tensor.map { .sparseTensor(try decodeSparseTensor($0, location: "\(location()).sparse_tensor")) }
+            case .typeProto: return a.tp.map { .typeProto(typeInfo($0)) }
+            case .floats: return .floats(Array(UnsafeBufferPointer(start: a.floats, count: a.n_floats)))
+            case .ints: return .ints(Array(UnsafeBufferPointer(start: a.ints, count: a.n_ints)))
+            case .strings: return .strings((0..<a.n_strings).map { bytes(a.strings[$0]) })
+            case .tensors:
+                return .tensors(try (0..<a.n_tensors).map { try decodeTensor(a.tensors[$0]!, location: "\(location()).tensors[\($0)]") })
+            case .graphs:
+                return .graphs(try (0..<a.n_graphs).map { try decodeGraph(a.graphs[$0]!, scope: scope, path: "\(location()).graphs[\($0)]") })
+            case .sparseTensors:
+                return .sparseTensors(try (0..<a.n_sparse_tensors).map {
+                    try decodeSparseTensor(a.sparse_tensors[$0]!, location: "\(location()).sparse_tensors[\($0)]")
+                })
+            case .typeProtos: return .typeProtos((0..<a.n_type_protos).map { typeInfo(a.type_protos[$0]!) })
+            default: return nil
+            }
+        }
+
+        var found: AttributeValue?
+        if let declared {
+            found = try value(of: declared)
+        } else {
+            // No declared type (old files): the first field present, in onnx's own order.
+            let present: [(Bool, AttributeType)] = [
+                (a.has_f != 0, .float), (a.has_i != 0, .int), (a.has_s != 0, .string), (a.t != nil, .tensor),
+                (a.g != nil, .graph), (a.sparse_tensor != nil, .sparseTensor), (a.tp != nil, .typeProto),
+                (a.n_floats > 0, .floats), (a.n_ints > 0, .ints), (a.n_strings > 0, .strings), (a.n_tensors > 0, .tensors),
+                (a.n_graphs > 0, .graphs), (a.n_sparse_tensors > 0, .sparseTensors), (a.n_type_protos > 0, .typeProtos),
+            ]
+            if let first = present.first(where: \.0) { found = try value(of: first.1) }
+        }
+        var attribute = Attribute(name: name, type: declared, value: found, origin: origin(proto))
         attribute.refAttrName = string(a.ref_attr_name)
         attribute.docString = string(a.doc_string)
-        attribute.type = a.has_type != 0 ? AttributeType(rawValue: Int32(bitPattern: a.type.rawValue)) : nil
-        attribute.f = a.has_f != 0 ? a.f : nil
-        attribute.i = a.has_i != 0 ? a.i : nil
-        attribute.s = a.has_s != 0 ? bytes(a.s) : nil
-        if let t = a.t { attribute.t = try decodeTensor(t, location: "\(location).t") }
-        if let g = a.g { attribute.g = try decodeGraph(g, scope: scope, path: "\(location).g") }
-        if let s = a.sparse_tensor { attribute.sparseTensor = try decodeSparseTensor(s, location: "\(location).sparse_tensor") }
-        if let tp = a.tp { attribute.tp = typeInfo(tp) }
-        attribute.floats = Array(UnsafeBufferPointer(start: a.floats, count: a.n_floats))
-        attribute.ints = Array(UnsafeBufferPointer(start: a.ints, count: a.n_ints))
-        attribute.strings = (0..<a.n_strings).map { bytes(a.strings[$0]) }
-        attribute.tensors = try (0..<a.n_tensors).map { try decodeTensor(a.tensors[$0]!, location: "\(location).tensors[\($0)]") }
-        attribute.graphs = try (0..<a.n_graphs).map { try decodeGraph(a.graphs[$0]!, scope: scope, path: "\(location).graphs[\($0)]") }
-        attribute.sparseTensors = try (0..<a.n_sparse_tensors).map {
-            try decodeSparseTensor(a.sparse_tensors[$0]!, location: "\(location).sparse_tensors[\($0)]")
-        }
-        attribute.typeProtos = (0..<a.n_type_protos).map { typeInfo(a.type_protos[$0]!) }
-        attribute.origin = origin(proto)
         return attribute
     }
 
     // MARK: Tensors
 
-    mutating func decodeTensor(_ proto: UnsafePointer<Onnx__TensorProto>, location: String) throws -> Tensor {
+    mutating func decodeTensor(_ proto: UnsafePointer<Onnx__TensorProto>, location: @autoclosure () -> String) throws -> Tensor {
         let t = proto.pointee
-        guard t.has_data_type != 0 else { throw invalid(location, "the tensor has no data_type") }
+        guard t.has_data_type != 0 else { throw invalid(location(), "the tensor has no data_type") }
         let dims = Array(UnsafeBufferPointer(start: t.dims, count: t.n_dims))
-        var fields: [(String, TensorStorage)] = []
-        func typed<T>(_ name: String, _ pointer: UnsafeMutablePointer<T>?, _ count: Int, _ make: (TensorBytes) -> TensorStorage) {
-            if count > 0 {
-                fields.append((name, make(TensorBytes(owner: tree, baseAddress: UnsafeRawPointer(pointer), count: count * MemoryLayout<T>.stride))))
-            }
+        // Exactly one data field may hold the elements.
+        var storage = TensorStorage.none
+        var storageField: String?
+        func use(_ field: String, _ present: Bool, _ make: () -> TensorStorage) throws {
+            guard present else { return }
+            if let storageField { throw invalid(location(), "the tensor stores its data in both \(storageField) and \(field)") }
+            storageField = field
+            storage = make()
         }
-        if t.has_raw_data != 0 {
-            fields.append(("raw_data", .raw(TensorBytes(owner: tree, baseAddress: UnsafeRawPointer(t.raw_data.data), count: t.raw_data.len))))
+        func bytes<T>(_ pointer: UnsafeMutablePointer<T>?, _ count: Int) -> TensorBytes {
+            TensorBytes(owner: tree, baseAddress: UnsafeRawPointer(pointer), count: count * MemoryLayout<T>.stride)
         }
-        typed("float_data", t.float_data, t.n_float_data) { .floatData($0) }
-        typed("int32_data", t.int32_data, t.n_int32_data) { .int32Data($0) }
-        typed("int64_data", t.int64_data, t.n_int64_data) { .int64Data($0) }
-        typed("double_data", t.double_data, t.n_double_data) { .doubleData($0) }
-        typed("uint64_data", t.uint64_data, t.n_uint64_data) { .uint64Data($0) }
-        if t.n_string_data > 0 { fields.append(("string_data", .stringData((0..<t.n_string_data).map { bytes(t.string_data[$0]) }))) }
-        guard fields.count <= 1 else {
-            throw invalid(location, "the tensor stores its data in both \(fields[0].0) and \(fields[1].0)")
-        }
-        var tensor = Tensor(name: string(t.name), dataType: DataType(rawValue: t.data_type), dims: dims,
-                            storage: fields.first?.1 ?? .none)
+        try use("raw_data", t.has_raw_data != 0) { .raw(TensorBytes(owner: tree, baseAddress: UnsafeRawPointer(t.raw_data.data), count: t.raw_data.len)) }
+        try use("float_data", t.n_float_data > 0) { .floatData(bytes(t.float_data, t.n_float_data)) }
+        try use("int32_data", t.n_int32_data > 0) { .int32Data(bytes(t.int32_data, t.n_int32_data)) }
+        try use("string_data", t.n_string_data > 0) { .stringData((0..<t.n_string_data).map { self.bytes(t.string_data[$0]) }) }
+        try use("int64_data", t.n_int64_data > 0) { .int64Data(bytes(t.int64_data, t.n_int64_data)) }
+        try use("double_data", t.n_double_data > 0) { .doubleData(bytes(t.double_data, t.n_double_data)) }
+        try use("uint64_data", t.n_uint64_data > 0) { .uint64Data(bytes(t.uint64_data, t.n_uint64_data)) }
+        var tensor = Tensor(name: string(t.name), dataType: DataType(rawValue: t.data_type), dims: dims, storage: storage)
         tensor.docString = string(t.doc_string)
         tensor.dataLocation = t.has_data_location != 0 ? Int32(bitPattern: t.data_location.rawValue) : nil
         tensor.externalData = pairs(t.external_data, t.n_external_data)
         tensor.metadataProps = pairs(t.metadata_props, t.n_metadata_props)
         tensor.origin = origin(proto)
         if let dataLocation = tensor.dataLocation, dataLocation != 0 && dataLocation != 1 {
-            throw invalid(location, "data_location \(dataLocation) is not DEFAULT (0) or EXTERNAL (1)")
+            throw invalid(location(), "data_location \(dataLocation) is not DEFAULT (0) or EXTERNAL (1)")
         }
         if tensor.isExternal {
             guard case .none = tensor.storage else {
-                throw invalid(location, "an external tensor also stores data inside the model")
+                throw invalid(location(), "an external tensor also stores data inside the model")
             }
             guard let count = tensor.elementCount, let byteCount = tensor.dataType.rawByteCount(elements: count) else {
-                throw invalid(location, tensor.payloadProblem ?? "external data cannot hold \(tensor.dataType)")
+                throw invalid(location(), tensor.payloadProblem ?? "external data cannot hold \(tensor.dataType)")
             }
-            tensor.storage = .raw(try externalData.bytes(for: tensor, expectedCount: byteCount, location: location))
+            tensor.storage = .raw(try externalData.bytes(for: tensor, expectedCount: byteCount, location: location()))
         }
-        if let problem = tensor.payloadProblem { throw invalid(location, problem) }
+        if let problem = tensor.payloadProblem { throw invalid(location(), problem) }
         return tensor
     }
 
-    mutating func decodeSparseTensor(_ proto: UnsafePointer<Onnx__SparseTensorProto>, location: String) throws -> SparseTensor {
+    mutating func decodeSparseTensor(_ proto: UnsafePointer<Onnx__SparseTensorProto>, location: @autoclosure () -> String) throws -> SparseTensor {
         let s = proto.pointee
         var sparse = SparseTensor(
-            values: try s.values.map { try decodeTensor($0, location: "\(location).values") },
-            indices: try s.indices.map { try decodeTensor($0, location: "\(location).indices") },
+            values: try s.values.map { try decodeTensor($0, location: "\(location()).values") },
+            indices: try s.indices.map { try decodeTensor($0, location: "\(location()).indices") },
             dims: Array(UnsafeBufferPointer(start: s.dims, count: s.n_dims)))
         sparse.origin = origin(proto)
         return sparse

@@ -40,12 +40,13 @@ final class Encoder {
     }
 
     func cString(_ string: String?) -> UnsafeMutablePointer<CChar>? {
-        guard let string else { return nil }
-        var utf8 = string.utf8CString
-        let count = utf8.count
-        let copy = allocate(CChar.self, count: count)
-        utf8.withUnsafeMutableBufferPointer { copy.initialize(from: $0.baseAddress!, count: count) }
-        return copy
+        guard var string else { return nil }
+        return string.withUTF8 { utf8 in
+            // The arena hands out zeroed memory, so the terminating NUL is already there.
+            let copy = allocate(CChar.self, count: utf8.count + 1)
+            if let base = utf8.baseAddress { UnsafeMutableRawPointer(copy).copyMemory(from: base, byteCount: utf8.count) }
+            return copy
+        }
     }
 
     func copy<T>(_ values: [T]) -> UnsafeMutablePointer<T>? {
@@ -149,26 +150,35 @@ final class Encoder {
         a.pointee.doc_string = cString(attribute.docString)
         a.pointee.has_type = flag(attribute.type != nil)
         a.pointee.type = Onnx__AttributeProto__AttributeType(rawValue: UInt32(bitPattern: attribute.type?.rawValue ?? 0))
-        a.pointee.has_f = flag(attribute.f != nil)
-        a.pointee.f = attribute.f ?? 0
-        a.pointee.has_i = flag(attribute.i != nil)
-        a.pointee.i = attribute.i ?? 0
-        a.pointee.has_s = flag(attribute.s != nil)
-        a.pointee.s = binary(attribute.s ?? [])
-        a.pointee.t = attribute.t.map { encode($0, name: $0.name) }
-        a.pointee.g = attribute.g.map { encode($0) }
-        a.pointee.sparse_tensor = attribute.sparseTensor.map { encode($0, name: $0.values?.name) }
-        a.pointee.tp = attribute.tp.map { encode($0) }
-        a.pointee.n_floats = attribute.floats.count
-        a.pointee.floats = copy(attribute.floats)
-        a.pointee.n_ints = attribute.ints.count
-        a.pointee.ints = copy(attribute.ints)
-        a.pointee.n_strings = attribute.strings.count
-        a.pointee.strings = copy(attribute.strings.map { binary($0) })
-        (a.pointee.n_tensors, a.pointee.tensors) = list(attribute.tensors) { encode($0, name: $0.name) }
-        (a.pointee.n_graphs, a.pointee.graphs) = list(attribute.graphs) { encode($0) }
-        (a.pointee.n_sparse_tensors, a.pointee.sparse_tensors) = list(attribute.sparseTensors) { encode($0, name: $0.values?.name) }
-        (a.pointee.n_type_protos, a.pointee.type_protos) = list(attribute.typeProtos) { encode($0) }
+        if attribute.valueEdited {
+            // A new value replaces every value field the file had.
+            let name = a.pointee.name, ref = a.pointee.ref_attr_name, doc = a.pointee.doc_string
+            let (hasType, type) = (a.pointee.has_type, a.pointee.type)
+            let unknown = (a.pointee.base.n_unknown_fields, a.pointee.base.unknown_fields)
+            onnx__attribute_proto__init(a)
+            (a.pointee.name, a.pointee.ref_attr_name, a.pointee.doc_string) = (name, ref, doc)
+            (a.pointee.has_type, a.pointee.type) = (hasType, type)
+            (a.pointee.base.n_unknown_fields, a.pointee.base.unknown_fields) = unknown
+        }
+        // Unedited values are written over the same field with the same value; subgraphs and
+        // tensors are always encoded again, since their contents or data files may change.
+        switch attribute.value {
+        case .float(let v)?: (a.pointee.has_f, a.pointee.f) = (1, v)
+        case .int(let v)?: (a.pointee.has_i, a.pointee.i) = (1, v)
+        case .string(let v)?: (a.pointee.has_s, a.pointee.s) = (1, binary(v))
+        case .tensor(let t)?: a.pointee.t = encode(t, name: t.name)
+        case .graph(let g)?: a.pointee.g = encode(g)
+        case .sparseTensor(let s)?: a.pointee.sparse_tensor = encode(s, name: s.values?.name)
+        case .typeProto(let t)?: a.pointee.tp = encode(t)
+        case .floats(let v)?: (a.pointee.n_floats, a.pointee.floats) = (v.count, copy(v))
+        case .ints(let v)?: (a.pointee.n_ints, a.pointee.ints) = (v.count, copy(v))
+        case .strings(let v)?: (a.pointee.n_strings, a.pointee.strings) = (v.count, copy(v.map { binary($0) }))
+        case .tensors(let v)?: (a.pointee.n_tensors, a.pointee.tensors) = list(v) { encode($0, name: $0.name) }
+        case .graphs(let v)?: (a.pointee.n_graphs, a.pointee.graphs) = list(v) { encode($0) }
+        case .sparseTensors(let v)?: (a.pointee.n_sparse_tensors, a.pointee.sparse_tensors) = list(v) { encode($0, name: $0.values?.name) }
+        case .typeProtos(let v)?: (a.pointee.n_type_protos, a.pointee.type_protos) = list(v) { encode($0) }
+        case nil: break
+        }
         return a
     }
 

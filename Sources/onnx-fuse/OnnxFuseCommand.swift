@@ -1,3 +1,10 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import ArgumentParser
 import ONNXFuse
 
@@ -59,10 +66,13 @@ struct OnnxFuseCommand: ParsableCommand {
         if !print && !inPlace && !toStandardOutput && ModelFile.isSameFile(model, target) {
             throw UsageError(message: "\(target): refusing to overwrite the input; pass --in-place to replace it")
         }
+        var trace = PhaseTrace()
         let loaded = try ModelFile.load(path: model)
+        trace.mark("load")
         var options = OptimizationOptions()
         options.useBuiltinRules = !noBuiltin
         let (before, after) = optimize(loaded, options: options)
+        trace.mark("optimize")
         if print {
             Swift.print(Printer().print(loaded), terminator: "")
             return
@@ -70,6 +80,8 @@ struct OnnxFuseCommand: ParsableCommand {
         var saveOptions = SaveOptions()
         saveOptions.toStandardOutput = toStandardOutput
         let report = try ModelFile.save(loaded, to: toStandardOutput ? model : target, options: saveOptions)
+        trace.mark("save")
+        trace.report()
         if !quiet {
             let elapsed = clock.now - start
             let sizeBefore = ModelFile.size(of: model) ?? 0
@@ -84,4 +96,26 @@ struct OnnxFuseCommand: ParsableCommand {
 /// A usage error found after parsing (exit code 1).
 struct UsageError: Error {
     let message: String
+}
+
+/// Phase timings on standard error when `ONNX_FUSE_TRACE=1`, for profiling and benchmarks.
+struct PhaseTrace {
+    private let enabled = getenv("ONNX_FUSE_TRACE").map { String(cString: $0) == "1" } ?? false
+    private let clock = ContinuousClock()
+    private var last: ContinuousClock.Instant
+    private var phases: [(String, Duration)] = []
+
+    init() { last = clock.now }
+
+    mutating func mark(_ phase: String) {
+        guard enabled else { return }
+        let now = clock.now
+        phases.append((phase, now - last))
+        last = now
+    }
+
+    func report() {
+        guard enabled else { return }
+        printError("onnx-fuse: trace: " + phases.map { "\($0.0) \(formatDuration($0.1))" }.joined(separator: ", "))
+    }
 }

@@ -28,10 +28,7 @@ func temporaryDirectory(_ test: XCTestCase) throws -> URL {
 /// none of our code): what a lossless load and save must produce.
 func canonicalEncoding(_ bytes: [UInt8]) -> [UInt8]? {
     bytes.withUnsafeBufferPointer { buffer -> [UInt8]? in
-        let unpacked = withUnsafePointer(to: onnx__model_proto__descriptor) {
-            protobuf_c_message_unpack($0, nil, buffer.count, buffer.baseAddress)
-        }
-        guard let message = unpacked else { return nil }
+        guard let message = protobuf_c_message_unpack(onnx_fuse_model_descriptor(), nil, buffer.count, buffer.baseAddress) else { return nil }
         defer { protobuf_c_message_free_unpacked(message, nil) }
         var out = [UInt8](repeating: 0, count: protobuf_c_message_get_packed_size(message))
         _ = out.withUnsafeMutableBufferPointer { protobuf_c_message_pack(message, $0.baseAddress) }

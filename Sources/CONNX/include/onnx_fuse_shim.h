@@ -12,6 +12,13 @@
  * Ownership: every pointer in an unpacked tree belongs to its arena and dies with
  * onnx_fuse_arena_destroy; raw_data pointers of lifted payloads point into the caller's
  * input bytes, which must outlive the tree. Nothing here frees the caller's memory.
+ *
+ * From Swift: size_t is Int, so SIZE_MAX is Int(bitPattern: UInt.max). The generated
+ * descriptors (onnx__model_proto__descriptor, ...) are `let` constants in Swift, whose
+ * address cannot be taken with `&`; `withUnsafePointer(to:)` may hand out a temporary copy
+ * that dies with the closure while unpacked messages keep pointing at it. Take the real
+ * address from an initialized message instead (onnx__model_proto__init(&m), then
+ * m.base.descriptor), or use the generated onnx__model_proto__unpack/pack functions.
  */
 #ifndef ONNX_FUSE_SHIM_H
 #define ONNX_FUSE_SHIM_H
@@ -27,7 +34,9 @@ extern "C" {
 
 /* ---- arena ------------------------------------------------------------------------- */
 
-/* A bump allocator with a budget. Freeing a single block is a no-op; destroy frees all. */
+/* A bump allocator with a budget. Freeing a single block is a no-op; destroy frees all.
+ * Blocks start at 64 KiB and double up to 8 MiB; a request larger than a quarter of the
+ * next block gets a block of its own. Not thread-safe. */
 typedef struct onnx_fuse_arena onnx_fuse_arena;
 
 /* A new arena that refuses to hand out more than `budget` bytes in all (SIZE_MAX: no
@@ -38,13 +47,14 @@ onnx_fuse_arena *onnx_fuse_arena_create(size_t budget);
 void onnx_fuse_arena_destroy(onnx_fuse_arena *arena);
 
 /* `size` zeroed bytes aligned to 16, or NULL when the budget or the memory is exhausted
- * (then onnx_fuse_arena_exhausted reports which). */
+ * (then onnx_fuse_arena_over_budget reports which). A size of 0 is served as 1 byte, so
+ * the result is never NULL for lack of size. */
 void *onnx_fuse_arena_alloc(onnx_fuse_arena *arena, size_t size);
 
 /* 1 when an allocation was refused because the budget would have been exceeded. */
 int onnx_fuse_arena_over_budget(const onnx_fuse_arena *arena);
 
-/* Bytes handed out so far. */
+/* Bytes handed out so far, each allocation rounded up to 16 (what the budget counts). */
 size_t onnx_fuse_arena_used(const onnx_fuse_arena *arena);
 
 /* A protobuf-c allocator view of the arena, valid as long as the arena. */
@@ -64,7 +74,11 @@ typedef struct {
     onnx_fuse_status status;
     int sys_errno;           /* for ONNX_FUSE_IO */
     uint64_t offset;         /* byte offset in the input where the problem was found */
-    /* Where: a field path such as "ModelProto.graph.node[3].attribute[0].name". */
+    /* Where: a field path such as "ModelProto.graph.node[3].attribute[0].name". Field names
+     * come from the descriptors; [i] counts the occurrences of a repeated field in its
+     * message (a packed run gets no index); an unknown field shows as its number, "#1234".
+     * A path too long for the array keeps its innermost part and starts with "...". Errors
+     * found after the wire pass (memory budget, protobuf-c) name only "ModelProto". */
     char path[512];
     /* What is wrong, one line, no trailing period. */
     char message[256];
@@ -72,6 +86,8 @@ typedef struct {
 
 /* ---- loading ----------------------------------------------------------------------- */
 
+/* NULL limits mean { 100, SIZE_MAX }. max_depth also bounds protobuf-c's own recursion
+ * (it unpacks sub-messages recursively), so keep it modest; 0 rejects every input. */
 typedef struct {
     size_t max_depth;        /* deepest message nesting accepted; the ModelProto is depth 1 (100) */
     size_t unpack_budget;    /* bytes protobuf-c may allocate for the unpacked tree */
@@ -96,8 +112,27 @@ typedef struct {
  * bytes passed to protobuf_c_message_unpack carry a marker instead, and after unpack the
  * tensor's raw_data points at the payload inside `data` again (no copy).
  *
- * Returns ONNX_FUSE_OK and fills `out`, or fills `err` (status, offset, path, message) and
- * leaves nothing allocated.
+ * Details of the wire pass:
+ *   - the marker is an unknown varint field numbered 536870911 (2^29-1) holding an index
+ *     into a table of lifted payloads; a TensorProto that itself carries field 536870911 is
+ *     rejected (elsewhere that number is an ordinary unknown field and is kept);
+ *   - unknown fields are checked as wire data only (key, varint, length) and never entered;
+ *   - keys and lengths may be non-minimal varints (up to 10 bytes) as protobuf allows: the
+ *     copy for protobuf-c re-encodes them, since protobuf-c reads at most 5 bytes;
+ *   - a packed repeated scalar must hold whole values (a multiple of 4 or 8 bytes, complete
+ *     varints); repeated scalars are accepted packed and unpacked whatever the .proto says;
+ *   - a string, bytes or packed field (raw_data excepted) or a message (without its lifted
+ *     raw_data) longer than 2^31-1 bytes is ONNX_FUSE_LIMIT: protobuf-c cannot read it.
+ * After unpacking, ONNX_FUSE_LIMIT "unpacking needs more than N bytes of memory" when the
+ * budget ran out, ONNX_FUSE_INVALID "protobuf-c could not unpack the message" otherwise.
+ * One more rejection comes from protobuf-c's merge semantics: a singular TensorProto field
+ * (AttributeProto.t, SparseTensorProto.values, ...) given twice is merged by protobuf-c,
+ * which keeps only the later occurrence's unknown fields; if the earlier one carried
+ * raw_data, it would be lost silently, so the load fails with ONNX_FUSE_INVALID instead.
+ *
+ * Empty input (len 0, data may be NULL) is a valid, empty ModelProto. `err` may be NULL.
+ * Returns ONNX_FUSE_OK and fills `out`, or fills `err` (status, offset, path, message),
+ * zeroes `out` and leaves nothing allocated.
  */
 onnx_fuse_status onnx_fuse_load(const uint8_t *data, size_t len,
                                 const onnx_fuse_load_limits *limits,
@@ -109,21 +144,28 @@ ProtobufCMessage *onnx_fuse_unpack_trusted(const ProtobufCMessageDescriptor *des
                                            const uint8_t *data, size_t len,
                                            onnx_fuse_arena *arena);
 
+/* The ModelProto descriptor by address (Swift would copy the global when taking `&`). */
+const ProtobufCMessageDescriptor *onnx_fuse_model_descriptor(void);
+
 /* ---- saving ------------------------------------------------------------------------ */
 
 /* The size protobuf_c_message_pack would produce. */
 size_t onnx_fuse_packed_size(const ProtobufCMessage *message);
 
 /*
- * Packs `message` into the file descriptor `fd` through a buffer; payloads larger than the
- * buffer are written straight from where they are (for example a mapped input file).
- * Retries short writes and EINTR. Returns ONNX_FUSE_OK and the bytes written in `*written`,
- * or ONNX_FUSE_IO with err->sys_errno. Does not fsync or close `fd`.
+ * Packs `message` into the file descriptor `fd` through a 1 MiB buffer; appends of 256 KiB
+ * or more (payloads) are written straight from where they are (for example a mapped input
+ * file) after flushing the buffer. Retries short writes and EINTR. Returns ONNX_FUSE_OK and
+ * the bytes written in `*written`, or ONNX_FUSE_IO with err->sys_errno (the first error;
+ * later appends are dropped) and the bytes written before it in `*written` and err->offset.
+ * ONNX_FUSE_NOMEM if the buffer cannot be allocated. `written` and `err` may be NULL.
+ * Does not fsync or close `fd`.
  */
 onnx_fuse_status onnx_fuse_pack_to_fd(const ProtobufCMessage *message, int fd,
                                       uint64_t *written, onnx_fuse_error *err);
 
-/* Writes `len` bytes at `data` to `fd`, retrying short writes and EINTR. 0 or an errno. */
+/* Writes `len` bytes at `data` to `fd`, retrying short writes and EINTR. 0 or an errno
+ * (EIO if write makes no progress without an error). */
 int onnx_fuse_write_all(int fd, const void *data, size_t len);
 
 #ifdef __cplusplus
