@@ -9,6 +9,7 @@
  *     the caller's bytes;
  *   - onnx_fuse_pack_to_fd: protobuf-c packing straight into a file descriptor.
  */
+#define _GNU_SOURCE /* copy_file_range */
 #include "onnx_fuse_shim.h"
 
 #include <errno.h>
@@ -994,11 +995,52 @@ int onnx_fuse_write_all(int fd, const void *data, size_t len)
     return 0;
 }
 
+/* Copies `len` bytes at offset `offset` of `src` to the current position of `dst` in the
+ * kernel. 0, an errno, or -1 when copy_file_range is not possible here (caller writes). */
+static int copy_range(int dst, int src, off_t offset, size_t len)
+{
+    int first = 1;
+    while (len > 0) {
+        ssize_t n = copy_file_range(src, &offset, dst, NULL, len, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            /* Not supported for this pair of files: nothing was copied yet, so write instead. */
+            if (first && (errno == ENOSYS || errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP || errno == EBADF))
+                return -1;
+            return errno != 0 ? errno : EIO;
+        }
+        if (n == 0)
+            return EIO; /* the source ended early: it changed under us */
+        first = 0;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int onnx_fuse_copy_out(int fd, const void *data, size_t len,
+                       const onnx_fuse_mapped_source *sources, size_t n_sources)
+{
+    const uint8_t *p = data;
+    for (size_t i = 0; i < n_sources; i++) {
+        const onnx_fuse_mapped_source *s = &sources[i];
+        if (s->base != NULL && p >= s->base && len <= s->len && (size_t)(p - s->base) <= s->len - len) {
+            int e = copy_range(fd, s->fd, (off_t)(p - s->base), len);
+            if (e >= 0)
+                return e;
+            break;
+        }
+    }
+    return onnx_fuse_write_all(fd, data, len);
+}
+
 /* A ProtobufCBuffer that writes to a file descriptor. protobuf-c cannot be told to stop
  * packing, so after the first error the remaining appends are ignored. */
 typedef struct {
     ProtobufCBuffer base; /* first, so that a ProtobufCBuffer * is an fd_buffer * */
     int fd;
+    const onnx_fuse_mapped_source *sources;
+    size_t n_sources;
     uint8_t *buf;
     size_t used;
     uint64_t written;
@@ -1028,8 +1070,13 @@ static void fd_append(ProtobufCBuffer *base, size_t len, const uint8_t *data)
         return;
     if (len >= FD_DIRECT_MIN) {
         fd_flush(b); /* keep the order of the bytes */
-        if (b->error == 0)
-            fd_write(b, data, len);
+        if (b->error == 0) {
+            int e = onnx_fuse_copy_out(b->fd, data, len, b->sources, b->n_sources);
+            if (e != 0)
+                b->error = e;
+            else
+                b->written += len;
+        }
         return;
     }
     if (len > FD_BUFFER_SIZE - b->used) {
@@ -1044,6 +1091,13 @@ static void fd_append(ProtobufCBuffer *base, size_t len, const uint8_t *data)
 onnx_fuse_status onnx_fuse_pack_to_fd(const ProtobufCMessage *message, int fd,
                                       uint64_t *written, onnx_fuse_error *err)
 {
+    return onnx_fuse_pack_to_fd_from(message, fd, NULL, 0, written, err);
+}
+
+onnx_fuse_status onnx_fuse_pack_to_fd_from(const ProtobufCMessage *message, int fd,
+                                           const onnx_fuse_mapped_source *sources, size_t n_sources,
+                                           uint64_t *written, onnx_fuse_error *err)
+{
     onnx_fuse_error scratch;
     if (err == NULL)
         err = &scratch;
@@ -1055,6 +1109,8 @@ onnx_fuse_status onnx_fuse_pack_to_fd(const ProtobufCMessage *message, int fd,
     memset(&b, 0, sizeof b);
     b.base.append = fd_append;
     b.fd = fd;
+    b.sources = sources;
+    b.n_sources = n_sources;
     b.buf = malloc(FD_BUFFER_SIZE);
     if (b.buf == NULL)
         return load_fail(err, ONNX_FUSE_NOMEM, "", "out of memory");

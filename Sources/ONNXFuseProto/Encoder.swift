@@ -19,6 +19,18 @@ final class Encoder {
 
     deinit { onnx_fuse_arena_destroy(arena) }
 
+    /// The mapped files that the payloads being written live in, for kernel-side copies.
+    var mappedSources: [onnx_fuse_mapped_source] {
+        var files: [ObjectIdentifier: MappedFile] = [:]
+        for bytes in keepAlive {
+            let file = (bytes.owner as? MappedFile) ?? (bytes.owner as? DecodedTree)?.file
+            if let file, file.base != nil { files[ObjectIdentifier(file)] = file }
+        }
+        return files.values.sorted { $0.path < $1.path }.map {
+            onnx_fuse_mapped_source(base: $0.base!.assumingMemoryBound(to: UInt8.self), len: $0.count, fd: $0.descriptor.rawValue)
+        }
+    }
+
     // MARK: Memory
 
     func allocate<T>(_ type: T.Type, count: Int = 1) -> UnsafeMutablePointer<T> {

@@ -102,6 +102,7 @@ public enum ModelFile {
         let root = encoder.encode(model)
         let message = UnsafeMutableRawPointer(root).assumingMemoryBound(to: ProtobufCMessage.self)
         let external = try placeExternalTensors(encoder, root: message, options: options, path: path)
+        let sources = encoder.mappedSources
 
         if options.toStandardOutput {
             guard external.isEmpty else {
@@ -109,7 +110,7 @@ public enum ModelFile {
             }
             var written: UInt64 = 0
             var error = onnx_fuse_error()
-            guard onnx_fuse_pack_to_fd(message, STDOUT_FILENO, &written, &error) == ONNX_FUSE_OK else {
+            guard onnx_fuse_pack_to_fd_from(message, STDOUT_FILENO, sources, sources.count, &written, &error) == ONNX_FUSE_OK else {
                 throw ModelFileError.io(file: path, operation: "write", errno: error.sys_errno)
             }
             return SaveReport(modelBytes: Int(written), dataFileName: nil, dataBytes: 0, externalTensorCount: 0)
@@ -125,13 +126,13 @@ public enum ModelFile {
         if !external.isEmpty {
             let (fd, tmp) = try temporaries.create(beside: directory + "/" + dataName)
             dataTemporary = tmp
-            dataBytes = try writeExternalData(external, to: fd.rawValue, file: directory + "/" + dataName)
+            dataBytes = try writeExternalData(external, to: fd.rawValue, file: directory + "/" + dataName, sources: sources)
             try sync(fd, file: directory + "/" + dataName)
         }
         let (fd, modelTemporary) = try temporaries.create(beside: path)
         var written: UInt64 = 0
         var error = onnx_fuse_error()
-        guard onnx_fuse_pack_to_fd(message, fd.rawValue, &written, &error) == ONNX_FUSE_OK else {
+        guard onnx_fuse_pack_to_fd_from(message, fd.rawValue, sources, sources.count, &written, &error) == ONNX_FUSE_OK else {
             throw ModelFileError.io(file: path, operation: "write", errno: error.sys_errno)
         }
         try sync(fd, file: path)
@@ -196,7 +197,8 @@ public enum ModelFile {
         return placements
     }
 
-    static func writeExternalData(_ placements: [ExternalPlacement], to fd: Int32, file: String) throws -> Int {
+    static func writeExternalData(_ placements: [ExternalPlacement], to fd: Int32, file: String,
+                                  sources: [onnx_fuse_mapped_source]) throws -> Int {
         var position = 0
         let zeros = [UInt8](repeating: 0, count: 4096)
         for placement in placements {
@@ -205,7 +207,7 @@ public enum ModelFile {
                 let code = zeros.withUnsafeBytes { onnx_fuse_write_all(fd, $0.baseAddress, gap) }
                 guard code == 0 else { throw ModelFileError.io(file: file, operation: "write", errno: code) }
             }
-            let code = placement.bytes.withUnsafeBytes { onnx_fuse_write_all(fd, $0.baseAddress, $0.count) }
+            let code = placement.bytes.withUnsafeBytes { onnx_fuse_copy_out(fd, $0.baseAddress, $0.count, sources, sources.count) }
             guard code == 0 else { throw ModelFileError.io(file: file, operation: "write", errno: code) }
             position = placement.offset + placement.bytes.count
         }

@@ -25,6 +25,8 @@ final class MappedFile {
     let path: String
     let base: UnsafeRawPointer?
     let count: Int
+    /// Kept open so that saving can copy payloads from the file in the kernel.
+    let descriptor: FileDescriptor
     /// Device and inode, to tell whether two paths are the same file.
     let identity: (dev: UInt64, ino: UInt64)
 
@@ -32,6 +34,7 @@ final class MappedFile {
     /// symbolic link for the last component in that case).
     init(path: String, descriptor: FileDescriptor) throws {
         self.path = path
+        self.descriptor = descriptor
         var info = stat()
         guard fstat(descriptor.rawValue, &info) == 0 else { throw ModelFileError.io(file: path, operation: "stat", errno: currentErrno) }
         guard (info.st_mode & S_IFMT) == S_IFREG else {

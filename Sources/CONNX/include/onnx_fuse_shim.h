@@ -164,6 +164,26 @@ size_t onnx_fuse_packed_size(const ProtobufCMessage *message);
 onnx_fuse_status onnx_fuse_pack_to_fd(const ProtobufCMessage *message, int fd,
                                       uint64_t *written, onnx_fuse_error *err);
 
+/* A read-only mapping of the file open at `fd`: payloads inside [base, base + len) can be
+ * copied from the file by the kernel (copy_file_range) instead of through user memory, so
+ * their pages never enter the process. */
+typedef struct {
+    const uint8_t *base;
+    size_t len;
+    int fd;
+} onnx_fuse_mapped_source;
+
+/* onnx_fuse_pack_to_fd, copying large payloads that lie inside one of `sources` with
+ * copy_file_range (falling back to write where the kernel or file system cannot). */
+onnx_fuse_status onnx_fuse_pack_to_fd_from(const ProtobufCMessage *message, int fd,
+                                           const onnx_fuse_mapped_source *sources, size_t n_sources,
+                                           uint64_t *written, onnx_fuse_error *err);
+
+/* Appends `len` bytes at `data` to `fd`: copied by the kernel from the source file when
+ * `data` lies inside one of `sources`, else written. 0 or an errno. */
+int onnx_fuse_copy_out(int fd, const void *data, size_t len,
+                       const onnx_fuse_mapped_source *sources, size_t n_sources);
+
 /* Writes `len` bytes at `data` to `fd`, retrying short writes and EINTR. 0 or an errno
  * (EIO if write makes no progress without an error). */
 int onnx_fuse_write_all(int fd, const void *data, size_t len);
