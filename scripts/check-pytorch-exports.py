@@ -195,21 +195,46 @@ def export(name: str, exporter: str, path: Path) -> None:
         raise ValueError(f"unknown exporter {exporter}")
     for stale in (path, path.with_name(path.name + ".data")):
         stale.unlink(missing_ok=True)
-    log = io.StringIO()
+    # No torch.no_grad() here, as in PyTorch's own examples: under no_grad, eval-mode
+    # nn.MultiheadAttention takes a fast path (aten::_native_multi_head_attention) that the
+    # TorchScript exporter cannot export, so vit_b_16 would fail there.
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        with warnings.catch_warnings(), captured_output() as log:
             warnings.simplefilter("ignore")
-            with torch.no_grad():
-                torch.onnx.export(module, (example,), str(path), **kwargs)
+            torch.onnx.export(module, (example,), str(path), **kwargs)
     except Exception as error:  # noqa: BLE001 - any exporter failure skips the model
-        lines = [line for line in log.getvalue().splitlines() if line.strip()]
-        detail = "\n".join(lines[-5:])
-        raise RuntimeError(f"{type(error).__name__}: {str(error).strip()[:2000]}\n{detail}".strip()) from error
+        message = str(error).strip()
+        if len(message) > 1500:
+            message = message[:1500] + " ..."
+        raise RuntimeError(f"{type(error).__name__}: {message}") from error
     finally:
         del module
         gc.collect()
     if not path.exists():
         raise RuntimeError("the exporter returned but wrote no file")
+
+
+@contextlib.contextmanager
+def captured_output():
+    """Sends file descriptors 1 and 2 (C++ prints too) to a temporary file while exporting."""
+    import tempfile
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                yield log
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
 
 
 # --------------------------------------------------------------------------
@@ -510,6 +535,7 @@ class Result:
     export_seconds: float | None = None
     export_error: str | None = None
     external_data: bool = False
+    opset: str = "-"
     exit_code: int | None = None
     stderr: str = ""
     seconds: float | None = None
@@ -544,6 +570,12 @@ def run_one(binary: str, outdir: Path, model: str, exporter: str, reuse: bool) -
         result.export_seconds = time.perf_counter() - start
     files = data_files(original)
     result.external_data = bool(files)
+    import onnx
+
+    header = onnx.load(str(original), load_external_data=False)
+    default_opset = next((o.version for o in header.opset_import if o.domain in ("", "ai.onnx")), None)
+    result.opset = f"{default_opset}/ir{header.ir_version}"
+    del header
     result.size_mb = (original.stat().st_size + sum(f.stat().st_size for f in files if f.exists())) / 1e6
     for stale in (output, output.with_name(output.name + ".data")):
         stale.unlink(missing_ok=True)
@@ -572,17 +604,17 @@ def run_one(binary: str, outdir: Path, model: str, exporter: str, reuse: bool) -
 
 
 def print_table(results: list[Result]) -> None:
-    headers = ["model", "MB", "exporter", "ext", "canon", "exit", "comparison", "ORT max|diff|", "checker", "time s"]
+    headers = ["model", "MB", "exporter", "opset/IR", "ext", "canon", "exit", "comparison", "ORT max|diff|", "checker", "time s"]
     rows = []
     for r in results:
         if r.export_error:
-            rows.append([r.model, "-", r.exporter, "-", "-", "-", "export failed", "-", "-", "-"])
+            rows.append([r.model, "-", r.exporter, "-", "-", "-", "-", "export failed", "-", "-", "-"])
             continue
         ort_text = "-" if r.ort_max_abs is None else f"{r.ort_max_abs:.3g}" + ("" if r.ort_ok else " (FAIL)")
         if r.ort_ok is False and r.ort_max_abs is None:
             ort_text = "FAIL"
         canon = "-" if r.canonical is None else ("yes" if r.canonical else "no")
-        rows.append([r.model, f"{r.size_mb:.1f}", r.exporter, "yes" if r.external_data else "no", canon,
+        rows.append([r.model, f"{r.size_mb:.1f}", r.exporter, r.opset, "yes" if r.external_data else "no", canon,
                      str(r.exit_code), r.verdict, ort_text, r.checker, f"{r.seconds:.2f}"])
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(headers)]
     print(" | ".join(h.ljust(w) for h, w in zip(headers, widths)))

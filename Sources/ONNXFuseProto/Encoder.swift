@@ -1,20 +1,46 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 internal import CONNX
 import ONNXFuseIR
 
-/// Builds a protobuf-c message tree from the IR in an arena. Each message starts as a copy
-/// of the one it was decoded from (so fields the IR does not interpret survive) and the IR's
-/// fields are written over it. Tensor payloads are not copied: raw_data points at the
-/// tensor's bytes, which `keepAlive` holds until the tree is packed.
+/// Builds the protobuf-c message tree of a model for packing.
+///
+/// Every IR object decoded from a file keeps the message it came from (`origin`). When the
+/// object still says exactly what that message says, the encoder returns the message itself:
+/// nothing is allocated or copied, so saving an unchanged part of a model costs a comparison.
+/// Otherwise it builds a new message in its arena, starting from a copy of the old one (so
+/// fields the IR does not interpret survive) with the IR's fields written over it. The
+/// decoded messages are never modified.
+///
+/// Tensor payloads are never copied: raw_data points at the tensor's bytes, which the encoder
+/// keeps alive until the tree is packed. Tensors that go to external data always get new
+/// messages, which the saver completes with their location once the data file is laid out.
 final class Encoder {
     let arena: OpaquePointer
-    /// Every tensor written with a raw payload, in encoding order, and whether it goes to
-    /// external data. The saver may move more of them out (models of 2 GiB or more).
-    private(set) var rawTensors: [(proto: UnsafeMutablePointer<Onnx__TensorProto>, bytes: TensorBytes, external: Bool, pairs: [StringPair])] = []
+    /// A tensor whose payload goes to the external data file.
+    struct ExternalTensor {
+        let message: UnsafeMutablePointer<Onnx__TensorProto>
+        let bytes: TensorBytes
+        let oldEntries: [StringPair]
+    }
+    /// The payloads that go to the external data file, in encoding order.
+    private(set) var externalTensors: [ExternalTensor] = []
+    /// The size of every raw payload written inline, by its ordinal among raw payloads.
+    private(set) var inlinePayloads: [(ordinal: Int, count: Int)] = []
+    /// Ordinals of raw payloads to move to external data (models of 2 GiB or more).
+    let forceExternal: Set<Int>
+    private var rawOrdinal = 0
     private var keepAlive: [TensorBytes] = []
 
-    init() {
+    init(forceExternal: Set<Int> = []) {
         guard let arena = onnx_fuse_arena_create(Int.max) else { fatalError("onnx-fuse: out of memory") }
         self.arena = arena
+        self.forceExternal = forceExternal
     }
 
     deinit { onnx_fuse_arena_destroy(arena) }
@@ -40,14 +66,10 @@ final class Encoder {
         return raw.bindMemory(to: T.self, capacity: Swift.max(count, 1))
     }
 
-    /// A message to fill: a copy of `origin` when there is one, else a fresh `initialize`d one.
-    func start<T>(_ origin: ProtoOrigin?, _ initialize: (UnsafeMutablePointer<T>) -> Void) -> UnsafeMutablePointer<T> {
+    /// A new message: a copy of `origin` when there is one, else a fresh `initialize`d one.
+    func start<T>(_ origin: UnsafePointer<T>?, _ initialize: (UnsafeMutablePointer<T>) -> Void) -> UnsafeMutablePointer<T> {
         let message = allocate(T.self)
-        if let origin {
-            message.pointee = origin.address.assumingMemoryBound(to: T.self).pointee
-        } else {
-            initialize(message)
-        }
+        if let origin { message.pointee = origin.pointee } else { initialize(message) }
         return message
     }
 
@@ -72,13 +94,16 @@ final class Encoder {
         ProtobufCBinaryData(len: bytes.count, data: copy(bytes))
     }
 
-    /// An array of message pointers for a repeated message field.
-    func list<Item, Message>(_ items: [Item], _ encode: (Item) -> UnsafeMutablePointer<Message>)
-        -> (Int, UnsafeMutablePointer<UnsafeMutablePointer<Message>?>?) {
-        guard !items.isEmpty else { return (0, nil) }
-        let array = allocate(UnsafeMutablePointer<Message>?.self, count: items.count)
-        for (index, item) in items.enumerated() { array[index] = encode(item) }
-        return (items.count, array)
+    func flag(_ present: Bool) -> protobuf_c_boolean { present ? 1 : 0 }
+
+    /// A repeated message field: `count` and a pointer array in the arena.
+    typealias MessageArray<Message> = (Int, UnsafeMutablePointer<UnsafeMutablePointer<Message>?>?)
+
+    func array<Message>(_ messages: [UnsafeMutablePointer<Message>]) -> MessageArray<Message> {
+        guard !messages.isEmpty else { return (0, nil) }
+        let array = allocate(UnsafeMutablePointer<Message>?.self, count: messages.count)
+        for (index, message) in messages.enumerated() { array[index] = message }
+        return (messages.count, array)
     }
 
     func strings(_ values: [String]) -> (Int, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) {
@@ -88,152 +113,258 @@ final class Encoder {
         return (values.count, array)
     }
 
-    func flag(_ present: Bool) -> protobuf_c_boolean { present ? 1 : 0 }
+    // MARK: Comparisons with decoded messages
+
+    /// Whether a C string says the same as `string` (both absent counts as equal).
+    func same(_ c: UnsafeMutablePointer<CChar>?, _ string: String?) -> Bool {
+        guard let c, var string else { return c == nil && string == nil }
+        return string.withUTF8 { utf8 in
+            guard let base = utf8.baseAddress else { return c.pointee == 0 }
+            return strncmp(c, UnsafeRawPointer(base).assumingMemoryBound(to: CChar.self), utf8.count) == 0 && c[utf8.count] == 0
+        }
+    }
+
+    /// Whether a repeated message field holds exactly `messages`.
+    func same<Message>(_ count: Int, _ array: UnsafeMutablePointer<UnsafeMutablePointer<Message>?>?,
+                       _ messages: [UnsafeMutablePointer<Message>]) -> Bool {
+        guard count == messages.count else { return false }
+        for index in 0..<count where array![index] != messages[index] { return false }
+        return true
+    }
+
+    /// Whether a repeated string field holds exactly `names`.
+    func same(_ count: Int, _ array: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, _ names: [String]) -> Bool {
+        guard count == names.count else { return false }
+        for index in 0..<count where !same(array![index], names[index]) { return false }
+        return true
+    }
+
+    func same<T: Equatable>(_ count: Int, _ pointer: UnsafeMutablePointer<T>?, _ values: [T]) -> Bool {
+        guard count == values.count else { return false }
+        for index in 0..<count where pointer![index] != values[index] { return false }
+        return true
+    }
+
+    func same(_ count: Int, _ array: UnsafeMutablePointer<UnsafeMutablePointer<Onnx__StringStringEntryProto>?>?, _ pairs: [StringPair]) -> Bool {
+        guard count == pairs.count else { return false }
+        for index in 0..<count {
+            let entry = array![index]!.pointee
+            guard same(entry.key, pairs[index].key), same(entry.value, pairs[index].value) else { return false }
+        }
+        return true
+    }
+
+    func origin<T>(_ origin: ProtoOrigin?, _ type: T.Type) -> UnsafeMutablePointer<T>? {
+        origin.map { UnsafeMutablePointer(mutating: $0.address.assumingMemoryBound(to: T.self)) }
+    }
 
     // MARK: Messages
 
     func encode(_ model: Model) -> UnsafeMutablePointer<Onnx__ModelProto> {
-        let m: UnsafeMutablePointer<Onnx__ModelProto> = start(model.origin, onnx__model_proto__init)
+        let old = origin(model.origin, Onnx__ModelProto.self)
+        let opsets = model.opsetImports.map { encode($0) }
+        let graph = encode(model.graph)
+        if let o = old?.pointee, o.has_ir_version == flag(model.irVersion != nil), model.irVersion.map({ $0 == o.ir_version }) ?? true,
+           same(o.n_opset_import, o.opset_import, opsets), same(o.producer_name, model.producerName),
+           same(o.producer_version, model.producerVersion), same(o.domain, model.domain),
+           o.has_model_version == flag(model.modelVersion != nil), model.modelVersion.map({ $0 == o.model_version }) ?? true,
+           same(o.doc_string, model.docString), o.graph == graph, same(o.n_metadata_props, o.metadata_props, model.metadataProps) {
+            return old!
+        }
+        let m = start(old, onnx__model_proto__init)
         m.pointee.has_ir_version = flag(model.irVersion != nil)
         m.pointee.ir_version = model.irVersion ?? 0
-        (m.pointee.n_opset_import, m.pointee.opset_import) = list(model.opsetImports) { opset in
-            let o: UnsafeMutablePointer<Onnx__OperatorSetIdProto> = start(opset.origin, onnx__operator_set_id_proto__init)
-            o.pointee.domain = cString(opset.domain)
-            o.pointee.has_version = flag(opset.version != nil)
-            o.pointee.version = opset.version ?? 0
-            return o
-        }
+        (m.pointee.n_opset_import, m.pointee.opset_import) = array(opsets)
         m.pointee.producer_name = cString(model.producerName)
         m.pointee.producer_version = cString(model.producerVersion)
         m.pointee.domain = cString(model.domain)
         m.pointee.has_model_version = flag(model.modelVersion != nil)
         m.pointee.model_version = model.modelVersion ?? 0
         m.pointee.doc_string = cString(model.docString)
-        m.pointee.graph = encode(model.graph)
+        m.pointee.graph = graph
         (m.pointee.n_metadata_props, m.pointee.metadata_props) = pairs(model.metadataProps)
         return m
     }
 
-    func encode(_ graph: Graph) -> UnsafeMutablePointer<Onnx__GraphProto> {
-        let g: UnsafeMutablePointer<Onnx__GraphProto> = start(graph.origin, onnx__graph_proto__init)
-        g.pointee.name = cString(graph.name)
-        g.pointee.doc_string = cString(graph.docString)
-        // Initializers before nodes, so external data keeps the order onnx itself writes.
-        (g.pointee.n_initializer, g.pointee.initializer) = list(graph.initializers) { encode($0.initializer!, name: $0.name) }
-        (g.pointee.n_sparse_initializer, g.pointee.sparse_initializer) = list(graph.sparseInitializers) {
-            encode($0.sparseInitializer!, name: $0.name)
+    func encode(_ opset: OpsetImport) -> UnsafeMutablePointer<Onnx__OperatorSetIdProto> {
+        let old = origin(opset.origin, Onnx__OperatorSetIdProto.self)
+        if let o = old?.pointee, same(o.domain, opset.domain), o.has_version == flag(opset.version != nil),
+           opset.version.map({ $0 == o.version }) ?? true {
+            return old!
         }
-        (g.pointee.n_node, g.pointee.node) = list(Array(graph.nodes)) { encode($0) }
-        (g.pointee.n_input, g.pointee.input) = list(graph.inputs) { valueInfo(name: $0.name, $0.info ?? ValueInfo(type: nil)) }
-        (g.pointee.n_output, g.pointee.output) = list(graph.outputs) { valueInfo(name: $0.value.name, $0.info) }
-        var entries: [(String, ValueInfo)] = []
+        let p = start(old, onnx__operator_set_id_proto__init)
+        p.pointee.domain = cString(opset.domain)
+        p.pointee.has_version = flag(opset.version != nil)
+        p.pointee.version = opset.version ?? 0
+        return p
+    }
+
+    func encode(_ graph: Graph) -> UnsafeMutablePointer<Onnx__GraphProto> {
+        let old = origin(graph.origin, Onnx__GraphProto.self)
+        // Initializers before nodes, so external data keeps the order onnx itself writes.
+        let initializers = graph.initializers.map { encode($0.initializer!, name: $0.name) }
+        let sparse = graph.sparseInitializers.map { encode($0.sparseInitializer!, name: $0.name) }
+        var nodes: [UnsafeMutablePointer<Onnx__NodeProto>] = []
+        nodes.reserveCapacity(graph.nodeCount)
+        for node in graph.nodes { nodes.append(encode(node)) }
+        let inputs = graph.inputs.map { valueInfo(name: $0.name, $0.info ?? ValueInfo(type: nil)) }
+        let outputs = graph.outputs.map { valueInfo(name: $0.value.name, $0.info) }
+        var valueInfos: [UnsafeMutablePointer<Onnx__ValueInfoProto>] = []
         for entry in graph.valueInfo {
             switch entry {
             case .value(let value):
                 // A value that left the graph takes its value_info entry with it.
-                if value.graph === graph, let info = value.info { entries.append((value.name, info)) }
+                if value.graph === graph, let info = value.info { valueInfos.append(valueInfo(name: value.name, info)) }
             case .other(let name, let info):
-                entries.append((name, info))
+                valueInfos.append(valueInfo(name: name, info))
             }
         }
-        (g.pointee.n_value_info, g.pointee.value_info) = list(entries) { valueInfo(name: $0.0, $0.1) }
+        if let o = old?.pointee, same(o.n_node, o.node, nodes), same(o.name, graph.name),
+           same(o.n_initializer, o.initializer, initializers), same(o.n_sparse_initializer, o.sparse_initializer, sparse),
+           same(o.doc_string, graph.docString), same(o.n_input, o.input, inputs), same(o.n_output, o.output, outputs),
+           same(o.n_value_info, o.value_info, valueInfos), same(o.n_metadata_props, o.metadata_props, graph.metadataProps) {
+            return old!
+        }
+        let g = start(old, onnx__graph_proto__init)
+        (g.pointee.n_node, g.pointee.node) = array(nodes)
+        g.pointee.name = cString(graph.name)
+        (g.pointee.n_initializer, g.pointee.initializer) = array(initializers)
+        (g.pointee.n_sparse_initializer, g.pointee.sparse_initializer) = array(sparse)
+        g.pointee.doc_string = cString(graph.docString)
+        (g.pointee.n_input, g.pointee.input) = array(inputs)
+        (g.pointee.n_output, g.pointee.output) = array(outputs)
+        (g.pointee.n_value_info, g.pointee.value_info) = array(valueInfos)
         (g.pointee.n_metadata_props, g.pointee.metadata_props) = pairs(graph.metadataProps)
         return g
     }
 
     func encode(_ node: Node) -> UnsafeMutablePointer<Onnx__NodeProto> {
-        let n: UnsafeMutablePointer<Onnx__NodeProto> = start(node.origin, onnx__node_proto__init)
-        (n.pointee.n_input, n.pointee.input) = strings(node.inputs.map { $0?.name ?? "" })
-        (n.pointee.n_output, n.pointee.output) = strings(node.outputs.map { $0?.name ?? "" })
+        let old = origin(node.origin, Onnx__NodeProto.self)
+        let attributes = node.attributes.map { encode($0) }
+        let inputNames = node.inputs.map { $0?.name ?? "" }
+        let outputNames = node.outputs.map { $0?.name ?? "" }
+        if let o = old?.pointee, same(o.n_input, o.input, inputNames), same(o.n_output, o.output, outputNames),
+           same(o.name, node.name), same(o.op_type, node.opType), same(o.domain, node.domain), same(o.overload, node.overload),
+           same(o.n_attribute, o.attribute, attributes), same(o.doc_string, node.docString),
+           same(o.n_metadata_props, o.metadata_props, node.metadataProps) {
+            return old!
+        }
+        let n = start(old, onnx__node_proto__init)
+        (n.pointee.n_input, n.pointee.input) = strings(inputNames)
+        (n.pointee.n_output, n.pointee.output) = strings(outputNames)
         n.pointee.name = cString(node.name)
         n.pointee.op_type = cString(node.opType)
         n.pointee.domain = cString(node.domain)
         n.pointee.overload = cString(node.overload)
-        (n.pointee.n_attribute, n.pointee.attribute) = list(node.attributes) { encode($0) }
+        (n.pointee.n_attribute, n.pointee.attribute) = array(attributes)
         n.pointee.doc_string = cString(node.docString)
         (n.pointee.n_metadata_props, n.pointee.metadata_props) = pairs(node.metadataProps)
         return n
     }
 
     func encode(_ attribute: Attribute) -> UnsafeMutablePointer<Onnx__AttributeProto> {
-        let a: UnsafeMutablePointer<Onnx__AttributeProto> = start(attribute.origin, onnx__attribute_proto__init)
+        let old = origin(attribute.origin, Onnx__AttributeProto.self)
+        let type = Onnx__AttributeProto__AttributeType(rawValue: UInt32(bitPattern: attribute.type?.rawValue ?? 0))
+        // Subgraphs and tensors are always encoded, since their contents or data files may change.
+        var tensor: UnsafeMutablePointer<Onnx__TensorProto>?
+        var graph: UnsafeMutablePointer<Onnx__GraphProto>?
+        var sparse: UnsafeMutablePointer<Onnx__SparseTensorProto>?
+        var tensors: [UnsafeMutablePointer<Onnx__TensorProto>] = []
+        var graphs: [UnsafeMutablePointer<Onnx__GraphProto>] = []
+        var sparses: [UnsafeMutablePointer<Onnx__SparseTensorProto>] = []
+        switch attribute.value {
+        case .tensor(let t)?: tensor = encode(t, name: t.name)
+        case .graph(let g)?: graph = encode(g)
+        case .sparseTensor(let s)?: sparse = encode(s, name: s.values?.name)
+        case .tensors(let v)?: tensors = v.map { encode($0, name: $0.name) }
+        case .graphs(let v)?: graphs = v.map { encode($0) }
+        case .sparseTensors(let v)?: sparses = v.map { encode($0, name: $0.values?.name) }
+        default: break
+        }
+        // An unedited value is the one the message holds, apart from the children encoded above.
+        if !attribute.valueEdited, let o = old?.pointee, same(o.name, attribute.name), same(o.ref_attr_name, attribute.refAttrName),
+           same(o.doc_string, attribute.docString), o.has_type == flag(attribute.type != nil), attribute.type == nil || o.type == type,
+           tensor == nil || o.t == tensor, graph == nil || o.g == graph, sparse == nil || o.sparse_tensor == sparse,
+           tensors.isEmpty || same(o.n_tensors, o.tensors, tensors), graphs.isEmpty || same(o.n_graphs, o.graphs, graphs),
+           sparses.isEmpty || same(o.n_sparse_tensors, o.sparse_tensors, sparses) {
+            return old!
+        }
+        let a = start(old, onnx__attribute_proto__init)
+        if attribute.valueEdited {
+            // A new value replaces every value field the file had; unknown fields stay.
+            let unknown = (a.pointee.base.n_unknown_fields, a.pointee.base.unknown_fields)
+            onnx__attribute_proto__init(a)
+            (a.pointee.base.n_unknown_fields, a.pointee.base.unknown_fields) = unknown
+        }
         a.pointee.name = cString(attribute.name)
         a.pointee.ref_attr_name = cString(attribute.refAttrName)
         a.pointee.doc_string = cString(attribute.docString)
         a.pointee.has_type = flag(attribute.type != nil)
-        a.pointee.type = Onnx__AttributeProto__AttributeType(rawValue: UInt32(bitPattern: attribute.type?.rawValue ?? 0))
-        if attribute.valueEdited {
-            // A new value replaces every value field the file had.
-            let name = a.pointee.name, ref = a.pointee.ref_attr_name, doc = a.pointee.doc_string
-            let (hasType, type) = (a.pointee.has_type, a.pointee.type)
-            let unknown = (a.pointee.base.n_unknown_fields, a.pointee.base.unknown_fields)
-            onnx__attribute_proto__init(a)
-            (a.pointee.name, a.pointee.ref_attr_name, a.pointee.doc_string) = (name, ref, doc)
-            (a.pointee.has_type, a.pointee.type) = (hasType, type)
-            (a.pointee.base.n_unknown_fields, a.pointee.base.unknown_fields) = unknown
-        }
-        // Unedited values are written over the same field with the same value; subgraphs and
-        // tensors are always encoded again, since their contents or data files may change.
+        a.pointee.type = type
         switch attribute.value {
         case .float(let v)?: (a.pointee.has_f, a.pointee.f) = (1, v)
         case .int(let v)?: (a.pointee.has_i, a.pointee.i) = (1, v)
         case .string(let v)?: (a.pointee.has_s, a.pointee.s) = (1, binary(v))
-        case .tensor(let t)?: a.pointee.t = encode(t, name: t.name)
-        case .graph(let g)?: a.pointee.g = encode(g)
-        case .sparseTensor(let s)?: a.pointee.sparse_tensor = encode(s, name: s.values?.name)
+        case .tensor?: a.pointee.t = tensor
+        case .graph?: a.pointee.g = graph
+        case .sparseTensor?: a.pointee.sparse_tensor = sparse
         case .typeProto(let t)?: a.pointee.tp = encode(t)
         case .floats(let v)?: (a.pointee.n_floats, a.pointee.floats) = (v.count, copy(v))
         case .ints(let v)?: (a.pointee.n_ints, a.pointee.ints) = (v.count, copy(v))
         case .strings(let v)?: (a.pointee.n_strings, a.pointee.strings) = (v.count, copy(v.map { binary($0) }))
-        case .tensors(let v)?: (a.pointee.n_tensors, a.pointee.tensors) = list(v) { encode($0, name: $0.name) }
-        case .graphs(let v)?: (a.pointee.n_graphs, a.pointee.graphs) = list(v) { encode($0) }
-        case .sparseTensors(let v)?: (a.pointee.n_sparse_tensors, a.pointee.sparse_tensors) = list(v) { encode($0, name: $0.values?.name) }
-        case .typeProtos(let v)?: (a.pointee.n_type_protos, a.pointee.type_protos) = list(v) { encode($0) }
+        case .tensors?: (a.pointee.n_tensors, a.pointee.tensors) = array(tensors)
+        case .graphs?: (a.pointee.n_graphs, a.pointee.graphs) = array(graphs)
+        case .sparseTensors?: (a.pointee.n_sparse_tensors, a.pointee.sparse_tensors) = array(sparses)
+        case .typeProtos(let v)?: (a.pointee.n_type_protos, a.pointee.type_protos) = array(v.map { encode($0) })
         case nil: break
         }
         return a
     }
 
     func encode(_ tensor: Tensor, name: String?) -> UnsafeMutablePointer<Onnx__TensorProto> {
-        let t: UnsafeMutablePointer<Onnx__TensorProto> = start(tensor.origin, onnx__tensor_proto__init)
+        let old = origin(tensor.origin, Onnx__TensorProto.self)
+        var goesExternal = false
+        if case .raw(let bytes) = tensor.storage {
+            keepAlive.append(bytes)
+            goesExternal = tensor.isExternal || forceExternal.contains(rawOrdinal)
+            if !goesExternal { inlinePayloads.append((rawOrdinal, bytes.count)) }
+            rawOrdinal += 1
+        }
+        if !goesExternal, let o = old?.pointee, same(o.n_dims, o.dims, tensor.dims), o.has_data_type == 1,
+           o.data_type == tensor.dataType.rawValue, same(o.name, name), same(o.doc_string, tensor.docString),
+           storageUnchanged(o, tensor.storage), same(o.n_external_data, o.external_data, tensor.externalData),
+           o.has_data_location == flag(tensor.dataLocation != nil),
+           tensor.dataLocation.map({ UInt32(bitPattern: $0) == o.data_location.rawValue }) ?? true,
+           same(o.n_metadata_props, o.metadata_props, tensor.metadataProps) {
+            return old!
+        }
+        let t = start(old, onnx__tensor_proto__init)
         t.pointee.n_dims = tensor.dims.count
         t.pointee.dims = copy(tensor.dims)
         t.pointee.has_data_type = 1
         t.pointee.data_type = tensor.dataType.rawValue
-        t.pointee.n_float_data = 0
-        t.pointee.float_data = nil
-        t.pointee.n_int32_data = 0
-        t.pointee.int32_data = nil
-        t.pointee.n_int64_data = 0
-        t.pointee.int64_data = nil
-        t.pointee.n_double_data = 0
-        t.pointee.double_data = nil
-        t.pointee.n_uint64_data = 0
-        t.pointee.uint64_data = nil
-        t.pointee.n_string_data = 0
-        t.pointee.string_data = nil
-        t.pointee.has_raw_data = 0
-        t.pointee.raw_data = ProtobufCBinaryData(len: 0, data: nil)
+        (t.pointee.n_float_data, t.pointee.float_data) = (0, nil)
+        (t.pointee.n_int32_data, t.pointee.int32_data) = (0, nil)
+        (t.pointee.n_int64_data, t.pointee.int64_data) = (0, nil)
+        (t.pointee.n_double_data, t.pointee.double_data) = (0, nil)
+        (t.pointee.n_uint64_data, t.pointee.uint64_data) = (0, nil)
+        (t.pointee.n_string_data, t.pointee.string_data) = (0, nil)
+        (t.pointee.has_raw_data, t.pointee.raw_data) = (0, ProtobufCBinaryData(len: 0, data: nil))
         switch tensor.storage {
         case .none:
             break
         case .raw(let bytes):
-            keepAlive.append(bytes)
-            rawTensors.append((t, bytes, tensor.isExternal, tensor.externalData))
-            if !tensor.isExternal {
+            if goesExternal {
+                externalTensors.append(ExternalTensor(message: t, bytes: bytes, oldEntries: tensor.externalData))
+            } else {
                 t.pointee.has_raw_data = 1
                 t.pointee.raw_data = ProtobufCBinaryData(len: bytes.count, data: UnsafeMutablePointer(mutating: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)))
             }
-        case .floatData(let bytes):
-            (t.pointee.n_float_data, t.pointee.float_data) = (bytes.count / 4, typed(bytes, Float.self))
-        case .int32Data(let bytes):
-            (t.pointee.n_int32_data, t.pointee.int32_data) = (bytes.count / 4, typed(bytes, Int32.self))
-        case .int64Data(let bytes):
-            (t.pointee.n_int64_data, t.pointee.int64_data) = (bytes.count / 8, typed(bytes, Int64.self))
-        case .doubleData(let bytes):
-            (t.pointee.n_double_data, t.pointee.double_data) = (bytes.count / 8, typed(bytes, Double.self))
-        case .uint64Data(let bytes):
-            (t.pointee.n_uint64_data, t.pointee.uint64_data) = (bytes.count / 8, typed(bytes, UInt64.self))
+        case .floatData(let bytes): (t.pointee.n_float_data, t.pointee.float_data) = (bytes.count / 4, typed(bytes, Float.self))
+        case .int32Data(let bytes): (t.pointee.n_int32_data, t.pointee.int32_data) = (bytes.count / 4, typed(bytes, Int32.self))
+        case .int64Data(let bytes): (t.pointee.n_int64_data, t.pointee.int64_data) = (bytes.count / 8, typed(bytes, Int64.self))
+        case .doubleData(let bytes): (t.pointee.n_double_data, t.pointee.double_data) = (bytes.count / 8, typed(bytes, Double.self))
+        case .uint64Data(let bytes): (t.pointee.n_uint64_data, t.pointee.uint64_data) = (bytes.count / 8, typed(bytes, UInt64.self))
         case .stringData(let values):
             t.pointee.n_string_data = values.count
             t.pointee.string_data = copy(values.map { binary($0) })
@@ -245,6 +376,32 @@ final class Encoder {
         t.pointee.data_location = Onnx__TensorProto__DataLocation(rawValue: UInt32(bitPattern: tensor.dataLocation ?? 0))
         (t.pointee.n_metadata_props, t.pointee.metadata_props) = pairs(tensor.metadataProps)
         return t
+    }
+
+    /// Whether `storage` is exactly the data field of `o` (the same bytes, not a copy).
+    private func storageUnchanged(_ o: Onnx__TensorProto, _ storage: TensorStorage) -> Bool {
+        let fields = (o.has_raw_data != 0 ? 1 : 0) + (o.n_float_data > 0 ? 1 : 0) + (o.n_int32_data > 0 ? 1 : 0)
+            + (o.n_int64_data > 0 ? 1 : 0) + (o.n_double_data > 0 ? 1 : 0) + (o.n_uint64_data > 0 ? 1 : 0) + (o.n_string_data > 0 ? 1 : 0)
+        func at<T>(_ pointer: UnsafeMutablePointer<T>?, _ count: Int, _ bytes: TensorBytes) -> Bool {
+            fields == 1 && UnsafeRawPointer(pointer) == bytes.baseAddress && count * MemoryLayout<T>.stride == bytes.count
+        }
+        switch storage {
+        case .none: return fields == 0
+        case .raw(let b): return fields == 1 && o.has_raw_data != 0 && UnsafeRawPointer(o.raw_data.data) == b.baseAddress && o.raw_data.len == b.count
+        case .floatData(let b): return at(o.float_data, o.n_float_data, b)
+        case .int32Data(let b): return at(o.int32_data, o.n_int32_data, b)
+        case .int64Data(let b): return at(o.int64_data, o.n_int64_data, b)
+        case .doubleData(let b): return at(o.double_data, o.n_double_data, b)
+        case .uint64Data(let b): return at(o.uint64_data, o.n_uint64_data, b)
+        case .stringData(let strings):
+            guard fields == 1, o.n_string_data == strings.count else { return false }
+            for index in 0..<strings.count {
+                let data = o.string_data[index]
+                guard data.len == strings[index].count,
+                      strings[index].withUnsafeBytes({ data.len == 0 || memcmp($0.baseAddress!, data.data, data.len) == 0 }) else { return false }
+            }
+            return true
+        }
     }
 
     /// A pointer to `bytes` as an array of `T`; copied when misaligned for `T`.
@@ -260,18 +417,30 @@ final class Encoder {
     }
 
     func encode(_ sparse: SparseTensor, name: String?) -> UnsafeMutablePointer<Onnx__SparseTensorProto> {
-        let s: UnsafeMutablePointer<Onnx__SparseTensorProto> = start(sparse.origin, onnx__sparse_tensor_proto__init)
-        s.pointee.values = sparse.values.map { encode($0, name: name) }
-        s.pointee.indices = sparse.indices.map { encode($0, name: $0.name) }
+        let old = origin(sparse.origin, Onnx__SparseTensorProto.self)
+        let values = sparse.values.map { encode($0, name: name) }
+        let indices = sparse.indices.map { encode($0, name: $0.name) }
+        if let o = old?.pointee, o.values == values, o.indices == indices, same(o.n_dims, o.dims, sparse.dims) {
+            return old!
+        }
+        let s = start(old, onnx__sparse_tensor_proto__init)
+        s.pointee.values = values
+        s.pointee.indices = indices
         s.pointee.n_dims = sparse.dims.count
         s.pointee.dims = copy(sparse.dims)
         return s
     }
 
     func valueInfo(name: String, _ info: ValueInfo) -> UnsafeMutablePointer<Onnx__ValueInfoProto> {
-        let v: UnsafeMutablePointer<Onnx__ValueInfoProto> = start(info.origin, onnx__value_info_proto__init)
+        let old = origin(info.origin, Onnx__ValueInfoProto.self)
+        let type = info.type.map { encode($0) }
+        if let o = old?.pointee, same(o.name, name), o.type == type, same(o.doc_string, info.docString),
+           same(o.n_metadata_props, o.metadata_props, info.metadataProps) {
+            return old!
+        }
+        let v = start(old, onnx__value_info_proto__init)
         v.pointee.name = cString(name)
-        v.pointee.type = info.type.map { encode($0) }
+        v.pointee.type = type
         v.pointee.doc_string = cString(info.docString)
         (v.pointee.n_metadata_props, v.pointee.metadata_props) = pairs(info.metadataProps)
         return v
@@ -279,9 +448,7 @@ final class Encoder {
 
     func encode(_ type: TypeInfo) -> UnsafeMutablePointer<Onnx__TypeProto> {
         // An unchanged type is the decoded message itself, denotations and unknown fields included.
-        if let origin = type.origin {
-            return UnsafeMutablePointer(mutating: origin.address.assumingMemoryBound(to: Onnx__TypeProto.self))
-        }
+        if let old = origin(type.origin, Onnx__TypeProto.self) { return old }
         let t = allocate(Onnx__TypeProto.self)
         onnx__type_proto__init(t)
         t.pointee.denotation = cString(type.denotation)
@@ -289,7 +456,7 @@ final class Encoder {
             guard let dims else { return nil }
             let s = allocate(Onnx__TensorShapeProto.self)
             onnx__tensor_shape_proto__init(s)
-            (s.pointee.n_dim, s.pointee.dim) = list(dims) { dim in
+            (s.pointee.n_dim, s.pointee.dim) = array(dims.map { dim in
                 let d = allocate(Onnx__TensorShapeProto__Dimension.self)
                 onnx__tensor_shape_proto__dimension__init(d)
                 switch dim {
@@ -303,7 +470,7 @@ final class Encoder {
                     break
                 }
                 return d
-            }
+            })
             return s
         }
         switch type.kind {
@@ -356,13 +523,13 @@ final class Encoder {
         return t
     }
 
-    func pairs(_ pairs: [StringPair]) -> (Int, UnsafeMutablePointer<UnsafeMutablePointer<Onnx__StringStringEntryProto>?>?) {
-        list(pairs) { pair in
+    func pairs(_ pairs: [StringPair]) -> MessageArray<Onnx__StringStringEntryProto> {
+        array(pairs.map { pair in
             let p = allocate(Onnx__StringStringEntryProto.self)
             onnx__string_string_entry_proto__init(p)
             p.pointee.key = cString(pair.key)
             p.pointee.value = cString(pair.value)
             return p
-        }
+        })
     }
 }

@@ -98,10 +98,18 @@ public enum ModelFile {
     /// tensors when the model would otherwise reach `options.maximumModelBytes`.
     @discardableResult
     public static func save(_ model: Model, to path: String, options: SaveOptions = SaveOptions()) throws -> SaveReport {
-        let encoder = Encoder()
-        let root = encoder.encode(model)
+        var encoder = Encoder()
+        var root = encoder.encode(model)
+        if onnx_fuse_packed_size(UnsafeMutableRawPointer(root).assumingMemoryBound(to: ProtobufCMessage.self)) >= options.maximumModelBytes {
+            // Too big for one protobuf message: encode again with the largest payloads external.
+            encoder = Encoder(forceExternal: largestPayloads(encoder, root: root, limit: options.maximumModelBytes))
+            root = encoder.encode(model)
+        }
         let message = UnsafeMutableRawPointer(root).assumingMemoryBound(to: ProtobufCMessage.self)
-        let external = try placeExternalTensors(encoder, root: message, options: options, path: path)
+        let external = placeExternalTensors(encoder, path: path)
+        if onnx_fuse_packed_size(message) >= options.maximumModelBytes {
+            throw ModelFileError.limitExceeded(file: path, location: "", reason: "the model is \(onnx_fuse_packed_size(message)) bytes even with its tensors in external data; protobuf cannot represent \(options.maximumModelBytes) bytes or more")
+        }
         let sources = encoder.mappedSources
 
         if options.toStandardOutput {
@@ -151,48 +159,40 @@ public enum ModelFile {
         let offset: Int
     }
 
-    /// Chooses the tensors that go to external data (those that were external, plus the
-    /// largest ones while the model is too big), lays them out at aligned offsets and points
-    /// their messages at the data file.
-    static func placeExternalTensors(_ encoder: Encoder, root: UnsafeMutablePointer<ProtobufCMessage>,
-                                     options: SaveOptions, path: String) throws -> [ExternalPlacement] {
-        var chosen = encoder.rawTensors.indices.filter { encoder.rawTensors[$0].external }
-        var size = onnx_fuse_packed_size(root)
-        if size >= options.maximumModelBytes {
-            // Largest first; ties in encoding order, so the choice is deterministic.
-            let candidates = encoder.rawTensors.indices.filter { !encoder.rawTensors[$0].external }
-                .sorted { (encoder.rawTensors[$0].bytes.count, $1) > (encoder.rawTensors[$1].bytes.count, $0) }
-            // Room for the external_data entries added below.
-            let margin = Swift.min(1 << 20, options.maximumModelBytes / 64)
-            for index in candidates where size + margin >= options.maximumModelBytes {
-                let count = encoder.rawTensors[index].bytes.count
-                // The payload, its length prefix and tag leave; external_data entries (about 100 bytes) come in.
-                size = size - count - 12 + 128
-                chosen.append(index)
-            }
+    /// The ordinals of the raw payloads to move out, largest first (ties in encoding order, so
+    /// the choice is deterministic), until the model fits under `limit` with some room for
+    /// the external_data entries that come in.
+    static func largestPayloads(_ encoder: Encoder, root: UnsafeMutablePointer<Onnx__ModelProto>, limit: Int) -> Set<Int> {
+        var size = onnx_fuse_packed_size(UnsafeMutableRawPointer(root).assumingMemoryBound(to: ProtobufCMessage.self))
+        let margin = Swift.min(1 << 20, limit / 64)
+        var chosen = Set<Int>()
+        let candidates = encoder.inlinePayloads.sorted { ($0.count, $1.ordinal) > ($1.count, $0.ordinal) }
+        for candidate in candidates where size + margin >= limit {
+            // The payload, its length prefix and tag leave; external_data entries (about 100 bytes) come in.
+            size = size - candidate.count - 12 + 128
+            chosen.insert(candidate.ordinal)
         }
-        chosen.sort()
+        return chosen
+    }
+
+    /// Lays the external payloads out in the data file at aligned offsets and points their
+    /// (new) messages at it.
+    static func placeExternalTensors(_ encoder: Encoder, path: String) -> [ExternalPlacement] {
         var placements: [ExternalPlacement] = []
         var offset = 0
         let dataName = baseName(of: path) + ".data"
-        for index in chosen {
-            let (proto, bytes, _, oldPairs) = encoder.rawTensors[index]
-            let alignment = bytes.count >= 1 << 16 ? 4096 : 64
+        for tensor in encoder.externalTensors {
+            let alignment = tensor.bytes.count >= 1 << 16 ? 4096 : 64
             offset = (offset + alignment - 1) / alignment * alignment
-            placements.append(ExternalPlacement(bytes: bytes, offset: offset))
-            var newPairs = [StringPair(key: "location", value: dataName), StringPair(key: "offset", value: String(offset)),
-                            StringPair(key: "length", value: String(bytes.count))]
+            placements.append(ExternalPlacement(bytes: tensor.bytes, offset: offset))
+            var entries = [StringPair(key: "location", value: dataName), StringPair(key: "offset", value: String(offset)),
+                           StringPair(key: "length", value: String(tensor.bytes.count))]
             // Keep the user's own keys; a checksum no longer describes the new file.
-            newPairs += oldPairs.filter { !["location", "offset", "length", "checksum"].contains($0.key ?? "") }
-            proto.pointee.has_raw_data = 0
-            proto.pointee.raw_data = ProtobufCBinaryData(len: 0, data: nil)
-            (proto.pointee.n_external_data, proto.pointee.external_data) = encoder.pairs(newPairs)
-            proto.pointee.has_data_location = 1
-            proto.pointee.data_location = ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL
-            offset += bytes.count
-        }
-        if onnx_fuse_packed_size(root) >= options.maximumModelBytes {
-            throw ModelFileError.limitExceeded(file: path, location: "", reason: "the model is \(onnx_fuse_packed_size(root)) bytes even with its tensors in external data; protobuf cannot represent \(options.maximumModelBytes) bytes or more")
+            entries += tensor.oldEntries.filter { !["location", "offset", "length", "checksum"].contains($0.key ?? "") }
+            (tensor.message.pointee.n_external_data, tensor.message.pointee.external_data) = encoder.pairs(entries)
+            tensor.message.pointee.has_data_location = 1
+            tensor.message.pointee.data_location = ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL
+            offset += tensor.bytes.count
         }
         return placements
     }
