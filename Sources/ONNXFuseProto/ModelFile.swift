@@ -77,7 +77,15 @@ public enum ModelFile {
 
     static func translate(_ error: onnx_fuse_error, file: String) -> ModelFileError {
         var error = error
-        let path = withUnsafeBytes(of: &error.path) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+        var path = withUnsafeBytes(of: &error.path) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+        // Paths read like the decoder's (`graph.node[3]`), and stay short enough for one line.
+        if path == "ModelProto" { path = "" }
+        if path.hasPrefix("ModelProto.") { path.removeFirst("ModelProto.".count) }
+        let truncated = path.hasPrefix("...") || path.count > 120
+        if path.hasPrefix("...") { path.removeFirst(3) }
+        if path.count > 120 { path = String(path.suffix(117)) }
+        while path.hasPrefix(".") { path.removeFirst() }
+        if truncated { path = "..." + path }
         let message = withUnsafeBytes(of: &error.message) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
         switch error.status {
         case ONNX_FUSE_LIMIT:
