@@ -593,6 +593,59 @@ def overridable_initializer():
     return make_model(g)
 
 
+def functions_training():
+    """The parts onnx-fuse keeps without interpreting them: a model-local function that a
+    node calls, a sparse initializer (unused: onnx's type inference accepts no sparse input
+    to Add), training information (an algorithm graph and its update binding) and a
+    quantization annotation."""
+    rng = rng_for("functions_training")
+    scaled_relu = helper.make_function(
+        "com.example", "ScaledRelu", ["X", "S"], ["Y"],
+        [helper.make_node("Mul", ["X", "S"], ["XS"]), helper.make_node("Relu", ["XS"], ["Y"])],
+        opset_imports=[helper.make_opsetid("", OPSET)], doc_string="x * s, then Relu",
+    )
+    w = numpy_helper.from_array(weight(rng, [4, 4]), "W")
+    b = numpy_helper.from_array(np.array([0.0, 0.25, 0.0, -0.5], dtype=np.float32), "B")
+    s = numpy_helper.from_array(np.array([1.5], dtype=np.float32), "S")
+    sparse = helper.make_sparse_tensor(
+        numpy_helper.from_array(np.array([0.25, -0.5], dtype=np.float32), "B_sparse"),
+        numpy_helper.from_array(np.array([1, 3], dtype=np.int64), "B_sparse_indices"),
+        [4],
+    )
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["X", "W"], ["mm"]),
+            helper.make_node("Add", ["mm", "B"], ["biased"]),
+            helper.make_node("ScaledRelu", ["biased", "S"], ["Y"], domain="com.example"),
+        ],
+        "functions_training",
+        [vi("X", TensorProto.FLOAT, [2, 4])],
+        [vi("Y", TensorProto.FLOAT, [2, 4])],
+        [w, b, s],
+        sparse_initializer=[sparse],
+    )
+    annotation = onnx.TensorAnnotation(tensor_name="mm")
+    annotation.quant_parameter_tensor_names.add(key="SCALE_TENSOR", value="S")
+    graph.quantization_annotation.append(annotation)
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("com.example", 1)],
+        ir_version=IR_VERSION,
+        producer_name=PRODUCER_NAME,
+        producer_version=PRODUCER_VERSION,
+        functions=[scaled_relu],
+    )
+    step = numpy_helper.from_array(np.array(0.1, dtype=np.float32), "step")
+    algorithm = helper.make_graph(
+        [helper.make_node("Mul", ["W", "step"], ["delta"]), helper.make_node("Sub", ["W", "delta"], ["W_new"])],
+        "update", [], [vi("W_new", TensorProto.FLOAT, [4, 4])], [step],
+    )
+    training = model.training_info.add()
+    training.algorithm.CopyFrom(algorithm)
+    training.update_binding.add(key="W", value="W_new")
+    return model
+
+
 FIXTURES = {
     "conv_bn": conv_bn,
     "conv_bias_bn": conv_bias_bn,
@@ -614,6 +667,7 @@ FIXTURES = {
     "metadata_docstrings": metadata_docstrings,
     "float_data": float_data,
     "overridable_initializer": overridable_initializer,
+    "functions_training": functions_training,
 }
 
 

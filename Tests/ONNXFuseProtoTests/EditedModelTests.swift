@@ -46,6 +46,21 @@ final class EditedModelTests: XCTestCase {
         XCTAssertEqual(reloaded.graph.initializers[0].initializer?.storage, weight.storage)
     }
 
+    func testFunctionsTrainingInfoAndSparseInitializersSurviveEdits() throws {
+        let model = try ModelFile.load(path: Paths.fixtures.appendingPathComponent("functions_training.onnx").path)
+        XCTAssertEqual(model.graph.sparseInitializers.map(\.name), ["B_sparse"])
+        model.producerName = "edited"
+        model.graph.name = "edited-graph"
+        let add = try XCTUnwrap(model.graph.nodes.first { $0.opType == "Add" })
+        add.name = "edited-add"
+        let (reloaded, bytes) = try saveAndReload(model)
+        for marker in ["ScaledRelu", "x * s, then Relu", "W_new", "update", "SCALE_TENSOR", "B_sparse_indices"] {
+            XCTAssertTrue(contains(bytes, marker), "\(marker) was lost")
+        }
+        XCTAssertEqual(reloaded.graph.sparseInitializers.first?.sparseInitializer?.values?.doubleValues(), [0.25, -0.5])
+        XCTAssertEqual(reloaded.graph.nodes.first { $0.opType == "Add" }?.name, "edited-add")
+    }
+
     func testRewiringRenamingAndErasingAreSaved() throws {
         let model = try ModelFile.load(path: Paths.fixtures.appendingPathComponent("conv_bn.onnx").path)
         let graph = model.graph
