@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <unistd.h>
 
 /* ==== arena ============================================================================ */
@@ -1128,4 +1129,65 @@ onnx_fuse_status onnx_fuse_pack_to_fd_from(const ProtobufCMessage *message, int 
         return ONNX_FUSE_IO;
     }
     return ONNX_FUSE_OK;
+}
+
+/* ==== temporary files on interruption ================================================== */
+
+#define TEMPORARY_SLOTS 8
+#define TEMPORARY_PATH_MAX 4096
+
+/* Written by the main thread, read by the signal handler: a slot's path is complete before
+ * its flag is set, and the flag is cleared before the path is reused. */
+static char temporary_paths[TEMPORARY_SLOTS][TEMPORARY_PATH_MAX];
+static volatile sig_atomic_t temporary_used[TEMPORARY_SLOTS];
+static int temporary_handlers_installed;
+
+static void remove_temporaries_and_die(int signal_number)
+{
+    for (int i = 0; i < TEMPORARY_SLOTS; i++) {
+        if (temporary_used[i])
+            unlink(temporary_paths[i]); /* async-signal-safe */
+    }
+    /* Die of the same signal, with its default action, as the caller expects. */
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = SIG_DFL;
+    sigemptyset(&action.sa_mask);
+    sigaction(signal_number, &action, NULL);
+    raise(signal_number);
+}
+
+int onnx_fuse_track_temporary(const char *path)
+{
+    if (path == NULL || strlen(path) >= TEMPORARY_PATH_MAX)
+        return -1;
+    if (!temporary_handlers_installed) {
+        static const int signals[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
+        for (size_t i = 0; i < sizeof signals / sizeof signals[0]; i++) {
+            struct sigaction old;
+            /* Leave alone a signal someone chose to ignore (nohup, for one). */
+            if (sigaction(signals[i], NULL, &old) == 0 && old.sa_handler == SIG_IGN)
+                continue;
+            struct sigaction action;
+            memset(&action, 0, sizeof action);
+            action.sa_handler = remove_temporaries_and_die;
+            sigemptyset(&action.sa_mask);
+            sigaction(signals[i], &action, NULL);
+        }
+        temporary_handlers_installed = 1;
+    }
+    for (int i = 0; i < TEMPORARY_SLOTS; i++) {
+        if (!temporary_used[i]) {
+            memcpy(temporary_paths[i], path, strlen(path) + 1);
+            temporary_used[i] = 1;
+            return i;
+        }
+    }
+    return -1;
+}
+
+void onnx_fuse_untrack_temporary(int slot)
+{
+    if (slot >= 0 && slot < TEMPORARY_SLOTS)
+        temporary_used[slot] = 0;
 }

@@ -236,9 +236,10 @@ public enum ModelFile {
     }
 }
 
-/// Temporary files beside their targets, removed unless committed (renamed into place).
+/// Temporary files beside their targets, removed unless committed (renamed into place),
+/// also when the process is interrupted by a signal.
 struct TemporaryFiles {
-    private var pending: [String] = []
+    private var pending: [(path: String, slot: Int32)] = []
     /// Creates `.<name>.tmp-<pid>-<random>` in the target's folder, exclusively.
     mutating func create(beside target: String) throws -> (FileDescriptor, String) {
         let directory = directoryName(of: target)
@@ -247,7 +248,7 @@ struct TemporaryFiles {
             let path = directory + "/." + baseName(of: target) + ".tmp-\(getpid())-\(suffix)"
             let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
             if fd >= 0 {
-                pending.append(path)
+                pending.append((path, onnx_fuse_track_temporary(path)))
                 return (FileDescriptor(fd), path)
             }
             if currentErrno != EEXIST { throw ModelFileError.io(file: target, operation: "create a temporary file for", errno: currentErrno) }
@@ -258,12 +259,16 @@ struct TemporaryFiles {
     /// Renames `temporary` over `target`.
     mutating func commit(_ temporary: String, to target: String) throws {
         guard rename(temporary, target) == 0 else { throw ModelFileError.io(file: target, operation: "rename", errno: currentErrno) }
-        pending.removeAll { $0 == temporary }
+        for entry in pending where entry.path == temporary { onnx_fuse_untrack_temporary(entry.slot) }
+        pending.removeAll { $0.path == temporary }
     }
 
     /// Removes every temporary file not committed.
     mutating func removeAll() {
-        for path in pending { unlink(path) }
+        for entry in pending {
+            unlink(entry.path)
+            onnx_fuse_untrack_temporary(entry.slot)
+        }
         pending.removeAll()
     }
 }
