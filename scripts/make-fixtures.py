@@ -26,6 +26,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from wire import field_bytes, field_fixed32, field_fixed64, field_varint  # noqa: E402
+
 PRODUCER_NAME = "onnx-fuse-fixtures"
 PRODUCER_VERSION = "1.0"
 OPSET = 17
@@ -413,43 +416,15 @@ def external_data():
 EXTERNAL_DATA_LOCATION = "external_data.onnx.data"
 
 
-def _wire_varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def _wire_field_varint(field: int, value: int) -> bytes:
-    return _wire_varint(field << 3 | 0) + _wire_varint(value)
-
-
-def _wire_field_bytes(field: int, payload: bytes) -> bytes:
-    return _wire_varint(field << 3 | 2) + _wire_varint(len(payload)) + payload
-
-
-def _wire_field_fixed32(field: int, value: int) -> bytes:
-    return _wire_varint(field << 3 | 5) + value.to_bytes(4, "little")
-
-
-def _wire_field_fixed64(field: int, value: int) -> bytes:
-    return _wire_varint(field << 3 | 1) + value.to_bytes(8, "little")
-
-
 # Unknown-field payloads, also used by the self-check below.
 UNKNOWN_FIELDS = {
-    "model": _wire_field_varint(1000, 1234567) + _wire_field_bytes(1001, b"onnx-fuse:unknown:model"),
-    "graph": _wire_field_bytes(1000, b"onnx-fuse:unknown:graph"),
-    "node": _wire_field_bytes(1000, b"onnx-fuse:unknown:node") + _wire_field_varint(1002, 7),
-    "tensor": _wire_field_bytes(1000, b"onnx-fuse:unknown:tensor")
-    + _wire_field_fixed64(1003, 0x0102030405060708),
-    "attribute": _wire_field_bytes(1000, b"onnx-fuse:unknown:attribute")
-    + _wire_field_fixed32(1004, 0xCAFEF00D),
+    "model": field_varint(1000, 1234567) + field_bytes(1001, b"onnx-fuse:unknown:model"),
+    "graph": field_bytes(1000, b"onnx-fuse:unknown:graph"),
+    "node": field_bytes(1000, b"onnx-fuse:unknown:node") + field_varint(1002, 7),
+    "tensor": field_bytes(1000, b"onnx-fuse:unknown:tensor")
+    + field_fixed64(1003, 0x0102030405060708),
+    "attribute": field_bytes(1000, b"onnx-fuse:unknown:attribute")
+    + field_fixed32(1004, 0xCAFEF00D),
 }
 
 

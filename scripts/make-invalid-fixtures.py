@@ -24,6 +24,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from wire import field_bytes, field_varint  # noqa: E402
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAX_FIXTURE_BYTES = 100 * 1024
 NESTING_DEPTH = 10_000
@@ -78,28 +81,6 @@ def make_external(m: onnx.ModelProto, name: str, location: str, offset=0, length
         e.key, e.value = k, v
 
 
-# --------------------------------------------------------------------------
-# raw protobuf wire helpers (for what the python protobuf API refuses to build)
-
-
-def varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def field_bytes(field: int, payload: bytes) -> bytes:
-    return varint(field << 3 | 2) + varint(len(payload)) + payload
-
-
-def field_varint(field: int, value: int) -> bytes:
-    return varint(field << 3 | 0) + varint(value)
 
 
 # --------------------------------------------------------------------------
