@@ -67,6 +67,7 @@ struct OnnxFuseCommand: ParsableCommand {
             throw UsageError(message: "\(target): refusing to overwrite the input; pass --in-place to replace it")
         }
         var trace = PhaseTrace()
+        let sizeBefore = ModelFile.size(of: model) ?? 0
         let loaded = try ModelFile.load(path: model)
         trace.mark("load")
         var options = OptimizationOptions()
@@ -88,7 +89,6 @@ struct OnnxFuseCommand: ParsableCommand {
         _ = Unmanaged.passRetained(loaded)
         if !quiet {
             let elapsed = clock.now - start
-            let sizeBefore = ModelFile.size(of: model) ?? 0
             let destination = toStandardOutput ? "standard output" : target
             let data = report.dataFileName.map { " (+ \($0), \(formatBytes(report.dataBytes)))" } ?? ""
             printError("onnx-fuse: \(model) -> \(destination)\(data): \(before.nodeCount) -> \(after.nodeCount) nodes, "
