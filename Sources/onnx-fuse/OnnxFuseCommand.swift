@@ -25,7 +25,8 @@ struct OnnxFuseCommand: ParsableCommand {
               2  invalid or unsupported model
               3  I/O error
               4  a limit exceeded (nesting depth, memory budget, size)
-            """)
+            """,
+        version: "onnx-fuse 0.1.0")
 
     @Argument(help: "The ONNX model to read.")
     var model: String

@@ -115,6 +115,35 @@ final class RoundTripTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: directory.appendingPathComponent("huge.onnx.data").path))
     }
 
+    /// The real limit: a model over 2 GiB is saved with its big tensor external, and reads
+    /// back. Writes 2.2 GB, so it runs only with `ONNX_FUSE_LARGE_TESTS=1`.
+    func testModelsOverTwoGiBGoExternal() throws {
+        guard ProcessInfo.processInfo.environment["ONNX_FUSE_LARGE_TESTS"] == "1" else {
+            throw XCTSkip("set ONNX_FUSE_LARGE_TESTS=1 to write a 2.2 GB model")
+        }
+        let directory = try temporaryDirectory(self)
+        // A sparse file of zeros stands for the weights: no memory, no disk until written.
+        let weights = directory.appendingPathComponent("weights.bin")
+        let count = 2_200_000_000
+        XCTAssertTrue(FileManager.default.createFile(atPath: weights.path, contents: nil))
+        let handle = try FileHandle(forWritingTo: weights)
+        try handle.truncate(atOffset: UInt64(count))
+        try handle.close()
+        let file = try MappedFile(path: weights.path)
+        let model = try ModelFile.load(path: Paths.fixtures.appendingPathComponent("matmul_add.onnx").path)
+        let big = Tensor(dataType: .uint8, dims: [Int64(count)], storage: .raw(TensorBytes(owner: file, baseAddress: file.base, count: count)))
+        model.graph.addInitializer(name: "big", tensor: big)
+        let path = directory.appendingPathComponent("huge.onnx").path
+        let report = try ModelFile.save(model, to: path)
+        XCTAssertEqual(report.externalTensorCount, 1)
+        XCTAssertEqual(report.dataFileName, "huge.onnx.data")
+        XCTAssertLessThan(report.modelBytes, 1 << 20)
+        let reloaded = try ModelFile.load(path: path)
+        let tensor = try XCTUnwrap(reloaded.graph.initializers.first { $0.name == "big" }?.initializer)
+        XCTAssertTrue(tensor.isExternal)
+        XCTAssertEqual(tensor.payloadByteCount, count)
+    }
+
     func testWeightsAreNotCopied() throws {
         let fixture = Paths.fixtures.appendingPathComponent("conv_bn.onnx")
         let model = try ModelFile.load(path: fixture.path)
