@@ -162,9 +162,9 @@ public final class Graph {
 
     /// Adds an initializer that is not a graph input.
     @discardableResult
-    public func addInitializer(name: String, tensor: Tensor) -> Value {
+    public func addInitializer(name: String, tensor: consuming Tensor) -> Value {
         let value = Value(name: name, definition: .initializer)
-        value.initializer = tensor
+        value.initializer = consume tensor
         value.graphStorage = self
         initializers.append(value)
         return value
@@ -173,7 +173,7 @@ public final class Graph {
     /// Gives graph input `input` an initializer (its overridable default).
     public func setInitializer(_ tensor: Tensor, forInput input: Value) {
         precondition(input.definition == .graphInput && input.graphStorage === self, "not an input of this graph")
-        if input.initializer == nil { initializers.append(input) }
+        if !input.hasInitializer { initializers.append(input) }
         input.initializer = tensor
     }
 

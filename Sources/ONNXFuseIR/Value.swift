@@ -56,6 +56,9 @@ public final class Value {
         get { sparseBox?.value }
         set { sparseBox = newValue.map(Box.init) }
     }
+    /// Whether it has an initializer tensor (without copying the tensor out).
+    public var hasInitializer: Bool { initializerBox != nil }
+
     // Most values have none of these; boxes keep every value small (they are the bulk of a model's memory).
     private var infoBox: Box<ValueInfo>?
     private var initializerBox: Box<Tensor>?

@@ -80,9 +80,19 @@ struct Decoder {
     /// The names visible while decoding: this graph's so far, then the enclosing graphs'.
     final class Scope {
         let parent: Scope?
-        var values: [String: Value] = [:]
-        init(parent: Scope?) { self.parent = parent }
-        func lookup(_ name: String) -> Value? { values[name] ?? parent?.lookup(name) }
+        var values: NameTable
+        init(parent: Scope?, capacity: Int) {
+            self.parent = parent
+            values = NameTable(capacity: capacity)
+        }
+        func lookup(_ name: String) -> Value? {
+            var scope: Scope? = self
+            while let current = scope {
+                if let value = current.values[name] { return value }
+                scope = current.parent
+            }
+            return nil
+        }
     }
 
     mutating func decodeGraph(_ proto: UnsafePointer<Onnx__GraphProto>, scope outer: Scope?, path: @autoclosure () -> String) throws -> Graph {
@@ -91,15 +101,16 @@ struct Decoder {
         graph.docString = string(g.doc_string)
         graph.metadataProps = pairs(g.metadata_props, g.n_metadata_props)
         graph.origin = origin(proto)
-        let scope = Scope(parent: outer)
-        scope.values.reserveCapacity(g.n_input + g.n_initializer + g.n_node)
+        let scope = Scope(parent: outer, capacity: g.n_input + g.n_initializer + g.n_node)
 
         func define(_ value: Value, _ location: @autoclosure () -> String) throws {
-            if let existing = scope.lookup(value.name) {
-                let kind = scope.values[value.name] === existing ? "in this graph" : "in an enclosing graph"
-                throw invalid(location(), "'\(value.name)' is already defined \(kind) (names must be unique: single static assignment)")
+            // One hash for the common case: insert, and look at what was there.
+            if scope.values.insert(value) != nil {
+                throw invalid(location(), "'\(value.name)' is already defined in this graph (names must be unique: single static assignment)")
             }
-            scope.values[value.name] = value
+            if let outer = scope.parent, outer.lookup(value.name) != nil {
+                throw invalid(location(), "'\(value.name)' is already defined in an enclosing graph (names must be unique: single static assignment)")
+            }
         }
 
         for i in 0..<g.n_input {
@@ -113,12 +124,14 @@ struct Decoder {
             func location() -> String { "\(path()).initializer[\(i)]" }
             guard let name = string(proto.pointee.name), !name.isEmpty else { throw invalid(location(), "an initializer has no name") }
             let tensor = try decodeTensor(proto, location: "\(location()) '\(name)'")
-            if let input = scope.values[name], input.definition == .graphInput, input.initializer == nil {
-                graph.setInitializer(tensor, forInput: input)
-            } else if scope.values[name]?.initializer != nil {
-                throw invalid(location(), "initializer '\(name)' is defined twice")
+            if let existing = scope.values[name] {
+                // An initializer may give a graph input its default, once.
+                guard existing.definition == .graphInput, !existing.hasInitializer else {
+                    throw invalid(location(), "initializer '\(name)' is defined twice")
+                }
+                graph.setInitializer(tensor, forInput: existing)
             } else {
-                try define(graph.addInitializer(name: name, tensor: tensor), location())
+                try define(graph.addInitializer(name: name, tensor: consume tensor), location())
             }
         }
         for i in 0..<g.n_sparse_initializer {
