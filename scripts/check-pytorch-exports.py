@@ -27,27 +27,45 @@ each exporter it
   5. runs onnx.checker.check_model(OUT, full_check=True) (and on MODEL too when
      OUT fails it, to tell a pre-existing problem from a new one).
 
-Run it with a python that has torch, torchvision, onnx, onnxscript and
-onnxruntime, kept outside the repository, e.g.
+Run it from the repository root with a python that has torch, torchvision,
+onnx, onnxscript and onnxruntime, in a venv kept outside the repository (VENV
+and OUT below are any folders outside it; torch from PyPI is large, several GB
+with its CUDA libraries, even though the check runs on the CPU):
 
-    python3 -m venv /tmp/torchvenv
-    /tmp/torchvenv/bin/pip install torch torchvision onnx onnxscript onnxruntime
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install torch torchvision onnx onnxscript onnxruntime
     swift build -c release --scratch-path .build-release
-    /tmp/torchvenv/bin/python scripts/check-pytorch-exports.py \\
-        .build-release/release/onnx-fuse /tmp/torchmodels
+    "$VENV/bin/python" scripts/check-pytorch-exports.py \\
+        .build-release/release/onnx-fuse "$OUT"
 
-Options: --models resnet18,vgg11 (a subset; --list prints all),
---exporters dynamo,torchscript, --reuse (keep models already exported in the
-output folder), --json FILE (also write the results as JSON).  Exported
-models go to OUTDIR/models, the tool's outputs to OUTDIR/out.  Exit status: 0
-when every exported model went through with equal content, equal outputs in
-onnxruntime and no new checker failure; 1 otherwise.
+Options: --models resnet18,vgg11 (a subset; --list prints all, including
+big_linear, a 2.6 GB model that runs only when named), --exporters
+dynamo,torchscript, --reuse (keep models already exported in the output
+folder), --json FILE (also write the results as JSON).  Exported models go to
+OUTDIR/models, the tool's outputs to OUTDIR/out; the whole default set takes
+about 3 minutes and 7 GB of disk.
+
+The table: MB is the model with its data files; opset/IR of the export; ext:
+weights in external data; canon: the .onnx file is what onnx would serialize
+(canonical encoding); exit: the tool's exit code; comparison is one of
+  byte-identical     OUT (and OUT.data) equal MODEL (and its data) byte for byte
+  equal-after-parse  bytes differ, but the parsed protos are equal
+  equal-relaid-data  external data only: the protos differ only in the
+                     external_data location/offset/length entries, and every
+                     tensor is equal once the data is loaded
+  differs            anything else (the first differing field is printed)
+then the largest absolute difference between the onnxruntime outputs, the
+checker's verdict (FAIL(orig too): the exported model fails it as well) and the
+tool's wall time.  Details follow the table.  Exit status: 0 when every
+exported model went through with equal content, equal outputs in onnxruntime
+and no new checker failure; 1 otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import filecmp
 import gc
 import io
 import json
@@ -288,7 +306,7 @@ def first_proto_difference(a, b, where: str = "model") -> str | None:
                     if d:
                         return d
                 elif ea != eb:
-                    return f"{here}[{i}]: {_short(ea)} != {_short(eb)}"
+                    return f"{here}[{i}]: {_pair(ea, eb)}"
             if len(va) != len(vb):
                 return f"{here}: {len(va)} entries != {len(vb)} entries"
         elif fd.message_type is not None:
@@ -304,7 +322,7 @@ def first_proto_difference(a, b, where: str = "model") -> str | None:
             if has_presence and a.HasField(name) != b.HasField(name):
                 return f"{here}: present={a.HasField(name)} != present={b.HasField(name)}"
             if va != vb:
-                return f"{here}: {_short(va)} != {_short(vb)}"
+                return f"{here}: {_pair(va, vb)}"
     ua, ub = _unknown(a), _unknown(b)
     if ua != ub:
         return f"{where}: unknown fields {ua[:3]} != {ub[:3]}"
@@ -318,6 +336,16 @@ def _unknown(message) -> list:
         return [(f.field_number, f.wire_type, f.data) for f in unknown_fields.UnknownFieldSet(message)]
     except Exception:  # noqa: BLE001 - older protobuf: no way to see them
         return []
+
+
+def _pair(a, b) -> str:
+    """`a != b`, shortened; for long byte strings, where they first differ."""
+    if isinstance(a, bytes) and isinstance(b, bytes) and (len(a) > 40 or len(b) > 40):
+        n = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        lo = max(0, n - 4)
+        return (f"{len(a)} vs {len(b)} bytes, first differing at byte {n}: "
+                f"...{_short(a[lo:n + 8])} != ...{_short(b[lo:n + 8])}")
+    return f"{_short(a)} != {_short(b)}"
 
 
 def _short(value) -> str:
@@ -386,7 +414,7 @@ def first_wire_difference(a: bytes, b: bytes, descriptor, where: str = "model", 
             d = first_wire_difference(a[pa0:pa1], b[pb0:pb1], fd.message_type, here, base + pa0)
             if d:
                 return d
-        return f"{here} at byte {base + sa}: {_short(a[sa:ea][:40])} != {_short(b[sb:eb][:40])}"
+        return f"{here} at byte {base + sa}: {_pair(a[sa:ea], b[sb:eb])}"
     if len(fa) != len(fb):
         extra = fa[len(fb):] if len(fa) > len(fb) else fb[len(fa):]
         number = extra[0][0]
@@ -421,6 +449,7 @@ def compare_files(original: Path, output: Path) -> Comparison:
 
     raw_a, raw_b = original.read_bytes(), output.read_bytes()
     files_a, files_b = data_files(original), data_files(output)
+    missing = [f.name for f in files_b if not f.is_file()]
     a = onnx.load(str(original), load_external_data=False)
     canonical = a.SerializeToString() == raw_a
     result = Comparison("differs", canonical)
@@ -448,13 +477,16 @@ def compare_files(original: Path, output: Path) -> Comparison:
             result.notes.append(f"first differing field: {first_proto_difference(a, b)}")
         return result
     # External data: the output has its own data file, so the pointers differ by design.
+    if missing:
+        result.notes.append(f"the output references data files that do not exist: {missing}")
+        return result
     if len(files_b) != 1 or files_b[0].name != output.name + ".data":
         result.notes.append(f"the output references data files {[f.name for f in files_b]}, not {output.name}.data")
     data_identical = False
     if len(files_a) == len(files_b):
         data_identical = True
         for fa, fb in zip(files_a, files_b):
-            same = fa.stat().st_size == fb.stat().st_size and fa.read_bytes() == fb.read_bytes()
+            same = filecmp.cmp(fa, fb, shallow=False)
             data_identical = data_identical and same
             result.notes.append(f"data file {fa.name} ({fa.stat().st_size} B) vs {fb.name} ({fb.stat().st_size} B): "
                                 + ("byte-identical" if same else "differ"))
@@ -667,8 +699,8 @@ def print_details(results: list[Result]) -> None:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("binary", help="the onnx-fuse binary")
-    parser.add_argument("outdir", help="folder for exported models (OUTDIR/models) and outputs (OUTDIR/out)")
+    parser.add_argument("binary", nargs="?", help="the onnx-fuse binary")
+    parser.add_argument("outdir", nargs="?", help="folder for exported models (OUTDIR/models) and outputs (OUTDIR/out)")
     parser.add_argument("--models", help="comma-separated subset of the models (default: all)")
     parser.add_argument("--exporters", default=",".join(EXPORTERS), help=f"comma-separated subset of {EXPORTERS}")
     parser.add_argument("--reuse", action="store_true", help="do not export again models that exist in OUTDIR/models")
@@ -678,6 +710,8 @@ def main(argv: list[str]) -> int:
     if args.list:
         print("\n".join(MODELS + [f"{name} (only when named)" for name in OPTIONAL_MODELS]))
         return 0
+    if not args.binary or not args.outdir:
+        parser.error("the onnx-fuse binary and an output folder are required")
     models = args.models.split(",") if args.models else MODELS
     exporters = args.exporters.split(",")
     for name in models:

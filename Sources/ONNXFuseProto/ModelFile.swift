@@ -121,8 +121,8 @@ public enum ModelFile {
         let sources = encoder.mappedSources
 
         if options.toStandardOutput {
-            guard external.isEmpty else {
-                throw ModelFileError.unsupported(file: path, reason: "the model has external data, which cannot go to standard output; name an output file with -o")
+            guard external.segments.isEmpty else {
+                throw ModelFileError.unwritable(file: path, reason: "the model has external data, which cannot go to standard output; name an output file with -o")
             }
             var written: UInt64 = 0
             var error = onnx_fuse_error()
@@ -139,7 +139,7 @@ public enum ModelFile {
 
         var dataBytes = 0
         var dataTemporary: String?
-        if !external.isEmpty {
+        if !external.segments.isEmpty {
             let (fd, tmp) = try temporaries.create(beside: directory + "/" + dataName)
             dataTemporary = tmp
             dataBytes = try writeExternalData(external, to: fd.rawValue, file: directory + "/" + dataName, sources: sources)
@@ -157,14 +157,8 @@ public enum ModelFile {
         }
         try temporaries.commit(modelTemporary, to: path)
         syncDirectory(directory)
-        return SaveReport(modelBytes: Int(written), dataFileName: external.isEmpty ? nil : dataName,
-                          dataBytes: dataBytes, externalTensorCount: external.count)
-    }
-
-    /// A tensor going to the data file, and where.
-    struct ExternalPlacement {
-        let bytes: TensorBytes
-        let offset: Int
+        return SaveReport(modelBytes: Int(written), dataFileName: external.segments.isEmpty ? nil : dataName,
+                          dataBytes: dataBytes, externalTensorCount: external.entries.count)
     }
 
     /// The ordinals of the raw payloads to move out, largest first (ties in encoding order, so
@@ -183,33 +177,22 @@ public enum ModelFile {
         return chosen
     }
 
-    /// Lays the external payloads out in the data file at aligned offsets and points their
-    /// (new) messages at it.
-    static func placeExternalTensors(_ encoder: Encoder, path: String) -> [ExternalPlacement] {
-        var placements: [ExternalPlacement] = []
-        var offset = 0
-        let dataName = baseName(of: path) + ".data"
-        for tensor in encoder.externalTensors {
-            let alignment = tensor.bytes.count >= 1 << 16 ? 4096 : 64
-            offset = (offset + alignment - 1) / alignment * alignment
-            placements.append(ExternalPlacement(bytes: tensor.bytes, offset: offset))
-            var entries = [StringPair(key: "location", value: dataName), StringPair(key: "offset", value: String(offset)),
-                           StringPair(key: "length", value: String(tensor.bytes.count))]
-            // Keep the user's own keys; a checksum no longer describes the new file.
-            entries += tensor.oldEntries.filter { !["location", "offset", "length", "checksum"].contains($0.key ?? "") }
+    /// Lays the external payloads out in the data file and points their (new) messages at it.
+    static func placeExternalTensors(_ encoder: Encoder, path: String) -> ExternalLayout {
+        let layout = ExternalLayout(encoder.externalTensors, dataName: baseName(of: path) + ".data")
+        for (tensor, entries) in zip(encoder.externalTensors, layout.entries) {
             (tensor.message.pointee.n_external_data, tensor.message.pointee.external_data) = encoder.pairs(entries)
             tensor.message.pointee.has_data_location = 1
             tensor.message.pointee.data_location = ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL
-            offset += tensor.bytes.count
         }
-        return placements
+        return layout
     }
 
-    static func writeExternalData(_ placements: [ExternalPlacement], to fd: Int32, file: String,
+    static func writeExternalData(_ layout: ExternalLayout, to fd: Int32, file: String,
                                   sources: [onnx_fuse_mapped_source]) throws -> Int {
         var position = 0
         let zeros = [UInt8](repeating: 0, count: 4096)
-        for placement in placements {
+        for placement in layout.segments {
             if placement.offset > position {
                 let gap = placement.offset - position
                 let code = zeros.withUnsafeBytes { onnx_fuse_write_all(fd, $0.baseAddress, gap) }

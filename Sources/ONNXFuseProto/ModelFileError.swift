@@ -9,13 +9,17 @@ public enum ModelFileError: Error, CustomStringConvertible, Equatable {
     case limitExceeded(file: String, location: String, reason: String)
     /// A system call failed.
     case io(file: String, operation: String, errno: Int32)
-    /// The request cannot be done with this model (for example external data to standard output).
+    /// The file cannot be used as asked (a folder given as a model, for one).
     case unsupported(file: String, reason: String)
+    /// The output cannot be written as asked (external data to standard output, for one): a
+    /// usage problem, the model itself is fine.
+    case unwritable(file: String, reason: String)
 
     /// The file the error is about.
     public var file: String {
         switch self {
-        case .invalidModel(let f, _, _, _), .limitExceeded(let f, _, _), .io(let f, _, _), .unsupported(let f, _): return f
+        case .invalidModel(let f, _, _, _), .limitExceeded(let f, _, _), .io(let f, _, _), .unsupported(let f, _), .unwritable(let f, _):
+            return f
         }
     }
 
@@ -29,7 +33,7 @@ public enum ModelFileError: Error, CustomStringConvertible, Equatable {
             return location.isEmpty ? "\(file): \(reason)" : "\(file): \(location): \(reason)"
         case .io(let file, let operation, let code):
             return "\(file): \(operation) failed: \(systemErrorText(code))"
-        case .unsupported(let file, let reason):
+        case .unsupported(let file, let reason), .unwritable(let file, let reason):
             return "\(file): \(reason)"
         }
     }

@@ -39,6 +39,7 @@ func exitCode(for error: Error) -> Int32 {
     case is UsageError: return 1
     case let error as ModelFileError:
         switch error {
+        case .unwritable: return 1
         case .invalidModel, .unsupported: return 2
         case .io: return 3
         case .limitExceeded: return 4

@@ -87,6 +87,53 @@ final class RoundTripTests: XCTestCase {
         XCTAssertEqual(try Data(contentsOf: again.appendingPathComponent("out.onnx.data")), firstData)
     }
 
+    func testExternalDataKeepsItsLayoutAndComesBackIdentical() throws {
+        // Saved under the same name elsewhere, a model with external data is byte-identical,
+        // and so is its data file.
+        let directory = try temporaryDirectory(self)
+        let model = try ModelFile.load(path: Paths.fixtures.appendingPathComponent("external_data.onnx").path)
+        let output = directory.appendingPathComponent("external_data.onnx")
+        try ModelFile.save(model, to: output.path)
+        XCTAssertEqual(try Data(contentsOf: output), try Data(contentsOf: Paths.fixtures.appendingPathComponent("external_data.onnx")))
+        XCTAssertEqual(try Data(contentsOf: directory.appendingPathComponent("external_data.onnx.data")),
+                       try Data(contentsOf: Paths.fixtures.appendingPathComponent("external_data.onnx.data")))
+    }
+
+    func testExternalDataIsPackedAnewWhenALargeHoleAppears() throws {
+        // Two 100 KB tensors in external data; drop the first: the second moves to offset 0
+        // instead of leaving a 100 KB hole.
+        let directory = try temporaryDirectory(self)
+        let graph = Graph(name: "g")
+        let x = graph.addInput(name: "x", info: ValueInfo(type: .tensor(.float, [.value(25_000)])))
+        let a = graph.addInitializer(name: "a", tensor: Tensor(dataType: .float, dims: [25_000], values: [Float](repeating: 1, count: 25_000)))
+        let b = graph.addInitializer(name: "b", tensor: Tensor(dataType: .float, dims: [25_000], values: [Float](repeating: 2, count: 25_000)))
+        let addA = Node(opType: "Add", inputs: [x, a], outputNames: ["xa"])
+        graph.append(addA)
+        let addB = Node(opType: "Add", inputs: [addA.outputs[0], b], outputNames: ["y"])
+        graph.append(addB)
+        graph.addOutput(addB.outputs[0]!, info: ValueInfo(type: .tensor(.float, [.value(25_000)])))
+        var options = SaveOptions()
+        options.maximumModelBytes = 50_000  // forces both tensors out
+        let first = directory.appendingPathComponent("first.onnx").path
+        let report = try ModelFile.save(Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph), to: first, options: options)
+        XCTAssertEqual(report.externalTensorCount, 2)
+
+        let loaded = try ModelFile.load(path: first)
+        let offsets = loaded.graph.initializers.map { Int($0.initializer!.externalData.first { $0.key == "offset" }!.value!)! }
+        XCTAssertEqual(offsets, [0, 102_400], "packed at 4096-byte alignment")
+        let addNode = loaded.graph.firstNode!
+        addNode.outputs[0]!.replaceAllUses(with: addNode.inputs[0]!)
+        loaded.graph.erase(addNode)
+        loaded.graph.removeInitializer(loaded.graph.initializers[0])
+        let second = directory.appendingPathComponent("second.onnx").path
+        try ModelFile.save(loaded, to: second)
+        let reloaded = try ModelFile.load(path: second)
+        let remaining = try XCTUnwrap(reloaded.graph.initializers.first?.initializer)
+        XCTAssertEqual(remaining.externalData.first { $0.key == "offset" }?.value, "0")
+        XCTAssertEqual(remaining.doubleValues()?.first, 2)
+        XCTAssertEqual(ModelFile.size(of: second + ".data"), 100_000)
+    }
+
     func testLargeModelsMoveTheirBiggestTensorsToExternalData() throws {
         // The 2 GiB limit, scaled down: a model over the limit must go external, and load back equal.
         let fixture = Paths.fixtures.appendingPathComponent("conv_bn.onnx")
