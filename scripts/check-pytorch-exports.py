@@ -19,9 +19,9 @@ each exporter it
      when not identical, whether onnx.load(..., load_external_data=False) gives
      equal protos, whether MODEL is in canonical encoding, and the first
      differing field (on the parsed protos and on the wire).  For external
-     data the tool writes its own OUT.data (re-laid out), so the model files
-     differ in the external_data entries; then all tensors are compared after
-     loading the data;
+     data the tool writes its own OUT.data, keeping the source layout: with
+     the same file name both files come back identical, otherwise only the
+     location entries differ; then all tensors are compared after loading;
   4. runs MODEL and OUT in onnxruntime (CPU, graph optimizations off) on the
      same seeded random input and compares the outputs (rtol 1e-5);
   5. runs onnx.checker.check_model(OUT, full_check=True) (and on MODEL too when
