@@ -3,10 +3,11 @@
  *
  * Three parts:
  *   - an arena (bump allocator with a byte budget) that protobuf-c allocates from;
- *   - onnx_fuse_load: one non-recursive pass over untrusted wire bytes that validates them,
+ *   - onnx_fuse_load and onnx_fuse_load_fd: one non-recursive pass over untrusted wire
+ *     bytes (in memory, or read from a file through a forward window) that validates them,
  *     lifts TensorProto.raw_data payloads out and writes a compacted copy for protobuf-c,
  *     then protobuf_c_message_unpack and a "healing" walk that points raw_data back into
- *     the caller's bytes;
+ *     the caller's bytes or mapping;
  *   - onnx_fuse_pack_to_fd: protobuf-c packing straight into a file descriptor.
  */
 #define _GNU_SOURCE /* copy_file_range */
@@ -242,11 +243,23 @@ enum { UTF8_OK, UTF8_NUL, UTF8_BAD };
 
 /* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above U+10FFFF.
  * protobuf-c hands strings to C as NUL-terminated copies, so a NUL would cut them short.
- * On failure *at is the offset of the offending byte. */
-static int utf8_check(const uint8_t *s, size_t n, size_t *at)
+ * On failure *at is the offset of the offending byte. On success *at is the number of bytes
+ * checked: all `n`, or, when `final` is 0 (a chunk of a longer string), up to a sequence
+ * that the end of the chunk cuts, which the next chunk must start with. */
+static int utf8_check(const uint8_t *s, size_t n, int final, size_t *at)
 {
     size_t i = 0;
     while (i < n) {
+        /* Names are mostly ASCII: skip 8 bytes at a time while none is NUL or above 0x7f. */
+        while (n - i >= 8) {
+            uint64_t v;
+            memcpy(&v, s + i, 8);
+            if (((v | (v - 0x0101010101010101u)) & 0x8080808080808080u) != 0)
+                break;
+            i += 8;
+        }
+        if (i == n)
+            break;
         uint8_t c = s[i];
         if (c < 0x80) {
             if (c == 0) {
@@ -276,7 +289,13 @@ static int utf8_check(const uint8_t *s, size_t n, size_t *at)
             *at = i;
             return UTF8_BAD;
         }
-        if (n - i <= more || s[i + 1] < lo || s[i + 1] > hi) {
+        if (n - i <= more) {
+            if (!final)
+                break;                    /* the sequence goes on in the next chunk */
+            *at = i;
+            return UTF8_BAD;
+        }
+        if (s[i + 1] < lo || s[i + 1] > hi) {
             *at = i;
             return UTF8_BAD;
         }
@@ -288,7 +307,31 @@ static int utf8_check(const uint8_t *s, size_t n, size_t *at)
         }
         i += more + 1;
     }
+    *at = i;
     return UTF8_OK;
+}
+
+/* The varints of a packed run: VARINT_OK and *at = bytes checked (all `n`, or, when `final`
+ * is 0, up to a varint that the end of the chunk cuts), or the failure and *at = the offset
+ * of the varint. */
+static int varints_check(const uint8_t *p, size_t n, int final, size_t *at)
+{
+    size_t i = 0;
+    while (i < n) {
+        uint64_t ignored;
+        size_t used;
+        int r = varint_decode(p + i, n - i, &ignored, &used);
+        if (r == VARINT_OK) {
+            i += used;
+            continue;
+        }
+        if (r == VARINT_TRUNCATED && !final)
+            break;
+        *at = i;
+        return r;
+    }
+    *at = i;
+    return VARINT_OK;
 }
 
 /* ==== growable byte buffer for the compacted copy ====================================== */
@@ -299,10 +342,8 @@ typedef struct {
     size_t cap;
 } byte_buf;
 
-static int buf_reserve(byte_buf *b, size_t extra)
+static int buf_grow(byte_buf *b, size_t extra)
 {
-    if (extra <= b->cap - b->len)
-        return 1;
     if (extra > SIZE_MAX - b->len)
         return 0;
     size_t need = b->len + extra;
@@ -315,6 +356,11 @@ static int buf_reserve(byte_buf *b, size_t extra)
     b->data = data;
     b->cap = cap;
     return 1;
+}
+
+static inline int buf_reserve(byte_buf *b, size_t extra)
+{
+    return extra <= b->cap - b->len || buf_grow(b, extra);
 }
 
 static int buf_bytes(byte_buf *b, const uint8_t *p, size_t n)
@@ -377,8 +423,41 @@ typedef struct {
     size_t length;
 } lift_entry;
 
+/* The window of a file source; fields up to DIRECT_MIN go through it. */
+#define WINDOW_MAX ((size_t)256 << 10)
+/* The first read, and the first after a jump over bytes not needed (lifted raw_data). */
+#define READ_AFTER_SKIP ((size_t)512)
+/* A string, bytes or packed field at least this long that is not in the window is read
+ * from the file straight into the compacted buffer (and checked there). */
+#define DIRECT_MIN ((size_t)64 << 10)
+/* Linux reads at most 0x7ffff000 bytes per call; stay below that. */
+#define READ_CHUNK_MAX ((size_t)1 << 30)
+
+/* Where the wire pass gets its bytes: [start, start + avail) of the input are at `base`.
+ *   - A memory source is one window over the whole input: base is the input, start 0,
+ *     avail len; every request is served in place.
+ *   - A file source (onnx_fuse_load_fd) reads the input with pread into `buf`, a window of
+ *     at most WINDOW_MAX bytes that only moves forward, as the pass does. A request beyond
+ *     the window refills it from the requested offset, keeping the bytes it still covers,
+ *     so every byte is read at most once. Whatever the pass steps over (lifted raw_data) is
+ *     not read to get past it: the next refill starts where the pass goes on. Reads grow
+ *     (READ_AFTER_SKIP, doubling up to the window) while the pass goes on where the last
+ *     read ended, and shrink back after a jump, so that the read-ahead issued for a few
+ *     structure bytes between two payloads takes only a little of the next payload. */
 typedef struct {
-    const uint8_t *in;
+    const uint8_t *base;
+    size_t start;
+    size_t avail;
+    size_t len;              /* the size of the input */
+    int is_file;
+    int fd;
+    uint8_t *buf;            /* the window of a file source */
+    size_t cap;              /* its size: WINDOW_MAX, or len when smaller */
+    size_t read_size;        /* how much the next refill reads */
+} byte_source;
+
+typedef struct {
+    byte_source src;
     size_t max_depth;
     onnx_fuse_error *err;
 
@@ -485,12 +564,149 @@ static onnx_fuse_status wire_nomem(wire_pass *w, size_t offset)
     return wire_fail(w, ONNX_FUSE_NOMEM, offset, "out of memory");
 }
 
-/* Reads a varint at *pos that must end before `end`. */
+/* ---- reading through the byte source ---- */
+
+/* Reads up to `count` bytes at `offset` of `fd` into `dst`, retrying EINTR and short reads;
+ * stops early only at the end of the file. 0 or an errno; *got says how much was read. */
+static int pread_fully(int fd, uint8_t *dst, size_t count, size_t offset, size_t *got)
+{
+    size_t done = 0;
+    int e = 0;
+    while (done < count) {
+        size_t chunk = count - done < READ_CHUNK_MAX ? count - done : READ_CHUNK_MAX;
+        if (offset + done > (uint64_t)INT64_MAX - chunk) {
+            e = EOVERFLOW;
+            break;
+        }
+        ssize_t n = pread(fd, dst + done, chunk, (off_t)(offset + done));
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            e = errno != 0 ? errno : EIO;
+            break;
+        }
+        if (n == 0)
+            break; /* end of file */
+        done += (size_t)n;
+    }
+    *got = done;
+    return e;
+}
+
+/* Reads `count` bytes at `offset` into `dst`, or fails: ONNX_FUSE_IO with the errno of a
+ * failed read, or with EIO when the file ends before `len`, the size the caller gave. */
+static onnx_fuse_status wire_read(wire_pass *w, uint8_t *dst, size_t count, size_t offset,
+                                  size_t need, size_t *got)
+{
+    int e = pread_fully(w->src.fd, dst, count, offset, got);
+    onnx_fuse_status st = ONNX_FUSE_OK;
+    if (e != 0) {
+        st = wire_fail(w, ONNX_FUSE_IO, offset + *got, "read failed at byte %zu: %s",
+                       offset + *got, strerror(e));
+        w->err->sys_errno = e;
+    } else if (*got < need) {
+        st = wire_fail(w, ONNX_FUSE_IO, offset + *got,
+                       "the file ends before byte %zu of the %zu bytes it was said to hold "
+                       "(it changed while loading)", offset + *got, w->src.len);
+        w->err->sys_errno = EIO;
+    }
+    return st;
+}
+
+/* The slow path of wire_bytes (file sources only): moves the window forward to start at
+ * `pos` and reads until it holds at least `n` bytes (n <= cap, inside the input). */
+static const uint8_t *wire_refill(wire_pass *w, size_t pos, size_t n)
+{
+    static const uint8_t nothing[1];
+    byte_source *s = &w->src;
+    if (n == 0)
+        return nothing;
+    if (!s->is_file || n > s->cap || pos > s->len || n > s->len - pos) {
+        /* Cannot happen: the pass asks only for bytes inside the input, a window at most. */
+        wire_fail(w, ONNX_FUSE_INVALID, pos, "internal error: %zu bytes at %zu are out of reach",
+                  n, pos);
+        return NULL;
+    }
+    size_t keep = 0;
+    if (pos >= s->start && pos - s->start <= s->avail) {
+        /* Going on where the window is: keep its tail, read after it. */
+        keep = s->avail - (pos - s->start);
+        if (keep > 0 && pos != s->start)
+            memmove(s->buf, s->buf + (pos - s->start), keep);
+    } else {
+        /* A jump past bytes not needed: start small again. */
+        s->read_size = READ_AFTER_SKIP;
+    }
+    s->start = pos;
+    s->avail = keep;
+    size_t target = n > s->read_size ? n : s->read_size;
+    if (target > s->cap)
+        target = s->cap;
+    if (target > s->len - pos)
+        target = s->len - pos;
+    if (s->read_size < WINDOW_MAX)
+        s->read_size *= 2;
+    if (keep < target) {
+        size_t got = 0;
+        onnx_fuse_status st = wire_read(w, s->buf + keep, target - keep, pos + keep,
+                                        n > keep ? n - keep : 0, &got);
+        s->avail += got;
+        if (st != ONNX_FUSE_OK)
+            return NULL;
+    }
+    return s->buf;
+}
+
+/* The `n` input bytes at `pos` (inside the input; n at most a window for a file source),
+ * or NULL with the error set. */
+static inline const uint8_t *wire_bytes(wire_pass *w, size_t pos, size_t n)
+{
+    const byte_source *s = &w->src;
+    if (pos >= s->start) {
+        size_t off = pos - s->start;
+        if (off <= s->avail && n <= s->avail - off)
+            return s->base + off;
+    }
+    return wire_refill(w, pos, n);
+}
+
+/* The `n` input bytes at `pos` if the window holds them (always for a memory source). */
+static inline const uint8_t *wire_peek(const wire_pass *w, size_t pos, size_t n)
+{
+    const byte_source *s = &w->src;
+    if (pos >= s->start) {
+        size_t off = pos - s->start;
+        if (off <= s->avail && n <= s->avail - off)
+            return s->base + off;
+    }
+    return NULL;
+}
+
+/* Reads a varint at *pos that must end before `end`. Only the varint's own bytes must be
+ * in the file: the one before a lifted payload may be the last byte a file source needs. */
 static onnx_fuse_status wire_varint(wire_pass *w, size_t *pos, size_t end, uint64_t *value,
                                     const char *what)
 {
+    size_t limit = end - *pos < VARINT_MAX_BYTES ? end - *pos : VARINT_MAX_BYTES;
+    const byte_source *s = &w->src;
+    size_t have = 0;
+    const uint8_t *p = NULL;
+    if (*pos >= s->start && *pos - s->start <= s->avail) {
+        have = s->avail - (*pos - s->start);
+        p = s->base + (*pos - s->start);
+    }
+    if (have > limit)
+        have = limit;
     size_t used = 0;
-    switch (varint_decode(w->in + *pos, end - *pos, value, &used)) {
+    int r = varint_decode(p, have, value, &used);
+    while (r == VARINT_TRUNCATED && have < limit) {
+        /* The window ends inside the varint (a file source): one more byte at least. */
+        if ((p = wire_refill(w, *pos, have + 1)) == NULL)
+            return w->err->status;
+        have = s->avail < limit ? s->avail : limit;
+        r = varint_decode(p, have, value, &used);
+    }
+    switch (r) {
     case VARINT_OK:
         *pos += used;
         return ONNX_FUSE_OK;
@@ -598,51 +814,108 @@ static onnx_fuse_status wire_lift(wire_pass *w, size_t key_offset, size_t body, 
     return ONNX_FUSE_OK;
 }
 
-/* The payload of a packed repeated scalar must hold whole values, as protobuf-c expects. */
-static onnx_fuse_status wire_check_packed(wire_pass *w, size_t body, size_t length)
+/* What the bytes of a string, bytes or packed field are checked for. */
+enum { CHECK_NONE, CHECK_STRING, CHECK_BOOLS, CHECK_VARINTS };
+
+/* Checks the `n` bytes at `p`, which are the input bytes at `offset`: all of the field's
+ * (final) or a chunk of them (then *done says how far the next chunk must start). */
+static onnx_fuse_status wire_check_bytes(wire_pass *w, int kind, const uint8_t *p, size_t n,
+                                         size_t offset, int final, size_t *done)
 {
-    const ProtobufCFieldDescriptor *field = w->field;
-    switch (natural_wire_type(field->type)) {
-    case PROTOBUF_C_WIRE_TYPE_32BIT:
-    case PROTOBUF_C_WIRE_TYPE_64BIT: {
-        size_t size = natural_wire_type(field->type) == PROTOBUF_C_WIRE_TYPE_32BIT ? 4 : 8;
-        if (length % size != 0)
-            return wire_fail(w, ONNX_FUSE_INVALID, body,
-                             "packed %s values take %zu bytes, not a multiple of %zu",
-                             type_name(field->type), length, size);
-        return ONNX_FUSE_OK;
-    }
+    size_t at = n;
+    switch (kind) {
+    case CHECK_STRING:
+        switch (utf8_check(p, n, final, &at)) {
+        case UTF8_NUL:
+            return wire_fail(w, ONNX_FUSE_INVALID, offset + at, "NUL byte inside a string");
+        case UTF8_BAD:
+            return wire_fail(w, ONNX_FUSE_INVALID, offset + at, "invalid UTF-8 inside a string");
+        default:
+            break;
+        }
+        break;
+    case CHECK_BOOLS:
+        /* protobuf-c reads a packed bool as one byte and refuses anything but 0 and 1. */
+        for (size_t i = 0; i < n; i++)
+            if (p[i] > 1)
+                return wire_fail(w, ONNX_FUSE_INVALID, offset + i, "packed bool value is not 0 or 1");
+        break;
+    case CHECK_VARINTS:
+        switch (varints_check(p, n, final, &at)) {
+        case VARINT_OK:
+            break;
+        case VARINT_TRUNCATED:
+            return wire_fail(w, ONNX_FUSE_INVALID, offset + at,
+                             "packed value runs past the end of the message");
+        default:
+            return wire_fail(w, ONNX_FUSE_INVALID, offset + at, "packed value is longer than 10 bytes");
+        }
+        break;
     default:
         break;
     }
-    if (field->type == PROTOBUF_C_TYPE_BOOL) {
-        /* protobuf-c reads a packed bool as one byte and refuses anything but 0 and 1. */
-        for (size_t i = 0; i < length; i++)
-            if (w->in[body + i] > 1)
-                return wire_fail(w, ONNX_FUSE_INVALID, body + i, "packed bool value is not 0 or 1");
-        return ONNX_FUSE_OK;
-    }
-    size_t pos = body, end = body + length;
-    while (pos < end) {
-        uint64_t ignored;
-        onnx_fuse_status st = wire_varint(w, &pos, end, &ignored, "packed value");
-        if (st != ONNX_FUSE_OK)
-            return st;
-    }
+    if (done != NULL)
+        *done = at;
     return ONNX_FUSE_OK;
 }
 
-static onnx_fuse_status wire_check_string(wire_pass *w, size_t body, size_t length)
+/* A field longer than protobuf-c can read, not in the window of a file source: checked
+ * chunk by chunk through the window (what a memory source checks in one go), then refused,
+ * without copying anything. */
+static onnx_fuse_status wire_too_large(wire_pass *w, int kind, size_t body, size_t length,
+                                       size_t length_offset)
 {
-    size_t at = 0;
-    switch (utf8_check(w->in + body, length, &at)) {
-    case UTF8_NUL:
-        return wire_fail(w, ONNX_FUSE_INVALID, body + at, "NUL byte inside a string");
-    case UTF8_BAD:
-        return wire_fail(w, ONNX_FUSE_INVALID, body + at, "invalid UTF-8 inside a string");
-    default:
-        return ONNX_FUSE_OK;
+    if (kind != CHECK_NONE) {
+        size_t pos = body, end = body + length;
+        while (pos < end) {
+            size_t want = end - pos < w->src.cap ? end - pos : w->src.cap;
+            const uint8_t *p = wire_bytes(w, pos, want);
+            if (p == NULL)
+                return w->err->status;
+            size_t done = 0;
+            onnx_fuse_status st = wire_check_bytes(w, kind, p, want, pos, pos + want == end, &done);
+            if (st != ONNX_FUSE_OK)
+                return st;
+            if (done == 0)
+                break; /* cannot happen: a window holds a whole UTF-8 sequence or varint */
+            pos += done;
+        }
     }
+    return wire_fail(w, ONNX_FUSE_LIMIT, length_offset,
+                     "field of %llu bytes is too large for protobuf-c", (unsigned long long)length);
+}
+
+/* A long field of a file source that is not in the window: its key and length go to the
+ * compacted buffer, then its bytes straight from the window and the file, checked there. */
+static onnx_fuse_status wire_copy_direct(wire_pass *w, int kind, size_t key_offset, size_t body,
+                                         size_t length)
+{
+    byte_source *s = &w->src;
+    if (!buf_key(&w->out, w->field_number, PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED)
+        || !buf_varint(&w->out, length) || !buf_reserve(&w->out, length))
+        return wire_nomem(w, key_offset);
+    uint8_t *dst = w->out.data + w->out.len;
+    size_t have = 0;
+    if (body >= s->start && body - s->start < s->avail) {
+        have = s->avail - (body - s->start);
+        if (have > length)
+            have = length; /* cannot happen: the field is not all in the window */
+        memcpy(dst, s->base + (body - s->start), have);
+    }
+    /* The window is used up: the pass goes on after the field. */
+    s->start = body + length;
+    s->avail = 0;
+    if (have < length) {
+        size_t got = 0;
+        onnx_fuse_status st = wire_read(w, dst + have, length - have, body + have, length - have, &got);
+        if (st != ONNX_FUSE_OK)
+            return st;
+    }
+    onnx_fuse_status st = wire_check_bytes(w, kind, dst, length, body, 1, NULL);
+    if (st != ONNX_FUSE_OK)
+        return st;
+    w->out.len += length;
+    return ONNX_FUSE_OK;
 }
 
 /* A length-delimited field at key_offset whose length varint starts at length_offset. */
@@ -659,23 +932,50 @@ static onnx_fuse_status wire_length_delimited(wire_pass *w, size_t key_offset,
         return wire_fail(w, ONNX_FUSE_INVALID, length_offset,
                          "length %llu runs past the end of the message", (unsigned long long)length);
     size_t body = *pos;
+    size_t n = (size_t)length;
     /* A sub-message is read field by field from its first byte by the main loop. */
     if (field != NULL && field->type == PROTOBUF_C_TYPE_MESSAGE)
-        return wire_enter(w, key_offset, body, (size_t)length);
-    *pos += (size_t)length;
-    if (field != NULL && top->is_tensor && field->id == TENSOR_RAW_DATA_FIELD && length > 0)
-        return wire_lift(w, key_offset, body, (size_t)length);
-    if (field != NULL && field->type == PROTOBUF_C_TYPE_STRING)
-        st = wire_check_string(w, body, (size_t)length);
-    else if (field != NULL && is_packed_occurrence(field, PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED))
-        st = wire_check_packed(w, body, (size_t)length);
+        return wire_enter(w, key_offset, body, n);
+    *pos += n;
+    /* Lifted: stepped over, never read. */
+    if (field != NULL && top->is_tensor && field->id == TENSOR_RAW_DATA_FIELD && n > 0)
+        return wire_lift(w, key_offset, body, n);
+
+    int kind = CHECK_NONE;
+    if (field != NULL && field->type == PROTOBUF_C_TYPE_STRING) {
+        kind = CHECK_STRING;
+    } else if (field != NULL && is_packed_occurrence(field, PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED)) {
+        /* The payload of a packed repeated scalar must hold whole values, as protobuf-c
+         * expects. */
+        unsigned natural = natural_wire_type(field->type);
+        if (natural == PROTOBUF_C_WIRE_TYPE_32BIT || natural == PROTOBUF_C_WIRE_TYPE_64BIT) {
+            size_t size = natural == PROTOBUF_C_WIRE_TYPE_32BIT ? 4 : 8;
+            if (n % size != 0)
+                return wire_fail(w, ONNX_FUSE_INVALID, body,
+                                 "packed %s values take %zu bytes, not a multiple of %zu",
+                                 type_name(field->type), n, size);
+        } else {
+            kind = field->type == PROTOBUF_C_TYPE_BOOL ? CHECK_BOOLS : CHECK_VARINTS;
+        }
+    }
+
+    const uint8_t *p = wire_peek(w, body, n);
+    if (p == NULL && n >= DIRECT_MIN) {
+        /* Only a file source gets here: a memory source's window is the whole input. */
+        if (length > COMPACT_LENGTH_MAX)
+            return wire_too_large(w, kind, body, n, length_offset);
+        return wire_copy_direct(w, kind, key_offset, body, n);
+    }
+    if (p == NULL && (p = wire_bytes(w, body, n)) == NULL)
+        return w->err->status;
+    st = wire_check_bytes(w, kind, p, n, body, 1, NULL);
     if (st != ONNX_FUSE_OK)
         return st;
     if (length > COMPACT_LENGTH_MAX)
         return wire_fail(w, ONNX_FUSE_LIMIT, length_offset,
                          "field of %llu bytes is too large for protobuf-c", (unsigned long long)length);
     if (!buf_key(&w->out, w->field_number, PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED)
-        || !buf_varint(&w->out, length) || !buf_bytes(&w->out, w->in + body, (size_t)length))
+        || !buf_varint(&w->out, length) || !buf_bytes(&w->out, p, n))
         return wire_nomem(w, key_offset);
     return ONNX_FUSE_OK;
 }
@@ -752,9 +1052,13 @@ static onnx_fuse_status wire_field(wire_pass *w, size_t *pos)
     default:
         return wire_length_delimited(w, key_offset, value_offset, pos);
     }
-    /* Scalars are copied as they are, behind a minimal key. */
+    /* Scalars are copied as they are, behind a minimal key. A varint's bytes are still in
+     * the window wire_varint read them into. */
+    const uint8_t *value = wire_bytes(w, value_offset, *pos - value_offset);
+    if (value == NULL)
+        return w->err->status;
     if (!buf_key(&w->out, w->field_number, wire_type)
-        || !buf_bytes(&w->out, w->in + value_offset, *pos - value_offset))
+        || !buf_bytes(&w->out, value, *pos - value_offset))
         return wire_nomem(w, key_offset);
     return ONNX_FUSE_OK;
 }
@@ -863,15 +1167,19 @@ static void wire_free(wire_pass *w)
     free(w->counts);
     free(w->out.data);
     free(w->lifts);
+    free(w->src.buf);
     w->frames = NULL;
     w->counts = NULL;
     w->out.data = NULL;
     w->lifts = NULL;
+    w->src.buf = NULL;
 }
 
-onnx_fuse_status onnx_fuse_load(const uint8_t *data, size_t len,
-                                const onnx_fuse_load_limits *limits,
-                                onnx_fuse_loaded *out, onnx_fuse_error *err)
+/* onnx_fuse_load and onnx_fuse_load_fd: the wire pass reads `data` (is_file 0) or `fd`
+ * (is_file 1, `data` only locates the payloads); the tree points into `data`. */
+static onnx_fuse_status load_from(const uint8_t *data, size_t len, int is_file, int fd,
+                                  const onnx_fuse_load_limits *limits,
+                                  onnx_fuse_loaded *out, onnx_fuse_error *err)
 {
     onnx_fuse_error scratch;
     if (err == NULL)
@@ -891,14 +1199,30 @@ onnx_fuse_status onnx_fuse_load(const uint8_t *data, size_t len,
 
     wire_pass w;
     memset(&w, 0, sizeof w);
-    w.in = data;
+    w.src.len = len;
+    w.src.is_file = is_file;
+    w.src.fd = fd;
+    if (is_file) {
+        /* Nothing is read from `data`: the window starts empty at offset 0. */
+        w.src.cap = len < WINDOW_MAX ? len : WINDOW_MAX;
+        w.src.read_size = READ_AFTER_SKIP;
+        if (w.src.cap > 0 && (w.src.buf = malloc(w.src.cap)) == NULL)
+            return load_fail(err, ONNX_FUSE_NOMEM, "ModelProto", "out of memory");
+        w.src.base = w.src.buf;
+    } else {
+        w.src.base = data;
+        w.src.avail = len;
+        w.src.cap = len;
+    }
     w.max_depth = lim.max_depth;
     w.err = err;
     onnx_fuse_status st = wire_run(&w, len);
     free(w.frames);
     free(w.counts);
+    free(w.src.buf);
     w.frames = NULL;
     w.counts = NULL;
+    w.src.buf = NULL;
     if (st != ONNX_FUSE_OK) {
         wire_free(&w);
         return st;
@@ -929,6 +1253,7 @@ onnx_fuse_status onnx_fuse_load(const uint8_t *data, size_t len,
                          "protobuf-c could not unpack the message");
     }
 
+    /* Only pointer arithmetic on `data`: a file source's mapping is never touched. */
     healer h = { data, w.lifts, w.n_lifts, 0, 0 };
     heal_message(&h, model);
     wire_free(&w);
@@ -946,6 +1271,20 @@ onnx_fuse_status onnx_fuse_load(const uint8_t *data, size_t len,
     out->lifted_count = w.n_lifts;
     out->lifted_bytes = w.lifted_bytes;
     return ONNX_FUSE_OK;
+}
+
+onnx_fuse_status onnx_fuse_load(const uint8_t *data, size_t len,
+                                const onnx_fuse_load_limits *limits,
+                                onnx_fuse_loaded *out, onnx_fuse_error *err)
+{
+    return load_from(data, len, 0, -1, limits, out, err);
+}
+
+onnx_fuse_status onnx_fuse_load_fd(int fd, const uint8_t *mapping, size_t len,
+                                   const onnx_fuse_load_limits *limits,
+                                   onnx_fuse_loaded *out, onnx_fuse_error *err)
+{
+    return load_from(mapping, len, 1, fd, limits, out, err);
 }
 
 ProtobufCMessage *onnx_fuse_unpack_trusted(const ProtobufCMessageDescriptor *descriptor,

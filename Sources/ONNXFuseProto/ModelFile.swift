@@ -48,8 +48,9 @@ public struct SaveOptions: Sendable {
 
 /// Reading and writing `.onnx` files.
 public enum ModelFile {
-    /// Loads the model at `path`: maps the file, validates its wire format, unpacks the
-    /// structure with protobuf-c (weights stay in the mapping), and builds the IR, checking
+    /// Loads the model at `path`: maps the file, reads and validates its wire format (the
+    /// weights are skipped, not read), unpacks the structure with protobuf-c (tensors point
+    /// into the mapping), and builds the IR, checking
     /// the model semantically. External data files are resolved relative to the model.
     public static func load(path: String, limits: LoadLimits = LoadLimits()) throws -> Model {
         let file = try MappedFile(path: path)
@@ -66,7 +67,10 @@ public enum ModelFile {
         loadLimits.unpack_budget = overflow ? Int.max : budget.addingReportingOverflow(limits.unpackBudgetBase).partialValue
         var loaded = onnx_fuse_loaded()
         var error = onnx_fuse_error()
-        let status = onnx_fuse_load(file.base!.assumingMemoryBound(to: UInt8.self), file.count, &loadLimits, &loaded, &error)
+        // The structure is read with pread, never through the mapping: touching a mapped byte
+        // maps the page-cache folio around it (up to 2 MB of weights) into the process.
+        let status = onnx_fuse_load_fd(file.descriptor.rawValue, file.base!.assumingMemoryBound(to: UInt8.self), file.count,
+                                       &loadLimits, &loaded, &error)
         guard status == ONNX_FUSE_OK, let arena = loaded.arena, let root = loaded.model else {
             throw translate(error, file: displayName)
         }
@@ -93,7 +97,7 @@ public enum ModelFile {
         case ONNX_FUSE_NOMEM:
             return .limitExceeded(file: file, location: path, reason: message.isEmpty ? "out of memory" : message)
         case ONNX_FUSE_IO:
-            return .io(file: file, operation: "write", errno: error.sys_errno)
+            return .io(file: file, operation: "read", errno: error.sys_errno)
         default:
             return .invalidModel(file: file, location: path, reason: message.isEmpty ? "not a valid ONNX model" : message, offset: error.offset)
         }

@@ -207,6 +207,33 @@ final class RejectionTests: XCTestCase {
         }
     }
 
+    func testUtf8ErrorsInsideLongAsciiRuns() {
+        // The check skips ASCII 8 bytes at a time: the offending byte at every position of
+        // a word, after and before runs of every length.
+        let cases: [([UInt8], String)] = [
+            ([0x00], "NUL byte inside a string"),
+            ([0xff], "invalid UTF-8 inside a string"),
+            ([0x80], "invalid UTF-8 inside a string"),
+            ([0xc0, 0x80], "invalid UTF-8 inside a string"),
+            ([0xe2, 0x82], "invalid UTF-8 inside a string"), // cut: bad at its start
+        ]
+        for prefix in 0..<24 {
+            for suffix in [0, 1, 7, 8, 9, 30] {
+                for (bad, message) in cases {
+                    // A cut sequence is only cut at the end.
+                    if bad == [0xe2, 0x82] && suffix > 0 { continue }
+                    let s = [UInt8](repeating: 0x61, count: prefix) + bad + [UInt8](repeating: 0x7f, count: suffix)
+                    let bytes = Wire { $0.bytesField(F.Model.producerName, s) }.bytes
+                    reject(bytes, path: "ModelProto.producer_name", message: message,
+                           offset: UInt64(bytes.count - s.count + prefix))
+                }
+            }
+            // Multi-byte characters and DEL between ASCII runs are fine.
+            let ok = String(repeating: "a", count: prefix) + "é€𝄞\u{7f}" + String(repeating: "b", count: prefix)
+            XCTAssertEqual(Load(Wire { $0.stringField(F.Model.producerName, ok) }.bytes).status, ONNX_FUSE_OK)
+        }
+    }
+
     // MARK: tensors
 
     func testRawDataGivenTwice() {

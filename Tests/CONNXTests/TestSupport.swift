@@ -143,16 +143,26 @@ final class Input {
 }
 
 /// The outcome of onnx_fuse_load; destroys the arena when released.
+///
+/// Unless `checkFile` is false, every load also writes the bytes to a temporary file and
+/// checks that onnx_fuse_load_fd on it gives the same outcome (assertSameLoad), so that
+/// every input of these tests covers both entry points.
 final class Load {
     let input: Input
     let status: onnx_fuse_status
     var loaded = onnx_fuse_loaded()
     var error = onnx_fuse_error()
 
-    init(_ bytes: [UInt8], maxDepth: Int = 100, budget: Int = .max) {
+    init(_ bytes: [UInt8], maxDepth: Int = 100, budget: Int = .max, checkFile: Bool = true,
+         file: StaticString = #filePath, line: UInt = #line) {
         input = Input(bytes)
         var limits = onnx_fuse_load_limits(max_depth: maxDepth, unpack_budget: budget)
         status = onnx_fuse_load(input.pointer, input.count, &limits, &loaded, &error)
+        if checkFile {
+            let fileLoad = FileLoad(bytes, maxDepth: maxDepth, budget: budget)
+            assertSameLoad(self, fileLoad, "\(bytes.count)-byte input loaded from a file",
+                           file: file, line: line)
+        }
     }
     deinit { onnx_fuse_arena_destroy(loaded.arena) }
 

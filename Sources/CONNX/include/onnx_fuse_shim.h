@@ -11,7 +11,8 @@
  *
  * Ownership: every pointer in an unpacked tree belongs to its arena and dies with
  * onnx_fuse_arena_destroy; raw_data pointers of lifted payloads point into the caller's
- * input bytes, which must outlive the tree. Nothing here frees the caller's memory.
+ * input bytes (or mapping, for onnx_fuse_load_fd), which must outlive the tree. Nothing
+ * here frees the caller's memory or closes the caller's file descriptors.
  *
  * From Swift: size_t is Int, so SIZE_MAX is Int(bitPattern: UInt.max). The generated
  * descriptors (onnx__model_proto__descriptor, ...) are `let` constants in Swift, whose
@@ -67,12 +68,12 @@ typedef enum {
     ONNX_FUSE_INVALID = 1,   /* the bytes are not a valid ModelProto */
     ONNX_FUSE_LIMIT = 2,     /* a limit was exceeded: nesting depth, allocation budget, size */
     ONNX_FUSE_NOMEM = 3,     /* malloc failed */
-    ONNX_FUSE_IO = 4         /* a write failed; `sys_errno` says why */
+    ONNX_FUSE_IO = 4         /* a read or write failed; `sys_errno` says why */
 } onnx_fuse_status;
 
 typedef struct {
     onnx_fuse_status status;
-    int sys_errno;           /* for ONNX_FUSE_IO */
+    int sys_errno;           /* for ONNX_FUSE_IO (EIO when an input file ended early) */
     uint64_t offset;         /* byte offset in the input where the problem was found */
     /* Where: a field path such as "ModelProto.graph.node[3].attribute[0].name". Field names
      * come from the descriptors; [i] counts the occurrences of a repeated field in its
@@ -137,6 +138,37 @@ typedef struct {
 onnx_fuse_status onnx_fuse_load(const uint8_t *data, size_t len,
                                 const onnx_fuse_load_limits *limits,
                                 onnx_fuse_loaded *out, onnx_fuse_error *err);
+
+/*
+ * onnx_fuse_load(mapping, len, ...) for a model file open at `fd`, without touching the
+ * mapping: the wire pass reads the file with pread, so no page of the mapping (which the
+ * kernel may map in whole folios of up to 2 MiB around a touched byte) enters the process.
+ * Everything else is as onnx_fuse_load: the same checks, the same errors (status, offset,
+ * path, message), the same tree, and each lifted raw_data points at `mapping + offset`,
+ * the payload's offset in the file.
+ *
+ * `mapping` must be a read-only mapping of bytes [0, len) of the file at `fd`, kept alive
+ * (and the file unchanged) by the caller as long as the tree; `mapping` is only used to
+ * compute raw_data pointers, never read here. The caller keeps `fd` and `mapping`; nothing
+ * here closes or unmaps them, and `fd` is not needed after the call (pread does not move
+ * its offset). Empty input (len 0, mapping may be NULL) reads nothing.
+ *
+ * The file is read forward, each byte at most once, through a window of at most 256 KiB;
+ * a string, bytes or packed field of 64 KiB or more that the window does not hold is read
+ * straight into the copy handed to protobuf-c. Lifted raw_data payloads are stepped over,
+ * not read: the window only reads ahead of the bytes the pass needs (512 bytes after each
+ * payload stepped over, doubling while the structure goes on). Of a payload, at most that
+ * read-ahead is read and none is needed: a file cut where its trailing payload starts
+ * still loads.
+ *
+ * More errors than onnx_fuse_load: ONNX_FUSE_IO with `sys_errno` when a read fails (a bad
+ * `fd`: EBADF), and ONNX_FUSE_IO with EIO when the file ends before `len` bytes (it
+ * shrank); `offset` is the first byte that could not be read, `path` where in the model
+ * the pass was. (A damaged model in a file that also fails to read may report either.)
+ */
+onnx_fuse_status onnx_fuse_load_fd(int fd, const uint8_t *mapping, size_t len,
+                                   const onnx_fuse_load_limits *limits,
+                                   onnx_fuse_loaded *out, onnx_fuse_error *err);
 
 /* Unpacks `len` bytes of a message of type `descriptor` (already trusted, such as bytes this
  * library packed) into `arena`. NULL on failure. */
