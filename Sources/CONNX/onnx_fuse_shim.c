@@ -427,6 +427,8 @@ typedef struct {
 #define WINDOW_MAX ((size_t)256 << 10)
 /* The first read, and the first after a jump over bytes not needed (lifted raw_data). */
 #define READ_AFTER_SKIP ((size_t)512)
+/* A jump over at most this many bytes keeps the reads growing (see wire_refill). */
+#define READ_THROUGH_MAX ((size_t)64 << 10)
 /* A string, bytes or packed field at least this long that is not in the window is read
  * from the file straight into the compacted buffer (and checked there). */
 #define DIRECT_MIN ((size_t)64 << 10)
@@ -633,10 +635,13 @@ static const uint8_t *wire_refill(wire_pass *w, size_t pos, size_t n)
         keep = s->avail - (pos - s->start);
         if (keep > 0 && pos != s->start)
             memmove(s->buf, s->buf + (pos - s->start), keep);
-    } else {
-        /* A jump past bytes not needed: start small again. */
+    } else if (pos < s->start || pos - (s->start + s->avail) > READ_THROUGH_MAX) {
+        /* A jump past a large payload: start small again, so that the read-ahead for the few
+         * structure bytes before the next payload takes little of it. */
         s->read_size = READ_AFTER_SKIP;
     }
+    /* A jump past a small payload keeps the read size: models with 100,000 tiny tensors
+     * would otherwise cost a read for every few of them. */
     s->start = pos;
     s->avail = keep;
     size_t target = n > s->read_size ? n : s->read_size;
@@ -1358,21 +1363,12 @@ static int copy_range(int dst, int src, off_t offset, size_t len)
     return 0;
 }
 
-int onnx_fuse_copy_out(int fd, const void *data, size_t len,
-                       const onnx_fuse_mapped_source *sources, size_t n_sources)
-{
-    const uint8_t *p = data;
-    for (size_t i = 0; i < n_sources; i++) {
-        const onnx_fuse_mapped_source *s = &sources[i];
-        if (s->base != NULL && p >= s->base && len <= s->len && (size_t)(p - s->base) <= s->len - len) {
-            int e = copy_range(fd, s->fd, (off_t)(p - s->base), len);
-            if (e >= 0)
-                return e;
-            break;
-        }
-    }
-    return onnx_fuse_write_all(fd, data, len);
-}
+/* Payloads at least this big are copied by the kernel (copy_file_range): one system call
+ * is cheap next to the bytes. Smaller ones come through a pread window: a model can have a
+ * hundred thousand tiny tensors, and reading them through the mapping would map the page-cache
+ * folio around each one (up to 2 MB of neighbouring weights) into the process. */
+#define KERNEL_COPY_MIN ((size_t)64 << 10)
+#define SOURCE_WINDOW_SIZE ((size_t)128 << 10)
 
 /* A ProtobufCBuffer that writes to a file descriptor. protobuf-c cannot be told to stop
  * packing, so after the first error the remaining appends are ignored. */
@@ -1385,6 +1381,11 @@ typedef struct {
     size_t used;
     uint64_t written;
     int error;
+    /* Bytes [window_start, window_start + window_len) of sources[window_source], read with pread. */
+    uint8_t *window;
+    size_t window_source;
+    size_t window_start;
+    size_t window_len;
 } fd_buffer;
 
 static void fd_write(fd_buffer *b, const uint8_t *data, size_t len)
@@ -1403,20 +1404,13 @@ static void fd_flush(fd_buffer *b)
     b->used = 0;
 }
 
-static void fd_append(ProtobufCBuffer *base, size_t len, const uint8_t *data)
+/* Appends bytes that are in memory we may read. */
+static void fd_append_memory(fd_buffer *b, const uint8_t *data, size_t len)
 {
-    fd_buffer *b = (fd_buffer *)base;
-    if (b->error != 0 || len == 0)
-        return;
     if (len >= FD_DIRECT_MIN) {
         fd_flush(b); /* keep the order of the bytes */
-        if (b->error == 0) {
-            int e = onnx_fuse_copy_out(b->fd, data, len, b->sources, b->n_sources);
-            if (e != 0)
-                b->error = e;
-            else
-                b->written += len;
-        }
+        if (b->error == 0)
+            fd_write(b, data, len);
         return;
     }
     if (len > FD_BUFFER_SIZE - b->used) {
@@ -1426,6 +1420,107 @@ static void fd_append(ProtobufCBuffer *base, size_t len, const uint8_t *data)
     }
     memcpy(b->buf + b->used, data, len);
     b->used += len;
+}
+
+/* The index of the source whose mapping holds [data, data + len), or n_sources. */
+static size_t find_source(const fd_buffer *b, const uint8_t *data, size_t len)
+{
+    for (size_t i = 0; i < b->n_sources; i++) {
+        const onnx_fuse_mapped_source *s = &b->sources[i];
+        if (s->base != NULL && data >= s->base && len <= s->len && (size_t)(data - s->base) <= s->len - len)
+            return i;
+    }
+    return b->n_sources;
+}
+
+/* Appends `len` bytes at `offset` of source `i` without touching its mapping. */
+static void fd_append_from_source(fd_buffer *b, size_t i, size_t offset, size_t len)
+{
+    const onnx_fuse_mapped_source *s = &b->sources[i];
+    if (len >= KERNEL_COPY_MIN) {
+        fd_flush(b);
+        if (b->error != 0)
+            return;
+        int e = copy_range(b->fd, s->fd, (off_t)offset, len);
+        if (e == 0) {
+            b->written += len;
+            return;
+        }
+        if (e > 0) {
+            b->error = e;
+            return;
+        }
+        /* copy_file_range cannot do this pair of files: go through the window below. */
+    }
+    while (len > 0 && b->error == 0) {
+        if (b->window == NULL || b->window_source != i || offset < b->window_start
+            || offset >= b->window_start + b->window_len) {
+            if (b->window == NULL && (b->window = malloc(SOURCE_WINDOW_SIZE)) == NULL) {
+                b->error = ENOMEM;
+                return;
+            }
+            size_t want = s->len - offset < SOURCE_WINDOW_SIZE ? s->len - offset : SOURCE_WINDOW_SIZE;
+            ssize_t n;
+            do {
+                n = pread(s->fd, b->window, want, (off_t)offset);
+            } while (n < 0 && errno == EINTR);
+            if (n <= 0) {
+                b->error = n < 0 ? errno : EIO; /* the source ended early: it changed under us */
+                b->window_len = 0;
+                return;
+            }
+            b->window_source = i;
+            b->window_start = offset;
+            b->window_len = (size_t)n;
+        }
+        size_t at = offset - b->window_start;
+        size_t take = b->window_len - at < len ? b->window_len - at : len;
+        fd_append_memory(b, b->window + at, take);
+        offset += take;
+        len -= take;
+    }
+}
+
+static void fd_append(ProtobufCBuffer *base, size_t len, const uint8_t *data)
+{
+    fd_buffer *b = (fd_buffer *)base;
+    if (b->error != 0 || len == 0)
+        return;
+    size_t i = find_source(b, data, len);
+    if (i < b->n_sources)
+        fd_append_from_source(b, i, (size_t)(data - b->sources[i].base), len);
+    else
+        fd_append_memory(b, data, len);
+}
+
+static int fd_buffer_open(fd_buffer *b, int fd, const onnx_fuse_mapped_source *sources, size_t n_sources)
+{
+    memset(b, 0, sizeof *b);
+    b->base.append = fd_append;
+    b->fd = fd;
+    b->sources = sources;
+    b->n_sources = n_sources;
+    b->buf = malloc(FD_BUFFER_SIZE);
+    return b->buf != NULL;
+}
+
+/* Flushes, frees, and turns the first error into the status and `err`. */
+static onnx_fuse_status fd_buffer_close(fd_buffer *b, uint64_t *written, onnx_fuse_error *err)
+{
+    fd_flush(b);
+    free(b->buf);
+    free(b->window);
+    if (written != NULL)
+        *written = b->written;
+    if (b->error != 0) {
+        err->status = ONNX_FUSE_IO;
+        err->sys_errno = b->error;
+        err->offset = b->written;
+        snprintf(err->message, sizeof err->message, "write failed after %llu bytes: %s",
+                 (unsigned long long)b->written, strerror(b->error));
+        return ONNX_FUSE_IO;
+    }
+    return ONNX_FUSE_OK;
 }
 
 onnx_fuse_status onnx_fuse_pack_to_fd(const ProtobufCMessage *message, int fd,
@@ -1444,30 +1539,43 @@ onnx_fuse_status onnx_fuse_pack_to_fd_from(const ProtobufCMessage *message, int 
     memset(err, 0, sizeof *err);
     if (written != NULL)
         *written = 0;
-
     fd_buffer b;
-    memset(&b, 0, sizeof b);
-    b.base.append = fd_append;
-    b.fd = fd;
-    b.sources = sources;
-    b.n_sources = n_sources;
-    b.buf = malloc(FD_BUFFER_SIZE);
-    if (b.buf == NULL)
+    if (!fd_buffer_open(&b, fd, sources, n_sources))
         return load_fail(err, ONNX_FUSE_NOMEM, "", "out of memory");
     protobuf_c_message_pack_to_buffer(message, &b.base);
-    fd_flush(&b);
-    free(b.buf);
+    return fd_buffer_close(&b, written, err);
+}
+
+onnx_fuse_status onnx_fuse_write_segments(int fd, const onnx_fuse_segment *segments, size_t n_segments,
+                                          const onnx_fuse_mapped_source *sources, size_t n_sources,
+                                          uint64_t *written, onnx_fuse_error *err)
+{
+    static const uint8_t zeros[4096];
+    onnx_fuse_error scratch;
+    if (err == NULL)
+        err = &scratch;
+    memset(err, 0, sizeof *err);
     if (written != NULL)
-        *written = b.written;
-    if (b.error != 0) {
-        err->status = ONNX_FUSE_IO;
-        err->sys_errno = b.error;
-        err->offset = b.written;
-        snprintf(err->message, sizeof err->message, "write failed after %llu bytes: %s",
-                 (unsigned long long)b.written, strerror(b.error));
-        return ONNX_FUSE_IO;
+        *written = 0;
+    fd_buffer b;
+    if (!fd_buffer_open(&b, fd, sources, n_sources))
+        return load_fail(err, ONNX_FUSE_NOMEM, "", "out of memory");
+    uint64_t position = 0;
+    for (size_t i = 0; i < n_segments && b.error == 0; i++) {
+        if (segments[i].offset < position) {
+            b.error = EINVAL; /* segments must not overlap */
+            break;
+        }
+        while (position < segments[i].offset) {
+            uint64_t gap = segments[i].offset - position;
+            size_t step = gap < sizeof zeros ? (size_t)gap : sizeof zeros;
+            fd_append(&b.base, step, zeros);
+            position += step;
+        }
+        fd_append(&b.base, segments[i].len, segments[i].data);
+        position += segments[i].len;
     }
-    return ONNX_FUSE_OK;
+    return fd_buffer_close(&b, written, err);
 }
 
 /* ==== temporary files on interruption ================================================== */

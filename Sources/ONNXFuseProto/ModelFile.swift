@@ -194,19 +194,15 @@ public enum ModelFile {
 
     static func writeExternalData(_ layout: ExternalLayout, to fd: Int32, file: String,
                                   sources: [onnx_fuse_mapped_source]) throws -> Int {
-        var position = 0
-        let zeros = [UInt8](repeating: 0, count: 4096)
-        for placement in layout.segments {
-            if placement.offset > position {
-                let gap = placement.offset - position
-                let code = zeros.withUnsafeBytes { onnx_fuse_write_all(fd, $0.baseAddress, gap) }
-                guard code == 0 else { throw ModelFileError.io(file: file, operation: "write", errno: code) }
-            }
-            let code = placement.bytes.withUnsafeBytes { onnx_fuse_copy_out(fd, $0.baseAddress, $0.count, sources, sources.count) }
-            guard code == 0 else { throw ModelFileError.io(file: file, operation: "write", errno: code) }
-            position = placement.offset + placement.bytes.count
+        var segments: [onnx_fuse_segment] = layout.segments.map {
+            onnx_fuse_segment(data: $0.bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), len: $0.bytes.count, offset: UInt64($0.offset))
         }
-        return position
+        var written: UInt64 = 0
+        var error = onnx_fuse_error()
+        guard onnx_fuse_write_segments(fd, &segments, segments.count, sources, sources.count, &written, &error) == ONNX_FUSE_OK else {
+            throw ModelFileError.io(file: file, operation: "write", errno: error.sys_errno)
+        }
+        return Int(written)
     }
 
     static func sync(_ fd: FileDescriptor, file: String) throws {

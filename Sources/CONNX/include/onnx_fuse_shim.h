@@ -205,16 +205,28 @@ typedef struct {
     int fd;
 } onnx_fuse_mapped_source;
 
-/* onnx_fuse_pack_to_fd, copying large payloads that lie inside one of `sources` with
- * copy_file_range (falling back to write where the kernel or file system cannot). */
+/* onnx_fuse_pack_to_fd, taking the bytes that lie inside one of `sources` from the file
+ * rather than through its mapping: payloads of 64 KiB or more by copy_file_range (or, where
+ * the kernel or file system cannot, through a read window), smaller ones through a pread
+ * window. The mapping's pages are never touched, so weights never enter the process. */
 onnx_fuse_status onnx_fuse_pack_to_fd_from(const ProtobufCMessage *message, int fd,
                                            const onnx_fuse_mapped_source *sources, size_t n_sources,
                                            uint64_t *written, onnx_fuse_error *err);
 
-/* Appends `len` bytes at `data` to `fd`: copied by the kernel from the source file when
- * `data` lies inside one of `sources`, else written. 0 or an errno. */
-int onnx_fuse_copy_out(int fd, const void *data, size_t len,
-                       const onnx_fuse_mapped_source *sources, size_t n_sources);
+/* Bytes for onnx_fuse_write_segments: `len` bytes at `data`, to go at `offset` of the file. */
+typedef struct {
+    const uint8_t *data;
+    size_t len;
+    uint64_t offset;
+} onnx_fuse_segment;
+
+/* Writes `segments` (in increasing, non-overlapping offset order) to `fd` from its current
+ * position, zero-filling the gaps between them; bytes inside one of `sources` are copied from
+ * the file, never through its mapping, as in onnx_fuse_pack_to_fd_from. Returns ONNX_FUSE_OK
+ * and the bytes written, or ONNX_FUSE_IO (EINVAL for overlapping segments). */
+onnx_fuse_status onnx_fuse_write_segments(int fd, const onnx_fuse_segment *segments, size_t n_segments,
+                                          const onnx_fuse_mapped_source *sources, size_t n_sources,
+                                          uint64_t *written, onnx_fuse_error *err);
 
 /* Writes `len` bytes at `data` to `fd`, retrying short writes and EINTR. 0 or an errno
  * (EIO if write makes no progress without an error). */
