@@ -1199,7 +1199,7 @@ static onnx_fuse_status load_from(const uint8_t *data, size_t len, int is_file, 
     static const uint8_t empty[1];
     if (data == NULL)
         data = empty;
-    onnx_fuse_load_limits lim = { 100, SIZE_MAX };
+    onnx_fuse_load_limits lim = { 100, SIZE_MAX, 0 };
     if (limits != NULL)
         lim = *limits;
 
@@ -1234,7 +1234,11 @@ static onnx_fuse_status load_from(const uint8_t *data, size_t len, int is_file, 
         return st;
     }
 
-    onnx_fuse_arena *arena = onnx_fuse_arena_create(lim.unpack_budget);
+    size_t budget = lim.unpack_budget, per_structure = 0;
+    if (__builtin_mul_overflow(w.out.len, lim.unpack_budget_per_byte, &per_structure)
+        || __builtin_add_overflow(budget, per_structure, &budget))
+        budget = SIZE_MAX;
+    onnx_fuse_arena *arena = onnx_fuse_arena_create(budget);
     if (arena == NULL) {
         wire_free(&w);
         return load_fail(err, ONNX_FUSE_NOMEM, "ModelProto", "out of memory");
@@ -1252,7 +1256,7 @@ static onnx_fuse_status load_from(const uint8_t *data, size_t len, int is_file, 
         if (over) {
             char message[sizeof err->message];
             snprintf(message, sizeof message, "unpacking needs more than %zu bytes of memory",
-                     lim.unpack_budget);
+                     budget);
             return load_fail(err, ONNX_FUSE_LIMIT, "ModelProto", message);
         }
         return load_fail(err, ONNX_FUSE_INVALID, "ModelProto",

@@ -12,11 +12,13 @@ import ONNXFuseIR
 public struct LoadLimits: Sendable {
     /// The deepest message nesting accepted (the ModelProto is level 1).
     public var maximumDepth = 100
-    /// Memory protobuf-c may allocate for the model structure (weights are not counted:
-    /// they stay in the mapped file), as a fixed allowance plus a multiple of the file size.
-    public var unpackBudgetBase = 256 << 20
+    /// Memory protobuf-c may allocate for the model structure, as a fixed allowance plus a
+    /// multiple of the structure's size (the file without its raw weights, which stay in the
+    /// mapped file and do not raise the budget). 10 MB of empty nodes would otherwise unpack
+    /// to about 1 GB.
+    public var unpackBudgetBase = 128 << 20
     /// See `unpackBudgetBase`.
-    public var unpackBudgetPerFileByte = 16
+    public var unpackBudgetPerStructureByte = 12
 
     /// The default limits.
     public init() {}
@@ -63,8 +65,8 @@ public enum ModelFile {
         }
         var loadLimits = onnx_fuse_load_limits()
         loadLimits.max_depth = limits.maximumDepth
-        let (budget, overflow) = file.count.multipliedReportingOverflow(by: limits.unpackBudgetPerFileByte)
-        loadLimits.unpack_budget = overflow ? Int.max : budget.addingReportingOverflow(limits.unpackBudgetBase).partialValue
+        loadLimits.unpack_budget = limits.unpackBudgetBase
+        loadLimits.unpack_budget_per_byte = limits.unpackBudgetPerStructureByte
         var loaded = onnx_fuse_loaded()
         var error = onnx_fuse_error()
         // The structure is read with pread, never through the mapping: touching a mapped byte

@@ -101,7 +101,7 @@ final class FileLoad {
     /// Loads `input` (its descriptor and mapping); `fd` and `count` override them.
     init(_ input: MappedInput, maxDepth: Int = 100, budget: Int = .max, fd: Int32? = nil, count: Int? = nil) {
         self.input = input
-        var limits = onnx_fuse_load_limits(max_depth: maxDepth, unpack_budget: budget)
+        var limits = onnx_fuse_load_limits(max_depth: maxDepth, unpack_budget: budget, unpack_budget_per_byte: 0)
         status = onnx_fuse_load_fd(fd ?? input.fd, input.bytes, count ?? input.count, &limits, &loaded, &error)
     }
 

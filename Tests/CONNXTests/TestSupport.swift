@@ -156,7 +156,7 @@ final class Load {
     init(_ bytes: [UInt8], maxDepth: Int = 100, budget: Int = .max, checkFile: Bool = true,
          file: StaticString = #filePath, line: UInt = #line) {
         input = Input(bytes)
-        var limits = onnx_fuse_load_limits(max_depth: maxDepth, unpack_budget: budget)
+        var limits = onnx_fuse_load_limits(max_depth: maxDepth, unpack_budget: budget, unpack_budget_per_byte: 0)
         status = onnx_fuse_load(input.pointer, input.count, &limits, &loaded, &error)
         if checkFile {
             let fileLoad = FileLoad(bytes, maxDepth: maxDepth, budget: budget)

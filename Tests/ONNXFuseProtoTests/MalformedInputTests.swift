@@ -197,7 +197,7 @@ final class MalformedInputTests: XCTestCase {
         try Data(model).write(to: URL(fileURLWithPath: path))
         var limits = LoadLimits()
         limits.unpackBudgetBase = 1 << 20
-        limits.unpackBudgetPerFileByte = 4
+        limits.unpackBudgetPerStructureByte = 4
         do {
             _ = try ModelFile.load(path: path, limits: limits)
             XCTFail("accepted")

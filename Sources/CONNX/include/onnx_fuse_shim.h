@@ -87,11 +87,13 @@ typedef struct {
 
 /* ---- loading ----------------------------------------------------------------------- */
 
-/* NULL limits mean { 100, SIZE_MAX }. max_depth also bounds protobuf-c's own recursion
+/* NULL limits mean { 100, SIZE_MAX, 0 }. max_depth also bounds protobuf-c's own recursion
  * (it unpacks sub-messages recursively), so keep it modest; 0 rejects every input. */
 typedef struct {
     size_t max_depth;        /* deepest message nesting accepted; the ModelProto is depth 1 (100) */
-    size_t unpack_budget;    /* bytes protobuf-c may allocate for the unpacked tree */
+    size_t unpack_budget;    /* bytes protobuf-c may allocate for the unpacked tree, plus: */
+    size_t unpack_budget_per_byte; /* this many per byte of structure (the input without the
+                                    * lifted raw_data payloads): weights do not raise the budget */
 } onnx_fuse_load_limits;
 
 typedef struct {
