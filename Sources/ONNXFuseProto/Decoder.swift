@@ -22,7 +22,6 @@ struct Decoder {
     let tree: DecodedTree
     let fileName: String
     var externalData: ExternalDataResolver
-    var irVersion: Int64 = 0
 
     init(tree: DecodedTree, fileName: String, modelDirectory: String) {
         self.tree = tree
@@ -45,7 +44,6 @@ struct Decoder {
         let m = proto.pointee
         guard m.has_ir_version != 0 else { throw invalid("", "the model has no ir_version") }
         guard m.ir_version >= 1 else { throw invalid("ir_version", "ir_version \(m.ir_version) is not a valid IR version") }
-        irVersion = m.ir_version
         let opsets = (0..<m.n_opset_import).map { i -> OpsetImport in
             let o = m.opset_import[i]!
             var opset = OpsetImport(domain: string(o.pointee.domain), version: o.pointee.has_version != 0 ? o.pointee.version : nil)

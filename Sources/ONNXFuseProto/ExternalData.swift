@@ -21,9 +21,6 @@ struct ExternalDataResolver {
         self.modelFile = modelFile
     }
 
-    /// The data files mapped so far, by location.
-    var mappedFiles: [String: MappedFile] { files }
-
     private func invalid(_ location: String, _ reason: String) -> ModelFileError {
         .invalidModel(file: modelFile, location: location, reason: reason, offset: nil)
     }
