@@ -92,7 +92,7 @@ func makeTemporaryFile() -> Int32 {
 }
 
 /// The outcome of onnx_fuse_load_fd; destroys the arena when released.
-final class FileLoad {
+final class FileLoad: LoadOutcome {
     let input: MappedInput
     let status: onnx_fuse_status
     var loaded = onnx_fuse_loaded()
@@ -111,13 +111,6 @@ final class FileLoad {
 
     deinit { onnx_fuse_arena_destroy(loaded.arena) }
 
-    var model: UnsafeMutablePointer<Onnx__ModelProto> { loaded.model }
-    var message: UnsafeMutablePointer<ProtobufCMessage> {
-        UnsafeMutableRawPointer(loaded.model).assumingMemoryBound(to: ProtobufCMessage.self)
-    }
-    var path: String { cString(error.path) }
-    var errorMessage: String { cString(error.message) }
-    var summary: String { "status \(status.rawValue) at \(error.offset) \(path): \(errorMessage)" }
 
     /// Offsets of the non-empty raw_data payloads in the mapping, in tree order.
     var rawDataOffsets: [Int?] { CONNXTests.rawDataOffsets(message, base: input.base) }

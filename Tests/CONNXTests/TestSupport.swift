@@ -147,7 +147,24 @@ final class Input {
 /// Unless `checkFile` is false, every load also writes the bytes to a temporary file and
 /// checks that onnx_fuse_load_fd on it gives the same outcome (assertSameLoad), so that
 /// every input of these tests covers both entry points.
-final class Load {
+/// What a load gives back, for the assertions.
+protocol LoadOutcome: AnyObject {
+    var status: onnx_fuse_status { get }
+    var loaded: onnx_fuse_loaded { get }
+    var error: onnx_fuse_error { get }
+}
+
+extension LoadOutcome {
+    var model: UnsafeMutablePointer<Onnx__ModelProto> { loaded.model }
+    var message: UnsafeMutablePointer<ProtobufCMessage> {
+        UnsafeMutableRawPointer(loaded.model).assumingMemoryBound(to: ProtobufCMessage.self)
+    }
+    var path: String { cString(error.path) }
+    var errorMessage: String { cString(error.message) }
+    var summary: String { "status \(status.rawValue) at \(error.offset) \(path): \(errorMessage)" }
+}
+
+final class Load: LoadOutcome {
     let input: Input
     let status: onnx_fuse_status
     var loaded = onnx_fuse_loaded()
@@ -166,13 +183,6 @@ final class Load {
     }
     deinit { onnx_fuse_arena_destroy(loaded.arena) }
 
-    var model: UnsafeMutablePointer<Onnx__ModelProto> { loaded.model }
-    var message: UnsafeMutablePointer<ProtobufCMessage> {
-        UnsafeMutableRawPointer(loaded.model).assumingMemoryBound(to: ProtobufCMessage.self)
-    }
-    var path: String { cString(error.path) }
-    var errorMessage: String { cString(error.message) }
-    var summary: String { "status \(status.rawValue) at \(error.offset) \(path): \(errorMessage)" }
 }
 
 /// A NUL-terminated C char array imported as a tuple.
