@@ -21,6 +21,8 @@ let package = Package(
         .target(name: "CONNX", dependencies: ["CProtobufC"]),
         .target(name: "ONNXFuseIR"),
         .target(name: "ONNXFuseProto", dependencies: ["ONNXFuseIR", "CONNX"]),
+        .target(name: "ONNXFuseRewrite", dependencies: ["ONNXFuseIR"]),
+        .target(name: "ONNXFuseRules", dependencies: ["ONNXFuseRewrite", "ONNXFuseIR"]),
         .target(name: "ONNXFuse", dependencies: ["ONNXFuseIR", "ONNXFuseProto"]),
         .executableTarget(
             name: "onnx-fuse",
@@ -29,6 +31,8 @@ let package = Package(
         .target(name: "ONNXFuseTestSupport", path: "Tests/Support"),
         .testTarget(name: "CONNXTests", dependencies: ["CONNX"]),
         .testTarget(name: "ONNXFuseIRTests", dependencies: ["ONNXFuseIR", "ONNXFuseTestSupport"]),
+        .testTarget(name: "ONNXFuseRewriteTests", dependencies: ["ONNXFuseRewrite", "ONNXFuseIR"]),
+        .testTarget(name: "ONNXFuseRulesTests", dependencies: ["ONNXFuseRules", "ONNXFuseRewrite", "ONNXFuseIR"]),
         .testTarget(
             name: "ONNXFuseProtoTests",
             dependencies: ["ONNXFuseProto", "ONNXFuseIR", "CONNX", "ONNXFuseTestSupport"]

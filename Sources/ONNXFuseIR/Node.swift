@@ -29,6 +29,11 @@ public final class Node {
     var next: Node?
     unowned(unsafe) var previous: Node?
 
+    /// The node before this one in its graph.
+    public var previousNode: Node? { previous }
+    /// The node after this one in its graph.
+    public var nextNode: Node? { next }
+
     /// A node, not yet in a graph, that defines new values named `outputNames` (nil: an
     /// absent output).
     public init(opType: String, domain: String? = nil, name: String? = nil, inputs: [Value?],

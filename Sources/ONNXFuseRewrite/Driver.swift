@@ -1,0 +1,372 @@
+import ONNXFuseIR
+
+/// How rules are applied.
+public struct RewriteOptions: Sendable {
+    /// Treat initializers that are also graph inputs as constants.
+    public var freezeInitializerInputs = false
+    /// Record why rules whose root matched did not fire.
+    public var explain = false
+    /// Stop after this many rewrites (nil: 10 per node of the model, at least 1,000).
+    public var maximumRewrites: Int?
+
+    /// The defaults.
+    public init() {}
+}
+
+/// Why a rule did not fire where its root matched.
+public struct Explanation: Equatable, Sendable, CustomStringConvertible {
+    /// The rule.
+    public var rule: String
+    /// The node's name (or its first output's name when it has none).
+    public var node: String
+    /// The node's operator.
+    public var opType: String
+    /// The check that failed.
+    public var reason: String
+
+    /// `fold-conv-batchnorm at node 'bn3': y has 2 users`.
+    public var description: String { "\(rule) at node '\(node)': \(reason)" }
+}
+
+/// What a run of the rules did.
+public struct RewriteReport: Sendable {
+    /// Each rule that fired and how often, in rule order.
+    public var fired: [(rule: String, count: Int)] = []
+    /// Why rules did not fire (with `RewriteOptions.explain`), in the order first seen.
+    public var explanations: [Explanation] = []
+    /// Whether the rewrite cap stopped the run before a fixed point.
+    public var reachedRewriteCap = false
+    /// Rewrites done.
+    public var rewrites = 0
+}
+
+/// Applies `rules` to every graph of `model` until none applies or the rewrite cap is
+/// reached. Rules run in benefit order, then by name. A worklist revisits only the nodes a
+/// rewrite created or touched, so a run is linear in the model's size for a fixed rule set;
+/// the same model and rules always give the same result.
+public func applyRules(_ rules: [RewriteRule], to model: Model, options: RewriteOptions = RewriteOptions()) -> RewriteReport {
+    var driver = Driver(rules: rules, model: model, options: options)
+    return driver.run()
+}
+
+struct Driver {
+    let rules: [RewriteRule]
+    let replaced: [Set<Int>]
+    let byRoot: [String: [Int]]
+    let model: Model
+    let options: RewriteOptions
+    var names: NameAllocator
+    var worklist: [Node] = []
+    var head = 0
+    var queued = Set<ObjectIdentifier>()
+    var report = RewriteReport()
+    var counts: [Int]
+    var explanations: [ExplanationKey: (order: Int, explanation: Explanation, node: Node)] = [:]
+
+    struct ExplanationKey: Hashable {
+        let rule: Int
+        let node: ObjectIdentifier
+    }
+
+    init(rules: [RewriteRule], model: Model, options: RewriteOptions) {
+        self.rules = rules.sorted { ($1.benefit, $0.name) < ($0.benefit, $1.name) }
+        replaced = self.rules.map(\.replacement.replacedVariables)
+        var byRoot: [String: [Int]] = [:]
+        for (index, rule) in self.rules.enumerated() {
+            let root = rule.pattern.nodes[rule.pattern.root]
+            byRoot[Self.key(domain: root.domain == "ai.onnx" ? "" : root.domain, opType: root.opType), default: []].append(index)
+        }
+        self.byRoot = byRoot
+        self.model = model
+        self.options = options
+        names = NameAllocator(model: model)
+        counts = Array(repeating: 0, count: rules.count)
+    }
+
+    static func key(domain: String, opType: String) -> String { domain + "\u{0}" + opType }
+
+    static func key(of node: Node) -> String { key(domain: node.isDefaultDomain ? "" : node.domain!, opType: node.opType) }
+
+    mutating func enqueue(_ node: Node?) {
+        guard let node, node.graph != nil, byRoot[Self.key(of: node)] != nil else { return }
+        if queued.insert(ObjectIdentifier(node)).inserted { worklist.append(node) }
+    }
+
+    mutating func run() -> RewriteReport {
+        var nodeCount = 0
+        for graph in model.allGraphs {
+            for node in graph.nodes {
+                nodeCount += 1
+                enqueue(node)
+            }
+        }
+        let cap = options.maximumRewrites ?? max(1_000, 10 * nodeCount)
+        let context = RewriteContext(freezeInitializerInputs: options.freezeInitializerInputs)
+        while head < worklist.count {
+            let node = worklist[head]
+            head += 1
+            queued.remove(ObjectIdentifier(node))
+            guard node.graph != nil, let candidates = byRoot[Self.key(of: node)] else { continue }
+            for ruleIndex in candidates {
+                if report.rewrites >= cap {
+                    report.reachedRewriteCap = true
+                    break
+                }
+                if attempt(ruleIndex, at: node, context: context) { break }
+            }
+            if report.reachedRewriteCap { break }
+        }
+        report.fired = rules.indices.filter { counts[$0] > 0 }.map { (rules[$0].name, counts[$0]) }
+        report.explanations = explanations.values
+            .filter { $0.node.graph != nil }
+            .sorted { $0.order < $1.order }
+            .map(\.explanation)
+        return report
+    }
+
+    /// Tries one rule at one node; true when it fired.
+    mutating func attempt(_ ruleIndex: Int, at node: Node, context: RewriteContext) -> Bool {
+        let rule = rules[ruleIndex]
+        let matcher = Matcher(pattern: rule.pattern)
+        var prepared: PreparedReplacement?
+        let match = matcher.match(at: node) { match in
+            if let reason = engineGuard(ruleIndex, match, root: node) { return reason }
+            switch rule.prepare(match, context) {
+            case .success(let values):
+                prepared = values
+                return nil
+            case .failure(let refusal):
+                return refusal.description
+            }
+        }
+        let key = ExplanationKey(rule: ruleIndex, node: ObjectIdentifier(node))
+        guard let match, let prepared else {
+            if options.explain {
+                let label = node.name ?? node.outputs.compactMap { $0?.name }.first ?? node.opType
+                let explanation = Explanation(rule: rule.name, node: label, opType: node.opType, reason: matcher.deepestFailure.reason)
+                explanations[key] = (explanations[key]?.order ?? explanations.count, explanation, node)
+            }
+            return false
+        }
+        explanations[key] = nil
+        apply(ruleIndex, match, prepared, root: node)
+        counts[ruleIndex] += 1
+        report.rewrites += 1
+        return true
+    }
+
+    /// The engine's own guards; a reason when the rule must not fire.
+    func engineGuard(_ ruleIndex: Int, _ match: Match, root: Node) -> String? {
+        let rule = rules[ruleIndex]
+        let pattern = rule.pattern
+        let matched = Set(match.matchedNodes.map(ObjectIdentifier.init))
+        let replacedVariables = replaced[ruleIndex]
+        // Values the match produces: those not taken over must stay inside the match.
+        for (index, patternNode) in pattern.nodes.enumerated() {
+            let node = match.nodes[index]!
+            for (position, output) in node.outputs.enumerated() {
+                guard let output else { continue }
+                var label = "output \(position) of \(node.opType) '\(node.name ?? "")'"
+                if position < patternNode.outputs.count, case .variable(let v) = patternNode.outputs[position] {
+                    if replacedVariables.contains(v) { continue }
+                    label = pattern.valueNames[v]
+                }
+                if output.isGraphOutput { return "\(label) is a graph output" }
+                if output.uses.contains(where: { !matched.contains(ObjectIdentifier($0.node)) }) {
+                    let count = output.uses.count
+                    return "\(label) has \(count) user\(count == 1 ? "" : "s")"
+                }
+            }
+        }
+        // The replacement reads only values that survive the match.
+        for replacementNode in rule.replacement.nodes {
+            for case .bound(let v) in replacementNode.inputs {
+                if let value = match.value(v), let producer = value.producer, matched.contains(ObjectIdentifier(producer)),
+                   !replacedVariables.contains(v) {
+                    return "the replacement reads \(pattern.valueNames[v]), which the match removes"
+                }
+            }
+            for case .copyAll(let source) in replacementNode.attributes where match.nodes[source]!.attributes.contains(where: \.hasSubgraphs) {
+                return "\(match.nodes[source]!.opType) has subgraphs, which cannot be copied"
+            }
+        }
+        // A forwarded graph output keeps its name: the value it gets must be able to take it.
+        for (target, source) in rule.replacement.forwards {
+            guard let old = match.value(target), old.isGraphOutput else { continue }
+            guard case .bound(let s) = source, let value = match.value(s), value.producer != nil, !value.isGraphOutput,
+                  value.graph === root.graph else {
+                return "\(pattern.valueNames[target]) is a graph output and what replaces it cannot take its name"
+            }
+        }
+        // Users of values taken over from nodes other than the root must come after the root,
+        // where the new nodes go.
+        if replacedVariables.contains(where: { v in match.value(v)?.producer.map { $0 !== root } ?? false }) {
+            var remaining = matched.count - 1
+            var cursor = root.previousNode
+            let takenOver = Set(replacedVariables.compactMap { match.value($0) }.map(ObjectIdentifier.init))
+            while let node = cursor, remaining > 0 {
+                if matched.contains(ObjectIdentifier(node)) {
+                    remaining -= 1
+                } else if node.inputs.contains(where: { $0.map { takenOver.contains(ObjectIdentifier($0)) } ?? false }) {
+                    return "\(node.opType) '\(node.name ?? "")' reads a replaced value before the match ends"
+                }
+                cursor = node.previousNode
+            }
+        }
+        return nil
+    }
+
+    /// Rewrites `match` (every check passed; nothing here can fail).
+    mutating func apply(_ ruleIndex: Int, _ match: Match, _ prepared: PreparedReplacement, root: Node) {
+        let rule = rules[ruleIndex]
+        let graph = root.graph!
+        let replacement = rule.replacement
+        let anchorName = replaced[ruleIndex].sorted().compactMap { match.value($0)?.name }.first
+            ?? root.name ?? root.opType
+        let computed = prepared.tensors.enumerated().map { index, tensor in
+            graph.addInitializer(name: names.fresh("\(anchorName)_\(replacement.computedNames[index])"), tensor: tensor)
+        }
+        var fresh: [Value?] = Array(repeating: nil, count: replacement.freshNames.count)
+        var takeOver: [(old: Value, new: Value)] = []
+        var created: [Node] = []
+        func resolve(_ reference: ValueReference) -> Value? {
+            switch reference {
+            case .bound(let v): return match.value(v)
+            case .computed(let slot): return computed[slot]
+            case .fresh(let index): return fresh[index]
+            case .absent: return nil
+            }
+        }
+        for spec in replacement.nodes {
+            var attributes: [Attribute] = []
+            for entry in spec.attributes {
+                switch entry {
+                case .copyAll(let source):
+                    for attribute in match.nodes[source]!.attributes {
+                        attributes.removeAll { $0.name == attribute.name }
+                        attributes.append(attribute)
+                    }
+                case .set(let name, let slot):
+                    let attribute = Attribute(name: name, value: prepared.attributeValues[slot])
+                    if let index = attributes.firstIndex(where: { $0.name == name }) {
+                        attributes[index] = attribute
+                    } else {
+                        attributes.append(attribute)
+                    }
+                }
+            }
+            let outputNames: [String?] = spec.outputs.map { output in
+                switch output {
+                case .replaces(let v): return names.fresh(match.value(v)!.name)
+                case .fresh(let index): return names.fresh(replacement.freshNames[index])
+                case .none: return nil
+                }
+            }
+            let node = Node(opType: spec.opType, domain: spec.domain.isEmpty ? nil : spec.domain,
+                            inputs: spec.inputs.map(resolve), outputNames: outputNames, attributes: attributes)
+            graph.insert(node, before: root)
+            created.append(node)
+            for (position, output) in spec.outputs.enumerated() {
+                switch output {
+                case .replaces(let v): takeOver.append((match.value(v)!, node.outputs[position]!))
+                case .fresh(let index): fresh[index] = node.outputs[position]
+                case .none: break
+                }
+            }
+        }
+        var renames: [(Value, String)] = []
+        for (old, new) in takeOver {
+            old.replaceAllUses(with: new)
+            moveGraphOutputs(from: old, to: new)
+            renames.append((new, old.name))
+        }
+        for (target, source) in replacement.forwards {
+            guard let old = match.value(target), let new = resolve(source) else { continue }
+            let wasOutput = old.isGraphOutput
+            old.replaceAllUses(with: new)
+            moveGraphOutputs(from: old, to: new)
+            if wasOutput { renames.append((new, old.name)) }
+        }
+        // Remove the matched nodes, consumers first; remember what they read.
+        var freed: [Value] = []
+        var pending = match.matchedNodes
+        while !pending.isEmpty {
+            guard let index = pending.firstIndex(where: { $0.outputs.allSatisfy { $0?.isUnused ?? true } }) else { break }
+            let node = pending.remove(at: index)
+            freed.append(contentsOf: node.inputs.compactMap { $0 })
+            graph.erase(node)
+        }
+        for (value, name) in renames {
+            names.release(value.name)
+            value.name = name
+        }
+        removeUnused(freed)
+        // Revisit what changed: the new nodes, their producers and their users.
+        for node in created {
+            enqueue(node)
+            for input in node.inputs { enqueue(input?.producer) }
+            for output in node.outputs { for use in output?.uses ?? [] { enqueue(use.node) } }
+        }
+        for (target, source) in replacement.forwards {
+            _ = target
+            if let value = resolve(source) {
+                enqueue(value.producer)
+                for use in value.uses { enqueue(use.node) }
+            }
+        }
+    }
+
+    /// Points every graph output naming `old` at `new`.
+    func moveGraphOutputs(from old: Value, to new: Value) {
+        guard old.isGraphOutput else { return }
+        for graph in model.allGraphs {
+            for (index, output) in graph.outputs.enumerated() where output.value === old {
+                graph.setOutput(index, to: new)
+            }
+        }
+    }
+
+    /// Removes initializers and nodes that nothing uses any more, starting from `values`.
+    mutating func removeUnused(_ values: [Value]) {
+        var stack = values
+        while let value = stack.popLast() {
+            guard value.isUnused, let graph = value.graph else { continue }
+            switch value.definition {
+            case .initializer:
+                names.release(value.name)
+                graph.removeInitializer(value)
+            case .nodeOutput:
+                guard let producer = value.producer, producer.outputs.allSatisfy({ $0?.isUnused ?? true }) else { continue }
+                stack.append(contentsOf: producer.inputs.compactMap { $0 })
+                for output in producer.outputs { if let output { names.release(output.name) } }
+                graph.erase(producer)
+            default:
+                continue
+            }
+        }
+    }
+}
+
+/// Every value name of a model, to give new values names that collide with nothing in any
+/// scope. Deterministic: `base`, then `base_1`, `base_2`, ...
+struct NameAllocator {
+    private var used = Set<String>()
+
+    init(model: Model) {
+        for graph in model.allGraphs {
+            for value in graph.inputs { used.insert(value.name) }
+            for value in graph.initializers { used.insert(value.name) }
+            for value in graph.sparseInitializers { used.insert(value.name) }
+            for node in graph.nodes { for output in node.outputs { if let output { used.insert(output.name) } } }
+        }
+    }
+
+    mutating func fresh(_ base: String) -> String {
+        if used.insert(base).inserted { return base }
+        var counter = 1
+        while !used.insert("\(base)_\(counter)").inserted { counter += 1 }
+        return "\(base)_\(counter)"
+    }
+
+    mutating func release(_ name: String) { used.remove(name) }
+}

@@ -1,0 +1,143 @@
+import ONNXFuseIR
+
+/// A value a replacement node reads or a forward points to.
+public enum ValueReference: Equatable, Sendable {
+    /// A value bound in the match.
+    case bound(Int)
+    /// A tensor the rule computed (it becomes a new initializer).
+    case computed(Int)
+    /// Output `index` of the replacement's own new values (`ReplacementOutput.fresh`).
+    case fresh(Int)
+    /// No value: an absent optional input.
+    case absent
+}
+
+/// What an output of a replacement node is.
+public enum ReplacementOutput: Equatable, Sendable {
+    /// Takes over bound value variable `variable`: its uses, graph outputs and name.
+    case replaces(Int)
+    /// A new value only replacement nodes read (`ValueReference.fresh(index)`).
+    case fresh(Int)
+    /// No output (an absent one).
+    case none
+}
+
+/// An attribute entry of a replacement node, applied in order.
+public enum ReplacementAttribute: Equatable, Sendable {
+    /// Every attribute of the graph node that matched pattern node `node`.
+    case copyAll(fromPatternNode: Int)
+    /// Attribute `name` with the value the rule prepared in slot `slot` (added or overriding).
+    case set(String, slot: Int)
+}
+
+/// A node the replacement creates.
+public struct ReplacementNode {
+    /// The operator.
+    public var opType: String
+    /// The domain ("" for the default one).
+    public var domain: String
+    /// The inputs.
+    public var inputs: [ValueReference]
+    /// The outputs.
+    public var outputs: [ReplacementOutput]
+    /// The attributes.
+    public var attributes: [ReplacementAttribute]
+
+    /// A replacement node.
+    public init(opType: String, domain: String = "", inputs: [ValueReference], outputs: [ReplacementOutput],
+                attributes: [ReplacementAttribute] = []) {
+        self.opType = opType
+        self.domain = domain
+        self.inputs = inputs
+        self.outputs = outputs
+        self.attributes = attributes
+    }
+}
+
+/// What a match becomes.
+public struct Replacement {
+    /// New nodes, in order (a node may read the fresh outputs of the ones before it).
+    public var nodes: [ReplacementNode]
+    /// `target = source`: every use of bound variable `target` reads `source` instead.
+    public var forwards: [(target: Int, source: ValueReference)]
+    /// A name part for each computed slot, used to name the new initializers.
+    public var computedNames: [String]
+    /// A name part for each fresh value.
+    public var freshNames: [String]
+
+    /// A replacement.
+    public init(nodes: [ReplacementNode], forwards: [(target: Int, source: ValueReference)] = [],
+                computedNames: [String] = [], freshNames: [String] = []) {
+        self.nodes = nodes
+        self.forwards = forwards
+        self.computedNames = computedNames
+        self.freshNames = freshNames
+    }
+
+    /// The bound variables the replacement takes over.
+    var replacedVariables: Set<Int> {
+        var replaced = Set(forwards.map(\.target))
+        for node in nodes {
+            for case .replaces(let v) in node.outputs { replaced.insert(v) }
+        }
+        return replaced
+    }
+}
+
+/// What a rule computed for one match: tensors for the computed slots, attribute values for
+/// the attribute slots.
+public struct PreparedReplacement {
+    /// One tensor per `Replacement.computedNames` entry.
+    public var tensors: [Tensor]
+    /// One value per attribute slot.
+    public var attributeValues: [AttributeValue]
+
+    /// Prepared values.
+    public init(tensors: [Tensor] = [], attributeValues: [AttributeValue] = []) {
+        self.tensors = tensors
+        self.attributeValues = attributeValues
+    }
+}
+
+/// Facts a rule may need beyond the match.
+public struct RewriteContext {
+    /// Treat initializers that are also graph inputs as constants.
+    public var freezeInitializerInputs: Bool
+}
+
+/// A rewrite: where it applies (pattern), whether it may and what it computes (prepare), and
+/// what the match becomes (replacement). The engine adds its own guards: every value the
+/// match produces and the replacement does not take over must be used only inside the match
+/// and must not be a graph output.
+public struct RewriteRule {
+    /// The name reports use.
+    public var name: String
+    /// Higher runs first; ties by name.
+    public var benefit: Int
+    /// What to find.
+    public var pattern: Pattern
+    /// What it becomes.
+    public var replacement: Replacement
+    /// The rule's own checks and computations for a structural match: the prepared values, or
+    /// the reason it must not fire.
+    public var prepare: (Match, RewriteContext) -> Result<PreparedReplacement, RuleRefusal>
+
+    /// A rule.
+    public init(name: String, benefit: Int, pattern: Pattern, replacement: Replacement,
+                prepare: @escaping (Match, RewriteContext) -> Result<PreparedReplacement, RuleRefusal>) {
+        self.name = name
+        self.benefit = benefit
+        self.pattern = pattern
+        self.replacement = replacement
+        self.prepare = prepare
+    }
+}
+
+/// Why a rule does not fire on a match.
+public struct RuleRefusal: Error, CustomStringConvertible {
+    /// The reason, such as "w is a graph input".
+    public let description: String
+
+    /// A reason.
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,309 @@
+import XCTest
+import ONNXFuseIR
+@testable import ONNXFuseRewrite
+
+/// The engine on toy operators (A, B, C, ...): no ONNX semantics anywhere.
+final class EngineTests: XCTestCase {
+    // MARK: Building graphs and rules
+
+    final class Builder {
+        let graph = Graph(name: "g")
+        lazy var model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
+
+        func input(_ name: String) -> Value { graph.addInput(name: name, info: ValueInfo(type: nil)) }
+
+        func constant(_ name: String, _ values: [Float]) -> Value {
+            graph.addInitializer(name: name, tensor: Tensor(dataType: .float, dims: [Int64(values.count)], values: values))
+        }
+
+        @discardableResult
+        func node(_ op: String, _ inputs: [Value?], _ outputs: [String], name: String? = nil, in target: Graph? = nil) -> Node {
+            let node = Node(opType: op, name: name ?? outputs.first, inputs: inputs, outputNames: outputs)
+            (target ?? graph).append(node)
+            return node
+        }
+
+        func output(_ value: Value?) { graph.addOutput(value!, info: ValueInfo(type: nil)) }
+
+        var text: String { Printer().print(graph) }
+    }
+
+    /// `match { y = A(x); z = B(y) }  replace { z = C(x) }`, or with other names.
+    func chainRule(name: String = "a-b-to-c", benefit: Int = 1, first: String = "A", second: String = "B", into: String = "C") throws -> RewriteRule {
+        let pattern = try Pattern(nodes: [
+            PatternNode(opType: first, inputs: [.variable(0)], outputs: [.variable(1)]),
+            PatternNode(opType: second, inputs: [.variable(1)], outputs: [.variable(2)]),
+        ], root: 1, valueNames: ["x", "y", "z"], attributeNames: [])
+        let replacement = Replacement(nodes: [ReplacementNode(opType: into, inputs: [.bound(0)], outputs: [.replaces(2)])])
+        return RewriteRule(name: name, benefit: benefit, pattern: pattern, replacement: replacement) { _, _ in .success(PreparedReplacement()) }
+    }
+
+    func run(_ rules: [RewriteRule], _ b: Builder, explain: Bool = true, cap: Int? = nil) throws -> RewriteReport {
+        var options = RewriteOptions()
+        options.explain = explain
+        options.maximumRewrites = cap
+        let report = applyRules(rules, to: b.model, options: options)
+        try b.model.verify()
+        return report
+    }
+
+    // MARK: Tests
+
+    func testChainFoldsAndTheOutputKeepsItsName() throws {
+        let b = Builder()
+        let x = b.input("x")
+        let a = b.node("A", [x], ["y"])
+        let z = b.node("B", [a.outputs[0]], ["z"])
+        b.output(z.outputs[0])
+        let report = try run([chainRule()], b)
+        XCTAssertEqual(report.fired.map(\.rule), ["a-b-to-c"])
+        XCTAssertEqual(report.fired.map(\.count), [1])
+        XCTAssertEqual(b.text, """
+            g (? x) => (? z)
+            {
+               z = C (x)
+            }
+
+            """)
+    }
+
+    func testInteriorValueUsedOutsideTheMatchBlocksTheRewrite() throws {
+        let b = Builder()
+        let x = b.input("x")
+        let a = b.node("A", [x], ["y"], name: "a")
+        let z = b.node("B", [a.outputs[0]], ["z"], name: "bn3")
+        let other = b.node("D", [a.outputs[0]], ["w"])
+        b.output(z.outputs[0])
+        b.output(other.outputs[0])
+        let before = b.text
+        let report = try run([chainRule()], b)
+        XCTAssertTrue(report.fired.isEmpty)
+        XCTAssertEqual(b.text, before)
+        XCTAssertEqual(report.explanations.map(\.description), ["a-b-to-c at node 'bn3': y has 2 users"])
+    }
+
+    func testInteriorGraphOutputBlocksTheRewrite() throws {
+        let b = Builder()
+        let x = b.input("x")
+        let a = b.node("A", [x], ["y"])
+        let z = b.node("B", [a.outputs[0]], ["z"])
+        b.output(z.outputs[0])
+        b.output(a.outputs[0])
+        let report = try run([chainRule()], b)
+        XCTAssertTrue(report.fired.isEmpty)
+        XCTAssertEqual(report.explanations.first?.reason, "y is a graph output")
+    }
+
+    func testBenefitOrderThenName() throws {
+        for (benefits, expected) in [([1, 5], "D"), ([5, 1], "C"), ([3, 3], "C")] {
+            let b = Builder()
+            let x = b.input("x")
+            let a = b.node("A", [x], ["y"])
+            b.output(b.node("B", [a.outputs[0]], ["z"]).outputs[0])
+            let rules = [try chainRule(name: "alpha", benefit: benefits[0], into: "C"),
+                         try chainRule(name: "beta", benefit: benefits[1], into: "D")]
+            _ = try run(rules, b)
+            XCTAssertEqual(b.graph.firstNode?.opType, expected, "benefits \(benefits)")
+        }
+    }
+
+    func testCommutativeMatching() throws {
+        // match { k = K(); y = Add(x, k) } commute Add  replace { y = AddK(x) }
+        let pattern = try Pattern(nodes: [
+            PatternNode(opType: "K", inputs: [], outputs: [.variable(1)]),
+            PatternNode(opType: "Add", inputs: [.variable(0), .variable(1)], outputs: [.variable(2)], commutative: true),
+        ], root: 1, valueNames: ["x", "k", "y"], attributeNames: [])
+        let rule = RewriteRule(name: "add-k", benefit: 1, pattern: pattern, replacement: Replacement(nodes: [
+            ReplacementNode(opType: "AddK", inputs: [.bound(0)], outputs: [.replaces(2)]),
+        ])) { _, _ in .success(PreparedReplacement()) }
+        let b = Builder()
+        let x = b.input("x")
+        let k = b.node("K", [], ["k"])
+        let add = b.node("Add", [k.outputs[0], x], ["y"])  // constant first: only commutative matching finds it
+        b.output(add.outputs[0])
+        XCTAssertEqual(try run([rule], b).fired.first?.count, 1)
+        XCTAssertTrue(b.text.contains("y = AddK (x)"), b.text)
+
+        var strict = pattern
+        strict.nodes[1].commutative = false
+        let rule2 = RewriteRule(name: "add-k", benefit: 1, pattern: try Pattern(nodes: strict.nodes, root: 1, valueNames: ["x", "k", "y"], attributeNames: []),
+                                replacement: rule.replacement, prepare: rule.prepare)
+        let c = Builder()
+        let cx = c.input("x")
+        let ck = c.node("K", [], ["k"])
+        c.output(c.node("Add", [ck.outputs[0], cx], ["y"]).outputs[0])
+        XCTAssertTrue(try run([rule2], c).fired.isEmpty)
+    }
+
+    func testOptionalInputsMatchPresentAndAbsent() throws {
+        // match { y = A(x, b?) }  replace { y = C(x, b) }: keeps b when present, absent when not.
+        let pattern = try Pattern(nodes: [PatternNode(opType: "A", inputs: [.variable(0), .optional(1)], outputs: [.variable(2)])],
+                                  root: 0, valueNames: ["x", "b", "y"], attributeNames: [])
+        var seen: [Bool] = []
+        let rule = RewriteRule(name: "a-to-c", benefit: 1, pattern: pattern, replacement: Replacement(nodes: [
+            ReplacementNode(opType: "C", inputs: [.bound(0), .bound(1)], outputs: [.replaces(2)]),
+        ])) { match, _ in
+            seen.append(match.value(1) != nil)
+            return .success(PreparedReplacement())
+        }
+        let b = Builder()
+        let x = b.input("x"), bias = b.input("bias")
+        b.output(b.node("A", [x], ["y1"]).outputs[0])
+        b.output(b.node("A", [x, bias], ["y2"]).outputs[0])
+        b.output(b.node("A", [x, bias, x], ["y3"]).outputs[0])  // a third input: no match
+        let report = try run([rule], b)
+        XCTAssertEqual(report.fired.first?.count, 2)
+        XCTAssertEqual(seen, [false, true])
+        XCTAssertTrue(b.text.contains("y1 = C (x, )"), b.text)
+        XCTAssertTrue(b.text.contains("y2 = C (x, bias)"), b.text)
+        XCTAssertTrue(b.text.contains("y3 = A (x, bias, x)"), b.text)
+        XCTAssertEqual(report.explanations.first?.reason, "A 'y3' has 3 inputs, more than the pattern's 2")
+    }
+
+    func testMultiOutputPatternOverADag() throws {
+        // match { y = A(x); p = P(y); q = Q(y) }  replace { p = P2(x); q = Q2(x) }: y has two users,
+        // both inside the match.
+        let pattern = try Pattern(nodes: [
+            PatternNode(opType: "A", inputs: [.variable(0)], outputs: [.variable(1)]),
+            PatternNode(opType: "P", inputs: [.variable(1)], outputs: [.variable(2)]),
+            PatternNode(opType: "Q", inputs: [.variable(1)], outputs: [.variable(3)]),
+        ], root: 2, valueNames: ["x", "y", "p", "q"], attributeNames: [])
+        let rule = RewriteRule(name: "split", benefit: 1, pattern: pattern, replacement: Replacement(nodes: [
+            ReplacementNode(opType: "P2", inputs: [.bound(0)], outputs: [.replaces(2)]),
+            ReplacementNode(opType: "Q2", inputs: [.bound(0)], outputs: [.replaces(3)]),
+        ])) { _, _ in .success(PreparedReplacement()) }
+        let b = Builder()
+        let x = b.input("x")
+        let a = b.node("A", [x], ["y"])
+        let p = b.node("P", [a.outputs[0]], ["p"])
+        let q = b.node("Q", [a.outputs[0]], ["q"])
+        b.output(p.outputs[0])
+        b.output(q.outputs[0])
+        XCTAssertEqual(try run([rule], b).fired.first?.count, 1)
+        XCTAssertEqual(b.text, """
+            g (? x) => (? p, ? q)
+            {
+               p = P2 (x)
+               q = Q2 (x)
+            }
+
+            """)
+    }
+
+    func testChainsConvergeAndTheCapStopsLoops() throws {
+        let b = Builder()
+        var value = b.input("x")
+        for i in 0..<50 {
+            let a = b.node("A", [value], ["a\(i)"])
+            value = b.node("B", [a.outputs[0]], ["b\(i)"]).outputs[0]!
+        }
+        b.output(value)
+        let report = try run([chainRule()], b)
+        XCTAssertEqual(report.fired.first?.count, 50)
+        XCTAssertFalse(report.reachedRewriteCap)
+        XCTAssertEqual(b.graph.nodeCount, 50)
+
+        // A rule that always applies to its own output never converges: the cap stops it.
+        let loop = RewriteRule(name: "loop", benefit: 1, pattern: try Pattern(
+            nodes: [PatternNode(opType: "A", inputs: [.variable(0)], outputs: [.variable(1)])],
+            root: 0, valueNames: ["x", "y"], attributeNames: []),
+            replacement: Replacement(nodes: [ReplacementNode(opType: "A", inputs: [.bound(0)], outputs: [.replaces(1)])])) { _, _ in
+            .success(PreparedReplacement())
+        }
+        let c = Builder()
+        c.output(c.node("A", [c.input("x")], ["y"]).outputs[0])
+        let capped = try run([loop], c, cap: 25)
+        XCTAssertTrue(capped.reachedRewriteCap)
+        XCTAssertEqual(capped.rewrites, 25)
+    }
+
+    func testSubgraphsAreMatched() throws {
+        let b = Builder()
+        let x = b.input("x")
+        let body = Graph(name: "then")
+        let a = b.node("A", [x], ["y"], in: body)  // reads x from the enclosing graph
+        let z = b.node("B", [a.outputs[0]], ["z"], in: body)
+        body.addOutput(z.outputs[0]!, info: ValueInfo(type: nil))
+        let branch = Node(opType: "If", inputs: [b.input("cond")], outputNames: ["out"],
+                          attributes: [Attribute(name: "then_branch", value: .graph(body))])
+        b.graph.append(branch)
+        b.output(branch.outputs[0])
+        XCTAssertEqual(try run([chainRule()], b).fired.first?.count, 1)
+        XCTAssertEqual(body.nodes.map(\.opType), ["C"])
+        XCTAssertEqual(body.outputs.first?.value.name, "z")
+    }
+
+    func testForwardingKeepsGraphOutputNames() throws {
+        // match { y = Id(x) }  replace { y = x }
+        let pattern = try Pattern(nodes: [PatternNode(opType: "Id", inputs: [.variable(0)], outputs: [.variable(1)])],
+                                  root: 0, valueNames: ["x", "y"], attributeNames: [])
+        let rule = RewriteRule(name: "drop-id", benefit: 1, pattern: pattern,
+                               replacement: Replacement(nodes: [], forwards: [(target: 1, source: .bound(0))])) { _, _ in .success(PreparedReplacement()) }
+        let b = Builder()
+        let x = b.input("x")
+        let a = b.node("A", [x], ["t"])
+        let id1 = b.node("Id", [a.outputs[0]], ["u"])
+        let c = b.node("C", [id1.outputs[0]], ["v"])
+        let id2 = b.node("Id", [c.outputs[0]], ["out"])
+        b.output(id2.outputs[0])
+        let passthrough = b.node("Id", [x], ["x_copy"])
+        b.output(passthrough.outputs[0])
+        let report = try run([rule], b)
+        XCTAssertEqual(report.fired.first?.count, 2)
+        XCTAssertEqual(b.text, """
+            g (? x) => (? out, ? x_copy)
+            {
+               t = A (x)
+               out = C (t)
+               x_copy = Id (x)
+            }
+
+            """)
+        XCTAssertEqual(report.explanations.map(\.reason), ["y is a graph output and what replaces it cannot take its name"])
+    }
+
+    func testComputedConstantsBecomeInitializersAndFreedOnesGo() throws {
+        // match { y = Scale(x, s) }  replace { y = Mul(x, s2) } with s2 computed from s.
+        let pattern = try Pattern(nodes: [PatternNode(opType: "Scale", inputs: [.variable(0), .variable(1)], outputs: [.variable(2)])],
+                                  root: 0, valueNames: ["x", "s", "y"], attributeNames: [])
+        let rule = RewriteRule(name: "scale-to-mul", benefit: 1, pattern: pattern, replacement: Replacement(
+            nodes: [ReplacementNode(opType: "Mul", inputs: [.bound(0), .computed(0)], outputs: [.replaces(2)])],
+            computedNames: ["s2"])) { match, _ in
+            guard let s = match.value(1)?.constantTensor(), let values = s.doubleValues() else { return .failure(RuleRefusal("s is not a constant")) }
+            return .success(PreparedReplacement(tensors: [Tensor(dataType: .float, dims: s.dims, values: values.map { Float($0 * 2) })]))
+        }
+        let b = Builder()
+        let x = b.input("x")
+        let s = b.constant("s", [1, 2])
+        b.output(b.node("Scale", [x, s], ["y"]).outputs[0])
+        let dynamic = b.input("dynamic")
+        b.output(b.node("Scale", [x, dynamic], ["y2"]).outputs[0])
+        let report = try run([rule], b)
+        XCTAssertEqual(report.fired.first?.count, 1)
+        XCTAssertEqual(b.graph.initializers.map(\.name), ["y_s2"], "the old constant went when nothing used it")
+        XCTAssertEqual(b.graph.initializers.first?.initializer?.doubleValues(), [2, 4])
+        XCTAssertEqual(report.explanations.map(\.description), ["scale-to-mul at node 'y2': s is not a constant"])
+    }
+
+    func testDeterministic() throws {
+        func build() -> Builder {
+            let b = Builder()
+            var values = [b.input("x")]
+            for i in 0..<30 {
+                let source = values[i % values.count]
+                let a = b.node("A", [source], ["a\(i)"])
+                let z = b.node("B", [a.outputs[0]], ["b\(i)"])
+                values.append(z.outputs[0]!)
+                if i % 7 == 0 { b.node("D", [a.outputs[0]], ["d\(i)"]) }
+            }
+            for v in values.dropFirst() where v.uses.isEmpty { b.output(v) }
+            return b
+        }
+        let first = build(), second = build()
+        let r1 = try run([chainRule(), chainRule(name: "other", into: "E")], first)
+        let r2 = try run([chainRule(), chainRule(name: "other", into: "E")], second)
+        XCTAssertEqual(first.text, second.text)
+        XCTAssertEqual(r1.explanations, r2.explanations)
+        XCTAssertEqual(r1.rewrites, r2.rewrites)
+    }
+}
