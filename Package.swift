@@ -23,7 +23,7 @@ let package = Package(
         .target(name: "ONNXFuseProto", dependencies: ["ONNXFuseIR", "CONNX"]),
         .target(name: "ONNXFuseRewrite", dependencies: ["ONNXFuseIR"]),
         .target(name: "ONNXFuseRules", dependencies: ["ONNXFuseRewrite", "ONNXFuseIR"]),
-        .target(name: "ONNXFuse", dependencies: ["ONNXFuseIR", "ONNXFuseProto"]),
+        .target(name: "ONNXFuse", dependencies: ["ONNXFuseIR", "ONNXFuseProto", "ONNXFuseRewrite", "ONNXFuseRules"]),
         .executableTarget(
             name: "onnx-fuse",
             dependencies: ["ONNXFuse", .product(name: "ArgumentParser", package: "swift-argument-parser")]

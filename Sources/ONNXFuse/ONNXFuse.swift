@@ -1,5 +1,8 @@
+import Foundation
 @_exported import ONNXFuseIR
 @_exported import ONNXFuseProto
+@_exported import ONNXFuseRewrite
+@_exported import ONNXFuseRules
 
 /// Counts of a model before and after a run, for summaries and reports.
 public struct ModelStatistics: Equatable, Sendable {
@@ -24,21 +27,85 @@ public struct ModelStatistics: Equatable, Sendable {
     }
 }
 
+/// Loading rule files.
+public enum RuleFiles {
+    /// The built-in rules, which run unless turned off. (The built-in rule files come with
+    /// the next issue; the set is empty until then.)
+    public static var builtin: [CompiledRule] { [] }
+
+    /// Parses and checks the rules in `text`; `file` names it in error messages.
+    public static func rules(in text: String, file: String = "<string>") throws(RuleErrors) -> [CompiledRule] {
+        try compileRules(try parseRules(text, file: file))
+    }
+
+    /// Reads, parses and checks the rule file at `path`.
+    public static func load(path: String) throws -> [CompiledRule] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw RuleFileError(file: path, message: "cannot be read")
+        }
+        guard let text = String(validating: data, as: UTF8.self) else {
+            throw RuleFileError(file: path, message: "is not UTF-8 text")
+        }
+        return try rules(in: text, file: path)
+    }
+}
+
+/// A rule file that cannot be read at all.
+public struct RuleFileError: Error, CustomStringConvertible {
+    /// The file.
+    public var file: String
+    /// What is wrong.
+    public var message: String
+
+    /// `file: message`.
+    public var description: String { "\(file): \(message)" }
+}
+
 /// How a run rewrites a model.
 public struct OptimizationOptions: Sendable {
-    /// Apply the built-in rule set. There are no built-in rules yet, so every run is a
-    /// lossless round trip either way.
-    public var useBuiltinRules = true
+    /// Only these rules run (by name); nil runs every rule given.
+    public var only: Set<String>?
+    /// These rules do not run.
+    public var disabled: Set<String> = []
+    /// Record why rules did not fire where their root matched.
+    public var explain = false
+    /// Treat initializers that are also graph inputs as constants.
+    public var freezeInitializerInputs = false
+    /// Stop after this many rewrites (nil: the engine's default cap).
+    public var maximumRewrites: Int?
 
     /// The defaults.
     public init() {}
 }
 
-/// Rewrites `model` in place with the selected rules and returns what changed. With no rule
-/// available (today) the model is left exactly as it was loaded.
+/// What a run did.
+public struct OptimizationReport: Sendable {
+    /// Before the run.
+    public var before: ModelStatistics
+    /// After it.
+    public var after: ModelStatistics
+    /// Each rule that fired and how often.
+    public var fired: [(rule: String, count: Int)]
+    /// Why rules did not fire (with `explain`).
+    public var explanations: [Explanation]
+    /// Whether the rewrite cap stopped the run (a warning: the rules may not converge).
+    public var reachedRewriteCap: Bool
+}
+
+/// Rewrites `model` in place with `rules` (filtered by `options.only` and `disabled`) and
+/// reports what changed.
 @discardableResult
-public func optimize(_ model: Model, options: OptimizationOptions = OptimizationOptions()) -> (before: ModelStatistics, after: ModelStatistics) {
-    // No rule exists yet, so nothing changes and the statistics after are those before.
+public func optimize(_ model: Model, rules: [CompiledRule], options: OptimizationOptions = OptimizationOptions()) -> OptimizationReport {
     let before = ModelStatistics(model)
-    return (before, before)
+    let selected = rules.filter { (options.only?.contains($0.name) ?? true) && !options.disabled.contains($0.name) }
+    guard !selected.isEmpty else {
+        return OptimizationReport(before: before, after: before, fired: [], explanations: [], reachedRewriteCap: false)
+    }
+    var rewriteOptions = RewriteOptions()
+    rewriteOptions.explain = options.explain
+    rewriteOptions.freezeInitializerInputs = options.freezeInitializerInputs
+    rewriteOptions.maximumRewrites = options.maximumRewrites
+    let report = applyRules(selected.map(\.rewrite), to: model, options: rewriteOptions)
+    return OptimizationReport(before: before, after: ModelStatistics(model), fired: report.fired,
+                              explanations: report.explanations, reachedRewriteCap: report.reachedRewriteCap)
 }

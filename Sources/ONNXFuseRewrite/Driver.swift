@@ -223,8 +223,14 @@ struct Driver {
         let replacement = rule.replacement
         let anchorName = replaced[ruleIndex].sorted().compactMap { match.value($0)?.name }.first
             ?? root.name ?? root.opType
-        let computed = prepared.tensors.enumerated().map { index, tensor in
-            graph.addInitializer(name: names.fresh("\(anchorName)_\(replacement.computedNames[index])"), tensor: tensor)
+        // Only the computed tensors the replacement reads become initializers.
+        var read = Set<Int>()
+        for spec in replacement.nodes { for case .computed(let slot) in spec.inputs { read.insert(slot) } }
+        for case (_, .computed(let slot)) in replacement.forwards { read.insert(slot) }
+        var computed: [Value?] = Array(repeating: nil, count: prepared.tensors.count)
+        for slot in read.sorted() {
+            computed[slot] = graph.addInitializer(name: names.fresh("\(anchorName)_\(replacement.computedNames[slot])"),
+                                                  tensor: prepared.tensors[slot])
         }
         var fresh: [Value?] = Array(repeating: nil, count: replacement.freshNames.count)
         var takeOver: [(old: Value, new: Value)] = []

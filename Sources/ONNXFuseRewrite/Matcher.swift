@@ -65,6 +65,9 @@ final class Matcher {
             guard let producer = value.producer else {
                 return fail(step, "\(name(v)) is \(describeDefinition(value)), not an output of \(pattern.nodes[index].opType)")
             }
+            guard pattern.nodes[index].hasOperator(of: producer) else {
+                return fail(step, "\(name(v)) is produced by \(producer.opType) '\(producer.name ?? "")', not \(pattern.nodes[index].opType)")
+            }
             candidates = [producer]
         case .consumer(let v):
             guard let value = match.value(v) else { return fail(step, "\(name(v)) is absent") }

@@ -74,8 +74,8 @@ public struct Replacement {
         self.freshNames = freshNames
     }
 
-    /// The bound variables the replacement takes over.
-    var replacedVariables: Set<Int> {
+    /// The bound variables the replacement takes over (outputs that replace them, and forwards).
+    public var replacedVariables: Set<Int> {
         var replaced = Set(forwards.map(\.target))
         for node in nodes {
             for case .replaces(let v) in node.outputs { replaced.insert(v) }

@@ -15,13 +15,15 @@ struct OnnxFuseCommand: ParsableCommand {
         commandName: "onnx-fuse",
         abstract: "Make ONNX models smaller and faster: fold and fuse their graphs, losslessly.",
         discussion: """
-            Reads MODEL, rewrites its graph with the built-in rules, and writes MODEL.fused.onnx \
-            beside it (or the path given with -o). The input is never modified unless --in-place \
-            is given; the output appears atomically or not at all.
+            Reads MODEL, rewrites its graph with the built-in rules and those of --rules files, and \
+            writes MODEL.fused.onnx beside it (or the path given with -o). The input is never \
+            modified unless --in-place is given; the output appears atomically or not at all.
+
+            'onnx-fuse rules list|show NAME|check FILE' lists, prints or checks rules.
 
             EXIT CODES:
               0  done
-              1  usage error
+              1  usage error (bad arguments, a rule file with errors)
               2  invalid or unsupported model
               3  I/O error
               4  a limit exceeded (nesting depth, memory budget, size)
@@ -39,6 +41,24 @@ struct OnnxFuseCommand: ParsableCommand {
 
     @Flag(help: "Do not apply the built-in rules.")
     var noBuiltin = false
+
+    @Option(name: .customLong("rules"), help: ArgumentHelp("A rule file to apply too (repeatable).", valueName: "file"))
+    var ruleFiles: [String] = []
+
+    @Option(help: ArgumentHelp("Apply only this rule (repeatable).", valueName: "name"))
+    var only: [String] = []
+
+    @Option(help: ArgumentHelp("Do not apply this rule (repeatable).", valueName: "name"))
+    var disable: [String] = []
+
+    @Flag(help: "Say why rules did not fire where their root operator matched.")
+    var explain = false
+
+    @Option(help: ArgumentHelp("Write what happened as JSON to this file.", valueName: "path"))
+    var report: String?
+
+    @Flag(help: "Treat initializers that are also graph inputs as constants (they can be overridden at run time).")
+    var freezeInitializerInputs = false
 
     @Flag(help: "Print the graph as text to standard output instead of writing a model.")
     var print = false
@@ -67,14 +87,28 @@ struct OnnxFuseCommand: ParsableCommand {
         if !print && !inPlace && !toStandardOutput && ModelFile.isSameFile(model, target) {
             throw UsageError(message: "\(target): refusing to overwrite the input; pass --in-place to replace it")
         }
+        // Rule files are checked before the model is touched.
+        let rules = try loadRuleSet(files: ruleFiles, builtin: !noBuiltin)
+        for name in only + disable where !rules.contains(where: { $0.name == name }) {
+            throw UsageError(message: "there is no rule named '\(name)'")
+        }
         var trace = PhaseTrace()
         let sizeBefore = ModelFile.size(of: model) ?? 0
         let loaded = try ModelFile.load(path: model)
         trace.mark("load")
         var options = OptimizationOptions()
-        options.useBuiltinRules = !noBuiltin
-        let (before, after) = optimize(loaded, options: options)
+        options.only = only.isEmpty ? nil : Set(only)
+        options.disabled = Set(disable)
+        options.explain = explain
+        options.freezeInitializerInputs = freezeInitializerInputs
+        let result = optimize(loaded, rules: rules, options: options)
         trace.mark("optimize")
+        if explain {
+            for explanation in result.explanations { printError("onnx-fuse: explain: \(explanation)") }
+        }
+        if result.reachedRewriteCap {
+            printError("onnx-fuse: warning: stopped at the rewrite cap; the rules may not converge")
+        }
         if print {
             Swift.print(Printer().print(loaded), terminator: "")
             _ = Unmanaged.passRetained(loaded)
@@ -82,19 +116,24 @@ struct OnnxFuseCommand: ParsableCommand {
         }
         var saveOptions = SaveOptions()
         saveOptions.toStandardOutput = toStandardOutput
-        let report = try ModelFile.save(loaded, to: toStandardOutput ? model : target, options: saveOptions)
+        let saved = try ModelFile.save(loaded, to: toStandardOutput ? model : target, options: saveOptions)
         trace.mark("save")
         trace.report()
+        let elapsed = clock.now - start
+        let destination = toStandardOutput ? "standard output" : target
+        if !quiet {
+            let data = saved.dataFileName.map { " (+ \($0), \(formatBytes(saved.dataBytes)))" } ?? ""
+            let fired = result.fired.isEmpty ? "" : " (" + result.fired.map { "\($0.rule) ×\($0.count)" }.joined(separator: ", ") + ")"
+            printError("onnx-fuse: \(model) -> \(destination)\(data): \(result.before.nodeCount) -> \(result.after.nodeCount) nodes\(fired), "
+                + "\(formatBytes(sizeBefore)) -> \(formatBytes(saved.modelBytes)), \(formatDuration(elapsed))")
+        }
+        if let report {
+            try writeReport(report, result: result, input: model, output: destination, bytesBefore: sizeBefore,
+                            bytesAfter: saved.modelBytes, seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        }
         // The process ends right after this; releasing every node and value one by one would
         // only cost time (a tenth of a second on a 60,000-node graph).
         _ = Unmanaged.passRetained(loaded)
-        if !quiet {
-            let elapsed = clock.now - start
-            let destination = toStandardOutput ? "standard output" : target
-            let data = report.dataFileName.map { " (+ \($0), \(formatBytes(report.dataBytes)))" } ?? ""
-            printError("onnx-fuse: \(model) -> \(destination)\(data): \(before.nodeCount) -> \(after.nodeCount) nodes, "
-                + "\(formatBytes(sizeBefore)) -> \(formatBytes(report.modelBytes)), \(formatDuration(elapsed))")
-        }
     }
 }
 

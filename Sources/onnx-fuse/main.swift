@@ -49,9 +49,18 @@ func exitCode(for error: Error) -> Int32 {
 }
 
 // The one place where errors become messages and exit codes.
+let arguments = Array(CommandLine.arguments.dropFirst())
 do {
-    var command = try OnnxFuseCommand.parseAsRoot()
-    try command.run()
+    if arguments.first == "rules" {
+        var command = try RulesCommand.parseAsRoot(Array(arguments.dropFirst()))
+        try command.run()
+    } else {
+        var command = try OnnxFuseCommand.parseAsRoot(arguments)
+        try command.run()
+    }
+} catch let error as RuleLoadErrors {
+    for line in error.lines { printError("onnx-fuse: error: \(line)") }
+    exit(1)
 } catch let error as UsageError {
     printError("onnx-fuse: error: \(error.message)")
     exit(1)
@@ -60,11 +69,13 @@ do {
     exit(exitCode(for: error))
 } catch {
     // ArgumentParser: help and version are successes; everything else is a usage error.
-    if OnnxFuseCommand.exitCode(for: error) == .success {
-        Swift.print(OnnxFuseCommand.fullMessage(for: error))
+    let isRules = arguments.first == "rules"
+    if (isRules ? RulesCommand.exitCode(for: error) : OnnxFuseCommand.exitCode(for: error)) == .success {
+        Swift.print(isRules ? RulesCommand.fullMessage(for: error) : OnnxFuseCommand.fullMessage(for: error))
         exit(0)
     }
-    let message = OnnxFuseCommand.message(for: error).split(separator: "\n").first.map(String.init) ?? "invalid arguments"
+    let full = isRules ? RulesCommand.message(for: error) : OnnxFuseCommand.message(for: error)
+    let message = full.split(separator: "\n").first.map(String.init) ?? "invalid arguments"
     printError("onnx-fuse: error: \(message) (see 'onnx-fuse --help')")
     exit(1)
 }

@@ -97,16 +97,18 @@ class Case:
                  ones; the default, ({},), is one run with random inputs only
     input_shapes shapes for graph inputs whose type has no shape
     args         extra command-line arguments for onnx-fuse, after the rest
+    label        tells apart runs of one model with different args (part of the id)
     """
 
     path: Path
     feeds: tuple[dict[str, Any], ...] = ({},)
     input_shapes: dict[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
     args: tuple[str, ...] = ()
+    label: str = ""
 
     @property
     def id(self) -> str:
-        return self.path.name
+        return f"{self.path.name}[{self.label}]" if self.label else self.path.name
 
     @property
     def stem(self) -> str:
@@ -122,9 +124,18 @@ CASE_OPTIONS: dict[str, dict[str, Any]] = {
 # Models outside fixtures/*.onnx to add to the suite: append Case(...) here.
 EXTRA_CASES: list[Case] = []
 
+# Rule files every fixture is also run with (alone, with --no-builtin), by label.
+RULE_FILES: dict[str, Path] = {
+    "conv-batchnorm-example": FIXTURES_DIR.parent / "docs" / "examples" / "conv-batchnorm.rules",
+}
+
 
 def collect_cases() -> list[Case]:
-    cases = [Case(p, **CASE_OPTIONS.get(p.name, {})) for p in sorted(FIXTURES_DIR.glob("*.onnx"))]
+    fixtures = sorted(FIXTURES_DIR.glob("*.onnx"))
+    cases = [Case(p, **CASE_OPTIONS.get(p.name, {})) for p in fixtures]
+    for label, rules in RULE_FILES.items():
+        cases += [Case(p, **CASE_OPTIONS.get(p.name, {}), args=("--no-builtin", "--rules", str(rules)), label=label)
+                  for p in fixtures]
     cases += EXTRA_CASES
     ids = [c.id for c in cases]
     dup = {i for i in ids if ids.count(i) > 1}

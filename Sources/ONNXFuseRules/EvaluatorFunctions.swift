@@ -1,0 +1,208 @@
+import ONNXFuseIR
+
+/// The functions `where` and `compute` expressions may call, by name. `builtins` holds the
+/// language's own; a program may add native functions with `register` (as MLIR's PDL registers
+/// native constraints and rewrites by name) and hand the table to the evaluator.
+public struct FunctionTable: Sendable {
+    /// A function's implementation: it gets the evaluated arguments, already checked for count.
+    public typealias Body = @Sendable ([EvalValue]) throws(EvaluationError) -> EvalValue
+
+    private struct Entry: Sendable {
+        var arity: ClosedRange<Int>
+        var body: Body
+    }
+
+    private var entries: [String: Entry] = [:]
+
+    /// An empty table.
+    public init() {}
+
+    /// Whether `name` is a function of this table.
+    public func contains(_ name: String) -> Bool { entries[name] != nil }
+
+    /// How many arguments `name` takes, or nil when there is no such function (for checking
+    /// calls when a rule file is loaded).
+    public func arity(of name: String) -> ClosedRange<Int>? { entries[name]?.arity }
+
+    /// The function names, sorted.
+    public var names: [String] { entries.keys.sorted() }
+
+    /// Calls `name` with `arguments`; an unknown name or a wrong argument count is an error.
+    public func call(_ name: String, _ arguments: [EvalValue]) throws(EvaluationError) -> EvalValue {
+        guard let entry = entries[name] else { throw EvaluationError("unknown function '\(name)'") }
+        guard entry.arity.contains(arguments.count) else {
+            let lower = entry.arity.lowerBound, upper = entry.arity.upperBound
+            let expected = lower == upper ? "\(lower)" : upper == lower + 1 ? "\(lower) or \(upper)" : "\(lower) to \(upper)"
+            let noun = upper == 1 ? "argument" : "arguments"
+            throw EvaluationError("\(name) takes \(expected) \(noun), got \(arguments.count)")
+        }
+        return try entry.body(arguments)
+    }
+
+    /// Adds the function `name` taking `arity` arguments, replacing any function of that name.
+    public mutating func register(_ name: String, arity: ClosedRange<Int>, _ body: @escaping Body) {
+        precondition(arity.lowerBound >= 0, "negative arity for \(name)")
+        entries[name] = Entry(arity: arity, body: body)
+    }
+
+    /// The built-in functions.
+    ///
+    /// - `sqrt abs neg exp log reciprocal`: element-wise on tensors (keeping the element type),
+    ///   or on numbers (`abs` and `neg` keep integers integers).
+    /// - `reshape(t, shape)`, `unsqueeze(t, axes)`, `squeeze(t)`, `squeeze(t, axes)`,
+    ///   `transpose(t)`, `transpose(t, perm)`, `matmul(a, b)`: as the `NDArray` methods.
+    /// - `cast(t, dtype)`: the values `dtype` holds (`NDArray.cast(to:)`), now of that type.
+    /// - `zeros_like(t)`, `ones_like(t)`: same shape and element type.
+    /// - `numel(t)`, `rank(t)`: integers; `shape(t)`: a list of integers; `dim(t, axis)`: one
+    ///   dimension (negative axes count from the end); `dtype(t)`: the element type, or absent
+    ///   for a literal.
+    /// - `default(v, x)`: `v` unless it is absent, else `x`.
+    /// - `ones(n)`: a list of `n` integer 1s, for shapes: `[dim(w, 0)] ++ ones(rank(w) - 1)`.
+    /// - `min(a, b)`, `max(a, b)`: of two numbers (integers when both are).
+    ///
+    /// Tensor arguments may also be numbers (rank 0) or lists of numbers (literals).
+    public static let builtins: FunctionTable = {
+        var table = FunctionTable()
+        let unary: [(String, @Sendable (NDArray) -> NDArray, (@Sendable (Int64) throws(EvaluationError) -> Int64)?)] = [
+            ("sqrt", { $0.sqrt() }, nil),
+            ("abs", { $0.abs() }, { i throws(EvaluationError) in
+                guard i != .min else { throw EvaluationError("integer overflow in abs(\(i))") }
+                return Swift.abs(i)
+            }),
+            ("neg", { $0.neg() }, { i throws(EvaluationError) in
+                guard i != .min else { throw EvaluationError("integer overflow in neg(\(i))") }
+                return -i
+            }),
+            ("exp", { $0.exp() }, nil),
+            ("log", { $0.log() }, nil),
+            ("reciprocal", { $0.reciprocal() }, nil),
+        ]
+        for (name, operation, onInteger) in unary {
+            table.register(name, arity: 1...1) { arguments throws(EvaluationError) in
+                switch arguments[0] {
+                case .integer(let i):
+                    if let onInteger { return .integer(try onInteger(i)) }
+                    return .real(operation(.scalar(Double(i))).values[0])
+                case .real(let r):
+                    return .real(operation(.scalar(r)).values[0])
+                default:
+                    let (array, type) = try tensorArgument(name, arguments, 0)
+                    return .tensor(operation(array), type)
+                }
+            }
+        }
+        table.register("reshape", arity: 2...2) { arguments throws(EvaluationError) in
+            let (array, type) = try tensorArgument("reshape", arguments, 0)
+            return .tensor(try array.reshape(try integersArgument("reshape", arguments, 1)), type)
+        }
+        table.register("unsqueeze", arity: 2...2) { arguments throws(EvaluationError) in
+            let (array, type) = try tensorArgument("unsqueeze", arguments, 0)
+            return .tensor(try array.unsqueeze(axes: try integersArgument("unsqueeze", arguments, 1)), type)
+        }
+        table.register("squeeze", arity: 1...2) { arguments throws(EvaluationError) in
+            let (array, type) = try tensorArgument("squeeze", arguments, 0)
+            let axes = try arguments.count > 1 ? integersArgument("squeeze", arguments, 1) : nil
+            return .tensor(try array.squeeze(axes: axes), type)
+        }
+        table.register("transpose", arity: 1...2) { arguments throws(EvaluationError) in
+            let (array, type) = try tensorArgument("transpose", arguments, 0)
+            let perm = try arguments.count > 1 ? integersArgument("transpose", arguments, 1) : nil
+            return .tensor(try array.transpose(perm), type)
+        }
+        table.register("matmul", arity: 2...2) { arguments throws(EvaluationError) in
+            let (a, typeA) = try tensorArgument("matmul", arguments, 0)
+            let (b, typeB) = try tensorArgument("matmul", arguments, 1)
+            let type = try combinedElementType(typeA, typeB)
+            return .tensor(try a.matmul(b), type)
+        }
+        table.register("cast", arity: 2...2) { arguments throws(EvaluationError) in
+            let (array, _) = try tensorArgument("cast", arguments, 0)
+            let type: DataType
+            do throws(EvaluationError) {
+                type = try arguments[1].asDataType()
+            } catch {
+                throw EvaluationError("cast: argument 2: \(error.message)")
+            }
+            guard NDArray.canCompute(with: type) else { throw EvaluationError("cast: cannot compute with \(type)") }
+            return .tensor(try array.cast(to: type), type)
+        }
+        table.register("zeros_like", arity: 1...1) { arguments throws(EvaluationError) in
+            let (array, type) = try tensorArgument("zeros_like", arguments, 0)
+            return .tensor(array.zerosLike(), type)
+        }
+        table.register("ones_like", arity: 1...1) { arguments throws(EvaluationError) in
+            let (array, type) = try tensorArgument("ones_like", arguments, 0)
+            return .tensor(array.onesLike(), type)
+        }
+        table.register("numel", arity: 1...1) { arguments throws(EvaluationError) in
+            .integer(Int64(try tensorArgument("numel", arguments, 0).0.count))
+        }
+        table.register("rank", arity: 1...1) { arguments throws(EvaluationError) in
+            .integer(Int64(try tensorArgument("rank", arguments, 0).0.rank))
+        }
+        table.register("shape", arity: 1...1) { arguments throws(EvaluationError) in
+            .list(try tensorArgument("shape", arguments, 0).0.shape.map { .integer(Int64($0)) })
+        }
+        table.register("dim", arity: 2...2) { arguments throws(EvaluationError) in
+            let shape = try tensorArgument("dim", arguments, 0).0.shape
+            let axis = try integerArgument("dim", arguments, 1)
+            return .integer(Int64(shape[try NDArray.normalize(axis: Int(axis), rank: shape.count, "dim")]))
+        }
+        table.register("dtype", arity: 1...1) { arguments throws(EvaluationError) in
+            try tensorArgument("dtype", arguments, 0).1.map { .dataType($0) } ?? .absent
+        }
+        table.register("default", arity: 2...2) { arguments throws(EvaluationError) in
+            arguments[0] == .absent ? arguments[1] : arguments[0]
+        }
+        table.register("ones", arity: 1...1) { arguments throws(EvaluationError) in
+            let n = try integerArgument("ones", arguments, 0)
+            guard n >= 0 else { throw EvaluationError("ones: the count \(n) is negative") }
+            return .list(Array(repeating: .integer(1), count: Int(n)))
+        }
+        for name in ["min", "max"] {
+            table.register(name, arity: 2...2) { arguments throws(EvaluationError) in
+                let (a, b) = (arguments[0], arguments[1])
+                guard a.numberValue != nil, b.numberValue != nil else {
+                    throw EvaluationError("\(name) takes two numbers, got \(a.kind) and \(b.kind)")
+                }
+                guard let order = compareNumbers(a, b) else { return .real(.nan) }
+                let pick = (name == "min") == (order <= 0) ? a : b
+                if case .integer = a, case .integer = b { return pick }
+                return .real(pick.numberValue!)
+            }
+        }
+        return table
+    }()
+}
+
+/// Argument `index` of `function` as a tensor (numbers and lists of numbers are literals).
+private func tensorArgument(_ function: String, _ arguments: [EvalValue], _ index: Int) throws(EvaluationError) -> (NDArray, DataType?) {
+    switch arguments[index] {
+    case .tensor, .integer, .real, .list:
+        do throws(EvaluationError) {
+            return try arguments[index].asTensor()
+        } catch {
+            throw EvaluationError("\(function): argument \(index + 1): \(error.message)")
+        }
+    default:
+        throw EvaluationError("\(function): argument \(index + 1) must be a tensor, got \(arguments[index].kind)")
+    }
+}
+
+/// Argument `index` of `function` as a list of integers.
+private func integersArgument(_ function: String, _ arguments: [EvalValue], _ index: Int) throws(EvaluationError) -> [Int] {
+    do throws(EvaluationError) {
+        return try arguments[index].asIntegers()
+    } catch {
+        throw EvaluationError("\(function): argument \(index + 1): \(error.message)")
+    }
+}
+
+/// Argument `index` of `function` as one integer.
+private func integerArgument(_ function: String, _ arguments: [EvalValue], _ index: Int) throws(EvaluationError) -> Int64 {
+    do throws(EvaluationError) {
+        return try arguments[index].asInteger()
+    } catch {
+        throw EvaluationError("\(function): argument \(index + 1): \(error.message)")
+    }
+}

@@ -1,0 +1,189 @@
+import ONNXFuseIR
+
+/// `lhs op rhs` for the infix operators of `where` and `compute` expressions, spelled as in
+/// rule files: `+ - * /`, `== !=`, `< <= > >=`, `in`, `++`, `&&`, `||`.
+///
+/// - Arithmetic: integers with integers stay integers (overflow is an error; `/` gives an
+///   integer when it divides exactly, else a real; dividing by integer zero is an error);
+///   any real makes a real (IEEE: `1.0 / 0` is infinity). A tensor with a tensor or a number
+///   broadcasts (numpy rules) and keeps the element type of its tensor operands, which must
+///   agree; numbers and literal tensors adapt.
+/// - `==` and `!=` compare any two values and never fail: numbers by value (`2 == 2.0`),
+///   lists item by item, tensors by shape and elements, a tensor and a number by whether every
+///   element equals the number; values of different kinds are unequal.
+/// - Ordering compares numbers only (NaN is unordered: every comparison is false).
+/// - `in` tests membership with `==` in the list on the right.
+/// - `++` concatenates two lists (or two strings).
+/// - `&&` and `||` take booleans; both operands are already evaluated, so short-circuiting is
+///   the caller's business.
+public func apply(_ op: String, _ lhs: EvalValue, _ rhs: EvalValue) throws(EvaluationError) -> EvalValue {
+    switch op {
+    case "+", "-", "*", "/":
+        return try arithmetic(op, lhs, rhs)
+    case "==":
+        return .boolean(valuesEqual(lhs, rhs))
+    case "!=":
+        return .boolean(!valuesEqual(lhs, rhs))
+    case "<", "<=", ">", ">=":
+        guard lhs.numberValue != nil, rhs.numberValue != nil else {
+            throw EvaluationError("'\(op)' compares numbers, not \(lhs.kind) and \(rhs.kind)")
+        }
+        guard let order = compareNumbers(lhs, rhs) else { return .boolean(false) }
+        switch op {
+        case "<": return .boolean(order < 0)
+        case "<=": return .boolean(order <= 0)
+        case ">": return .boolean(order > 0)
+        default: return .boolean(order >= 0)
+        }
+    case "in":
+        guard case .list(let items) = rhs else {
+            throw EvaluationError("'in' needs a list on its right, got \(rhs.kind)")
+        }
+        return .boolean(items.contains { valuesEqual(lhs, $0) })
+    case "++":
+        switch (lhs, rhs) {
+        case (.list(let a), .list(let b)): return .list(a + b)
+        case (.string(let a), .string(let b)): return .string(a + b)
+        default: throw EvaluationError("'++' concatenates two lists, not \(lhs.kind) and \(rhs.kind)")
+        }
+    case "&&", "||":
+        guard case .boolean(let a) = lhs, case .boolean(let b) = rhs else {
+            throw EvaluationError("'\(op)' needs booleans, got \(lhs.kind) and \(rhs.kind)")
+        }
+        return .boolean(op == "&&" ? a && b : a || b)
+    default:
+        throw EvaluationError("unknown operator '\(op)'")
+    }
+}
+
+/// `op operand` for the prefix operators: `-` (numbers and tensors) and `!` (booleans).
+public func applyUnary(_ op: String, _ operand: EvalValue) throws(EvaluationError) -> EvalValue {
+    switch (op, operand) {
+    case ("-", .integer(let i)):
+        guard i != .min else { throw EvaluationError("integer overflow in -(\(i))") }
+        return .integer(-i)
+    case ("-", .real(let r)):
+        return .real(-r)
+    case ("-", .tensor(let array, let type)):
+        return .tensor(array.neg(), type)
+    case ("!", .boolean(let b)):
+        return .boolean(!b)
+    case ("-", _):
+        throw EvaluationError("'-' negates a number or a tensor, not \(operand.kind)")
+    case ("!", _):
+        throw EvaluationError("'!' needs a boolean, got \(operand.kind)")
+    default:
+        throw EvaluationError("unknown operator '\(op)'")
+    }
+}
+
+/// The element type of a tensor computed from tensors of types `lhs` and `rhs` (nil: a literal,
+/// which adapts to the other).
+public func combinedElementType(_ lhs: DataType?, _ rhs: DataType?) throws(EvaluationError) -> DataType? {
+    guard let lhs else { return rhs }
+    guard let rhs else { return lhs }
+    guard lhs == rhs else {
+        throw EvaluationError("the expression mixes \(lhs) and \(rhs) tensors; cast one of them")
+    }
+    return lhs
+}
+
+/// `+ - * /` on numbers and tensors.
+private func arithmetic(_ op: String, _ lhs: EvalValue, _ rhs: EvalValue) throws(EvaluationError) -> EvalValue {
+    switch (lhs, rhs) {
+    case (.integer(let a), .integer(let b)):
+        return try integerArithmetic(op, a, b)
+    case (.integer, .real), (.real, .integer), (.real, .real):
+        let a = lhs.numberValue!, b = rhs.numberValue!
+        switch op {
+        case "+": return .real(a + b)
+        case "-": return .real(a - b)
+        case "*": return .real(a * b)
+        default: return .real(a / b)
+        }
+    case (.tensor, .tensor), (.tensor, .integer), (.tensor, .real), (.integer, .tensor), (.real, .tensor):
+        let (a, typeA) = try lhs.asTensor()
+        let (b, typeB) = try rhs.asTensor()
+        let type = try combinedElementType(typeA, typeB)
+        switch op {
+        case "+": return .tensor(try a + b, type)
+        case "-": return .tensor(try a - b, type)
+        case "*": return .tensor(try a * b, type)
+        default: return .tensor(try a / b, type)
+        }
+    default:
+        throw EvaluationError("'\(op)' needs numbers or tensors, got \(lhs.kind) and \(rhs.kind)")
+    }
+}
+
+/// `+ - * /` on two integers, with overflow checks.
+private func integerArithmetic(_ op: String, _ a: Int64, _ b: Int64) throws(EvaluationError) -> EvalValue {
+    let (result, overflow): (Int64, Bool)
+    switch op {
+    case "+": (result, overflow) = a.addingReportingOverflow(b)
+    case "-": (result, overflow) = a.subtractingReportingOverflow(b)
+    case "*": (result, overflow) = a.multipliedReportingOverflow(by: b)
+    default:
+        guard b != 0 else { throw EvaluationError("division by zero in \(a) / \(b)") }
+        let (quotient, remainder) = a.quotientAndRemainderReportingOverflow(dividingBy: b)
+        guard remainder == 0 else { return .real(Double(a) / Double(b)) }
+        (result, overflow) = quotient
+    }
+    guard !overflow else { throw EvaluationError("integer overflow in \(a) \(op) \(b)") }
+    return .integer(result)
+}
+
+extension Int64 {
+    /// Quotient and remainder; the quotient reports overflow (only `min / -1` overflows).
+    fileprivate func quotientAndRemainderReportingOverflow(dividingBy divisor: Int64) -> ((Int64, Bool), Int64) {
+        let quotient = dividedReportingOverflow(by: divisor)
+        let remainder = remainderReportingOverflow(dividingBy: divisor).partialValue
+        return (quotient, remainder)
+    }
+}
+
+/// Whether two values are equal in the sense of `==` (see `apply`).
+public func valuesEqual(_ lhs: EvalValue, _ rhs: EvalValue) -> Bool {
+    switch (lhs, rhs) {
+    case (.integer, .integer), (.integer, .real), (.real, .integer), (.real, .real):
+        return compareNumbers(lhs, rhs) == 0
+    case (.boolean(let a), .boolean(let b)): return a == b
+    case (.string(let a), .string(let b)): return a == b
+    case (.dataType(let a), .dataType(let b)): return a == b
+    case (.absent, .absent): return true
+    case (.list(let a), .list(let b)):
+        return a.count == b.count && zip(a, b).allSatisfy { valuesEqual($0, $1) }
+    case (.tensor(let a, _), .tensor(let b, _)):
+        return a.shape == b.shape && a.values == b.values
+    case (.tensor(let a, _), .integer), (.tensor(let a, _), .real):
+        let number = rhs.numberValue!
+        return a.values.allSatisfy { $0 == number }
+    case (.integer, .tensor), (.real, .tensor):
+        return valuesEqual(rhs, lhs)
+    default:
+        return false
+    }
+}
+
+/// -1, 0 or 1 as `lhs` is less than, equal to or greater than `rhs`, compared exactly (an
+/// integer beyond 2^53 against a real too); nil when either is NaN or not a number.
+public func compareNumbers(_ lhs: EvalValue, _ rhs: EvalValue) -> Int? {
+    switch (lhs, rhs) {
+    case (.integer(let a), .integer(let b)):
+        return a < b ? -1 : a > b ? 1 : 0
+    case (.real(let a), .real(let b)):
+        if a.isNaN || b.isNaN { return nil }
+        return a < b ? -1 : a > b ? 1 : 0
+    case (.integer(let a), .real(let b)):
+        if b.isNaN { return nil }
+        if b >= 0x1p63 { return -1 }
+        if b < -0x1p63 { return 1 }
+        let floor = Int64(b.rounded(.down))
+        if a != floor { return a < floor ? -1 : 1 }
+        return b == b.rounded(.down) ? 0 : -1
+    case (.real, .integer):
+        return compareNumbers(rhs, lhs).map { -$0 }
+    default:
+        return nil
+    }
+}

@@ -1,0 +1,364 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A dense float64 array: the value of `compute` expressions. Row-major.
+///
+/// Every computation runs in float64 and the result is rounded once, by `tensor(as:)`, to the
+/// element type it is stored as. `shape.reduce(1, *) == values.count` always holds; a shape of
+/// `[]` is a scalar with one value.
+public struct NDArray: Equatable, Sendable {
+    /// The dimensions, outermost first; every one is zero or more.
+    public var shape: [Int]
+    /// The elements in row-major order.
+    public var values: [Double]
+
+    /// An array of the given shape; `values.count` must be the product of `shape`.
+    public init(shape: [Int], values: [Double]) {
+        precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
+        precondition(NDArray.elementCount(shape) == values.count, "shape \(shape) does not hold \(values.count) values")
+        self.shape = shape
+        self.values = values
+    }
+
+    /// A one-dimensional array.
+    public init(_ values: [Double]) {
+        self.init(shape: [values.count], values: values)
+    }
+
+    /// A rank-0 array holding `value`.
+    public static func scalar(_ value: Double) -> NDArray {
+        NDArray(shape: [], values: [value])
+    }
+
+    /// The number of dimensions.
+    public var rank: Int { shape.count }
+
+    /// The number of elements.
+    public var count: Int { values.count }
+
+    /// Whether every element is finite (no infinity, no NaN).
+    public var isFinite: Bool { values.allSatisfy { $0.isFinite } }
+
+    /// An array of zeros with this shape.
+    public func zerosLike() -> NDArray { NDArray(shape: shape, values: Array(repeating: 0, count: count)) }
+
+    /// An array of ones with this shape.
+    public func onesLike() -> NDArray { NDArray(shape: shape, values: Array(repeating: 1, count: count)) }
+
+    /// The product of `shape`, or nil when a dimension is negative or the product overflows.
+    static func elementCount(_ shape: [Int]) -> Int? {
+        var product = 1
+        for dim in shape {
+            guard dim >= 0 else { return nil }
+            let (next, overflow) = product.multipliedReportingOverflow(by: dim)
+            if overflow { return nil }
+            product = next
+        }
+        return product
+    }
+
+    /// Row-major strides (in elements) of `shape`.
+    static func strides(_ shape: [Int]) -> [Int] {
+        var strides = Array(repeating: 1, count: shape.count)
+        var stride = 1
+        for axis in shape.indices.reversed() {
+            strides[axis] = stride
+            stride *= shape[axis]
+        }
+        return strides
+    }
+}
+
+extension NDArray: CustomStringConvertible {
+    /// `NDArray([2, 2]: [1.0, 2.0, 3.0, 4.0])`.
+    public var description: String { "NDArray(\(shape): \(values))" }
+}
+
+// MARK: - Broadcasting and element-wise arithmetic
+
+extension NDArray {
+    /// The shape numpy broadcasting gives `lhs` and `rhs`: dimensions are aligned from the
+    /// right; each pair must be equal or contain a 1 (which stretches to the other size).
+    public static func broadcastShape(_ lhs: [Int], _ rhs: [Int]) throws(EvaluationError) -> [Int] {
+        let rank = max(lhs.count, rhs.count)
+        var result = Array(repeating: 0, count: rank)
+        for axis in 0..<rank {
+            let l = axis < rank - lhs.count ? 1 : lhs[axis - (rank - lhs.count)]
+            let r = axis < rank - rhs.count ? 1 : rhs[axis - (rank - rhs.count)]
+            if l == r || r == 1 {
+                result[axis] = l
+            } else if l == 1 {
+                result[axis] = r
+            } else {
+                throw EvaluationError("cannot broadcast shapes \(lhs) and \(rhs)")
+            }
+        }
+        return result
+    }
+
+    /// For each element of an array of shape `target` (row-major), the index of the element of
+    /// an array of shape `source` that broadcasting reads there. `source` must broadcast to `target`.
+    static func broadcastIndices(from source: [Int], to target: [Int]) -> [Int] {
+        let count = elementCount(target) ?? 0
+        if source == target { return Array(0..<count) }
+        let offset = target.count - source.count
+        let sourceStrides = strides(source)
+        // Stride in the source for each target axis: 0 where the source is missing or stretched.
+        var steps = Array(repeating: 0, count: target.count)
+        for axis in source.indices where source[axis] != 1 || target[axis + offset] == 1 {
+            steps[axis + offset] = sourceStrides[axis]
+        }
+        var indices = [Int]()
+        indices.reserveCapacity(count)
+        guard count > 0 else { return indices }
+        var counter = Array(repeating: 0, count: target.count)
+        var position = 0
+        for _ in 0..<count {
+            indices.append(position)
+            // Advance the row-major counter, updating the source position incrementally.
+            var axis = target.count - 1
+            while axis >= 0 {
+                counter[axis] += 1
+                position += steps[axis]
+                if counter[axis] < target[axis] { break }
+                position -= steps[axis] * counter[axis]
+                counter[axis] = 0
+                axis -= 1
+            }
+        }
+        return indices
+    }
+
+    /// `operation` applied element by element after broadcasting both arrays.
+    public static func elementwise(
+        _ lhs: NDArray, _ rhs: NDArray, _ operation: (Double, Double) -> Double
+    ) throws(EvaluationError) -> NDArray {
+        if lhs.shape == rhs.shape {
+            return NDArray(shape: lhs.shape, values: zip(lhs.values, rhs.values).map(operation))
+        }
+        let shape = try broadcastShape(lhs.shape, rhs.shape)
+        if rhs.count == 1, shape == lhs.shape {
+            let r = rhs.values[0]
+            return NDArray(shape: shape, values: lhs.values.map { operation($0, r) })
+        }
+        if lhs.count == 1, shape == rhs.shape {
+            let l = lhs.values[0]
+            return NDArray(shape: shape, values: rhs.values.map { operation(l, $0) })
+        }
+        let left = broadcastIndices(from: lhs.shape, to: shape)
+        let right = broadcastIndices(from: rhs.shape, to: shape)
+        var values = [Double]()
+        values.reserveCapacity(left.count)
+        for i in left.indices {
+            values.append(operation(lhs.values[left[i]], rhs.values[right[i]]))
+        }
+        return NDArray(shape: shape, values: values)
+    }
+
+    /// Element-wise sum, with broadcasting.
+    public static func + (lhs: NDArray, rhs: NDArray) throws(EvaluationError) -> NDArray {
+        try elementwise(lhs, rhs, +)
+    }
+
+    /// Element-wise difference, with broadcasting.
+    public static func - (lhs: NDArray, rhs: NDArray) throws(EvaluationError) -> NDArray {
+        try elementwise(lhs, rhs, -)
+    }
+
+    /// Element-wise product, with broadcasting.
+    public static func * (lhs: NDArray, rhs: NDArray) throws(EvaluationError) -> NDArray {
+        try elementwise(lhs, rhs, *)
+    }
+
+    /// Element-wise IEEE quotient (x/0 is ±inf or NaN), with broadcasting.
+    public static func / (lhs: NDArray, rhs: NDArray) throws(EvaluationError) -> NDArray {
+        try elementwise(lhs, rhs, /)
+    }
+
+    /// Element-wise negation.
+    public static prefix func - (operand: NDArray) -> NDArray { operand.neg() }
+
+    /// `transform` applied to every element.
+    public func map(_ transform: (Double) -> Double) -> NDArray {
+        NDArray(shape: shape, values: values.map(transform))
+    }
+
+    /// Element-wise square root (NaN for negative elements).
+    public func sqrt() -> NDArray { map { $0.squareRoot() } }
+    /// Element-wise absolute value.
+    public func abs() -> NDArray { map { $0.magnitude } }
+    /// Element-wise negation.
+    public func neg() -> NDArray { map { -$0 } }
+    /// Element-wise e^x.
+    public func exp() -> NDArray { map(naturalExponential) }
+    /// Element-wise natural logarithm (-inf at 0, NaN below).
+    public func log() -> NDArray { map(naturalLogarithm) }
+    /// Element-wise 1/x.
+    public func reciprocal() -> NDArray { map { 1 / $0 } }
+}
+
+/// `exp` from the C library (a method named `exp` hides it inside `NDArray`).
+private func naturalExponential(_ x: Double) -> Double { exp(x) }
+/// `log` from the C library.
+private func naturalLogarithm(_ x: Double) -> Double { log(x) }
+
+// MARK: - Shape operations
+
+extension NDArray {
+    /// `axis` made non-negative for an array of rank `rank`, or an error naming `what`.
+    static func normalize(axis: Int, rank: Int, _ what: String) throws(EvaluationError) -> Int {
+        let normalized = axis < 0 ? axis + rank : axis
+        guard normalized >= 0, normalized < rank else {
+            throw EvaluationError("\(what) axis \(axis) is out of range for rank \(rank)")
+        }
+        return normalized
+    }
+
+    /// `axes` made non-negative, checked for range and duplicates.
+    static func normalize(axes: [Int], rank: Int, _ what: String) throws(EvaluationError) -> [Int] {
+        var seen = Set<Int>()
+        var result = [Int]()
+        for axis in axes {
+            let normalized = try normalize(axis: axis, rank: rank, what)
+            guard seen.insert(normalized).inserted else {
+                throw EvaluationError("\(what) axes \(axes) name axis \(normalized) twice")
+            }
+            result.append(normalized)
+        }
+        return result
+    }
+
+    /// The same elements with shape `newShape`. One dimension may be -1: it is inferred from
+    /// the element count. 0 is a dimension of size zero (not ONNX Reshape's "copy").
+    public func reshape(_ newShape: [Int]) throws(EvaluationError) -> NDArray {
+        var inferred: Int?
+        var known = 1
+        for (axis, dim) in newShape.enumerated() {
+            if dim == -1 {
+                guard inferred == nil else {
+                    throw EvaluationError("reshape to \(newShape): only one dimension may be -1")
+                }
+                inferred = axis
+            } else if dim < 0 {
+                throw EvaluationError("reshape to \(newShape): dimension \(dim) is negative")
+            } else {
+                let (product, overflow) = known.multipliedReportingOverflow(by: dim)
+                guard !overflow else { throw EvaluationError("reshape to \(newShape): too many elements") }
+                known = product
+            }
+        }
+        var shape = newShape
+        if let inferred {
+            guard known > 0, count % known == 0 else {
+                throw EvaluationError("cannot reshape \(self.shape) (\(count) elements) to \(newShape)")
+            }
+            shape[inferred] = count / known
+        } else if known != count {
+            throw EvaluationError("cannot reshape \(self.shape) (\(count) elements) to \(newShape) (\(known) elements)")
+        }
+        return NDArray(shape: shape, values: values)
+    }
+
+    /// The same elements with size-1 dimensions inserted at `axes`, which index the result
+    /// (ONNX Unsqueeze; negative axes count from the end of the result).
+    public func unsqueeze(axes: [Int]) throws(EvaluationError) -> NDArray {
+        let outputRank = rank + axes.count
+        let inserted = Set(try NDArray.normalize(axes: axes, rank: outputRank, "unsqueeze"))
+        var newShape = [Int]()
+        var next = shape.makeIterator()
+        for axis in 0..<outputRank {
+            newShape.append(inserted.contains(axis) ? 1 : next.next()!)
+        }
+        return NDArray(shape: newShape, values: values)
+    }
+
+    /// The same elements without the size-1 dimensions `axes` (nil: every size-1 dimension).
+    public func squeeze(axes: [Int]? = nil) throws(EvaluationError) -> NDArray {
+        guard let axes else { return NDArray(shape: shape.filter { $0 != 1 }, values: values) }
+        let removed = Set(try NDArray.normalize(axes: axes, rank: rank, "squeeze"))
+        for axis in removed.sorted() where shape[axis] != 1 {
+            throw EvaluationError("cannot squeeze axis \(axis) of shape \(shape): its size is \(shape[axis]), not 1")
+        }
+        let newShape = shape.indices.filter { !removed.contains($0) }.map { shape[$0] }
+        return NDArray(shape: newShape, values: values)
+    }
+
+    /// The array with its axes permuted: axis `i` of the result is axis `perm[i]` of this one
+    /// (nil: reversed, as numpy and ONNX Transpose do).
+    public func transpose(_ perm: [Int]? = nil) throws(EvaluationError) -> NDArray {
+        let perm = perm ?? Array((0..<rank).reversed())
+        guard perm.count == rank else {
+            throw EvaluationError("transpose permutation \(perm) does not match rank \(rank) of shape \(shape)")
+        }
+        let axes = try NDArray.normalize(axes: perm, rank: rank, "transpose")
+        if axes == Array(0..<rank) { return self }
+        let newShape = axes.map { shape[$0] }
+        let sourceStrides = NDArray.strides(shape)
+        let steps = axes.map { sourceStrides[$0] }
+        var result = [Double]()
+        result.reserveCapacity(count)
+        var counter = Array(repeating: 0, count: rank)
+        var position = 0
+        for _ in 0..<count {
+            result.append(values[position])
+            var axis = rank - 1
+            while axis >= 0 {
+                counter[axis] += 1
+                position += steps[axis]
+                if counter[axis] < newShape[axis] { break }
+                position -= steps[axis] * counter[axis]
+                counter[axis] = 0
+                axis -= 1
+            }
+        }
+        return NDArray(shape: newShape, values: result)
+    }
+
+    /// The matrix product with numpy `matmul` semantics: a 1-D left operand is a row vector and
+    /// a 1-D right operand a column vector (the added dimension is removed from the result);
+    /// dimensions before the last two are batch dimensions and broadcast.
+    public func matmul(_ other: NDArray) throws(EvaluationError) -> NDArray {
+        guard rank >= 1, other.rank >= 1 else {
+            throw EvaluationError("matmul needs operands of rank 1 or more, got shapes \(shape) and \(other.shape)")
+        }
+        let a = rank == 1 ? [1, shape[0]] : shape
+        let b = other.rank == 1 ? [other.shape[0], 1] : other.shape
+        let (m, k) = (a[a.count - 2], a[a.count - 1])
+        let (k2, n) = (b[b.count - 2], b[b.count - 1])
+        guard k == k2 else {
+            throw EvaluationError("matmul of shapes \(shape) and \(other.shape): inner dimensions \(k) and \(k2) differ")
+        }
+        let batchA = Array(a.dropLast(2)), batchB = Array(b.dropLast(2))
+        let batch: [Int]
+        do throws(EvaluationError) {
+            batch = try NDArray.broadcastShape(batchA, batchB)
+        } catch {
+            throw EvaluationError("matmul of shapes \(shape) and \(other.shape): batch dimensions \(batchA) and \(batchB) do not broadcast")
+        }
+        let batchIndicesA = NDArray.broadcastIndices(from: batchA, to: batch)
+        let batchIndicesB = NDArray.broadcastIndices(from: batchB, to: batch)
+        var result = [Double]()
+        result.reserveCapacity(batchIndicesA.count * m * n)
+        for (ia, ib) in zip(batchIndicesA, batchIndicesB) {
+            let baseA = ia * m * k, baseB = ib * k * n
+            for row in 0..<m {
+                for column in 0..<n {
+                    var sum = 0.0
+                    for inner in 0..<k {
+                        sum += values[baseA + row * k + inner] * other.values[baseB + inner * n + column]
+                    }
+                    result.append(sum)
+                }
+            }
+        }
+        var newShape = batch
+        if rank > 1 { newShape.append(m) }
+        if other.rank > 1 { newShape.append(n) }
+        return NDArray(shape: newShape, values: result)
+    }
+}

@@ -1,0 +1,335 @@
+import ONNXFuseIR
+import ONNXFuseRewrite
+
+/// A rule ready to run, with what `rules list` and `rules show` print.
+public struct CompiledRule {
+    /// The rule's name.
+    public let name: String
+    /// The file it came from.
+    public let file: String
+    /// The comment lines right before it.
+    public let comment: [String]
+    /// Its source text.
+    public let text: String
+    /// What the engine runs.
+    public let rewrite: RewriteRule
+}
+
+/// The functions of `where` that look at graph values rather than tensors; any other call
+/// goes to the function table.
+let graphValueFunctions: Set<String> = ["constant", "unused", "absent", "rank", "shape", "dim", "numel", "dtype"]
+
+/// Turns parsed rules into engine rules, reporting every error (undefined variables,
+/// unknown functions, values of the match left without a producer, misplaced syntax)
+/// before any model is touched.
+public func compileRules(_ file: RuleFileSyntax, functions: FunctionTable = .builtins) throws(RuleErrors) -> [CompiledRule] {
+    var errors: [RuleError] = []
+    var compiled: [CompiledRule] = []
+    var names = Set<String>()
+    for rule in file.rules {
+        if !names.insert(rule.name).inserted {
+            errors.append(RuleError("rule '\(rule.name)' is defined twice in this file", at: rule.location))
+        }
+        do throws(RuleErrors) {
+            var compiler = RuleCompiler(rule: rule, file: file.file, functions: functions)
+            compiled.append(try compiler.compile())
+        } catch {
+            errors.append(contentsOf: error.errors)
+        }
+    }
+    if !errors.isEmpty { throw RuleErrors(errors) }
+    return compiled
+}
+
+/// Compiles one rule.
+struct RuleCompiler {
+    let rule: RuleSyntax
+    let file: String
+    let functions: FunctionTable
+    var errors: [RuleError] = []
+    var valueVariables: [String: Int] = [:]
+    var valueNames: [String] = []
+    var attributeVariables: [String: Int] = [:]
+    var attributeNames: [String] = []
+    /// Value variables that a match node outputs, and which node.
+    var producedBy: [Int: Int] = [:]
+    /// Value variables some match node reads.
+    var consumed = Set<Int>()
+    var computedSlots: [String: Int] = [:]
+    var freshSlots: [String: Int] = [:]
+
+    init(rule: RuleSyntax, file: String, functions: FunctionTable) {
+        self.rule = rule
+        self.file = file
+        self.functions = functions
+    }
+
+    mutating func error(_ message: String, _ location: SourceLocation) {
+        errors.append(RuleError(message, at: location))
+    }
+
+    mutating func valueVariable(_ name: String) -> Int {
+        if let index = valueVariables[name] { return index }
+        valueVariables[name] = valueNames.count
+        valueNames.append(name)
+        return valueNames.count - 1
+    }
+
+    mutating func compile() throws(RuleErrors) -> CompiledRule {
+        // Match: the pattern. The last node line is the root the engine anchors at.
+        var patternNodes: [PatternNode] = []
+        for node in rule.match {
+            var inputs: [PatternInput] = []
+            for (position, input) in node.inputs.enumerated() {
+                switch input {
+                case .variable(let name):
+                    let v = valueVariable(name)
+                    consumed.insert(v)
+                    inputs.append(.variable(v))
+                case .optional(let name):
+                    let v = valueVariable(name)
+                    consumed.insert(v)
+                    inputs.append(.optional(v))
+                case .any:
+                    inputs.append(.any)
+                case .rest:
+                    if position != node.inputs.count - 1 { error("'...' must be the last input", node.location) }
+                    inputs.append(.rest)
+                }
+            }
+            var outputs: [PatternOutput] = []
+            for output in node.outputs {
+                guard let output else { outputs.append(.ignored); continue }
+                let v = valueVariable(output)
+                if let other = producedBy[v] {
+                    error("'\(output)' is already an output of \(rule.match[other].opType)", node.location)
+                }
+                producedBy[v] = patternNodes.count
+                outputs.append(.variable(v))
+            }
+            var attributes: [AttributeConstraint] = []
+            for entry in node.attributes {
+                switch entry {
+                case .equals(let name, let value, let location):
+                    if let literal = attributeLiteral(value) {
+                        attributes.append(.equals(name, literal))
+                    } else {
+                        error("attribute '\(name)' must equal a literal in match (a number, string or list of numbers)", location)
+                    }
+                case .bind(let name, let variable, let defaultValue, let location):
+                    guard attributeVariables[variable] == nil, valueVariables[variable] == nil else {
+                        error("'\(variable)' is already a variable of this rule", location)
+                        continue
+                    }
+                    attributeVariables[variable] = attributeNames.count
+                    attributeNames.append(variable)
+                    var defaultAttribute: AttributeValue?
+                    if let defaultValue {
+                        defaultAttribute = attributeLiteral(defaultValue).map(attributeValue)
+                        if defaultAttribute == nil { error("the default of '\(name)' must be a literal", location) }
+                    }
+                    attributes.append(.bind(name, variable: attributeNames.count - 1, defaultValue: defaultAttribute))
+                case .absent(let name, _):
+                    attributes.append(.absent(name))
+                case .copyFrom(_, let location):
+                    error("'...' copies attributes in replace, not in match", location)
+                }
+            }
+            patternNodes.append(PatternNode(opType: node.opType, domain: node.domain ?? "", inputs: inputs, outputs: outputs,
+                                            attributes: attributes, commutative: rule.commutative.contains(node.opType)))
+        }
+        for (name, index) in attributeVariables where valueVariables[name] != nil {
+            error("'\(name)' names both a value and an attribute", rule.location)
+            _ = index
+        }
+        if rule.match.isEmpty { error("rule '\(rule.name)' matches nothing", rule.location) }
+
+        // Where and compute: every name must be known; every function too.
+        for condition in rule.guards { check(condition, computedSoFar: []) }
+        var computedSoFar: Set<String> = []
+        for assignment in rule.computes {
+            check(assignment.value, computedSoFar: computedSoFar)
+            if valueVariables[assignment.name] != nil || attributeVariables[assignment.name] != nil || computedSoFar.contains(assignment.name) {
+                error("'\(assignment.name)' is already defined", assignment.location)
+            }
+            computedSlots[assignment.name] = computedSlots.count
+            computedSoFar.insert(assignment.name)
+        }
+
+        // Replace.
+        let replacement = compileReplacement()
+
+        // Every value the match produces and does not read itself may be used outside it:
+        // the replacement must give it a producer.
+        let replaced = replacement.replacedVariables
+        for (v, node) in producedBy.sorted(by: { $0.key < $1.key }) where !consumed.contains(v) && !replaced.contains(v) {
+            error("'\(valueNames[v])', an output of \(rule.match[node].opType), is not given a replacement", rule.match[node].location)
+        }
+
+        guard errors.isEmpty else { throw RuleErrors(errors) }
+        let pattern: Pattern
+        do {
+            pattern = try Pattern(nodes: patternNodes, root: patternNodes.count - 1, valueNames: valueNames, attributeNames: attributeNames)
+        } catch {
+            throw RuleErrors([RuleError(error.description, at: rule.match.last!.location)])
+        }
+        let program = RuleProgram(rule: rule, valueVariables: valueVariables, attributeVariables: attributeVariables,
+                                  computedSlots: computedSlots, attributeSlotExpressions: attributeSlotExpressions, functions: functions)
+        let rewrite = RewriteRule(name: rule.name, benefit: rule.benefit, pattern: pattern, replacement: replacement) { match, context in
+            program.prepare(match, context)
+        }
+        return CompiledRule(name: rule.name, file: file, comment: rule.comment, text: rule.text, rewrite: rewrite)
+    }
+
+    var attributeSlotExpressions: [Expression] = []
+
+    mutating func compileReplacement() -> ONNXFuseRewrite.Replacement {
+        var nodes: [ReplacementNode] = []
+        var forwards: [(target: Int, source: ValueReference)] = []
+        var freshNames: [String] = []
+        func reference(_ name: String, _ location: SourceLocation, _ compiler: inout RuleCompiler) -> ValueReference {
+            if let v = compiler.valueVariables[name] { return .bound(v) }
+            if let slot = compiler.computedSlots[name] { return .computed(slot) }
+            if let index = compiler.freshSlots[name] { return .fresh(index) }
+            compiler.error("'\(name)' is not defined (not in match, compute, or an earlier replace line)", location)
+            return .absent
+        }
+        for line in rule.replacements {
+            switch line {
+            case .forward(let target, let source, let location):
+                guard let v = valueVariables[target], producedBy[v] != nil else {
+                    error("'\(target)' must be a value the match produces", location)
+                    continue
+                }
+                forwards.append((v, reference(source, location, &self)))
+            case .node(let node):
+                var inputs: [ValueReference] = []
+                for input in node.inputs {
+                    switch input {
+                    case .variable(let name), .optional(let name): inputs.append(reference(name, node.location, &self))
+                    case .any: inputs.append(.absent)
+                    case .rest: error("'...' is for match, not replace", node.location)
+                    }
+                }
+                var attributes: [ReplacementAttribute] = []
+                for entry in node.attributes {
+                    switch entry {
+                    case .copyFrom(let variable, let location):
+                        guard let v = valueVariables[variable], let source = producedBy[v] else {
+                            error("'...\(variable)' must name a value that a match node produces", location)
+                            continue
+                        }
+                        attributes.append(.copyAll(fromPatternNode: source))
+                    case .equals(let name, let value, _):
+                        check(value, computedSoFar: Set(computedSlots.keys))
+                        attributes.append(.set(name, slot: attributeSlotExpressions.count))
+                        attributeSlotExpressions.append(value)
+                    case .bind(_, _, _, let location), .absent(_, let location):
+                        error("replace sets attributes with 'name = value' or copies them with '...y'", location)
+                    }
+                }
+                var outputs: [ReplacementOutput] = []
+                for output in node.outputs {
+                    guard let output else { outputs.append(.none); continue }
+                    if let v = valueVariables[output] {
+                        if producedBy[v] == nil {
+                            error("'\(output)' comes from outside the match; replace can only redefine values the match produces", node.location)
+                        }
+                        outputs.append(.replaces(v))
+                    } else if computedSlots[output] != nil || freshSlots[output] != nil {
+                        error("'\(output)' is already defined", node.location)
+                        outputs.append(.none)
+                    } else {
+                        freshSlots[output] = freshNames.count
+                        freshNames.append(output)
+                        outputs.append(.fresh(freshSlots[output]!))
+                    }
+                }
+                nodes.append(ReplacementNode(opType: node.opType, domain: node.domain ?? "", inputs: inputs, outputs: outputs, attributes: attributes))
+            }
+        }
+        let computedNames = computedSlots.sorted { $0.value < $1.value }.map(\.key)
+        return ONNXFuseRewrite.Replacement(nodes: nodes, forwards: forwards, computedNames: computedNames, freshNames: freshNames)
+    }
+
+    /// Reports undefined names and unknown functions in `expression`.
+    mutating func check(_ expression: Expression, computedSoFar: Set<String>) {
+        switch expression {
+        case .number, .string, .boolean:
+            break
+        case .name(let name, let location):
+            if valueVariables[name] == nil && attributeVariables[name] == nil && !computedSoFar.contains(name)
+                && DataType(name: name) == nil {
+                error("'\(name)' is not defined", location)
+            }
+        case .call(let name, let arguments, let location):
+            if graphValueFunctions.contains(name) {
+                for argument in arguments {
+                    guard case .name(let variable, let argumentLocation) = argument, valueVariables[variable] != nil
+                            || (name == "dim" && argument.isNumber) || (name == "constant" && computedSoFar.contains(variable)) else {
+                        if name == "dim", case .number = argument { continue }
+                        error("\(name)() takes variables of the match", argument.location)
+                        continue
+                    }
+                    _ = argumentLocation
+                }
+            } else if !functions.contains(name) {
+                error("unknown function '\(name)'", location)
+            }
+            if !graphValueFunctions.contains(name) {
+                for argument in arguments { check(argument, computedSoFar: computedSoFar) }
+            }
+        case .list(let items, _):
+            for item in items { check(item, computedSoFar: computedSoFar) }
+        case .unary(_, let operand, _):
+            check(operand, computedSoFar: computedSoFar)
+        case .binary(_, let lhs, let rhs, _):
+            check(lhs, computedSoFar: computedSoFar)
+            check(rhs, computedSoFar: computedSoFar)
+        }
+    }
+}
+
+extension Expression {
+    var isNumber: Bool { if case .number = self { return true }; return false }
+}
+
+/// A literal attribute value written in a rule, or nil when the expression is not one.
+func attributeLiteral(_ expression: Expression) -> AttributeLiteral? {
+    switch expression {
+    case .number(let value, let isInteger, _):
+        return isInteger ? .int(Int64(value)) : .float(value)
+    case .unary(.negate, .number(let value, let isInteger, _), _):
+        return isInteger ? .int(-Int64(value)) : .float(-value)
+    case .string(let text, _):
+        return .string(text)
+    case .boolean(let flag, _):
+        return .int(flag ? 1 : 0)
+    case .list(let items, _):
+        let literals = items.compactMap(attributeLiteral)
+        guard literals.count == items.count else { return nil }
+        if literals.allSatisfy({ if case .int = $0 { return true }; return false }) {
+            return .ints(literals.map { if case .int(let v) = $0 { return v }; return 0 })
+        }
+        return .floats(literals.map {
+            switch $0 {
+            case .int(let v): return Double(v)
+            case .float(let v): return v
+            default: return .nan
+            }
+        })
+    default:
+        return nil
+    }
+}
+
+/// The attribute value of a literal.
+func attributeValue(_ literal: AttributeLiteral) -> AttributeValue {
+    switch literal {
+    case .int(let v): return .int(v)
+    case .float(let v): return .float(Float(v))
+    case .string(let v): return .string(Array(v.utf8))
+    case .ints(let v): return .ints(v)
+    case .floats(let v): return .floats(v.map { Float($0) })
+    }
+}

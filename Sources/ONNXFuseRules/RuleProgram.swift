@@ -1,0 +1,256 @@
+import ONNXFuseIR
+import ONNXFuseRewrite
+
+/// The `where` and `compute` blocks of one rule, run for a match: the guards in order, then
+/// the computations, in float64, each tensor rounded once to its element type at the end.
+struct RuleProgram {
+    let rule: RuleSyntax
+    let valueVariables: [String: Int]
+    let attributeVariables: [String: Int]
+    let computedSlots: [String: Int]
+    let attributeSlotExpressions: [Expression]
+    let functions: FunctionTable
+
+    func prepare(_ match: Match, _ context: RewriteContext) -> Result<PreparedReplacement, RuleRefusal> {
+        var scope = Scope(program: self, match: match, context: context)
+        for condition in rule.guards {
+            do {
+                let value = try scope.evaluate(condition)
+                guard case .boolean(let holds) = value else {
+                    return .failure(RuleRefusal("the condition at line \(condition.location.line) is \(value.kind), not a boolean"))
+                }
+                if !holds {
+                    return .failure(RuleRefusal(scope.why ?? "the condition at line \(condition.location.line) does not hold"))
+                }
+            } catch {
+                return .failure(RuleRefusal(error.message))
+            }
+        }
+        var tensors: [Tensor] = []
+        for assignment in rule.computes {
+            do {
+                let value = try scope.evaluate(assignment.value)
+                scope.computed[assignment.name] = value
+                guard case .tensor(let array, let type) = value else {
+                    // Not a tensor: usable in later computations, not as a node input.
+                    tensors.append(Tensor(dataType: .float, dims: [0], storage: .none))
+                    continue
+                }
+                guard array.isFinite else { return .failure(RuleRefusal("\(assignment.name) is not finite")) }
+                guard let type else {
+                    return .failure(RuleRefusal("\(assignment.name) has no element type (it is computed from literals only)"))
+                }
+                tensors.append(try array.tensor(as: type))
+            } catch {
+                return .failure(RuleRefusal("\(assignment.name): \(error.message)"))
+            }
+        }
+        var attributes: [AttributeValue] = []
+        for expression in attributeSlotExpressions {
+            do {
+                attributes.append(try attributeValue(of: try scope.evaluate(expression)))
+            } catch {
+                return .failure(RuleRefusal(error.message))
+            }
+        }
+        return .success(PreparedReplacement(tensors: tensors, attributeValues: attributes))
+    }
+
+    /// The attribute value that an expression's result becomes.
+    func attributeValue(of value: EvalValue) throws(EvaluationError) -> AttributeValue {
+        switch value {
+        case .integer(let i): return .int(i)
+        case .real(let r): return .float(Float(r))
+        case .boolean(let b): return .int(b ? 1 : 0)
+        case .string(let s): return .string(Array(s.utf8))
+        case .list(let items):
+            if items.allSatisfy({ if case .integer = $0 { return true }; return false }) {
+                return .ints(try items.map { v throws(EvaluationError) in try v.asInteger() })
+            }
+            return .floats(try items.map { v throws(EvaluationError) in
+                guard let number = v.numberValue else { throw EvaluationError("a list attribute holds \(v.kind)") }
+                return Float(number)
+            })
+        case .tensor(let array, let type):
+            return .tensor(try array.tensor(as: type ?? .float))
+        case .dataType(let type): return .int(Int64(type.rawValue))
+        case .absent: throw EvaluationError("an attribute cannot be set to nothing")
+        }
+    }
+
+    /// Names and their values while one match is evaluated.
+    struct Scope {
+        let program: RuleProgram
+        let match: Match
+        let context: RewriteContext
+        var computed: [String: EvalValue] = [:]
+        /// Why the last `constant(...)` (or similar) check was false, for explanations.
+        var why: String?
+
+        init(program: RuleProgram, match: Match, context: RewriteContext) {
+            self.program = program
+            self.match = match
+            self.context = context
+        }
+
+        /// The graph value bound to `name`: `.some(nil)` when absent.
+        func graphValue(_ name: String) -> Value?? {
+            program.valueVariables[name].flatMap { match.values[$0] }
+        }
+
+        func constant(_ value: Value) -> Tensor? {
+            value.constantTensor(freezeInitializerInputs: context.freezeInitializerInputs)
+        }
+
+        /// Why `value` (named `name`) is not a constant.
+        func notConstantReason(_ name: String, _ value: Value) -> String {
+            switch value.definition {
+            case .graphInput:
+                return value.hasInitializer ? "\(name) is an initializer that is also a graph input" : "\(name) is a graph input"
+            case .nodeOutput:
+                return "\(name) is produced by \(value.producer?.opType ?? "a node"), not a constant"
+            default:
+                return "\(name) is not a constant"
+            }
+        }
+
+        mutating func evaluate(_ expression: Expression) throws(EvaluationError) -> EvalValue {
+            switch expression {
+            case .number(let value, let isInteger, _):
+                return isInteger ? .integer(Int64(value)) : .real(value)
+            case .string(let text, _):
+                return .string(text)
+            case .boolean(let flag, _):
+                return .boolean(flag)
+            case .list(let items, _):
+                var values: [EvalValue] = []
+                for item in items { values.append(try evaluate(item)) }
+                return .list(values)
+            case .name(let name, _):
+                return try lookup(name)
+            case .unary(let op, let operand, _):
+                return try applyUnary(op.rawValue, try evaluate(operand))
+            case .binary(.and, let lhs, let rhs, _):
+                guard try evaluate(lhs).asBoolean(for: "&&") else { return .boolean(false) }
+                return .boolean(try evaluate(rhs).asBoolean(for: "&&"))
+            case .binary(.or, let lhs, let rhs, _):
+                if try evaluate(lhs).asBoolean(for: "||") { return .boolean(true) }
+                return .boolean(try evaluate(rhs).asBoolean(for: "||"))
+            case .binary(let op, let lhs, let rhs, _):
+                let left = try evaluate(lhs)
+                return try apply(op.rawValue, left, try evaluate(rhs))
+            case .call(let name, let arguments, _):
+                if graphValueFunctions.contains(name) { return try callGraphFunction(name, arguments) }
+                var values: [EvalValue] = []
+                for argument in arguments { values.append(try evaluate(argument)) }
+                return try program.functions.call(name, values)
+            }
+        }
+
+        func lookup(_ name: String) throws(EvaluationError) -> EvalValue {
+            if let bound = graphValue(name) {
+                guard let value = bound else { return .absent }
+                guard let tensor = constant(value) else { throw EvaluationError(notConstantReason(name, value)) }
+                return .tensor(try NDArray(tensor: tensor), tensor.dataType)
+            }
+            if let index = program.attributeVariables[name] {
+                guard let value = match.attributes[index] else { return .absent }
+                return try evalValue(of: value)
+            }
+            if let value = computed[name] { return value }
+            if let type = DataType(name: name) { return .dataType(type) }
+            throw EvaluationError("'\(name)' is not defined")
+        }
+
+        func evalValue(of attribute: AttributeValue) throws(EvaluationError) -> EvalValue {
+            switch attribute {
+            case .int(let i): return .integer(i)
+            case .float(let f): return .real(Double(f))
+            case .string(let s): return .string(String(decoding: s, as: UTF8.self))
+            case .ints(let i): return .list(i.map { .integer($0) })
+            case .floats(let f): return .list(f.map { .real(Double($0)) })
+            case .strings(let s): return .list(s.map { .string(String(decoding: $0, as: UTF8.self)) })
+            case .tensor(let t): return .tensor(try NDArray(tensor: t), t.dataType)
+            default: throw EvaluationError("attributes of this kind cannot be computed with")
+            }
+        }
+
+        /// The dims of `name`'s value: a constant's, or its declared shape when fully known.
+        func shape(_ name: String, _ value: Value) throws(EvaluationError) -> [Int64] {
+            if let tensor = constant(value) { return tensor.dims }
+            if let type = value.type, let dims = type.shape {
+                var result: [Int64] = []
+                for dim in dims {
+                    guard case .value(let d) = dim else { throw EvaluationError("the shape of \(name) is not fully known") }
+                    result.append(d)
+                }
+                return result
+            }
+            throw EvaluationError("the shape of \(name) is unknown")
+        }
+
+        mutating func callGraphFunction(_ function: String, _ arguments: [Expression]) throws(EvaluationError) -> EvalValue {
+            var bound: [(String, Value?)] = []
+            for argument in arguments {
+                guard case .name(let name, _) = argument else {
+                    if function == "dim" { continue }
+                    throw EvaluationError("\(function)() takes variables")
+                }
+                if let value = graphValue(name) {
+                    bound.append((name, value))
+                } else if function == "constant", computed[name] != nil {
+                    continue  // computed values are constants
+                } else {
+                    throw EvaluationError("\(function)(): '\(name)' is not a value of the match")
+                }
+            }
+            switch function {
+            case "constant":
+                for (name, value) in bound {
+                    guard let value else { continue }  // an absent optional input counts as constant
+                    if constant(value) == nil {
+                        why = notConstantReason(name, value)
+                        return .boolean(false)
+                    }
+                }
+                return .boolean(true)
+            case "unused":
+                for (name, value) in bound where !(value?.isUnused ?? true) {
+                    why = "\(name) has \(value!.uses.count) users"
+                    return .boolean(false)
+                }
+                return .boolean(true)
+            case "absent":
+                for (name, value) in bound where value != nil {
+                    why = "\(name) is present"
+                    return .boolean(false)
+                }
+                return .boolean(true)
+            default:
+                guard let (name, maybeValue) = bound.first else { throw EvaluationError("\(function)() needs a variable") }
+                guard let value = maybeValue else { throw EvaluationError("\(function)(\(name)): \(name) is absent") }
+                switch function {
+                case "dtype":
+                    if let tensor = constant(value) { return .dataType(tensor.dataType) }
+                    guard let type = value.type?.elementType else { throw EvaluationError("the element type of \(name) is unknown") }
+                    return .dataType(type)
+                case "rank":
+                    return .integer(Int64(try shape(name, value).count))
+                case "shape":
+                    return .list(try shape(name, value).map { .integer($0) })
+                case "numel":
+                    return .integer(try shape(name, value).reduce(1, *))
+                case "dim":
+                    let dims = try shape(name, value)
+                    guard arguments.count == 2 else { throw EvaluationError("dim() takes a variable and an axis") }
+                    var axis = Int(try evaluate(arguments[1]).asInteger())
+                    if axis < 0 { axis += dims.count }
+                    guard axis >= 0 && axis < dims.count else { throw EvaluationError("dim(\(name), \(axis)): \(name) has rank \(dims.count)") }
+                    return .integer(dims[axis])
+                default:
+                    throw EvaluationError("unknown function '\(function)'")
+                }
+            }
+        }
+    }
+}
