@@ -75,8 +75,11 @@ public struct NDArray: Equatable, Sendable {
 }
 
 extension NDArray: CustomStringConvertible {
-    /// `NDArray([2, 2]: [1.0, 2.0, 3.0, 4.0])`.
-    public var description: String { "NDArray(\(shape): \(values))" }
+    /// `NDArray([2, 2]: [1.0, 2.0, 3.0, 4.0])`; only the first 16 values of larger arrays.
+    public var description: String {
+        guard count > 16 else { return "NDArray(\(shape): \(values))" }
+        return "NDArray(\(shape): \(values.prefix(16).map(\.description).joined(separator: ", ")), ...)"
+    }
 }
 
 // MARK: - Broadcasting and element-wise arithmetic

@@ -3,74 +3,58 @@
 /// calls. Binary operators other than comparisons associate to the left.
 extension Parser {
     mutating func parseExpression() throws(SyntaxFailure) -> Expression {
-        try parseLeftAssociative(operators: [.or: .or]) { (p: inout Parser) throws(SyntaxFailure) in
-            try p.parseLeftAssociative(operators: [.and: .and]) { (p: inout Parser) throws(SyntaxFailure) in
-                try p.parseComparison()
-            }
-        }
+        try parseBinary(above: 0)
     }
 
-    /// `operand (op operand)*`, grouped to the left; a line ending with `op` goes on.
-    private mutating func parseLeftAssociative(
-        operators: [Symbol: BinaryOperator],
-        operand: (inout Parser) throws(SyntaxFailure) -> Expression
-    ) throws(SyntaxFailure) -> Expression {
-        let start = location(peek())
-        var left = try operand(&self)
-        while case .symbol(let symbol) = peek().kind, let op = operators[symbol] {
-            advance()
-            skipNewlines()
-            let right = try operand(&self)
-            left = .binary(op, left, right, start)
-        }
-        return left
+    /// Binding strength of a binary operator, loosest first.
+    private enum Level: Int {
+        case or = 1, and, comparison, concatenation, addition, multiplication
     }
 
-    /// `a OP b` with one comparison at most: `a < b < c` is an error.
-    private mutating func parseComparison() throws(SyntaxFailure) -> Expression {
-        let start = location(peek())
-        let left = try parseConcatenation()
-        guard let op = comparisonOperator() else { return left }
-        let opToken = advance()
-        skipNewlines()
-        let right = try parseConcatenation()
-        if comparisonOperator() != nil {
-            let second = peek()
-            throw failure(
-                "comparisons do not chain: expected '&&', '||' or parentheses before '\(second.text)' "
-                    + "(after '\(opToken.text)')",
-                at: location(second)
-            )
-        }
-        return .binary(op, left, right, start)
-    }
-
-    /// The comparison operator at the next token, if any (`in` only here, in operator position;
-    /// `>` not at the top level of an attribute value, where it closes `<...>`).
-    private mutating func comparisonOperator() -> BinaryOperator? {
-        let token = peek()
-        switch token.kind {
-        case .symbol(.equal): return .equal
-        case .symbol(.notEqual): return .notEqual
-        case .symbol(.less): return .less
-        case .symbol(.lessOrEqual): return .lessOrEqual
-        case .symbol(.greater): return inAttributeValue ? nil : .greater
-        case .symbol(.greaterOrEqual): return .greaterOrEqual
-        case .identifier("in"): return .in
+    /// The binary operator at the next token, if any, and its level. `in` is an operator only
+    /// here, in operator position; `>` is none at the top level of an attribute value, where it
+    /// closes `<...>`.
+    private mutating func binaryOperator() -> (BinaryOperator, Level)? {
+        switch peek().kind {
+        case .symbol(.or): return (.or, .or)
+        case .symbol(.and): return (.and, .and)
+        case .symbol(.equal): return (.equal, .comparison)
+        case .symbol(.notEqual): return (.notEqual, .comparison)
+        case .symbol(.less): return (.less, .comparison)
+        case .symbol(.lessOrEqual): return (.lessOrEqual, .comparison)
+        case .symbol(.greater): return inAttributeValue ? nil : (.greater, .comparison)
+        case .symbol(.greaterOrEqual): return (.greaterOrEqual, .comparison)
+        case .identifier("in"): return (.in, .comparison)
+        case .symbol(.concatenate): return (.concatenate, .concatenation)
+        case .symbol(.plus): return (.add, .addition)
+        case .symbol(.minus): return (.subtract, .addition)
+        case .symbol(.star): return (.multiply, .multiplication)
+        case .symbol(.slash): return (.divide, .multiplication)
         default: return nil
         }
     }
 
-    private mutating func parseConcatenation() throws(SyntaxFailure) -> Expression {
-        try parseLeftAssociative(operators: [.concatenate: .concatenate]) { (p: inout Parser) throws(SyntaxFailure) in
-            try p.parseLeftAssociative(operators: [.plus: .add, .minus: .subtract]) {
-                (p: inout Parser) throws(SyntaxFailure) in
-                try p.parseLeftAssociative(operators: [.star: .multiply, .slash: .divide]) {
-                    (p: inout Parser) throws(SyntaxFailure) in
-                    try p.parseUnary()
-                }
+    /// Operands joined by operators binding tighter than `level` (precedence climbing): each
+    /// level groups to the left, except comparisons, which do not chain. A line that ends with
+    /// an operator goes on.
+    private mutating func parseBinary(above level: Int) throws(SyntaxFailure) -> Expression {
+        let start = location(peek())
+        var left = try parseUnary()
+        while let (op, opLevel) = binaryOperator(), opLevel.rawValue > level {
+            let opToken = advance()
+            skipNewlines()
+            let right = try parseBinary(above: opLevel.rawValue)
+            left = .binary(op, left, right, start)
+            if opLevel == .comparison, let (_, next) = binaryOperator(), next == .comparison {
+                let second = peek()
+                throw failure(
+                    "comparisons do not chain: expected '&&', '||' or parentheses before '\(second.text)' "
+                        + "(after '\(opToken.text)')",
+                    at: location(second)
+                )
             }
         }
+        return left
     }
 
     /// `-x`, `!x`, or a primary expression.
@@ -120,11 +104,10 @@ extension Parser {
             return .list(elements, at)
         case .symbol(.leftParen):
             advance()
-            let inner = try nested { (p: inout Parser) throws(SyntaxFailure) in
-                let inner = try p.parseExpression()
-                try p.expect(.rightParen, "')' to close the '(' at line \(token.line), column \(token.column)")
-                return inner
-            }
+            let saved = enterBrackets()
+            let inner = try parseExpression()
+            try expect(.rightParen, "')' to close the '(' at line \(token.line), column \(token.column)")
+            leaveBrackets(saved)
             return inner
         default:
             throw failure(expected: "an expression")
@@ -132,30 +115,30 @@ extension Parser {
     }
 
     /// `a, b, c` up to `closing` (already past the opening bracket); may be empty.
-    private mutating func parseBracketed(
-        closing: Symbol, _ what: String
-    ) throws(SyntaxFailure) -> [Expression] {
-        try nested { (p: inout Parser) throws(SyntaxFailure) in
-            var items: [Expression] = []
-            if p.accept(closing) != nil { return items }
+    private mutating func parseBracketed(closing: Symbol, _ what: String) throws(SyntaxFailure) -> [Expression] {
+        let saved = enterBrackets()
+        var items: [Expression] = []
+        if accept(closing) == nil {
             repeat {
-                items.append(try p.parseExpression())
-            } while p.accept(.comma) != nil
-            try p.expect(closing, what)
-            return items
+                items.append(try parseExpression())
+            } while accept(.comma) != nil
+            try expect(closing, what)
         }
+        leaveBrackets(saved)
+        return items
     }
 
-    /// Runs `body` inside brackets: newlines are blanks and `>` is an operator again.
-    private mutating func nested<T>(
-        _ body: (inout Parser) throws(SyntaxFailure) -> T
-    ) throws(SyntaxFailure) -> T {
+    /// Inside brackets newlines are blanks and `>` is an operator again. Returns what
+    /// `leaveBrackets` restores (after an error, `synchronize` resets both).
+    private mutating func enterBrackets() -> Bool {
         let saved = inAttributeValue
         inAttributeValue = false
         nesting += 1
-        let result = try body(&self)
+        return saved
+    }
+
+    private mutating func leaveBrackets(_ saved: Bool) {
         nesting -= 1
         inAttributeValue = saved
-        return result
     }
 }

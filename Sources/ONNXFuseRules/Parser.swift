@@ -415,7 +415,12 @@ struct Parser {
     mutating func parseBlock(
         _ kind: BlockKind, keyword: Token, rule: String, into parts: inout RuleParts
     ) throws(SyntaxFailure) {
-        try expect(.leftBrace, "'{' after '\(kind)'")
+        // Without its '{', the block is read as if it were there (the lines that follow are
+        // most likely its lines), and the next block keyword closes it without another error.
+        let braceless = accept(.leftBrace) == nil
+        if braceless {
+            _ = failure(expected: "'{' after '\(kind)'")
+        }
         while true {
             let token = peek()
             beginStatement()
@@ -431,6 +436,7 @@ struct Parser {
             case .identifier(let word):
                 if atNextRule() { return }
                 if let next = BlockKind(rawValue: word), peekSecond().isSymbol(.leftBrace) {
+                    if braceless { return }
                     _ = failure("expected '}' to close the \(kind) block before '\(next)'", at: location(token))
                     return
                 }

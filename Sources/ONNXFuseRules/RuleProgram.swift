@@ -13,14 +13,16 @@ struct RuleProgram {
 
     func prepare(_ match: Match, _ context: RewriteContext) -> Result<PreparedReplacement, RuleRefusal> {
         var scope = Scope(program: self, match: match, context: context)
-        for condition in rule.guards {
+        // Each `where` line, one conjunct at a time, so a refusal names the condition that failed.
+        for condition in rule.guards.flatMap(\.conjuncts) {
             do {
+                scope.why = nil
                 let value = try scope.evaluate(condition)
                 guard case .boolean(let holds) = value else {
-                    return .failure(RuleRefusal("the condition at line \(condition.location.line) is \(value.kind), not a boolean"))
+                    return .failure(RuleRefusal("`\(condition)` is \(value.kind), not a boolean"))
                 }
                 if !holds {
-                    return .failure(RuleRefusal(scope.why ?? "the condition at line \(condition.location.line) does not hold"))
+                    return .failure(RuleRefusal(scope.why ?? "`\(condition)` is false"))
                 }
             } catch {
                 return .failure(RuleRefusal(error.message))

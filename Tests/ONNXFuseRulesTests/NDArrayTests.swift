@@ -31,6 +31,8 @@ final class NDArrayTests: XCTestCase {
         XCTAssertEqual(a.onesLike(), array([2, 3], [1, 1, 1, 1, 1, 1]))
         XCTAssertEqual(array([0, 4], []).onesLike(), array([0, 4], []))
         XCTAssertEqual(array([2], [1, 2]).description, "NDArray([2]: [1.0, 2.0])")
+        XCTAssertEqual(NDArray(shape: [17], values: Array(repeating: 0, count: 17)).description,
+                       "NDArray([17]: " + Array(repeating: "0.0", count: 16).joined(separator: ", ") + ", ...)")
     }
 
     func testIsFinite() {

@@ -131,7 +131,7 @@ final class ParseErrorTests: XCTestCase {
 
     func testCommuteNeedsOperatorNames() {
         check(rule("  commute\n  match { y = A(x) }\n  replace { y = x }"), "2:10: expected an operator name after 'commute', found end of line")
-        check(rule("  commute Add,\n  match { y = A(x) }\n  replace { y = x }"), "2:16: expected an operator name after ',', found end of line")
+        check(rule("  commute Add,\n  match { y = A(x) }\n  replace { y = x }"), "2:15: expected an operator name after ',', found end of line")
         check(rule("  commute Add Mul\n  match { y = A(x) }\n  replace { y = x }"), "2:15: expected end of line after 'commute', found 'Mul'")
     }
 
@@ -190,10 +190,10 @@ final class ParseErrorTests: XCTestCase {
         check(match("    y = A<>(x)"), "3:11: expected an attribute of A: 'name = value', 'name: variable', '!name' or '...variable', found '>'")
         check(match("    y = A<axis>(x)"), "3:15: expected '=' or ':' after the attribute name 'axis', found '>'")
         check(match("    y = A<axis = 1(x)"), "3:19: expected '>' after the attributes of A, found '('")
-        check(match("    y = A<axis:>(x)"), "3:15: expected a variable name after 'axis:', found '>'")
-        check(match("    y = A<!>(x)"), "3:11: expected an attribute name after '!', found '>'")
-        check(match("    y = A<...>(x)"), "3:13: expected a variable after '...', such as '...y' to copy the attributes of y's node, found '>'")
-        check(match("    y = A<axis = >(x)"), "3:16: expected an expression, found '>'")
+        check(match("    y = A<axis:>(x)"), "3:16: expected a variable name after 'axis:', found '>'")
+        check(match("    y = A<!>(x)"), "3:12: expected an attribute name after '!', found '>'")
+        check(match("    y = A<...>(x)"), "3:14: expected a variable after '...', such as '...y' to copy the attributes of y's node, found '>'")
+        check(match("    y = A<axis = >(x)"), "3:18: expected an expression, found '>'")
     }
 
     func testAttributeFormsInTheWrongBlock() {
@@ -211,14 +211,14 @@ final class ParseErrorTests: XCTestCase {
     func testExtraTextAfterALine() {
         check(match("    y = A(x) B"), "3:14: expected end of line after a node pattern, found 'B'")
         check(replace("    y = A(x) B"), "4:14: expected end of line after a node, found 'B'")
-        check(replace("    y = x)"), "4:10: expected end of line after a forward line, found ')'")
+        check(replace("    y = x)"), "4:10: expected '(' and the inputs after x, found ')'")
     }
 
     // MARK: - Expressions
 
     func testMissingExpression() {
-        check(condition("    x =="), "4:9: expected an expression, found end of line")
-        check(condition("    x +\n  }"), "4:8: expected an expression, found '}'")
+        check(condition("    x =="), "4:9: expected an expression, found '}'")
+        check(condition("    x +"), "4:8: expected an expression, found '}'")
         check(condition("    x && )"), "4:10: expected an expression, found ')'")
         check(condition("    _ == 1"), "4:5: expected an expression, found '_'")
     }
@@ -233,8 +233,8 @@ final class ParseErrorTests: XCTestCase {
     }
 
     func testUnclosedBrackets() {
-        check(condition("    (a + b"), "4:11: expected ')' to close the '(' at line 4, column 5, found end of line")
-        check(condition("    [a, b"), "4:10: expected ']' after the elements of the list, found end of line")
+        check(condition("    (a + b"), "4:11: expected ')' to close the '(' at line 4, column 5, found '}'")
+        check(condition("    [a, b"), "4:10: expected ']' after the elements of the list, found '}'")
         check(condition("    [a b]"), "4:8: expected ']' after the elements of the list, found 'b'")
         check(condition("    f(a, b\n    g(x)"), "4:11: expected ')' after the arguments of f, found 'g'")
     }
@@ -255,14 +255,14 @@ final class ParseErrorTests: XCTestCase {
 
     func testTooDeeplyNested() {
         let deep = String(repeating: "(", count: 300) + "a" + String(repeating: ")", count: 300)
-        check(condition("    " + deep), "4:204: expression nested too deeply (more than 200 levels)")
+        check(condition("    " + deep), "4:205: expression nested too deeply (more than 200 levels)")
     }
 
     // MARK: - Several errors
 
     func testEveryErrorOfAFileIsReported() {
         let text = """
-        # Errors on lines 3, 5, 6, 9, 11, 13, 16, 19, 20 and 22; the rest is fine.
+        # Errors on lines 3, 5, 6, 9, 10, 11, 12, 13, 16, 19, 20 and 22; the rest is fine.
         rule first {
           mach { y = A(x) }
           match {
@@ -291,12 +291,14 @@ final class ParseErrorTests: XCTestCase {
             "5:18: expected ')' after the inputs of Conv, found 'z'",
             "6:37: expected a variable name after 'epsilon:', found '='",
             "10:3: rule 'first' has more than one where block",
-            "9:19: comparisons do not chain: expected '&&', '||' or parentheses before '<' (after '<')",
+            "9:17: comparisons do not chain: expected '&&', '||' or parentheses before '<' (after '<')",
             "11:17: unterminated string, expected '\"' before the end of the line",
+            // The unterminated string took the compute block's '}' with it.
+            "12:3: expected '}' to close the compute block before 'replace'",
             "13:20: '...' (any further inputs) is only allowed in match",
             "16:11: expected an integer after 'benefit', found 'x'",
             "19:40: a number starts with a digit: write '0.5' instead of '.5'",
-            "20:28: unexpected character '@'",
+            "20:26: unexpected character '@'",
             "22:5: expected a rule name after 'rule' (letters, digits, '-' and '_'), found end of line",
         ].sorted { a, b in
             let (la, lb) = (a.split(separator: ":"), b.split(separator: ":"))
@@ -313,12 +315,12 @@ final class ParseErrorTests: XCTestCase {
 
     func testDescriptionListsOneErrorPerLine() {
         do {
-            _ = try parseRules("rule a {\n  match { y = A(x }\n  replace { y = x ]\n}", file: "dir/my.rules")
+            _ = try parseRules("rule a {\n  match { y = A(x }\n  replace { y = x ] }\n}", file: "dir/my.rules")
             XCTFail("parsed")
         } catch {
             XCTAssertEqual(error.description, """
-            dir/my.rules:2:18: expected ')' after the inputs of A, found '}'
-            dir/my.rules:3:19: expected end of line after a forward line, found ']'
+            dir/my.rules:2:19: expected ')' after the inputs of A, found '}'
+            dir/my.rules:3:19: expected '(' and the inputs after x, found ']'
             """)
             XCTAssertEqual(error.errors.map(\.description), error.description.split(separator: "\n").map(String.init))
         }

@@ -89,7 +89,7 @@ final class ParseExpressionTests: XCTestCase {
         XCTAssertEqual(parsed("!a && b"), "((! a) && b)")
         XCTAssertEqual(parsed("!(a || b)"), "(! (a || b))")
         XCTAssertEqual(parsed("a || b && c == d ++ e + f * -g(h)"), "(a || (b && (c == (d ++ (e + (f * (- g(h))))))))")
-        XCTAssertEqual(parsed("-g(h) * f + e ++ d == c && b || a"), "((((((- g(h)) * f) + e) ++ d) == c) && b) || a)")
+        XCTAssertEqual(parsed("-g(h) * f + e ++ d == c && b || a"), "(((((((- g(h)) * f) + e) ++ d) == c) && b) || a)")
         XCTAssertEqual(parsed("(a || b) && c"), "((a || b) && c)")
         XCTAssertEqual(parsed("(a + b) * c"), "((a + b) * c)")
     }

@@ -152,7 +152,7 @@ final class ParserTests: XCTestCase {
         XCTAssertEqual(file.rules.map(\.name), ["fold-conv-batchnorm", "div-by-constant"])
         let (fold, div) = (file.rules[0], file.rules[1])
         XCTAssertEqual(fold.location, loc(2, 1, file: "example.rules"))
-        XCTAssertEqual(div.location, loc(22, 1, file: "example.rules"))
+        XCTAssertEqual(div.location, loc(23, 1, file: "example.rules"))
         XCTAssertEqual(fold.comment, ["Fold an inference-mode BatchNormalization into the Conv that feeds it."])
         XCTAssertEqual(div.comment, ["Replace a division by a constant with a multiplication by its reciprocal."])
         XCTAssertEqual(fold.benefit, 10)
@@ -165,7 +165,7 @@ final class ParserTests: XCTestCase {
         let rules = try parse(parserExampleFile)
         let lines = parserExampleFile.split(separator: "\n", omittingEmptySubsequences: false)
         XCTAssertEqual(rules[0].text, lines[1...19].joined(separator: "\n"))
-        XCTAssertEqual(rules[1].text, lines[21...26].joined(separator: "\n"))
+        XCTAssertEqual(rules[1].text, lines[22...27].joined(separator: "\n"))
         XCTAssertTrue(rules[0].text.hasPrefix("rule fold-conv-batchnorm {\n  benefit 10\n"))
         XCTAssertTrue(rules[0].text.hasSuffix("    z = Conv<...y>(x, w2, b2)\n  }\n}"))
     }
@@ -239,17 +239,17 @@ final class ParserTests: XCTestCase {
     func testExampleDivByConstantTree() throws {
         let div = try parse(parserExampleFile)[1]
         XCTAssertEqual(div.match.map(R.of), ["y = Div(x, c)"])
-        XCTAssertEqual(div.match[0].location, loc(23, 13))
+        XCTAssertEqual(div.match[0].location, loc(24, 13))
         XCTAssertEqual(div.guards.map(R.of), ["(constant(c) && (dtype(c) in [float, double, float16]))"])
         XCTAssertEqual(div.computes.map(R.of), ["r = (1 / c)"])
-        XCTAssertEqual(div.computes[0].location, loc(25, 13))
+        XCTAssertEqual(div.computes[0].location, loc(26, 13))
         XCTAssertEqual(div.replacements.map(R.of), ["y = Mul(x, r)"])
         guard case .binary(.and, _, .binary(.in, _, .list(let types, let listAt), _), _) = div.guards[0] else {
             return XCTFail("guard: \(div.guards[0])")
         }
-        XCTAssertEqual(listAt, loc(24, 40))
+        XCTAssertEqual(listAt, loc(25, 40))
         guard case .name("float16", let at) = types[2] else { return XCTFail("\(types)") }
-        XCTAssertEqual(at, loc(24, 56))
+        XCTAssertEqual(at, loc(25, 56))
     }
 
     // MARK: - Rule headers
@@ -330,10 +330,10 @@ final class ParserTests: XCTestCase {
         }
         # Right after the previous rule's brace.
         rule b { match { y = A(x) }; replace { y = x } }
-        rule c { match { y = A(x) }; replace { y = x } }
-        x = 1 # a trailing comment on a line is not a comment line
+        rule c { match { y = A(x) }; replace { y = x } } # a trailing comment is no comment line
+        rule d { match { y = A(x) }; replace { y = x } }
         """)
-        XCTAssertEqual(rules.count, 3)
+        XCTAssertEqual(rules.count, 4)
         XCTAssertEqual(rules[0].comment, [
             "First line.",
             "Second line without a space.",
@@ -343,6 +343,7 @@ final class ParserTests: XCTestCase {
         ])
         XCTAssertEqual(rules[1].comment, ["Right after the previous rule's brace."])
         XCTAssertEqual(rules[2].comment, [])
+        XCTAssertEqual(rules[3].comment, [])
     }
 
     func testCommentsAreIgnoredInsideRulesAndStringsKeepHashes() throws {

@@ -1,0 +1,251 @@
+import XCTest
+import ONNXFuseIR
+import ONNXFuseRewrite
+@testable import ONNXFuseRules
+
+/// Rule files from text to engine rules, and the example rules of the issue on small graphs
+/// whose folded numbers are computed by hand.
+final class RuleCompilerTests: XCTestCase {
+    static let example = """
+        # Fold an inference-mode BatchNormalization into the Conv that feeds it.
+        rule fold-conv-batchnorm {
+          benefit 10
+          match {
+            y = Conv(x, w, b?)
+            z = BatchNormalization<epsilon: eps = 1e-5, training_mode: tm = 0>(y, scale, shift, mean, var)
+          }
+          where {
+            tm == 0 && constant(w, b, scale, shift, mean, var)
+            rank(w) >= 3 && shape(scale) == [dim(w, 0)]
+          }
+          compute {
+            k  = scale / sqrt(var + eps)
+            w2 = w * reshape(k, [dim(w, 0)] ++ ones(rank(w) - 1))
+            b2 = (default(b, 0) - mean) * k + shift
+          }
+          replace {
+            z = Conv<...y>(x, w2, b2)
+          }
+        }
+
+        # Replace a division by a constant with a multiplication by its reciprocal.
+        rule div-by-constant {
+          match   { y = Div(x, c) }
+          where   { constant(c) && dtype(c) in [float, double, float16] }
+          compute { r = 1 / c }
+          replace { y = Mul(x, r) }
+        }
+        """
+
+    func compile(_ text: String) throws -> [CompiledRule] {
+        try compileRules(try parseRules(text, file: "test.rules"))
+    }
+
+    /// The messages of compiling `text`, which must fail.
+    func errors(_ text: String, file: StaticString = #filePath, line: UInt = #line) -> [String] {
+        do {
+            _ = try compile(text)
+            XCTFail("compiled", file: file, line: line)
+            return []
+        } catch let error as RuleErrors {
+            return error.errors.map(\.description)
+        } catch {
+            XCTFail("\(error)", file: file, line: line)
+            return []
+        }
+    }
+
+    // MARK: Load-time errors
+
+    func testTheExampleCompiles() throws {
+        let rules = try compile(Self.example)
+        XCTAssertEqual(rules.map(\.name), ["fold-conv-batchnorm", "div-by-constant"])
+        XCTAssertEqual(rules[0].comment, ["Fold an inference-mode BatchNormalization into the Conv that feeds it."])
+        XCTAssertEqual(rules[0].rewrite.benefit, 10)
+        XCTAssertTrue(rules[0].text.hasPrefix("rule fold-conv-batchnorm {"))
+    }
+
+    func testUndefinedVariablesAndUnknownFunctionsAreLoadTimeErrors() {
+        XCTAssertEqual(errors("""
+            rule r {
+              match { y = Div(x, c) }
+              where { constant(d) && frobnicate(c) }
+              compute { r = 1 / q }
+              replace { y = Mul(x, r2) }
+            }
+            """), [
+            "test.rules:3:20: constant() takes variables of the match",
+            "test.rules:3:26: unknown function 'frobnicate'",
+            "test.rules:4:21: 'q' is not defined",
+            "test.rules:5:13: 'r2' is not defined (not in match, compute, or an earlier replace line)",
+        ])
+    }
+
+    func testEveryValueTheMatchProducesNeedsAProducer() {
+        XCTAssertEqual(errors("""
+            rule r {
+              match { y = A(x); z = B(y) }
+              replace { y = C(x) }
+            }
+            """), ["test.rules:2:21: 'z', an output of B, is not given a replacement"])
+        XCTAssertEqual(errors("""
+            rule r {
+              match { y = A(x) }
+              replace { x = C(y) }
+            }
+            """), [
+            "test.rules:3:13: 'x' comes from outside the match; replace can only redefine values the match produces",
+            "test.rules:2:11: 'y', an output of A, is not given a replacement",
+        ])
+    }
+
+    func testMisplacedSyntaxIsReportedWithItsPlace() {
+        let messages = errors("""
+            rule r {
+              match { y = A<...x>(x) }
+              replace { y = B<k: v>(x, ...) }
+            }
+            rule r {
+              match { y = A(x) }
+              replace { y = x }
+            }
+            """)
+        XCTAssertEqual(messages.map { String($0.prefix(while: { $0 != " " })) }, ["test.rules:2:17:", "test.rules:3:19:", "test.rules:3:28:"],
+                       "\(messages)")
+        XCTAssertEqual(errors("""
+            rule r {
+              match { y = A(x) }
+              replace { y = x }
+            }
+            rule r {
+              match { y = A(x) }
+              replace { y = x }
+            }
+            """), ["test.rules:5:1: rule 'r' is defined twice in this file"])
+    }
+
+    // MARK: The example rules on graphs
+
+    struct ConvBatchNorm {
+        let graph = Graph(name: "g")
+        let model: Model
+        var conv: Node!
+        var bn: Node!
+
+        /// Conv(x, w) with w = [2, 1, 1, 1] = (1, 2), BN with scale (4, 9), shift (0.5, -1),
+        /// mean (1, 0), var (3, 8), epsilon 1: k = scale / sqrt(var + 1) = (2, 3),
+        /// w2 = (2, 6), b2 = (0 - mean) * k + shift = (-1.5, -1).
+        init(training: Int64? = nil, scaleCount: Int = 2, variance: [Float] = [3, 8], weightIsInput: Bool = false) {
+            model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
+            let x = graph.addInput(name: "x", info: ValueInfo(type: .tensor(.float, [.value(1), .value(1), .value(2), .value(2)])))
+            func constant(_ name: String, _ values: [Float], dims: [Int64]? = nil) -> Value {
+                graph.addInitializer(name: name, tensor: Tensor(dataType: .float, dims: dims ?? [Int64(values.count)], values: values))
+            }
+            let w: Value
+            if weightIsInput {
+                w = graph.addInput(name: "w", info: ValueInfo(type: .tensor(.float, [.value(2), .value(1), .value(1), .value(1)])))
+            } else {
+                w = constant("w", [1, 2], dims: [2, 1, 1, 1])
+            }
+            let scale = constant("scale", Array([4, 9, 1][..<scaleCount]))
+            let shift = constant("shift", [0.5, -1]), mean = constant("mean", [1, 0]), variance = constant("var", variance)
+            conv = Node(opType: "Conv", name: "conv", inputs: [x, w], outputNames: ["y"],
+                        attributes: [Attribute(name: "kernel_shape", value: .ints([1, 1]))])
+            graph.append(conv)
+            var attributes = [Attribute(name: "epsilon", value: .float(1))]
+            if let training { attributes.append(Attribute(name: "training_mode", value: .int(training))) }
+            bn = Node(opType: "BatchNormalization", name: "bn3", inputs: [conv.outputs[0], scale, shift, mean, variance],
+                      outputNames: ["z"], attributes: attributes)
+            graph.append(bn)
+            graph.addOutput(bn.outputs[0]!, info: ValueInfo(type: nil))
+        }
+
+        func run(_ rules: [CompiledRule]) throws -> RewriteReport {
+            var options = RewriteOptions()
+            options.explain = true
+            let report = applyRules(rules.map(\.rewrite), to: model, options: options)
+            try model.verify()
+            return report
+        }
+    }
+
+    func testFoldConvBatchNormNumbersAndText() throws {
+        let case_ = ConvBatchNorm()
+        let report = try case_.run(compile(Self.example))
+        XCTAssertEqual(report.fired.map(\.rule), ["fold-conv-batchnorm"])
+        XCTAssertEqual(Printer().print(case_.graph), """
+            g (float[1,1,2,2] x) => (? z)
+               <float[2,1,1,1] z_w2 = {2, 6}, float[2] z_b2 = {-1.5, -1}>
+            {
+               z = Conv <kernel_shape = [1, 1]> (x, z_w2, z_b2)
+            }
+
+            """)
+    }
+
+    func testFoldConvBatchNormMustNotFire() throws {
+        let rules = try compile(Self.example)
+        func reasons(_ build: (inout ConvBatchNorm) -> Void) throws -> [String] {
+            var case_ = ConvBatchNorm()
+            build(&case_)
+            let before = Printer().print(case_.graph)
+            let report = try case_.run(rules)
+            XCTAssertTrue(report.fired.isEmpty)
+            XCTAssertEqual(Printer().print(case_.graph), before, "nothing changes")
+            return report.explanations.map(\.description)
+        }
+        // The Conv output is used twice.
+        XCTAssertEqual(try reasons { c in
+            c.graph.append(Node(opType: "Relu", inputs: [c.conv.outputs[0]], outputNames: ["r"]))
+            c.graph.addOutput(c.graph.lastNode!.outputs[0]!, info: ValueInfo(type: nil))
+        }, ["fold-conv-batchnorm at node 'bn3': y has 2 users"])
+        // The Conv output is a graph output.
+        XCTAssertEqual(try reasons { c in c.graph.addOutput(c.conv.outputs[0]!, info: ValueInfo(type: nil)) },
+                       ["fold-conv-batchnorm at node 'bn3': y is a graph output"])
+        // Training mode.
+        var training = ConvBatchNorm(training: 1)
+        XCTAssertTrue(try training.run(rules).fired.isEmpty)
+        _ = training.bn
+        // The weight is a graph input.
+        var input = ConvBatchNorm(weightIsInput: true)
+        XCTAssertEqual(try input.run(rules).explanations.map(\.reason), ["w is a graph input"])
+        _ = input.bn
+        // Mismatched shapes: three scales for two channels.
+        var shapes = ConvBatchNorm(scaleCount: 3)
+        XCTAssertEqual(try shapes.run(rules).explanations.map(\.reason), ["`shape(scale) == [dim(w, 0)]` is false"])
+        _ = shapes.bn
+        // Variance and epsilon giving a non-finite scale: var + eps = 0.
+        var infinite = ConvBatchNorm(variance: [-1, 8])
+        XCTAssertEqual(try infinite.run(rules).explanations.map(\.reason), ["k is not finite"])
+        _ = infinite.bn
+    }
+
+    func testDivByConstantOnlyForFloatingPointConstants() throws {
+        let rules = try compile(Self.example)
+        let graph = Graph(name: "g")
+        let model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
+        let x = graph.addInput(name: "x", info: ValueInfo(type: .tensor(.float, [.value(2)])))
+        let c = graph.addInitializer(name: "c", tensor: Tensor(dataType: .float, dims: [2], values: [Float(2), 4]))
+        let n = graph.addInput(name: "n", info: ValueInfo(type: .tensor(.int64, [.value(2)])))
+        let i = graph.addInitializer(name: "i", tensor: Tensor(dataType: .int64, dims: [2], values: [Int64(2), 4]))
+        graph.append(Node(opType: "Div", inputs: [x, c], outputNames: ["y"]))
+        graph.append(Node(opType: "Div", inputs: [n, i], outputNames: ["q"]))
+        graph.addOutput(graph.firstNode!.outputs[0]!, info: ValueInfo(type: nil))
+        graph.addOutput(graph.lastNode!.outputs[0]!, info: ValueInfo(type: nil))
+        var options = RewriteOptions()
+        options.explain = true
+        let report = applyRules(rules.map(\.rewrite), to: model, options: options)
+        try model.verify()
+        XCTAssertEqual(report.fired.map(\.rule), ["div-by-constant"])
+        XCTAssertEqual(Printer().print(graph), """
+            g (float[2] x, int64[2] n) => (? y, ? q)
+               <int64[2] i = {2, 4}, float[2] y_r = {0.5, 0.25}>
+            {
+               y = Mul (x, y_r)
+               q = Div (n, i)
+            }
+
+            """)
+        XCTAssertEqual(report.explanations.map(\.description), ["div-by-constant at node 'q': `dtype(c) in [float, double, float16]` is false"])
+    }
+}
