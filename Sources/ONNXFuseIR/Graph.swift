@@ -35,7 +35,13 @@ public final class Graph {
     /// The graph outputs, in order.
     public private(set) var outputs: [GraphOutput] = []
     /// The initializers, in file order (an overridable one is also in `inputs`).
-    public private(set) var initializers: [Value] = []
+    public var initializers: [Value] {
+        removedInitializers == 0 ? initializerSlots.map { $0! } : initializerSlots.compactMap { $0 }
+    }
+    /// Initializers by slot; a removed one leaves a hole until the next compaction, so that
+    /// removing is O(1) (rewrites remove many).
+    private var initializerSlots: [Value?] = []
+    private var removedInitializers = 0
     /// The sparse initializers, in file order.
     public private(set) var sparseInitializers: [Value] = []
     /// The `value_info` list, in file order.
@@ -166,14 +172,18 @@ public final class Graph {
         let value = Value(name: name, definition: .initializer)
         value.initializer = consume tensor
         value.graphStorage = self
-        initializers.append(value)
+        value.initializerSlot = initializerSlots.count
+        initializerSlots.append(value)
         return value
     }
 
     /// Gives graph input `input` an initializer (its overridable default).
     public func setInitializer(_ tensor: Tensor, forInput input: Value) {
         precondition(input.definition == .graphInput && input.graphStorage === self, "not an input of this graph")
-        if !input.hasInitializer { initializers.append(input) }
+        if !input.hasInitializer {
+            input.initializerSlot = initializerSlots.count
+            initializerSlots.append(input)
+        }
         input.initializer = tensor
     }
 
@@ -181,10 +191,16 @@ public final class Graph {
     /// together with the input).
     public func removeInitializer(_ value: Value) {
         precondition(value.isUnused, "initializer '\(value.name)' is still used")
-        guard let index = initializers.firstIndex(where: { $0 === value }) else {
+        guard value.initializerSlot < initializerSlots.count, initializerSlots[value.initializerSlot] === value else {
             preconditionFailure("'\(value.name)' is not an initializer of this graph")
         }
-        initializers.remove(at: index)
+        initializerSlots[value.initializerSlot] = nil
+        removedInitializers += 1
+        if removedInitializers > 64 && removedInitializers * 2 > initializerSlots.count {
+            initializerSlots = initializerSlots.filter { $0 != nil }
+            for (slot, initializer) in initializerSlots.enumerated() { initializer!.initializerSlot = slot }
+            removedInitializers = 0
+        }
         if value.definition == .graphInput { inputs.removeAll { $0 === value } }
         value.initializer = nil
         value.definition = .detached

@@ -70,6 +70,8 @@ public final class Value {
     /// How many graph outputs name it.
     public internal(set) var graphOutputCount = 0
 
+    /// Where it is among its graph's initializers (see `Graph.initializers`).
+    var initializerSlot = 0
     unowned(unsafe) var producerStorage: Node?
     unowned(unsafe) var graphStorage: Graph?
 

@@ -1,5 +1,5 @@
 /// The punctuation and operator symbols of the rule language.
-enum Symbol: String, Sendable, CaseIterable {
+enum Symbol: String, Sendable {
     case leftBrace = "{"
     case rightBrace = "}"
     case leftParen = "("
@@ -57,7 +57,7 @@ struct Token: Sendable {
     /// 1-based line and column of the first scalar.
     var line: Int
     var column: Int
-    /// Line and column just past the last scalar (on the same line: tokens never span lines).
+    /// Column just past the last scalar (tokens never span lines).
     var endColumn: Int
     /// Nothing but blanks before this token on its line.
     var isFirstOnLine: Bool
@@ -108,9 +108,6 @@ struct Lexer: Sendable {
         view.append(contentsOf: scalars[start..<end])
         return String(view)
     }
-
-    /// Where the next token will be read (for `SourceLocation`).
-    var column: Int { position - lineStart + 1 }
 
     /// Goes back to the start of `token`, to read it again differently.
     mutating func rewind(to token: Token) {

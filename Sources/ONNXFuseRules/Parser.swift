@@ -40,7 +40,7 @@ public func parseRules(_ text: String, file: String = "<string>") throws(RuleErr
 struct SyntaxFailure: Error {}
 
 /// The four kinds of block inside a rule.
-enum BlockKind: String, CaseIterable {
+enum BlockKind: String {
     case match, `where`, compute, replace
 }
 
@@ -65,7 +65,9 @@ struct Parser {
     /// Everything reported so far.
     var errors: [RuleError] = []
 
-    static let maximumExpressionDepth = 200
+    /// Deepest expression nesting (each unary operator, bracket and call counts). Each level
+    /// takes a few kilobytes of stack, so this keeps parsing safe on a 512 KB thread.
+    static let maximumExpressionDepth = 64
 
     init(text: String, file: String) {
         self.file = file

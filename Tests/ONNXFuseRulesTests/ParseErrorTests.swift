@@ -255,7 +255,7 @@ final class ParseErrorTests: XCTestCase {
 
     func testTooDeeplyNested() {
         let deep = String(repeating: "(", count: 300) + "a" + String(repeating: ")", count: 300)
-        check(condition("    " + deep), "4:205: expression nested too deeply (more than 200 levels)")
+        check(condition("    " + deep), "4:69: expression nested too deeply (more than 64 levels)")
     }
 
     // MARK: - Several errors

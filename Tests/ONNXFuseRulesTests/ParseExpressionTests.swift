@@ -148,8 +148,27 @@ final class ParseExpressionTests: XCTestCase {
         XCTAssertEqual(outer, at(1))
     }
 
+    func testDeepestNestingFitsASmallThreadStack() {
+        // 21 × (unary, list, call) + the name: 64 levels, the most the parser takes.
+        let text = "rule t { match { y = A(x) }\n where { " + String(repeating: "-[f(", count: 21) + "a"
+            + String(repeating: ")]", count: 21) + " }\n replace { y = x } }"
+        let done = expectation(description: "parsed")
+        let thread = Thread {
+            do throws(RuleErrors) {
+                let file = try parseRules(text)
+                XCTAssertEqual(file.rules.first?.guards.count, 1)
+            } catch {
+                XCTFail("\(error)")
+            }
+            done.fulfill()
+        }
+        thread.stackSize = 512 * 1024
+        thread.start()
+        wait(for: [done], timeout: 10)
+    }
+
     func testDeepButBoundedNesting() {
-        let depth = 150
+        let depth = 60
         XCTAssertEqual(parsed(String(repeating: "(", count: depth) + "a" + String(repeating: ")", count: depth)), "a")
         XCTAssertEqual(parsed(String(repeating: "-", count: depth) + "1").count, depth * 4 + 1)
     }
