@@ -20,18 +20,7 @@ final class CommandTests: XCTestCase {
     }
 
     func run(_ arguments: [String], in directory: URL? = nil) throws -> Result {
-        let process = Process()
-        process.executableURL = Self.executable
-        process.arguments = arguments
-        if let directory { process.currentDirectoryURL = directory }
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Result(status: process.terminationStatus, stdout: stdout, stderr: String(decoding: stderr, as: UTF8.self))
+        try runOnnxFuse(arguments, in: directory)
     }
 
     func workspace(with fixtures: [String]) throws -> URL {
@@ -154,4 +143,20 @@ final class CommandTests: XCTestCase {
             XCTAssertTrue(help.contains(code), code)
         }
     }
+}
+
+/// Runs the built `onnx-fuse` with `arguments` in `directory` and collects what it did.
+func runOnnxFuse(_ arguments: [String], in directory: URL? = nil) throws -> CommandTests.Result {
+    let process = Process()
+    process.executableURL = CommandTests.executable
+    process.arguments = arguments
+    if let directory { process.currentDirectoryURL = directory }
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let stdout = out.fileHandleForReading.readDataToEndOfFile()
+    let stderr = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return CommandTests.Result(status: process.terminationStatus, stdout: stdout, stderr: String(decoding: stderr, as: UTF8.self))
 }

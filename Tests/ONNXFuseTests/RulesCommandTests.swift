@@ -1,0 +1,112 @@
+import XCTest
+import Foundation
+
+/// `--rules`, `--only`, `--disable`, `--explain`, `--report` and `onnx-fuse rules ...`, run
+/// as a user would, with the example rule file of `docs/examples`.
+final class RulesCommandTests: XCTestCase {
+    static let example = CommandTests.root.appendingPathComponent("docs/examples/conv-batchnorm.rules").path
+
+    func run(_ arguments: [String], in directory: URL? = nil) throws -> CommandTests.Result {
+        try runOnnxFuse(arguments, in: directory)
+    }
+
+    func workspace(_ fixtures: [String]) throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("onnx-fuse-rules-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+        for name in fixtures {
+            try FileManager.default.copyItem(at: CommandTests.fixtures.appendingPathComponent(name), to: url.appendingPathComponent(name))
+        }
+        return url
+    }
+
+    func testRulesFoldAndTheSummaryNamesThem() throws {
+        let dir = try workspace(["conv_bn.onnx"])
+        let result = try run(["conv_bn.onnx", "--no-builtin", "--rules", Self.example, "-o", "out.onnx"], in: dir)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stderr.contains("3 -> 2 nodes (fold-conv-batchnorm ×1)"), result.stderr)
+        let printed = try run(["out.onnx", "--print"], in: dir)
+        XCTAssertFalse(String(decoding: printed.stdout, as: UTF8.self).contains("BatchNormalization"))
+    }
+
+    func testOnlyDisableAndUnknownNames() throws {
+        let dir = try workspace(["conv_bn.onnx"])
+        let disabled = try run(["conv_bn.onnx", "--no-builtin", "--rules", Self.example, "--disable", "fold-conv-batchnorm", "-o", "a.onnx"], in: dir)
+        XCTAssertTrue(disabled.stderr.contains("3 -> 3 nodes,"), disabled.stderr)
+        let only = try run(["conv_bn.onnx", "--no-builtin", "--rules", Self.example, "--only", "div-by-constant", "-o", "b.onnx"], in: dir)
+        XCTAssertTrue(only.stderr.contains("3 -> 3 nodes,"), only.stderr)
+        let unknown = try run(["conv_bn.onnx", "--rules", Self.example, "--only", "no-such-rule"], in: dir)
+        XCTAssertEqual(unknown.status, 1)
+        XCTAssertEqual(unknown.stderr, "onnx-fuse: error: there is no rule named 'no-such-rule'\n")
+    }
+
+    func testExplainAndReport() throws {
+        let dir = try workspace(["overridable_initializer.onnx"])
+        let result = try run(["overridable_initializer.onnx", "--no-builtin", "--rules", Self.example, "--explain",
+                              "--report", "report.json", "-o", "out.onnx"], in: dir)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stderr.contains("onnx-fuse: explain: fold-conv-batchnorm at node 'bn': w is an initializer that is also a graph input"),
+                      result.stderr)
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("report.json"))) as! [String: Any]
+        XCTAssertEqual(report["nodes_before"] as? Int, 3)
+        XCTAssertEqual(report["nodes_after"] as? Int, 3)
+        XCTAssertEqual((report["rules_fired"] as? [Any])?.count, 0)
+        let explanations = report["explanations"] as? [[String: String]]
+        XCTAssertEqual(explanations?.first?["reason"], "w is an initializer that is also a graph input")
+        XCTAssertNotNil(report["seconds"] as? Double)
+
+        let frozen = try run(["overridable_initializer.onnx", "--no-builtin", "--rules", Self.example, "--freeze-initializer-inputs",
+                              "--report", "frozen.json", "-o", "frozen.onnx"], in: dir)
+        XCTAssertTrue(frozen.stderr.contains("(fold-conv-batchnorm ×1)"), frozen.stderr)
+        let frozenReport = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("frozen.json"))) as! [String: Any]
+        XCTAssertEqual((frozenReport["rules_fired"] as? [[String: Any]])?.first?["count"] as? Int, 1)
+    }
+
+    func testRuleFileErrorsComeFirstWithTheirPlace() throws {
+        let dir = try workspace(["conv_bn.onnx"])
+        let bad = dir.appendingPathComponent("bad.rules")
+        try """
+            rule broken {
+              match { y = Div(x, c) }
+              where { constant(c) && frobnicate(c) }
+              replace { y = Mul(x, r) }
+            }
+            """.write(to: bad, atomically: true, encoding: .utf8)
+        let result = try run(["conv_bn.onnx", "--rules", "bad.rules"], in: dir)
+        XCTAssertEqual(result.status, 1)
+        XCTAssertEqual(result.stderr, """
+            onnx-fuse: error: bad.rules:3:26: unknown function 'frobnicate'
+            onnx-fuse: error: bad.rules:4:13: 'r' is not defined (not in match, compute, or an earlier replace line)
+
+            """)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("conv_bn.fused.onnx").path), "no model touched")
+        let check = try run(["rules", "check", "bad.rules"], in: dir)
+        XCTAssertEqual(check.status, 1)
+        XCTAssertTrue(check.stderr.hasPrefix("onnx-fuse: error: bad.rules:3:26:"), check.stderr)
+    }
+
+    func testRulesListShowAndCheck() throws {
+        let list = try run(["rules", "list", "--rules", Self.example])
+        XCTAssertEqual(list.status, 0, list.stderr)
+        let lines = String(decoding: list.stdout, as: UTF8.self).split(separator: "\n")
+        XCTAssertEqual(lines.count, 2)
+        XCTAssertTrue(lines[0].hasPrefix("fold-conv-batchnorm  "), String(lines[0]))
+        XCTAssertTrue(lines[0].hasSuffix("Fold an inference-mode BatchNormalization into the Conv that feeds it."), String(lines[0]))
+        let show = try run(["rules", "show", "div-by-constant", "--rules", Self.example])
+        XCTAssertEqual(String(decoding: show.stdout, as: UTF8.self), """
+            # Replace a division by a constant with a multiplication by its reciprocal.
+            rule div-by-constant {
+              match   { y = Div(x, c) }
+              where   { constant(c) && dtype(c) in [float, double, float16] }
+              compute { r = 1 / c }
+              replace { y = Mul(x, r) }
+            }
+
+            """)
+        let check = try run(["rules", "check", Self.example])
+        XCTAssertEqual(check.status, 0)
+        XCTAssertTrue(String(decoding: check.stdout, as: UTF8.self).hasSuffix(": 2 rules, no errors\n"))
+        let unknown = try run(["rules", "frobnicate"])
+        XCTAssertEqual(unknown.status, 1)
+    }
+}
