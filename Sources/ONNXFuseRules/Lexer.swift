@@ -216,6 +216,10 @@ struct Lexer: Sendable {
         guard let value = Double(spelled), value.isFinite else {
             return makeToken(.invalid("the number '\(spelled)' is too large"), from: start)
         }
+        // Integers are 64-bit in ONNX; one that does not fit would trap where it is converted.
+        if isInteger, Int64(exactly: value) == nil {
+            return makeToken(.invalid("the integer '\(spelled)' is too large"), from: start)
+        }
         return makeToken(.number(value, isInteger: isInteger), from: start)
     }
 

@@ -30,8 +30,10 @@ final class ParseDocsTests: XCTestCase {
                 let file = try parseRules(block.text, file: "docs/rules.md@\(block.line)")
                 XCTAssertFalse(file.rules.isEmpty, "block at line \(block.line)")
                 names += file.rules.map(\.name)
+                // What a reader copies must also load: every example passes the compiler's checks.
+                _ = try compileRules(file)
             } catch {
-                XCTFail("the example at docs/rules.md:\(block.line) does not parse:\n\(error)")
+                XCTFail("the example at docs/rules.md:\(block.line) does not load:\n\(error)")
             }
         }
         XCTAssertEqual(names.first, "fold-conv-batchnorm")

@@ -33,7 +33,8 @@ final class ParseExpressionTests: XCTestCase {
         XCTAssertEqual(parsed("[1, 0.5, 1e-5, 2.0, 1E+3, 25e2, 007, 1.25e-2]"), "[1, 0.5, 1e-05, 2.0, 1000.0, 2500.0, 7, 0.0125]")
         let cases: [(String, Double, Bool)] = [
             ("1", 1, true), ("0.5", 0.5, false), ("1e-5", 1e-5, false), ("2.0", 2, false), ("3E2", 300, false),
-            ("123456789", 123456789, true),
+            ("123456789", 123456789, true), ("9223372036854774784", 9223372036854774784, true),
+            ("1e300", 1e300, false),
         ]
         for (text, value, isInteger) in cases {
             guard case .number(let v, let i, let at) = try tree(text) else { return XCTFail(text) }

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Fold the BatchNormalization nodes of PyTorch-exported torchvision models with a rule file
+(a manual check, not part of the test suite: it needs torch and torchvision).
+
+PyTorch's exporters fold BatchNormalization themselves by default, so the models are
+exported with it kept (TorchScript exporter, do_constant_folding=False, eval mode), with
+random weights and non-trivial BatchNormalization statistics (seeded). For each model it runs
+
+    ONNX_FUSE MODEL --no-builtin --rules RULES -o OUT
+
+counts the BatchNormalization nodes before and after (every one that reads a Conv output
+nothing else reads must be gone; the others, such as DenseNet's BatchNormalization after a
+Concat, must stay), runs MODEL and OUT in onnxruntime
+(graph optimizations off) on seeded random inputs and compares the outputs (relative error
+||out - ref|| / ||ref|| must be at most 1e-5), and runs onnx.checker.check_model(OUT,
+full_check=True). Exit status 0 when every model folds exactly those and matches.
+
+    "$VENV/bin/python" scripts/check-batchnorm-folding.py .build/release/onnx-fuse \\
+        docs/examples/conv-batchnorm.rules "$OUT" [--models resnet50,mobilenet_v2]
+
+(VENV: a venv with torch, torchvision, onnx and onnxruntime; OUT: any folder outside the
+repository.)
+"""
+
+import argparse
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+import torchvision
+
+MODELS = ["resnet18", "resnet50", "mobilenet_v2", "efficientnet_b0", "densenet121", "regnet_y_400mf"]
+TOLERANCE = 1e-5
+
+
+def export(name: str, path: Path) -> None:
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, name)().eval()
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    torch.onnx.export(model, torch.randn(1, 3, 224, 224), str(path), dynamo=False, do_constant_folding=False,
+                      opset_version=17, training=torch.onnx.TrainingMode.EVAL)
+
+
+def count(path: Path) -> Counter:
+    return Counter(n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node)
+
+
+def foldable(path: Path) -> int:
+    """BatchNormalization nodes that read a Conv output nothing else reads (what a Conv+BN rule folds)."""
+    graph = onnx.load(str(path), load_external_data=False).graph
+    producers = {out: n for n in graph.node for out in n.output}
+    readers = Counter(i for n in graph.node for i in n.input)
+    outputs = {o.name for o in graph.output}
+    return sum(1 for n in graph.node if n.op_type == "BatchNormalization" and n.input[0] in producers
+               and producers[n.input[0]].op_type == "Conv" and readers[n.input[0]] == 1 and n.input[0] not in outputs)
+
+
+def relative_error(original: Path, folded: Path) -> float:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    a = ort.InferenceSession(str(original), options, providers=["CPUExecutionProvider"])
+    b = ort.InferenceSession(str(folded), options, providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for seed in range(3):
+        feed = {i.name: np.random.default_rng(seed).standard_normal([d if isinstance(d, int) else 1 for d in i.shape])
+                .astype(np.float32) for i in a.get_inputs()}
+        for x, y in zip(a.run(None, feed), b.run(None, feed)):
+            x, y = x.astype(np.float64), y.astype(np.float64)
+            worst = max(worst, float(np.linalg.norm(x - y) / max(np.linalg.norm(x), 1e-30)))
+    return worst
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("binary")
+    parser.add_argument("rules")
+    parser.add_argument("outdir")
+    parser.add_argument("--models", default=",".join(MODELS))
+    args = parser.parse_args()
+    out = Path(args.outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    ok = True
+    print(f"{'model':18} {'BN before':>9} {'foldable':>8} {'BN after':>8} {'nodes':>13} {'rel. error':>10}  checker")
+    for name in args.models.split(","):
+        original, folded = out / f"{name}.bn.onnx", out / f"{name}.folded.onnx"
+        if not original.exists():
+            export(name, original)
+        run = subprocess.run([args.binary, str(original), "--no-builtin", "--rules", args.rules, "-o", str(folded), "-q"],
+                             capture_output=True, text=True)
+        if run.returncode != 0:
+            print(f"{name:18} onnx-fuse failed ({run.returncode}): {run.stderr.strip()}")
+            ok = False
+            continue
+        before, after, candidates = count(original), count(folded), foldable(original)
+        error = relative_error(original, folded)
+        onnx.checker.check_model(str(folded), full_check=True)
+        passed = after["BatchNormalization"] == before["BatchNormalization"] - candidates and error <= TOLERANCE
+        ok &= passed
+        nodes = f"{sum(before.values())} -> {sum(after.values())}"
+        print(f"{name:18} {before['BatchNormalization']:9} {candidates:8} {after['BatchNormalization']:8} {nodes:>13} {error:10.1e}  ok"
+              + ("" if passed else "   FAILED"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
