@@ -34,3 +34,48 @@ final class LibraryTests: XCTestCase {
         }
     }
 }
+
+/// The example rule file of the issue on every fixture: it folds every Conv+BatchNormalization
+/// it should and none it should not.
+final class ExampleRulesTests: XCTestCase {
+    func testExampleRulesFoldExactlyTheConvBatchNormPairs() throws {
+        let rules = try RuleFiles.load(path: CommandTests.root.appendingPathComponent("docs/examples/conv-batchnorm.rules").path)
+        // BatchNormalization nodes left after the rules, by fixture.
+        let expected: [String: Int] = [
+            "bn_constant_nodes": 0, "conv1d_bn": 0, "conv3d_bn": 0, "conv_bias_bn": 0, "conv_bn": 0, "conv_depthwise_bn": 0,
+            "conv_grouped_bn": 0, "external_data": 0, "float_data": 0, "fp16_weights": 0, "if_subgraph": 0,
+            "metadata_docstrings": 0, "shared_weights": 0, "unknown_fields": 0,
+            // Not a Conv before the BatchNormalization, or a weight that can be overridden.
+            "convtranspose_bn": 1, "convtranspose_grouped_bn": 1, "double_weights": 1, "gemm_bn": 1, "overridable_initializer": 1,
+            "functions_training": 0, "matmul_add": 0,
+        ]
+        let fixtures = ((try? FileManager.default.contentsOfDirectory(atPath: CommandTests.fixtures.path)) ?? []).filter { $0.hasSuffix(".onnx") }
+        XCTAssertEqual(Set(fixtures.map { String($0.dropLast(5)) }), Set(expected.keys), "a fixture without an expectation")
+        for name in fixtures.sorted() {
+            let model = try ModelFile.load(path: CommandTests.fixtures.appendingPathComponent(name).path)
+            let report = optimize(model, rules: rules)
+            try model.verify()
+            XCTAssertEqual(report.after.nodesByOpType["BatchNormalization"] ?? 0, expected[String(name.dropLast(5))], name)
+            let folded = (report.before.nodesByOpType["BatchNormalization"] ?? 0) - (report.after.nodesByOpType["BatchNormalization"] ?? 0)
+            XCTAssertEqual(report.fired.first { $0.rule == "fold-conv-batchnorm" }?.count ?? 0, folded, name)
+        }
+    }
+
+    func testRunningOnItsOwnOutputChangesNothing() throws {
+        let rules = try RuleFiles.load(path: CommandTests.root.appendingPathComponent("docs/examples/conv-batchnorm.rules").path)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("onnx-fuse-idem-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: directory) }
+        for name in ["conv_bn.onnx", "shared_weights.onnx", "if_subgraph.onnx", "bn_constant_nodes.onnx"] {
+            let first = try ModelFile.load(path: CommandTests.fixtures.appendingPathComponent(name).path)
+            optimize(first, rules: rules)
+            let once = directory.appendingPathComponent("once-" + name).path
+            try ModelFile.save(first, to: once)
+            let second = try ModelFile.load(path: once)
+            XCTAssertTrue(optimize(second, rules: rules).fired.isEmpty, name)
+            let twice = directory.appendingPathComponent("twice-" + name).path
+            try ModelFile.save(second, to: twice)
+            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: once)), try Data(contentsOf: URL(fileURLWithPath: twice)), name)
+        }
+    }
+}
