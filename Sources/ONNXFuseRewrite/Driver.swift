@@ -263,7 +263,9 @@ struct Driver {
             }
             let outputNames: [String?] = spec.outputs.map { output in
                 switch output {
-                case .replaces(let v): return names.fresh(match.value(v)!.name)
+                // The new value takes the old one's name at once: the old value leaves the
+                // graph before this rewrite ends.
+                case .replaces(let v): return match.value(v)!.name
                 case .fresh(let index): return names.fresh(replacement.freshNames[index])
                 case .none: return nil
                 }
@@ -284,7 +286,6 @@ struct Driver {
         for (old, new) in takeOver {
             old.replaceAllUses(with: new)
             moveGraphOutputs(from: old, to: new)
-            renames.append((new, old.name))
         }
         for (target, source) in replacement.forwards {
             guard let old = match.value(target), let new = resolve(source) else { continue }
@@ -302,10 +303,7 @@ struct Driver {
             freed.append(contentsOf: node.inputs.compactMap { $0 })
             graph.erase(node)
         }
-        for (value, name) in renames {
-            names.release(value.name)
-            value.name = name
-        }
+        for (value, name) in renames { value.name = name }
         removeUnused(freed)
         // Revisit what changed: the new nodes, their producers and their users.
         for node in created {
@@ -339,12 +337,10 @@ struct Driver {
             guard value.isUnused, let graph = value.graph else { continue }
             switch value.definition {
             case .initializer:
-                names.release(value.name)
                 graph.removeInitializer(value)
             case .nodeOutput:
                 guard let producer = value.producer, producer.outputs.allSatisfy({ $0?.isUnused ?? true }) else { continue }
                 stack.append(contentsOf: producer.inputs.compactMap { $0 })
-                for output in producer.outputs { if let output { names.release(output.name) } }
                 graph.erase(producer)
             default:
                 continue
@@ -353,8 +349,9 @@ struct Driver {
     }
 }
 
-/// Every value name of a model, to give new values names that collide with nothing in any
-/// scope. Deterministic: `base`, then `base_1`, `base_2`, ...
+/// Every value name a model has had during a run, to give new values names that collide with
+/// nothing in any scope (names of removed values stay taken: simpler, and still deterministic).
+/// `base`, then `base_1`, `base_2`, ...
 struct NameAllocator {
     private var used = Set<String>()
 
@@ -373,6 +370,4 @@ struct NameAllocator {
         while !used.insert("\(base)_\(counter)").inserted { counter += 1 }
         return "\(base)_\(counter)"
     }
-
-    mutating func release(_ name: String) { used.remove(name) }
 }
