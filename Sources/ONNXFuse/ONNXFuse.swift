@@ -106,6 +106,20 @@ public func optimize(_ model: Model, rules: [CompiledRule], options: Optimizatio
     rewriteOptions.freezeInitializerInputs = options.freezeInitializerInputs
     rewriteOptions.maximumRewrites = options.maximumRewrites
     let report = applyRules(selected.map(\.rewrite), to: model, options: rewriteOptions)
+    importNewDomains(model)
     return OptimizationReport(before: before, after: ModelStatistics(model), fired: report.fired,
                               explanations: report.explanations, reachedRewriteCap: report.reachedRewriteCap)
+}
+
+/// Imports, at version 1, every operator domain a rule introduced that the model did not
+/// import yet: a node of an unimported domain makes the model invalid.
+func importNewDomains(_ model: Model) {
+    var imported = Set(model.opsetImports.map { $0.domain == "ai.onnx" ? "" : ($0.domain ?? "") })
+    for graph in model.allGraphs {
+        for node in graph.nodes where !node.isDefaultDomain {
+            if imported.insert(node.domain!).inserted {
+                model.opsetImports.append(OpsetImport(domain: node.domain, version: 1))
+            }
+        }
+    }
 }

@@ -270,7 +270,12 @@ struct Driver {
                 case .none: return nil
                 }
             }
-            let node = Node(opType: spec.opType, domain: spec.domain.isEmpty ? nil : spec.domain,
+            // Node names stay: the name of the node whose attributes it copies, else of the node
+            // whose output it takes over.
+            var nodeName: String?
+            for case .copyAll(let source) in spec.attributes { nodeName = nodeName ?? match.nodes[source]!.name }
+            for case .replaces(let v) in spec.outputs { nodeName = nodeName ?? match.value(v)!.producer?.name }
+            let node = Node(opType: spec.opType, domain: spec.domain.isEmpty ? nil : spec.domain, name: nodeName,
                             inputs: spec.inputs.map(resolve), outputNames: outputNames, attributes: attributes)
             graph.insert(node, before: root)
             created.append(node)

@@ -24,6 +24,25 @@ final class LibraryTests: XCTestCase {
         XCTAssertEqual(ModelStatistics(model).nodesByOpType, ["Conv": 1, "Relu": 1])
     }
 
+    func testRulesFromTextAndNewDomainsAreImported() throws {
+        let rules = try RuleFiles.rules(in: """
+            # Fuse a Conv and the Relu after it into one node of another domain.
+            rule fuse-conv-relu {
+              match { y = Conv(x, w, b?); z = Relu(y) }
+              replace { z = com.example.ConvRelu<...y>(x, w, b) }
+            }
+            """)
+        let fold = try RuleFiles.load(path: CommandTests.root.appendingPathComponent("docs/examples/conv-batchnorm.rules").path)
+        // Folding the BatchNormalization first makes the Conv+Relu pair the fusion needs.
+        let model = try ModelFile.load(path: CommandTests.fixtures.appendingPathComponent("conv_bn.onnx").path)
+        let report = optimize(model, rules: fold + rules)
+        XCTAssertEqual(report.fired.map(\.rule), ["fold-conv-batchnorm", "fuse-conv-relu"])
+        XCTAssertEqual(model.opsetVersion(domain: "com.example"), 1)
+        XCTAssertEqual(report.after.nodesByOpType["com.example.ConvRelu"], 1)
+        XCTAssertEqual(model.graph.firstNode?.name, "conv", "the node keeps the name of the node whose attributes it copies")
+        try model.verify()
+    }
+
     func testErrorsNameTheFileAndThePlace() {
         let path = CommandTests.fixtures.appendingPathComponent("invalid/nested_10000.onnx").path
         XCTAssertThrowsError(try ModelFile.load(path: path)) { error in
