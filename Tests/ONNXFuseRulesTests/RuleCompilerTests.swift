@@ -244,4 +244,52 @@ final class RuleCompilerTests: XCTestCase {
             """)
         XCTAssertEqual(report.explanations.map(\.description), ["div-by-constant at node 'q': `dtype(c) in [float, double, float16]` is false"])
     }
+
+    func testADagWithASharedInputAndCommutativeAdd() throws {
+        // A low-rank adapter beside a MatMul: MatMul(x, W) + MatMul(MatMul(x, A), B), the Add
+        // in either order, becomes MatMul(x, W + A·B).
+        let rules = try compile("""
+            rule merge-lora {
+              commute Add
+              match {
+                base = MatMul(x, w)
+                low = MatMul(x, a)
+                delta = MatMul(low, b)
+                y = Add(base, delta)
+              }
+              where { constant(w, a, b) }
+              compute { w2 = w + matmul(a, b) }
+              replace { y = MatMul(x, w2) }
+            }
+            """)
+        for swapped in [false, true] {
+            let graph = Graph(name: "g")
+            let model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
+            let x = graph.addInput(name: "x", info: ValueInfo(type: .tensor(.float, [.value(1), .value(2)])))
+            let w = graph.addInitializer(name: "w", tensor: Tensor(dataType: .float, dims: [2, 2], values: [Float(1), 2, 3, 4]))
+            let a = graph.addInitializer(name: "a", tensor: Tensor(dataType: .float, dims: [2, 1], values: [Float(1), 2]))
+            let b = graph.addInitializer(name: "b", tensor: Tensor(dataType: .float, dims: [1, 2], values: [Float(10), 20]))
+            let base = Node(opType: "MatMul", inputs: [x, w], outputNames: ["base"])
+            let low = Node(opType: "MatMul", inputs: [x, a], outputNames: ["low"])
+            graph.append(base)
+            graph.append(low)
+            let delta = Node(opType: "MatMul", inputs: [low.outputs[0], b], outputNames: ["delta"])
+            graph.append(delta)
+            let add = Node(opType: "Add", inputs: swapped ? [delta.outputs[0], base.outputs[0]] : [base.outputs[0], delta.outputs[0]], outputNames: ["y"])
+            graph.append(add)
+            graph.addOutput(add.outputs[0]!, info: ValueInfo(type: nil))
+            let report = applyRules(rules.map(\.rewrite), to: model)
+            try model.verify()
+            XCTAssertEqual(report.fired.first?.count, 1, "swapped: \(swapped)")
+            // w + a·b = [[1 + 10, 2 + 20], [3 + 20, 4 + 40]]
+            XCTAssertEqual(Printer().print(graph), """
+                g (float[1,2] x) => (? y)
+                   <float[2,2] y_w2 = {11, 22, 23, 44}>
+                {
+                   y = MatMul (x, y_w2)
+                }
+
+                """)
+        }
+    }
 }
