@@ -173,8 +173,12 @@ struct RuleCompiler {
         } catch {
             throw RuleErrors([RuleError(error.description, at: rule.match.last!.location)])
         }
+        var readSlots = Set<Int>()
+        for node in replacement.nodes { for case .computed(let slot) in node.inputs { readSlots.insert(slot) } }
+        for case (_, .computed(let slot)) in replacement.forwards { readSlots.insert(slot) }
         let program = RuleProgram(rule: rule, valueVariables: valueVariables, attributeVariables: attributeVariables,
-                                  computedSlots: computedSlots, attributeSlotExpressions: attributeSlotExpressions, functions: functions)
+                                  computedSlots: computedSlots, attributeSlotExpressions: attributeSlotExpressions,
+                                  functions: functions, readSlots: readSlots)
         let rewrite = RewriteRule(name: rule.name, benefit: rule.benefit, pattern: pattern, replacement: replacement) { match, context in
             program.prepare(match, context)
         }

@@ -10,6 +10,8 @@ struct RuleProgram {
     let computedSlots: [String: Int]
     let attributeSlotExpressions: [Expression]
     let functions: FunctionTable
+    /// The computed slots that replacement nodes read.
+    let readSlots: Set<Int>
 
     func prepare(_ match: Match, _ context: RewriteContext) -> Result<PreparedReplacement, RuleRefusal> {
         var scope = Scope(program: self, match: match, context: context)
@@ -33,8 +35,17 @@ struct RuleProgram {
             do {
                 let value = try scope.evaluate(assignment.value)
                 scope.computed[assignment.name] = value
-                guard case .tensor(let array, let type) = value else {
-                    // Not a tensor: usable in later computations, not as a node input.
+                var tensorValue = value
+                if case .integer = value { tensorValue = .tensor(try value.asTensor().0, .int64) }
+                if case .list(let items) = value, items.allSatisfy({ if case .integer = $0 { return true }; return false }) {
+                    // A list of integers read by a node is an int64 tensor (a Reshape shape, axes).
+                    tensorValue = .tensor(try value.asTensor().0, .int64)
+                }
+                guard case .tensor(let array, let type) = tensorValue else {
+                    if readSlots.contains(computedSlots[assignment.name]!) {
+                        return .failure(RuleRefusal("\(assignment.name) is \(value.kind), which a node cannot read"))
+                    }
+                    // Not a tensor: usable in later computations only.
                     tensors.append(Tensor(dataType: .float, dims: [0], storage: .none))
                     continue
                 }

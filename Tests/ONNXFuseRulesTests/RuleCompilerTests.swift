@@ -292,4 +292,24 @@ final class RuleCompilerTests: XCTestCase {
                 """)
         }
     }
+
+    func testIntegerListsReadByNodesBecomeInt64Tensors() throws {
+        // Flatten of a constant-shaped input as a Reshape with a computed shape.
+        let rules = try compile("""
+            rule flatten-to-reshape {
+              match { y = Flatten<axis: ax = 1>(x) }
+              where { ax == 1 && rank(x) == 4 }
+              compute { s = [dim(x, 0), -1] }
+              replace { y = Reshape(x, s) }
+            }
+            """)
+        let graph = Graph(name: "g")
+        let model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
+        let x = graph.addInput(name: "x", info: ValueInfo(type: .tensor(.float, [.value(2), .value(3), .value(4), .value(5)])))
+        graph.append(Node(opType: "Flatten", inputs: [x], outputNames: ["y"]))
+        graph.addOutput(graph.lastNode!.outputs[0]!, info: ValueInfo(type: nil))
+        XCTAssertEqual(applyRules(rules.map(\.rewrite), to: model).fired.first?.count, 1)
+        try model.verify()
+        XCTAssertTrue(Printer().print(graph).contains("<int64[2] y_s = {2, -1}>"), Printer().print(graph))
+    }
 }
