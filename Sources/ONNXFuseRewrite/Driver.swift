@@ -316,8 +316,7 @@ struct Driver {
             for input in node.inputs { enqueue(input?.producer) }
             for output in node.outputs { for use in output?.uses ?? [] { enqueue(use.node) } }
         }
-        for (target, source) in replacement.forwards {
-            _ = target
+        for (_, source) in replacement.forwards {
             if let value = resolve(source) {
                 enqueue(value.producer)
                 for use in value.uses { enqueue(use.node) }

@@ -57,6 +57,8 @@ struct RuleCompiler {
     var consumed = Set<Int>()
     var computedSlots: [String: Int] = [:]
     var freshSlots: [String: Int] = [:]
+    /// The expressions of `name = expr` attribute entries in replace, by slot.
+    var attributeSlotExpressions: [Expression] = []
 
     init(rule: RuleSyntax, file: String, functions: FunctionTable) {
         self.rule = rule
@@ -138,9 +140,8 @@ struct RuleCompiler {
             patternNodes.append(PatternNode(opType: node.opType, domain: node.domain ?? "", inputs: inputs, outputs: outputs,
                                             attributes: attributes, commutative: rule.commutative.contains(node.opType)))
         }
-        for (name, index) in attributeVariables where valueVariables[name] != nil {
+        for name in attributeVariables.keys.sorted() where valueVariables[name] != nil {
             error("'\(name)' names both a value and an attribute", rule.location)
-            _ = index
         }
         if rule.match.isEmpty { error("rule '\(rule.name)' matches nothing", rule.location) }
 
@@ -184,8 +185,6 @@ struct RuleCompiler {
         }
         return CompiledRule(name: rule.name, file: file, comment: rule.comment, text: rule.text, rewrite: rewrite)
     }
-
-    var attributeSlotExpressions: [Expression] = []
 
     mutating func compileReplacement() -> ONNXFuseRewrite.Replacement {
         var nodes: [ReplacementNode] = []
@@ -268,14 +267,17 @@ struct RuleCompiler {
             }
         case .call(let name, let arguments, let location):
             if graphValueFunctions.contains(name) {
-                for argument in arguments {
-                    guard case .name(let variable, let argumentLocation) = argument, valueVariables[variable] != nil
-                            || (name == "dim" && argument.isNumber) || (name == "constant" && computedSoFar.contains(variable)) else {
-                        if name == "dim", case .number = argument { continue }
-                        error("\(name)() takes variables of the match", argument.location)
+                for (position, argument) in arguments.enumerated() {
+                    // dim(v, axis): the axis is an expression; every other argument names a value.
+                    if name == "dim" && position == 1 {
+                        check(argument, computedSoFar: computedSoFar)
                         continue
                     }
-                    _ = argumentLocation
+                    if case .name(let variable, _) = argument,
+                       valueVariables[variable] != nil || (name == "constant" && computedSoFar.contains(variable)) {
+                        continue
+                    }
+                    error("\(name)() takes variables of the match", argument.location)
                 }
             } else if !functions.contains(name) {
                 error("unknown function '\(name)'", location)
@@ -292,10 +294,6 @@ struct RuleCompiler {
             check(rhs, computedSoFar: computedSoFar)
         }
     }
-}
-
-extension Expression {
-    var isNumber: Bool { if case .number = self { return true }; return false }
 }
 
 /// A literal attribute value written in a rule, or nil when the expression is not one.
