@@ -1,4 +1,5 @@
 import XCTest
+import Foundation
 import ONNXFuseIR
 import ONNXFuseRewrite
 @testable import ONNXFuseRules
@@ -6,36 +7,8 @@ import ONNXFuseRewrite
 /// Rule files from text to engine rules, and the example rules of the issue on small graphs
 /// whose folded numbers are computed by hand.
 final class RuleCompilerTests: XCTestCase {
-    static let example = """
-        # Fold an inference-mode BatchNormalization into the Conv that feeds it.
-        rule fold-conv-batchnorm {
-          benefit 10
-          match {
-            y = Conv(x, w, b?)
-            z = BatchNormalization<epsilon: eps = 1e-5, training_mode: tm = 0>(y, scale, shift, mean, var)
-          }
-          where {
-            tm == 0 && constant(w, b, scale, shift, mean, var)
-            rank(w) >= 3 && shape(scale) == [dim(w, 0)]
-          }
-          compute {
-            k  = scale / sqrt(var + eps)
-            w2 = w * reshape(k, [dim(w, 0)] ++ ones(rank(w) - 1))
-            b2 = (default(b, 0) - mean) * k + shift
-          }
-          replace {
-            z = Conv<...y>(x, w2, b2)
-          }
-        }
-
-        # Replace a division by a constant with a multiplication by its reciprocal.
-        rule div-by-constant {
-          match   { y = Div(x, c) }
-          where   { constant(c) && dtype(c) in [float, double, float16] }
-          compute { r = 1 / c }
-          replace { y = Mul(x, r) }
-        }
-        """
+    /// The issue's example rule file (the same text the parser tests check).
+    static let example = parserExampleFile
 
     func compile(_ text: String) throws -> [CompiledRule] {
         try compileRules(try parseRules(text, file: "test.rules"))
@@ -56,6 +29,13 @@ final class RuleCompilerTests: XCTestCase {
     }
 
     // MARK: Load-time errors
+
+    func testTheShippedExampleFileIsTheExample() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("docs/examples/conv-batchnorm.rules")
+        XCTAssertEqual(try String(contentsOf: url, encoding: .utf8).trimmingCharacters(in: .newlines),
+                       Self.example.trimmingCharacters(in: .newlines))
+    }
 
     func testTheExampleCompiles() throws {
         let rules = try compile(Self.example)
