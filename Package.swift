@@ -23,7 +23,12 @@ let package = Package(
         .target(name: "ONNXFuseProto", dependencies: ["ONNXFuseIR", "CONNX"]),
         .target(name: "ONNXFuseRewrite", dependencies: ["ONNXFuseIR"]),
         .target(name: "ONNXFuseRules", dependencies: ["ONNXFuseRewrite", "ONNXFuseIR"]),
-        .target(name: "ONNXFuse", dependencies: ["ONNXFuseIR", "ONNXFuseProto", "ONNXFuseRewrite", "ONNXFuseRules"]),
+        .target(
+            name: "ONNXFuse",
+            dependencies: ["ONNXFuseIR", "ONNXFuseProto", "ONNXFuseRewrite", "ONNXFuseRules"],
+            // Built-in rule files, compiled into the library: the binary needs no file beside it.
+            resources: [.embedInCode("Rules/batchnorm.rules")]
+        ),
         .executableTarget(
             name: "onnx-fuse",
             dependencies: ["ONNXFuse", .product(name: "ArgumentParser", package: "swift-argument-parser")]

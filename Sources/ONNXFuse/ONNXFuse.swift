@@ -29,9 +29,22 @@ public struct ModelStatistics: Equatable, Sendable {
 
 /// Loading rule files.
 public enum RuleFiles {
-    /// The built-in rules, which run unless turned off. (The built-in rule files come with
-    /// the next issue; the set is empty until then.)
-    public static var builtin: [CompiledRule] { [] }
+    /// The built-in rule files, by name, as shipped inside the library.
+    public static let builtinFiles: [(name: String, text: String)] = [
+        ("batchnorm.rules", String(decoding: PackageResources.batchnorm_rules, as: UTF8.self)),
+    ]
+
+    /// The built-in rules, which run unless turned off (`--no-builtin`). Their files are
+    /// tested to load, so a failure here is a bug in the build.
+    public static var builtin: [CompiledRule] {
+        builtinFiles.flatMap { file -> [CompiledRule] in
+            do {
+                return try rules(in: file.text, file: "builtin:" + file.name)
+            } catch {
+                preconditionFailure("the built-in rule file \(file.name) does not load: \(error)")
+            }
+        }
+    }
 
     /// Parses and checks the rules in `text`; `file` names it in error messages.
     public static func rules(in text: String, file: String = "<string>") throws(RuleErrors) -> [CompiledRule] {

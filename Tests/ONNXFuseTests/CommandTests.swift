@@ -58,12 +58,12 @@ final class CommandTests: XCTestCase {
 
     func testOutputOptionStandardOutputAndQuiet() throws {
         let dir = try workspace(with: ["if_subgraph.onnx"])
-        let toFile = try run(["if_subgraph.onnx", "-o", "sub/../out.onnx", "-q"], in: dir)
+        let toFile = try run(["if_subgraph.onnx", "--no-builtin", "-o", "sub/../out.onnx", "-q"], in: dir)
         XCTAssertEqual(toFile.status, 3, "the folder 'sub' does not exist: \(toFile.stderr)")
-        let ok = try run(["if_subgraph.onnx", "-o", "out.onnx", "--quiet"], in: dir)
+        let ok = try run(["if_subgraph.onnx", "--no-builtin", "-o", "out.onnx", "--quiet"], in: dir)
         XCTAssertEqual(ok.status, 0, ok.stderr)
         XCTAssertEqual(ok.stderr, "")
-        let piped = try run(["if_subgraph.onnx", "-o", "-", "-q"], in: dir)
+        let piped = try run(["if_subgraph.onnx", "--no-builtin", "-o", "-", "-q"], in: dir)
         XCTAssertEqual(piped.status, 0, piped.stderr)
         XCTAssertEqual(piped.stdout, try Data(contentsOf: dir.appendingPathComponent("if_subgraph.onnx")))
     }
@@ -74,16 +74,25 @@ final class CommandTests: XCTestCase {
         let refused = try run(["conv_bn.onnx", "-o", "./conv_bn.onnx"], in: dir)
         XCTAssertEqual(refused.status, 1)
         assertOneErrorLine(refused, startingWith: "./conv_bn.onnx: refusing to overwrite the input")
-        let inPlace = try run(["conv_bn.onnx", "--in-place"], in: dir)
+        let inPlace = try run(["conv_bn.onnx", "--no-builtin", "--in-place"], in: dir)
         XCTAssertEqual(inPlace.status, 0, inPlace.stderr)
         XCTAssertTrue(inPlace.stderr.contains("3 -> 3 nodes, 859 B -> 859 B"), inPlace.stderr)
         XCTAssertEqual(files(in: dir), ["conv_bn.onnx"], "no temporary file left")
         XCTAssertEqual(try Data(contentsOf: dir.appendingPathComponent("conv_bn.onnx")), original)
     }
 
+    func testBuiltinRulesRunByDefault() throws {
+        let dir = try workspace(with: ["conv_bn.onnx"])
+        let result = try run(["conv_bn.onnx"], in: dir)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stderr.contains("3 -> 2 nodes (fold-conv-batchnorm ×1)"), result.stderr)
+        let list = try run(["rules", "list"])
+        XCTAssertTrue(String(decoding: list.stdout, as: UTF8.self).contains("fold-conv-batchnorm  builtin:batchnorm.rules  "))
+    }
+
     func testPrintWritesTextAndNoModel() throws {
         let dir = try workspace(with: ["conv_bn.onnx"])
-        let result = try run(["conv_bn.onnx", "--print"], in: dir)
+        let result = try run(["conv_bn.onnx", "--no-builtin", "--print"], in: dir)
         XCTAssertEqual(result.status, 0, result.stderr)
         let text = String(decoding: result.stdout, as: UTF8.self)
         XCTAssertTrue(text.contains("= Conv <"), text)
@@ -118,11 +127,11 @@ final class CommandTests: XCTestCase {
 
     func testExternalDataCannotGoToStandardOutput() throws {
         let dir = try workspace(with: ["external_data.onnx", "external_data.onnx.data"])
-        let result = try run(["external_data.onnx", "-o", "-"], in: dir)
+        let result = try run(["external_data.onnx", "--no-builtin", "-o", "-"], in: dir)
         XCTAssertEqual(result.status, 1, "a usage problem: \(result.stderr)")
         assertOneErrorLine(result, startingWith: "external_data.onnx: the model has external data")
         XCTAssertTrue(result.stdout.isEmpty)
-        let saved = try run(["external_data.onnx", "-q"], in: dir)
+        let saved = try run(["external_data.onnx", "--no-builtin", "-q"], in: dir)
         XCTAssertEqual(saved.status, 0, saved.stderr)
         XCTAssertEqual(files(in: dir), ["external_data.fused.onnx", "external_data.fused.onnx.data", "external_data.onnx", "external_data.onnx.data"])
     }

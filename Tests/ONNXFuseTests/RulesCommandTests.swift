@@ -35,7 +35,7 @@ final class RulesCommandTests: XCTestCase {
         XCTAssertTrue(disabled.stderr.contains("3 -> 3 nodes,"), disabled.stderr)
         let only = try run(["conv_bn.onnx", "--no-builtin", "--rules", Self.example, "--only", "div-by-constant", "-o", "b.onnx"], in: dir)
         XCTAssertTrue(only.stderr.contains("3 -> 3 nodes,"), only.stderr)
-        let unknown = try run(["conv_bn.onnx", "--rules", Self.example, "--only", "no-such-rule"], in: dir)
+        let unknown = try run(["conv_bn.onnx", "--no-builtin", "--rules", Self.example, "--only", "no-such-rule"], in: dir)
         XCTAssertEqual(unknown.status, 1)
         XCTAssertEqual(unknown.stderr, "onnx-fuse: error: there is no rule named 'no-such-rule'\n")
     }
@@ -86,13 +86,13 @@ final class RulesCommandTests: XCTestCase {
     }
 
     func testRulesListShowAndCheck() throws {
-        let list = try run(["rules", "list", "--rules", Self.example])
+        let list = try run(["rules", "list", "--no-builtin", "--rules", Self.example])
         XCTAssertEqual(list.status, 0, list.stderr)
         let lines = String(decoding: list.stdout, as: UTF8.self).split(separator: "\n")
         XCTAssertEqual(lines.count, 2)
         XCTAssertTrue(lines[0].hasPrefix("fold-conv-batchnorm  "), String(lines[0]))
         XCTAssertTrue(lines[0].hasSuffix("Fold an inference-mode BatchNormalization into the Conv that feeds it."), String(lines[0]))
-        let show = try run(["rules", "show", "div-by-constant", "--rules", Self.example])
+        let show = try run(["rules", "show", "div-by-constant", "--no-builtin", "--rules", Self.example])
         XCTAssertEqual(String(decoding: show.stdout, as: UTF8.self), """
             # Replace a division by a constant with a multiplication by its reciprocal.
             rule div-by-constant {
