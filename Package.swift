@@ -27,7 +27,7 @@ let package = Package(
             name: "ONNXFuse",
             dependencies: ["ONNXFuseIR", "ONNXFuseProto", "ONNXFuseRewrite", "ONNXFuseRules"],
             // Built-in rule files, compiled into the library: the binary needs no file beside it.
-            resources: [.embedInCode("Rules/batchnorm.rules")]
+            resources: [.embedInCode("Rules/batchnorm.rules"), .embedInCode("Rules/cleanup.rules")]
         ),
         .executableTarget(
             name: "onnx-fuse",

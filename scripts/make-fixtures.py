@@ -243,6 +243,64 @@ def gemm_bn():
     return make_model(g)
 
 
+def gemm_transb0_bn():
+    """Gemm with transB=0 (B is K x N), alpha and beta not 1, a bias C -> BN -> Relu."""
+    rng = rng_for("gemm_transb0_bn")
+    bn_names, bn_inits = bn_params(rng, "bn", 6)
+    inits = [
+        numpy_helper.from_array(weight(rng, [8, 6]), "W"),
+        numpy_helper.from_array(weight(rng, [6]), "C"),
+    ] + bn_inits
+    nodes = [
+        helper.make_node("Gemm", ["X", "W", "C"], ["gemm_out"], name="gemm", alpha=0.75, beta=1.5, transB=0),
+        helper.make_node("BatchNormalization", ["gemm_out"] + bn_names, ["bn_out"], name="bn", epsilon=1e-3),
+        helper.make_node("Relu", ["bn_out"], ["Y"], name="relu"),
+    ]
+    g = helper.make_graph(
+        nodes, "gemm_transb0_bn", [vi("X", TensorProto.FLOAT, [3, 8])], [vi("Y", TensorProto.FLOAT, [3, 6])], inits
+    )
+    return make_model(g)
+
+
+def matmul_bn():
+    """2-D MatMul with a constant weight -> BN -> Relu (folds into a Gemm with a bias)."""
+    rng = rng_for("matmul_bn")
+    bn_names, bn_inits = bn_params(rng, "bn", 6)
+    inits = [numpy_helper.from_array(weight(rng, [8, 6]), "W")] + bn_inits
+    nodes = [
+        helper.make_node("MatMul", ["X", "W"], ["mm_out"], name="matmul"),
+        helper.make_node("BatchNormalization", ["mm_out"] + bn_names, ["bn_out"], name="bn"),
+        helper.make_node("Relu", ["bn_out"], ["Y"], name="relu"),
+    ]
+    g = helper.make_graph(
+        nodes, "matmul_bn", [vi("X", TensorProto.FLOAT, [2, 8])], [vi("Y", TensorProto.FLOAT, [2, 6])], inits
+    )
+    return make_model(g)
+
+
+def gemm_bn_shared():
+    """Gemm(transB=1) -> BN -> Relu whose Gemm output is also a graph output: must not fold."""
+    rng = rng_for("gemm_bn_shared")
+    bn_names, bn_inits = bn_params(rng, "bn", 6)
+    inits = [
+        numpy_helper.from_array(weight(rng, [6, 8]), "W"),
+        numpy_helper.from_array(weight(rng, [6]), "C"),
+    ] + bn_inits
+    nodes = [
+        helper.make_node("Gemm", ["X", "W", "C"], ["gemm_out"], name="gemm", transB=1),
+        helper.make_node("BatchNormalization", ["gemm_out"] + bn_names, ["bn_out"], name="bn"),
+        helper.make_node("Relu", ["bn_out"], ["Y"], name="relu"),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "gemm_bn_shared",
+        [vi("X", TensorProto.FLOAT, [2, 8])],
+        [vi("Y", TensorProto.FLOAT, [2, 6]), vi("gemm_out", TensorProto.FLOAT, [2, 6])],
+        inits,
+    )
+    return make_model(g)
+
+
 def matmul_add():
     rng = rng_for("matmul_add")
     inits = [
@@ -631,6 +689,9 @@ FIXTURES = {
     "convtranspose_bn": convtranspose_bn,
     "convtranspose_grouped_bn": convtranspose_grouped_bn,
     "gemm_bn": gemm_bn,
+    "gemm_transb0_bn": gemm_transb0_bn,
+    "matmul_bn": matmul_bn,
+    "gemm_bn_shared": gemm_bn_shared,
     "matmul_add": matmul_add,
     "bn_constant_nodes": bn_constant_nodes,
     "if_subgraph": if_subgraph,

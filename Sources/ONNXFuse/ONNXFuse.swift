@@ -32,6 +32,7 @@ public enum RuleFiles {
     /// The built-in rule files, by name, as shipped inside the library.
     public static let builtinFiles: [(name: String, text: String)] = [
         ("batchnorm.rules", String(decoding: PackageResources.batchnorm_rules, as: UTF8.self)),
+        ("cleanup.rules", String(decoding: PackageResources.cleanup_rules, as: UTF8.self)),
     ]
 
     /// The built-in rules, which run unless turned off (`--no-builtin`). Their files are

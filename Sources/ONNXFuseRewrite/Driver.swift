@@ -101,7 +101,10 @@ struct Driver {
             }
         }
         let cap = options.maximumRewrites ?? max(1_000, 10 * nodeCount)
-        let context = RewriteContext(freezeInitializerInputs: options.freezeInitializerInputs)
+        // Read from the model at each call: a replacement may import a new domain.
+        let model = self.model
+        let context = RewriteContext(freezeInitializerInputs: options.freezeInitializerInputs,
+                                     opsetVersion: { domain in model.opsetVersion(domain: domain) })
         while head < worklist.count {
             let node = worklist[head]
             head += 1

@@ -103,6 +103,15 @@ public struct PreparedReplacement {
 public struct RewriteContext {
     /// Treat initializers that are also graph inputs as constants.
     public var freezeInitializerInputs: Bool
+    /// The version the model imports of an operator set domain ("" or "ai.onnx": the default
+    /// domain), or nil when it does not import the domain.
+    public var opsetVersion: (String) -> Int64?
+
+    /// Facts for one run.
+    public init(freezeInitializerInputs: Bool = false, opsetVersion: @escaping (String) -> Int64? = { _ in nil }) {
+        self.freezeInitializerInputs = freezeInitializerInputs
+        self.opsetVersion = opsetVersion
+    }
 }
 
 /// A rewrite: where it applies (pattern), whether it may and what it computes (prepare), and

@@ -59,6 +59,12 @@ public struct FunctionTable: Sendable {
     /// - `default(v, x)`: `v` unless it is absent, else `x`.
     /// - `ones(n)`: a list of `n` integer 1s, for shapes: `[dim(w, 0)] ++ ones(rank(w) - 1)`.
     /// - `min(a, b)`, `max(a, b)`: of two numbers (integers when both are).
+    /// - `permute(list, perm)`: the list whose item `i` is `list[perm[i]]` (`perm` a list of
+    ///   integers, each in range; a tensor argument is read as a flat list).
+    /// - `range(n)`: the list of integers `[0, 1, ..., n - 1]`.
+    /// - `len(list)`: the number of items of a list (of elements of a tensor).
+    /// - `opset()`, `opset(domain)`: the model's imported version of an operator set; only in
+    ///   rules, whose evaluation answers it from the model (here it is an error).
     ///
     /// Tensor arguments may also be numbers (rank 0) or lists of numbers (literals).
     public static let builtins: FunctionTable = {
@@ -171,6 +177,30 @@ public struct FunctionTable: Sendable {
                 return .real(pick.numberValue!)
             }
         }
+        table.register("permute", arity: 2...2) { arguments throws(EvaluationError) in
+            let items = try listArgument("permute", arguments, 0)
+            let perm = try integersArgument("permute", arguments, 1)
+            var result: [EvalValue] = []
+            for index in perm {
+                guard index >= 0 && index < items.count else {
+                    throw EvaluationError("permute: index \(index) is out of range for a list of \(items.count)")
+                }
+                result.append(items[index])
+            }
+            return .list(result)
+        }
+        table.register("range", arity: 1...1) { arguments throws(EvaluationError) in
+            let n = try integerArgument("range", arguments, 0)
+            guard n >= 0 else { throw EvaluationError("range: the count \(n) is negative") }
+            guard n <= 1 << 20 else { throw EvaluationError("range: the count \(n) is too large") }
+            return .list((0..<n).map { .integer($0) })
+        }
+        table.register("len", arity: 1...1) { arguments throws(EvaluationError) in
+            .integer(Int64(try listArgument("len", arguments, 0).count))
+        }
+        table.register("opset", arity: 0...1) { arguments throws(EvaluationError) in
+            throw EvaluationError("opset() needs a model: it is only available in rules")
+        }
         return table
     }()
 }
@@ -204,5 +234,22 @@ private func integerArgument(_ function: String, _ arguments: [EvalValue], _ ind
         return try arguments[index].asInteger()
     } catch {
         throw EvaluationError("\(function): argument \(index + 1): \(error.message)")
+    }
+}
+
+/// Argument `index` of `function` as a list: a list as it is, a tensor as the flat list of its
+/// elements (integers when it holds integers).
+private func listArgument(_ function: String, _ arguments: [EvalValue], _ index: Int) throws(EvaluationError) -> [EvalValue] {
+    switch arguments[index] {
+    case .list(let items):
+        return items
+    case .tensor(let array, let type):
+        let integral = type.map { !$0.isFloatingPoint } ?? array.values.allSatisfy { $0 == $0.rounded() }
+        return array.values.map { value in
+            if integral, let integer = Int64(exactly: value) { return .integer(integer) }
+            return .real(value)
+        }
+    default:
+        throw EvaluationError("\(function): argument \(index + 1) must be a list, got \(arguments[index].kind)")
     }
 }

@@ -281,6 +281,9 @@ struct RuleCompiler {
                 }
             } else if !functions.contains(name) {
                 error("unknown function '\(name)'", location)
+            } else if let arity = functions.arity(of: name), !arity.contains(arguments.count) {
+                let expected = arity.lowerBound == arity.upperBound ? "\(arity.lowerBound)" : "\(arity.lowerBound) to \(arity.upperBound)"
+                error("\(name)() takes \(expected) argument\(arity == 1...1 ? "" : "s"), not \(arguments.count)", location)
             }
             if !graphValueFunctions.contains(name) {
                 for argument in arguments { check(argument, computedSoFar: computedSoFar) }

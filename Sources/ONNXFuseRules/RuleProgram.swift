@@ -156,8 +156,27 @@ struct RuleProgram {
                 if graphValueFunctions.contains(name) { return try callGraphFunction(name, arguments) }
                 var values: [EvalValue] = []
                 for argument in arguments { values.append(try evaluate(argument)) }
+                if name == "opset" { return try opset(values) }
                 return try program.functions.call(name, values)
             }
+        }
+
+        /// `opset()` and `opset(domain)`: the model's imported version of the default domain or
+        /// of `domain` ("" and "ai.onnx" are the default one); a domain the model does not import
+        /// makes the rule not fire.
+        func opset(_ arguments: [EvalValue]) throws(EvaluationError) -> EvalValue {
+            guard arguments.count <= 1 else { throw EvaluationError("opset takes 0 or 1 arguments, got \(arguments.count)") }
+            var domain = ""
+            if let argument = arguments.first {
+                guard case .string(let text) = argument else {
+                    throw EvaluationError("opset: argument 1 must be a string (a domain), got \(argument.kind)")
+                }
+                domain = text
+            }
+            guard let version = context.opsetVersion(domain) else {
+                throw EvaluationError("the model does not import the operator set \(domain.isEmpty ? "of the default domain" : "'\(domain)'")")
+            }
+            return .integer(version)
         }
 
         func lookup(_ name: String) throws(EvaluationError) -> EvalValue {

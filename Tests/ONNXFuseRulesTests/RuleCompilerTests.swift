@@ -49,13 +49,14 @@ final class RuleCompilerTests: XCTestCase {
         XCTAssertEqual(errors("""
             rule r {
               match { y = Div(x, c) }
-              where { constant(d) && frobnicate(c) }
+              where { constant(d) && frobnicate(c) && sqrt(c, c) }
               compute { r = 1 / q }
               replace { y = Mul(x, r2) }
             }
             """), [
             "test.rules:3:20: constant() takes variables of the match",
             "test.rules:3:26: unknown function 'frobnicate'",
+            "test.rules:3:43: sqrt() takes 1 argument, not 2",
             "test.rules:4:21: 'q' is not defined",
             "test.rules:5:13: 'r2' is not defined (not in match, compute, or an earlier replace line)",
         ])

@@ -1,0 +1,108 @@
+import ONNXFuseIR
+import ONNXFuseRewrite
+import XCTest
+@testable import ONNXFuseRules
+
+/// The list functions `permute`, `range` and `len`, and the guard function `opset`.
+final class FunctionTests: XCTestCase {
+    private let table = FunctionTable.builtins
+
+    private func list(_ integers: Int64...) -> EvalValue { .list(integers.map { .integer($0) }) }
+
+    private func call(_ name: String, _ arguments: EvalValue..., file: StaticString = #filePath, line: UInt = #line) -> EvalValue {
+        do {
+            return try table.call(name, arguments)
+        } catch {
+            XCTFail(error.message, file: file, line: line)
+            return .absent
+        }
+    }
+
+    private func callError(_ name: String, _ arguments: EvalValue..., file: StaticString = #filePath, line: UInt = #line) -> String {
+        do {
+            let value = try table.call(name, arguments)
+            XCTFail("expected an error, got \(value)", file: file, line: line)
+            return ""
+        } catch {
+            return error.message
+        }
+    }
+
+    func testPermute() {
+        // Item i is list[perm[i]].
+        XCTAssertEqual(call("permute", list(10, 20, 30), list(2, 0, 1)), list(30, 10, 20))
+        XCTAssertEqual(call("permute", list(0, 2, 3, 1), list(0, 3, 1, 2)), list(0, 1, 2, 3))
+        XCTAssertEqual(call("permute", .list([.string("a"), .real(1.5)]), list(1, 1, 0)),
+                       .list([.real(1.5), .real(1.5), .string("a")]))
+        XCTAssertEqual(call("permute", list(), list()), list())
+        // A constant tensor is read as a flat list; the permutation may be a tensor too.
+        XCTAssertEqual(call("permute", .tensor(NDArray(shape: [3], values: [7, 8, 9]), .int64),
+                            .tensor(NDArray(shape: [3], values: [2, 1, 0]), .int64)), list(9, 8, 7))
+        XCTAssertEqual(call("permute", .tensor(NDArray(shape: [2], values: [0.5, 2]), .float), list(1, 0)),
+                       .list([.real(2), .real(0.5)]))
+        XCTAssertEqual(callError("permute", list(1, 2), list(0, 2)), "permute: index 2 is out of range for a list of 2")
+        XCTAssertEqual(callError("permute", list(1, 2), list(-1)), "permute: index -1 is out of range for a list of 2")
+        XCTAssertEqual(callError("permute", .string("ab"), list(0)), "permute: argument 1 must be a list, got a string")
+        XCTAssertTrue(callError("permute", list(1, 2), .list([.real(0.5)])).hasPrefix("permute: argument 2: "))
+        XCTAssertEqual(table.arity(of: "permute"), 2...2)
+    }
+
+    func testRangeAndLen() {
+        XCTAssertEqual(call("range", .integer(4)), list(0, 1, 2, 3))
+        XCTAssertEqual(call("range", .integer(0)), list())
+        XCTAssertEqual(call("range", .real(2)), list(0, 1))
+        XCTAssertEqual(callError("range", .integer(-1)), "range: the count -1 is negative")
+        XCTAssertTrue(callError("range", .real(1.5)).hasPrefix("range: argument 1: "))
+        XCTAssertEqual(call("len", list(4, 5, 6)), .integer(3))
+        XCTAssertEqual(call("len", list()), .integer(0))
+        XCTAssertEqual(call("len", .tensor(NDArray(shape: [2, 2], values: [1, 2, 3, 4]), .float)), .integer(4))
+        XCTAssertEqual(callError("len", .integer(3)), "len: argument 1 must be a list, got an integer")
+        // Together: whether a permutation composed of two is the identity.
+        XCTAssertEqual(try apply("==", call("permute", list(1, 2, 0), list(2, 0, 1)), call("range", .integer(3))), .boolean(true))
+    }
+
+    func testOpsetNeedsAModel() {
+        XCTAssertEqual(table.arity(of: "opset"), 0...1)
+        XCTAssertEqual(callError("opset"), "opset() needs a model: it is only available in rules")
+    }
+
+    /// Runs `rule` on Relu(x) in a model importing `imports`; the explanations, or "fired".
+    private func outcome(_ guardText: String, _ imports: [OpsetImport]) throws -> String {
+        let rules = try compileRules(try parseRules("""
+            rule r {
+              match { y = Relu(x) }
+              where { \(guardText) }
+              replace { y = Neg(x) }
+            }
+            """, file: "test.rules"))
+        let graph = Graph(name: "g")
+        let model = Model(irVersion: 8, opsetImports: imports, graph: graph)
+        let x = graph.addInput(name: "x", info: ValueInfo(type: .tensor(.float, [.value(2)])))
+        graph.append(Node(opType: "Relu", name: "relu", inputs: [x], outputNames: ["y"]))
+        graph.addOutput(graph.lastNode!.outputs[0]!, info: ValueInfo(type: nil))
+        var options = RewriteOptions()
+        options.explain = true
+        let report = applyRules(rules.map(\.rewrite), to: model, options: options)
+        try model.verify()
+        return report.fired.isEmpty ? report.explanations.map(\.reason).joined(separator: "; ") : "fired"
+    }
+
+    func testOpsetReadsTheModelsImports() throws {
+        let imports = [OpsetImport(domain: "", version: 11), OpsetImport(domain: "com.microsoft", version: 1)]
+        XCTAssertEqual(try outcome("opset() == 11", imports), "fired")
+        XCTAssertEqual(try outcome("opset(\"\") == 11 && opset(\"ai.onnx\") == 11", imports), "fired")
+        XCTAssertEqual(try outcome("opset(\"com.microsoft\") == 1", imports), "fired")
+        XCTAssertEqual(try outcome("opset() >= 12", imports), "`opset() >= 12` is false")
+        XCTAssertEqual(try outcome("opset() >= 12", [OpsetImport(domain: "ai.onnx", version: 13)]), "fired")
+        XCTAssertEqual(try outcome("opset(\"com.example\") >= 1", imports),
+                       "the model does not import the operator set 'com.example'")
+        XCTAssertEqual(try outcome("opset(1) >= 1", imports), "opset: argument 1 must be a string (a domain), got an integer")
+    }
+
+    func testOpsetTakesAtMostOneDomain() throws {
+        // A wrong number of arguments is found when the file is loaded.
+        XCTAssertThrowsError(try outcome("opset(\"\", \"x\") >= 1", [OpsetImport(domain: "", version: 17)])) { error in
+            XCTAssertTrue("\(error)".contains("opset() takes 0 to 1 arguments, not 2"), "\(error)")
+        }
+    }
+}

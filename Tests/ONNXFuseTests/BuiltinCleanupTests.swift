@@ -1,0 +1,304 @@
+import XCTest
+import ONNXFuse
+
+/// The built-in clean-up rules (Sources/ONNXFuse/Rules/cleanup.rules) on small graphs built in
+/// code: what they become, and where they must not fire.
+final class BuiltinCleanupTests: XCTestCase {
+    static var rules: [CompiledRule] {
+        let file = RuleFiles.builtinFiles.first { $0.name == "cleanup.rules" }!
+        return try! RuleFiles.rules(in: file.text, file: "builtin:cleanup.rules")
+    }
+
+    /// A model with one graph `g`, opset `opset`, built by `build`.
+    struct Case {
+        let graph = Graph(name: "g")
+        let model: Model
+
+        init(opset: Int64 = 17, _ build: (Graph) -> Void) {
+            model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: opset)], graph: graph)
+            build(graph)
+        }
+
+        /// Runs the clean-up rules with explanations; returns the report.
+        func run() throws -> OptimizationReport {
+            var options = OptimizationOptions()
+            options.explain = true
+            let report = optimize(model, rules: BuiltinCleanupTests.rules, options: options)
+            try model.verify()
+            return report
+        }
+
+        var text: String { Printer().print(graph) }
+    }
+
+    static func float(_ dims: Int64...) -> ValueInfo { ValueInfo(type: .tensor(.float, dims.map { .value($0) })) }
+
+    @discardableResult
+    static func node(_ graph: Graph, _ op: String, _ inputs: [Value?], _ output: String,
+                     _ attributes: [Attribute] = [], outputs: [String]? = nil) -> Node {
+        let node = Node(opType: op, name: output, inputs: inputs, outputNames: outputs ?? [output], attributes: attributes)
+        graph.append(node)
+        return node
+    }
+
+    static func ints(_ graph: Graph, _ name: String, _ values: [Int64]) -> Value {
+        graph.addInitializer(name: name, tensor: Tensor(dataType: .int64, dims: [Int64(values.count)], values: values))
+    }
+
+    func testTheFileLoadsInOrder() {
+        XCTAssertEqual(Self.rules.map(\.name), [
+            "eliminate-identity", "eliminate-dropout", "cancel-transpose-transpose", "fuse-transpose-transpose",
+            "cancel-unsqueeze-squeeze", "cancel-unsqueeze-squeeze-v1", "cancel-squeeze-unsqueeze", "cancel-squeeze-unsqueeze-v1",
+        ])
+        for rule in Self.rules { XCTAssertFalse(rule.comment.isEmpty, rule.name) }
+    }
+
+    // MARK: Identity
+
+    func testIdentityInsideAndBeforeAGraphOutput() throws {
+        let c = Case { g in
+            let x = g.addInput(name: "x", info: Self.float(2))
+            let r = Self.node(g, "Relu", [x], "r")
+            let i = Self.node(g, "Identity", [r.outputs[0]], "i")
+            let n = Self.node(g, "Neg", [i.outputs[0]], "n")
+            let y = Self.node(g, "Identity", [n.outputs[0]], "y")
+            g.addOutput(y.outputs[0]!, info: Self.float(2))
+        }
+        let report = try c.run()
+        XCTAssertEqual(report.fired.map(\.rule), ["eliminate-identity"])
+        XCTAssertEqual(report.fired.first?.count, 2)
+        XCTAssertEqual(c.text, """
+            g (float[2] x) => (float[2] y)
+            {
+               r = Relu (x)
+               y = Neg (r)
+            }
+
+            """)
+    }
+
+    func testIdentityOfAGraphInputToAGraphOutputStays() throws {
+        let c = Case { g in
+            let x = g.addInput(name: "x", info: Self.float(2))
+            let y = Self.node(g, "Identity", [x], "y")
+            g.addOutput(y.outputs[0]!, info: Self.float(2))
+        }
+        let before = c.text
+        let report = try c.run()
+        XCTAssertTrue(report.fired.isEmpty)
+        XCTAssertEqual(c.text, before)
+        XCTAssertEqual(report.explanations.map(\.description),
+                       ["eliminate-identity at node 'y': y is a graph output and what replaces it cannot take its name"])
+    }
+
+    // MARK: Dropout
+
+    /// x -> Dropout(x, inputs...) -> Relu -> z.
+    func dropout(opset: Int64, inputs: (Graph) -> [Value?] = { _ in [] }, attributes: [Attribute] = [],
+                 maskUsed: Bool = false) -> Case {
+        Case(opset: opset) { g in
+            let x = g.addInput(name: "x", info: Self.float(2))
+            let d = Self.node(g, "Dropout", [x] + inputs(g), "d", attributes, outputs: ["d", "mask"])
+            let z = Self.node(g, "Relu", [d.outputs[0]], "z")
+            g.addOutput(z.outputs[0]!, info: Self.float(2))
+            if maskUsed { g.addOutput(d.outputs[1]!, info: ValueInfo(type: nil)) }
+        }
+    }
+
+    static let removedDropout = """
+        g (float[2] x) => (float[2] z)
+        {
+           z = Relu (x)
+        }
+
+        """
+
+    func testDropoutInInferenceModeIsRemoved() throws {
+        let cases = [
+            // Opset 12+: training_mode absent, or a constant false; ratio absent or present.
+            dropout(opset: 17),
+            dropout(opset: 13, inputs: { g in
+                [g.addInitializer(name: "ratio", tensor: Tensor(dataType: .float, dims: [], values: [Float(0.5)]))]
+            }),
+            dropout(opset: 17, inputs: { g in
+                [nil, g.addInitializer(name: "tm", tensor: Tensor(dataType: .bool, dims: [], values: [false]))]
+            }),
+            // Opsets 7 to 11: always inference.
+            dropout(opset: 10),
+            // Opsets 1 to 6: is_test = 1.
+            dropout(opset: 6, attributes: [Attribute(name: "is_test", value: .int(1))]),
+        ]
+        for (index, c) in cases.enumerated() {
+            let report = try c.run()
+            XCTAssertEqual(report.fired.map(\.rule), ["eliminate-dropout"], "case \(index)")
+            XCTAssertEqual(c.text, Self.removedDropout, "case \(index)")
+        }
+    }
+
+    func testDropoutMustNotFire() throws {
+        func reasons(_ c: Case, file: StaticString = #filePath, line: UInt = #line) throws -> [String] {
+            let before = c.text
+            let report = try c.run()
+            XCTAssertTrue(report.fired.isEmpty, file: file, line: line)
+            XCTAssertEqual(c.text, before, "nothing changes", file: file, line: line)
+            return report.explanations.map(\.reason)
+        }
+        // Training mode: a constant true.
+        XCTAssertEqual(try reasons(dropout(opset: 17, inputs: { g in
+            [nil, g.addInitializer(name: "tm", tensor: Tensor(dataType: .bool, dims: [], values: [true]))]
+        })), ["`default(tm, 0) == 0` is false"])
+        // Training mode: not a constant.
+        XCTAssertEqual(try reasons(dropout(opset: 17, inputs: { g in
+            [nil, g.addInput(name: "training", info: ValueInfo(type: .tensor(.bool, [])))]
+        })), ["tm is a graph input"])
+        // Opsets 1 to 6 without is_test, or with is_test = 0: training.
+        XCTAssertEqual(try reasons(dropout(opset: 6)), ["`opset() >= 7 || t == 1` is false"])
+        XCTAssertEqual(try reasons(dropout(opset: 6, attributes: [Attribute(name: "is_test", value: .int(0))])),
+                       ["`opset() >= 7 || t == 1` is false"])
+        // The mask is used.
+        XCTAssertEqual(try reasons(dropout(opset: 17, maskUsed: true)).count, 1)
+    }
+
+    // MARK: Transpose
+
+    /// x[2,3,4] -> Transpose(p1) -> Transpose(p2) -> Relu -> z.
+    func transposes(_ p1: [Int64]?, _ p2: [Int64]?) -> Case {
+        Case { g in
+            let x = g.addInput(name: "x", info: Self.float(2, 3, 4))
+            let t1 = Self.node(g, "Transpose", [x], "t1", p1.map { [Attribute(name: "perm", value: .ints($0))] } ?? [])
+            let t2 = Self.node(g, "Transpose", [t1.outputs[0]], "t2", p2.map { [Attribute(name: "perm", value: .ints($0))] } ?? [])
+            let z = Self.node(g, "Relu", [t2.outputs[0]], "z")
+            g.addOutput(z.outputs[0]!, info: ValueInfo(type: nil))
+        }
+    }
+
+    func testTransposePairs() throws {
+        // Inverse permutations cancel.
+        let cancel = transposes([1, 2, 0], [2, 0, 1])
+        XCTAssertEqual(try cancel.run().fired.map(\.rule), ["cancel-transpose-transpose"])
+        XCTAssertEqual(cancel.text, """
+            g (float[2,3,4] x) => (? z)
+            {
+               z = Relu (x)
+            }
+
+            """)
+        // Others compose: item i is p1[p2[i]].
+        let fuse = transposes([1, 0, 2], [0, 2, 1])
+        XCTAssertEqual(try fuse.run().fired.map(\.rule), ["fuse-transpose-transpose"])
+        XCTAssertEqual(fuse.text, """
+            g (float[2,3,4] x) => (? z)
+            {
+               t2 = Transpose <perm = [1, 2, 0]> (x)
+               z = Relu (t2)
+            }
+
+            """)
+        // Three in a row: the first two compose, then the result cancels with the third.
+        let three = Case { g in
+            let x = g.addInput(name: "x", info: Self.float(2, 3, 4))
+            var last = x
+            for (index, perm) in [[Int64(1), 0, 2], [0, 2, 1], [2, 0, 1]].enumerated() {
+                last = Self.node(g, "Transpose", [last], "t\(index)", [Attribute(name: "perm", value: .ints(perm))]).outputs[0]!
+            }
+            Self.node(g, "Relu", [last], "z")
+            g.addOutput(g.lastNode!.outputs[0]!, info: ValueInfo(type: nil))
+        }
+        let report = try three.run()
+        XCTAssertEqual(Set(report.fired.map { $0.rule }), ["fuse-transpose-transpose", "cancel-transpose-transpose"])
+        XCTAssertTrue(three.text.contains("z = Relu (x)"), three.text)
+    }
+
+    func testTransposeWithoutPermIsLeftAlone() throws {
+        let c = transposes(nil, [2, 1, 0])
+        let before = c.text
+        XCTAssertTrue(try c.run().fired.isEmpty)
+        XCTAssertEqual(c.text, before)
+        // Permutations of different lengths (an invalid model) are refused, not folded.
+        let mismatched = transposes([1, 0], [2, 0, 1])
+        XCTAssertTrue(try mismatched.run().fired.isEmpty)
+    }
+
+    // MARK: Squeeze and Unsqueeze
+
+    /// x -> Relu -> first(axes1) -> second(axes2) -> Relu -> z, axes as inputs (opset 13+) or
+    /// attributes (opset 11).
+    func pair(_ first: String, _ axes1: [Int64], _ second: String, _ axes2: [Int64], opset: Int64 = 17,
+              x: [Int64] = [2, 3]) -> Case {
+        Case(opset: opset) { g in
+            let input = g.addInput(name: "x", info: ValueInfo(type: .tensor(.float, x.map { .value($0) })))
+            let r = Self.node(g, "Relu", [input], "r")
+            let a: Node, b: Node
+            if opset >= 13 {
+                a = Self.node(g, first, [r.outputs[0], Self.ints(g, "axes1", axes1)], "a")
+                b = Self.node(g, second, [a.outputs[0], Self.ints(g, "axes2", axes2)], "b")
+            } else {
+                a = Self.node(g, first, [r.outputs[0]], "a", [Attribute(name: "axes", value: .ints(axes1))])
+                b = Self.node(g, second, [a.outputs[0]], "b", [Attribute(name: "axes", value: .ints(axes2))])
+            }
+            let z = Self.node(g, "Neg", [b.outputs[0]], "z")
+            g.addOutput(z.outputs[0]!, info: ValueInfo(type: nil))
+        }
+    }
+
+    static let cancelled = """
+        g (float[2,3] x) => (? z)
+        {
+           r = Relu (x)
+           z = Neg (r)
+        }
+
+        """
+
+    func testUnsqueezeSqueezeCancel() throws {
+        for (opset, rule) in [(Int64(17), "cancel-unsqueeze-squeeze"), (11, "cancel-unsqueeze-squeeze-v1")] {
+            let c = pair("Unsqueeze", [0, 2], "Squeeze", [0, 2], opset: opset)
+            XCTAssertEqual(try c.run().fired.map(\.rule), [rule])
+            XCTAssertEqual(c.text, Self.cancelled)
+        }
+    }
+
+    func testSqueezeUnsqueezeCancel() throws {
+        for (opset, rule) in [(Int64(17), "cancel-squeeze-unsqueeze"), (11, "cancel-squeeze-unsqueeze-v1")] {
+            let c = pair("Squeeze", [-2], "Unsqueeze", [-2], opset: opset, x: [2, 1, 3])
+            XCTAssertEqual(try c.run().fired.map(\.rule), [rule])
+            XCTAssertEqual(c.text, """
+                g (float[2,1,3] x) => (? z)
+                {
+                   r = Relu (x)
+                   z = Neg (r)
+                }
+
+                """)
+        }
+    }
+
+    func testSqueezeOfOtherAxesStays() throws {
+        for opset: Int64 in [17, 11] {
+            let c = pair("Unsqueeze", [0, 1], "Squeeze", [0], opset: opset)
+            let before = c.text
+            let report = try c.run()
+            XCTAssertTrue(report.fired.isEmpty)
+            XCTAssertEqual(c.text, before)
+            // The other rules' roots match too, and say why their patterns do not.
+            XCTAssertTrue(report.explanations.contains { $0.description.hasPrefix("cancel-unsqueeze-squeeze") && $0.reason == "`a1 == a2` is false" },
+                          "\(report.explanations.map(\.description))")
+            let reverse = pair("Squeeze", [1], "Unsqueeze", [0], opset: opset, x: [2, 1, 3])
+            XCTAssertTrue(try reverse.run().fired.isEmpty)
+        }
+        // Axes that are not constants.
+        let c = Case { g in
+            let x = g.addInput(name: "x", info: Self.float(2, 3))
+            let axes = g.addInput(name: "axes", info: ValueInfo(type: .tensor(.int64, [.value(1)])))
+            let r = Self.node(g, "Relu", [x], "r")
+            let a = Self.node(g, "Unsqueeze", [r.outputs[0], axes], "a")
+            let b = Self.node(g, "Squeeze", [a.outputs[0], axes], "b")
+            Self.node(g, "Neg", [b.outputs[0]], "z")
+            g.addOutput(g.lastNode!.outputs[0]!, info: ValueInfo(type: nil))
+        }
+        let report = try c.run()
+        XCTAssertTrue(report.fired.isEmpty)
+        XCTAssertTrue(report.explanations.contains { $0.description == "cancel-unsqueeze-squeeze at node 'b': a1 is a graph input" },
+                      "\(report.explanations.map(\.description))")
+    }
+}

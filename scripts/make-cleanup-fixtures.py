@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""Generate the fixtures of the clean-up rules (Sources/ONNXFuse/Rules/cleanup.rules).
+
+Same conventions as scripts/make-fixtures.py, whose helpers it reuses: deterministic
+(fixed seeds, fixed producer fields), every model checked with
+onnx.checker.check_model(full_check=True) and run once in onnxruntime before it is written.
+
+    python scripts/make-cleanup-fixtures.py            # writes fixtures/*.onnx
+    python scripts/make-cleanup-fixtures.py --out DIR  # writes somewhere else
+    python scripts/make-cleanup-fixtures.py --no-ort   # skip the onnxruntime smoke run
+
+Needs: onnx, numpy (and onnxruntime for the smoke run); see
+Tests/conformance/requirements.txt, or use `scripts/venv`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_spec = importlib.util.spec_from_file_location("make_fixtures", os.path.join(_HERE, "make-fixtures.py"))
+mf = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(mf)
+
+FLOAT = TensorProto.FLOAT
+
+
+def ints(name, values):
+    return numpy_helper.from_array(np.array(values, dtype=np.int64), name)
+
+
+# --------------------------------------------------------------------------
+# fixtures
+
+
+def identity_chain():
+    """X -> Relu -> Identity -> Neg -> Identity -> Y, and Y2 = Identity(X).
+
+    The first Identity is inside the graph, the second feeds the graph output Y (the Neg
+    takes the name Y); the third reads a graph input and feeds a graph output, so it stays.
+    """
+    nodes = [
+        helper.make_node("Relu", ["X"], ["r"], name="relu"),
+        helper.make_node("Identity", ["r"], ["r_id"], name="id_inner"),
+        helper.make_node("Neg", ["r_id"], ["n"], name="neg"),
+        helper.make_node("Identity", ["n"], ["Y"], name="id_output"),
+        helper.make_node("Identity", ["X"], ["Y2"], name="id_input_to_output"),
+    ]
+    g = helper.make_graph(
+        nodes, "identity_chain", [mf.vi("X", FLOAT, [2, 3])], [mf.vi("Y", FLOAT, [2, 3]), mf.vi("Y2", FLOAT, [2, 3])]
+    )
+    return mf.make_model(g)
+
+
+def dropout_opset12():
+    """X -> Dropout(X, ratio = 0.5, training_mode absent) -> Relu -> Y, opset 17."""
+    nodes = [
+        helper.make_node("Dropout", ["X", "ratio"], ["d"], name="dropout"),
+        helper.make_node("Relu", ["d"], ["Y"], name="relu"),
+    ]
+    inits = [numpy_helper.from_array(np.array(0.5, dtype=np.float32), "ratio")]
+    g = helper.make_graph(nodes, "dropout_opset12", [mf.vi("X", FLOAT, [2, 4])], [mf.vi("Y", FLOAT, [2, 4])], inits)
+    return mf.make_model(g)
+
+
+def dropout_training():
+    """Dropout with training_mode = true (a constant) and ratio 0: must not be removed.
+
+    Ratio 0 keeps onnxruntime's training-mode Dropout deterministic (it passes X through).
+    """
+    nodes = [
+        helper.make_node("Dropout", ["X", "ratio", "training_mode"], ["d"], name="dropout"),
+        helper.make_node("Relu", ["d"], ["Y"], name="relu"),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array(0.0, dtype=np.float32), "ratio"),
+        numpy_helper.from_array(np.array(True), "training_mode"),
+    ]
+    g = helper.make_graph(nodes, "dropout_training", [mf.vi("X", FLOAT, [2, 4])], [mf.vi("Y", FLOAT, [2, 4])], inits)
+    return mf.make_model(g)
+
+
+def transpose_pair():
+    """Two Transpose pairs: one cancels (perm 0,2,3,1 then 0,3,1,2), one composes into a
+    single Transpose (perm 1,0,2,3 then 0,2,1,3 = perm 1,2,0,3)."""
+    nodes = [
+        helper.make_node("Transpose", ["X"], ["t1"], name="t1", perm=[0, 2, 3, 1]),
+        helper.make_node("Transpose", ["t1"], ["t2"], name="t2", perm=[0, 3, 1, 2]),
+        helper.make_node("Relu", ["t2"], ["Y"], name="relu"),
+        helper.make_node("Transpose", ["X"], ["u1"], name="u1", perm=[1, 0, 2, 3]),
+        helper.make_node("Transpose", ["u1"], ["Y2"], name="u2", perm=[0, 2, 1, 3]),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "transpose_pair",
+        [mf.vi("X", FLOAT, [1, 2, 3, 4])],
+        [mf.vi("Y", FLOAT, [1, 2, 3, 4]), mf.vi("Y2", FLOAT, [2, 3, 1, 4])],
+    )
+    return mf.make_model(g)
+
+
+def squeeze_unsqueeze():
+    """Opset 17 (axes as inputs): Unsqueeze [0] then Squeeze [0] (cancels), Relu then Squeeze
+    [1] then Unsqueeze [1] (cancels), and Unsqueeze [0, 1] then Squeeze [0] (different axes: stays)."""
+    nodes = [
+        helper.make_node("Unsqueeze", ["X", "axes0"], ["u"], name="unsqueeze"),
+        helper.make_node("Squeeze", ["u", "axes0"], ["s"], name="squeeze"),
+        helper.make_node("Relu", ["s"], ["Y"], name="relu"),
+        helper.make_node("Relu", ["Z"], ["zr"], name="relu_z"),
+        helper.make_node("Squeeze", ["zr", "axes1"], ["zs"], name="squeeze_z"),
+        helper.make_node("Unsqueeze", ["zs", "axes1"], ["Y2"], name="unsqueeze_z"),
+        helper.make_node("Unsqueeze", ["X", "axes01"], ["w"], name="unsqueeze_w"),
+        helper.make_node("Squeeze", ["w", "axes0"], ["Y3"], name="squeeze_w"),
+    ]
+    inits = [ints("axes0", [0]), ints("axes1", [1]), ints("axes01", [0, 1])]
+    g = helper.make_graph(
+        nodes,
+        "squeeze_unsqueeze",
+        [mf.vi("X", FLOAT, [2, 3]), mf.vi("Z", FLOAT, [2, 1, 3])],
+        [mf.vi("Y", FLOAT, [2, 3]), mf.vi("Y2", FLOAT, [2, 1, 3]), mf.vi("Y3", FLOAT, [1, 2, 3])],
+        inits,
+    )
+    return mf.make_model(g)
+
+
+def squeeze_unsqueeze_opset11():
+    """Opset 11 (axes as attributes): Unsqueeze then Squeeze of axes [1], Relu then
+    Squeeze then Unsqueeze of axes [-2]."""
+    nodes = [
+        helper.make_node("Unsqueeze", ["X"], ["u"], name="unsqueeze", axes=[1]),
+        helper.make_node("Squeeze", ["u"], ["s"], name="squeeze", axes=[1]),
+        helper.make_node("Relu", ["s"], ["Y"], name="relu"),
+        helper.make_node("Relu", ["Z"], ["zr"], name="relu_z"),
+        helper.make_node("Squeeze", ["zr"], ["zs"], name="squeeze_z", axes=[-2]),
+        helper.make_node("Unsqueeze", ["zs"], ["Y2"], name="unsqueeze_z", axes=[-2]),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "squeeze_unsqueeze_opset11",
+        [mf.vi("X", FLOAT, [2, 3]), mf.vi("Z", FLOAT, [2, 1, 3])],
+        [mf.vi("Y", FLOAT, [2, 3]), mf.vi("Y2", FLOAT, [2, 1, 3])],
+    )
+    return mf.make_model(g, opset=11, ir_version=6)
+
+
+FIXTURES = {
+    "identity_chain": identity_chain,
+    "dropout_opset12": dropout_opset12,
+    "dropout_training": dropout_training,
+    "transpose_pair": transpose_pair,
+    "squeeze_unsqueeze": squeeze_unsqueeze,
+    "squeeze_unsqueeze_opset11": squeeze_unsqueeze_opset11,
+}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=os.path.join(mf.REPO_ROOT, "fixtures"))
+    ap.add_argument("--no-ort", action="store_true", help="skip the onnxruntime smoke run")
+    args = ap.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+
+    ok = True
+    for name, build in FIXTURES.items():
+        model = build()
+        onnx.checker.check_model(model, full_check=True)
+        path = mf.write(name, model, args.out)
+        onnx.checker.check_model(path, full_check=True)
+        if not args.no_ort:
+            mf.smoke_run(path)
+        size = os.path.getsize(path)
+        if size > mf.MAX_FIXTURE_BYTES:
+            print(f"error: {name} is {size} bytes, over {mf.MAX_FIXTURE_BYTES}", file=sys.stderr)
+            ok = False
+        print(f"{name}.onnx: {size} bytes")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
