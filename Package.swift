@@ -27,7 +27,12 @@ let package = Package(
             name: "ONNXFuse",
             dependencies: ["ONNXFuseIR", "ONNXFuseProto", "ONNXFuseRewrite", "ONNXFuseRules"],
             // Built-in rule files, compiled into the library: the binary needs no file beside it.
-            resources: [.embedInCode("Rules/batchnorm.rules"), .embedInCode("Rules/cleanup.rules")]
+            resources: [
+                .embedInCode("Rules/batchnorm.rules"),
+                .embedInCode("Rules/cleanup.rules"),
+                .embedInCode("Rules/affine.rules"),
+                .embedInCode("Rules/matmul.rules"),
+            ]
         ),
         .executableTarget(
             name: "onnx-fuse",

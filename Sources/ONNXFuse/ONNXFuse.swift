@@ -33,6 +33,8 @@ public enum RuleFiles {
     public static let builtinFiles: [(name: String, text: String)] = [
         ("batchnorm.rules", String(decoding: PackageResources.batchnorm_rules, as: UTF8.self)),
         ("cleanup.rules", String(decoding: PackageResources.cleanup_rules, as: UTF8.self)),
+        ("affine.rules", String(decoding: PackageResources.affine_rules, as: UTF8.self)),
+        ("matmul.rules", String(decoding: PackageResources.matmul_rules, as: UTF8.self)),
     ]
 
     /// The built-in rules, which run unless turned off (`--no-builtin`). Their files are
