@@ -126,6 +126,7 @@ struct OnnxFuseCommand: ParsableCommand {
             let fired = result.fired.isEmpty ? "" : " (" + result.fired.map { "\($0.rule) ×\($0.count)" }.joined(separator: ", ") + ")"
             printError("onnx-fuse: \(model) -> \(destination)\(data): \(result.before.nodeCount) -> \(result.after.nodeCount) nodes\(fired), "
                 + "\(formatBytes(sizeBefore)) -> \(formatBytes(saved.modelBytes)), \(formatDuration(elapsed))")
+            for line in changeTable(result) { printError(line) }
         }
         if let report {
             try writeReport(report, result: result, input: model, output: destination, bytesBefore: sizeBefore,
@@ -162,4 +163,23 @@ struct PhaseTrace {
         guard enabled else { return }
         printError("onnx-fuse: trace: " + phases.map { "\($0.0) \(formatDuration($0.1))" }.joined(separator: ", "))
     }
+}
+
+/// The table under the summary when rules fired: each rule and how often, then the node
+/// counts by operator that changed.
+func changeTable(_ result: OptimizationReport) -> [String] {
+    guard !result.fired.isEmpty else { return [] }
+    var changed: [(String, Int, Int)] = []
+    for op in Set(result.before.nodesByOpType.keys).union(result.after.nodesByOpType.keys).sorted() {
+        let before = result.before.nodesByOpType[op] ?? 0, after = result.after.nodesByOpType[op] ?? 0
+        if before != after { changed.append((op, before, after)) }
+    }
+    let width = max(result.fired.map(\.rule.count).max() ?? 0, changed.map(\.0.count).max() ?? 0, "operator".count)
+    func pad(_ text: String) -> String { text.padding(toLength: width, withPad: " ", startingAt: 0) }
+    func right(_ text: String, _ columns: Int) -> String { String(repeating: " ", count: max(0, columns - text.count)) + text }
+    var lines = ["  \(pad("rule"))   fired"]
+    lines += result.fired.map { "  \(pad($0.rule)) \(right(String($0.count), 7))" }
+    lines.append("  \(pad("operator"))  before   after")
+    lines += changed.map { "  \(pad($0.0)) \(right(String($0.1), 7)) \(right(String($0.2), 7))" }
+    return lines
 }

@@ -86,6 +86,13 @@ final class CommandTests: XCTestCase {
         let result = try run(["conv_bn.onnx"], in: dir)
         XCTAssertEqual(result.status, 0, result.stderr)
         XCTAssertTrue(result.stderr.contains("3 -> 2 nodes (fold-conv-batchnorm ×1)"), result.stderr)
+        // Under the summary: the rules that fired, and the operators whose count changed.
+        XCTAssertEqual(result.stderr.split(separator: "\n").dropFirst().map(String.init), [
+            "  rule                  fired",
+            "  fold-conv-batchnorm       1",
+            "  operator             before   after",
+            "  BatchNormalization        1       0",
+        ])
         let list = try run(["rules", "list"])
         let line = String(decoding: list.stdout, as: UTF8.self).split(separator: "\n").first { $0.hasPrefix("fold-conv-batchnorm ") }
         XCTAssertEqual(line?.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first, "builtin:batchnorm.rules")
