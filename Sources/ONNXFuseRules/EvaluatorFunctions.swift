@@ -160,6 +160,16 @@ public struct FunctionTable: Sendable {
         table.register("default", arity: 2...2) { arguments throws(EvaluationError) in
             arguments[0] == .absent ? arguments[1] : arguments[0]
         }
+        table.register("full", arity: 2...2) { arguments throws(EvaluationError) in
+            // A tensor of the given shape filled with one number; its element type adapts to
+            // the tensors it is combined with, like any literal.
+            let shape = try arguments[0].asIntegers()
+            guard shape.allSatisfy({ $0 >= 0 }) else { throw EvaluationError("full: the shape \(shape) has a negative dimension") }
+            guard let value = arguments[1].numberValue else { throw EvaluationError("full: the value is \(arguments[1].kind), not a number") }
+            let count = shape.reduce(1, *)
+            guard count <= 1 << 28 else { throw EvaluationError("full: \(count) elements is too many") }
+            return .tensor(NDArray(shape: shape, values: Array(repeating: value, count: count)), nil)
+        }
         table.register("ones", arity: 1...1) { arguments throws(EvaluationError) in
             let n = try integerArgument("ones", arguments, 0)
             guard n >= 0 else { throw EvaluationError("ones: the count \(n) is negative") }

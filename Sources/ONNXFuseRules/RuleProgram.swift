@@ -49,7 +49,13 @@ struct RuleProgram {
                     tensors.append(Tensor(dataType: .float, dims: [0], storage: .none))
                     continue
                 }
+                // A non-finite value stops the rule where it first appears (k, not the w2 made from it).
                 guard array.isFinite else { return .failure(RuleRefusal("\(assignment.name) is not finite")) }
+                // Only what a node reads becomes a tensor of the model; intermediates stay float64.
+                guard readSlots.contains(computedSlots[assignment.name]!) else {
+                    tensors.append(Tensor(dataType: .float, dims: [0], storage: .none))
+                    continue
+                }
                 guard let type else {
                     return .failure(RuleRefusal("\(assignment.name) has no element type (it is computed from literals only)"))
                 }

@@ -311,7 +311,7 @@ final class EvaluatorTests: XCTestCase {
         XCTAssertEqual(table.arity(of: "matmul"), 2...2)
         XCTAssertNil(table.arity(of: "frobnicate"))
         XCTAssertEqual(table.names, table.names.sorted())
-        XCTAssertEqual(Set(table.names), Set(required + ["dim", "dtype", "permute", "range", "len", "opset"]))
+        XCTAssertEqual(Set(table.names), Set(required + ["dim", "dtype", "permute", "range", "len", "opset", "full"]))
         XCTAssertTrue(FunctionTable().names.isEmpty)
     }
 

@@ -105,4 +105,16 @@ final class FunctionTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("opset() takes 0 to 1 arguments, not 2"), "\(error)")
         }
     }
+
+    func testFullMakesATensorOfAShape() throws {
+        let table = FunctionTable.builtins
+        XCTAssertEqual(try table.call("full", [.list([.integer(2), .integer(3)]), .integer(0)]),
+                       .tensor(NDArray(shape: [2, 3], values: Array(repeating: 0, count: 6)), nil))
+        XCTAssertEqual(try table.call("full", [.list([]), .real(1.5)]), .tensor(NDArray(shape: [], values: [1.5]), nil))
+        // A scalar plus a [C] of zeros: the scalar broadcast to C values, in the type of the scalar.
+        let sum = try apply("+", .tensor(NDArray(shape: [1], values: [4]), .float), try table.call("full", [.list([.integer(3)]), .integer(0)]))
+        XCTAssertEqual(sum, .tensor(NDArray(shape: [3], values: [4, 4, 4]), .float))
+        XCTAssertThrowsError(try table.call("full", [.list([.integer(-1)]), .integer(0)]))
+        XCTAssertThrowsError(try table.call("full", [.list([.integer(2)]), .string("x")]))
+    }
 }

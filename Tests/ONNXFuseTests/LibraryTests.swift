@@ -71,6 +71,10 @@ final class ExampleRulesTests: XCTestCase {
             // The clean-up rules' fixtures (scripts/make-cleanup-fixtures.py): no BatchNormalization.
             "identity_chain": 0, "dropout_opset12": 0, "dropout_training": 0, "transpose_pair": 0,
             "squeeze_unsqueeze": 0, "squeeze_unsqueeze_opset11": 0,
+            // The affine rules' fixtures (scripts/make-affine-fixtures.py): no BatchNormalization.
+            "conv_add_bias": 0, "conv_mul_scale": 0, "conv_add_trap": 0, "convtranspose_mul": 0,
+            // The MatMul rules' fixtures (scripts/make-matmul-fixtures.py): no BatchNormalization.
+            "lora": 0, "lora_scaled": 0, "matmul_add_3d": 0,
         ]
         let fixtures = ((try? FileManager.default.contentsOfDirectory(atPath: CommandTests.fixtures.path)) ?? []).filter { $0.hasSuffix(".onnx") }
         XCTAssertEqual(Set(fixtures.map { String($0.dropLast(5)) }), Set(expected.keys), "a fixture without an expectation")

@@ -1,0 +1,264 @@
+import XCTest
+import Foundation
+import ONNXFuse
+
+/// The built-in MatMul rules (`Sources/ONNXFuse/Rules/matmul.rules`): a low-rank adapter (LoRA)
+/// merged into the weight beside it, with and without a scale, and a 2-D MatMul + constant Add
+/// fused into a Gemm, on small graphs whose numbers are computed by hand, and the cases where
+/// they must not fire.
+///
+/// The LoRA graphs share x [1, 2], W = ((1, 2), (3, 4)), A = (1, 2) as [2, 1] and
+/// B = (10, 20) as [1, 2], so A·B = ((10, 20), (20, 40)) and W + A·B = ((11, 22), (23, 44)).
+final class BuiltinMatMulTests: XCTestCase {
+    /// The rules of the built-in matmul.rules, alone (other built-in files do not interfere).
+    static var rules: [CompiledRule] { RuleFiles.builtin.filter { $0.file == "builtin:matmul.rules" } }
+
+    enum Kind { case constant, graphInput, computed }
+
+    final class Fixture {
+        let graph = Graph(name: "g")
+        let model: Model
+
+        init() { model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph) }
+
+        func input(_ name: String, _ dims: [Int64]) -> Value {
+            graph.addInput(name: name, info: ValueInfo(type: .tensor(.float, dims.map { .value($0) })))
+        }
+
+        func constant(_ name: String, _ values: [Float], _ dims: [Int64]) -> Value {
+            graph.addInitializer(name: name, tensor: Tensor(dataType: .float, dims: dims, values: values))
+        }
+
+        /// An initializer, a graph input, or the output of a Relu of an initializer.
+        func value(_ kind: Kind, _ name: String, _ values: [Float], _ dims: [Int64]) -> Value {
+            switch kind {
+            case .constant:
+                return constant(name, values, dims)
+            case .graphInput:
+                return input(name, dims)
+            case .computed:
+                let raw = constant(name + "_raw", values, dims)
+                return node("Relu", [raw], name)
+            }
+        }
+
+        @discardableResult
+        func node(_ op: String, _ inputs: [Value], _ output: String) -> Value {
+            let node = Node(opType: op, name: output, inputs: inputs, outputNames: [output])
+            graph.append(node)
+            return node.outputs[0]!
+        }
+
+        func output(_ value: Value) { graph.addOutput(value, info: ValueInfo(type: nil)) }
+
+        func run() throws -> OptimizationReport {
+            var options = OptimizationOptions()
+            options.explain = true
+            let report = optimize(model, rules: BuiltinMatMulTests.rules, options: options)
+            try model.verify()
+            return report
+        }
+
+        var text: String { Printer().print(graph) }
+    }
+
+    /// What a LoRA case changes.
+    struct LoRA {
+        var w = Kind.constant, a = Kind.constant, b = Kind.constant
+        var swapAdd = false
+        /// The scale on the adapter's output: its values and dims; nil for none.
+        var scale: (values: [Float], dims: [Int64])?
+        var swapMul = false
+        var xDims: [Int64] = [1, 2]
+        var lowUsedElsewhere = false, deltaUsedElsewhere = false, baseIsOutput = false
+        /// A constant bias added after y (then z, not y, is the graph output).
+        var bias: [Float]?
+    }
+
+    /// base = MatMul(x, W), low = MatMul(x, A), delta = MatMul(low, B), [scaled = Mul(delta, s)],
+    /// y = Add(base, delta or scaled), [z = Add(y, bias)]; y (or z) is a graph output.
+    func lora(_ options: LoRA) -> Fixture {
+        let f = Fixture()
+        let x = f.input("x", options.xDims)
+        let w = f.value(options.w, "w", [1, 2, 3, 4], [2, 2])
+        let a = f.value(options.a, "a", [1, 2], [2, 1])
+        let b = f.value(options.b, "b", [10, 20], [1, 2])
+        let base = f.node("MatMul", [x, w], "base")
+        let low = f.node("MatMul", [x, a], "low")
+        var delta = f.node("MatMul", [low, b], "delta")
+        if options.lowUsedElsewhere { f.output(f.node("Relu", [low], "other")) }
+        if options.deltaUsedElsewhere { f.output(f.node("Relu", [delta], "other")) }
+        if let scale = options.scale {
+            let s = f.constant("s", scale.values, scale.dims)
+            delta = f.node("Mul", options.swapMul ? [s, delta] : [delta, s], "scaled")
+        }
+        let y = f.node("Add", options.swapAdd ? [delta, base] : [base, delta], "y")
+        if let bias = options.bias {
+            f.output(f.node("Add", [y, f.constant("bias", bias, [Int64(bias.count)])], "z"))
+        } else {
+            f.output(y)
+        }
+        if options.baseIsOutput { f.output(base) }
+        return f
+    }
+
+    func assertFires(_ f: Fixture, _ rules: [String], _ text: String, _ message: String = "",
+                     file: StaticString = #filePath, line: UInt = #line) throws {
+        let report = try f.run()
+        XCTAssertEqual(report.fired.map(\.rule), rules, message, file: file, line: line)
+        XCTAssertEqual(f.text, text, message, file: file, line: line)
+    }
+
+    /// Expects nothing to fire or change, and returns `rule`'s explanations.
+    func reasons(_ rule: String, _ f: Fixture, file: StaticString = #filePath, line: UInt = #line) throws -> [String] {
+        let before = f.text
+        let report = try f.run()
+        XCTAssertTrue(report.fired.isEmpty, "\(report.fired)", file: file, line: line)
+        XCTAssertEqual(f.text, before, "nothing changes", file: file, line: line)
+        return report.explanations.filter { $0.rule == rule }.map(\.reason)
+    }
+
+    func testTheRulesAreBuiltIn() {
+        XCTAssertEqual(Self.rules.map(\.name), ["merge-lora", "merge-lora-scaled", "fuse-matmul-add"])
+        XCTAssertEqual(Self.rules.map(\.rewrite.benefit), [20, 20, 5], "merge-lora is tried first at the Add")
+        XCTAssertEqual(Self.rules.map { $0.comment.first?.prefix(20) ?? "" },
+                       ["Merge a low-rank ada", "Merge a scaled low-r", "Fuse a 2-D MatMul an"])
+    }
+
+    // MARK: merge-lora
+
+    func testMergeLoRA() throws {
+        for swapAdd in [false, true] {
+            try assertFires(lora(LoRA(swapAdd: swapAdd)), ["merge-lora"], """
+                g (float[1,2] x) => (? y)
+                   <float[2,2] y_w2 = {11, 22, 23, 44}>
+                {
+                   y = MatMul (x, y_w2)
+                }
+
+                """, "swapAdd: \(swapAdd)")
+        }
+    }
+
+    func testMergeScaledLoRA() throws {
+        // s = 0.5: W + 0.5·A·B = ((1 + 5, 2 + 10), (3 + 10, 4 + 20)).
+        for swapAdd in [false, true] {
+            for swapMul in [false, true] {
+                try assertFires(lora(LoRA(swapAdd: swapAdd, scale: ([0.5], []), swapMul: swapMul)), ["merge-lora-scaled"], """
+                    g (float[1,2] x) => (? y)
+                       <float[2,2] y_w2 = {6, 12, 13, 24}>
+                    {
+                       y = MatMul (x, y_w2)
+                    }
+
+                    """, "swapAdd: \(swapAdd), swapMul: \(swapMul)")
+            }
+        }
+        // Per output column, s = (0.5, 2) as [N] and as [1, N]: A·B * s = ((5, 40), (10, 80)).
+        for dims: [Int64] in [[2], [1, 2]] {
+            try assertFires(lora(LoRA(scale: ([0.5, 2], dims), swapMul: true)), ["merge-lora-scaled"], """
+                g (float[1,2] x) => (? y)
+                   <float[2,2] y_w2 = {6, 42, 13, 84}>
+                {
+                   y = MatMul (x, y_w2)
+                }
+
+                """, "\(dims)")
+        }
+    }
+
+    func testMergeLoRAThenFuseTheBias() throws {
+        // merge-lora first, then the merged MatMul and the bias (1, -1) become a Gemm.
+        try assertFires(lora(LoRA(bias: [1, -1])), ["merge-lora", "fuse-matmul-add"], """
+            g (float[1,2] x) => (? z)
+               <float[2] bias = {1, -1}, float[2,2] y_w2 = {11, 22, 23, 44}>
+            {
+               z = Gemm (x, y_w2, bias)
+            }
+
+            """)
+    }
+
+    func testMergeLoRAMustNotFire() throws {
+        XCTAssertEqual(try reasons("merge-lora", lora(LoRA(w: .graphInput))), ["w is a graph input"])
+        XCTAssertEqual(try reasons("merge-lora", lora(LoRA(a: .computed))), ["a is produced by Relu, not a constant"])
+        XCTAssertEqual(try reasons("merge-lora", lora(LoRA(b: .graphInput))), ["b is a graph input"])
+        XCTAssertEqual(try reasons("merge-lora", lora(LoRA(lowUsedElsewhere: true))), ["low has 2 users"])
+        XCTAssertEqual(try reasons("merge-lora", lora(LoRA(deltaUsedElsewhere: true))), ["delta has 2 users"])
+        XCTAssertEqual(try reasons("merge-lora", lora(LoRA(baseIsOutput: true))), ["base is a graph output"])
+    }
+
+    func testMergeScaledLoRAMustNotFire() throws {
+        let scale: ([Float], [Int64]) = ([0.5], [])
+        XCTAssertEqual(try reasons("merge-lora-scaled", lora(LoRA(w: .computed, scale: scale))), ["w is produced by Relu, not a constant"])
+        XCTAssertEqual(try reasons("merge-lora-scaled", lora(LoRA(a: .graphInput, scale: scale))), ["a is a graph input"])
+        XCTAssertEqual(try reasons("merge-lora-scaled", lora(LoRA(scale: scale, deltaUsedElsewhere: true))), ["delta has 2 users"])
+        XCTAssertEqual(try reasons("merge-lora-scaled", lora(LoRA(scale: scale, baseIsOutput: true))), ["base is a graph output"])
+        // A scale per row of the output cannot go into the weight.
+        XCTAssertEqual(try reasons("merge-lora-scaled", lora(LoRA(scale: ([0.5, 2], [2, 1])))),
+                       ["`numel(s) == 1 || dim(s, -1) == dim(b, 1)` is false"])
+        // [1, N] on a 1-D x would raise the output's rank.
+        XCTAssertEqual(try reasons("merge-lora-scaled", lora(LoRA(scale: ([0.5, 2], [1, 2]), xDims: [2]))),
+                       ["`rank(s) <= 1 || dim(s, 0) == 1 && rank(x) >= 2` is false"])
+    }
+
+    // MARK: fuse-matmul-add
+
+    /// y = MatMul(x, b) with x [2, 2] (or `xDims`) and b [2, 2] = ((1, 2), (3, 4)) (a constant or
+    /// a graph input), z = Add(y, c) with c as given; z is a graph output.
+    func matmulAdd(c: (values: [Float], dims: [Int64]), cKind: Kind = .constant, b bKind: Kind = .constant,
+                   xDims: [Int64] = [2, 2], swapAdd: Bool = false, yIsOutput: Bool = false) -> Fixture {
+        let f = Fixture()
+        let x = f.input("x", xDims)
+        let b = f.value(bKind, "b", [1, 2, 3, 4], [2, 2])
+        let c = f.value(cKind, "c", c.values, c.dims)
+        let y = f.node("MatMul", [x, b], "y")
+        f.output(f.node("Add", swapAdd ? [c, y] : [y, c], "z"))
+        if yIsOutput { f.output(y) }
+        return f
+    }
+
+    func testFuseMatMulAdd() throws {
+        let shapes: [(values: [Float], dims: [Int64], text: String)] = [
+            ([1, -1], [2], "float[2] c = {1, -1}"),
+            ([1, -1], [1, 2], "float[1,2] c = {1, -1}"),
+            ([1, -1], [2, 1], "float[2,1] c = {1, -1}"),
+            ([1, 2, 3, 4], [2, 2], "float[2,2] c = {1, 2, 3, 4}"),
+            ([7], [], "float[] c = {7}"),
+            ([7], [1], "float[1] c = {7}"),
+        ]
+        for (values, dims, text) in shapes {
+            for swapAdd in [false, true] {
+                try assertFires(matmulAdd(c: (values, dims), swapAdd: swapAdd), ["fuse-matmul-add"], """
+                    g (float[2,2] x) => (? z)
+                       <float[2,2] b = {1, 2, 3, 4}, \(text)>
+                    {
+                       z = Gemm (x, b, c)
+                    }
+
+                    """, "\(dims), swapAdd: \(swapAdd)")
+            }
+        }
+        // B need not be a constant.
+        try assertFires(matmulAdd(c: ([1, -1], [2]), b: .graphInput), ["fuse-matmul-add"], """
+            g (float[2,2] x, float[2,2] b) => (? z)
+               <float[2] c = {1, -1}>
+            {
+               z = Gemm (x, b, c)
+            }
+
+            """)
+    }
+
+    func testFuseMatMulAddMustNotFire() throws {
+        let rule = "fuse-matmul-add"
+        XCTAssertEqual(try reasons(rule, matmulAdd(c: ([1, -1], [2]), xDims: [1, 2, 2])), ["`rank(a) == 2` is false"])
+        XCTAssertEqual(try reasons(rule, matmulAdd(c: ([1, -1], [2]), cKind: .graphInput)), ["c is a graph input"])
+        XCTAssertEqual(try reasons(rule, matmulAdd(c: ([1, -1], [2]), yIsOutput: true)), ["y is a graph output"])
+        XCTAssertEqual(try reasons(rule, matmulAdd(c: ([1, 2, 3], [3]))),
+                       ["`numel(c) == 1 || dim(c, -1) == dim(b, 1) || rank(c) == 2 && dim(c, 1) == 1` is false"])
+        XCTAssertEqual(try reasons(rule, matmulAdd(c: ([1, 2, 3, 4, 5, 6], [3, 2]))),
+                       ["`rank(c) <= 1 || dim(c, 0) == 1 || dim(c, 0) == dim(a, 0)` is false"])
+        XCTAssertEqual(try reasons(rule, matmulAdd(c: ([1, -1], [1, 1, 2]))), ["`rank(c) <= 2` is false"])
+    }
+}

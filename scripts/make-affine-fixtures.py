@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Generate the fixtures of the affine rules (Sources/ONNXFuse/Rules/affine.rules).
+
+Same conventions as scripts/make-fixtures.py, whose helpers it reuses: deterministic
+(fixed seeds, fixed producer fields), every model checked with
+onnx.checker.check_model(full_check=True) and run once in onnxruntime before it is written.
+
+    python scripts/make-affine-fixtures.py            # writes fixtures/*.onnx
+    python scripts/make-affine-fixtures.py --out DIR  # writes somewhere else
+    python scripts/make-affine-fixtures.py --no-ort   # skip the onnxruntime smoke run
+
+Needs: onnx, numpy (and onnxruntime for the smoke run); see
+Tests/conformance/requirements.txt, or use `scripts/venv`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_spec = importlib.util.spec_from_file_location("make_fixtures", os.path.join(_HERE, "make-fixtures.py"))
+mf = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(mf)
+
+FLOAT = TensorProto.FLOAT
+
+
+def const(name, array):
+    return numpy_helper.from_array(np.asarray(array, dtype=np.float32), name)
+
+
+# --------------------------------------------------------------------------
+# fixtures
+
+
+def conv_add_bias():
+    """Conv (3 -> 4 channels, 3x3, pads 1, bias) -> Add(C, conv) with C of shape [1, 4, 1, 1]
+    on the left of the Add -> Relu. Folds into the Conv's bias."""
+    rng = mf.rng_for("conv_add_bias")
+    nodes = [
+        helper.make_node("Conv", ["X", "W", "B"], ["conv_out"], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["C", "conv_out"], ["add_out"], name="add"),
+        helper.make_node("Relu", ["add_out"], ["Y"], name="relu"),
+    ]
+    inits = [
+        const("W", mf.weight(rng, [4, 3, 3, 3])),
+        const("B", mf.weight(rng, [4])),
+        const("C", mf.weight(rng, [1, 4, 1, 1])),
+    ]
+    g = helper.make_graph(nodes, "conv_add_bias", [mf.vi("X", FLOAT, [1, 3, 6, 6])], [mf.vi("Y", FLOAT, [1, 4, 6, 6])], inits)
+    return mf.make_model(g)
+
+
+def conv_mul_scale():
+    """Conv (3 -> 4 channels, 3x3, no bias) -> Mul(conv, S) with S of shape [4, 1, 1] on the
+    right of the Mul -> Relu. Folds into the Conv's weight."""
+    rng = mf.rng_for("conv_mul_scale")
+    nodes = [
+        helper.make_node("Conv", ["X", "W"], ["conv_out"], name="conv", kernel_shape=[3, 3]),
+        helper.make_node("Mul", ["conv_out", "S"], ["mul_out"], name="mul"),
+        helper.make_node("Relu", ["mul_out"], ["Y"], name="relu"),
+    ]
+    inits = [
+        const("W", mf.weight(rng, [4, 3, 3, 3])),
+        const("S", mf.weight(rng, [4, 1, 1])),
+    ]
+    g = helper.make_graph(nodes, "conv_mul_scale", [mf.vi("X", FLOAT, [1, 3, 6, 6])], [mf.vi("Y", FLOAT, [1, 4, 4, 4])], inits)
+    return mf.make_model(g)
+
+
+def conv_add_trap():
+    """Conv (3 -> 4 channels, 1x1, bias) on a 1x3x5x4 input -> Add(conv, C) with a 1-D C of
+    shape [4]: valid ONNX because the width is 4 too, but C runs along the width, not the
+    channels, so it must NOT fold into the bias."""
+    rng = mf.rng_for("conv_add_trap")
+    nodes = [
+        helper.make_node("Conv", ["X", "W", "B"], ["conv_out"], name="conv", kernel_shape=[1, 1]),
+        helper.make_node("Add", ["conv_out", "C"], ["add_out"], name="add"),
+        helper.make_node("Relu", ["add_out"], ["Y"], name="relu"),
+    ]
+    inits = [
+        const("W", mf.weight(rng, [4, 3, 1, 1])),
+        const("B", mf.weight(rng, [4])),
+        const("C", [1.0, -2.0, 3.0, -4.0]),
+    ]
+    g = helper.make_graph(nodes, "conv_add_trap", [mf.vi("X", FLOAT, [1, 3, 5, 4])], [mf.vi("Y", FLOAT, [1, 4, 5, 4])], inits)
+    return mf.make_model(g)
+
+
+def convtranspose_mul():
+    """ConvTranspose (group 2, 4 -> 6 channels, weight 4x3x2x2, stride 2, bias) -> Mul(S, convt)
+    with S of shape [1, 6, 1, 1] on the left of the Mul -> Relu. Folds into the weight (along
+    axis 1 within each group) and the bias."""
+    rng = mf.rng_for("convtranspose_mul")
+    nodes = [
+        helper.make_node(
+            "ConvTranspose", ["X", "W", "B"], ["convt_out"], name="convt", kernel_shape=[2, 2], strides=[2, 2], group=2
+        ),
+        helper.make_node("Mul", ["S", "convt_out"], ["mul_out"], name="mul"),
+        helper.make_node("Relu", ["mul_out"], ["Y"], name="relu"),
+    ]
+    inits = [
+        const("W", mf.weight(rng, [4, 3, 2, 2])),
+        const("B", mf.weight(rng, [6])),
+        const("S", mf.weight(rng, [1, 6, 1, 1])),
+    ]
+    g = helper.make_graph(
+        nodes, "convtranspose_mul", [mf.vi("X", FLOAT, [1, 4, 3, 3])], [mf.vi("Y", FLOAT, [1, 6, 6, 6])], inits
+    )
+    return mf.make_model(g)
+
+
+FIXTURES = {
+    "conv_add_bias": conv_add_bias,
+    "conv_mul_scale": conv_mul_scale,
+    "conv_add_trap": conv_add_trap,
+    "convtranspose_mul": convtranspose_mul,
+}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=os.path.join(mf.REPO_ROOT, "fixtures"))
+    ap.add_argument("--no-ort", action="store_true", help="skip the onnxruntime smoke run")
+    args = ap.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+
+    ok = True
+    for name, build in FIXTURES.items():
+        model = build()
+        onnx.checker.check_model(model, full_check=True)
+        path = mf.write(name, model, args.out)
+        onnx.checker.check_model(path, full_check=True)
+        if not args.no_ort:
+            mf.smoke_run(path)
+        size = os.path.getsize(path)
+        if size > mf.MAX_FIXTURE_BYTES:
+            print(f"error: {name} is {size} bytes, over {mf.MAX_FIXTURE_BYTES}", file=sys.stderr)
+            ok = False
+        print(f"{name}.onnx: {size} bytes")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Generate the fixtures of the MatMul rules (Sources/ONNXFuse/Rules/matmul.rules).
+
+Same conventions as scripts/make-fixtures.py, whose helpers it reuses: deterministic
+(fixed seeds, fixed producer fields), every model checked with
+onnx.checker.check_model(full_check=True) and run once in onnxruntime before it is written.
+
+    python scripts/make-matmul-fixtures.py            # writes fixtures/*.onnx
+    python scripts/make-matmul-fixtures.py --out DIR  # writes somewhere else
+    python scripts/make-matmul-fixtures.py --no-ort   # skip the onnxruntime smoke run
+
+Needs: onnx, numpy (and onnxruntime for the smoke run); see
+Tests/conformance/requirements.txt, or use `scripts/venv`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_spec = importlib.util.spec_from_file_location("make_fixtures", os.path.join(_HERE, "make-fixtures.py"))
+mf = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(mf)
+
+FLOAT = TensorProto.FLOAT
+
+
+# --------------------------------------------------------------------------
+# fixtures
+
+
+def lora():
+    """Y = (X·W + (X·A)·B) + bias, X [2, 16], W [16, 12], A [16, 4], B [4, 12], bias [12].
+
+    merge-lora folds the adapter into W, then fuse-matmul-add makes MatMul + Add a Gemm.
+    """
+    rng = mf.rng_for("lora")
+    inits = [
+        numpy_helper.from_array(mf.weight(rng, [16, 12]), "W"),
+        numpy_helper.from_array(mf.weight(rng, [16, 4]), "A"),
+        numpy_helper.from_array(mf.weight(rng, [4, 12]), "B"),
+        numpy_helper.from_array(mf.weight(rng, [12]), "bias"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["X", "W"], ["base"], name="base"),
+        helper.make_node("MatMul", ["X", "A"], ["low"], name="lora_a"),
+        helper.make_node("MatMul", ["low", "B"], ["delta"], name="lora_b"),
+        helper.make_node("Add", ["base", "delta"], ["sum"], name="merge"),
+        helper.make_node("Add", ["sum", "bias"], ["Y"], name="bias"),
+    ]
+    g = helper.make_graph(nodes, "lora", [mf.vi("X", FLOAT, [2, 16])], [mf.vi("Y", FLOAT, [2, 12])], inits)
+    return mf.make_model(g)
+
+
+def lora_scaled():
+    """Y = (s * ((X·A)·B)) + X·W, batched X [2, 3, 16], W [16, 12], A [16, 4], B [4, 12], s = 0.5.
+
+    The Mul takes the constant first and the Add the adapter first: merge-lora-scaled makes it
+    one MatMul (not a Gemm: X has rank 3).
+    """
+    rng = mf.rng_for("lora_scaled")
+    inits = [
+        numpy_helper.from_array(mf.weight(rng, [16, 12]), "W"),
+        numpy_helper.from_array(mf.weight(rng, [16, 4]), "A"),
+        numpy_helper.from_array(mf.weight(rng, [4, 12]), "B"),
+        numpy_helper.from_array(np.array(0.5, dtype=np.float32), "s"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["X", "W"], ["base"], name="base"),
+        helper.make_node("MatMul", ["X", "A"], ["low"], name="lora_a"),
+        helper.make_node("MatMul", ["low", "B"], ["delta"], name="lora_b"),
+        helper.make_node("Mul", ["s", "delta"], ["scaled"], name="scale"),
+        helper.make_node("Add", ["scaled", "base"], ["Y"], name="merge"),
+    ]
+    g = helper.make_graph(nodes, "lora_scaled", [mf.vi("X", FLOAT, [2, 3, 16])], [mf.vi("Y", FLOAT, [2, 3, 12])], inits)
+    return mf.make_model(g)
+
+
+def matmul_add_3d():
+    """Y = X·W + B with X [2, 3, 8], W [8, 6], B [6]: rank 3, so it must not become a Gemm."""
+    rng = mf.rng_for("matmul_add_3d")
+    inits = [
+        numpy_helper.from_array(mf.weight(rng, [8, 6]), "W"),
+        numpy_helper.from_array(mf.weight(rng, [6]), "B"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["X", "W"], ["mm_out"], name="matmul"),
+        helper.make_node("Add", ["mm_out", "B"], ["Y"], name="add"),
+    ]
+    g = helper.make_graph(nodes, "matmul_add_3d", [mf.vi("X", FLOAT, [2, 3, 8])], [mf.vi("Y", FLOAT, [2, 3, 6])], inits)
+    return mf.make_model(g)
+
+
+FIXTURES = {
+    "lora": lora,
+    "lora_scaled": lora_scaled,
+    "matmul_add_3d": matmul_add_3d,
+}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=os.path.join(mf.REPO_ROOT, "fixtures"))
+    ap.add_argument("--no-ort", action="store_true", help="skip the onnxruntime smoke run")
+    args = ap.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+
+    ok = True
+    for name, build in FIXTURES.items():
+        model = build()
+        onnx.checker.check_model(model, full_check=True)
+        path = mf.write(name, model, args.out)
+        onnx.checker.check_model(path, full_check=True)
+        if not args.no_ort:
+            mf.smoke_run(path)
+        size = os.path.getsize(path)
+        if size > mf.MAX_FIXTURE_BYTES:
+            print(f"error: {name} is {size} bytes, over {mf.MAX_FIXTURE_BYTES}", file=sys.stderr)
+            ok = False
+        print(f"{name}.onnx: {size} bytes")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
