@@ -15,8 +15,6 @@ Tests/conformance/requirements.txt, or use `scripts/venv`.
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
 import os
 import sys
 
@@ -24,10 +22,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_spec = importlib.util.spec_from_file_location("make_fixtures", os.path.join(_HERE, "make-fixtures.py"))
-mf = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(mf)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fixture_generator import generate, make_fixtures as mf  # noqa: E402
 
 FLOAT = TensorProto.FLOAT
 
@@ -105,28 +101,7 @@ FIXTURES = {
 }
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default=os.path.join(mf.REPO_ROOT, "fixtures"))
-    ap.add_argument("--no-ort", action="store_true", help="skip the onnxruntime smoke run")
-    args = ap.parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
-
-    ok = True
-    for name, build in FIXTURES.items():
-        model = build()
-        onnx.checker.check_model(model, full_check=True)
-        path = mf.write(name, model, args.out)
-        onnx.checker.check_model(path, full_check=True)
-        if not args.no_ort:
-            mf.smoke_run(path)
-        size = os.path.getsize(path)
-        if size > mf.MAX_FIXTURE_BYTES:
-            print(f"error: {name} is {size} bytes, over {mf.MAX_FIXTURE_BYTES}", file=sys.stderr)
-            ok = False
-        print(f"{name}.onnx: {size} bytes")
-    return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(generate(FIXTURES, __doc__))
