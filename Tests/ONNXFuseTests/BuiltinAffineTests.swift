@@ -15,30 +15,9 @@ final class BuiltinAffineTests: XCTestCase {
     /// How the constant c is given.
     enum CKind { case constant, graphInput }
 
-    final class Fixture {
-        let graph = Graph(name: "g")
-        let model: Model
+    final class Fixture: RuleTestGraph {
         var producer: Node!
-
-        init() { model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph) }
-
-        func input(_ name: String, _ dims: [Int64]) -> Value {
-            graph.addInput(name: name, info: ValueInfo(type: .tensor(.float, dims.map { .value($0) })))
-        }
-
-        func constant(_ name: String, _ values: [Float], _ dims: [Int64]) -> Value {
-            graph.addInitializer(name: name, tensor: Tensor(dataType: .float, dims: dims, values: values))
-        }
-
-        func run() throws -> OptimizationReport {
-            var options = OptimizationOptions()
-            options.explain = true
-            let report = optimize(model, rules: BuiltinAffineTests.rules, options: options)
-            try model.verify()
-            return report
-        }
-
-        var text: String { Printer().print(graph) }
+        init() { super.init(rules: BuiltinAffineTests.rules) }
     }
 
     /// Conv(x, w, b?) as the class comment says; output `y`.

@@ -14,7 +14,7 @@ final class BuiltinBatchNormTests: XCTestCase {
     /// The rules of the built-in batchnorm.rules, alone (other built-in files do not interfere).
     static var rules: [CompiledRule] { RuleFiles.builtin.filter { $0.file == "builtin:batchnorm.rules" } }
 
-    enum WeightKind { case constant, graphInput, computed }
+    typealias WeightKind = RuleTestGraph.Source
 
     /// What a must-not-fire case changes.
     struct Options {
@@ -23,33 +23,12 @@ final class BuiltinBatchNormTests: XCTestCase {
         var training: Int64?
     }
 
-    final class Fixture {
-        let graph = Graph(name: "g")
-        let model: Model
-
-        init() { model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph) }
-
-        func input(_ name: String, _ dims: [Int64]) -> Value {
-            graph.addInput(name: name, info: ValueInfo(type: .tensor(.float, dims.map { .value($0) })))
-        }
-
-        func constant(_ name: String, _ values: [Float], _ dims: [Int64]) -> Value {
-            graph.addInitializer(name: name, tensor: Tensor(dataType: .float, dims: dims, values: values))
-        }
+    final class Fixture: RuleTestGraph {
+        init() { super.init(rules: BuiltinBatchNormTests.rules) }
 
         /// A weight: an initializer, a graph input, or the output of a Relu of an initializer.
         func weight(_ kind: WeightKind, _ name: String, _ values: [Float], _ dims: [Int64]) -> Value {
-            switch kind {
-            case .constant:
-                return constant(name, values, dims)
-            case .graphInput:
-                return input(name, dims)
-            case .computed:
-                let raw = constant(name + "_raw", values, dims)
-                let relu = Node(opType: "Relu", name: "relu_" + name, inputs: [raw], outputNames: [name])
-                graph.append(relu)
-                return relu.outputs[0]!
-            }
+            value(kind, name, values, dims)
         }
 
         /// BatchNormalization(y) with the parameters of the class comment; its output `z` is a
@@ -67,14 +46,6 @@ final class BuiltinBatchNormTests: XCTestCase {
             graph.append(bn)
             graph.addOutput(bn.outputs[0]!, info: ValueInfo(type: nil))
             return bn
-        }
-
-        func run() throws -> OptimizationReport {
-            var options = OptimizationOptions()
-            options.explain = true
-            let report = optimize(model, rules: BuiltinBatchNormTests.rules, options: options)
-            try model.verify()
-            return report
         }
     }
 

@@ -13,53 +13,10 @@ final class BuiltinMatMulTests: XCTestCase {
     /// The rules of the built-in matmul.rules, alone (other built-in files do not interfere).
     static var rules: [CompiledRule] { RuleFiles.builtin.filter { $0.file == "builtin:matmul.rules" } }
 
-    enum Kind { case constant, graphInput, computed }
+    typealias Kind = RuleTestGraph.Source
 
-    final class Fixture {
-        let graph = Graph(name: "g")
-        let model: Model
-
-        init() { model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph) }
-
-        func input(_ name: String, _ dims: [Int64]) -> Value {
-            graph.addInput(name: name, info: ValueInfo(type: .tensor(.float, dims.map { .value($0) })))
-        }
-
-        func constant(_ name: String, _ values: [Float], _ dims: [Int64]) -> Value {
-            graph.addInitializer(name: name, tensor: Tensor(dataType: .float, dims: dims, values: values))
-        }
-
-        /// An initializer, a graph input, or the output of a Relu of an initializer.
-        func value(_ kind: Kind, _ name: String, _ values: [Float], _ dims: [Int64]) -> Value {
-            switch kind {
-            case .constant:
-                return constant(name, values, dims)
-            case .graphInput:
-                return input(name, dims)
-            case .computed:
-                let raw = constant(name + "_raw", values, dims)
-                return node("Relu", [raw], name)
-            }
-        }
-
-        @discardableResult
-        func node(_ op: String, _ inputs: [Value], _ output: String) -> Value {
-            let node = Node(opType: op, name: output, inputs: inputs, outputNames: [output])
-            graph.append(node)
-            return node.outputs[0]!
-        }
-
-        func output(_ value: Value) { graph.addOutput(value, info: ValueInfo(type: nil)) }
-
-        func run() throws -> OptimizationReport {
-            var options = OptimizationOptions()
-            options.explain = true
-            let report = optimize(model, rules: BuiltinMatMulTests.rules, options: options)
-            try model.verify()
-            return report
-        }
-
-        var text: String { Printer().print(graph) }
+    final class Fixture: RuleTestGraph {
+        init() { super.init(rules: BuiltinMatMulTests.rules) }
     }
 
     /// What a LoRA case changes.

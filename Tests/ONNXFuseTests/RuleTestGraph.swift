@@ -1,0 +1,56 @@
+import XCTest
+import ONNXFuse
+
+/// A small float graph for testing built-in rules: inputs, constants, nodes, and a run of a
+/// rule set with explanations on. Each rule family's tests subclass it.
+class RuleTestGraph {
+    /// Where a value a rule reads comes from: the cases its guards must tell apart.
+    enum Source { case constant, graphInput, computed }
+
+    let graph = Graph(name: "g")
+    let model: Model
+    let rules: [CompiledRule]
+
+    init(rules: [CompiledRule], opset: Int64 = 17) {
+        self.rules = rules
+        model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: opset)], graph: graph)
+    }
+
+    func input(_ name: String, _ dims: [Int64]) -> Value {
+        graph.addInput(name: name, info: ValueInfo(type: .tensor(.float, dims.map { .value($0) })))
+    }
+
+    func constant(_ name: String, _ values: [Float], _ dims: [Int64]) -> Value {
+        graph.addInitializer(name: name, tensor: Tensor(dataType: .float, dims: dims, values: values))
+    }
+
+    /// An initializer, a graph input, or the output of a Relu of an initializer.
+    func value(_ source: Source, _ name: String, _ values: [Float], _ dims: [Int64]) -> Value {
+        switch source {
+        case .constant: return constant(name, values, dims)
+        case .graphInput: return input(name, dims)
+        case .computed: return node("Relu", [constant(name + "_raw", values, dims)], name)
+        }
+    }
+
+    /// A node with one output named `output` (which also names the node).
+    @discardableResult
+    func node(_ op: String, _ inputs: [Value], _ output: String) -> Value {
+        let node = Node(opType: op, name: output, inputs: inputs, outputNames: [output])
+        graph.append(node)
+        return node.outputs[0]!
+    }
+
+    func output(_ value: Value) { graph.addOutput(value, info: ValueInfo(type: nil)) }
+
+    /// Runs the rules with explanations and checks the IR afterwards.
+    func run() throws -> OptimizationReport {
+        var options = OptimizationOptions()
+        options.explain = true
+        let report = optimize(model, rules: rules, options: options)
+        try model.verify()
+        return report
+    }
+
+    var text: String { Printer().print(graph) }
+}
