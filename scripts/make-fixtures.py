@@ -225,80 +225,46 @@ def convtranspose_grouped_bn():
     return make_model(g)
 
 
-def gemm_bn():
-    rng = rng_for("gemm_bn")
+def linear_bn_relu(name, op, weight_shape, rows, *, bias=True, op_attrs=None, bn_attrs=None, expose_linear=False):
+    """X -> Gemm or MatMul (constant weight W, optional constant bias C) -> BatchNormalization
+    -> Relu -> Y, with 6 features; `expose_linear` also makes the Gemm/MatMul output a graph
+    output (a case where BN must not fold)."""
+    rng = rng_for(name)
     bn_names, bn_inits = bn_params(rng, "bn", 6)
-    inits = [
-        numpy_helper.from_array(weight(rng, [6, 8]), "W"),
-        numpy_helper.from_array(weight(rng, [6]), "C"),
-    ] + bn_inits
+    inits = [numpy_helper.from_array(weight(rng, weight_shape), "W")]
+    if bias:
+        inits.append(numpy_helper.from_array(weight(rng, [6]), "C"))
+    linear_out = "gemm_out" if op == "Gemm" else "mm_out"
     nodes = [
-        helper.make_node("Gemm", ["X", "W", "C"], ["gemm_out"], name="gemm", transB=1),
-        helper.make_node("BatchNormalization", ["gemm_out"] + bn_names, ["bn_out"], name="bn"),
+        helper.make_node(op, ["X", "W"] + (["C"] if bias else []), [linear_out], name=op.lower(), **(op_attrs or {})),
+        helper.make_node("BatchNormalization", [linear_out] + bn_names, ["bn_out"], name="bn", **(bn_attrs or {})),
         helper.make_node("Relu", ["bn_out"], ["Y"], name="relu"),
     ]
-    g = helper.make_graph(
-        nodes, "gemm_bn", [vi("X", TensorProto.FLOAT, [2, 8])], [vi("Y", TensorProto.FLOAT, [2, 6])], inits
-    )
+    outputs = [vi("Y", TensorProto.FLOAT, [rows, 6])]
+    if expose_linear:
+        outputs.append(vi(linear_out, TensorProto.FLOAT, [rows, 6]))
+    g = helper.make_graph(nodes, name, [vi("X", TensorProto.FLOAT, [rows, 8])], outputs, inits + bn_inits)
     return make_model(g)
+
+
+def gemm_bn():
+    return linear_bn_relu("gemm_bn", "Gemm", [6, 8], 2, op_attrs={"transB": 1})
 
 
 def gemm_transb0_bn():
     """Gemm with transB=0 (B is K x N), alpha and beta not 1, a bias C -> BN -> Relu."""
-    rng = rng_for("gemm_transb0_bn")
-    bn_names, bn_inits = bn_params(rng, "bn", 6)
-    inits = [
-        numpy_helper.from_array(weight(rng, [8, 6]), "W"),
-        numpy_helper.from_array(weight(rng, [6]), "C"),
-    ] + bn_inits
-    nodes = [
-        helper.make_node("Gemm", ["X", "W", "C"], ["gemm_out"], name="gemm", alpha=0.75, beta=1.5, transB=0),
-        helper.make_node("BatchNormalization", ["gemm_out"] + bn_names, ["bn_out"], name="bn", epsilon=1e-3),
-        helper.make_node("Relu", ["bn_out"], ["Y"], name="relu"),
-    ]
-    g = helper.make_graph(
-        nodes, "gemm_transb0_bn", [vi("X", TensorProto.FLOAT, [3, 8])], [vi("Y", TensorProto.FLOAT, [3, 6])], inits
-    )
-    return make_model(g)
+    return linear_bn_relu("gemm_transb0_bn", "Gemm", [8, 6], 3, op_attrs={"alpha": 0.75, "beta": 1.5, "transB": 0},
+                          bn_attrs={"epsilon": 1e-3})
 
 
 def matmul_bn():
     """2-D MatMul with a constant weight -> BN -> Relu (folds into a Gemm with a bias)."""
-    rng = rng_for("matmul_bn")
-    bn_names, bn_inits = bn_params(rng, "bn", 6)
-    inits = [numpy_helper.from_array(weight(rng, [8, 6]), "W")] + bn_inits
-    nodes = [
-        helper.make_node("MatMul", ["X", "W"], ["mm_out"], name="matmul"),
-        helper.make_node("BatchNormalization", ["mm_out"] + bn_names, ["bn_out"], name="bn"),
-        helper.make_node("Relu", ["bn_out"], ["Y"], name="relu"),
-    ]
-    g = helper.make_graph(
-        nodes, "matmul_bn", [vi("X", TensorProto.FLOAT, [2, 8])], [vi("Y", TensorProto.FLOAT, [2, 6])], inits
-    )
-    return make_model(g)
+    return linear_bn_relu("matmul_bn", "MatMul", [8, 6], 2, bias=False)
 
 
 def gemm_bn_shared():
     """Gemm(transB=1) -> BN -> Relu whose Gemm output is also a graph output: must not fold."""
-    rng = rng_for("gemm_bn_shared")
-    bn_names, bn_inits = bn_params(rng, "bn", 6)
-    inits = [
-        numpy_helper.from_array(weight(rng, [6, 8]), "W"),
-        numpy_helper.from_array(weight(rng, [6]), "C"),
-    ] + bn_inits
-    nodes = [
-        helper.make_node("Gemm", ["X", "W", "C"], ["gemm_out"], name="gemm", transB=1),
-        helper.make_node("BatchNormalization", ["gemm_out"] + bn_names, ["bn_out"], name="bn"),
-        helper.make_node("Relu", ["bn_out"], ["Y"], name="relu"),
-    ]
-    g = helper.make_graph(
-        nodes,
-        "gemm_bn_shared",
-        [vi("X", TensorProto.FLOAT, [2, 8])],
-        [vi("Y", TensorProto.FLOAT, [2, 6]), vi("gemm_out", TensorProto.FLOAT, [2, 6])],
-        inits,
-    )
-    return make_model(g)
+    return linear_bn_relu("gemm_bn_shared", "Gemm", [6, 8], 2, op_attrs={"transB": 1}, expose_linear=True)
 
 
 def matmul_add():

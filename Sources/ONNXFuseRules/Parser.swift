@@ -194,6 +194,19 @@ struct Parser {
         statementStart = peek().start
     }
 
+    /// Skips empty lines and `;` separators, starts the statement at the token after them
+    /// and returns that token (not consumed).
+    mutating func nextStatement() -> Token {
+        while true {
+            let token = peek()
+            guard token.kind == .newline || token.isSymbol(.semicolon) else {
+                beginStatement()
+                return token
+            }
+            advance()
+        }
+    }
+
     // MARK: - File
 
     mutating func parseFile() -> [RuleSyntax] {
@@ -283,12 +296,8 @@ struct Parser {
 
         var parts = RuleParts()
         while true {
-            let token = peek()
-            beginStatement()
+            let token = nextStatement()
             switch token.kind {
-            case .newline, .symbol(.semicolon):
-                advance()
-                continue
             case .symbol(.rightBrace):
                 advance()
                 return finishRule(name: name, ruleToken: ruleToken, closing: token, comment: comment, parts: parts)
@@ -424,12 +433,8 @@ struct Parser {
             _ = failure(expected: "'{' after '\(kind)'")
         }
         while true {
-            let token = peek()
-            beginStatement()
+            let token = nextStatement()
             switch token.kind {
-            case .newline, .symbol(.semicolon):
-                advance()
-                continue
             case .symbol(.rightBrace):
                 advance()
                 return

@@ -10,8 +10,6 @@ final class EvaluatorTests: XCTestCase {
         .tensor(NDArray(shape: shape, values: values), type)
     }
 
-    private func list(_ integers: Int64...) -> EvalValue { .list(integers.map { .integer($0) }) }
-
     /// `lhs op rhs`, or a failure.
     private func op(_ lhs: EvalValue, _ op: String, _ rhs: EvalValue, file: StaticString = #filePath, line: UInt = #line) -> EvalValue {
         do {
@@ -26,27 +24,6 @@ final class EvaluatorTests: XCTestCase {
     private func opError(_ lhs: EvalValue, _ op: String, _ rhs: EvalValue, file: StaticString = #filePath, line: UInt = #line) -> String {
         do {
             let value = try apply(op, lhs, rhs)
-            XCTFail("expected an error, got \(value)", file: file, line: line)
-            return ""
-        } catch {
-            return error.message
-        }
-    }
-
-    /// `name(arguments)`, or a failure.
-    private func call(_ name: String, _ arguments: EvalValue..., file: StaticString = #filePath, line: UInt = #line) -> EvalValue {
-        do {
-            return try table.call(name, arguments)
-        } catch {
-            XCTFail(error.message, file: file, line: line)
-            return .absent
-        }
-    }
-
-    /// The message of the error `name(arguments)` throws.
-    private func callError(_ name: String, _ arguments: EvalValue..., file: StaticString = #filePath, line: UInt = #line) -> String {
-        do {
-            let value = try table.call(name, arguments)
             XCTFail("expected an error, got \(value)", file: file, line: line)
             return ""
         } catch {

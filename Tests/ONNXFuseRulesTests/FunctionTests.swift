@@ -7,27 +7,6 @@ import XCTest
 final class FunctionTests: XCTestCase {
     private let table = FunctionTable.builtins
 
-    private func list(_ integers: Int64...) -> EvalValue { .list(integers.map { .integer($0) }) }
-
-    private func call(_ name: String, _ arguments: EvalValue..., file: StaticString = #filePath, line: UInt = #line) -> EvalValue {
-        do {
-            return try table.call(name, arguments)
-        } catch {
-            XCTFail(error.message, file: file, line: line)
-            return .absent
-        }
-    }
-
-    private func callError(_ name: String, _ arguments: EvalValue..., file: StaticString = #filePath, line: UInt = #line) -> String {
-        do {
-            let value = try table.call(name, arguments)
-            XCTFail("expected an error, got \(value)", file: file, line: line)
-            return ""
-        } catch {
-            return error.message
-        }
-    }
-
     func testPermute() {
         // Item i is list[perm[i]].
         XCTAssertEqual(call("permute", list(10, 20, 30), list(2, 0, 1)), list(30, 10, 20))
