@@ -146,6 +146,27 @@ def squeeze_unsqueeze_opset11():
     return mf.make_model(g, opset=11, ir_version=6)
 
 
+def reshape_reshape():
+    """Opset 17, shapes as int64 initializers: X[2,3,4] -> Reshape [0, -1] -> Reshape [4, -1]
+    (one Reshape), and X -> Reshape [6, 4] -> Reshape [0, 4] (the 0 copies the 6 of the first
+    output, not X's 2: stays)."""
+    nodes = [
+        helper.make_node("Reshape", ["X", "shape_a1"], ["a"], name="reshape_a1"),
+        helper.make_node("Reshape", ["a", "shape_a2"], ["Y"], name="reshape_a2"),
+        helper.make_node("Reshape", ["X", "shape_b1"], ["b"], name="reshape_b1"),
+        helper.make_node("Reshape", ["b", "shape_b2"], ["Y2"], name="reshape_b2"),
+    ]
+    inits = [ints("shape_a1", [0, -1]), ints("shape_a2", [4, -1]), ints("shape_b1", [6, 4]), ints("shape_b2", [0, 4])]
+    g = helper.make_graph(
+        nodes,
+        "reshape_reshape",
+        [mf.vi("X", FLOAT, [2, 3, 4])],
+        [mf.vi("Y", FLOAT, [4, 6]), mf.vi("Y2", FLOAT, [6, 4])],
+        inits,
+    )
+    return mf.make_model(g)
+
+
 FIXTURES = {
     "identity_chain": identity_chain,
     "dropout_opset12": dropout_opset12,
@@ -153,6 +174,7 @@ FIXTURES = {
     "transpose_pair": transpose_pair,
     "squeeze_unsqueeze": squeeze_unsqueeze,
     "squeeze_unsqueeze_opset11": squeeze_unsqueeze_opset11,
+    "reshape_reshape": reshape_reshape,
 }
 
 

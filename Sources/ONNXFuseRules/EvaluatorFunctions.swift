@@ -247,19 +247,29 @@ private func integerArgument(_ function: String, _ arguments: [EvalValue], _ ind
     }
 }
 
-/// Argument `index` of `function` as a list: a list as it is, a tensor as the flat list of its
-/// elements (integers when it holds integers).
+/// Argument `index` of `function` as a list (see `EvalValue.listItems`).
 private func listArgument(_ function: String, _ arguments: [EvalValue], _ index: Int) throws(EvaluationError) -> [EvalValue] {
-    switch arguments[index] {
-    case .list(let items):
-        return items
-    case .tensor(let array, let type):
-        let integral = type.map { !$0.isFloatingPoint } ?? array.values.allSatisfy { $0 == $0.rounded() }
-        return array.values.map { value in
-            if integral, let integer = Int64(exactly: value) { return .integer(integer) }
-            return .real(value)
-        }
-    default:
+    guard let items = arguments[index].listItems else {
         throw EvaluationError("\(function): argument \(index + 1) must be a list, got \(arguments[index].kind)")
+    }
+    return items
+}
+
+extension EvalValue {
+    /// The value read as a list: a list as it is, a tensor as the flat list of its elements
+    /// (integers when it holds integers); nil for anything else.
+    var listItems: [EvalValue]? {
+        switch self {
+        case .list(let items):
+            return items
+        case .tensor(let array, let type):
+            let integral = type.map { !$0.isFloatingPoint } ?? array.values.allSatisfy { $0 == $0.rounded() }
+            return array.values.map { value in
+                if integral, let integer = Int64(exactly: value) { return .integer(integer) }
+                return .real(value)
+            }
+        default:
+            return nil
+        }
     }
 }

@@ -36,8 +36,9 @@ public func apply(_ op: String, _ lhs: EvalValue, _ rhs: EvalValue) throws(Evalu
         default: return .boolean(order >= 0)
         }
     case "in":
-        guard case .list(let items) = rhs else {
-            throw EvaluationError("'in' needs a list on its right, got \(rhs.kind)")
+        // A tensor on the right is read as the flat list of its elements: `0 in shape_input`.
+        guard let items = rhs.listItems else {
+            throw EvaluationError("'in' needs a list or a tensor on its right, got \(rhs.kind)")
         }
         return .boolean(items.contains { valuesEqual(lhs, $0) })
     case "++":

@@ -111,7 +111,11 @@ final class EvaluatorTests: XCTestCase {
         XCTAssertEqual(op(.dataType(.float16), "in", .list([.dataType(.float), .dataType(.float16)])), .boolean(true))
         XCTAssertEqual(op(.string("SAME_UPPER"), "in", .list([.string("NOTSET"), .string("VALID")])), .boolean(false))
         XCTAssertEqual(op(list(1, 1), "in", .list([list(1), list(1, 1)])), .boolean(true))
-        XCTAssertEqual(opError(.integer(1), "in", .integer(1)), "'in' needs a list on its right, got an integer")
+        // A tensor is read as the flat list of its elements.
+        XCTAssertEqual(op(.integer(0), "in", tensor([3], [2, 0, -1], .int64)), .boolean(true))
+        XCTAssertEqual(op(.integer(0), "in", tensor([2, 2], [1, 2, 3, 4], .int64)), .boolean(false))
+        XCTAssertEqual(op(.real(0.5), "in", tensor([2], [0.5, 1])), .boolean(true))
+        XCTAssertEqual(opError(.integer(1), "in", .integer(1)), "'in' needs a list or a tensor on its right, got an integer")
     }
 
     func testConcatenation() {

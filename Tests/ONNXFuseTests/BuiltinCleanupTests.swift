@@ -49,6 +49,7 @@ final class BuiltinCleanupTests: XCTestCase {
         XCTAssertEqual(Self.rules.map(\.name), [
             "eliminate-identity", "eliminate-dropout", "cancel-transpose-transpose", "fuse-transpose-transpose",
             "cancel-unsqueeze-squeeze", "cancel-unsqueeze-squeeze-v1", "cancel-squeeze-unsqueeze", "cancel-squeeze-unsqueeze-v1",
+            "fuse-reshape-reshape", "fuse-reshape-reshape-v1",
         ])
         for rule in Self.rules { XCTAssertFalse(rule.comment.isEmpty, rule.name) }
     }
@@ -300,5 +301,93 @@ final class BuiltinCleanupTests: XCTestCase {
         XCTAssertTrue(report.fired.isEmpty)
         XCTAssertTrue(report.explanations.contains { $0.description == "cancel-unsqueeze-squeeze at node 'b': a1 is a graph input" },
                       "\(report.explanations.map(\.description))")
+    }
+
+    // MARK: Reshape
+
+    /// x[2,3,4] -> Reshape(s1) -> Reshape(s2) -> Neg -> z, the shapes as initializers (opset
+    /// 17) or attributes (opset 4); `allowzero` on the second Reshape when given.
+    func reshapes(_ s1: [Int64], _ s2: [Int64], opset: Int64 = 17, allowzero: Int64? = nil) -> Case {
+        Case(opset: opset) { g in
+            let x = g.addInput(name: "x", info: Self.float(2, 3, 4))
+            let second = allowzero.map { [Attribute(name: "allowzero", value: .int($0))] } ?? []
+            let a: Node, b: Node
+            if opset >= 5 {
+                a = Self.node(g, "Reshape", [x, Self.ints(g, "s1", s1)], "a")
+                b = Self.node(g, "Reshape", [a.outputs[0], Self.ints(g, "s2", s2)], "b", second)
+            } else {
+                a = Self.node(g, "Reshape", [x], "a", [Attribute(name: "shape", value: .ints(s1))])
+                b = Self.node(g, "Reshape", [a.outputs[0]], "b", [Attribute(name: "shape", value: .ints(s2))])
+            }
+            let z = Self.node(g, "Neg", [b.outputs[0]], "z")
+            g.addOutput(z.outputs[0]!, info: ValueInfo(type: nil))
+        }
+    }
+
+    func testReshapePairsMerge() throws {
+        // The second shape's -1 is inferred from x as it was from the first Reshape's output;
+        // the first shape may hold 0 and -1 (it goes away), and so does its initializer.
+        let c = reshapes([0, -1], [4, -1])
+        XCTAssertEqual(try c.run().fired.map(\.rule), ["fuse-reshape-reshape"])
+        XCTAssertEqual(c.text, """
+            g (float[2,3,4] x) => (? z)
+               <int64[2] s2 = {4, -1}>
+            {
+               b = Reshape (x, s2)
+               z = Neg (b)
+            }
+
+            """)
+        // With allowzero = 1 a 0 is a literal size, and the attribute stays on the merged node.
+        let literalZero = reshapes([6, 4], [0, 24], allowzero: 1)
+        XCTAssertEqual(try literalZero.run().fired.map(\.rule), ["fuse-reshape-reshape"])
+        XCTAssertTrue(literalZero.text.contains("b = Reshape <allowzero = 1> (x, s2)"), literalZero.text)
+        // Opsets 1 to 4: the shapes are attributes.
+        let v1 = reshapes([6, 4], [3, 8], opset: 4)
+        XCTAssertEqual(try v1.run().fired.map(\.rule), ["fuse-reshape-reshape-v1"])
+        XCTAssertEqual(v1.text, """
+            g (float[2,3,4] x) => (? z)
+            {
+               b = Reshape <shape = [3, 8]> (x)
+               z = Neg (b)
+            }
+
+            """)
+    }
+
+    func testReshapeCopyingADimensionStays() throws {
+        // A 0 in the second shape copies a dimension of the first Reshape's output (6 here, not
+        // x's 2), so merging would change the result.
+        for opset: Int64 in [17, 4] {
+            let c = reshapes([6, 4], [0, 4], opset: opset)
+            let before = c.text
+            let report = try c.run()
+            XCTAssertTrue(report.fired.isEmpty, "opset \(opset)")
+            XCTAssertEqual(c.text, before)
+            XCTAssertTrue(report.explanations.contains { $0.reason == "`!(0 in s2)` is false" || $0.reason.contains("0 in s2") },
+                          "\(report.explanations.map(\.description))")
+        }
+        // allowzero = 0 written out is the default.
+        XCTAssertTrue(try reshapes([6, 4], [0, 4], allowzero: 0).run().fired.isEmpty)
+    }
+
+    func testReshapeWithAShapeNotConstantOrAnIntermediateUsedTwiceStays() throws {
+        let input = Case { g in
+            let x = g.addInput(name: "x", info: Self.float(2, 3, 4))
+            let shape = g.addInput(name: "shape", info: ValueInfo(type: .tensor(.int64, [.value(2)])))
+            let a = Self.node(g, "Reshape", [x, Self.ints(g, "s1", [6, 4])], "a")
+            Self.node(g, "Reshape", [a.outputs[0], shape], "b")
+            g.addOutput(g.lastNode!.outputs[0]!, info: ValueInfo(type: nil))
+        }
+        let report = try input.run()
+        XCTAssertTrue(report.fired.isEmpty)
+        XCTAssertTrue(report.explanations.contains { $0.description == "fuse-reshape-reshape at node 'b': s2 is a graph input" },
+                      "\(report.explanations.map(\.description))")
+
+        let twice = reshapes([6, 4], [4, 6])
+        twice.graph.addOutput(twice.graph.nodes.first { $0.name == "a" }!.outputs[0]!, info: ValueInfo(type: nil))
+        let before = twice.text
+        XCTAssertTrue(try twice.run().fired.isEmpty)
+        XCTAssertEqual(twice.text, before)
     }
 }
