@@ -113,11 +113,82 @@ def convtranspose_mul():
     return mf.make_model(g)
 
 
+def ints(name, values):
+    return numpy_helper.from_array(np.array(values, dtype=np.int64), name)
+
+
+def pad_conv():
+    """Opset 17, on a 1x3x6x7 input: Pad (top 1, left 2, bottom 3, right 0; pads and a zero value
+    as initializers) -> Conv (3 -> 4, 3x3, pads 1, bias): one Conv with pads (2, 3, 4, 1). And Pad
+    (1 on every side, no value) -> Conv without pads: one Conv with pads (1, 1, 1, 1)."""
+    rng = mf.rng_for("pad_conv")
+    nodes = [
+        helper.make_node("Pad", ["X", "P", "V"], ["padded"], name="pad", mode="constant"),
+        helper.make_node("Conv", ["padded", "W", "B"], ["Y"], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Pad", ["X", "P1"], ["padded1"], name="pad_nopads"),
+        helper.make_node("Conv", ["padded1", "W"], ["Y2"], name="conv_nopads", kernel_shape=[3, 3]),
+    ]
+    inits = [
+        ints("P", [0, 0, 1, 2, 0, 0, 3, 0]),
+        const("V", np.array(0.0, dtype=np.float32)),
+        ints("P1", [0, 0, 1, 1, 0, 0, 1, 1]),
+        const("W", mf.weight(rng, [4, 3, 3, 3])),
+        const("B", mf.weight(rng, [4])),
+    ]
+    g = helper.make_graph(
+        nodes, "pad_conv", [mf.vi("X", FLOAT, [1, 3, 6, 7])],
+        [mf.vi("Y", FLOAT, [1, 4, 10, 9]), mf.vi("Y2", FLOAT, [1, 4, 6, 7])], inits,
+    )
+    return mf.make_model(g)
+
+
+def pad_conv_opset10():
+    """Opset 10 (pads and value as attributes): Pad (top 2, left 1, right 1) -> Conv (3 -> 4,
+    3x3, pads (1, 0, 1, 0)): one Conv with pads (3, 1, 1, 1)."""
+    rng = mf.rng_for("pad_conv_opset10")
+    nodes = [
+        helper.make_node("Pad", ["X"], ["padded"], name="pad", pads=[0, 0, 2, 1, 0, 0, 0, 1], value=0.0),
+        helper.make_node("Conv", ["padded", "W"], ["Y"], name="conv", kernel_shape=[3, 3], pads=[1, 0, 1, 0]),
+    ]
+    inits = [const("W", mf.weight(rng, [4, 3, 3, 3]))]
+    g = helper.make_graph(nodes, "pad_conv_opset10", [mf.vi("X", FLOAT, [1, 3, 6, 7])], [mf.vi("Y", FLOAT, [1, 4, 8, 7])], inits)
+    return mf.make_model(g, opset=10, ir_version=5)
+
+
+def pad_conv_trap():
+    """Pads that must NOT fold into the Conv after them (opset 17, 1x3x6x7 input, Conv 3 -> 4,
+    3x3 with pads 1): a reflect Pad, a Pad with value 1, and a Pad that crops (-1 at the top)."""
+    rng = mf.rng_for("pad_conv_trap")
+    nodes = []
+    outputs = []
+    for index, (pads, extra, attrs, shape) in enumerate([
+        ([0, 0, 1, 1, 0, 0, 1, 1], [], {"mode": "reflect"}, [1, 4, 8, 9]),
+        ([0, 0, 1, 1, 0, 0, 1, 1], ["ONE"], {}, [1, 4, 8, 9]),
+        ([0, 0, -1, 1, 0, 0, 1, 1], [], {}, [1, 4, 6, 9]),
+    ]):
+        nodes.append(helper.make_node("Pad", ["X", f"P{index}"] + extra, [f"padded{index}"], name=f"pad{index}", **attrs))
+        nodes.append(helper.make_node("Conv", [f"padded{index}", "W"], [f"Y{index}"], name=f"conv{index}",
+                                      kernel_shape=[3, 3], pads=[1, 1, 1, 1]))
+        outputs.append(mf.vi(f"Y{index}", FLOAT, shape))
+    inits = [
+        ints("P0", [0, 0, 1, 1, 0, 0, 1, 1]),
+        ints("P1", [0, 0, 1, 1, 0, 0, 1, 1]),
+        ints("P2", [0, 0, -1, 1, 0, 0, 1, 1]),
+        const("ONE", np.array(1.0, dtype=np.float32)),
+        const("W", mf.weight(rng, [4, 3, 3, 3])),
+    ]
+    g = helper.make_graph(nodes, "pad_conv_trap", [mf.vi("X", FLOAT, [1, 3, 6, 7])], outputs, inits)
+    return mf.make_model(g)
+
+
 FIXTURES = {
     "conv_add_bias": conv_add_bias,
     "conv_mul_scale": conv_mul_scale,
     "conv_add_trap": conv_add_trap,
     "convtranspose_mul": convtranspose_mul,
+    "pad_conv": pad_conv,
+    "pad_conv_opset10": pad_conv_opset10,
+    "pad_conv_trap": pad_conv_trap,
 }
 
 

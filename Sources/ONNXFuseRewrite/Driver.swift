@@ -278,8 +278,11 @@ struct Driver {
             var nodeName: String?
             for case .copyAll(let source) in spec.attributes { nodeName = nodeName ?? match.nodes[source]!.name }
             for case .replaces(let v) in spec.outputs { nodeName = nodeName ?? match.value(v)!.producer?.name }
+            // An optional input that is absent at the end is left out, not written as "".
+            var inputs = spec.inputs.map(resolve)
+            while let last = inputs.last, last == nil { inputs.removeLast() }
             let node = Node(opType: spec.opType, domain: spec.domain.isEmpty ? nil : spec.domain, name: nodeName,
-                            inputs: spec.inputs.map(resolve), outputNames: outputNames, attributes: attributes)
+                            inputs: inputs, outputNames: outputNames, attributes: attributes)
             graph.insert(node, before: root)
             created.append(node)
             for (position, output) in spec.outputs.enumerated() {

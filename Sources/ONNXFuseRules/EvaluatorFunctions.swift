@@ -175,6 +175,30 @@ public struct FunctionTable: Sendable {
             guard n >= 0 else { throw EvaluationError("ones: the count \(n) is negative") }
             return .list(Array(repeating: .integer(1), count: Int(n)))
         }
+        table.register("zeros", arity: 1...1) { arguments throws(EvaluationError) in
+            let n = try integerArgument("zeros", arguments, 0)
+            guard n >= 0 else { throw EvaluationError("zeros: the count \(n) is negative") }
+            return .list(Array(repeating: .integer(0), count: Int(n)))
+        }
+        table.register("slice", arity: 3...3) { arguments throws(EvaluationError) in
+            // Items start..<end; a negative index counts from the end, as in Python, but an
+            // index beyond the list is an error rather than clamped.
+            let items = try listArgument("slice", arguments, 0)
+            let count = Int64(items.count)
+            var bounds: [Int64] = []
+            for index in 1...2 {
+                let bound = try integerArgument("slice", arguments, index)
+                let resolved = bound < 0 ? bound + count : bound
+                guard resolved >= 0 && resolved <= count else {
+                    throw EvaluationError("slice: index \(bound) is out of range for a list of \(count)")
+                }
+                bounds.append(resolved)
+            }
+            guard bounds[0] <= bounds[1] else {
+                throw EvaluationError("slice: the start \(bounds[0]) is after the end \(bounds[1])")
+            }
+            return .list(Array(items[Int(bounds[0])..<Int(bounds[1])]))
+        }
         for name in ["min", "max"] {
             table.register(name, arity: 2...2) { arguments throws(EvaluationError) in
                 let (a, b) = (arguments[0], arguments[1])

@@ -7,7 +7,8 @@ import ONNXFuseIR
 ///   integer when it divides exactly, else a real; dividing by integer zero is an error);
 ///   any real makes a real (IEEE: `1.0 / 0` is infinity). A tensor with a tensor or a number
 ///   broadcasts (numpy rules) and keeps the element type of its tensor operands, which must
-///   agree; numbers and literal tensors adapt.
+///   agree; numbers and literal tensors adapt. Two lists of numbers of the same length
+///   combine item by item.
 /// - `==` and `!=` compare any two values and never fail: numbers by value (`2 == 2.0`),
 ///   lists item by item, tensors by shape and elements, a tensor and a number by whether every
 ///   element equals the number; values of different kinds are unequal.
@@ -89,9 +90,24 @@ public func combinedElementType(_ lhs: DataType?, _ rhs: DataType?) throws(Evalu
     return lhs
 }
 
-/// `+ - * /` on numbers and tensors.
+/// `+ - * /` on numbers and tensors, and item by item on two lists of the same length.
 private func arithmetic(_ op: String, _ lhs: EvalValue, _ rhs: EvalValue) throws(EvaluationError) -> EvalValue {
     switch (lhs, rhs) {
+    case (.list(let a), .list(let b)):
+        // Pads and other attribute lists add up item by item: [1, 2] + [3, 4] is [4, 6]
+        // (`++` concatenates).
+        guard a.count == b.count else {
+            throw EvaluationError("'\(op)' combines lists of the same length, not \(a.count) and \(b.count) items")
+        }
+        var items: [EvalValue] = []
+        items.reserveCapacity(a.count)
+        for (x, y) in zip(a, b) {
+            guard x.numberValue != nil, y.numberValue != nil else {
+                throw EvaluationError("'\(op)' combines lists of numbers, not \(x.kind) and \(y.kind)")
+            }
+            items.append(try arithmetic(op, x, y))
+        }
+        return .list(items)
     case (.integer(let a), .integer(let b)):
         return try integerArithmetic(op, a, b)
     case (.integer, .real), (.real, .integer), (.real, .real):

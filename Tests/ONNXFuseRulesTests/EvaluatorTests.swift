@@ -118,6 +118,16 @@ final class EvaluatorTests: XCTestCase {
         XCTAssertEqual(opError(.integer(1), "in", .integer(1)), "'in' needs a list or a tensor on its right, got an integer")
     }
 
+    func testListArithmeticGoesItemByItem() {
+        XCTAssertEqual(op(list(1, 2, 0, 0), "+", list(3, 4, 5, 6)), list(4, 6, 5, 6))
+        XCTAssertEqual(op(list(5), "-", list(7)), list(-2))
+        XCTAssertEqual(op(list(6, 1), "/", list(3, 2)), .list([.integer(2), .real(0.5)]))
+        XCTAssertEqual(op(.list([]), "*", .list([])), .list([]))
+        XCTAssertEqual(opError(list(1, 2), "+", list(1)), "'+' combines lists of the same length, not 2 and 1 items")
+        XCTAssertEqual(opError(.list([.string("a")]), "+", list(1)), "'+' combines lists of numbers, not a string and an integer")
+        XCTAssertEqual(opError(list(.max), "+", list(1)), "integer overflow in 9223372036854775807 + 1")
+    }
+
     func testConcatenation() {
         XCTAssertEqual(op(list(1), "++", list(2, 3)), list(1, 2, 3))
         XCTAssertEqual(op(.list([]), "++", .list([])), .list([]))
@@ -292,7 +302,7 @@ final class EvaluatorTests: XCTestCase {
         XCTAssertEqual(table.arity(of: "matmul"), 2...2)
         XCTAssertNil(table.arity(of: "frobnicate"))
         XCTAssertEqual(table.names, table.names.sorted())
-        XCTAssertEqual(Set(table.names), Set(required + ["dim", "dtype", "permute", "range", "len", "opset", "full"]))
+        XCTAssertEqual(Set(table.names), Set(required + ["dim", "dtype", "permute", "range", "len", "opset", "full", "zeros", "slice"]))
         XCTAssertTrue(FunctionTable().names.isEmpty)
     }
 

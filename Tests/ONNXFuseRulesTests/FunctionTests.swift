@@ -3,7 +3,7 @@ import ONNXFuseRewrite
 import XCTest
 @testable import ONNXFuseRules
 
-/// The list functions `permute`, `range` and `len`, and the guard function `opset`.
+/// The list functions `permute`, `range`, `len`, `slice` and `zeros`, and the guard function `opset`.
 final class FunctionTests: XCTestCase {
     private let table = FunctionTable.builtins
 
@@ -24,6 +24,25 @@ final class FunctionTests: XCTestCase {
         XCTAssertEqual(callError("permute", .string("ab"), list(0)), "permute: argument 1 must be a list, got a string")
         XCTAssertTrue(callError("permute", list(1, 2), .list([.real(0.5)])).hasPrefix("permute: argument 2: "))
         XCTAssertEqual(table.arity(of: "permute"), 2...2)
+    }
+
+    func testSliceAndZeros() {
+        // Items start..<end; negative indices count from the end.
+        XCTAssertEqual(call("slice", list(0, 0, 1, 2, 0, 0, 3, 4), .integer(2), .integer(4)), list(1, 2))
+        XCTAssertEqual(call("slice", list(10, 20, 30), .integer(-2), .integer(3)), list(20, 30))
+        XCTAssertEqual(call("slice", list(10, 20, 30), .integer(1), .integer(1)), list())
+        XCTAssertEqual(call("slice", list(), .integer(0), .integer(0)), list())
+        // A constant tensor is read as a flat list.
+        XCTAssertEqual(call("slice", .tensor(NDArray(shape: [4], values: [0, 1, 2, 3]), .int64), .integer(1), .integer(3)), list(1, 2))
+        XCTAssertEqual(callError("slice", list(1, 2), .integer(0), .integer(3)), "slice: index 3 is out of range for a list of 2")
+        XCTAssertEqual(callError("slice", list(1, 2), .integer(-3), .integer(1)), "slice: index -3 is out of range for a list of 2")
+        XCTAssertEqual(callError("slice", list(1, 2, 3), .integer(2), .integer(1)), "slice: the start 2 is after the end 1")
+        XCTAssertEqual(callError("slice", .integer(1), .integer(0), .integer(0)), "slice: argument 1 must be a list, got an integer")
+        XCTAssertEqual(table.arity(of: "slice"), 3...3)
+
+        XCTAssertEqual(call("zeros", .integer(3)), list(0, 0, 0))
+        XCTAssertEqual(call("zeros", .integer(0)), list())
+        XCTAssertEqual(callError("zeros", .integer(-1)), "zeros: the count -1 is negative")
     }
 
     func testRangeAndLen() {

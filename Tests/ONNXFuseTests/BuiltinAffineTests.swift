@@ -70,7 +70,7 @@ final class BuiltinAffineTests: XCTestCase {
     }
 
     /// Expects nothing to fire or change; returns `rule`'s explanations.
-    func reasons(_ rule: String, _ fixture: Fixture, file: StaticString = #filePath, line: UInt = #line) throws -> [String] {
+    func reasons(_ rule: String, _ fixture: RuleTestGraph, file: StaticString = #filePath, line: UInt = #line) throws -> [String] {
         let before = fixture.text
         let report = try fixture.run()
         XCTAssertTrue(report.fired.isEmpty, "\(report.fired)", file: file, line: line)
@@ -80,7 +80,7 @@ final class BuiltinAffineTests: XCTestCase {
 
     func testTheRulesAreBuiltIn() {
         XCTAssertEqual(Self.rules.map(\.name), ["fuse-conv-add", "fuse-conv-mul", "fuse-conv-mul-nobias", "fuse-convtranspose-add",
-                                                 "fuse-convtranspose-mul", "fuse-convtranspose-mul-nobias"])
+                                                 "fuse-convtranspose-mul", "fuse-convtranspose-mul-nobias", "fuse-pad-conv", "fuse-pad-conv-v2"])
         for rule in Self.rules {
             XCTAssertTrue(rule.comment.first?.hasPrefix("Fold a") ?? false, rule.name)
             XCTAssertEqual(rule.rewrite.benefit, 1, rule.name)
@@ -308,5 +308,76 @@ final class BuiltinAffineTests: XCTestCase {
             output.graph.addOutput(output.producer.outputs[0]!, info: ValueInfo(type: nil))
             XCTAssertEqual(try reasons(rule, output), ["y is a graph output"], "\(rule) graph output")
         }
+    }
+
+    // MARK: Pad + Conv
+
+    /// x [1, 1, 3, 3] -> Pad(pads, value?) -> Conv(w [1, 1, 2, 2], pads?) -> z, with the Pad's
+    /// pads and value as initializers (opset 17) or attributes (opset 10).
+    func padConv(_ pads: [Int64], value: Float? = nil, mode: String? = nil, convPads: [Int64]? = [1, 0, 0, 1],
+                 autoPad: String? = nil, opset: Int64 = 17) -> RuleTestGraph {
+        let fixture = RuleTestGraph(rules: Self.rules, opset: opset)
+        let x = fixture.input("x", [1, 1, 3, 3])
+        var padAttributes = mode.map { [Attribute(name: "mode", value: .string(Array($0.utf8)))] } ?? []
+        var padInputs: [Value?] = [x]
+        if opset >= 11 {
+            padInputs.append(fixture.graph.addInitializer(name: "p", tensor: Tensor(dataType: .int64, dims: [Int64(pads.count)], values: pads)))
+            if let value { padInputs.append(fixture.constant("v", [value], [])) }
+        } else {
+            padAttributes.append(Attribute(name: "pads", value: .ints(pads)))
+            if let value { padAttributes.append(Attribute(name: "value", value: .float(value))) }
+        }
+        let pad = Node(opType: "Pad", name: "pad", inputs: padInputs, outputNames: ["y"], attributes: padAttributes)
+        fixture.graph.append(pad)
+        var convAttributes = [Attribute(name: "kernel_shape", value: .ints([2, 2]))]
+        if let convPads { convAttributes.append(Attribute(name: "pads", value: .ints(convPads))) }
+        if let autoPad { convAttributes.append(Attribute(name: "auto_pad", value: .string(Array(autoPad.utf8)))) }
+        let conv = Node(opType: "Conv", name: "conv", inputs: [pad.outputs[0], fixture.constant("w", [1, 2, 3, 4], [1, 1, 2, 2])],
+                        outputNames: ["z"], attributes: convAttributes)
+        fixture.graph.append(conv)
+        fixture.output(conv.outputs[0]!)
+        return fixture
+    }
+
+    func testPadFoldsIntoTheConvPads() throws {
+        // Pad (top 1, left 2, bottom 0, right 3) plus the Conv's (1, 0, 0, 1): (2, 2, 0, 4).
+        let fold = padConv([0, 0, 1, 2, 0, 0, 0, 3])
+        XCTAssertEqual(try fold.run().fired.map(\.rule), ["fuse-pad-conv"])
+        XCTAssertEqual(fold.text, """
+            g (float[1,1,3,3] x) => (? z)
+               <float[1,1,2,2] w = {1, 2, 3, 4}>
+            {
+               z = Conv <kernel_shape = [2, 2], pads = [2, 2, 0, 4]> (x, w)
+            }
+
+            """)
+        // A Conv without pads has zeros; a value input of 0 written out is the default.
+        let noPads = padConv([0, 0, 1, 1, 0, 0, 1, 1], value: 0, mode: "constant", convPads: nil)
+        XCTAssertEqual(try noPads.run().fired.map(\.rule), ["fuse-pad-conv"])
+        XCTAssertTrue(noPads.text.contains("z = Conv <kernel_shape = [2, 2], pads = [1, 1, 1, 1]> (x, w)"), noPads.text)
+        // Opset 10: pads and value are attributes.
+        let v2 = padConv([0, 0, 0, 1, 0, 0, 2, 0], value: 0, opset: 10)
+        XCTAssertEqual(try v2.run().fired.map(\.rule), ["fuse-pad-conv-v2"])
+        XCTAssertTrue(v2.text.contains("z = Conv <kernel_shape = [2, 2], pads = [1, 1, 2, 1]> (x, w)"), v2.text)
+    }
+
+    func testPadConvMustNotFire() throws {
+        // Padding the batch or channel axes, at the start or at the end.
+        XCTAssertEqual(try reasons("fuse-pad-conv", padConv([1, 0, 1, 1, 0, 0, 1, 1])), ["`slice(p, 0, 2) == [0, 0]` is false"])
+        XCTAssertEqual(try reasons("fuse-pad-conv", padConv([0, 0, 1, 1, 0, 1, 1, 1])),
+                       ["`slice(p, len(p) / 2, len(p) / 2 + 2) == [0, 0]` is false"])
+        // Cropping (a negative pad) is not padding.
+        XCTAssertEqual(try reasons("fuse-pad-conv", padConv([0, 0, -1, 1, 0, 0, 1, 1])),
+                       ["`abs(p) == reshape(p, [-1])` is false"])
+        // A value other than zero; another mode; a Conv that computes its own padding.
+        XCTAssertEqual(try reasons("fuse-pad-conv", padConv([0, 0, 1, 1, 0, 0, 1, 1], value: 1)), ["`default(v, 0) == 0` is false"])
+        XCTAssertEqual(try reasons("fuse-pad-conv", padConv([0, 0, 1, 1, 0, 0, 1, 1], mode: "reflect")), ["`m == \"constant\"` is false"])
+        XCTAssertEqual(try reasons("fuse-pad-conv", padConv([0, 0, 1, 1, 0, 0, 1, 1], convPads: nil, autoPad: "SAME_UPPER")),
+                       ["`ap == \"NOTSET\"` is false"])
+        XCTAssertEqual(try reasons("fuse-pad-conv-v2", padConv([0, 0, 1, 1, 0, 0, 1, 1], value: 2, opset: 10)), ["`v == 0` is false"])
+        // The padded value read by something else too.
+        let shared = padConv([0, 0, 1, 1, 0, 0, 1, 1])
+        shared.output(shared.graph.nodes.first { $0.opType == "Pad" }!.outputs[0]!)
+        XCTAssertEqual(try reasons("fuse-pad-conv", shared), ["y is a graph output"])
     }
 }
