@@ -112,6 +112,59 @@ final class BuiltinBatchNormTests: XCTestCase {
         }
     }
 
+    // MARK: Element types
+
+    /// `values` as a little-endian tensor of `type` (float16, bfloat16, float or double); every
+    /// value used here is exact in all four.
+    static func tensor(_ type: DataType, _ values: [Double], _ dims: [Int64]) -> Tensor {
+        switch type {
+        case .float16: return Tensor(dataType: type, dims: dims, values: values.map { Float16($0).bitPattern })
+        case .bfloat16: return Tensor(dataType: type, dims: dims, values: values.map { UInt16(Float($0).bitPattern >> 16) })
+        case .double: return Tensor(dataType: type, dims: dims, values: values)
+        default: return Tensor(dataType: type, dims: dims, values: values.map(Float.init))
+        }
+    }
+
+    /// Conv (w = (1, 2) on two channels) and Gemm (transB 1, w = ((1, 2), (3, 4))) followed by the
+    /// two-channel BatchNormalization of the class comment, every tensor of `type`: the folded
+    /// weight and bias keep the type and hold the hand-computed numbers.
+    func testFoldsKeepTheElementType() throws {
+        for type in [DataType.float16, .bfloat16, .double, .float] {
+            for op in ["Conv", "Gemm"] {
+                let fixture = Fixture()
+                let info = { (dims: [Int64]) in ValueInfo(type: .tensor(type, dims.map { .value($0) })) }
+                let x = fixture.graph.addInput(name: "x", info: info(op == "Conv" ? [1, 1, 1, 1] : [1, 2]))
+                let constant = { (name: String, values: [Double], dims: [Int64]) in
+                    fixture.graph.addInitializer(name: name, tensor: Self.tensor(type, values, dims))
+                }
+                let producer: Node
+                if op == "Conv" {
+                    producer = Node(opType: "Conv", name: "conv", inputs: [x, constant("w", [1, 2], [2, 1, 1, 1])], outputNames: ["y"])
+                } else {
+                    producer = Node(opType: "Gemm", name: "gemm", inputs: [x, constant("w", [1, 2, 3, 4], [2, 2])], outputNames: ["y"],
+                                    attributes: [Attribute(name: "transB", value: .int(1))])
+                }
+                fixture.graph.append(producer)
+                let bn = Node(opType: "BatchNormalization", name: "bn",
+                              inputs: [producer.outputs[0], constant("scale", [4, 9], [2]), constant("shift", [0.5, -1], [2]),
+                                       constant("mean", [1, 0], [2]), constant("var", [3, 8], [2])],
+                              outputNames: ["z"], attributes: [Attribute(name: "epsilon", value: .float(1))])
+                fixture.graph.append(bn)
+                fixture.output(bn.outputs[0]!)
+
+                let report = try fixture.run()
+                XCTAssertEqual(report.fired.map(\.rule), [op == "Conv" ? "fold-conv-batchnorm" : "fold-gemm-transb-batchnorm"], "\(op) \(type)")
+                let folded = try XCTUnwrap(fixture.graph.nodes.first { $0.opType == op }, "\(op) \(type)")
+                let weight = try XCTUnwrap(folded.inputs[1]?.initializer), bias = try XCTUnwrap(folded.inputs[2]?.initializer)
+                XCTAssertEqual(weight.dataType, type, "\(op) \(type)")
+                XCTAssertEqual(bias.dataType, type, "\(op) \(type)")
+                // k = (2, 3): the rows of w scale by k; b = -mean * k + shift = (-1.5, -1).
+                XCTAssertEqual(weight.doubleValues(), op == "Conv" ? [2, 6] : [2, 4, 9, 12], "\(op) \(type)")
+                XCTAssertEqual(bias.doubleValues(), [-1.5, -1], "\(op) \(type)")
+            }
+        }
+    }
+
     // MARK: ConvTranspose
 
     /// ConvTranspose(x, w, b?) with x of `inChannels` channels and w [inChannels, 2, 1, 1]
