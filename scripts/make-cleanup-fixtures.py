@@ -167,6 +167,42 @@ def reshape_reshape():
     return mf.make_model(g)
 
 
+def dead_nodes():
+    """Y = Relu(X), with dead nodes, an unused initializer and an unused import around it.
+
+    Dead: Sigmoid -> Add(bias) -> Neg (a chain; bias goes with it, and the value_info of
+    the Sigmoid's output), and an ai.onnx.ml Scaler, the only node of its domain (the
+    ai.onnx.ml import goes too). An initializer nothing reads ("unused") goes; a graph
+    output that is an initializer ("C") and an overridable initializer ("O", also a graph
+    input that nothing reads) stay.
+    """
+    rng = np.random.default_rng(31)
+    nodes = [
+        helper.make_node("Relu", ["X"], ["Y"], name="relu"),
+        helper.make_node("Sigmoid", ["X"], ["s"], name="dead_sigmoid"),
+        helper.make_node("Add", ["s", "bias"], ["a"], name="dead_add"),
+        helper.make_node("Neg", ["a"], ["n"], name="dead_neg"),
+        helper.make_node("Scaler", ["X"], ["scaled"], name="dead_scaler", domain="ai.onnx.ml", scale=[2.0], offset=[1.0]),
+    ]
+    initializers = [
+        numpy_helper.from_array(rng.standard_normal(3).astype(np.float32), "bias"),
+        numpy_helper.from_array(rng.standard_normal(5).astype(np.float32), "unused"),
+        numpy_helper.from_array(np.array([1.5], dtype=np.float32), "C"),
+        numpy_helper.from_array(np.array([2.5], dtype=np.float32), "O"),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "dead_nodes",
+        [mf.vi("X", FLOAT, [2, 3]), mf.vi("O", FLOAT, [1])],
+        [mf.vi("Y", FLOAT, [2, 3]), mf.vi("C", FLOAT, [1])],
+        initializer=initializers,
+        value_info=[mf.vi("s", FLOAT, [2, 3])],
+    )
+    model = mf.make_model(g)
+    model.opset_import.append(helper.make_opsetid("ai.onnx.ml", 3))
+    return model
+
+
 FIXTURES = {
     "identity_chain": identity_chain,
     "dropout_opset12": dropout_opset12,
@@ -175,9 +211,8 @@ FIXTURES = {
     "squeeze_unsqueeze": squeeze_unsqueeze,
     "squeeze_unsqueeze_opset11": squeeze_unsqueeze_opset11,
     "reshape_reshape": reshape_reshape,
+    "dead_nodes": dead_nodes,
 }
-
-
 
 
 if __name__ == "__main__":

@@ -14,6 +14,20 @@ public struct OpsetImport: Sendable {
     }
 }
 
+/// What the parts of a model that the IR keeps opaque (model-local functions, training
+/// information) may refer to: rewrites must keep these.
+public struct OpaqueReferences: Sendable {
+    /// Operator set domains that model-local functions belong to or import ("" for the
+    /// default domain).
+    public var domains: Set<String> = []
+    /// Whether the model has training information, whose graphs may read any initializer of
+    /// the main graph and nodes of any domain.
+    public var hasTrainingInfo = false
+
+    /// No references.
+    public init() {}
+}
+
 /// An ONNX model (`ModelProto`): metadata, operator set imports and the main graph.
 /// Functions, training information and device configurations are kept as they were read.
 public final class Model {
@@ -33,6 +47,8 @@ public final class Model {
     public var docString: String?
     /// Named metadata.
     public var metadataProps: [StringPair] = []
+    /// What the model's opaque parts refer to.
+    public var opaqueReferences = OpaqueReferences()
     /// The main graph.
     public var graph: Graph {
         didSet { graph.modelStorage = self }

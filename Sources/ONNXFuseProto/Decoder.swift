@@ -69,8 +69,28 @@ struct Decoder {
         model.modelVersion = m.has_model_version != 0 ? m.model_version : nil
         model.docString = string(m.doc_string)
         model.metadataProps = pairs(m.metadata_props, m.n_metadata_props)
+        model.opaqueReferences = opaqueReferences(m)
         model.origin = origin(proto)
         return model
+    }
+
+    /// The domains model-local functions are in or import, and whether training information
+    /// is present: the IR keeps both opaque, so cleanups must treat what they name as used.
+    func opaqueReferences(_ m: Onnx__ModelProto) -> OpaqueReferences {
+        func normalized(_ domain: UnsafeMutablePointer<CChar>?) -> String {
+            let name = string(domain) ?? ""
+            return name == "ai.onnx" ? "" : name
+        }
+        var references = OpaqueReferences()
+        references.hasTrainingInfo = m.n_training_info > 0
+        for i in 0..<m.n_functions {
+            let function = m.functions[i]!.pointee
+            references.domains.insert(normalized(function.domain))
+            for j in 0..<function.n_opset_import {
+                references.domains.insert(normalized(function.opset_import[j]!.pointee.domain))
+            }
+        }
+        return references
     }
 
     // MARK: Graph

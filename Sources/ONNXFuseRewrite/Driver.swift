@@ -52,7 +52,13 @@ public func applyRules(_ rules: [RewriteRule], to model: Model, options: Rewrite
 struct Driver {
     let rules: [RewriteRule]
     let replaced: [Set<Int>]
-    let byRoot: [String: [Int]]
+    /// Rules by root operator (`key(domain:opType:)`), merged with `anyOperatorRules` of the
+    /// domain once an operator has been seen.
+    var byRoot: [String: [Int]]
+    /// Rules rooted at any operator, by domain.
+    let anyOperatorRules: [String: [Int]]
+    /// Operators whose `byRoot` entry already includes the any-operator rules.
+    var merged = Set<String>()
     let model: Model
     let options: RewriteOptions
     var names: NameAllocator
@@ -71,12 +77,21 @@ struct Driver {
     init(rules: [RewriteRule], model: Model, options: RewriteOptions) {
         self.rules = rules.sorted { ($1.benefit, $0.name) < ($0.benefit, $1.name) }
         replaced = self.rules.map(\.replacement.replacedVariables)
+        // Rules rooted at one operator are indexed by it; rules rooted at any operator of a
+        // domain are merged into every operator of that domain as it is seen (rule order kept).
         var byRoot: [String: [Int]] = [:]
-        for (index, rule) in self.rules.enumerated() {
+        var anyOperator: [String: [Int]] = [:]
+        for (index, rule) in self.rules.enumerated() where rule.pattern.anchor == .node {
             let root = rule.pattern.nodes[rule.pattern.root]
-            byRoot[Self.key(domain: root.domain == "ai.onnx" ? "" : root.domain, opType: root.opType), default: []].append(index)
+            let domain = root.domain == "ai.onnx" ? "" : root.domain
+            if root.matchesAnyOperator {
+                anyOperator[domain, default: []].append(index)
+            } else {
+                byRoot[Self.key(domain: domain, opType: root.opType), default: []].append(index)
+            }
         }
         self.byRoot = byRoot
+        anyOperatorRules = anyOperator
         self.model = model
         self.options = options
         names = NameAllocator(model: model)
@@ -87,8 +102,17 @@ struct Driver {
 
     static func key(of node: Node) -> String { key(domain: node.isDefaultDomain ? "" : node.domain!, opType: node.opType) }
 
+    /// The rules to try at `node`, in rule order; nil when none.
+    mutating func candidates(for node: Node) -> [Int]? {
+        let key = Self.key(of: node)
+        if merged.insert(key).inserted, let any = anyOperatorRules[node.isDefaultDomain ? "" : node.domain!] {
+            byRoot[key] = ((byRoot[key] ?? []) + any).sorted()
+        }
+        return byRoot[key]
+    }
+
     mutating func enqueue(_ node: Node?) {
-        guard let node, node.graph != nil, byRoot[Self.key(of: node)] != nil else { return }
+        guard let node, node.graph != nil, candidates(for: node) != nil else { return }
         if queued.insert(ObjectIdentifier(node)).inserted { worklist.append(node) }
     }
 
@@ -109,7 +133,7 @@ struct Driver {
             let node = worklist[head]
             head += 1
             queued.remove(ObjectIdentifier(node))
-            guard node.graph != nil, let candidates = byRoot[Self.key(of: node)] else { continue }
+            guard node.graph != nil, let candidates = candidates(for: node) else { continue }
             for ruleIndex in candidates {
                 if report.rewrites >= cap {
                     report.reachedRewriteCap = true
@@ -119,6 +143,7 @@ struct Driver {
             }
             if report.reachedRewriteCap { break }
         }
+        if !report.reachedRewriteCap { applyItemRules(context: context, cap: cap) }
         report.fired = rules.indices.filter { counts[$0] > 0 }.map { (rules[$0].name, counts[$0]) }
         report.explanations = explanations.values
             .filter { $0.node.graph != nil }
@@ -144,7 +169,8 @@ struct Driver {
         }
         let key = ExplanationKey(rule: ruleIndex, node: ObjectIdentifier(node))
         guard let match, let prepared else {
-            if options.explain {
+            // A rule rooted at any operator would explain itself at every node it leaves alone.
+            if options.explain, !rule.pattern.nodes[rule.pattern.root].matchesAnyOperator {
                 let label = node.name ?? node.outputs.compactMap { $0?.name }.first ?? node.opType
                 let explanation = Explanation(rule: rule.name, node: label, opType: node.opType, reason: matcher.deepestFailure.reason)
                 explanations[key] = (explanations[key]?.order ?? explanations.count, explanation, node)
@@ -316,7 +342,12 @@ struct Driver {
         }
         for (value, name) in renames { value.name = name }
         removeUnused(freed)
-        // Revisit what changed: the new nodes, their producers and their users.
+        // Revisit what changed: the new nodes, their producers and their users, and what read
+        // the values the match freed (a value may have lost a user).
+        for value in freed where value.graph != nil {
+            enqueue(value.producer)
+            for use in value.uses { enqueue(use.node) }
+        }
         for node in created {
             enqueue(node)
             for input in node.inputs { enqueue(input?.producer) }
@@ -327,6 +358,59 @@ struct Driver {
                 enqueue(value.producer)
                 for use in value.uses { enqueue(use.node) }
             }
+        }
+    }
+
+    // MARK: Initializer and operator set rules
+
+    /// Runs the rules anchored at initializers, then those anchored at operator set imports,
+    /// once the node rules are done (they only remove what nothing uses, so no node rule can
+    /// apply afterwards).
+    mutating func applyItemRules(context: RewriteContext, cap: Int) {
+        let initializerRules = rules.indices.filter { rules[$0].pattern.anchor == .initializer }
+        let opsetRules = rules.indices.filter { rules[$0].pattern.anchor == .opsetImport }
+        if !initializerRules.isEmpty {
+            for graph in model.allGraphs {
+                // Training information (kept opaque) may read any initializer of the main graph.
+                if graph === model.graph && model.opaqueReferences.hasTrainingInfo { continue }
+                for value in graph.initializers where value.definition == .initializer {
+                    for ruleIndex in initializerRules {
+                        guard report.rewrites < cap else { report.reachedRewriteCap = true; return }
+                        // An initializer rule removes what it matched: the value must be unused.
+                        guard value.isUnused else { break }
+                        var match = Match(pattern: rules[ruleIndex].pattern)
+                        match.values[0] = .some(value)
+                        guard case .success = rules[ruleIndex].prepare(match, context) else { continue }
+                        graph.removeInitializer(value)
+                        counts[ruleIndex] += 1
+                        report.rewrites += 1
+                        break
+                    }
+                }
+            }
+        }
+        guard !opsetRules.isEmpty, !model.opaqueReferences.hasTrainingInfo else { return }
+        var usedDomains = model.opaqueReferences.domains
+        for graph in model.allGraphs {
+            for node in graph.nodes { usedDomains.insert(node.isDefaultDomain ? "" : node.domain!) }
+        }
+        var index = 0
+        while index < model.opsetImports.count {
+            let domain = model.opsetImports[index].domain.map { $0 == "ai.onnx" ? "" : $0 } ?? ""
+            var removed = false
+            // An operator set rule removes the import: no node may use its domain.
+            for ruleIndex in opsetRules where !usedDomains.contains(domain) {
+                guard report.rewrites < cap else { report.reachedRewriteCap = true; return }
+                var match = Match(pattern: rules[ruleIndex].pattern)
+                match.attributes[0] = .string(Array(domain.utf8))
+                guard case .success = rules[ruleIndex].prepare(match, context) else { continue }
+                model.opsetImports.remove(at: index)
+                counts[ruleIndex] += 1
+                report.rewrites += 1
+                removed = true
+                break
+            }
+            if !removed { index += 1 }
         }
     }
 
@@ -347,6 +431,8 @@ struct Driver {
             guard value.isUnused, let graph = value.graph else { continue }
             switch value.definition {
             case .initializer:
+                // Training information (kept opaque) may read any initializer of the main graph.
+                if graph === model.graph && model.opaqueReferences.hasTrainingInfo { continue }
                 graph.removeInitializer(value)
             case .nodeOutput:
                 guard let producer = value.producer, producer.outputs.allSatisfy({ $0?.isUnused ?? true }) else { continue }

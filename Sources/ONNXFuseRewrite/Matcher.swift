@@ -35,7 +35,7 @@ final class Matcher {
     func match(at root: Node, accept: (Match) -> String?) -> Match? {
         deepestFailure = (-1, "")
         guard pattern.nodes[pattern.root].hasOperator(of: root) else {
-            fail(0, "\(root.opType) is not \(pattern.nodes[pattern.root].opType)")
+            fail(0, "\(root.opType) is not \(pattern.nodes[pattern.root].operatorDescription)")
             return nil
         }
         var result: Match?
@@ -63,21 +63,21 @@ final class Matcher {
         case .producer(let v):
             guard let value = match.value(v) else { return fail(step, "\(name(v)) is absent") }
             guard let producer = value.producer else {
-                return fail(step, "\(name(v)) is \(describeDefinition(value)), not an output of \(pattern.nodes[index].opType)")
+                return fail(step, "\(name(v)) is \(describeDefinition(value)), not an output of \(pattern.nodes[index].operatorDescription)")
             }
             guard pattern.nodes[index].hasOperator(of: producer) else {
-                return fail(step, "\(name(v)) is produced by \(producer.opType) '\(producer.name ?? "")', not \(pattern.nodes[index].opType)")
+                return fail(step, "\(name(v)) is produced by \(producer.opType) '\(producer.name ?? "")', not \(pattern.nodes[index].operatorDescription)")
             }
             candidates = [producer]
         case .consumer(let v):
             guard let value = match.value(v) else { return fail(step, "\(name(v)) is absent") }
             var seen = Set<ObjectIdentifier>()
             for use in value.uses where seen.insert(ObjectIdentifier(use.node)).inserted { candidates.append(use.node) }
-            if candidates.isEmpty { return fail(step, "nothing reads \(name(v)) as \(pattern.nodes[index].opType)") }
+            if candidates.isEmpty { return fail(step, "nothing reads \(name(v)) as \(pattern.nodes[index].operatorDescription)") }
         }
         for candidate in candidates {
             guard candidate.graph === root.graph else {
-                fail(step, "\(pattern.nodes[index].opType) would be in another graph than the match")
+                fail(step, "\(pattern.nodes[index].operatorDescription) would be in another graph than the match")
                 continue
             }
             if match.nodes.contains(where: { $0 === candidate }) { continue }
@@ -113,7 +113,7 @@ final class Matcher {
     /// Binds pattern node `index` to `node`; a reason when it does not fit.
     private func bind(_ index: Int, _ inputs: [PatternInput], to node: Node, _ match: inout Match) -> String? {
         let p = pattern.nodes[index]
-        let label = "\(p.opType) '\(node.name ?? "")'"
+        let label = "\(p.matchesAnyOperator ? node.opType : p.opType) '\(node.name ?? "")'"
         guard p.hasOperator(of: node) else { return "\(label) is \(node.opType)" }
         var consumedAll = false
         for (position, input) in inputs.enumerated() {

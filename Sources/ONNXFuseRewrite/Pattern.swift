@@ -72,6 +72,9 @@ public enum AttributeConstraint {
 
 /// One node of a pattern.
 public struct PatternNode {
+    /// The operator name that matches any operator of the node's domain (written `_`).
+    public static let anyOperator = "_"
+
     /// The operator.
     public var opType: String
     /// The domain; "" is the default ONNX domain (which also matches "ai.onnx").
@@ -96,17 +99,37 @@ public struct PatternNode {
         self.commutative = commutative
     }
 
+    /// Whether it matches any operator of its domain.
+    public var matchesAnyOperator: Bool { opType == Self.anyOperator }
+
+    /// What the operator is called in explanations.
+    var operatorDescription: String { matchesAnyOperator ? "any operator" : opType }
+
     /// Whether `node` has this pattern node's operator.
     func hasOperator(of node: Node) -> Bool {
-        guard node.opType == opType else { return false }
+        guard matchesAnyOperator || node.opType == opType else { return false }
         let nodeDomain = node.isDefaultDomain ? "" : node.domain!
         return nodeDomain == (domain == "ai.onnx" ? "" : domain)
     }
 }
 
-/// A connected DAG of pattern nodes, matched anchored at `root`.
+/// What a pattern is anchored at.
+public enum PatternAnchor: Equatable, Sendable {
+    /// A node: the pattern is a DAG of nodes matched from its root.
+    case node
+    /// An initializer of a graph that is not a graph input, bound to value variable 0.
+    case initializer
+    /// An operator set the model imports; its domain ("" for the default one) is bound to
+    /// attribute variable 0 as a string.
+    case opsetImport
+}
+
+/// A connected DAG of pattern nodes, matched anchored at `root`; or a single initializer or
+/// operator set import.
 public struct Pattern {
-    /// The nodes.
+    /// What the pattern is anchored at.
+    public let anchor: PatternAnchor
+    /// The nodes (none unless anchored at a node).
     public var nodes: [PatternNode]
     /// The anchor: candidates are the graph nodes with this node's operator.
     public var root: Int
@@ -129,6 +152,7 @@ public struct Pattern {
 
     /// A pattern; fails when a node is not connected to the root through value variables.
     public init(nodes: [PatternNode], root: Int, valueNames: [String], attributeNames: [String]) throws(PatternError) {
+        anchor = .node
         self.nodes = nodes
         self.root = root
         self.valueNames = valueNames
@@ -170,6 +194,21 @@ public struct Pattern {
             }
         }
         self.plan = plan
+    }
+}
+
+extension Pattern {
+    /// A pattern anchored at every initializer that is not a graph input (`anchor` is
+    /// `.initializer`, the value is variable 0 named `name`) or at every operator set import
+    /// (`.opsetImport`, the domain is attribute variable 0 named `name`).
+    public init(itemAnchor anchor: PatternAnchor, name: String) {
+        precondition(anchor != .node, "a node pattern needs nodes")
+        self.anchor = anchor
+        nodes = []
+        root = 0
+        valueNames = anchor == .initializer ? [name] : []
+        attributeNames = anchor == .opsetImport ? [name] : []
+        plan = []
     }
 }
 

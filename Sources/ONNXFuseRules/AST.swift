@@ -59,6 +59,9 @@ public struct RuleSyntax: Sendable {
     public var commutative: [String]
     /// The `match` block's node patterns, in order.
     public var match: [NodeSyntax]
+    /// The `match` block's `initializer NAME` and `opset_import NAME` lines (a valid rule has
+    /// either one of them or node patterns).
+    public var items: [ItemMatchSyntax] = []
     /// The `where` block: each line is one condition; all must hold.
     public var guards: [Expression]
     /// The `compute` block: `name = expression` lines, in order.
@@ -67,7 +70,26 @@ public struct RuleSyntax: Sendable {
     public var replacements: [Replacement]
 }
 
-/// `outputs = [domain.]Op<attributes>(inputs)`, in `match` or `replace`.
+/// `initializer NAME` or `opset_import NAME` in `match`: the rule is anchored at every
+/// initializer that is not a graph input, or at every operator set import, instead of nodes.
+public struct ItemMatchSyntax: Sendable {
+    /// What the line anchors at.
+    public enum Kind: String, Sendable {
+        /// `initializer w`: `w` is the initializer's value.
+        case initializer
+        /// `opset_import d`: `d` is the imported domain as a string ("" for the default one).
+        case opsetImport = "opset_import"
+    }
+    /// What the line anchors at.
+    public var kind: Kind
+    /// The variable it binds.
+    public var name: String
+    /// Where the line starts.
+    public var location: SourceLocation
+}
+
+/// `outputs = [domain.]Op<attributes>(inputs)`, in `match` or `replace`; `Op` is `_` for any
+/// operator of the domain (match only).
 public struct NodeSyntax: Sendable {
     /// Output names, or nil for `_`.
     public var outputs: [String?]

@@ -44,21 +44,33 @@ extension Parser {
             throw failure(expected: "'=' after the outputs of a node")
         }
 
+        // `_` is any operator (match only), and only as the operator part.
         let opToken = peek()
-        guard let firstPart = opToken.identifier, firstPart != "_" else {
+        guard let firstPart = opToken.identifier else {
             throw failure(expected: "an operator name after '='")
         }
         advance()
         var parts = [firstPart]
-        while accept(.dot) != nil {
+        while parts.last != "_", accept(.dot) != nil {
             let part = peek()
-            guard let name = part.identifier, name != "_" else {
+            guard let name = part.identifier else {
                 throw failure(expected: "a name after '\(parts.joined(separator: ".")).'")
             }
             advance()
             parts.append(name)
         }
         let opType = parts.removeLast()
+        if opType == "_" {
+            if block == .replace, parts.isEmpty, atLineEnd() {
+                throw failure("a forward line 'z = x' needs a value on the right, not '_'", at: location(opToken))
+            }
+            if block == .replace {
+                throw failure("'_' (any operator) is only allowed in match; replace must name the operator", at: location(opToken))
+            }
+            if peek().isSymbol(.dot) {
+                throw failure("'_' (any operator) must be the last part of the operator, after the domain", at: location(peek()))
+            }
+        }
         let domain = parts.isEmpty ? nil : parts.joined(separator: ".")
         let written = (domain.map { $0 + "." } ?? "") + opType
 

@@ -259,6 +259,7 @@ struct Parser {
         var commutative: [String] = []
         var blocks: [BlockKind: Token] = [:]
         var match: [NodeSyntax] = []
+        var items: [ItemMatchSyntax] = []
         var guards: [Expression] = []
         var computes: [Assignment] = []
         var replacements: [Replacement] = []
@@ -327,10 +328,10 @@ struct Parser {
         for required in [BlockKind.match, .replace] where parts.blocks[required] == nil {
             _ = failure("rule '\(name)' has no \(required) block, expected '\(required) { ... }'", at: at)
         }
-        if let match = parts.blocks[.match], parts.match.isEmpty, !parts.broken.contains(.match) {
+        if let match = parts.blocks[.match], parts.match.isEmpty, parts.items.isEmpty, !parts.broken.contains(.match) {
             _ = failure("expected at least one node pattern in the match block of rule '\(name)'", at: location(match))
         }
-        return RuleSyntax(
+        var rule = RuleSyntax(
             name: name,
             location: at,
             comment: comment,
@@ -342,6 +343,8 @@ struct Parser {
             computes: parts.computes,
             replacements: parts.replacements
         )
+        rule.items = parts.items
+        return rule
     }
 
     /// One item of a rule's body: `benefit`, `commute` or a block.
@@ -462,6 +465,15 @@ struct Parser {
     mutating func parseLine(_ kind: BlockKind, into parts: inout RuleParts) throws(SyntaxFailure) {
         switch kind {
         case .match:
+            let first = peek()
+            if let word = first.identifier, let kind = ItemMatchSyntax.Kind(rawValue: word), let name = peekSecond().identifier,
+               name != "_" {
+                advance()
+                advance()
+                parts.items.append(ItemMatchSyntax(kind: kind, name: name, location: location(first)))
+                try expectLineEnd("'\(word) \(name)'")
+                return
+            }
             parts.match.append(try parseNode(in: .match).node)
             try expectLineEnd("a node pattern")
         case .replace:

@@ -78,6 +78,7 @@ struct RuleCompiler {
     }
 
     mutating func compile() throws(RuleErrors) -> CompiledRule {
+        if let item = rule.items.first { return try compileItemRule(item) }
         // Match: the pattern. The last node line is the root the engine anchors at.
         var patternNodes: [PatternNode] = []
         for node in rule.match {
@@ -145,17 +146,7 @@ struct RuleCompiler {
         }
         if rule.match.isEmpty { error("rule '\(rule.name)' matches nothing", rule.location) }
 
-        // Where and compute: every name must be known; every function too.
-        for condition in rule.guards { check(condition, computedSoFar: []) }
-        var computedSoFar: Set<String> = []
-        for assignment in rule.computes {
-            check(assignment.value, computedSoFar: computedSoFar)
-            if valueVariables[assignment.name] != nil || attributeVariables[assignment.name] != nil || computedSoFar.contains(assignment.name) {
-                error("'\(assignment.name)' is already defined", assignment.location)
-            }
-            computedSlots[assignment.name] = computedSlots.count
-            computedSoFar.insert(assignment.name)
-        }
+        checkConditionsAndComputes()
 
         // Replace.
         let replacement = compileReplacement()
@@ -184,6 +175,65 @@ struct RuleCompiler {
             program.prepare(match, context)
         }
         return CompiledRule(name: rule.name, file: file, comment: rule.comment, text: rule.text, rewrite: rewrite)
+    }
+
+    /// A rule anchored at an initializer or an operator set import: it removes what it
+    /// matched (the engine checks that nothing uses it) when its conditions hold.
+    mutating func compileItemRule(_ item: ItemMatchSyntax) throws(RuleErrors) -> CompiledRule {
+        for extra in rule.items.dropFirst() {
+            error("'\(item.kind.rawValue) \(item.name)' stands alone in match; it cannot be combined with '\(extra.kind.rawValue) \(extra.name)'", extra.location)
+        }
+        if let node = rule.match.first {
+            error("'\(item.kind.rawValue) \(item.name)' stands alone in match; it cannot be combined with node patterns", node.location)
+        }
+        if let location = line(of: rule.replacements.first) {
+            error("a rule that matches '\(item.kind.rawValue) \(item.name)' removes it: its replace block must be empty", location)
+        }
+        let anchor: PatternAnchor
+        switch item.kind {
+        case .initializer:
+            anchor = .initializer
+            _ = valueVariable(item.name)
+        case .opsetImport:
+            anchor = .opsetImport
+            attributeVariables[item.name] = 0
+            attributeNames = [item.name]
+        }
+        checkConditionsAndComputes()
+        guard errors.isEmpty else { throw RuleErrors(errors) }
+        let pattern = Pattern(itemAnchor: anchor, name: item.name)
+        let program = RuleProgram(rule: rule, valueVariables: valueVariables, attributeVariables: attributeVariables,
+                                  computedSlots: computedSlots, attributeSlotExpressions: [],
+                                  functions: functions, readSlots: [])
+        let rewrite = RewriteRule(name: rule.name, benefit: rule.benefit, pattern: pattern,
+                                  replacement: ONNXFuseRewrite.Replacement(nodes: [])) { match, context in
+            program.prepare(match, context)
+        }
+        return CompiledRule(name: rule.name, file: file, comment: rule.comment, text: rule.text, rewrite: rewrite)
+    }
+
+    /// Where and compute: every name must be known, every function too; gives each computed
+    /// value its slot.
+    mutating func checkConditionsAndComputes() {
+        for condition in rule.guards { check(condition, computedSoFar: []) }
+        var computedSoFar: Set<String> = []
+        for assignment in rule.computes {
+            check(assignment.value, computedSoFar: computedSoFar)
+            if valueVariables[assignment.name] != nil || attributeVariables[assignment.name] != nil || computedSoFar.contains(assignment.name) {
+                error("'\(assignment.name)' is already defined", assignment.location)
+            }
+            computedSlots[assignment.name] = computedSlots.count
+            computedSoFar.insert(assignment.name)
+        }
+    }
+
+    /// Where a replace line starts.
+    func line(of replacement: Replacement?) -> SourceLocation? {
+        switch replacement {
+        case .node(let node): return node.location
+        case .forward(_, _, let location): return location
+        case nil: return nil
+        }
     }
 
     mutating func compileReplacement() -> ONNXFuseRewrite.Replacement {

@@ -49,6 +49,9 @@ final class EditedModelTests: XCTestCase {
     func testFunctionsTrainingInfoAndSparseInitializersSurviveEdits() throws {
         let model = try ModelFile.load(path: Paths.fixtures.appendingPathComponent("functions_training.onnx").path)
         XCTAssertEqual(model.graph.sparseInitializers.map(\.name), ["B_sparse"])
+        // What the opaque parts refer to, for the clean-ups to keep.
+        XCTAssertEqual(model.opaqueReferences.domains, ["com.example", ""])
+        XCTAssertTrue(model.opaqueReferences.hasTrainingInfo)
         model.producerName = "edited"
         model.graph.name = "edited-graph"
         let add = try XCTUnwrap(model.graph.nodes.first { $0.opType == "Add" })

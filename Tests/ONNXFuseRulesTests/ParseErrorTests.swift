@@ -328,4 +328,11 @@ final class ParseErrorTests: XCTestCase {
             XCTAssertEqual(error.errors.map(\.description), error.description.split(separator: "\n").map(String.init))
         }
     }
+
+    func testAnyOperatorBelongsToMatchAndEndsTheOperator() {
+        check(replace("y = _(x)"), "4:5: '_' (any operator) is only allowed in match; replace must name the operator")
+        check(replace("y = _"), "4:5: a forward line 'z = x' needs a value on the right, not '_'")
+        check(match("y = ai._.Relu(x)"), "3:9: '_' (any operator) must be the last part of the operator, after the domain")
+        check(match("initializer w x"), "3:15: expected end of line after 'initializer w', found 'x'")
+    }
 }

@@ -45,6 +45,47 @@ final class RuleCompilerTests: XCTestCase {
         XCTAssertTrue(rules[0].text.hasPrefix("rule fold-conv-batchnorm {"))
     }
 
+    func testAnyOperatorAndItemAnchors() throws {
+        let rules = try compile("""
+            rule dead { match { _ = _(...) }; replace { } }
+            rule dead-ml { match { _ = ai.onnx.ml._(x, ...) }; replace { } }
+            rule init { match { initializer w }; where { rank(w) == 1 }; replace { } }
+            rule opset { match { opset_import d }; where { d != "" }; replace { } }
+            """)
+        let dead = rules[0].rewrite.pattern
+        XCTAssertEqual(dead.anchor, .node)
+        XCTAssertTrue(dead.nodes[0].matchesAnyOperator)
+        XCTAssertEqual(dead.nodes[0].domain, "")
+        XCTAssertEqual(rules[1].rewrite.pattern.nodes[0].domain, "ai.onnx.ml")
+        XCTAssertEqual(rules[2].rewrite.pattern.anchor, .initializer)
+        XCTAssertEqual(rules[2].rewrite.pattern.valueNames, ["w"])
+        XCTAssertEqual(rules[3].rewrite.pattern.anchor, .opsetImport)
+        XCTAssertEqual(rules[3].rewrite.pattern.attributeNames, ["d"])
+        for rule in rules { XCTAssertTrue(rule.rewrite.replacement.nodes.isEmpty && rule.rewrite.replacement.forwards.isEmpty) }
+    }
+
+    func testItemAnchorsStandAloneAndRemove() {
+        XCTAssertEqual(errors("""
+            rule r {
+              match {
+                initializer w
+                opset_import d
+                y = Relu(w)
+              }
+              where { rank(v) == 1 }
+              replace { y = w }
+            }
+            """), [
+            "test.rules:4:5: 'initializer w' stands alone in match; it cannot be combined with 'opset_import d'",
+            "test.rules:5:5: 'initializer w' stands alone in match; it cannot be combined with node patterns",
+            "test.rules:8:13: a rule that matches 'initializer w' removes it: its replace block must be empty",
+            "test.rules:7:16: rank() takes variables of the match",
+        ])
+        // A node rule with an empty replace must still give every named output a producer.
+        XCTAssertEqual(errors("rule r { match { y = _(x) }; replace { } }"),
+                       ["test.rules:1:18: 'y', an output of _, is not given a replacement"])
+    }
+
     func testUndefinedVariablesAndUnknownFunctionsAreLoadTimeErrors() {
         XCTAssertEqual(errors("""
             rule r {

@@ -41,6 +41,16 @@ final class BuiltinCleanupTests: XCTestCase {
         return node
     }
 
+    /// An If node reading a new graph input `cond`, with `body` as its then-branch, whose
+    /// output `output` is a graph output.
+    static func ifNode(_ graph: Graph, then body: Graph, output: String) {
+        let cond = graph.addInput(name: "cond", info: ValueInfo(type: .tensor(.bool, [])))
+        let branch = Node(opType: "If", name: "if", inputs: [cond], outputNames: [output],
+                          attributes: [Attribute(name: "then_branch", value: .graph(body))])
+        graph.append(branch)
+        graph.addOutput(branch.outputs[0]!, info: float(2))
+    }
+
     static func ints(_ graph: Graph, _ name: String, _ values: [Int64]) -> Value {
         graph.addInitializer(name: name, tensor: Tensor(dataType: .int64, dims: [Int64(values.count)], values: values))
     }
@@ -50,6 +60,7 @@ final class BuiltinCleanupTests: XCTestCase {
             "eliminate-identity", "eliminate-dropout", "cancel-transpose-transpose", "fuse-transpose-transpose",
             "cancel-unsqueeze-squeeze", "cancel-unsqueeze-squeeze-v1", "cancel-squeeze-unsqueeze", "cancel-squeeze-unsqueeze-v1",
             "fuse-reshape-reshape", "fuse-reshape-reshape-v1",
+            "remove-dead-node", "remove-dead-node-ml", "remove-unused-initializer", "remove-unused-opset-import",
         ])
         for rule in Self.rules { XCTAssertFalse(rule.comment.isEmpty, rule.name) }
     }
@@ -389,5 +400,156 @@ final class BuiltinCleanupTests: XCTestCase {
         let before = twice.text
         XCTAssertTrue(try twice.run().fired.isEmpty)
         XCTAssertEqual(twice.text, before)
+    }
+
+    // MARK: Dead nodes, unused initializers and imports
+
+    func testDeadChainGoesWithWhatOnlyItRead() throws {
+        let c = Case { g in
+            let x = g.addInput(name: "x", info: Self.float(2))
+            let y = Self.node(g, "Relu", [x], "y")
+            g.addOutput(y.outputs[0]!, info: Self.float(2))
+            let s = Self.node(g, "Sigmoid", [x], "s")
+            let bias = g.addInitializer(name: "bias", tensor: Tensor(dataType: .float, dims: [2], values: [Float(1), 2]))
+            let a = Self.node(g, "Add", [s.outputs[0], bias], "a")
+            Self.node(g, "Neg", [a.outputs[0]], "n")
+            // Two outputs, neither read.
+            Self.node(g, "Split", [x], "p", outputs: ["p0", "p1"])
+        }
+        let report = try c.run()
+        XCTAssertEqual(report.fired.map(\.rule), ["remove-dead-node"])
+        XCTAssertEqual(c.text, """
+            g (float[2] x) => (float[2] y)
+            {
+               y = Relu (x)
+            }
+
+            """)
+        XCTAssertTrue(c.graph.initializers.isEmpty)
+        XCTAssertTrue(report.explanations.isEmpty, "a rule rooted at any operator explains nothing")
+    }
+
+    func testNodesWithAnOutputInUseStay() throws {
+        let c = Case { g in
+            let x = g.addInput(name: "x", info: Self.float(2))
+            // One output of two read.
+            let split = Self.node(g, "Split", [x], "p", outputs: ["p0", "p1"])
+            let y = Self.node(g, "Relu", [split.outputs[1]], "y")
+            g.addOutput(y.outputs[0]!, info: Self.float(2))
+            // A graph output that nothing else reads.
+            let z = Self.node(g, "Neg", [x], "z")
+            g.addOutput(z.outputs[0]!, info: Self.float(2))
+            // Read only inside a subgraph.
+            let outer = Self.node(g, "Abs", [x], "outer")
+            let body = Graph(name: "then")
+            let inner = Node(opType: "Neg", name: "inner", inputs: [outer.outputs[0]], outputNames: ["inner"])
+            body.append(inner)
+            body.addOutput(inner.outputs[0]!, info: Self.float(2))
+            Self.ifNode(g, then: body, output: "w")
+        }
+        let before = c.text
+        let report = try c.run()
+        XCTAssertTrue(report.fired.isEmpty)
+        XCTAssertEqual(c.text, before)
+    }
+
+    func testDeadNodesOfOtherDomainsAndInSubgraphs() throws {
+        let c = Case { g in
+            let x = g.addInput(name: "x", info: Self.float(2))
+            let body = Graph(name: "then")
+            let deadInside = Node(opType: "Neg", name: "dead_inside", inputs: [x], outputNames: ["dead_inside"])
+            body.append(deadInside)
+            let live = Node(opType: "Abs", name: "live_inside", inputs: [x], outputNames: ["live_inside"])
+            body.append(live)
+            body.addOutput(live.outputs[0]!, info: Self.float(2))
+            Self.ifNode(g, then: body, output: "y")
+            g.append(Node(opType: "Scaler", domain: "ai.onnx.ml", name: "ml", inputs: [x], outputNames: ["ml"]))
+            g.append(Node(opType: "Custom", domain: "my.domain", name: "custom", inputs: [x], outputNames: ["custom"]))
+        }
+        let report = try c.run()
+        XCTAssertEqual(report.fired.map(\.rule), ["remove-dead-node", "remove-dead-node-ml"])
+        XCTAssertEqual(c.graph.nodes.map(\.opType), ["If", "Custom"])
+        XCTAssertEqual(c.graph.firstNode!.subgraphs.first!.nodes.map(\.opType), ["Abs"])
+    }
+
+    func testUnusedInitializers() throws {
+        let c = Case { g in
+            let x = g.addInput(name: "x", info: Self.float(2))
+            _ = Self.ints(g, "unused", [1, 2])
+            // Overridable: part of the signature.
+            let overridable = g.addInput(name: "overridable", info: ValueInfo(type: .tensor(.int64, [.value(2)])))
+            g.setInitializer(Tensor(dataType: .int64, dims: [2], values: [Int64(1), 2]), forInput: overridable)
+            // A graph output.
+            g.addOutput(Self.ints(g, "as_output", [3]), info: ValueInfo(type: nil))
+            // Read only inside a subgraph.
+            let shape = Self.ints(g, "read_inside", [2])
+            let body = Graph(name: "then")
+            let inner = Node(opType: "Reshape", name: "inner", inputs: [x, shape], outputNames: ["inner"])
+            body.append(inner)
+            body.addOutput(inner.outputs[0]!, info: Self.float(2))
+            Self.ifNode(g, then: body, output: "y")
+            // An unused initializer of a subgraph.
+            body.addInitializer(name: "unused_inside", tensor: Tensor(dataType: .int64, dims: [1], values: [Int64(0)]))
+        }
+        let report = try c.run()
+        XCTAssertEqual(report.fired.map(\.rule), ["remove-unused-initializer"])
+        XCTAssertEqual(report.fired.first?.count, 2)
+        XCTAssertEqual(c.graph.initializers.map(\.name), ["overridable", "as_output", "read_inside"])
+        XCTAssertTrue(c.graph.firstNode!.subgraphs.first!.initializers.isEmpty)
+    }
+
+    func testTrainingInformationKeepsTheMainGraphsInitializersAndImports() throws {
+        let c = Case { g in
+            let x = g.addInput(name: "x", info: Self.float(2))
+            let y = Self.node(g, "Relu", [x], "y")
+            g.addOutput(y.outputs[0]!, info: Self.float(2))
+            _ = Self.ints(g, "trained", [1])
+            let dead = Self.node(g, "Neg", [Self.ints(g, "read_by_dead_node", [1])], "dead")
+            _ = dead
+        }
+        c.model.opsetImports.append(OpsetImport(domain: "ai.onnx.ml", version: 3))
+        c.model.opaqueReferences.hasTrainingInfo = true
+        let report = try c.run()
+        XCTAssertEqual(report.fired.map(\.rule), ["remove-dead-node"])
+        XCTAssertEqual(c.graph.initializers.map(\.name), ["trained", "read_by_dead_node"])
+        XCTAssertEqual(c.model.opsetImports.map(\.domain), ["", "ai.onnx.ml"])
+    }
+
+    func testUnusedOpsetImports() throws {
+        let c = Case { g in
+            let x = g.addInput(name: "x", info: Self.float(2))
+            let body = Graph(name: "then")
+            let inner = Node(opType: "Scaler", domain: "ai.onnx.ml", name: "inner", inputs: [x], outputNames: ["inner"])
+            body.append(inner)
+            body.addOutput(inner.outputs[0]!, info: Self.float(2))
+            Self.ifNode(g, then: body, output: "y")
+        }
+        // The default domain is imported as "ai.onnx" and no node of the main graph uses it.
+        c.model.opsetImports = [OpsetImport(domain: "ai.onnx", version: 17), OpsetImport(domain: "unused.domain", version: 1),
+                                OpsetImport(domain: "ai.onnx.ml", version: 3), OpsetImport(domain: "of.a.function", version: 1),
+                                OpsetImport(domain: "com.microsoft", version: 1)]
+        c.model.opaqueReferences.domains = ["of.a.function"]
+        let report = try c.run()
+        XCTAssertEqual(report.fired.map(\.rule), ["remove-unused-opset-import"])
+        XCTAssertEqual(report.fired.first?.count, 2)
+        XCTAssertEqual(c.model.opsetImports.map(\.domain), ["ai.onnx", "ai.onnx.ml", "of.a.function"])
+    }
+
+    func testRemovingADeadReaderLetsAFoldFire() throws {
+        let c = RuleTestGraph(rules: RuleFiles.builtin)
+        let x = c.input("x", [1, 1, 2, 2])
+        let w = c.constant("w", [2], [1, 1, 1, 1])
+        let conv = Node(opType: "Conv", name: "conv", inputs: [x, w], outputNames: ["conv"])
+        c.graph.append(conv)
+        let y = conv.outputs[0]!
+        let bn = Node(opType: "BatchNormalization", name: "bn",
+                      inputs: [y, c.constant("s", [2], [1]), c.constant("b", [1], [1]), c.constant("m", [0], [1]), c.constant("v", [1], [1])],
+                      outputNames: ["z"])
+        c.graph.append(bn)
+        c.output(bn.outputs[0]!)
+        _ = c.node("Sigmoid", [y], "dead")
+        let report = try c.run()
+        XCTAssertEqual(report.fired.map(\.rule).sorted(), ["fold-conv-batchnorm", "remove-dead-node"])
+        XCTAssertEqual(c.graph.nodes.map(\.opType), ["Conv"])
     }
 }

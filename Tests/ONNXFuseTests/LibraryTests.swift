@@ -70,7 +70,7 @@ final class ExampleRulesTests: XCTestCase {
             "functions_training": 0, "matmul_add": 0,
             // The clean-up rules' fixtures (scripts/make-cleanup-fixtures.py): no BatchNormalization.
             "identity_chain": 0, "dropout_opset12": 0, "dropout_training": 0, "transpose_pair": 0,
-            "squeeze_unsqueeze": 0, "squeeze_unsqueeze_opset11": 0, "reshape_reshape": 0,
+            "squeeze_unsqueeze": 0, "squeeze_unsqueeze_opset11": 0, "reshape_reshape": 0, "dead_nodes": 0,
             // The affine rules' fixtures (scripts/make-affine-fixtures.py): no BatchNormalization.
             "conv_add_bias": 0, "conv_mul_scale": 0, "conv_add_trap": 0, "convtranspose_mul": 0,
             "pad_conv": 0, "pad_conv_opset10": 0, "pad_conv_trap": 0,

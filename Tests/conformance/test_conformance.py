@@ -10,6 +10,8 @@ fresh tmpdir first, and the binary runs with that tmpdir as its working
 directory).  Then:
 
   * test_fuse_runs         the binary exits 0 and writes the output file
+  * test_expected_rules_fire  with the built-in rules, exactly the rules of
+                           EXPECTED_BUILTIN_FIRINGS fire, as often as listed
   * test_output_checker    onnx.checker.check_model(output, full_check=True)
   * test_output_signature  the output parses with onnx and has the same graph
                            input and output names (in order) and types
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import json
 import os
 import shutil
 import signal
@@ -121,6 +124,54 @@ CASE_OPTIONS: dict[str, dict[str, Any]] = {
     "if_subgraph.onnx": {"feeds": ({"cond": np.array(True)}, {"cond": np.array(False)})},
 }
 
+# The rules that must fire on each fixture with the built-in rules, and how often: a rewrite
+# that silently stops firing leaves a model that still computes the same numbers, so the
+# numbers alone would not notice. Every fixture is listed; {} means no rule may fire.
+EXPECTED_BUILTIN_FIRINGS: dict[str, dict[str, int]] = {
+    "bn_constant_nodes.onnx": {"fold-conv-batchnorm": 1},
+    "conv1d_bn.onnx": {"fold-conv-batchnorm": 1},
+    "conv3d_bn.onnx": {"fold-conv-batchnorm": 1},
+    "conv_add_bias.onnx": {"fuse-conv-add": 1},
+    "conv_add_trap.onnx": {},
+    "conv_bias_bn.onnx": {"fold-conv-batchnorm": 1},
+    "conv_bn.onnx": {"fold-conv-batchnorm": 1},
+    "conv_depthwise_bn.onnx": {"fold-conv-batchnorm": 1},
+    "conv_grouped_bn.onnx": {"fold-conv-batchnorm": 1},
+    "conv_mul_scale.onnx": {"fuse-conv-mul-nobias": 1},
+    "convtranspose_bn.onnx": {"fold-convtranspose-batchnorm": 1},
+    "convtranspose_grouped_bn.onnx": {"fold-convtranspose-batchnorm": 1},
+    "convtranspose_mul.onnx": {"fuse-convtranspose-mul": 1},
+    "dead_nodes.onnx": {"remove-dead-node": 1, "remove-dead-node-ml": 1, "remove-unused-initializer": 1, "remove-unused-opset-import": 1},
+    "double_weights.onnx": {"fold-gemm-transb-batchnorm": 1},
+    "dropout_opset12.onnx": {"eliminate-dropout": 1},
+    "dropout_training.onnx": {},
+    "external_data.onnx": {"fold-conv-batchnorm": 1},
+    "float_data.onnx": {"fold-conv-batchnorm": 1},
+    "fp16_weights.onnx": {"fold-conv-batchnorm": 1},
+    "functions_training.onnx": {"fuse-matmul-add": 1},
+    "gemm_bn.onnx": {"fold-gemm-transb-batchnorm": 1},
+    "gemm_bn_shared.onnx": {},
+    "gemm_transb0_bn.onnx": {"fold-gemm-batchnorm": 1},
+    "identity_chain.onnx": {"eliminate-identity": 2},
+    "if_subgraph.onnx": {"fold-conv-batchnorm": 1},
+    "lora.onnx": {"merge-lora": 1, "fuse-matmul-add": 1},
+    "lora_scaled.onnx": {"merge-lora-scaled": 1},
+    "matmul_add.onnx": {"fuse-matmul-add": 1},
+    "matmul_add_3d.onnx": {},
+    "matmul_bn.onnx": {"fold-matmul-batchnorm": 1},
+    "metadata_docstrings.onnx": {"fold-conv-batchnorm": 1},
+    "overridable_initializer.onnx": {},
+    "pad_conv.onnx": {"fuse-pad-conv": 2},
+    "pad_conv_opset10.onnx": {"fuse-pad-conv-v2": 1},
+    "pad_conv_trap.onnx": {},
+    "reshape_reshape.onnx": {"fuse-reshape-reshape": 1},
+    "shared_weights.onnx": {"fold-conv-batchnorm": 2},
+    "squeeze_unsqueeze.onnx": {"cancel-squeeze-unsqueeze": 1, "cancel-unsqueeze-squeeze": 1},
+    "squeeze_unsqueeze_opset11.onnx": {"cancel-squeeze-unsqueeze-v1": 1, "cancel-unsqueeze-squeeze-v1": 1},
+    "transpose_pair.onnx": {"cancel-transpose-transpose": 1, "fuse-transpose-transpose": 1},
+    "unknown_fields.onnx": {"fold-conv-batchnorm": 1},
+}
+
 # Models outside fixtures/*.onnx to add to the suite: append Case(...) here.
 EXTRA_CASES: list[Case] = []
 
@@ -179,6 +230,7 @@ class FuseRun:
     workdir: Path
     original: Path  # the copy that was given to the binary
     output: Path
+    report: Path  # the --report JSON
     command: list[str]
     returncode: int
     stdout: str
@@ -276,9 +328,10 @@ def fuse(case: Case, tmp_path_factory) -> FuseRun:
         workdir = tmp_path_factory.mktemp(case.stem)
         original = copy_case(case, workdir)
         output = workdir / f"{case.stem}.fused.onnx"
-        command = [binary, str(original), "-o", str(output), *case.args]
+        report = workdir / f"{case.stem}.report.json"
+        command = [binary, str(original), "-o", str(output), "--report", str(report), *case.args]
         returncode, stdout, stderr = run_binary(command, workdir)
-        run = FuseRun(case, workdir, original, output, command, returncode, stdout, stderr)
+        run = FuseRun(case, workdir, original, output, report, command, returncode, stdout, stderr)
         _FUSE_RUNS[case.id] = run
     return run
 
@@ -513,6 +566,27 @@ def assert_same_value(where: str, expected, actual, elem_type: int | None) -> No
 def test_fuse_runs(case: Case, tmp_path_factory):
     """The binary exits 0 and writes a non-empty output file."""
     fused_ok(case, tmp_path_factory)
+
+
+def test_every_fixture_has_expected_firings():
+    """A new fixture must say which built-in rules fire on it."""
+    names = {p.name for p in FIXTURES_DIR.glob("*.onnx")}
+    assert names == set(EXPECTED_BUILTIN_FIRINGS), (
+        f"missing: {sorted(names - set(EXPECTED_BUILTIN_FIRINGS))}, "
+        f"stale: {sorted(set(EXPECTED_BUILTIN_FIRINGS) - names)}"
+    )
+
+
+BUILTIN_FIXTURE_CASES = [c for c in CASES if not c.args and c.path.parent == FIXTURES_DIR]
+
+
+@pytest.mark.parametrize("case", BUILTIN_FIXTURE_CASES, ids=[c.id for c in BUILTIN_FIXTURE_CASES])
+def test_expected_rules_fire(case: Case, tmp_path_factory):
+    """With the built-in rules, exactly the expected rules fire, as often as expected."""
+    fused = fused_ok(case, tmp_path_factory)
+    report = json.loads(fused.report.read_text())
+    fired = {entry["rule"]: entry["count"] for entry in report["rules_fired"]}
+    assert fired == EXPECTED_BUILTIN_FIRINGS.get(case.path.name), fused.describe()
 
 
 @parametrize_cases
