@@ -155,6 +155,31 @@ def pad_conv_opset10():
     return mf.make_model(g, opset=10, ir_version=5)
 
 
+def pad_conv_axes():
+    """Opset 18, Pad with an axes input, on a 1x3x6x7 input: Pad (pads (1, 2, 3, 0) over axes
+    (2, 3), no value) -> Conv (3 -> 4, 3x3, pads 1): one Conv with pads (2, 3, 4, 1). And Pad
+    over axis 3 only (pads (1, 1)) -> Conv: the axes are not all the spatial ones, so it stays."""
+    rng = mf.rng_for("pad_conv_axes")
+    nodes = [
+        helper.make_node("Pad", ["X", "P", "", "A"], ["padded"], name="pad", mode="constant"),
+        helper.make_node("Conv", ["padded", "W"], ["Y"], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Pad", ["X", "P1", "", "A1"], ["padded1"], name="pad_width_only"),
+        helper.make_node("Conv", ["padded1", "W"], ["Y2"], name="conv_width_only", kernel_shape=[3, 3]),
+    ]
+    inits = [
+        ints("P", [1, 2, 3, 0]),
+        ints("A", [2, 3]),
+        ints("P1", [1, 1]),
+        ints("A1", [3]),
+        const("W", mf.weight(rng, [4, 3, 3, 3])),
+    ]
+    g = helper.make_graph(
+        nodes, "pad_conv_axes", [mf.vi("X", FLOAT, [1, 3, 6, 7])],
+        [mf.vi("Y", FLOAT, [1, 4, 10, 9]), mf.vi("Y2", FLOAT, [1, 4, 4, 7])], inits,
+    )
+    return mf.make_model(g, opset=18)
+
+
 def pad_conv_trap():
     """Pads that must NOT fold into the Conv after them (opset 17, 1x3x6x7 input, Conv 3 -> 4,
     3x3 with pads 1): a reflect Pad, a Pad with value 1, and a Pad that crops (-1 at the top)."""
@@ -189,9 +214,8 @@ FIXTURES = {
     "pad_conv": pad_conv,
     "pad_conv_opset10": pad_conv_opset10,
     "pad_conv_trap": pad_conv_trap,
+    "pad_conv_axes": pad_conv_axes,
 }
-
-
 
 
 if __name__ == "__main__":

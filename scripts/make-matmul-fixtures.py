@@ -94,13 +94,29 @@ def matmul_add_3d():
     return mf.make_model(g)
 
 
+def matmul_transpose_bn():
+    """X [2, 8] -> MatMul(X, Transpose(W [6, 8])) -> BatchNormalization -> Relu -> Y, as PyTorch
+    exports a Linear without bias followed by BatchNorm1d when it does not fold constants: folds
+    into one Gemm (transB = 1) with a bias."""
+    rng = mf.rng_for("matmul_transpose_bn")
+    bn_names, bn_inits = mf.bn_params(rng, "bn", 6)
+    nodes = [
+        helper.make_node("Transpose", ["W"], ["wt"], name="transpose", perm=[1, 0]),
+        helper.make_node("MatMul", ["X", "wt"], ["mm_out"], name="matmul"),
+        helper.make_node("BatchNormalization", ["mm_out"] + bn_names, ["bn_out"], name="bn"),
+        helper.make_node("Relu", ["bn_out"], ["Y"], name="relu"),
+    ]
+    inits = [numpy_helper.from_array(mf.weight(rng, [6, 8]), "W")] + bn_inits
+    g = helper.make_graph(nodes, "matmul_transpose_bn", [mf.vi("X", FLOAT, [2, 8])], [mf.vi("Y", FLOAT, [2, 6])], inits)
+    return mf.make_model(g)
+
+
 FIXTURES = {
     "lora": lora,
     "lora_scaled": lora_scaled,
     "matmul_add_3d": matmul_add_3d,
+    "matmul_transpose_bn": matmul_transpose_bn,
 }
-
-
 
 
 if __name__ == "__main__":

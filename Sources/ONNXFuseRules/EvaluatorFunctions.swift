@@ -223,7 +223,13 @@ public struct FunctionTable: Sendable {
             }
             return .list(result)
         }
-        table.register("range", arity: 1...1) { arguments throws(EvaluationError) in
+        table.register("range", arity: 1...2) { arguments throws(EvaluationError) in
+            // range(n) is 0..<n; range(start, end) is start..<end, empty when end <= start.
+            if arguments.count == 2 {
+                let start = try integerArgument("range", arguments, 0), end = try integerArgument("range", arguments, 1)
+                guard end <= start || end - start <= 1 << 20 else { throw EvaluationError("range: \(start) to \(end) is too long") }
+                return .list(end <= start ? [] : (start..<end).map { .integer($0) })
+            }
             let n = try integerArgument("range", arguments, 0)
             guard n >= 0 else { throw EvaluationError("range: the count \(n) is negative") }
             guard n <= 1 << 20 else { throw EvaluationError("range: the count \(n) is too large") }

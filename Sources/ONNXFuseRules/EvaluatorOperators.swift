@@ -11,7 +11,8 @@ import ONNXFuseIR
 ///   combine item by item.
 /// - `==` and `!=` compare any two values and never fail: numbers by value (`2 == 2.0`),
 ///   lists item by item, tensors by shape and elements, a tensor and a number by whether every
-///   element equals the number; values of different kinds are unequal.
+///   element equals the number, a 1-D tensor and a list of numbers item by item; values of
+///   other different kinds are unequal.
 /// - Ordering compares numbers only (NaN is unordered: every comparison is false).
 /// - `in` tests membership with `==` in the list on the right.
 /// - `++` concatenates two lists (or two strings).
@@ -176,6 +177,12 @@ public func valuesEqual(_ lhs: EvalValue, _ rhs: EvalValue) -> Bool {
         let number = rhs.numberValue!
         return a.values.allSatisfy { $0 == number }
     case (.integer, .tensor), (.real, .tensor):
+        return valuesEqual(rhs, lhs)
+    case (.tensor(let a, _), .list(let items)):
+        // A 1-D tensor equals the list of its elements: `axes == [2, 3]`.
+        return a.shape.count == 1 && a.values.count == items.count
+            && zip(a.values, items).allSatisfy { value, item in item.numberValue.map { $0 == value } ?? false }
+    case (.list, .tensor):
         return valuesEqual(rhs, lhs)
     default:
         return false

@@ -97,6 +97,12 @@ final class EvaluatorTests: XCTestCase {
         // Tensors: shape and elements (not the element type).
         XCTAssertEqual(op(tensor([2], [1, 2]), "==", tensor([2], [1, 2], .float16)), .boolean(true))
         XCTAssertEqual(op(tensor([2], [1, 2]), "==", tensor([1, 2], [1, 2])), .boolean(false))
+        // A 1-D tensor and a list: item by item; any other rank is unequal.
+        XCTAssertEqual(op(tensor([2], [2, 3], .int64), "==", list(2, 3)), .boolean(true))
+        XCTAssertEqual(op(list(2, 3), "==", tensor([2], [2, 3], .int64)), .boolean(true))
+        XCTAssertEqual(op(tensor([2], [3, 2], .int64), "==", list(2, 3)), .boolean(false))
+        XCTAssertEqual(op(tensor([1, 2], [2, 3], .int64), "==", list(2, 3)), .boolean(false))
+        XCTAssertEqual(op(tensor([2], [2, 3], .int64), "==", .list([.integer(2), .string("3")])), .boolean(false))
         // A tensor and a number: every element equals it.
         XCTAssertEqual(op(tensor([3], [0, 0, 0]), "==", .integer(0)), .boolean(true))
         XCTAssertEqual(op(.real(0), "==", tensor([3], [0, 0, 1])), .boolean(false))

@@ -80,7 +80,7 @@ final class BuiltinAffineTests: XCTestCase {
 
     func testTheRulesAreBuiltIn() {
         XCTAssertEqual(Self.rules.map(\.name), ["fuse-conv-add", "fuse-conv-mul", "fuse-conv-mul-nobias", "fuse-convtranspose-add",
-                                                 "fuse-convtranspose-mul", "fuse-convtranspose-mul-nobias", "fuse-pad-conv", "fuse-pad-conv-v2"])
+                                                 "fuse-convtranspose-mul", "fuse-convtranspose-mul-nobias", "fuse-pad-conv", "fuse-pad-conv-axes", "fuse-pad-conv-v2"])
         for rule in Self.rules {
             XCTAssertTrue(rule.comment.first?.hasPrefix("Fold a") ?? false, rule.name)
             XCTAssertEqual(rule.rewrite.benefit, 1, rule.name)
@@ -315,7 +315,7 @@ final class BuiltinAffineTests: XCTestCase {
     /// x [1, 1, 3, 3] -> Pad(pads, value?) -> Conv(w [1, 1, 2, 2], pads?) -> z, with the Pad's
     /// pads and value as initializers (opset 17) or attributes (opset 10).
     func padConv(_ pads: [Int64], value: Float? = nil, mode: String? = nil, convPads: [Int64]? = [1, 0, 0, 1],
-                 autoPad: String? = nil, opset: Int64 = 17) -> RuleTestGraph {
+                 autoPad: String? = nil, opset: Int64 = 17, axes: [Int64]? = nil) -> RuleTestGraph {
         let fixture = RuleTestGraph(rules: Self.rules, opset: opset)
         let x = fixture.input("x", [1, 1, 3, 3])
         var padAttributes = mode.map { [Attribute(name: "mode", value: .string(Array($0.utf8)))] } ?? []
@@ -323,6 +323,10 @@ final class BuiltinAffineTests: XCTestCase {
         if opset >= 11 {
             padInputs.append(fixture.graph.addInitializer(name: "p", tensor: Tensor(dataType: .int64, dims: [Int64(pads.count)], values: pads)))
             if let value { padInputs.append(fixture.constant("v", [value], [])) }
+            if let axes {
+                if value == nil { padInputs.append(nil) }
+                padInputs.append(fixture.graph.addInitializer(name: "a", tensor: Tensor(dataType: .int64, dims: [Int64(axes.count)], values: axes)))
+            }
         } else {
             padAttributes.append(Attribute(name: "pads", value: .ints(pads)))
             if let value { padAttributes.append(Attribute(name: "value", value: .float(value))) }
@@ -359,6 +363,27 @@ final class BuiltinAffineTests: XCTestCase {
         let v2 = padConv([0, 0, 0, 1, 0, 0, 2, 0], value: 0, opset: 10)
         XCTAssertEqual(try v2.run().fired.map(\.rule), ["fuse-pad-conv-v2"])
         XCTAssertTrue(v2.text.contains("z = Conv <kernel_shape = [2, 2], pads = [1, 1, 2, 1]> (x, w)"), v2.text)
+    }
+
+    func testPadWithAxesFoldsIntoTheConvPads() throws {
+        // Opset 18: the axes name the spatial axes, as 2, 3 or as -2, -1; pads list only them.
+        for axes in [[Int64(2), 3], [-2, -1]] {
+            let fold = padConv([1, 2, 0, 3], opset: 18, axes: axes)
+            XCTAssertEqual(try fold.run().fired.map(\.rule), ["fuse-pad-conv-axes"], "\(axes)")
+            XCTAssertTrue(fold.text.contains("z = Conv <kernel_shape = [2, 2], pads = [2, 2, 0, 4]> (x, w)"), fold.text)
+        }
+        // Other axes: the channel axis, one spatial axis only, the spatial axes out of order.
+        XCTAssertEqual(try reasons("fuse-pad-conv-axes", padConv([0, 1, 0, 1], opset: 18, axes: [1, 2])),
+                       ["`a == range(2, rank(w)) || a == range(2 - rank(w), 0)` is false"])
+        XCTAssertEqual(try reasons("fuse-pad-conv-axes", padConv([1, 1], opset: 18, axes: [3])),
+                       ["`a == range(2, rank(w)) || a == range(2 - rank(w), 0)` is false"])
+        XCTAssertEqual(try reasons("fuse-pad-conv-axes", padConv([1, 0, 1, 0], opset: 18, axes: [3, 2])),
+                       ["`a == range(2, rank(w)) || a == range(2 - rank(w), 0)` is false"])
+        // Cropping, and a value that is not zero.
+        XCTAssertEqual(try reasons("fuse-pad-conv-axes", padConv([1, -1, 0, 0], opset: 18, axes: [2, 3])),
+                       ["`abs(p) == reshape(p, [-1])` is false"])
+        XCTAssertEqual(try reasons("fuse-pad-conv-axes", padConv([1, 1, 0, 0], value: 3, opset: 18, axes: [2, 3])),
+                       ["`default(v, 0) == 0` is false"])
     }
 
     func testPadConvMustNotFire() throws {

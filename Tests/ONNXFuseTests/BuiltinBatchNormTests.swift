@@ -105,7 +105,8 @@ final class BuiltinBatchNormTests: XCTestCase {
 
     func testTheRulesAreBuiltIn() {
         XCTAssertEqual(Self.rules.map(\.name), ["fold-conv-batchnorm", "fold-convtranspose-batchnorm", "fold-gemm-batchnorm",
-                                                 "fold-gemm-transb-batchnorm", "fold-matmul-batchnorm"])
+                                                 "fold-gemm-transb-batchnorm", "fold-matmul-batchnorm",
+                                                 "fold-matmul-transpose-batchnorm"])
         for rule in Self.rules {
             XCTAssertEqual(rule.rewrite.benefit, 10, rule.name)
             XCTAssertTrue(rule.comment.first?.hasPrefix("Fold an inference-mode BatchNormalization") ?? false, rule.name)
@@ -312,11 +313,19 @@ final class BuiltinBatchNormTests: XCTestCase {
 
     // MARK: MatMul
 
-    /// MatMul(x, w) with x of the shape given and w [2, 2] = ((1, 2), (3, 4)).
-    static func matMul(xDims: [Int64] = [1, 2]) -> Build {
+    /// MatMul(x, w) with x of the shape given and w [2, 2] = ((1, 2), (3, 4)); with
+    /// `transposed`, MatMul(x, Transpose<perm>(w)) as PyTorch exports a Linear without bias when
+    /// it does not fold constants.
+    static func matMul(xDims: [Int64] = [1, 2], transposed perm: [Int64]? = nil) -> Build {
         { fixture, options in
             let x = fixture.input("x", xDims)
-            let w = fixture.weight(options.weight, "w", [1, 2, 3, 4], [2, 2])
+            var w = fixture.weight(options.weight, "w", [1, 2, 3, 4], [2, 2])
+            if let perm {
+                let transpose = Node(opType: "Transpose", name: "wt", inputs: [w], outputNames: ["wt"],
+                                     attributes: [Attribute(name: "perm", value: .ints(perm))])
+                fixture.graph.append(transpose)
+                w = transpose.outputs[0]!
+            }
             let node = Node(opType: "MatMul", name: "matmul", inputs: [x, w], outputNames: ["y"])
             fixture.graph.append(node)
             return (node, 2)
@@ -346,5 +355,27 @@ final class BuiltinBatchNormTests: XCTestCase {
             fixture.graph.insert(relu, before: matmul)
             matmul.setInput(0, to: relu.outputs[0])
         }).count, 1)
+    }
+
+    func testFoldMatMulTransposeBatchNorm() throws {
+        // Rows of w scale by k = (2, 3): ((2, 4), (9, 12)), used with transB = 1; c = (-1.5, -1).
+        try assertFolds("fold-matmul-transpose-batchnorm", Self.matMul(transposed: [1, 0]), """
+            g (float[1,2] x) => (? z)
+               <float[2,2] z_w2 = {2, 4, 9, 12}, float[2] z_c = {-1.5, -1}>
+            {
+               z = Gemm <transB = 1> (x, z_w2, z_c)
+            }
+
+            """)
+    }
+
+    func testFoldMatMulTransposeBatchNormMustNotFire() throws {
+        let rule = "fold-matmul-transpose-batchnorm"
+        try assertCommonRefusals(rule, weight: "w", shapeCheck: "shape(scale) == [dim(w, 0)]", Self.matMul(transposed: [1, 0]))
+        // The Transpose read elsewhere too, and a Transpose that is not [1, 0].
+        XCTAssertEqual(try reasons(rule, Self.matMul(transposed: [1, 0]), change: { fixture, matmul in
+            fixture.graph.addOutput(matmul.inputs[1]!, info: ValueInfo(type: nil))
+        }), ["wt is a graph output"])
+        XCTAssertEqual(try reasons(rule, Self.matMul(transposed: [0, 1])), ["Transpose 'wt' attribute perm is not [1, 0]"])
     }
 }
