@@ -21,6 +21,10 @@ final class BuiltinBatchNormTests: XCTestCase {
         var weight = WeightKind.constant
         var bnChannels: Int?
         var training: Int64?
+        /// The BatchNormalization's running-mean output exists and is a graph output.
+        var meanOutputUsed = false
+        /// The second channel's variance is -1, so that var + epsilon is 0.
+        var zeroVariancePlusEpsilon = false
     }
 
     final class Fixture: RuleTestGraph {
@@ -34,17 +38,20 @@ final class BuiltinBatchNormTests: XCTestCase {
         /// BatchNormalization(y) with the parameters of the class comment; its output `z` is a
         /// graph output.
         @discardableResult
-        func batchNorm(after y: Value, channels: Int, training: Int64?) -> Node {
+        func batchNorm(after y: Value, channels: Int, options: Options) -> Node {
             let scale = constant("scale", Array([Float(4), 9, 5, 8][..<channels]), [Int64(channels)])
             let shift = constant("shift", Array([Float(0.5), -1, 0, 1][..<channels]), [Int64(channels)])
             let mean = constant("mean", Array([Float(1), 0, 2, -1][..<channels]), [Int64(channels)])
-            let variance = constant("var", Array([Float(3), 8, 0, 15][..<channels]), [Int64(channels)])
+            var variances = Array([Float(3), 8, 0, 15][..<channels])
+            if options.zeroVariancePlusEpsilon { variances[1] = -1 }
+            let variance = constant("var", variances, [Int64(channels)])
             var attributes = [Attribute(name: "epsilon", value: .float(1))]
-            if let training { attributes.append(Attribute(name: "training_mode", value: .int(training))) }
+            if let training = options.training { attributes.append(Attribute(name: "training_mode", value: .int(training))) }
             let bn = Node(opType: "BatchNormalization", name: "bn", inputs: [y, scale, shift, mean, variance],
-                          outputNames: ["z"], attributes: attributes)
+                          outputNames: options.meanOutputUsed ? ["z", "running_mean"] : ["z"], attributes: attributes)
             graph.append(bn)
             graph.addOutput(bn.outputs[0]!, info: ValueInfo(type: nil))
+            if options.meanOutputUsed { graph.addOutput(bn.outputs[1]!, info: ValueInfo(type: nil)) }
             return bn
         }
     }
@@ -55,7 +62,9 @@ final class BuiltinBatchNormTests: XCTestCase {
     func build(_ make: Build, _ options: Options = Options()) -> (Fixture, Node) {
         let fixture = Fixture()
         let (producer, channels) = make(fixture, options)
-        fixture.batchNorm(after: producer.outputs[0]!, channels: options.bnChannels ?? channels, training: options.training)
+        var options = options
+        options.bnChannels = options.bnChannels ?? channels
+        fixture.batchNorm(after: producer.outputs[0]!, channels: options.bnChannels!, options: options)
         return (fixture, producer)
     }
 
@@ -101,6 +110,12 @@ final class BuiltinBatchNormTests: XCTestCase {
                        ["`tm == 0` is false"], "training mode", file: file, line: line)
         XCTAssertEqual(try reasons(rule, make, Options(bnChannels: 3), file: file, line: line),
                        ["`\(shapeCheck)` is false"], "three BN channels", file: file, line: line)
+        XCTAssertEqual(try reasons(rule, make, Options(meanOutputUsed: true), file: file, line: line),
+                       ["BatchNormalization 'bn' output 1 'running_mean' is used but not part of the pattern"],
+                       "optional output used", file: file, line: line)
+        // var + epsilon = 0 (epsilon is 1): an infinite scale.
+        XCTAssertEqual(try reasons(rule, make, Options(zeroVariancePlusEpsilon: true), file: file, line: line),
+                       ["k is not finite"], "non-finite scale", file: file, line: line)
     }
 
     func testTheRulesAreBuiltIn() {
@@ -111,6 +126,36 @@ final class BuiltinBatchNormTests: XCTestCase {
             XCTAssertEqual(rule.rewrite.benefit, 10, rule.name)
             XCTAssertTrue(rule.comment.first?.hasPrefix("Fold an inference-mode BatchNormalization") ?? false, rule.name)
         }
+    }
+
+    // MARK: Conv
+
+    /// Conv(x [1, 1, 2, 2], w [2, 1, 1, 1] = (1, 2)), 1x1 kernel, no bias.
+    static func conv() -> Build {
+        { fixture, options in
+            let x = fixture.input("x", [1, 1, 2, 2])
+            let w = fixture.weight(options.weight, "w", [1, 2], [2, 1, 1, 1])
+            let node = Node(opType: "Conv", name: "conv", inputs: [x, w], outputNames: ["y"],
+                            attributes: [Attribute(name: "kernel_shape", value: .ints([1, 1]))])
+            fixture.graph.append(node)
+            return (node, 2)
+        }
+    }
+
+    func testFoldConvBatchNorm() throws {
+        // k = (2, 3): w2 = (2, 6); b2 = shift - mean * k = (-1.5, -1).
+        try assertFolds("fold-conv-batchnorm", Self.conv(), """
+            g (float[1,1,2,2] x) => (? z)
+               <float[2,1,1,1] z_w2 = {2, 6}, float[2] z_b2 = {-1.5, -1}>
+            {
+               z = Conv <kernel_shape = [1, 1]> (x, z_w2, z_b2)
+            }
+
+            """)
+    }
+
+    func testFoldConvBatchNormMustNotFire() throws {
+        try assertCommonRefusals("fold-conv-batchnorm", weight: "w", shapeCheck: "shape(scale) == [dim(w, 0)]", Self.conv())
     }
 
     // MARK: Element types
