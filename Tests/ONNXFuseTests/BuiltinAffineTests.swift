@@ -162,6 +162,34 @@ final class BuiltinAffineTests: XCTestCase {
         }
     }
 
+    func testFoldsKeepTheElementType() throws {
+        // Conv (w = (2, 3), b = (1, -1)) then Mul by c = (10, 20) [1, 2, 1, 1], then Add of
+        // d = (0.5, -0.5) [2, 1, 1]: w2 = (20, 60), b2 = (10.5, -20.5), every tensor of `type`.
+        for type in [DataType.float16, .bfloat16, .double, .float] {
+            let fixture = Fixture()
+            let x = fixture.graph.addInput(name: "x", info: ValueInfo(type: .tensor(type, [1, 1, 2, 2].map { .value($0) })))
+            let constant = { (name: String, values: [Double], dims: [Int64]) in
+                fixture.graph.addInitializer(name: name, tensor: BuiltinBatchNormTests.tensor(type, values, dims))
+            }
+            let conv = Node(opType: "Conv", name: "conv", inputs: [x, constant("w", [2, 3], [2, 1, 1, 1]), constant("b", [1, -1], [2])],
+                            outputNames: ["y"], attributes: [Attribute(name: "kernel_shape", value: .ints([1, 1]))])
+            fixture.graph.append(conv)
+            let mul = Node(opType: "Mul", name: "mul", inputs: [conv.outputs[0], constant("c", [10, 20], [1, 2, 1, 1])], outputNames: ["m"])
+            fixture.graph.append(mul)
+            let add = Node(opType: "Add", name: "add", inputs: [mul.outputs[0], constant("d", [0.5, -0.5], [2, 1, 1])], outputNames: ["z"])
+            fixture.graph.append(add)
+            fixture.output(add.outputs[0]!)
+            let report = try fixture.run()
+            XCTAssertEqual(report.fired.map(\.rule).sorted(), ["fuse-conv-add", "fuse-conv-mul"], "\(type)")
+            let folded = try XCTUnwrap(fixture.graph.nodes.first { $0.opType == "Conv" })
+            XCTAssertEqual(fixture.graph.nodeCount, 1, "\(type)")
+            let weight = try XCTUnwrap(folded.inputs[1]?.initializer), bias = try XCTUnwrap(folded.inputs[2]?.initializer)
+            XCTAssertEqual([weight.dataType, bias.dataType], [type, type], "\(type)")
+            XCTAssertEqual(weight.doubleValues(), [20, 60], "\(type)")
+            XCTAssertEqual(bias.doubleValues(), [10.5, -20.5], "\(type)")
+        }
+    }
+
     func testConvMulByAScalar() throws {
         // 0.5 on either side: w2 = (1, 1.5), b2 = (0.5, -0.5).
         for first in [false, true] {
