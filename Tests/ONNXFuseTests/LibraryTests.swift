@@ -24,6 +24,17 @@ final class LibraryTests: XCTestCase {
         XCTAssertEqual(ModelStatistics(model).nodesByOpType, ["Conv": 1, "Relu": 1])
     }
 
+    func testEveryBuiltinRuleHasAOneLineSummary() {
+        // `rules list` prints the first comment line: it must be a whole sentence.
+        XCTAssertGreaterThan(RuleFiles.builtin.count, 30)
+        for rule in RuleFiles.builtin {
+            let summary = rule.comment.first ?? ""
+            XCTAssertTrue(summary.hasSuffix("."), "\(rule.name): '\(summary)'")
+            XCTAssertLessThanOrEqual(summary.count, 110, rule.name)
+        }
+        XCTAssertEqual(Set(RuleFiles.builtin.map(\.name)).count, RuleFiles.builtin.count, "names are unique")
+    }
+
     func testRulesFromTextAndNewDomainsAreImported() throws {
         let rules = try RuleFiles.rules(in: """
             # Fuse a Conv and the Relu after it into one node of another domain.
