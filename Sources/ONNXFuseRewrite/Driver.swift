@@ -52,6 +52,9 @@ public func applyRules(_ rules: [RewriteRule], to model: Model, options: Rewrite
 struct Driver {
     let rules: [RewriteRule]
     let replaced: [Set<Int>]
+    /// For a rule whose pattern is one node: the output positions its replacement takes over.
+    /// Every other output of the node must be unused, which is checked before matching.
+    let singleNodeTakenOver: [Set<Int>?]
     /// Rules by root operator (`key(domain:opType:)`), merged with `anyOperatorRules` of the
     /// domain once an operator has been seen.
     var byRoot: [String: [Int]]
@@ -77,6 +80,13 @@ struct Driver {
     init(rules: [RewriteRule], model: Model, options: RewriteOptions) {
         self.rules = rules.sorted { ($1.benefit, $0.name) < ($0.benefit, $1.name) }
         replaced = self.rules.map(\.replacement.replacedVariables)
+        singleNodeTakenOver = zip(self.rules, replaced).map { rule, replaced in
+            guard rule.pattern.anchor == .node, rule.pattern.nodes.count == 1 else { return nil }
+            return Set(rule.pattern.nodes[0].outputs.indices.filter { position in
+                if case .variable(let v) = rule.pattern.nodes[0].outputs[position] { return replaced.contains(v) }
+                return false
+            })
+        }
         // Rules rooted at one operator are indexed by it; rules rooted at any operator of a
         // domain are merged into every operator of that domain as it is seen (rule order kept).
         var byRoot: [String: [Int]] = [:]
@@ -155,6 +165,15 @@ struct Driver {
     /// Tries one rule at one node; true when it fired.
     mutating func attempt(_ ruleIndex: Int, at node: Node, context: RewriteContext) -> Bool {
         let rule = rules[ruleIndex]
+        // A one-node match removes the node's outputs it does not take over, so they must be
+        // unused: the matcher and the engine's guard would refuse the same, but later and at a
+        // cost that adds up for rules tried at every node. (With --explain, the full path runs,
+        // so the explanation names the first check that failed.)
+        if !options.explain, let takenOver = singleNodeTakenOver[ruleIndex] {
+            for (position, output) in node.outputs.enumerated() where !takenOver.contains(position) {
+                if let output, !output.isUnused { return false }
+            }
+        }
         let matcher = Matcher(pattern: rule.pattern)
         var prepared: PreparedReplacement?
         let match = matcher.match(at: node) { match in
