@@ -12,6 +12,8 @@ directory).  Then:
   * test_fuse_runs         the binary exits 0 and writes the output file
   * test_expected_rules_fire  with the built-in rules, exactly the rules of
                            EXPECTED_BUILTIN_FIRINGS fire, as often as listed
+  * test_second_run_changes_nothing  onnx-fuse on its own output writes the
+                           same bytes
   * test_output_checker    onnx.checker.check_model(output, full_check=True)
   * test_output_signature  the output parses with onnx and has the same graph
                            input and output names (in order) and types
@@ -589,6 +591,17 @@ def test_expected_rules_fire(case: Case, tmp_path_factory):
     report = json.loads(fused.report.read_text())
     fired = {entry["rule"]: entry["count"] for entry in report["rules_fired"]}
     assert fired == EXPECTED_BUILTIN_FIRINGS.get(case.path.name), fused.describe()
+
+
+@parametrize_cases
+def test_second_run_changes_nothing(case: Case, tmp_path_factory):
+    """onnx-fuse on its own output (same arguments) writes the same bytes."""
+    fused = fused_ok(case, tmp_path_factory)
+    again = fused.workdir / f"{case.stem}.again.onnx"
+    command = [onnx_fuse_binary(), str(fused.output), "-o", str(again), *case.args]
+    returncode, stdout, stderr = run_binary(command, fused.workdir)
+    assert returncode == 0, f"{' '.join(command)}\n{stderr}"
+    assert again.read_bytes() == fused.output.read_bytes(), f"a second run changed {fused.output.name}"
 
 
 @parametrize_cases
