@@ -78,6 +78,8 @@ final class ExampleRulesTests: XCTestCase {
             // Not a Conv before the BatchNormalization, or a weight that can be overridden.
             "convtranspose_bn": 1, "convtranspose_grouped_bn": 1, "double_weights": 1, "gemm_bn": 1, "overridable_initializer": 1,
             "gemm_transb0_bn": 1, "matmul_bn": 1, "gemm_bn_shared": 1,
+            // Conv + BatchNormalization pairs that must not fold.
+            "conv_bn_traps": 6,
             "functions_training": 0, "matmul_add": 0,
             // The clean-up rules' fixtures (scripts/make-cleanup-fixtures.py): no BatchNormalization.
             "identity_chain": 0, "dropout_opset12": 0, "dropout_training": 0, "transpose_pair": 0,
