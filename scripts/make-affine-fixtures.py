@@ -113,6 +113,38 @@ def convtranspose_mul():
     return mf.make_model(g)
 
 
+def affine_variants():
+    """The affine folds the other fixtures leave out, side by side on X [1, 4, 5, 5]:
+    Conv (4 -> 3, 3x3, bias) -> Mul by M [3, 1, 1] (weight and bias scale: fuse-conv-mul);
+    ConvTranspose (4 -> 6, group 2, 2x2, bias) -> Add of A [1, 6, 1, 1] on the left (the
+    bias: fuse-convtranspose-add); ConvTranspose (4 -> 2, 3x3, no bias) -> Mul by the scalar
+    K (the weight: fuse-convtranspose-mul-nobias)."""
+    rng = mf.rng_for("affine_variants")
+    nodes = [
+        helper.make_node("Conv", ["X", "W1", "B1"], ["conv_out"], name="conv", kernel_shape=[3, 3]),
+        helper.make_node("Mul", ["conv_out", "M"], ["Y1"], name="mul"),
+        helper.make_node("ConvTranspose", ["X", "W2", "B2"], ["convt_out"], name="convt", kernel_shape=[2, 2], group=2),
+        helper.make_node("Add", ["A", "convt_out"], ["Y2"], name="add"),
+        helper.make_node("ConvTranspose", ["X", "W3"], ["convt3_out"], name="convt_nobias", kernel_shape=[3, 3]),
+        helper.make_node("Mul", ["convt3_out", "K"], ["Y3"], name="mul_scalar"),
+    ]
+    inits = [
+        const("W1", mf.weight(rng, [3, 4, 3, 3])),
+        const("B1", mf.weight(rng, [3])),
+        const("M", mf.weight(rng, [3, 1, 1])),
+        const("W2", mf.weight(rng, [4, 3, 2, 2])),
+        const("B2", mf.weight(rng, [6])),
+        const("A", mf.weight(rng, [1, 6, 1, 1])),
+        const("W3", mf.weight(rng, [4, 2, 3, 3])),
+        const("K", np.array(1.75, dtype=np.float32)),
+    ]
+    g = helper.make_graph(
+        nodes, "affine_variants", [mf.vi("X", FLOAT, [1, 4, 5, 5])],
+        [mf.vi("Y1", FLOAT, [1, 3, 3, 3]), mf.vi("Y2", FLOAT, [1, 6, 6, 6]), mf.vi("Y3", FLOAT, [1, 2, 7, 7])], inits,
+    )
+    return mf.make_model(g)
+
+
 def ints(name, values):
     return numpy_helper.from_array(np.array(values, dtype=np.int64), name)
 
@@ -215,6 +247,7 @@ FIXTURES = {
     "pad_conv_opset10": pad_conv_opset10,
     "pad_conv_trap": pad_conv_trap,
     "pad_conv_axes": pad_conv_axes,
+    "affine_variants": affine_variants,
 }
 
 

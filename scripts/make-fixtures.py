@@ -685,6 +685,46 @@ def conv_bn_traps():
     return make_model(g)
 
 
+def rule_traps():
+    """Places where the other built-in rules must NOT fire, side by side: ConvTranspose -> BN
+    whose ConvTranspose output a Relu also reads; a LoRA adapter whose A is computed at run
+    time (Abs of an initializer); two Transposes without perm; a rank-3 MatMul -> BN (the BN's
+    channels are the MatMul's rows, not its columns)."""
+    rng = rng_for("rule_traps")
+    f = TensorProto.FLOAT
+    ct_names, ct_inits = bn_params(rng, "ct_bn", 4)
+    mm_names, mm_inits = bn_params(rng, "mm_bn", 3)
+    nodes = [
+        helper.make_node("ConvTranspose", ["X1", "CT_W"], ["ct_out"], name="convt", kernel_shape=[2, 2]),
+        helper.make_node("BatchNormalization", ["ct_out"] + ct_names, ["Y1"], name="ct_bn"),
+        helper.make_node("Relu", ["ct_out"], ["Y1b"], name="ct_relu"),
+        helper.make_node("MatMul", ["X2", "L_W"], ["base"], name="lora_base"),
+        helper.make_node("Abs", ["L_A_raw"], ["L_A"], name="lora_a"),
+        helper.make_node("MatMul", ["X2", "L_A"], ["down"], name="lora_down"),
+        helper.make_node("MatMul", ["down", "L_B"], ["up"], name="lora_up"),
+        helper.make_node("Add", ["base", "up"], ["Y2"], name="lora_add"),
+        helper.make_node("Transpose", ["X3"], ["t1"], name="transpose1"),
+        helper.make_node("Transpose", ["t1"], ["Y3"], name="transpose2"),
+        helper.make_node("MatMul", ["X4", "M_W"], ["mm_out"], name="matmul3d"),
+        helper.make_node("BatchNormalization", ["mm_out"] + mm_names, ["Y4"], name="mm_bn"),
+    ]
+    inits = [
+        numpy_helper.from_array(weight(rng, [3, 4, 2, 2]), "CT_W"),
+        numpy_helper.from_array(weight(rng, [16, 12]), "L_W"),
+        numpy_helper.from_array(weight(rng, [16, 2]), "L_A_raw"),
+        numpy_helper.from_array(weight(rng, [2, 12]), "L_B"),
+        numpy_helper.from_array(weight(rng, [8, 6]), "M_W"),
+    ] + ct_inits + mm_inits
+    g = helper.make_graph(
+        nodes, "rule_traps",
+        [vi("X1", f, [1, 3, 4, 4]), vi("X2", f, [5, 16]), vi("X3", f, [2, 3, 4]), vi("X4", f, [2, 3, 8])],
+        [vi("Y1", f, [1, 4, 5, 5]), vi("Y1b", f, [1, 4, 5, 5]), vi("Y2", f, [5, 12]), vi("Y3", f, [2, 3, 4]),
+         vi("Y4", f, [2, 3, 6])],
+        inits,
+    )
+    return make_model(g)
+
+
 FIXTURES = {
     "conv_bn": conv_bn,
     "conv_bias_bn": conv_bias_bn,
@@ -711,6 +751,7 @@ FIXTURES = {
     "overridable_initializer": overridable_initializer,
     "functions_training": functions_training,
     "conv_bn_traps": conv_bn_traps,
+    "rule_traps": rule_traps,
 }
 
 

@@ -79,14 +79,14 @@ final class ExampleRulesTests: XCTestCase {
             "convtranspose_bn": 1, "convtranspose_grouped_bn": 1, "double_weights": 1, "gemm_bn": 1, "overridable_initializer": 1,
             "gemm_transb0_bn": 1, "matmul_bn": 1, "gemm_bn_shared": 1,
             // Conv + BatchNormalization pairs that must not fold.
-            "conv_bn_traps": 6,
+            "conv_bn_traps": 6, "rule_traps": 2,
             "functions_training": 0, "matmul_add": 0,
             // The clean-up rules' fixtures (scripts/make-cleanup-fixtures.py): no BatchNormalization.
             "identity_chain": 0, "dropout_opset12": 0, "dropout_training": 0, "transpose_pair": 0,
             "squeeze_unsqueeze": 0, "squeeze_unsqueeze_opset11": 0, "reshape_reshape": 0, "dead_nodes": 0,
             // The affine rules' fixtures (scripts/make-affine-fixtures.py): no BatchNormalization.
             "conv_add_bias": 0, "conv_mul_scale": 0, "conv_add_trap": 0, "convtranspose_mul": 0,
-            "pad_conv": 0, "pad_conv_opset10": 0, "pad_conv_trap": 0, "pad_conv_axes": 0,
+            "pad_conv": 0, "pad_conv_opset10": 0, "pad_conv_trap": 0, "pad_conv_axes": 0, "affine_variants": 0,
             // The MatMul rules' fixtures (scripts/make-matmul-fixtures.py): no BatchNormalization.
             "lora": 0, "lora_scaled": 0, "matmul_add_3d": 0,
             // A MatMul by a transposed weight before the BatchNormalization: not a Conv.

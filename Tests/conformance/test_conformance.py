@@ -130,6 +130,7 @@ CASE_OPTIONS: dict[str, dict[str, Any]] = {
 # that silently stops firing leaves a model that still computes the same numbers, so the
 # numbers alone would not notice. Every fixture is listed; {} means no rule may fire.
 EXPECTED_BUILTIN_FIRINGS: dict[str, dict[str, int]] = {
+    "affine_variants.onnx": {"fuse-conv-mul": 1, "fuse-convtranspose-add": 1, "fuse-convtranspose-mul-nobias": 1},
     "bn_constant_nodes.onnx": {"fold-conv-batchnorm": 1},
     "conv1d_bn.onnx": {"fold-conv-batchnorm": 1},
     "conv3d_bn.onnx": {"fold-conv-batchnorm": 1},
@@ -170,6 +171,7 @@ EXPECTED_BUILTIN_FIRINGS: dict[str, dict[str, int]] = {
     "pad_conv_opset10.onnx": {"fuse-pad-conv-v2": 1},
     "pad_conv_trap.onnx": {},
     "reshape_reshape.onnx": {"fuse-reshape-reshape": 1},
+    "rule_traps.onnx": {},
     "shared_weights.onnx": {"fold-conv-batchnorm": 2},
     "squeeze_unsqueeze.onnx": {"cancel-squeeze-unsqueeze": 1, "cancel-unsqueeze-squeeze": 1},
     "squeeze_unsqueeze_opset11.onnx": {"cancel-squeeze-unsqueeze-v1": 1, "cancel-unsqueeze-squeeze-v1": 1},
