@@ -28,11 +28,10 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 import torchvision
+from onnx_comparison import count, relative_error
 
 MODELS = ["resnet18", "resnet50", "mobilenet_v2", "efficientnet_b0", "densenet121", "regnet_y_400mf"]
 TOLERANCE = 1e-5
@@ -51,9 +50,6 @@ def export(name: str, path: Path) -> None:
                       opset_version=17, training=torch.onnx.TrainingMode.EVAL)
 
 
-def count(path: Path) -> Counter:
-    return Counter(n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node)
-
 
 def foldable(path: Path) -> int:
     """BatchNormalization nodes that read a Conv output nothing else reads (what a Conv+BN rule folds)."""
@@ -63,21 +59,6 @@ def foldable(path: Path) -> int:
     outputs = {o.name for o in graph.output}
     return sum(1 for n in graph.node if n.op_type == "BatchNormalization" and n.input[0] in producers
                and producers[n.input[0]].op_type == "Conv" and readers[n.input[0]] == 1 and n.input[0] not in outputs)
-
-
-def relative_error(original: Path, folded: Path) -> float:
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    a = ort.InferenceSession(str(original), options, providers=["CPUExecutionProvider"])
-    b = ort.InferenceSession(str(folded), options, providers=["CPUExecutionProvider"])
-    worst = 0.0
-    for seed in range(3):
-        feed = {i.name: np.random.default_rng(seed).standard_normal([d if isinstance(d, int) else 1 for d in i.shape])
-                .astype(np.float32) for i in a.get_inputs()}
-        for x, y in zip(a.run(None, feed), b.run(None, feed)):
-            x, y = x.astype(np.float64), y.astype(np.float64)
-            worst = max(worst, float(np.linalg.norm(x - y) / max(np.linalg.norm(x), 1e-30)))
-    return worst
 
 
 def main() -> int:

@@ -77,7 +77,7 @@ import traceback
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -233,7 +233,7 @@ def export(name: str, exporter: str, path: Path) -> None:
     # nn.MultiheadAttention takes a fast path (aten::_native_multi_head_attention) that the
     # TorchScript exporter cannot export, so vit_b_16 would fail there.
     try:
-        with warnings.catch_warnings(), captured_output() as log:
+        with warnings.catch_warnings(), captured_output():
             warnings.simplefilter("ignore")
             torch.onnx.export(module, (example,), str(path), **kwargs)
     except Exception as error:  # noqa: BLE001 - any exporter failure skips the model

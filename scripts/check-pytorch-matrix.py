@@ -36,16 +36,15 @@ import dataclasses
 import json
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
 import torch.nn.functional as F
 import torchvision
+from onnx_comparison import count, relative_error
 from torch import nn
 
 TOLERANCE = 1e-5
@@ -281,25 +280,6 @@ def export(case: Case, path: Path) -> None:
         torch.onnx.export(model, args, str(path), dynamo=False, do_constant_folding=not has_batchnorm, opset_version=17,
                           training=torch.onnx.TrainingMode.EVAL)
 
-
-def count(path: Path) -> Counter:
-    return Counter(n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node)
-
-
-def relative_error(original: Path, fused: Path) -> float:
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    a = ort.InferenceSession(str(original), options, providers=["CPUExecutionProvider"])
-    b = ort.InferenceSession(str(fused), options, providers=["CPUExecutionProvider"])
-    worst = 0.0
-    for seed in range(3):
-        rng = np.random.default_rng(seed)
-        feed = {i.name: rng.standard_normal([d if isinstance(d, int) else 1 for d in i.shape]).astype(np.float32)
-                for i in a.get_inputs()}
-        for x, y in zip(a.run(None, feed), b.run(None, feed)):
-            x, y = x.astype(np.float64), y.astype(np.float64)
-            worst = max(worst, float(np.linalg.norm(x - y) / max(np.linalg.norm(x), 1e-30)))
-    return worst
 
 
 def check(case: Case, binary: str, out: Path) -> list[str]:

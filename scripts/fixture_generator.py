@@ -5,10 +5,8 @@ it once in onnxruntime, and refuse fixtures over the size limit."""
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import os
-import sys
 from typing import Callable
 
 import onnx
@@ -20,24 +18,6 @@ _spec.loader.exec_module(make_fixtures)
 
 
 def generate(fixtures: dict[str, Callable[[], onnx.ModelProto]], description: str, argv=None) -> int:
-    """The command line of a generator: `--out DIR` (default fixtures/) and `--no-ort`."""
-    mf = make_fixtures
-    ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default=os.path.join(mf.REPO_ROOT, "fixtures"))
-    ap.add_argument("--no-ort", action="store_true", help="skip the onnxruntime smoke run")
-    args = ap.parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
-    ok = True
-    for name, build in fixtures.items():
-        model = build()
-        onnx.checker.check_model(model, full_check=True)
-        path = mf.write(name, model, args.out)
-        onnx.checker.check_model(path, full_check=True)
-        if not args.no_ort:
-            mf.smoke_run(path)
-        size = os.path.getsize(path)
-        if size > mf.MAX_FIXTURE_BYTES:
-            print(f"error: {name} is {size} bytes, over {mf.MAX_FIXTURE_BYTES}", file=sys.stderr)
-            ok = False
-        print(f"{name}.onnx: {size} bytes")
-    return 0 if ok else 1
+    """The command line of a generator: `--out DIR` (default fixtures/) and `--no-ort` (see
+    make-fixtures.py's generate_fixtures)."""
+    return make_fixtures.generate_fixtures(fixtures, description, argv)

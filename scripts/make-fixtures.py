@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import zlib
 
 import numpy as np
@@ -810,15 +809,18 @@ def write(name: str, model: onnx.ModelProto, out_dir: str) -> str:
     return path
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def generate_fixtures(fixtures, description: str, argv=None) -> int:
+    """The command line of every fixture generator: `--out DIR` (default fixtures/) and
+    `--no-ort`. Builds each model, checks it with onnx.checker (full_check) before and after
+    writing, runs it once in onnxruntime, and refuses fixtures over the size limit."""
+    ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.path.join(REPO_ROOT, "fixtures"))
     ap.add_argument("--no-ort", action="store_true", help="skip the onnxruntime smoke run")
     args = ap.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
 
     ok = True
-    for name, build in FIXTURES.items():
+    for name, build in fixtures.items():
         model = build()
         # check the in-memory model first (external data is checked by path below)
         onnx.checker.check_model(model, full_check=True)
@@ -837,6 +839,10 @@ def main(argv=None) -> int:
             ok = False
         print(f"{name}.onnx{extra}: {size} bytes")
     return 0 if ok else 1
+
+
+def main(argv=None) -> int:
+    return generate_fixtures(FIXTURES, __doc__, argv)
 
 
 if __name__ == "__main__":

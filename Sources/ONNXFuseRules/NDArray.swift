@@ -116,25 +116,32 @@ extension NDArray {
         for axis in source.indices where source[axis] != 1 || target[axis + offset] == 1 {
             steps[axis + offset] = sourceStrides[axis]
         }
-        var indices = [Int]()
-        indices.reserveCapacity(count)
-        guard count > 0 else { return indices }
-        var counter = Array(repeating: 0, count: target.count)
+        return stridedPositions(shape: target, steps: steps)
+    }
+
+    /// For each element of an array of shape `shape` (row-major), the source position reached
+    /// by moving `steps[axis]` per step along each axis: a strided view of another array.
+    static func stridedPositions(shape: [Int], steps: [Int]) -> [Int] {
+        let count = elementCount(shape) ?? 0
+        var positions = [Int]()
+        positions.reserveCapacity(count)
+        guard count > 0 else { return positions }
+        var counter = Array(repeating: 0, count: shape.count)
         var position = 0
         for _ in 0..<count {
-            indices.append(position)
+            positions.append(position)
             // Advance the row-major counter, updating the source position incrementally.
-            var axis = target.count - 1
+            var axis = shape.count - 1
             while axis >= 0 {
                 counter[axis] += 1
                 position += steps[axis]
-                if counter[axis] < target[axis] { break }
+                if counter[axis] < shape[axis] { break }
                 position -= steps[axis] * counter[axis]
                 counter[axis] = 0
                 axis -= 1
             }
         }
-        return indices
+        return positions
     }
 
     /// `operation` applied element by element after broadcasting both arrays.
@@ -303,23 +310,7 @@ extension NDArray {
         let newShape = axes.map { shape[$0] }
         let sourceStrides = NDArray.strides(shape)
         let steps = axes.map { sourceStrides[$0] }
-        var result = [Double]()
-        result.reserveCapacity(count)
-        var counter = Array(repeating: 0, count: rank)
-        var position = 0
-        for _ in 0..<count {
-            result.append(values[position])
-            var axis = rank - 1
-            while axis >= 0 {
-                counter[axis] += 1
-                position += steps[axis]
-                if counter[axis] < newShape[axis] { break }
-                position -= steps[axis] * counter[axis]
-                counter[axis] = 0
-                axis -= 1
-            }
-        }
-        return NDArray(shape: newShape, values: result)
+        return NDArray(shape: newShape, values: NDArray.stridedPositions(shape: newShape, steps: steps).map { values[$0] })
     }
 
     /// The matrix product with numpy `matmul` semantics: a 1-D left operand is a row vector and

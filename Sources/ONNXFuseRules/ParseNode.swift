@@ -157,11 +157,7 @@ extension Parser {
         }
         if token.isSymbol(.ellipsis) {
             advance()
-            let variable = peek()
-            guard let name = variable.identifier, name != "_" else {
-                throw failure(expected: "a variable after '...', such as '...y' to copy the attributes of y's node")
-            }
-            advance()
+            let name = try expectName("a variable after '...', such as '...y' to copy the attributes of y's node")
             if block == .match {
                 _ = failure("'...\(name)' (copy the attributes of \(name)'s node) is only allowed in replace", at: at)
             }
@@ -177,11 +173,7 @@ extension Parser {
         guard accept(.colon) != nil else {
             throw failure(expected: "'=' or ':' after the attribute name '\(name)'")
         }
-        let variableToken = peek()
-        guard let variable = variableToken.identifier, variable != "_" else {
-            throw failure(expected: "a variable name after '\(name):'")
-        }
-        advance()
+        let variable = try expectName("a variable name after '\(name):'")
         if block == .replace {
             _ = failure("'\(name): \(variable)' binds an attribute, which only match does; write '\(name) = \(variable)'", at: at)
         }
@@ -191,10 +183,12 @@ extension Parser {
 
     /// An attribute name after `what`.
     mutating func attributeName(after what: String) throws(SyntaxFailure) -> String {
-        let token = peek()
-        guard let name = token.identifier, name != "_" else {
-            throw failure(expected: "an attribute name after \(what)")
-        }
+        try expectName("an attribute name after \(what)")
+    }
+
+    /// A name (not `_`), read; otherwise a failure saying `expected`.
+    mutating func expectName(_ expected: String) throws(SyntaxFailure) -> String {
+        guard let name = peek().identifier, name != "_" else { throw failure(expected: expected) }
         advance()
         return name
     }

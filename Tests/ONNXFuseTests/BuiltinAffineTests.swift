@@ -71,11 +71,7 @@ final class BuiltinAffineTests: XCTestCase {
 
     /// Expects nothing to fire or change; returns `rule`'s explanations.
     func reasons(_ rule: String, _ fixture: RuleTestGraph, file: StaticString = #filePath, line: UInt = #line) throws -> [String] {
-        let before = fixture.text
-        let report = try fixture.run()
-        XCTAssertTrue(report.fired.isEmpty, "\(report.fired)", file: file, line: line)
-        XCTAssertEqual(fixture.text, before, "nothing changes", file: file, line: line)
-        return report.explanations.filter { $0.rule == rule }.map(\.reason)
+        try fixture.reasonsNothingFires(for: rule, file: file, line: line)
     }
 
     func testTheRulesAreBuiltIn() {

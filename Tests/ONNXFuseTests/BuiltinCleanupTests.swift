@@ -404,9 +404,11 @@ final class BuiltinCleanupTests: XCTestCase {
 
     // MARK: Dead nodes, unused initializers and imports
 
-    func testDeadChainGoesWithWhatOnlyItRead() throws {
+    func testDeadNodesGoAndLiveOnesStay() throws {
+        // Without explanations the engine rejects one-node matches early; the result is the same.
         for explain in [true, false] {
             try deadChainGoesWithWhatOnlyItRead(explain: explain)
+            try nodesWithAnOutputInUseStay(explain: explain)
         }
     }
 
@@ -433,13 +435,6 @@ final class BuiltinCleanupTests: XCTestCase {
             """)
         XCTAssertTrue(c.graph.initializers.isEmpty)
         XCTAssertTrue(report.explanations.isEmpty, "a rule rooted at any operator explains nothing")
-    }
-
-    func testNodesWithAnOutputInUseStay() throws {
-        // Without explanations the engine rejects one-node matches early; the result is the same.
-        for explain in [true, false] {
-            try nodesWithAnOutputInUseStay(explain: explain)
-        }
     }
 
     func nodesWithAnOutputInUseStay(explain: Bool) throws {

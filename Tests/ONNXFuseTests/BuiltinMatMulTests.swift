@@ -68,11 +68,7 @@ final class BuiltinMatMulTests: XCTestCase {
 
     /// Expects nothing to fire or change, and returns `rule`'s explanations.
     func reasons(_ rule: String, _ f: Fixture, file: StaticString = #filePath, line: UInt = #line) throws -> [String] {
-        let before = f.text
-        let report = try f.run()
-        XCTAssertTrue(report.fired.isEmpty, "\(report.fired)", file: file, line: line)
-        XCTAssertEqual(f.text, before, "nothing changes", file: file, line: line)
-        return report.explanations.filter { $0.rule == rule }.map(\.reason)
+        try f.reasonsNothingFires(for: rule, file: file, line: line)
     }
 
     func testTheRulesAreBuiltIn() {

@@ -23,15 +23,7 @@ final class CommandTests: XCTestCase {
         try runOnnxFuse(arguments, in: directory)
     }
 
-    func workspace(with fixtures: [String]) throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("onnx-fuse-cli-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
-        for name in fixtures {
-            try FileManager.default.copyItem(at: Self.fixtures.appendingPathComponent(name), to: url.appendingPathComponent(name))
-        }
-        return url
-    }
+    func workspace(with fixtures: [String]) throws -> URL { try fixtureWorkspace(fixtures) }
 
     func files(in directory: URL) -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []).sorted()
@@ -163,6 +155,19 @@ final class CommandTests: XCTestCase {
 }
 
 /// Runs the built `onnx-fuse` with `arguments` in `directory` and collects what it did.
+extension XCTestCase {
+    /// A fresh temporary folder holding copies of `fixtures`, removed when the test ends.
+    func fixtureWorkspace(_ fixtures: [String]) throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("onnx-fuse-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+        for name in fixtures {
+            try FileManager.default.copyItem(at: CommandTests.fixtures.appendingPathComponent(name), to: url.appendingPathComponent(name))
+        }
+        return url
+    }
+}
+
 func runOnnxFuse(_ arguments: [String], in directory: URL? = nil) throws -> CommandTests.Result {
     let process = Process()
     process.executableURL = CommandTests.executable

@@ -6,9 +6,7 @@ import ONNXFuse
 final class LibraryTests: XCTestCase {
     func testReadmeExample() throws {
         let fixtures = CommandTests.fixtures
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("onnx-fuse-lib-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: directory) }
+        let directory = try fixtureWorkspace([])
 
         let model = try ModelFile.load(path: fixtures.appendingPathComponent("conv_bn.onnx").path)
         let convs = model.graph.nodes.filter { $0.opType == "Conv" }
@@ -106,9 +104,7 @@ final class ExampleRulesTests: XCTestCase {
 
     func testRunningOnItsOwnOutputChangesNothing() throws {
         let rules = try RuleFiles.load(path: CommandTests.root.appendingPathComponent("docs/examples/conv-batchnorm.rules").path)
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("onnx-fuse-idem-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: directory) }
+        let directory = try fixtureWorkspace([])
         for name in ["conv_bn.onnx", "shared_weights.onnx", "if_subgraph.onnx", "bn_constant_nodes.onnx"] {
             let first = try ModelFile.load(path: CommandTests.fixtures.appendingPathComponent(name).path)
             optimize(first, rules: rules)

@@ -52,5 +52,14 @@ class RuleTestGraph {
         return report
     }
 
+    /// Runs the rules expecting nothing to fire or change; returns `rule`'s explanations.
+    func reasonsNothingFires(for rule: String, file: StaticString = #filePath, line: UInt = #line) throws -> [String] {
+        let before = text
+        let report = try run()
+        XCTAssertTrue(report.fired.isEmpty, "\(report.fired)", file: file, line: line)
+        XCTAssertEqual(text, before, "nothing changes", file: file, line: line)
+        return report.explanations.filter { $0.rule == rule }.map(\.reason)
+    }
+
     var text: String { Printer().print(graph) }
 }
