@@ -22,10 +22,11 @@ let package = Package(
         .target(name: "ONNXFuseIR"),
         .target(name: "ONNXFuseProto", dependencies: ["ONNXFuseIR", "CONNX"]),
         .target(name: "ONNXFuseRewrite", dependencies: ["ONNXFuseIR"]),
-        .target(name: "ONNXFuseRules", dependencies: ["ONNXFuseRewrite", "ONNXFuseIR"]),
+        .target(name: "ONNXFuseOps", dependencies: ["ONNXFuseIR"]),
+        .target(name: "ONNXFuseRules", dependencies: ["ONNXFuseRewrite", "ONNXFuseOps", "ONNXFuseIR"]),
         .target(
             name: "ONNXFuse",
-            dependencies: ["ONNXFuseIR", "ONNXFuseProto", "ONNXFuseRewrite", "ONNXFuseRules"],
+            dependencies: ["ONNXFuseIR", "ONNXFuseProto", "ONNXFuseRewrite", "ONNXFuseOps", "ONNXFuseRules"],
             // Built-in rule files, compiled into the library: the binary needs no file beside it.
             resources: [
                 .embedInCode("Rules/batchnorm.rules"),
@@ -42,7 +43,12 @@ let package = Package(
         .testTarget(name: "CONNXTests", dependencies: ["CONNX"]),
         .testTarget(name: "ONNXFuseIRTests", dependencies: ["ONNXFuseIR", "ONNXFuseTestSupport"]),
         .testTarget(name: "ONNXFuseRewriteTests", dependencies: ["ONNXFuseRewrite", "ONNXFuseIR"]),
-        .testTarget(name: "ONNXFuseRulesTests", dependencies: ["ONNXFuseRules", "ONNXFuseRewrite", "ONNXFuseIR"]),
+        .testTarget(
+            name: "ONNXFuseOpsTests",
+            dependencies: ["ONNXFuseOps", "ONNXFuseProto", "ONNXFuseIR"],
+            exclude: ["NodeCases"]
+        ),
+        .testTarget(name: "ONNXFuseRulesTests", dependencies: ["ONNXFuseRules", "ONNXFuseRewrite", "ONNXFuseOps", "ONNXFuseIR"]),
         .testTarget(
             name: "ONNXFuseProtoTests",
             dependencies: ["ONNXFuseProto", "ONNXFuseIR", "CONNX", "ONNXFuseTestSupport"]

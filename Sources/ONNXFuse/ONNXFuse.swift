@@ -1,5 +1,6 @@
 import Foundation
 @_exported import ONNXFuseIR
+@_exported import ONNXFuseOps
 @_exported import ONNXFuseProto
 @_exported import ONNXFuseRewrite
 @_exported import ONNXFuseRules
@@ -37,10 +38,11 @@ public enum RuleFiles {
         ("matmul.rules", String(decoding: PackageResources.matmul_rules, as: UTF8.self)),
     ]
 
-    /// The built-in rules, which run unless turned off (`--no-builtin`). Their files are
-    /// tested to load, so a failure here is a bug in the build.
+    /// The built-in rules, which run unless turned off (`--no-builtin`): the native rules
+    /// (folding, duplicate merging, no-op removal), then those of the built-in files. The files
+    /// are tested to load, so a failure here is a bug in the build.
     public static var builtin: [CompiledRule] {
-        builtinFiles.flatMap { file -> [CompiledRule] in
+        NativeRules.all + builtinFiles.flatMap { file -> [CompiledRule] in
             do {
                 return try rules(in: file.text, file: "builtin:" + file.name)
             } catch {
@@ -89,6 +91,9 @@ public struct OptimizationOptions: Sendable {
     public var freezeInitializerInputs = false
     /// Stop after this many rewrites (nil: the engine's default cap).
     public var maximumRewrites: Int?
+    /// `fold-constants` and `fold-shape-arithmetic` leave a value alone when it would hold more
+    /// elements than this (so that folding does not make a model grow).
+    public var foldElementLimit = 1 << 20
 
     /// The defaults.
     public init() {}
@@ -109,7 +114,8 @@ public struct OptimizationReport: Sendable {
 }
 
 /// Rewrites `model` in place with `rules` (filtered by `options.only` and `disabled`) and
-/// reports what changed.
+/// reports what changed. Type and shape inference runs first and is kept current as rules
+/// rewrite (its facts are in `Value.inferred`; `writeInferredValueInfo` saves them).
 @discardableResult
 public func optimize(_ model: Model, rules: [CompiledRule], options: OptimizationOptions = OptimizationOptions()) -> OptimizationReport {
     let before = ModelStatistics(model)
@@ -117,13 +123,29 @@ public func optimize(_ model: Model, rules: [CompiledRule], options: Optimizatio
     guard !selected.isEmpty else {
         return OptimizationReport(before: before, after: before, fired: [], explanations: [], reachedRewriteCap: false)
     }
+    let inference = ShapeInference(model: model, freezeInitializerInputs: options.freezeInitializerInputs)
+    inference.run()
+    let analysis = OperatorAnalysis(inference: inference, foldElementLimit: options.foldElementLimit)
+    let mergesDuplicates = selected.contains { $0.name == "merge-duplicates" }
+    var sharedInitializers = mergesDuplicates ? mergeDuplicateInitializers(model) : 0
     var rewriteOptions = RewriteOptions()
     rewriteOptions.explain = options.explain
     rewriteOptions.freezeInitializerInputs = options.freezeInitializerInputs
     rewriteOptions.maximumRewrites = options.maximumRewrites
-    let report = applyRules(selected.map(\.rewrite), to: model, options: rewriteOptions)
+    let report = applyRules(selected.map(\.rewrite), to: model, options: rewriteOptions, analysis: analysis,
+                            nodeCreated: { inference.infer($0) })
+    // Folding may have made constants that equal others.
+    if mergesDuplicates { sharedInitializers += mergeDuplicateInitializers(model) }
+    var fired = report.fired
+    if sharedInitializers > 0 {
+        if let index = fired.firstIndex(where: { $0.rule == "merge-duplicates" }) {
+            fired[index].count += sharedInitializers
+        } else {
+            fired.append((rule: "merge-duplicates", count: sharedInitializers))
+        }
+    }
     importNewDomains(model)
-    return OptimizationReport(before: before, after: ModelStatistics(model), fired: report.fired,
+    return OptimizationReport(before: before, after: ModelStatistics(model), fired: fired,
                               explanations: report.explanations, reachedRewriteCap: report.reachedRewriteCap)
 }
 

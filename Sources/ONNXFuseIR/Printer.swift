@@ -116,7 +116,9 @@ public struct Printer {
         if let tensorName { text += " " + name(tensorName) }
         if tensor.isExternal { text += " (external)" }
         if let count = tensor.elementCount, count <= maximumPrintedElements {
-            if let values = tensor.doubleValues() {
+            if let exact = exactWideIntegers(tensor) {
+                text += (tensorName == nil ? " " : " = ") + "{" + exact.joined(separator: ", ") + "}"
+            } else if let values = tensor.doubleValues() {
                 let printed = values.map { tensor.dataType == .double ? number($0) : isIntegral(tensor.dataType) ? String(Int64($0)) : number(Float($0)) }
                 text += (tensorName == nil ? " " : " = ") + "{" + printed.joined(separator: ", ") + "}"
             } else if case .stringData(let strings) = tensor.storage {
@@ -124,6 +126,19 @@ public struct Printer {
             }
         }
         return text
+    }
+
+    /// int64 and uint64 elements printed exactly (float64 cannot hold all of them, such as a
+    /// Slice end of 2^63 - 1); nil for other types and storages.
+    private func exactWideIntegers(_ tensor: Tensor) -> [String]? {
+        guard tensor.payloadProblem == nil, let n = tensor.elementCount else { return nil }
+        switch (tensor.dataType, tensor.storage) {
+        case (.int64, .raw(let b)): return (0..<n).map { String(Int64(littleEndian: b.load(elementAt: $0, as: Int64.self))) }
+        case (.int64, .int64Data(let b)): return (0..<n).map { String(b.load(elementAt: $0, as: Int64.self)) }
+        case (.uint64, .raw(let b)): return (0..<n).map { String(UInt64(littleEndian: b.load(elementAt: $0, as: UInt64.self))) }
+        case (.uint64, .uint64Data(let b)): return (0..<n).map { String(b.load(elementAt: $0, as: UInt64.self)) }
+        default: return nil
+        }
     }
 
     private func isIntegral(_ type: DataType) -> Bool {

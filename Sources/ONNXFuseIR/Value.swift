@@ -56,6 +56,8 @@ public final class Value {
         get { sparseBox?.value }
         set { sparseBox = newValue.map(Box.init) }
     }
+    /// What shape inference found out about it; nil until inference runs (see `ONNXFuseOps`).
+    public var inferred: InferredFacts?
     /// Whether it has an initializer tensor (without copying the tensor out).
     public var hasInitializer: Bool { initializerBox != nil }
 

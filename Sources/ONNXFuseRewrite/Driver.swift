@@ -44,8 +44,14 @@ public struct RewriteReport: Sendable {
 /// reached. Rules run in benefit order, then by name. A worklist revisits only the nodes a
 /// rewrite created or touched, so a run is linear in the model's size for a fixed rule set;
 /// the same model and rules always give the same result.
-public func applyRules(_ rules: [RewriteRule], to model: Model, options: RewriteOptions = RewriteOptions()) -> RewriteReport {
+///
+/// `nodeCreated` is called for every node a rewrite inserts, in order, once its inputs are
+/// connected: operator-aware passes (shape inference) keep their facts current through it.
+public func applyRules(_ rules: [RewriteRule], to model: Model, options: RewriteOptions = RewriteOptions(),
+                       analysis: AnyObject? = nil, nodeCreated: ((Node) -> Void)? = nil) -> RewriteReport {
     var driver = Driver(rules: rules, model: model, options: options)
+    driver.nodeCreated = nodeCreated
+    driver.analysis = analysis
     return driver.run()
 }
 
@@ -71,6 +77,8 @@ struct Driver {
     var report = RewriteReport()
     var counts: [Int]
     var explanations: [ExplanationKey: (order: Int, explanation: Explanation, node: Node)] = [:]
+    var nodeCreated: ((Node) -> Void)?
+    var analysis: AnyObject?
 
     struct ExplanationKey: Hashable {
         let rule: Int
@@ -81,7 +89,7 @@ struct Driver {
         self.rules = rules.sorted { ($1.benefit, $0.name) < ($0.benefit, $1.name) }
         replaced = self.rules.map(\.replacement.replacedVariables)
         singleNodeTakenOver = zip(self.rules, replaced).map { rule, replaced in
-            guard rule.pattern.anchor == .node, rule.pattern.nodes.count == 1 else { return nil }
+            guard rule.native == nil, rule.pattern.anchor == .node, rule.pattern.nodes.count == 1 else { return nil }
             return Set(rule.pattern.nodes[0].outputs.indices.filter { position in
                 if case .variable(let v) = rule.pattern.nodes[0].outputs[position] { return replaced.contains(v) }
                 return false
@@ -138,7 +146,8 @@ struct Driver {
         // Read from the model at each call: a replacement may import a new domain.
         let model = self.model
         let context = RewriteContext(freezeInitializerInputs: options.freezeInitializerInputs,
-                                     opsetVersion: { domain in model.opsetVersion(domain: domain) })
+                                     opsetVersion: { domain in model.opsetVersion(domain: domain) },
+                                     analysis: analysis)
         while head < worklist.count {
             let node = worklist[head]
             head += 1
@@ -165,6 +174,7 @@ struct Driver {
     /// Tries one rule at one node; true when it fired.
     mutating func attempt(_ ruleIndex: Int, at node: Node, context: RewriteContext) -> Bool {
         let rule = rules[ruleIndex]
+        if let native = rule.native { return attemptNative(ruleIndex, native, at: node, context: context) }
         // A one-node match removes the node's outputs it does not take over, so they must be
         // unused: the matcher and the engine's guard would refuse the same, but later and at a
         // cost that adds up for rules tried at every node. (With --explain, the full path runs,
@@ -330,6 +340,7 @@ struct Driver {
                             inputs: inputs, outputNames: outputNames, attributes: attributes)
             graph.insert(node, before: root)
             created.append(node)
+            nodeCreated?(node)
             for (position, output) in spec.outputs.enumerated() {
                 switch output {
                 case .replaces(let v): takeOver.append((match.value(v)!, node.outputs[position]!))
@@ -378,6 +389,81 @@ struct Driver {
                 for use in value.uses { enqueue(use.node) }
             }
         }
+    }
+
+    // MARK: Native rules
+
+    /// Tries a native rule at `node`; true when it fired.
+    mutating func attemptNative(_ ruleIndex: Int, _ native: NativeRewrite, at node: Node, context: RewriteContext) -> Bool {
+        let rule = rules[ruleIndex]
+        let key = ExplanationKey(rule: ruleIndex, node: ObjectIdentifier(node))
+        func refuse(_ reason: String) -> Bool {
+            if options.explain, !rule.pattern.nodes[0].matchesAnyOperator {
+                let label = node.name ?? node.outputs.compactMap { $0?.name }.first ?? node.opType
+                let explanation = Explanation(rule: rule.name, node: label, opType: node.opType, reason: reason)
+                explanations[key] = (explanations[key]?.order ?? explanations.count, explanation, node)
+            }
+            return false
+        }
+        let replacements: [OutputReplacement?]
+        switch native(node, context) {
+        case .success(let result): replacements = result
+        case .failure(let refusal): return refuse(refusal.description)
+        }
+        let graph = node.graph!
+        // The engine's guards: what is not replaced must be unused; a graph output can only be
+        // taken over by a value that can take its name.
+        for (position, output) in node.outputs.enumerated() {
+            guard let output else { continue }
+            let replacement = position < replacements.count ? replacements[position] : nil
+            guard let replacement else {
+                if !output.isUnused { return refuse("output '\(output.name)' is used and the rule does not replace it") }
+                continue
+            }
+            if case .value(let value) = replacement {
+                if value === output { return refuse("output '\(output.name)' would replace itself") }
+                if output.isGraphOutput && (value.producer == nil || value.isGraphOutput || value.graph !== graph) {
+                    return refuse("output '\(output.name)' is a graph output and what replaces it cannot take its name")
+                }
+            }
+        }
+        explanations[key] = nil
+        var renames: [(Value, String)] = []
+        var touched: [Value] = []
+        for (position, output) in node.outputs.enumerated() {
+            // An unused output needs nothing in its place (no stray initializer).
+            guard let output, !output.isUnused, position < replacements.count, let replacement = replacements[position] else {
+                continue
+            }
+            let new: Value
+            switch replacement {
+            case .value(let value):
+                new = value
+                if output.isGraphOutput { renames.append((value, output.name)) }
+            case .tensor(let tensor):
+                // The constant takes the replaced value's name once that value is gone.
+                new = graph.addInitializer(name: names.fresh(output.name), tensor: tensor)
+                renames.append((new, output.name))
+            }
+            output.replaceAllUses(with: new)
+            moveGraphOutputs(from: output, to: new)
+            touched.append(new)
+        }
+        let freed = node.inputs.compactMap { $0 }
+        graph.erase(node)
+        for (value, name) in renames { value.name = name }
+        removeUnused(freed)
+        for value in freed where value.graph != nil {
+            enqueue(value.producer)
+            for use in value.uses { enqueue(use.node) }
+        }
+        for value in touched {
+            enqueue(value.producer)
+            for use in value.uses { enqueue(use.node) }
+        }
+        counts[ruleIndex] += 1
+        report.rewrites += 1
+        return true
     }
 
     // MARK: Initializer and operator set rules

@@ -106,13 +106,32 @@ public struct RewriteContext {
     /// The version the model imports of an operator set domain ("" or "ai.onnx": the default
     /// domain), or nil when it does not import the domain.
     public var opsetVersion: (String) -> Int64?
+    /// Operator-aware facts the host passes to its native rules (shape inference); the engine
+    /// only hands it over.
+    public var analysis: AnyObject?
 
     /// Facts for one run.
-    public init(freezeInitializerInputs: Bool = false, opsetVersion: @escaping (String) -> Int64? = { _ in nil }) {
+    public init(freezeInitializerInputs: Bool = false, opsetVersion: @escaping (String) -> Int64? = { _ in nil },
+                analysis: AnyObject? = nil) {
         self.freezeInitializerInputs = freezeInitializerInputs
         self.opsetVersion = opsetVersion
+        self.analysis = analysis
     }
 }
+
+/// What an output of a node rewritten by a native rule becomes.
+public enum OutputReplacement {
+    /// An existing value that holds the same at run time (it must be defined before the node).
+    case value(Value)
+    /// A constant: it becomes a new initializer of the node's graph.
+    case tensor(Tensor)
+}
+
+/// The body of a native rule: for a node with the rule's root operator, what each of its
+/// outputs becomes (nil: an output that must be absent or unused), or why it must not fire.
+/// It must not edit the graph; the engine applies the result and keeps its own guards (a graph
+/// output can only be taken over by a new constant or by a node output of the same graph).
+public typealias NativeRewrite = (Node, RewriteContext) -> Result<[OutputReplacement?], RuleRefusal>
 
 /// A rewrite: where it applies (pattern), whether it may and what it computes (prepare), and
 /// what the match becomes (replacement). The engine adds its own guards: every value the
@@ -130,6 +149,22 @@ public struct RewriteRule {
     /// The rule's own checks and computations for a structural match: the prepared values, or
     /// the reason it must not fire.
     public var prepare: (Match, RewriteContext) -> Result<PreparedReplacement, RuleRefusal>
+    /// For a native rule (one written in Swift, for rewrites that need operator knowledge the
+    /// rule language cannot yet express): what the root node's outputs become. Its pattern is
+    /// the root node alone, and `replacement` and `prepare` are unused.
+    public var native: NativeRewrite?
+
+    /// A native rule rooted at `opType` of `domain` (`PatternNode.anyOperator` for any).
+    public init(name: String, benefit: Int, opType: String, domain: String = "", native: @escaping NativeRewrite) {
+        self.name = name
+        self.benefit = benefit
+        // A single node can never be disconnected: this pattern always builds.
+        self.pattern = try! Pattern(nodes: [PatternNode(opType: opType, domain: domain, inputs: [.rest], outputs: [])],
+                                    root: 0, valueNames: [], attributeNames: [])
+        self.replacement = Replacement(nodes: [])
+        self.prepare = { _, _ in .failure(RuleRefusal("a native rule has no prepare step")) }
+        self.native = native
+    }
 
     /// A rule.
     public init(name: String, benefit: Int, pattern: Pattern, replacement: Replacement,

@@ -22,10 +22,16 @@ public func apply(_ op: String, _ lhs: EvalValue, _ rhs: EvalValue) throws(Evalu
     switch op {
     case "+", "-", "*", "/":
         return try arithmetic(op, lhs, rhs)
-    case "==":
-        return .boolean(valuesEqual(lhs, rhs))
-    case "!=":
-        return .boolean(!valuesEqual(lhs, rhs))
+    case "==", "!=":
+        // A symbolic dimension equals itself; against anything else the answer is unknown,
+        // and an unknown answer must not let a rule fire either way.
+        if lhs.containsSymbol || rhs.containsSymbol {
+            guard let equal = symbolicEquality(lhs, rhs) else {
+                throw EvaluationError("cannot tell whether \(lhs) equals \(rhs): a dimension is symbolic")
+            }
+            return .boolean(op == "==" ? equal : !equal)
+        }
+        return .boolean(op == "==" ? valuesEqual(lhs, rhs) : !valuesEqual(lhs, rhs))
     case "<", "<=", ">", ">=":
         guard lhs.numberValue != nil, rhs.numberValue != nil else {
             throw EvaluationError("'\(op)' compares numbers, not \(lhs.kind) and \(rhs.kind)")
@@ -157,6 +163,36 @@ extension Int64 {
         let quotient = dividedReportingOverflow(by: divisor)
         let remainder = remainderReportingOverflow(dividingBy: divisor).partialValue
         return (quotient, remainder)
+    }
+}
+
+extension EvalValue {
+    /// Whether a symbolic dimension is in it (at any depth of a list).
+    var containsSymbol: Bool {
+        switch self {
+        case .symbol: return true
+        case .list(let items): return items.contains { $0.containsSymbol }
+        default: return false
+        }
+    }
+}
+
+/// Equality where symbolic dimensions may appear: true or false when certain, nil when a
+/// symbol meets another symbol or a number (they may or may not be equal at run time).
+func symbolicEquality(_ lhs: EvalValue, _ rhs: EvalValue) -> Bool? {
+    switch (lhs, rhs) {
+    case (.symbol(let a), .symbol(let b)): return a == b ? true : nil
+    case (.symbol, _), (_, .symbol): return nil
+    case (.list(let a), .list(let b)):
+        guard a.count == b.count else { return false }
+        var result: Bool? = true
+        for (x, y) in zip(a, b) {
+            guard let equal = symbolicEquality(x, y) else { result = nil; continue }
+            if !equal { return false }  // one certain difference decides
+        }
+        return result
+    default:
+        return valuesEqual(lhs, rhs)
     }
 }
 

@@ -17,6 +17,9 @@ public enum EvalValue: Equatable, Sendable {
     case list([EvalValue])
     /// An element type, such as `float16`.
     case dataType(DataType)
+    /// A symbolic dimension (`dim(x, 0)` of an `[N, 3]` value): equal to itself, and of unknown
+    /// relation to anything else.
+    case symbol(String)
     /// Nothing: an absent optional input or attribute.
     case absent
 
@@ -30,6 +33,7 @@ public enum EvalValue: Equatable, Sendable {
         case .string: return "a string"
         case .list: return "a list"
         case .dataType: return "a data type"
+        case .symbol: return "a symbolic dimension"
         case .absent: return "absent"
         }
     }
@@ -145,6 +149,7 @@ extension EvalValue: CustomStringConvertible {
         case .string(let s): return "\"\(s)\""
         case .list(let items): return "[\(items.map(\.description).joined(separator: ", "))]"
         case .dataType(let type): return "\(type)"
+        case .symbol(let name): return name
         case .absent: return "absent"
         }
     }

@@ -13,6 +13,15 @@ public struct CompiledRule {
     public let text: String
     /// What the engine runs.
     public let rewrite: RewriteRule
+
+    /// A rule built in another way than from a rule file (a native rule written in Swift).
+    public init(name: String, file: String, comment: [String], text: String, rewrite: RewriteRule) {
+        self.name = name
+        self.file = file
+        self.comment = comment
+        self.text = text
+        self.rewrite = rewrite
+    }
 }
 
 /// The functions of `where` that look at graph values rather than tensors; any other call

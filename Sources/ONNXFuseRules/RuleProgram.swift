@@ -93,6 +93,7 @@ struct RuleProgram {
         case .tensor(let array, let type):
             return .tensor(try array.tensor(as: type ?? .float))
         case .dataType(let type): return .int(Int64(type.rawValue))
+        case .symbol(let name): throw EvaluationError("an attribute cannot be set to the symbolic dimension \(name)")
         case .absent: throw EvaluationError("an attribute cannot be set to nothing")
         }
     }
@@ -213,18 +214,21 @@ struct RuleProgram {
             }
         }
 
-        /// The dims of `name`'s value: a constant's, or its declared shape when fully known.
-        func shape(_ name: String, _ value: Value) throws(EvaluationError) -> [Int64] {
-            if let tensor = constant(value) { return tensor.dims }
-            if let type = value.type, let dims = type.shape {
-                var result: [Int64] = []
-                for dim in dims {
-                    guard case .value(let d) = dim else { throw EvaluationError("the shape of \(name) is not fully known") }
-                    result.append(d)
-                }
-                return result
-            }
+        /// The dimensions of `name`'s value: a constant's dims, else what shape inference found,
+        /// else its declared shape. Symbols stay symbols; an error when even the rank is unknown.
+        func dimensions(_ name: String, _ value: Value) throws(EvaluationError) -> [Dimension] {
+            if let tensor = constant(value) { return tensor.dims.map { .value($0) } }
+            if let dims = value.inferred?.shape ?? value.type?.shape { return dims }
             throw EvaluationError("the shape of \(name) is unknown")
+        }
+
+        /// One dimension as a value: a number, or a symbol; an error when unknown.
+        func dimensionValue(_ name: String, _ dim: Dimension) throws(EvaluationError) -> EvalValue {
+            switch dim {
+            case .value(let v): return .integer(v)
+            case .param(let p): return .symbol(p)
+            case .unknown: throw EvaluationError("a dimension of \(name) is unknown")
+            }
         }
 
         mutating func callGraphFunction(_ function: String, _ arguments: [Expression]) throws(EvaluationError) -> EvalValue {
@@ -270,21 +274,32 @@ struct RuleProgram {
                 switch function {
                 case "dtype":
                     if let tensor = constant(value) { return .dataType(tensor.dataType) }
-                    guard let type = value.type?.elementType else { throw EvaluationError("the element type of \(name) is unknown") }
+                    guard let type = value.inferred?.elementType ?? value.type?.elementType else {
+                        throw EvaluationError("the element type of \(name) is unknown")
+                    }
                     return .dataType(type)
                 case "rank":
-                    return .integer(Int64(try shape(name, value).count))
+                    return .integer(Int64(try dimensions(name, value).count))
                 case "shape":
-                    return .list(try shape(name, value).map { .integer($0) })
+                    var items: [EvalValue] = []
+                    for dim in try dimensions(name, value) { items.append(try dimensionValue(name, dim)) }
+                    return .list(items)
                 case "numel":
-                    return .integer(try shape(name, value).reduce(1, *))
+                    var count: Int64 = 1
+                    for dim in try dimensions(name, value) {
+                        guard case .value(let v) = dim else { throw EvaluationError("the shape of \(name) is not static") }
+                        let (product, overflow) = count.multipliedReportingOverflow(by: v)
+                        guard !overflow else { throw EvaluationError("the element count of \(name) overflows") }
+                        count = product
+                    }
+                    return .integer(count)
                 case "dim":
-                    let dims = try shape(name, value)
+                    let dims = try dimensions(name, value)
                     guard arguments.count == 2 else { throw EvaluationError("dim() takes a variable and an axis") }
                     var axis = Int(try evaluate(arguments[1]).asInteger())
                     if axis < 0 { axis += dims.count }
                     guard axis >= 0 && axis < dims.count else { throw EvaluationError("dim(\(name), \(axis)): \(name) has rank \(dims.count)") }
-                    return .integer(dims[axis])
+                    return try dimensionValue(name, dims[axis])
                 default:
                     throw EvaluationError("unknown function '\(function)'")
                 }

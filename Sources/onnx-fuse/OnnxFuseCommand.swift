@@ -60,13 +60,40 @@ struct OnnxFuseCommand: ParsableCommand {
     @Flag(help: "Treat initializers that are also graph inputs as constants (they can be overridden at run time).")
     var freezeInitializerInputs = false
 
+    @Flag(help: "Write the inferred types and shapes of intermediate values into value_info.")
+    var inferShapes = false
+
+    @Option(name: .customLong("input-shape"), help: ArgumentHelp("Fix the dimensions of a graph input, e.g. 'x=1,3,224,224' (repeatable).", valueName: "name=dims"))
+    var inputShapes: [String] = []
+
+    @Option(help: ArgumentHelp("Fold no value with more elements than this.", valueName: "n"))
+    var foldLimit: Int = 1 << 20
+
     @Flag(help: "Print the graph as text to standard output instead of writing a model.")
     var print = false
 
     @Flag(name: [.customShort("q"), .long], help: "Print nothing but errors.")
     var quiet = false
 
+    /// `--input-shape` values as names and dimensions.
+    func parsedInputShapes() throws -> [(name: String, dims: [Int64])] {
+        try inputShapes.map { text in
+            guard let equals = text.lastIndex(of: "="), equals != text.startIndex else {
+                throw ValidationError("--input-shape '\(text)': expected NAME=D1,D2,...")
+            }
+            let name = String(text[..<equals])
+            let dimsText = text[text.index(after: equals)...]
+            let dims = dimsText.isEmpty ? [] : dimsText.split(separator: ",", omittingEmptySubsequences: false).map { Int64($0) }
+            guard dims.allSatisfy({ $0 != nil && $0! >= 0 }) else {
+                throw ValidationError("--input-shape '\(text)': dimensions must be non-negative integers")
+            }
+            return (name, dims.map { $0! })
+        }
+    }
+
     func validate() throws {
+        _ = try parsedInputShapes()
+        if foldLimit < 0 { throw ValidationError("--fold-limit must not be negative") }
         if inPlace && output != nil { throw ValidationError("--in-place and -o cannot be used together") }
         if print && (inPlace || output != nil) { throw ValidationError("--print writes no model; drop -o and --in-place") }
     }
@@ -95,13 +122,20 @@ struct OnnxFuseCommand: ParsableCommand {
         var trace = PhaseTrace()
         let sizeBefore = ModelFile.size(of: model) ?? 0
         let loaded = try ModelFile.load(path: model)
+        do {
+            try setInputShapes(loaded, try parsedInputShapes())
+        } catch let error as InputShapeError {
+            throw UsageError(message: "\(model): \(error.description)")
+        }
         trace.mark("load")
         var options = OptimizationOptions()
         options.only = only.isEmpty ? nil : Set(only)
         options.disabled = Set(disable)
         options.explain = explain
         options.freezeInitializerInputs = freezeInitializerInputs
+        options.foldElementLimit = foldLimit
         let result = optimize(loaded, rules: rules, options: options)
+        if inferShapes { writeInferredValueInfo(loaded, freezeInitializerInputs: freezeInitializerInputs) }
         trace.mark("optimize")
         if explain {
             for explanation in result.explanations { printError("onnx-fuse: explain: \(explanation)") }

@@ -1,3 +1,4 @@
+import ONNXFuseOps
 import ONNXFuseIR
 import XCTest
 @testable import ONNXFuseRules

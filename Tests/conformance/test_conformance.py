@@ -79,7 +79,7 @@ EXACT_TYPES = {
 # derived from SEED and the case id, so every run feeds the same values.
 SEED = 20240917
 INT_LOW, INT_HIGH = 0, 4
-SYMBOLIC_DIM = 1
+SYMBOLIC_DIMS = (1, 3)  # every symbolic dim takes each value in turn: two input shapes
 
 FUSE_TIMEOUT_S = 120
 
@@ -131,14 +131,15 @@ CASE_OPTIONS: dict[str, dict[str, Any]] = {
 # numbers alone would not notice. Every fixture is listed; {} means no rule may fire.
 EXPECTED_BUILTIN_FIRINGS: dict[str, dict[str, int]] = {
     "affine_variants.onnx": {"fuse-conv-mul": 1, "fuse-convtranspose-add": 1, "fuse-convtranspose-mul-nobias": 1},
-    "bn_constant_nodes.onnx": {"fold-conv-batchnorm": 1},
+    "bn_constant_nodes.onnx": {"lift-constant": 5, "fold-conv-batchnorm": 1},
     "conv1d_bn.onnx": {"fold-conv-batchnorm": 1},
     "conv3d_bn.onnx": {"fold-conv-batchnorm": 1},
     "conv_add_bias.onnx": {"fuse-conv-add": 1},
     "conv_add_trap.onnx": {},
     "conv_bias_bn.onnx": {"fold-conv-batchnorm": 1},
     "conv_bn.onnx": {"fold-conv-batchnorm": 1},
-    "conv_bn_traps.onnx": {},
+    # The computed weight Abs(constant) folds to a constant first; then its BatchNormalization folds.
+    "conv_bn_traps.onnx": {"fold-constants": 1, "fold-conv-batchnorm": 1},
     "conv_depthwise_bn.onnx": {"fold-conv-batchnorm": 1},
     "conv_grouped_bn.onnx": {"fold-conv-batchnorm": 1},
     "conv_mul_scale.onnx": {"fuse-conv-mul-nobias": 1},
@@ -146,7 +147,8 @@ EXPECTED_BUILTIN_FIRINGS: dict[str, dict[str, int]] = {
     "convtranspose_grouped_bn.onnx": {"fold-convtranspose-batchnorm": 1},
     "convtranspose_mul.onnx": {"fuse-convtranspose-mul": 1},
     "dead_nodes.onnx": {"remove-dead-node": 1, "remove-dead-node-ml": 1, "remove-unused-initializer": 1, "remove-unused-opset-import": 1},
-    "double_weights.onnx": {"fold-gemm-transb-batchnorm": 1},
+    # Inference knows the MatMul's input is 2-D, so MatMul + Add becomes a Gemm.
+    "double_weights.onnx": {"fold-gemm-transb-batchnorm": 1, "fuse-matmul-add": 1},
     "dropout_opset12.onnx": {"eliminate-dropout": 1},
     "dropout_training.onnx": {},
     "external_data.onnx": {"fold-conv-batchnorm": 1},
@@ -163,20 +165,28 @@ EXPECTED_BUILTIN_FIRINGS: dict[str, dict[str, int]] = {
     "matmul_add.onnx": {"fuse-matmul-add": 1},
     "matmul_add_3d.onnx": {},
     "matmul_bn.onnx": {"fold-matmul-batchnorm": 1},
-    "matmul_transpose_bn.onnx": {"fold-matmul-transpose-batchnorm": 1},
+    # The Transpose of a constant folds first; then the plain MatMul rule applies.
+    "matmul_transpose_bn.onnx": {"fold-constants": 1, "fold-matmul-batchnorm": 1},
     "metadata_docstrings.onnx": {"fold-conv-batchnorm": 1},
     "overridable_initializer.onnx": {},
     "pad_conv.onnx": {"fuse-pad-conv": 2},
     "pad_conv_axes.onnx": {"fuse-pad-conv-axes": 1},
     "pad_conv_opset10.onnx": {"fuse-pad-conv-v2": 1},
-    "pad_conv_trap.onnx": {},
-    "reshape_reshape.onnx": {"fuse-reshape-reshape": 1},
-    "rule_traps.onnx": {},
+    "pad_conv_trap.onnx": {"merge-duplicates": 1},  # P0 and P1 are equal initializers
+    "reshape_reshape.onnx": {"remove-noop-reshape": 1, "fuse-reshape-reshape": 1},
+    # The computed LoRA factor Abs(constant) folds to a constant first; then the LoRA merges.
+    "rule_traps.onnx": {"fold-constants": 1, "merge-lora": 1},
     "shared_weights.onnx": {"fold-conv-batchnorm": 2},
     "squeeze_unsqueeze.onnx": {"cancel-squeeze-unsqueeze": 1, "cancel-unsqueeze-squeeze": 1},
     "squeeze_unsqueeze_opset11.onnx": {"cancel-squeeze-unsqueeze-v1": 1, "cancel-unsqueeze-squeeze-v1": 1},
     "transpose_pair.onnx": {"cancel-transpose-transpose": 1, "fuse-transpose-transpose": 1},
     "unknown_fields.onnx": {"fold-conv-batchnorm": 1},
+    # The operator-aware built-ins (scripts/make-shape-fixtures.py).
+    "shape_arithmetic.onnx": {
+        "lift-constant": 1, "fold-constants": 2, "fold-shape-arithmetic": 1, "merge-duplicates": 5,
+        "remove-noop-arithmetic": 1, "remove-noop-cast": 1, "cancel-transpose-transpose": 1,
+    },
+    "dynamo_conv_bn.onnx": {"lift-constant": 1, "fold-constants": 3, "fold-conv-batchnorm": 1},
 }
 
 # Models outside fixtures/*.onnx to add to the suite: append Case(...) here.
@@ -367,7 +377,12 @@ def elem_type_name(elem_type: int) -> str:
     return TensorProto.DataType.Name(elem_type)
 
 
-def input_shape(case: Case, vi: onnx.ValueInfoProto) -> tuple[int, ...]:
+def has_symbolic_dims(vi: onnx.ValueInfoProto) -> bool:
+    tt = vi.type.tensor_type
+    return tt.HasField("shape") and any(not d.HasField("dim_value") for d in tt.shape.dim)
+
+
+def input_shape(case: Case, vi: onnx.ValueInfoProto, symbolic_dim: int = SYMBOLIC_DIMS[0]) -> tuple[int, ...]:
     if vi.name in case.input_shapes:
         return tuple(case.input_shapes[vi.name])
     tt = vi.type.tensor_type
@@ -377,7 +392,7 @@ def input_shape(case: Case, vi: onnx.ValueInfoProto) -> tuple[int, ...]:
             pytrace=False,
         )
     return tuple(
-        d.dim_value if d.HasField("dim_value") else SYMBOLIC_DIM for d in tt.shape.dim
+        d.dim_value if d.HasField("dim_value") else symbolic_dim for d in tt.shape.dim
     )
 
 
@@ -421,14 +436,17 @@ def make_feed_sets(case: Case, model: onnx.ModelProto) -> list[tuple[str, dict[s
         if not vi.type.HasField("tensor_type"):
             pytest.fail(f"{case.id}: input {vi.name!r} is not a tensor; not supported yet", pytrace=False)
     sets = []
-    for index, fixed in enumerate(case.feeds):
+    symbolic = any(has_symbolic_dims(vi) for vi in required + overridable if vi.name not in case.input_shapes)
+    for index, (fixed, symbolic_dim) in enumerate(
+        (f, d) for f in case.feeds for d in (SYMBOLIC_DIMS if symbolic else SYMBOLIC_DIMS[:1])
+    ):
         rng = np.random.default_rng([SEED, zlib.crc32(case.id.encode()), index])
         feeds = {}
         for vi in required:
-            feeds[vi.name] = random_tensor(rng, vi.type.tensor_type.elem_type, input_shape(case, vi))
+            feeds[vi.name] = random_tensor(rng, vi.type.tensor_type.elem_type, input_shape(case, vi, symbolic_dim))
         extra = {}
         for vi in overridable:
-            extra[vi.name] = random_tensor(rng, vi.type.tensor_type.elem_type, input_shape(case, vi))
+            extra[vi.name] = random_tensor(rng, vi.type.tensor_type.elem_type, input_shape(case, vi, symbolic_dim))
         types = {vi.name: vi.type.tensor_type.elem_type for vi in required + overridable}
         for name, value in fixed.items():
             assert name in types, f"{case.id}: feeds name {name!r} is not a graph input"

@@ -1,0 +1,101 @@
+import ONNXFuseIR
+import ONNXFuseOps
+
+/// Shares identical constant initializers: every initializer (not a graph input, not a graph
+/// output) equal in type, dims and bytes to an earlier one of the same graph is replaced by
+/// it and removed. Returns how many were removed.
+func mergeDuplicateInitializers(_ model: Model) -> Int {
+    var removed = 0
+    for graph in model.allGraphs {
+        // Training information (kept opaque) may read any initializer of the main graph.
+        if graph === model.graph && model.opaqueReferences.hasTrainingInfo { continue }
+        var groups: [String: [Value]] = [:]
+        var order: [String] = []
+        for value in graph.initializers where value.definition == .initializer && !value.isGraphOutput {
+            guard let tensor = value.initializer, !tensor.isExternal || tensor.payloadByteCount > 0 else { continue }
+            let key = "\(tensor.dataType.rawValue):\(tensor.dims)"
+            if groups[key] == nil { order.append(key) }
+            groups[key, default: []].append(value)
+        }
+        for key in order {
+            guard let values = groups[key], values.count > 1 else { continue }
+            var kept: [(value: Value, tensor: Tensor)] = []
+            for value in values {
+                let tensor = value.initializer!
+                if let twin = kept.first(where: { tensorsEqual($0.tensor, tensor) }) {
+                    value.replaceAllUses(with: twin.value)
+                    if value.isUnused {
+                        graph.removeInitializer(value)
+                        removed += 1
+                    }
+                } else {
+                    kept.append((value, tensor))
+                }
+            }
+        }
+    }
+    return removed
+}
+
+/// A problem with `--input-shape`.
+public struct InputShapeError: Error, CustomStringConvertible {
+    /// What is wrong.
+    public let description: String
+}
+
+/// Fixes the dimensions of graph inputs (as onnxsim's `--overwrite-input-shape` does): each
+/// named input of the main graph gets a declared tensor type of that shape, keeping its
+/// element type. Every name must be a graph input of rank equal to the shape given (when its
+/// rank is declared) whose static dimensions agree.
+public func setInputShapes(_ model: Model, _ shapes: [(name: String, dims: [Int64])]) throws(InputShapeError) {
+    for (name, dims) in shapes {
+        guard let input = model.graph.inputs.first(where: { $0.name == name }) else {
+            let names = model.graph.inputs.filter { !$0.hasInitializer }.map(\.name)
+            throw InputShapeError(description: "--input-shape: '\(name)' is not a graph input (inputs: \(names.joined(separator: ", ")))")
+        }
+        guard dims.allSatisfy({ $0 >= 0 }) else { throw InputShapeError(description: "--input-shape: \(name): dimensions must not be negative") }
+        let declared = input.info?.type
+        guard case .tensor(let elementType, let shape)? = declared?.kind else {
+            throw InputShapeError(description: "--input-shape: '\(name)' is not declared as a tensor")
+        }
+        if let shape {
+            guard shape.count == dims.count else {
+                throw InputShapeError(description: "--input-shape: '\(name)' has rank \(shape.count), not \(dims.count)")
+            }
+            for (axis, (old, new)) in zip(shape, dims).enumerated() {
+                if case .value(let v) = old, v != new {
+                    throw InputShapeError(description: "--input-shape: dimension \(axis) of '\(name)' is \(v), not \(new)")
+                }
+            }
+        }
+        var info = input.info ?? ValueInfo(type: nil)
+        info.type = TypeInfo(kind: .tensor(elementType: elementType, shape: dims.map { .value($0) }), denotation: declared?.denotation)
+        input.info = info
+        input.inferred = nil
+    }
+}
+
+/// Writes what inference found into `value_info` for every node output of every graph that is
+/// not a graph output (graph outputs keep what they declare): element type and shape, with
+/// symbols as `dim_param`. Values whose type is not known are left as they are. Inference runs
+/// anew first, so the facts are those of the model as it is now.
+public func writeInferredValueInfo(_ model: Model, freezeInitializerInputs: Bool = false) {
+    ShapeInference(model: model, freezeInitializerInputs: freezeInitializerInputs).run()
+    for graph in model.allGraphs {
+        var described = Set<ObjectIdentifier>()
+        for entry in graph.valueInfo {
+            if case .value(let value) = entry { described.insert(ObjectIdentifier(value)) }
+        }
+        for node in graph.nodes {
+            for output in node.outputs {
+                guard let output, !output.isGraphOutput, let facts = output.inferred, let type = facts.elementType else { continue }
+                let inferredType = TypeInfo(kind: .tensor(elementType: type, shape: facts.shape))
+                var info = output.info ?? ValueInfo(type: nil)
+                if let old = info.type, old.description == inferredType.description { continue }
+                info.type = inferredType
+                output.info = info
+                if described.insert(ObjectIdentifier(output)).inserted { graph.appendValueInfo(.value(output)) }
+            }
+        }
+    }
+}

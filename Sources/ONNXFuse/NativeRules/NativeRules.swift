@@ -1,0 +1,259 @@
+import ONNXFuseIR
+import ONNXFuseOps
+import ONNXFuseRewrite
+import ONNXFuseRules
+
+/// What native rules know beyond the graph: inference facts and the folding limits. `optimize`
+/// makes one per run and hands it to the engine, which passes it on in `RewriteContext`.
+final class OperatorAnalysis {
+    let inference: ShapeInference
+    /// Folded outputs with more elements than this stay as they are (so a model does not grow).
+    let foldElementLimit: Int
+    /// Nodes whose constant inputs hold more elements than this together are not evaluated.
+    let foldInputElementLimit: Int
+
+    init(inference: ShapeInference, foldElementLimit: Int) {
+        self.inference = inference
+        self.foldElementLimit = foldElementLimit
+        foldInputElementLimit = max(foldElementLimit, 1) * 16
+    }
+
+    /// The version of `node`'s operator set the model imports.
+    func opsetVersion(of node: Node) -> Int64? {
+        inference.model.opsetVersion(domain: node.isDefaultDomain ? "" : node.domain!)
+    }
+}
+
+/// The built-in rules written in Swift: they need operator knowledge (kernels, inference) that
+/// the rule language cannot reach yet. Each is named, listed, counted and `--disable`d like
+/// any rule.
+enum NativeRules {
+    /// Every native rule, in the order `rules list` shows them.
+    static var all: [CompiledRule] { [
+        rule("lift-constant", benefit: 100, opType: "Constant",
+             "Turn a Constant node into an initializer.", liftConstant),
+        rule("fold-constants", benefit: 90, opType: PatternNode.anyOperator,
+             "Replace a node whose inputs are all constants (or that reads only a static type or shape) by its value.",
+             foldConstants),
+        rule("fold-shape-arithmetic", benefit: 80, opType: PatternNode.anyOperator,
+             "Replace an integer value computed from shapes by a constant when the dimensions it reads are static.",
+             foldShapeArithmetic),
+        rule("merge-duplicates", benefit: 70, opType: PatternNode.anyOperator,
+             "Merge a node into an earlier one with the same operator, attributes and inputs.", mergeDuplicates),
+        rule("remove-noop-cast", benefit: 60, opType: PatternNode.anyOperator,
+             "Remove a Cast or CastLike to the type its input already has.", removeNoopCast),
+        rule("remove-noop-reshape", benefit: 60, opType: PatternNode.anyOperator,
+             "Remove a Reshape, Expand, Squeeze, Unsqueeze or Flatten that does not change the shape.", removeNoopReshape),
+        rule("remove-noop-slice", benefit: 60, opType: "Slice",
+             "Remove a Slice that takes everything.", removeNoopSlice),
+        rule("remove-noop-concat", benefit: 60, opType: "Concat",
+             "Remove a Concat of a single input.", removeNoopConcat),
+        rule("remove-noop-arithmetic", benefit: 60, opType: PatternNode.anyOperator,
+             "Remove an Add or Sub of zero, or a Mul or Div by one, that changes neither shape nor type.",
+             removeNoopArithmetic),
+    ] }
+
+    static func rule(_ name: String, benefit: Int, opType: String, _ summary: String,
+                     _ body: @escaping (Node, OperatorAnalysis, RewriteContext) -> Result<[OutputReplacement?], RuleRefusal>) -> CompiledRule {
+        let rewrite = RewriteRule(name: name, benefit: benefit, opType: opType) { node, context in
+            guard let analysis = context.analysis as? OperatorAnalysis else {
+                return .failure(RuleRefusal("no operator analysis for this run"))
+            }
+            return body(node, analysis, context)
+        }
+        return CompiledRule(name: name, file: "builtin:native", comment: [summary],
+                            text: "# \(summary)\n# A native rule: it is written in Swift (Sources/ONNXFuse/NativeRules).\n",
+                            rewrite: rewrite)
+    }
+}
+
+/// The default ONNX domain only: other domains' operators are unknown to the kernels.
+func refuseOtherDomains(_ node: Node) -> RuleRefusal? {
+    node.isDefaultDomain ? nil : RuleRefusal("\(node.domain!).\(node.opType) is not a standard operator")
+}
+
+/// Initializers exist only from IR version 4 on without a graph input of the same name.
+func refuseOldIR(_ analysis: OperatorAnalysis) -> RuleRefusal? {
+    (analysis.inference.model.irVersion ?? 0) < 4 ? RuleRefusal("the model's IR version is below 4") : nil
+}
+
+// MARK: lift-constant
+
+func liftConstant(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<[OutputReplacement?], RuleRefusal> {
+    if let refusal = refuseOtherDomains(node) ?? refuseOldIR(analysis) { return .failure(refusal) }
+    guard let output = node.outputs.first ?? nil, let tensor = output.constantTensor() else {
+        return .failure(RuleRefusal("the Constant's value is not a dense tensor"))
+    }
+    var lifted = tensor
+    lifted.name = nil
+    return .success([.tensor(lifted)])
+}
+
+// MARK: fold-constants
+
+/// Operators that are not deterministic or have effects: never evaluated, never merged.
+let nondeterministicOperators: Set<String> = [
+    "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli",
+]
+
+func foldConstants(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<[OutputReplacement?], RuleRefusal> {
+    if let refusal = refuseOtherDomains(node) ?? refuseOldIR(analysis) { return .failure(refusal) }
+    if node.opType == "Constant" || node.inputs.isEmpty { return .failure(RuleRefusal("the node has no inputs")) }
+    if !node.subgraphs.isEmpty { return .failure(RuleRefusal("the node has subgraphs")) }
+    if nondeterministicOperators.contains(node.opType) { return .failure(RuleRefusal("\(node.opType) is not deterministic")) }
+    // Shape and Size read only their input's shape: static output facts are their value.
+    if node.opType == "Shape" || node.opType == "Size" {
+        return staticIntegerOutputs(node, analysis)
+    }
+    guard let version = analysis.opsetVersion(of: node) else { return .failure(RuleRefusal("the model does not import the operator's domain")) }
+    var inputs: [TensorValue?] = []
+    var total = 0
+    for (index, input) in node.inputs.enumerated() {
+        guard let input else { inputs.append(nil); continue }
+        if node.opType == "CastLike" && index == 1 {
+            // CastLike reads only the element type of its second input.
+            guard let type = analysis.inference.facts(of: input).elementType, let kind = TensorValue.kind(of: type) else {
+                return .failure(RuleRefusal("the element type of '\(input.name)' is unknown"))
+            }
+            inputs.append(TensorValue(type, shape: [0], .empty(kind)))
+            continue
+        }
+        guard let tensor = input.constantTensor(freezeInitializerInputs: context.freezeInitializerInputs) else {
+            return .failure(RuleRefusal("'\(input.name)' is not a constant"))
+        }
+        total += tensor.elementCount ?? Int.max
+        guard total <= analysis.foldInputElementLimit else {
+            return .failure(RuleRefusal("its inputs hold more than \(analysis.foldInputElementLimit) elements"))
+        }
+        do {
+            inputs.append(try TensorValue(tensor: tensor))
+        } catch {
+            return .failure(RuleRefusal("'\(input.name)': \(error.message)"))
+        }
+    }
+    let results: [TensorValue?]
+    do {
+        results = try analysis.inference.registry.evaluate(node, inputs: inputs, opsetVersion: version)
+    } catch {
+        return .failure(RuleRefusal(error.message))
+    }
+    return constantOutputs(node, results, analysis)
+}
+
+/// The outputs as constants, within the size limit; an absent result for a present output refuses.
+func constantOutputs(_ node: Node, _ results: [TensorValue?], _ analysis: OperatorAnalysis) -> Result<[OutputReplacement?], RuleRefusal> {
+    var replacements: [OutputReplacement?] = []
+    for (index, output) in node.outputs.enumerated() {
+        guard let output else { replacements.append(nil); continue }
+        guard let result = results[index] else { return .failure(RuleRefusal("output '\(output.name)' has no value")) }
+        guard result.count <= analysis.foldElementLimit else {
+            return .failure(RuleRefusal("output '\(output.name)' would hold \(result.count) elements, more than the limit of \(analysis.foldElementLimit)"))
+        }
+        replacements.append(.tensor(result.tensor()))
+    }
+    return .success(replacements)
+}
+
+/// The outputs as int64 (or other integer) constants when inference knows every element.
+func staticIntegerOutputs(_ node: Node, _ analysis: OperatorAnalysis) -> Result<[OutputReplacement?], RuleRefusal> {
+    var results: [TensorValue?] = []
+    for output in node.outputs {
+        guard let output else { results.append(nil); continue }
+        guard let facts = output.inferred, let type = facts.elementType, TensorValue.kind(of: type) == .integer,
+              let shape = facts.shape, shape.count <= 1, let values = ValueFacts(shapeValue: facts.shapeValue).staticShapeValue,
+              (shape.isEmpty && values.count == 1) || (shape.count == 1 && shape[0] == .value(Int64(values.count))) else {
+            return .failure(RuleRefusal("output '\(output.name)' is not known statically"))
+        }
+        results.append(TensorValue(type, shape: shape.isEmpty ? [] : [values.count], integers: values))
+    }
+    return constantOutputs(node, results, analysis)
+}
+
+// MARK: fold-shape-arithmetic
+
+func foldShapeArithmetic(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<[OutputReplacement?], RuleRefusal> {
+    if let refusal = refuseOtherDomains(node) ?? refuseOldIR(analysis) { return .failure(refusal) }
+    if node.opType == "Constant" || node.inputs.isEmpty || !node.subgraphs.isEmpty || nondeterministicOperators.contains(node.opType) {
+        return .failure(RuleRefusal("not a shape computation"))
+    }
+    return staticIntegerOutputs(node, analysis)
+}
+
+// MARK: merge-duplicates
+
+func mergeDuplicates(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<[OutputReplacement?], RuleRefusal> {
+    guard node.isDefaultDomain || node.domain == "ai.onnx.ml" else { return .failure(RuleRefusal("not a standard operator")) }
+    if nondeterministicOperators.contains(node.opType) { return .failure(RuleRefusal("\(node.opType) is not deterministic")) }
+    if !node.subgraphs.isEmpty { return .failure(RuleRefusal("the node has subgraphs")) }
+    guard let first = node.inputs.first(where: { $0 != nil }) ?? nil else { return .failure(RuleRefusal("the node has no inputs")) }
+    for use in first.uses {
+        let other = use.node
+        guard other !== node, other.graph === node.graph, other.opType == node.opType,
+              other.isDefaultDomain == node.isDefaultDomain, other.domain == node.domain || node.isDefaultDomain,
+              other.inputs.count == node.inputs.count, other.outputs.count == node.outputs.count,
+              zip(other.inputs, node.inputs).allSatisfy({ $0 === $1 }),
+              // Every output of this node that is read must exist on the other one.
+              zip(other.outputs, node.outputs).allSatisfy({ theirs, mine in theirs != nil || (mine?.isUnused ?? true) }),
+              attributesEqual(other.attributes, node.attributes), isBefore(other, node) else { continue }
+        let replacements: [OutputReplacement?] = zip(node.outputs, other.outputs).map { mine, theirs in
+            guard let mine, !mine.isUnused, let theirs else { return nil }
+            return .value(theirs)
+        }
+        return .success(replacements)
+    }
+    return .failure(RuleRefusal("no earlier node computes the same"))
+}
+
+/// Whether `a` comes before `b` in their graph: walks outward from `b` in both directions, so
+/// the cost is the distance between them.
+func isBefore(_ a: Node, _ b: Node) -> Bool {
+    var back = b.previousNode, forward = b.nextNode
+    while back != nil || forward != nil {
+        if back === a { return true }
+        if forward === a { return false }
+        back = back?.previousNode
+        forward = forward?.nextNode
+    }
+    return false
+}
+
+/// Attributes equal as lists (same names, order-insensitive, same values); subgraphs never are.
+func attributesEqual(_ a: [Attribute], _ b: [Attribute]) -> Bool {
+    guard a.count == b.count else { return false }
+    for attribute in a {
+        guard let other = b.first(where: { $0.name == attribute.name }), let x = attribute.value, let y = other.value,
+              attributeValuesEqual(x, y) else { return false }
+    }
+    return true
+}
+
+func attributeValuesEqual(_ x: AttributeValue, _ y: AttributeValue) -> Bool {
+    switch (x, y) {
+    case (.int(let a), .int(let b)): return a == b
+    case (.float(let a), .float(let b)): return a.bitPattern == b.bitPattern
+    case (.string(let a), .string(let b)): return a == b
+    case (.ints(let a), .ints(let b)): return a == b
+    case (.floats(let a), .floats(let b)): return a.map(\.bitPattern) == b.map(\.bitPattern)
+    case (.strings(let a), .strings(let b)): return a == b
+    case (.tensor(let a), .tensor(let b)): return tensorsEqual(a, b)
+    default: return false
+    }
+}
+
+/// Same type, dims and elements (compared through the kernel form, so the storage field does
+/// not matter).
+func tensorsEqual(_ a: Tensor, _ b: Tensor) -> Bool {
+    guard a.dataType == b.dataType, a.dims == b.dims else { return false }
+    if case .raw(let x) = a.storage, case .raw(let y) = b.storage { return x == y }
+    guard let x = try? TensorValue(tensor: a), let y = try? TensorValue(tensor: b) else { return false }
+    if case .reals(let p) = x.elements, case .reals(let q) = y.elements { return p.map(\.bitPattern) == q.map(\.bitPattern) }
+    return x == y
+}
+
+extension ValueFacts {
+    /// Facts holding only a shape value.
+    init(shapeValue: [Dimension]?) {
+        self.init()
+        self.shapeValue = shapeValue
+    }
+}

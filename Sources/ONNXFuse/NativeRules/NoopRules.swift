@@ -1,0 +1,130 @@
+import ONNXFuseIR
+import ONNXFuseOps
+import ONNXFuseRewrite
+
+// The no-op removals that inference makes possible: each forwards the node's input to its
+// readers when the node provably changes neither type nor shape nor any element.
+
+/// Whether two shapes are known to be equal: same rank, each dimension the same number or the
+/// same symbol.
+func shapesKnownEqual(_ a: [Dimension]?, _ b: [Dimension]?) -> Bool {
+    guard let a, let b, a.count == b.count else { return false }
+    for (x, y) in zip(a, b) {
+        switch (x, y) {
+        case (.value(let p), .value(let q)) where p == q: continue
+        case (.param(let p), .param(let q)) where p == q: continue
+        default: return false
+        }
+    }
+    return true
+}
+
+/// Forwards input 0 to output 0 when the output is known to have the input's type and shape.
+func forwardInput(_ node: Node, _ analysis: OperatorAnalysis) -> Result<[OutputReplacement?], RuleRefusal> {
+    guard let input = node.inputs.first ?? nil, let output = node.outputs.first ?? nil else {
+        return .failure(RuleRefusal("the node has no input or output"))
+    }
+    let inputFacts = analysis.inference.facts(of: input)
+    let outputFacts = analysis.inference.facts(of: output)
+    guard let type = inputFacts.elementType, type == outputFacts.elementType else {
+        return .failure(RuleRefusal("the element types are not known to be equal"))
+    }
+    guard shapesKnownEqual(inputFacts.shape, outputFacts.shape) else {
+        return .failure(RuleRefusal("the shapes are not known to be equal"))
+    }
+    var replacements: [OutputReplacement?] = [.value(input)]
+    replacements += Array(repeating: nil, count: max(0, node.outputs.count - 1))
+    return .success(replacements)
+}
+
+func removeNoopCast(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<[OutputReplacement?], RuleRefusal> {
+    guard node.isDefaultDomain, node.opType == "Cast" || node.opType == "CastLike" else { return .failure(RuleRefusal("not a Cast")) }
+    return forwardInput(node, analysis)
+}
+
+func removeNoopReshape(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<[OutputReplacement?], RuleRefusal> {
+    guard node.isDefaultDomain, ["Reshape", "Expand", "Squeeze", "Unsqueeze", "Flatten"].contains(node.opType) else {
+        return .failure(RuleRefusal("not a shape operator"))
+    }
+    return forwardInput(node, analysis)
+}
+
+func removeNoopConcat(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<[OutputReplacement?], RuleRefusal> {
+    guard node.isDefaultDomain, node.inputs.count == 1 else { return .failure(RuleRefusal("the Concat has more than one input")) }
+    return forwardInput(node, analysis)
+}
+
+/// A Slice whose every sliced axis starts at 0 (or before) and ends at or past the
+/// dimension's end with step 1; its constant inputs (opset 10 on) or attributes say so.
+func removeNoopSlice(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<[OutputReplacement?], RuleRefusal> {
+    guard node.isDefaultDomain, let input = node.inputs.first ?? nil, let version = analysis.opsetVersion(of: node) else {
+        return .failure(RuleRefusal("not a standard Slice"))
+    }
+    guard let shape = analysis.inference.facts(of: input).shape else { return .failure(RuleRefusal("the input's rank is unknown")) }
+    func constantInts(_ index: Int) -> [Int64]?? {
+        guard index < node.inputs.count, let value = node.inputs[index] else { return .some(nil) }
+        guard let tensor = value.constantTensor(freezeInitializerInputs: context.freezeInitializerInputs),
+              let values = try? TensorValue(tensor: tensor).int64Values() else { return nil }
+        return .some(values)
+    }
+    let starts: [Int64], ends: [Int64], axes: [Int64]?, steps: [Int64]?
+    if version < 10 {
+        let attributes = OperatorContext(node: node, opsetVersion: version)
+        guard let s = try? attributes.ints("starts"), let e = try? attributes.ints("ends") else {
+            return .failure(RuleRefusal("the Slice has no starts or ends"))
+        }
+        starts = s
+        ends = e
+        axes = (try? attributes.ints("axes")) ?? nil
+        steps = nil
+    } else {
+        guard let s = constantInts(1), let s, let e = constantInts(2), let e, let a = constantInts(3), let st = constantInts(4) else {
+            return .failure(RuleRefusal("the Slice's starts, ends, axes or steps are not constants"))
+        }
+        starts = s
+        ends = e
+        axes = a
+        steps = st
+    }
+    guard starts.count == ends.count, axes.map({ $0.count == starts.count }) ?? true, steps.map({ $0.count == starts.count }) ?? true else {
+        return .failure(RuleRefusal("the Slice's parameters differ in length"))
+    }
+    for index in starts.indices {
+        let axis = axes?[index] ?? Int64(index)
+        guard let resolved = try? normalizeAxis(axis, rank: shape.count) else { return .failure(RuleRefusal("axis \(axis) is out of range")) }
+        guard (steps?[index] ?? 1) == 1 else { return .failure(RuleRefusal("a step is not 1")) }
+        let startsAtZero = starts[index] == 0 || (starts[index] < 0 && shape[resolved] == .value(0))
+        var endsPastEnd = ends[index] == Int64.max
+        if !endsPastEnd, case .value(let dim) = shape[resolved] { endsPastEnd = ends[index] >= dim }
+        guard startsAtZero && endsPastEnd else { return .failure(RuleRefusal("the Slice does not take all of axis \(axis)")) }
+    }
+    return forwardInput(node, analysis)
+}
+
+func removeNoopArithmetic(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<[OutputReplacement?], RuleRefusal> {
+    guard node.isDefaultDomain, node.inputs.count == 2, let a = node.inputs[0], let b = node.inputs[1] else {
+        return .failure(RuleRefusal("not a binary operator"))
+    }
+    let neutral: Double
+    var constantSides: [(constant: Value, other: Value)]
+    switch node.opType {
+    case "Add": neutral = 0; constantSides = [(b, a), (a, b)]
+    case "Sub": neutral = 0; constantSides = [(b, a)]
+    case "Mul": neutral = 1; constantSides = [(b, a), (a, b)]
+    case "Div": neutral = 1; constantSides = [(b, a)]
+    default: return .failure(RuleRefusal("not Add, Sub, Mul or Div"))
+    }
+    guard let output = node.outputs.first ?? nil else { return .failure(RuleRefusal("no output")) }
+    let outputFacts = analysis.inference.facts(of: output)
+    for (constant, other) in constantSides {
+        guard let tensor = constant.constantTensor(freezeInitializerInputs: context.freezeInitializerInputs),
+              (tensor.elementCount ?? Int.max) <= analysis.foldElementLimit,
+              let values = try? TensorValue(tensor: tensor).doubleValues(),
+              values.allSatisfy({ $0 == neutral }) else { continue }
+        let otherFacts = analysis.inference.facts(of: other)
+        guard let type = otherFacts.elementType, type == outputFacts.elementType,
+              shapesKnownEqual(otherFacts.shape, outputFacts.shape) else { continue }
+        return .success([.value(other)])
+    }
+    return .failure(RuleRefusal("no operand is a neutral constant that keeps the shape"))
+}

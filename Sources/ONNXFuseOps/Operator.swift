@@ -1,0 +1,278 @@
+import ONNXFuseIR
+
+/// What a kernel or an inference function sees of a node: its operator, the operator set
+/// version in force, and its attributes, with typed accessors that fall back to defaults.
+public struct OperatorContext {
+    /// The operator.
+    public let opType: String
+    /// The domain ("" for the default ONNX domain).
+    public let domain: String
+    /// The version of the node's operator set that the model imports.
+    public let opsetVersion: Int64
+    /// The node's attributes.
+    public let attributes: [Attribute]
+    /// How many outputs the node has (absent ones included): Split into equal parts needs it.
+    public let outputCount: Int
+
+    /// The context of `node` in a model importing `opsetVersion` of its domain.
+    public init(node: Node, opsetVersion: Int64) {
+        self.init(opType: node.opType, domain: node.isDefaultDomain ? "" : node.domain!, opsetVersion: opsetVersion,
+                  attributes: node.attributes, outputCount: node.outputs.count)
+    }
+
+    /// A context built by hand.
+    public init(opType: String, domain: String = "", opsetVersion: Int64, attributes: [Attribute] = [], outputCount: Int = 1) {
+        self.opType = opType
+        self.domain = domain
+        self.opsetVersion = opsetVersion
+        self.attributes = attributes
+        self.outputCount = outputCount
+    }
+
+    /// The attribute named `name`.
+    public func attribute(_ name: String) -> Attribute? { attributes.first { $0.name == name } }
+
+    /// An `int` attribute; nil when absent, an error when of another type.
+    public func int(_ name: String) throws(OperatorError) -> Int64? {
+        guard let attribute = attribute(name), let value = attribute.value else { return nil }
+        guard case .int(let i) = value else { throw OperatorError("attribute \(name) is not an integer") }
+        return i
+    }
+
+    /// An `int` attribute, or `defaultValue` when absent.
+    public func int(_ name: String, default defaultValue: Int64) throws(OperatorError) -> Int64 {
+        try int(name) ?? defaultValue
+    }
+
+    /// An `ints` attribute; nil when absent.
+    public func ints(_ name: String) throws(OperatorError) -> [Int64]? {
+        guard let attribute = attribute(name), let value = attribute.value else { return nil }
+        switch value {
+        case .ints(let i): return i
+        case .int(let i): return [i]  // some exporters write a one-element list as INT
+        default: throw OperatorError("attribute \(name) is not a list of integers")
+        }
+    }
+
+    /// A `float` attribute (an `int` is accepted), or `defaultValue` when absent.
+    public func float(_ name: String, default defaultValue: Double) throws(OperatorError) -> Double {
+        guard let attribute = attribute(name), let value = attribute.value else { return defaultValue }
+        switch value {
+        case .float(let f): return Double(f)
+        case .int(let i): return Double(i)
+        default: throw OperatorError("attribute \(name) is not a float")
+        }
+    }
+
+    /// A `floats` attribute; nil when absent.
+    public func floats(_ name: String) throws(OperatorError) -> [Double]? {
+        guard let attribute = attribute(name), let value = attribute.value else { return nil }
+        guard case .floats(let f) = value else { throw OperatorError("attribute \(name) is not a list of floats") }
+        return f.map { Double($0) }
+    }
+
+    /// A `string` attribute; nil when absent.
+    public func string(_ name: String) throws(OperatorError) -> String? {
+        guard let attribute = attribute(name), let value = attribute.value else { return nil }
+        guard case .string(let s) = value else { throw OperatorError("attribute \(name) is not a string") }
+        return String(decoding: s, as: UTF8.self)
+    }
+
+    /// A `tensor` attribute; nil when absent.
+    public func tensor(_ name: String) throws(OperatorError) -> Tensor? {
+        guard let attribute = attribute(name), let value = attribute.value else { return nil }
+        guard case .tensor(let t) = value else { throw OperatorError("attribute \(name) is not a tensor") }
+        return t
+    }
+}
+
+/// A reference kernel: the outputs of an operator for constant inputs (nil: an absent
+/// optional input). It returns one tensor per output the node can have, in order (callers
+/// ignore the outputs the node leaves out).
+public typealias Kernel = @Sendable (OperatorContext, [TensorValue?]) throws(OperatorError) -> [TensorValue]
+
+/// An inference function: sets `context.outputs` from `context.inputs` and the attributes.
+/// It leaves unknown what it cannot tell; it throws only when the node is invalid.
+public typealias InferenceFunction = @Sendable (inout InferenceContext) throws(OperatorError) -> Void
+
+/// What inference knows of one value.
+public struct ValueFacts: Equatable, Sendable {
+    /// The element type, when known.
+    public var elementType: DataType?
+    /// The shape; nil when the rank is unknown.
+    public var shape: [Dimension]?
+    /// For integer tensors of rank 0 or 1 holding dimensions: the elements (see `InferredFacts`).
+    public var shapeValue: [Dimension]?
+    /// The value, when it is a constant small enough to be read (see `InferenceContext`).
+    public var constant: TensorValue?
+
+    /// Facts.
+    public init(elementType: DataType? = nil, shape: [Dimension]? = nil, shapeValue: [Dimension]? = nil,
+                constant: TensorValue? = nil) {
+        self.elementType = elementType
+        self.shape = shape
+        self.shapeValue = shapeValue
+        self.constant = constant
+    }
+
+    /// The facts of a known tensor: its type, static shape, value, and for small integer
+    /// tensors of rank 0 or 1, its elements as a shape value.
+    public init(constant: TensorValue) {
+        self.init(elementType: constant.dataType, shape: constant.shape.map { .value(Int64($0)) }, constant: constant)
+        if constant.rank <= 1, constant.kind == .integer, case .integers(let v) = constant.elements {
+            shapeValue = v.map { .value($0) }
+        }
+    }
+
+    /// The rank, when known.
+    public var rank: Int? { shape?.count }
+
+    /// The shape as numbers, when every dimension is static.
+    public var staticShape: [Int]? {
+        guard let shape else { return nil }
+        var result: [Int] = []
+        for dim in shape {
+            guard case .value(let v) = dim else { return nil }
+            result.append(Int(v))
+        }
+        return result
+    }
+
+    /// The shape value as numbers, when every element is static.
+    public var staticShapeValue: [Int64]? {
+        guard let shapeValue else { return nil }
+        var result: [Int64] = []
+        for dim in shapeValue {
+            guard case .value(let v) = dim else { return nil }
+            result.append(v)
+        }
+        return result
+    }
+}
+
+/// The inputs of one node's inference and the outputs it fills in.
+public struct InferenceContext {
+    /// The node.
+    public let node: OperatorContext
+    /// What is known of each input (nil: an absent optional input).
+    public let inputs: [ValueFacts?]
+    /// What is known of each output; starts unknown, one entry per output of the node.
+    public var outputs: [ValueFacts]
+    let symbols: SymbolAllocator
+
+    /// A context for a node with these inputs and `outputCount` outputs; fresh symbols come
+    /// from `symbols`.
+    public init(node: OperatorContext, inputs: [ValueFacts?], outputCount: Int, symbols: SymbolAllocator) {
+        self.node = node
+        self.inputs = inputs
+        self.outputs = Array(repeating: ValueFacts(), count: outputCount)
+        self.symbols = symbols
+    }
+
+    /// Input `index`, or nil when absent or past the end.
+    public func input(_ index: Int) -> ValueFacts? { index < inputs.count ? inputs[index] : nil }
+
+    /// A dimension known to equal no other yet.
+    public func freshDimension() -> Dimension { .param(symbols.fresh()) }
+
+    /// Sets output `index` (ignored past the node's outputs).
+    public mutating func setOutput(_ index: Int, _ facts: ValueFacts) {
+        if index < outputs.count { outputs[index] = facts }
+    }
+
+    /// Sets output `index`'s type and shape.
+    public mutating func setOutput(_ index: Int, type: DataType?, shape: [Dimension]?, shapeValue: [Dimension]? = nil) {
+        setOutput(index, ValueFacts(elementType: type, shape: shape, shapeValue: shapeValue))
+    }
+}
+
+/// Hands out symbol names (`unk__0`, `unk__1`, ...) that collide with no `dim_param` of the
+/// model. A class: one allocator serves a whole model, across nodes and passes.
+public final class SymbolAllocator: @unchecked Sendable {
+    private var next = 0
+    private var taken: Set<String>
+
+    /// An allocator avoiding the names in `taken`.
+    public init(avoiding taken: Set<String> = []) { self.taken = taken }
+
+    /// A new symbol name.
+    public func fresh() -> String {
+        while true {
+            let name = "unk__\(next)"
+            next += 1
+            if !taken.contains(name) { return name }
+        }
+    }
+}
+
+/// Operator knowledge by operator: reference kernels and inference functions. `standard`
+/// holds everything this build knows; a host may extend a copy.
+public struct OperatorRegistry: Sendable {
+    private struct Entry: Sendable {
+        var kernel: Kernel?
+        var inference: InferenceFunction?
+    }
+
+    private var entries: [String: Entry] = [:]
+
+    /// An empty registry.
+    public init() {}
+
+    private static func key(_ domain: String, _ opType: String) -> String {
+        (domain == "ai.onnx" ? "" : domain) + "\u{0}" + opType
+    }
+
+    /// Registers `kernel` for each of `opTypes` in `domain`.
+    public mutating func register(_ opTypes: [String], domain: String = "", kernel: @escaping Kernel) {
+        for op in opTypes { entries[Self.key(domain, op), default: Entry()].kernel = kernel }
+    }
+
+    /// Registers `inference` for each of `opTypes` in `domain`.
+    public mutating func register(_ opTypes: [String], domain: String = "", inference: @escaping InferenceFunction) {
+        for op in opTypes { entries[Self.key(domain, op), default: Entry()].inference = inference }
+    }
+
+    /// The kernel of an operator, if any.
+    public func kernel(_ opType: String, domain: String = "") -> Kernel? { entries[Self.key(domain, opType)]?.kernel }
+
+    /// The inference function of an operator, if any.
+    public func inference(_ opType: String, domain: String = "") -> InferenceFunction? {
+        entries[Self.key(domain, opType)]?.inference
+    }
+
+    /// Operators with a kernel, as `domain.Op` (`Op` for the default domain), sorted.
+    public var operatorsWithKernels: [String] { names { $0.kernel != nil } }
+
+    /// Operators with an inference function, sorted.
+    public var operatorsWithInference: [String] { names { $0.inference != nil } }
+
+    private func names(_ include: (Entry) -> Bool) -> [String] {
+        entries.filter { include($0.value) }.keys.map { key in
+            let parts = key.split(separator: "\u{0}", omittingEmptySubsequences: false)
+            return parts[0].isEmpty ? String(parts[1]) : "\(parts[0]).\(parts[1])"
+        }.sorted()
+    }
+
+    /// Everything this build knows.
+    public static let standard: OperatorRegistry = {
+        var registry = OperatorRegistry()
+        registry.registerElementwiseOperators()
+        registry.registerReductionOperators()
+        registry.registerShapeOperators()
+        registry.registerNeuralNetworkOperators()
+        return registry
+    }()
+
+    /// Evaluates `node` on constant inputs: one tensor per output of the node (absent outputs
+    /// of the node are left out as nil).
+    public func evaluate(_ node: Node, inputs: [TensorValue?], opsetVersion: Int64) throws(OperatorError) -> [TensorValue?] {
+        let domain = node.isDefaultDomain ? "" : node.domain!
+        guard let kernel = kernel(node.opType, domain: domain) else {
+            throw OperatorError("no kernel for \(domain.isEmpty ? "" : domain + ".")\(node.opType)")
+        }
+        let results = try kernel(OperatorContext(node: node, opsetVersion: opsetVersion), inputs)
+        return node.outputs.indices.map { index in
+            node.outputs[index] == nil || index >= results.count ? nil : results[index]
+        }
+    }
+}

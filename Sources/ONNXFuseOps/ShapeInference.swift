@@ -1,0 +1,182 @@
+import ONNXFuseIR
+
+/// Type and shape inference over a whole model, with symbolic dimensions: `dim_param` names
+/// are kept, unknown dimensions become fresh symbols (`unk__N`), and the facts of every value
+/// are stored in `Value.inferred`. One pass visits each node once, in order; after that,
+/// `infer(_:)` updates the outputs of a node a rewrite created, so facts stay current without
+/// a rescan.
+///
+/// What a value's file declares (`value_info`, graph outputs) is merged in: a dimension the
+/// operator leaves unknown takes the declared one; when the two contradict each other, the
+/// shape (or type) is left unknown rather than trusting either.
+public final class ShapeInference {
+    /// The model.
+    public let model: Model
+    /// The operator knowledge used.
+    public let registry: OperatorRegistry
+    /// Where fresh symbols come from.
+    public let symbols: SymbolAllocator
+    /// Treat initializers that are also graph inputs as constants.
+    public let freezeInitializerInputs: Bool
+    /// Integer and boolean constants with at most this many elements are read as values
+    /// (shapes, axes, indices, masks).
+    public var constantElementLimit = 1 << 16
+    /// Floating-point constants with at most this many elements are read as values (weights
+    /// are not: inference needs only their shapes).
+    public var realConstantElementLimit = 1 << 10
+    /// Nodes whose inputs are all constants are evaluated with their kernel when their inputs
+    /// hold at most this many elements together.
+    public var evaluationElementLimit = 1 << 16
+
+    /// Inference for `model`.
+    public init(model: Model, registry: OperatorRegistry = .standard, freezeInitializerInputs: Bool = false) {
+        self.model = model
+        self.registry = registry
+        self.freezeInitializerInputs = freezeInitializerInputs
+        var taken = Set<String>()
+        func collect(_ type: TypeInfo?) {
+            for case .param(let p) in type?.shape ?? [] { taken.insert(p) }
+        }
+        for graph in model.allGraphs {
+            for value in graph.inputs { collect(value.info?.type) }
+            for output in graph.outputs { collect(output.info.type) }
+            for entry in graph.valueInfo {
+                switch entry {
+                case .value(let v): collect(v.info?.type)
+                case .other(_, let info): collect(info.type)
+                }
+            }
+        }
+        symbols = SymbolAllocator(avoiding: taken)
+    }
+
+    /// Infers every value of every graph, outer graphs first, nodes in order.
+    public func run() {
+        for graph in model.allGraphs {
+            for input in graph.inputs where input.inferred == nil || input.inferred?.shape == nil {
+                let facts = declaredFacts(input.info?.type ?? input.type, freshUnknown: true)
+                input.inferred = InferredFacts(elementType: facts.elementType, shape: facts.shape)
+            }
+            for node in graph.nodes { infer(node) }
+        }
+    }
+
+    /// What is known of `value`: a constant's exact facts, else the inferred ones, else what
+    /// the file declares.
+    public func facts(of value: Value) -> ValueFacts {
+        if let tensor = value.constantTensor(freezeInitializerInputs: freezeInitializerInputs) {
+            let limit = tensor.dataType.isFloatingPoint ? realConstantElementLimit : constantElementLimit
+            if let count = tensor.elementCount, count <= limit, let constant = try? TensorValue(tensor: tensor) {
+                return ValueFacts(constant: constant)
+            }
+            return ValueFacts(elementType: tensor.dataType, shape: tensor.dims.map { .value($0) })
+        }
+        if let inferred = value.inferred {
+            return ValueFacts(elementType: inferred.elementType, shape: inferred.shape, shapeValue: inferred.shapeValue)
+        }
+        return declaredFacts(value.type, freshUnknown: false)
+    }
+
+    /// Facts from a declared type; unknown dimensions become fresh symbols when asked.
+    func declaredFacts(_ type: TypeInfo?, freshUnknown: Bool) -> ValueFacts {
+        guard let type, case .tensor(let elementType, let shape)? = type.kind else { return ValueFacts() }
+        let dims = shape?.map { dim -> Dimension in
+            if case .unknown = dim, freshUnknown { return .param(symbols.fresh()) }
+            return dim
+        }
+        return ValueFacts(elementType: elementType, shape: dims)
+    }
+
+    /// Infers the outputs of `node` from what is known of its inputs, and stores the facts.
+    public func infer(_ node: Node) {
+        let domain = node.isDefaultDomain ? "" : node.domain!
+        let inputs: [ValueFacts?] = node.inputs.map { $0.map(facts(of:)) }
+        var outputs = Array(repeating: ValueFacts(), count: node.outputs.count)
+        if let version = model.opsetVersion(domain: domain) {
+            let context = OperatorContext(node: node, opsetVersion: version)
+            if let evaluated = evaluate(node, context: context, inputs: inputs) {
+                outputs = evaluated
+            } else if let inference = registry.inference(node.opType, domain: domain) {
+                var inferenceContext = InferenceContext(node: context, inputs: inputs, outputCount: node.outputs.count,
+                                                        symbols: symbols)
+                if (try? inference(&inferenceContext)) != nil { outputs = inferenceContext.outputs }
+            }
+        }
+        for (index, output) in node.outputs.enumerated() {
+            guard let output else { continue }
+            var result = merge(outputs[index], declared: output.info?.type)
+            // Unknown dimensions become symbols of their own, so that later equalities hold.
+            result.shape = result.shape?.map { dim in
+                if case .unknown = dim { return .param(symbols.fresh()) }
+                return dim
+            }
+            output.inferred = InferredFacts(elementType: result.elementType, shape: result.shape, shapeValue: result.shapeValue)
+        }
+    }
+
+    /// The outputs of a node whose inputs are all small constants, by its kernel (random
+    /// operators have none); nil when that does not apply or fails.
+    func evaluate(_ node: Node, context: OperatorContext, inputs: [ValueFacts?]) -> [ValueFacts]? {
+        guard !node.inputs.isEmpty || node.opType == "Constant", node.subgraphs.isEmpty,
+              let kernel = registry.kernel(context.opType, domain: context.domain) else { return nil }
+        var values: [TensorValue?] = []
+        var total = 0
+        for facts in inputs {
+            guard let facts else { values.append(nil); continue }
+            guard let constant = facts.constant else { return nil }
+            total += constant.count
+            values.append(constant)
+        }
+        guard total <= evaluationElementLimit, let results = try? kernel(context, values) else { return nil }
+        return node.outputs.indices.map { index in
+            index < results.count && results[index].count <= constantElementLimit
+                ? ValueFacts(constant: results[index])
+                : index < results.count ? ValueFacts(elementType: results[index].dataType,
+                                                     shape: results[index].shape.map { .value(Int64($0)) }) : ValueFacts()
+        }.map { facts in
+            var stripped = facts
+            stripped.constant = nil  // values are not stored on outputs: folding makes them constants
+            return stripped
+        }
+    }
+
+    /// Inferred facts merged with a declared type.
+    func merge(_ inferred: ValueFacts, declared: TypeInfo?) -> ValueFacts {
+        guard let declared, case .tensor(let declaredType, let declaredShape)? = declared.kind else { return inferred }
+        var result = inferred
+        switch (inferred.elementType, declaredType) {
+        case (nil, let d): result.elementType = d
+        case (let i?, let d?) where i != d: result.elementType = nil
+        default: break
+        }
+        guard let declaredShape else { return result }
+        guard let shape = inferred.shape else {
+            result.shape = declaredShape
+            return result
+        }
+        guard shape.count == declaredShape.count else {
+            result.shape = nil
+            result.shapeValue = nil
+            return result
+        }
+        var merged: [Dimension] = []
+        for (mine, theirs) in zip(shape, declaredShape) {
+            switch (mine, theirs) {
+            case (.value(let a), .value(let b)):
+                guard a == b else {
+                    result.shape = nil
+                    result.shapeValue = nil
+                    return result
+                }
+                merged.append(mine)
+            case (.value, _): merged.append(mine)
+            case (_, .value): merged.append(theirs)
+            case (.param(let p), .param) where !p.hasPrefix("unk__"): merged.append(mine)
+            case (_, .param): merged.append(theirs)
+            default: merged.append(mine)
+            }
+        }
+        result.shape = merged
+        return result
+    }
+}

@@ -1,0 +1,277 @@
+import XCTest
+import ONNXFuse
+
+/// The native built-in rules (Sources/ONNXFuse/NativeRules): folding, shape arithmetic,
+/// duplicate merging and no-op removal, on graphs built in code; what they become, and where
+/// they must not fire.
+final class BuiltinNativeTests: XCTestCase {
+    /// A model with one graph `g` and a dynamic batch `N`.
+    final class Case {
+        let graph = Graph(name: "g")
+        let model: Model
+
+        init(opset: Int64 = 17, irVersion: Int64 = 8) {
+            model = Model(irVersion: irVersion, opsetImports: [OpsetImport(domain: "", version: opset)], graph: graph)
+        }
+
+        func input(_ name: String, _ dims: [ONNXFuseIR.Dimension], type: DataType = .float) -> Value {
+            graph.addInput(name: name, info: ValueInfo(type: .tensor(type, dims)))
+        }
+
+        func floats(_ name: String, _ values: [Float], _ dims: [Int64]) -> Value {
+            graph.addInitializer(name: name, tensor: Tensor(dataType: .float, dims: dims, values: values))
+        }
+
+        func ints(_ name: String, _ values: [Int64], _ dims: [Int64]? = nil) -> Value {
+            graph.addInitializer(name: name, tensor: Tensor(dataType: .int64, dims: dims ?? [Int64(values.count)], values: values))
+        }
+
+        @discardableResult
+        func node(_ op: String, _ inputs: [Value?], _ output: String, _ attributes: [Attribute] = []) -> Value {
+            let node = Node(opType: op, name: output, inputs: inputs, outputNames: [output], attributes: attributes)
+            graph.append(node)
+            return node.outputs[0]!
+        }
+
+        func output(_ value: Value) { graph.addOutput(value, info: ValueInfo(type: nil)) }
+
+        /// Runs every built-in rule (or only `only`) with explanations; checks the IR.
+        @discardableResult
+        func run(only: [String]? = nil, foldLimit: Int? = nil) throws -> OptimizationReport {
+            var options = OptimizationOptions()
+            options.explain = true
+            options.only = only.map(Set.init)
+            if let foldLimit { options.foldElementLimit = foldLimit }
+            let report = optimize(model, rules: RuleFiles.builtin, options: options)
+            try model.verify()
+            return report
+        }
+
+        var text: String { Printer().print(graph) }
+
+        func fired(_ report: OptimizationReport) -> [String: Int] {
+            Dictionary(uniqueKeysWithValues: report.fired.map { ($0.rule, $0.count) })
+        }
+
+        func initializer(_ name: String) -> TensorValue? {
+            graph.initializers.first { $0.name == name }?.initializer.flatMap { try? TensorValue(tensor: $0) }
+        }
+    }
+
+    func testNativeRulesAreListedWithTheBuiltins() {
+        let names = Set(RuleFiles.builtin.map(\.name))
+        for name in ["lift-constant", "fold-constants", "fold-shape-arithmetic", "merge-duplicates", "remove-noop-cast",
+                     "remove-noop-reshape", "remove-noop-slice", "remove-noop-concat", "remove-noop-arithmetic"] {
+            XCTAssertTrue(names.contains(name), name)
+        }
+    }
+
+    func testLiftConstantMakesAnInitializer() throws {
+        let c = Case()
+        let x = c.input("x", [.value(2)])
+        let node = Node(opType: "Constant", name: "k", inputs: [], outputNames: ["k"],
+                        attributes: [Attribute(name: "value_floats", value: .floats([1, 2]))])
+        c.graph.append(node)
+        c.output(c.node("Sub", [x, node.outputs[0]!], "y"))
+        let report = try c.run(only: ["lift-constant"])
+        XCTAssertEqual(c.fired(report), ["lift-constant": 1])
+        XCTAssertEqual(c.graph.nodeCount, 1)
+        XCTAssertEqual(c.initializer("k"), TensorValue(.float, shape: [2], reals: [1, 2]))
+    }
+
+    func testLiftConstantNeedsIRVersion4() throws {
+        let c = Case(irVersion: 3)
+        let node = Node(opType: "Constant", name: "k", inputs: [], outputNames: ["k"],
+                        attributes: [Attribute(name: "value_float", value: .float(1))])
+        c.graph.append(node)
+        c.output(c.node("Neg", [node.outputs[0]!], "y"))
+        XCTAssertEqual(c.fired(try c.run(only: ["lift-constant"])), [:])
+    }
+
+    func testFoldConstantsEvaluatesAChain() throws {
+        let c = Case()
+        let a = c.floats("a", [1, 2, 3], [3])
+        let b = c.floats("b", [10, 20, 30], [3])
+        let sum = c.node("Add", [a, b], "sum")
+        let x = c.input("x", [.param("N"), .value(3)])
+        c.output(c.node("Mul", [x, c.node("Neg", [sum], "negated")], "y"))
+        let report = try c.run(only: ["fold-constants"])
+        XCTAssertEqual(c.fired(report), ["fold-constants": 2])
+        XCTAssertEqual(c.graph.nodeCount, 1)
+        XCTAssertEqual(c.initializer("negated"), TensorValue(.float, shape: [3], reals: [-11, -22, -33]))
+    }
+
+    func testFoldConstantsKeepsExactInt64() throws {
+        let c = Case()
+        let big = c.ints("big", [Int64.max - 1], [])
+        let one = c.ints("one", [1], [])
+        let x = c.input("x", [], type: .int64)
+        c.output(c.node("Sub", [x, c.node("Add", [big, one], "max")], "y"))
+        try c.run(only: ["fold-constants"])
+        XCTAssertEqual(c.initializer("max"), .int64Scalar(Int64.max))
+        XCTAssertTrue(c.text.contains("9223372036854775807"), c.text)
+    }
+
+    func testFoldConstantsMustNotFire() throws {
+        // A graph input, an overridable initializer, a random operator, and a result over the limit.
+        let c = Case()
+        let x = c.input("x", [.value(3)])
+        let a = c.floats("a", [1, 2, 3], [3])
+        c.output(c.node("Add", [x, a], "from_input"))
+        let overridable = c.input("w", [.value(3)])
+        c.graph.setInitializer(Tensor(dataType: .float, dims: [3], values: [Float(1), 2, 3]), forInput: overridable)
+        c.output(c.node("Neg", [overridable], "from_overridable"))
+        c.output(c.node("RandomNormalLike", [a], "random"))
+        let shape = c.ints("shape", [4, 3])
+        c.output(c.node("Expand", [a, shape], "expanded"))
+        let before = c.text
+        XCTAssertEqual(c.fired(try c.run(only: ["fold-constants"], foldLimit: 8)), [:])
+        XCTAssertEqual(c.text, before)
+        // Within the limit, the Expand folds (and only it).
+        XCTAssertEqual(c.fired(try c.run(only: ["fold-constants"], foldLimit: 12)), ["fold-constants": 1])
+    }
+
+    func testFoldShapeArithmeticFoldsStaticDimensionsBesideSymbolicOnes() throws {
+        let c = Case()
+        let x = c.input("x", [.param("N"), .value(3), .value(4)])
+        let shape = c.node("Shape", [x], "shape")
+        let batch = c.node("Gather", [shape, c.ints("zero", [0], [])], "batch", [Attribute(name: "axis", value: .int(0))])
+        let width = c.node("Gather", [shape, c.ints("two", [2], [])], "width", [Attribute(name: "axis", value: .int(0))])
+        c.output(c.node("Mul", [batch, width], "product"))
+        c.output(c.node("Mul", [width, c.ints("ten", [10], [])], "forty"))
+        let report = try c.run()
+        XCTAssertEqual(c.fired(report)["fold-shape-arithmetic"], 1, "\(report.fired)")
+        XCTAssertEqual(c.initializer("forty"), .int64Scalar(40))
+        XCTAssertTrue(c.text.contains("Gather"), "the batch dimension stays symbolic:\n\(c.text)")
+    }
+
+    func testMergeDuplicatesKeepsTheFirst() throws {
+        let c = Case()
+        let x = c.input("x", [.param("N"), .value(3)])
+        let first = c.node("Relu", [x], "first")
+        let second = c.node("Relu", [x], "second")
+        let other = c.node("LeakyRelu", [x], "leaky", [Attribute(name: "alpha", value: .float(0.1))])
+        let other2 = c.node("LeakyRelu", [x], "leaky2", [Attribute(name: "alpha", value: .float(0.2))])
+        c.output(c.node("Add", [first, second], "sum"))
+        c.output(c.node("Add", [other, other2], "sum2"))
+        let report = try c.run(only: ["merge-duplicates"])
+        XCTAssertEqual(c.fired(report), ["merge-duplicates": 1])
+        XCTAssertEqual(c.graph.nodes.filter { $0.opType == "Relu" }.count, 1)
+        XCTAssertEqual(c.graph.nodes.filter { $0.opType == "LeakyRelu" }.count, 2, "different attributes stay apart")
+    }
+
+    func testMergeDuplicatesLeavesRandomOperatorsAndSharesInitializers() throws {
+        let c = Case()
+        let x = c.input("x", [.value(3)])
+        c.output(c.node("Add", [c.node("RandomUniformLike", [x], "r1"), c.node("RandomUniformLike", [x], "r2")], "noise"))
+        let a = c.floats("a", [1, 2, 3], [3])
+        let b = c.floats("b", [1, 2, 3], [3])
+        c.output(c.node("Add", [c.node("Mul", [x, a], "xa"), c.node("Mul", [x, b], "xb")], "y"))
+        let report = try c.run(only: ["merge-duplicates"])
+        // The initializers become one; then the two Muls read the same values and merge.
+        XCTAssertEqual(c.fired(report), ["merge-duplicates": 2])
+        XCTAssertEqual(c.graph.nodes.filter { $0.opType == "RandomUniformLike" }.count, 2)
+        XCTAssertEqual(c.graph.nodes.filter { $0.opType == "Mul" }.count, 1)
+    }
+
+    func testNoopRemovals() throws {
+        let c = Case()
+        let x = c.input("x", [.param("N"), .value(3)])
+        let cast = c.node("Cast", [x], "cast", [Attribute(name: "to", value: .int(1))])
+        let shape = c.node("Shape", [cast], "shape")
+        let batch = c.node("Slice", [shape, c.ints("s0", [0]), c.ints("s1", [1])], "batch")
+        let target = Node(opType: "Concat", name: "target", inputs: [batch, c.ints("three", [3])], outputNames: ["target"],
+                          attributes: [Attribute(name: "axis", value: .int(0))])
+        c.graph.append(target)
+        let reshaped = c.node("Reshape", [cast, target.outputs[0]!], "reshaped")
+        let sliced = c.node("Slice", [reshaped, c.ints("start", [0]), c.ints("end", [Int64.max]), c.ints("axes", [1])], "sliced")
+        let single = Node(opType: "Concat", name: "single", inputs: [sliced], outputNames: ["single"],
+                          attributes: [Attribute(name: "axis", value: .int(1))])
+        c.graph.append(single)
+        let plusZero = c.node("Add", [single.outputs[0]!, c.floats("zeros", [0, 0, 0], [3])], "plus_zero")
+        c.output(c.node("Mul", [plusZero, c.floats("one", [1], [1])], "y"))
+        let report = try c.run()
+        let fired = c.fired(report)
+        XCTAssertEqual(fired["remove-noop-cast"], 1, "\(fired)")
+        XCTAssertEqual(fired["remove-noop-reshape"], 1, "\(fired)")
+        XCTAssertEqual(fired["remove-noop-slice"], 1, "\(fired)")
+        XCTAssertEqual(fired["remove-noop-concat"], 1, "\(fired)")
+        // Mul(x, 1) stays: its output is a graph output, and the graph input x cannot take its name.
+        XCTAssertEqual(fired["remove-noop-arithmetic"], 1, "\(fired)")
+        XCTAssertEqual(c.graph.nodes.map(\.opType), ["Mul"], c.text)
+        XCTAssertTrue(c.graph.firstNode!.inputs[0]!.definition == .graphInput, c.text)
+    }
+
+    func testNoopRemovalsMustNotFire() throws {
+        let c = Case()
+        let x = c.input("x", [.param("N"), .value(3)])
+        // A Cast that changes the type, an Add of zero that broadcasts to a larger shape, a
+        // Reshape to a different shape, a Slice that drops an element, an Add of non-zero.
+        c.output(c.node("Cast", [x], "to_double", [Attribute(name: "to", value: .int(11))]))
+        c.output(c.node("Add", [x, c.floats("zeros", [0, 0, 0, 0, 0, 0], [2, 1, 3])], "broadcast"))
+        c.output(c.node("Reshape", [x, c.ints("flat", [-1])], "flat_x"))
+        c.output(c.node("Slice", [x, c.ints("start", [1]), c.ints("end", [Int64.max]), c.ints("axes", [1])], "tail"))
+        c.output(c.node("Add", [x, c.floats("half", [0.5], [1])], "plus_half"))
+        let before = c.text
+        let report = try c.run(only: ["remove-noop-cast", "remove-noop-reshape", "remove-noop-slice", "remove-noop-arithmetic"])
+        XCTAssertEqual(c.fired(report), [:])
+        XCTAssertEqual(c.text, before)
+    }
+
+    func testDynamoConvBiasFoldsAndBatchNormalizationFolds() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../fixtures/dynamo_conv_bn.onnx").standardized.path
+        let model = try ModelFile.load(path: path)
+        let report = optimize(model, rules: RuleFiles.builtin)
+        try model.verify()
+        XCTAssertEqual(ModelStatistics(model).nodesByOpType, ["Conv": 1], "\(report.fired)")
+    }
+
+    func testShapeArithmeticFixtureShrinks() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../fixtures/shape_arithmetic.onnx").standardized.path
+        let model = try ModelFile.load(path: path)
+        let report = optimize(model, rules: RuleFiles.builtin)
+        try model.verify()
+        let counts = ModelStatistics(model).nodesByOpType
+        XCTAssertNil(counts["Cast"], "\(counts) \(report.fired)")
+        XCTAssertNil(counts["Sqrt"], "\(counts)")
+        XCTAssertEqual(counts["Shape"], 1, "\(counts)")
+        XCTAssertLessThanOrEqual(ModelStatistics(model).nodeCount, 12, "\(counts) \(report.fired)")
+    }
+
+    func testInputShapeFixesDimensionsAndInferShapesWritesValueInfo() throws {
+        let c = Case()
+        let x = c.input("x", [.param("N"), .value(3)])
+        c.output(c.node("Relu", [c.node("Neg", [x], "negated")], "y"))
+        try setInputShapes(c.model, [(name: "x", dims: [2, 3])])
+        writeInferredValueInfo(c.model)
+        let negated = c.graph.firstNode!.outputs[0]!
+        XCTAssertEqual(negated.info?.type?.description, "float[2,3]")
+        XCTAssertThrowsError(try setInputShapes(c.model, [(name: "x", dims: [2, 4])]))
+        XCTAssertThrowsError(try setInputShapes(c.model, [(name: "nope", dims: [1])]))
+    }
+
+    func testRuleLanguageSeesSymbolicDimensions() throws {
+        let text = """
+            rule same-batch {
+              match { z = Add(x, y) }
+              where { rank(x) == 2 && dim(x, 0) == dim(y, 0) && dim(x, 1) == 3 && dtype(z) == float }
+              replace { z = Sub(x, y) }
+            }
+            """
+        let rules = try RuleFiles.rules(in: text)
+        let c = Case()
+        let x = c.input("x", [.param("N"), .value(3)])
+        let y = c.input("y", [.param("N"), .value(3)])
+        let w = c.input("w", [.param("M"), .value(3)])
+        c.output(c.node("Add", [x, y], "same"))
+        c.output(c.node("Add", [x, w], "different"))
+        var options = OptimizationOptions()
+        options.explain = true
+        let report = optimize(c.model, rules: rules, options: options)
+        XCTAssertEqual(report.fired.first?.count, 1)
+        XCTAssertTrue(c.text.contains("Sub"))
+        XCTAssertTrue(report.explanations.contains { $0.reason.contains("symbolic") }, "\(report.explanations)")
+    }
+}

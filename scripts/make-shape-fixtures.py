@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Generate the fixtures of the operator-aware built-ins (inference, folding, duplicate merging,
+no-op removal): the shape arithmetic of transformer exports and the dynamo exporter's Conv bias.
+
+Same conventions as scripts/make-fixtures.py, whose helpers it reuses: deterministic, every model
+checked with onnx.checker.check_model(full_check=True) and run once in onnxruntime.
+
+    python scripts/make-shape-fixtures.py            # writes fixtures/*.onnx
+    python scripts/make-shape-fixtures.py --out DIR  # writes somewhere else
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+from onnx import TensorProto, helper, numpy_helper
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fixture_generator import generate, make_fixtures as mf  # noqa: E402
+
+FLOAT = TensorProto.FLOAT
+INT64 = TensorProto.INT64
+
+
+def ints(name, values):
+    return numpy_helper.from_array(np.array(values, dtype=np.int64), name)
+
+
+def shape_arithmetic():
+    """An attention-style head split with a dynamic batch N and sequence S, as TorchScript writes it.
+
+    X[N, S, 64] is reshaped to [N, S, 4, 16] with a target built at run time from Shape(X)
+    (Gather, Unsqueeze, Concat), transposed, and reshaped back with a target computed by a
+    second, identical Shape(X) chain (merge-duplicates). Gather(Shape(X), 2) is static (64):
+    Cast to float, Sqrt, and the Div by it fold (fold-shape-arithmetic, fold-constants). A Cast
+    of a float to float and a Mul by a Constant 1 are no-ops.
+    """
+    nodes = [
+        helper.make_node("Shape", ["X"], ["shape_a"], name="shape_a"),
+        helper.make_node("Gather", ["shape_a", "zero"], ["n_a"], name="gather_n_a", axis=0),
+        helper.make_node("Gather", ["shape_a", "one"], ["s_a"], name="gather_s_a", axis=0),
+        helper.make_node("Unsqueeze", ["n_a", "axes0"], ["n_a1"], name="unsq_n_a"),
+        helper.make_node("Unsqueeze", ["s_a", "axes0"], ["s_a1"], name="unsq_s_a"),
+        helper.make_node("Concat", ["n_a1", "s_a1", "heads"], ["target_a"], name="concat_a", axis=0),
+        helper.make_node("Reshape", ["X", "target_a"], ["split"], name="reshape_split"),
+        helper.make_node("Transpose", ["split"], ["t"], name="transpose", perm=[0, 2, 1, 3]),
+        helper.make_node("Transpose", ["t"], ["t_back"], name="transpose_back", perm=[0, 2, 1, 3]),
+        # The same computation again, as exporters repeat it for every use.
+        helper.make_node("Shape", ["X"], ["shape_b"], name="shape_b"),
+        helper.make_node("Gather", ["shape_b", "zero"], ["n_b"], name="gather_n_b", axis=0),
+        helper.make_node("Gather", ["shape_b", "one"], ["s_b"], name="gather_s_b", axis=0),
+        helper.make_node("Unsqueeze", ["n_b", "axes0"], ["n_b1"], name="unsq_n_b"),
+        helper.make_node("Unsqueeze", ["s_b", "axes0"], ["s_b1"], name="unsq_s_b"),
+        helper.make_node("Concat", ["n_b1", "s_b1", "width"], ["target_b"], name="concat_b", axis=0),
+        helper.make_node("Reshape", ["t_back", "target_b"], ["merged"], name="reshape_merge"),
+        # Scale by 1 / sqrt(64), with 64 read from the shape.
+        helper.make_node("Gather", ["shape_a", "two"], ["d"], name="gather_d", axis=0),
+        helper.make_node("Cast", ["d"], ["d_float"], name="cast_d", to=FLOAT),
+        helper.make_node("Sqrt", ["d_float"], ["sqrt_d"], name="sqrt_d"),
+        helper.make_node("Div", ["merged", "sqrt_d"], ["scaled"], name="div_scale"),
+        helper.make_node("Cast", ["scaled"], ["scaled_f"], name="cast_noop", to=FLOAT),
+        helper.make_node("Constant", [], ["one_f"], name="const_one", value=numpy_helper.from_array(np.array(1.0, dtype=np.float32))),
+        helper.make_node("Mul", ["scaled_f", "one_f"], ["Y"], name="mul_one"),
+    ]
+    inits = [
+        ints("zero", 0), ints("one", 1), ints("two", 2), ints("axes0", [0]),
+        ints("heads", [4, 16]), ints("width", [64]),
+    ]
+    g = helper.make_graph(
+        nodes, "shape_arithmetic", [mf.vi("X", FLOAT, ["N", "S", 64])], [mf.vi("Y", FLOAT, ["N", "S", 64])], inits
+    )
+    return mf.make_model(g)
+
+
+def dynamo_conv_bn():
+    """The dynamo exporter without its optimizer: the Conv bias is built at run time as
+    Expand(CastLike(0, X), Shape(W, end=1)), so BatchNormalization folds only after folding."""
+    rng = mf.rng_for("dynamo_conv_bn")
+    w = mf.weight(rng, (4, 3, 3, 3))
+    bn_names, bn_tensors = mf.bn_params(rng, "bn", 4)
+    nodes = [
+        helper.make_node("Constant", [], ["zero_f"], name="const_zero", value=numpy_helper.from_array(np.array(0.0, dtype=np.float32))),
+        helper.make_node("CastLike", ["zero_f", "X"], ["zero_like"], name="castlike"),
+        helper.make_node("Shape", ["W"], ["out_channels"], name="shape_w", end=1),
+        helper.make_node("Expand", ["zero_like", "out_channels"], ["bias"], name="expand_bias"),
+        helper.make_node("Conv", ["X", "W", "bias"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c", *bn_names], ["Y"], name="bn"),
+    ]
+    inits = [numpy_helper.from_array(w, "W"), *bn_tensors]
+    g = helper.make_graph(
+        nodes, "dynamo_conv_bn", [mf.vi("X", FLOAT, ["N", 3, 8, 8])], [mf.vi("Y", FLOAT, ["N", 4, 8, 8])], inits
+    )
+    return mf.make_model(g)
+
+
+FIXTURES = {
+    "shape_arithmetic": shape_arithmetic,
+    "dynamo_conv_bn": dynamo_conv_bn,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(generate(FIXTURES, __doc__))
