@@ -33,16 +33,24 @@ runs with the built-in rules only, and an export passes when
   * onnx-fuse run on OUT changes nothing, byte for byte (idempotence);
   * for the CNNs' dynamo exports, no BatchNormalization is left in OUT.
 
-With --peers, the standard-ONNX optimizers run on the same MODEL, each in a child process (a crash
-or a timeout is recorded, not fatal): onnxslim.slim, onnxoptimizer.optimize (its default passes),
-onnxscript.optimizer.optimize, onnxruntime's offline optimizer at ORT_ENABLE_BASIC, and
-onnxsim.simplify when installed. Their results are run at the same two shapes; one whose outputs
-differ from MODEL's is marked `!` and does not count as the best peer.
+(The TorchScript exporter bakes the example's sequence length into nn.MultiheadAttention's
+Reshapes; an export that onnxruntime cannot run at the two shapes is checked at the example's
+shape only, with a note.) When the second run does change the output, onnx-fuse is run again until
+nothing changes (8 runs at most); the table's "fixpoint" column gives the nodes left then, and that
+last output must give the same results too.
 
-The table gives, per export: nodes before (main graph and subgraphs), after onnx-fuse, after the
-best peer (which), after each peer, onnx-fuse's wall time, and the verdicts; then a summary (in how
-many exports onnx-fuse leaves no more nodes than the best peer) and, where it leaves more, the
-operators it keeps that the best peer removed. Everything goes to OUTDIR/results.json too.
+With --peers, the standard-ONNX optimizers run on the same MODEL, each in a child process of its
+own (a crash or a timeout is recorded, not fatal): onnxslim.slim, onnxoptimizer.optimize (its
+default passes), onnxscript.optimizer.optimize, onnxruntime's offline optimizer at
+ORT_ENABLE_BASIC, and onnxsim.simplify when installed. Their results are run at the same two
+shapes; one whose outputs differ from MODEL's is marked `!` and does not count as the best peer.
+
+The table gives, per export: nodes before (main graph and subgraphs), after onnx-fuse, at its
+fixpoint, after the best peer (which), after each peer, onnx-fuse's time (as its report gives it),
+and the verdicts; then a summary (in how many exports onnx-fuse leaves no more nodes than the best
+peer) and, where it leaves more, the operators it keeps more of than the best peer (and those of
+which the peer keeps more). Everything goes to OUTDIR/results.json too; the models to
+OUTDIR/models, onnx-fuse's outputs and reports to OUTDIR/fused, the peers' to OUTDIR/peers.
 
     "$VENV/bin/python" scripts/check-transformer-exports.py ONNX_FUSE OUTDIR [--cases a,b] [--peers]
 
@@ -59,6 +67,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import select
 import subprocess
 import sys
 import time
@@ -77,7 +86,8 @@ PEERS = ["onnxslim", "onnxoptimizer", "onnxscript", "ort-basic", "onnxsim"]
 
 
 # ---------------------------------------------------------------------------------------------
-# Peers (run in a child process: `python THIS --run-peer NAME MODEL OUT`)
+# Peers (each in a child process that imports it once: `python THIS --peer-worker NAME`, reading
+# one JSON request a line, {"source": MODEL, "destination": OUT}, answering one JSON line)
 
 
 def run_peer(name: str, source: str, destination: str) -> dict:
@@ -124,6 +134,52 @@ def peer_available(name: str) -> bool:
         return True
     except Exception:  # noqa: BLE001 - not installed or broken: left out
         return False
+
+
+def peer_worker(name: str) -> None:
+    """The child process's loop. What the peer prints goes to stderr; answers go to stdout."""
+    answers = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    for line in sys.stdin:
+        request = json.loads(line)
+        try:
+            answer = run_peer(name, request["source"], request["destination"])
+        except Exception as e:  # noqa: BLE001 - recorded, not fatal
+            answer = {"error": first_line(e)}
+        answers.write(json.dumps(answer) + "\n")
+        answers.flush()
+
+
+class Peer:
+    """A peer's worker process, restarted after a crash or a timeout."""
+
+    def __init__(self, name: str, log: Path):
+        self.name, self.log, self.process = name, log, None
+
+    def run(self, source: Path, destination: Path) -> dict:
+        if self.process is None or self.process.poll() is not None:
+            self.process = subprocess.Popen([sys.executable, __file__, "--peer-worker", self.name],
+                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                            stderr=open(self.log, "a"), text=True)
+        self.process.stdin.write(json.dumps({"source": str(source), "destination": str(destination)}) + "\n")
+        self.process.stdin.flush()
+        ready, _, _ = select.select([self.process.stdout], [], [], PEER_TIMEOUT)
+        if not ready:
+            self.stop()
+            return {"error": f"timeout after {PEER_TIMEOUT} s"}
+        line = self.process.stdout.readline()
+        if not line:  # the process died
+            code = self.process.wait()
+            self.process = None
+            lines = [x for x in self.log.read_text(errors="replace").splitlines() if x.strip()]
+            return {"error": f"crashed (exit {code})" + (f": {lines[-1][:200]}" if lines else "")}
+        return json.loads(line)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,7 +264,8 @@ def text_wrapper(model, with_types: bool = False):
 
     class Encoder(Decoder):
         def forward(self, input_ids, attention_mask, token_type_ids):
-            return tensors(self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids))
+            return tensors(self.model(input_ids=input_ids, attention_mask=attention_mask,
+                                      token_type_ids=token_type_ids))
 
     return Encoder() if with_types else Decoder()
 
@@ -296,7 +353,8 @@ def swin():
 def convnext():
     from torchvision.models.convnext import CNBlockConfig, ConvNeXt
 
-    settings = [CNBlockConfig(16, 32, 2), CNBlockConfig(32, 64, 2), CNBlockConfig(64, 128, 2), CNBlockConfig(128, None, 2)]
+    settings = [CNBlockConfig(16, 32, 2), CNBlockConfig(32, 64, 2), CNBlockConfig(64, 128, 2),
+                CNBlockConfig(128, None, 2)]
     return ConvNeXt(settings, stochastic_depth_prob=0.0, num_classes=10)
 
 
@@ -377,8 +435,8 @@ def export_case(case: Case, variants: list[str], folder: Path, reuse: bool) -> d
         if reuse and path.exists():
             results[variant] = {"path": path, "seconds": None}
             continue
-        if variant == "dynamo-opt":
-            continue  # written with dynamo-noopt
+        if variant in results:
+            continue  # dynamo-opt, written with dynamo-noopt
         start = time.perf_counter()
         try:
             with torch.no_grad(), warnings.catch_warnings(), output_to(folder / "export.log"):
@@ -390,26 +448,28 @@ def export_case(case: Case, variants: list[str], folder: Path, reuse: bool) -> d
                                       do_constant_folding=variant.endswith("-fold"), input_names=names,
                                       dynamic_axes=dynamic_axes, training=torch.onnx.TrainingMode.EVAL)
                     proto = onnx.load(str(tmp))
-                    tmp.unlink()
                     for extra in folder.glob(f"{case.name}.{variant}.export.onnx*"):
                         extra.unlink()
                     save_for_ort(proto, path)
                     results[variant] = {"path": path, "seconds": time.perf_counter() - start}
                 else:
-                    dims = {}
+                    dims: dict = {}
                     shapes = tuple({k: dims.setdefault(d, torch.export.Dim(d, min=1, max=4096))
                                     for k, d in enumerate(i.dims) if isinstance(d, str)} for i in case.inputs)
                     program = torch.onnx.export(model, args, dynamo=True, optimize=False, input_names=names,
                                                 dynamic_shapes=shapes, external_data=False)
-                    save_for_ort(program.model_proto, path)
-                    results[variant] = {"path": path, "seconds": time.perf_counter() - start}
-                    if "dynamo-opt" in variants:
-                        opt_path = folder / f"{case.name}.dynamo-opt.onnx"
+                    seconds = time.perf_counter() - start
+                    if variant == "dynamo-noopt":
+                        save_for_ort(program.model_proto, path)
+                        results[variant] = {"path": path, "seconds": seconds}
+                    opt_path = folder / f"{case.name}.dynamo-opt.onnx"
+                    if "dynamo-opt" in variants and not (reuse and opt_path.exists()):
                         start = time.perf_counter()
                         try:
                             program.optimize()
                             save_for_ort(program.model_proto, opt_path)
-                            results["dynamo-opt"] = {"path": opt_path, "seconds": time.perf_counter() - start}
+                            results["dynamo-opt"] = {"path": opt_path,
+                                                     "seconds": seconds + time.perf_counter() - start}
                         except Exception as e:  # noqa: BLE001
                             results["dynamo-opt"] = {"error": first_line(e)}
         except Exception as e:  # noqa: BLE001 - the exporter refused: skip and report
@@ -532,7 +592,22 @@ def same_files(a: Path, b: Path) -> bool:
     return True
 
 
-def check_export(case: Case, variant: str, model_path: Path, binary: str, out: Path, peers: list[str]) -> dict:
+def fixpoint(binary: str, start: Path, limit: int = 8) -> tuple[Path, int]:
+    """Runs onnx-fuse again and again from `start` (the second run's output) until its output no
+    longer changes; returns the last output and the number of runs that changed something
+    (limit + 1: still changing after `limit` runs)."""
+    current = start
+    for runs in range(3, limit + 1):
+        following = Path(str(start).replace(".again.onnx", f".run{runs}.onnx"))
+        if subprocess.run([binary, str(current), "-o", str(following), "-q"], capture_output=True).returncode != 0:
+            break
+        if same_files(current, following):
+            return current, runs - 1
+        current = following
+    return current, limit + 1
+
+
+def check_export(case: Case, variant: str, model_path: Path, binary: str, out: Path, peers: list[Peer]) -> dict:
     base = out / "fused" / model_path.stem
     fused, again, report_path = Path(f"{base}.fused.onnx"), Path(f"{base}.again.onnx"), Path(f"{base}.report.json")
     row: dict = {"model": case.name, "variant": variant, "failures": []}
@@ -584,31 +659,31 @@ def check_export(case: Case, variant: str, model_path: Path, binary: str, out: P
                 if changed:
                     detail += " (" + ", ".join(f"{op} {a}->{b}" for op, (a, b) in sorted(changed.items())) + ")"
             row["failures"].append(f"a second run changed the output: {detail}")
+            if rerun.returncode == 0:
+                last, row["fixpoint_runs"] = fixpoint(binary, again)
+                final = histogram_of(last)
+                row["fixpoint"], row["hist_fixpoint"] = sum(final.values()), dict(final)
+                problem = reference.compare(last)
+                if problem:
+                    row["failures"].append(f"numerics after {row['fixpoint_runs']} runs: {problem}")
         if case.family == "cnn" and variant.startswith("dynamo") and after.get("BatchNormalization", 0):
             row["failures"].append(f"{after['BatchNormalization']} BatchNormalization left")
 
     row["peers"] = {}
     for peer in peers:
-        destination = out / "peers" / f"{model_path.stem}.{peer}.onnx"
+        destination = out / "peers" / f"{model_path.stem}.{peer.name}.onnx"
         destination.unlink(missing_ok=True)
-        entry: dict = {}
-        try:
-            child = subprocess.run([sys.executable, __file__, "--run-peer", peer, str(model_path), str(destination)],
-                                   capture_output=True, text=True, timeout=PEER_TIMEOUT)
-            if child.returncode != 0 or not destination.exists():
-                lines = [line for line in (child.stderr or "").strip().splitlines() if line.strip()]
-                entry["error"] = (lines[-1] if lines else f"exit {child.returncode}")[:300]
-            else:
-                entry["seconds"] = json.loads(child.stdout.strip().splitlines()[-1])["seconds"]
-                histogram = histogram_of(destination)
-                entry["nodes"], entry["hist"] = sum(histogram.values()), dict(histogram)
-                problem = reference.compare(destination)
-                entry["ok"] = problem is None
-                if problem:
-                    entry["problem"] = problem
-        except subprocess.TimeoutExpired:
-            entry["error"] = f"timeout after {PEER_TIMEOUT} s"
-        row["peers"][peer] = entry
+        entry = peer.run(model_path, destination)
+        if "error" not in entry and not destination.exists():
+            entry = {"error": "wrote nothing"}
+        if "error" not in entry:
+            histogram = histogram_of(destination)
+            entry["nodes"], entry["hist"] = sum(histogram.values()), dict(histogram)
+            problem = reference.compare(destination)
+            entry["ok"] = problem is None
+            if problem:
+                entry["problem"] = problem
+        row["peers"][peer.name] = entry
     valid = [(e["nodes"], p) for p, e in row["peers"].items() if e.get("ok")]
     if valid:
         row["best_peer_nodes"], row["best_peer"] = min(valid)
@@ -628,22 +703,35 @@ def peer_cell(entry: dict | None) -> str:
 
 
 def print_table(rows: list[dict], peers: list[str]) -> None:
-    head = ["model", "variant", "opset", "before", "onnx-fuse", "best peer"] + peers + ["fuse s", "numerics", "idempotent"]
+    head = ["model", "variant", "opset", "before", "onnx-fuse", "fixpoint", "best peer"] + peers \
+        + ["fuse s", "numerics", "idempotent"]
     print("| " + " | ".join(head) + " |")
     print("|" + "|".join("---" for _ in head) + "|")
     for row in rows:
         if "error" in row:
-            cells = [row["model"], row["variant"], "", "", "export refused", ""] + [""] * len(peers) + ["", "", ""]
+            cells = [row["model"], row["variant"], "", "", "export refused", "", ""] + [""] * len(peers) + ["", "", ""]
         else:
             best = f"{row['best_peer_nodes']} ({row['best_peer']})" if "best_peer" in row else "-"
             fuse_after = "-" if row.get("after") is None else str(row["after"])
             numerics = "ok" if row.get("numerics") else "FAIL"
             idempotent = "ok" if row.get("idempotent") else "FAIL"
             seconds = row.get("fuse_seconds") or row.get("fuse_wall")
-            cells = [row["model"], row["variant"], str(row["opset"]), str(row["before"]), fuse_after, best] \
+            fix = fuse_after if "fixpoint" not in row else f"{row['fixpoint']} ({row['fixpoint_runs']} runs)" \
+                if row["fixpoint_runs"] <= 8 else f"{row['fixpoint']} (still changing)"
+            cells = [row["model"], row["variant"], str(row["opset"]), str(row["before"]), fuse_after, fix, best] \
                 + [peer_cell(row["peers"].get(p)) for p in peers] \
                 + [f"{seconds:.3f}" if seconds is not None else "-", numerics, idempotent]
         print("| " + " | ".join(cells) + " |")
+
+
+def histogram_difference(mine: Counter, theirs: Counter) -> str:
+    """The operators of which `mine` has more, most first; then those of which `theirs` has more."""
+    more = sorted(((mine[op] - theirs[op], op) for op in mine if mine[op] > theirs[op]), reverse=True)
+    fewer = sorted(((theirs[op] - mine[op], op) for op in theirs if theirs[op] > mine[op]), reverse=True)
+    text = ", ".join(f"{op} {mine[op]} vs {theirs[op]}" for _, op in more)
+    if fewer:
+        text += "; the peer has more: " + ", ".join(f"{op} {mine[op]} vs {theirs[op]}" for _, op in fewer)
+    return text
 
 
 def print_findings(rows: list[dict], peers: list[str]) -> None:
@@ -652,19 +740,27 @@ def print_findings(rows: list[dict], peers: list[str]) -> None:
     if peers:
         compared = [r for r in checked if r.get("after") is not None and "best_peer" in r]
         wins = [r for r in compared if r["after"] <= r["best_peer_nodes"]]
-        print(f"\nonnx-fuse leaves <= nodes than the best peer in {len(wins)} of {len(compared)} exports")
+        by_model: dict[str, bool] = {}
+        for r in compared:
+            by_model[r["model"]] = by_model.get(r["model"], True) and r["after"] <= r["best_peer_nodes"]
+        at_fixpoint = [r for r in compared if r.get("fixpoint", r["after"]) <= r["best_peer_nodes"]]
+        print(f"\nonnx-fuse leaves <= nodes than the best peer in {len(wins)} of {len(compared)} exports "
+              f"({sum(by_model.values())} of {len(by_model)} models in every variant; "
+              f"{len(at_fixpoint)} of {len(compared)} exports if run until nothing changes)")
         losses = [r for r in compared if r["after"] > r["best_peer_nodes"]]
         if losses:
             print("\nWhere onnx-fuse leaves more nodes than the best peer (operators onnx-fuse keeps more of):")
         for r in losses:
-            mine, theirs = Counter(r["hist_after"]), Counter(r["peers"][r["best_peer"]]["hist"])
-            more = {op: (mine[op], theirs[op]) for op in mine if mine[op] > theirs[op]}
-            fewer = {op: (mine[op], theirs[op]) for op in theirs if theirs[op] > mine[op]}
+            theirs = Counter(r["peers"][r["best_peer"]]["hist"])
             print(f"  {r['model']} {r['variant']}: {r['after']} vs {r['best_peer_nodes']} ({r['best_peer']}): "
-                  + ", ".join(f"{op} {a} vs {b}" for op, (a, b) in sorted(more.items(), key=lambda kv: kv[1][1] - kv[1][0]))
-                  + ("; peer has more: " + ", ".join(f"{op} {a} vs {b}" for op, (a, b) in sorted(fewer.items()))
-                     if fewer else ""))
-    peer_problems = [(r, p, e) for r in checked for p, e in r.get("peers", {}).items() if "error" in e or not e.get("ok")]
+                  + histogram_difference(Counter(r["hist_after"]), theirs))
+            if "hist_fixpoint" in r and r["fixpoint"] > r["best_peer_nodes"]:
+                print(f"    after {r['fixpoint_runs']} runs, {r['fixpoint']}: "
+                      + histogram_difference(Counter(r["hist_fixpoint"]), theirs))
+            elif "hist_fixpoint" in r:
+                print(f"    after {r['fixpoint_runs']} runs, {r['fixpoint']}: no more than the peer")
+    peer_problems = [(r, p, e) for r in checked for p, e in r.get("peers", {}).items()
+                     if "error" in e or not e.get("ok")]
     if peer_problems:
         print("\nPeer crashes and wrong results (not counted):")
         for r, p, e in peer_problems:
@@ -688,8 +784,8 @@ def print_findings(rows: list[dict], peers: list[str]) -> None:
 
 
 def main() -> int:
-    if len(sys.argv) == 5 and sys.argv[1] == "--run-peer":
-        print(json.dumps(run_peer(*sys.argv[2:5])))
+    if len(sys.argv) == 3 and sys.argv[1] == "--peer-worker":
+        peer_worker(sys.argv[2])
         return 0
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("binary", nargs="?")
@@ -723,6 +819,7 @@ def main() -> int:
           + (f"; peers: {', '.join(peers)}" if peers else "")
           + (f" (not installed: {', '.join(missing)})" if missing else ""), flush=True)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
+    workers = [Peer(p, out / "peers" / f"{p}.log") for p in peers]
     rows = []
     for case in cases:
         exports = export_case(case, variants, out / "models", args.reuse)
@@ -735,7 +832,7 @@ def main() -> int:
                 print(f"{case.name} {variant}: export refused: {entry['error']}", flush=True)
                 continue
             try:
-                row = check_export(case, variant, entry["path"], args.binary, out, peers)
+                row = check_export(case, variant, entry["path"], args.binary, out, workers)
             except Exception as e:  # noqa: BLE001 - a broken export: report it, go on
                 traceback.print_exc()
                 row = {"model": case.name, "variant": variant, "error": f"check crashed: {first_line(e)}"}
@@ -747,6 +844,8 @@ def main() -> int:
             best = f", best peer {row['best_peer_nodes']} ({row['best_peer']})" if "best_peer" in row else ""
             print(f"{case.name} {variant}: {row['before']} -> {row['after']} nodes{best}, "
                   f"{row['fuse_wall']:.2f} s: {status}", flush=True)
+    for worker in workers:
+        worker.stop()
     (out / "results.json").write_text(json.dumps(rows, indent=1, default=str))
     print()
     print_table(rows, peers)

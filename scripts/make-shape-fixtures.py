@@ -95,7 +95,42 @@ def dynamo_conv_bn():
     return mf.make_model(g)
 
 
+def shape_ops_mix():
+    """The other shape operators exporters emit, around a dynamic batch N: Range over a static
+    dimension, Equal and Where, ConstantOfShape, a Mul by ones, a Slice to INT64_MAX, an
+    Expand to the input's own shape (no-ops), and a graph output computed from constants only
+    (it becomes an initializer that is a graph output)."""
+    nodes = [
+        helper.make_node("Shape", ["X"], ["s"], name="shape"),
+        helper.make_node("Gather", ["s", "one"], ["four"], name="gather_width", axis=0),
+        helper.make_node("Range", ["zero", "four", "one"], ["r"], name="range"),
+        helper.make_node("Equal", ["r", "two"], ["is_two"], name="equal"),
+        helper.make_node("Where", ["is_two", "X", "zero_f"], ["w"], name="where"),
+        helper.make_node("Unsqueeze", ["four", "axes0"], ["four1"], name="unsqueeze"),
+        helper.make_node("ConstantOfShape", ["four1"], ["ones"], name="ones",
+                         value=numpy_helper.from_array(np.array([1.0], dtype=np.float32))),
+        helper.make_node("Mul", ["w", "ones"], ["m"], name="mul_ones"),
+        helper.make_node("Slice", ["m", "starts", "ends", "axes1"], ["sl"], name="slice_all"),
+        helper.make_node("Relu", ["sl"], ["Y"], name="relu"),
+        helper.make_node("Expand", ["X", "s"], ["ex"], name="expand_same"),
+        helper.make_node("Neg", ["ex"], ["Y2"], name="neg"),
+        helper.make_node("Add", ["k", "k"], ["K"], name="add_constants"),
+    ]
+    inits = [
+        ints("zero", 0), ints("one", 1), ints("two", 2), ints("axes0", [0]), ints("axes1", [1]),
+        ints("starts", [0]), ints("ends", [np.iinfo(np.int64).max]),
+        numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero_f"),
+        numpy_helper.from_array(np.array([1.5, -2.0, 3.25], dtype=np.float32), "k"),
+    ]
+    g = helper.make_graph(
+        nodes, "shape_ops_mix", [mf.vi("X", FLOAT, ["N", 4])],
+        [mf.vi("Y", FLOAT, ["N", 4]), mf.vi("Y2", FLOAT, ["N", 4]), mf.vi("K", FLOAT, [3])], inits,
+    )
+    return mf.make_model(g)
+
+
 FIXTURES = {
+    "shape_ops_mix": shape_ops_mix,
     "shape_arithmetic": shape_arithmetic,
     "dynamo_conv_bn": dynamo_conv_bn,
 }

@@ -9,11 +9,12 @@ func mergeDuplicateInitializers(_ model: Model) -> Int {
     for graph in model.allGraphs {
         // Training information (kept opaque) may read any initializer of the main graph.
         if graph === model.graph && model.opaqueReferences.hasTrainingInfo { continue }
-        var groups: [String: [Value]] = [:]
-        var order: [String] = []
+        // Candidates are grouped by type, dims and a hash of the elements, so only tensors that
+        // are very likely equal are compared (linear in the total size).
+        var groups: [TensorKey: [Value]] = [:]
+        var order: [TensorKey] = []
         for value in graph.initializers where value.definition == .initializer && !value.isGraphOutput {
-            guard let tensor = value.initializer, !tensor.isExternal || tensor.payloadByteCount > 0 else { continue }
-            let key = "\(tensor.dataType.rawValue):\(tensor.dims)"
+            guard let tensor = value.initializer, let key = TensorKey(tensor) else { continue }
             if groups[key] == nil { order.append(key) }
             groups[key, default: []].append(value)
         }
@@ -35,6 +36,29 @@ func mergeDuplicateInitializers(_ model: Model) -> Int {
         }
     }
     return removed
+}
+
+/// What equal tensors share: element type, dims, and a hash of the stored elements (tensors
+/// whose elements are stored in different fields may hash differently: they are then not
+/// merged, which is safe).
+struct TensorKey: Hashable {
+    let dataType: Int32
+    let dims: [Int64]
+    let contentHash: Int
+
+    init?(_ tensor: Tensor) {
+        var hasher = Hasher()
+        switch tensor.storage {
+        case .none: break
+        case .raw(let b), .floatData(let b), .int32Data(let b), .int64Data(let b), .doubleData(let b), .uint64Data(let b):
+            b.withUnsafeBytes { hasher.combine(bytes: $0) }
+        case .stringData(let strings):
+            for string in strings { hasher.combine(string) }
+        }
+        dataType = tensor.dataType.rawValue
+        dims = tensor.dims
+        contentHash = hasher.finalize()
+    }
 }
 
 /// A problem with `--input-shape`.

@@ -181,14 +181,28 @@ extension NeuralNetworkKit {
             }
             cIndices = broadcastIndices(from: c.shape, to: outShape)
         }
-        func operands<T>(_ x: [T], _ y: [T]) -> ([T], [T]) {
-            (transA ? transposedMatrix(x, rows: a.shape[0], columns: a.shape[1]) : x,
-             transB ? transposedMatrix(y, rows: b.shape[0], columns: b.shape[1]) : y)
+        /// A' B': with transB, rows of A' dot rows of B (both contiguous, B not copied).
+        func multiply<T: AccumulatingElement>(_ x: [T], _ y: [T]) -> [T] {
+            let rows = transA ? transposedMatrix(x, rows: a.shape[0], columns: a.shape[1]) : x
+            guard transB else { return plan.run(rows, y) }
+            var out = [T](repeating: .zero, count: m * n)
+            guard k > 0 else { return out }
+            rows.withUnsafeBufferPointer { p in
+                y.withUnsafeBufferPointer { q in
+                    for i in 0..<m {
+                        for j in 0..<n {
+                            var sum = T.zero
+                            for t in 0..<k { sum = T.multiplyAdd(sum, p[i * k + t], q[j * k + t]) }
+                            out[i * n + j] = sum
+                        }
+                    }
+                }
+            }
+            return out
         }
         switch (a.elements, b.elements) {
         case (.reals(let x), .reals(let y)):
-            let (p, q) = operands(x, y)
-            var product = plan.run(p, q)
+            var product = multiply(x, y)
             var cValues: [Double] = []
             if cIndices != nil, let c { cValues = try realElements(c, context, "C") }
             for index in product.indices {
@@ -198,8 +212,7 @@ extension NeuralNetworkKit {
             }
             return [TensorValue(a.dataType, shape: outShape, reals: product)]
         case (.integers(let x), .integers(let y)):
-            let (p, q) = operands(x, y)
-            let product = plan.run(p, q)
+            let product = multiply(x, y)
             var cValues: [Int64] = []
             if cIndices != nil, let c, case .integers(let v) = c.elements { cValues = v }
             var result = [Int64](repeating: 0, count: product.count)
@@ -222,8 +235,7 @@ extension NeuralNetworkKit {
             }
             return [TensorValue(a.dataType, shape: outShape, integers: result)]
         case (.unsigned(let x), .unsigned(let y)):
-            let (p, q) = operands(x, y)
-            let product = plan.run(p, q)
+            let product = multiply(x, y)
             var cValues: [UInt64] = []
             if cIndices != nil, let c, case .unsigned(let v) = c.elements { cValues = v }
             guard let alphaU = UInt64(exactly: alpha), let betaU = UInt64(exactly: beta) else {
@@ -425,9 +437,8 @@ extension NeuralNetworkKit {
         let loopSizes = loopLabels.map { sizes[$0] ?? 1 }
         let outShape = outputLabels.map { sizes[$0] ?? 1 }
         let outCount = try checkElementCount(outShape, context)
-        guard let iterations = shapeProduct(loopSizes), iterations <= 1 << 31 else {
-            throw OperatorError("Einsum: \(loopSizes) iterations are too many")
-        }
+        try checkWork(loopSizes + [operands.count], context)
+        let iterations = shapeProduct(loopSizes) ?? 0
         // Each operand's stride along each loop label (0 where absent or broadcast).
         let strides: [[Int]] = zip(operands, equation.operands).map { operand, labels in
             let own = rowMajorStrides(operand.shape)

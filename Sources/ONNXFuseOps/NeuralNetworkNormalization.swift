@@ -46,7 +46,9 @@ extension NeuralNetworkKit {
         } else if context.opsetVersion <= 6 {
             training = try context.int("is_test", default: 0) == 0
         } else {
-            training = false
+            // Opsets 7 to 13 have no attribute for it: a node with its optional running-statistics
+            // outputs is in training mode.
+            training = context.outputCount > 1
         }
         // Per-channel parameters; before opset 9, spatial = 0 gives one per element of a sample.
         let spatialAttribute = try context.int("spatial", default: 1)

@@ -23,9 +23,9 @@ enum NeuralNetworkKit {
     /// The largest number of elements a kernel of this family produces.
     static let neuralNetworkElementLimit = 1 << 28
 
-    /// The most multiply-adds (or window taps) a kernel of this family performs: about 1.7e10,
-    /// over a hundred times ResNet-50's largest convolution.
-    static let neuralNetworkWorkLimit = 1 << 34
+    /// The most multiply-adds (or window taps) a kernel of this family performs: about 4.3e9,
+    /// some thirty times ResNet-50's largest convolution.
+    static let neuralNetworkWorkLimit = 1 << 32
 
     /// Throws unless the product of `factors` (a count of elementary steps) is within the limit.
     static func checkWork(_ factors: [Int], _ context: OperatorContext) throws(OperatorError) {

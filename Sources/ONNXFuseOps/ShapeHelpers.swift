@@ -16,33 +16,40 @@ public func broadcastShapes(_ a: [Int], _ b: [Int]) throws(OperatorError) -> [In
 /// For each element of an `outputShape` tensor, the flat index of the element of an
 /// `inputShape` tensor that broadcasts to it (`inputShape` must broadcast to `outputShape`).
 public func broadcastIndices(from inputShape: [Int], to outputShape: [Int]) -> [Int] {
-    let count = shapeProduct(outputShape) ?? 0
-    if inputShape == outputShape { return Array(0..<count) }
-    let rank = outputShape.count
-    let padded = [Int](repeating: 1, count: rank - inputShape.count) + inputShape
-    var inputStrides = [Int](repeating: 0, count: rank)
-    var running = 1
-    for axis in stride(from: rank - 1, through: 0, by: -1) {
-        inputStrides[axis] = padded[axis] == 1 ? 0 : running
-        running *= padded[axis]
+    if inputShape == outputShape { return Array(0..<(shapeProduct(outputShape) ?? 0)) }
+    let offset = outputShape.count - inputShape.count
+    let inputStrides = rowMajorStrides(inputShape)
+    // The input's stride along each output axis: 0 where the input is missing or stretched.
+    var steps = [Int](repeating: 0, count: outputShape.count)
+    for axis in inputShape.indices where inputShape[axis] != 1 || outputShape[axis + offset] == 1 {
+        steps[axis + offset] = inputStrides[axis]
     }
-    var result = [Int](repeating: 0, count: count)
-    var position = [Int](repeating: 0, count: rank)
-    var inputIndex = 0
-    for flat in 0..<count {
-        result[flat] = inputIndex
-        // Advance the multi-index like an odometer, updating the input offset incrementally.
-        var axis = rank - 1
+    return stridedPositions(shape: outputShape, steps: steps)
+}
+
+/// For each element of an array of shape `shape` (row-major), the position reached by moving
+/// `steps[axis]` per step along each axis: a strided view of another array.
+public func stridedPositions(shape: [Int], steps: [Int]) -> [Int] {
+    let count = shapeProduct(shape) ?? 0
+    var positions = [Int]()
+    positions.reserveCapacity(count)
+    guard count > 0 else { return positions }
+    var counter = [Int](repeating: 0, count: shape.count)
+    var position = 0
+    for _ in 0..<count {
+        positions.append(position)
+        // Advance the row-major counter like an odometer, updating the position incrementally.
+        var axis = shape.count - 1
         while axis >= 0 {
-            position[axis] += 1
-            inputIndex += inputStrides[axis]
-            if position[axis] < outputShape[axis] { break }
-            inputIndex -= inputStrides[axis] * position[axis]
-            position[axis] = 0
+            counter[axis] += 1
+            position += steps[axis]
+            if counter[axis] < shape[axis] { break }
+            position -= steps[axis] * counter[axis]
+            counter[axis] = 0
             axis -= 1
         }
     }
-    return result
+    return positions
 }
 
 /// Row-major strides of `shape`.

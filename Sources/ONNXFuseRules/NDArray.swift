@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import ONNXFuseOps
 
 /// A dense float64 array: the value of `compute` expressions. Row-major.
 ///
@@ -122,26 +123,7 @@ extension NDArray {
     /// For each element of an array of shape `shape` (row-major), the source position reached
     /// by moving `steps[axis]` per step along each axis: a strided view of another array.
     static func stridedPositions(shape: [Int], steps: [Int]) -> [Int] {
-        let count = elementCount(shape) ?? 0
-        var positions = [Int]()
-        positions.reserveCapacity(count)
-        guard count > 0 else { return positions }
-        var counter = Array(repeating: 0, count: shape.count)
-        var position = 0
-        for _ in 0..<count {
-            positions.append(position)
-            // Advance the row-major counter, updating the source position incrementally.
-            var axis = shape.count - 1
-            while axis >= 0 {
-                counter[axis] += 1
-                position += steps[axis]
-                if counter[axis] < shape[axis] { break }
-                position -= steps[axis] * counter[axis]
-                counter[axis] = 0
-                axis -= 1
-            }
-        }
-        return positions
+        ONNXFuseOps.stridedPositions(shape: shape, steps: steps)
     }
 
     /// `operation` applied element by element after broadcasting both arrays.

@@ -716,7 +716,7 @@ final class NeuralNetworkKernelTests: XCTestCase {
             ("QuantizeLinear", [floats([2, 4], sequence(8, seed: 11)), floats([2, 2], [1, 1, 1, 1])]),
             ("Einsum", [floats([2, 3], sequence(6, seed: 12)), floats([3, 2], sequence(6, seed: 13))]),
         ]
-        let extremes: [Int64] = [0, 1, 2, 5, -1, 1 << 24, 1 << 31, Int64(Int32.max), Int64.max, Int64.min]
+        let extremes: [Int64] = [0, 1, 2, 5, -1, 100, 1 << 31, Int64(Int32.max), Int64.max, Int64.min]
         for round in 0..<rounds {
             let (op, inputs) = bases[round % bases.count]
             let attributes = (0..<(1 + next(3))).map { _ -> Attribute in

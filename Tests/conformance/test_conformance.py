@@ -187,6 +187,10 @@ EXPECTED_BUILTIN_FIRINGS: dict[str, dict[str, int]] = {
         "remove-noop-arithmetic": 1, "remove-noop-cast": 1, "cancel-transpose-transpose": 1,
     },
     "dynamo_conv_bn.onnx": {"lift-constant": 1, "fold-constants": 3, "fold-conv-batchnorm": 1},
+    "shape_ops_mix.onnx": {
+        "fold-constants": 5, "fold-shape-arithmetic": 1, "remove-noop-arithmetic": 1, "remove-noop-reshape": 1,
+        "remove-noop-slice": 1, "merge-duplicates": 1,
+    },
 }
 
 # Models outside fixtures/*.onnx to add to the suite: append Case(...) here.
