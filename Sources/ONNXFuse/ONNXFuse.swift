@@ -132,21 +132,36 @@ public func optimize(_ model: Model, rules: [CompiledRule], options: Optimizatio
     rewriteOptions.explain = options.explain
     rewriteOptions.freezeInitializerInputs = options.freezeInitializerInputs
     rewriteOptions.maximumRewrites = options.maximumRewrites
-    let report = applyRules(selected.map(\.rewrite), to: model, options: rewriteOptions, analysis: analysis,
-                            nodeCreated: { inference.infer($0) })
-    // Folding may have made constants that equal others.
-    if mergesDuplicates { sharedInitializers += mergeDuplicateInitializers(model) }
-    var fired = report.fired
-    if sharedInitializers > 0 {
-        if let index = fired.firstIndex(where: { $0.rule == "merge-duplicates" }) {
-            fired[index].count += sharedInitializers
-        } else {
-            fired.append((rule: "merge-duplicates", count: sharedInitializers))
+    // Sharing initializers can make nodes equal that were not, so rules run again after it
+    // (a few rounds at most: each round only merges).
+    var explanations: [Explanation] = []
+    var reachedRewriteCap = false
+    var counts: [String: Int] = [:]
+    var order: [String] = []
+    for round in 0..<4 {
+        let roundReport = applyRules(selected.map(\.rewrite), to: model, options: rewriteOptions, analysis: analysis,
+                                     nodeCreated: { inference.infer($0) },
+                                     inputsChanged: { inference.refresh(from: $0) })
+        for (rule, count) in roundReport.fired {
+            if counts[rule] == nil { order.append(rule) }
+            counts[rule, default: 0] += count
         }
+        explanations = roundReport.explanations
+        reachedRewriteCap = roundReport.reachedRewriteCap
+        let shared = mergesDuplicates && !roundReport.reachedRewriteCap ? mergeDuplicateInitializers(model) : 0
+        sharedInitializers += shared
+        if shared == 0 || round == 3 { break }
     }
+    if sharedInitializers > 0 {
+        if counts["merge-duplicates"] == nil { order.append("merge-duplicates") }
+        counts["merge-duplicates", default: 0] += sharedInitializers
+    }
+    // In the engine's rule order: higher benefit first, then by name.
+    let benefit = Dictionary(selected.map { ($0.name, $0.rewrite.benefit) }, uniquingKeysWith: { a, _ in a })
+    let fired = order.sorted { (benefit[$1] ?? 0, $0) < (benefit[$0] ?? 0, $1) }.map { (rule: $0, count: counts[$0]!) }
     importNewDomains(model)
     return OptimizationReport(before: before, after: ModelStatistics(model), fired: fired,
-                              explanations: report.explanations, reachedRewriteCap: report.reachedRewriteCap)
+                              explanations: explanations, reachedRewriteCap: reachedRewriteCap)
 }
 
 /// Imports, at version 1, every operator domain a rule introduced that the model did not

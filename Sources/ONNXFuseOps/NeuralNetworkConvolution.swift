@@ -241,33 +241,27 @@ extension NeuralNetworkKit {
                                                 @inline(__always) func accumulate(_ oOffset: Int, _ xOffset: Int, _ count: Int, _ step: Int) {
                                                     let xr = x + xOffset
                                                     let r0 = o0 + oOffset, r1 = o1 + oOffset, r2 = o2 + oOffset, r3 = o3 + oOffset
+                                                    // The first `rows` output channels of the block take each input.
+                                                    // `rows` is a constant at every call: inlined, its tests fold
+                                                    // away and each block size keeps a loop of its own.
+                                                    @inline(__always) func accumulateRows(_ rows: Int) {
+                                                        for j in 0..<count {
+                                                            let v = xr[j * step]
+                                                            r0[j] += w0 * v
+                                                            if rows > 1 { r1[j] += w1 * v }
+                                                            if rows > 2 { r2[j] += w2 * v }
+                                                            if rows > 3 { r3[j] += w3 * v }
+                                                        }
+                                                    }
                                                     switch block {
-                                                    case 4:
-                                                        for j in 0..<count {
-                                                            let v = xr[j * step]
-                                                            r0[j] += w0 * v
-                                                            r1[j] += w1 * v
-                                                            r2[j] += w2 * v
-                                                            r3[j] += w3 * v
-                                                        }
-                                                    case 3:
-                                                        for j in 0..<count {
-                                                            let v = xr[j * step]
-                                                            r0[j] += w0 * v
-                                                            r1[j] += w1 * v
-                                                            r2[j] += w2 * v
-                                                        }
-                                                    case 2:
-                                                        for j in 0..<count {
-                                                            let v = xr[j * step]
-                                                            r0[j] += w0 * v
-                                                            r1[j] += w1 * v
-                                                        }
+                                                    case 4: accumulateRows(4)
+                                                    case 3: accumulateRows(3)
+                                                    case 2: accumulateRows(2)
                                                     default:
                                                         if step == 1 {
                                                             for j in 0..<count { r0[j] += w0 * xr[j] }
                                                         } else {
-                                                            for j in 0..<count { r0[j] += w0 * xr[j * step] }
+                                                            accumulateRows(1)
                                                         }
                                                     }
                                                 }
@@ -307,6 +301,62 @@ extension NeuralNetworkKit {
         return out
     }
 
+    /// The operands of a Conv, ConvInteger or QLinearConv node, checked: X is (N, C, spatial...)
+    /// and W is (M, C/group, kernel...), both of rank 3 to 5.
+    struct ConvolutionOperands {
+        let x: TensorValue, w: TensorValue
+        let batch: Int, channels: Int, outputChannels: Int, group: Int
+
+        /// Checks the ranks of `x` and `w` and that they fit the group attribute; `names` are
+        /// what the operator's errors call them ("X" and "W", or "x" and "w").
+        init(x: TensorValue, w: TensorValue, names: (x: String, w: String), _ context: OperatorContext) throws(OperatorError) {
+            let op = context.opType
+            guard x.rank >= 3, w.rank == x.rank, x.rank <= 5 else {
+                throw OperatorError("\(op): \(names.x) \(x.shape) and \(names.w) \(w.shape) must be of rank 3 to 5 and equal rank")
+            }
+            let group = Int(try context.int("group", default: 1))
+            let (channels, m) = (x.shape[1], w.shape[0])
+            guard group >= 1, channels % group == 0, m % group == 0, w.shape[1] * group == channels else {
+                throw OperatorError("\(op): \(names.x) \(x.shape), \(names.w) \(w.shape) and group \(group) do not fit")
+            }
+            (self.x, self.w, batch, self.channels, outputChannels, self.group) = (x, w, x.shape[0], channels, m, group)
+        }
+
+        /// Reads the window attributes and checks the output size and the work: the output shape
+        /// (N, M, spatial...) and the window geometry.
+        func window(_ context: OperatorContext) throws(OperatorError) -> (outputShape: [Int], geometry: Window3D) {
+            let spatial = x.rank - 2
+            let attributes = try WindowAttributes(context, spatialRank: spatial, defaultKernel: Array(w.shape[2...]))
+            var output: [Int] = [], padBegin: [Int] = []
+            for axis in 0..<spatial {
+                let window = try attributes.window(axis: axis, input: x.shape[axis + 2], context.opType)
+                output.append(window.output)
+                padBegin.append(window.padBegin)
+            }
+            let outputShape = [batch, outputChannels] + output
+            _ = try checkElementCount(outputShape, context)
+            try checkWork(outputShape + [channels / group, w.count / max(w.shape[0] * w.shape[1], 1)], context)
+            let geometry = Window3D(input: Array(x.shape[2...]), output: output, kernel: attributes.kernel,
+                                    strides: attributes.strides, dilations: attributes.dilations, padBegin: padBegin)
+            return (outputShape, geometry)
+        }
+
+        /// The direct convolution of `xs` (X's elements) with `ws` (W's), plus `bias`.
+        func convolve(_ xs: [Double], _ ws: [Double], bias: [Double]?, geometry: Window3D) -> [Double] {
+            directConvolution(x: xs, batch: batch, channels: channels, w: ws, outputChannels: outputChannels, group: group,
+                              bias: bias, geometry: geometry)
+        }
+
+        /// W's integer elements less their zero point: `zeroPoints` has one value, or one per
+        /// output channel.
+        func shiftedWeights(_ ws: [Int64], zeroPoints: [Int64]) -> [Double] {
+            let perFilter = ws.count / max(outputChannels, 1)
+            var shifted = [Double](repeating: 0, count: ws.count)
+            for index in ws.indices { shifted[index] = Double(ws[index] - zeroPoints[zeroPoints.count == 1 ? 0 : index / perFilter]) }
+            return shifted
+        }
+    }
+
     /// The bias of a convolution: one value per output channel, or a single value.
     static func convolutionBias(_ inputs: [TensorValue?], index: Int, channels: Int, type: DataType,
                          _ context: OperatorContext) throws(OperatorError) -> [Double]? {
@@ -324,31 +374,10 @@ extension NeuralNetworkKit {
         guard isRealType(x.dataType), w.dataType == x.dataType else {
             throw OperatorError("Conv: X and W must be of one floating-point type, got \(x.dataType) and \(w.dataType)")
         }
-        guard x.rank >= 3, w.rank == x.rank, x.rank <= 5 else {
-            throw OperatorError("Conv: X \(x.shape) and W \(w.shape) must be of rank 3 to 5 and equal rank")
-        }
-        let spatial = x.rank - 2
-        let group = Int(try context.int("group", default: 1))
-        let (batch, channels, m) = (x.shape[0], x.shape[1], w.shape[0])
-        guard group >= 1, channels % group == 0, m % group == 0, w.shape[1] * group == channels else {
-            throw OperatorError("Conv: X \(x.shape), W \(w.shape) and group \(group) do not fit")
-        }
-        let attributes = try WindowAttributes(context, spatialRank: spatial, defaultKernel: Array(w.shape[2...]))
-        var output: [Int] = [], padBegin: [Int] = []
-        for axis in 0..<spatial {
-            let window = try attributes.window(axis: axis, input: x.shape[axis + 2], "Conv")
-            output.append(window.output)
-            padBegin.append(window.padBegin)
-        }
-        let outShape = [batch, m] + output
-        _ = try checkElementCount(outShape, context)
-        try checkWork(outShape + [channels / group, w.count / max(w.shape[0] * w.shape[1], 1)], context)
-        let bias = try convolutionBias(inputs, index: 2, channels: m, type: x.dataType, context)
-        let geometry = Window3D(input: Array(x.shape[2...]), output: output, kernel: attributes.kernel,
-                                strides: attributes.strides, dilations: attributes.dilations, padBegin: padBegin)
-        let result = directConvolution(x: try realElements(x, context, "X"), batch: batch, channels: channels,
-                                       w: try realElements(w, context, "W"), outputChannels: m, group: group,
-                                       bias: bias, geometry: geometry)
+        let operands = try ConvolutionOperands(x: x, w: w, names: ("X", "W"), context)
+        let (outShape, geometry) = try operands.window(context)
+        let bias = try convolutionBias(inputs, index: 2, channels: operands.outputChannels, type: x.dataType, context)
+        let result = operands.convolve(try realElements(x, context, "X"), try realElements(w, context, "W"), bias: bias, geometry: geometry)
         return [TensorValue(x.dataType, shape: outShape, reals: result)]
     }
 
@@ -359,15 +388,8 @@ extension NeuralNetworkKit {
               case .integers(let xs) = x.elements, case .integers(let ws) = w.elements else {
             throw OperatorError("ConvInteger: x and w must be int8 or uint8")
         }
-        guard x.rank >= 3, w.rank == x.rank, x.rank <= 5 else {
-            throw OperatorError("ConvInteger: x \(x.shape) and w \(w.shape) must be of rank 3 to 5 and equal rank")
-        }
-        let spatial = x.rank - 2
-        let group = Int(try context.int("group", default: 1))
-        let (batch, channels, m) = (x.shape[0], x.shape[1], w.shape[0])
-        guard group >= 1, channels % group == 0, m % group == 0, w.shape[1] * group == channels else {
-            throw OperatorError("ConvInteger: x \(x.shape), w \(w.shape) and group \(group) do not fit")
-        }
+        let operands = try ConvolutionOperands(x: x, w: w, names: ("x", "w"), context)
+        let m = operands.outputChannels
         // Zero points: one for x; one for w or one per output channel.
         var xZero: Int64 = 0
         if let zero = optionalInput(inputs, 2) {
@@ -381,24 +403,10 @@ extension NeuralNetworkKit {
             }
             wZeros = z
         }
-        let attributes = try WindowAttributes(context, spatialRank: spatial, defaultKernel: Array(w.shape[2...]))
-        var output: [Int] = [], padBegin: [Int] = []
-        for axis in 0..<spatial {
-            let window = try attributes.window(axis: axis, input: x.shape[axis + 2], "ConvInteger")
-            output.append(window.output)
-            padBegin.append(window.padBegin)
-        }
-        let outShape = [batch, m] + output
-        _ = try checkElementCount(outShape, context)
-        try checkWork(outShape + [channels / group, w.count / max(w.shape[0] * w.shape[1], 1)], context)
-        let perFilter = ws.count / max(m, 1)
-        var shiftedW = [Double](repeating: 0, count: ws.count)
-        for index in ws.indices { shiftedW[index] = Double(ws[index] - wZeros[wZeros.count == 1 ? 0 : index / perFilter]) }
-        let geometry = Window3D(input: Array(x.shape[2...]), output: output, kernel: attributes.kernel,
-                                strides: attributes.strides, dilations: attributes.dilations, padBegin: padBegin)
+        let (outShape, geometry) = try operands.window(context)
         // Products of 9-bit values summed in float64 are exact far beyond any real kernel size.
-        let result = directConvolution(x: xs.map { Double($0 - xZero) }, batch: batch, channels: channels, w: shiftedW,
-                                       outputChannels: m, group: group, bias: nil, geometry: geometry)
+        let result = operands.convolve(xs.map { Double($0 - xZero) }, operands.shiftedWeights(ws, zeroPoints: wZeros),
+                                       bias: nil, geometry: geometry)
         return [TensorValue(.int32, shape: outShape, integers: result.map { Int64($0) })]
     }
 

@@ -31,14 +31,22 @@ extension NeuralNetworkKit {
         return values
     }
 
+    /// Input 0 of a normalization over channels (X, of rank 2 or more) as reals, with its batch
+    /// size, its channel count and the elements per channel of one sample.
+    static func channelLayout(_ inputs: [TensorValue?], _ context: OperatorContext) throws(OperatorError)
+        -> (x: TensorValue, xs: [Double], batch: Int, channels: Int, plane: Int) {
+        let x = try requiredInput(inputs, 0, context)
+        let xs = try realElements(x, context, "X")
+        guard x.rank >= 2 else { throw OperatorError("\(context.opType): X must have rank 2 or more") }
+        let (batch, channels) = (x.shape[0], x.shape[1])
+        let plane = batch * channels == 0 ? 0 : x.count / (batch * channels)
+        return (x, xs, batch, channels, plane)
+    }
+
     // MARK: - BatchNormalization
 
     static let batchNormalizationKernel: Kernel = { context, inputs throws(OperatorError) in
-        let x = try requiredInput(inputs, 0, context)
-        let xs = try realElements(x, context, "X")
-        guard x.rank >= 2 else { throw OperatorError("BatchNormalization: X must have rank 2 or more") }
-        let (batch, channels) = (x.shape[0], x.shape[1])
-        let plane = batch * channels == 0 ? 0 : x.count / (batch * channels)
+        let (x, xs, batch, channels, plane) = try channelLayout(inputs, context)
         let epsilon = try context.float("epsilon", default: 1e-5)
         let training: Bool
         if context.opsetVersion >= 14 {
@@ -120,11 +128,7 @@ extension NeuralNetworkKit {
     // MARK: - InstanceNormalization
 
     static let instanceNormalizationKernel: Kernel = { context, inputs throws(OperatorError) in
-        let x = try requiredInput(inputs, 0, context)
-        let xs = try realElements(x, context, "X")
-        guard x.rank >= 2 else { throw OperatorError("InstanceNormalization: X must have rank 2 or more") }
-        let (batch, channels) = (x.shape[0], x.shape[1])
-        let plane = batch * channels == 0 ? 0 : x.count / (batch * channels)
+        let (x, xs, batch, channels, plane) = try channelLayout(inputs, context)
         let epsilon = try context.float("epsilon", default: 1e-5)
         let scale = try channelValues(inputs, 1, count: channels, context, "scale")
         let bias = try channelValues(inputs, 2, count: channels, context, "B")
@@ -245,18 +249,14 @@ extension NeuralNetworkKit {
     // MARK: - GroupNormalization
 
     static let groupNormalizationKernel: Kernel = { context, inputs throws(OperatorError) in
-        let x = try requiredInput(inputs, 0, context)
-        let xs = try realElements(x, context, "X")
-        guard x.rank >= 2 else { throw OperatorError("GroupNormalization: X must have rank 2 or more") }
+        let (x, xs, batch, channels, plane) = try channelLayout(inputs, context)
         guard let groupsAttribute = try context.int("num_groups"), groupsAttribute >= 1, groupsAttribute <= Int64(Int32.max) else {
             throw OperatorError("GroupNormalization: num_groups must be a positive integer")
         }
         let groups = Int(groupsAttribute)
-        let (batch, channels) = (x.shape[0], x.shape[1])
         guard channels % groups == 0 else {
             throw OperatorError("GroupNormalization: \(channels) channels do not split into \(groups) groups")
         }
-        let plane = batch * channels == 0 ? 0 : x.count / (batch * channels)
         let epsilon = try context.float("epsilon", default: 1e-5)
         // Opset 18 has one scale and bias per group, opset 21 one per channel.
         let perChannel = context.opsetVersion >= 21

@@ -192,6 +192,42 @@ extension NeuralNetworkKit {
         return result
     }
 
+    /// The scales and zero points of a QLinearMatMul or QLinearConv node, whose inputs are
+    /// (a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point), and its
+    /// output type (y_zero_point's, else a's: int8 or uint8).
+    struct QLinearParameters {
+        let aScale: [Double], bScale: [Double], yScale: [Double]
+        let aZero: [Int64], bZero: [Int64], yZero: [Int64]
+        /// y_scale's type, in which the requantization factors are computed.
+        let scaleType: DataType
+        let outputType: DataType
+
+        /// Reads them for operands `a` and `b`, which the operator's errors call `names` (as
+        /// "a" and "b"); b's scale and zero point have one value or `bCount` (when given).
+        init(_ inputs: [TensorValue?], a: TensorValue, b: TensorValue, names: (a: String, b: String), bCount: Int?,
+             _ context: OperatorContext) throws(OperatorError) {
+            aScale = try scaleValues(try requiredInput(inputs, 1, context), count: nil, context, "\(names.a)_scale")
+            bScale = try scaleValues(try requiredInput(inputs, 4, context), count: bCount, context, "\(names.b)_scale")
+            let yScaleTensor = try requiredInput(inputs, 6, context)
+            yScale = try scaleValues(yScaleTensor, count: nil, context, "y_scale")
+            aZero = try zeroPointValues(optionalInput(inputs, 2), type: a.dataType, count: nil, context, "\(names.a)_zero_point")
+            bZero = try zeroPointValues(optionalInput(inputs, 5), type: b.dataType, count: bCount, context, "\(names.b)_zero_point")
+            let yZeroTensor = optionalInput(inputs, 7)
+            yZero = try zeroPointValues(yZeroTensor, type: nil, count: nil, context, "y_zero_point")
+            outputType = yZeroTensor?.dataType ?? a.dataType
+            guard [.int8, .uint8].contains(outputType) else {
+                throw OperatorError("\(context.opType): output type \(outputType) is not supported")
+            }
+            scaleType = yScaleTensor.dataType
+        }
+
+        /// The factor from an accumulated product to the output, for one of b's scales: computed
+        /// in the scales' type, as the reference does it.
+        func factor(bScale: Double) -> Double {
+            roundReal(roundReal(aScale[0] * bScale, to: scaleType) / yScale[0], to: scaleType)
+        }
+    }
+
     static let qLinearMatMulKernel: Kernel = { context, inputs throws(OperatorError) in
         let a = try requiredInput(inputs, 0, context), b = try requiredInput(inputs, 3, context)
         guard [.int8, .uint8].contains(a.dataType), [.int8, .uint8].contains(b.dataType),
@@ -199,24 +235,13 @@ extension NeuralNetworkKit {
             throw OperatorError("QLinearMatMul: a and b must be int8 or uint8")
         }
         let plan = try MatMulPlan(a.shape, b.shape, context)
-        let aScale = try scaleValues(try requiredInput(inputs, 1, context), count: nil, context, "a_scale")
-        let bScale = try scaleValues(try requiredInput(inputs, 4, context), count: nil, context, "b_scale")
-        let yScaleTensor = try requiredInput(inputs, 6, context)
-        let yScale = try scaleValues(yScaleTensor, count: nil, context, "y_scale")
-        let aZero = try zeroPointValues(optionalInput(inputs, 2), type: a.dataType, count: nil, context, "a_zero_point")
-        let bZero = try zeroPointValues(optionalInput(inputs, 5), type: b.dataType, count: nil, context, "b_zero_point")
-        let yZeroTensor = optionalInput(inputs, 7)
-        let yZero = try zeroPointValues(yZeroTensor, type: nil, count: nil, context, "y_zero_point")
-        let type = yZeroTensor?.dataType ?? a.dataType
-        guard [.int8, .uint8].contains(type) else { throw OperatorError("QLinearMatMul: output type \(type) is not supported") }
-        for i in x.indices { x[i] -= aZero[0] }
-        for i in y.indices { y[i] -= bZero[0] }
+        let parameters = try QLinearParameters(inputs, a: a, b: b, names: ("a", "b"), bCount: nil, context)
+        for i in x.indices { x[i] -= parameters.aZero[0] }
+        for i in y.indices { y[i] -= parameters.bZero[0] }
         let product = plan.run(x, y).map { Double($0) }
-        // The factor in the scales' type, as the reference computes it.
-        let scaleType = yScaleTensor.dataType
-        let factor = roundReal(roundReal(aScale[0] * bScale[0], to: scaleType) / yScale[0], to: scaleType)
-        let result = requantize(product, factor: { _ in factor }, zero: { _ in yZero[0] }, type: type)
-        return [TensorValue(type, shape: plan.outputShape, .integers(result))]
+        let factor = parameters.factor(bScale: parameters.bScale[0])
+        let result = requantize(product, factor: { _ in factor }, zero: { _ in parameters.yZero[0] }, type: parameters.outputType)
+        return [TensorValue(parameters.outputType, shape: plan.outputShape, .integers(result))]
     }
 
     static let qLinearConvKernel: Kernel = { context, inputs throws(OperatorError) in
@@ -225,25 +250,9 @@ extension NeuralNetworkKit {
               case .integers(let xs) = x.elements, case .integers(let ws) = w.elements else {
             throw OperatorError("QLinearConv: x and w must be int8 or uint8")
         }
-        guard x.rank >= 3, w.rank == x.rank, x.rank <= 5 else {
-            throw OperatorError("QLinearConv: x \(x.shape) and w \(w.shape) must be of rank 3 to 5 and equal rank")
-        }
-        let spatial = x.rank - 2
-        let group = Int(try context.int("group", default: 1))
-        let (batch, channels, m) = (x.shape[0], x.shape[1], w.shape[0])
-        guard group >= 1, channels % group == 0, m % group == 0, w.shape[1] * group == channels else {
-            throw OperatorError("QLinearConv: x \(x.shape), w \(w.shape) and group \(group) do not fit")
-        }
-        let xScale = try scaleValues(try requiredInput(inputs, 1, context), count: nil, context, "x_scale")
-        let wScale = try scaleValues(try requiredInput(inputs, 4, context), count: m, context, "w_scale")
-        let yScaleTensor = try requiredInput(inputs, 6, context)
-        let yScale = try scaleValues(yScaleTensor, count: nil, context, "y_scale")
-        let xZero = try zeroPointValues(optionalInput(inputs, 2), type: x.dataType, count: nil, context, "x_zero_point")
-        let wZero = try zeroPointValues(optionalInput(inputs, 5), type: w.dataType, count: m, context, "w_zero_point")
-        let yZeroTensor = optionalInput(inputs, 7)
-        let yZero = try zeroPointValues(yZeroTensor, type: nil, count: nil, context, "y_zero_point")
-        let type = yZeroTensor?.dataType ?? x.dataType
-        guard [.int8, .uint8].contains(type) else { throw OperatorError("QLinearConv: output type \(type) is not supported") }
+        let operands = try ConvolutionOperands(x: x, w: w, names: ("x", "w"), context)
+        let m = operands.outputChannels
+        let parameters = try QLinearParameters(inputs, a: x, b: w, names: ("x", "w"), bCount: m, context)
         var bias: [Double]? = nil
         if let b = optionalInput(inputs, 8) {
             guard b.dataType == .int32, b.count == m, case .integers(let v) = b.elements else {
@@ -251,28 +260,13 @@ extension NeuralNetworkKit {
             }
             bias = v.map { Double($0) }
         }
-        let attributes = try WindowAttributes(context, spatialRank: spatial, defaultKernel: Array(w.shape[2...]))
-        var output: [Int] = [], padBegin: [Int] = []
-        for axis in 0..<spatial {
-            let window = try attributes.window(axis: axis, input: x.shape[axis + 2], "QLinearConv")
-            output.append(window.output)
-            padBegin.append(window.padBegin)
-        }
-        let outShape = [batch, m] + output
-        _ = try checkElementCount(outShape, context)
-        try checkWork(outShape + [channels / group, w.count / max(w.shape[0] * w.shape[1], 1)], context)
-        let perFilter = ws.count / max(m, 1)
-        var shiftedW = [Double](repeating: 0, count: ws.count)
-        for index in ws.indices { shiftedW[index] = Double(ws[index] - wZero[wZero.count == 1 ? 0 : index / perFilter]) }
-        let geometry = Window3D(input: Array(x.shape[2...]), output: output, kernel: attributes.kernel,
-                                strides: attributes.strides, dilations: attributes.dilations, padBegin: padBegin)
-        let accumulated = directConvolution(x: xs.map { Double($0 - xZero[0]) }, batch: batch, channels: channels, w: shiftedW,
-                                            outputChannels: m, group: group, bias: bias, geometry: geometry)
-        let scaleType = yScaleTensor.dataType
-        let factors = wScale.map { roundReal(roundReal(xScale[0] * $0, to: scaleType) / yScale[0], to: scaleType) }
+        let (outShape, geometry) = try operands.window(context)
+        let accumulated = operands.convolve(xs.map { Double($0 - parameters.aZero[0]) },
+                                            operands.shiftedWeights(ws, zeroPoints: parameters.bZero), bias: bias, geometry: geometry)
+        let factors = parameters.bScale.map(parameters.factor(bScale:))
         let plane = max(1, geometry.outputPlane)
         let result = requantize(accumulated, factor: { factors.count == 1 ? factors[0] : factors[($0 / plane) % m] },
-                                zero: { _ in yZero[0] }, type: type)
-        return [TensorValue(type, shape: outShape, .integers(result))]
+                                zero: { _ in parameters.yZero[0] }, type: parameters.outputType)
+        return [TensorValue(parameters.outputType, shape: outShape, .integers(result))]
     }
 }

@@ -61,6 +61,54 @@ public final class ShapeInference {
         }
     }
 
+    /// Infers `start` again (its inputs changed: a value became a constant, say) and, while the
+    /// facts of a node's outputs change, the nodes that read them; returns the nodes whose facts
+    /// changed or whose inputs' facts did (rules that read those facts may now apply). A change
+    /// of fresh symbols alone is no change (the old facts stay), so this stops as soon as
+    /// nothing more is known.
+    public func refresh(from start: Node) -> [Node] {
+        var visited: [Node] = []
+        var stack = [start]
+        var seen: Set<ObjectIdentifier> = [ObjectIdentifier(start)]
+        while let node = stack.popLast() {
+            guard node.graph != nil else { continue }
+            visited.append(node)
+            let before = node.outputs.map { $0?.inferred }
+            infer(node)
+            var differs = false
+            for (output, old) in zip(node.outputs, before) {
+                guard let output else { continue }
+                if let old, Self.sameUpToFreshSymbols(old, output.inferred) {
+                    output.inferred = old
+                } else {
+                    differs = true
+                }
+            }
+            guard differs else { continue }
+            for output in node.outputs {
+                for use in output?.uses ?? [] where seen.insert(ObjectIdentifier(use.node)).inserted {
+                    stack.append(use.node)
+                }
+            }
+        }
+        return visited
+    }
+
+    /// Whether two facts say the same, taking any two fresh symbols as alike.
+    static func sameUpToFreshSymbols(_ a: InferredFacts, _ b: InferredFacts?) -> Bool {
+        guard let b, a.elementType == b.elementType else { return false }
+        func same(_ x: [Dimension]?, _ y: [Dimension]?) -> Bool {
+            guard let x, let y else { return x == nil && y == nil }
+            guard x.count == y.count else { return false }
+            return zip(x, y).allSatisfy { p, q in
+                if p == q { return true }
+                if case .param(let m) = p, case .param(let n) = q { return m.hasPrefix("unk__") && n.hasPrefix("unk__") }
+                return false
+            }
+        }
+        return same(a.shape, b.shape) && same(a.shapeValue, b.shapeValue)
+    }
+
     /// What is known of `value`: a constant's exact facts, else the inferred ones, else what
     /// the file declares.
     public func facts(of value: Value) -> ValueFacts {

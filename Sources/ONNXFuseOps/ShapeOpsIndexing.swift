@@ -44,6 +44,24 @@ extension ShapeKit {
         return try value.int64Values()
     }
 
+    /// The flat positions in a tensor of `shape` of the elements that taking `positions` along
+    /// `axis` gives, in the result's order: for each index before the axis, each of `positions`,
+    /// then each index after it.
+    static func flatPositions(selecting positions: [Int], along axis: Int, of shape: [Int]) -> [Int] {
+        let dim = shape[axis]
+        let outer = shapeProduct(Array(shape[..<axis])) ?? 0
+        let inner = shapeProduct(Array(shape[(axis + 1)...])) ?? 0
+        var flat: [Int] = []
+        flat.reserveCapacity(outer * positions.count * inner)
+        for o in 0..<outer {
+            for k in positions {
+                let base = (o * dim + k) * inner
+                for i in base..<(base + inner) { flat.append(i) }
+            }
+        }
+        return flat
+    }
+
     // MARK: Gather
 
     static func gatherKernel(_ context: OperatorContext, _ inputs: [TensorValue?]) throws(OperatorError) -> [TensorValue] {
@@ -56,18 +74,8 @@ extension ShapeKit {
         resolved.reserveCapacity(indices.count)
         for index in try indexValues(indices, "indices") { resolved.append(try resolveIndex(index, dim: dim)) }
         let shape = Array(data.shape[..<axis]) + indices.shape + Array(data.shape[(axis + 1)...])
-        let count = try checkedElementCount(shape)
-        let outer = shapeProduct(Array(data.shape[..<axis])) ?? 0
-        let inner = shapeProduct(Array(data.shape[(axis + 1)...])) ?? 0
-        var flat: [Int] = []
-        flat.reserveCapacity(count)
-        for o in 0..<outer {
-            for k in resolved {
-                let base = (o * dim + k) * inner
-                for i in base..<(base + inner) { flat.append(i) }
-            }
-        }
-        return [data.gathering(flat, shape: shape)]
+        _ = try checkedElementCount(shape)
+        return [data.gathering(flatPositions(selecting: resolved, along: axis, of: data.shape), shape: shape)]
     }
 
     static func gatherInference(_ context: inout InferenceContext) throws(OperatorError) {
@@ -357,17 +365,7 @@ extension ShapeKit {
         let kept = try compressPositions(condition, dim: dim)
         var shape = input.shape
         shape[axis] = kept.count
-        let outer = shapeProduct(Array(input.shape[..<axis])) ?? 0
-        let inner = shapeProduct(Array(input.shape[(axis + 1)...])) ?? 0
-        var flat: [Int] = []
-        flat.reserveCapacity(outer * kept.count * inner)
-        for o in 0..<outer {
-            for k in kept {
-                let base = (o * dim + k) * inner
-                for i in base..<(base + inner) { flat.append(i) }
-            }
-        }
-        return [input.gathering(flat, shape: shape)]
+        return [input.gathering(flatPositions(selecting: kept, along: axis, of: input.shape), shape: shape)]
     }
 
     static func compressInference(_ context: inout InferenceContext) throws(OperatorError) {

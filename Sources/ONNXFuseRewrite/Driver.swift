@@ -45,12 +45,16 @@ public struct RewriteReport: Sendable {
 /// rewrite created or touched, so a run is linear in the model's size for a fixed rule set;
 /// the same model and rules always give the same result.
 ///
+/// `inputsChanged` is called for every node that reads a value a native rule put in place of
+/// another; it returns the nodes whose facts changed as a result, which are tried again.
 /// `nodeCreated` is called for every node a rewrite inserts, in order, once its inputs are
 /// connected: operator-aware passes (shape inference) keep their facts current through it.
 public func applyRules(_ rules: [RewriteRule], to model: Model, options: RewriteOptions = RewriteOptions(),
-                       analysis: AnyObject? = nil, nodeCreated: ((Node) -> Void)? = nil) -> RewriteReport {
+                       analysis: AnyObject? = nil, nodeCreated: ((Node) -> Void)? = nil,
+                       inputsChanged: ((Node) -> [Node])? = nil) -> RewriteReport {
     var driver = Driver(rules: rules, model: model, options: options)
     driver.nodeCreated = nodeCreated
+    driver.inputsChanged = inputsChanged
     driver.analysis = analysis
     return driver.run()
 }
@@ -78,6 +82,7 @@ struct Driver {
     var counts: [Int]
     var explanations: [ExplanationKey: (order: Int, explanation: Explanation, node: Node)] = [:]
     var nodeCreated: ((Node) -> Void)?
+    var inputsChanged: ((Node) -> [Node])?
     var analysis: AnyObject?
 
     struct ExplanationKey: Hashable {
@@ -459,7 +464,10 @@ struct Driver {
         }
         for value in touched {
             enqueue(value.producer)
-            for use in value.uses { enqueue(use.node) }
+            for use in value.uses {
+                enqueue(use.node)
+                for changed in inputsChanged?(use.node) ?? [] { enqueue(changed) }
+            }
         }
         counts[ruleIndex] += 1
         report.rewrites += 1

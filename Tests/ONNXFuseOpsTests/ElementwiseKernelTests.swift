@@ -7,37 +7,8 @@ import XCTest
 private typealias Dimension = ONNXFuseIR.Dimension
 
 /// Kernels and inference of the elementwise operators.
-final class ElementwiseKernelTests: XCTestCase {
+final class ElementwiseKernelTests: XCTestCase, SingleOutputKernelTestCase {
     // MARK: Helpers
-
-    private func run(_ op: String, _ inputs: [TensorValue?], _ attributes: [Attribute] = [], opset: Int64 = 22,
-                     file: StaticString = #filePath, line: UInt = #line) throws -> TensorValue {
-        let kernel = try XCTUnwrap(OperatorRegistry.standard.kernel(op), "no kernel for \(op)", file: file, line: line)
-        let results = try kernel(OperatorContext(opType: op, opsetVersion: opset, attributes: attributes), inputs)
-        return try XCTUnwrap(results.first, file: file, line: line)
-    }
-
-    private func fails(_ op: String, _ inputs: [TensorValue?], _ attributes: [Attribute] = [], opset: Int64 = 22,
-                       file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertThrowsError(try run(op, inputs, attributes, opset: opset), "\(op) should fail", file: file, line: line)
-    }
-
-    private func infer(_ op: String, _ inputs: [ValueFacts?], _ attributes: [Attribute] = [], opset: Int64 = 22,
-                       file: StaticString = #filePath, line: UInt = #line) throws -> ValueFacts {
-        let inference = try XCTUnwrap(OperatorRegistry.standard.inference(op), "no inference for \(op)", file: file, line: line)
-        var context = InferenceContext(node: OperatorContext(opType: op, opsetVersion: opset, attributes: attributes),
-                                       inputs: inputs, outputCount: 1, symbols: SymbolAllocator(avoiding: ["N", "M"]))
-        try inference(&context)
-        return context.outputs[0]
-    }
-
-    private func floats(_ values: [Double], _ shape: [Int]? = nil, _ type: DataType = .float) -> TensorValue {
-        TensorValue(type, shape: shape ?? [values.count], reals: values)
-    }
-
-    private func ints(_ values: [Int64], _ shape: [Int]? = nil, _ type: DataType = .int64) -> TensorValue {
-        TensorValue(type, shape: shape ?? [values.count], .integers(values))
-    }
 
     private func uints(_ values: [UInt64], _ shape: [Int]? = nil) -> TensorValue {
         TensorValue(.uint64, shape: shape ?? [values.count], .unsigned(values))
@@ -45,47 +16,6 @@ final class ElementwiseKernelTests: XCTestCase {
 
     private func bools(_ values: [Bool], _ shape: [Int]? = nil) -> TensorValue {
         TensorValue(.bool, shape: shape ?? [values.count], .booleans(values))
-    }
-
-    private func attr(_ name: String, _ i: Int64) -> Attribute { Attribute(name: name, value: .int(i)) }
-    private func fattr(_ name: String, _ f: Float) -> Attribute { Attribute(name: name, value: .float(f)) }
-    private func attr(_ name: String, _ s: String) -> Attribute { Attribute(name: name, value: .string(Array(s.utf8))) }
-
-    private func reals(_ value: TensorValue) -> [Double] {
-        if case .reals(let v) = value.elements { return v }
-        XCTFail("expected reals, got \(value)")
-        return []
-    }
-
-    private func integers(_ value: TensorValue) -> [Int64] {
-        if case .integers(let v) = value.elements { return v }
-        XCTFail("expected integers, got \(value)")
-        return []
-    }
-
-    private func booleans(_ value: TensorValue) -> [Bool] {
-        if case .booleans(let v) = value.elements { return v }
-        XCTFail("expected booleans, got \(value)")
-        return []
-    }
-
-    private func assertClose(_ actual: [Double], _ expected: [Double], tolerance: Double = 1e-6,
-                             file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertEqual(actual.count, expected.count, "count", file: file, line: line)
-        for (a, e) in zip(actual, expected) {
-            if a.isNaN && e.isNaN { continue }
-            if a == e { continue }
-            XCTAssertLessThanOrEqual(abs(a - e), tolerance * max(1, abs(e)), "\(actual) vs \(expected)", file: file, line: line)
-        }
-    }
-
-    private func facts(_ type: DataType, _ dims: [Dimension]) -> ValueFacts { ValueFacts(elementType: type, shape: dims) }
-    private let n: Dimension = .param("N")
-    private let m: Dimension = .param("M")
-
-    private func isFresh(_ dim: Dimension?) -> Bool {
-        if case .param(let p)? = dim { return p.hasPrefix("unk__") }
-        return false
     }
 
     /// A scalar int64 value holding the dimension `dim` (as `Gather(Shape(x), i)` gives).
@@ -268,13 +198,13 @@ final class ElementwiseKernelTests: XCTestCase {
         let sig: (Double) -> Double = { 1 / (1 + Foundation.exp(-$0)) }
         try check("Sigmoid", [], sig)
         try check("Relu", []) { max(0, $0) }
-        try check("LeakyRelu", [fattr("alpha", Float(0.1))]) { $0 < 0 ? Double(Float(0.1)) * $0 : $0 }
+        try check("LeakyRelu", [attr("alpha", float: Float(0.1))]) { $0 < 0 ? Double(Float(0.1)) * $0 : $0 }
         try check("LeakyRelu", []) { $0 < 0 ? Double(Float(0.01)) * $0 : $0 }
-        try check("Elu", [fattr("alpha", Float(2))]) { $0 < 0 ? 2 * (Foundation.exp($0) - 1) : $0 }
+        try check("Elu", [attr("alpha", float: Float(2))]) { $0 < 0 ? 2 * (Foundation.exp($0) - 1) : $0 }
         let (alpha, gamma) = (Double(Float(1.6732632423543772)), Double(Float(1.0507009873554805)))
         try check("Selu", []) { $0 <= 0 ? gamma * (alpha * Foundation.exp($0) - alpha) : gamma * $0 }
-        try check("Celu", [fattr("alpha", Float(2))]) { max(0, $0) + min(0, 2 * (Foundation.exp($0 / 2) - 1)) }
-        try check("ThresholdedRelu", [fattr("alpha", Float(0.5))]) { $0 > 0.5 ? $0 : 0 }
+        try check("Celu", [attr("alpha", float: Float(2))]) { max(0, $0) + min(0, 2 * (Foundation.exp($0 / 2) - 1)) }
+        try check("ThresholdedRelu", [attr("alpha", float: Float(0.5))]) { $0 > 0.5 ? $0 : 0 }
         try check("HardSigmoid", []) { max(0, min(1, Double(Float(0.2)) * $0 + 0.5)) }
         try check("HardSwish", []) { $0 * max(0, min(1, $0 / 6 + 0.5)) }
         try check("Softplus", []) { Foundation.log(Foundation.exp($0) + 1) }
@@ -303,7 +233,7 @@ final class ElementwiseKernelTests: XCTestCase {
 
     func testClip() throws {
         let x = floats([-3, -1, 0, 1, 3, .nan])
-        let attrs = try run("Clip", [x], [fattr("min", Float(-1.5)), fattr("max", Float(2))], opset: 6)
+        let attrs = try run("Clip", [x], [attr("min", float: Float(-1.5)), attr("max", float: Float(2))], opset: 6)
         XCTAssertEqual(Array(reals(attrs).prefix(5)), [-1.5, -1, 0, 1, 2])
         XCTAssertTrue(reals(attrs)[5].isNaN)
         XCTAssertEqual(reals(try run("Clip", [floats([-.infinity, .infinity])], opset: 6)),
@@ -321,11 +251,11 @@ final class ElementwiseKernelTests: XCTestCase {
 
     func testShrink() throws {
         let x = floats([-2, -1, -0.5, 0, 0.5, 1, 2])
-        XCTAssertEqual(reals(try run("Shrink", [x], [fattr("lambd", Float(1.5))])), [-2, 0, 0, 0, 0, 0, 2])
-        XCTAssertEqual(reals(try run("Shrink", [x], [fattr("lambd", Float(0.5)), fattr("bias", Float(0.5))])), [-1.5, -0.5, 0, 0, 0, 0.5, 1.5])
-        XCTAssertEqual(integers(try run("Shrink", [ints([-3, -1, 0, 1, 3], nil, .int8)], [fattr("lambd", Float(1.5)), fattr("bias", Float(1))])),
+        XCTAssertEqual(reals(try run("Shrink", [x], [attr("lambd", float: Float(1.5))])), [-2, 0, 0, 0, 0, 0, 2])
+        XCTAssertEqual(reals(try run("Shrink", [x], [attr("lambd", float: Float(0.5)), attr("bias", float: Float(0.5))])), [-1.5, -0.5, 0, 0, 0, 0.5, 1.5])
+        XCTAssertEqual(integers(try run("Shrink", [ints([-3, -1, 0, 1, 3], nil, .int8)], [attr("lambd", float: Float(1.5)), attr("bias", float: Float(1))])),
                        [-2, 0, 0, 0, 2])
-        XCTAssertEqual(integers(try run("Shrink", [ints([Int64.max, Int64.min + 5])], [fattr("lambd", Float(0)), fattr("bias", Float(0))])),
+        XCTAssertEqual(integers(try run("Shrink", [ints([Int64.max, Int64.min + 5])], [attr("lambd", float: Float(0)), attr("bias", float: Float(0))])),
                        [Int64.max, Int64.min + 5])
     }
 

@@ -8,26 +8,19 @@ private typealias Dimension = ONNXFuseIR.Dimension
 
 /// Kernels and inference of the neural-network family (`NeuralNetwork*.swift`): matrix products,
 /// convolutions, pooling, normalizations, and the inference-only operators.
-final class NeuralNetworkKernelTests: XCTestCase {
+final class NeuralNetworkKernelTests: XCTestCase, KernelTestCase {
     // MARK: Helpers
-
-    private let registry = OperatorRegistry.standard
 
     /// Runs `op`'s kernel.
     private func run(_ op: String, _ inputs: [TensorValue?], _ attributes: [Attribute] = [], opset: Int64 = 22,
                      domain: String = "") throws -> [TensorValue] {
-        let kernel = try XCTUnwrap(registry.kernel(op, domain: domain), "no kernel for \(op)")
-        return try kernel(OperatorContext(opType: op, domain: domain, opsetVersion: opset, attributes: attributes), inputs)
+        try kernelOutputs(op, inputs, attributes, opset: opset, domain: domain)
     }
 
     /// Runs `op`'s inference.
     private func infer(_ op: String, _ inputs: [ValueFacts?], _ attributes: [Attribute] = [], outputs: Int = 1,
                        opset: Int64 = 22, domain: String = "") throws -> [ValueFacts] {
-        let inference = try XCTUnwrap(registry.inference(op, domain: domain), "no inference for \(op)")
-        var context = InferenceContext(node: OperatorContext(opType: op, domain: domain, opsetVersion: opset, attributes: attributes),
-                                       inputs: inputs, outputCount: outputs, symbols: SymbolAllocator(avoiding: ["N", "M"]))
-        try inference(&context)
-        return context.outputs
+        try inferredOutputs(op, inputs, attributes, outputs: outputs, opset: opset, domain: domain)
     }
 
     private func floats(_ shape: [Int], _ values: [Double], _ type: DataType = .float) -> TensorValue {
@@ -36,41 +29,6 @@ final class NeuralNetworkKernelTests: XCTestCase {
 
     private func ints(_ shape: [Int], _ values: [Int64], _ type: DataType = .int64) -> TensorValue {
         TensorValue(type, shape: shape, integers: values)
-    }
-
-    private func attr(_ name: String, _ value: AttributeValue) -> Attribute { Attribute(name: name, value: value) }
-    private func attr(_ name: String, _ i: Int64) -> Attribute { Attribute(name: name, value: .int(i)) }
-    private func attr(_ name: String, _ list: [Int64]) -> Attribute { Attribute(name: name, value: .ints(list)) }
-    private func floatAttr(_ name: String, _ f: Float) -> Attribute { Attribute(name: name, value: .float(f)) }
-    private func attr(_ name: String, _ s: String) -> Attribute { Attribute(name: name, value: .string(Array(s.utf8))) }
-
-    private func reals(_ value: TensorValue) -> [Double] {
-        if case .reals(let v) = value.elements { return v }
-        XCTFail("not reals: \(value)")
-        return []
-    }
-
-    private func integers(_ value: TensorValue) -> [Int64] {
-        if case .integers(let v) = value.elements { return v }
-        XCTFail("not integers: \(value)")
-        return []
-    }
-
-    private func assertClose(_ actual: [Double], _ expected: [Double], tolerance: Double = 1e-6,
-                             file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertEqual(actual.count, expected.count, "counts", file: file, line: line)
-        for (index, (a, e)) in zip(actual, expected).enumerated() where !(a.isNaN && e.isNaN) {
-            XCTAssertLessThanOrEqual(abs(a - e), tolerance * max(1, abs(e)), "element \(index): \(a) vs \(e)", file: file, line: line)
-        }
-    }
-
-    private func facts(_ type: DataType, _ dims: [Dimension]) -> ValueFacts { ValueFacts(elementType: type, shape: dims) }
-    private let n: Dimension = .param("N")
-    private let m: Dimension = .param("M")
-
-    private func isFresh(_ dim: Dimension) -> Bool {
-        if case .param(let p) = dim { return p.hasPrefix("unk__") }
-        return false
     }
 
     /// A deterministic pseudo-random sequence.
@@ -167,7 +125,7 @@ final class NeuralNetworkKernelTests: XCTestCase {
         let a = floats([3, 2], [1, 4, 2, 5, 3, 6])  // A^T = [[1,2,3],[4,5,6]]
         let b = floats([2, 3], [7, 9, 11, 8, 10, 12])  // B^T = [[7,8],[9,10],[11,12]]
         let c = floats([2], [1, 2])
-        let out = try run("Gemm", [a, b, c], [attr("transA", 1), attr("transB", 1), floatAttr("alpha", 2), floatAttr("beta", 0.5)])[0]
+        let out = try run("Gemm", [a, b, c], [attr("transA", 1), attr("transB", 1), attr("alpha", float: 2), attr("beta", float: 0.5)])[0]
         XCTAssertEqual(out.shape, [2, 2])
         let expectedGemm: [Double] = [116.5, 129, 278.5, 309]
         XCTAssertEqual(reals(out), expectedGemm)
@@ -176,7 +134,7 @@ final class NeuralNetworkKernelTests: XCTestCase {
         XCTAssertEqual(reals(column), [11, 12, 23, 24])
         XCTAssertEqual(reals(try run("Gemm", [floats([1, 1], [3]), floats([1, 1], [4])])[0]), [12])
         // beta = 0 ignores C, even a NaN one.
-        XCTAssertEqual(reals(try run("Gemm", [floats([1, 1], [3]), floats([1, 1], [4]), floats([1], [.nan])], [floatAttr("beta", 0)])[0]), [12])
+        XCTAssertEqual(reals(try run("Gemm", [floats([1, 1], [3]), floats([1, 1], [4]), floats([1], [.nan])], [attr("beta", float: 0)])[0]), [12])
         XCTAssertThrowsError(try run("Gemm", [floats([2, 2], [1, 0, 0, 1]), floats([2, 2], [1, 2, 3, 4]), floats([3], [1, 2, 3])]))
         XCTAssertThrowsError(try run("Gemm", [floats([2, 3], Array(repeating: 1, count: 6)), floats([2, 3], Array(repeating: 1, count: 6))]))
     }
@@ -185,8 +143,8 @@ final class NeuralNetworkKernelTests: XCTestCase {
         let a = ints([1, 2], [Int64(Int32.max), 1], .int32), b = ints([2, 1], [1, 1], .int32)
         XCTAssertEqual(integers(try run("Gemm", [a, b, ints([1], [1], .int32)])[0]), [Int64(Int32.min) + 1])
         // A fractional alpha truncates like numpy's astype.
-        XCTAssertEqual(integers(try run("Gemm", [ints([1, 1], [3]), ints([1, 1], [3])], [floatAttr("alpha", 0.5)])[0]), [4])
-        XCTAssertEqual(integers(try run("Gemm", [ints([1, 1], [-3]), ints([1, 1], [3])], [floatAttr("alpha", 0.5)])[0]), [-4])
+        XCTAssertEqual(integers(try run("Gemm", [ints([1, 1], [3]), ints([1, 1], [3])], [attr("alpha", float: 0.5)])[0]), [4])
+        XCTAssertEqual(integers(try run("Gemm", [ints([1, 1], [-3]), ints([1, 1], [3])], [attr("alpha", float: 0.5)])[0]), [-4])
     }
 
     func testGemmInference() throws {
@@ -267,6 +225,15 @@ final class NeuralNetworkKernelTests: XCTestCase {
 
     private func flat(_ index: [Int], _ shape: [Int]) -> Int { zip(index, shape).reduce(0) { $0 * $1.1 + $1.0 } }
 
+    /// Where kernel tap `k` of the window at `window` (a position of the strided side) lands on
+    /// the other side: `window * stride - padBegin + k * dilation` on every spatial axis.
+    private func tapPosition(_ window: [Int], _ k: [Int], strides: [Int], dilations: [Int], padBegin: [Int]) -> [Int] {
+        (0..<window.count).map { (axis: Int) -> Int in
+            let start: Int = window[axis] * strides[axis] - padBegin[axis]
+            return start + k[axis] * dilations[axis]
+        }
+    }
+
     /// Convolution straight from the definition.
     private func naiveConvolution(x: TensorValue, w: TensorValue, bias: [Double]?, group: Int, strides: [Int], dilations: [Int],
                                   padBegin: [Int], output: [Int]) -> [Double] {
@@ -280,10 +247,7 @@ final class NeuralNetworkKernelTests: XCTestCase {
             var sum = 0.0
             for cl in 0..<cg {
                 for k in indices(kernel) {
-                    let position: [Int] = (0..<o.count).map { (axis: Int) -> Int in
-                        let start: Int = o[axis] * strides[axis] - padBegin[axis]
-                        return start + k[axis] * dilations[axis]
-                    }
+                    let position = tapPosition(o, k, strides: strides, dilations: dilations, padBegin: padBegin)
                     guard zip(position, spatial).allSatisfy({ $0 >= 0 && $0 < $1 }) else { continue }
                     let c = (oc / mg) * cg + cl
                     sum += xs[flat([batch, c] + position, x.shape)] * ws[flat([oc, cl] + k, w.shape)]
@@ -402,10 +366,7 @@ final class NeuralNetworkKernelTests: XCTestCase {
             let i = Array(index[2...])
             for ml in 0..<mg {
                 for k in indices(kernel) {
-                    let o: [Int] = (0..<i.count).map { (axis: Int) -> Int in
-                        let start: Int = i[axis] * strides[axis] - padBegin[axis]
-                        return start + k[axis] * dilations[axis]
-                    }
+                    let o = tapPosition(i, k, strides: strides, dilations: dilations, padBegin: padBegin)
                     guard zip(o, output).allSatisfy({ $0 >= 0 && $0 < $1 }) else { continue }
                     let oc = (c / cg) * mg + ml
                     result[flat([batch, oc] + o, outShape)] += xs[flat(index, x.shape)] * ws[flat([c, ml] + k, w.shape)]
@@ -529,7 +490,7 @@ final class NeuralNetworkKernelTests: XCTestCase {
 
     func testLRN() throws {
         let x = floats([1, 3, 1, 1], [1, 2, 3])
-        let out = try run("LRN", [x], [attr("size", 2), floatAttr("alpha", 1), floatAttr("beta", 1), floatAttr("bias", 1)])[0]
+        let out = try run("LRN", [x], [attr("size", 2), attr("alpha", float: 1), attr("beta", float: 1), attr("bias", float: 1)])[0]
         // size 2: channel c sums squares of c and c + 1.
         let expected = [1 / (1 + 0.5 * 5), 2 / (1 + 0.5 * 13), 3 / (1 + 0.5 * 9)]
         assertClose(reals(out), expected.map { Double(Float($0)) })
@@ -541,11 +502,11 @@ final class NeuralNetworkKernelTests: XCTestCase {
     func testBatchNormalizationInferenceAndTraining() throws {
         let x = floats([2, 2, 1], [1, 2, 3, 4])
         let scale = floats([2], [1, 2]), bias = floats([2], [0, 1]), mean = floats([2], [2, 3]), variance = floats([2], [1, 4])
-        let out = try run("BatchNormalization", [x, scale, bias, mean, variance], [floatAttr("epsilon", 0)], opset: 15)
+        let out = try run("BatchNormalization", [x, scale, bias, mean, variance], [attr("epsilon", float: 0)], opset: 15)
         XCTAssertEqual(out.count, 1)
         XCTAssertEqual(reals(out[0]), [-1, 0, 1, 2])
         let training = try run("BatchNormalization", [x, scale, bias, mean, variance],
-                               [floatAttr("epsilon", 0), attr("training_mode", 1), floatAttr("momentum", 0.5)], opset: 15)
+                               [attr("epsilon", float: 0), attr("training_mode", 1), attr("momentum", float: 0.5)], opset: 15)
         XCTAssertEqual(training.count, 3)
         // Batch statistics: channel 0 holds 1 and 3 (mean 2, variance 1), channel 1 holds 2 and 4.
         XCTAssertEqual(reals(training[0]), [-1, -1, 1, 3])
@@ -553,7 +514,7 @@ final class NeuralNetworkKernelTests: XCTestCase {
         XCTAssertEqual(reals(training[2]), [1, 2.5])
         // float16 data with float statistics (opset 15).
         let half = try run("BatchNormalization", [floats([1, 1], [0.1], .float16), floats([1], [3]), floats([1], [0]),
-                                                  floats([1], [0]), floats([1], [1])], [floatAttr("epsilon", 0)], opset: 15)[0]
+                                                  floats([1], [0]), floats([1], [1])], [attr("epsilon", float: 0)], opset: 15)[0]
         XCTAssertEqual(half.dataType, .float16)
         XCTAssertEqual(reals(half), [roundReal(reals(floats([1], [0.1], .float16))[0] * 3, to: .float16)])
         XCTAssertThrowsError(try run("BatchNormalization", [x, floats([3], [1, 1, 1]), bias, mean, variance]))
@@ -566,23 +527,23 @@ final class NeuralNetworkKernelTests: XCTestCase {
 
     func testInstanceAndGroupNormalization() throws {
         let x = floats([1, 2, 2], [1, 3, 5, 9])
-        let instance = try run("InstanceNormalization", [x, floats([2], [1, 2]), floats([2], [0, 1])], [floatAttr("epsilon", 0)])[0]
+        let instance = try run("InstanceNormalization", [x, floats([2], [1, 2]), floats([2], [0, 1])], [attr("epsilon", float: 0)])[0]
         XCTAssertEqual(reals(instance), [-1, 1, -1, 3])
         // One group over both channels: mean 4.5, variance 8.75.
         let group = try run("GroupNormalization", [x, floats([2], [1, 1]), floats([2], [0, 0])],
-                            [attr("num_groups", 1), floatAttr("epsilon", 0)], opset: 21)[0]
+                            [attr("num_groups", 1), attr("epsilon", float: 0)], opset: 21)[0]
         let d = 8.75.squareRoot()
         assertClose(reals(group), [(1 - 4.5) / d, (3 - 4.5) / d, (5 - 4.5) / d, (9 - 4.5) / d].map { Double(Float($0)) })
         // Opset 18: one scale per group.
         let old = try run("GroupNormalization", [x, floats([2], [1, 2]), floats([2], [0, 1])],
-                          [attr("num_groups", 2), floatAttr("epsilon", 0)], opset: 18)[0]
+                          [attr("num_groups", 2), attr("epsilon", float: 0)], opset: 18)[0]
         XCTAssertEqual(reals(old), [-1, 1, -1, 3])
         XCTAssertThrowsError(try run("GroupNormalization", [x, floats([2], [1, 1]), floats([2], [0, 0])], [attr("num_groups", 3)], opset: 21))
     }
 
     func testLayerNormalization() throws {
         let x = floats([2, 2], [1, 3, 2, 2])
-        let out = try run("LayerNormalization", [x, floats([2], [1, 2]), floats([2], [0, 1])], [floatAttr("epsilon", 0)], opset: 17)
+        let out = try run("LayerNormalization", [x, floats([2], [1, 2]), floats([2], [0, 1])], [attr("epsilon", float: 0)], opset: 17)
         XCTAssertEqual(out.count, 3)
         XCTAssertEqual(reals(out[0])[0], -1)
         XCTAssertEqual(reals(out[0])[1], 3)
@@ -612,7 +573,7 @@ final class NeuralNetworkKernelTests: XCTestCase {
     }
 
     func testRMSNormalization() throws {
-        let out = try run("RMSNormalization", [floats([2, 2], [3, 4, 0, 0]), floats([2], [1, 2])], [floatAttr("epsilon", 0)], opset: 23)[0]
+        let out = try run("RMSNormalization", [floats([2, 2], [3, 4, 0, 0]), floats([2], [1, 2])], [attr("epsilon", float: 0)], opset: 23)[0]
         let r = (12.5).squareRoot()
         XCTAssertEqual(reals(out)[0], Double(Float(3 / r)))
         XCTAssertEqual(reals(out)[1], Double(Float(8 / r)))
@@ -682,7 +643,7 @@ final class NeuralNetworkKernelTests: XCTestCase {
             switch next(5) {
             case 0: return attr(name, values[next(values.count)])
             case 1: return attr(name, (0..<next(7)).map { _ in values[next(values.count)] })
-            case 2: return floatAttr(name, [Float(0), -1, 0.5, .nan, .infinity][next(5)])
+            case 2: return attr(name, float: [Float(0), -1, 0.5, .nan, .infinity][next(5)])
             case 3: return attr(name, ["SAME_UPPER", "VALID", "ij,jk->ik", "...i->i", "bidirectional", "ii", "->", "..."][next(8)])
             default: return attr(name, (0..<next(4)).map { _ in Int64(next(5)) })
             }

@@ -7,71 +7,8 @@ import XCTest
 private typealias Dimension = ONNXFuseIR.Dimension
 
 /// Kernels and inference of the Reduce* operators, ArgMax/ArgMin, the softmax family and CumSum.
-final class ReductionKernelTests: XCTestCase {
+final class ReductionKernelTests: XCTestCase, SingleOutputKernelTestCase {
     // MARK: Helpers
-
-    private func run(_ op: String, _ inputs: [TensorValue?], _ attributes: [Attribute] = [], opset: Int64 = 22,
-                     file: StaticString = #filePath, line: UInt = #line) throws -> TensorValue {
-        let kernel = try XCTUnwrap(OperatorRegistry.standard.kernel(op), "no kernel for \(op)", file: file, line: line)
-        let results = try kernel(OperatorContext(opType: op, opsetVersion: opset, attributes: attributes), inputs)
-        return try XCTUnwrap(results.first, file: file, line: line)
-    }
-
-    private func fails(_ op: String, _ inputs: [TensorValue?], _ attributes: [Attribute] = [], opset: Int64 = 22,
-                       file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertThrowsError(try run(op, inputs, attributes, opset: opset), "\(op) should fail", file: file, line: line)
-    }
-
-    private func infer(_ op: String, _ inputs: [ValueFacts?], _ attributes: [Attribute] = [], opset: Int64 = 22,
-                       file: StaticString = #filePath, line: UInt = #line) throws -> ValueFacts {
-        let inference = try XCTUnwrap(OperatorRegistry.standard.inference(op), "no inference for \(op)", file: file, line: line)
-        var context = InferenceContext(node: OperatorContext(opType: op, opsetVersion: opset, attributes: attributes),
-                                       inputs: inputs, outputCount: 1, symbols: SymbolAllocator(avoiding: ["N", "M"]))
-        try inference(&context)
-        return context.outputs[0]
-    }
-
-    private func floats(_ values: [Double], _ shape: [Int]? = nil, _ type: DataType = .float) -> TensorValue {
-        TensorValue(type, shape: shape ?? [values.count], reals: values)
-    }
-
-    private func ints(_ values: [Int64], _ shape: [Int]? = nil, _ type: DataType = .int64) -> TensorValue {
-        TensorValue(type, shape: shape ?? [values.count], .integers(values))
-    }
-
-    private func attr(_ name: String, _ i: Int64) -> Attribute { Attribute(name: name, value: .int(i)) }
-    private func attr(_ name: String, _ list: [Int64]) -> Attribute { Attribute(name: name, value: .ints(list)) }
-
-    private func reals(_ value: TensorValue) -> [Double] {
-        if case .reals(let v) = value.elements { return v }
-        XCTFail("expected reals, got \(value)")
-        return []
-    }
-
-    private func integers(_ value: TensorValue) -> [Int64] {
-        if case .integers(let v) = value.elements { return v }
-        XCTFail("expected integers, got \(value)")
-        return []
-    }
-
-    private func assertClose(_ actual: [Double], _ expected: [Double], tolerance: Double = 1e-6,
-                             file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertEqual(actual.count, expected.count, "count", file: file, line: line)
-        for (a, e) in zip(actual, expected) {
-            if a.isNaN && e.isNaN { continue }
-            if a == e { continue }
-            XCTAssertLessThanOrEqual(abs(a - e), tolerance * max(1, abs(e)), "\(actual) vs \(expected)", file: file, line: line)
-        }
-    }
-
-    private func facts(_ type: DataType, _ dims: [Dimension]) -> ValueFacts { ValueFacts(elementType: type, shape: dims) }
-    private let n: Dimension = .param("N")
-    private let m: Dimension = .param("M")
-
-    private func isFresh(_ dim: Dimension?) -> Bool {
-        if case .param(let p)? = dim { return p.hasPrefix("unk__") }
-        return false
-    }
 
     /// 0, 1, ..., 23 as a [2, 3, 4] tensor.
     private var cube: TensorValue { floats((0..<24).map(Double.init), [2, 3, 4]) }

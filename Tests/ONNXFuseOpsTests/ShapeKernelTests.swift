@@ -8,16 +8,13 @@ private typealias Dimension = ONNXFuseIR.Dimension
 
 /// Kernels and inference of the shape and data-movement family (`Operators+Shape.swift`,
 /// `ShapeOps*.swift`).
-final class ShapeKernelTests: XCTestCase {
+final class ShapeKernelTests: XCTestCase, KernelTestCase {
     // MARK: Helpers
-
-    private let registry = OperatorRegistry.standard
 
     /// Runs `op`'s kernel.
     private func run(_ op: String, _ inputs: [TensorValue?], _ attributes: [Attribute] = [], opset: Int64 = 21,
                      outputs: Int = 1) throws -> [TensorValue] {
-        let kernel = try XCTUnwrap(registry.kernel(op), "no kernel for \(op)")
-        return try kernel(OperatorContext(opType: op, opsetVersion: opset, attributes: attributes, outputCount: outputs), inputs)
+        try kernelOutputs(op, inputs, attributes, opset: opset, outputs: outputs)
     }
 
     /// Runs `op`'s kernel, expecting an error.
@@ -29,11 +26,7 @@ final class ShapeKernelTests: XCTestCase {
     /// Runs `op`'s inference.
     private func infer(_ op: String, _ inputs: [ValueFacts?], _ attributes: [Attribute] = [], outputs: Int = 1,
                        opset: Int64 = 21) throws -> [ValueFacts] {
-        let inference = try XCTUnwrap(registry.inference(op), "no inference for \(op)")
-        var context = InferenceContext(node: OperatorContext(opType: op, opsetVersion: opset, attributes: attributes),
-                                       inputs: inputs, outputCount: outputs, symbols: SymbolAllocator(avoiding: ["N", "S", "B"]))
-        try inference(&context)
-        return context.outputs
+        try inferredOutputs(op, inputs, attributes, outputs: outputs, opset: opset, taken: ["N", "S", "B"])
     }
 
     private func f32(_ shape: [Int], _ values: [Double]) -> TensorValue { TensorValue(.float, shape: shape, reals: values) }
@@ -47,36 +40,12 @@ final class ShapeKernelTests: XCTestCase {
         ints(shape, (0..<Int64(shapeProduct(shape)!)).map { $0 }, type)
     }
 
-    private func attr(_ name: String, _ i: Int64) -> Attribute { Attribute(name: name, value: .int(i)) }
-    private func attr(_ name: String, _ list: [Int64]) -> Attribute { Attribute(name: name, value: .ints(list)) }
-    private func attr(_ name: String, _ s: String) -> Attribute { Attribute(name: name, value: .string(Array(s.utf8))) }
-    private func attr(_ name: String, float f: Float) -> Attribute { Attribute(name: name, value: .float(f)) }
     private func attr(_ name: String, tensor: TensorValue) -> Attribute { Attribute(name: name, value: .tensor(tensor.tensor())) }
 
-    private func integers(_ value: TensorValue) -> [Int64] {
-        if case .integers(let v) = value.elements { return v }
-        XCTFail("not integers: \(value)")
-        return []
-    }
-
-    private func reals(_ value: TensorValue) -> [Double] {
-        if case .reals(let v) = value.elements { return v }
-        XCTFail("not reals: \(value)")
-        return []
-    }
-
-    private func facts(_ type: DataType, _ dims: [Dimension], value: [Dimension]? = nil) -> ValueFacts {
-        ValueFacts(elementType: type, shape: dims, shapeValue: value)
-    }
-    private let n: Dimension = .param("N")
+    /// The symbolic dimensions these tests name besides N (inference avoids them).
     private let s: Dimension = .param("S")
     private let b: Dimension = .param("B")
     private func v(_ x: Int64) -> Dimension { .value(x) }
-
-    private func isFresh(_ dim: Dimension?) -> Bool {
-        if case .param(let p)? = dim { return p.hasPrefix("unk__") }
-        return false
-    }
 
     // MARK: Shape and Size
 

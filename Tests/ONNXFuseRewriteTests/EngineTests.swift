@@ -26,6 +26,17 @@ final class EngineTests: XCTestCase {
         func output(_ value: Value?) { graph.addOutput(value!, info: ValueInfo(type: nil)) }
 
         var text: String { Printer().print(graph) }
+
+        /// Applies `rules` to the model (explaining refusals when `explain` is set, at most `cap`
+        /// rewrites when given), checks that the model still verifies, and returns the report.
+        func rewrite(with rules: [RewriteRule], explain: Bool = true, cap: Int? = nil) throws -> RewriteReport {
+            var options = RewriteOptions()
+            options.explain = explain
+            options.maximumRewrites = cap
+            let report = applyRules(rules, to: model, options: options)
+            try model.verify()
+            return report
+        }
     }
 
     /// `match { y = A(x); z = B(y) }  replace { z = C(x) }`, or with other names.
@@ -38,15 +49,6 @@ final class EngineTests: XCTestCase {
         return RewriteRule(name: name, benefit: benefit, pattern: pattern, replacement: replacement) { _, _ in .success(PreparedReplacement()) }
     }
 
-    func run(_ rules: [RewriteRule], _ b: Builder, explain: Bool = true, cap: Int? = nil) throws -> RewriteReport {
-        var options = RewriteOptions()
-        options.explain = explain
-        options.maximumRewrites = cap
-        let report = applyRules(rules, to: b.model, options: options)
-        try b.model.verify()
-        return report
-    }
-
     // MARK: Tests
 
     func testChainFoldsAndTheOutputKeepsItsName() throws {
@@ -55,7 +57,7 @@ final class EngineTests: XCTestCase {
         let a = b.node("A", [x], ["y"])
         let z = b.node("B", [a.outputs[0]], ["z"])
         b.output(z.outputs[0])
-        let report = try run([chainRule()], b)
+        let report = try b.rewrite(with: [chainRule()])
         XCTAssertEqual(report.fired.map(\.rule), ["a-b-to-c"])
         XCTAssertEqual(report.fired.map(\.count), [1])
         XCTAssertEqual(b.text, """
@@ -76,7 +78,7 @@ final class EngineTests: XCTestCase {
         b.output(z.outputs[0])
         b.output(other.outputs[0])
         let before = b.text
-        let report = try run([chainRule()], b)
+        let report = try b.rewrite(with: [chainRule()])
         XCTAssertTrue(report.fired.isEmpty)
         XCTAssertEqual(b.text, before)
         XCTAssertEqual(report.explanations.map(\.description), ["a-b-to-c at node 'bn3': y has 2 users"])
@@ -89,7 +91,7 @@ final class EngineTests: XCTestCase {
         let z = b.node("B", [a.outputs[0]], ["z"])
         b.output(z.outputs[0])
         b.output(a.outputs[0])
-        let report = try run([chainRule()], b)
+        let report = try b.rewrite(with: [chainRule()])
         XCTAssertTrue(report.fired.isEmpty)
         XCTAssertEqual(report.explanations.first?.reason, "y is a graph output")
     }
@@ -102,7 +104,7 @@ final class EngineTests: XCTestCase {
             b.output(b.node("B", [a.outputs[0]], ["z"]).outputs[0])
             let rules = [try chainRule(name: "alpha", benefit: benefits[0], into: "C"),
                          try chainRule(name: "beta", benefit: benefits[1], into: "D")]
-            _ = try run(rules, b)
+            _ = try b.rewrite(with: rules)
             XCTAssertEqual(b.graph.firstNode?.opType, expected, "benefits \(benefits)")
         }
     }
@@ -121,7 +123,7 @@ final class EngineTests: XCTestCase {
         let k = b.node("K", [], ["k"])
         let add = b.node("Add", [k.outputs[0], x], ["y"])  // constant first: only commutative matching finds it
         b.output(add.outputs[0])
-        XCTAssertEqual(try run([rule], b).fired.first?.count, 1)
+        XCTAssertEqual(try b.rewrite(with: [rule]).fired.first?.count, 1)
         XCTAssertTrue(b.text.contains("y = AddK (x)"), b.text)
 
         var strict = pattern
@@ -132,7 +134,7 @@ final class EngineTests: XCTestCase {
         let cx = c.input("x")
         let ck = c.node("K", [], ["k"])
         c.output(c.node("Add", [ck.outputs[0], cx], ["y"]).outputs[0])
-        XCTAssertTrue(try run([rule2], c).fired.isEmpty)
+        XCTAssertTrue(try c.rewrite(with: [rule2]).fired.isEmpty)
     }
 
     func testOptionalInputsMatchPresentAndAbsent() throws {
@@ -152,7 +154,7 @@ final class EngineTests: XCTestCase {
         b.output(b.node("A", [x], ["y1"]).outputs[0])
         b.output(b.node("A", [x, bias], ["y2"]).outputs[0])
         b.output(b.node("A", [x, bias, x], ["y3"]).outputs[0])  // a third input: no match
-        let report = try run([rule], b)
+        let report = try b.rewrite(with: [rule])
         XCTAssertEqual(report.fired.first?.count, 2)
         XCTAssertEqual(seen, [false, true])
         XCTAssertTrue(b.text.contains("y1 = C (x)\n"), b.text)
@@ -180,7 +182,7 @@ final class EngineTests: XCTestCase {
         let q = b.node("Q", [a.outputs[0]], ["q"])
         b.output(p.outputs[0])
         b.output(q.outputs[0])
-        XCTAssertEqual(try run([rule], b).fired.first?.count, 1)
+        XCTAssertEqual(try b.rewrite(with: [rule]).fired.first?.count, 1)
         XCTAssertEqual(b.text, """
             g (? x) => (? p, ? q)
             {
@@ -199,7 +201,7 @@ final class EngineTests: XCTestCase {
             value = b.node("B", [a.outputs[0]], ["b\(i)"]).outputs[0]!
         }
         b.output(value)
-        let report = try run([chainRule()], b)
+        let report = try b.rewrite(with: [chainRule()])
         XCTAssertEqual(report.fired.first?.count, 50)
         XCTAssertFalse(report.reachedRewriteCap)
         XCTAssertEqual(b.graph.nodeCount, 50)
@@ -213,7 +215,7 @@ final class EngineTests: XCTestCase {
         }
         let c = Builder()
         c.output(c.node("A", [c.input("x")], ["y"]).outputs[0])
-        let capped = try run([loop], c, cap: 25)
+        let capped = try c.rewrite(with: [loop], cap: 25)
         XCTAssertTrue(capped.reachedRewriteCap)
         XCTAssertEqual(capped.rewrites, 25)
     }
@@ -229,7 +231,7 @@ final class EngineTests: XCTestCase {
                           attributes: [Attribute(name: "then_branch", value: .graph(body))])
         b.graph.append(branch)
         b.output(branch.outputs[0])
-        XCTAssertEqual(try run([chainRule()], b).fired.first?.count, 1)
+        XCTAssertEqual(try b.rewrite(with: [chainRule()]).fired.first?.count, 1)
         XCTAssertEqual(body.nodes.map(\.opType), ["C"])
         XCTAssertEqual(body.outputs.first?.value.name, "z")
     }
@@ -249,7 +251,7 @@ final class EngineTests: XCTestCase {
         b.output(id2.outputs[0])
         let passthrough = b.node("Id", [x], ["x_copy"])
         b.output(passthrough.outputs[0])
-        let report = try run([rule], b)
+        let report = try b.rewrite(with: [rule])
         XCTAssertEqual(report.fired.first?.count, 2)
         XCTAssertEqual(b.text, """
             g (? x) => (? out, ? x_copy)
@@ -279,7 +281,7 @@ final class EngineTests: XCTestCase {
         b.output(b.node("Scale", [x, s], ["y"]).outputs[0])
         let dynamic = b.input("dynamic")
         b.output(b.node("Scale", [x, dynamic], ["y2"]).outputs[0])
-        let report = try run([rule], b)
+        let report = try b.rewrite(with: [rule])
         XCTAssertEqual(report.fired.first?.count, 1)
         XCTAssertEqual(b.graph.initializers.map(\.name), ["y_s2"], "the old constant went when nothing used it")
         XCTAssertEqual(b.graph.initializers.first?.initializer?.doubleValues(), [2, 4])
@@ -301,8 +303,8 @@ final class EngineTests: XCTestCase {
             return b
         }
         let first = build(), second = build()
-        let r1 = try run([chainRule(), chainRule(name: "other", into: "E")], first)
-        let r2 = try run([chainRule(), chainRule(name: "other", into: "E")], second)
+        let r1 = try first.rewrite(with: [chainRule(), chainRule(name: "other", into: "E")])
+        let r2 = try second.rewrite(with: [chainRule(), chainRule(name: "other", into: "E")])
         XCTAssertEqual(first.text, second.text)
         XCTAssertEqual(r1.explanations, r2.explanations)
         XCTAssertEqual(r1.rewrites, r2.rewrites)

@@ -15,20 +15,12 @@ final class NativeRuleTests: XCTestCase {
         .success([.value(node.inputs[0]!)])
     }
 
-    func run(_ rules: [RewriteRule], _ b: Builder) throws -> RewriteReport {
-        var options = RewriteOptions()
-        options.explain = true
-        let report = applyRules(rules, to: b.model, options: options)
-        try b.model.verify()
-        return report
-    }
-
     func testConstantReplacesTheNodeAndTakesItsName() throws {
         let b = Builder()
         let x = b.input("x")
         let k = b.node("K", [x], ["k"])
         b.output(b.node("U", [k.outputs[0]], ["y"]).outputs[0])
-        let report = try run([constantRule], b)
+        let report = try b.rewrite(with: [constantRule])
         XCTAssertEqual(report.fired.map(\.count), [1])
         XCTAssertEqual(b.graph.nodeCount, 1)
         XCTAssertEqual(b.graph.initializers.map(\.name), ["k"])
@@ -40,7 +32,7 @@ final class NativeRuleTests: XCTestCase {
         let x = b.input("x")
         b.output(b.node("K", [x], ["k"]).outputs[0])
         b.output(b.node("P", [x], ["p"]).outputs[0])
-        let report = try run([constantRule, passRule], b)
+        let report = try b.rewrite(with: [constantRule, passRule])
         XCTAssertEqual(report.fired.map(\.rule), ["k-to-constant"])
         XCTAssertEqual(b.graph.outputs.map(\.value.name), ["k", "p"])
         XCTAssertEqual(report.explanations.map(\.reason), ["output 'p' is a graph output and what replaces it cannot take its name"])
@@ -52,7 +44,7 @@ final class NativeRuleTests: XCTestCase {
         let two = b.node("K", [x], ["first", "second"])
         b.output(b.node("U", [two.outputs[0], two.outputs[1]], ["y"]).outputs[0])
         let before = b.text
-        let report = try run([constantRule], b)
+        let report = try b.rewrite(with: [constantRule])
         XCTAssertEqual(report.fired.count, 0)
         XCTAssertEqual(b.text, before)
         XCTAssertEqual(report.explanations.map(\.reason), ["output 'second' is used and the rule does not replace it"])
@@ -64,7 +56,7 @@ final class NativeRuleTests: XCTestCase {
         var value = x
         for index in 0..<5 { value = b.node("P", [value], ["p\(index)"]).outputs[0]! }
         b.output(b.node("U", [value], ["y"]).outputs[0])
-        let report = try run([passRule], b)
+        let report = try b.rewrite(with: [passRule])
         XCTAssertEqual(report.fired.map(\.count), [5])
         XCTAssertEqual(b.graph.nodeCount, 1)
         XCTAssertTrue(b.graph.firstNode!.inputs[0] === x)
@@ -74,7 +66,7 @@ final class NativeRuleTests: XCTestCase {
         let refuse = RewriteRule(name: "never", benefit: 1, opType: "K") { _, _ in .failure(RuleRefusal("not today")) }
         let b = Builder()
         b.output(b.node("K", [b.input("x")], ["k"]).outputs[0])
-        let report = try run([refuse], b)
+        let report = try b.rewrite(with: [refuse])
         XCTAssertEqual(report.explanations.map(\.description), ["never at node 'k': not today"])
     }
 }
