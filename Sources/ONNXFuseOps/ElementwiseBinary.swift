@@ -40,7 +40,7 @@ extension ElementwiseKit {
     /// A kernel applying `operation` to two broadcast operands of one type.
     static func arithmeticKernel(_ operation: Arithmetic) -> Kernel {
         return { context, inputs throws(OperatorError) in
-            let a = try input(inputs, 0, context), b = try input(inputs, 1, context)
+            let a = try requiredInput(inputs, 0, context), b = try requiredInput(inputs, 1, context)
             try checkSameType(a, b, context)
             let plan = try binaryPlan(a, b, context)
             let (am, bm) = (plan.maps[0], plan.maps[1])
@@ -154,7 +154,7 @@ extension ElementwiseKit {
     /// (opset 12 on). Integer powers are exact (wrapping); an integer base with a real
     /// exponent is computed in Double and truncated.
     static let powKernel: Kernel = { context, inputs throws(OperatorError) in
-        let a = try input(inputs, 0, context), b = try input(inputs, 1, context)
+        let a = try requiredInput(inputs, 0, context), b = try requiredInput(inputs, 1, context)
         let plan = try binaryPlan(a, b, context)
         let (am, bm, n) = (plan.maps[0], plan.maps[1], plan.count)
         let type = a.dataType
@@ -228,7 +228,7 @@ extension ElementwiseKit {
         case "RIGHT": left = false
         case let other: throw OperatorError("BitShift: direction must be LEFT or RIGHT, not \(other ?? "absent")")
         }
-        let a = try input(inputs, 0, context), b = try input(inputs, 1, context)
+        let a = try requiredInput(inputs, 0, context), b = try requiredInput(inputs, 1, context)
         try checkSameType(a, b, context)
         let plan = try binaryPlan(a, b, context)
         let (am, bm, n) = (plan.maps[0], plan.maps[1], plan.count)
@@ -275,7 +275,7 @@ extension ElementwiseKit {
 
     /// PRelu: `slope * x` where x < 0, else x; slope broadcasts to X (unidirectionally).
     static let preluKernel: Kernel = { context, inputs throws(OperatorError) in
-        let x = try input(inputs, 0, context), slope = try input(inputs, 1, context)
+        let x = try requiredInput(inputs, 0, context), slope = try requiredInput(inputs, 1, context)
         try checkSameType(x, slope, context)
         guard let slopeShape = preluSlopeShape(x.shape, slope.shape) else {
             throw OperatorError("PRelu: slope \(slope.shape) does not broadcast to X \(x.shape)")
@@ -320,7 +320,7 @@ extension ElementwiseKit {
     /// A kernel comparing two broadcast operands of one type into booleans.
     static func comparisonKernel(_ comparison: Comparison) -> Kernel {
         return { context, inputs throws(OperatorError) in
-            let a = try input(inputs, 0, context), b = try input(inputs, 1, context)
+            let a = try requiredInput(inputs, 0, context), b = try requiredInput(inputs, 1, context)
             try checkSameType(a, b, context)
             let plan = try binaryPlan(a, b, context)
             let (am, bm, n) = (plan.maps[0], plan.maps[1], plan.count)
@@ -345,7 +345,7 @@ extension ElementwiseKit {
     /// A kernel combining two broadcast boolean operands.
     static func logicKernel(_ f: @escaping @Sendable (Bool, Bool) -> Bool) -> Kernel {
         return { context, inputs throws(OperatorError) in
-            let a = try input(inputs, 0, context), b = try input(inputs, 1, context)
+            let a = try requiredInput(inputs, 0, context), b = try requiredInput(inputs, 1, context)
             guard case .booleans(let x) = a.elements, case .booleans(let y) = b.elements else {
                 throw OperatorError("\(context.opType) takes bool tensors, not \(a.dataType) and \(b.dataType)")
             }
@@ -356,7 +356,7 @@ extension ElementwiseKit {
 
     /// Where: X where the condition holds, else Y, all three broadcast.
     static let whereKernel: Kernel = { context, inputs throws(OperatorError) in
-        let c = try input(inputs, 0, context), x = try input(inputs, 1, context), y = try input(inputs, 2, context)
+        let c = try requiredInput(inputs, 0, context), x = try requiredInput(inputs, 1, context), y = try requiredInput(inputs, 2, context)
         guard case .booleans(let cv) = c.elements else { throw OperatorError("Where: the condition must be bool, not \(c.dataType)") }
         try checkSameType(x, y, context)
         let plan = try broadcast([c.shape, x.shape, y.shape], context)

@@ -89,13 +89,13 @@ extension ElementwiseKit {
 
     /// Cast: to the type the attribute `to` names.
     static let castKernel: Kernel = { context, inputs throws(OperatorError) in
-        let x = try input(inputs, 0, context)
+        let x = try requiredInput(inputs, 0, context)
         return [try cast(x, to: try castTarget(context))]
     }
 
     /// CastLike: to the type of the second input.
     static let castLikeKernel: Kernel = { context, inputs throws(OperatorError) in
-        let x = try input(inputs, 0, context), like = try input(inputs, 1, context)
+        let x = try requiredInput(inputs, 0, context), like = try requiredInput(inputs, 1, context)
         return [try cast(x, to: like.dataType)]
     }
 }

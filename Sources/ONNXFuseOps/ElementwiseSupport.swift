@@ -10,19 +10,6 @@ enum ElementwiseKit {
     /// The largest number of elements an elementwise or reduction kernel produces.
     static let elementLimit = 1 << 28
 
-    /// Input `index`, which the operator requires.
-    static func input(_ inputs: [TensorValue?], _ index: Int, _ context: OperatorContext) throws(OperatorError) -> TensorValue {
-        guard index < inputs.count, let value = inputs[index] else {
-            throw OperatorError("\(context.opType): input \(index) is required")
-        }
-        return value
-    }
-
-    /// Input `index` when present.
-    static func optionalInput(_ inputs: [TensorValue?], _ index: Int) -> TensorValue? {
-        index < inputs.count ? inputs[index] : nil
-    }
-
     /// Throws unless `shape` holds at most `elementLimit` elements; returns the count.
     static func checkedCount(_ shape: [Int], _ context: OperatorContext) throws(OperatorError) -> Int {
         guard shape.allSatisfy({ $0 >= 0 }), let count = shapeProduct(shape), count <= elementLimit else {

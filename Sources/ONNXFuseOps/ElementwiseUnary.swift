@@ -25,7 +25,7 @@ extension ElementwiseKit {
     /// A kernel applying `operation` to each element.
     static func unaryKernel(_ operation: Unary) -> Kernel {
         return { context, inputs throws(OperatorError) in
-            let x = try input(inputs, 0, context)
+            let x = try requiredInput(inputs, 0, context)
             switch x.elements {
             case .reals(let v):
                 guard let make = operation.real else { break }
@@ -137,21 +137,21 @@ extension ElementwiseKit {
 
     /// Not: logical negation of a bool tensor.
     static let notKernel: Kernel = { context, inputs throws(OperatorError) in
-        let x = try input(inputs, 0, context)
+        let x = try requiredInput(inputs, 0, context)
         guard case .booleans(let v) = x.elements else { throw OperatorError("Not takes bool, not \(x.dataType)") }
         return [TensorValue(.bool, shape: x.shape, .booleans(v.map { !$0 }))]
     }
 
     /// IsNaN: whether each element is NaN (false for integers).
     static let isNaNKernel: Kernel = { context, inputs throws(OperatorError) in
-        let x = try input(inputs, 0, context)
+        let x = try requiredInput(inputs, 0, context)
         guard case .reals(let v) = x.elements else { throw OperatorError("IsNaN does not take \(x.dataType)") }
         return [TensorValue(.bool, shape: x.shape, .booleans(v.map { $0.isNaN }))]
     }
 
     /// IsInf: whether each element is an infinity of a sign asked for.
     static let isInfKernel: Kernel = { context, inputs throws(OperatorError) in
-        let x = try input(inputs, 0, context)
+        let x = try requiredInput(inputs, 0, context)
         guard case .reals(let v) = x.elements else { throw OperatorError("IsInf does not take \(x.dataType)") }
         let positive = try context.int("detect_positive", default: 1) != 0
         let negative = try context.int("detect_negative", default: 1) != 0
@@ -166,7 +166,7 @@ extension ElementwiseKit {
     /// optional scalar inputs of the input's type after. A NaN stays NaN; when min > max,
     /// every element becomes max (as numpy's clip).
     static let clipKernel: Kernel = { context, inputs throws(OperatorError) in
-        let x = try input(inputs, 0, context)
+        let x = try requiredInput(inputs, 0, context)
         if context.opsetVersion < 11 {
             guard case .reals(let v) = x.elements else { throw OperatorError("Clip does not take \(x.dataType) before opset 11") }
             let lo = roundReal(try context.float("min", default: -Double(Float.greatestFiniteMagnitude)), to: x.dataType)
@@ -231,7 +231,7 @@ extension ElementwiseKit {
     /// the comparisons are exact; an integral bias is applied exactly, another one in Double
     /// with the result truncated.
     static let shrinkKernel: Kernel = { context, inputs throws(OperatorError) in
-        let x = try input(inputs, 0, context)
+        let x = try requiredInput(inputs, 0, context)
         let bias = try context.float("bias", default: 0)
         let lambd = try context.float("lambd", default: 0.5)
         switch x.elements {

@@ -86,6 +86,20 @@ public struct OperatorContext {
     }
 }
 
+/// Input `index` of a kernel, which the operator requires: an error naming the operator when
+/// it is absent. Every operator family uses it.
+func requiredInput(_ inputs: [TensorValue?], _ index: Int, _ context: OperatorContext) throws(OperatorError) -> TensorValue {
+    guard index < inputs.count, let value = inputs[index] else {
+        throw OperatorError("\(context.opType): input \(index) is required")
+    }
+    return value
+}
+
+/// Input `index` of a kernel, or nil when absent or past the end.
+func optionalInput(_ inputs: [TensorValue?], _ index: Int) -> TensorValue? {
+    index < inputs.count ? inputs[index] : nil
+}
+
 /// A reference kernel: the outputs of an operator for constant inputs (nil: an absent
 /// optional input). It returns one tensor per output the node can have, in order (callers
 /// ignore the outputs the node leaves out).
@@ -252,6 +266,12 @@ public struct OperatorRegistry: Sendable {
             return parts[0].isEmpty ? String(parts[1]) : "\(parts[0]).\(parts[1])"
         }.sorted()
     }
+
+    /// Operators whose outputs are drawn at random: they have no kernel, and two of them with
+    /// the same inputs are not the same value.
+    public static let nondeterministicOperators: Set<String> = [
+        "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli",
+    ]
 
     /// Everything this build knows.
     public static let standard: OperatorRegistry = {

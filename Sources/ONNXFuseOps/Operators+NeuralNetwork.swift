@@ -34,19 +34,6 @@ enum NeuralNetworkKit {
         }
     }
 
-    /// Input `index`, which the operator requires.
-    static func requiredInput(_ inputs: [TensorValue?], _ index: Int, _ context: OperatorContext) throws(OperatorError) -> TensorValue {
-        guard index < inputs.count, let value = inputs[index] else {
-            throw OperatorError("\(context.opType): input \(index) is required")
-        }
-        return value
-    }
-
-    /// Input `index` when present.
-    static func optionalInput(_ inputs: [TensorValue?], _ index: Int) -> TensorValue? {
-        index < inputs.count ? inputs[index] : nil
-    }
-
     /// The elements of a floating-point tensor.
     static func realElements(_ value: TensorValue, _ context: OperatorContext, _ what: String) throws(OperatorError) -> [Double] {
         guard case .reals(let v) = value.elements else {

@@ -74,7 +74,7 @@ extension ReductionKit {
     /// ArgMax and ArgMin: int64 indices along `axis`; NaN is the extreme (as numpy);
     /// select_last_index picks the last of equal extremes.
     static let argKernel: Kernel = { context, inputs throws(OperatorError) in
-        let x = try ElementwiseKit.input(inputs, 0, context)
+        let x = try requiredInput(inputs, 0, context)
         let isMax = context.opType == "ArgMax"
         let axis = try normalizeAxis(try context.int("axis", default: 0), rank: x.rank)
         let keepdims = try context.int("keepdims", default: 1) != 0
@@ -130,7 +130,7 @@ extension ReductionKit {
 
     /// Softmax, LogSoftmax and Hardmax, in Double, rounded once.
     static let softmaxKernel: Kernel = { context, inputs throws(OperatorError) in
-        let x = try ElementwiseKit.input(inputs, 0, context)
+        let x = try requiredInput(inputs, 0, context)
         guard case .reals(let v) = x.elements else { throw OperatorError("\(context.opType) does not take \(x.dataType)") }
         let layout = try softmaxLayout(x, context)
         var out = [Double](repeating: 0, count: v.count)
@@ -195,8 +195,8 @@ extension ReductionKit {
     /// CumSum: the axis is a scalar input; reals accumulate in Double and each sum is rounded
     /// once; integers wrap.
     static let cumSumKernel: Kernel = { context, inputs throws(OperatorError) in
-        let x = try ElementwiseKit.input(inputs, 0, context)
-        let axisTensor = try ElementwiseKit.input(inputs, 1, context)
+        let x = try requiredInput(inputs, 0, context)
+        let axisTensor = try requiredInput(inputs, 1, context)
         let axis = try normalizeAxis(try axisTensor.scalarInt64(), rank: x.rank)
         let exclusive = try context.int("exclusive", default: 0) != 0
         let reverse = try context.int("reverse", default: 0) != 0

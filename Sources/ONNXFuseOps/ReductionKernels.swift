@@ -23,7 +23,7 @@ enum ReductionKit {
     static func givenAxes(_ context: OperatorContext, _ inputs: [TensorValue?]) throws(OperatorError) -> [Int64]? {
         let axes: [Int64]?
         if context.opsetVersion >= axesInputVersion[context.opType, default: 18] {
-            axes = try ElementwiseKit.optionalInput(inputs, 1)?.int64Values()
+            axes = try optionalInput(inputs, 1)?.int64Values()
         } else {
             axes = try context.ints("axes")
         }
@@ -158,7 +158,7 @@ enum ReductionKit {
 
     /// The Reduce* kernels: axes, keepdims and noop_with_empty_axes as the opset has them.
     static let reduceKernel: Kernel = { context, inputs throws(OperatorError) in
-        let x = try ElementwiseKit.input(inputs, 0, context)
+        let x = try requiredInput(inputs, 0, context)
         let keepdims = try context.int("keepdims", default: 1) != 0
         let noop = try context.int("noop_with_empty_axes", default: 0) != 0
         let mask = try reducedMask(try givenAxes(context, inputs), rank: x.rank, noop: noop, context)

@@ -177,14 +177,12 @@ public final class ShapeInference {
         }
         guard total <= evaluationElementLimit, let results = try? kernel(context, values) else { return nil }
         return node.outputs.indices.map { index in
-            index < results.count && results[index].count <= constantElementLimit
-                ? ValueFacts(constant: results[index])
-                : index < results.count ? ValueFacts(elementType: results[index].dataType,
-                                                     shape: results[index].shape.map { .value(Int64($0)) }) : ValueFacts()
-        }.map { facts in
-            var stripped = facts
-            stripped.constant = nil  // values are not stored on outputs: folding makes them constants
-            return stripped
+            guard index < results.count else { return ValueFacts() }
+            // Values are not stored on outputs (folding makes them constants), only their facts.
+            var facts = ValueFacts(constant: results[index])
+            facts.constant = nil
+            if results[index].count > constantElementLimit { facts.shapeValue = nil }
+            return facts
         }
     }
 

@@ -21,11 +21,6 @@ enum ShapeKit {
         return value
     }
 
-    /// Input `index` of a kernel, or nil when absent.
-    static func optionalInput(_ inputs: [TensorValue?], _ index: Int) -> TensorValue? {
-        index < inputs.count ? inputs[index] : nil
-    }
-
     /// The element count of `shape`, checked: no negative dimension, no overflow, at most
     /// `elementLimit` elements.
     @discardableResult

@@ -45,7 +45,7 @@ public struct RewriteReport: Sendable {
 /// rewrite created or touched, so a run is linear in the model's size for a fixed rule set;
 /// the same model and rules always give the same result.
 ///
-/// `inputsChanged` is called for every node that reads a value a native rule put in place of
+/// `inputsChanged` is called for every node that reads a value a rewrite put in place of
 /// another; it returns the nodes whose facts changed as a result, which are tried again.
 /// `nodeCreated` is called for every node a rewrite inserts, in order, once its inputs are
 /// connected: operator-aware passes (shape inference) keep their facts current through it.
@@ -110,7 +110,9 @@ struct Driver {
             if root.matchesAnyOperator {
                 anyOperator[domain, default: []].append(index)
             } else {
-                byRoot[Self.key(domain: domain, opType: root.opType), default: []].append(index)
+                for opType in [root.opType] + rule.otherRootOpTypes {
+                    byRoot[Self.key(domain: domain, opType: opType), default: []].append(index)
+                }
             }
         }
         self.byRoot = byRoot
@@ -379,20 +381,27 @@ struct Driver {
         removeUnused(freed)
         // Revisit what changed: the new nodes, their producers and their users, and what read
         // the values the match freed (a value may have lost a user).
-        for value in freed where value.graph != nil {
-            enqueue(value.producer)
-            for use in value.uses { enqueue(use.node) }
-        }
+        for value in freed { revisit(value) }
         for node in created {
             enqueue(node)
             for input in node.inputs { enqueue(input?.producer) }
-            for output in node.outputs { for use in output?.uses ?? [] { enqueue(use.node) } }
+            for output in node.outputs { if let output { revisit(output, replaced: true) } }
         }
         for (_, source) in replacement.forwards {
-            if let value = resolve(source) {
-                enqueue(value.producer)
-                for use in value.uses { enqueue(use.node) }
-            }
+            if let value = resolve(source) { revisit(value, replaced: true) }
+        }
+    }
+
+    /// Queues the producer and the readers of `value`. When `replaced`, the value now stands
+    /// where another one stood: its readers' facts are refreshed (`inputsChanged`), and the
+    /// nodes whose facts changed are queued too.
+    mutating func revisit(_ value: Value, replaced: Bool = false) {
+        guard value.graph != nil else { return }
+        enqueue(value.producer)
+        for use in value.uses {
+            enqueue(use.node)
+            guard replaced, let inputsChanged else { continue }
+            for changed in inputsChanged(use.node) { enqueue(changed) }
         }
     }
 
@@ -458,17 +467,8 @@ struct Driver {
         graph.erase(node)
         for (value, name) in renames { value.name = name }
         removeUnused(freed)
-        for value in freed where value.graph != nil {
-            enqueue(value.producer)
-            for use in value.uses { enqueue(use.node) }
-        }
-        for value in touched {
-            enqueue(value.producer)
-            for use in value.uses {
-                enqueue(use.node)
-                for changed in inputsChanged?(use.node) ?? [] { enqueue(changed) }
-            }
-        }
+        for value in freed { revisit(value) }
+        for value in touched { revisit(value, replaced: true) }
         counts[ruleIndex] += 1
         report.rewrites += 1
         return true

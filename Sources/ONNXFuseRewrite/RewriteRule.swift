@@ -153,14 +153,20 @@ public struct RewriteRule {
     /// rule language cannot yet express): what the root node's outputs become. Its pattern is
     /// the root node alone, and `replacement` and `prepare` are unused.
     public var native: NativeRewrite?
+    /// Further operators a native rule is rooted at, besides its pattern's root (so a rule for a
+    /// few operators is not tried at every node).
+    public var otherRootOpTypes: [String] = []
 
-    /// A native rule rooted at `opType` of `domain` (`PatternNode.anyOperator` for any).
-    public init(name: String, benefit: Int, opType: String, domain: String = "", native: @escaping NativeRewrite) {
+    /// A native rule rooted at each of `opTypes` of `domain` (`[PatternNode.anyOperator]` for
+    /// any operator).
+    public init(name: String, benefit: Int, opTypes: [String], domain: String = "", native: @escaping NativeRewrite) {
+        precondition(!opTypes.isEmpty, "a native rule needs a root operator")
         self.name = name
         self.benefit = benefit
         // A single node can never be disconnected: this pattern always builds.
-        self.pattern = try! Pattern(nodes: [PatternNode(opType: opType, domain: domain, inputs: [.rest], outputs: [])],
+        self.pattern = try! Pattern(nodes: [PatternNode(opType: opTypes[0], domain: domain, inputs: [.rest], outputs: [])],
                                     root: 0, valueNames: [], attributeNames: [])
+        self.otherRootOpTypes = Array(opTypes.dropFirst())
         self.replacement = Replacement(nodes: [])
         self.prepare = { _, _ in .failure(RuleRefusal("a native rule has no prepare step")) }
         self.native = native

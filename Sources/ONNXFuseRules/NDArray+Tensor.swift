@@ -21,50 +21,22 @@ extension NDArray {
         if let problem = tensor.payloadProblem {
             throw EvaluationError("\(label) \(problem)")
         }
-        let shape = tensor.dims.map { Int($0) }  // payloadProblem checked sign and overflow
-        let n = tensor.elementCount!
-        var values: [Double]
-        switch tensor.storage {
-        case .none:
-            values = []
-        case .floatData(let b):
-            values = (0..<n).map { Double(b.load(elementAt: $0, as: Float.self)) }
-        case .doubleData(let b):
-            values = (0..<n).map { b.load(elementAt: $0, as: Double.self) }
-        case .int64Data(let b):
-            values = try NDArray.exactly((0..<n).map { b.load(elementAt: $0, as: Int64.self) }, type, label)
-        case .uint64Data(let b):
-            values = try NDArray.exactly((0..<n).map { b.load(elementAt: $0, as: UInt64.self) }, type, label)
-        case .int32Data(let b):
-            let words = (0..<n).map { b.load(elementAt: $0, as: Int32.self) }
-            switch type {
-            case .float16: values = words.map { float16Value(UInt16(truncatingIfNeeded: $0)) }
-            case .bfloat16: values = words.map { bfloat16Value(UInt16(truncatingIfNeeded: $0)) }
-            default: values = words.map { Double($0) }
-            }
-        case .raw(let b):
-            switch type {
-            case .float: values = (0..<n).map { Double(Float(bitPattern: UInt32(littleEndian: b.load(elementAt: $0, as: UInt32.self)))) }
-            case .double: values = (0..<n).map { Double(bitPattern: UInt64(littleEndian: b.load(elementAt: $0, as: UInt64.self))) }
-            case .float16: values = (0..<n).map { float16Value(UInt16(littleEndian: b.load(elementAt: $0, as: UInt16.self))) }
-            case .bfloat16: values = (0..<n).map { bfloat16Value(UInt16(littleEndian: b.load(elementAt: $0, as: UInt16.self))) }
-            case .int8: values = (0..<n).map { Double(b.load(elementAt: $0, as: Int8.self)) }
-            case .uint8, .bool: values = (0..<n).map { Double(b.load(elementAt: $0, as: UInt8.self)) }
-            case .int16: values = (0..<n).map { Double(Int16(littleEndian: b.load(elementAt: $0, as: Int16.self))) }
-            case .uint16: values = (0..<n).map { Double(UInt16(littleEndian: b.load(elementAt: $0, as: UInt16.self))) }
-            case .int32: values = (0..<n).map { Double(Int32(littleEndian: b.load(elementAt: $0, as: Int32.self))) }
-            case .uint32: values = (0..<n).map { Double(UInt32(littleEndian: b.load(elementAt: $0, as: UInt32.self))) }
-            case .int64:
-                values = try NDArray.exactly((0..<n).map { Int64(littleEndian: b.load(elementAt: $0, as: Int64.self)) }, type, label)
-            case .uint64:
-                values = try NDArray.exactly((0..<n).map { UInt64(littleEndian: b.load(elementAt: $0, as: UInt64.self)) }, type, label)
-            default:
-                throw EvaluationError("cannot compute with \(type) (\(label))")
-            }
-        case .stringData:
-            throw EvaluationError("cannot compute with \(type) (\(label) holds strings)")
+        // One reader of stored tensors for the whole project: the kernels' exact one.
+        let value: TensorValue
+        do throws(OperatorError) {
+            value = try TensorValue(tensor: tensor)
+        } catch {
+            throw EvaluationError("\(label): \(error.message)")
         }
-        self.init(shape: shape, values: values)
+        let values: [Double]
+        switch value.elements {
+        case .reals(let v): values = v
+        case .integers(let v): values = try NDArray.exactly(v, type, label)
+        case .unsigned(let v): values = try NDArray.exactly(v, type, label)
+        case .booleans(let v): values = v.map { $0 ? 1 : 0 }
+        case .strings: throw EvaluationError("cannot compute with \(type) (\(label) holds strings)")
+        }
+        self.init(shape: value.shape, values: values)
     }
 
     /// 64-bit integers as doubles, or an error for the first one float64 cannot hold exactly.
@@ -85,24 +57,19 @@ extension NDArray {
     /// so check `isFinite` first when that matters). Integer and bool types take only values
     /// that are already integers in range.
     public func tensor(as dataType: DataType) throws(EvaluationError) -> Tensor {
-        let dims = shape.map { Int64($0) }
-        let bytes: TensorBytes
+        // The kernels' tensor type rounds and packs: one writer for the whole project.
         switch dataType {
-        case .float: bytes = NDArray.pack(values) { Float($0).bitPattern }
-        case .double: bytes = NDArray.pack(values) { $0.bitPattern }
-        case .float16: bytes = NDArray.pack(values) { float16Bits($0) }
-        case .bfloat16: bytes = NDArray.pack(values) { bfloat16Bits($0) }
-        case .int8: bytes = NDArray.pack(try checkedIntegers(dataType)) { Int8($0) }
-        case .uint8, .bool: bytes = NDArray.pack(try checkedIntegers(dataType)) { UInt8($0) }
-        case .int16: bytes = NDArray.pack(try checkedIntegers(dataType)) { Int16($0) }
-        case .uint16: bytes = NDArray.pack(try checkedIntegers(dataType)) { UInt16($0) }
-        case .int32: bytes = NDArray.pack(try checkedIntegers(dataType)) { Int32($0) }
-        case .uint32: bytes = NDArray.pack(try checkedIntegers(dataType)) { UInt32($0) }
-        case .int64: bytes = NDArray.pack(try checkedIntegers(dataType)) { Int64($0) }
-        case .uint64: bytes = NDArray.pack(try checkedIntegers(dataType)) { UInt64($0) }
-        default: throw EvaluationError("cannot compute with \(dataType)")
+        case .float, .double, .float16, .bfloat16:
+            return TensorValue(dataType, shape: shape, reals: values).tensor()
+        case .bool:
+            return TensorValue.bool(try checkedIntegers(dataType).map { $0 != 0 }, shape: shape).tensor()
+        case .uint64:
+            return TensorValue(.uint64, shape: shape, .unsigned(try checkedIntegers(dataType).map { UInt64($0) })).tensor()
+        case .int8, .uint8, .int16, .uint16, .int32, .uint32, .int64:
+            return TensorValue(dataType, shape: shape, integers: try checkedIntegers(dataType).map { Int64($0) }).tensor()
+        default:
+            throw EvaluationError("cannot compute with \(dataType)")
         }
-        return Tensor(dataType: dataType, dims: dims, storage: .raw(bytes))
     }
 
     /// The values, after checking that each is an integer within the bounds of `dataType`.
@@ -117,16 +84,6 @@ extension NDArray {
             }
         }
         return values
-    }
-
-    /// `values` converted by `convert` and stored little-endian.
-    private static func pack<T: FixedWidthInteger>(_ values: [Double], _ convert: (Double) -> T) -> TensorBytes {
-        let size = MemoryLayout<T>.size
-        return TensorBytes(count: values.count * size) { buffer in
-            for (index, value) in values.enumerated() {
-                buffer.storeBytes(of: convert(value).littleEndian, toByteOffset: index * size, as: T.self)
-            }
-        }
     }
 
     /// For the integer types and bool: the smallest value and one past the largest, as doubles

@@ -8,10 +8,10 @@ final class NativeRuleTests: XCTestCase {
     typealias Builder = EngineTests.Builder
 
     /// `K(x)` becomes the constant [7]; `P(x)` passes `x` through.
-    let constantRule = RewriteRule(name: "k-to-constant", benefit: 2, opType: "K") { _, _ in
+    let constantRule = RewriteRule(name: "k-to-constant", benefit: 2, opTypes: ["K"]) { _, _ in
         .success([.tensor(Tensor(dataType: .float, dims: [1], values: [Float(7)]))])
     }
-    let passRule = RewriteRule(name: "p-passes", benefit: 1, opType: "P") { node, _ in
+    let passRule = RewriteRule(name: "p-passes", benefit: 1, opTypes: ["P"]) { node, _ in
         .success([.value(node.inputs[0]!)])
     }
 
@@ -62,8 +62,20 @@ final class NativeRuleTests: XCTestCase {
         XCTAssertTrue(b.graph.firstNode!.inputs[0] === x)
     }
 
+    func testARuleWithSeveralRootsIsTriedAtEachAndNowhereElse() throws {
+        let pass = RewriteRule(name: "p-or-q-passes", benefit: 1, opTypes: ["P", "Q"]) { node, _ in .success([.value(node.inputs[0]!)]) }
+        let b = Builder()
+        let x = b.input("x")
+        let q = b.node("Q", [b.node("P", [x], ["p"]).outputs[0]], ["q"])
+        let r = b.node("R", [q.outputs[0]], ["r"])
+        b.output(b.node("U", [r.outputs[0]], ["y"]).outputs[0])
+        let report = try b.rewrite(with: [pass])
+        XCTAssertEqual(report.fired.map(\.count), [2])
+        XCTAssertEqual(b.graph.nodes.map(\.opType), ["R", "U"])
+    }
+
     func testRefusalIsExplained() throws {
-        let refuse = RewriteRule(name: "never", benefit: 1, opType: "K") { _, _ in .failure(RuleRefusal("not today")) }
+        let refuse = RewriteRule(name: "never", benefit: 1, opTypes: ["K"]) { _, _ in .failure(RuleRefusal("not today")) }
         let b = Builder()
         b.output(b.node("K", [b.input("x")], ["k"]).outputs[0])
         let report = try b.rewrite(with: [refuse])

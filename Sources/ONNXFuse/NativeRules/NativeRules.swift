@@ -30,32 +30,32 @@ final class OperatorAnalysis {
 enum NativeRules {
     /// Every native rule, in the order `rules list` shows them.
     static var all: [CompiledRule] { [
-        rule("lift-constant", benefit: 100, opType: "Constant",
+        rule("lift-constant", benefit: 100, opTypes: ["Constant"],
              "Turn a Constant node into an initializer.", liftConstant),
-        rule("fold-constants", benefit: 90, opType: PatternNode.anyOperator,
+        rule("fold-constants", benefit: 90, opTypes: [PatternNode.anyOperator],
              "Replace a node whose inputs are all constants (or that reads only a static type or shape) by its value.",
              foldConstants),
-        rule("fold-shape-arithmetic", benefit: 80, opType: PatternNode.anyOperator,
+        rule("fold-shape-arithmetic", benefit: 80, opTypes: [PatternNode.anyOperator],
              "Replace an integer value computed from shapes by a constant when the dimensions it reads are static.",
              foldShapeArithmetic),
-        rule("merge-duplicates", benefit: 70, opType: PatternNode.anyOperator,
+        rule("merge-duplicates", benefit: 70, opTypes: [PatternNode.anyOperator],
              "Merge a node into an earlier one with the same operator, attributes and inputs.", mergeDuplicates),
-        rule("remove-noop-cast", benefit: 60, opType: PatternNode.anyOperator,
+        rule("remove-noop-cast", benefit: 60, opTypes: ["Cast", "CastLike"],
              "Remove a Cast or CastLike to the type its input already has.", removeNoopCast),
-        rule("remove-noop-reshape", benefit: 60, opType: PatternNode.anyOperator,
+        rule("remove-noop-reshape", benefit: 60, opTypes: ["Reshape", "Expand", "Squeeze", "Unsqueeze", "Flatten"],
              "Remove a Reshape, Expand, Squeeze, Unsqueeze or Flatten that does not change the shape.", removeNoopReshape),
-        rule("remove-noop-slice", benefit: 60, opType: "Slice",
+        rule("remove-noop-slice", benefit: 60, opTypes: ["Slice"],
              "Remove a Slice that takes everything.", removeNoopSlice),
-        rule("remove-noop-concat", benefit: 60, opType: "Concat",
+        rule("remove-noop-concat", benefit: 60, opTypes: ["Concat"],
              "Remove a Concat of a single input.", removeNoopConcat),
-        rule("remove-noop-arithmetic", benefit: 60, opType: PatternNode.anyOperator,
+        rule("remove-noop-arithmetic", benefit: 60, opTypes: ["Add", "Sub", "Mul", "Div"],
              "Remove an Add or Sub of zero, or a Mul or Div by one, that changes neither shape nor type.",
              removeNoopArithmetic),
     ] }
 
-    static func rule(_ name: String, benefit: Int, opType: String, _ summary: String,
+    static func rule(_ name: String, benefit: Int, opTypes: [String], _ summary: String,
                      _ body: @escaping (Node, OperatorAnalysis, RewriteContext) -> Result<[OutputReplacement?], RuleRefusal>) -> CompiledRule {
-        let rewrite = RewriteRule(name: name, benefit: benefit, opType: opType) { node, context in
+        let rewrite = RewriteRule(name: name, benefit: benefit, opTypes: opTypes) { node, context in
             guard let analysis = context.analysis as? OperatorAnalysis else {
                 return .failure(RuleRefusal("no operator analysis for this run"))
             }
@@ -91,16 +91,11 @@ func liftConstant(_ node: Node, _ analysis: OperatorAnalysis, _ context: Rewrite
 
 // MARK: fold-constants
 
-/// Operators that are not deterministic or have effects: never evaluated, never merged.
-let nondeterministicOperators: Set<String> = [
-    "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli",
-]
-
 func foldConstants(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<[OutputReplacement?], RuleRefusal> {
     if let refusal = refuseOtherDomains(node) ?? refuseOldIR(analysis) { return .failure(refusal) }
     if node.opType == "Constant" || node.inputs.isEmpty { return .failure(RuleRefusal("the node has no inputs")) }
     if !node.subgraphs.isEmpty { return .failure(RuleRefusal("the node has subgraphs")) }
-    if nondeterministicOperators.contains(node.opType) { return .failure(RuleRefusal("\(node.opType) is not deterministic")) }
+    if OperatorRegistry.nondeterministicOperators.contains(node.opType) { return .failure(RuleRefusal("\(node.opType) is not deterministic")) }
     // Shape and Size read only their input's shape: static output facts are their value.
     if node.opType == "Shape" || node.opType == "Size" {
         return staticIntegerOutputs(node, analysis)
@@ -160,7 +155,10 @@ func staticIntegerOutputs(_ node: Node, _ analysis: OperatorAnalysis) -> Result<
     for output in node.outputs {
         guard let output else { results.append(nil); continue }
         guard let facts = output.inferred, let type = facts.elementType, TensorValue.kind(of: type) == .integer,
-              let shape = facts.shape, shape.count <= 1, let values = ValueFacts(shapeValue: facts.shapeValue).staticShapeValue,
+              let shape = facts.shape, shape.count <= 1,
+              let shapeValue = facts.shapeValue,
+              case let values = shapeValue.compactMap({ dim -> Int64? in if case .value(let v) = dim { return v }; return nil }),
+              values.count == shapeValue.count,
               (shape.isEmpty && values.count == 1) || (shape.count == 1 && shape[0] == .value(Int64(values.count))) else {
             return .failure(RuleRefusal("output '\(output.name)' is not known statically"))
         }
@@ -173,7 +171,7 @@ func staticIntegerOutputs(_ node: Node, _ analysis: OperatorAnalysis) -> Result<
 
 func foldShapeArithmetic(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<[OutputReplacement?], RuleRefusal> {
     if let refusal = refuseOtherDomains(node) ?? refuseOldIR(analysis) { return .failure(refusal) }
-    if node.opType == "Constant" || node.inputs.isEmpty || !node.subgraphs.isEmpty || nondeterministicOperators.contains(node.opType) {
+    if node.opType == "Constant" || node.inputs.isEmpty || !node.subgraphs.isEmpty || OperatorRegistry.nondeterministicOperators.contains(node.opType) {
         return .failure(RuleRefusal("not a shape computation"))
     }
     return staticIntegerOutputs(node, analysis)
@@ -183,7 +181,7 @@ func foldShapeArithmetic(_ node: Node, _ analysis: OperatorAnalysis, _ context: 
 
 func mergeDuplicates(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<[OutputReplacement?], RuleRefusal> {
     guard node.isDefaultDomain || node.domain == "ai.onnx.ml" else { return .failure(RuleRefusal("not a standard operator")) }
-    if nondeterministicOperators.contains(node.opType) { return .failure(RuleRefusal("\(node.opType) is not deterministic")) }
+    if OperatorRegistry.nondeterministicOperators.contains(node.opType) { return .failure(RuleRefusal("\(node.opType) is not deterministic")) }
     if !node.subgraphs.isEmpty { return .failure(RuleRefusal("the node has subgraphs")) }
     guard let first = node.inputs.first(where: { $0 != nil }) ?? nil else { return .failure(RuleRefusal("the node has no inputs")) }
     for use in first.uses {
@@ -248,12 +246,4 @@ func tensorsEqual(_ a: Tensor, _ b: Tensor) -> Bool {
     guard let x = try? TensorValue(tensor: a), let y = try? TensorValue(tensor: b) else { return false }
     if case .reals(let p) = x.elements, case .reals(let q) = y.elements { return p.map(\.bitPattern) == q.map(\.bitPattern) }
     return x == y
-}
-
-extension ValueFacts {
-    /// Facts holding only a shape value.
-    init(shapeValue: [Dimension]?) {
-        self.init()
-        self.shapeValue = shapeValue
-    }
 }

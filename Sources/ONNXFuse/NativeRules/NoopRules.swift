@@ -38,26 +38,22 @@ func forwardInput(_ node: Node, _ analysis: OperatorAnalysis) -> Result<[OutputR
 }
 
 func removeNoopCast(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<[OutputReplacement?], RuleRefusal> {
-    guard node.isDefaultDomain, node.opType == "Cast" || node.opType == "CastLike" else { return .failure(RuleRefusal("not a Cast")) }
-    return forwardInput(node, analysis)
+    forwardInput(node, analysis)
 }
 
 func removeNoopReshape(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<[OutputReplacement?], RuleRefusal> {
-    guard node.isDefaultDomain, ["Reshape", "Expand", "Squeeze", "Unsqueeze", "Flatten"].contains(node.opType) else {
-        return .failure(RuleRefusal("not a shape operator"))
-    }
-    return forwardInput(node, analysis)
+    forwardInput(node, analysis)
 }
 
 func removeNoopConcat(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<[OutputReplacement?], RuleRefusal> {
-    guard node.isDefaultDomain, node.inputs.count == 1 else { return .failure(RuleRefusal("the Concat has more than one input")) }
+    guard node.inputs.count == 1 else { return .failure(RuleRefusal("the Concat has more than one input")) }
     return forwardInput(node, analysis)
 }
 
 /// A Slice whose every sliced axis starts at 0 (or before) and ends at or past the
 /// dimension's end with step 1; its constant inputs (opset 10 on) or attributes say so.
 func removeNoopSlice(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<[OutputReplacement?], RuleRefusal> {
-    guard node.isDefaultDomain, let input = node.inputs.first ?? nil, let version = analysis.opsetVersion(of: node) else {
+    guard let input = node.inputs.first ?? nil, let version = analysis.opsetVersion(of: node) else {
         return .failure(RuleRefusal("not a standard Slice"))
     }
     guard let shape = analysis.inference.facts(of: input).shape else { return .failure(RuleRefusal("the input's rank is unknown")) }
@@ -102,7 +98,7 @@ func removeNoopSlice(_ node: Node, _ analysis: OperatorAnalysis, _ context: Rewr
 }
 
 func removeNoopArithmetic(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<[OutputReplacement?], RuleRefusal> {
-    guard node.isDefaultDomain, node.inputs.count == 2, let a = node.inputs[0], let b = node.inputs[1] else {
+    guard node.inputs.count == 2, let a = node.inputs[0], let b = node.inputs[1] else {
         return .failure(RuleRefusal("not a binary operator"))
     }
     let neutral: Double
@@ -112,7 +108,7 @@ func removeNoopArithmetic(_ node: Node, _ analysis: OperatorAnalysis, _ context:
     case "Sub": neutral = 0; constantSides = [(b, a)]
     case "Mul": neutral = 1; constantSides = [(b, a), (a, b)]
     case "Div": neutral = 1; constantSides = [(b, a)]
-    default: return .failure(RuleRefusal("not Add, Sub, Mul or Div"))
+    default: preconditionFailure("remove-noop-arithmetic is rooted at Add, Sub, Mul and Div only")
     }
     guard let output = node.outputs.first ?? nil else { return .failure(RuleRefusal("no output")) }
     let outputFacts = analysis.inference.facts(of: output)
