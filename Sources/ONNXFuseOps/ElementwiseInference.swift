@@ -79,11 +79,14 @@ extension ElementwiseKit {
         return known(result)
     }
 
-    /// Equal: 1 or 0 for static elements, 1 for the same symbol.
+    /// Equal: 1 or 0 for static elements, 1 for the same symbol, 0 for a dimension and a
+    /// negative number (`Equal(shape, -1)`, as exporters write for `view(-1)` guards).
     static let equalShapeValue: ShapeValueRule = { e, _ in
         switch (e[0], e[1]) {
         case (.value(let x), .value(let y)): return .value(x == y ? 1 : 0)
         case (.param(let p), .param(let q)) where p == q: return .value(1)
+        case (.param(let p), .value(let v)) where v < 0 && SymbolAllocator.isDimension(p): return .value(0)
+        case (.value(let v), .param(let p)) where v < 0 && SymbolAllocator.isDimension(p): return .value(0)
         default: return nil
         }
     }
@@ -99,7 +102,7 @@ extension ElementwiseKit {
 
     /// Binary operators with multidirectional broadcasting (A's shape before opset 7): the
     /// output has A's type (bool when `boolOutput`); `shapeValue` as `rule` computes it.
-    static func binaryInference(boolOutput: Bool = false, shapeValue rule: ShapeValueRule? = nil) -> InferenceFunction {
+    static func binaryInference(boolOutput: Bool = false, shapeValue rule: ShapeValueRule? = nil, keepsSign: Bool = true) -> InferenceFunction {
         return { context throws(OperatorError) in
             let a = context.input(0), b = context.input(1)
             let type = boolOutput ? DataType.bool : (a?.elementType ?? b?.elementType)
@@ -112,7 +115,7 @@ extension ElementwiseKit {
             context.setOutput(0, type: type, shape: shape)
             guard let rule, let outputType = type, holdsShapeValues(outputType),
                   let x = shapeElements(a), let y = shapeElements(b) else { return }
-            attachShapeValue(combineShapeValues([x, y], fresh: context.freshDimension) { rule($0, outputType) }, to: &context)
+            attachShapeValue(combineShapeValues([x, y], context: context, keepsSign: keepsSign) { rule($0, outputType) }, to: &context)
         }
     }
 
@@ -132,7 +135,7 @@ extension ElementwiseKit {
                 guard let elements = shapeElements(facts) else { return }
                 operands.append(elements)
             }
-            attachShapeValue(combineShapeValues(operands, fresh: context.freshDimension) { rule($0, outputType) }, to: &context)
+            attachShapeValue(combineShapeValues(operands, context: context, keepsSign: true) { rule($0, outputType) }, to: &context)
         }
     }
 
@@ -149,7 +152,7 @@ extension ElementwiseKit {
         guard let type = x?.elementType, holdsShapeValues(type), let elements = shapeElements(x) else { return }
         attachShapeValue(elements.map { d in
             if case .value(let v) = d { return .value(wrapInteger(0 &- v, to: type)) }
-            return context.freshDimension()
+            return context.freshValue()
         }, to: &context)
     }
 
@@ -166,20 +169,20 @@ extension ElementwiseKit {
         context.setOutput(0, type: type, shape: shape)
         guard let outputType = type, holdsShapeValues(outputType),
               let ce = shapeElements(c), let xe = shapeElements(x), let ye = shapeElements(y) else { return }
-        attachShapeValue(combineShapeValues([ce, xe, ye], fresh: context.freshDimension) { whereShapeValue($0, outputType) }, to: &context)
+        attachShapeValue(combineShapeValues([ce, xe, ye], context: context, keepsSign: true) { whereShapeValue($0, outputType) }, to: &context)
     }
 
     /// Shape values converted to the integer type `type` (or bool): static elements are
-    /// converted, symbols kept (they hold dimensions, which every integer type used for
-    /// shapes holds) except into bool, where they are unknown.
+    /// converted, dimension symbols kept (every integer type used for shapes holds them)
+    /// except into bool, where they are unknown, as are value symbols.
     static func castShapeValue(_ facts: ValueFacts?, to type: DataType, context: inout InferenceContext) {
         guard let source = facts?.elementType, holdsShapeValues(source), holdsShapeValues(type),
               let elements = shapeElements(facts) else { return }
         attachShapeValue(elements.map { d in
             switch d {
             case .value(let v): return .value(type == .bool ? (v != 0 ? 1 : 0) : wrapInteger(v, to: type))
-            case .param where type != .bool: return d
-            default: return context.freshDimension()
+            case .param(let p) where type != .bool && SymbolAllocator.isDimension(p): return d
+            default: return type == .bool ? context.freshDimension() : context.freshValue()
             }
         }, to: &context)
     }

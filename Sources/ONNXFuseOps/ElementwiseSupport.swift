@@ -246,10 +246,22 @@ enum ElementwiseKit {
         return kind == .integer || kind == .boolean
     }
 
+    /// Whether an element of a shape value is known not to be negative: a number that is not, or
+    /// a dimension symbol.
+    static func isNonNegative(_ d: Dimension) -> Bool {
+        switch d {
+        case .value(let v): return v >= 0
+        case .param(let p): return SymbolAllocator.isDimension(p)
+        case .unknown: return false
+        }
+    }
+
     /// `f` applied elementwise to shape values broadcast against each other (lengths equal or
     /// one of them 1); nil when the lengths do not broadcast. `f` returns nil for "not known",
-    /// which becomes a fresh symbol.
-    static func combineShapeValues(_ operands: [[Dimension]], fresh: () -> Dimension,
+    /// which becomes a fresh symbol: a dimension symbol when `keepsSign` (the operator maps
+    /// non-negative operands to a non-negative result) and the operands are not negative, else
+    /// a value symbol.
+    static func combineShapeValues(_ operands: [[Dimension]], context: InferenceContext, keepsSign: Bool,
                                    _ f: ([Dimension]) -> Dimension?) -> [Dimension]? {
         guard let length = operands.map(\.count).max() else { return nil }
         guard operands.allSatisfy({ $0.count == length || $0.count == 1 }) else { return nil }
@@ -257,7 +269,11 @@ enum ElementwiseKit {
         result.reserveCapacity(length)
         for i in 0..<length {
             let elements = operands.map { $0.count == 1 ? $0[0] : $0[i] }
-            result.append(f(elements) ?? fresh())
+            if let known = f(elements) {
+                result.append(known)
+            } else {
+                result.append(keepsSign && elements.allSatisfy(isNonNegative) ? context.freshDimension() : context.freshValue())
+            }
         }
         return result
     }

@@ -189,6 +189,10 @@ public struct InferenceContext {
     /// A dimension known to equal no other yet.
     public func freshDimension() -> Dimension { .param(symbols.fresh()) }
 
+    /// An element of a shape value known to equal no other yet, which may be negative (a
+    /// difference of dimensions, say): see `SymbolAllocator.isDimension(_:)`.
+    public func freshValue() -> Dimension { .param(symbols.freshValue()) }
+
     /// Sets output `index` (ignored past the node's outputs).
     public mutating func setOutput(_ index: Int, _ facts: ValueFacts) {
         if index < outputs.count { outputs[index] = facts }
@@ -202,6 +206,11 @@ public struct InferenceContext {
 
 /// Hands out symbol names (`unk__0`, `unk__1`, ...) that collide with no `dim_param` of the
 /// model. A class: one allocator serves a whole model, across nodes and passes.
+///
+/// A symbol stands for a dimension (a size, never negative) unless it was made by
+/// `freshValue()` (`val__N`): an integer inference could not tell, of either sign, such as
+/// `N - 1`. Only dimension symbols may become dimensions of a shape without a check, and only
+/// they are known to differ from a negative number.
 public final class SymbolAllocator: @unchecked Sendable {
     private var next = 0
     private var taken: Set<String>
@@ -209,14 +218,25 @@ public final class SymbolAllocator: @unchecked Sendable {
     /// An allocator avoiding the names in `taken`.
     public init(avoiding taken: Set<String> = []) { self.taken = taken }
 
-    /// A new symbol name.
-    public func fresh() -> String {
+    /// A new dimension symbol.
+    public func fresh() -> String { make("unk__") }
+
+    /// A new symbol for an integer of unknown sign.
+    public func freshValue() -> String { make("val__") }
+
+    private func make(_ prefix: String) -> String {
         while true {
-            let name = "unk__\(next)"
+            let name = "\(prefix)\(next)"
             next += 1
             if !taken.contains(name) { return name }
         }
     }
+
+    /// Whether `symbol` was made by this kind of allocator (rather than named by the model).
+    public static func isFresh(_ symbol: String) -> Bool { symbol.hasPrefix("unk__") || symbol.hasPrefix("val__") }
+
+    /// Whether `symbol` stands for a dimension, which is never negative.
+    public static func isDimension(_ symbol: String) -> Bool { !symbol.hasPrefix("val__") }
 }
 
 /// Operator knowledge by operator: reference kernels and inference functions. `standard`

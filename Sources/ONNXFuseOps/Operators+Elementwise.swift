@@ -12,7 +12,7 @@ extension OperatorRegistry {
         register(["Add"], kernel: Kit.arithmeticKernel(Kit.add))
         register(["Add"], inference: Kit.binaryInference(shapeValue: Kit.addShapeValue))
         register(["Sub"], kernel: Kit.arithmeticKernel(Kit.sub))
-        register(["Sub"], inference: Kit.binaryInference(shapeValue: Kit.subShapeValue))
+        register(["Sub"], inference: Kit.binaryInference(shapeValue: Kit.subShapeValue, keepsSign: false))
         register(["Mul"], kernel: Kit.arithmeticKernel(Kit.mul))
         register(["Mul"], inference: Kit.binaryInference(shapeValue: Kit.mulShapeValue))
         register(["Div"], kernel: Kit.arithmeticKernel(Kit.div))

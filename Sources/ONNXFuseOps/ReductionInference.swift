@@ -84,7 +84,8 @@ extension ReductionKit {
         if shape.count == 1, mask == [true], ElementwiseKit.holdsShapeValues(type),
            let elements = ElementwiseKit.shapeElements(x), !elements.isEmpty, let type,
            let value = reducedShapeValue(elements, node.opType, type) {
-            ElementwiseKit.attachShapeValue([value ?? context.freshDimension()], to: &context)
+            let unknown = elements.allSatisfy(ElementwiseKit.isNonNegative) ? context.freshDimension() : context.freshValue()
+            ElementwiseKit.attachShapeValue([value ?? unknown], to: &context)
         }
     }
 

@@ -68,11 +68,22 @@ public final class ShapeInference {
     /// nothing more is known.
     public func refresh(from start: Node) -> [Node] {
         var visited: [Node] = []
-        var stack = [start]
-        var seen: Set<ObjectIdentifier> = [ObjectIdentifier(start)]
-        while let node = stack.popLast() {
+        var seen: Set<ObjectIdentifier> = []
+        // A node is inferred again each time an input's facts change, in the order the changes
+        // are found: a node reached early by a short path is redone when a longer path changes
+        // another of its inputs. The queue holds a node once at a time; the cap bounds the
+        // (acyclic, so finite) work on pathological graphs.
+        var queue = [start]
+        var head = 0
+        var queued: Set<ObjectIdentifier> = [ObjectIdentifier(start)]
+        var budget = 1 << 16
+        while head < queue.count, budget > 0 {
+            let node = queue[head]
+            head += 1
+            budget -= 1
+            queued.remove(ObjectIdentifier(node))
             guard node.graph != nil else { continue }
-            visited.append(node)
+            if seen.insert(ObjectIdentifier(node)).inserted { visited.append(node) }
             let before = node.outputs.map { $0?.inferred }
             infer(node)
             var differs = false
@@ -86,9 +97,13 @@ public final class ShapeInference {
             }
             guard differs else { continue }
             for output in node.outputs {
-                for use in output?.uses ?? [] where seen.insert(ObjectIdentifier(use.node)).inserted {
-                    stack.append(use.node)
+                for use in output?.uses ?? [] where queued.insert(ObjectIdentifier(use.node)).inserted {
+                    queue.append(use.node)
                 }
+            }
+            if head > 4096 && head * 2 > queue.count {
+                queue.removeFirst(head)
+                head = 0
             }
         }
         return visited
@@ -102,7 +117,10 @@ public final class ShapeInference {
             guard x.count == y.count else { return false }
             return zip(x, y).allSatisfy { p, q in
                 if p == q { return true }
-                if case .param(let m) = p, case .param(let n) = q { return m.hasPrefix("unk__") && n.hasPrefix("unk__") }
+                if case .param(let m) = p, case .param(let n) = q {
+                    return SymbolAllocator.isFresh(m) && SymbolAllocator.isFresh(n)
+                        && SymbolAllocator.isDimension(m) == SymbolAllocator.isDimension(n)
+                }
                 return false
             }
         }
@@ -217,7 +235,7 @@ public final class ShapeInference {
                 merged.append(mine)
             case (.value, _): merged.append(mine)
             case (_, .value): merged.append(theirs)
-            case (.param(let p), .param) where !p.hasPrefix("unk__"): merged.append(mine)
+            case (.param(let p), .param) where !SymbolAllocator.isFresh(p): merged.append(mine)
             case (_, .param): merged.append(theirs)
             default: merged.append(mine)
             }

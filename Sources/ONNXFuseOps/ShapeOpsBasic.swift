@@ -169,9 +169,10 @@ extension ShapeKit {
             case .value(let v):
                 guard v >= 0 else { throw OperatorError("invalid target dimension \(v)") }
                 output.append(size)
-            case .param:
+            case .param(let symbol) where SymbolAllocator.isDimension(symbol):
                 output.append(size)
-            case .unknown:
+            case .param, .unknown:
+                // A value symbol may be 0 or -1 at run time: the dimension is not known.
                 output.append(fresh())
             }
         }

@@ -421,7 +421,13 @@ struct Driver {
         }
         let replacements: [OutputReplacement?]
         switch native(node, context) {
-        case .success(let result): replacements = result
+        case .success(.replaceOutputs(let result)): replacements = result
+        case .success(.rewireInputs(let edits)):
+            explanations[key] = nil
+            rewire(node, edits)
+            counts[ruleIndex] += 1
+            report.rewrites += 1
+            return true
         case .failure(let refusal): return refuse(refusal.description)
         }
         let graph = node.graph!
@@ -472,6 +478,31 @@ struct Driver {
         counts[ruleIndex] += 1
         report.rewrites += 1
         return true
+    }
+
+    /// Points inputs of `node` at other values (a native rule's `rewireInputs`), drops what no
+    /// longer has a reader, and revisits the node: it computes the same, but its facts may be
+    /// refreshed and other rules may now apply.
+    mutating func rewire(_ node: Node, _ edits: [(position: Int, input: OutputReplacement)]) {
+        let graph = node.graph!
+        var freed: [Value] = []
+        for (position, input) in edits {
+            let new: Value
+            switch input {
+            case .value(let value): new = value
+            case .tensor(let tensor):
+                let base = node.input(position)?.name ?? node.outputs.compactMap({ $0?.name }).first ?? node.opType
+                new = graph.addInitializer(name: names.fresh(base), tensor: tensor)
+            }
+            if let old = node.input(position) { freed.append(old) }
+            while node.inputs.count <= position { node.appendInput(nil) }
+            node.setInput(position, to: new)
+            enqueue(new.producer)
+        }
+        removeUnused(freed)
+        for value in freed { revisit(value) }
+        enqueue(node)
+        if let inputsChanged { for changed in inputsChanged(node) { enqueue(changed) } }
     }
 
     // MARK: Initializer and operator set rules

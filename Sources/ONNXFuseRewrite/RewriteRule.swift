@@ -119,7 +119,7 @@ public struct RewriteContext {
     }
 }
 
-/// What an output of a node rewritten by a native rule becomes.
+/// A value a native rule puts in place: an output of the node it rewrites, or an input.
 public enum OutputReplacement {
     /// An existing value that holds the same at run time (it must be defined before the node).
     case value(Value)
@@ -127,11 +127,22 @@ public enum OutputReplacement {
     case tensor(Tensor)
 }
 
-/// The body of a native rule: for a node with the rule's root operator, what each of its
-/// outputs becomes (nil: an output that must be absent or unused), or why it must not fire.
-/// It must not edit the graph; the engine applies the result and keeps its own guards (a graph
-/// output can only be taken over by a new constant or by a node output of the same graph).
-public typealias NativeRewrite = (Node, RewriteContext) -> Result<[OutputReplacement?], RuleRefusal>
+/// What a native rule does to the node it is rooted at.
+public enum NativeEdit {
+    /// The node goes, and each of its outputs becomes the given value (nil: an output that must
+    /// be absent or unused).
+    case replaceOutputs([OutputReplacement?])
+    /// The node stays and computes the same values from other inputs: input `position` reads
+    /// `input` instead (a position past the end is appended; an existing value must be defined
+    /// before the node). Its outputs keep their names, uses and facts.
+    case rewireInputs([(position: Int, input: OutputReplacement)])
+}
+
+/// The body of a native rule: for a node with the rule's root operator, what becomes of it, or
+/// why the rule must not fire. It must not edit the graph; the engine applies the edit and keeps
+/// its own guards (a graph output can only be taken over by a new constant or by a node output
+/// of the same graph).
+public typealias NativeRewrite = (Node, RewriteContext) -> Result<NativeEdit, RuleRefusal>
 
 /// A rewrite: where it applies (pattern), whether it may and what it computes (prepare), and
 /// what the match becomes (replacement). The engine adds its own guards: every value the

@@ -438,6 +438,15 @@ final class ElementwiseKernelTests: XCTestCase, SingleOutputKernelTestCase {
         XCTAssertTrue(isFresh(try infer("Div", [shape, ValueFacts(constant: .int64Scalar(0))]).shapeValue?[1]))
         let negated = try infer("Neg", [shape])
         XCTAssertTrue(isFresh(negated.shapeValue?[0]))
+        // -N, N - 4 may be negative: value symbols; N * 4, N + 4 are dimensions.
+        func isDimension(_ d: ONNXFuseIR.Dimension?) -> Bool {
+            if case .param(let p)? = d { return SymbolAllocator.isDimension(p) }
+            return false
+        }
+        XCTAssertFalse(isDimension(negated.shapeValue?[0]))
+        XCTAssertFalse(isDimension(try infer("Sub", [dimension(n), four]).shapeValue?[0]))
+        XCTAssertTrue(isDimension(times4.shapeValue?[0]))
+        XCTAssertTrue(isDimension(try infer("Add", [dimension(n), four]).shapeValue?[0]))
         XCTAssertEqual(Array(negated.shapeValue?.dropFirst() ?? []), [.value(-6), .value(-8)])
         XCTAssertEqual(try infer("Max", [shape, ValueFacts(constant: .int64([7, 7, 7]))]).shapeValue?.dropFirst().map { $0 },
                        [.value(7), .value(8)])

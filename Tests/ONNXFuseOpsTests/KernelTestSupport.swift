@@ -80,7 +80,7 @@ extension KernelTestCase {
 
     /// Whether `dim` is a fresh symbol made by inference.
     func isFresh(_ dim: ONNXFuseIR.Dimension?) -> Bool {
-        if case .param(let p)? = dim { return p.hasPrefix("unk__") }
+        if case .param(let p)? = dim { return SymbolAllocator.isFresh(p) }
         return false
     }
 }

@@ -9,10 +9,10 @@ final class NativeRuleTests: XCTestCase {
 
     /// `K(x)` becomes the constant [7]; `P(x)` passes `x` through.
     let constantRule = RewriteRule(name: "k-to-constant", benefit: 2, opTypes: ["K"]) { _, _ in
-        .success([.tensor(Tensor(dataType: .float, dims: [1], values: [Float(7)]))])
+        .success(.replaceOutputs([.tensor(Tensor(dataType: .float, dims: [1], values: [Float(7)]))]))
     }
     let passRule = RewriteRule(name: "p-passes", benefit: 1, opTypes: ["P"]) { node, _ in
-        .success([.value(node.inputs[0]!)])
+        .success(.replaceOutputs([.value(node.inputs[0]!)]))
     }
 
     func testConstantReplacesTheNodeAndTakesItsName() throws {
@@ -63,7 +63,7 @@ final class NativeRuleTests: XCTestCase {
     }
 
     func testARuleWithSeveralRootsIsTriedAtEachAndNowhereElse() throws {
-        let pass = RewriteRule(name: "p-or-q-passes", benefit: 1, opTypes: ["P", "Q"]) { node, _ in .success([.value(node.inputs[0]!)]) }
+        let pass = RewriteRule(name: "p-or-q-passes", benefit: 1, opTypes: ["P", "Q"]) { node, _ in .success(.replaceOutputs([.value(node.inputs[0]!)])) }
         let b = Builder()
         let x = b.input("x")
         let q = b.node("Q", [b.node("P", [x], ["p"]).outputs[0]], ["q"])
@@ -80,5 +80,24 @@ final class NativeRuleTests: XCTestCase {
         b.output(b.node("K", [b.input("x")], ["k"]).outputs[0])
         let report = try b.rewrite(with: [refuse])
         XCTAssertEqual(report.explanations.map(\.description), ["never at node 'k': not today"])
+    }
+
+    func testRewiredInputsKeepTheNodeAndDropWhatNoLongerHasReaders() throws {
+        // S(P(x)) reads x directly and a constant [3] in place of its second input; P goes.
+        let skip = RewriteRule(name: "s-skips-p", benefit: 1, opTypes: ["S"]) { node, _ in
+            guard let inner = node.inputs[0]?.producer, inner.opType == "P" else { return .failure(RuleRefusal("no P")) }
+            return .success(.rewireInputs([(position: 0, input: .value(inner.inputs[0]!)),
+                                           (position: 1, input: .tensor(Tensor(dataType: .float, dims: [1], values: [Float(3)])))]))
+        }
+        let b = Builder()
+        let x = b.input("x")
+        let s = b.node("S", [b.node("P", [x], ["p"]).outputs[0], b.input("old")], ["s"])
+        b.output(s.outputs[0])
+        let report = try b.rewrite(with: [skip])
+        XCTAssertEqual(report.fired.map(\.count), [1])
+        XCTAssertEqual(b.graph.nodes.map(\.opType), ["S"])
+        XCTAssertTrue(s.inputs[0] === x)
+        XCTAssertTrue(s.inputs[1]!.hasInitializer)
+        XCTAssertEqual(b.graph.outputs.map(\.value.name), ["s"])
     }
 }

@@ -40,6 +40,9 @@ enum NativeRules {
              foldShapeArithmetic),
         rule("merge-duplicates", benefit: 70, opTypes: [PatternNode.anyOperator],
              "Merge a node into an earlier one with the same operator, attributes and inputs.", mergeDuplicates),
+        rule("constant-reshape-shape", benefit: 65, opTypes: ["Reshape"],
+             "Give a Reshape a constant target when each entry is known, a copy of the input (0) or the only unknown (-1).",
+             constantReshapeShape),
         rule("remove-noop-cast", benefit: 60, opTypes: ["Cast", "CastLike"],
              "Remove a Cast or CastLike to the type its input already has.", removeNoopCast),
         rule("remove-noop-reshape", benefit: 60, opTypes: ["Reshape", "Expand", "Squeeze", "Unsqueeze", "Flatten"],
@@ -48,13 +51,25 @@ enum NativeRules {
              "Remove a Slice that takes everything.", removeNoopSlice),
         rule("remove-noop-concat", benefit: 60, opTypes: ["Concat"],
              "Remove a Concat of a single input.", removeNoopConcat),
-        rule("remove-noop-arithmetic", benefit: 60, opTypes: ["Add", "Sub", "Mul", "Div"],
-             "Remove an Add or Sub of zero, or a Mul or Div by one, that changes neither shape nor type.",
+        rule("remove-noop-arithmetic", benefit: 60, opTypes: ["Add", "Sub", "Mul", "Div", "And", "Or"],
+             "Remove an Add/Sub of 0, a Mul/Div by 1, an And with true or an Or with false that keeps shape and type.",
              removeNoopArithmetic),
+        rule("remove-noop-where", benefit: 60, opTypes: ["Where"],
+             "Remove a Where whose constant condition is all true or all false, when the operand it picks keeps the shape.",
+             removeNoopWhere),
+        rule("remove-noop-pad", benefit: 60, opTypes: ["Pad"],
+             "Remove a Pad whose pads are all 0.", removeNoopPad),
+        rule("merge-slices", benefit: 55, opTypes: ["Slice"],
+             "Merge a Slice of a Slice on other axes into one Slice (opset 10 on, constant parameters).", mergeSlices),
+        rule("merge-reshapes", benefit: 55, opTypes: ["Reshape"],
+             "Let a Reshape read through a Reshape, Flatten, Squeeze, Unsqueeze or size-1 Transpose before it.",
+             mergeReshapes),
+        rule("merge-unsqueezes", benefit: 55, opTypes: ["Unsqueeze"],
+             "Merge an Unsqueeze of an Unsqueeze into one Unsqueeze (opset 13 on, constant axes).", mergeUnsqueezes),
     ] }
 
     static func rule(_ name: String, benefit: Int, opTypes: [String], _ summary: String,
-                     _ body: @escaping (Node, OperatorAnalysis, RewriteContext) -> Result<[OutputReplacement?], RuleRefusal>) -> CompiledRule {
+                     _ body: @escaping (Node, OperatorAnalysis, RewriteContext) -> Result<NativeEdit, RuleRefusal>) -> CompiledRule {
         let rewrite = RewriteRule(name: name, benefit: benefit, opTypes: opTypes) { node, context in
             guard let analysis = context.analysis as? OperatorAnalysis else {
                 return .failure(RuleRefusal("no operator analysis for this run"))
@@ -79,19 +94,19 @@ func refuseOldIR(_ analysis: OperatorAnalysis) -> RuleRefusal? {
 
 // MARK: lift-constant
 
-func liftConstant(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<[OutputReplacement?], RuleRefusal> {
+func liftConstant(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<NativeEdit, RuleRefusal> {
     if let refusal = refuseOtherDomains(node) ?? refuseOldIR(analysis) { return .failure(refusal) }
     guard let output = node.outputs.first ?? nil, let tensor = output.constantTensor() else {
         return .failure(RuleRefusal("the Constant's value is not a dense tensor"))
     }
     var lifted = tensor
     lifted.name = nil
-    return .success([.tensor(lifted)])
+    return .success(.replaceOutputs([.tensor(lifted)]))
 }
 
 // MARK: fold-constants
 
-func foldConstants(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<[OutputReplacement?], RuleRefusal> {
+func foldConstants(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<NativeEdit, RuleRefusal> {
     if let refusal = refuseOtherDomains(node) ?? refuseOldIR(analysis) { return .failure(refusal) }
     if node.opType == "Constant" || node.inputs.isEmpty { return .failure(RuleRefusal("the node has no inputs")) }
     if !node.subgraphs.isEmpty { return .failure(RuleRefusal("the node has subgraphs")) }
@@ -136,7 +151,7 @@ func foldConstants(_ node: Node, _ analysis: OperatorAnalysis, _ context: Rewrit
 }
 
 /// The outputs as constants, within the size limit; an absent result for a present output refuses.
-func constantOutputs(_ node: Node, _ results: [TensorValue?], _ analysis: OperatorAnalysis) -> Result<[OutputReplacement?], RuleRefusal> {
+func constantOutputs(_ node: Node, _ results: [TensorValue?], _ analysis: OperatorAnalysis) -> Result<NativeEdit, RuleRefusal> {
     var replacements: [OutputReplacement?] = []
     for (index, output) in node.outputs.enumerated() {
         guard let output else { replacements.append(nil); continue }
@@ -146,15 +161,16 @@ func constantOutputs(_ node: Node, _ results: [TensorValue?], _ analysis: Operat
         }
         replacements.append(.tensor(result.tensor()))
     }
-    return .success(replacements)
+    return .success(.replaceOutputs(replacements))
 }
 
-/// The outputs as int64 (or other integer) constants when inference knows every element.
-func staticIntegerOutputs(_ node: Node, _ analysis: OperatorAnalysis) -> Result<[OutputReplacement?], RuleRefusal> {
+/// The outputs as integer (or bool) constants when inference knows every element.
+func staticIntegerOutputs(_ node: Node, _ analysis: OperatorAnalysis) -> Result<NativeEdit, RuleRefusal> {
     var results: [TensorValue?] = []
     for output in node.outputs {
         guard let output else { results.append(nil); continue }
-        guard let facts = output.inferred, let type = facts.elementType, TensorValue.kind(of: type) == .integer,
+        guard let facts = output.inferred, let type = facts.elementType,
+              TensorValue.kind(of: type) == .integer || type == .bool,
               let shape = facts.shape, shape.count <= 1,
               let shapeValue = facts.shapeValue,
               case let values = shapeValue.compactMap({ dim -> Int64? in if case .value(let v) = dim { return v }; return nil }),
@@ -162,14 +178,15 @@ func staticIntegerOutputs(_ node: Node, _ analysis: OperatorAnalysis) -> Result<
               (shape.isEmpty && values.count == 1) || (shape.count == 1 && shape[0] == .value(Int64(values.count))) else {
             return .failure(RuleRefusal("output '\(output.name)' is not known statically"))
         }
-        results.append(TensorValue(type, shape: shape.isEmpty ? [] : [values.count], integers: values))
+        let dims = shape.isEmpty ? [] : [values.count]
+        results.append(type == .bool ? .bool(values.map { $0 != 0 }, shape: dims) : TensorValue(type, shape: dims, integers: values))
     }
     return constantOutputs(node, results, analysis)
 }
 
 // MARK: fold-shape-arithmetic
 
-func foldShapeArithmetic(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<[OutputReplacement?], RuleRefusal> {
+func foldShapeArithmetic(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<NativeEdit, RuleRefusal> {
     if let refusal = refuseOtherDomains(node) ?? refuseOldIR(analysis) { return .failure(refusal) }
     if node.opType == "Constant" || node.inputs.isEmpty || !node.subgraphs.isEmpty || OperatorRegistry.nondeterministicOperators.contains(node.opType) {
         return .failure(RuleRefusal("not a shape computation"))
@@ -179,7 +196,7 @@ func foldShapeArithmetic(_ node: Node, _ analysis: OperatorAnalysis, _ context: 
 
 // MARK: merge-duplicates
 
-func mergeDuplicates(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<[OutputReplacement?], RuleRefusal> {
+func mergeDuplicates(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<NativeEdit, RuleRefusal> {
     guard node.isDefaultDomain || node.domain == "ai.onnx.ml" else { return .failure(RuleRefusal("not a standard operator")) }
     if OperatorRegistry.nondeterministicOperators.contains(node.opType) { return .failure(RuleRefusal("\(node.opType) is not deterministic")) }
     if !node.subgraphs.isEmpty { return .failure(RuleRefusal("the node has subgraphs")) }
@@ -197,7 +214,7 @@ func mergeDuplicates(_ node: Node, _ analysis: OperatorAnalysis, _ context: Rewr
             guard let mine, !mine.isUnused, let theirs else { return nil }
             return .value(theirs)
         }
-        return .success(replacements)
+        return .success(.replaceOutputs(replacements))
     }
     return .failure(RuleRefusal("no earlier node computes the same"))
 }

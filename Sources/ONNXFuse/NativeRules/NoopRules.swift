@@ -20,7 +20,7 @@ func shapesKnownEqual(_ a: [Dimension]?, _ b: [Dimension]?) -> Bool {
 }
 
 /// Forwards input 0 to output 0 when the output is known to have the input's type and shape.
-func forwardInput(_ node: Node, _ analysis: OperatorAnalysis) -> Result<[OutputReplacement?], RuleRefusal> {
+func forwardInput(_ node: Node, _ analysis: OperatorAnalysis) -> Result<NativeEdit, RuleRefusal> {
     guard let input = node.inputs.first ?? nil, let output = node.outputs.first ?? nil else {
         return .failure(RuleRefusal("the node has no input or output"))
     }
@@ -34,25 +34,25 @@ func forwardInput(_ node: Node, _ analysis: OperatorAnalysis) -> Result<[OutputR
     }
     var replacements: [OutputReplacement?] = [.value(input)]
     replacements += Array(repeating: nil, count: max(0, node.outputs.count - 1))
-    return .success(replacements)
+    return .success(.replaceOutputs(replacements))
 }
 
-func removeNoopCast(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<[OutputReplacement?], RuleRefusal> {
+func removeNoopCast(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<NativeEdit, RuleRefusal> {
     forwardInput(node, analysis)
 }
 
-func removeNoopReshape(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<[OutputReplacement?], RuleRefusal> {
+func removeNoopReshape(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<NativeEdit, RuleRefusal> {
     forwardInput(node, analysis)
 }
 
-func removeNoopConcat(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<[OutputReplacement?], RuleRefusal> {
+func removeNoopConcat(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<NativeEdit, RuleRefusal> {
     guard node.inputs.count == 1 else { return .failure(RuleRefusal("the Concat has more than one input")) }
     return forwardInput(node, analysis)
 }
 
 /// A Slice whose every sliced axis starts at 0 (or before) and ends at or past the
 /// dimension's end with step 1; its constant inputs (opset 10 on) or attributes say so.
-func removeNoopSlice(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<[OutputReplacement?], RuleRefusal> {
+func removeNoopSlice(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<NativeEdit, RuleRefusal> {
     guard let input = node.inputs.first ?? nil, let version = analysis.opsetVersion(of: node) else {
         return .failure(RuleRefusal("not a standard Slice"))
     }
@@ -97,7 +97,7 @@ func removeNoopSlice(_ node: Node, _ analysis: OperatorAnalysis, _ context: Rewr
     return forwardInput(node, analysis)
 }
 
-func removeNoopArithmetic(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<[OutputReplacement?], RuleRefusal> {
+func removeNoopArithmetic(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<NativeEdit, RuleRefusal> {
     guard node.inputs.count == 2, let a = node.inputs[0], let b = node.inputs[1] else {
         return .failure(RuleRefusal("not a binary operator"))
     }
@@ -108,7 +108,9 @@ func removeNoopArithmetic(_ node: Node, _ analysis: OperatorAnalysis, _ context:
     case "Sub": neutral = 0; constantSides = [(b, a)]
     case "Mul": neutral = 1; constantSides = [(b, a), (a, b)]
     case "Div": neutral = 1; constantSides = [(b, a)]
-    default: preconditionFailure("remove-noop-arithmetic is rooted at Add, Sub, Mul and Div only")
+    case "And": neutral = 1; constantSides = [(b, a), (a, b)]
+    case "Or": neutral = 0; constantSides = [(b, a), (a, b)]
+    default: preconditionFailure("remove-noop-arithmetic is rooted at Add, Sub, Mul, Div, And and Or only")
     }
     guard let output = node.outputs.first ?? nil else { return .failure(RuleRefusal("no output")) }
     let outputFacts = analysis.inference.facts(of: output)
@@ -120,7 +122,35 @@ func removeNoopArithmetic(_ node: Node, _ analysis: OperatorAnalysis, _ context:
         let otherFacts = analysis.inference.facts(of: other)
         guard let type = otherFacts.elementType, type == outputFacts.elementType,
               shapesKnownEqual(otherFacts.shape, outputFacts.shape) else { continue }
-        return .success([.value(other)])
+        return .success(.replaceOutputs([.value(other)]))
     }
     return .failure(RuleRefusal("no operand is a neutral constant that keeps the shape"))
+}
+
+/// A Where whose condition is a constant, all true (it is X) or all false (it is Y), when the
+/// operand it picks has the output's type and shape.
+func removeNoopWhere(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<NativeEdit, RuleRefusal> {
+    guard node.inputs.count == 3, let condition = node.inputs[0], let x = node.inputs[1], let y = node.inputs[2],
+          let output = node.outputs.first ?? nil else {
+        return .failure(RuleRefusal("not a Where of three inputs"))
+    }
+    guard let tensor = condition.constantTensor(freezeInitializerInputs: context.freezeInitializerInputs),
+          (tensor.elementCount ?? Int.max) <= analysis.foldElementLimit,
+          let values = try? TensorValue(tensor: tensor).int64Values(), !values.isEmpty else {
+        return .failure(RuleRefusal("the condition is not a constant"))
+    }
+    let picked: Value
+    if values.allSatisfy({ $0 != 0 }) {
+        picked = x
+    } else if values.allSatisfy({ $0 == 0 }) {
+        picked = y
+    } else {
+        return .failure(RuleRefusal("the condition is neither all true nor all false"))
+    }
+    let outputFacts = analysis.inference.facts(of: output), pickedFacts = analysis.inference.facts(of: picked)
+    guard let type = pickedFacts.elementType, type == outputFacts.elementType,
+          shapesKnownEqual(pickedFacts.shape, outputFacts.shape) else {
+        return .failure(RuleRefusal("the operand it picks is broadcast to another shape"))
+    }
+    return .success(.replaceOutputs([.value(picked)]))
 }

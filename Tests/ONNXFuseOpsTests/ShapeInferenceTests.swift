@@ -1,0 +1,66 @@
+import XCTest
+import ONNXFuseIR
+@testable import ONNXFuseOps
+
+/// Whole-graph inference: facts kept current after an edit, and the two kinds of symbols.
+final class ShapeInferenceTests: XCTestCase {
+    func testRefreshRedoesANodeWhenALongerPathChangesAnotherInput() throws {
+        // s feeds d directly and through p1 → p2. p1 reads s before d does, so a walk that
+        // finishes d on its first visit sees p2's old facts.
+        let graph = Graph(name: "g")
+        let model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
+        let x = graph.addInput(name: "x", info: ValueInfo(type: .tensor(.float, [.value(4)])))
+        let target = graph.addInput(name: "target", info: ValueInfo(type: .tensor(.int64, [.value(2)])))
+        func node(_ op: String, _ inputs: [Value], _ name: String) -> Node {
+            let node = Node(opType: op, name: name, inputs: inputs, outputNames: [name])
+            graph.append(node)
+            return node
+        }
+        let s = node("Reshape", [x, target], "s")
+        let p1 = node("Neg", [s.outputs[0]!], "p1")
+        let p2 = node("Abs", [p1.outputs[0]!], "p2")
+        let d = node("Add", [s.outputs[0]!, p2.outputs[0]!], "d")
+        graph.addOutput(d.outputs[0]!, info: ValueInfo(type: nil))
+        let inference = ShapeInference(model: model)
+        inference.run()
+        XCTAssertNotEqual(d.outputs[0]!.inferred?.shape, [.value(2), .value(2)])
+        // The target becomes a constant, as folding would make it.
+        let constant = graph.addInitializer(name: "fixed", tensor: TensorValue.int64([2, 2]).tensor())
+        s.setInput(1, to: constant)
+        let changed = inference.refresh(from: s)
+        XCTAssertEqual(d.outputs[0]!.inferred?.shape, [.value(2), .value(2)])
+        XCTAssertEqual(Set(changed.map { $0.name ?? "" }), ["s", "p1", "p2", "d"])
+    }
+
+    func testDifferencesOfDimensionsAreValueSymbols() throws {
+        let graph = Graph(name: "g")
+        let model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
+        let x = graph.addInput(name: "x", info: ValueInfo(type: .tensor(.float, [.param("N"), .value(4)])))
+        func node(_ op: String, _ inputs: [Value], _ name: String, _ attributes: [Attribute] = []) -> Value {
+            let node = Node(opType: op, name: name, inputs: inputs, outputNames: [name], attributes: attributes)
+            graph.append(node)
+            return node.outputs[0]!
+        }
+        let shape = node("Shape", [x], "shape")
+        let one = graph.addInitializer(name: "one", tensor: TensorValue.int64([1]).tensor())
+        let less = node("Sub", [shape, one], "less")
+        let more = node("Add", [shape, one], "more")
+        let target = graph.addInitializer(name: "minus", tensor: TensorValue.int64([-1]).tensor())
+        let lessIsMinusOne = node("Equal", [less, target], "less_is_minus_one")
+        let moreIsMinusOne = node("Equal", [more, target], "more_is_minus_one")
+        let reshaped = node("Reshape", [x, less], "reshaped")
+        let inference = ShapeInference(model: model)
+        inference.run()
+        // N + 1 is a dimension symbol; N - 1 may be negative.
+        guard case .param(let moreSymbol)? = more.inferred?.shapeValue?.first,
+              case .param(let lessSymbol)? = less.inferred?.shapeValue?.first else {
+            return XCTFail("\(String(describing: more.inferred)) \(String(describing: less.inferred))")
+        }
+        XCTAssertTrue(SymbolAllocator.isDimension(moreSymbol))
+        XCTAssertFalse(SymbolAllocator.isDimension(lessSymbol))
+        XCTAssertEqual(moreIsMinusOne.inferred?.shapeValue, [.value(0), .value(0)])
+        XCTAssertNotEqual(lessIsMinusOne.inferred?.shapeValue?.first, .value(0))
+        // A Reshape to a value symbol does not take it as its dimension (it may be -1 or 0).
+        XCTAssertNotEqual(reshaped.inferred?.shape?.first, .param(lessSymbol))
+    }
+}

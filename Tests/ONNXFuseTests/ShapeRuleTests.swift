@@ -1,0 +1,224 @@
+import XCTest
+import ONNXFuse
+
+/// The native rules that turn run-time shapes into constants and merge chains of layout
+/// operators (Sources/ONNXFuse/NativeRules/ShapeRules.swift and the no-op removals they
+/// enable): what they become, that the graph computes the same numbers before and after (with
+/// the reference kernels, at two batch sizes), and where they must not fire.
+final class ShapeRuleTests: XCTestCase {
+    typealias Case = BuiltinNativeTests.Case
+
+    /// The graph's outputs for `inputs`, every node evaluated in order by its reference kernel.
+    func evaluate(_ model: Model, _ inputs: [String: TensorValue]) throws -> [String: TensorValue] {
+        let graph = model.graph
+        var values: [ObjectIdentifier: TensorValue] = [:]
+        for input in graph.inputs {
+            if let tensor = input.initializer {
+                values[ObjectIdentifier(input)] = try TensorValue(tensor: tensor)
+            }
+            if let given = inputs[input.name] { values[ObjectIdentifier(input)] = given }
+        }
+        for value in graph.initializers where values[ObjectIdentifier(value)] == nil {
+            values[ObjectIdentifier(value)] = try TensorValue(tensor: value.initializer!)
+        }
+        for node in graph.nodes {
+            let arguments = try node.inputs.map { input -> TensorValue? in
+                guard let input else { return nil }
+                guard let value = values[ObjectIdentifier(input)] else {
+                    throw OperatorError("'\(input.name)' has no value")
+                }
+                return value
+            }
+            let version = model.opsetVersion(domain: "")!
+            for (output, result) in zip(node.outputs, try OperatorRegistry.standard.evaluate(node, inputs: arguments, opsetVersion: version)) {
+                if let output, let result { values[ObjectIdentifier(output)] = result }
+            }
+        }
+        var outputs: [String: TensorValue] = [:]
+        for output in graph.outputs { outputs[output.value.name] = values[ObjectIdentifier(output.value)] }
+        return outputs
+    }
+
+    /// Deterministic float inputs: `x` with dims `dims` holding 0.25, 0.5, ... (mod 7).
+    func ramp(_ dims: [Int]) -> TensorValue {
+        let count = dims.reduce(1, *)
+        return TensorValue(.float, shape: dims, reals: (0..<count).map { Double(($0 % 28) + 1) * 0.25 })
+    }
+
+    /// Runs the built-in rules on `c` and checks that every output is the same before and after
+    /// for each input set; returns the report.
+    @discardableResult
+    func runAndCompare(_ c: Case, only: [String]? = nil, inputs: [[String: TensorValue]],
+                       file: StaticString = #filePath, line: UInt = #line) throws -> OptimizationReport {
+        let before = try inputs.map { try evaluate(c.model, $0) }
+        let report = try c.run(only: only)
+        for (set, expected) in zip(inputs, before) {
+            let after = try evaluate(c.model, set)
+            XCTAssertEqual(after, expected, "outputs differ for inputs of shapes \(set.mapValues(\.shape))\n\(c.text)",
+                           file: file, line: line)
+        }
+        return report
+    }
+
+    /// `Unsqueeze(Gather(Shape(x), index), [0])`: one run-time dimension of x as a 1-element vector.
+    func dimension(_ c: Case, _ shape: Value, _ index: Int64, _ name: String) -> Value {
+        let scalar = c.node("Gather", [shape, c.ints("\(name)_index", [index], [])], "\(name)_scalar",
+                            [Attribute(name: "axis", value: .int(0))])
+        return c.node("Unsqueeze", [scalar, c.ints("\(name)_axes", [0])], name)
+    }
+
+    func concat(_ c: Case, _ inputs: [Value], _ name: String) -> Value {
+        c.node("Concat", inputs, name, [Attribute(name: "axis", value: .int(0))])
+    }
+
+    // MARK: constant-reshape-shape
+
+    func testReshapeTargetBecomesAConstantWithCopiesAndOneInferredEntry() throws {
+        let c = Case()
+        let x = c.input("x", [.param("N"), .param("S"), .value(64)])
+        let shape = c.node("Shape", [x], "shape")
+        let n = dimension(c, shape, 0, "n"), s = dimension(c, shape, 1, "s")
+        // [N, S, 4, 16]: N and S copy x's dimensions (0).
+        let split = c.node("Reshape", [x, concat(c, [n, s, c.ints("heads", [4, 16])], "split_shape")], "split")
+        let t = c.node("Transpose", [split], "t", [Attribute(name: "perm", value: .ints([0, 2, 1, 3]))])
+        // [N * 4, S, 16]: N * 4 is the one entry not known, beside static... S is not static, so
+        // this one stays; [N * 4 * S, 16] has one unknown entry beside a static one: -1.
+        let n4 = c.node("Mul", [n, c.ints("four", [4])], "n4")
+        let ns4 = c.node("Mul", [n4, s], "ns4")
+        c.output(c.node("Reshape", [t, concat(c, [ns4, c.ints("sixteen", [16])], "flat_shape")], "flat"))
+        c.output(c.node("Reshape", [t, concat(c, [n4, s, c.ints("sixteen2", [16])], "kept_shape")], "kept"))
+        let report = try runAndCompare(c, inputs: [["x": ramp([1, 2, 64])], ["x": ramp([3, 5, 64])]])
+        XCTAssertEqual(c.fired(report)["constant-reshape-shape"], 2, "\(report.fired)")
+        let targets = c.graph.nodes.filter { $0.opType == "Reshape" }.map { node -> [Int64]? in
+            node.inputs[1]?.initializer.flatMap { try? TensorValue(tensor: $0).int64Values() }
+        }
+        XCTAssertEqual(targets, [[0, 0, 4, 16], [-1, 16], nil], c.text)
+        XCTAssertTrue(report.explanations.contains { $0.rule == "constant-reshape-shape" && $0.reason.contains("2 entries") },
+                      "\(report.explanations)")
+    }
+
+    func testReshapeTargetWithAllowZeroGetsNoCopies() throws {
+        let c = Case()
+        let x = c.input("x", [.param("N"), .value(64)])
+        let n = dimension(c, c.node("Shape", [x], "shape"), 0, "n")
+        let attributes = [Attribute(name: "allowzero", value: .int(1))]
+        c.output(c.node("Reshape", [x, concat(c, [n, c.ints("sizes", [4, 16])], "target")], "y", attributes))
+        let report = try runAndCompare(c, inputs: [["x": ramp([1, 64])], ["x": ramp([3, 64])]])
+        XCTAssertEqual(c.fired(report)["constant-reshape-shape"], 1, "\(report.fired)")
+        // With allowzero, 0 would mean an empty dimension: N becomes the one inferred entry.
+        XCTAssertEqual(c.graph.firstNode?.inputs[1]?.initializer.flatMap { try? TensorValue(tensor: $0).int64Values() }, [-1, 4, 16])
+    }
+
+    func testReshapeTargetMustNotBecomeAmbiguous() throws {
+        // [N, S * 4, 16] of x[N, S, 64]: N copies, S * 4 is unknown: -1 beside a copy that may be
+        // 0 at run time would be ambiguous, so the target stays computed.
+        let c = Case()
+        let x = c.input("x", [.param("N"), .param("S"), .value(64)])
+        let shape = c.node("Shape", [x], "shape")
+        let n = dimension(c, shape, 0, "n"), s = dimension(c, shape, 1, "s")
+        let s4 = c.node("Mul", [s, c.ints("four", [4])], "s4")
+        c.output(c.node("Reshape", [x, concat(c, [n, s4, c.ints("sixteen", [16])], "target")], "y"))
+        let report = try c.run(only: ["constant-reshape-shape"])
+        XCTAssertEqual(c.fired(report), [:])
+        XCTAssertTrue(report.explanations.contains { $0.reason.contains("not a static positive number") }, "\(report.explanations)")
+    }
+
+    // MARK: value symbols
+
+    func testEqualOfADimensionAndMinusOneIsFalseButNotOfADifference() throws {
+        let c = Case()
+        let x = c.input("x", [.param("N"), .value(4)])
+        let shape = c.node("Shape", [x], "shape")
+        let n = dimension(c, shape, 0, "n")
+        // TorchScript's guard of expand(-1): Where(Equal(shape, -1), 1, shape).
+        let target = concat(c, [n, c.ints("four", [4])], "target")
+        let isMinusOne = c.node("Equal", [target, c.ints("minus_ones", [-1, -1])], "is_minus_one")
+        let guarded = c.node("Where", [isMinusOne, c.ints("ones", [1, 1]), target], "guarded")
+        c.output(c.node("Expand", [x, guarded], "y"))
+        // N - 1 may be -1 (N = 0): that Equal stays.
+        let previous = c.node("Sub", [n, c.ints("one", [1])], "previous")
+        c.output(c.node("Equal", [previous, c.ints("minus_one", [-1])], "at_start"))
+        let report = try runAndCompare(c, inputs: [["x": ramp([1, 4])], ["x": ramp([3, 4])]])
+        XCTAssertEqual(c.fired(report)["remove-noop-where"], 1, "\(report.fired)")
+        XCTAssertEqual(c.graph.nodes.filter { $0.opType == "Equal" }.map { $0.outputs[0]!.name }, ["at_start"], c.text)
+        XCTAssertEqual(c.graph.nodes.filter { $0.opType == "Where" }.count, 0, c.text)
+    }
+
+    // MARK: merge-unsqueezes, merge-slices, merge-reshapes
+
+    func testUnsqueezeChainsMerge() throws {
+        let c = Case()
+        let x = c.input("x", [.param("N"), .value(3)])
+        let inner = c.node("Unsqueeze", [x, c.ints("a", [1])], "inner")
+        c.output(c.node("Unsqueeze", [inner, c.ints("b", [0, -1])], "outer"))
+        c.output(c.node("Unsqueeze", [inner, c.ints("c", [3])], "other"))
+        let report = try runAndCompare(c, inputs: [["x": ramp([1, 3])], ["x": ramp([3, 3])]])
+        XCTAssertEqual(c.fired(report)["merge-unsqueezes"], 2, "\(report.fired)")
+        let axes = c.graph.nodes.map { $0.inputs[1]!.initializer.flatMap { try? TensorValue(tensor: $0).int64Values() } }
+        // x[N, 3] → [N, 1, 3] → [1, N, 1, 3, 1]: axes 0, 2 and 4; and [N, 1, 3, 1]: axes 1 and 3.
+        XCTAssertEqual(axes, [[0, 2, 4], [1, 3]], c.text)
+    }
+
+    func testSlicesOfOtherAxesMergeAndOfTheSameAxisDoNot() throws {
+        let c = Case()
+        let x = c.input("x", [.param("N"), .value(6), .value(8)])
+        let inner = c.node("Slice", [x, c.ints("s1", [1]), c.ints("e1", [5]), c.ints("a1", [1])], "inner")
+        c.output(c.node("Slice", [inner, c.ints("s2", [-1]), c.ints("e2", [0]), c.ints("a2", [2]), c.ints("st2", [-2])], "merged"))
+        c.output(c.node("Slice", [inner, c.ints("s3", [1]), c.ints("e3", [3]), c.ints("a3", [1])], "same_axis"))
+        let report = try runAndCompare(c, inputs: [["x": ramp([1, 6, 8])], ["x": ramp([3, 6, 8])]])
+        XCTAssertEqual(c.fired(report)["merge-slices"], 1, "\(report.fired)")
+        XCTAssertEqual(c.graph.nodes.filter { $0.opType == "Slice" }.count, 3, c.text)
+        let merged = c.graph.nodes.first { $0.outputs[0]?.name == "merged" }!
+        XCTAssertTrue(merged.inputs[0]!.definition == .graphInput, c.text)
+        XCTAssertTrue(report.explanations.contains { $0.rule == "merge-slices" && $0.reason.contains("same axis") }, "\(report.explanations)")
+    }
+
+    func testReshapeReadsThroughOrderKeepingNodes() throws {
+        let c = Case()
+        let x = c.input("x", [.param("N"), .value(1), .value(1), .value(8)])
+        // [N, 1, 1, 8] → [N, 8, 1, 1] moves only size-1 dimensions.
+        let moved = c.node("Transpose", [x, ], "moved", [Attribute(name: "perm", value: .ints([0, 3, 1, 2]))])
+        c.output(c.node("Reshape", [moved, c.ints("flat_shape", [-1, 8])], "flat"))
+        let y = c.input("y", [.param("N"), .value(2), .value(1), .value(8)])
+        // [N, 2, 1, 8] → [N, 8, 2, 1] reorders 2 and 8: it stays.
+        let reordered = c.node("Transpose", [y], "reordered", [Attribute(name: "perm", value: .ints([0, 3, 1, 2]))])
+        c.output(c.node("Reshape", [reordered, c.ints("flat2_shape", [-1, 16])], "flat2"))
+        // A target with a 0 copies a dimension of its own input: it stays.
+        let squeezed = c.node("Squeeze", [y, c.ints("axis2", [2])], "squeezed")
+        c.output(c.node("Reshape", [squeezed, c.ints("copy", [0, -1])], "copied"))
+        let inputs = [["x": ramp([1, 1, 1, 8]), "y": ramp([1, 2, 1, 8])], ["x": ramp([3, 1, 1, 8]), "y": ramp([3, 2, 1, 8])]]
+        let report = try runAndCompare(c, inputs: inputs)
+        XCTAssertEqual(c.fired(report)["merge-reshapes"], 1, "\(report.fired)")
+        XCTAssertEqual(c.graph.nodes.map(\.opType), ["Reshape", "Transpose", "Reshape", "Squeeze", "Reshape"], c.text)
+    }
+
+    // MARK: no-op Pad, And, Or, Where
+
+    func testNoopPadAndLogicAndWhere() throws {
+        let c = Case()
+        let x = c.input("x", [.param("N"), .value(4)])
+        let padded = c.node("Pad", [x, c.ints("zeros", [0, 0, 0, 0])], "padded")
+        let grown = c.node("Pad", [padded, c.ints("one_more", [0, 0, 0, 1])], "grown")
+        let positive = c.node("Greater", [grown, c.floats("zero", [0], [])], "positive")
+        let both = c.node("And", [positive, c.graph.addInitializer(name: "yes", tensor: TensorValue.bool([true], shape: [1]).tensor())], "both")
+        let either = c.node("Or", [c.graph.addInitializer(name: "no", tensor: TensorValue.bool([false, false, false, false, false], shape: [5]).tensor()), both], "either")
+        let picked = c.node("Where", [c.graph.addInitializer(name: "always", tensor: TensorValue.bool([true], shape: []).tensor()), grown, c.floats("other", [7], [])], "picked")
+        c.output(c.node("Where", [either, picked, c.floats("minus", [-1], [])], "y"))
+        let report = try runAndCompare(c, inputs: [["x": ramp([1, 4])], ["x": ramp([3, 4])]])
+        let fired = c.fired(report)
+        XCTAssertEqual(fired["remove-noop-pad"], 1, "\(fired)")
+        XCTAssertEqual(fired["remove-noop-arithmetic"], 2, "\(fired)")
+        XCTAssertEqual(fired["remove-noop-where"], 1, "\(fired)")
+        XCTAssertEqual(c.graph.nodes.map(\.opType), ["Pad", "Greater", "Where"], c.text)
+    }
+
+    func testNoopWhereMustNotPickABroadcastOperand() throws {
+        // The condition is all true, but X is broadcast to the condition's shape: it stays.
+        let c = Case()
+        let x = c.input("x", [.value(1)])
+        let condition = c.graph.addInitializer(name: "always", tensor: TensorValue.bool([true, true, true], shape: [3]).tensor())
+        c.output(c.node("Where", [condition, x, c.floats("other", [0], [])], "y"))
+        let report = try c.run(only: ["remove-noop-where"])
+        XCTAssertEqual(c.fired(report), [:])
+    }
+}
