@@ -129,10 +129,80 @@ def shape_ops_mix():
     return mf.make_model(g)
 
 
+def transformer_shapes():
+    """The shape computations of transformer exports that need more than folding, around a
+    dynamic batch N and sequence S (X[N, S, 64]):
+
+    * head split and merge: Reshape targets built from Shape(X) at run time become constants,
+      [0, 0, 4, 16] (N and S copy X's dimensions) and [-1, 64] (N * S, the only unknown);
+    * TorchScript's guard of expand(-1): Where(Equal(target, -1), 1, target) picks the target,
+      because a dimension is never -1; a mask And-ed with a constant true;
+    * Unsqueeze(Unsqueeze(Range(0, S, 1))), one Unsqueeze; Slices of two axes in a row (Swin's
+      patch merging), one Slice; a Pad by zeros; a Transpose that moves only 1s before a
+      Reshape to [-1, 64];
+    * and one that must stay: the target [N, S * 4, 16] would need -1 beside a copy of N.
+    """
+    nodes = [
+        helper.make_node("Shape", ["X"], ["shape"], name="shape"),
+        helper.make_node("Gather", ["shape", "zero"], ["n"], name="gather_n", axis=0),
+        helper.make_node("Gather", ["shape", "one"], ["s"], name="gather_s", axis=0),
+        helper.make_node("Unsqueeze", ["n", "axes0"], ["n1"], name="unsq_n"),
+        helper.make_node("Unsqueeze", ["s", "axes0"], ["s1"], name="unsq_s"),
+        helper.make_node("Concat", ["n1", "s1", "heads"], ["split_shape"], name="concat_split", axis=0),
+        helper.make_node("Reshape", ["X", "split_shape"], ["split"], name="reshape_split"),
+        helper.make_node("Mul", ["n1", "s1"], ["ns"], name="mul_ns"),
+        helper.make_node("Concat", ["ns", "width"], ["flat_shape"], name="concat_flat", axis=0),
+        helper.make_node("Reshape", ["split", "flat_shape"], ["flat"], name="reshape_flat"),
+        # expand(-1) guard around a bias [1, 1, 64] expanded to [N, S, 64].
+        helper.make_node("Concat", ["n1", "s1", "width"], ["bias_shape"], name="concat_bias", axis=0),
+        helper.make_node("Equal", ["bias_shape", "minus_ones"], ["is_minus_one"], name="equal_guard"),
+        helper.make_node("Where", ["is_minus_one", "ones3", "bias_shape"], ["guarded"], name="where_guard"),
+        helper.make_node("Expand", ["bias", "guarded"], ["bias_full"], name="expand_bias"),
+        # A position mask: Range(0, S) unsqueezed twice, compared, And-ed with true.
+        helper.make_node("Range", ["zero", "s", "one"], ["positions"], name="range"),
+        helper.make_node("Unsqueeze", ["positions", "axes0"], ["positions1"], name="unsq_p1"),
+        helper.make_node("Unsqueeze", ["positions1", "axes2"], ["positions2"], name="unsq_p2"),
+        helper.make_node("Less", ["positions2", "three"], ["early"], name="less"),
+        helper.make_node("And", ["early", "always"], ["mask"], name="and_true"),
+        helper.make_node("Where", ["mask", "X", "bias_full"], ["mixed"], name="where_mask"),
+        # Patch merging: every other row, then every other column; a Pad by zeros.
+        helper.make_node("Slice", ["mixed", "start0", "end_max", "axes1", "step2"], ["rows"], name="slice_rows"),
+        helper.make_node("Slice", ["rows", "start1", "end_max", "axes2", "step2"], ["cells"], name="slice_cells"),
+        helper.make_node("Pad", ["cells", "no_pads"], ["padded"], name="pad_zero"),
+        helper.make_node("Relu", ["padded"], ["Y2"], name="relu_cells"),
+        # A pooled [N, 1, 1, 64] transposed to [N, 64, 1, 1] and flattened.
+        helper.make_node("ReduceMean", ["X"], ["pooled"], name="pool", axes=[1], keepdims=1),
+        helper.make_node("Reshape", ["pooled", "pooled_shape"], ["pooled4"], name="reshape_pooled"),
+        helper.make_node("Transpose", ["pooled4"], ["channels_first"], name="transpose_ones", perm=[0, 3, 1, 2]),
+        helper.make_node("Reshape", ["channels_first", "width_last"], ["Y3"], name="reshape_flatten"),
+        # Must stay computed: [N, S * 4, 16].
+        helper.make_node("Mul", ["s1", "four"], ["s4"], name="mul_s4"),
+        helper.make_node("Concat", ["n1", "s4", "sixteen"], ["kept_shape"], name="concat_kept", axis=0),
+        helper.make_node("Reshape", ["flat", "kept_shape"], ["kept"], name="reshape_kept"),
+        helper.make_node("Neg", ["kept"], ["Y"], name="neg"),
+    ]
+    inits = [
+        ints("zero", 0), ints("one", 1), ints("three", 3), ints("axes0", [0]), ints("axes1", [1]), ints("axes2", [2]),
+        ints("heads", [4, 16]), ints("width", [64]), ints("minus_ones", [-1, -1, -1]),
+        ints("ones3", [1, 1, 1]), ints("start0", [0]), ints("start1", [1]), ints("end_max", [np.iinfo(np.int64).max]),
+        ints("step2", [2]), ints("no_pads", [0, 0, 0, 0, 0, 0]), ints("pooled_shape", [0, 1, 1, 64]),
+        ints("width_last", [-1, 64]), ints("four", [4]), ints("sixteen", [16]),
+        numpy_helper.from_array(np.linspace(-1, 1, 64, dtype=np.float32).reshape(1, 1, 64), "bias"),
+        numpy_helper.from_array(np.array([True]), "always"),
+    ]
+    g = helper.make_graph(
+        nodes, "transformer_shapes", [mf.vi("X", FLOAT, ["N", "S", 64])],
+        [mf.vi("Y", FLOAT, ["N", None, 16]), mf.vi("Y2", FLOAT, ["N", None, 32]), mf.vi("Y3", FLOAT, ["N", 64])],
+        inits,
+    )
+    return mf.make_model(g)
+
+
 FIXTURES = {
     "shape_ops_mix": shape_ops_mix,
     "shape_arithmetic": shape_arithmetic,
     "dynamo_conv_bn": dynamo_conv_bn,
+    "transformer_shapes": transformer_shapes,
 }
 
 

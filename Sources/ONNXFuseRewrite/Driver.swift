@@ -490,8 +490,11 @@ struct Driver {
             let new: Value
             switch input {
             case .value(let value): new = value
-            case .tensor(let tensor):
-                let base = node.input(position)?.name ?? node.outputs.compactMap({ $0?.name }).first ?? node.opType
+            case .tensor(var tensor):
+                // Named after the node and the input's role (the tensor's name, when the rule gives one).
+                let owner = node.outputs.compactMap({ $0?.name }).first ?? node.name ?? node.opType
+                let base = "\(owner)_\(tensor.name ?? "input\(position)")"
+                tensor.name = nil
                 new = graph.addInitializer(name: names.fresh(base), tensor: tensor)
             }
             if let old = node.input(position) { freed.append(old) }

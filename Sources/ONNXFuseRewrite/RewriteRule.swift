@@ -134,7 +134,8 @@ public enum NativeEdit {
     case replaceOutputs([OutputReplacement?])
     /// The node stays and computes the same values from other inputs: input `position` reads
     /// `input` instead (a position past the end is appended; an existing value must be defined
-    /// before the node). Its outputs keep their names, uses and facts.
+    /// before the node; a new constant is named after the node and the tensor's own name, its
+    /// role, such as "shape"). Its outputs keep their names, uses and facts.
     case rewireInputs([(position: Int, input: OutputReplacement)])
 }
 

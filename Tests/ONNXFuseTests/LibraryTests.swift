@@ -91,7 +91,7 @@ final class ExampleRulesTests: XCTestCase {
             "matmul_transpose_bn": 1,
             // The operator-aware built-ins' fixtures (scripts/make-shape-fixtures.py): the dynamo
             // Conv's bias is computed at run time, so the example rule alone cannot fold it.
-            "shape_arithmetic": 0, "dynamo_conv_bn": 1, "shape_ops_mix": 0,
+            "shape_arithmetic": 0, "dynamo_conv_bn": 1, "shape_ops_mix": 0, "transformer_shapes": 0,
         ]
         let fixtures = ((try? FileManager.default.contentsOfDirectory(atPath: CommandTests.fixtures.path)) ?? []).filter { $0.hasSuffix(".onnx") }
         XCTAssertEqual(Set(fixtures.map { String($0.dropLast(5)) }), Set(expected.keys), "a fixture without an expectation")

@@ -61,7 +61,9 @@ enum NativeRules {
              "Remove a Pad whose pads are all 0.", removeNoopPad),
         rule("merge-slices", benefit: 55, opTypes: ["Slice"],
              "Merge a Slice of a Slice on other axes into one Slice (opset 10 on, constant parameters).", mergeSlices),
-        rule("merge-reshapes", benefit: 55, opTypes: ["Reshape"],
+        // Below the rule files' default benefit (1): cleanup.rules' fuse-reshape-reshape, which
+        // it extends (to more producers, shared ones, and computed targets with allowzero), goes first.
+        rule("merge-reshapes", benefit: 0, opTypes: ["Reshape"],
              "Let a Reshape read through a Reshape, Flatten, Squeeze, Unsqueeze or size-1 Transpose before it.",
              mergeReshapes),
         rule("merge-unsqueezes", benefit: 55, opTypes: ["Unsqueeze"],

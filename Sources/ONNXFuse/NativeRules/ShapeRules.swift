@@ -12,6 +12,13 @@ func reshapeAllowsZero(_ node: Node, version: Int64) -> Bool? {
     return version >= 14 && flag != 0
 }
 
+/// A new int64 vector input, named after its role ("shape", "axes").
+func int64Input(_ values: [Int64], role: String) -> OutputReplacement {
+    var tensor = TensorValue(.int64, shape: [values.count], integers: values).tensor()
+    tensor.name = role
+    return .tensor(tensor)
+}
+
 // MARK: constant-reshape-shape
 
 /// A Reshape whose target shape is computed at run time gets a constant one when each entry is
@@ -65,8 +72,7 @@ func constantReshapeShape(_ node: Node, _ analysis: OperatorAnalysis, _ context:
     } else if !unknown.isEmpty {
         return .failure(RuleRefusal("\(unknown.count) entries of the target shape are not known"))
     }
-    let constant = TensorValue(.int64, shape: [shape.count], integers: shape)
-    return .success(.rewireInputs([(position: 1, input: .tensor(constant.tensor()))]))
+    return .success(.rewireInputs([(position: 1, input: int64Input(shape, role: "shape"))]))
 }
 
 // MARK: merge-unsqueezes
@@ -105,8 +111,7 @@ func mergeUnsqueezes(_ node: Node, _ analysis: OperatorAnalysis, _ context: Rewr
     // The middle value's dimensions land, in order, on the final positions the outer one leaves.
     let kept = (0..<finalRank).filter { !outer.contains($0) }
     let combined = (outer.union(inserted.map { kept[$0] })).sorted().map(Int64.init)
-    let tensor = TensorValue(.int64, shape: [combined.count], integers: combined).tensor()
-    return .success(.rewireInputs([(position: 0, input: .value(x)), (position: 1, input: .tensor(tensor))]))
+    return .success(.rewireInputs([(position: 0, input: .value(x)), (position: 1, input: int64Input(combined, role: "axes"))]))
 }
 
 // MARK: merge-slices
@@ -128,15 +133,12 @@ func mergeSlices(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteC
         return .failure(RuleRefusal("the parameters are not constants, or not valid"))
     }
     guard Set(first.axes).isDisjoint(with: second.axes) else { return .failure(RuleRefusal("both slice the same axis")) }
-    func tensor(_ values: [Int64]) -> OutputReplacement {
-        .tensor(TensorValue(.int64, shape: [values.count], integers: values).tensor())
-    }
     return .success(.rewireInputs([
         (position: 0, input: .value(x)),
-        (position: 1, input: tensor(first.starts + second.starts)),
-        (position: 2, input: tensor(first.ends + second.ends)),
-        (position: 3, input: tensor((first.axes + second.axes).map(Int64.init))),
-        (position: 4, input: tensor(first.steps + second.steps)),
+        (position: 1, input: int64Input(first.starts + second.starts, role: "starts")),
+        (position: 2, input: int64Input(first.ends + second.ends, role: "ends")),
+        (position: 3, input: int64Input((first.axes + second.axes).map(Int64.init), role: "axes")),
+        (position: 4, input: int64Input(first.steps + second.steps, role: "steps")),
     ]))
 }
 
