@@ -9,28 +9,40 @@ func mergeDuplicateInitializers(_ model: Model) -> Int {
     for graph in model.allGraphs {
         // Training information (kept opaque) may read any initializer of the main graph.
         if graph === model.graph && model.opaqueReferences.hasTrainingInfo { continue }
-        // Candidates are grouped by type, dims and a hash of the elements, so only tensors that
-        // are very likely equal are compared (linear in the total size).
+        // Candidates are grouped by type, dims and a hash of a few samples of the elements;
+        // only tensors that share a group are hashed whole and then compared, so the weights of
+        // a large model, which all differ, are not read in full (each round calls this again).
         var groups: [TensorKey: [Value]] = [:]
         var order: [TensorKey] = []
         for value in graph.initializers where value.definition == .initializer && !value.isGraphOutput {
-            guard let tensor = value.initializer, let key = TensorKey(tensor) else { continue }
+            guard let tensor = value.initializer else { continue }
+            let key = TensorKey(tensor, whole: false)
             if groups[key] == nil { order.append(key) }
             groups[key, default: []].append(value)
         }
         for key in order {
-            guard let values = groups[key], values.count > 1 else { continue }
-            var kept: [(value: Value, tensor: Tensor)] = []
-            for value in values {
-                let tensor = value.initializer!
-                if let twin = kept.first(where: { tensorsEqual($0.tensor, tensor) }) {
-                    value.replaceAllUses(with: twin.value)
-                    if value.isUnused {
-                        graph.removeInitializer(value)
-                        removed += 1
+            guard let sampled = groups[key], sampled.count > 1 else { continue }
+            var buckets: [TensorKey: [Value]] = [:]
+            var bucketOrder: [TensorKey] = []
+            for value in sampled {
+                let whole = TensorKey(value.initializer!, whole: true)
+                if buckets[whole] == nil { bucketOrder.append(whole) }
+                buckets[whole, default: []].append(value)
+            }
+            for bucket in bucketOrder {
+                guard let values = buckets[bucket], values.count > 1 else { continue }
+                var kept: [(value: Value, tensor: Tensor)] = []
+                for value in values {
+                    let tensor = value.initializer!
+                    if let twin = kept.first(where: { tensorsEqual($0.tensor, tensor) }) {
+                        value.replaceAllUses(with: twin.value)
+                        if value.isUnused {
+                            graph.removeInitializer(value)
+                            removed += 1
+                        }
+                    } else {
+                        kept.append((value, tensor))
                     }
-                } else {
-                    kept.append((value, tensor))
                 }
             }
         }
@@ -38,20 +50,32 @@ func mergeDuplicateInitializers(_ model: Model) -> Int {
     return removed
 }
 
-/// What equal tensors share: element type, dims, and a hash of the stored elements (tensors
-/// whose elements are stored in different fields may hash differently: they are then not
-/// merged, which is safe).
+/// What equal tensors share: element type, dims, and a hash of the stored elements, whole or
+/// sampled (the first, middle and last 64 bytes). Tensors whose elements are stored in
+/// different fields may hash differently: they are then not merged, which is safe.
 struct TensorKey: Hashable {
     let dataType: Int32
     let dims: [Int64]
     let contentHash: Int
 
-    init?(_ tensor: Tensor) {
+    init(_ tensor: Tensor, whole: Bool) {
         var hasher = Hasher()
+        func combine(_ bytes: UnsafeRawBufferPointer) {
+            hasher.combine(bytes.count)
+            let sample = 64
+            if whole || bytes.count <= 3 * sample {
+                hasher.combine(bytes: bytes)
+            } else {
+                let middle = (bytes.count - sample) / 2
+                hasher.combine(bytes: UnsafeRawBufferPointer(rebasing: bytes[..<sample]))
+                hasher.combine(bytes: UnsafeRawBufferPointer(rebasing: bytes[middle..<(middle + sample)]))
+                hasher.combine(bytes: UnsafeRawBufferPointer(rebasing: bytes[(bytes.count - sample)...]))
+            }
+        }
         switch tensor.storage {
         case .none: break
         case .raw(let b), .floatData(let b), .int32Data(let b), .int64Data(let b), .doubleData(let b), .uint64Data(let b):
-            b.withUnsafeBytes { hasher.combine(bytes: $0) }
+            b.withUnsafeBytes { combine($0) }
         case .stringData(let strings):
             for string in strings { hasher.combine(string) }
         }
