@@ -12,20 +12,20 @@ func mergeDuplicateInitializers(_ model: Model) -> Int {
         // Candidates are grouped by type, dims and a hash of a few samples of the elements;
         // only tensors that share a group are hashed whole and then compared, so the weights of
         // a large model, which all differ, are not read in full (each round calls this again).
-        var groups: [TensorKey: [Value]] = [:]
-        var order: [TensorKey] = []
+        var groups: [Int: [Value]] = [:]
+        var order: [Int] = []
         for value in graph.initializers where value.definition == .initializer && !value.isGraphOutput {
             guard let tensor = value.initializer else { continue }
-            let key = TensorKey(tensor, whole: false)
+            let key = tensorHash(tensor, whole: false)
             if groups[key] == nil { order.append(key) }
             groups[key, default: []].append(value)
         }
         for key in order {
             guard let sampled = groups[key], sampled.count > 1 else { continue }
-            var buckets: [TensorKey: [Value]] = [:]
-            var bucketOrder: [TensorKey] = []
+            var buckets: [Int: [Value]] = [:]
+            var bucketOrder: [Int] = []
             for value in sampled {
-                let whole = TensorKey(value.initializer!, whole: true)
+                let whole = tensorHash(value.initializer!, whole: true)
                 if buckets[whole] == nil { bucketOrder.append(whole) }
                 buckets[whole, default: []].append(value)
             }
@@ -50,39 +50,34 @@ func mergeDuplicateInitializers(_ model: Model) -> Int {
     return removed
 }
 
-/// What equal tensors share: element type, dims, and a hash of the stored elements, whole or
+/// A hash of what equal tensors share: element type, dims, and the stored elements, whole or
 /// sampled (the first, middle and last 64 bytes). Tensors whose elements are stored in
 /// different fields may hash differently: they are then not merged, which is safe.
-struct TensorKey: Hashable {
-    let dataType: Int32
-    let dims: [Int64]
-    let contentHash: Int
-
-    init(_ tensor: Tensor, whole: Bool) {
-        var hasher = Hasher()
-        func combine(_ bytes: UnsafeRawBufferPointer) {
-            hasher.combine(bytes.count)
-            let sample = 64
-            if whole || bytes.count <= 3 * sample {
-                hasher.combine(bytes: bytes)
-            } else {
-                let middle = (bytes.count - sample) / 2
-                hasher.combine(bytes: UnsafeRawBufferPointer(rebasing: bytes[..<sample]))
-                hasher.combine(bytes: UnsafeRawBufferPointer(rebasing: bytes[middle..<(middle + sample)]))
-                hasher.combine(bytes: UnsafeRawBufferPointer(rebasing: bytes[(bytes.count - sample)...]))
-            }
+func tensorHash(_ tensor: Tensor, whole: Bool) -> Int {
+    var hasher = Hasher()
+    hasher.combine(tensor.dataType.rawValue)
+    hasher.combine(tensor.dims.count)
+    for dim in tensor.dims { hasher.combine(dim) }
+    func combine(_ bytes: UnsafeRawBufferPointer) {
+        hasher.combine(bytes.count)
+        let sample = 64
+        if whole || bytes.count <= 3 * sample {
+            hasher.combine(bytes: bytes)
+        } else {
+            let middle = (bytes.count - sample) / 2
+            hasher.combine(bytes: UnsafeRawBufferPointer(rebasing: bytes[..<sample]))
+            hasher.combine(bytes: UnsafeRawBufferPointer(rebasing: bytes[middle..<(middle + sample)]))
+            hasher.combine(bytes: UnsafeRawBufferPointer(rebasing: bytes[(bytes.count - sample)...]))
         }
-        switch tensor.storage {
-        case .none: break
-        case .raw(let b), .floatData(let b), .int32Data(let b), .int64Data(let b), .doubleData(let b), .uint64Data(let b):
-            b.withUnsafeBytes { combine($0) }
-        case .stringData(let strings):
-            for string in strings { hasher.combine(string) }
-        }
-        dataType = tensor.dataType.rawValue
-        dims = tensor.dims
-        contentHash = hasher.finalize()
     }
+    switch tensor.storage {
+    case .none: break
+    case .raw(let b), .floatData(let b), .int32Data(let b), .int64Data(let b), .doubleData(let b), .uint64Data(let b):
+        b.withUnsafeBytes { combine($0) }
+    case .stringData(let strings):
+        for string in strings { hasher.combine(string) }
+    }
+    return hasher.finalize()
 }
 
 /// A problem with `--input-shape`.
