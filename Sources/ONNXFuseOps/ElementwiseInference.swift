@@ -115,7 +115,7 @@ extension ElementwiseKit {
             context.setOutput(0, type: type, shape: shape)
             guard let rule, let outputType = type, holdsShapeValues(outputType),
                   let x = shapeElements(a), let y = shapeElements(b) else { return }
-            attachShapeValue(combineShapeValues([x, y], context: context, keepsSign: keepsSign) { rule($0, outputType) }, to: &context)
+            attachShapeValue(combineShapeValues([x, y], context: context, keepsSign: keepsSign && keepsSignOfDimensions(outputType)) { rule($0, outputType) }, to: &context)
         }
     }
 
@@ -135,7 +135,7 @@ extension ElementwiseKit {
                 guard let elements = shapeElements(facts) else { return }
                 operands.append(elements)
             }
-            attachShapeValue(combineShapeValues(operands, context: context, keepsSign: true) { rule($0, outputType) }, to: &context)
+            attachShapeValue(combineShapeValues(operands, context: context, keepsSign: keepsSignOfDimensions(outputType)) { rule($0, outputType) }, to: &context)
         }
     }
 
@@ -172,16 +172,27 @@ extension ElementwiseKit {
         attachShapeValue(combineShapeValues([ce, xe, ye], context: context, keepsSign: true) { whereShapeValue($0, outputType) }, to: &context)
     }
 
+    /// Whether `type` holds every dimension (taken to be below 2^31): 32- and 64-bit integers.
+    static func holdsDimensions(_ type: DataType) -> Bool {
+        [.int32, .int64, .uint32, .uint64].contains(type)
+    }
+
+    /// Whether sums and products of dimensions stay non-negative in `type`: 64-bit integers only
+    /// (in int32, a dimension plus a large constant wraps).
+    static func keepsSignOfDimensions(_ type: DataType) -> Bool { type == .int64 || type == .uint64 }
+
     /// Shape values converted to the integer type `type` (or bool): static elements are
-    /// converted, dimension symbols kept (every integer type used for shapes holds them)
-    /// except into bool, where they are unknown, as are value symbols.
+    /// converted, dimension symbols kept into 32- and 64-bit integers; anything else becomes a
+    /// value symbol (a dimension symbol into bool).
     static func castShapeValue(_ facts: ValueFacts?, to type: DataType, context: inout InferenceContext) {
         guard let source = facts?.elementType, holdsShapeValues(source), holdsShapeValues(type),
               let elements = shapeElements(facts) else { return }
         attachShapeValue(elements.map { d in
             switch d {
             case .value(let v): return .value(type == .bool ? (v != 0 ? 1 : 0) : wrapInteger(v, to: type))
-            case .param(let p) where type != .bool && SymbolAllocator.isDimension(p): return d
+            // A dimension keeps its value in 32- and 64-bit integers (dimensions are taken to be
+            // below 2^31); a narrower type may wrap it.
+            case .param(let p) where holdsDimensions(type) && SymbolAllocator.isDimension(p): return d
             default: return type == .bool ? context.freshDimension() : context.freshValue()
             }
         }, to: &context)

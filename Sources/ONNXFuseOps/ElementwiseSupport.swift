@@ -256,6 +256,14 @@ enum ElementwiseKit {
         }
     }
 
+    /// Whether an element is a dimension symbol or a number in [0, 2^31]: sums and products of
+    /// such elements stay non-negative in int64 (dimensions of real tensors are far below 2^31
+    /// times 2^31), while a large constant could wrap them negative.
+    static func isModestNonNegative(_ d: Dimension) -> Bool {
+        if case .value(let v) = d { return v >= 0 && v <= 1 << 31 }
+        return isNonNegative(d)
+    }
+
     /// `f` applied elementwise to shape values broadcast against each other (lengths equal or
     /// one of them 1); nil when the lengths do not broadcast. `f` returns nil for "not known",
     /// which becomes a fresh symbol: a dimension symbol when `keepsSign` (the operator maps
@@ -272,7 +280,8 @@ enum ElementwiseKit {
             if let known = f(elements) {
                 result.append(known)
             } else {
-                result.append(keepsSign && elements.allSatisfy(isNonNegative) ? context.freshDimension() : context.freshValue())
+                let nonNegative = keepsSign && elements.allSatisfy(isModestNonNegative)
+                result.append(nonNegative ? context.freshDimension() : context.freshValue())
             }
         }
         return result

@@ -84,7 +84,8 @@ extension ReductionKit {
         if shape.count == 1, mask == [true], ElementwiseKit.holdsShapeValues(type),
            let elements = ElementwiseKit.shapeElements(x), !elements.isEmpty, let type,
            let value = reducedShapeValue(elements, node.opType, type) {
-            let unknown = elements.allSatisfy(ElementwiseKit.isNonNegative) ? context.freshDimension() : context.freshValue()
+            let keepsSign = ElementwiseKit.keepsSignOfDimensions(type) && elements.allSatisfy(ElementwiseKit.isModestNonNegative)
+            let unknown = keepsSign ? context.freshDimension() : context.freshValue()
             ElementwiseKit.attachShapeValue([value ?? unknown], to: &context)
         }
     }

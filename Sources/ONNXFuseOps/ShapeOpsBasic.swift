@@ -170,7 +170,14 @@ extension ShapeKit {
                 guard v >= 0 else { throw OperatorError("invalid target dimension \(v)") }
                 output.append(size)
             case .param(let symbol) where SymbolAllocator.isDimension(symbol):
-                output.append(size)
+                // A dimension symbol that is 0 at run time copies the input's dimension instead
+                // (without allowzero): it is the output's dimension only when that copy is the
+                // same symbol, or there is nothing to copy (the reshape would fail).
+                if allowZero || inputShape.map({ index >= $0.count || $0[index] == size }) == true {
+                    output.append(size)
+                } else {
+                    output.append(fresh())
+                }
             case .param, .unknown:
                 // A value symbol may be 0 or -1 at run time: the dimension is not known.
                 output.append(fresh())

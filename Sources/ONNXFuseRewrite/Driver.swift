@@ -571,10 +571,16 @@ struct Driver {
         }
     }
 
-    /// Removes initializers and nodes that nothing uses any more, starting from `values`.
+    /// Removes initializers and nodes that nothing uses any more, starting from `values`. A
+    /// value deeper in a removed chain that is left with a single reader has that reader queued:
+    /// rules that need a value read once (fusing a pair of nodes) may apply there now.
     mutating func removeUnused(_ values: [Value]) {
         var stack = values
+        var firstLevel = Set(values.map(ObjectIdentifier.init))
         while let value = stack.popLast() {
+            if !value.isUnused, !firstLevel.contains(ObjectIdentifier(value)), value.uses.count == 1 {
+                enqueue(value.uses[0].node)
+            }
             guard value.isUnused, let graph = value.graph else { continue }
             switch value.definition {
             case .initializer:
@@ -583,8 +589,10 @@ struct Driver {
                 graph.removeInitializer(value)
             case .nodeOutput:
                 guard let producer = value.producer, producer.outputs.allSatisfy({ $0?.isUnused ?? true }) else { continue }
-                stack.append(contentsOf: producer.inputs.compactMap { $0 })
+                let inputs = producer.inputs.compactMap { $0 }
                 graph.erase(producer)
+                for input in inputs { firstLevel.remove(ObjectIdentifier(input)) }
+                stack.append(contentsOf: inputs)
             default:
                 continue
             }

@@ -63,4 +63,32 @@ final class ShapeInferenceTests: XCTestCase {
         // A Reshape to a value symbol does not take it as its dimension (it may be -1 or 0).
         XCTAssertNotEqual(reshaped.inferred?.shape?.first, .param(lessSymbol))
     }
+
+    func testSignAndZeroAreNotAssumed() throws {
+        let graph = Graph(name: "g")
+        let model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
+        let x = graph.addInput(name: "x", info: ValueInfo(type: .tensor(.float, [.param("K"), .param("M")])))
+        let z = graph.addInput(name: "z", info: ValueInfo(type: .tensor(.float, [.param("N"), .param("P")])))
+        func node(_ op: String, _ inputs: [Value], _ name: String, _ attributes: [Attribute] = []) -> Value {
+            let node = Node(opType: op, name: name, inputs: inputs, outputNames: [name], attributes: attributes)
+            graph.append(node)
+            return node.outputs[0]!
+        }
+        func symbol(_ d: ONNXFuseIR.Dimension?) -> String? {
+            if case .param(let p)? = d { return p }
+            return nil
+        }
+        // Reshape(x, Shape(z)): where N is 0, the output's first dimension copies K.
+        let reshaped = node("Reshape", [x, node("Shape", [z], "shape_z")], "reshaped")
+        // A dimension cast to int8 may wrap (255 is -1); N + 2^40 is still a dimension in int64,
+        // N + 2^62 could wrap.
+        let narrow = node("Cast", [node("Shape", [x], "shape_x")], "narrow", [Attribute(name: "to", value: .int(3))])
+        let big = graph.addInitializer(name: "big", tensor: TensorValue.int64([1 << 62]).tensor())
+        let wrapped = node("Add", [node("Shape", [z], "shape_z2"), big], "wrapped")
+        let inference = ShapeInference(model: model)
+        inference.run()
+        XCTAssertNotEqual(reshaped.inferred?.shape?.first, .param("N"))
+        XCTAssertFalse(symbol(narrow.inferred?.shapeValue?.first).map(SymbolAllocator.isDimension) ?? true)
+        XCTAssertFalse(symbol(wrapped.inferred?.shapeValue?.first).map(SymbolAllocator.isDimension) ?? true)
+    }
 }

@@ -221,4 +221,20 @@ final class ShapeRuleTests: XCTestCase {
         let report = try c.run(only: ["remove-noop-where"])
         XCTAssertEqual(c.fired(report), [:])
     }
+
+    // MARK: what a removed chain frees
+
+    func testAValueLeftWithOneReaderByAFoldIsTriedAgain() throws {
+        // t1 has two readers, t2 and a Shape whose static entry folds away; then t2 fuses with t1.
+        let c = Case()
+        let x = c.input("x", [.param("N"), .value(3), .value(4)])
+        let t1 = c.node("Transpose", [x], "t1", [Attribute(name: "perm", value: .ints([0, 2, 1]))])
+        let t2 = c.node("Transpose", [t1], "t2", [Attribute(name: "perm", value: .ints([1, 2, 0]))])
+        let width = c.node("Gather", [c.node("Shape", [t1], "s"), c.ints("one", [1], [])], "width",
+                           [Attribute(name: "axis", value: .int(0))])
+        let scale = c.node("Cast", [width], "scale", [Attribute(name: "to", value: .int(1))])
+        c.output(c.node("Mul", [t2, scale], "y"))
+        let report = try runAndCompare(c, inputs: [["x": ramp([1, 3, 4])], ["x": ramp([2, 3, 4])]])
+        XCTAssertEqual(c.graph.nodes.filter { $0.opType == "Transpose" }.count, 1, "\(report.fired)\n\(c.text)")
+    }
 }
