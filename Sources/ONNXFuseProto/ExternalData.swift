@@ -80,7 +80,8 @@ struct ExternalDataResolver {
         defer { close(directory) }
         for (index, component) in components.enumerated() {
             let isLast = index == components.count - 1
-            let flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | (isLast ? 0 : O_DIRECTORY)
+            // Non-blocking: a FIFO is refused below rather than waited on.
+            let flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | (isLast ? 0 : O_DIRECTORY)
             let fd = openat(directory, String(component), flags)
             if fd < 0 {
                 let code = currentErrno
@@ -94,7 +95,7 @@ struct ExternalDataResolver {
                 var info = stat()
                 guard fstat(fd, &info) == 0 else { throw ModelFileError.io(file: dataPath(path), operation: "stat", errno: currentErrno) }
                 guard (info.st_mode & S_IFMT) == S_IFREG else {
-                    throw invalid(location, "external data location '\(path)' is not a regular file")
+                    throw invalid(location, "external data location '\(path)' is not a regular file (it is \(fileKind(info.st_mode)))")
                 }
                 guard info.st_nlink == 1 else {
                     throw invalid(location, "external data file '\(path)' is hard-linked (\(info.st_nlink) links)")

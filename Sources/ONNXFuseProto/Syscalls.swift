@@ -9,6 +9,20 @@ import Darwin
 /// The text of a C `errno` value.
 func systemErrorText(_ code: Int32) -> String { String(cString: strerror(code)) }
 
+/// What kind of file a `st_mode` says, for messages ("a folder", "a FIFO").
+func fileKind(_ mode: mode_t) -> String {
+    switch mode & S_IFMT {
+    case S_IFREG: return "a regular file"
+    case S_IFDIR: return "a folder"
+    case S_IFIFO: return "a FIFO"
+    case S_IFSOCK: return "a socket"
+    case S_IFCHR: return "a character device"
+    case S_IFBLK: return "a block device"
+    case S_IFLNK: return "a symbolic link"
+    default: return "not a regular file"
+    }
+}
+
 /// The thread's current `errno`.
 var currentErrno: Int32 { errno }
 
@@ -38,7 +52,7 @@ final class MappedFile {
         var info = stat()
         guard fstat(descriptor.rawValue, &info) == 0 else { throw ModelFileError.io(file: path, operation: "stat", errno: currentErrno) }
         guard (info.st_mode & S_IFMT) == S_IFREG else {
-            throw ModelFileError.unsupported(file: path, reason: "not a regular file")
+            throw ModelFileError.unsupported(file: path, reason: "not a regular file (it is \(fileKind(info.st_mode)))")
         }
         identity = (UInt64(info.st_dev), UInt64(info.st_ino))
         count = Int(info.st_size)
@@ -53,9 +67,10 @@ final class MappedFile {
         base = UnsafeRawPointer(address)
     }
 
-    /// Opens and maps `path`.
+    /// Opens and maps `path`. It opens without blocking, so that a FIFO or a device is refused
+    /// (it is not a regular file) instead of waiting forever for a writer.
     convenience init(path: String) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw ModelFileError.io(file: path, operation: "open", errno: currentErrno) }
         try self.init(path: path, descriptor: FileDescriptor(fd))
     }

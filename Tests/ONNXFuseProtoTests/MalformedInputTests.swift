@@ -5,7 +5,7 @@ import ONNXFuseTestSupport
 @testable import ONNXFuseProto
 
 final class MalformedInputTests: XCTestCase {
-    enum Kind { case invalid, limit, io }
+    enum Kind { case invalid, limit, io, unsupported }
 
     /// Loads `path` and checks it fails with an error of `kind` whose message contains `text`.
     func expectRejection(_ path: String, _ kind: Kind, _ text: String, file: StaticString = #filePath, line: UInt = #line) {
@@ -14,7 +14,7 @@ final class MalformedInputTests: XCTestCase {
             XCTFail("\(path) was accepted", file: file, line: line)
         } catch let error as ModelFileError {
             switch (kind, error) {
-            case (.invalid, .invalidModel), (.limit, .limitExceeded), (.io, .io): break
+            case (.invalid, .invalidModel), (.limit, .limitExceeded), (.io, .io), (.unsupported, .unsupported): break
             default: XCTFail("\(path): wrong kind of error: \(error)", file: file, line: line)
             }
             let message = error.description
@@ -60,6 +60,19 @@ final class MalformedInputTests: XCTestCase {
         } catch let error as ModelFileError {
             XCTAssertTrue(error.description.contains("not a regular file") || error.description.contains("read failed"), "\(error)")
         }
+    }
+
+    func testSpecialFilesAreRefusedWithoutWaiting() throws {
+        // A FIFO without a writer would block a plain open() forever.
+        let directory = try temporaryDirectory(self)
+        let fifo = directory.appendingPathComponent("model.onnx")
+        XCTAssertEqual(mkfifo(fifo.path, 0o600), 0)
+        expectRejection(fifo.path, .unsupported, "not a regular file (it is a FIFO)")
+        // The same as a model's external data file.
+        try FileManager.default.copyItem(at: Paths.fixtures.appendingPathComponent("external_data.onnx"),
+                                         to: directory.appendingPathComponent("m.onnx"))
+        XCTAssertEqual(mkfifo(directory.appendingPathComponent("external_data.onnx.data").path, 0o600), 0)
+        expectRejection(directory.appendingPathComponent("m.onnx").path, .invalid, "is not a regular file (it is a FIFO)")
     }
 
     func testHardLinkedExternalDataIsRefused() throws {

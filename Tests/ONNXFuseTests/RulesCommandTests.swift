@@ -54,6 +54,27 @@ final class RulesCommandTests: XCTestCase {
         XCTAssertEqual((frozenReport["rules_fired"] as? [[String: Any]])?.first?["count"] as? Int, 1)
     }
 
+    func testRuleFilesThatAreNotRegularFilesAreRefusedWithTheReason() throws {
+        let dir = try workspace(["conv_bn.onnx"])
+        XCTAssertEqual(mkfifo(dir.appendingPathComponent("pipe.rules").path, 0o600), 0)
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("folder.rules"), withIntermediateDirectories: false)
+        for (name, reason) in [("pipe.rules", "it is a FIFO"), ("folder.rules", "it is a folder"),
+                               ("absent.rules", "open failed: No such file or directory")] {
+            let result = try run(["conv_bn.onnx", "--rules", name, "-o", "out.onnx"], in: dir)
+            XCTAssertEqual(result.status, 1, result.stderr)
+            XCTAssertTrue(result.stderr.contains("\(name): cannot be read") && result.stderr.contains(reason), result.stderr)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out.onnx").path))
+        }
+        let check = try run(["rules", "check", "pipe.rules"], in: dir)
+        XCTAssertEqual(check.status, 1, check.stderr)
+        XCTAssertTrue(check.stderr.contains("it is a FIFO"), check.stderr)
+        // A model that is a FIFO: exit 2 (not a model onnx-fuse can read), at once.
+        XCTAssertEqual(mkfifo(dir.appendingPathComponent("pipe.onnx").path, 0o600), 0)
+        let model = try run(["pipe.onnx", "-o", "out.onnx"], in: dir)
+        XCTAssertEqual(model.status, 2, model.stderr)
+        XCTAssertTrue(model.stderr.contains("it is a FIFO"), model.stderr)
+    }
+
     func testRuleFileErrorsComeFirstWithTheirPlace() throws {
         let dir = try workspace(["conv_bn.onnx"])
         let bad = dir.appendingPathComponent("bad.rules")
