@@ -49,6 +49,10 @@ public final class Model {
     public var metadataProps: [StringPair] = []
     /// What the model's opaque parts refer to.
     public var opaqueReferences = OpaqueReferences()
+    /// The files the model was read from: its own file first, then every external data file
+    /// it read (empty for a model built in memory). Saving never writes over them unless told
+    /// to replace the input.
+    public var inputFiles: [FileIdentity] = []
     /// The main graph.
     public var graph: Graph {
         didSet { graph.modelStorage = self }
@@ -84,5 +88,22 @@ public final class Model {
             }
         }
         return result
+    }
+}
+
+/// A file by path and by identity (device and inode), to recognize it under another name.
+public struct FileIdentity: Equatable, Sendable {
+    /// The path it was opened by.
+    public var path: String
+    /// The device it is on.
+    public var device: UInt64
+    /// Its inode.
+    public var inode: UInt64
+
+    /// A file identity.
+    public init(path: String, device: UInt64, inode: UInt64) {
+        self.path = path
+        self.device = device
+        self.inode = inode
     }
 }

@@ -43,6 +43,14 @@ public struct SaveOptions: Sendable {
     public var maximumModelBytes = Int(Int32.max)
     /// Write to standard output instead of a file (no external data possible).
     public var toStandardOutput = false
+    /// The output may replace the model's own input files (`--in-place`). Otherwise writing
+    /// over any file the model was read from (the model, or one of its external data files,
+    /// under any name) is refused.
+    public var replaceInput = false
+    /// Permission bits for an output file that does not exist yet (the input's, so that a
+    /// private model stays private); an output written over an existing file keeps that
+    /// file's bits. Nil: the process's default (0666 less the umask).
+    public var newFilePermissions: UInt32?
 
     /// The defaults.
     public init() {}
@@ -78,7 +86,10 @@ public enum ModelFile {
         }
         let tree = DecodedTree(arena: arena, file: file)
         var decoder = Decoder(tree: tree, fileName: displayName, modelDirectory: modelDirectory)
-        return try decoder.decodeModel(root)
+        let model = try decoder.decodeModel(root)
+        model.inputFiles = [FileIdentity(path: displayName, device: file.identity.dev, inode: file.identity.ino)]
+            + decoder.externalData.identities
+        return model
     }
 
     static func translate(_ error: onnx_fuse_error, file: String) -> ModelFileError {
@@ -140,18 +151,21 @@ public enum ModelFile {
 
         let directory = directoryName(of: path)
         let dataName = baseName(of: path) + ".data"
+        // Every target is checked before anything is written.
+        let modelPermissions = try checkTarget(path, of: model, options: options)
+        let dataPermissions = external.segments.isEmpty ? nil : try checkTarget(directory + "/" + dataName, of: model, options: options)
         var temporaries = TemporaryFiles()
         defer { temporaries.removeAll() }
 
         var dataBytes = 0
         var dataTemporary: String?
         if !external.segments.isEmpty {
-            let (fd, tmp) = try temporaries.create(beside: directory + "/" + dataName)
+            let (fd, tmp) = try temporaries.create(beside: directory + "/" + dataName, permissions: dataPermissions)
             dataTemporary = tmp
             dataBytes = try writeExternalData(external, to: fd.rawValue, file: directory + "/" + dataName, sources: sources)
             try sync(fd, file: directory + "/" + dataName)
         }
-        let (fd, modelTemporary) = try temporaries.create(beside: path)
+        let (fd, modelTemporary) = try temporaries.create(beside: path, permissions: modelPermissions)
         var written: UInt64 = 0
         var error = onnx_fuse_error()
         guard onnx_fuse_pack_to_fd_from(message, fd.rawValue, sources, sources.count, &written, &error) == ONNX_FUSE_OK else {
@@ -165,6 +179,28 @@ public enum ModelFile {
         syncDirectory(directory)
         return SaveReport(modelBytes: Int(written), dataFileName: external.segments.isEmpty ? nil : dataName,
                           dataBytes: dataBytes, externalTensorCount: external.entries.count)
+    }
+
+    /// Checks that `target` may be written: it does not exist, or it is a regular file (never
+    /// a symbolic link, a folder, a device or a FIFO, which a rename would replace) that is not
+    /// one of the model's input files (unless `options.replaceInput`). Returns the permission
+    /// bits the new file gets.
+    static func checkTarget(_ target: String, of model: Model, options: SaveOptions) throws -> UInt32? {
+        var info = stat()
+        guard lstat(target, &info) == 0 else {
+            guard currentErrno == ENOENT else { throw ModelFileError.io(file: target, operation: "stat", errno: currentErrno) }
+            return options.newFilePermissions
+        }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            throw ModelFileError.unwritable(file: target, reason: "it is \(fileKind(info.st_mode)); onnx-fuse writes only over regular files")
+        }
+        if !options.replaceInput, let input = model.inputFiles.firstIndex(where: {
+            $0.device == UInt64(info.st_dev) && $0.inode == UInt64(info.st_ino)
+        }) {
+            let what = input == 0 ? "the input model" : "the input's external data file '\(model.inputFiles[input].path)'"
+            throw ModelFileError.unwritable(file: target, reason: "it is \(what), which onnx-fuse never writes over")
+        }
+        return UInt32(info.st_mode & 0o7777)
     }
 
     /// The ordinals of the raw payloads to move out, largest first (ties in encoding order, so
@@ -225,16 +261,21 @@ public enum ModelFile {
 /// also when the process is interrupted by a signal.
 struct TemporaryFiles {
     private var pending: [(path: String, slot: Int32)] = []
-    /// Creates `.<name>.tmp-<pid>-<random>` in the target's folder, exclusively.
-    mutating func create(beside target: String) throws -> (FileDescriptor, String) {
+    /// Creates `.<name>.tmp-<pid>-<random>` in the target's folder, exclusively, with
+    /// `permissions` when given.
+    mutating func create(beside target: String, permissions: UInt32? = nil) throws -> (FileDescriptor, String) {
         let directory = directoryName(of: target)
         for _ in 0..<100 {
             let suffix = String(UInt32.random(in: 0...UInt32.max), radix: 36)
             let path = directory + "/." + baseName(of: target) + ".tmp-\(getpid())-\(suffix)"
             let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
             if fd >= 0 {
+                let descriptor = FileDescriptor(fd)
                 pending.append((path, onnx_fuse_track_temporary(path)))
-                return (FileDescriptor(fd), path)
+                if let permissions, fchmod(fd, mode_t(permissions)) != 0 {
+                    throw ModelFileError.io(file: target, operation: "set the permissions of", errno: currentErrno)
+                }
+                return (descriptor, path)
             }
             if currentErrno != EEXIST { throw ModelFileError.io(file: target, operation: "create a temporary file for", errno: currentErrno) }
         }
@@ -264,6 +305,21 @@ extension ModelFile {
         var sa = stat(), sb = stat()
         guard stat(a, &sa) == 0, stat(b, &sb) == 0 else { return false }
         return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino
+    }
+
+    /// The permission bits of the file at `path`, or nil when it cannot be read.
+    public static func permissions(of path: String) -> UInt32? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return UInt32(info.st_mode & 0o7777)
+    }
+
+    /// What is at `path` without following a final symbolic link: nil when nothing is, else
+    /// its kind ("a regular file", "a symbolic link", "a folder", ...) and identity.
+    public static func entry(at path: String) -> (kind: String, isRegular: Bool, device: UInt64, inode: UInt64)? {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return nil }
+        return (fileKind(info.st_mode), (info.st_mode & S_IFMT) == S_IFREG, UInt64(info.st_dev), UInt64(info.st_ino))
     }
 
     /// The size of the file at `path` in bytes, or nil when it cannot be read.

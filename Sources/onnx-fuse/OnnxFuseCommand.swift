@@ -148,8 +148,11 @@ struct OnnxFuseCommand: ParsableCommand {
             _ = Unmanaged.passRetained(loaded)
             return
         }
+        if let report { try checkReportPath(report, model: loaded, output: toStandardOutput ? nil : target) }
         var saveOptions = SaveOptions()
         saveOptions.toStandardOutput = toStandardOutput
+        saveOptions.replaceInput = inPlace
+        saveOptions.newFilePermissions = ModelFile.permissions(of: model)
         let saved = try ModelFile.save(loaded, to: toStandardOutput ? model : target, options: saveOptions)
         trace.mark("save")
         trace.report()

@@ -109,6 +109,31 @@ struct ReportFile: Encodable {
     }
 }
 
+/// Refuses a report path that would overwrite the input model, one of its external data files,
+/// the output or the output's data file (by name, and by identity when they exist), or that is
+/// not a regular file, or whose folder does not exist: checked before anything is written.
+func checkReportPath(_ report: String, model: Model, output: String?) throws {
+    func refuse(_ why: String) -> UsageError { UsageError(message: "\(report): refusing to write the report: \(why)") }
+    func normalized(_ path: String) -> String { URL(fileURLWithPath: path).standardizedFileURL.path }
+    let entry = ModelFile.entry(at: report)
+    if let entry, !entry.isRegular { throw refuse("it is \(entry.kind)") }
+    var taken: [(String, String)] = model.inputFiles.enumerated().map { index, file in
+        (file.path, index == 0 ? "the input model" : "the input's external data file")
+    }
+    if let output { taken += [(output, "the output"), (output + ".data", "the output's data file")] }
+    for (path, what) in taken {
+        var same = normalized(path) == normalized(report)
+        if !same, let entry, let other = ModelFile.entry(at: path) { same = entry.device == other.device && entry.inode == other.inode }
+        if !same, let entry, model.inputFiles.contains(where: { $0.path == path && $0.device == entry.device && $0.inode == entry.inode }) { same = true }
+        if same { throw refuse("it is \(what)") }
+    }
+    let folder = URL(fileURLWithPath: report).deletingLastPathComponent().path
+    var isFolder: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder), isFolder.boolValue else {
+        throw refuse("its folder '\(folder)' does not exist")
+    }
+}
+
 func writeReport(_ path: String, result: OptimizationReport, input: String, output: String,
                  bytesBefore: Int, bytesAfter: Int, seconds: Double) throws {
     let report = ReportFile(

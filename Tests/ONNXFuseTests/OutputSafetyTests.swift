@@ -1,0 +1,104 @@
+import XCTest
+import Foundation
+
+/// Nothing is lost around the output: onnx-fuse never writes over its input files (the model
+/// and its external data, under any name), over a symbolic link, a folder or another special
+/// file, or lets the report take one of those places; the output keeps the input's permission
+/// bits. Each refusal comes before anything is written.
+final class OutputSafetyTests: XCTestCase {
+    func workspace() throws -> URL { try fixtureWorkspace(["external_data.onnx", "external_data.onnx.data", "conv_bn.onnx"]) }
+
+    func run(_ arguments: [String], in directory: URL) throws -> CommandTests.Result { try runOnnxFuse(arguments, in: directory) }
+
+    func contents(_ directory: URL) throws -> [String: Data] {
+        var result: [String: Data] = [:]
+        for name in try FileManager.default.contentsOfDirectory(atPath: directory.path) {
+            let url = directory.appendingPathComponent(name)
+            var isFolder: ObjCBool = false
+            if FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder), !isFolder.boolValue {
+                result[name] = try Data(contentsOf: url)
+            }
+        }
+        return result
+    }
+
+    /// Runs `arguments`, expects exit 1 with `reason` in the message, and that no file changed.
+    func expectRefusal(_ arguments: [String], _ reason: String, in directory: URL, file: StaticString = #filePath, line: UInt = #line) throws {
+        let before = try contents(directory)
+        let result = try run(arguments, in: directory)
+        XCTAssertEqual(result.status, 1, result.stderr, file: file, line: line)
+        XCTAssertTrue(result.stderr.contains(reason), result.stderr, file: file, line: line)
+        XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr, file: file, line: line)
+        XCTAssertEqual(try contents(directory), before, "a file changed", file: file, line: line)
+    }
+
+    func testTheInputsExternalDataIsNeverWrittenOver() throws {
+        let dir = try workspace()
+        // -o naming the data file itself.
+        try expectRefusal(["external_data.onnx", "-o", "external_data.onnx.data"], "it is the input's external data file", in: dir)
+        // An input whose data file is the output's data file (<output>.data). Without rules
+        // the weights stay external, so the output has a data file.
+        try FileManager.default.moveItem(at: dir.appendingPathComponent("external_data.onnx"), to: dir.appendingPathComponent("m.onnx"))
+        try expectRefusal(["m.onnx", "--no-builtin", "-o", "external_data.onnx"], "it is the input's external data file", in: dir)
+        // When the folded weights are small enough to go inline, no data file is written:
+        // nothing of the input is touched, and that is not refused.
+        XCTAssertEqual(try run(["m.onnx", "-o", "external_data.onnx"], in: dir).status, 0)
+        XCTAssertEqual(try Data(contentsOf: dir.appendingPathComponent("external_data.onnx.data")),
+                       try Data(contentsOf: CommandTests.fixtures.appendingPathComponent("external_data.onnx.data")))
+        // Another folder is fine.
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("out"), withIntermediateDirectories: false)
+        let result = try run(["m.onnx", "--no-builtin", "-o", "out/external_data.onnx"], in: dir)
+        XCTAssertEqual(result.status, 0, result.stderr)
+    }
+
+    func testTheReportNeverTakesTheInputsOrTheOutputsPlace() throws {
+        let dir = try workspace()
+        for (report, reason) in [("external_data.onnx", "it is the input model"),
+                                 ("./external_data.onnx.data", "it is the input's external data file"),
+                                 ("out.onnx", "it is the output"), ("out.onnx.data", "it is the output's data file"),
+                                 ("missing/report.json", "does not exist")] {
+            try expectRefusal(["external_data.onnx", "-o", "out.onnx", "--report", report], reason, in: dir)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out.onnx").path))
+        }
+        try FileManager.default.createSymbolicLink(atPath: dir.appendingPathComponent("link.json").path, withDestinationPath: "conv_bn.onnx")
+        try expectRefusal(["external_data.onnx", "-o", "out.onnx", "--report", "link.json"], "it is a symbolic link", in: dir)
+    }
+
+    func testSpecialFilesAtTheOutputAreNotReplaced() throws {
+        let dir = try workspace()
+        // An existing folder: refused before its .data sibling is written.
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("folder"), withIntermediateDirectories: false)
+        try expectRefusal(["external_data.onnx", "--no-builtin", "-o", "folder"], "it is a folder", in: dir)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("folder.data").path))
+        // A symbolic link at the output, and --in-place on a link.
+        try FileManager.default.createSymbolicLink(atPath: dir.appendingPathComponent("link.onnx").path, withDestinationPath: "elsewhere.onnx")
+        try expectRefusal(["conv_bn.onnx", "-o", "link.onnx"], "it is a symbolic link", in: dir)
+        try FileManager.default.createSymbolicLink(atPath: dir.appendingPathComponent("alias.onnx").path, withDestinationPath: "conv_bn.onnx")
+        try expectRefusal(["alias.onnx", "--in-place"], "it is a symbolic link", in: dir)
+        // A FIFO at the output.
+        XCTAssertEqual(mkfifo(dir.appendingPathComponent("pipe.onnx").path, 0o600), 0)
+        let result = try run(["conv_bn.onnx", "-o", "pipe.onnx"], in: dir)
+        XCTAssertEqual(result.status, 1, result.stderr)
+        XCTAssertTrue(result.stderr.contains("it is a FIFO"), result.stderr)
+    }
+
+    func testTheOutputKeepsPermissionBits() throws {
+        let dir = try workspace()
+        func mode(_ name: String) throws -> Int {
+            try (FileManager.default.attributesOfItem(atPath: dir.appendingPathComponent(name).path)[.posixPermissions] as! NSNumber).intValue
+        }
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: dir.appendingPathComponent("external_data.onnx").path)
+        XCTAssertEqual(try run(["external_data.onnx", "--no-builtin", "-o", "private.onnx"], in: dir).status, 0)
+        XCTAssertEqual(try mode("private.onnx"), 0o600)
+        XCTAssertEqual(try mode("private.onnx.data"), 0o600)
+        // Over an existing output, that file's bits stay.
+        try Data().write(to: dir.appendingPathComponent("shared.onnx"))
+        try FileManager.default.setAttributes([.posixPermissions: 0o640], ofItemAtPath: dir.appendingPathComponent("shared.onnx").path)
+        XCTAssertEqual(try run(["external_data.onnx", "-o", "shared.onnx"], in: dir).status, 0)
+        XCTAssertEqual(try mode("shared.onnx"), 0o640)
+        // --in-place keeps the input's.
+        try FileManager.default.setAttributes([.posixPermissions: 0o604], ofItemAtPath: dir.appendingPathComponent("conv_bn.onnx").path)
+        XCTAssertEqual(try run(["conv_bn.onnx", "--in-place"], in: dir).status, 0)
+        XCTAssertEqual(try mode("conv_bn.onnx"), 0o604)
+    }
+}
