@@ -112,6 +112,9 @@ public struct OptimizationReport: Sendable {
     public var explanations: [Explanation]
     /// Whether the rewrite cap stopped the run (a warning: the rules may not converge).
     public var reachedRewriteCap: Bool
+    /// Errors of the rules themselves, such as a limit of the language exceeded, as
+    /// `file:line:column: message`: the model may be partly rewritten and must not be saved.
+    public var ruleErrors: [String] = []
 }
 
 /// Rewrites `model` in place with `rules` (filtered by `options.only` and `disabled`) and
@@ -137,6 +140,7 @@ public func optimize(_ model: Model, rules: [CompiledRule], options: Optimizatio
     // (a few rounds at most: each round only merges).
     var explanations: [Explanation] = []
     var reachedRewriteCap = false
+    var ruleErrors: [String] = []
     var counts: [String: Int] = [:]
     var order: [String] = []
     for round in 0..<4 {
@@ -149,6 +153,8 @@ public func optimize(_ model: Model, rules: [CompiledRule], options: Optimizatio
         }
         explanations = roundReport.explanations
         reachedRewriteCap = roundReport.reachedRewriteCap
+        for error in roundReport.ruleErrors where !ruleErrors.contains(error) { ruleErrors.append(error) }
+        if !ruleErrors.isEmpty { break }
         let shared = mergesDuplicates && !roundReport.reachedRewriteCap ? mergeDuplicateInitializers(model) : 0
         sharedInitializers += shared
         if shared == 0 || round == 3 { break }
@@ -162,7 +168,7 @@ public func optimize(_ model: Model, rules: [CompiledRule], options: Optimizatio
     let fired = order.sorted { (benefit[$1] ?? 0, $0) < (benefit[$0] ?? 0, $1) }.map { (rule: $0, count: counts[$0]!) }
     importNewDomains(model)
     return OptimizationReport(before: before, after: ModelStatistics(model), fired: fired,
-                              explanations: explanations, reachedRewriteCap: reachedRewriteCap)
+                              explanations: explanations, reachedRewriteCap: reachedRewriteCap, ruleErrors: ruleErrors)
 }
 
 /// Imports, at version 1, every operator domain a rule introduced that the model did not

@@ -38,6 +38,9 @@ public struct RewriteReport: Sendable {
     public var reachedRewriteCap = false
     /// Rewrites done.
     public var rewrites = 0
+    /// Errors of the rules themselves (a limit exceeded), each once: a caller should treat the
+    /// run as failed.
+    public var ruleErrors: [String] = []
 }
 
 /// Applies `rules` to every graph of `model` until none applies or the rewrite cap is
@@ -200,6 +203,7 @@ struct Driver {
                 prepared = values
                 return nil
             case .failure(let refusal):
+                if refusal.isRuleError { recordRuleError(refusal.description) }
                 return refusal.description
             }
         }
@@ -218,6 +222,11 @@ struct Driver {
         counts[ruleIndex] += 1
         report.rewrites += 1
         return true
+    }
+
+    /// Records an error of a rule (once per message).
+    mutating func recordRuleError(_ message: String) {
+        if !report.ruleErrors.contains(message) { report.ruleErrors.append(message) }
     }
 
     /// The engine's own guards; a reason when the rule must not fire.
@@ -428,7 +437,9 @@ struct Driver {
             counts[ruleIndex] += 1
             report.rewrites += 1
             return true
-        case .failure(let refusal): return refuse(refusal.description)
+        case .failure(let refusal):
+            if refusal.isRuleError { recordRuleError(refusal.description) }
+            return refuse(refusal.description)
         }
         let graph = node.graph!
         // The engine's guards: what is not replaced must be unused; a graph output can only be

@@ -199,7 +199,17 @@ public struct RewriteRule {
 public struct RuleRefusal: Error, CustomStringConvertible {
     /// The reason, such as "w is a graph input".
     public let description: String
+    /// The rule itself is at fault (it asked for more than a limit allows): the run reports it
+    /// as an error of the rule (`RewriteReport.ruleErrors`) instead of an explanation.
+    public var isRuleError = false
 
     /// A reason.
     public init(_ description: String) { self.description = description }
+
+    /// An error of the rule.
+    public static func ruleError(_ description: String) -> RuleRefusal {
+        var refusal = RuleRefusal(description)
+        refusal.isRuleError = true
+        return refusal
+    }
 }

@@ -14,6 +14,9 @@ public struct FunctionTable: Sendable {
 
     private var entries: [String: Entry] = [:]
 
+    /// The longest list `ones`, `zeros` and `range` make.
+    public static let maximumListLength = 1 << 20
+
     /// An empty table.
     public init() {}
 
@@ -166,18 +169,19 @@ public struct FunctionTable: Sendable {
             let shape = try arguments[0].asIntegers()
             guard shape.allSatisfy({ $0 >= 0 }) else { throw EvaluationError("full: the shape \(shape) has a negative dimension") }
             guard let value = arguments[1].numberValue else { throw EvaluationError("full: the value is \(arguments[1].kind), not a number") }
-            let count = shape.reduce(1, *)
-            guard count <= 1 << 28 else { throw EvaluationError("full: \(count) elements is too many") }
-            return .tensor(NDArray(shape: shape, values: Array(repeating: value, count: count)), nil)
+            try NDArray.checkSize(shape, "full")
+            return .tensor(NDArray(shape: shape, values: Array(repeating: value, count: NDArray.elementCount(shape)!)), nil)
         }
         table.register("ones", arity: 1...1) { arguments throws(EvaluationError) in
             let n = try integerArgument("ones", arguments, 0)
             guard n >= 0 else { throw EvaluationError("ones: the count \(n) is negative") }
+            guard n <= Self.maximumListLength else { throw EvaluationError.limit("ones: the count \(n) is more than the limit of \(Self.maximumListLength)") }
             return .list(Array(repeating: .integer(1), count: Int(n)))
         }
         table.register("zeros", arity: 1...1) { arguments throws(EvaluationError) in
             let n = try integerArgument("zeros", arguments, 0)
             guard n >= 0 else { throw EvaluationError("zeros: the count \(n) is negative") }
+            guard n <= Self.maximumListLength else { throw EvaluationError.limit("zeros: the count \(n) is more than the limit of \(Self.maximumListLength)") }
             return .list(Array(repeating: .integer(0), count: Int(n)))
         }
         table.register("slice", arity: 3...3) { arguments throws(EvaluationError) in
@@ -227,12 +231,15 @@ public struct FunctionTable: Sendable {
             // range(n) is 0..<n; range(start, end) is start..<end, empty when end <= start.
             if arguments.count == 2 {
                 let start = try integerArgument("range", arguments, 0), end = try integerArgument("range", arguments, 1)
-                guard end <= start || end - start <= 1 << 20 else { throw EvaluationError("range: \(start) to \(end) is too long") }
+                let (length, overflow) = end.subtractingReportingOverflow(start)
+                guard end <= start || (!overflow && length <= Self.maximumListLength) else {
+                    throw EvaluationError.limit("range: \(start) to \(end) is longer than the limit of \(Self.maximumListLength)")
+                }
                 return .list(end <= start ? [] : (start..<end).map { .integer($0) })
             }
             let n = try integerArgument("range", arguments, 0)
             guard n >= 0 else { throw EvaluationError("range: the count \(n) is negative") }
-            guard n <= 1 << 20 else { throw EvaluationError("range: the count \(n) is too large") }
+            guard n <= Self.maximumListLength else { throw EvaluationError.limit("range: the count \(n) is more than the limit of \(Self.maximumListLength)") }
             return .list((0..<n).map { .integer($0) })
         }
         table.register("len", arity: 1...1) { arguments throws(EvaluationError) in

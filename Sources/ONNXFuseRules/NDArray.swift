@@ -51,6 +51,26 @@ public struct NDArray: Equatable, Sendable {
     /// An array of ones with this shape.
     public func onesLike() -> NDArray { NDArray(shape: shape, values: Array(repeating: 1, count: count)) }
 
+    /// The most elements a value of the rule language may have (64 Mi, 512 MiB of doubles):
+    /// every operation that makes a larger one is checked first and fails with an error.
+    public static let maximumElements = 1 << 26
+
+    /// The highest rank a value may have.
+    public static let maximumRank = 64
+
+    /// The most multiply-adds one `matmul` may do (about a second of work).
+    public static let maximumMatmulWork = 1 << 30
+
+    /// Checks that an array of `shape` stays within the limits; `what` names the operation.
+    static func checkSize(_ shape: [Int], _ what: String) throws(EvaluationError) {
+        guard shape.count <= maximumRank else {
+            throw EvaluationError.limit("\(what): rank \(shape.count) is more than the limit of \(maximumRank)")
+        }
+        guard let count = elementCount(shape), count <= maximumElements else {
+            throw EvaluationError.limit("\(what): a result of shape \(shape) would have more than \(maximumElements) elements, the limit")
+        }
+    }
+
     /// The product of `shape`, or nil when a dimension is negative or the product overflows.
     static func elementCount(_ shape: [Int]) -> Int? {
         var product = 1
@@ -102,6 +122,7 @@ extension NDArray {
                 throw EvaluationError("cannot broadcast shapes \(lhs) and \(rhs)")
             }
         }
+        try checkSize(result, "broadcasting \(lhs) and \(rhs)")
         return result
     }
 
@@ -228,6 +249,9 @@ extension NDArray {
     /// The same elements with shape `newShape`. One dimension may be -1: it is inferred from
     /// the element count. 0 is a dimension of size zero (not ONNX Reshape's "copy").
     public func reshape(_ newShape: [Int]) throws(EvaluationError) -> NDArray {
+        guard newShape.count <= NDArray.maximumRank else {
+            throw EvaluationError.limit("reshape: rank \(newShape.count) is more than the limit of \(NDArray.maximumRank)")
+        }
         var inferred: Int?
         var known = 1
         for (axis, dim) in newShape.enumerated() {
@@ -260,6 +284,9 @@ extension NDArray {
     /// (ONNX Unsqueeze; negative axes count from the end of the result).
     public func unsqueeze(axes: [Int]) throws(EvaluationError) -> NDArray {
         let outputRank = rank + axes.count
+        guard outputRank <= NDArray.maximumRank else {
+            throw EvaluationError.limit("unsqueeze: rank \(outputRank) is more than the limit of \(NDArray.maximumRank)")
+        }
         let inserted = Set(try NDArray.normalize(axes: axes, rank: outputRank, "unsqueeze"))
         var newShape = [Int]()
         var next = shape.makeIterator()
@@ -314,7 +341,13 @@ extension NDArray {
         do throws(EvaluationError) {
             batch = try NDArray.broadcastShape(batchA, batchB)
         } catch {
+            if error.exceedsLimit { throw error }
             throw EvaluationError("matmul of shapes \(shape) and \(other.shape): batch dimensions \(batchA) and \(batchB) do not broadcast")
+        }
+        try NDArray.checkSize(batch + [m, n], "matmul of shapes \(shape) and \(other.shape)")
+        let work = (NDArray.elementCount(batch + [m, n, k]) ?? Int.max)
+        guard work <= NDArray.maximumMatmulWork else {
+            throw EvaluationError.limit("matmul of shapes \(shape) and \(other.shape): \(work) multiply-adds is more than the limit of \(NDArray.maximumMatmulWork)")
         }
         let batchIndicesA = NDArray.broadcastIndices(from: batchA, to: batch)
         let batchIndicesB = NDArray.broadcastIndices(from: batchB, to: batch)

@@ -3,7 +3,30 @@
 /// calls. Binary operators other than comparisons associate to the left.
 extension Parser {
     mutating func parseExpression() throws(SyntaxFailure) -> Expression {
-        try parseBinary(above: 0)
+        let outermost = expressionDepth == 0
+        let expression = try parseBinary(above: 0)
+        // A flat chain (`a && b && ...`) nests without recursion here, but every walk of the
+        // tree afterwards recurses once per level: the whole tree's depth is bounded too.
+        if outermost, Self.isDeeper(expression, than: Self.maximumTreeDepth) {
+            throw failure("expression more than \(Self.maximumTreeDepth) levels deep (a chain of that many operators); split it into lines of the guard or use lists",
+                          at: expression.location)
+        }
+        return expression
+    }
+
+    /// Whether `expression`'s tree is deeper than `limit`, found without recursion.
+    static func isDeeper(_ expression: Expression, than limit: Int) -> Bool {
+        var stack: [(Expression, Int)] = [(expression, 1)]
+        while let (node, depth) = stack.popLast() {
+            if depth > limit { return true }
+            switch node {
+            case .number, .string, .boolean, .name: break
+            case .call(_, let items, _), .list(let items, _): stack += items.map { ($0, depth + 1) }
+            case .unary(_, let operand, _): stack.append((operand, depth + 1))
+            case .binary(_, let left, let right, _): stack += [(left, depth + 1), (right, depth + 1)]
+            }
+        }
+        return false
     }
 
     /// Binding strength of a binary operator, loosest first.

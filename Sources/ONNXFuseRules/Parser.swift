@@ -68,6 +68,8 @@ struct Parser {
     /// Deepest expression nesting (each unary operator, bracket and call counts). Each level
     /// takes a few kilobytes of stack, so this keeps parsing safe on a 512 KB thread.
     static let maximumExpressionDepth = 64
+    /// The deepest an expression tree may be, counting operators chained without parentheses.
+    static let maximumTreeDepth = 512
 
     init(text: String, file: String) {
         self.file = file

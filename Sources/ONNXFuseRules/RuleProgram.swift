@@ -27,6 +27,7 @@ struct RuleProgram {
                     return .failure(RuleRefusal(scope.why ?? "`\(condition)` is false"))
                 }
             } catch {
+                if error.exceedsLimit { return .failure(.ruleError("\(condition.location): \(error.message)")) }
                 return .failure(RuleRefusal(error.message))
             }
         }
@@ -61,6 +62,7 @@ struct RuleProgram {
                 }
                 tensors.append(try array.tensor(as: type))
             } catch {
+                if error.exceedsLimit { return .failure(.ruleError("\(assignment.value.location): \(assignment.name): \(error.message)")) }
                 return .failure(RuleRefusal("\(assignment.name): \(error.message)"))
             }
         }
@@ -69,6 +71,7 @@ struct RuleProgram {
             do {
                 attributes.append(try attributeValue(of: try scope.evaluate(expression)))
             } catch {
+                if error.exceedsLimit { return .failure(.ruleError("\(expression.location): \(error.message)")) }
                 return .failure(RuleRefusal(error.message))
             }
         }

@@ -135,6 +135,10 @@ struct OnnxFuseCommand: ParsableCommand {
         options.freezeInitializerInputs = freezeInitializerInputs
         options.foldElementLimit = foldLimit
         let result = optimize(loaded, rules: rules, options: options)
+        if let first = result.ruleErrors.first {
+            let more = result.ruleErrors.count > 1 ? " (and \(result.ruleErrors.count - 1) more)" : ""
+            throw UsageError(message: first + more + "; nothing written")
+        }
         if inferShapes { writeInferredValueInfo(loaded, freezeInitializerInputs: freezeInitializerInputs) }
         trace.mark("optimize")
         if explain {

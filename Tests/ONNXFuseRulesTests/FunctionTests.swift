@@ -63,6 +63,26 @@ final class FunctionTests: XCTestCase {
         XCTAssertEqual(try apply("==", call("permute", list(1, 2, 0), list(2, 0, 1)), call("range", .integer(3))), .boolean(true))
     }
 
+    func testSizesAreCheckedBeforeAnythingIsAllocated() {
+        // Each of these trapped or aborted, or took seconds and gigabytes, before the limits.
+        XCTAssertTrue(callError("full", list(4294967296, 4294967296), .integer(1)).contains("more than 67108864 elements"))
+        XCTAssertTrue(callError("full", list(268435456), .integer(1)).contains("the limit"))
+        XCTAssertTrue(callError("ones", .integer(1_000_000_000_000)).contains("more than the limit of 1048576"))
+        XCTAssertTrue(callError("ones", .integer(4611686018427387904)).contains("the limit"))
+        XCTAssertTrue(callError("zeros", .integer(100_000_000_000)).contains("the limit"))
+        XCTAssertTrue(callError("range", .integer(Int64.min), .integer(Int64.max)).contains("the limit"))
+        XCTAssertTrue(callError("range", .integer(-5), .integer(Int64.max)).contains("the limit"))
+        let wide = EvalValue.tensor(NDArray(shape: [1 << 14, 1], values: Array(repeating: 1, count: 1 << 14)), .float)
+        let long = EvalValue.tensor(NDArray(shape: [1, 1 << 14], values: Array(repeating: 1, count: 1 << 14)), .float)
+        XCTAssertThrowsError(try apply("+", wide, long)) { XCTAssertTrue("\($0)".contains("the limit"), "\($0)") }
+        let square = EvalValue.tensor(NDArray(shape: [2048, 2048], values: Array(repeating: 0.5, count: 2048 * 2048)), .float)
+        XCTAssertTrue(callError("matmul", square, square).contains("multiply-adds is more than the limit"))
+        XCTAssertTrue(callError("unsqueeze", .tensor(NDArray.scalar(1), .float), call("range", .integer(100_000))).contains("rank 100000"))
+        // Within the limits, the same functions work.
+        XCTAssertEqual(call("range", .integer(-2), .integer(1)), list(-2, -1, 0))
+        XCTAssertEqual(call("ones", .integer(2)), list(1, 1))
+    }
+
     func testOpsetNeedsAModel() {
         XCTAssertEqual(table.arity(of: "opset"), 0...1)
         XCTAssertEqual(callError("opset"), "opset() needs a model: it is only available in rules")

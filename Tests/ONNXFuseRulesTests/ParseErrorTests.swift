@@ -261,6 +261,20 @@ final class ParseErrorTests: XCTestCase {
         check(condition("    " + deep), "4:69: expression nested too deeply (more than 64 levels)")
     }
 
+    func testLongFlatChainsAreRefusedNotOverflowingTheStack() {
+        // 30,000 operators without parentheses made a tree as deep, which overflowed the stack
+        // of the checker; the tree's depth is bounded (512 levels) wherever it comes from.
+        for op in ["+", "&&", "||", "++", "*"] {
+            let chain = (0..<30_000).map { _ in "1" }.joined(separator: " \(op) ")
+            let found = errors(condition("    " + chain + " == 1"))
+            XCTAssertEqual(found.count, 1, op)
+            XCTAssertTrue(found.first?.contains("4:5: expression more than 512 levels deep") ?? false, "\(op): \(found)")
+        }
+        // 500 is fine, and checks and compiles.
+        let fine = (0..<500).map { _ in "1" }.joined(separator: " + ")
+        XCTAssertNoThrow(try compileRules(try parseRules(condition("    " + fine + " == 500"), file: "fine.rules")))
+    }
+
     // MARK: - Several errors
 
     func testEveryErrorOfAFileIsReported() {

@@ -75,6 +75,23 @@ final class RulesCommandTests: XCTestCase {
         XCTAssertTrue(model.stderr.contains("it is a FIFO"), model.stderr)
     }
 
+    func testALimitExceededIsAnErrorOfTheRuleAndNothingIsWritten() throws {
+        let dir = try workspace(["conv_bn.onnx"])
+        let text = """
+            rule huge {
+              match { y = Relu(x) }
+              compute { k = full([4294967296, 4294967296], 1) }
+              replace { y = Relu(x) }
+            }
+            """
+        try text.write(to: dir.appendingPathComponent("huge.rules"), atomically: true, encoding: .utf8)
+        let result = try run(["conv_bn.onnx", "--no-builtin", "--rules", "huge.rules", "-o", "out.onnx"], in: dir)
+        XCTAssertEqual(result.status, 1, result.stderr)
+        XCTAssertTrue(result.stderr.contains("huge.rules:3:17: k: full: a result of shape [4294967296, 4294967296] would have more than 67108864 elements"),
+                      result.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out.onnx").path))
+    }
+
     func testRuleFileErrorsComeFirstWithTheirPlace() throws {
         let dir = try workspace(["conv_bn.onnx"])
         let bad = dir.appendingPathComponent("bad.rules")
