@@ -139,6 +139,14 @@ struct OnnxFuseCommand: ParsableCommand {
             let more = result.ruleErrors.count > 1 ? " (and \(result.ruleErrors.count - 1) more)" : ""
             throw UsageError(message: first + more + "; nothing written")
         }
+        // The rewritten graph must still be well formed (acyclic, in order, every value defined
+        // once): a rule that broke it is a bug, and its result is not written.
+        do {
+            try loaded.verify()
+        } catch {
+            throw ModelFileError.invalidModel(file: model, location: "",
+                                              reason: "the rewritten model is not valid (\(error)); nothing written", offset: nil)
+        }
         if inferShapes { writeInferredValueInfo(loaded, freezeInitializerInputs: freezeInitializerInputs) }
         trace.mark("optimize")
         if explain {

@@ -121,6 +121,46 @@ final class RuleCompilerTests: XCTestCase {
         ])
     }
 
+    func testAReplacementThatWouldReadItsOwnResultIsRefused() {
+        // y = Add(x, y) reads the matched y, which the same line redefines: a cycle.
+        XCTAssertEqual(errors("""
+            rule r {
+              match { y = Relu(x) }
+              replace { y = Add(x, y) }
+            }
+            """), ["test.rules:3:13: 'y' is read by a replace line before (or where) it is redefined: the new node would read its own result, a cycle"])
+        // Read by an earlier line than the one that redefines it, or forwarded to a new value.
+        XCTAssertEqual(errors("""
+            rule r {
+              match { m = Relu(x); y = Neg(m) }
+              replace {
+                t = Abs(y)
+                m = x
+                y = Sin(t)
+              }
+            }
+            """).count, 1)
+        XCTAssertEqual(errors("""
+            rule r {
+              match { y = Relu(x) }
+              replace {
+                t = Abs(y)
+                y = t
+              }
+            }
+            """).count, 1)
+        // Reading it after the line that redefines it is the new value: fine.
+        XCTAssertNoThrow(try compile("""
+            rule r {
+              match { m = Relu(x); y = Neg(m) }
+              replace {
+                m = Abs(x)
+                y = Neg(m)
+              }
+            }
+            """))
+    }
+
     func testMisplacedSyntaxIsReportedWithItsPlace() {
         let messages = errors("""
             rule r {

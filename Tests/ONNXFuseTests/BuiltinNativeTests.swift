@@ -278,4 +278,35 @@ final class BuiltinNativeTests: XCTestCase {
         XCTAssertTrue(c.text.contains("Sub"))
         XCTAssertTrue(report.explanations.contains { $0.reason.contains("symbolic") }, "\(report.explanations)")
     }
+
+    func testAComputedWeightThatOverflowsItsStoredTypeIsRefused() throws {
+        // Finite in float64, infinite once rounded to float (or float16): checked after rounding.
+        let text = """
+            rule fold-neg-scale {
+              match {
+                m = Mul(x, w)
+                y = Neg(m)
+              }
+              where { constant(w) }
+              compute { w2 = w * -2 }
+              replace { y = Mul(x, w2) }
+            }
+            """
+        let rules = try RuleFiles.rules(in: text)
+        for (type, big, fine) in [(DataType.float, Float(3e38), Float(1e38)), (.float16, Float(60000), Float(30000))] {
+            for (value, fires) in [(big, false), (fine, true)] {
+                let c = Case()
+                let x = c.input("x", [.value(2)], type: type)
+                let w = c.graph.addInitializer(name: "w", tensor: TensorValue(type, shape: [1], reals: [Double(value)]).tensor())
+                c.output(c.node("Neg", [c.node("Mul", [x, w], "m")], "y"))
+                var options = OptimizationOptions()
+                options.explain = true
+                let report = optimize(c.model, rules: rules, options: options)
+                XCTAssertEqual(report.fired.isEmpty, !fires, "\(type) \(value)")
+                if !fires {
+                    XCTAssertEqual(report.explanations.map(\.reason), ["w2 is not finite once stored as \(type) (an element overflows it)"])
+                }
+            }
+        }
+    }
 }
