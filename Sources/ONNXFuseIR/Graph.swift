@@ -113,6 +113,7 @@ public final class Graph {
             tail = node
         }
         nodeCount += 1
+        assignOrderKey(node)
         for (index, output) in node.outputs.enumerated() {
             guard let output else { continue }
             output.definition = .nodeOutput(index: index)
@@ -120,6 +121,30 @@ public final class Graph {
             output.graphStorage = self
         }
         node.registerUses()
+    }
+
+    /// The gap between the order keys of consecutive nodes after a renumbering.
+    private static let orderKeySpacing: UInt64 = 1 << 20
+
+    /// Gives a newly linked `node` a key between its neighbours', renumbering every node when
+    /// there is no room left (rare: each renumbering leaves 2^20 between neighbours).
+    private func assignOrderKey(_ node: Node) {
+        let low = node.previous?.orderKey ?? 0
+        guard let next = node.next else {
+            node.orderKey = node.previous == nil ? 1 << 40 : low + Self.orderKeySpacing
+            return
+        }
+        if next.orderKey > low, next.orderKey - low >= 2 {
+            node.orderKey = low + (next.orderKey - low) / 2
+            return
+        }
+        var key: UInt64 = 1 << 40
+        var cursor = head
+        while let current = cursor {
+            current.orderKey = key
+            key += Self.orderKeySpacing
+            cursor = current.next
+        }
     }
 
     /// Removes `node`, whose outputs must be unused; drops its input uses (and those of

@@ -29,6 +29,17 @@ public final class Node {
     var next: Node?
     unowned(unsafe) var previous: Node?
 
+    /// The node's place in its graph's order: increasing from the first node to the last,
+    /// kept by `Graph.insert` (with gaps, renumbered when an insertion finds none).
+    var orderKey: UInt64 = 0
+
+    /// Whether this node comes before `other` in their graph (both must be in the same one);
+    /// constant time.
+    public func isBefore(_ other: Node) -> Bool {
+        precondition(graph != nil && graph === other.graph, "isBefore compares nodes of one graph")
+        return orderKey < other.orderKey
+    }
+
     /// The node before this one in its graph.
     public var previousNode: Node? { previous }
     /// The node after this one in its graph.

@@ -189,9 +189,11 @@ struct Decoder {
             }
             var attributes: [Attribute] = []
             attributes.reserveCapacity(n.n_attribute)
+            // A set, not a scan: a node with 100,000 attributes must not cost 10^10 comparisons.
+            var attributeNames = Set<String>()
             for j in 0..<n.n_attribute {
                 let attribute = try decodeAttribute(n.attribute[j]!, scope: scope, path: "\(location()).attribute[\(j)]")
-                if attributes.contains(where: { $0.name == attribute.name }) {
+                guard attributeNames.insert(attribute.name).inserted else {
                     throw invalid(location(), "attribute '\(attribute.name)' appears twice")
                 }
                 attributes.append(attribute)

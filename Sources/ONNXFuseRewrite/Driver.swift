@@ -407,12 +407,19 @@ struct Driver {
     mutating func revisit(_ value: Value, replaced: Bool = false) {
         guard value.graph != nil else { return }
         enqueue(value.producer)
+        // A value that only lost a reader matters to the rest only through its use count, which
+        // guards compare with the few readers a pattern matches: past a handful, its readers are
+        // not queued again (10,000 dead readers of one value would cost 10^8 retries).
+        guard replaced || value.uses.count <= Self.revisitedReaderLimit else { return }
         for use in value.uses {
             enqueue(use.node)
             guard replaced, let inputsChanged else { continue }
             for changed in inputsChanged(use.node) { enqueue(changed) }
         }
     }
+
+    /// How many readers a value that lost one may have for them to be tried again.
+    static let revisitedReaderLimit = 4
 
     // MARK: Native rules
 
@@ -589,8 +596,8 @@ struct Driver {
         var stack = values
         var firstLevel = Set(values.map(ObjectIdentifier.init))
         while let value = stack.popLast() {
-            if !value.isUnused, !firstLevel.contains(ObjectIdentifier(value)), value.uses.count == 1 {
-                enqueue(value.uses[0].node)
+            if !value.isUnused, !firstLevel.contains(ObjectIdentifier(value)), value.uses.count <= Self.revisitedReaderLimit {
+                for use in value.uses { enqueue(use.node) }
             }
             guard value.isUnused, let graph = value.graph else { continue }
             switch value.definition {

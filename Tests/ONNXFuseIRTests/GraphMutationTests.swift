@@ -23,6 +23,33 @@ final class GraphMutationTests: XCTestCase {
         try model.verify()
     }
 
+    func testNodeOrderSurvivesManyInsertionsAtOnePlace() throws {
+        // Inserting again and again before the same node halves the gap between order keys
+        // until none is left; the graph then renumbers, and the order stays exact.
+        let graph = Graph(name: "g")
+        let x = floatInput(graph, "x")
+        let first = Node(opType: "A", name: "first", inputs: [x], outputNames: ["first"])
+        let last = Node(opType: "A", name: "last", inputs: [x], outputNames: ["last"])
+        graph.append(first)
+        graph.append(last)
+        var successor = last
+        for index in 0..<200 {
+            let node = Node(opType: "B", name: "n\(index)", inputs: [x], outputNames: ["n\(index)"])
+            graph.insert(node, before: index % 3 == 0 ? last : successor)
+            successor = node
+        }
+        let order = Array(graph.nodes)
+        for (i, a) in order.enumerated() {
+            for b in order[(i + 1)...] {
+                XCTAssertTrue(a.isBefore(b), "\(a.name ?? "") before \(b.name ?? "")")
+                XCTAssertFalse(b.isBefore(a))
+            }
+        }
+        // Erasing keeps the order of what stays.
+        graph.erase(order[5])
+        XCTAssertTrue(order[4].isBefore(order[6]))
+    }
+
     func testSetInputUpdatesBothEnds() throws {
         let graph = Graph()
         let x = floatInput(graph, "x"), y = floatInput(graph, "y")

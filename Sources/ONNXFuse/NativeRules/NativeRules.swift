@@ -11,6 +11,10 @@ final class OperatorAnalysis {
     let foldElementLimit: Int
     /// Nodes whose constant inputs hold more elements than this together are not evaluated.
     let foldInputElementLimit: Int
+    /// merge-duplicates' index: nodes seen so far by a hash of what makes two nodes equal
+    /// (operator, inputs, attributes), so a node is compared only with likely equals, not with
+    /// every reader of its first input. Entries of erased nodes are skipped and dropped.
+    var nodesBySignature: [Int: [Node]] = [:]
 
     init(inference: ShapeInference, foldElementLimit: Int) {
         self.inference = inference
@@ -202,36 +206,52 @@ func mergeDuplicates(_ node: Node, _ analysis: OperatorAnalysis, _ context: Rewr
     guard node.isDefaultDomain || node.domain == "ai.onnx.ml" else { return .failure(RuleRefusal("not a standard operator")) }
     if OperatorRegistry.nondeterministicOperators.contains(node.opType) { return .failure(RuleRefusal("\(node.opType) is not deterministic")) }
     if !node.subgraphs.isEmpty { return .failure(RuleRefusal("the node has subgraphs")) }
-    guard let first = node.inputs.first(where: { $0 != nil }) ?? nil else { return .failure(RuleRefusal("the node has no inputs")) }
-    for use in first.uses {
-        let other = use.node
+    guard node.inputs.contains(where: { $0 != nil }) else { return .failure(RuleRefusal("the node has no inputs")) }
+    let signature = nodeSignature(node)
+    let bucket = analysis.nodesBySignature[signature] ?? []
+    for other in bucket where other.graph != nil {
         guard other !== node, other.graph === node.graph, other.opType == node.opType,
               other.isDefaultDomain == node.isDefaultDomain, other.domain == node.domain || node.isDefaultDomain,
               other.inputs.count == node.inputs.count, other.outputs.count == node.outputs.count,
               zip(other.inputs, node.inputs).allSatisfy({ $0 === $1 }),
               // Every output of this node that is read must exist on the other one.
               zip(other.outputs, node.outputs).allSatisfy({ theirs, mine in theirs != nil || (mine?.isUnused ?? true) }),
-              attributesEqual(other.attributes, node.attributes), isBefore(other, node) else { continue }
+              attributesEqual(other.attributes, node.attributes), other.isBefore(node) else { continue }
         let replacements: [OutputReplacement?] = zip(node.outputs, other.outputs).map { mine, theirs in
             guard let mine, !mine.isUnused, let theirs else { return nil }
             return .value(theirs)
         }
         return .success(.replaceOutputs(replacements))
     }
+    // Not merged: this node is a candidate for later ones (erased nodes are dropped here).
+    var kept = bucket.filter { $0.graph != nil }
+    if !kept.contains(where: { $0 === node }) { kept.append(node) }
+    analysis.nodesBySignature[signature] = kept
     return .failure(RuleRefusal("no earlier node computes the same"))
 }
 
-/// Whether `a` comes before `b` in their graph: walks outward from `b` in both directions, so
-/// the cost is the distance between them.
-func isBefore(_ a: Node, _ b: Node) -> Bool {
-    var back = b.previousNode, forward = b.nextNode
-    while back != nil || forward != nil {
-        if back === a { return true }
-        if forward === a { return false }
-        back = back?.previousNode
-        forward = forward?.nextNode
+/// A hash of what two equal nodes share: operator, domain, the identity of each input, and
+/// the attributes' names and values (a tensor attribute by its type and dims only; equal
+/// hashes are compared in full).
+func nodeSignature(_ node: Node) -> Int {
+    var hasher = Hasher()
+    hasher.combine(node.opType)
+    hasher.combine(node.isDefaultDomain ? "" : node.domain)
+    for input in node.inputs { hasher.combine(input.map(ObjectIdentifier.init)) }
+    for attribute in node.attributes.sorted(by: { $0.name < $1.name }) {
+        hasher.combine(attribute.name)
+        switch attribute.value {
+        case .int(let i)?: hasher.combine(i)
+        case .float(let f)?: hasher.combine(f.bitPattern)
+        case .string(let s)?: hasher.combine(s)
+        case .ints(let i)?: hasher.combine(i)
+        case .floats(let f)?: hasher.combine(f.map(\.bitPattern))
+        case .strings(let s)?: hasher.combine(s)
+        case .tensor(let t)?: hasher.combine(t.dataType.rawValue); hasher.combine(t.dims)
+        default: hasher.combine(0)
+        }
     }
-    return false
+    return hasher.finalize()
 }
 
 /// Attributes equal as lists (same names, order-insensitive, same values); subgraphs never are.
