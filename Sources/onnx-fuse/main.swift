@@ -8,10 +8,36 @@ import Darwin
 import ArgumentParser
 import ONNXFuse
 
-/// Writes one line to standard error.
+/// Writes one line to standard error, made safe for a terminal and a log (`safeLine`).
 func printError(_ line: String) {
-    var text = line + "\n"
+    var text = safeLine(line) + "\n"
     text.withUTF8 { _ = write(STDERR_FILENO, $0.baseAddress, $0.count) }
+}
+
+/// `line` as one printable line: control characters (newlines, escape sequences, C1 codes)
+/// become `\n`, `\u{1B}` and the like, so names from a model or a rule file cannot inject
+/// lines or terminal commands; a word longer than `maximumWord` characters (a huge
+/// identifier or path) keeps its start and end around `…(N characters)…`, and so does the line
+/// past `maximumLine`.
+func safeLine(_ line: String, maximumWord: Int = 200, maximumLine: Int = 4000) -> String {
+    var escaped = ""
+    for scalar in line.unicodeScalars {
+        switch scalar.value {
+        case 0x0A: escaped += "\\n"
+        case 0x0D: escaped += "\\r"
+        case 0x09: escaped += "\\t"
+        case 0..<0x20, 0x7F, 0x80..<0xA0, 0x2028, 0x2029:
+            escaped += "\\u{\(String(scalar.value, radix: 16, uppercase: true))}"
+        default: escaped.unicodeScalars.append(scalar)
+        }
+    }
+    func shortened(_ text: Substring, _ limit: Int) -> String {
+        guard text.count > limit else { return String(text) }
+        let keep = limit / 2
+        return text.prefix(keep) + "…(\(text.count - 2 * keep) characters)…" + text.suffix(keep)
+    }
+    let words = escaped.split(separator: " ", omittingEmptySubsequences: false).map { shortened($0, maximumWord) }
+    return shortened(Substring(words.joined(separator: " ")), maximumLine)
 }
 
 /// `1.2 MB`, `512 B`.

@@ -1,5 +1,6 @@
 import XCTest
 import Foundation
+import ONNXFuse
 
 /// Nothing is lost around the output: onnx-fuse never writes over its input files (the model
 /// and its external data, under any name), over a symbolic link, a folder or another special
@@ -100,5 +101,29 @@ final class OutputSafetyTests: XCTestCase {
         try FileManager.default.setAttributes([.posixPermissions: 0o604], ofItemAtPath: dir.appendingPathComponent("conv_bn.onnx").path)
         XCTAssertEqual(try run(["conv_bn.onnx", "--in-place"], in: dir).status, 0)
         XCTAssertEqual(try mode("conv_bn.onnx"), 0o604)
+    }
+
+    func testNamesFromAModelCannotInjectLinesOrEscapesAndLongOnesAreShortened() throws {
+        // A Reshape that the no-op rule explains, named with a newline and a terminal escape,
+        // and another with a 5,000-character name.
+        let dir = try workspace()
+        let graph = Graph(name: "g")
+        let model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
+        let x = graph.addInput(name: "x", info: ValueInfo(type: .tensor(.float, [.value(2), .value(3)])))
+        let shape = graph.addInitializer(name: "shape", tensor: Tensor(dataType: .int64, dims: [2], values: [Int64(3), 2]))
+        let evil = Node(opType: "Reshape", name: "evil\n\u{1B}[31mred", inputs: [x, shape], outputNames: ["a"])
+        graph.append(evil)
+        let flat = graph.addInitializer(name: "flat", tensor: Tensor(dataType: .int64, dims: [1], values: [Int64(6)]))
+        let long = Node(opType: "Reshape", name: String(repeating: "n", count: 5000), inputs: [evil.outputs[0], flat], outputNames: ["b"])
+        graph.append(long)
+        graph.addOutput(long.outputs[0]!, info: ValueInfo(type: nil))
+        try ModelFile.save(model, to: dir.appendingPathComponent("names.onnx").path)
+        let result = try run(["names.onnx", "--explain", "--disable", "merge-reshapes", "--disable", "fuse-reshape-reshape",
+                              "-o", "out.onnx"], in: dir)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertFalse(result.stderr.unicodeScalars.contains { $0.value == 0x1B }, result.stderr)
+        XCTAssertTrue(result.stderr.contains("evil\\n\\u{1B}[31mred"), result.stderr)
+        XCTAssertTrue(result.stderr.contains("…(4803 characters)…"), result.stderr)
+        for line in result.stderr.split(separator: "\n") { XCTAssertLessThan(line.count, 4200) }
     }
 }
