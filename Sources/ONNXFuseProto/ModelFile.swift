@@ -265,6 +265,7 @@ struct TemporaryFiles {
     /// `permissions` when given.
     mutating func create(beside target: String, permissions: UInt32? = nil) throws -> (FileDescriptor, String) {
         let directory = directoryName(of: target)
+        Self.removeLeftovers(of: target)
         for _ in 0..<100 {
             let suffix = String(UInt32.random(in: 0...UInt32.max), radix: 36)
             let path = directory + "/." + baseName(of: target) + ".tmp-\(getpid())-\(suffix)"
@@ -280,6 +281,27 @@ struct TemporaryFiles {
             if currentErrno != EEXIST { throw ModelFileError.io(file: target, operation: "create a temporary file for", errno: currentErrno) }
         }
         throw ModelFileError.io(file: target, operation: "create a temporary file for", errno: EEXIST)
+    }
+
+    /// Removes temporary files of earlier runs for `target` whose process is gone (a run killed
+    /// with SIGKILL cannot clean up): regular files named `.<name>.tmp-<pid>-<suffix>` in the
+    /// target's folder, where no process `pid` exists.
+    static func removeLeftovers(of target: String) {
+        let directory = directoryName(of: target)
+        let prefix = "." + baseName(of: target) + ".tmp-"
+        guard let stream = opendir(directory) else { return }
+        defer { closedir(stream) }
+        while let entry = readdir(stream) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            guard name.hasPrefix(prefix) else { continue }
+            let rest = name.dropFirst(prefix.count)
+            guard let dash = rest.firstIndex(of: "-"), let pid = Int32(rest[..<dash]), pid > 0, pid != getpid() else { continue }
+            guard kill(pid, 0) != 0, currentErrno == ESRCH else { continue }
+            var info = stat()
+            let path = directory + "/" + name
+            guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { continue }
+            unlink(path)
+        }
     }
 
     /// Renames `temporary` over `target`.

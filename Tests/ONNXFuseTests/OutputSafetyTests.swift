@@ -126,4 +126,17 @@ final class OutputSafetyTests: XCTestCase {
         XCTAssertTrue(result.stderr.contains("…(4803 characters)…"), result.stderr)
         for line in result.stderr.split(separator: "\n") { XCTAssertLessThan(line.count, 4200) }
     }
+
+    func testTemporaryFilesOfKilledRunsAreRemovedByTheNextRun() throws {
+        let dir = try workspace()
+        // A run killed with SIGKILL leaves `.out.onnx.tmp-<pid>-<suffix>`; process 1 is alive.
+        let dead = dir.appendingPathComponent(".out.onnx.tmp-999999999-x1")
+        let alive = dir.appendingPathComponent(".out.onnx.tmp-1-x2")
+        let other = dir.appendingPathComponent(".other.onnx.tmp-999999999-x3")
+        for url in [dead, alive, other] { try Data([1, 2, 3]).write(to: url) }
+        XCTAssertEqual(try run(["conv_bn.onnx", "-o", "out.onnx"], in: dir).status, 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dead.path))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: alive.path))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: other.path), "another output's leftovers are not this run's business")
+    }
 }
