@@ -115,6 +115,9 @@ public struct OptimizationReport: Sendable {
     /// Errors of the rules themselves, such as a limit of the language exceeded, as
     /// `file:line:column: message`: the model may be partly rewritten and must not be saved.
     public var ruleErrors: [String] = []
+    /// Graph outputs whose element type or rank the rewrite changed (a rule that computes
+    /// something else), one message each: the model must not be saved.
+    public var changedOutputs: [String] = []
 }
 
 /// Rewrites `model` in place with `rules` (filtered by `options.only` and `disabled`) and
@@ -129,6 +132,10 @@ public func optimize(_ model: Model, rules: [CompiledRule], options: Optimizatio
     }
     let inference = ShapeInference(model: model, freezeInitializerInputs: options.freezeInitializerInputs)
     inference.run()
+    // What each graph output is before any rule runs, to check that no rule changed it.
+    let outputsBefore = model.graph.outputs.map { output in
+        (output.value.name, inference.facts(of: output.value).elementType, inference.facts(of: output.value).shape?.count)
+    }
     let analysis = OperatorAnalysis(inference: inference, foldElementLimit: options.foldElementLimit)
     let mergesDuplicates = selected.contains { $0.name == "merge-duplicates" }
     var sharedInitializers = mergesDuplicates ? mergeDuplicateInitializers(model) : 0
@@ -167,8 +174,21 @@ public func optimize(_ model: Model, rules: [CompiledRule], options: Optimizatio
     let benefit = Dictionary(selected.map { ($0.name, $0.rewrite.benefit) }, uniquingKeysWith: { a, _ in a })
     let fired = order.sorted { (benefit[$1] ?? 0, $0) < (benefit[$0] ?? 0, $1) }.map { (rule: $0, count: counts[$0]!) }
     importNewDomains(model)
+    var changedOutputs: [String] = []
+    for ((name, type, rank), output) in zip(outputsBefore, model.graph.outputs) {
+        let facts = inference.facts(of: output.value)
+        func describe(_ type: DataType?, _ rank: Int?) -> String {
+            "\(type.map { "\($0)" } ?? "?") of rank \(rank.map(String.init) ?? "?")"
+        }
+        if let type, let now = facts.elementType, type != now {
+            changedOutputs.append("graph output '\(name)' changed from \(describe(type, rank)) to \(describe(now, facts.shape?.count))")
+        } else if let rank, let now = facts.shape?.count, rank != now {
+            changedOutputs.append("graph output '\(name)' changed from \(describe(type, rank)) to \(describe(facts.elementType, now))")
+        }
+    }
     return OptimizationReport(before: before, after: ModelStatistics(model), fired: fired,
-                              explanations: explanations, reachedRewriteCap: reachedRewriteCap, ruleErrors: ruleErrors)
+                              explanations: explanations, reachedRewriteCap: reachedRewriteCap, ruleErrors: ruleErrors,
+                              changedOutputs: changedOutputs)
 }
 
 /// Imports, at version 1, every operator domain a rule introduced that the model did not

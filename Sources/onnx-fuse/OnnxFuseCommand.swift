@@ -139,6 +139,10 @@ struct OnnxFuseCommand: ParsableCommand {
             let more = result.ruleErrors.count > 1 ? " (and \(result.ruleErrors.count - 1) more)" : ""
             throw UsageError(message: first + more + "; nothing written")
         }
+        if let first = result.changedOutputs.first {
+            throw ModelFileError.invalidModel(file: model, location: "",
+                                              reason: "\(first): a rule changed what the model computes; nothing written", offset: nil)
+        }
         // The rewritten graph must still be well formed (acyclic, in order, every value defined
         // once): a rule that broke it is a bug, and its result is not written.
         do {

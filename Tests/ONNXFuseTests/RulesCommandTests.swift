@@ -92,6 +92,27 @@ final class RulesCommandTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out.onnx").path))
     }
 
+    func testARuleThatChangesAGraphOutputsTypeIsRefusedBeforeWriting() throws {
+        let dir = try workspace(["conv_bn.onnx"])
+        let text = """
+            rule wrong-type {
+              match { y = Relu(x) }
+              replace { y = Cast<to = 7>(x) }
+            }
+            rule wrong-rank {
+              match { y = Relu(x) }
+              replace { y = Flatten(x) }
+            }
+            """
+        try text.write(to: dir.appendingPathComponent("wrong.rules"), atomically: true, encoding: .utf8)
+        for (rule, change) in [("wrong-type", "to int64 of rank 4"), ("wrong-rank", "to float of rank 2")] {
+            let result = try run(["conv_bn.onnx", "--no-builtin", "--rules", "wrong.rules", "--only", rule, "-o", "out.onnx"], in: dir)
+            XCTAssertEqual(result.status, 2, result.stderr)
+            XCTAssertTrue(result.stderr.contains("graph output 'Y' changed from float of rank 4 \(change)"), result.stderr)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out.onnx").path))
+        }
+    }
+
     func testRuleFileErrorsComeFirstWithTheirPlace() throws {
         let dir = try workspace(["conv_bn.onnx"])
         let bad = dir.appendingPathComponent("bad.rules")
