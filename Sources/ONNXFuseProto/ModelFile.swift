@@ -268,7 +268,7 @@ struct TemporaryFiles {
         Self.removeLeftovers(of: target)
         for _ in 0..<100 {
             let suffix = String(UInt32.random(in: 0...UInt32.max), radix: 36)
-            let path = directory + "/." + baseName(of: target) + ".tmp-\(getpid())-\(suffix)"
+            let path = directory + "/" + Self.temporaryPrefix(of: target) + "\(getpid())-\(suffix)"
             let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
             if fd >= 0 {
                 let descriptor = FileDescriptor(fd)
@@ -283,12 +283,25 @@ struct TemporaryFiles {
         throw ModelFileError.io(file: target, operation: "create a temporary file for", errno: EEXIST)
     }
 
+    /// `.<name>.tmp-` for `target`'s file name, the name cut to 200 bytes (at a character
+    /// boundary) so that the temporary name stays within NAME_MAX (255) for any legal name.
+    static func temporaryPrefix(of target: String) -> String {
+        var name = ""
+        var bytes = 0
+        for character in baseName(of: target) {
+            bytes += character.utf8.count
+            if bytes > 200 { break }
+            name.append(character)
+        }
+        return "." + name + ".tmp-"
+    }
+
     /// Removes temporary files of earlier runs for `target` whose process is gone (a run killed
     /// with SIGKILL cannot clean up): regular files named `.<name>.tmp-<pid>-<suffix>` in the
     /// target's folder, where no process `pid` exists.
     static func removeLeftovers(of target: String) {
         let directory = directoryName(of: target)
-        let prefix = "." + baseName(of: target) + ".tmp-"
+        let prefix = temporaryPrefix(of: target)
         guard let stream = opendir(directory) else { return }
         defer { closedir(stream) }
         while let entry = readdir(stream) {

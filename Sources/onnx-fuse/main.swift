@@ -76,8 +76,12 @@ func exitCode(for error: Error) -> Int32 {
 
 // The one place where errors become messages and exit codes.
 let arguments = Array(CommandLine.arguments.dropFirst())
+// `rules` is the subcommand only before one of its actions (or alone, or before --help): a model
+// file named `rules` stays a model (`onnx-fuse rules -o out.onnx`).
+let isRulesCommand = arguments.first == "rules"
+    && (arguments.count == 1 || ["list", "show", "check", "help", "-h", "--help"].contains(arguments[1]))
 do {
-    if arguments.first == "rules" {
+    if isRulesCommand {
         var command = try RulesCommand.parseAsRoot(Array(arguments.dropFirst()))
         try command.run()
     } else {
@@ -95,7 +99,7 @@ do {
     exit(exitCode(for: error))
 } catch {
     // ArgumentParser: help and version are successes; everything else is a usage error.
-    let isRules = arguments.first == "rules"
+    let isRules = isRulesCommand
     if (isRules ? RulesCommand.exitCode(for: error) : OnnxFuseCommand.exitCode(for: error)) == .success {
         Swift.print(isRules ? RulesCommand.fullMessage(for: error) : OnnxFuseCommand.fullMessage(for: error))
         exit(0)

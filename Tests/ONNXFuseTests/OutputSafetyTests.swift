@@ -139,4 +139,17 @@ final class OutputSafetyTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: alive.path))
         XCTAssertTrue(FileManager.default.fileExists(atPath: other.path), "another output's leftovers are not this run's business")
     }
+
+    func testAModelNamedRulesAndALongOutputName() throws {
+        let dir = try workspace()
+        try FileManager.default.copyItem(at: dir.appendingPathComponent("conv_bn.onnx"), to: dir.appendingPathComponent("rules"))
+        let named = try run(["rules", "-o", "from-rules.onnx"], in: dir)
+        XCTAssertEqual(named.status, 0, named.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("from-rules.onnx").path))
+        // A legal 250-byte name: the temporary file beside it must stay within NAME_MAX too.
+        let long = String(repeating: "o", count: 245) + ".onnx"
+        let result = try run(["conv_bn.onnx", "-o", long], in: dir)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent(long).path))
+    }
 }
