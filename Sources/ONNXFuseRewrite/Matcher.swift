@@ -27,6 +27,12 @@ public struct Match {
 final class Matcher {
     let pattern: Pattern
     private(set) var deepestFailure: (depth: Int, reason: String) = (-1, "")
+    /// Candidate nodes tried in this search: a pattern of several interchangeable nodes
+    /// (`a = Relu(x)`, `b = Relu(x)`, ...) against a value with many readers has a number of
+    /// assignments exponential in the pattern's size, so the search stops at a budget.
+    private var steps = 0
+    /// The most candidates one search at one node tries.
+    static let maximumSteps = 10_000
 
     init(pattern: Pattern) { self.pattern = pattern }
 
@@ -34,6 +40,7 @@ final class Matcher {
     /// `accept` returns nil to take the match or a reason to go on searching.
     func match(at root: Node, accept: (Match) -> String?) -> Match? {
         deepestFailure = (-1, "")
+        steps = 0
         guard pattern.nodes[pattern.root].hasOperator(of: root) else {
             fail(0, "\(root.opType) is not \(pattern.nodes[pattern.root].operatorDescription)")
             return nil
@@ -50,7 +57,7 @@ final class Matcher {
     private func name(_ variable: Int) -> String { pattern.valueNames[variable] }
 
     private func search(step: Int, _ match: Match, root: Node, accept: (Match) -> String?, result: inout Match?) {
-        if result != nil { return }
+        if result != nil || steps > Self.maximumSteps { return }
         if step == pattern.plan.count {
             if let reason = accept(match) { fail(step, reason) } else { result = match }
             return
@@ -72,10 +79,19 @@ final class Matcher {
         case .consumer(let v):
             guard let value = match.value(v) else { return fail(step, "\(name(v)) is absent") }
             var seen = Set<ObjectIdentifier>()
-            for use in value.uses where seen.insert(ObjectIdentifier(use.node)).inserted { candidates.append(use.node) }
+            // Only readers with the pattern node's operator can match: filtered before the
+            // search branches on them.
+            for use in value.uses where pattern.nodes[index].hasOperator(of: use.node) && seen.insert(ObjectIdentifier(use.node)).inserted {
+                candidates.append(use.node)
+            }
             if candidates.isEmpty { return fail(step, "nothing reads \(name(v)) as \(pattern.nodes[index].operatorDescription)") }
         }
         for candidate in candidates {
+            steps += 1
+            if steps > Self.maximumSteps {
+                deepestFailure = (Int.max, "the pattern search stopped after trying \(Self.maximumSteps) candidate nodes here")
+                return
+            }
             guard candidate.graph === root.graph else {
                 fail(step, "\(pattern.nodes[index].operatorDescription) would be in another graph than the match")
                 continue
@@ -113,7 +129,8 @@ final class Matcher {
     /// Binds pattern node `index` to `node`; a reason when it does not fit.
     private func bind(_ index: Int, _ inputs: [PatternInput], to node: Node, _ match: inout Match) -> String? {
         let p = pattern.nodes[index]
-        let label = "\(p.matchesAnyOperator ? node.opType : p.opType) '\(node.name ?? "")'"
+        // Built only for a failure's message: binding is the search's inner loop.
+        var label: String { "\(p.matchesAnyOperator ? node.opType : p.opType) '\(node.name ?? "")'" }
         guard p.hasOperator(of: node) else { return "\(label) is \(node.opType)" }
         var consumedAll = false
         for (position, input) in inputs.enumerated() {

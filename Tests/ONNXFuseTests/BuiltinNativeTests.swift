@@ -309,4 +309,39 @@ final class BuiltinNativeTests: XCTestCase {
             }
         }
     }
+
+    func testASymmetricPatternStopsAtTheSearchBudget() throws {
+        // Five interchangeable pattern nodes against 12 readers: 95,040 ordered choices at each
+        // of them (40 readers: 78 million), none accepted (the guard is false for all). The
+        // search stops at its budget and says so.
+        let text = """
+            rule five {
+              match {
+                a1 = Relu(x)
+                a2 = Relu(x)
+                a3 = Relu(x)
+                a4 = Relu(x)
+                a5 = Relu(x)
+              }
+              where { rank(x) == 7 }
+              replace {
+                a1 = Neg(x)
+                a2 = Neg(x)
+                a3 = Neg(x)
+                a4 = Neg(x)
+                a5 = Neg(x)
+              }
+            }
+            """
+        let rules = try RuleFiles.rules(in: text)
+        let c = Case()
+        let x = c.input("x", [.value(2)])
+        for index in 0..<12 { c.output(c.node("Relu", [x], "r\(index)")) }
+        var options = OptimizationOptions()
+        options.explain = true
+        let report = optimize(c.model, rules: rules, options: options)
+        XCTAssertTrue(report.fired.isEmpty)
+        XCTAssertTrue(report.explanations.contains { $0.reason.contains("the pattern search stopped after trying 10000 candidate nodes") },
+                      "\(report.explanations.prefix(3))")
+    }
 }
