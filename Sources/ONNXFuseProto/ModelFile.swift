@@ -131,13 +131,7 @@ public enum ModelFile {
             root = encoder.encode(model)
         }
         let message = UnsafeMutableRawPointer(root).assumingMemoryBound(to: ProtobufCMessage.self)
-        let directory = directoryName(of: path)
-        let conventionalDataName = baseName(of: path) + ".data"
-        // A data file that exists already may belong to the model being replaced: the new one
-        // goes under a free name, so that until the new model is in place the old pair stays
-        // whole (see `save`'s steps below).
-        let dataName = options.toStandardOutput ? conventionalDataName : freeDataName(directory, base: baseName(of: path))
-        let external = placeExternalTensors(encoder, dataName: dataName)
+        let external = placeExternalTensors(encoder, path: path)
         if onnx_fuse_packed_size(message) >= options.maximumModelBytes {
             throw ModelFileError.limitExceeded(file: path, location: "", reason: "the model is \(onnx_fuse_packed_size(message)) bytes even with its tensors in external data; protobuf cannot represent \(options.maximumModelBytes) bytes or more")
         }
@@ -155,13 +149,11 @@ public enum ModelFile {
             return SaveReport(modelBytes: Int(written), dataFileName: nil, dataBytes: 0, externalTensorCount: 0)
         }
 
-        // Every target is checked before anything is written (the conventional data file too:
-        // it is replaced, in effect, when the new data goes under another name).
+        let directory = directoryName(of: path)
+        let dataName = baseName(of: path) + ".data"
+        // Every target is checked before anything is written.
         let modelPermissions = try checkTarget(path, of: model, options: options)
-        var dataPermissions: UInt32?
-        if !external.segments.isEmpty {
-            dataPermissions = try checkTarget(directory + "/" + conventionalDataName, of: model, options: options)
-        }
+        let dataPermissions = external.segments.isEmpty ? nil : try checkTarget(directory + "/" + dataName, of: model, options: options)
         var temporaries = TemporaryFiles()
         defer { temporaries.removeAll() }
 
@@ -180,21 +172,11 @@ public enum ModelFile {
             throw ModelFileError.io(file: path, operation: "write", errno: error.sys_errno)
         }
         try sync(fd, file: path)
-        // The steps, each durable before the next: (1) the new data file appears under a name
-        // nothing uses; (2) the new model replaces the old one; (3) data files of the old pair
-        // named after the output go. A kill before (2) leaves the old pair whole; after it, the
-        // new pair is whole and at worst an old data file is left (the next run removes it).
         if let dataTemporary {
             try temporaries.commit(dataTemporary, to: directory + "/" + dataName)
-            syncDirectory(directory)
-            testFaultPoint("after-data-rename")
         }
         try temporaries.commit(modelTemporary, to: path)
         syncDirectory(directory)
-        testFaultPoint("after-model-rename")
-        if !external.segments.isEmpty {
-            removeSupersededData(directory, base: baseName(of: path), keeping: dataName, model: model, options: options)
-        }
         return SaveReport(modelBytes: Int(written), dataFileName: external.segments.isEmpty ? nil : dataName,
                           dataBytes: dataBytes, externalTensorCount: external.entries.count)
     }
@@ -237,51 +219,9 @@ public enum ModelFile {
         return chosen
     }
 
-    /// `<base>.data` when nothing is there, else the first free `<base>.<k>.data`.
-    static func freeDataName(_ directory: String, base: String) -> String {
-        func isFree(_ name: String) -> Bool {
-            var info = stat()
-            return lstat(directory + "/" + name, &info) != 0 && currentErrno == ENOENT
-        }
-        if isFree(base + ".data") { return base + ".data" }
-        var k = 1
-        while !isFree("\(base).\(k).data") { k += 1 }
-        return "\(base).\(k).data"
-    }
-
-    /// Removes the data files named after the output (`<base>.data`, `<base>.<k>.data`) other
-    /// than `keeping`, once the new model is in place: they belonged to the pair it replaced.
-    /// Regular files only, and never one of the model's input files unless it replaces its input.
-    static func removeSupersededData(_ directory: String, base: String, keeping: String, model: Model, options: SaveOptions) {
-        guard let stream = opendir(directory) else { return }
-        var names: [String] = []
-        while let entry = readdir(stream) {
-            names.append(withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) })
-        }
-        closedir(stream)
-        for name in names where name != keeping && name.hasPrefix(base + ".") && name.hasSuffix(".data") {
-            let middle = name.dropFirst(base.count + 1).dropLast(".data".count)
-            guard name == base + ".data" || (!middle.isEmpty && middle.allSatisfy(\.isASCIIDigitCharacter)) else { continue }
-            let path = directory + "/" + name
-            var info = stat()
-            guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { continue }
-            let isInput = model.inputFiles.contains { $0.device == UInt64(info.st_dev) && $0.inode == UInt64(info.st_ino) }
-            if isInput && !options.replaceInput { continue }
-            unlink(path)
-        }
-        syncDirectory(directory)
-    }
-
-    /// A test hook: ends the process at once (as SIGKILL would, leaving temporary files) at the
-    /// save step named by the environment variable `ONNX_FUSE_TEST_KILL_AT`.
-    static func testFaultPoint(_ name: String) {
-        guard let value = getenv("ONNX_FUSE_TEST_KILL_AT"), String(cString: value) == name else { return }
-        _exit(137)
-    }
-
     /// Lays the external payloads out in the data file and points their (new) messages at it.
-    static func placeExternalTensors(_ encoder: Encoder, dataName: String) -> ExternalLayout {
-        let layout = ExternalLayout(encoder.externalTensors, dataName: dataName)
+    static func placeExternalTensors(_ encoder: Encoder, path: String) -> ExternalLayout {
+        let layout = ExternalLayout(encoder.externalTensors, dataName: baseName(of: path) + ".data")
         for (tensor, entries) in zip(encoder.externalTensors, layout.entries) {
             (tensor.message.pointee.n_external_data, tensor.message.pointee.external_data) = encoder.pairs(entries)
             tensor.message.pointee.has_data_location = 1
@@ -392,10 +332,6 @@ struct TemporaryFiles {
         }
         pending.removeAll()
     }
-}
-
-private extension Character {
-    var isASCIIDigitCharacter: Bool { isASCII && isNumber }
 }
 
 extension ModelFile {

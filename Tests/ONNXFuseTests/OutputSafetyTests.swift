@@ -152,47 +152,4 @@ final class OutputSafetyTests: XCTestCase {
         XCTAssertEqual(result.status, 0, result.stderr)
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent(long).path))
     }
-
-    /// Runs the binary with `ONNX_FUSE_TEST_KILL_AT=step`, which ends it at once at that step
-    /// of saving, as SIGKILL would.
-    func runKilled(_ arguments: [String], at step: String, in directory: URL) throws -> Int32 {
-        let process = Process()
-        process.executableURL = CommandTests.executable
-        process.arguments = arguments
-        process.currentDirectoryURL = directory
-        process.environment = ProcessInfo.processInfo.environment.merging(["ONNX_FUSE_TEST_KILL_AT": step]) { $1 }
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        return process.terminationStatus
-    }
-
-    func testAKillWhileReplacingAModelAndDataPairLeavesOnePairWhole() throws {
-        let dir = try workspace()
-        let arguments = ["external_data.onnx", "--no-builtin", "-o", "out.onnx"]
-        XCTAssertEqual(try run(arguments, in: dir).status, 0)
-        let oldModel = try Data(contentsOf: dir.appendingPathComponent("out.onnx"))
-        let oldData = try Data(contentsOf: dir.appendingPathComponent("out.onnx.data"))
-        func pairLoads() throws { _ = try ModelFile.load(path: dir.appendingPathComponent("out.onnx").path) }
-
-        // Killed once the new data file is in place, before the model: the old pair is untouched.
-        XCTAssertEqual(try runKilled(arguments, at: "after-data-rename", in: dir), 137)
-        XCTAssertEqual(try Data(contentsOf: dir.appendingPathComponent("out.onnx")), oldModel)
-        XCTAssertEqual(try Data(contentsOf: dir.appendingPathComponent("out.onnx.data")), oldData)
-        XCTAssertNoThrow(try pairLoads())
-
-        // Killed right after the model: the new pair is whole (its data under a fresh name).
-        XCTAssertEqual(try runKilled(arguments, at: "after-model-rename", in: dir), 137)
-        XCTAssertNoThrow(try pairLoads())
-        let afterKill = try ModelFile.load(path: dir.appendingPathComponent("out.onnx").path)
-        XCTAssertEqual(afterKill.inputFiles.count, 2)
-        XCTAssertNotEqual(afterKill.inputFiles.last?.path.hasSuffix("/out.onnx.data"), true, "the new data is under a fresh name")
-
-        // A normal run then leaves one pair: the model and exactly one data file, no leftovers.
-        XCTAssertEqual(try run(arguments, in: dir).status, 0)
-        XCTAssertNoThrow(try pairLoads())
-        let names = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix("out.onnx") || $0.hasPrefix(".out.onnx") }
-        XCTAssertEqual(names.filter { $0.hasSuffix(".data") }.count, 1, "\(names)")
-        XCTAssertFalse(names.contains { $0.hasPrefix(".out.onnx") }, "\(names)")
-    }
 }
