@@ -200,7 +200,7 @@ public enum ModelFile {
             let what = input == 0 ? "the input model" : "the input's external data file '\(model.inputFiles[input].path)'"
             throw ModelFileError.unwritable(file: target, reason: "it is \(what), which onnx-fuse never writes over")
         }
-        return UInt32(info.st_mode & 0o7777)
+        return UInt32(info.st_mode & 0o777)
     }
 
     /// The ordinals of the raw payloads to move out, largest first (ties in encoding order, so
@@ -346,7 +346,7 @@ extension ModelFile {
     public static func permissions(of path: String) -> UInt32? {
         var info = stat()
         guard stat(path, &info) == 0 else { return nil }
-        return UInt32(info.st_mode & 0o7777)
+        return UInt32(info.st_mode & 0o777)
     }
 
     /// What is at `path` without following a final symbolic link: nil when nothing is, else

@@ -114,7 +114,7 @@ struct ReportFile: Encodable {
 /// not a regular file, or whose folder does not exist: checked before anything is written.
 func checkReportPath(_ report: String, model: Model, output: String?) throws {
     func refuse(_ why: String) -> UsageError { UsageError(message: "\(report): refusing to write the report: \(why)") }
-    func normalized(_ path: String) -> String { URL(fileURLWithPath: path).standardizedFileURL.path }
+    func normalized(_ path: String) -> String { resolvedPath(path) }
     let entry = ModelFile.entry(at: report)
     if let entry, !entry.isRegular { throw refuse("it is \(entry.kind)") }
     var taken: [(String, String)] = model.inputFiles.enumerated().map { index, file in
@@ -134,6 +134,16 @@ func checkReportPath(_ report: String, model: Model, output: String?) throws {
     }
 }
 
+/// `path` with its folder resolved by the system (symbolic links, `.` and `..`, as opening it
+/// would), the last component kept: two spellings of one place compare equal.
+func resolvedPath(_ path: String) -> String {
+    let url = URL(fileURLWithPath: path)
+    let folder = url.deletingLastPathComponent().path
+    guard let resolved = realpath(folder, nil) else { return url.standardizedFileURL.path }
+    defer { free(resolved) }
+    return String(cString: resolved) + "/" + url.lastPathComponent
+}
+
 func writeReport(_ path: String, result: OptimizationReport, input: String, output: String,
                  bytesBefore: Int, bytesAfter: Int, seconds: Double) throws {
     let report = ReportFile(
@@ -147,7 +157,8 @@ func writeReport(_ path: String, result: OptimizationReport, input: String, outp
     encoder.keyEncodingStrategy = .convertToSnakeCase
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
     do {
-        try encoder.encode(report).write(to: URL(fileURLWithPath: path), options: .atomic)
+        // Written where the checks looked: the folder as the system resolves it.
+        try encoder.encode(report).write(to: URL(fileURLWithPath: resolvedPath(path)), options: .atomic)
     } catch {
         throw UsageError(message: "\(path): cannot write the report: \(error.localizedDescription)")
     }

@@ -63,6 +63,12 @@ final class OutputSafetyTests: XCTestCase {
         }
         try FileManager.default.createSymbolicLink(atPath: dir.appendingPathComponent("link.json").path, withDestinationPath: "conv_bn.onnx")
         try expectRefusal(["external_data.onnx", "-o", "out.onnx", "--report", "link.json"], "it is a symbolic link", in: dir)
+        // The output through a symbolically linked folder: the same place under another spelling.
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("real"), withIntermediateDirectories: false)
+        try FileManager.default.createSymbolicLink(atPath: dir.appendingPathComponent("linked").path, withDestinationPath: "real")
+        try expectRefusal(["external_data.onnx", "--no-builtin", "-o", "real/out.onnx", "--report", "linked/out.onnx"], "it is the output", in: dir)
+        try expectRefusal(["external_data.onnx", "--no-builtin", "-o", "real/out.onnx", "--report", "linked/out.onnx.data"],
+                          "it is the output's data file", in: dir)
     }
 
     func testSpecialFilesAtTheOutputAreNotReplaced() throws {
