@@ -134,7 +134,8 @@ public func optimize(_ model: Model, rules: [CompiledRule], options: Optimizatio
     inference.run()
     // What each graph output is before any rule runs, to check that no rule changed it.
     let outputsBefore = model.graph.outputs.map { output in
-        (output.value.name, inference.facts(of: output.value).elementType, inference.facts(of: output.value).shape?.count)
+        let facts = inference.facts(of: output.value)
+        return (output.value.name, facts.elementType, facts.shape?.count)
     }
     let analysis = OperatorAnalysis(inference: inference, foldElementLimit: options.foldElementLimit)
     let mergesDuplicates = selected.contains { $0.name == "merge-duplicates" }
@@ -204,46 +205,12 @@ func importNewDomains(_ model: Model) {
     }
 }
 
-/// The bytes of the regular file at `path`, at most `RuleFiles.maximumFileSize` of them. It opens
-/// without blocking, so a FIFO or a device is refused (naming what it is) instead of waited on;
-/// every failure says why.
+/// The bytes of the rule file at `path` (a regular file of at most `RuleFiles.maximumFileSize`
+/// bytes); every failure says why.
 func readRuleFile(_ path: String) throws(RuleFileError) -> [UInt8] {
-    func failure(_ what: String) -> RuleFileError { RuleFileError(file: path, message: what) }
-    func systemError(_ operation: String) -> RuleFileError {
-        failure("cannot be read (\(operation) failed: \(String(cString: strerror(errno))))")
+    do {
+        return try ModelFile.regularFileContents(path, limit: RuleFiles.maximumFileSize)
+    } catch {
+        throw RuleFileError(file: path, message: "cannot be read: \(error.problem)")
     }
-    let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-    guard fd >= 0 else { throw systemError("open") }
-    defer { close(fd) }
-    var info = stat()
-    guard fstat(fd, &info) == 0 else { throw systemError("stat") }
-    switch info.st_mode & S_IFMT {
-    case S_IFREG: break
-    case S_IFDIR: throw failure("cannot be read: it is a folder")
-    case S_IFIFO: throw failure("cannot be read: it is a FIFO")
-    case S_IFSOCK: throw failure("cannot be read: it is a socket")
-    case S_IFCHR, S_IFBLK: throw failure("cannot be read: it is a device")
-    default: throw failure("cannot be read: it is not a regular file")
-    }
-    guard info.st_size <= RuleFiles.maximumFileSize else {
-        throw failure("is larger than \(RuleFiles.maximumFileSize >> 20) MiB (\(info.st_size) bytes)")
-    }
-    var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
-    var filled = 0
-    while true {
-        // Read one byte past the size: a file that grew is read to its limit, not cut short.
-        if filled == bytes.count {
-            guard bytes.count < RuleFiles.maximumFileSize else { throw failure("is larger than \(RuleFiles.maximumFileSize >> 20) MiB") }
-            bytes.append(contentsOf: repeatElement(0, count: min(1 << 16, RuleFiles.maximumFileSize - bytes.count)))
-        }
-        let count = bytes.withUnsafeMutableBytes { buffer in read(fd, buffer.baseAddress! + filled, buffer.count - filled) }
-        if count < 0 {
-            if errno == EINTR { continue }
-            throw systemError("read")
-        }
-        if count == 0 { break }
-        filled += count
-    }
-    bytes.removeLast(bytes.count - filled)
-    return bytes
 }

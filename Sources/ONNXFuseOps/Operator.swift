@@ -86,6 +86,15 @@ public struct OperatorContext {
     }
 }
 
+extension OperatorContext {
+    /// For a Reshape: whether a 0 in the target is a literal zero (opset 14's `allowzero`)
+    /// rather than a copy of the input's dimension.
+    public func reshapeAllowsZero() throws(OperatorError) -> Bool {
+        guard opsetVersion >= 14 else { return false }
+        return try int("allowzero", default: 0) != 0
+    }
+}
+
 /// Input `index` of a kernel, which the operator requires: an error naming the operator when
 /// it is absent. Every operator family uses it.
 func requiredInput(_ inputs: [TensorValue?], _ index: Int, _ context: OperatorContext) throws(OperatorError) -> TensorValue {

@@ -101,10 +101,6 @@ public final class ShapeInference {
                     queue.append(use.node)
                 }
             }
-            if head > 4096 && head * 2 > queue.count {
-                queue.removeFirst(head)
-                head = 0
-            }
         }
         return visited
     }

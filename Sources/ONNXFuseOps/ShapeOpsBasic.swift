@@ -86,11 +86,6 @@ extension ShapeKit {
 
     // MARK: Reshape
 
-    /// Whether a 0 in Reshape's target is a literal zero (opset 14's `allowzero`).
-    static func reshapeAllowsZero(_ context: OperatorContext) throws(OperatorError) -> Bool {
-        guard context.opsetVersion >= 14 else { return false }
-        return try context.int("allowzero", default: 0) != 0
-    }
 
     static func reshapeKernel(_ context: OperatorContext, _ inputs: [TensorValue?]) throws(OperatorError) -> [TensorValue] {
         let data = try requiredInput(inputs, 0, "data")
@@ -103,7 +98,7 @@ extension ShapeKit {
             guard shape.rank == 1 else { throw OperatorError("the target shape must be 1-D, got shape \(shape.shape)") }
             target = try shape.int64Values()
         }
-        let allowZero = try reshapeAllowsZero(context)
+        let allowZero = try context.reshapeAllowsZero()
         var output: [Int] = []
         var inferred: Int?
         for (index, size) in target.enumerated() {
@@ -147,7 +142,7 @@ extension ShapeKit {
             }
             return
         }
-        let allowZero = try reshapeAllowsZero(context.node)
+        let allowZero = try context.node.reshapeAllowsZero()
         let inputShape = data?.shape
         var output: [Dimension] = []
         var inferred: Int?

@@ -335,6 +335,25 @@ struct TemporaryFiles {
 }
 
 extension ModelFile {
+    /// The bytes of the regular file at `path`, at most `limit` of them (a rule file, say). It
+    /// opens as models are opened: without blocking, so a FIFO or a device is refused, naming
+    /// what it is, instead of waited on.
+    package static func regularFileContents(_ path: String, limit: Int) throws(ModelFileError) -> [UInt8] {
+        let file: MappedFile
+        do {
+            file = try MappedFile(path: path)
+        } catch let error as ModelFileError {
+            throw error
+        } catch {
+            throw .unsupported(file: path, reason: "\(error)")
+        }
+        guard file.count <= limit else {
+            throw .limitExceeded(file: path, location: "", reason: "it is \(file.count) bytes, more than the limit of \(limit)")
+        }
+        guard let base = file.base else { return [] }
+        return Array(UnsafeRawBufferPointer(start: base, count: file.count))
+    }
+
     /// Whether two paths name the same existing file (same device and inode).
     public static func isSameFile(_ a: String, _ b: String) -> Bool {
         var sa = stat(), sb = stat()

@@ -24,17 +24,20 @@ public enum ModelFileError: Error, CustomStringConvertible, Equatable {
     }
 
     /// `<file>: <what is wrong, and where>`.
-    public var description: String {
+    public var description: String { "\(file): \(problem)" }
+
+    /// What is wrong, and where, without the file.
+    public var problem: String {
         switch self {
-        case .invalidModel(let file, let location, let reason, let offset):
+        case .invalidModel(_, let location, let reason, let offset):
             let at = offset.map { " (byte \($0))" } ?? ""
-            return location.isEmpty ? "\(file): \(reason)\(at)" : "\(file): \(location): \(reason)\(at)"
-        case .limitExceeded(let file, let location, let reason):
-            return location.isEmpty ? "\(file): \(reason)" : "\(file): \(location): \(reason)"
-        case .io(let file, let operation, let code):
-            return "\(file): \(operation) failed: \(systemErrorText(code))"
-        case .unsupported(let file, let reason), .unwritable(let file, let reason):
-            return "\(file): \(reason)"
+            return location.isEmpty ? "\(reason)\(at)" : "\(location): \(reason)\(at)"
+        case .limitExceeded(_, let location, let reason):
+            return location.isEmpty ? reason : "\(location): \(reason)"
+        case .io(_, let operation, let code):
+            return "\(operation) failed: \(systemErrorText(code))"
+        case .unsupported(_, let reason), .unwritable(_, let reason):
+            return reason
         }
     }
 }

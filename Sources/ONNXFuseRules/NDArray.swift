@@ -61,11 +61,16 @@ public struct NDArray: Equatable, Sendable {
     /// The most multiply-adds one `matmul` may do (about a second of work).
     public static let maximumMatmulWork = 1 << 30
 
+    /// Checks that a rank stays within the limit; `what` names the operation.
+    static func checkRank(_ rank: Int, _ what: String) throws(EvaluationError) {
+        guard rank <= maximumRank else {
+            throw EvaluationError.limit("\(what): rank \(rank) is more than the limit of \(maximumRank)")
+        }
+    }
+
     /// Checks that an array of `shape` stays within the limits; `what` names the operation.
     static func checkSize(_ shape: [Int], _ what: String) throws(EvaluationError) {
-        guard shape.count <= maximumRank else {
-            throw EvaluationError.limit("\(what): rank \(shape.count) is more than the limit of \(maximumRank)")
-        }
+        try checkRank(shape.count, what)
         guard let count = elementCount(shape), count <= maximumElements else {
             throw EvaluationError.limit("\(what): a result of shape \(shape) would have more than \(maximumElements) elements, the limit")
         }
@@ -249,9 +254,7 @@ extension NDArray {
     /// The same elements with shape `newShape`. One dimension may be -1: it is inferred from
     /// the element count. 0 is a dimension of size zero (not ONNX Reshape's "copy").
     public func reshape(_ newShape: [Int]) throws(EvaluationError) -> NDArray {
-        guard newShape.count <= NDArray.maximumRank else {
-            throw EvaluationError.limit("reshape: rank \(newShape.count) is more than the limit of \(NDArray.maximumRank)")
-        }
+        try NDArray.checkRank(newShape.count, "reshape")
         var inferred: Int?
         var known = 1
         for (axis, dim) in newShape.enumerated() {
@@ -284,9 +287,7 @@ extension NDArray {
     /// (ONNX Unsqueeze; negative axes count from the end of the result).
     public func unsqueeze(axes: [Int]) throws(EvaluationError) -> NDArray {
         let outputRank = rank + axes.count
-        guard outputRank <= NDArray.maximumRank else {
-            throw EvaluationError.limit("unsqueeze: rank \(outputRank) is more than the limit of \(NDArray.maximumRank)")
-        }
+        try NDArray.checkRank(outputRank, "unsqueeze")
         let inserted = Set(try NDArray.normalize(axes: axes, rank: outputRank, "unsqueeze"))
         var newShape = [Int]()
         var next = shape.makeIterator()

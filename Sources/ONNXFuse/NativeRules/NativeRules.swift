@@ -178,9 +178,7 @@ func staticIntegerOutputs(_ node: Node, _ analysis: OperatorAnalysis) -> Result<
         guard let facts = output.inferred, let type = facts.elementType,
               TensorValue.kind(of: type) == .integer || type == .bool,
               let shape = facts.shape, shape.count <= 1,
-              let shapeValue = facts.shapeValue,
-              case let values = shapeValue.compactMap({ dim -> Int64? in if case .value(let v) = dim { return v }; return nil }),
-              values.count == shapeValue.count,
+              let values = ValueFacts(shapeValue: facts.shapeValue).staticShapeValue,
               (shape.isEmpty && values.count == 1) || (shape.count == 1 && shape[0] == .value(Int64(values.count))) else {
             return .failure(RuleRefusal("output '\(output.name)' is not known statically"))
         }

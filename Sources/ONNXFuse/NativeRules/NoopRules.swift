@@ -57,41 +57,25 @@ func removeNoopSlice(_ node: Node, _ analysis: OperatorAnalysis, _ context: Rewr
         return .failure(RuleRefusal("not a standard Slice"))
     }
     guard let shape = analysis.inference.facts(of: input).shape else { return .failure(RuleRefusal("the input's rank is unknown")) }
-    func constantInts(_ index: Int) -> [Int64]?? {
-        guard index < node.inputs.count, let value = node.inputs[index] else { return .some(nil) }
-        guard let tensor = value.constantTensor(freezeInitializerInputs: context.freezeInitializerInputs),
-              let values = try? TensorValue(tensor: tensor).int64Values() else { return nil }
-        return .some(values)
-    }
-    let starts: [Int64], ends: [Int64], axes: [Int64]?, steps: [Int64]?
+    let parameters: (starts: [Int64], ends: [Int64], axes: [Int], steps: [Int64])?
     if version < 10 {
         let attributes = OperatorContext(node: node, opsetVersion: version)
-        guard let s = try? attributes.ints("starts"), let e = try? attributes.ints("ends") else {
+        guard let starts = try? attributes.ints("starts"), let ends = try? attributes.ints("ends") else {
             return .failure(RuleRefusal("the Slice has no starts or ends"))
         }
-        starts = s
-        ends = e
-        axes = (try? attributes.ints("axes")) ?? nil
-        steps = nil
+        parameters = normalizedSlice(starts: starts, ends: ends, axes: (try? attributes.ints("axes")) ?? nil, steps: nil, rank: shape.count)
     } else {
-        guard let s = constantInts(1), let s, let e = constantInts(2), let e, let a = constantInts(3), let st = constantInts(4) else {
-            return .failure(RuleRefusal("the Slice's starts, ends, axes or steps are not constants"))
-        }
-        starts = s
-        ends = e
-        axes = a
-        steps = st
+        parameters = sliceParameters(node, rank: shape.count, context)
     }
-    guard starts.count == ends.count, axes.map({ $0.count == starts.count }) ?? true, steps.map({ $0.count == starts.count }) ?? true else {
-        return .failure(RuleRefusal("the Slice's parameters differ in length"))
+    guard let parameters else {
+        return .failure(RuleRefusal("the Slice's parameters are not constants, or not valid"))
     }
-    for index in starts.indices {
-        let axis = axes?[index] ?? Int64(index)
-        guard let resolved = try? normalizeAxis(axis, rank: shape.count) else { return .failure(RuleRefusal("axis \(axis) is out of range")) }
-        guard (steps?[index] ?? 1) == 1 else { return .failure(RuleRefusal("a step is not 1")) }
-        let startsAtZero = starts[index] == 0 || (starts[index] < 0 && shape[resolved] == .value(0))
-        var endsPastEnd = ends[index] == Int64.max
-        if !endsPastEnd, case .value(let dim) = shape[resolved] { endsPastEnd = ends[index] >= dim }
+    for (index, axis) in parameters.axes.enumerated() {
+        guard parameters.steps[index] == 1 else { return .failure(RuleRefusal("a step is not 1")) }
+        let start = parameters.starts[index], end = parameters.ends[index]
+        let startsAtZero = start == 0 || (start < 0 && shape[axis] == .value(0))
+        var endsPastEnd = end == Int64.max
+        if !endsPastEnd, case .value(let dim) = shape[axis] { endsPastEnd = end >= dim }
         guard startsAtZero && endsPastEnd else { return .failure(RuleRefusal("the Slice does not take all of axis \(axis)")) }
     }
     return forwardInput(node, analysis)

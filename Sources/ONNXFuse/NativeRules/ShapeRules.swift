@@ -5,11 +5,11 @@ import ONNXFuseRewrite
 // Rules that turn shapes computed at run time into constants where inference proves what
 // they hold, so the shape arithmetic that computed them goes.
 
-/// Whether a Reshape takes 0 in its target as an empty dimension (allowzero, opset 14 on) rather
-/// than a copy of the input's; nil when the attribute is malformed.
-func reshapeAllowsZero(_ node: Node, version: Int64) -> Bool? {
-    guard let flag = try? OperatorContext(node: node, opsetVersion: version).int("allowzero", default: 0) else { return nil }
-    return version >= 14 && flag != 0
+/// The elements of `value` when it is a constant that holds integers (axes, shapes, pads);
+/// nil when it is absent, not a constant, or not integers.
+func constantInts(_ value: Value?, _ context: RewriteContext) -> [Int64]? {
+    guard let tensor = value?.constantTensor(freezeInitializerInputs: context.freezeInitializerInputs) else { return nil }
+    return try? TensorValue(tensor: tensor).int64Values()
 }
 
 /// A new int64 vector input, named after its role ("shape", "axes").
@@ -42,7 +42,7 @@ func constantReshapeShape(_ node: Node, _ analysis: OperatorAnalysis, _ context:
           targetFacts.shape == [.value(Int64(entries.count))] else {
         return .failure(RuleRefusal("the entries of the target shape are not known"))
     }
-    guard let allowZero = reshapeAllowsZero(node, version: version) else {
+    guard let allowZero = try? OperatorContext(node: node, opsetVersion: version).reshapeAllowsZero() else {
         return .failure(RuleRefusal("the allowzero attribute is not an integer"))
     }
     let inputShape = analysis.inference.facts(of: data).shape
@@ -90,12 +90,7 @@ func mergeUnsqueezes(_ node: Node, _ analysis: OperatorAnalysis, _ context: Rewr
           inner.inputs.count == 2, let x = inner.inputs[0], let innerAxes = inner.inputs[1] else {
         return .failure(RuleRefusal("the input is not made by an Unsqueeze with axes"))
     }
-    func axes(_ value: Value) -> [Int64]? {
-        guard let tensor = value.constantTensor(freezeInitializerInputs: context.freezeInitializerInputs),
-              let values = try? TensorValue(tensor: tensor).int64Values() else { return nil }
-        return values
-    }
-    guard let a = axes(innerAxes), let b = axes(outerAxes) else { return .failure(RuleRefusal("the axes are not constants")) }
+    guard let a = constantInts(innerAxes, context), let b = constantInts(outerAxes, context) else { return .failure(RuleRefusal("the axes are not constants")) }
     guard let rank = analysis.inference.facts(of: x).shape?.count else { return .failure(RuleRefusal("the rank of the input is not known")) }
     let middleRank = rank + a.count, finalRank = middleRank + b.count
     func normalized(_ list: [Int64], rank: Int) -> Set<Int>? {
@@ -146,23 +141,31 @@ func mergeSlices(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteC
 /// an input of `rank`; nil when one is not a constant or they are not valid.
 func sliceParameters(_ node: Node, rank: Int, _ context: RewriteContext)
     -> (starts: [Int64], ends: [Int64], axes: [Int], steps: [Int64])? {
+    // nil: not a constant; .some(nil): absent (optional inputs take their defaults).
     func ints(_ index: Int) -> [Int64]?? {
-        guard let value = node.input(index) else { return .some(nil) }
-        guard let tensor = value.constantTensor(freezeInitializerInputs: context.freezeInitializerInputs),
-              let values = try? TensorValue(tensor: tensor).int64Values() else { return nil }
-        return .some(values)
+        guard node.input(index) != nil else { return .some(nil) }
+        return constantInts(node.input(index), context).map { .some($0) }
     }
-    guard let s = ints(1), let starts = s, let e = ints(2), let ends = e, let a = ints(3), let st = ints(4),
-          starts.count == ends.count else { return nil }
-    let axisList = a ?? (0..<starts.count).map(Int64.init)
-    let steps = st ?? Array(repeating: 1, count: starts.count)
-    guard axisList.count == starts.count, steps.count == starts.count, !steps.contains(0) else { return nil }
-    var axes: [Int] = []
+    guard let s = ints(1), let starts = s, let e = ints(2), let ends = e, let a = ints(3), let st = ints(4) else { return nil }
+    return normalizedSlice(starts: starts, ends: ends, axes: a, steps: st, rank: rank)
+}
+
+/// Slice parameters with their defaults filled in (axes 0..<n, steps 1) and the axes
+/// normalized for `rank`; nil when their lengths differ, an axis is out of range or repeated,
+/// or a step is 0.
+func normalizedSlice(starts: [Int64], ends: [Int64], axes: [Int64]?, steps: [Int64]?, rank: Int)
+    -> (starts: [Int64], ends: [Int64], axes: [Int], steps: [Int64])? {
+    let axisList = axes ?? (0..<starts.count).map(Int64.init)
+    let steps = steps ?? Array(repeating: 1, count: starts.count)
+    guard ends.count == starts.count, axisList.count == starts.count, steps.count == starts.count, !steps.contains(0) else {
+        return nil
+    }
+    var normalized: [Int] = []
     for axis in axisList {
-        guard let resolved = try? normalizeAxis(axis, rank: rank), !axes.contains(resolved) else { return nil }
-        axes.append(resolved)
+        guard let resolved = try? normalizeAxis(axis, rank: rank), !normalized.contains(resolved) else { return nil }
+        normalized.append(resolved)
     }
-    return (starts, ends, axes, steps)
+    return (starts, ends, normalized, steps)
 }
 
 // MARK: remove-noop-pad
@@ -201,12 +204,11 @@ func mergeReshapes(_ node: Node, _ analysis: OperatorAnalysis, _ context: Rewrit
           let inner = middle.producer, inner.isDefaultDomain, let x = inner.input(0) else {
         return .failure(RuleRefusal("the input is not made by a node"))
     }
-    guard let allowZero = reshapeAllowsZero(node, version: version) else {
+    guard let allowZero = try? OperatorContext(node: node, opsetVersion: version).reshapeAllowsZero() else {
         return .failure(RuleRefusal("the allowzero attribute is not an integer"))
     }
     if !allowZero {
-        guard let tensor = target.constantTensor(freezeInitializerInputs: context.freezeInitializerInputs),
-              let entries = try? TensorValue(tensor: tensor).int64Values(), !entries.contains(0) else {
+        guard let entries = constantInts(target, context), !entries.contains(0) else {
             return .failure(RuleRefusal("the target shape may copy a dimension of the input (0), or is not a constant"))
         }
     }
