@@ -21,6 +21,11 @@ struct ExternalLayout {
     /// The `external_data` entries of each tensor, in the order of `Encoder.externalTensors`.
     private(set) var entries: [[StringPair]] = []
 
+    /// The entries with the data file named `dataName` (the layout does not depend on it).
+    func entries(dataName: String) -> [[StringPair]] {
+        entries.map { pairs in pairs.map { $0.key == "location" ? StringPair(key: "location", value: dataName) : $0 } }
+    }
+
     /// A gap above this many bytes means the source held something else there (a tensor that
     /// is gone): the payloads are packed anew rather than carrying the gap along.
     static let largestKeptGap = 4096

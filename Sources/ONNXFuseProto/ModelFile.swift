@@ -51,6 +51,9 @@ public struct SaveOptions: Sendable {
     /// private model stays private); an output written over an existing file keeps that
     /// file's bits. Nil: the process's default (0666 less the umask).
     public var newFilePermissions: UInt32?
+    /// Paths that no file of the save may take or remove (a report written afterwards, say):
+    /// the data file goes under another name.
+    public var reservedPaths: [String] = []
 
     /// The defaults.
     public init() {}
@@ -131,7 +134,9 @@ public enum ModelFile {
             root = encoder.encode(model)
         }
         let message = UnsafeMutableRawPointer(root).assumingMemoryBound(to: ProtobufCMessage.self)
-        let external = placeExternalTensors(encoder, path: path)
+        // Laid out under the conventional name; the name may change below (see the steps).
+        let external = ExternalLayout(encoder.externalTensors, dataName: baseName(of: path) + ".data")
+        placeExternalTensors(encoder, layout: external, dataName: baseName(of: path) + ".data")
         if onnx_fuse_packed_size(message) >= options.maximumModelBytes {
             throw ModelFileError.limitExceeded(file: path, location: "", reason: "the model is \(onnx_fuse_packed_size(message)) bytes even with its tensors in external data; protobuf cannot represent \(options.maximumModelBytes) bytes or more")
         }
@@ -149,37 +154,96 @@ public enum ModelFile {
             return SaveReport(modelBytes: Int(written), dataFileName: nil, dataBytes: 0, externalTensorCount: 0)
         }
 
-        let directory = directoryName(of: path)
-        let dataName = baseName(of: path) + ".data"
         // Every target is checked before anything is written.
         let modelPermissions = try checkTarget(path, of: model, options: options)
-        let dataPermissions = external.segments.isEmpty ? nil : try checkTarget(directory + "/" + dataName, of: model, options: options)
+        var pair = DataFilePlan(output: path, model: model, options: options)
         var temporaries = TemporaryFiles()
         defer { temporaries.removeAll() }
 
+        // The steps, each durable before the next, so that a failure or a kill at any point
+        // leaves a whole pair: (1) the new data and the new model are written to temporary
+        // files; (2) the data file is renamed to a name that the model being replaced does not
+        // read (never over an existing file, except an unread `<output>.data`); (3) the model
+        // is renamed over the output; (4) the data files of the replaced pair named after the
+        // output are removed. A kill before (3) leaves the old pair; after it, the new one.
         var dataBytes = 0
         var dataTemporary: String?
+        var dataName = pair.conventionalName
         if !external.segments.isEmpty {
-            let (fd, tmp) = try temporaries.create(beside: directory + "/" + dataName, permissions: dataPermissions)
+            dataName = try pair.nextName()
+            placeExternalTensors(encoder, layout: external, dataName: dataName)
+            let (fd, tmp) = try temporaries.create(beside: pair.directory + "/" + pair.conventionalName, permissions: pair.permissions(model: modelPermissions))
             dataTemporary = tmp
-            dataBytes = try writeExternalData(external, to: fd.rawValue, file: directory + "/" + dataName, sources: sources)
-            try sync(fd, file: directory + "/" + dataName)
+            try faultPoint("write-data", file: tmp)
+            dataBytes = try writeExternalData(external, to: fd.rawValue, file: tmp, sources: sources)
+            try faultPoint("sync-data", file: tmp)
+            try sync(fd, file: tmp)
         }
         let (fd, modelTemporary) = try temporaries.create(beside: path, permissions: modelPermissions)
+        var written = try writeModel(message, to: fd, path: path, sources: sources, limit: options.maximumModelBytes)
+        if let dataTemporary {
+            // Another writer may have taken the name since it was chosen: then the next free
+            // name, and the model written again to read it.
+            while true {
+                try faultPoint("rename-data", file: pair.directory + "/" + dataName)
+                if try temporaries.claim(dataTemporary, as: pair.directory + "/" + dataName, replacing: pair.mayReplace(dataName)) { break }
+                dataName = try pair.nextName()
+                placeExternalTensors(encoder, layout: external, dataName: dataName)
+                guard ftruncate(fd.rawValue, 0) == 0, lseek(fd.rawValue, 0, SEEK_SET) == 0 else {
+                    throw ModelFileError.io(file: modelTemporary, operation: "truncate", errno: currentErrno)
+                }
+                written = try writeModel(message, to: fd, path: path, sources: sources, limit: options.maximumModelBytes)
+            }
+            try faultPoint("sync-folder", file: pair.directory)
+            syncDirectory(pair.directory)
+        }
+        try faultPoint("rename-model", file: path)
+        let claimedData = dataTemporary == nil ? nil : pair.directory + "/" + dataName
+        // From here a signal must not remove the data file: the model that reads it may be in place.
+        if let claimedData { temporaries.keep(claimedData) }
+        do {
+            try temporaries.commit(modelTemporary, to: path)
+        } catch {
+            if let claimedData { unlink(claimedData) }
+            throw error
+        }
+        syncDirectory(pair.directory)
+        try? faultPoint("remove-old-data", file: path)
+        pair.removeReplacedData(keeping: external.segments.isEmpty ? nil : dataName)
+        return SaveReport(modelBytes: Int(written), dataFileName: external.segments.isEmpty ? nil : dataName,
+                          dataBytes: dataBytes, externalTensorCount: external.entries.count)
+    }
+
+    /// Packs the model into `fd` and syncs it; the bytes written.
+    private static func writeModel(_ message: UnsafeMutablePointer<ProtobufCMessage>, to fd: FileDescriptor, path: String,
+                                   sources: [onnx_fuse_mapped_source], limit: Int) throws -> UInt64 {
+        let size = onnx_fuse_packed_size(message)
+        if size >= limit {
+            throw ModelFileError.limitExceeded(file: path, location: "", reason: "the model is \(size) bytes even with its tensors in external data; protobuf cannot represent \(limit) bytes or more")
+        }
+        try faultPoint("write-model", file: path)
         var written: UInt64 = 0
         var error = onnx_fuse_error()
         guard onnx_fuse_pack_to_fd_from(message, fd.rawValue, sources, sources.count, &written, &error) == ONNX_FUSE_OK else {
             throw ModelFileError.io(file: path, operation: "write", errno: error.sys_errno)
         }
+        try faultPoint("sync-model", file: path)
         try sync(fd, file: path)
-        if let dataTemporary {
-            try temporaries.commit(dataTemporary, to: directory + "/" + dataName)
-        }
-        try temporaries.commit(modelTemporary, to: path)
-        syncDirectory(directory)
-        return SaveReport(modelBytes: Int(written), dataFileName: external.segments.isEmpty ? nil : dataName,
-                          dataBytes: dataBytes, externalTensorCount: external.entries.count)
+        return written
     }
+
+    /// The test hook for failures and kills while saving: the environment variable
+    /// `ONNX_FUSE_TEST_FAULT=<step>` makes that step fail with EIO, and
+    /// `ONNX_FUSE_TEST_FAULT=kill:<step>` ends the process at once before it, as SIGKILL
+    /// would (temporary files stay). Steps: write-data, sync-data, write-model, sync-model,
+    /// rename-data, sync-folder, rename-model, remove-old-data.
+    static func faultPoint(_ step: String, file: String) throws {
+        guard let fault = injectedFault else { return }
+        if fault == "kill:" + step { _exit(137) }
+        if fault == step { throw ModelFileError.io(file: file, operation: String(step.map { $0 == "-" ? " " : $0 }), errno: EIO) }
+    }
+
+    private static let injectedFault: String? = getenv("ONNX_FUSE_TEST_FAULT").map { String(cString: $0) }
 
     /// Checks that `target` may be written: it does not exist, or it is a regular file (never
     /// a symbolic link, a folder, a device or a FIFO, which a rename would replace) that is not
@@ -219,15 +283,14 @@ public enum ModelFile {
         return chosen
     }
 
-    /// Lays the external payloads out in the data file and points their (new) messages at it.
-    static func placeExternalTensors(_ encoder: Encoder, path: String) -> ExternalLayout {
-        let layout = ExternalLayout(encoder.externalTensors, dataName: baseName(of: path) + ".data")
-        for (tensor, entries) in zip(encoder.externalTensors, layout.entries) {
+    /// Points the external tensors' (new) messages at their places in `layout`, in the data
+    /// file `dataName`.
+    static func placeExternalTensors(_ encoder: Encoder, layout: ExternalLayout, dataName: String) {
+        for (tensor, entries) in zip(encoder.externalTensors, layout.entries(dataName: dataName)) {
             (tensor.message.pointee.n_external_data, tensor.message.pointee.external_data) = encoder.pairs(entries)
             tensor.message.pointee.has_data_location = 1
             tensor.message.pointee.data_location = ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL
         }
-        return layout
     }
 
     static func writeExternalData(_ layout: ExternalLayout, to fd: Int32, file: String,
@@ -254,6 +317,150 @@ public enum ModelFile {
             fsync(fd)
             close(fd)
         }
+    }
+}
+
+/// Where the data file of a saved model goes, and which data files of the pair it replaces
+/// go afterwards. The new data file never takes a name that the model being replaced reads,
+/// so that pair stays whole until the new model is renamed over it.
+struct DataFilePlan {
+    let directory: String
+    let base: String
+    /// The data files that the model at the output reads before the save; nil when there is
+    /// a file there that cannot be read as a model (then no existing file is written over and
+    /// none is removed).
+    let replaced: [FileIdentity]?
+    let inputFiles: [FileIdentity]
+    let replaceInput: Bool
+    /// Places no file of the save may take or remove (the report's).
+    let reserved: [FilePlace]
+    private var nextIndex = 0
+
+    /// `<output>.data`.
+    var conventionalName: String { base + ".data" }
+
+    init(output: String, model: Model, options: SaveOptions) {
+        directory = directoryName(of: output)
+        base = baseName(of: output)
+        inputFiles = model.inputFiles
+        replaceInput = options.replaceInput
+        reserved = options.reservedPaths.compactMap(FilePlace.init)
+        var info = stat()
+        if lstat(output, &info) != 0 {
+            replaced = []
+        } else if !Self.folderHasDataNamedAfter(base, in: directory) {
+            // Nothing to keep whole or to remove: the old model need not be read.
+            replaced = []
+        } else if let input = model.inputFiles.first, input.device == UInt64(info.st_dev), input.inode == UInt64(info.st_ino) {
+            replaced = Array(model.inputFiles.dropFirst())
+        } else if let old = try? ModelFile.load(path: output) {
+            replaced = Array(old.inputFiles.dropFirst())
+        } else {
+            replaced = nil
+        }
+    }
+
+    /// Whether `directory` holds a file named `<base>.data` or `<base>.<k>.data`.
+    static func folderHasDataNamedAfter(_ base: String, in directory: String) -> Bool {
+        guard let stream = opendir(directory) else { return true }
+        defer { closedir(stream) }
+        while let entry = readdir(stream) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            if isDataName(name, of: base) { return true }
+        }
+        return false
+    }
+
+    /// Whether `name` is `<base>.data` or `<base>.<k>.data` (k decimal digits).
+    static func isDataName(_ name: String, of base: String) -> Bool {
+        let prefix = Array((base + ".").utf8), bytes = Array(name.utf8)
+        guard bytes.starts(with: prefix), bytes.reversed().starts(with: ".data".utf8.reversed()) else { return false }
+        if bytes.count == prefix.count + 4 { return true }
+        let middle = bytes.dropFirst(prefix.count).dropLast(5)
+        return !middle.isEmpty && middle.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
+    }
+
+    /// The next name to try for the new data file: `<output>.data` unless the replaced model
+    /// reads it (or it is an input file, or reserved), then `<output>.1.data`, `.2.data`, ...
+    /// that nothing is at.
+    mutating func nextName() throws -> String {
+        while nextIndex < 1000 {
+            let name = nextIndex == 0 ? conventionalName : "\(base).\(nextIndex).data"
+            nextIndex += 1
+            let path = directory + "/" + name
+            if let place = FilePlace(path), reserved.contains(place) { continue }
+            var info = stat()
+            if lstat(path, &info) != 0 {
+                if currentErrno == ENOENT { return name }
+                continue
+            }
+            if mayReplace(name) { return name }
+        }
+        throw ModelFileError.unwritable(file: directory + "/" + conventionalName,
+                                        reason: "no free name for the data file (\(base).1.data to \(base).999.data are taken)")
+    }
+
+    /// Whether the existing file `name` may be written over: only `<output>.data`, a regular
+    /// file that neither the replaced model nor the input reads.
+    func mayReplace(_ name: String) -> Bool {
+        guard name == conventionalName, let replaced else { return false }
+        var info = stat()
+        guard lstat(directory + "/" + name, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return false }
+        let isRead = { (file: FileIdentity) in file.device == UInt64(info.st_dev) && file.inode == UInt64(info.st_ino) }
+        return !replaced.contains(where: isRead) && !inputFiles.contains(where: isRead)
+    }
+
+    /// The permission bits of the new data file: those of the data file it supersedes (the
+    /// existing `<output>.data`, or the replaced model's data named after the output), else
+    /// the model's.
+    func permissions(model: UInt32?) -> UInt32? {
+        if let bits = ModelFile.regularFilePermissions(directory + "/" + conventionalName) { return bits }
+        for file in replaced ?? [] where isNamedAfterOutput(file.path) {
+            if let bits = ModelFile.regularFilePermissions(file.path) { return bits }
+        }
+        return model
+    }
+
+    /// Whether `path` is in the output's folder and named `<output>.data` or `<output>.<k>.data`.
+    func isNamedAfterOutput(_ path: String) -> Bool {
+        let name = baseName(of: path)
+        guard let folder = FilePlace(path), FilePlace(directory + "/" + name) == folder else { return false }
+        return Self.isDataName(name, of: base)
+    }
+
+    /// Once the new model is in place: removes the data files the replaced model read that are
+    /// named after the output (other than `keeping`, the new one), if they are still the same
+    /// files. Never an input file unless the save replaces its input, nor a reserved place.
+    func removeReplacedData(keeping: String?) {
+        var removed = false
+        for file in replaced ?? [] where isNamedAfterOutput(file.path) && baseName(of: file.path) != keeping {
+            let path = directory + "/" + baseName(of: file.path)
+            var info = stat()
+            guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG,
+                  UInt64(info.st_dev) == file.device, UInt64(info.st_ino) == file.inode else { continue }
+            if let place = FilePlace(path), reserved.contains(place) { continue }
+            let isInput = inputFiles.contains { $0.device == file.device && $0.inode == file.inode }
+            if isInput && !replaceInput { continue }
+            removed = unlink(path) == 0 || removed
+        }
+        if removed { ModelFile.syncDirectory(directory) }
+    }
+}
+
+/// A place in the file system that may not exist yet: its folder's identity and its name, so
+/// that two spellings of one place (`a/x`, `./b/../a/x`, a linked folder) compare equal.
+struct FilePlace: Equatable {
+    let folderDevice: UInt64
+    let folderInode: UInt64
+    let name: String
+
+    /// Nil when the folder does not exist.
+    init?(_ path: String) {
+        var info = stat()
+        guard stat(directoryName(of: path), &info) == 0 else { return nil }
+        folderDevice = UInt64(info.st_dev)
+        folderInode = UInt64(info.st_ino)
+        name = baseName(of: path)
     }
 }
 
@@ -317,6 +524,29 @@ struct TemporaryFiles {
         }
     }
 
+    /// Renames `temporary` to `target`: over an existing file when `replacing`, else only
+    /// when nothing is there (false when something is). The file stays tracked under its new
+    /// name, removed on failure or interruption, until `keep`.
+    mutating func claim(_ temporary: String, as target: String, replacing: Bool) throws -> Bool {
+        if replacing {
+            guard rename(temporary, target) == 0 else { throw ModelFileError.io(file: target, operation: "rename", errno: currentErrno) }
+        } else {
+            let status = onnx_fuse_rename_noreplace(temporary, target)
+            if status == EEXIST { return false }
+            guard status == 0 else { throw ModelFileError.io(file: target, operation: "rename", errno: status) }
+        }
+        for entry in pending where entry.path == temporary { onnx_fuse_untrack_temporary(entry.slot) }
+        pending.removeAll { $0.path == temporary }
+        pending.append((target, onnx_fuse_track_temporary(target)))
+        return true
+    }
+
+    /// Stops tracking `path`: it is no longer removed on failure or interruption.
+    mutating func keep(_ path: String) {
+        for entry in pending where entry.path == path { onnx_fuse_untrack_temporary(entry.slot) }
+        pending.removeAll { $0.path == path }
+    }
+
     /// Renames `temporary` over `target`.
     mutating func commit(_ temporary: String, to target: String) throws {
         guard rename(temporary, target) == 0 else { throw ModelFileError.io(file: target, operation: "rename", errno: currentErrno) }
@@ -359,6 +589,13 @@ extension ModelFile {
         var sa = stat(), sb = stat()
         guard stat(a, &sa) == 0, stat(b, &sb) == 0 else { return false }
         return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino
+    }
+
+    /// The permission bits of the regular file at `path` (not following a symbolic link), or nil.
+    static func regularFilePermissions(_ path: String) -> UInt32? {
+        var info = stat()
+        guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }
+        return UInt32(info.st_mode & 0o777)
     }
 
     /// The permission bits of the file at `path`, or nil when it cannot be read.

@@ -169,6 +169,8 @@ struct OnnxFuseCommand: ParsableCommand {
         saveOptions.toStandardOutput = toStandardOutput
         saveOptions.replaceInput = inPlace
         saveOptions.newFilePermissions = ModelFile.permissions(of: model)
+        // The report is written after the model: its place is not for the data file.
+        saveOptions.reservedPaths = report.map { [$0] } ?? []
         let saved = try ModelFile.save(loaded, to: toStandardOutput ? model : target, options: saveOptions)
         trace.mark("save")
         trace.report()

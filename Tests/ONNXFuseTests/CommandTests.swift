@@ -168,11 +168,12 @@ extension XCTestCase {
     }
 }
 
-func runOnnxFuse(_ arguments: [String], in directory: URL? = nil) throws -> CommandTests.Result {
+func runOnnxFuse(_ arguments: [String], in directory: URL? = nil, environment: [String: String] = [:]) throws -> CommandTests.Result {
     let process = Process()
     process.executableURL = CommandTests.executable
     process.arguments = arguments
     if let directory { process.currentDirectoryURL = directory }
+    if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err
@@ -181,4 +182,17 @@ func runOnnxFuse(_ arguments: [String], in directory: URL? = nil) throws -> Comm
     let stderr = err.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
     return CommandTests.Result(status: process.terminationStatus, stdout: stdout, stderr: String(decoding: stderr, as: UTF8.self))
+}
+
+/// The regular files directly in `directory`, by name, with their contents.
+func filesByName(in directory: URL) throws -> [String: Data] {
+    var result: [String: Data] = [:]
+    for name in try FileManager.default.contentsOfDirectory(atPath: directory.path) {
+        let url = directory.appendingPathComponent(name)
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder), !isFolder.boolValue {
+            result[name] = try Data(contentsOf: url)
+        }
+    }
+    return result
 }
