@@ -118,6 +118,9 @@ public struct OptimizationReport: Sendable {
     /// Graph outputs whose element type or rank the rewrite changed (a rule that computes
     /// something else), one message each: the model must not be saved.
     public var changedOutputs: [String] = []
+    /// Nodes a rule created that their operator's schema rejects (inputs, outputs, attributes,
+    /// types), one message each naming the rule and the node: the model must not be saved.
+    public var invalidNodes: [String] = []
 }
 
 /// Rewrites `model` in place with `rules` (filtered by `options.only` and `disabled`) and
@@ -151,9 +154,13 @@ public func optimize(_ model: Model, rules: [CompiledRule], options: Optimizatio
     var ruleErrors: [String] = []
     var counts: [String: Int] = [:]
     var order: [String] = []
+    var created: [(node: Node, rule: String)] = []
     for round in 0..<4 {
         let roundReport = applyRules(selected.map(\.rewrite), to: model, options: rewriteOptions, analysis: analysis,
-                                     nodeCreated: { inference.infer($0) },
+                                     nodeCreated: { node, rule in
+                                         inference.infer(node)
+                                         created.append((node, rule))
+                                     },
                                      inputsChanged: { inference.refresh(from: $0) })
         for (rule, count) in roundReport.fired {
             if counts[rule] == nil { order.append(rule) }
@@ -189,7 +196,29 @@ public func optimize(_ model: Model, rules: [CompiledRule], options: Optimizatio
     }
     return OptimizationReport(before: before, after: ModelStatistics(model), fired: fired,
                               explanations: explanations, reachedRewriteCap: reachedRewriteCap, ruleErrors: ruleErrors,
-                              changedOutputs: changedOutputs)
+                              changedOutputs: changedOutputs, invalidNodes: schemaViolations(created, in: model, inference: inference))
+}
+
+/// The nodes of `created` still in the model that their operator's schema (at the model's
+/// opset) rejects, as messages naming the rule and the node. Operators of domains without
+/// known schemas are not judged; an operator the opset does not have is a violation.
+func schemaViolations(_ created: [(node: Node, rule: String)], in model: Model, inference: ShapeInference) -> [String] {
+    var messages: [String] = []
+    for (node, rule) in created where node.graph != nil {
+        let domain = node.isDefaultDomain ? "" : node.domain!
+        guard let version = model.opsetVersion(domain: domain) else { continue }
+        let label = "rule '\(rule)' made \(node.opType) '\(node.name ?? "")'"
+        guard let schema = OperatorSchemas.schema(node.opType, domain: domain, version: version) else {
+            if !OperatorSchemas.versions(of: node.opType, domain: domain).isEmpty || domain.isEmpty || domain == "ai.onnx.ml" {
+                messages.append("\(label), which opset \(version) of \(domain.isEmpty ? "ai.onnx" : domain) does not have")
+            }
+            continue
+        }
+        if let problem = schema.violation(of: node, elementType: { inference.facts(of: $0).elementType }) {
+            messages.append("\(label): \(problem)")
+        }
+    }
+    return messages
 }
 
 /// Imports, at version 1, every operator domain a rule introduced that the model did not

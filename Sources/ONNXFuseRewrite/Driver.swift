@@ -51,9 +51,10 @@ public struct RewriteReport: Sendable {
 /// `inputsChanged` is called for every node that reads a value a rewrite put in place of
 /// another; it returns the nodes whose facts changed as a result, which are tried again.
 /// `nodeCreated` is called for every node a rewrite inserts, in order, once its inputs are
-/// connected: operator-aware passes (shape inference) keep their facts current through it.
+/// connected, with the name of the rule that made it: operator-aware passes (shape inference,
+/// schema checks) keep their facts current through it.
 public func applyRules(_ rules: [RewriteRule], to model: Model, options: RewriteOptions = RewriteOptions(),
-                       analysis: AnyObject? = nil, nodeCreated: ((Node) -> Void)? = nil,
+                       analysis: AnyObject? = nil, nodeCreated: ((_ node: Node, _ rule: String) -> Void)? = nil,
                        inputsChanged: ((Node) -> [Node])? = nil) -> RewriteReport {
     var driver = Driver(rules: rules, model: model, options: options)
     driver.nodeCreated = nodeCreated
@@ -84,7 +85,7 @@ struct Driver {
     var report = RewriteReport()
     var counts: [Int]
     var explanations: [ExplanationKey: (order: Int, explanation: Explanation, node: Node)] = [:]
-    var nodeCreated: ((Node) -> Void)?
+    var nodeCreated: ((Node, String) -> Void)?
     var inputsChanged: ((Node) -> [Node])?
     var analysis: AnyObject?
 
@@ -356,7 +357,7 @@ struct Driver {
                             inputs: inputs, outputNames: outputNames, attributes: attributes)
             graph.insert(node, before: root)
             created.append(node)
-            nodeCreated?(node)
+            nodeCreated?(node, rules[ruleIndex].name)
             for (position, output) in spec.outputs.enumerated() {
                 switch output {
                 case .replaces(let v): takeOver.append((match.value(v)!, node.outputs[position]!))

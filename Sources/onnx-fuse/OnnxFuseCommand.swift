@@ -139,6 +139,11 @@ struct OnnxFuseCommand: ParsableCommand {
             let more = result.ruleErrors.count > 1 ? " (and \(result.ruleErrors.count - 1) more)" : ""
             throw UsageError(message: first + more + "; nothing written")
         }
+        if let first = result.invalidNodes.first {
+            let more = result.invalidNodes.count > 1 ? " (and \(result.invalidNodes.count - 1) more)" : ""
+            throw ModelFileError.invalidModel(file: model, location: "",
+                                              reason: "\(first)\(more): the operator's schema rejects it; nothing written", offset: nil)
+        }
         if let first = result.changedOutputs.first {
             throw ModelFileError.invalidModel(file: model, location: "",
                                               reason: "\(first): a rule changed what the model computes; nothing written", offset: nil)

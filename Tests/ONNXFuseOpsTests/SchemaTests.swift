@@ -1,5 +1,7 @@
 import ONNXFuseIR
 import ONNXFuseOps
+import ONNXFuseProto
+import Foundation
 import XCTest
 
 /// Facts about the generated schemas, checked against what onnx 1.23.2 says
@@ -306,5 +308,61 @@ final class SchemaTests: XCTestCase {
             return results
         }
         XCTAssertEqual(counts.sorted(), [0, 0, 0, 0, 6, 6, 6, 6], "Reshape 13 has no attribute, Conv 11 six")
+    }
+}
+
+/// The schema check that guards rule output (`OperatorSchema.violation(of:elementType:)`):
+/// every node of the onnx package's own operator test cases passes it, with the element types
+/// that inference gives, and each kind of defect is named.
+final class SchemaValidationTests: XCTestCase {
+    func testEveryNodeOfTheOfficialCasesConforms() throws {
+        var checked = 0
+        var violations: [String] = []
+        for path in try NodeCase.paths() {
+            let model = try ModelFile.load(path: path)
+            let inference = ShapeInference(model: model)
+            inference.run()
+            for node in model.graph.nodes {
+                let domain = node.isDefaultDomain ? "" : node.domain!
+                guard let version = model.opsetVersion(domain: domain),
+                      let schema = OperatorSchemas.schema(node.opType, domain: domain, version: version) else { continue }
+                checked += 1
+                if let problem = schema.violation(of: node, elementType: { inference.facts(of: $0).elementType }) {
+                    violations.append("\(URL(fileURLWithPath: path).lastPathComponent): \(node.opType): \(problem)")
+                }
+            }
+        }
+        XCTAssertGreaterThan(checked, 1800)
+        XCTAssertEqual(violations, [])
+    }
+
+    func testEachKindOfDefectIsNamed() throws {
+        let graph = Graph(name: "g")
+        let model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
+        let x = graph.addInput(name: "x", info: ValueInfo(type: .tensor(.float, [.value(2), .value(3)])))
+        let n = graph.addInput(name: "n", info: ValueInfo(type: .tensor(.int64, [.value(2)])))
+        let inference = ShapeInference(model: model)
+        inference.run()
+        func problem(_ node: Node) -> String? {
+            let schema = OperatorSchemas.schema(node.opType, domain: "", version: 17)!
+            return schema.violation(of: node, elementType: { inference.facts(of: $0).elementType })
+        }
+        // Variadic inputs of one type, and an optional input left out in the middle.
+        XCTAssertNil(problem(Node(opType: "Concat", inputs: [x, x, x], outputNames: ["c"], attributes: [Attribute(name: "axis", value: .int(0))])))
+        XCTAssertNil(problem(Node(opType: "Resize", inputs: [x, nil, nil, n], outputNames: ["r"])))
+        XCTAssertEqual(problem(Node(opType: "Concat", inputs: [x, n], outputNames: ["c"], attributes: [Attribute(name: "axis", value: .int(0))])),
+                       "input 1 (inputs) is int64 but input 0 (inputs) is float, and Concat needs one type T for both")
+        XCTAssertEqual(problem(Node(opType: "Concat", inputs: [], outputNames: ["c"], attributes: [Attribute(name: "axis", value: .int(0))])),
+                       "Concat takes at least 1 input, not 0")
+        XCTAssertEqual(problem(Node(opType: "Concat", inputs: [x], outputNames: ["c"])), "Concat needs attribute 'axis'")
+        XCTAssertEqual(problem(Node(opType: "Gemm", inputs: [x, nil, x], outputNames: ["g"])), "input 1 (B) of Gemm is required")
+        XCTAssertEqual(problem(Node(opType: "Relu", inputs: [x], outputNames: ["a", "b"])), "Relu takes at most 1 output, not 2")
+        XCTAssertEqual(problem(Node(opType: "Sqrt", inputs: [n], outputNames: ["a"])), "input 0 (X) is int64, which T of Sqrt does not allow")
+        XCTAssertEqual(problem(Node(opType: "Reshape", inputs: [x, x], outputNames: ["a"])),
+                       "input 1 (shape) is float, but Reshape takes tensor(int64)")
+        XCTAssertEqual(problem(Node(opType: "Relu", inputs: [x], outputNames: ["a"], attributes: [Attribute(name: "alpha", value: .float(1))])),
+                       "Relu has no attribute 'alpha'")
+        XCTAssertEqual(problem(Node(opType: "Elu", inputs: [x], outputNames: ["a"], attributes: [Attribute(name: "alpha", value: .ints([1]))])),
+                       "attribute 'alpha' must be FLOAT, not INTS")
     }
 }

@@ -113,6 +113,36 @@ final class RulesCommandTests: XCTestCase {
         }
     }
 
+    func testANodeItsOperatorsSchemaRejectsIsRefusedBeforeWriting() throws {
+        let dir = try workspace(["conv_bn.onnx"])
+        let cases: [(rule: String, replacement: String, reason: String)] = [
+            ("extra-attribute", "y = Relu<alpha = 0.5>(x)", "Relu has no attribute 'alpha'"),
+            ("attribute-type", "y = LeakyRelu<alpha = \"a\">(x)", "attribute 'alpha' must be FLOAT, not STRING"),
+            ("too-many-inputs", "y = Relu(x, x)", "Relu takes at most 1 input, not 2"),
+            ("too-few-inputs", "y = Gemm(x)", "Gemm takes at least 2 inputs, not 1"),
+            ("missing-attribute", "y = Cast(x)", "Cast needs attribute 'to'"),
+            ("mixed-types", "y = Add(x, s)", "input 1 (B) is int64 but input 0 (A) is float, and Add needs one type T for both"),
+            ("float-shape", "y = Reshape(x, f)", "input 1 (shape) is float, but Reshape takes tensor(int64)"),
+            ("unknown-operator", "y = Frobnicate(x)", "which opset 17 of ai.onnx does not have"),
+        ]
+        let text = cases.map { c in
+            "rule \(c.rule) {\n  match { y = Relu(x) }\n  compute { s = cast(1, int64); f = cast([1, 1, 1, 1], float) }\n  replace { \(c.replacement) }\n}\n"
+        }.joined()
+        try text.write(to: dir.appendingPathComponent("invalid.rules"), atomically: true, encoding: .utf8)
+        for c in cases {
+            let result = try run(["conv_bn.onnx", "--no-builtin", "--rules", "invalid.rules", "--only", c.rule, "-o", "out.onnx"], in: dir)
+            XCTAssertEqual(result.status, 2, result.stderr)
+            XCTAssertTrue(result.stderr.contains("rule '\(c.rule)' made "), result.stderr)
+            XCTAssertTrue(result.stderr.contains(c.reason), result.stderr)
+            XCTAssertTrue(result.stderr.hasSuffix("the operator's schema rejects it; nothing written\n"), result.stderr)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out.onnx").path))
+        }
+        // Optional inputs may be left out, and a valid replacement is written.
+        try "rule clip {\n  match { y = Relu(x) }\n  replace { y = Clip(x) }\n}\n".write(to: dir.appendingPathComponent("clip.rules"), atomically: true, encoding: .utf8)
+        let valid = try run(["conv_bn.onnx", "--no-builtin", "--rules", "clip.rules", "-o", "out.onnx"], in: dir)
+        XCTAssertEqual(valid.status, 0, valid.stderr)
+    }
+
     func testRuleFileErrorsComeFirstWithTheirPlace() throws {
         let dir = try workspace(["conv_bn.onnx"])
         let bad = dir.appendingPathComponent("bad.rules")

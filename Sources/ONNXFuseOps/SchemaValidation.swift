@@ -1,0 +1,92 @@
+import ONNXFuseIR
+
+extension OperatorSchema {
+    /// What this schema rejects in `node`, or nil when the node conforms: the number of inputs
+    /// and outputs, a required one left out, an attribute the operator does not have, of the
+    /// wrong type or missing though required, and element types (`elementType` gives a value's,
+    /// nil when unknown) outside a type constraint or differing where one type parameter binds
+    /// them. Values of unknown type are not judged.
+    public func violation(of node: Node, elementType: (Value) -> DataType?) -> String? {
+        if let problem = arityViolation(node.inputs, formals: inputs, least: minInputs, most: maxInputs, what: "input") {
+            return problem
+        }
+        if let problem = arityViolation(node.outputs, formals: outputs, least: minOutputs, most: maxOutputs, what: "output") {
+            return problem
+        }
+        for attribute in node.attributes {
+            guard let declared = self.attribute(attribute.name) else {
+                return "\(name) has no attribute '\(attribute.name)'"
+            }
+            if let type = attribute.value?.type, type != declared.type {
+                return "attribute '\(attribute.name)' must be \(Self.describe(declared.type)), not \(Self.describe(type))"
+            }
+        }
+        for declared in attributes where declared.required && !node.attributes.contains(where: { $0.name == declared.name }) {
+            return "\(name) needs attribute '\(declared.name)'"
+        }
+        return typeViolation(node, elementType: elementType)
+    }
+
+    /// The formal parameter that position `index` of a node's inputs (or outputs) stands for.
+    private static func formal(_ formals: [FormalParameter], at index: Int) -> FormalParameter? {
+        if index < formals.count { return formals[index] }
+        if let last = formals.last, last.option == .variadic { return last }
+        return nil
+    }
+
+    private func arityViolation(_ values: [Value?], formals: [FormalParameter], least: Int, most: Int, what: String) -> String? {
+        // Trailing absent optional values do not count (a node may leave them out).
+        var count = values.count
+        while count > 0, values[count - 1] == nil { count -= 1 }
+        if count < least {
+            return "\(name) takes at least \(least) \(what)\(least == 1 ? "" : "s"), not \(count)"
+        }
+        if count > most {
+            return "\(name) takes at most \(most) \(what)\(most == 1 ? "" : "s"), not \(count)"
+        }
+        for index in 0..<count where values[index] == nil {
+            if let formal = Self.formal(formals, at: index), formal.option != .optional {
+                return "\(what) \(index) (\(formal.name)) of \(name) is required"
+            }
+        }
+        return nil
+    }
+
+    private func typeViolation(_ node: Node, elementType: (Value) -> DataType?) -> String? {
+        var bound: [String: (type: DataType, place: String)] = [:]
+        func check(_ values: [Value?], _ formals: [FormalParameter], _ what: String) -> String? {
+            for (index, value) in values.enumerated() {
+                guard let value, let type = elementType(value), let formal = Self.formal(formals, at: index) else { continue }
+                let place = "\(what) \(index) (\(formal.name))"
+                let typeString = "tensor(\(type))"
+                if let constraint = typeConstraint(formal.typeString) {
+                    // Only tensor types are judged: a constraint of sequences or optionals is
+                    // about values whose element type says nothing.
+                    let tensors = constraint.allowedTypes.filter { $0.hasPrefix("tensor(") }
+                    if !tensors.isEmpty, !tensors.contains(typeString) {
+                        return "\(place) is \(type), which \(constraint.name) of \(name) does not allow"
+                    }
+                    let homogeneous = formal.option != .variadic || formal.isHomogeneous
+                    if homogeneous, !tensors.isEmpty {
+                        if let earlier = bound[constraint.name], earlier.type != type {
+                            return "\(place) is \(type) but \(earlier.place) is \(earlier.type), and \(name) needs one type \(constraint.name) for both"
+                        }
+                        if bound[constraint.name] == nil { bound[constraint.name] = (type, place) }
+                    }
+                } else if formal.typeString.hasPrefix("tensor("), formal.typeString != typeString {
+                    return "\(place) is \(type), but \(name) takes \(formal.typeString)"
+                }
+            }
+            return nil
+        }
+        return check(node.inputs, inputs, "input") ?? check(node.outputs, outputs, "output")
+    }
+
+    /// An attribute type as the ONNX specification writes it (`FLOAT`, `INTS`, ...).
+    static func describe(_ type: AttributeType) -> String {
+        let names: [Int32: String] = [1: "FLOAT", 2: "INT", 3: "STRING", 4: "TENSOR", 5: "GRAPH", 6: "FLOATS", 7: "INTS",
+                                      8: "STRINGS", 9: "TENSORS", 10: "GRAPHS", 11: "SPARSE_TENSOR", 12: "SPARSE_TENSORS",
+                                      13: "TYPE_PROTO", 14: "TYPE_PROTOS"]
+        return names[type.rawValue] ?? "type \(type.rawValue)"
+    }
+}
