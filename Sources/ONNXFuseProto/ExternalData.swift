@@ -80,14 +80,14 @@ struct ExternalDataResolver {
         }
         // Walk one component at a time with O_NOFOLLOW so that no symbolic link, in the
         // file or in any folder on the way, can lead outside the model's folder.
-        var directory = open(modelDirectory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        var directory = open(fsPath(modelDirectory), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard directory >= 0 else { throw ModelFileError.io(file: modelDirectory, operation: "open", errno: currentErrno) }
         defer { close(directory) }
         for (index, component) in components.enumerated() {
             let isLast = index == components.count - 1
             // Non-blocking: a FIFO is refused below rather than waited on.
             let flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | (isLast ? 0 : O_DIRECTORY)
-            let fd = openat(directory, String(component), flags)
+            let fd = openat(directory, fsPath(String(component)), flags)
             if fd < 0 {
                 let code = currentErrno
                 if code == ELOOP || (code == ENOTDIR && !isLast && isSymbolicLink(directory, String(component))) {
@@ -117,7 +117,7 @@ struct ExternalDataResolver {
 
     private func isSymbolicLink(_ directory: Int32, _ name: String) -> Bool {
         var info = stat()
-        return fstatat(directory, name, &info, AT_SYMLINK_NOFOLLOW) == 0 && (info.st_mode & S_IFMT) == S_IFLNK
+        return fstatat(directory, fsPath(name), &info, AT_SYMLINK_NOFOLLOW) == 0 && (info.st_mode & S_IFMT) == S_IFLNK
     }
 
     private func dataPath(_ path: String) -> String { modelDirectory == "." ? path : modelDirectory + "/" + path }

@@ -170,6 +170,10 @@ public enum ModelFile {
         var dataTemporary: String?
         var dataName = pair.conventionalName
         if !external.segments.isEmpty {
+            // The model names its data file in a string field, which must be UTF-8.
+            guard FileNameBytes.isValidUTF8(pair.conventionalName) else {
+                throw ModelFileError.unwritable(file: path, reason: "the model has external data, and its data file is named after the output, whose name is not valid UTF-8 (a model cannot name such a file); choose another output name")
+            }
             dataName = try pair.nextName()
             placeExternalTensors(encoder, layout: external, dataName: dataName)
             let (fd, tmp) = try temporaries.create(beside: pair.directory + "/" + pair.conventionalName, permissions: pair.permissions(model: modelPermissions))
@@ -204,7 +208,7 @@ public enum ModelFile {
         do {
             try temporaries.commit(modelTemporary, to: path)
         } catch {
-            if let claimedData { unlink(claimedData) }
+            if let claimedData { unlink(fsPath(claimedData)) }
             throw error
         }
         syncDirectory(pair.directory)
@@ -251,7 +255,7 @@ public enum ModelFile {
     /// bits the new file gets.
     static func checkTarget(_ target: String, of model: Model, options: SaveOptions) throws -> UInt32? {
         var info = stat()
-        guard lstat(target, &info) == 0 else {
+        guard lstat(fsPath(target), &info) == 0 else {
             guard currentErrno == ENOENT else { throw ModelFileError.io(file: target, operation: "stat", errno: currentErrno) }
             return options.newFilePermissions
         }
@@ -312,7 +316,7 @@ public enum ModelFile {
 
     /// Makes the renames durable; a folder that cannot be opened or synced is not an error.
     static func syncDirectory(_ directory: String) {
-        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        let fd = open(fsPath(directory), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if fd >= 0 {
             fsync(fd)
             close(fd)
@@ -346,7 +350,7 @@ struct DataFilePlan {
         replaceInput = options.replaceInput
         reserved = options.reservedPaths.compactMap(FilePlace.init)
         var info = stat()
-        if lstat(output, &info) != 0 {
+        if lstat(fsPath(output), &info) != 0 {
             replaced = []
         } else if !Self.folderHasDataNamedAfter(base, in: directory) {
             // Nothing to keep whole or to remove: the old model need not be read.
@@ -362,10 +366,10 @@ struct DataFilePlan {
 
     /// Whether `directory` holds a file named `<base>.data` or `<base>.<k>.data`.
     static func folderHasDataNamedAfter(_ base: String, in directory: String) -> Bool {
-        guard let stream = opendir(directory) else { return true }
+        guard let stream = opendir(fsPath(directory)) else { return true }
         defer { closedir(stream) }
         while let entry = readdir(stream) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            let name = FileNameBytes.name(ofEntry: entry)
             if isDataName(name, of: base) { return true }
         }
         return false
@@ -390,7 +394,7 @@ struct DataFilePlan {
             let path = directory + "/" + name
             if let place = FilePlace(path), reserved.contains(place) { continue }
             var info = stat()
-            if lstat(path, &info) != 0 {
+            if lstat(fsPath(path), &info) != 0 {
                 if currentErrno == ENOENT { return name }
                 continue
             }
@@ -405,7 +409,7 @@ struct DataFilePlan {
     func mayReplace(_ name: String) -> Bool {
         guard name == conventionalName, let replaced else { return false }
         var info = stat()
-        guard lstat(directory + "/" + name, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return false }
+        guard lstat(fsPath(directory + "/" + name), &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return false }
         let isRead = { (file: FileIdentity) in file.device == UInt64(info.st_dev) && file.inode == UInt64(info.st_ino) }
         return !replaced.contains(where: isRead) && !inputFiles.contains(where: isRead)
     }
@@ -436,12 +440,12 @@ struct DataFilePlan {
         for file in replaced ?? [] where isNamedAfterOutput(file.path) && baseName(of: file.path) != keeping {
             let path = directory + "/" + baseName(of: file.path)
             var info = stat()
-            guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG,
+            guard lstat(fsPath(path), &info) == 0, (info.st_mode & S_IFMT) == S_IFREG,
                   UInt64(info.st_dev) == file.device, UInt64(info.st_ino) == file.inode else { continue }
             if let place = FilePlace(path), reserved.contains(place) { continue }
             let isInput = inputFiles.contains { $0.device == file.device && $0.inode == file.inode }
             if isInput && !replaceInput { continue }
-            removed = unlink(path) == 0 || removed
+            removed = unlink(fsPath(path)) == 0 || removed
         }
         if removed { ModelFile.syncDirectory(directory) }
     }
@@ -457,7 +461,7 @@ struct FilePlace: Equatable {
     /// Nil when the folder does not exist.
     init?(_ path: String) {
         var info = stat()
-        guard stat(directoryName(of: path), &info) == 0 else { return nil }
+        guard stat(fsPath(directoryName(of: path)), &info) == 0 else { return nil }
         folderDevice = UInt64(info.st_dev)
         folderInode = UInt64(info.st_ino)
         name = baseName(of: path)
@@ -476,10 +480,10 @@ struct TemporaryFiles {
         for _ in 0..<100 {
             let suffix = String(UInt32.random(in: 0...UInt32.max), radix: 36)
             let path = directory + "/" + Self.temporaryPrefix(of: target) + "\(getpid())-\(suffix)"
-            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
+            let fd = open(fsPath(path), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
             if fd >= 0 {
                 let descriptor = FileDescriptor(fd)
-                pending.append((path, onnx_fuse_track_temporary(path)))
+                pending.append((path, onnx_fuse_track_temporary(fsPath(path))))
                 if let permissions, fchmod(fd, mode_t(permissions)) != 0 {
                     throw ModelFileError.io(file: target, operation: "set the permissions of", errno: currentErrno)
                 }
@@ -509,18 +513,18 @@ struct TemporaryFiles {
     static func removeLeftovers(of target: String) {
         let directory = directoryName(of: target)
         let prefix = temporaryPrefix(of: target)
-        guard let stream = opendir(directory) else { return }
+        guard let stream = opendir(fsPath(directory)) else { return }
         defer { closedir(stream) }
         while let entry = readdir(stream) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            let name = FileNameBytes.name(ofEntry: entry)
             guard name.hasPrefix(prefix) else { continue }
             let rest = name.dropFirst(prefix.count)
             guard let dash = rest.firstIndex(of: "-"), let pid = Int32(rest[..<dash]), pid > 0, pid != getpid() else { continue }
             guard kill(pid, 0) != 0, currentErrno == ESRCH else { continue }
             var info = stat()
             let path = directory + "/" + name
-            guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { continue }
-            unlink(path)
+            guard lstat(fsPath(path), &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { continue }
+            unlink(fsPath(path))
         }
     }
 
@@ -529,15 +533,15 @@ struct TemporaryFiles {
     /// name, removed on failure or interruption, until `keep`.
     mutating func claim(_ temporary: String, as target: String, replacing: Bool) throws -> Bool {
         if replacing {
-            guard rename(temporary, target) == 0 else { throw ModelFileError.io(file: target, operation: "rename", errno: currentErrno) }
+            guard rename(fsPath(temporary), fsPath(target)) == 0 else { throw ModelFileError.io(file: target, operation: "rename", errno: currentErrno) }
         } else {
-            let status = onnx_fuse_rename_noreplace(temporary, target)
+            let status = onnx_fuse_rename_noreplace(fsPath(temporary), fsPath(target))
             if status == EEXIST { return false }
             guard status == 0 else { throw ModelFileError.io(file: target, operation: "rename", errno: status) }
         }
         for entry in pending where entry.path == temporary { onnx_fuse_untrack_temporary(entry.slot) }
         pending.removeAll { $0.path == temporary }
-        pending.append((target, onnx_fuse_track_temporary(target)))
+        pending.append((target, onnx_fuse_track_temporary(fsPath(target))))
         return true
     }
 
@@ -549,7 +553,7 @@ struct TemporaryFiles {
 
     /// Renames `temporary` over `target`.
     mutating func commit(_ temporary: String, to target: String) throws {
-        guard rename(temporary, target) == 0 else { throw ModelFileError.io(file: target, operation: "rename", errno: currentErrno) }
+        guard rename(fsPath(temporary), fsPath(target)) == 0 else { throw ModelFileError.io(file: target, operation: "rename", errno: currentErrno) }
         for entry in pending where entry.path == temporary { onnx_fuse_untrack_temporary(entry.slot) }
         pending.removeAll { $0.path == temporary }
     }
@@ -557,7 +561,7 @@ struct TemporaryFiles {
     /// Removes every temporary file not committed.
     mutating func removeAll() {
         for entry in pending {
-            unlink(entry.path)
+            unlink(fsPath(entry.path))
             onnx_fuse_untrack_temporary(entry.slot)
         }
         pending.removeAll()
@@ -587,21 +591,53 @@ extension ModelFile {
     /// Whether two paths name the same existing file (same device and inode).
     public static func isSameFile(_ a: String, _ b: String) -> Bool {
         var sa = stat(), sb = stat()
-        guard stat(a, &sa) == 0, stat(b, &sb) == 0 else { return false }
+        guard stat(fsPath(a), &sa) == 0, stat(fsPath(b), &sb) == 0 else { return false }
         return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino
+    }
+
+    /// `path` with its folder resolved by the system (symbolic links, `.` and `..`, as opening it
+    /// would) and the last component kept, so that two spellings of one place compare equal; the
+    /// path as given when its folder does not exist.
+    package static func resolvedPath(_ path: String) -> String {
+        guard let resolved = realpath(fsPath(directoryName(of: path)), nil) else { return path }
+        defer { free(resolved) }
+        let folder = FileNameBytes.string(UnsafeRawBufferPointer(start: resolved, count: strlen(resolved)))
+        return (folder == "/" ? "" : folder) + "/" + baseName(of: path)
+    }
+
+    /// Writes `bytes` to `path` as the model is written: to a temporary file beside it, synced,
+    /// then renamed over it (never over anything but a regular file). A new file gets
+    /// `permissions` (nil: 0666 less the umask).
+    package static func writeAtomically(_ bytes: [UInt8], to path: String, permissions: UInt32? = nil) throws {
+        var info = stat()
+        var bits = permissions
+        if lstat(fsPath(path), &info) == 0 {
+            guard (info.st_mode & S_IFMT) == S_IFREG else {
+                throw ModelFileError.unwritable(file: path, reason: "it is \(fileKind(info.st_mode)); onnx-fuse writes only over regular files")
+            }
+            bits = UInt32(info.st_mode & 0o777)
+        }
+        var temporaries = TemporaryFiles()
+        defer { temporaries.removeAll() }
+        let (fd, temporary) = try temporaries.create(beside: path, permissions: bits)
+        let status = bytes.withUnsafeBytes { onnx_fuse_write_all(fd.rawValue, $0.baseAddress, $0.count) }
+        guard status == 0 else { throw ModelFileError.io(file: path, operation: "write", errno: status) }
+        try sync(fd, file: path)
+        try temporaries.commit(temporary, to: path)
+        syncDirectory(directoryName(of: path))
     }
 
     /// The permission bits of the regular file at `path` (not following a symbolic link), or nil.
     static func regularFilePermissions(_ path: String) -> UInt32? {
         var info = stat()
-        guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }
+        guard lstat(fsPath(path), &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }
         return UInt32(info.st_mode & 0o777)
     }
 
     /// The permission bits of the file at `path`, or nil when it cannot be read.
     public static func permissions(of path: String) -> UInt32? {
         var info = stat()
-        guard stat(path, &info) == 0 else { return nil }
+        guard stat(fsPath(path), &info) == 0 else { return nil }
         return UInt32(info.st_mode & 0o777)
     }
 
@@ -609,14 +645,14 @@ extension ModelFile {
     /// its kind ("a regular file", "a symbolic link", "a folder", ...) and identity.
     public static func entry(at path: String) -> (kind: String, isRegular: Bool, device: UInt64, inode: UInt64)? {
         var info = stat()
-        guard lstat(path, &info) == 0 else { return nil }
+        guard lstat(fsPath(path), &info) == 0 else { return nil }
         return (fileKind(info.st_mode), (info.st_mode & S_IFMT) == S_IFREG, UInt64(info.st_dev), UInt64(info.st_ino))
     }
 
     /// The size of the file at `path` in bytes, or nil when it cannot be read.
     public static func size(of path: String) -> Int? {
         var info = stat()
-        guard stat(path, &info) == 0 else { return nil }
+        guard stat(fsPath(path), &info) == 0 else { return nil }
         return Int(info.st_size)
     }
 }

@@ -6,6 +6,72 @@ import Musl
 import Darwin
 #endif
 
+/// File names are bytes; Swift strings are Unicode. A name that is not valid UTF-8 (from the
+/// command line, or read from a folder) is kept in a `String` by writing each byte that is not
+/// part of valid UTF-8 as the scalar U+10FF00 + byte (the end of a private-use plane), and
+/// every system call maps those back (`fsPath`): the name reaches the file system byte for
+/// byte. A scalar of that range that a name really contains is written byte by byte the same
+/// way, so the mapping is exact both ways.
+public enum FileNameBytes {
+    /// The scalar that stands for byte `0x80...0xFF`: U+10FF00 + byte.
+    static let escapeBase: UInt32 = 0x10FF00
+
+    /// The path for the bytes of a file name or a command-line argument.
+    public static func string<Bytes: Collection>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
+        let bytes = Array(bytes)
+        var result = String.UnicodeScalarView()
+        var parser = Unicode.UTF8.ForwardParser()
+        var iterator = bytes.makeIterator()
+        var position = 0
+        func escape(_ range: Range<Int>) {
+            for byte in bytes[range] { result.append(Unicode.Scalar(escapeBase + UInt32(byte))!) }
+        }
+        while true {
+            switch parser.parseScalar(from: &iterator) {
+            case .valid(let encoded):
+                let scalar = Unicode.UTF8.decode(encoded)
+                if scalar.value > escapeBase + 0x7F { escape(position..<position + encoded.count) } else { result.append(scalar) }
+                position += encoded.count
+            case .error(let length):
+                escape(position..<position + length)
+                position += length
+            case .emptyInput:
+                return String(result)
+            }
+        }
+    }
+
+    /// The bytes `path` stands for, NUL-terminated, for a system call.
+    public static func cString(_ path: String) -> [CChar] {
+        guard path.unicodeScalars.contains(where: { $0.value > escapeBase + 0x7F }) else { return Array(path.utf8CString) }
+        var bytes: [CChar] = []
+        for scalar in path.unicodeScalars {
+            if scalar.value > escapeBase + 0x7F {
+                bytes.append(CChar(bitPattern: UInt8(scalar.value - escapeBase)))
+            } else {
+                bytes.append(contentsOf: String(scalar).utf8.map { CChar(bitPattern: $0) })
+            }
+        }
+        bytes.append(0)
+        return bytes
+    }
+
+    /// Whether `path` holds bytes that are not valid UTF-8 (which a model cannot name).
+    public static func isValidUTF8(_ path: String) -> Bool {
+        !path.unicodeScalars.contains { $0.value > escapeBase + 0x7F }
+    }
+
+    /// The name of a folder entry.
+    static func name(ofEntry entry: UnsafeMutablePointer<dirent>) -> String {
+        withUnsafeBytes(of: entry.pointee.d_name) { raw in
+            string(raw.prefix { $0 != 0 })
+        }
+    }
+}
+
+/// `FileNameBytes.cString(path)`: what every system call here is given for a path.
+func fsPath(_ path: String) -> [CChar] { FileNameBytes.cString(path) }
+
 /// The text of a C `errno` value.
 func systemErrorText(_ code: Int32) -> String { String(cString: strerror(code)) }
 
@@ -70,7 +136,7 @@ final class MappedFile {
     /// Opens and maps `path`. It opens without blocking, so that a FIFO or a device is refused
     /// (it is not a regular file) instead of waiting forever for a writer.
     convenience init(path: String) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        let fd = open(fsPath(path), O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw ModelFileError.io(file: path, operation: "open", errno: currentErrno) }
         try self.init(path: path, descriptor: FileDescriptor(fd))
     }
@@ -87,14 +153,14 @@ final class MappedFile {
 }
 
 /// The folder part of a path ("." when there is none).
-func directoryName(of path: String) -> String {
+package func directoryName(of path: String) -> String {
     guard let slash = path.lastIndex(of: "/") else { return "." }
     if slash == path.startIndex { return "/" }
     return String(path[..<slash])
 }
 
 /// The last component of a path.
-func baseName(of path: String) -> String {
+package func baseName(of path: String) -> String {
     guard let slash = path.lastIndex(of: "/") else { return path }
     return String(path[path.index(after: slash)...])
 }

@@ -127,22 +127,15 @@ func checkReportPath(_ report: String, model: Model, output: String?) throws {
         if !same, let entry, model.inputFiles.contains(where: { $0.path == path && $0.device == entry.device && $0.inode == entry.inode }) { same = true }
         if same { throw refuse("it is \(what)") }
     }
-    let folder = URL(fileURLWithPath: report).deletingLastPathComponent().path
-    var isFolder: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder), isFolder.boolValue else {
+    let folder = directoryName(of: report)
+    // `folder/.` follows a symbolically linked folder.
+    guard ModelFile.entry(at: folder + "/.")?.kind == "a folder" else {
         throw refuse("its folder '\(folder)' does not exist")
     }
 }
 
-/// `path` with its folder resolved by the system (symbolic links, `.` and `..`, as opening it
-/// would), the last component kept: two spellings of one place compare equal.
-func resolvedPath(_ path: String) -> String {
-    let url = URL(fileURLWithPath: path)
-    let folder = url.deletingLastPathComponent().path
-    guard let resolved = realpath(folder, nil) else { return url.standardizedFileURL.path }
-    defer { free(resolved) }
-    return String(cString: resolved) + "/" + url.lastPathComponent
-}
+/// `path` with its folder resolved by the system: two spellings of one place compare equal.
+func resolvedPath(_ path: String) -> String { ModelFile.resolvedPath(path) }
 
 func writeReport(_ path: String, result: OptimizationReport, input: String, output: String,
                  bytesBefore: Int, bytesAfter: Int, seconds: Double) throws {
@@ -158,8 +151,10 @@ func writeReport(_ path: String, result: OptimizationReport, input: String, outp
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
     do {
         // Written where the checks looked: the folder as the system resolves it.
-        try encoder.encode(report).write(to: URL(fileURLWithPath: resolvedPath(path)), options: .atomic)
+        try ModelFile.writeAtomically(Array(encoder.encode(report)), to: resolvedPath(path))
+    } catch let error as ModelFileError {
+        throw UsageError(message: "\(path): cannot write the report: \(error.problem)")
     } catch {
-        throw UsageError(message: "\(path): cannot write the report: \(error.localizedDescription)")
+        throw UsageError(message: "\(path): cannot write the report: \(error)")
     }
 }

@@ -28,6 +28,9 @@ func safeLine(_ line: String, maximumWord: Int = 200, maximumLine: Int = 4000) -
         case 0x09: escaped += "\\t"
         case 0..<0x20, 0x7F, 0x80..<0xA0, 0x2028, 0x2029:
             escaped += "\\u{\(String(scalar.value, radix: 16, uppercase: true))}"
+        case 0x10FF80...0x10FFFF:
+            // A byte of a file name that is not UTF-8 (`FileNameBytes`).
+            escaped += "\\x" + String(scalar.value - 0x10FF00, radix: 16, uppercase: true)
         default: escaped.unicodeScalars.append(scalar)
         }
     }
@@ -75,7 +78,11 @@ func exitCode(for error: Error) -> Int32 {
 }
 
 // The one place where errors become messages and exit codes.
-let arguments = Array(CommandLine.arguments.dropFirst())
+// The arguments as bytes: a file name that is not valid UTF-8 reaches the file system unchanged
+// (`FileNameBytes`), where `CommandLine.arguments` would have replaced its bytes with U+FFFD.
+let arguments = (1..<Int(CommandLine.argc)).map { index in
+    CommandLine.unsafeArgv[index].map { FileNameBytes.string(UnsafeRawBufferPointer(start: $0, count: strlen($0))) } ?? ""
+}
 // `rules` is the subcommand only before one of its actions (or alone, or before --help): a model
 // file named `rules` stays a model (`onnx-fuse rules -o out.onnx`).
 let isRulesCommand = arguments.first == "rules"

@@ -154,3 +154,71 @@ final class OutputSafetyTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent(long).path))
     }
 }
+
+/// File names are bytes: names that are not valid UTF-8 reach the file system unchanged.
+final class ByteFileNameTests: XCTestCase {
+    /// Runs the binary with arguments given as raw bytes (Foundation's `Process` would encode
+    /// them as UTF-8); the exit status and standard error.
+    func runWithByteArguments(_ arguments: [[UInt8]]) throws -> (status: Int32, stderr: String) {
+        let argv = ([Array(CommandTests.executable.path.utf8)] + arguments).map { bytes -> UnsafeMutablePointer<CChar>? in
+            let pointer = UnsafeMutablePointer<CChar>.allocate(capacity: bytes.count + 1)
+            for (index, byte) in bytes.enumerated() { pointer[index] = CChar(bitPattern: byte) }
+            pointer[bytes.count] = 0
+            return pointer
+        } + [nil]
+        defer { for pointer in argv { pointer?.deallocate() } }
+        var pipe: [Int32] = [0, 0]
+        XCTAssertEqual(Glibc.pipe(&pipe), 0)
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, pipe[1], STDERR_FILENO)
+        posix_spawn_file_actions_addclose(&actions, pipe[0])
+        var pid: pid_t = 0
+        XCTAssertEqual(posix_spawn(&pid, CommandTests.executable.path, &actions, nil, argv, environ), 0)
+        close(pipe[1])
+        let stderr = FileHandle(fileDescriptor: pipe[0], closeOnDealloc: true).readDataToEndOfFile()
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        return ((status >> 8) & 0xFF, String(decoding: stderr, as: UTF8.self))
+    }
+
+    func testNamesThatAreNotUTF8ReachTheFileSystemUnchanged() throws {
+        let dir = try fixtureWorkspace(["conv_bn.onnx", "external_data.onnx", "external_data.onnx.data"])
+        let folder = Array(dir.path.utf8) + [UInt8(ascii: "/")]
+        let input = folder + Array("m".utf8) + [0xFE] + Array(".onnx".utf8)
+        let output = folder + Array("o".utf8) + [0xFF, 0xFE] + Array(".onnx".utf8)
+        let report = folder + Array("r".utf8) + [0xFD] + Array(".json".utf8)
+        try write(Data(contentsOf: dir.appendingPathComponent("conv_bn.onnx")), toBytePath: input)
+        let result = try runWithByteArguments([input, Array("-o".utf8), output, Array("--report".utf8), report])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stderr.contains("m\\xFE.onnx -> "), result.stderr)
+        XCTAssertTrue(result.stderr.contains("o\\xFF\\xFE.onnx"), result.stderr)
+        var names = Set<[UInt8]>()
+        let stream = try XCTUnwrap(opendir(dir.path))
+        while let entry = readdir(stream) {
+            names.insert(withUnsafeBytes(of: entry.pointee.d_name) { Array($0.prefix { $0 != 0 }) })
+        }
+        closedir(stream)
+        for expected in [input, output, report] { XCTAssertTrue(names.contains(Array(expected.dropFirst(folder.count))), "\(expected)") }
+        XCTAssertEqual(names.count, 8, "no other file (., .., three fixtures, input, output, report)")
+        // A missing name is named in the message, its bytes shown as \xNN.
+        let missing = try runWithByteArguments([folder + Array("gone".utf8) + [0xC0] + Array(".onnx".utf8)])
+        XCTAssertEqual(missing.status, 3, missing.stderr)
+        XCTAssertTrue(missing.stderr.contains("gone\\xC0.onnx: open failed: No such file or directory"), missing.stderr)
+        // A model with external data cannot name a data file whose name is not UTF-8: refused.
+        let external = try runWithByteArguments([folder + Array("external_data.onnx".utf8), Array("--no-builtin".utf8), Array("-o".utf8),
+                                                 folder + [0x78, 0xFE] + Array(".onnx".utf8)])
+        XCTAssertEqual(external.status, 1, external.stderr)
+        XCTAssertTrue(external.stderr.contains("whose name is not valid UTF-8"), external.stderr)
+    }
+
+    /// Writes `data` to the file whose path is `path`, byte for byte.
+    func write(_ data: Data, toBytePath path: [UInt8]) throws {
+        let fd = open((path + [0]).map { CChar(bitPattern: $0) }, O_WRONLY | O_CREAT | O_EXCL, 0o644)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        defer { close(fd) }
+        let written = data.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        XCTAssertEqual(written, data.count)
+    }
+}
