@@ -21,9 +21,6 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
-#ifdef __linux__
-#include <sys/syscall.h>
-#endif
 
 /* ==== arena ============================================================================ */
 
@@ -1648,19 +1645,4 @@ void onnx_fuse_untrack_temporary(int slot)
 {
     if (slot >= 0 && slot < TEMPORARY_SLOTS)
         temporary_used[slot] = 0;
-}
-
-int onnx_fuse_rename_noreplace(const char *from, const char *to)
-{
-#if defined(__linux__) && defined(SYS_renameat2)
-    if (syscall(SYS_renameat2, AT_FDCWD, from, AT_FDCWD, to, 1u /* RENAME_NOREPLACE */) == 0)
-        return 0;
-    if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
-        return errno;
-#endif
-    /* A file system without renameat2: link() refuses an existing name just the same. */
-    if (link(from, to) != 0)
-        return errno;
-    unlink(from);
-    return 0;
 }

@@ -162,12 +162,15 @@ public enum ModelFile {
 
         // The steps, each durable before the next, so that a failure or a kill at any point
         // leaves a whole pair: (1) the new data and the new model are written to temporary
-        // files; (2) the data file is renamed to a name that the model being replaced does not
-        // read (never over an existing file, except an unread `<output>.data`); (3) the model
-        // is renamed over the output; (4) the data files of the replaced pair named after the
-        // output are removed. A kill before (3) leaves the old pair; after it, the new one.
+        // files; (2) the data file is renamed to a name nothing is at (never over a file, which
+        // the model being replaced or another model may read); (3) the model is renamed over
+        // the output; (4) the data files of the replaced pair named after the output are
+        // removed. A kill before (3) leaves the old pair; after it, the new one.
         var dataBytes = 0
         var dataTemporary: String?
+        // Open, and locked, until the save ends: a data file locked is one whose model may not be
+        // in place yet, which `collectOrphans` of a concurrent save leaves alone.
+        var dataDescriptor: FileDescriptor?
         var dataName = pair.conventionalName
         if !external.segments.isEmpty {
             // The model names its data file in a string field, which must be UTF-8.
@@ -178,10 +181,16 @@ public enum ModelFile {
             placeExternalTensors(encoder, layout: external, dataName: dataName)
             let (fd, tmp) = try temporaries.create(beside: pair.directory + "/" + pair.conventionalName, permissions: pair.permissions(model: modelPermissions))
             dataTemporary = tmp
-            try faultPoint("write-data", file: tmp)
-            dataBytes = try writeExternalData(external, to: fd.rawValue, file: tmp, sources: sources)
-            try faultPoint("sync-data", file: tmp)
-            try sync(fd, file: tmp)
+            dataDescriptor = fd
+            flock(fd.rawValue, LOCK_EX)
+            let target = pair.directory + "/" + dataName
+            try faultPoint("write-data", file: target)
+            dataBytes = try writeExternalData(external, to: fd.rawValue, file: target, sources: sources)
+            // Marked as not yet read by any model until the model is in place (`collectOrphans`).
+            var marks = [DataFilePlan.unreadMark, DataFilePlan.unreadMark]
+            futimens(fd.rawValue, &marks)
+            try faultPoint("sync-data", file: target)
+            try sync(fd, file: target)
         }
         let (fd, modelTemporary) = try temporaries.create(beside: path, permissions: modelPermissions)
         var written = try writeModel(message, to: fd, path: path, sources: sources, limit: options.maximumModelBytes)
@@ -190,7 +199,7 @@ public enum ModelFile {
             // name, and the model written again to read it.
             while true {
                 try faultPoint("rename-data", file: pair.directory + "/" + dataName)
-                if try temporaries.claim(dataTemporary, as: pair.directory + "/" + dataName, replacing: pair.mayReplace(dataName)) { break }
+                if try temporaries.claim(dataTemporary, as: pair.directory + "/" + dataName) { break }
                 dataName = try pair.nextName()
                 placeExternalTensors(encoder, layout: external, dataName: dataName)
                 guard ftruncate(fd.rawValue, 0) == 0, lseek(fd.rawValue, 0, SEEK_SET) == 0 else {
@@ -212,8 +221,14 @@ public enum ModelFile {
             throw error
         }
         syncDirectory(pair.directory)
-        try? faultPoint("remove-old-data", file: path)
-        pair.removeReplacedData(keeping: external.segments.isEmpty ? nil : dataName)
+        // A failure here (injected, too) leaves the old data files: the new pair is whole.
+        // The data file is read now: its times become the present.
+        if let dataDescriptor { futimens(dataDescriptor.rawValue, nil) }
+        if (try? faultPoint("remove-old-data", file: path)) != nil {
+            pair.removeReplacedData(keeping: external.segments.isEmpty ? nil : dataName)
+            pair.collectOrphans(output: path, keeping: external.segments.isEmpty ? nil : dataName)
+        }
+        withExtendedLifetime(dataDescriptor) {}
         return SaveReport(modelBytes: Int(written), dataFileName: external.segments.isEmpty ? nil : dataName,
                           dataBytes: dataBytes, externalTensorCount: external.entries.count)
     }
@@ -331,9 +346,11 @@ struct DataFilePlan {
     let directory: String
     let base: String
     /// The data files that the model at the output reads before the save; nil when there is
-    /// a file there that cannot be read as a model (then no existing file is written over and
-    /// none is removed).
+    /// a file there that cannot be read as a model (then none is removed).
     let replaced: [FileIdentity]?
+    /// Of those, the ones named after the output, with the change time they had when read:
+    /// removed after the save only if still the same file (an inode can be reused at once).
+    private var removable: [(path: String, device: UInt64, inode: UInt64, changed: timespec)] = []
     let inputFiles: [FileIdentity]
     let replaceInput: Bool
     /// Places no file of the save may take or remove (the report's).
@@ -362,70 +379,73 @@ struct DataFilePlan {
         } else {
             replaced = nil
         }
+        for file in replaced ?? [] where isNamedAfterOutput(file.path) {
+            let path = directory + "/" + baseName(of: file.path)
+            guard lstat(fsPath(path), &info) == 0, (info.st_mode & S_IFMT) == S_IFREG,
+                  UInt64(info.st_dev) == file.device, UInt64(info.st_ino) == file.inode else { continue }
+            removable.append((path, file.device, file.inode, info.st_ctim))
+        }
     }
 
-    /// Whether `directory` holds a file named `<base>.data` or `<base>.<k>.data`.
+    /// Whether `directory` holds a file named `<base>.data` or `<base>.data.<k>`.
     static func folderHasDataNamedAfter(_ base: String, in directory: String) -> Bool {
         guard let stream = opendir(fsPath(directory)) else { return true }
         defer { closedir(stream) }
         while let entry = readdir(stream) {
-            let name = FileNameBytes.name(ofEntry: entry)
-            if isDataName(name, of: base) { return true }
+            if isDataName(FileNameBytes.name(ofEntry: entry), of: base) { return true }
         }
         return false
     }
 
-    /// Whether `name` is `<base>.data` or `<base>.<k>.data` (k decimal digits).
+    /// Whether `name` is `<base>.data` or `<base>.data.<k>` (k decimal digits). No model's
+    /// conventional data file (`<model>.data`) is named `<base>.data.<k>`.
     static func isDataName(_ name: String, of base: String) -> Bool {
-        let prefix = Array((base + ".").utf8), bytes = Array(name.utf8)
-        guard bytes.starts(with: prefix), bytes.reversed().starts(with: ".data".utf8.reversed()) else { return false }
-        if bytes.count == prefix.count + 4 { return true }
-        let middle = bytes.dropFirst(prefix.count).dropLast(5)
-        return !middle.isEmpty && middle.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
+        let prefix = Array((base + ".data").utf8), bytes = Array(name.utf8)
+        guard bytes.starts(with: prefix) else { return false }
+        if bytes.count == prefix.count { return true }
+        let suffix = bytes.dropFirst(prefix.count)
+        return suffix.count >= 2 && suffix.first == UInt8(ascii: ".")
+            && suffix.dropFirst().allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
     }
 
-    /// The next name to try for the new data file: `<output>.data` unless the replaced model
-    /// reads it (or it is an input file, or reserved), then `<output>.1.data`, `.2.data`, ...
-    /// that nothing is at.
+    /// The next name to try for the new data file: `<output>.data`, then `<output>.data.1`,
+    /// `.data.2`, ..., skipping every name something is at (the new data file never replaces a
+    /// file: the replaced model, or another model, may read it) and the reserved places.
     mutating func nextName() throws -> String {
-        while nextIndex < 1000 {
-            let name = nextIndex == 0 ? conventionalName : "\(base).\(nextIndex).data"
+        while nextIndex < 100_000 {
+            let name = nextIndex == 0 ? conventionalName : "\(conventionalName).\(nextIndex)"
             nextIndex += 1
             let path = directory + "/" + name
             if let place = FilePlace(path), reserved.contains(place) { continue }
             var info = stat()
-            if lstat(fsPath(path), &info) != 0 {
-                if currentErrno == ENOENT { return name }
-                continue
+            if lstat(fsPath(path), &info) == 0 { continue }
+            switch currentErrno {
+            case ENOENT:
+                return name
+            case ENAMETOOLONG:
+                throw ModelFileError.unwritable(file: directory + "/" + conventionalName, reason: "that name is taken (the model being replaced, or another file, may read it) and '\(name)' is longer than a file name may be; choose a shorter output name")
+            default:
+                throw ModelFileError.io(file: path, operation: "stat", errno: currentErrno)
             }
-            if mayReplace(name) { return name }
         }
         throw ModelFileError.unwritable(file: directory + "/" + conventionalName,
-                                        reason: "no free name for the data file (\(base).1.data to \(base).999.data are taken)")
+                                        reason: "no free name for the data file (\(conventionalName).1 to .99999 are taken)")
     }
 
-    /// Whether the existing file `name` may be written over: only `<output>.data`, a regular
-    /// file that neither the replaced model nor the input reads.
-    func mayReplace(_ name: String) -> Bool {
-        guard name == conventionalName, let replaced else { return false }
-        var info = stat()
-        guard lstat(fsPath(directory + "/" + name), &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return false }
-        let isRead = { (file: FileIdentity) in file.device == UInt64(info.st_dev) && file.inode == UInt64(info.st_ino) }
-        return !replaced.contains(where: isRead) && !inputFiles.contains(where: isRead)
-    }
-
-    /// The permission bits of the new data file: those of the data file it supersedes (the
-    /// existing `<output>.data`, or the replaced model's data named after the output), else
-    /// the model's.
+    /// The permission bits of the new data file: those of the replaced model's data named after
+    /// the output; else the bits both the model's and the input's first data file have (a
+    /// private model or private weights stay private); else the model's.
     func permissions(model: UInt32?) -> UInt32? {
-        if let bits = ModelFile.regularFilePermissions(directory + "/" + conventionalName) { return bits }
-        for file in replaced ?? [] where isNamedAfterOutput(file.path) {
+        for file in removable {
             if let bits = ModelFile.regularFilePermissions(file.path) { return bits }
+        }
+        if let data = inputFiles.dropFirst().first, let bits = ModelFile.regularFilePermissions(data.path) {
+            return model.map { $0 & bits } ?? bits
         }
         return model
     }
 
-    /// Whether `path` is in the output's folder and named `<output>.data` or `<output>.<k>.data`.
+    /// Whether `path` is in the output's folder and named `<output>.data` or `<output>.data.<k>`.
     func isNamedAfterOutput(_ path: String) -> Bool {
         let name = baseName(of: path)
         guard let folder = FilePlace(path), FilePlace(directory + "/" + name) == folder else { return false }
@@ -437,15 +457,62 @@ struct DataFilePlan {
     /// files. Never an input file unless the save replaces its input, nor a reserved place.
     func removeReplacedData(keeping: String?) {
         var removed = false
-        for file in replaced ?? [] where isNamedAfterOutput(file.path) && baseName(of: file.path) != keeping {
-            let path = directory + "/" + baseName(of: file.path)
+        for file in removable where baseName(of: file.path) != keeping {
             var info = stat()
-            guard lstat(fsPath(path), &info) == 0, (info.st_mode & S_IFMT) == S_IFREG,
-                  UInt64(info.st_dev) == file.device, UInt64(info.st_ino) == file.inode else { continue }
-            if let place = FilePlace(path), reserved.contains(place) { continue }
+            guard lstat(fsPath(file.path), &info) == 0, (info.st_mode & S_IFMT) == S_IFREG,
+                  UInt64(info.st_dev) == file.device, UInt64(info.st_ino) == file.inode,
+                  info.st_ctim.tv_sec == file.changed.tv_sec, info.st_ctim.tv_nsec == file.changed.tv_nsec else { continue }
+            if let place = FilePlace(file.path), reserved.contains(place) { continue }
             let isInput = inputFiles.contains { $0.device == file.device && $0.inode == file.inode }
             if isInput && !replaceInput { continue }
-            removed = unlink(fsPath(path)) == 0 || removed
+            removed = unlink(fsPath(file.path)) == 0 || removed
+        }
+        if removed { ModelFile.syncDirectory(directory) }
+    }
+
+    /// The modification time a new data file has until its model is in place (1970-01-01
+    /// 00:00:01.123456789): no other file has it in practice.
+    static let unreadMark = timespec(tv_sec: 1, tv_nsec: 123_456_789)
+
+    /// Removes the data files named after the output that a save wrote but whose model never
+    /// came into place (the save was killed between its two renames): those still marked
+    /// unread (`unreadMark`), that no save is writing (none holds its lock) and that the model
+    /// now at the output does not read. A data file whose model was in place is never
+    /// collected, even if nothing reads it any more: another model (the output renamed, say)
+    /// may. Never an input file unless the save replaces its input, nor a reserved place.
+    func collectOrphans(output: String, keeping: String?) {
+        guard let stream = opendir(fsPath(directory)) else { return }
+        var names: [String] = []
+        while let entry = readdir(stream) {
+            let name = FileNameBytes.name(ofEntry: entry)
+            if name != keeping, Self.isDataName(name, of: base) { names.append(name) }
+        }
+        closedir(stream)
+        guard !names.isEmpty else { return }
+        // Lock every candidate first: a locked file cannot become read by a model meanwhile
+        // (a save only installs a model reading the file it claimed and holds locked).
+        var locked: [(path: String, descriptor: FileDescriptor, device: UInt64, inode: UInt64)] = []
+        for name in names {
+            let path = directory + "/" + name
+            if let place = FilePlace(path), reserved.contains(place) { continue }
+            let fd = open(fsPath(path), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+            guard fd >= 0 else { continue }
+            let descriptor = FileDescriptor(fd)
+            var info = stat()
+            guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG,
+                  info.st_mtim.tv_sec == Self.unreadMark.tv_sec, info.st_mtim.tv_nsec == Self.unreadMark.tv_nsec,
+                  flock(fd, LOCK_EX | LOCK_NB) == 0 else { continue }
+            let (device, inode) = (UInt64(info.st_dev), UInt64(info.st_ino))
+            if inputFiles.contains(where: { $0.device == device && $0.inode == inode }) && !replaceInput { continue }
+            locked.append((path, descriptor, device, inode))
+        }
+        guard !locked.isEmpty, let current = try? ModelFile.load(path: output) else { return }
+        let read = current.inputFiles.dropFirst()
+        var removed = false
+        for file in locked where !read.contains(where: { $0.device == file.device && $0.inode == file.inode }) {
+            var info = stat()
+            guard lstat(fsPath(file.path), &info) == 0, UInt64(info.st_dev) == file.device, UInt64(info.st_ino) == file.inode else { continue }
+            removed = unlink(fsPath(file.path)) == 0 || removed
         }
         if removed { ModelFile.syncDirectory(directory) }
     }
@@ -528,16 +595,22 @@ struct TemporaryFiles {
         }
     }
 
-    /// Renames `temporary` to `target`: over an existing file when `replacing`, else only
-    /// when nothing is there (false when something is). The file stays tracked under its new
+    /// Renames `temporary` to `target` only when nothing is at `target` (false when something
+    /// is). The name is claimed first by creating it exclusively (`O_EXCL`, which every file
+    /// system honours; `rename` alone would replace a file another writer put there), then the
+    /// temporary file is renamed over that placeholder. The file stays tracked under its new
     /// name, removed on failure or interruption, until `keep`.
-    mutating func claim(_ temporary: String, as target: String, replacing: Bool) throws -> Bool {
-        if replacing {
-            guard rename(fsPath(temporary), fsPath(target)) == 0 else { throw ModelFileError.io(file: target, operation: "rename", errno: currentErrno) }
-        } else {
-            let status = onnx_fuse_rename_noreplace(fsPath(temporary), fsPath(target))
-            if status == EEXIST { return false }
-            guard status == 0 else { throw ModelFileError.io(file: target, operation: "rename", errno: status) }
+    mutating func claim(_ temporary: String, as target: String) throws -> Bool {
+        let placeholder = open(fsPath(target), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard placeholder >= 0 else {
+            if currentErrno == EEXIST { return false }
+            throw ModelFileError.io(file: target, operation: "create", errno: currentErrno)
+        }
+        close(placeholder)
+        guard rename(fsPath(temporary), fsPath(target)) == 0 else {
+            let code = currentErrno
+            unlink(fsPath(target))
+            throw ModelFileError.io(file: target, operation: "rename", errno: code)
         }
         for entry in pending where entry.path == temporary { onnx_fuse_untrack_temporary(entry.slot) }
         pending.removeAll { $0.path == temporary }

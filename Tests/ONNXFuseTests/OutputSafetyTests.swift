@@ -30,12 +30,12 @@ final class OutputSafetyTests: XCTestCase {
         try FileManager.default.moveItem(at: dir.appendingPathComponent("external_data.onnx"), to: dir.appendingPathComponent("m.onnx"))
         let aside = try run(["m.onnx", "--no-builtin", "-o", "external_data.onnx"], in: dir)
         XCTAssertEqual(aside.status, 0, aside.stderr)
-        XCTAssertTrue(aside.stderr.contains("(+ external_data.onnx.1.data"), aside.stderr)
+        XCTAssertTrue(aside.stderr.contains("(+ external_data.onnx.data.1"), aside.stderr)
         XCTAssertEqual(try Data(contentsOf: dir.appendingPathComponent("external_data.onnx.data")),
                        try Data(contentsOf: CommandTests.fixtures.appendingPathComponent("external_data.onnx.data")))
         XCTAssertNoThrow(try ModelFile.load(path: dir.appendingPathComponent("m.onnx").path))
         try FileManager.default.removeItem(at: dir.appendingPathComponent("external_data.onnx"))
-        try FileManager.default.removeItem(at: dir.appendingPathComponent("external_data.onnx.1.data"))
+        try FileManager.default.removeItem(at: dir.appendingPathComponent("external_data.onnx.data.1"))
         // When the folded weights are small enough to go inline, no data file is written:
         // nothing of the input is touched, and that is not refused.
         XCTAssertEqual(try run(["m.onnx", "-o", "external_data.onnx"], in: dir).status, 0)

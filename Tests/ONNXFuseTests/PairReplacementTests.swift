@@ -56,7 +56,7 @@ final class PairReplacementTests: XCTestCase {
         XCTAssertEqual(result.status, 0, result.stderr)
         XCTAssertEqual(try weights(dir.appendingPathComponent("out.onnx")), try weights(dir.appendingPathComponent("b/external_data.onnx")))
         XCTAssertNotEqual(try weights(dir.appendingPathComponent("out.onnx")), old)
-        XCTAssertEqual(try filesByName(in: dir).keys.filter { $0.hasPrefix("out.onnx") }.sorted(), ["out.onnx", "out.onnx.1.data"])
+        XCTAssertEqual(try filesByName(in: dir).keys.filter { $0.hasPrefix("out.onnx") }.sorted(), ["out.onnx", "out.onnx.data.1"])
     }
 
     func testAKillAtAnyStepLeavesOneWholePair() throws {
@@ -81,12 +81,11 @@ final class PairReplacementTests: XCTestCase {
             XCTAssertEqual(result.status, 0, result.stderr)
             XCTAssertEqual(try weights(dir.appendingPathComponent("out.onnx")), new, step)
         }
-        // Temporary files of the killed runs went with the later runs; data files left by a kill
-        // between the data's rename and the model's stay (never removed unless read by the
-        // model replaced): at most one here, from the kill before rename-model.
+        // Temporary files of the killed runs went with the later runs, and so did data files left
+        // by a kill between the data's rename and the model's. Left: the pair, and the old data
+        // of the run killed after its model was in place (a model read it: never collected).
         let names = try filesByName(in: dir).keys.filter { $0.hasPrefix("out.onnx") || $0.hasPrefix(".out.onnx") }
-        XCTAssertFalse(names.contains { $0.hasPrefix(".") }, "\(names)")
-        XCTAssertLessThanOrEqual(names.filter { $0.hasSuffix(".data") }.count, 3, "\(names)")
+        XCTAssertEqual(names.count, 3, "\(names)")
     }
 
     func testKillsDuringTheWriteOfALargePairLeaveOneWholePair() throws {
@@ -143,7 +142,7 @@ final class PairReplacementTests: XCTestCase {
         // --in-place on a pair: the new data alternates between two names, the old one goes.
         try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: dir.appendingPathComponent("a/external_data.onnx.data").path)
         let weightsBefore = try weights(dir.appendingPathComponent("a/external_data.onnx"))
-        for expected in ["external_data.onnx.1.data", "external_data.onnx.data", "external_data.onnx.1.data"] {
+        for expected in ["external_data.onnx.data.1", "external_data.onnx.data", "external_data.onnx.data.1"] {
             let result = try runOnnxFuse(["a/external_data.onnx", "--no-builtin", "--in-place"], in: dir)
             XCTAssertEqual(result.status, 0, result.stderr)
             XCTAssertEqual(try filesByName(in: dir.appendingPathComponent("a")).keys.sorted(), ["external_data.onnx", expected])
@@ -158,19 +157,85 @@ final class PairReplacementTests: XCTestCase {
         // Data under another name (shared, say) is never removed; nor a file the old model
         // does not read, though named like the output's data.
         try FileManager.default.moveItem(at: dir.appendingPathComponent("b/external_data.onnx"), to: dir.appendingPathComponent("b/m.onnx"))
-        try Data("not the model's".utf8).write(to: dir.appendingPathComponent("b/m.onnx.7.data"))
+        try Data("not the model's".utf8).write(to: dir.appendingPathComponent("b/m.onnx.data.7"))
         XCTAssertEqual(try runOnnxFuse(["b/m.onnx", "--no-builtin", "--in-place"], in: dir).status, 0)
-        XCTAssertEqual(try filesByName(in: dir.appendingPathComponent("b")).keys.sorted(), ["external_data.onnx.data", "m.onnx", "m.onnx.7.data", "m.onnx.data"])
+        XCTAssertEqual(try filesByName(in: dir.appendingPathComponent("b")).keys.sorted(), ["external_data.onnx.data", "m.onnx", "m.onnx.data", "m.onnx.data.7"])
+        // The output renamed away from its data keeps reading it: a later run to the old name
+        // leaves that data alone.
+        XCTAssertEqual(try runOnnxFuse(["b/m.onnx", "--no-builtin", "--in-place"], in: dir).status, 0)
+        try FileManager.default.moveItem(at: dir.appendingPathComponent("b/m.onnx"), to: dir.appendingPathComponent("b/kept.onnx"))
+        let kept = try weights(dir.appendingPathComponent("b/kept.onnx"))
+        XCTAssertEqual(try runOnnxFuse(["a/external_data.onnx", "--no-builtin", "-o", "b/m.onnx"], in: dir).status, 0)
+        XCTAssertEqual(try weights(dir.appendingPathComponent("b/kept.onnx")), kept)
     }
 
     func testTheReportNeverTakesTheDataFilesName() throws {
         let dir = try workspace()
         XCTAssertEqual(try runOnnxFuse(["a/external_data.onnx", "--no-builtin", "-o", "out.onnx"], in: dir).status, 0)
-        // The next run would put its data in out.onnx.1.data: the report's place.
-        let result = try runOnnxFuse(["b/external_data.onnx", "--no-builtin", "-o", "out.onnx", "--report", "out.onnx.1.data"], in: dir)
+        // The next run would put its data in out.onnx.data.1: the report's place.
+        let result = try runOnnxFuse(["b/external_data.onnx", "--no-builtin", "-o", "out.onnx", "--report", "out.onnx.data.1"], in: dir)
         XCTAssertEqual(result.status, 0, result.stderr)
-        XCTAssertTrue(result.stderr.contains("(+ out.onnx.2.data"), result.stderr)
+        XCTAssertTrue(result.stderr.contains("(+ out.onnx.data.2"), result.stderr)
         XCTAssertEqual(try weights(dir.appendingPathComponent("out.onnx")), try weights(dir.appendingPathComponent("b/external_data.onnx")))
-        XCTAssertTrue(try String(decoding: Data(contentsOf: dir.appendingPathComponent("out.onnx.1.data")), as: UTF8.self).hasPrefix("{"))
+        XCTAssertTrue(try String(decoding: Data(contentsOf: dir.appendingPathComponent("out.onnx.data.1")), as: UTF8.self).hasPrefix("{"))
+    }
+
+    func testAnotherModelsDataUnderTheOutputsDataNameIsNeverReplaced() throws {
+        let dir = try workspace()
+        // c/other.onnx reads c/external_data.onnx.data: the name the output's data would take.
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("c"), withIntermediateDirectories: false)
+        try FileManager.default.copyItem(at: dir.appendingPathComponent("b/external_data.onnx"), to: dir.appendingPathComponent("c/other.onnx"))
+        try FileManager.default.copyItem(at: dir.appendingPathComponent("b/external_data.onnx.data"), to: dir.appendingPathComponent("c/external_data.onnx.data"))
+        let other = try weights(dir.appendingPathComponent("c/other.onnx"))
+        let result = try runOnnxFuse(["a/external_data.onnx", "--no-builtin", "-o", "c/external_data.onnx"], in: dir)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stderr.contains("(+ external_data.onnx.data.1"), result.stderr)
+        XCTAssertEqual(try weights(dir.appendingPathComponent("c/other.onnx")), other)
+        XCTAssertEqual(try weights(dir.appendingPathComponent("c/external_data.onnx")), try weights(dir.appendingPathComponent("a/external_data.onnx")))
+    }
+
+    func testConcurrentWritersOfOneOutputLeaveAWholePair() throws {
+        let dir = try workspace()
+        let a = try weights(dir.appendingPathComponent("a/external_data.onnx"))
+        let b = try weights(dir.appendingPathComponent("b/external_data.onnx"))
+        for round in 0..<6 {
+            let processes = try (0..<6).map { index -> Process in
+                let process = Process()
+                process.executableURL = CommandTests.executable
+                process.arguments = [index % 2 == 0 ? "a/external_data.onnx" : "b/external_data.onnx", "--no-builtin", "-q", "-o", "out.onnx"]
+                process.currentDirectoryURL = dir
+                process.standardError = FileHandle.nullDevice
+                try process.run()
+                return process
+            }
+            for process in processes {
+                process.waitUntilExit()
+                XCTAssertEqual(process.terminationStatus, 0, "round \(round)")
+            }
+            let now = try weights(dir.appendingPathComponent("out.onnx"))
+            XCTAssertTrue(now == a || now == b, "round \(round): the model reads another pair's data")
+        }
+        // No temporary file is left (the data files of the runs that lost the race are: each was
+        // read by a model in place for a while, which may have been copied).
+        XCTAssertFalse(try filesByName(in: dir).keys.contains { $0.hasPrefix(".out.onnx") })
+    }
+
+    func testALongOutputNameThatLeavesNoRoomForAnotherDataNameIsRefusedClearly() throws {
+        let dir = try workspace()
+        let name = String(repeating: "y", count: 245) + ".onnx"  // <name>.data is 255 bytes
+        XCTAssertEqual(try runOnnxFuse(["a/external_data.onnx", "--no-builtin", "-q", "-o", name], in: dir).status, 0)
+        let result = try runOnnxFuse([name, "--no-builtin", "--in-place"], in: dir)
+        XCTAssertEqual(result.status, 1, result.stderr)
+        XCTAssertTrue(result.stderr.contains("is longer than a file name may be; choose a shorter output name"), result.stderr)
+        XCTAssertNoThrow(try weights(dir.appendingPathComponent(name)))
+    }
+
+    func testANewDataFileIsAsPrivateAsTheInputsModelAndData() throws {
+        let dir = try workspace()
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: dir.appendingPathComponent("a/external_data.onnx.data").path)
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: dir.appendingPathComponent("a/external_data.onnx").path)
+        XCTAssertEqual(try runOnnxFuse(["a/external_data.onnx", "--no-builtin", "-o", "out.onnx"], in: dir).status, 0)
+        let bits = try FileManager.default.attributesOfItem(atPath: dir.appendingPathComponent("out.onnx.data").path)[.posixPermissions] as! NSNumber
+        XCTAssertEqual(bits.intValue, 0o600)
     }
 }

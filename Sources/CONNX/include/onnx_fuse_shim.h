@@ -245,10 +245,6 @@ int onnx_fuse_track_temporary(const char *path);
 /* Forgets the path in `slot` (after a rename or unlink). -1 is allowed. */
 void onnx_fuse_untrack_temporary(int slot);
 
-/* Renames `from` to `to` only if nothing is at `to` (renameat2 with RENAME_NOREPLACE, or
- * link and unlink where the file system lacks it): 0, or an errno (EEXIST when taken). */
-int onnx_fuse_rename_noreplace(const char *from, const char *to);
-
 #ifdef __cplusplus
 }
 #endif
