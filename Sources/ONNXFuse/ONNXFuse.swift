@@ -95,6 +95,8 @@ public struct OptimizationOptions: Sendable {
     /// `fold-constants` and `fold-shape-arithmetic` leave a value alone when it would hold more
     /// elements than this (so that folding does not make a model grow).
     public var foldElementLimit = 1 << 20
+    /// The limits on the work and memory of the rules' expressions (`where`, `compute`).
+    public var evaluationLimits = EvaluationLimits()
 
     /// The defaults.
     public init() {}
@@ -128,6 +130,10 @@ public struct OptimizationReport: Sendable {
 /// rewrite (its facts are in `Value.inferred`; `writeInferredValueInfo` saves them).
 @discardableResult
 public func optimize(_ model: Model, rules: [CompiledRule], options: OptimizationOptions = OptimizationOptions()) -> OptimizationReport {
+    EvaluationLimits.$current.withValue(options.evaluationLimits) { optimizeWithinLimits(model, rules: rules, options: options) }
+}
+
+private func optimizeWithinLimits(_ model: Model, rules: [CompiledRule], options: OptimizationOptions) -> OptimizationReport {
     let before = ModelStatistics(model)
     let selected = rules.filter { (options.only?.contains($0.name) ?? true) && !options.disabled.contains($0.name) }
     guard !selected.isEmpty else {

@@ -14,8 +14,8 @@ public struct FunctionTable: Sendable {
 
     private var entries: [String: Entry] = [:]
 
-    /// The longest list `ones`, `zeros` and `range` make.
-    public static let maximumListLength = 1 << 20
+    /// The longest list `ones`, `zeros` and `range` make (`EvaluationLimits.current`).
+    public static var maximumListLength: Int { EvaluationLimits.current.maximumListLength }
 
     /// An empty table.
     public init() {}

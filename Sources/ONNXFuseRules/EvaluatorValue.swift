@@ -23,6 +23,17 @@ public enum EvalValue: Equatable, Sendable {
     /// Nothing: an absent optional input or attribute.
     case absent
 
+    /// The elements a tensor holds, the items of a list (not counting nested lists' items
+    /// twice: a list is built from values already counted), 0 for a scalar: the work measure of
+    /// `EvaluationLimits.maximumWorkPerApplication`.
+    public var elementCount: Int {
+        switch self {
+        case .tensor(let array, _): return array.count
+        case .list(let items): return items.count
+        default: return 0
+        }
+    }
+
     /// What kind of value this is, with an article, for messages: `a tensor`, `an integer`.
     public var kind: String {
         switch self {

@@ -51,15 +51,15 @@ public struct NDArray: Equatable, Sendable {
     /// An array of ones with this shape.
     public func onesLike() -> NDArray { NDArray(shape: shape, values: Array(repeating: 1, count: count)) }
 
-    /// The most elements a value of the rule language may have (64 Mi, 512 MiB of doubles):
+    /// The most elements a value of the rule language may have (`EvaluationLimits.current`):
     /// every operation that makes a larger one is checked first and fails with an error.
-    public static let maximumElements = 1 << 26
+    public static var maximumElements: Int { EvaluationLimits.current.maximumElements }
 
     /// The highest rank a value may have.
     public static let maximumRank = 64
 
-    /// The most multiply-adds one `matmul` may do (about a second of work).
-    public static let maximumMatmulWork = 1 << 30
+    /// The most multiply-adds one `matmul` may do (`EvaluationLimits.current`).
+    public static var maximumMatmulWork: Int { EvaluationLimits.current.maximumMatmulWork }
 
     /// Checks that a rank stays within the limit; `what` names the operation.
     static func checkRank(_ rank: Int, _ what: String) throws(EvaluationError) {

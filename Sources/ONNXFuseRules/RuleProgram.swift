@@ -115,6 +115,9 @@ struct RuleProgram {
         var computed: [String: EvalValue] = [:]
         /// Why the last `constant(...)` (or similar) check was false, for explanations.
         var why: String?
+        /// The work done so far for this match (`EvaluationLimits.maximumWorkPerApplication`).
+        var work = 0
+        let workLimit = EvaluationLimits.current.maximumWorkPerApplication
 
         init(program: RuleProgram, match: Match, context: RewriteContext) {
             self.program = program
@@ -143,7 +146,17 @@ struct RuleProgram {
             }
         }
 
+        /// The value of `expression`, its work counted: the elements of the result, plus one.
         mutating func evaluate(_ expression: Expression) throws(EvaluationError) -> EvalValue {
+            let value = try evaluateUncounted(expression)
+            work += 1 + value.elementCount
+            guard work <= workLimit else {
+                throw EvaluationError.limit("the rule did more than \(workLimit) units of work for one match (the elements of every intermediate result), the limit")
+            }
+            return value
+        }
+
+        private mutating func evaluateUncounted(_ expression: Expression) throws(EvaluationError) -> EvalValue {
             switch expression {
             case .number(let value, let isInteger, _):
                 return isInteger ? .integer(Int64(value)) : .real(value)
@@ -173,7 +186,13 @@ struct RuleProgram {
                 var values: [EvalValue] = []
                 for argument in arguments { values.append(try evaluate(argument)) }
                 if name == "opset" { return try opset(values) }
-                return try program.functions.call(name, values)
+                let result = try program.functions.call(name, values)
+                if name == "matmul", case .tensor(let left, _)? = values.first, let inner = left.shape.last {
+                    // Its multiply-adds, beyond its result's elements.
+                    let (product, overflow) = result.elementCount.multipliedReportingOverflow(by: inner)
+                    work = overflow ? Int.max / 2 : work + product
+                }
+                return result
             }
         }
 

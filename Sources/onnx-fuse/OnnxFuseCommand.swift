@@ -69,6 +69,12 @@ struct OnnxFuseCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Fold no value with more elements than this.", valueName: "n"))
     var foldLimit: Int = 1 << 20
 
+    @Option(help: ArgumentHelp("The most elements any value of a rule's expressions may have.", valueName: "n"))
+    var ruleElementLimit: Int = EvaluationLimits().maximumElements
+
+    @Option(help: ArgumentHelp("The most work one application of a rule may do, in elements of intermediate results.", valueName: "n"))
+    var ruleWorkLimit: Int = EvaluationLimits().maximumWorkPerApplication
+
     @Flag(help: "Print the graph as text to standard output instead of writing a model.")
     var print = false
 
@@ -134,6 +140,9 @@ struct OnnxFuseCommand: ParsableCommand {
         options.explain = explain
         options.freezeInitializerInputs = freezeInitializerInputs
         options.foldElementLimit = foldLimit
+        guard ruleElementLimit > 0, ruleWorkLimit > 0 else { throw UsageError(message: "--rule-element-limit and --rule-work-limit must be positive") }
+        options.evaluationLimits.maximumElements = ruleElementLimit
+        options.evaluationLimits.maximumWorkPerApplication = ruleWorkLimit
         let result = optimize(loaded, rules: rules, options: options)
         if let first = result.ruleErrors.first {
             let more = result.ruleErrors.count > 1 ? " (and \(result.ruleErrors.count - 1) more)" : ""

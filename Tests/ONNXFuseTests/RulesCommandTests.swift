@@ -92,6 +92,27 @@ final class RulesCommandTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out.onnx").path))
     }
 
+    func testTheRuleLimitsCanBeSet() throws {
+        let dir = try workspace(["conv_bn.onnx"])
+        let text = """
+            rule busy {
+              match { y = Relu(x) }
+              compute { a = full([100, 100], 1); b = a + a; c = b * b }
+              replace { y = Relu(x) }
+            }
+            """
+        try text.write(to: dir.appendingPathComponent("busy.rules"), atomically: true, encoding: .utf8)
+        let within = try run(["conv_bn.onnx", "--no-builtin", "--rules", "busy.rules", "-o", "out.onnx"], in: dir)
+        XCTAssertEqual(within.status, 0, within.stderr)
+        let elements = try run(["conv_bn.onnx", "--no-builtin", "--rules", "busy.rules", "--rule-element-limit", "1000", "-o", "out2.onnx"], in: dir)
+        XCTAssertEqual(elements.status, 1, elements.stderr)
+        XCTAssertTrue(elements.stderr.contains("busy.rules:3:17: a: full: a result of shape [100, 100] would have more than 1000 elements, the limit"), elements.stderr)
+        let work = try run(["conv_bn.onnx", "--no-builtin", "--rules", "busy.rules", "--rule-work-limit", "25000", "-o", "out2.onnx"], in: dir)
+        XCTAssertEqual(work.status, 1, work.stderr)
+        XCTAssertTrue(work.stderr.contains("busy.rules:3:42: b: the rule did more than 25000 units of work for one match"), work.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out2.onnx").path))
+    }
+
     func testARuleThatChangesAGraphOutputsTypeIsRefusedBeforeWriting() throws {
         let dir = try workspace(["conv_bn.onnx"])
         let text = """
