@@ -236,6 +236,23 @@ def two_data_fields():
     return m
 
 
+def external_in_training_info():
+    # training_info is carried through as it was read; an external tensor in it would point at
+    # a file the output does not carry.
+    m = base_model("external_in_training_info")
+    t = numpy_helper.from_array(np.zeros((2,), dtype=np.float32), "step_init")
+    t.ClearField("raw_data")
+    t.data_location = TensorProto.EXTERNAL
+    for k, v in [("location", "external_in_training_info.bin"), ("offset", "0"), ("length", "8")]:
+        e = t.external_data.add()
+        e.key, e.value = k, v
+    init = helper.make_graph([], "init", [], [helper.make_tensor_value_info("step_init", TensorProto.FLOAT, [2])], [t])
+    info = m.training_info.add()
+    info.initialization.CopyFrom(init)
+    info.algorithm.CopyFrom(helper.make_graph([], "algo", [], []))
+    return {"external_in_training_info.onnx": m.SerializeToString(), "external_in_training_info.bin": bytes(8)}
+
+
 CASES = [
     raw_data_too_short,
     raw_data_too_long,
@@ -254,6 +271,7 @@ CASES = [
     missing_graph,
     missing_opset,
     two_data_fields,
+    external_in_training_info,
 ]
 
 

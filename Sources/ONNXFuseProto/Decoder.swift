@@ -70,8 +70,56 @@ struct Decoder {
         model.docString = string(m.doc_string)
         model.metadataProps = pairs(m.metadata_props, m.n_metadata_props)
         model.opaqueReferences = opaqueReferences(m)
+        // Functions and training information are written back as they were read: a tensor in
+        // them with external data would point at a file the output does not carry (and that
+        // replacing a pair removes).
+        for i in 0..<m.n_functions {
+            let function = m.functions[i]!.pointee
+            if nodesHaveExternalTensor(function.node, function.n_node) {
+                throw ModelFileError.unsupported(file: fileName, reason: "functions[\(i)] holds a tensor with external data, which onnx-fuse does not support in a model-local function")
+            }
+        }
+        for i in 0..<m.n_training_info {
+            let info = m.training_info[i]!.pointee
+            if graphHasExternalTensor(info.initialization) || graphHasExternalTensor(info.algorithm) {
+                throw ModelFileError.unsupported(file: fileName, reason: "training_info[\(i)] holds a tensor with external data, which onnx-fuse does not support in training information")
+            }
+        }
         model.origin = origin(proto)
         return model
+    }
+
+    /// Whether a tensor in `graph` (initializers, sparse initializers, node attributes, nested
+    /// graphs) has `data_location = EXTERNAL`. The nesting was bounded when the file was read.
+    func graphHasExternalTensor(_ graph: UnsafeMutablePointer<Onnx__GraphProto>?) -> Bool {
+        guard let g = graph?.pointee else { return false }
+        for i in 0..<g.n_initializer where isExternal(g.initializer[i]) { return true }
+        for i in 0..<g.n_sparse_initializer where sparseIsExternal(g.sparse_initializer[i]) { return true }
+        return nodesHaveExternalTensor(g.node, g.n_node)
+    }
+
+    func nodesHaveExternalTensor(_ nodes: UnsafeMutablePointer<UnsafeMutablePointer<Onnx__NodeProto>?>?, _ count: Int) -> Bool {
+        for i in 0..<count {
+            guard let node = nodes?[i]?.pointee else { continue }
+            for j in 0..<node.n_attribute {
+                guard let a = node.attribute[j]?.pointee else { continue }
+                if isExternal(a.t) || sparseIsExternal(a.sparse_tensor) || graphHasExternalTensor(a.g) { return true }
+                for k in 0..<a.n_tensors where isExternal(a.tensors[k]) { return true }
+                for k in 0..<a.n_sparse_tensors where sparseIsExternal(a.sparse_tensors[k]) { return true }
+                for k in 0..<a.n_graphs where graphHasExternalTensor(a.graphs[k]) { return true }
+            }
+        }
+        return false
+    }
+
+    private func isExternal(_ tensor: UnsafeMutablePointer<Onnx__TensorProto>?) -> Bool {
+        guard let t = tensor?.pointee else { return false }
+        return t.has_data_location != 0 && t.data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL
+    }
+
+    private func sparseIsExternal(_ tensor: UnsafeMutablePointer<Onnx__SparseTensorProto>?) -> Bool {
+        guard let t = tensor?.pointee else { return false }
+        return isExternal(t.values) || isExternal(t.indices)
     }
 
     /// The domains model-local functions are in or import, and whether training information

@@ -46,6 +46,7 @@ final class MalformedInputTests: XCTestCase {
         expectRejection(invalid("missing_graph.onnx"), .invalid, "the model has no graph")
         expectRejection(invalid("missing_opset.onnx"), .invalid, "no opset_import for the default ONNX domain")
         expectRejection(invalid("two_data_fields.onnx"), .invalid, "stores its data in both raw_data and float_data")
+        expectRejection(invalid("external_in_training_info.onnx"), .unsupported, "training_info[0] holds a tensor with external data")
     }
 
     func testMissingAndEmptyFiles() throws {
