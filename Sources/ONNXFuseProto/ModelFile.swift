@@ -168,8 +168,9 @@ public enum ModelFile {
         // removed. A kill before (3) leaves the old pair; after it, the new one.
         var dataBytes = 0
         var dataTemporary: String?
-        // Open, and locked, until the save ends: a data file locked is one whose model may not be
-        // in place yet, which `collectOrphans` of a concurrent save leaves alone.
+        // Open, and so locked (`TemporaryFiles.create`), until the save ends: a data file locked
+        // is one whose model may not be in place yet, which `collectOrphans` of a concurrent save
+        // leaves alone.
         var dataDescriptor: FileDescriptor?
         var dataName = pair.conventionalName
         if !external.segments.isEmpty {
@@ -182,7 +183,6 @@ public enum ModelFile {
             let (fd, tmp) = try temporaries.create(beside: pair.directory + "/" + pair.conventionalName, permissions: pair.permissions(model: modelPermissions))
             dataTemporary = tmp
             dataDescriptor = fd
-            flock(fd.rawValue, LOCK_EX)
             let target = pair.directory + "/" + dataName
             try faultPoint("write-data", file: target)
             dataBytes = try writeExternalData(external, to: fd.rawValue, file: target, sources: sources)
@@ -550,6 +550,8 @@ struct TemporaryFiles {
             let fd = open(fsPath(path), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
             if fd >= 0 {
                 let descriptor = FileDescriptor(fd)
+                // Held while the file is open: `removeLeftovers` of another run leaves it alone.
+                flock(fd, LOCK_EX)
                 pending.append((path, onnx_fuse_track_temporary(fsPath(path))))
                 if let permissions, fchmod(fd, mode_t(permissions)) != 0 {
                     throw ModelFileError.io(file: target, operation: "set the permissions of", errno: currentErrno)
@@ -576,7 +578,9 @@ struct TemporaryFiles {
 
     /// Removes temporary files of earlier runs for `target` whose process is gone (a run killed
     /// with SIGKILL cannot clean up): regular files named `.<name>.tmp-<pid>-<suffix>` in the
-    /// target's folder, where no process `pid` exists.
+    /// target's folder, where no process `pid` exists and nothing holds the file's lock (a
+    /// writer holds it while the file is open: a process of another PID namespace, such as
+    /// another container writing to a shared folder, has a pid this one cannot see).
     static func removeLeftovers(of target: String) {
         let directory = directoryName(of: target)
         let prefix = temporaryPrefix(of: target)
@@ -588,9 +592,12 @@ struct TemporaryFiles {
             let rest = name.dropFirst(prefix.count)
             guard let dash = rest.firstIndex(of: "-"), let pid = Int32(rest[..<dash]), pid > 0, pid != getpid() else { continue }
             guard kill(pid, 0) != 0, currentErrno == ESRCH else { continue }
-            var info = stat()
             let path = directory + "/" + name
-            guard lstat(fsPath(path), &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { continue }
+            let fd = open(fsPath(path), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+            guard fd >= 0 else { continue }
+            defer { close(fd) }
+            var info = stat()
+            guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, flock(fd, LOCK_EX | LOCK_NB) == 0 else { continue }
             unlink(fsPath(path))
         }
     }

@@ -134,10 +134,16 @@ final class OutputSafetyTests: XCTestCase {
         let dead = dir.appendingPathComponent(".out.onnx.tmp-999999999-x1")
         let alive = dir.appendingPathComponent(".out.onnx.tmp-1-x2")
         let other = dir.appendingPathComponent(".other.onnx.tmp-999999999-x3")
-        for url in [dead, alive, other] { try Data([1, 2, 3]).write(to: url) }
+        // A writer in another PID namespace: its pid is unknown here, but it holds the lock.
+        let foreign = dir.appendingPathComponent(".out.onnx.tmp-999999998-x4")
+        for url in [dead, alive, other, foreign] { try Data([1, 2, 3]).write(to: url) }
+        let lock = open(foreign.path, O_RDONLY)
+        XCTAssertEqual(flock(lock, LOCK_EX), 0)
+        defer { close(lock) }
         XCTAssertEqual(try run(["conv_bn.onnx", "-o", "out.onnx"], in: dir).status, 0)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dead.path))
         XCTAssertTrue(FileManager.default.fileExists(atPath: alive.path))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: foreign.path), "a file a live writer holds stays")
         XCTAssertTrue(FileManager.default.fileExists(atPath: other.path), "another output's leftovers are not this run's business")
     }
 
