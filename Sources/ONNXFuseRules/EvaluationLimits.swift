@@ -7,14 +7,17 @@
 public struct EvaluationLimits: Sendable, Equatable {
     /// The most elements any one value may have (64 Mi, 512 MiB of float64).
     public var maximumElements = 1 << 26
-    /// The most multiply-adds one `matmul` may do.
+    /// The most multiply-adds of all the `matmul`s of one application of a rule (its guards,
+    /// computations and attributes for one match): about a second of work.
     public var maximumMatmulWork = 1 << 30
     /// The longest list `ones`, `zeros` and `range` make.
     public var maximumListLength = 1 << 20
-    /// The most work one application of a rule (its guards, computations and attributes for
-    /// one match) may do, counted as the elements of every intermediate result plus one per
-    /// expression evaluated: 2^28 is a few seconds of evaluation at most.
-    public var maximumWorkPerApplication = 1 << 28
+    /// The most elements one application of a rule may create in total: the results of every
+    /// operation and function call, plus one per expression evaluated (a name or a literal
+    /// costs one; the model's constants themselves are not counted). 100,000,000 elements are
+    /// 800 MB of float64 if all were kept at once, and a second or two of evaluation: a rule
+    /// stays under a gigabyte and a few seconds.
+    public var maximumWorkPerApplication = 100_000_000
 
     /// The defaults.
     public init() {}

@@ -352,17 +352,24 @@ extension NDArray {
         }
         let batchIndicesA = NDArray.broadcastIndices(from: batchA, to: batch)
         let batchIndicesB = NDArray.broadcastIndices(from: batchB, to: batch)
-        var result = [Double]()
-        result.reserveCapacity(batchIndicesA.count * m * n)
-        for (ia, ib) in zip(batchIndicesA, batchIndicesB) {
-            let baseA = ia * m * k, baseB = ib * k * n
-            for row in 0..<m {
-                for column in 0..<n {
-                    var sum = 0.0
-                    for inner in 0..<k {
-                        sum += values[baseA + row * k + inner] * other.values[baseB + inner * n + column]
+        // Row by row, adding one row of `other` scaled by one element at a time: the innermost
+        // loop runs over contiguous memory (it vectorizes), and each result element still sums
+        // its products in order of the inner index, as a dot product would.
+        var result = [Double](repeating: 0, count: batchIndicesA.count * m * n)
+        values.withUnsafeBufferPointer { a in
+            other.values.withUnsafeBufferPointer { b in
+                result.withUnsafeMutableBufferPointer { r in
+                    for (batchIndex, (ia, ib)) in zip(batchIndicesA, batchIndicesB).enumerated() {
+                        let baseA = ia * m * k, baseB = ib * k * n, baseR = batchIndex * m * n
+                        for row in 0..<m {
+                            let rowR = baseR + row * n
+                            for inner in 0..<k {
+                                let scale = a[baseA + row * k + inner]
+                                let rowB = baseB + inner * n
+                                for column in 0..<n { r[rowR + column] += scale * b[rowB + column] }
+                            }
+                        }
                     }
-                    result.append(sum)
                 }
             }
         }

@@ -115,9 +115,11 @@ struct RuleProgram {
         var computed: [String: EvalValue] = [:]
         /// Why the last `constant(...)` (or similar) check was false, for explanations.
         var why: String?
-        /// The work done so far for this match (`EvaluationLimits.maximumWorkPerApplication`).
+        /// The elements created so far for this match (`EvaluationLimits.maximumWorkPerApplication`).
         var work = 0
         let workLimit = EvaluationLimits.current.maximumWorkPerApplication
+        /// The multiply-adds of this match's `matmul`s so far (`EvaluationLimits.maximumMatmulWork`).
+        var matmulWork = 0
 
         init(program: RuleProgram, match: Match, context: RewriteContext) {
             self.program = program
@@ -146,12 +148,16 @@ struct RuleProgram {
             }
         }
 
-        /// The value of `expression`, its work counted: the elements of the result, plus one.
+        /// The value of `expression`, its work counted: one, plus the elements of the result of
+        /// an operation or a call (a name's value exists already).
         mutating func evaluate(_ expression: Expression) throws(EvaluationError) -> EvalValue {
             let value = try evaluateUncounted(expression)
-            work += 1 + value.elementCount
+            switch expression {
+            case .unary, .binary, .call, .list: work += 1 + value.elementCount
+            default: work += 1
+            }
             guard work <= workLimit else {
-                throw EvaluationError.limit("the rule did more than \(workLimit) units of work for one match (the elements of every intermediate result), the limit")
+                throw EvaluationError.limit("the rule created more than \(workLimit) elements for one match (the results of its operations and calls), the limit")
             }
             return value
         }
@@ -186,11 +192,25 @@ struct RuleProgram {
                 var values: [EvalValue] = []
                 for argument in arguments { values.append(try evaluate(argument)) }
                 if name == "opset" { return try opset(values) }
+                if name == "matmul", values.count == 2, case .tensor(let left, _) = values[0], case .tensor(let right, _) = values[1] {
+                    // A lower bound of its multiply-adds (every element of the left operand meets
+                    // a column of the right one), to stop before the work rather than after.
+                    let columns = right.rank >= 2 ? right.shape[right.rank - 1] : 1
+                    let (estimate, overflow) = left.count.multipliedReportingOverflow(by: columns)
+                    let limit = EvaluationLimits.current.maximumMatmulWork
+                    if overflow || matmulWork + estimate > limit {
+                        throw EvaluationError.limit("the rule's matmuls did more than \(limit) multiply-adds for one match, the limit")
+                    }
+                }
                 let result = try program.functions.call(name, values)
                 if name == "matmul", case .tensor(let left, _)? = values.first, let inner = left.shape.last {
-                    // Its multiply-adds, beyond its result's elements.
+                    // Each call is within the limit alone (checked before it runs); together too.
                     let (product, overflow) = result.elementCount.multipliedReportingOverflow(by: inner)
-                    work = overflow ? Int.max / 2 : work + product
+                    matmulWork = overflow ? Int.max / 2 : matmulWork + product
+                    let limit = EvaluationLimits.current.maximumMatmulWork
+                    guard matmulWork <= limit else {
+                        throw EvaluationError.limit("the rule's matmuls did more than \(limit) multiply-adds for one match, the limit")
+                    }
                 }
                 return result
             }

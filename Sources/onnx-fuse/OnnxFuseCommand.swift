@@ -72,7 +72,7 @@ struct OnnxFuseCommand: ParsableCommand {
     @Option(help: ArgumentHelp("The most elements any value of a rule's expressions may have.", valueName: "n"))
     var ruleElementLimit: Int = EvaluationLimits().maximumElements
 
-    @Option(help: ArgumentHelp("The most work one application of a rule may do, in elements of intermediate results.", valueName: "n"))
+    @Option(help: ArgumentHelp("The most elements one application of a rule may create (the results of its operations and calls).", valueName: "n"))
     var ruleWorkLimit: Int = EvaluationLimits().maximumWorkPerApplication
 
     @Flag(help: "Print the graph as text to standard output instead of writing a model.")
