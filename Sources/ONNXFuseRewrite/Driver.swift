@@ -41,6 +41,8 @@ public struct RewriteReport: Sendable {
     /// Errors of the rules themselves (a limit exceeded), each once: a caller should treat the
     /// run as failed.
     public var ruleErrors: [String] = []
+    /// Candidate nodes the pattern searches tried in all (for tests of the search's pruning).
+    var candidatesTried = 0
 }
 
 /// Applies `rules` to every graph of `model` until none applies or the rewrite cap is
@@ -69,6 +71,10 @@ struct Driver {
     /// For a rule whose pattern is one node: the output positions its replacement takes over.
     /// Every other output of the node must be unused, which is checked before matching.
     let singleNodeTakenOver: [Set<Int>?]
+    /// What each node rule's pattern search may skip.
+    let pruning: [MatchPruning?]
+    /// What each rule's searches found that holds while the graph does not change.
+    let searchMemos: [SearchMemo]
     /// Rules by root operator (`key(domain:opType:)`), merged with `anyOperatorRules` of the
     /// domain once an operator has been seen.
     var byRoot: [String: [Int]]
@@ -104,6 +110,10 @@ struct Driver {
                 return false
             })
         }
+        pruning = self.rules.map { rule in
+            rule.native == nil && rule.pattern.anchor == .node ? MatchPruning(rule: rule) : nil
+        }
+        searchMemos = self.rules.map { _ in SearchMemo() }
         // Rules rooted at one operator are indexed by it; rules rooted at any operator of a
         // domain are merged into every operator of that domain as it is seen (rule order kept).
         var byRoot: [String: [Int]] = [:]
@@ -195,19 +205,25 @@ struct Driver {
                 if let output, !output.isUnused { return false }
             }
         }
-        let matcher = Matcher(pattern: rule.pattern)
+        let runCheck = rule.dependencies.map { dependencies in
+            { (check: Int, match: Match) in dependencies.runCheck(check, match, context) }
+        }
+        // A rewrite changes the graph: what earlier searches found may not hold.
+        searchMemos[ruleIndex].use(version: report.rewrites)
+        let matcher = Matcher(pattern: rule.pattern, pruning: pruning[ruleIndex], runCheck: runCheck, memo: searchMemos[ruleIndex])
         var prepared: PreparedReplacement?
         let match = matcher.match(at: node) { match in
-            if let reason = engineGuard(ruleIndex, match, root: node) { return reason }
+            if let reason = engineGuard(ruleIndex, match, root: node) { return MatchRefusal(reason: reason, byPrepare: false) }
             switch rule.prepare(match, context) {
             case .success(let values):
                 prepared = values
                 return nil
             case .failure(let refusal):
                 if refusal.isRuleError { recordRuleError(refusal.description) }
-                return refusal.description
+                return MatchRefusal(reason: refusal.description, byPrepare: true, failedCheck: refusal.failedCheck)
             }
         }
+        report.candidatesTried += matcher.steps
         let key = ExplanationKey(rule: ruleIndex, node: ObjectIdentifier(node))
         guard let match, let prepared else {
             // A rule rooted at any operator would explain itself at every node it leaves alone.

@@ -22,25 +22,61 @@ public struct Match {
     public var matchedNodes: [Node] { nodes.compactMap { $0 } }
 }
 
+/// Why a complete match was not taken.
+struct MatchRefusal {
+    /// The reason, for `--explain`.
+    var reason: String
+    /// The rule's `prepare` refused it (so every assignment binding what it reads alike is
+    /// refused too); false for the engine's own guards.
+    var byPrepare: Bool
+    /// The check of `PrepareDependencies.checks` that refused, when one did.
+    var failedCheck: Int?
+}
+
 /// Finds matches of a pattern anchored at a node. A failed match is a result: the reason
 /// of the deepest attempt, for `--explain`.
 final class Matcher {
     let pattern: Pattern
+    let pruning: MatchPruning
+    /// Runs one of the rule's checks on a partial match (`PrepareDependencies.runCheck`).
+    let runCheck: ((Int, Match) -> RuleRefusal?)?
+    /// What searches on the same graph found (checks' answers, candidate lists).
+    let memo: SearchMemo?
     private(set) var deepestFailure: (depth: Int, reason: String) = (-1, "")
     /// Candidate nodes tried in this search: a pattern of several interchangeable nodes
     /// (`a = Relu(x)`, `b = Relu(x)`, ...) against a value with many readers has a number of
-    /// assignments exponential in the pattern's size, so the search stops at a budget.
-    private var steps = 0
+    /// assignments exponential in the pattern's size, so the search stops at a budget (after
+    /// `MatchPruning` has removed what it can).
+    private(set) var steps = 0
     /// The most candidates one search at one node tries.
     static let maximumSteps = 10_000
+    /// Per plan step: the position in its candidate list of the candidate being tried.
+    private var chosen: [Int]
+    /// Per plan step: its candidate list (the same for the members of a symmetry class).
+    private var lists: [[Node]]
+    /// When set, the search goes back to this plan step (-1: it ends): nothing deeper can change
+    /// the refusal just found.
+    private var unwindTo: Int?
+    /// Whether a complete assignment has been refused: from then on `--explain`'s reason is
+    /// settled and the rule's checks may refuse partial matches.
+    private var refusedComplete = false
 
-    init(pattern: Pattern) { self.pattern = pattern }
+    init(pattern: Pattern, pruning: MatchPruning? = nil, runCheck: ((Int, Match) -> RuleRefusal?)? = nil, memo: SearchMemo? = nil) {
+        self.pattern = pattern
+        self.pruning = pruning ?? MatchPruning(pattern: pattern)
+        self.runCheck = runCheck
+        self.memo = memo
+        chosen = Array(repeating: 0, count: pattern.plan.count)
+        lists = Array(repeating: [], count: pattern.plan.count)
+    }
 
     /// The first match at `root` that `accept` takes (in a deterministic search order), or nil.
-    /// `accept` returns nil to take the match or a reason to go on searching.
-    func match(at root: Node, accept: (Match) -> String?) -> Match? {
+    /// `accept` returns nil to take the match or a refusal to go on searching.
+    func match(at root: Node, accept: (Match) -> MatchRefusal?) -> Match? {
         deepestFailure = (-1, "")
         steps = 0
+        unwindTo = nil
+        refusedComplete = false
         guard pattern.nodes[pattern.root].hasOperator(of: root) else {
             fail(0, "\(root.opType) is not \(pattern.nodes[pattern.root].operatorDescription)")
             return nil
@@ -56,10 +92,33 @@ final class Matcher {
 
     private func name(_ variable: Int) -> String { pattern.valueNames[variable] }
 
-    private func search(step: Int, _ match: Match, root: Node, accept: (Match) -> String?, result: inout Match?) {
+    /// Goes back to plan step `target` (at most): the search resumes with that step's next
+    /// candidate.
+    private func unwind(to target: Int) {
+        unwindTo = min(unwindTo ?? target, target)
+    }
+
+    private func search(step: Int, _ match: Match, root: Node, accept: (Match) -> MatchRefusal?, result: inout Match?) {
         if result != nil || steps > Self.maximumSteps { return }
         if step == pattern.plan.count {
-            if let reason = accept(match) { fail(step, reason) } else { result = match }
+            guard let refusal = accept(match) else {
+                result = match
+                return
+            }
+            fail(step, refusal.reason)
+            refusedComplete = true
+            // Every assignment that binds what refused alike is refused too.
+            var target = step - 1
+            if refusal.byPrepare, let readsStep = pruning.readsStep {
+                if let check = refusal.failedCheck, check < pruning.checkStep.count {
+                    target = pruning.checkStep[check]
+                } else {
+                    target = readsStep
+                }
+            }
+            // A check that `prepare` did not reach may refuse on less.
+            if let early = refusingStep(pruning.earlyChecks, match), early < target { target = early }
+            if target < step - 1 { unwind(to: target) }
             return
         }
         let (index, link) = pattern.plan[step]
@@ -78,15 +137,45 @@ final class Matcher {
             candidates = [producer]
         case .consumer(let v):
             guard let value = match.value(v) else { return fail(step, "\(name(v)) is absent") }
-            var seen = Set<ObjectIdentifier>()
-            // Only readers with the pattern node's operator can match: filtered before the
-            // search branches on them.
-            for use in value.uses where pattern.nodes[index].hasOperator(of: use.node) && seen.insert(ObjectIdentifier(use.node)).inserted {
-                candidates.append(use.node)
+            if let previous = pruning.follows[step] {
+                // The previous member of its symmetry class read the same value.
+                candidates = lists[previous]
+                lists[step] = candidates
+                break
             }
+            candidates = readers(of: value, step: step, index: index)
+            lists[step] = candidates
             if candidates.isEmpty { return fail(step, "nothing reads \(name(v)) as \(pattern.nodes[index].operatorDescription)") }
+            // Each pattern node of this operator that reads the value needs a reader of its own;
+            // this holds for every assignment that binds the value alike.
+            let required = pruning.requiredReaders[step]
+            if candidates.count < required {
+                fail(step, "\(name(v)) has \(candidates.count) reader\(candidates.count == 1 ? "" : "s") that \(candidates.count == 1 ? "is" : "are") \(pattern.nodes[index].operatorDescription), not the pattern's \(required)")
+                return unwind(to: pruning.linkStep[step])
+            }
         }
-        for candidate in candidates {
+        // A member of a symmetry class takes a later candidate than the member before it, and
+        // leaves enough for the members after it.
+        var first = 0
+        if let previous = pruning.follows[step] { first = chosen[previous] + 1 }
+        let last = candidates.count - 1 - pruning.membersAfter[step]
+        // Once the reason to explain is settled, candidates that a check on them alone refuses
+        // are skipped at once (`nextTaken` is the same list's, kept for the graph).
+        var nextTaken: [Int]?
+        var position = first - 1
+        while true {
+            position += 1
+            if refusedComplete, !pruning.candidateChecks[step].isEmpty, case .consumer(let v) = link, let value = match.value(v) {
+                if nextTaken == nil {
+                    nextTaken = takenPositions(of: value, candidates, step: step, index: index)
+                    // None of the value's readers will do: nothing bound since the value can help.
+                    if nextTaken![0] == candidates.count { return unwind(to: pruning.linkStep[step]) }
+                }
+                position = nextTaken![position]
+            }
+            guard position <= last else { break }
+            let candidate = candidates[position]
+            chosen[step] = position
             steps += 1
             if steps > Self.maximumSteps {
                 deepestFailure = (Int.max, "the pattern search stopped after trying \(Self.maximumSteps) candidate nodes here")
@@ -103,14 +192,101 @@ final class Matcher {
                     fail(step, reason)
                     continue
                 }
-                search(step: step + 1, next, root: root, accept: accept, result: &result)
+                if refusedComplete, let refusal = refusingStep(pruning.checksAt[step], next) {
+                    // Every completion is refused: back to where what the check reads was bound.
+                    unwind(to: refusal)
+                } else {
+                    search(step: step + 1, next, root: root, accept: accept, result: &result)
+                }
                 if result != nil { return }
+                // Going back to this step: its next alternative (input order or candidate).
+                if let target = unwindTo {
+                    if target < step { return }
+                    unwindTo = nil
+                }
             }
         }
     }
 
+    /// The nodes among `value`'s readers that can match the node of plan step `step` (pattern
+    /// node `index`): those with its operator, filtered before the search branches on them. A
+    /// node that reads the value more than once is listed once, where it first appears.
+    private func readers(of value: Value, step: Int, index: Int) -> [Node] {
+        let key = SearchMemo.ListKey(step: step, value: ObjectIdentifier(value))
+        if let known = memo?[key] { return known.nodes }
+        let patternNode = pattern.nodes[index]
+        var candidates: [Node] = []
+        var seen = Set<ObjectIdentifier>()
+        for use in value.uses where patternNode.hasOperator(of: use.node) {
+            let node = use.node
+            if node.inputs.count > 1, node.inputs.lazy.filter({ $0 === value }).count > 1,
+               !seen.insert(ObjectIdentifier(node)).inserted {
+                continue
+            }
+            candidates.append(node)
+        }
+        memo?[key] = SearchMemo.Candidates(nodes: candidates, nextTaken: nil)
+        return candidates
+    }
+
+    /// For each position of `candidates` (the readers of `value` for plan step `step`), the first
+    /// position at or after it whose candidate the step's `candidateChecks` do not refuse
+    /// (`candidates.count`: none), with one past the end.
+    private func takenPositions(of value: Value, _ candidates: [Node], step: Int, index: Int) -> [Int] {
+        let key = SearchMemo.ListKey(step: step, value: ObjectIdentifier(value))
+        if let known = memo?[key]?.nextTaken { return known }
+        let orderedInputs = pattern.nodes[index].inputs
+        var next = Array(repeating: candidates.count, count: candidates.count + 2)
+        for position in candidates.indices.reversed() {
+            // What the checks read is bound by the candidate alone: a match of it alone will do
+            // (a candidate that does not fit even alone fits no match).
+            var alone = Match(pattern: pattern)
+            let taken = bind(index, orderedInputs, to: candidates[position], &alone) == nil
+                && refusingStep(pruning.candidateChecks[step], alone) == nil
+            next[position] = taken ? position : next[position + 1]
+        }
+        next[candidates.count + 1] = candidates.count
+        if let memo {
+            memo[key] = SearchMemo.Candidates(nodes: candidates, nextTaken: next)
+        }
+        return next
+    }
+
+    /// Runs `checks` on `match` until one refuses; the plan step to go back to then (a refusal
+    /// that is an error of the rule is left for the complete match).
+    private func refusingStep(_ checks: [Int], _ match: Match) -> Int? {
+        guard let runCheck else { return nil }
+        for check in checks {
+            let refused: Bool
+            if let memo {
+                let reads = pruning.checkReads[check]
+                var bound: [ObjectIdentifier?] = []
+                bound.reserveCapacity(reads.values.count + reads.attributes.count)
+                for v in reads.values { bound.append(match.value(v).map(ObjectIdentifier.init)) }
+                for a in reads.attributes {
+                    let node = pruning.attributeNode[a]
+                    bound.append(node < 0 ? nil : match.nodes[node].map(ObjectIdentifier.init))
+                }
+                let key = SearchMemo.CheckKey(check: check, bound: bound)
+                if let known = memo[key] {
+                    refused = known
+                } else {
+                    refused = runCheck(check, match).map { !$0.isRuleError } ?? false
+                    memo[key] = refused
+                }
+            } else {
+                refused = runCheck(check, match).map { !$0.isRuleError } ?? false
+            }
+            if refused { return pruning.checkStep[check] }
+        }
+        return nil
+    }
+
     /// The input lists to try: as written, and with the first two swapped when commutative.
-    private func inputOrders(_ node: PatternNode) -> [[PatternInput]] {
+    private func inputOrders(_ node: PatternNode) -> [[PatternInput]] { Self.inputOrders(node) }
+
+    /// The input lists to try: as written, and with the first two swapped when commutative.
+    static func inputOrders(_ node: PatternNode) -> [[PatternInput]] {
         guard node.commutative, node.inputs.count >= 2, node.inputs[0] != node.inputs[1] else { return [node.inputs] }
         var swapped = node.inputs
         swapped.swapAt(0, 1)

@@ -84,6 +84,52 @@ public struct Replacement {
     }
 }
 
+/// Variables of a match: value variables and attribute variables, by index.
+public struct MatchVariables: Equatable, Sendable {
+    /// Value variables.
+    public var values: Set<Int>
+    /// Attribute variables.
+    public var attributes: Set<Int>
+
+    /// Variables.
+    public init(values: Set<Int> = [], attributes: Set<Int> = []) {
+        self.values = values
+        self.attributes = attributes
+    }
+}
+
+/// What a rule's `prepare` reads of a match, declared by whoever builds the rule (the rule
+/// compiler does), so that the matcher can skip assignments that cannot change its answer
+/// (`MatchPruning`):
+/// - a match refused by `prepare` is refused for every other assignment that binds what it
+///   read alike, so the search goes back to the last step that binds one of those;
+/// - `checks` (the `where` conditions) run on partial matches as soon as what they read is
+///   bound, and one that refuses refuses every completion;
+/// - pattern nodes that are interchangeable and whose variables `prepare` does not read are
+///   bound in one order only.
+///
+/// The contract: `prepare`'s answer depends only on the variables in `reads`, a check's only on
+/// those it lists (and both on the graph, which does not change during a search); `prepare`
+/// refuses every match that a check refuses, and says which (`RuleRefusal.failedCheck`) when
+/// it refuses because of a check.
+public struct PrepareDependencies {
+    /// Every variable `prepare` reads.
+    public var reads: MatchVariables
+    /// The checks `prepare` runs, in its order, each with the variables it reads.
+    public var checks: [MatchVariables]
+    /// Runs check `index` alone on a match that binds at least what the check reads: nil when it
+    /// holds, else the refusal it gives.
+    public var runCheck: (Int, Match, RewriteContext) -> RuleRefusal?
+
+    /// Dependencies.
+    public init(reads: MatchVariables, checks: [MatchVariables] = [],
+                runCheck: @escaping (Int, Match, RewriteContext) -> RuleRefusal? = { _, _, _ in nil }) {
+        self.reads = reads
+        self.checks = checks
+        self.runCheck = runCheck
+    }
+}
+
 /// What a rule computed for one match: tensors for the computed slots, attribute values for
 /// the attribute slots.
 public struct PreparedReplacement {
@@ -168,6 +214,8 @@ public struct RewriteRule {
     /// Further operators a native rule is rooted at, besides its pattern's root (so a rule for a
     /// few operators is not tried at every node).
     public var otherRootOpTypes: [String] = []
+    /// What `prepare` reads of a match; nil when unknown (it may read anything).
+    public var dependencies: PrepareDependencies?
 
     /// A native rule rooted at each of `opTypes` of `domain` (`[PatternNode.anyOperator]` for
     /// any operator).
@@ -186,11 +234,13 @@ public struct RewriteRule {
 
     /// A rule.
     public init(name: String, benefit: Int, pattern: Pattern, replacement: Replacement,
+                dependencies: PrepareDependencies? = nil,
                 prepare: @escaping (Match, RewriteContext) -> Result<PreparedReplacement, RuleRefusal>) {
         self.name = name
         self.benefit = benefit
         self.pattern = pattern
         self.replacement = replacement
+        self.dependencies = dependencies
         self.prepare = prepare
     }
 }
@@ -202,6 +252,9 @@ public struct RuleRefusal: Error, CustomStringConvertible {
     /// The rule itself is at fault (it asked for more than a limit allows): the run reports it
     /// as an error of the rule (`RewriteReport.ruleErrors`) instead of an explanation.
     public var isRuleError = false
+    /// The check of `PrepareDependencies.checks` that refused, when one did: the refusal then
+    /// depends only on what that check reads.
+    public var failedCheck: Int?
 
     /// A reason.
     public init(_ description: String) { self.description = description }

@@ -180,10 +180,53 @@ struct RuleCompiler {
         let program = RuleProgram(rule: rule, valueVariables: valueVariables, attributeVariables: attributeVariables,
                                   computedSlots: computedSlots, attributeSlotExpressions: attributeSlotExpressions,
                                   functions: functions, readSlots: readSlots)
-        let rewrite = RewriteRule(name: rule.name, benefit: rule.benefit, pattern: pattern, replacement: replacement) { match, context in
+        // What `prepare` reads: the variables its conditions, computations and attribute values
+        // name (the matcher skips assignments that cannot change its answer).
+        let conditions = program.conditions
+        let checks = conditions.map(variables(in:))
+        var reads = MatchVariables()
+        for expression in rule.computes.map(\.value) + attributeSlotExpressions {
+            let named = variables(in: expression)
+            reads.values.formUnion(named.values)
+            reads.attributes.formUnion(named.attributes)
+        }
+        for named in checks {
+            reads.values.formUnion(named.values)
+            reads.attributes.formUnion(named.attributes)
+        }
+        let dependencies = PrepareDependencies(reads: reads, checks: checks) { index, match, context in
+            program.check(conditions[index], match, context)
+        }
+        let rewrite = RewriteRule(name: rule.name, benefit: rule.benefit, pattern: pattern, replacement: replacement,
+                                  dependencies: dependencies) { match, context in
             program.prepare(match, context)
         }
         return CompiledRule(name: rule.name, file: file, comment: rule.comment, text: rule.text, rewrite: rewrite)
+    }
+
+    /// The variables of the match that `expression` names.
+    func variables(in expression: Expression) -> MatchVariables {
+        var named = MatchVariables()
+        func visit(_ expression: Expression) {
+            switch expression {
+            case .number, .string, .boolean:
+                break
+            case .name(let name, _):
+                if let v = valueVariables[name] { named.values.insert(v) }
+                if let a = attributeVariables[name] { named.attributes.insert(a) }
+            case .call(_, let arguments, _):
+                arguments.forEach(visit)
+            case .list(let items, _):
+                items.forEach(visit)
+            case .unary(_, let operand, _):
+                visit(operand)
+            case .binary(_, let lhs, let rhs, _):
+                visit(lhs)
+                visit(rhs)
+            }
+        }
+        visit(expression)
+        return named
     }
 
     /// A rule anchored at an initializer or an operator set import: it removes what it

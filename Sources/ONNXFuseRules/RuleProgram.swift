@@ -13,22 +13,37 @@ struct RuleProgram {
     /// The computed slots that replacement nodes read.
     let readSlots: Set<Int>
 
+    /// The `where` conditions, one conjunct at a time, in order.
+    var conditions: [Expression] { rule.guards.flatMap(\.conjuncts) }
+
+    /// One condition alone, on a match that binds what it reads: nil when it holds, else the
+    /// refusal `prepare` gives for it.
+    func check(_ condition: Expression, _ match: Match, _ context: RewriteContext) -> RuleRefusal? {
+        var scope = Scope(program: self, match: match, context: context)
+        return check(condition, &scope)
+    }
+
+    private func check(_ condition: Expression, _ scope: inout Scope) -> RuleRefusal? {
+        do {
+            scope.why = nil
+            let value = try scope.evaluate(condition)
+            guard case .boolean(let holds) = value else {
+                return RuleRefusal("`\(condition)` is \(value.kind), not a boolean")
+            }
+            return holds ? nil : RuleRefusal(scope.why ?? "`\(condition)` is false")
+        } catch {
+            if error.exceedsLimit { return .ruleError("\(condition.location): \(error.message)") }
+            return RuleRefusal(error.message)
+        }
+    }
+
     func prepare(_ match: Match, _ context: RewriteContext) -> Result<PreparedReplacement, RuleRefusal> {
         var scope = Scope(program: self, match: match, context: context)
         // Each `where` line, one conjunct at a time, so a refusal names the condition that failed.
-        for condition in rule.guards.flatMap(\.conjuncts) {
-            do {
-                scope.why = nil
-                let value = try scope.evaluate(condition)
-                guard case .boolean(let holds) = value else {
-                    return .failure(RuleRefusal("`\(condition)` is \(value.kind), not a boolean"))
-                }
-                if !holds {
-                    return .failure(RuleRefusal(scope.why ?? "`\(condition)` is false"))
-                }
-            } catch {
-                if error.exceedsLimit { return .failure(.ruleError("\(condition.location): \(error.message)")) }
-                return .failure(RuleRefusal(error.message))
+        for (index, condition) in conditions.enumerated() {
+            if var refusal = check(condition, &scope) {
+                refusal.failedCheck = index
+                return .failure(refusal)
             }
         }
         var tensors: [Tensor] = []

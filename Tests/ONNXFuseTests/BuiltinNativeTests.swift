@@ -310,10 +310,10 @@ final class BuiltinNativeTests: XCTestCase {
         }
     }
 
-    func testASymmetricPatternStopsAtTheSearchBudget() throws {
-        // Five interchangeable pattern nodes against 12 readers: 95,040 ordered choices at each
-        // of them (40 readers: 78 million), none accepted (the guard is false for all). The
-        // search stops at its budget and says so.
+    func testASymmetricPatternWithAFalseGuardStopsAtOnce() throws {
+        // Five interchangeable pattern nodes against 12 readers: 7,920 ordered choices below
+        // each (40 readers: 78 million), none accepted. The condition reads x only, so its
+        // refusal holds for every choice of the others: one complete match is tried per root.
         let text = """
             rule five {
               match {
@@ -341,7 +341,41 @@ final class BuiltinNativeTests: XCTestCase {
         options.explain = true
         let report = optimize(c.model, rules: rules, options: options)
         XCTAssertTrue(report.fired.isEmpty)
-        XCTAssertTrue(report.explanations.contains { $0.reason.contains("the pattern search stopped after trying 10000 candidate nodes") },
-                      "\(report.explanations.prefix(3))")
+        XCTAssertEqual(report.explanations.map(\.reason), Array(repeating: "`rank(x) == 7` is false", count: 12))
+    }
+
+    func testAPatternSearchStopsAtItsBudget() throws {
+        // Four pattern nodes that one condition reads together, against 14 readers: 24,024
+        // ordered choices, none accepted, none of them interchangeable for the condition. The
+        // search stops at its budget and says so.
+        let text = """
+            rule four {
+              match {
+                a1 = Relu(x)
+                a2 = Relu(x)
+                a3 = Relu(x)
+                a4 = Relu(x)
+                y = Sigmoid(x)
+              }
+              where { rank(a1) + rank(a2) + rank(a3) + rank(a4) == 7 }
+              replace {
+                a1 = Neg(x)
+                a2 = Neg(x)
+                a3 = Neg(x)
+                a4 = Neg(x)
+                y = Neg(x)
+              }
+            }
+            """
+        let rules = try RuleFiles.rules(in: text)
+        let c = Case()
+        let x = c.input("x", [.value(2)])
+        for index in 0..<14 { c.output(c.node("Relu", [x], "r\(index)")) }
+        c.output(c.node("Sigmoid", [x], "s"))
+        var options = OptimizationOptions()
+        options.explain = true
+        let report = optimize(c.model, rules: rules, options: options)
+        XCTAssertTrue(report.fired.isEmpty)
+        XCTAssertEqual(report.explanations.map(\.reason), ["the pattern search stopped after trying 10000 candidate nodes here"])
     }
 }
