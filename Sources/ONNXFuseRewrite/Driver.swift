@@ -75,6 +75,10 @@ struct Driver {
     let pruning: [MatchPruning?]
     /// What each rule's searches found that holds while the graph does not change.
     let searchMemos: [SearchMemo]
+    /// Per rule: the candidate nodes its pattern searches may still try in this run. Each search
+    /// at one node stops at `Matcher.maximumSteps`; this bounds the sum over all nodes, so that
+    /// a rule whose every search runs to that limit cannot take minutes on a large model.
+    var searchBudget: [Int]
     /// Rules by root operator (`key(domain:opType:)`), merged with `anyOperatorRules` of the
     /// domain once an operator has been seen.
     var byRoot: [String: [Int]]
@@ -100,6 +104,9 @@ struct Driver {
         let node: ObjectIdentifier
     }
 
+    /// The search budget of a rule in a small model (see `searchBudget`).
+    static let minimumSearchBudget = 100_000
+
     init(rules: [RewriteRule], model: Model, options: RewriteOptions) {
         self.rules = rules.sorted { ($1.benefit, $0.name) < ($0.benefit, $1.name) }
         replaced = self.rules.map(\.replacement.replacedVariables)
@@ -114,6 +121,10 @@ struct Driver {
             rule.native == nil && rule.pattern.anchor == .node ? MatchPruning(rule: rule) : nil
         }
         searchMemos = self.rules.map { _ in SearchMemo() }
+        // Ample for real patterns (a few candidates per node), a second or so of searching at most.
+        var nodeCount = 0
+        for graph in model.allGraphs { for _ in graph.nodes { nodeCount += 1 } }
+        searchBudget = Array(repeating: max(Self.minimumSearchBudget, 16 * nodeCount), count: self.rules.count)
         // Rules rooted at one operator are indexed by it; rules rooted at any operator of a
         // domain are merged into every operator of that domain as it is seen (rule order kept).
         var byRoot: [String: [Int]] = [:]
@@ -210,7 +221,8 @@ struct Driver {
         }
         // A rewrite changes the graph: what earlier searches found may not hold.
         searchMemos[ruleIndex].use(version: report.rewrites)
-        let matcher = Matcher(pattern: rule.pattern, pruning: pruning[ruleIndex], runCheck: runCheck, memo: searchMemos[ruleIndex])
+        let matcher = Matcher(pattern: rule.pattern, pruning: pruning[ruleIndex], runCheck: runCheck, memo: searchMemos[ruleIndex],
+                              stepLimit: min(Matcher.maximumSteps, searchBudget[ruleIndex]))
         var prepared: PreparedReplacement?
         let match = matcher.match(at: node) { match in
             if let reason = engineGuard(ruleIndex, match, root: node) { return MatchRefusal(reason: reason, byPrepare: false) }
@@ -224,6 +236,7 @@ struct Driver {
             }
         }
         report.candidatesTried += matcher.steps
+        searchBudget[ruleIndex] = max(0, searchBudget[ruleIndex] - matcher.steps)
         let key = ExplanationKey(rule: ruleIndex, node: ObjectIdentifier(node))
         guard let match, let prepared else {
             // A rule rooted at any operator would explain itself at every node it leaves alone.

@@ -50,6 +50,9 @@ final class Matcher {
     private(set) var steps = 0
     /// The most candidates one search at one node tries.
     static let maximumSteps = 10_000
+    /// The most candidates this search tries: `maximumSteps`, or less when the rule's budget for
+    /// the whole run (`Driver.searchBudget`) is nearly spent.
+    let stepLimit: Int
     /// Per plan step: the position in its candidate list of the candidate being tried.
     private var chosen: [Int]
     /// Per plan step: its candidate list (the same for the members of a symmetry class).
@@ -61,8 +64,10 @@ final class Matcher {
     /// settled and the rule's checks may refuse partial matches.
     private var refusedComplete = false
 
-    init(pattern: Pattern, pruning: MatchPruning? = nil, runCheck: ((Int, Match) -> RuleRefusal?)? = nil, memo: SearchMemo? = nil) {
+    init(pattern: Pattern, pruning: MatchPruning? = nil, runCheck: ((Int, Match) -> RuleRefusal?)? = nil, memo: SearchMemo? = nil,
+         stepLimit: Int = Matcher.maximumSteps) {
         self.pattern = pattern
+        self.stepLimit = stepLimit
         self.pruning = pruning ?? MatchPruning(pattern: pattern)
         self.runCheck = runCheck
         self.memo = memo
@@ -99,7 +104,7 @@ final class Matcher {
     }
 
     private func search(step: Int, _ match: Match, root: Node, accept: (Match) -> MatchRefusal?, result: inout Match?) {
-        if result != nil || steps > Self.maximumSteps { return }
+        if result != nil || steps > stepLimit { return }
         if step == pattern.plan.count {
             guard let refusal = accept(match) else {
                 result = match
@@ -177,8 +182,10 @@ final class Matcher {
             let candidate = candidates[position]
             chosen[step] = position
             steps += 1
-            if steps > Self.maximumSteps {
-                deepestFailure = (Int.max, "the pattern search stopped after trying \(Self.maximumSteps) candidate nodes here")
+            if steps > stepLimit {
+                deepestFailure = (Int.max, stepLimit < Self.maximumSteps
+                    ? "the rule's pattern searches have tried as many candidate nodes as this model allows them (16 per node, at least 100000); it is not tried further"
+                    : "the pattern search stopped after trying \(Self.maximumSteps) candidate nodes here")
                 return
             }
             guard candidate.graph === root.graph else {

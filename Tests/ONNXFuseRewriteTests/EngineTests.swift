@@ -51,6 +51,26 @@ final class EngineTests: XCTestCase {
 
     // MARK: Tests
 
+    func testARulesSearchesAcrossTheWholeModelAreBounded() throws {
+        // Five interchangeable pattern nodes, a refusal the engine cannot see into (a Swift
+        // rule declares no dependencies, so nothing is pruned), and 20 readers of x: every
+        // search runs to its 10,000 candidates; together they stop at the rule's budget.
+        let b = Builder()
+        let x = b.input("x")
+        for index in 0..<20 { b.output(b.node("A", [x], ["a\(index)"]).outputs[0]) }
+        let pattern = try Pattern(nodes: (1...5).map { PatternNode(opType: "A", inputs: [.variable(0)], outputs: [.variable($0)]) },
+                                  root: 0, valueNames: ["x", "a1", "a2", "a3", "a4", "a5"], attributeNames: [])
+        let replacement = Replacement(nodes: [ReplacementNode(opType: "B", inputs: [.bound(0)], outputs: [.replaces(1)])])
+        let rule = RewriteRule(name: "never", benefit: 1, pattern: pattern, replacement: replacement) { _, _ in .failure(RuleRefusal("no")) }
+        let report = try b.rewrite(with: [rule])
+        XCTAssertEqual(report.rewrites, 0)
+        XCTAssertLessThanOrEqual(report.candidatesTried, Driver.minimumSearchBudget + Matcher.maximumSteps)
+        XCTAssertGreaterThanOrEqual(report.candidatesTried, Driver.minimumSearchBudget)
+        let reasons = Set(report.explanations.map(\.reason))
+        XCTAssertTrue(reasons.contains("the pattern search stopped after trying 10000 candidate nodes here"), "\(reasons)")
+        XCTAssertTrue(reasons.contains { $0.hasPrefix("the rule's pattern searches have tried as many candidate nodes as this model allows them") }, "\(reasons)")
+    }
+
     func testChainFoldsAndTheOutputKeepsItsName() throws {
         let b = Builder()
         let x = b.input("x")
