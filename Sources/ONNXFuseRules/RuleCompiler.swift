@@ -300,6 +300,9 @@ struct RuleCompiler {
             compiler.error("'\(name)' is not defined (not in match, compute, or an earlier replace line)", location)
             return .absent
         }
+        // Each matched value is redefined at most once (by one node output or one forward):
+        // a second definition would give the graph two values of one name.
+        var redefined = Set<Int>()
         for line in rule.replacements {
             switch line {
             case .forward(let target, let source, let location):
@@ -307,6 +310,7 @@ struct RuleCompiler {
                     error("'\(target)' must be a value the match produces", location)
                     continue
                 }
+                if !redefined.insert(v).inserted { error("'\(target)' is redefined twice in replace", location) }
                 forwards.append((v, reference(source, location, &self)))
             case .node(let node):
                 var inputs: [ValueReference] = []
@@ -340,6 +344,8 @@ struct RuleCompiler {
                     if let v = valueVariables[output] {
                         if producedBy[v] == nil {
                             error("'\(output)' comes from outside the match; replace can only redefine values the match produces", node.location)
+                        } else if !redefined.insert(v).inserted {
+                            error("'\(output)' is redefined twice in replace", node.location)
                         }
                         outputs.append(.replaces(v))
                     } else if computedSlots[output] != nil || freshSlots[output] != nil {

@@ -121,6 +121,26 @@ final class RuleCompilerTests: XCTestCase {
         ])
     }
 
+    func testAValueRedefinedTwiceInReplaceIsRefused() {
+        // Found by the rules fuzz target (fixtures/fuzz/rules/crash-replace-redefines-value-twice):
+        // two new values of one name.
+        XCTAssertEqual(errors("""
+            rule r {
+              match { y = Relu(x) }
+              replace { y = Relu(x); y = Neg(x) }
+            }
+            rule s {
+              match { y = Relu(x) }
+              replace { y = x; y = Neg(x) }
+            }
+            rule t {
+              match { y = Relu(x) }
+              replace { y, y = Split(x) }
+            }
+            """), ["test.rules:3:26: 'y' is redefined twice in replace", "test.rules:7:20: 'y' is redefined twice in replace",
+                   "test.rules:11:13: 'y' is redefined twice in replace"])
+    }
+
     func testAReplacementThatWouldReadItsOwnResultIsRefused() {
         // y = Add(x, y) reads the matched y, which the same line redefines: a cycle.
         XCTAssertEqual(errors("""

@@ -45,8 +45,8 @@ public func fuzzModel(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     var options = OptimizationOptions()
     options.freezeInitializerInputs = hash & 2 != 0
     let report = optimize(model, rules: builtinRules, options: options)
-    // As the command: rule errors and changed outputs mean that nothing is written.
-    guard report.ruleErrors.isEmpty, report.changedOutputs.isEmpty else { return 0 }
+    // As the command: rule errors, changed outputs and nodes a schema rejects mean that nothing is written.
+    guard report.ruleErrors.isEmpty, report.changedOutputs.isEmpty, report.invalidNodes.isEmpty else { return 0 }
     reached(.rewritten)
     if !report.fired.isEmpty { reached(.fired) }
     if hash & 1 != 0 {

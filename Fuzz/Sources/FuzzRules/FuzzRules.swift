@@ -53,7 +53,7 @@ public func fuzzRules(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         if options.explain {
             for explanation in report.explanations { _ = "\(explanation)" }
         }
-        guard report.ruleErrors.isEmpty, report.changedOutputs.isEmpty else { continue }
+        guard report.ruleErrors.isEmpty, report.changedOutputs.isEmpty, report.invalidNodes.isEmpty else { continue }
         reached(.rewritten)
         guard !report.fired.isEmpty else { continue }
         reached(.fired)
