@@ -5,8 +5,8 @@
 /// `EvaluationLimits.$current.withValue(limits) { ... }` (`optimize` does so with
 /// `OptimizationOptions.evaluationLimits`). Nothing process-wide changes.
 public struct EvaluationLimits: Sendable, Equatable {
-    /// The most elements any one value may have (64 Mi, 512 MiB of float64).
-    public var maximumElements = 1 << 26
+    /// The most elements any one value may have (32 Mi, 256 MiB of float64).
+    public var maximumElements = 1 << 25
     /// The most multiply-adds of all the `matmul`s of one application of a rule (its guards,
     /// computations and attributes for one match): about a second of work.
     public var maximumMatmulWork = 1 << 30
@@ -14,10 +14,10 @@ public struct EvaluationLimits: Sendable, Equatable {
     public var maximumListLength = 1 << 20
     /// The most elements one application of a rule may create in total: the results of every
     /// operation and function call, plus one per expression evaluated (a name or a literal
-    /// costs one; the model's constants themselves are not counted). 100,000,000 elements are
-    /// 800 MB of float64 if all were kept at once, and a second or two of evaluation: a rule
-    /// stays under a gigabyte and a few seconds.
-    public var maximumWorkPerApplication = 100_000_000
+    /// costs one; the model's constants themselves are not counted). 64 Mi elements are
+    /// 512 MiB of float64 if all were kept at once, and a second or so of evaluation: with the
+    /// one value made past the limit, a rule stays under a gigabyte and a few seconds.
+    public var maximumWorkPerApplication = 1 << 26
 
     /// The defaults.
     public init() {}

@@ -63,7 +63,15 @@ extension Parser {
     private mutating func parseBinary(above level: Int) throws(SyntaxFailure) -> Expression {
         let start = location(peek())
         var left = try parseUnary()
+        var chained = 0
         while let (op, opLevel) = binaryOperator(), opLevel.rawValue > level {
+            // Each operator of a flat chain nests the tree one level deeper: stop before it is
+            // too deep to release (Swift frees a chain of indirect enums recursively).
+            chained += 1
+            if chained >= Self.maximumTreeDepth {
+                throw failure("expression more than \(Self.maximumTreeDepth) levels deep (a chain of that many operators); split it into lines of the guard or use lists",
+                              at: start)
+            }
             let opToken = advance()
             skipNewlines()
             let right = try parseBinary(above: opLevel.rawValue)

@@ -140,7 +140,9 @@ struct OnnxFuseCommand: ParsableCommand {
         options.explain = explain
         options.freezeInitializerInputs = freezeInitializerInputs
         options.foldElementLimit = foldLimit
-        guard ruleElementLimit > 0, ruleWorkLimit > 0 else { throw UsageError(message: "--rule-element-limit and --rule-work-limit must be positive") }
+        guard ruleElementLimit > 0, ruleWorkLimit > 0, foldLimit >= 0 else {
+            throw UsageError(message: "--rule-element-limit and --rule-work-limit must be positive, --fold-limit not negative")
+        }
         options.evaluationLimits.maximumElements = ruleElementLimit
         options.evaluationLimits.maximumWorkPerApplication = ruleWorkLimit
         let result = optimize(loaded, rules: rules, options: options)

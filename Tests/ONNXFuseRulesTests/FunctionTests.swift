@@ -65,7 +65,7 @@ final class FunctionTests: XCTestCase {
 
     func testSizesAreCheckedBeforeAnythingIsAllocated() {
         // Each of these trapped or aborted, or took seconds and gigabytes, before the limits.
-        XCTAssertTrue(callError("full", list(4294967296, 4294967296), .integer(1)).contains("more than 67108864 elements"))
+        XCTAssertTrue(callError("full", list(4294967296, 4294967296), .integer(1)).contains("more than 33554432 elements"))
         XCTAssertTrue(callError("full", list(268435456), .integer(1)).contains("the limit"))
         XCTAssertTrue(callError("ones", .integer(1_000_000_000_000)).contains("more than the limit of 1048576"))
         XCTAssertTrue(callError("ones", .integer(4611686018427387904)).contains("the limit"))

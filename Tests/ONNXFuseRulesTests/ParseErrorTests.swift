@@ -349,4 +349,12 @@ final class ParseErrorTests: XCTestCase {
         check(match("y = ai._.Relu(x)"), "3:9: '_' (any operator) must be the last part of the operator, after the domain")
         check(match("initializer w x"), "3:15: expected end of line after 'initializer w', found 'x'")
     }
+
+    func testAHundredThousandTermChainIsAnErrorNotACrash() {
+        // The tree is not built past the limit: releasing a 100,000-level tree recursed
+        // through the stack (found by the hostile battery).
+        let guardText = Array(repeating: "true", count: 100_000).joined(separator: " && ")
+        let text = "rule r {\n  match { y = Relu(x) }\n  where { \(guardText) }\n  replace { y = Relu(x) }\n}\n"
+        check(text, "3:11: expression more than 512 levels deep (a chain of that many operators); split it into lines of the guard or use lists")
+    }
 }

@@ -19,7 +19,8 @@ final class OperatorAnalysis {
     init(inference: ShapeInference, foldElementLimit: Int) {
         self.inference = inference
         self.foldElementLimit = foldElementLimit
-        foldInputElementLimit = max(foldElementLimit, 1) * 16
+        let (inputLimit, overflow) = max(foldElementLimit, 1).multipliedReportingOverflow(by: 16)
+        foldInputElementLimit = overflow ? Int.max : inputLimit
     }
 
     /// The version of `node`'s operator set the model imports.
