@@ -348,23 +348,27 @@ struct Driver {
             }
         }
         for spec in replacement.nodes {
-            var attributes: [Attribute] = []
+            // Indexed by name: a node may carry very many attributes (a hostile model), and a copy
+            // of one replaces an earlier one of the same name, moving to the end.
+            var slots: [Attribute?] = []
+            var slotOfName: [String: Int] = [:]
+            func place(_ attribute: Attribute, replacingInPlace: Bool) {
+                if let index = slotOfName[attribute.name] {
+                    if replacingInPlace { slots[index] = attribute; return }
+                    slots[index] = nil
+                }
+                slotOfName[attribute.name] = slots.count
+                slots.append(attribute)
+            }
             for entry in spec.attributes {
                 switch entry {
                 case .copyAll(let source):
-                    for attribute in match.nodes[source]!.attributes {
-                        attributes.removeAll { $0.name == attribute.name }
-                        attributes.append(attribute)
-                    }
+                    for attribute in match.nodes[source]!.attributes { place(attribute, replacingInPlace: false) }
                 case .set(let name, let slot):
-                    let attribute = Attribute(name: name, value: prepared.attributeValues[slot])
-                    if let index = attributes.firstIndex(where: { $0.name == name }) {
-                        attributes[index] = attribute
-                    } else {
-                        attributes.append(attribute)
-                    }
+                    place(Attribute(name: name, value: prepared.attributeValues[slot]), replacingInPlace: true)
                 }
             }
+            let attributes = slots.compactMap { $0 }
             let outputNames: [String?] = spec.outputs.map { output in
                 switch output {
                 // The new value takes the old one's name at once: the old value leaves the
