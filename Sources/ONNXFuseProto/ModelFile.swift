@@ -221,9 +221,9 @@ public enum ModelFile {
             throw error
         }
         syncDirectory(pair.directory)
-        // A failure here (injected, too) leaves the old data files: the new pair is whole.
         // The data file is read now: its times become the present.
         if let dataDescriptor { futimens(dataDescriptor.rawValue, nil) }
+        // A failure here (injected, too) leaves the old data files: the new pair is whole.
         if (try? faultPoint("remove-old-data", file: path)) != nil {
             pair.removeReplacedData(keeping: external.segments.isEmpty ? nil : dataName)
             pair.collectOrphans(output: path, keeping: external.segments.isEmpty ? nil : dataName)
