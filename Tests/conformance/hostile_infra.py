@@ -395,8 +395,9 @@ def norm(rel: str) -> str:
 
 
 def data_file_pattern(model_rel: str) -> re.Pattern:
-    """The data files named after a model: M.data and M.<k>.data."""
-    return re.compile(re.escape(norm(model_rel)) + r"(\.\d+)?\.data$")
+    """The data files named after a model: M.data and M.data.<k> (README), and M.<k>.data (the
+    name an earlier version gave them)."""
+    return re.compile(re.escape(norm(model_rel)) + r"(\.\d+)?\.data(\.\d+)?$")
 
 
 def resolved_rel(work: Path, rel: str) -> str:
@@ -633,5 +634,6 @@ def default_jobs() -> int:
     value = os.environ.get("ONNX_FUSE_HOSTILE_JOBS")
     if value:
         return max(1, int(value))
-    return max(2, (os.cpu_count() or 2) + 1)
+    cpus = os.cpu_count() or 2
+    return min(2 * cpus, cpus + 4)
 

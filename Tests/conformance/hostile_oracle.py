@@ -2,14 +2,15 @@
 
 Hostile models are fed to the onnx checker and onnxruntime only in this process: a crash, a
 hang or a huge allocation there (onnx's shape inference and onnxruntime are not built for
-hostile input) must not take the test session down. The parent (hostile_cases.Oracle) sends
-one pickled request per line-free frame on stdin and reads one pickled answer on stdout; it
-kills and restarts the process when a request takes too long or the process dies.
+hostile input) must not take the test session down. The parent (hostile_infra.oracle_probe)
+sends one pickled request, prefixed by its length, on stdin and reads one answer the same way
+on stdout; it kills and restarts the process when a request takes too long or the process dies.
 
 Requests:
-  ("probe", path, seed, feeds)  load the model (external data included), run the checker with
-                                full_check, and run it in onnxruntime on `feeds` (None: seeded
-                                random feeds made from the model's inputs, returned too).
+  ("probe", path, seed, feeds, run, full_check)
+      load the model (external data included), run the checker (with full_check when asked),
+      and when `run`, run it in onnxruntime on `feeds` (None: seeded random feeds made from the
+      model's inputs, returned too, and the model run twice to notice nondeterminism).
 Answer: a dict {"load": err|None, "check": err|None, "check_basic": err|None,
                 "feeds": {...}|None, "run": {name: array}|err-string|None,
                 "run2": second run of the same feeds (nondeterminism check), "outputs": [...]}

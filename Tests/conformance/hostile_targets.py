@@ -98,6 +98,30 @@ def _(work, model, ext, aux=None):
     return Inv([model, "-o", str(work / model)], expect=REFUSED)
 
 
+@scenario("o-input-via-linked-folder")
+def _(work, model, ext, aux=None):
+    os.symlink(".", work / "here")
+    return Inv([model, "-o", f"here/{model}"], expect=REFUSED)
+
+
+@scenario("o-data-file-via-linked-folder", ext_only=True)
+def _(work, model, ext, aux=None):
+    os.symlink(".", work / "here")
+    return Inv([model, "-o", f"here/{EXT_DATA}"], expect=REFUSED)
+
+
+@scenario("report-input-via-linked-folder")
+def _(work, model, ext, aux=None):
+    os.symlink(".", work / "here")
+    return Inv([model, "-o", "out.onnx", "--report", f"here/{model}"], expect=REFUSED)
+
+
+@scenario("report-output-via-linked-folder")
+def _(work, model, ext, aux=None):
+    os.symlink(".", work / "here")
+    return Inv([model, "-o", "out.onnx", "--report", "here/out.onnx"], expect=REFUSED)
+
+
 @scenario("o-input-hardlink")
 def _(work, model, ext, aux=None):
     os.link(work / model, work / "hard.onnx")
@@ -305,7 +329,7 @@ def _(work, model, ext, aux=None):
 
 @scenario("o-over-earlier-pair-k-data", ext_only=True)
 def _(work, model, ext, aux=None):
-    _retarget(work, model, "out.onnx", "out.onnx.1.data", "out.onnx.1.data")
+    _retarget(work, model, "out.onnx", "out.onnx.data.1", "out.onnx.data.1")
     (work / "out.onnx.data").write_bytes(b"unrelated file named like a data file")
     return Inv([model, "-o", "out.onnx"], model=model, output="out.onnx")
 
@@ -343,10 +367,10 @@ def _(work, model, ext, aux=None):
 
 @scenario("o-input-data-named-after-output-k", ext_only=True)
 def _(work, model, ext, aux=None):
-    _retarget(work, model, "in.onnx", "out.onnx.1.data", "out.onnx.1.data")
+    _retarget(work, model, "in.onnx", "out.onnx.data.1", "out.onnx.data.1")
     _retarget(work, model, "out.onnx", "out.onnx.data", "out.onnx.data")
     return Inv(["in.onnx", "-o", "out.onnx"], model="in.onnx", output="out.onnx",
-               post=unchanged("out.onnx.1.data", work))
+               post=unchanged("out.onnx.data.1", work))
 
 
 @scenario("o-with-in-place")

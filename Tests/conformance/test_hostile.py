@@ -17,15 +17,17 @@ The cases are generated, seeded, by the hostile_*.py modules beside this file:
   target   hostile_targets.py  -o, --report and --in-place at links, folders, FIFOs, devices, ...
   kill     hostile_kills.py    SIGKILL/SIGTERM/SIGINT during runs on a model with ~50 MB of data
 
-They run in parallel (ONNX_FUSE_HOSTILE_JOBS processes, default: CPUs + 1) when the first test
+They run in parallel (ONNX_FUSE_HOSTILE_JOBS processes, default: 2 x CPUs, at most CPUs + 4) when the first test
 of this file asks for the results; each test then reports its case. A failing case keeps its
-folder under pytest's basetemp. ONNX_FUSE_HOSTILE_FULL=1 runs many more cases (minutes);
+folder under pytest's basetemp. It runs only with ONNX_FUSE_HOSTILE=1 for now.
+ONNX_FUSE_HOSTILE_FULL=1 runs many more cases (minutes);
 ONNX_FUSE_HOSTILE_TIMEOUT changes the per-run timeout (20 s by default, for a debug build).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import time
 
 import pytest
@@ -71,6 +73,7 @@ def hostile_results(request, tmp_path_factory):
     start = time.monotonic()
     results = H.run_all([SPECS[i] for i in selected], base, H.default_jobs(), ctx)
     elapsed = time.monotonic() - start
+    shutil.rmtree(base / "kill-template", ignore_errors=True)  # 150 MB of models
     lines = [f"hostile battery: {len(selected)} cases in {elapsed:.1f} s"]
     if os.environ.get("ONNX_FUSE_HOSTILE_PROFILE"):
         durations = sorted(ctx.get("durations", {}).items(), key=lambda kv: -kv[1])
