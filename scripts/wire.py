@@ -3,7 +3,8 @@ refuses to build (unknown fields, 10,000-level nesting, NUL bytes in strings).""
 
 
 def varint(value: int) -> bytes:
-    """A base-128 varint."""
+    """A base-128 varint; a negative value as its 64-bit two's complement (ten bytes)."""
+    value &= (1 << 64) - 1
     out = bytearray()
     while True:
         b = value & 0x7F

@@ -215,7 +215,7 @@ func schemaViolations(_ created: [(node: Node, rule: String)], in model: Model, 
         guard let version = model.opsetVersion(domain: domain) else { continue }
         let label = "rule '\(rule)' made \(node.opType) '\(node.name ?? "")'"
         guard let schema = OperatorSchemas.schema(node.opType, domain: domain, version: version) else {
-            if !OperatorSchemas.versions(of: node.opType, domain: domain).isEmpty || domain.isEmpty || domain == "ai.onnx.ml" {
+            if OperatorSchemas.covers(domain: domain) {
                 messages.append("\(label), which opset \(version) of \(domain.isEmpty ? "ai.onnx" : domain) does not have")
             }
             continue

@@ -204,6 +204,13 @@ public enum OperatorSchemas {
         registry.histories[SchemaKey(domain: canonicalDomain(domain), name: opType)]?.map(\.sinceVersion) ?? []
     }
 
+    /// Whether the schemas cover `domain`: an operator of it that has no schema does not exist
+    /// there.
+    public static func covers(domain: String) -> Bool {
+        let domain = canonicalDomain(domain)
+        return all.contains { $0.domain == domain }
+    }
+
     /// The domain as the schemas spell it: "" for "ai.onnx".
     private static func canonicalDomain(_ domain: String) -> String {
         domain == "ai.onnx" ? "" : domain

@@ -86,7 +86,6 @@ extension ShapeKit {
 
     // MARK: Reshape
 
-
     static func reshapeKernel(_ context: OperatorContext, _ inputs: [TensorValue?]) throws(OperatorError) -> [TensorValue] {
         let data = try requiredInput(inputs, 0, "data")
         let target: [Int64]

@@ -157,6 +157,7 @@ public enum ModelFile {
         // Every target is checked before anything is written.
         let modelPermissions = try checkTarget(path, of: model, options: options)
         var pair = DataFilePlan(output: path, model: model, options: options)
+        TemporaryFiles.removeLeftovers(of: [path, pair.directory + "/" + pair.conventionalName], among: pair.folderEntries)
         var temporaries = TemporaryFiles()
         defer { temporaries.removeAll() }
 
@@ -269,21 +270,28 @@ public enum ModelFile {
     /// one of the model's input files (unless `options.replaceInput`). Returns the permission
     /// bits the new file gets.
     static func checkTarget(_ target: String, of model: Model, options: SaveOptions) throws -> UInt32? {
-        var info = stat()
-        guard lstat(fsPath(target), &info) == 0 else {
-            guard currentErrno == ENOENT else { throw ModelFileError.io(file: target, operation: "stat", errno: currentErrno) }
-            return options.newFilePermissions
-        }
-        guard (info.st_mode & S_IFMT) == S_IFREG else {
-            throw ModelFileError.unwritable(file: target, reason: "it is \(fileKind(info.st_mode)); onnx-fuse writes only over regular files")
-        }
+        guard let existing = try existingTarget(target) else { return options.newFilePermissions }
         if !options.replaceInput, let input = model.inputFiles.firstIndex(where: {
-            $0.device == UInt64(info.st_dev) && $0.inode == UInt64(info.st_ino)
+            $0.device == existing.device && $0.inode == existing.inode
         }) {
             let what = input == 0 ? "the input model" : "the input's external data file '\(model.inputFiles[input].path)'"
             throw ModelFileError.unwritable(file: target, reason: "it is \(what), which onnx-fuse never writes over")
         }
-        return UInt32(info.st_mode & 0o777)
+        return existing.permissions
+    }
+
+    /// The file at `target` that a rename would replace: nil when nothing is there; an error
+    /// when it is not a regular file (a symbolic link, a folder, a device or a FIFO).
+    static func existingTarget(_ target: String) throws -> (permissions: UInt32, device: UInt64, inode: UInt64)? {
+        var info = stat()
+        guard lstat(fsPath(target), &info) == 0 else {
+            guard currentErrno == ENOENT else { throw ModelFileError.io(file: target, operation: "stat", errno: currentErrno) }
+            return nil
+        }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            throw ModelFileError.unwritable(file: target, reason: "it is \(fileKind(info.st_mode)); onnx-fuse writes only over regular files")
+        }
+        return (UInt32(info.st_mode & 0o777), UInt64(info.st_dev), UInt64(info.st_ino))
     }
 
     /// The ordinals of the raw payloads to move out, largest first (ties in encoding order, so
@@ -355,21 +363,26 @@ struct DataFilePlan {
     let replaceInput: Bool
     /// Places no file of the save may take or remove (the report's).
     let reserved: [FilePlace]
+    /// The names in the output's folder before the save (empty when it cannot be read).
+    let folderEntries: [String]
     private var nextIndex = 0
 
     /// `<output>.data`.
     var conventionalName: String { base + ".data" }
 
     init(output: String, model: Model, options: SaveOptions) {
+        let outputName = baseName(of: output)
         directory = directoryName(of: output)
-        base = baseName(of: output)
+        base = outputName
         inputFiles = model.inputFiles
         replaceInput = options.replaceInput
         reserved = options.reservedPaths.compactMap(FilePlace.init)
+        let entries = folderEntryNames(directory)
+        folderEntries = entries ?? []
         var info = stat()
         if lstat(fsPath(output), &info) != 0 {
             replaced = []
-        } else if !Self.folderHasDataNamedAfter(base, in: directory) {
+        } else if let entries, !entries.contains(where: { Self.isDataName($0, of: outputName) }) {
             // Nothing to keep whole or to remove: the old model need not be read.
             replaced = []
         } else if let input = model.inputFiles.first, input.device == UInt64(info.st_dev), input.inode == UInt64(info.st_ino) {
@@ -385,16 +398,6 @@ struct DataFilePlan {
                   UInt64(info.st_dev) == file.device, UInt64(info.st_ino) == file.inode else { continue }
             removable.append((path, file.device, file.inode, info.st_ctim))
         }
-    }
-
-    /// Whether `directory` holds a file named `<base>.data` or `<base>.data.<k>`.
-    static func folderHasDataNamedAfter(_ base: String, in directory: String) -> Bool {
-        guard let stream = opendir(fsPath(directory)) else { return true }
-        defer { closedir(stream) }
-        while let entry = readdir(stream) {
-            if isDataName(FileNameBytes.name(ofEntry: entry), of: base) { return true }
-        }
-        return false
     }
 
     /// Whether `name` is `<base>.data` or `<base>.data.<k>` (k decimal digits). No model's
@@ -480,14 +483,10 @@ struct DataFilePlan {
     /// now at the output does not read. A data file whose model was in place is never
     /// collected, even if nothing reads it any more: another model (the output renamed, say)
     /// may. Never an input file unless the save replaces its input, nor a reserved place.
+    /// The folder's names from before the save serve: a data file made since is locked, or
+    /// was in place, and is left alone either way.
     func collectOrphans(output: String, keeping: String?) {
-        guard let stream = opendir(fsPath(directory)) else { return }
-        var names: [String] = []
-        while let entry = readdir(stream) {
-            let name = FileNameBytes.name(ofEntry: entry)
-            if name != keeping, Self.isDataName(name, of: base) { names.append(name) }
-        }
-        closedir(stream)
+        let names = folderEntries.filter { $0 != keeping && Self.isDataName($0, of: base) }
         guard !names.isEmpty else { return }
         // Lock every candidate first: a locked file cannot become read by a model meanwhile
         // (a save only installs a model reading the file it claimed and holds locked).
@@ -543,7 +542,6 @@ struct TemporaryFiles {
     /// `permissions` when given.
     mutating func create(beside target: String, permissions: UInt32? = nil) throws -> (FileDescriptor, String) {
         let directory = directoryName(of: target)
-        Self.removeLeftovers(of: target)
         for _ in 0..<100 {
             let suffix = String(UInt32.random(in: 0...UInt32.max), radix: 36)
             let path = directory + "/" + Self.temporaryPrefix(of: target) + "\(getpid())-\(suffix)"
@@ -576,19 +574,17 @@ struct TemporaryFiles {
         return "." + name + ".tmp-"
     }
 
-    /// Removes temporary files of earlier runs for `target` whose process is gone (a run killed
-    /// with SIGKILL cannot clean up): regular files named `.<name>.tmp-<pid>-<suffix>` in the
-    /// target's folder, where no process `pid` exists and nothing holds the file's lock (a
-    /// writer holds it while the file is open: a process of another PID namespace, such as
-    /// another container writing to a shared folder, has a pid this one cannot see).
-    static func removeLeftovers(of target: String) {
-        let directory = directoryName(of: target)
-        let prefix = temporaryPrefix(of: target)
-        guard let stream = opendir(fsPath(directory)) else { return }
-        defer { closedir(stream) }
-        while let entry = readdir(stream) {
-            let name = FileNameBytes.name(ofEntry: entry)
-            guard name.hasPrefix(prefix) else { continue }
+    /// Removes temporary files of earlier runs for `targets` (all in one folder, whose entries
+    /// are `names`) whose process is gone (a run killed with SIGKILL cannot clean up): regular
+    /// files named `.<name>.tmp-<pid>-<suffix>`, where no process `pid` exists and nothing
+    /// holds the file's lock (a writer holds it while the file is open: a process of another
+    /// PID namespace, such as another container writing to a shared folder, has a pid this one
+    /// cannot see).
+    static func removeLeftovers(of targets: [String], among names: [String]) {
+        guard let directory = targets.first.map(directoryName(of:)) else { return }
+        let prefixes = targets.map(temporaryPrefix(of:))
+        for name in names {
+            guard let prefix = prefixes.first(where: { name.hasPrefix($0) }) else { continue }
             let rest = name.dropFirst(prefix.count)
             guard let dash = rest.firstIndex(of: "-"), let pid = Int32(rest[..<dash]), pid > 0, pid != getpid() else { continue }
             guard kill(pid, 0) != 0, currentErrno == ESRCH else { continue }
@@ -619,8 +615,7 @@ struct TemporaryFiles {
             unlink(fsPath(target))
             throw ModelFileError.io(file: target, operation: "rename", errno: code)
         }
-        for entry in pending where entry.path == temporary { onnx_fuse_untrack_temporary(entry.slot) }
-        pending.removeAll { $0.path == temporary }
+        keep(temporary)
         pending.append((target, onnx_fuse_track_temporary(fsPath(target))))
         return true
     }
@@ -634,8 +629,7 @@ struct TemporaryFiles {
     /// Renames `temporary` over `target`.
     mutating func commit(_ temporary: String, to target: String) throws {
         guard rename(fsPath(temporary), fsPath(target)) == 0 else { throw ModelFileError.io(file: target, operation: "rename", errno: currentErrno) }
-        for entry in pending where entry.path == temporary { onnx_fuse_untrack_temporary(entry.slot) }
-        pending.removeAll { $0.path == temporary }
+        keep(temporary)
     }
 
     /// Removes every temporary file not committed.
@@ -689,14 +683,8 @@ extension ModelFile {
     /// then renamed over it (never over anything but a regular file). A new file gets
     /// `permissions` (nil: 0666 less the umask).
     package static func writeAtomically(_ bytes: [UInt8], to path: String, permissions: UInt32? = nil) throws {
-        var info = stat()
-        var bits = permissions
-        if lstat(fsPath(path), &info) == 0 {
-            guard (info.st_mode & S_IFMT) == S_IFREG else {
-                throw ModelFileError.unwritable(file: path, reason: "it is \(fileKind(info.st_mode)); onnx-fuse writes only over regular files")
-            }
-            bits = UInt32(info.st_mode & 0o777)
-        }
+        let bits = try existingTarget(path)?.permissions ?? permissions
+        TemporaryFiles.removeLeftovers(of: [path], among: folderEntryNames(directoryName(of: path)) ?? [])
         var temporaries = TemporaryFiles()
         defer { temporaries.removeAll() }
         let (fd, temporary) = try temporaries.create(beside: path, permissions: bits)
@@ -705,6 +693,12 @@ extension ModelFile {
         try sync(fd, file: path)
         try temporaries.commit(temporary, to: path)
         syncDirectory(directoryName(of: path))
+    }
+
+    /// Whether `path` is a folder (or a symbolic link to one).
+    package static func isFolder(_ path: String) -> Bool {
+        var info = stat()
+        return stat(fsPath(path), &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
     }
 
     /// The permission bits of the regular file at `path` (not following a symbolic link), or nil.

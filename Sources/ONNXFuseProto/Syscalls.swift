@@ -16,6 +16,9 @@ public enum FileNameBytes {
     /// The scalar that stands for byte `0x80...0xFF`: U+10FF00 + byte.
     static let escapeBase: UInt32 = 0x10FF00
 
+    /// Whether `scalar` stands for a byte that is not part of valid UTF-8.
+    static func isEscape(_ scalar: Unicode.Scalar) -> Bool { scalar.value > escapeBase + 0x7F }
+
     /// The path for the bytes of a file name or a command-line argument.
     public static func string<Bytes: Collection>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
         let bytes = Array(bytes)
@@ -30,7 +33,7 @@ public enum FileNameBytes {
             switch parser.parseScalar(from: &iterator) {
             case .valid(let encoded):
                 let scalar = Unicode.UTF8.decode(encoded)
-                if scalar.value > escapeBase + 0x7F { escape(position..<position + encoded.count) } else { result.append(scalar) }
+                if isEscape(scalar) { escape(position..<position + encoded.count) } else { result.append(scalar) }
                 position += encoded.count
             case .error(let length):
                 escape(position..<position + length)
@@ -43,10 +46,10 @@ public enum FileNameBytes {
 
     /// The bytes `path` stands for, NUL-terminated, for a system call.
     public static func cString(_ path: String) -> [CChar] {
-        guard path.unicodeScalars.contains(where: { $0.value > escapeBase + 0x7F }) else { return Array(path.utf8CString) }
+        guard !isValidUTF8(path) else { return Array(path.utf8CString) }
         var bytes: [CChar] = []
         for scalar in path.unicodeScalars {
-            if scalar.value > escapeBase + 0x7F {
+            if isEscape(scalar) {
                 bytes.append(CChar(bitPattern: UInt8(scalar.value - escapeBase)))
             } else {
                 bytes.append(contentsOf: String(scalar).utf8.map { CChar(bitPattern: $0) })
@@ -58,7 +61,7 @@ public enum FileNameBytes {
 
     /// Whether `path` holds bytes that are not valid UTF-8 (which a model cannot name).
     public static func isValidUTF8(_ path: String) -> Bool {
-        !path.unicodeScalars.contains { $0.value > escapeBase + 0x7F }
+        !path.unicodeScalars.contains(where: isEscape)
     }
 
     /// The name of a folder entry.
@@ -67,6 +70,18 @@ public enum FileNameBytes {
             string(raw.prefix { $0 != 0 })
         }
     }
+}
+
+/// The names in the folder at `directory` (without `.` and `..`), or nil when it cannot be read.
+func folderEntryNames(_ directory: String) -> [String]? {
+    guard let stream = opendir(fsPath(directory)) else { return nil }
+    defer { closedir(stream) }
+    var names: [String] = []
+    while let entry = readdir(stream) {
+        let name = FileNameBytes.name(ofEntry: entry)
+        if name != "." && name != ".." { names.append(name) }
+    }
+    return names
 }
 
 /// `FileNameBytes.cString(path)`: what every system call here is given for a path.

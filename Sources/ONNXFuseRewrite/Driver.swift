@@ -104,7 +104,9 @@ struct Driver {
         let node: ObjectIdentifier
     }
 
-    /// The search budget of a rule in a small model (see `searchBudget`).
+    /// The search budget of a rule (see `searchBudget`): this many candidates per node of the
+    /// model, and at least `minimumSearchBudget`.
+    static let searchBudgetPerNode = 16
     static let minimumSearchBudget = 100_000
 
     init(rules: [RewriteRule], model: Model, options: RewriteOptions) {
@@ -124,14 +126,14 @@ struct Driver {
         // Ample for real patterns (a few candidates per node), a second or so of searching at most.
         var nodeCount = 0
         for graph in model.allGraphs { for _ in graph.nodes { nodeCount += 1 } }
-        searchBudget = Array(repeating: max(Self.minimumSearchBudget, 16 * nodeCount), count: self.rules.count)
+        searchBudget = Array(repeating: max(Self.minimumSearchBudget, Self.searchBudgetPerNode * nodeCount), count: self.rules.count)
         // Rules rooted at one operator are indexed by it; rules rooted at any operator of a
         // domain are merged into every operator of that domain as it is seen (rule order kept).
         var byRoot: [String: [Int]] = [:]
         var anyOperator: [String: [Int]] = [:]
         for (index, rule) in self.rules.enumerated() where rule.pattern.anchor == .node {
             let root = rule.pattern.nodes[rule.pattern.root]
-            let domain = root.domain == "ai.onnx" ? "" : root.domain
+            let domain = root.normalizedDomain
             if root.matchesAnyOperator {
                 anyOperator[domain, default: []].append(index)
             } else {

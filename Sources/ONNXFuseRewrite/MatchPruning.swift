@@ -199,11 +199,6 @@ struct MatchPruning {
     }
 }
 
-extension PatternNode {
-    /// The domain, "" for the default one however written.
-    var normalizedDomain: String { domain == "ai.onnx" ? "" : domain }
-}
-
 /// What one rule's searches found that holds while the graph does not change (a check's answer
 /// depends only on what it reads, by `PrepareDependencies`' contract; a value's readers are the
 /// graph's): the same candidate refused at every root is then refused once.

@@ -184,7 +184,7 @@ final class Matcher {
             steps += 1
             if steps > stepLimit {
                 deepestFailure = (Int.max, stepLimit < Self.maximumSteps
-                    ? "the rule's pattern searches have tried as many candidate nodes as this model allows them (16 per node, at least 100000); it is not tried further"
+                    ? "the rule's pattern searches have tried as many candidate nodes as this model allows them (\(Driver.searchBudgetPerNode) per node, at least \(Driver.minimumSearchBudget)); it is not tried further"
                     : "the pattern search stopped after trying \(Self.maximumSteps) candidate nodes here")
                 return
             }
@@ -193,7 +193,7 @@ final class Matcher {
                 continue
             }
             if match.nodes.contains(where: { $0 === candidate }) { continue }
-            for orderedInputs in inputOrders(pattern.nodes[index]) {
+            for orderedInputs in Self.inputOrders(pattern.nodes[index]) {
                 var next = match
                 if let reason = bind(index, orderedInputs, to: candidate, &next) {
                     fail(step, reason)
@@ -288,9 +288,6 @@ final class Matcher {
         }
         return nil
     }
-
-    /// The input lists to try: as written, and with the first two swapped when commutative.
-    private func inputOrders(_ node: PatternNode) -> [[PatternInput]] { Self.inputOrders(node) }
 
     /// The input lists to try: as written, and with the first two swapped when commutative.
     static func inputOrders(_ node: PatternNode) -> [[PatternInput]] {

@@ -105,11 +105,14 @@ public struct PatternNode {
     /// What the operator is called in explanations.
     var operatorDescription: String { matchesAnyOperator ? "any operator" : opType }
 
+    /// The domain, "" for the default one however written.
+    var normalizedDomain: String { domain == "ai.onnx" ? "" : domain }
+
     /// Whether `node` has this pattern node's operator.
     func hasOperator(of node: Node) -> Bool {
         guard matchesAnyOperator || node.opType == opType else { return false }
         let nodeDomain = node.isDefaultDomain ? "" : node.domain!
-        return nodeDomain == (domain == "ai.onnx" ? "" : domain)
+        return nodeDomain == normalizedDomain
     }
 }
 

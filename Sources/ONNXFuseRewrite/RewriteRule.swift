@@ -96,6 +96,12 @@ public struct MatchVariables: Equatable, Sendable {
         self.values = values
         self.attributes = attributes
     }
+
+    /// Adds the variables of `other`.
+    public mutating func formUnion(_ other: MatchVariables) {
+        values.formUnion(other.values)
+        attributes.formUnion(other.attributes)
+    }
 }
 
 /// What a rule's `prepare` reads of a match, declared by whoever builds the rule (the rule

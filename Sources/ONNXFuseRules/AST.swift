@@ -167,6 +167,16 @@ public indirect enum Expression: Sendable {
     /// `a op b`.
     case binary(BinaryOperator, Expression, Expression, SourceLocation)
 
+    /// The expressions directly inside this one (arguments, items, operands).
+    public var children: [Expression] {
+        switch self {
+        case .number, .string, .boolean, .name: return []
+        case .call(_, let items, _), .list(let items, _): return items
+        case .unary(_, let operand, _): return [operand]
+        case .binary(_, let left, let right, _): return [left, right]
+        }
+    }
+
     /// Where the expression starts.
     public var location: SourceLocation {
         switch self {

@@ -323,30 +323,48 @@ extension NDArray {
         return NDArray(shape: newShape, values: NDArray.stridedPositions(shape: newShape, steps: steps).map { values[$0] })
     }
 
+    /// How `matmul` of operands of shapes `left` and `right` goes: the batch dimensions of each
+    /// and broadcast, and the matrices' m × k by k × n; an error when they do not fit.
+    static func matmulDimensions(_ left: [Int], _ right: [Int]) throws(EvaluationError)
+        -> (batchA: [Int], batchB: [Int], batch: [Int], m: Int, k: Int, n: Int) {
+        guard !left.isEmpty, !right.isEmpty else {
+            throw EvaluationError("matmul needs operands of rank 1 or more, got shapes \(left) and \(right)")
+        }
+        let a = left.count == 1 ? [1, left[0]] : left
+        let b = right.count == 1 ? [right[0], 1] : right
+        let (m, k) = (a[a.count - 2], a[a.count - 1])
+        let (k2, n) = (b[b.count - 2], b[b.count - 1])
+        guard k == k2 else {
+            throw EvaluationError("matmul of shapes \(left) and \(right): inner dimensions \(k) and \(k2) differ")
+        }
+        let batchA = Array(a.dropLast(2)), batchB = Array(b.dropLast(2))
+        do throws(EvaluationError) {
+            return (batchA, batchB, try NDArray.broadcastShape(batchA, batchB), m, k, n)
+        } catch {
+            if error.exceedsLimit { throw error }
+            throw EvaluationError("matmul of shapes \(left) and \(right): batch dimensions \(batchA) and \(batchB) do not broadcast")
+        }
+    }
+
+    /// The multiply-adds of a `matmul` (`Int.max` when that overflows).
+    static func matmulWork(batch: [Int], m: Int, k: Int, n: Int) -> Int {
+        NDArray.elementCount(batch + [m, n, k]) ?? Int.max
+    }
+
+    /// The multiply-adds `matmul` of operands of shapes `left` and `right` would do; nil when
+    /// they do not fit (`matmul` then says why).
+    public static func matmulWork(_ left: [Int], _ right: [Int]) -> Int? {
+        guard let (_, _, batch, m, k, n) = try? matmulDimensions(left, right) else { return nil }
+        return matmulWork(batch: batch, m: m, k: k, n: n)
+    }
+
     /// The matrix product with numpy `matmul` semantics: a 1-D left operand is a row vector and
     /// a 1-D right operand a column vector (the added dimension is removed from the result);
     /// dimensions before the last two are batch dimensions and broadcast.
     public func matmul(_ other: NDArray) throws(EvaluationError) -> NDArray {
-        guard rank >= 1, other.rank >= 1 else {
-            throw EvaluationError("matmul needs operands of rank 1 or more, got shapes \(shape) and \(other.shape)")
-        }
-        let a = rank == 1 ? [1, shape[0]] : shape
-        let b = other.rank == 1 ? [other.shape[0], 1] : other.shape
-        let (m, k) = (a[a.count - 2], a[a.count - 1])
-        let (k2, n) = (b[b.count - 2], b[b.count - 1])
-        guard k == k2 else {
-            throw EvaluationError("matmul of shapes \(shape) and \(other.shape): inner dimensions \(k) and \(k2) differ")
-        }
-        let batchA = Array(a.dropLast(2)), batchB = Array(b.dropLast(2))
-        let batch: [Int]
-        do throws(EvaluationError) {
-            batch = try NDArray.broadcastShape(batchA, batchB)
-        } catch {
-            if error.exceedsLimit { throw error }
-            throw EvaluationError("matmul of shapes \(shape) and \(other.shape): batch dimensions \(batchA) and \(batchB) do not broadcast")
-        }
+        let (batchA, batchB, batch, m, k, n) = try NDArray.matmulDimensions(shape, other.shape)
         try NDArray.checkSize(batch + [m, n], "matmul of shapes \(shape) and \(other.shape)")
-        let work = (NDArray.elementCount(batch + [m, n, k]) ?? Int.max)
+        let work = NDArray.matmulWork(batch: batch, m: m, k: k, n: n)
         guard work <= NDArray.maximumMatmulWork else {
             throw EvaluationError.limit("matmul of shapes \(shape) and \(other.shape): \(work) multiply-adds is more than the limit of \(NDArray.maximumMatmulWork)")
         }

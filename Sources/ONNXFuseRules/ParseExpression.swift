@@ -19,12 +19,7 @@ extension Parser {
         var stack: [(Expression, Int)] = [(expression, 1)]
         while let (node, depth) = stack.popLast() {
             if depth > limit { return true }
-            switch node {
-            case .number, .string, .boolean, .name: break
-            case .call(_, let items, _), .list(let items, _): stack += items.map { ($0, depth + 1) }
-            case .unary(_, let operand, _): stack.append((operand, depth + 1))
-            case .binary(_, let left, let right, _): stack += [(left, depth + 1), (right, depth + 1)]
-            }
+            stack += node.children.map { ($0, depth + 1) }
         }
         return false
     }

@@ -185,14 +185,8 @@ struct RuleCompiler {
         let conditions = program.conditions
         let checks = conditions.map(variables(in:))
         var reads = MatchVariables()
-        for expression in rule.computes.map(\.value) + attributeSlotExpressions {
-            let named = variables(in: expression)
-            reads.values.formUnion(named.values)
-            reads.attributes.formUnion(named.attributes)
-        }
-        for named in checks {
-            reads.values.formUnion(named.values)
-            reads.attributes.formUnion(named.attributes)
+        for named in checks + (rule.computes.map(\.value) + attributeSlotExpressions).map(variables(in:)) {
+            reads.formUnion(named)
         }
         let dependencies = PrepareDependencies(reads: reads, checks: checks) { index, match, context in
             program.check(conditions[index], match, context)
@@ -207,25 +201,14 @@ struct RuleCompiler {
     /// The variables of the match that `expression` names.
     func variables(in expression: Expression) -> MatchVariables {
         var named = MatchVariables()
-        func visit(_ expression: Expression) {
-            switch expression {
-            case .number, .string, .boolean:
-                break
-            case .name(let name, _):
+        var pending = [expression]
+        while let next = pending.popLast() {
+            if case .name(let name, _) = next {
                 if let v = valueVariables[name] { named.values.insert(v) }
                 if let a = attributeVariables[name] { named.attributes.insert(a) }
-            case .call(_, let arguments, _):
-                arguments.forEach(visit)
-            case .list(let items, _):
-                items.forEach(visit)
-            case .unary(_, let operand, _):
-                visit(operand)
-            case .binary(_, let lhs, let rhs, _):
-                visit(lhs)
-                visit(rhs)
             }
+            pending += next.children
         }
-        visit(expression)
         return named
     }
 

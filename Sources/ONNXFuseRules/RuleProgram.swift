@@ -207,27 +207,17 @@ struct RuleProgram {
                 var values: [EvalValue] = []
                 for argument in arguments { values.append(try evaluate(argument)) }
                 if name == "opset" { return try opset(values) }
-                if name == "matmul", values.count == 2, case .tensor(let left, _) = values[0], case .tensor(let right, _) = values[1] {
-                    // A lower bound of its multiply-adds (every element of the left operand meets
-                    // a column of the right one), to stop before the work rather than after.
-                    let columns = right.rank >= 2 ? right.shape[right.rank - 1] : 1
-                    let (estimate, overflow) = left.count.multipliedReportingOverflow(by: columns)
+                if name == "matmul", values.count == 2, case .tensor(let left, _) = values[0], case .tensor(let right, _) = values[1],
+                   let work = NDArray.matmulWork(left.shape, right.shape) {
+                    // All the matmuls of one match share the limit: checked before the work.
+                    let (total, overflow) = matmulWork.addingReportingOverflow(work)
                     let limit = EvaluationLimits.current.maximumMatmulWork
-                    if overflow || matmulWork + estimate > limit {
+                    guard !overflow, total <= limit else {
                         throw EvaluationError.limit("the rule's matmuls did more than \(limit) multiply-adds for one match, the limit")
                     }
+                    matmulWork = total
                 }
-                let result = try program.functions.call(name, values)
-                if name == "matmul", case .tensor(let left, _)? = values.first, let inner = left.shape.last {
-                    // Each call is within the limit alone (checked before it runs); together too.
-                    let (product, overflow) = result.elementCount.multipliedReportingOverflow(by: inner)
-                    matmulWork = overflow ? Int.max / 2 : matmulWork + product
-                    let limit = EvaluationLimits.current.maximumMatmulWork
-                    guard matmulWork <= limit else {
-                        throw EvaluationError.limit("the rule's matmuls did more than \(limit) multiply-adds for one match, the limit")
-                    }
-                }
-                return result
+                return try program.functions.call(name, values)
             }
         }
 

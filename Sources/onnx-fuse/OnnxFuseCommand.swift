@@ -100,6 +100,7 @@ struct OnnxFuseCommand: ParsableCommand {
     func validate() throws {
         _ = try parsedInputShapes()
         if foldLimit < 0 { throw ValidationError("--fold-limit must not be negative") }
+        if ruleElementLimit <= 0 || ruleWorkLimit <= 0 { throw ValidationError("--rule-element-limit and --rule-work-limit must be positive") }
         if inPlace && output != nil { throw ValidationError("--in-place and -o cannot be used together") }
         if print && (inPlace || output != nil) { throw ValidationError("--print writes no model; drop -o and --in-place") }
     }
@@ -140,9 +141,6 @@ struct OnnxFuseCommand: ParsableCommand {
         options.explain = explain
         options.freezeInitializerInputs = freezeInitializerInputs
         options.foldElementLimit = foldLimit
-        guard ruleElementLimit > 0, ruleWorkLimit > 0, foldLimit >= 0 else {
-            throw UsageError(message: "--rule-element-limit and --rule-work-limit must be positive, --fold-limit not negative")
-        }
         options.evaluationLimits.maximumElements = ruleElementLimit
         options.evaluationLimits.maximumWorkPerApplication = ruleWorkLimit
         let result = optimize(loaded, rules: rules, options: options)

@@ -114,7 +114,6 @@ struct ReportFile: Encodable {
 /// not a regular file, or whose folder does not exist: checked before anything is written.
 func checkReportPath(_ report: String, model: Model, output: String?) throws {
     func refuse(_ why: String) -> UsageError { UsageError(message: "\(report): refusing to write the report: \(why)") }
-    func normalized(_ path: String) -> String { resolvedPath(path) }
     let entry = ModelFile.entry(at: report)
     if let entry, !entry.isRegular { throw refuse("it is \(entry.kind)") }
     var taken: [(String, String)] = model.inputFiles.enumerated().map { index, file in
@@ -122,20 +121,16 @@ func checkReportPath(_ report: String, model: Model, output: String?) throws {
     }
     if let output { taken += [(output, "the output"), (output + ".data", "the output's data file")] }
     for (path, what) in taken {
-        var same = normalized(path) == normalized(report)
+        var same = ModelFile.resolvedPath(path) == ModelFile.resolvedPath(report)
         if !same, let entry, let other = ModelFile.entry(at: path) { same = entry.device == other.device && entry.inode == other.inode }
         if !same, let entry, model.inputFiles.contains(where: { $0.path == path && $0.device == entry.device && $0.inode == entry.inode }) { same = true }
         if same { throw refuse("it is \(what)") }
     }
     let folder = directoryName(of: report)
-    // `folder/.` follows a symbolically linked folder.
-    guard ModelFile.entry(at: folder + "/.")?.kind == "a folder" else {
+    guard ModelFile.isFolder(folder) else {
         throw refuse("its folder '\(folder)' does not exist")
     }
 }
-
-/// `path` with its folder resolved by the system: two spellings of one place compare equal.
-func resolvedPath(_ path: String) -> String { ModelFile.resolvedPath(path) }
 
 func writeReport(_ path: String, result: OptimizationReport, input: String, output: String,
                  bytesBefore: Int, bytesAfter: Int, seconds: Double) throws {
@@ -151,7 +146,7 @@ func writeReport(_ path: String, result: OptimizationReport, input: String, outp
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
     do {
         // Written where the checks looked: the folder as the system resolves it.
-        try ModelFile.writeAtomically(Array(encoder.encode(report)), to: resolvedPath(path))
+        try ModelFile.writeAtomically(Array(encoder.encode(report)), to: ModelFile.resolvedPath(path))
     } catch let error as ModelFileError {
         throw UsageError(message: "\(path): cannot write the report: \(error.problem)")
     } catch {

@@ -15,6 +15,7 @@ import random
 import shutil
 import stat
 import struct
+import sys
 import threading
 from pathlib import Path
 
@@ -22,7 +23,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from hostile_infra import FIXTURES, FULL, IS_ROOT, Inv, Spec
+from hostile_infra import FIXTURES, FULL, IS_ROOT, REPO, Inv, Spec
+
+sys.path.insert(0, str(REPO / "scripts"))
+from wire import field_bytes, field_varint, varint  # noqa: E402  (the fixture generators' wire encoding)
 
 # Sizes of the "many" cases: the issue's sizes with ONNX_FUSE_HOSTILE_FULL=1 (meant for a release
 # build: a debug build is up to 200 times slower on them), a tenth by default.
@@ -36,27 +40,11 @@ I64_MIN = -(1 << 63)
 # Raw protobuf wire encoding (what the python protobuf API refuses to build, and fast nesting)
 
 
-def varint(value: int) -> bytes:
-    value &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        b = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def fv(field: int, value: int) -> bytes:
-    return varint(field << 3) + varint(value)
+fv = field_varint
 
 
 def fb(field: int, payload) -> bytes:
-    if isinstance(payload, str):
-        payload = payload.encode()
-    return varint(field << 3 | 2) + varint(len(payload)) + payload
+    return field_bytes(field, payload.encode() if isinstance(payload, str) else payload)
 
 
 def ff(field: int, value: float) -> bytes:

@@ -5,22 +5,6 @@
 // computation over the text's names. The other half are libFuzzer's byte mutations.
 import FuzzSupport
 
-@_silgen_name("LLVMFuzzerMutate")
-func libFuzzerMutate(_ data: UnsafeMutablePointer<UInt8>, _ size: Int, _ maxSize: Int) -> Int
-
-struct SplitMix {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-    mutating func pick<T>(_ items: [T]) -> T? { items.isEmpty ? nil : items[below(items.count)] }
-}
-
 let functionWords = ["constant", "unused", "absent", "rank", "shape", "dim", "numel", "dtype", "opset", "sqrt", "abs",
                      "neg", "exp", "log", "reciprocal", "reshape", "unsqueeze", "squeeze", "transpose", "matmul", "cast",
                      "default", "ones", "zeros", "zeros_like", "ones_like", "full", "min", "max", "permute", "range",
@@ -53,7 +37,7 @@ let lineTemplates = [
 
 @_cdecl("LLVMFuzzerCustomMutator")
 public func customMutator(_ data: UnsafeMutablePointer<UInt8>, _ size: Int, _ maxSize: Int, _ seed: CUnsignedInt) -> Int {
-    var random = SplitMix(state: UInt64(seed))
+    var random = SplitMix(seed: UInt64(seed))
     guard random.below(2) == 1,
           let text = String(validating: UnsafeBufferPointer(start: data, count: size), as: UTF8.self) else {
         return libFuzzerMutate(data, size, maxSize)
