@@ -25,10 +25,18 @@ extension Graph {
     /// - every subgraph knows the node that holds it; initializers hold tensors.
     public func verify() throws {
         var outputCounts: [ObjectIdentifier: Int] = [:]
+        var readCounts: [ObjectIdentifier: Int] = [:]
         var seen: [ObjectIdentifier: Value] = [:]
-        try verify(scope: Scope(parent: nil), outputCounts: &outputCounts, seen: &seen)
-        for (id, value) in seen where value.graphOutputCount != (outputCounts[id] ?? 0) {
-            throw IRInvariantError(description: "value '\(value.name)' counts \(value.graphOutputCount) graph outputs but \(outputCounts[id] ?? 0) name it")
+        try verify(scope: Scope(parent: nil), outputCounts: &outputCounts, readCounts: &readCounts, seen: &seen)
+        for (id, value) in seen {
+            if value.graphOutputCount != (outputCounts[id] ?? 0) {
+                throw IRInvariantError(description: "value '\(value.name)' counts \(value.graphOutputCount) graph outputs but \(outputCounts[id] ?? 0) name it")
+            }
+            // Every listed use is a distinct real read (checked where the value is defined), so
+            // equal counts mean every read is listed.
+            if value.uses.count != (readCounts[id] ?? 0) {
+                throw IRInvariantError(description: "value '\(value.name)' is read by \(readCounts[id] ?? 0) node inputs but lists \(value.uses.count) uses")
+            }
         }
     }
 
@@ -45,7 +53,7 @@ extension Graph {
         IRInvariantError(description: "graph '\(name ?? "")': \(text)")
     }
 
-    private func verify(scope outer: Scope, outputCounts: inout [ObjectIdentifier: Int],
+    private func verify(scope outer: Scope, outputCounts: inout [ObjectIdentifier: Int], readCounts: inout [ObjectIdentifier: Int],
                         seen: inout [ObjectIdentifier: Value]) throws {
         let scope = Scope(parent: outer)
         func define(_ value: Value, _ what: String) throws {
@@ -92,18 +100,16 @@ extension Graph {
             guard node.previous === previous else { throw fail("node list is broken before '\(node.name ?? node.opType)'") }
             previous = node
             let label = "node '\(node.name ?? "")' (\(node.opType))"
-            for (index, input) in node.inputs.enumerated() {
+            for input in node.inputs {
                 guard let input else { continue }
                 guard scope.lookup(input.name) === input else {
                     throw fail("\(label) reads '\(input.name)', which is not defined before it in scope")
                 }
-                guard input.uses.filter({ $0.node === node && $0.inputIndex == index }).count == 1 else {
-                    throw fail("\(label) input \(index) '\(input.name)' is missing from its use list")
-                }
+                readCounts[ObjectIdentifier(input), default: 0] += 1
             }
             for graph in node.subgraphs {
                 guard graph.parentNode === node else { throw fail("a subgraph of \(label) does not know its node") }
-                try graph.verify(scope: scope, outputCounts: &outputCounts, seen: &seen)
+                try graph.verify(scope: scope, outputCounts: &outputCounts, readCounts: &readCounts, seen: &seen)
             }
             for (index, output) in node.outputs.enumerated() {
                 guard let output else { continue }

@@ -69,6 +69,11 @@ public final class Value {
     public internal(set) var definition: Definition
     /// Every node input that reads it, in no particular order.
     public internal(set) var uses: [Use] = []
+    /// Where each use is in `uses`, kept once a value has many readers: removing one of 100,000
+    /// readers then takes constant time, not a scan (erasing them all would be quadratic).
+    private var usePositions: [Use: Int]?
+    /// How many uses a value has before `usePositions` is kept.
+    static let indexedUseCount = 64
     /// How many graph outputs name it.
     public internal(set) var graphOutputCount = 0
 
@@ -155,12 +160,28 @@ public final class Value {
         }
     }
 
-    func addUse(_ use: Use) { uses.append(use) }
+    func addUse(_ use: Use) {
+        uses.append(use)
+        if usePositions != nil {
+            usePositions![use] = uses.count - 1
+        } else if uses.count > Self.indexedUseCount {
+            usePositions = Dictionary(uniqueKeysWithValues: uses.enumerated().map { ($1, $0) })
+        }
+    }
 
     func removeUse(_ use: Use) {
-        guard let i = uses.lastIndex(of: use) else { preconditionFailure("value '\(name)' has no use \(use)") }
-        uses.swapAt(i, uses.count - 1)
+        let position = usePositions.map { $0[use] } ?? uses.lastIndex(of: use)
+        guard let i = position else { preconditionFailure("value '\(name)' has no use \(use)") }
+        let last = uses.count - 1
+        if i != last {
+            uses.swapAt(i, last)
+            usePositions?[uses[i]] = i
+        }
         uses.removeLast()
+        usePositions?[use] = nil
+        // Dropped well below the threshold (not at it, so that a value hovering there does not
+        // rebuild the index at each change).
+        if uses.count < Self.indexedUseCount / 2 { usePositions = nil }
     }
 }
 

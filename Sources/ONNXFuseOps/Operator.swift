@@ -302,6 +302,23 @@ public struct OperatorRegistry: Sendable {
         "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli",
     ]
 
+    /// Whether `node` (of the default domain) computes the same outputs each time it runs on the
+    /// same inputs: not a random operator, and not a Dropout that may run in training mode
+    /// (its `training_mode` input is there and not a constant false, or opset 6 and earlier
+    /// without `is_test`). `constant` gives an input's value when it is a constant.
+    public static func isDeterministic(_ node: Node, opsetVersion: Int64, constant: (Value) -> TensorValue?) -> Bool {
+        if nondeterministicOperators.contains(node.opType) { return false }
+        guard node.opType == "Dropout" else { return true }
+        func input(_ position: Int) -> (present: Bool, value: TensorValue?) {
+            guard let value = node.input(position) else { return (false, nil) }
+            return (true, constant(value))
+        }
+        let training = input(2), ratio = input(1)
+        if training.present && training.value == nil { return false }
+        let context = OperatorContext(node: node, opsetVersion: opsetVersion)
+        return (try? ShapeKit.dropoutIsInference(context, training: training.value, ratio: ratio.value)) ?? false
+    }
+
     /// Everything this build knows.
     public static let standard: OperatorRegistry = {
         var registry = OperatorRegistry()

@@ -92,6 +92,13 @@ struct Driver {
     var worklist: [Node] = []
     var head = 0
     var queued = Set<ObjectIdentifier>()
+    /// Nodes whose inputs were replaced and whose facts are not refreshed yet (`inputsChanged`),
+    /// in the order they became stale. A node is refreshed when it is next tried, or when the
+    /// worklist runs dry: one refresh after many replacements of its inputs, not one each (a
+    /// Concat of 2,000 merged values would be inferred 2,000 times). Facts not yet refreshed
+    /// stay true (a replacement computes the same), only less precise.
+    var stale: [Node] = []
+    var staleSet = Set<ObjectIdentifier>()
     var report = RewriteReport()
     var counts: [Int]
     var explanations: [ExplanationKey: (order: Int, explanation: Explanation, node: Node)] = [:]
@@ -164,8 +171,9 @@ struct Driver {
     }
 
     mutating func enqueue(_ node: Node?) {
-        guard let node, node.graph != nil, candidates(for: node) != nil else { return }
-        if queued.insert(ObjectIdentifier(node)).inserted { worklist.append(node) }
+        guard let node, node.graph != nil, !queued.contains(ObjectIdentifier(node)), candidates(for: node) != nil else { return }
+        queued.insert(ObjectIdentifier(node))
+        worklist.append(node)
     }
 
     mutating func run() -> RewriteReport {
@@ -182,20 +190,26 @@ struct Driver {
         let context = RewriteContext(freezeInitializerInputs: options.freezeInitializerInputs,
                                      opsetVersion: { domain in model.opsetVersion(domain: domain) },
                                      analysis: analysis)
-        while head < worklist.count {
-            let node = worklist[head]
-            head += 1
-            queued.remove(ObjectIdentifier(node))
-            guard node.graph != nil, let candidates = candidates(for: node) else { continue }
-            for ruleIndex in candidates {
-                if report.rewrites >= cap {
-                    report.reachedRewriteCap = true
-                    break
+        repeat {
+            while head < worklist.count {
+                let node = worklist[head]
+                head += 1
+                queued.remove(ObjectIdentifier(node))
+                guard node.graph != nil, let candidates = candidates(for: node) else { continue }
+                refreshIfStale(node)
+                for ruleIndex in candidates {
+                    if report.rewrites >= cap {
+                        report.reachedRewriteCap = true
+                        break
+                    }
+                    if attempt(ruleIndex, at: node, context: context) { break }
                 }
-                if attempt(ruleIndex, at: node, context: context) { break }
+                if report.reachedRewriteCap { break }
             }
-            if report.reachedRewriteCap { break }
-        }
+            // What no rule tries is refreshed now; the nodes whose facts changed are tried again.
+            for node in stale { refreshIfStale(node) }
+            stale.removeAll()
+        } while head < worklist.count && !report.reachedRewriteCap
         if !report.reachedRewriteCap { applyItemRules(context: context, cap: cap) }
         report.fired = rules.indices.filter { counts[$0] > 0 }.map { (rules[$0].name, counts[$0]) }
         report.explanations = explanations.values
@@ -402,16 +416,12 @@ struct Driver {
             }
         }
         var renames: [(Value, String)] = []
-        for (old, new) in takeOver {
-            old.replaceAllUses(with: new)
-            moveGraphOutputs(from: old, to: new)
-        }
+        var readers: [Node] = []
+        for (old, new) in takeOver { readers += replace(old, with: new) }
         for (target, source) in replacement.forwards {
             guard let old = match.value(target), let new = resolve(source) else { continue }
-            let wasOutput = old.isGraphOutput
-            old.replaceAllUses(with: new)
-            moveGraphOutputs(from: old, to: new)
-            if wasOutput { renames.append((new, old.name)) }
+            if old.isGraphOutput { renames.append((new, old.name)) }
+            readers += replace(old, with: new)
         }
         // Remove the matched nodes, consumers first; remember what they read.
         var freed: [Value] = []
@@ -424,38 +434,49 @@ struct Driver {
         }
         for (value, name) in renames { value.name = name }
         removeUnused(freed)
-        // Revisit what changed: the new nodes, their producers and their users, and what read
-        // the values the match freed (a value may have lost a user).
+        // Revisit what changed: the new nodes and their producers, what now reads a value in
+        // place of another (its facts are refreshed), what else reads a forwarded value, and what
+        // read the values the match freed (a value may have lost a user).
         for value in freed { revisit(value) }
         for node in created {
             enqueue(node)
             for input in node.inputs { enqueue(input?.producer) }
-            for output in node.outputs { if let output { revisit(output, replaced: true) } }
+        }
+        for reader in readers where reader.graph != nil {
+            markStale(reader)
+            enqueue(reader)
         }
         for (_, source) in replacement.forwards {
-            if let value = resolve(source) { revisit(value, replaced: true) }
+            if let value = resolve(source) { revisit(value) }
         }
     }
 
-    /// Queues the producer and the readers of `value`. When `replaced`, the value now stands
-    /// where another one stood: its readers' facts are refreshed (`inputsChanged`), and the
-    /// nodes whose facts changed are queued too.
-    mutating func revisit(_ value: Value, replaced: Bool = false) {
+    /// Queues the producer and the readers of `value`, which lost or gained a reader.
+    mutating func revisit(_ value: Value) {
         guard value.graph != nil else { return }
         enqueue(value.producer)
-        // A value that only lost a reader matters to the rest only through its use count, which
-        // guards compare with the few readers a pattern matches: past a handful, its readers are
-        // not queued again (10,000 dead readers of one value would cost 10^8 retries).
-        guard replaced || value.uses.count <= Self.revisitedReaderLimit else { return }
-        for use in value.uses {
-            enqueue(use.node)
-            guard replaced, let inputsChanged else { continue }
-            for changed in inputsChanged(use.node) { enqueue(changed) }
-        }
+        // Such a value matters to its other readers only through its use count, which guards
+        // compare with the few readers a pattern matches: past a handful, its readers are not
+        // queued again (10,000 dead readers of one value would cost 10^8 retries). The readers
+        // that gained it are queued by `replace(_:with:)`'s callers.
+        guard value.uses.count <= Self.revisitedReaderLimit else { return }
+        for use in value.uses { enqueue(use.node) }
     }
 
-    /// How many readers a value that lost one may have for them to be tried again.
+    /// How many readers a value that lost or gained one may have for them to be tried again.
     static let revisitedReaderLimit = 4
+
+    /// Points every reader of `old` (graph outputs included) at `new`; returns the nodes that
+    /// read `old`, each once: their inputs changed, so their facts are to be refreshed and they
+    /// are to be tried again.
+    mutating func replace(_ old: Value, with new: Value) -> [Node] {
+        var readers: [Node] = []
+        var seen = Set<ObjectIdentifier>()
+        for use in old.uses where seen.insert(ObjectIdentifier(use.node)).inserted { readers.append(use.node) }
+        old.replaceAllUses(with: new)
+        moveGraphOutputs(from: old, to: new)
+        return readers
+    }
 
     // MARK: Native rules
 
@@ -504,6 +525,7 @@ struct Driver {
         explanations[key] = nil
         var renames: [(Value, String)] = []
         var touched: [Value] = []
+        var readers: [Node] = []
         for (position, output) in node.outputs.enumerated() {
             // An unused output needs nothing in its place (no stray initializer).
             guard let output, !output.isUnused, position < replacements.count, let replacement = replacements[position] else {
@@ -519,8 +541,7 @@ struct Driver {
                 new = graph.addInitializer(name: names.fresh(output.name), tensor: tensor)
                 renames.append((new, output.name))
             }
-            output.replaceAllUses(with: new)
-            moveGraphOutputs(from: output, to: new)
+            readers += replace(output, with: new)
             touched.append(new)
         }
         let freed = node.inputs.compactMap { $0 }
@@ -528,7 +549,11 @@ struct Driver {
         for (value, name) in renames { value.name = name }
         removeUnused(freed)
         for value in freed { revisit(value) }
-        for value in touched { revisit(value, replaced: true) }
+        for reader in readers where reader.graph != nil {
+            markStale(reader)
+            enqueue(reader)
+        }
+        for value in touched { revisit(value) }
         counts[ruleIndex] += 1
         report.rewrites += 1
         return true
@@ -558,8 +583,23 @@ struct Driver {
         }
         removeUnused(freed)
         for value in freed { revisit(value) }
+        markStale(node)
         enqueue(node)
-        if let inputsChanged { for changed in inputsChanged(node) { enqueue(changed) } }
+    }
+
+    /// Records that `node`'s inputs were replaced (see `stale`); false when it already was.
+    @discardableResult
+    mutating func markStale(_ node: Node) -> Bool {
+        guard inputsChanged != nil, staleSet.insert(ObjectIdentifier(node)).inserted else { return false }
+        stale.append(node)
+        return true
+    }
+
+    /// Refreshes the facts of `node` if its inputs were replaced since, and queues the nodes
+    /// whose facts changed.
+    mutating func refreshIfStale(_ node: Node) {
+        guard staleSet.remove(ObjectIdentifier(node)) != nil, node.graph != nil, let inputsChanged else { return }
+        for changed in inputsChanged(node) where changed !== node { enqueue(changed) }
     }
 
     // MARK: Initializer and operator set rules

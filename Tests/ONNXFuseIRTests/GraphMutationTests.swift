@@ -165,6 +165,54 @@ final class GraphMutationTests: XCTestCase {
         XCTAssertNil(custom.outputs[0]!.constantTensor(), "only the default domain's Constant is known")
     }
 
+    /// A value read hundreds of times keeps an index of its uses; erasing, rewiring and adding
+    /// readers in random order keeps the use list exact.
+    func testManyReadersKeepExactUseLists() throws {
+        let graph = Graph(name: "g")
+        let model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
+        let x = floatInput(graph, "x")
+        let y = floatInput(graph, "y")
+        var readers: [Node] = []
+        for index in 0..<300 {
+            let node = Node(opType: "A", inputs: index % 3 == 0 ? [x, x] : [x, y], outputNames: ["a\(index)"])
+            graph.append(node)
+            readers.append(node)
+        }
+        func expected(_ value: Value) -> Set<Use> {
+            var uses = Set<Use>()
+            for node in graph.nodes {
+                for (index, input) in node.inputs.enumerated() where input === value { uses.insert(Use(node: node, inputIndex: index)) }
+            }
+            return uses
+        }
+        var rng = SplitMix64(seed: 7)
+        var counter = 0
+        for step in 0..<900 {
+            switch Int.random(in: 0..<4, using: &rng) {
+            case 0 where !readers.isEmpty:
+                graph.erase(readers.remove(at: Int.random(in: 0..<readers.count, using: &rng)))
+            case 1 where !readers.isEmpty:
+                let node = readers.randomElement(using: &rng)!
+                node.setInput(Int.random(in: 0..<2, using: &rng), to: Bool.random(using: &rng) ? x : y)
+            default:
+                counter += 1
+                let node = Node(opType: "B", inputs: [y, x, x], outputNames: ["b\(counter)"])
+                graph.append(node)
+                readers.append(node)
+            }
+            XCTAssertEqual(x.uses.count, Set(x.uses).count, "step \(step)")
+            XCTAssertEqual(Set(x.uses), expected(x), "step \(step)")
+            XCTAssertEqual(Set(y.uses), expected(y), "step \(step)")
+        }
+        try model.verify()
+        // Down to a few readers (the index is dropped), and up again.
+        while readers.count > 3 { graph.erase(readers.removeLast()) }
+        XCTAssertEqual(Set(x.uses), expected(x))
+        for index in 0..<100 { graph.append(Node(opType: "C", inputs: [x], outputNames: ["c\(index)"])) }
+        XCTAssertEqual(Set(x.uses), expected(x))
+        try model.verify()
+    }
+
     /// Seeded random edits through the public API, `verify()` after every step.
     func testRandomEditsKeepInvariants() throws {
         for seed in UInt64(1)...200 {

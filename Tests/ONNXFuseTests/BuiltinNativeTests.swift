@@ -176,6 +176,42 @@ final class BuiltinNativeTests: XCTestCase {
         XCTAssertEqual(c.graph.nodes.filter { $0.opType == "Mul" }.count, 1)
     }
 
+    func testManyDuplicateReadersOfOneValueMergeIntoOne() throws {
+        // Each merge replaces one more input of the Concat; its facts are refreshed once they
+        // are needed, not at every merge, and end up the same.
+        let c = Case()
+        let x = c.input("x", [.value(1), .param("W")])
+        let relus = (0..<500).map { c.node("Relu", [x], "r\($0)") }
+        let concat = Node(opType: "Concat", name: "concat", inputs: relus, outputNames: ["y"], attributes: [Attribute(name: "axis", value: .int(0))])
+        c.graph.append(concat)
+        c.output(concat.outputs[0]!)
+        let report = try c.run()
+        XCTAssertEqual(c.fired(report), ["merge-duplicates": 499])
+        XCTAssertEqual(c.graph.nodes.map(\.opType), ["Relu", "Concat"])
+        XCTAssertEqual(Set(concat.inputs.map { ObjectIdentifier($0!) }).count, 1)
+        XCTAssertEqual(concat.outputs[0]!.inferred?.shape, [.value(500), .param("W")])
+    }
+
+    func testMergeDuplicatesLeavesDropoutsThatMayTrain() throws {
+        // training_mode from a graph input or a constant true: each Dropout draws its own mask.
+        let c = Case()
+        let x = c.input("x", [.value(3)])
+        let ratio = c.floats("ratio", [0.5], [])
+        let training = c.input("training", [], type: .bool)
+        let on = c.graph.addInitializer(name: "on", tensor: Tensor(dataType: .bool, dims: [], values: [true]))
+        c.output(c.node("Add", [c.node("Dropout", [x, ratio, training], "d1"), c.node("Dropout", [x, ratio, training], "d2")], "y"))
+        c.output(c.node("Add", [c.node("Dropout", [x, ratio, on], "d3"), c.node("Dropout", [x, ratio, on], "d4")], "z"))
+        let before = c.text
+        XCTAssertEqual(c.fired(try c.run(only: ["merge-duplicates", "fold-constants"])), [:])
+        XCTAssertEqual(c.text, before)
+        // A constant false: the same value (inference mode), merged.
+        let d = Case()
+        let y = d.input("x", [.value(3)])
+        let off = d.graph.addInitializer(name: "off", tensor: Tensor(dataType: .bool, dims: [], values: [false]))
+        d.output(d.node("Add", [d.node("Dropout", [y, nil, off], "d1"), d.node("Dropout", [y, nil, off], "d2")], "y"))
+        XCTAssertEqual(d.fired(try d.run(only: ["merge-duplicates"])), ["merge-duplicates": 1])
+    }
+
     func testNoopRemovals() throws {
         let c = Case()
         let x = c.input("x", [.param("N"), .value(3)])

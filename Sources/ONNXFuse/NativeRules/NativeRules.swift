@@ -113,11 +113,25 @@ func liftConstant(_ node: Node, _ analysis: OperatorAnalysis, _ context: Rewrite
 
 // MARK: fold-constants
 
+/// Refuses a node whose outputs are drawn at random (a random operator, a Dropout that may run
+/// in training mode): two of them are not the same value, and none has a value to fold.
+func refuseNondeterministic(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> RuleRefusal? {
+    // Without an imported version, the oldest (Dropout trains unless is_test says otherwise).
+    let version = analysis.opsetVersion(of: node) ?? 1
+    let deterministic = OperatorRegistry.isDeterministic(node, opsetVersion: version) { value in
+        // Only a one-element constant can be a valid training_mode or ratio.
+        guard let tensor = value.constantTensor(freezeInitializerInputs: context.freezeInitializerInputs),
+              tensor.elementCount == 1 else { return nil }
+        return try? TensorValue(tensor: tensor)
+    }
+    return deterministic ? nil : RuleRefusal("\(node.opType) is not deterministic")
+}
+
 func foldConstants(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<NativeEdit, RuleRefusal> {
     if let refusal = refuseOtherDomains(node) ?? refuseOldIR(analysis) { return .failure(refusal) }
     if node.opType == "Constant" || node.inputs.isEmpty { return .failure(RuleRefusal("the node has no inputs")) }
     if !node.subgraphs.isEmpty { return .failure(RuleRefusal("the node has subgraphs")) }
-    if OperatorRegistry.nondeterministicOperators.contains(node.opType) { return .failure(RuleRefusal("\(node.opType) is not deterministic")) }
+    if let refusal = refuseNondeterministic(node, analysis, context) { return .failure(refusal) }
     // Shape and Size read only their input's shape: static output facts are their value.
     if node.opType == "Shape" || node.opType == "Size" {
         return staticIntegerOutputs(node, analysis)
@@ -193,9 +207,10 @@ func staticIntegerOutputs(_ node: Node, _ analysis: OperatorAnalysis) -> Result<
 
 func foldShapeArithmetic(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<NativeEdit, RuleRefusal> {
     if let refusal = refuseOtherDomains(node) ?? refuseOldIR(analysis) { return .failure(refusal) }
-    if node.opType == "Constant" || node.inputs.isEmpty || !node.subgraphs.isEmpty || OperatorRegistry.nondeterministicOperators.contains(node.opType) {
+    if node.opType == "Constant" || node.inputs.isEmpty || !node.subgraphs.isEmpty {
         return .failure(RuleRefusal("not a shape computation"))
     }
+    if let refusal = refuseNondeterministic(node, analysis, context) { return .failure(refusal) }
     return staticIntegerOutputs(node, analysis)
 }
 
@@ -203,7 +218,7 @@ func foldShapeArithmetic(_ node: Node, _ analysis: OperatorAnalysis, _ context: 
 
 func mergeDuplicates(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<NativeEdit, RuleRefusal> {
     guard node.isDefaultDomain || node.domain == "ai.onnx.ml" else { return .failure(RuleRefusal("not a standard operator")) }
-    if OperatorRegistry.nondeterministicOperators.contains(node.opType) { return .failure(RuleRefusal("\(node.opType) is not deterministic")) }
+    if let refusal = refuseNondeterministic(node, analysis, context) { return .failure(refusal) }
     if !node.subgraphs.isEmpty { return .failure(RuleRefusal("the node has subgraphs")) }
     guard node.inputs.contains(where: { $0 != nil }) else { return .failure(RuleRefusal("the node has no inputs")) }
     let signature = nodeSignature(node)
