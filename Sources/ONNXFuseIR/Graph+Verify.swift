@@ -121,9 +121,12 @@ extension Graph {
         }
         guard count == nodeCount, previous === lastNode else { throw fail("node count or tail is wrong") }
 
-        for output in outputs {
+        for (index, output) in outputs.enumerated() {
             guard scope.lookup(output.value.name) === output.value else {
                 throw fail("graph output '\(output.value.name)' is not defined in scope")
+            }
+            guard outputPositions(of: output.value).contains(index) else {
+                throw fail("graph output \(index) '\(output.value.name)' is missing from the index of outputs")
             }
             outputCounts[ObjectIdentifier(output.value), default: 0] += 1
             seen[ObjectIdentifier(output.value)] = output.value

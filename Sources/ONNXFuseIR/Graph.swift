@@ -34,6 +34,9 @@ public final class Graph {
     public private(set) var inputs: [Value] = []
     /// The graph outputs, in order.
     public private(set) var outputs: [GraphOutput] = []
+    /// The positions in `outputs` of the outputs naming each value (usually one), so that
+    /// moving the outputs of one value does not scan them all.
+    private var outputPositionsByValue: [ObjectIdentifier: [Int]] = [:]
     /// The initializers, in file order (an overridable one is also in `inputs`).
     public var initializers: [Value] {
         removedInitializers == 0 ? initializerSlots.map { $0! } : initializerSlots.compactMap { $0 }
@@ -244,7 +247,13 @@ public final class Graph {
     /// Adds a graph output naming `value`.
     public func addOutput(_ value: Value, info: ValueInfo) {
         outputs.append(GraphOutput(value: value, info: info))
+        outputPositionsByValue[ObjectIdentifier(value), default: []].append(outputs.count - 1)
         value.graphOutputCount += 1
+    }
+
+    /// The positions of the outputs that name `value`, in increasing order.
+    public func outputPositions(of value: Value) -> [Int] {
+        outputPositionsByValue[ObjectIdentifier(value)] ?? []
     }
 
     /// Makes output `index` name `value`, keeping its declared information.
@@ -254,6 +263,12 @@ public final class Graph {
         old.graphOutputCount -= 1
         value.graphOutputCount += 1
         outputs[index] = GraphOutput(value: value, info: outputs[index].info)
+        let key = ObjectIdentifier(old)
+        outputPositionsByValue[key]?.removeAll { $0 == index }
+        if outputPositionsByValue[key]?.isEmpty ?? false { outputPositionsByValue[key] = nil }
+        var positions = outputPositionsByValue[ObjectIdentifier(value), default: []]
+        positions.insert(index, at: positions.firstIndex { $0 > index } ?? positions.count)
+        outputPositionsByValue[ObjectIdentifier(value)] = positions
     }
 
     /// Changes what output `index` declares.

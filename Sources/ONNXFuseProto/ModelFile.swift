@@ -715,6 +715,16 @@ extension ModelFile {
         return UInt32(info.st_mode & 0o777)
     }
 
+    /// Why `path` cannot even be looked up (a name longer than the file system allows, a folder
+    /// that cannot be searched, ...), as the system says it; nil when the lookup works or only
+    /// finds that nothing is there.
+    public static func lookupFailure(at path: String) -> String? {
+        var info = stat()
+        guard lstat(fsPath(path), &info) != 0 else { return nil }
+        let code = currentErrno
+        return code == ENOENT ? nil : systemErrorText(code)
+    }
+
     /// What is at `path` without following a final symbolic link: nil when nothing is, else
     /// its kind ("a regular file", "a symbolic link", "a folder", ...) and identity.
     public static func entry(at path: String) -> (kind: String, isRegular: Bool, device: UInt64, inode: UInt64)? {

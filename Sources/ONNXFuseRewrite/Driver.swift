@@ -658,10 +658,19 @@ struct Driver {
     /// Points every graph output naming `old` at `new`.
     func moveGraphOutputs(from old: Value, to new: Value) {
         guard old.isGraphOutput else { return }
-        for graph in model.allGraphs {
-            for (index, output) in graph.outputs.enumerated() where output.value === old {
+        // Its own graph first; a subgraph's output may name it too (an outer value).
+        var remaining = old.graphOutputCount
+        func move(in graph: Graph) {
+            for index in graph.outputPositions(of: old) {
                 graph.setOutput(index, to: new)
+                remaining -= 1
             }
+        }
+        if let home = old.graph { move(in: home) }
+        guard remaining > 0 else { return }
+        for graph in model.allGraphs where graph !== old.graph {
+            move(in: graph)
+            if remaining == 0 { return }
         }
     }
 

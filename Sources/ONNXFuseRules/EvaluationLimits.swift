@@ -10,7 +10,8 @@ public struct EvaluationLimits: Sendable, Equatable {
     /// The most multiply-adds of all the `matmul`s of one application of a rule (its guards,
     /// computations and attributes for one match): about a second of work.
     public var maximumMatmulWork = 1 << 30
-    /// The longest list `ones`, `zeros` and `range` make.
+    /// The longest list `ones`, `zeros` and `range` make, and the longest tensor read as a list
+    /// (`slice`, `permute`).
     public var maximumListLength = 1 << 20
     /// The most elements one application of a rule may create in total: the results of every
     /// operation and function call, plus one per expression evaluated (a name or a literal

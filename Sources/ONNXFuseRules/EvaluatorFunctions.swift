@@ -243,7 +243,9 @@ public struct FunctionTable: Sendable {
             return .list((0..<n).map { .integer($0) })
         }
         table.register("len", arity: 1...1) { arguments throws(EvaluationError) in
-            .integer(Int64(try listArgument("len", arguments, 0).count))
+            // A tensor's length is its element count: no list of its elements is made.
+            if case .tensor(let array, _) = arguments[0] { return .integer(Int64(array.values.count)) }
+            return .integer(Int64(try listArgument("len", arguments, 0).count))
         }
         table.register("opset", arity: 0...1) { arguments throws(EvaluationError) in
             throw EvaluationError("opset() needs a model: it is only available in rules")
@@ -286,7 +288,7 @@ private func integerArgument(_ function: String, _ arguments: [EvalValue], _ ind
 
 /// Argument `index` of `function` as a list (see `EvalValue.listItems`).
 private func listArgument(_ function: String, _ arguments: [EvalValue], _ index: Int) throws(EvaluationError) -> [EvalValue] {
-    guard let items = arguments[index].listItems else {
+    guard let items = try arguments[index].listItems() else {
         throw EvaluationError("\(function): argument \(index + 1) must be a list, got \(arguments[index].kind)")
     }
     return items
@@ -294,12 +296,18 @@ private func listArgument(_ function: String, _ arguments: [EvalValue], _ index:
 
 extension EvalValue {
     /// The value read as a list: a list as it is, a tensor as the flat list of its elements
-    /// (integers when it holds integers); nil for anything else.
-    var listItems: [EvalValue]? {
+    /// (integers when it holds integers); nil for anything else. A list item takes several times
+    /// the memory of a tensor element: a tensor longer than the longest list (see
+    /// `EvaluationLimits.maximumListLength`) is refused.
+    func listItems() throws(EvaluationError) -> [EvalValue]? {
         switch self {
         case .list(let items):
             return items
         case .tensor(let array, let type):
+            let limit = EvaluationLimits.current.maximumListLength
+            guard array.values.count <= limit else {
+                throw EvaluationError.limit("a tensor of \(array.values.count) elements is read as a list, longer than the limit of \(limit)")
+            }
             let integral = type.map { !$0.isFloatingPoint } ?? array.values.allSatisfy { $0 == $0.rounded() }
             return array.values.map { value in
                 if integral, let integer = Int64(exactly: value) { return .integer(integer) }

@@ -44,8 +44,10 @@ public func apply(_ op: String, _ lhs: EvalValue, _ rhs: EvalValue) throws(Evalu
         default: return .boolean(order >= 0)
         }
     case "in":
-        // A tensor on the right is read as the flat list of its elements: `0 in shape_input`.
-        guard let items = rhs.listItems else {
+        // A tensor on the right is read as the flat list of its elements: `0 in shape_input`
+        // (element by element: no list of them is made).
+        if case .tensor(let array, _) = rhs { return .boolean(array.values.contains { valuesEqual(lhs, .real($0)) }) }
+        guard let items = try rhs.listItems() else {
             throw EvaluationError("'in' needs a list or a tensor on its right, got \(rhs.kind)")
         }
         return .boolean(items.contains { valuesEqual(lhs, $0) })

@@ -28,6 +28,20 @@ public struct CompiledRule {
 /// goes to the function table.
 let graphValueFunctions: Set<String> = ["constant", "unused", "absent", "rank", "shape", "dim", "numel", "dtype"]
 
+/// The functions of `graphValueFunctions` that also take a tensor the rule computes (or any
+/// other expression): `numel(k)` of `k = full([4], 1.0)`.
+let shapeFunctions: Set<String> = ["rank", "shape", "dim", "numel", "dtype"]
+
+/// Whether a call of `function` reads a value of the match (the graph) rather than evaluating
+/// its arguments: a graph function whose first argument names a value of the match, or one of
+/// `constant`, `unused`, `absent`.
+func callReadsGraph(_ function: String, _ arguments: [Expression], isMatchValue: (String) -> Bool) -> Bool {
+    guard graphValueFunctions.contains(function) else { return false }
+    guard shapeFunctions.contains(function) else { return true }
+    if case .name(let name, _)? = arguments.first { return isMatchValue(name) }
+    return false
+}
+
 /// Turns parsed rules into engine rules, reporting every error (undefined variables,
 /// unknown functions, values of the match left without a producer, misplaced syntax)
 /// before any model is touched.
@@ -375,7 +389,8 @@ struct RuleCompiler {
                 error("'\(name)' is not defined", location)
             }
         case .call(let name, let arguments, let location):
-            if graphValueFunctions.contains(name) {
+            let readsGraph = callReadsGraph(name, arguments) { valueVariables[$0] != nil }
+            if readsGraph {
                 for (position, argument) in arguments.enumerated() {
                     // dim(v, axis): the axis is an expression; every other argument names a value.
                     if name == "dim" && position == 1 {
@@ -394,7 +409,7 @@ struct RuleCompiler {
                 let expected = arity.lowerBound == arity.upperBound ? "\(arity.lowerBound)" : "\(arity.lowerBound) to \(arity.upperBound)"
                 error("\(name)() takes \(expected) argument\(arity == 1...1 ? "" : "s"), not \(arguments.count)", location)
             }
-            if !graphValueFunctions.contains(name) {
+            if !readsGraph {
                 for argument in arguments { check(argument, computedSoFar: computedSoFar) }
             }
         case .list(let items, _):

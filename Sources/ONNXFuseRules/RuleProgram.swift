@@ -203,7 +203,9 @@ struct RuleProgram {
                 let left = try evaluate(lhs)
                 return try apply(op.rawValue, left, try evaluate(rhs))
             case .call(let name, let arguments, _):
-                if graphValueFunctions.contains(name) { return try callGraphFunction(name, arguments) }
+                if callReadsGraph(name, arguments, isMatchValue: { program.valueVariables[$0] != nil }) {
+                    return try callGraphFunction(name, arguments)
+                }
                 var values: [EvalValue] = []
                 for argument in arguments { values.append(try evaluate(argument)) }
                 if name == "opset" { return try opset(values) }

@@ -114,6 +114,8 @@ struct ReportFile: Encodable {
 /// not a regular file, or whose folder does not exist: checked before anything is written.
 func checkReportPath(_ report: String, model: Model, output: String?) throws {
     func refuse(_ why: String) -> UsageError { UsageError(message: "\(report): refusing to write the report: \(why)") }
+    // Before the model is written: a report that cannot be written fails the run with nothing written.
+    if let failure = ModelFile.lookupFailure(at: report) { throw refuse(failure) }
     let entry = ModelFile.entry(at: report)
     if let entry, !entry.isRegular { throw refuse("it is \(entry.kind)") }
     var taken: [(String, String)] = model.inputFiles.enumerated().map { index, file in

@@ -79,7 +79,7 @@ final class RuleCompilerTests: XCTestCase {
             "test.rules:4:5: 'initializer w' stands alone in match; it cannot be combined with 'opset_import d'",
             "test.rules:5:5: 'initializer w' stands alone in match; it cannot be combined with node patterns",
             "test.rules:8:13: a rule that matches 'initializer w' removes it: its replace block must be empty",
-            "test.rules:7:16: rank() takes variables of the match",
+            "test.rules:7:16: 'v' is not defined",
         ])
         // A node rule with an empty replace must still give every named output a producer.
         XCTAssertEqual(errors("rule r { match { y = _(x) }; replace { } }"),

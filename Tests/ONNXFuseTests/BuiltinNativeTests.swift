@@ -192,6 +192,32 @@ final class BuiltinNativeTests: XCTestCase {
         XCTAssertEqual(concat.outputs[0]!.inferred?.shape, [.value(500), .param("W")])
     }
 
+    func testMergeDuplicatesComparesTensorAttributesByContent() throws {
+        // Same type and dims, different values: apart; same values: merged. Many nodes whose
+        // signatures collide (string tensors alike in their first 64 strings) are each compared
+        // with a bounded number of others, and a true duplicate of the first still merges.
+        let c = Case()
+        let shape = c.input("s", [.value(1)], type: .int64)
+        func fill(_ value: Float, _ name: String) -> Value {
+            c.node("ConstantOfShape", [shape], name, [Attribute(name: "value", value: .tensor(Tensor(dataType: .float, dims: [1], values: [value])))])
+        }
+        c.output(c.node("Concat", [fill(1, "one"), fill(2, "two"), fill(1, "one_again")], "filled", [Attribute(name: "axis", value: .int(0))]))
+        let x = c.input("x", [.value(2)])
+        var colliding: [Value] = []
+        for index in 0..<40 {  // past the bucket limit (32)
+            let strings = Array(repeating: Array("same".utf8), count: 64) + [Array("tail\(index)".utf8)]
+            let tensor = Tensor(dataType: .string, dims: [65], storage: .stringData(strings))
+            colliding.append(c.node("Identity", [x], "id\(index)", [Attribute(name: "tag", value: .tensor(tensor))]))
+        }
+        let first = colliding[0].producer!.attributes
+        colliding.append(c.node("Identity", [x], "id_again", first))
+        c.output(c.node("Concat", colliding, "tags", [Attribute(name: "axis", value: .int(0))]))
+        let report = try c.run(only: ["merge-duplicates"])
+        XCTAssertEqual(c.fired(report), ["merge-duplicates": 2])
+        XCTAssertEqual(c.graph.nodes.filter { $0.opType == "ConstantOfShape" }.map(\.name), ["one", "two"])
+        XCTAssertFalse(c.graph.nodes.contains { $0.name == "id_again" })
+    }
+
     func testMergeDuplicatesLeavesDropoutsThatMayTrain() throws {
         // training_mode from a graph input or a constant true: each Dropout draws its own mask.
         let c = Case()
@@ -313,6 +339,33 @@ final class BuiltinNativeTests: XCTestCase {
         XCTAssertEqual(report.fired.first?.count, 1)
         XCTAssertTrue(c.text.contains("Sub"))
         XCTAssertTrue(report.explanations.contains { $0.reason.contains("symbolic") }, "\(report.explanations)")
+    }
+
+    func testShapeFunctionsTakeComputedTensors() throws {
+        // rank, shape, dim and numel of a tensor the rule computes (as docs/rules.md says),
+        // beside the same functions of a value of the match; len and `in` of a tensor.
+        let text = """
+            rule scale-by-size {
+              match { y = Mul(x, w) }
+              where { constant(w) && numel(w) == 1 && 1.5 in w && !(2 in w) }
+              compute {
+                k = reshape(w, [1]) * full([2, 3], 1.0)
+                n = numel(k) + rank(k) + dim(k, 1) + len(shape(k)) + len(k) + numel(reshape(k, [-1]))
+                w2 = w * n
+              }
+              replace { y = Mul(x, w2) }
+            }
+            """
+        let rules = try RuleFiles.rules(in: text)
+        let c = Case()
+        let x = c.input("x", [.value(2)])
+        c.output(c.node("Mul", [x, c.floats("w", [1.5], [])], "y"))
+        var options = OptimizationOptions()
+        options.explain = true
+        let report = optimize(c.model, rules: rules, options: options)
+        XCTAssertEqual(report.fired.first?.count, 1, "\(report.explanations)")
+        XCTAssertEqual(c.graph.initializers.compactMap { $0.initializer.flatMap { try? TensorValue(tensor: $0) } }.last,
+                       TensorValue(.float, shape: [], reals: [1.5 * 25]))
     }
 
     func testAComputedWeightThatOverflowsItsStoredTypeIsRefused() throws {

@@ -52,7 +52,8 @@ final class OutputSafetyTests: XCTestCase {
         for (report, reason) in [("external_data.onnx", "it is the input model"),
                                  ("./external_data.onnx.data", "it is the input's external data file"),
                                  ("out.onnx", "it is the output"), ("out.onnx.data", "it is the output's data file"),
-                                 ("missing/report.json", "does not exist")] {
+                                 ("missing/report.json", "does not exist"),
+                                 (String(repeating: "r", count: 256) + ".json", "File name too long")] {
             try expectRefusal(["external_data.onnx", "-o", "out.onnx", "--report", report], reason, in: dir)
             XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out.onnx").path))
         }

@@ -92,6 +92,24 @@ final class RulesCommandTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out.onnx").path))
     }
 
+    func testATensorReadAsAListIsBoundedLikeAList() throws {
+        // A list item takes several times a tensor element's memory: a tensor longer than the
+        // longest list is refused where a list is needed; len() counts it without a list.
+        let dir = try workspace(["conv_bn.onnx"])
+        let text = """
+            rule long {
+              match { y = Relu(x) }
+              compute { n = len(full([2000000], 1)); p = permute(full([2000000], 1), [0]) }
+              replace { y = Relu(x) }
+            }
+            """
+        try text.write(to: dir.appendingPathComponent("long.rules"), atomically: true, encoding: .utf8)
+        let result = try run(["conv_bn.onnx", "--no-builtin", "--rules", "long.rules", "-o", "out.onnx"], in: dir)
+        XCTAssertEqual(result.status, 1, result.stderr)
+        XCTAssertTrue(result.stderr.contains("long.rules:3:46: p: a tensor of 2000000 elements is read as a list, longer than the limit of 1048576"),
+                      result.stderr)
+    }
+
     func testTheRuleLimitsCanBeSet() throws {
         let dir = try workspace(["conv_bn.onnx"])
         let text = """

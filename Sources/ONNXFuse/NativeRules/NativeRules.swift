@@ -221,9 +221,15 @@ func mergeDuplicates(_ node: Node, _ analysis: OperatorAnalysis, _ context: Rewr
     if let refusal = refuseNondeterministic(node, analysis, context) { return .failure(refusal) }
     if !node.subgraphs.isEmpty { return .failure(RuleRefusal("the node has subgraphs")) }
     guard node.inputs.contains(where: { $0 != nil }) else { return .failure(RuleRefusal("the node has no inputs")) }
+    if let attribute = node.attributes.first(where: { !isComparable($0.value) }) {
+        return .failure(RuleRefusal("attribute '\(attribute.name)' is of a kind that is not compared"))
+    }
     let signature = nodeSignature(node)
-    let bucket = analysis.nodesBySignature[signature] ?? []
-    for other in bucket where other.graph != nil {
+    // Entries of erased nodes are dropped as they are met.
+    var bucket = analysis.nodesBySignature[signature] ?? []
+    bucket.removeAll { $0.graph == nil }
+    analysis.nodesBySignature[signature] = bucket
+    for other in bucket {
         guard other !== node, other.graph === node.graph, other.opType == node.opType,
               other.isDefaultDomain == node.isDefaultDomain, other.domain == node.domain || node.isDefaultDomain,
               other.inputs.count == node.inputs.count, other.outputs.count == node.outputs.count,
@@ -237,16 +243,30 @@ func mergeDuplicates(_ node: Node, _ analysis: OperatorAnalysis, _ context: Rewr
         }
         return .success(.replaceOutputs(replacements))
     }
-    // Not merged: this node is a candidate for later ones (erased nodes are dropped here).
-    var kept = bucket.filter { $0.graph != nil }
-    if !kept.contains(where: { $0 === node }) { kept.append(node) }
-    analysis.nodesBySignature[signature] = kept
+    // Not merged: this node is a candidate for later ones. Equal signatures almost always mean
+    // equal nodes, so a bucket stays small; one that grows past a few dozen nodes (made to
+    // collide) takes no more, so that each node is compared with a bounded number of others.
+    if bucket.count < maximumSignatureBucket, !bucket.contains(where: { $0 === node }) {
+        analysis.nodesBySignature[signature, default: []].append(node)
+    }
     return .failure(RuleRefusal("no earlier node computes the same"))
 }
 
+/// The most nodes merge-duplicates keeps for one signature.
+let maximumSignatureBucket = 32
+
+/// Whether merge-duplicates compares attribute values of this kind (graphs, sparse tensors and
+/// types are not: a node carrying one is never merged).
+func isComparable(_ value: AttributeValue?) -> Bool {
+    switch value {
+    case .int?, .float?, .string?, .ints?, .floats?, .strings?, .tensor?: return true
+    default: return false
+    }
+}
+
 /// A hash of what two equal nodes share: operator, domain, the identity of each input, and
-/// the attributes' names and values (a tensor attribute by its type and dims only; equal
-/// hashes are compared in full).
+/// the attributes' names and values (a tensor attribute by its type, dims and its first
+/// 64 KiB of elements; equal hashes are compared in full).
 func nodeSignature(_ node: Node) -> Int {
     var hasher = Hasher()
     hasher.combine(node.opType)
@@ -261,11 +281,35 @@ func nodeSignature(_ node: Node) -> Int {
         case .ints(let i)?: hasher.combine(i)
         case .floats(let f)?: hasher.combine(f.map(\.bitPattern))
         case .strings(let s)?: hasher.combine(s)
-        case .tensor(let t)?: hasher.combine(t.dataType.rawValue); hasher.combine(t.dims)
+        case .tensor(let t)?:
+            hasher.combine(t.dataType.rawValue)
+            hasher.combine(t.dims)
+            hashPrefix(of: t.storage, into: &hasher)
         default: hasher.combine(0)
         }
     }
     return hasher.finalize()
+}
+
+/// Hashes the first 64 KiB of a tensor's stored elements (and which field holds them).
+func hashPrefix(of storage: TensorStorage, into hasher: inout Hasher) {
+    let limit = 1 << 16
+    func combine(_ field: Int, _ bytes: TensorBytes) {
+        hasher.combine(field)
+        bytes.withUnsafeBytes { hasher.combine(bytes: UnsafeRawBufferPointer(rebasing: $0.prefix(limit))) }
+    }
+    switch storage {
+    case .none: hasher.combine(0)
+    case .raw(let bytes): combine(1, bytes)
+    case .floatData(let bytes): combine(2, bytes)
+    case .int32Data(let bytes): combine(3, bytes)
+    case .int64Data(let bytes): combine(4, bytes)
+    case .doubleData(let bytes): combine(5, bytes)
+    case .uint64Data(let bytes): combine(6, bytes)
+    case .stringData(let strings):
+        hasher.combine(7)
+        for string in strings.prefix(64) { hasher.combine(string) }
+    }
 }
 
 /// Attributes equal as lists (same names, order-insensitive, same values); subgraphs never are.
