@@ -19,7 +19,7 @@ The cases are generated, seeded, by the hostile_*.py modules beside this file:
 
 They run in parallel (ONNX_FUSE_HOSTILE_JOBS processes, default: 2 x CPUs, at most CPUs + 4) when the first test
 of this file asks for the results; each test then reports its case. A failing case keeps its
-folder under pytest's basetemp. It runs only with ONNX_FUSE_HOSTILE=1 for now.
+folder under pytest's basetemp. It is part of the test command (scripts/test).
 ONNX_FUSE_HOSTILE_FULL=1 runs many more cases (minutes);
 ONNX_FUSE_HOSTILE_TIMEOUT changes the per-run timeout (20 s by default, for a debug build).
 """
@@ -31,10 +31,6 @@ import shutil
 import time
 
 import pytest
-
-# Opt-in until its first findings are triaged (see the stop notes): ONNX_FUSE_HOSTILE=1.
-if os.environ.get("ONNX_FUSE_HOSTILE") != "1":
-    pytest.skip("the hostile battery runs with ONNX_FUSE_HOSTILE=1", allow_module_level=True)
 
 import hostile_infra as H
 import hostile_kills
