@@ -72,6 +72,18 @@ extension NDArray {
         }
     }
 
+    /// Whether every value stays finite once rounded to `dataType` as `tensor(as:)` rounds it
+    /// (3e38 × 2 is finite in float64, infinite as float); checked element by element, without
+    /// a copy of the stored tensor.
+    public func isFinite(storedAs dataType: DataType) -> Bool {
+        switch dataType {
+        case .float: return values.allSatisfy { Float($0).isFinite }
+        case .float16: return values.allSatisfy { float16Value(float16Bits($0)).isFinite }
+        case .bfloat16: return values.allSatisfy { bfloat16Value(bfloat16Bits($0)).isFinite }
+        default: return isFinite
+        }
+    }
+
     /// The values, after checking that each is an integer within the bounds of `dataType`.
     private func checkedIntegers(_ dataType: DataType) throws(EvaluationError) -> [Double] {
         let bounds = NDArray.integerBounds(dataType)!

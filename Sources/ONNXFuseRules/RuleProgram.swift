@@ -75,13 +75,12 @@ struct RuleProgram {
                 guard let type else {
                     return .failure(RuleRefusal("\(assignment.name) has no element type (it is computed from literals only)"))
                 }
-                let tensor = try array.tensor(as: type)
                 // Rounding to the stored type can overflow what was finite in float64 (3e38 × 2
-                // as float, 60000 × 2 as float16): checked on the stored values.
-                if type.isFloatingPoint, !(try NDArray(tensor: tensor).isFinite) {
+                // as float, 60000 × 2 as float16).
+                guard array.isFinite(storedAs: type) else {
                     return .failure(RuleRefusal("\(assignment.name) is not finite once stored as \(type) (an element overflows it)"))
                 }
-                tensors.append(tensor)
+                tensors.append(try array.tensor(as: type))
             } catch {
                 if error.exceedsLimit { return .failure(.ruleError("\(assignment.value.location): \(assignment.name): \(error.message)")) }
                 return .failure(RuleRefusal("\(assignment.name): \(error.message)"))

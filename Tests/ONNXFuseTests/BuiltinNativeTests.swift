@@ -382,7 +382,8 @@ final class BuiltinNativeTests: XCTestCase {
             }
             """
         let rules = try RuleFiles.rules(in: text)
-        for (type, big, fine) in [(DataType.float, Float(3e38), Float(1e38)), (.float16, Float(60000), Float(30000))] {
+        for (type, big, fine) in [(DataType.float, Float(3e38), Float(1e38)), (.float16, Float(60000), Float(30000)),
+                                  (.bfloat16, Float(3e38), Float(1e38))] {
             for (value, fires) in [(big, false), (fine, true)] {
                 let c = Case()
                 let x = c.input("x", [.value(2)], type: type)
