@@ -252,7 +252,7 @@ final class BuiltinNativeTests: XCTestCase {
         let single = Node(opType: "Concat", name: "single", inputs: [sliced], outputNames: ["single"],
                           attributes: [Attribute(name: "axis", value: .int(1))])
         c.graph.append(single)
-        let plusZero = c.node("Add", [single.outputs[0]!, c.floats("zeros", [0, 0, 0], [3])], "plus_zero")
+        let plusZero = c.node("Add", [single.outputs[0]!, c.floats("zeros", [-0.0, -0.0, -0.0], [3])], "plus_zero")
         c.output(c.node("Mul", [plusZero, c.floats("one", [1], [1])], "y"))
         let report = try c.run()
         let fired = c.fired(report)

@@ -212,6 +212,29 @@ final class ShapeRuleTests: XCTestCase {
         XCTAssertEqual(c.graph.nodes.map(\.opType), ["Pad", "Greater", "Where"], c.text)
     }
 
+    /// `-0 + +0` is `+0`: only `x + (-0)` and `x - (+0)` leave every float x as it is. A
+    /// Reciprocal after each makes the sign of zero visible (-inf against +inf).
+    func testNoopArithmeticKeepsTheSignOfZero() throws {
+        let c = Case()
+        let x = c.input("x", [.value(4)])
+        let n = c.node("Neg", [x], "n")
+        let minusZero = c.floats("minus_zero", [-0.0], [1]), plusZero = c.floats("plus_zero", [0.0], [1])
+        let cases: [(String, [Value])] = [
+            ("Add", [n, minusZero]), ("Add", [minusZero, n]), ("Sub", [n, plusZero]),  // removed
+            ("Add", [n, plusZero]), ("Add", [plusZero, n]), ("Sub", [n, minusZero]),   // kept
+        ]
+        for (index, (opType, inputs)) in cases.enumerated() {
+            c.output(c.node("Reciprocal", [c.node(opType, inputs, "op\(index)")], "r\(index)"))
+        }
+        let signedZeros = TensorValue(.float, shape: [4], reals: [0.0, -0.0, 1, -2])
+        let report = try runAndCompare(c, only: ["remove-noop-arithmetic"], inputs: [["x": signedZeros]])
+        XCTAssertEqual(c.fired(report)["remove-noop-arithmetic"], 3, "\(report.fired)")
+        XCTAssertEqual(c.graph.nodes.filter { $0.opType != "Reciprocal" }.map(\.opType), ["Neg", "Add", "Add", "Sub"], c.text)
+        let after = try evaluate(c.model, ["x": signedZeros])
+        XCTAssertEqual(after["r0"], TensorValue(.float, shape: [4], reals: [-.infinity, .infinity, -1, 0.5]))
+        XCTAssertEqual(after["r3"], TensorValue(.float, shape: [4], reals: [.infinity, .infinity, -1, 0.5]))
+    }
+
     func testNoopWhereMustNotPickABroadcastOperand() throws {
         // The condition is all true, but X is broadcast to the condition's shape: it stays.
         let c = Case()

@@ -96,6 +96,10 @@ func removeNoopArithmetic(_ node: Node, _ analysis: OperatorAnalysis, _ context:
     case "Or": neutral = 0; constantSides = [(b, a), (a, b)]
     default: preconditionFailure("remove-noop-arithmetic is rooted at Add, Sub, Mul, Div, And and Or only")
     }
+    // Exactly neutral, sign of zero included: `-0 + +0` is `+0` (and 1/x tells them apart), so
+    // of the float zeros only `x + -0` and `x - +0` give back every x.
+    let neutralZeroSign: FloatingPointSign = node.opType == "Sub" ? .plus : .minus
+    var zeroOfTheWrongSign = false
     guard let output = node.outputs.first ?? nil else { return .failure(RuleRefusal("no output")) }
     let outputFacts = analysis.inference.facts(of: output)
     for (constant, other) in constantSides {
@@ -103,10 +107,19 @@ func removeNoopArithmetic(_ node: Node, _ analysis: OperatorAnalysis, _ context:
               (tensor.elementCount ?? Int.max) <= analysis.foldElementLimit,
               let values = try? TensorValue(tensor: tensor).doubleValues(),
               values.allSatisfy({ $0 == neutral }) else { continue }
+        if neutral == 0, tensor.dataType.isFloatingPoint, values.contains(where: { $0.sign != neutralZeroSign }) {
+            zeroOfTheWrongSign = true
+            continue
+        }
         let otherFacts = analysis.inference.facts(of: other)
         guard let type = otherFacts.elementType, type == outputFacts.elementType,
               shapesKnownEqual(otherFacts.shape, outputFacts.shape) else { continue }
         return .success(.replaceOutputs([.value(other)]))
+    }
+    if zeroOfTheWrongSign {
+        return .failure(RuleRefusal(node.opType == "Sub"
+            ? "x - (-0) turns -0 into +0; only x - (+0) leaves every x as it is"
+            : "x + (+0) turns -0 into +0; only x + (-0) leaves every x as it is"))
     }
     return .failure(RuleRefusal("no operand is a neutral constant that keeps the shape"))
 }
