@@ -161,11 +161,18 @@ private func optimizeWithinLimits(_ model: Model, rules: [CompiledRule], options
     var counts: [String: Int] = [:]
     var order: [String] = []
     var created: [(node: Node, rule: String)] = []
+    // Nodes created and erased since are dropped now and then: a rule that never converges
+    // creates one per rewrite, up to the rewrite cap (1.5 million kept ~1 GB alive).
+    var compactCreatedAt = 4_096
     for round in 0..<4 {
         let roundReport = applyRules(selected.map(\.rewrite), to: model, options: rewriteOptions, analysis: analysis,
                                      nodeCreated: { node, rule in
                                          inference.infer(node)
                                          created.append((node, rule))
+                                         if created.count >= compactCreatedAt {
+                                             created.removeAll { $0.node.graph == nil }
+                                             compactCreatedAt = max(4_096, 2 * created.count)
+                                         }
                                      },
                                      inputsChanged: { inference.refresh(from: $0) })
         for (rule, count) in roundReport.fired {

@@ -125,7 +125,7 @@ extension Graph {
             guard scope.lookup(output.value.name) === output.value else {
                 throw fail("graph output '\(output.value.name)' is not defined in scope")
             }
-            guard outputPositions(of: output.value).contains(index) else {
+            guard indexOfOutputs(names: output.value, at: index) else {
                 throw fail("graph output \(index) '\(output.value.name)' is missing from the index of outputs")
             }
             outputCounts[ObjectIdentifier(output.value), default: 0] += 1

@@ -35,8 +35,9 @@ public final class Graph {
     /// The graph outputs, in order.
     public private(set) var outputs: [GraphOutput] = []
     /// The positions in `outputs` of the outputs naming each value (usually one), so that
-    /// moving the outputs of one value does not scan them all.
-    private var outputPositionsByValue: [ObjectIdentifier: [Int]] = [:]
+    /// moving the outputs of one value does not scan them all. A set: moving one output of a
+    /// value named by 160,000 outputs must not shift an array.
+    private var outputPositionsByValue: [ObjectIdentifier: Set<Int>] = [:]
     /// The initializers, in file order (an overridable one is also in `inputs`).
     public var initializers: [Value] {
         removedInitializers == 0 ? initializerSlots.map { $0! } : initializerSlots.compactMap { $0 }
@@ -247,13 +248,18 @@ public final class Graph {
     /// Adds a graph output naming `value`.
     public func addOutput(_ value: Value, info: ValueInfo) {
         outputs.append(GraphOutput(value: value, info: info))
-        outputPositionsByValue[ObjectIdentifier(value), default: []].append(outputs.count - 1)
+        outputPositionsByValue[ObjectIdentifier(value), default: []].insert(outputs.count - 1)
         value.graphOutputCount += 1
     }
 
     /// The positions of the outputs that name `value`, in increasing order.
     public func outputPositions(of value: Value) -> [Int] {
-        outputPositionsByValue[ObjectIdentifier(value)] ?? []
+        outputPositionsByValue[ObjectIdentifier(value)]?.sorted() ?? []
+    }
+
+    /// Whether output `index` names `value`, by the index of outputs (what `verify` checks).
+    public func indexOfOutputs(names value: Value, at index: Int) -> Bool {
+        outputPositionsByValue[ObjectIdentifier(value)]?.contains(index) ?? false
     }
 
     /// Makes output `index` name `value`, keeping its declared information.
@@ -264,11 +270,21 @@ public final class Graph {
         value.graphOutputCount += 1
         outputs[index] = GraphOutput(value: value, info: outputs[index].info)
         let key = ObjectIdentifier(old)
-        outputPositionsByValue[key]?.removeAll { $0 == index }
+        outputPositionsByValue[key]?.remove(index)
         if outputPositionsByValue[key]?.isEmpty ?? false { outputPositionsByValue[key] = nil }
-        var positions = outputPositionsByValue[ObjectIdentifier(value), default: []]
-        positions.insert(index, at: positions.firstIndex { $0 > index } ?? positions.count)
-        outputPositionsByValue[ObjectIdentifier(value)] = positions
+        outputPositionsByValue[ObjectIdentifier(value), default: []].insert(index)
+    }
+
+    /// Makes every output naming `old` name `new` instead, keeping their declared information;
+    /// returns how many moved. One pass over those outputs, however many there are.
+    @discardableResult
+    public func moveOutputs(from old: Value, to new: Value) -> Int {
+        guard old !== new, let positions = outputPositionsByValue.removeValue(forKey: ObjectIdentifier(old)) else { return 0 }
+        for index in positions { outputs[index] = GraphOutput(value: new, info: outputs[index].info) }
+        old.graphOutputCount -= positions.count
+        new.graphOutputCount += positions.count
+        outputPositionsByValue[ObjectIdentifier(new), default: []].formUnion(positions)
+        return positions.count
     }
 
     /// Changes what output `index` declares.

@@ -71,6 +71,31 @@ final class EngineTests: XCTestCase {
         XCTAssertTrue(reasons.contains { $0.hasPrefix("the rule's pattern searches have tried as many candidate nodes as this model allows them") }, "\(reasons)")
     }
 
+    func testListingManyReadersIsChargedToTheBudget() throws {
+        // match { a = A(x); b = B(x) }  replace { a = A(x); b = B(x) }: it never converges, and
+        // every rewrite makes the next search list x's 6,000 readers again. Listing them counts
+        // (one candidate per `readersPerStep`), so the rule's budget stops it long before the
+        // rewrite cap (60,000 rewrites, each listing 6,000 readers).
+        let b = Builder()
+        let x = b.input("x")
+        for index in 0..<3_000 {
+            b.output(b.node("A", [x], ["a\(index)"]).outputs[0])
+            b.output(b.node("B", [x], ["b\(index)"]).outputs[0])
+        }
+        let pattern = try Pattern(nodes: [PatternNode(opType: "A", inputs: [.variable(0)], outputs: [.variable(1)]),
+                                          PatternNode(opType: "B", inputs: [.variable(0)], outputs: [.variable(2)])],
+                                  root: 0, valueNames: ["x", "a", "b"], attributeNames: [])
+        let replacement = Replacement(nodes: [ReplacementNode(opType: "A", inputs: [.bound(0)], outputs: [.replaces(1)]),
+                                              ReplacementNode(opType: "B", inputs: [.bound(0)], outputs: [.replaces(2)])])
+        let rule = RewriteRule(name: "again", benefit: 1, pattern: pattern, replacement: replacement) { _, _ in .success(PreparedReplacement()) }
+        let report = try b.rewrite(with: [rule], explain: false)
+        XCTAssertFalse(report.reachedRewriteCap)
+        let searches = Driver.minimumSearchBudget / (6_000 / Matcher.readersPerStep)
+        XCTAssertLessThanOrEqual(report.rewrites, searches + 1)
+        XCTAssertGreaterThan(report.rewrites, searches / 2)
+        XCTAssertEqual(b.graph.nodeCount, 6_000)
+    }
+
     func testChainFoldsAndTheOutputKeepsItsName() throws {
         let b = Builder()
         let x = b.input("x")
@@ -306,6 +331,77 @@ final class EngineTests: XCTestCase {
         XCTAssertEqual(b.graph.initializers.map(\.name), ["y_s2"], "the old constant went when nothing used it")
         XCTAssertEqual(b.graph.initializers.first?.initializer?.doubleValues(), [2, 4])
         XCTAssertEqual(report.explanations.map(\.description), ["scale-to-mul at node 'y2': s is not a constant"])
+    }
+
+    func testFreshNamesSkipTakenNamesAndNeverRepeat() throws {
+        // match { z = A(x) }  replace { t = B(x); z = C(t) }: each rewrite adds a value `t`.
+        let pattern = try Pattern(nodes: [PatternNode(opType: "A", inputs: [.variable(0)], outputs: [.variable(1)])],
+                                  root: 0, valueNames: ["x", "z"], attributeNames: [])
+        let rule = RewriteRule(name: "a-to-b-c", benefit: 1, pattern: pattern, replacement: Replacement(
+            nodes: [ReplacementNode(opType: "B", inputs: [.bound(0)], outputs: [.fresh(0)]),
+                    ReplacementNode(opType: "C", inputs: [.fresh(0)], outputs: [.replaces(1)])],
+            freshNames: ["t"])) { _, _ in .success(PreparedReplacement()) }
+        let b = Builder()
+        var value = b.node("T", [b.input("x")], ["t_2"]).outputs[0]!  // a name the model already has
+        for i in 0..<300 { value = b.node("A", [value], ["a\(i)"]).outputs[0]! }
+        b.output(value)
+        XCTAssertEqual(try b.rewrite(with: [rule]).fired.first?.count, 300)
+        let names = b.graph.nodes.filter { $0.opType == "B" }.map { $0.outputs[0]!.name }
+        XCTAssertEqual(names, ["t", "t_1"] + (3...300).map { "t_\($0)" }, "counting from 1, skipping what is taken")
+    }
+
+    func testManyGraphOutputsOfOneValueMoveTogether() throws {
+        let b = Builder()
+        let z = b.node("B", [b.node("A", [b.input("x")], ["y"]).outputs[0]], ["z"]).outputs[0]!
+        for _ in 0..<2_000 { b.output(z) }
+        XCTAssertEqual(try b.rewrite(with: [chainRule()]).fired.first?.count, 1)
+        let c = b.graph.nodes.first { $0.opType == "C" }!.outputs[0]!
+        XCTAssertEqual(c.name, "z")
+        XCTAssertEqual(c.graphOutputCount, 2_000)
+        XCTAssertEqual(b.graph.outputPositions(of: c), Array(0..<2_000))
+        XCTAssertEqual(b.graph.outputPositions(of: z), [])
+    }
+
+    func testAReplacedValueReadBeforeTheRootBlocksTheRewrite() throws {
+        // match { y = A(x); z = B(y) }  replace { y = D(x); z = C(y) }: y's new producer goes
+        // where B is, so a reader of y between A and B, itself or by a node of its subgraph,
+        // would read it before it is defined.
+        let pattern = try Pattern(nodes: [
+            PatternNode(opType: "A", inputs: [.variable(0)], outputs: [.variable(1)]),
+            PatternNode(opType: "B", inputs: [.variable(1)], outputs: [.variable(2)]),
+        ], root: 1, valueNames: ["x", "y", "z"], attributeNames: [])
+        let rule = RewriteRule(name: "a-b-to-d-c", benefit: 1, pattern: pattern, replacement: Replacement(nodes: [
+            ReplacementNode(opType: "D", inputs: [.bound(0)], outputs: [.replaces(1)]),
+            ReplacementNode(opType: "C", inputs: [.bound(1)], outputs: [.replaces(2)]),
+        ])) { _, _ in .success(PreparedReplacement()) }
+        for inSubgraph in [false, true] {
+            let b = Builder()
+            let y = b.node("A", [b.input("x")], ["y"]).outputs[0]!
+            if inSubgraph {
+                let body = Graph(name: "body")
+                let inner = b.node("E", [y], ["inner"], in: body)
+                body.addOutput(inner.outputs[0]!, info: ValueInfo(type: nil))
+                let loop = Node(opType: "S", name: "reader", inputs: [], outputNames: ["early"],
+                                attributes: [Attribute(name: "body", value: .graph(body))])
+                b.graph.append(loop)
+            } else {
+                b.node("E", [y], ["early"], name: "reader")
+            }
+            b.output(b.graph.nodes.first { $0.name == "reader" }!.outputs[0])
+            b.output(b.node("B", [y], ["z"]).outputs[0])
+            let before = b.text
+            let report = try b.rewrite(with: [rule])
+            XCTAssertTrue(report.fired.isEmpty, b.text)
+            XCTAssertEqual(b.text, before)
+            XCTAssertEqual(report.explanations.map(\.reason), ["\(inSubgraph ? "S" : "E") 'reader' reads a replaced value before the match ends"])
+        }
+        // A reader after the root is fine: it reads the new y.
+        let b = Builder()
+        let y = b.node("A", [b.input("x")], ["y"]).outputs[0]!
+        b.output(b.node("B", [y], ["z"]).outputs[0])
+        b.output(b.node("E", [y], ["late"]).outputs[0])
+        XCTAssertEqual(try b.rewrite(with: [rule]).fired.first?.count, 1)
+        XCTAssertEqual(b.graph.nodes.map(\.opType), ["D", "C", "E"])
     }
 
     func testDeterministic() throws {

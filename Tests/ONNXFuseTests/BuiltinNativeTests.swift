@@ -218,6 +218,21 @@ final class BuiltinNativeTests: XCTestCase {
         XCTAssertFalse(c.graph.nodes.contains { $0.name == "id_again" })
     }
 
+    func testMergeDuplicatesComparesManyAttributesByName() throws {
+        // The same 500 attributes in another order: merged. One value apart: not.
+        let c = Case()
+        let x = c.input("x", [.value(2)])
+        let attributes = (0..<500).map { Attribute(name: "k\($0)", value: .int(Int64($0))) }
+        var apart = attributes
+        apart[499] = Attribute(name: "k499", value: .int(-1))
+        let first = c.node("Identity", [x], "first", attributes)
+        let shuffled = c.node("Identity", [x], "shuffled", attributes.reversed())
+        let other = c.node("Identity", [x], "other", apart)
+        c.output(c.node("Concat", [first, shuffled, other], "y", [Attribute(name: "axis", value: .int(0))]))
+        XCTAssertEqual(c.fired(try c.run(only: ["merge-duplicates"])), ["merge-duplicates": 1])
+        XCTAssertEqual(c.graph.nodes.filter { $0.opType == "Identity" }.map(\.name), ["first", "other"])
+    }
+
     func testMergeDuplicatesLeavesDropoutsThatMayTrain() throws {
         // training_mode from a graph input or a constant true: each Dropout draws its own mask.
         let c = Case()
