@@ -114,6 +114,10 @@ struct Driver {
     /// The search budget of a rule (see `searchBudget`): this many candidates per node of the
     /// model, and at least `minimumSearchBudget`.
     static let searchBudgetPerNode = 16
+    /// How many nodes and readers the engine's guard looks at to order a replaced value count as
+    /// one candidate (rules that take over a value other than the root's outputs are rare; the
+    /// guard's two searches are short on real graphs, and this bounds them on hostile ones).
+    static let guardedReadersPerStep = 8
     static let minimumSearchBudget = 100_000
 
     init(rules: [RewriteRule], model: Model, options: RewriteOptions) {
@@ -247,8 +251,11 @@ struct Driver {
         let matcher = Matcher(pattern: rule.pattern, pruning: pruning[ruleIndex], runCheck: runCheck, memo: searchMemos[ruleIndex],
                               stepLimit: min(Matcher.maximumSteps, searchBudget[ruleIndex]))
         var prepared: PreparedReplacement?
+        var readersLookedAt = 0
         let match = matcher.match(at: node) { match in
-            if let reason = engineGuard(ruleIndex, match, root: node) { return MatchRefusal(reason: reason, byPrepare: false) }
+            if let reason = engineGuard(ruleIndex, match, root: node, readersLookedAt: &readersLookedAt) {
+                return MatchRefusal(reason: reason, byPrepare: false)
+            }
             switch rule.prepare(match, context) {
             case .success(let values):
                 prepared = values
@@ -259,7 +266,8 @@ struct Driver {
             }
         }
         report.candidatesTried += matcher.steps
-        searchBudget[ruleIndex] = max(0, searchBudget[ruleIndex] - matcher.steps)
+        // The guard's look at the readers of replaced values is charged too.
+        searchBudget[ruleIndex] = max(0, searchBudget[ruleIndex] - matcher.steps - readersLookedAt / Self.guardedReadersPerStep)
         let key = ExplanationKey(rule: ruleIndex, node: ObjectIdentifier(node))
         guard let match, let prepared else {
             // A rule rooted at any operator would explain itself at every node it leaves alone.
@@ -282,8 +290,10 @@ struct Driver {
         if !report.ruleErrors.contains(message) { report.ruleErrors.append(message) }
     }
 
-    /// The engine's own guards; a reason when the rule must not fire.
-    func engineGuard(_ ruleIndex: Int, _ match: Match, root: Node) -> String? {
+    /// The engine's own guards; a reason when the rule must not fire. `readersLookedAt` counts
+    /// the nodes and readers it went through to order replaced values (charged to the rule's
+    /// search budget).
+    func engineGuard(_ ruleIndex: Int, _ match: Match, root: Node, readersLookedAt: inout Int) -> String? {
         let rule = rules[ruleIndex]
         let pattern = rule.pattern
         let matched = Set(match.matchedNodes.map(ObjectIdentifier.init))
@@ -326,19 +336,47 @@ struct Driver {
             }
         }
         // Users of values taken over from nodes other than the root must come after the root,
-        // where the new nodes go. Their readers are looked at, not the nodes between the match's
-        // first node and the root (a walk that made a chain of 20,000 rewrites quadratic); a
-        // reader inside a subgraph counts where its node in the root's graph is.
+        // where the new nodes go.
         for v in replacedVariables {
-            guard let value = match.value(v), let producer = value.producer, producer !== root else { continue }
-            for use in value.uses {
-                var reader = use.node
-                while reader.graph !== root.graph, let parent = reader.graph?.parentNode { reader = parent }
-                guard reader.graph === root.graph, !matched.contains(ObjectIdentifier(reader)), reader.isBefore(root) else { continue }
-                return "\(reader.opType) '\(reader.name ?? "")' reads a replaced value before the match ends"
-            }
+            guard let value = match.value(v), let producer = value.producer, producer !== root,
+                  let reader = reader(of: value, before: root, after: producer, outside: matched, work: &readersLookedAt) else { continue }
+            return "\(reader.opType) '\(reader.name ?? "")' reads a replaced value before the match ends"
         }
         return nil
+    }
+
+    /// A node of the root's graph, outside `matched`, that reads `value` (itself or by a node of
+    /// its subgraphs) and comes before `root`; nil when none. `work` counts the nodes and
+    /// readers looked at.
+    ///
+    /// Two searches take turns and the first to finish answers: walking back from the root to
+    /// the value's producer (short when a reader or the producer is near) and going through the
+    /// value's readers (short when they are few). Each alone is quadratic on some graph (20,000
+    /// far-apart pairs; 40,000 readers listed after the root first). The walk cannot see into
+    /// subgraphs: at a node that has some it stops, and the readers answer.
+    func reader(of value: Value, before root: Node, after producer: Node, outside matched: Set<ObjectIdentifier>,
+                work: inout Int) -> Node? {
+        let uses = value.uses
+        var next = 0
+        var cursor = root.previousNode
+        var walking = true
+        while true {
+            if walking {
+                guard let node = cursor, node !== producer else { return nil }
+                work += 1 + node.inputs.count
+                if !matched.contains(ObjectIdentifier(node)) {
+                    if node.inputs.contains(where: { $0 === value }) { return node }
+                    if node.attributes.contains(where: \.hasSubgraphs) { walking = false }
+                }
+                cursor = node.previousNode
+            }
+            guard next < uses.count else { return nil }
+            work += 1
+            var reader = uses[next].node
+            next += 1
+            while reader.graph !== root.graph, let parent = reader.graph?.parentNode { reader = parent }
+            if reader.graph === root.graph, reader.isBefore(root), !matched.contains(ObjectIdentifier(reader)) { return reader }
+        }
     }
 
     /// Rewrites `match` (every check passed; nothing here can fail).

@@ -395,6 +395,35 @@ final class EngineTests: XCTestCase {
             XCTAssertEqual(b.text, before)
             XCTAssertEqual(report.explanations.map(\.reason), ["\(inSubgraph ? "S" : "E") 'reader' reads a replaced value before the match ends"])
         }
+        // 3,000 roots, each refused for readers before it that come late among y's readers (each
+        // new B is put first in the graph), behind a node with a subgraph that stops the walk
+        // back from the root: going through the readers is charged to the rule's budget, which
+        // runs out instead of the scans adding up to 4.5 million.
+        let many = Builder()
+        let shared = many.node("A", [many.input("x")], ["y"]).outputs[0]!
+        var first: Node?
+        for index in 0..<3_000 {
+            let reader = Node(opType: "B", name: "z\(index)", inputs: [shared], outputNames: ["z\(index)"])
+            many.graph.insert(reader, before: first)
+            many.output(reader.outputs[0])
+            let body = Graph(name: "body\(index)")
+            let inner = many.node("K", [], ["k\(index)"], in: body)
+            body.addOutput(inner.outputs[0]!, info: ValueInfo(type: nil))
+            let wall = Node(opType: "S", name: "s\(index)", inputs: [], outputNames: ["s\(index)"],
+                            attributes: [Attribute(name: "body", value: .graph(body))])
+            many.graph.insert(wall, before: reader)
+            many.output(wall.outputs[0])
+            first = wall
+        }
+        let early = Node(opType: "E", name: "early", inputs: [shared], outputNames: ["e"])
+        many.graph.insert(early, before: first)
+        many.output(early.outputs[0])
+        let refused = try many.rewrite(with: [rule])
+        XCTAssertEqual(refused.rewrites, 0)
+        let reasons = refused.explanations.map(\.reason)
+        XCTAssertEqual(reasons.first, "E 'early' reads a replaced value before the match ends")
+        XCTAssertTrue(reasons.contains("B 'z2999' reads a replaced value before the match ends"), "\(reasons.prefix(3))")
+        XCTAssertTrue(reasons.contains { $0.hasPrefix("the rule's pattern searches have tried as many candidate nodes") }, "\(reasons.suffix(3))")
         // A reader after the root is fine: it reads the new y.
         let b = Builder()
         let y = b.node("A", [b.input("x")], ["y"]).outputs[0]!
