@@ -39,7 +39,7 @@ let package = Package(
             name: "onnx-fuse",
             dependencies: ["ONNXFuse", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
-        .target(name: "ONNXFuseTestSupport", path: "Tests/Support"),
+        .target(name: "ONNXFuseTestSupport", dependencies: ["ONNXFuseOps"], path: "Tests/Support"),
         .testTarget(name: "CONNXTests", dependencies: ["CONNX"]),
         .testTarget(name: "ONNXFuseIRTests", dependencies: ["ONNXFuseIR", "ONNXFuseTestSupport"]),
         .testTarget(name: "ONNXFuseRewriteTests", dependencies: ["ONNXFuseRewrite", "ONNXFuseIR"]),

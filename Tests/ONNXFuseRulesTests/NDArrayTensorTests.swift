@@ -216,7 +216,7 @@ final class NDArrayTensorTests: XCTestCase {
     /// float16Bits agrees with Swift's Float16(Double) on seeded random doubles of every scale.
     func testFloat16AgreesWithSwiftFloat16() {
         #if !((os(macOS) || targetEnvironment(macCatalyst)) && arch(x86_64))
-        var generator = NDArrayTestRandom(seed: 16)
+        var generator = SeededRandom(seed: 16)
         var mismatches = 0
         for _ in 0..<200_000 where mismatches < 10 {
             let d = randomDouble(&generator, exponents: -30...17)
@@ -231,7 +231,7 @@ final class NDArrayTensorTests: XCTestCase {
     /// The generic rounding with float32's format agrees with Float(Double), which the hardware
     /// rounds correctly: a check of `roundToBinary` itself, ties and subnormals included.
     func testGenericRoundingMatchesFloat32() {
-        var generator = NDArrayTestRandom(seed: 32)
+        var generator = SeededRandom(seed: 32)
         var mismatches = 0
         for _ in 0..<200_000 where mismatches < 10 {
             let d = randomDouble(&generator, exponents: -155...130)
@@ -245,7 +245,7 @@ final class NDArrayTensorTests: XCTestCase {
 
     /// A random double with a random exponent in `exponents`, often exactly on or next to a tie
     /// of a narrow format.
-    private func randomDouble(_ generator: inout NDArrayTestRandom, exponents: ClosedRange<Int>) -> Double {
+    private func randomDouble(_ generator: inout SeededRandom, exponents: ClosedRange<Int>) -> Double {
         var significand = UInt64.random(in: 0..<(1 << 52), using: &generator)
         switch UInt8.random(in: 0..<4, using: &generator) {
         case 0: significand &= ~((1 << 40) - 1)  // short: many exact ties

@@ -1,4 +1,5 @@
 import XCTest
+import ONNXFuseOps
 @testable import ONNXFuseRules
 
 /// Arithmetic, broadcasting and shape operations of `NDArray`, against hand-computed results.
@@ -226,7 +227,7 @@ final class NDArrayTests: XCTestCase {
     /// Broadcasting through `broadcastIndices` agrees with a direct index computation on
     /// seeded random shapes.
     func testBroadcastAgreesWithDirectIndexing() throws {
-        var generator = NDArrayTestRandom(seed: 0x5EED)
+        var generator = SeededRandom(seed: 0x5EED)
         for round in 0..<300 {
             let rank = Int.random(in: 0...4, using: &generator)
             let target = (0..<rank).map { _ in Int.random(in: 1...3, using: &generator) }
@@ -257,18 +258,5 @@ final class NDArrayTests: XCTestCase {
                 XCTAssertEqual(sum.values[flat], read(a) + read(b), "round \(round): \(sa) + \(sb) at \(index)")
             }
         }
-    }
-}
-
-/// SplitMix64, for reproducible random tests.
-struct NDArrayTestRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

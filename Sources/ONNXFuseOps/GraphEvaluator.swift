@@ -1,0 +1,190 @@
+import ONNXFuseIR
+
+/// Runs a graph with the reference kernels: what `--verify` compares a model's results with.
+///
+/// Nodes run in graph order (which is topological); a value is dropped after its last reader,
+/// so a deep network holds a few activations at a time, not all of them. A graph input takes the
+/// tensor given for its name, else its initializer (an overridable default); every other
+/// initializer is read as stored.
+public struct GraphEvaluator {
+    /// The kernels.
+    public let registry: OperatorRegistry
+    /// The model's default-domain operator set version, which the kernels follow.
+    public let opsetVersion: Int64
+
+    /// An evaluator for the graphs of `model`.
+    public init(model: Model, registry: OperatorRegistry = .standard) {
+        self.registry = registry
+        opsetVersion = model.opsetVersion(domain: "") ?? 1
+    }
+
+    /// The graph outputs of `graph`, in order, for `inputs` (tensors by graph input name).
+    /// Throws when a node has no kernel, a kernel refuses its inputs, or a graph input has
+    /// neither a tensor nor an initializer.
+    public func run(_ graph: Graph, inputs: [String: TensorValue]) throws(OperatorError) -> [TensorValue] {
+        var values: [ObjectIdentifier: TensorValue] = [:]
+        for input in graph.inputs {
+            if let given = inputs[input.name] {
+                values[ObjectIdentifier(input)] = given
+            } else if let tensor = input.initializer {
+                values[ObjectIdentifier(input)] = try TensorValue(tensor: tensor)
+            } else {
+                throw OperatorError("graph input '\(input.name)' has no value")
+            }
+        }
+        // How many reads each value has left; graph outputs are never dropped.
+        var readsLeft: [ObjectIdentifier: Int] = [:]
+        for node in graph.nodes {
+            for case let input? in node.inputs { readsLeft[ObjectIdentifier(input), default: 0] += 1 }
+        }
+        for output in graph.outputs { readsLeft[ObjectIdentifier(output.value), default: 0] += 1 }
+        func value(_ input: Value) throws(OperatorError) -> TensorValue {
+            let key = ObjectIdentifier(input)
+            if let known = values[key] { return known }
+            guard let tensor = input.initializer else {
+                throw OperatorError("'\(input.name)' has no value (a value of an enclosing graph, or not computed)")
+            }
+            let decoded = try TensorValue(tensor: tensor)
+            values[key] = decoded
+            return decoded
+        }
+        for node in graph.nodes {
+            if node.attributes.contains(where: \.hasSubgraphs) {
+                throw OperatorError("\(node.opType) '\(node.name ?? "")' has subgraphs, which the evaluator does not run")
+            }
+            var arguments: [TensorValue?] = []
+            arguments.reserveCapacity(node.inputs.count)
+            for input in node.inputs { arguments.append(try input.map { input throws(OperatorError) in try value(input) }) }
+            let results = try registry.evaluate(node, inputs: arguments, opsetVersion: opsetVersion)
+            for (output, result) in zip(node.outputs, results) {
+                if let output, let result { values[ObjectIdentifier(output)] = result }
+            }
+            for case let input? in node.inputs {
+                let key = ObjectIdentifier(input)
+                readsLeft[key, default: 1] -= 1
+                if readsLeft[key] == 0 { values[key] = nil }
+            }
+        }
+        var outputs: [TensorValue] = []
+        for output in graph.outputs { outputs.append(try value(output.value)) }
+        return outputs
+    }
+}
+
+/// Seeded random tensors for a graph's inputs, the same for the same seed on every machine.
+///
+/// A symbolic dimension takes a small size, the same for the same symbol (2, 3, 4, ... in the
+/// order the symbols are first seen); an unknown one takes 2. Floats are multiples of 1/64 in
+/// [-2, 2] (exact in every float type, bfloat16 included); integers are in [0, 4) (they are
+/// often indices or sizes); booleans are fair coins.
+public struct SeededInputs {
+    /// The sizes given to symbolic dimensions so far.
+    public private(set) var symbolSizes: [String: Int] = [:]
+    private var generator: SeededRandom
+
+    /// A generator of inputs from `seed`.
+    public init(seed: UInt64) { generator = SeededRandom(seed: seed) }
+
+    /// A tensor of `elementType` and `shape`; nil for an element type it does not make (strings,
+    /// uint64) or an unknown rank.
+    public mutating func tensor(_ elementType: DataType, shape: [Dimension]?) -> TensorValue? {
+        guard let shape else { return nil }
+        let sizes = shape.map { dimension -> Int in
+            switch dimension {
+            case .value(let size): return Int(clamping: size)
+            case .param(let symbol):
+                if let size = symbolSizes[symbol] { return size }
+                let size = 2 + symbolSizes.count
+                symbolSizes[symbol] = size
+                return size
+            case .unknown: return 2
+            }
+        }
+        guard sizes.allSatisfy({ $0 >= 0 }) else { return nil }
+        var count = 1
+        for size in sizes {
+            let (product, overflow) = count.multipliedReportingOverflow(by: size)
+            guard !overflow, product <= 1 << 26 else { return nil }
+            count = product
+        }
+        switch TensorValue.kind(of: elementType) {
+        case .real:
+            return TensorValue(elementType, shape: sizes, reals: (0..<count).map { _ in Double(Int(next() % 257) - 128) / 64 })
+        case .integer:
+            return TensorValue(elementType, shape: sizes, integers: (0..<count).map { _ in Int64(next() % 4) })
+        case .boolean:
+            return TensorValue.bool((0..<count).map { _ in next() & 1 == 1 }, shape: sizes)
+        default:
+            return nil
+        }
+    }
+
+    private mutating func next() -> UInt64 { generator.next() }
+}
+
+/// SplitMix64: a small, fast random generator that gives the same numbers for the same seed on
+/// every machine, so a seed names the same inputs.
+public struct SeededRandom: RandomNumberGenerator {
+    /// The generator's state.
+    public var state: UInt64
+    /// A generator starting from `seed`.
+    public init(seed: UInt64) { state = seed }
+    /// The next 64 random bits.
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// How far a result may be from the expected one, by element type (docs/operators.md,
+/// "Verification"): relative to the expected tensor's magnitude (its largest finite absolute
+/// value, at least 1e-30), 1e-5 for float, 1e-12 for double, 4 ulp at 1 for float16 (4 × 2^-10)
+/// and bfloat16 (4 × 2^-7); integers, booleans and strings exactly. NaNs must be where they were;
+/// infinities must be equal; -0 equals +0.
+public enum NumericTolerance {
+    /// The relative tolerance of `dataType`; 0 for exact types.
+    public static func relative(for dataType: DataType) -> Double {
+        switch dataType {
+        case .float: return 1e-5
+        case .double: return 1e-12
+        case .float16: return 4.0 / 1024
+        case .bfloat16: return 4.0 / 128
+        default: return 0
+        }
+    }
+
+    /// The error of `actual` against `expected` relative to the expected tensor's magnitude
+    /// (0 for equal tensors; infinity for a different type, shape, NaN or infinity, or any
+    /// difference in an exact type).
+    public static func error(of actual: TensorValue, against expected: TensorValue) -> Double {
+        guard actual.dataType == expected.dataType, actual.shape == expected.shape else { return .infinity }
+        switch (actual.elements, expected.elements) {
+        case (.reals(let a), .reals(let e)):
+            var magnitude = 1e-30
+            for value in e where value.isFinite { magnitude = max(magnitude, abs(value)) }
+            var worst = 0.0
+            for (x, y) in zip(a, e) {
+                if x.isNaN || y.isNaN {
+                    if x.isNaN != y.isNaN { return .infinity }
+                    continue
+                }
+                if x.isInfinite || y.isInfinite {
+                    if x != y { return .infinity }
+                    continue
+                }
+                worst = max(worst, abs(x - y) / magnitude)
+            }
+            return worst
+        default:
+            return actual == expected ? 0 : .infinity
+        }
+    }
+
+    /// Whether `actual` is within the tolerance of its type of `expected`.
+    public static func accepts(_ actual: TensorValue, against expected: TensorValue) -> Bool {
+        error(of: actual, against: expected) <= relative(for: expected.dataType)
+    }
+}

@@ -1,0 +1,78 @@
+import XCTest
+import ONNXFuseIR
+import ONNXFuseOps
+
+/// The whole-graph reference evaluator, the seeded inputs and the tolerances that `--verify`
+/// builds on.
+final class GraphEvaluatorTests: XCTestCase {
+    func testRunsAGraphInOrderAndKeepsOutputsThatAreAlsoRead() throws {
+        // y = x * w; z = y + x; both graph outputs (y is read again after it is an output).
+        let graph = Graph(name: "g")
+        let model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
+        let x = graph.addInput(name: "x", info: ValueInfo(type: .tensor(.float, [.value(3)])))
+        let w = graph.addInitializer(name: "w", tensor: TensorValue(.float, shape: [3], reals: [2, -1, 0.5]).tensor())
+        let y = Node(opType: "Mul", name: "y", inputs: [x, w], outputNames: ["y"])
+        graph.append(y)
+        let z = Node(opType: "Add", name: "z", inputs: [y.outputs[0]!, x], outputNames: ["z"])
+        graph.append(z)
+        graph.addOutput(y.outputs[0]!, info: ValueInfo(type: nil))
+        graph.addOutput(z.outputs[0]!, info: ValueInfo(type: nil))
+        let outputs = try GraphEvaluator(model: model).run(graph, inputs: ["x": TensorValue(.float, shape: [3], reals: [1, 2, 4])])
+        XCTAssertEqual(outputs, [TensorValue(.float, shape: [3], reals: [2, -2, 2]), TensorValue(.float, shape: [3], reals: [3, 0, 6])])
+        XCTAssertThrowsError(try GraphEvaluator(model: model).run(graph, inputs: [:])) { error in
+            XCTAssertEqual("\(error)", "graph input 'x' has no value")
+        }
+    }
+
+    func testAnOperatorWithoutKernelIsAnError() {
+        let graph = Graph(name: "g")
+        let model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
+        let x = graph.addInput(name: "x", info: ValueInfo(type: .tensor(.float, [.value(1)])))
+        let node = Node(opType: "NoSuchOp", domain: "example", name: "n", inputs: [x], outputNames: ["y"])
+        graph.append(node)
+        graph.addOutput(node.outputs[0]!, info: ValueInfo(type: nil))
+        XCTAssertThrowsError(try GraphEvaluator(model: model).run(graph, inputs: ["x": TensorValue(.float, shape: [1], reals: [1])])) { error in
+            XCTAssertEqual("\(error)", "no kernel for example.NoSuchOp")
+        }
+    }
+
+    func testSeededInputsAreRepeatableAndSymbolsKeepTheirSize() throws {
+        var first = SeededInputs(seed: 42), second = SeededInputs(seed: 42), other = SeededInputs(seed: 43)
+        let shape: [ONNXFuseIR.Dimension] = [.param("N"), .value(3), .param("S")]
+        let a = try XCTUnwrap(first.tensor(.float, shape: shape))
+        XCTAssertEqual(a, second.tensor(.float, shape: shape))
+        XCTAssertNotEqual(a, other.tensor(.float, shape: shape))
+        XCTAssertEqual(a.shape, [2, 3, 3])
+        XCTAssertEqual(first.tensor(.int64, shape: [.param("S"), .param("N")])?.shape, [3, 2], "a symbol keeps its size")
+        XCTAssertEqual(first.symbolSizes, ["N": 2, "S": 3])
+        for value in try a.doubleValues() {
+            XCTAssertTrue(abs(value) <= 2 && (value * 64).rounded() == value * 64, "\(value)")
+        }
+        let bf16 = try XCTUnwrap(first.tensor(.bfloat16, shape: [.value(64)]))
+        XCTAssertEqual(bf16, TensorValue(.bfloat16, shape: [64], reals: try bf16.doubleValues()), "exact in bfloat16")
+        for value in try XCTUnwrap(first.tensor(.int32, shape: [.value(50)])).int64Values() { XCTAssertTrue((0..<4).contains(value)) }
+        XCTAssertNil(first.tensor(.string, shape: [.value(1)]))
+        XCTAssertNil(first.tensor(.float, shape: nil))
+        XCTAssertNil(first.tensor(.float, shape: [.value(1 << 20), .value(1 << 20)]), "too large to make")
+    }
+
+    func testTolerancesByElementType() {
+        func floats(_ values: [Double], _ type: DataType = .float) -> TensorValue { TensorValue(type, shape: [values.count], reals: values) }
+        // Relative to the expected tensor's largest magnitude (here 100).
+        XCTAssertEqual(NumericTolerance.error(of: floats([100, 0.001]), against: floats([100, 0])), 1e-5, accuracy: 1e-12)
+        XCTAssertTrue(NumericTolerance.accepts(floats([100, 0.0009]), against: floats([100, 0])))
+        XCTAssertFalse(NumericTolerance.accepts(floats([100, 0.002]), against: floats([100, 0])))
+        XCTAssertFalse(NumericTolerance.accepts(floats([1, 1 + 1e-9], .double), against: floats([1, 1], .double)))
+        XCTAssertTrue(NumericTolerance.accepts(floats([1, 1 + 1.0 / 512], .float16), against: floats([1, 1], .float16)))
+        // -0 equals +0; NaN only where NaN was; infinities exactly.
+        XCTAssertEqual(NumericTolerance.error(of: floats([-0.0]), against: floats([0.0])), 0)
+        XCTAssertEqual(NumericTolerance.error(of: floats([.nan, 1]), against: floats([.nan, 1])), 0)
+        XCTAssertEqual(NumericTolerance.error(of: floats([.nan]), against: floats([1])), .infinity)
+        XCTAssertEqual(NumericTolerance.error(of: floats([-.infinity]), against: floats([.infinity])), .infinity)
+        // Integers and booleans exactly; a different shape or type never.
+        XCTAssertFalse(NumericTolerance.accepts(TensorValue(.int64, shape: [1], integers: [3]), against: TensorValue(.int64, shape: [1], integers: [4])))
+        XCTAssertTrue(NumericTolerance.accepts(TensorValue.bool([true], shape: [1]), against: TensorValue.bool([true], shape: [1])))
+        XCTAssertEqual(NumericTolerance.error(of: floats([1, 1]), against: TensorValue(.float, shape: [1, 2], reals: [1, 1])), .infinity)
+        XCTAssertEqual(NumericTolerance.error(of: floats([1], .double), against: floats([1])), .infinity)
+    }
+}
