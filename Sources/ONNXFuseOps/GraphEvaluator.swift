@@ -75,8 +75,8 @@ public struct GraphEvaluator {
 ///
 /// A symbolic dimension takes a small size, the same for the same symbol (2, 3, 4, ... in the
 /// order the symbols are first seen); an unknown one takes 2. Floats are multiples of 1/64 in
-/// [-2, 2] (exact in every float type, bfloat16 included); integers are in [0, 4) (they are
-/// often indices or sizes); booleans are fair coins.
+/// [-2, 2] (exact in every float type, bfloat16 included); integers are 0 or 1 (they are often
+/// indices into small tables, such as BERT's two token types, or masks); booleans are fair coins.
 public struct SeededInputs {
     /// The sizes given to symbolic dimensions so far.
     public private(set) var symbolSizes: [String: Int] = [:]
@@ -111,7 +111,7 @@ public struct SeededInputs {
         case .real:
             return TensorValue(elementType, shape: sizes, reals: (0..<count).map { _ in Double(Int(next() % 257) - 128) / 64 })
         case .integer:
-            return TensorValue(elementType, shape: sizes, integers: (0..<count).map { _ in Int64(next() % 4) })
+            return TensorValue(elementType, shape: sizes, integers: (0..<count).map { _ in Int64(next() & 1) })
         case .boolean:
             return TensorValue.bool((0..<count).map { _ in next() & 1 == 1 }, shape: sizes)
         default:
