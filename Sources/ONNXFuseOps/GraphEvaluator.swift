@@ -73,17 +73,23 @@ public struct GraphEvaluator {
 
 /// Seeded random tensors for a graph's inputs, the same for the same seed on every machine.
 ///
-/// A symbolic dimension takes a small size, the same for the same symbol (2, 3, 4, ... in the
-/// order the symbols are first seen); an unknown one takes 2. Floats are multiples of 1/64 in
+/// A symbolic dimension takes a small size, the same for the same symbol (`smallestSymbolSize`,
+/// then one more for each symbol, in the order they are first seen); an unknown one takes the
+/// smallest size. Floats are multiples of 1/64 in
 /// [-2, 2] (exact in every float type, bfloat16 included); integers are 0 or 1 (they are often
 /// indices into small tables, such as BERT's two token types, or masks); booleans are fair coins.
 public struct SeededInputs {
     /// The sizes given to symbolic dimensions so far.
     public private(set) var symbolSizes: [String: Int] = [:]
+    /// The size of the first symbol (2 by default).
+    public let smallestSymbolSize: Int
     private var generator: SeededRandom
 
-    /// A generator of inputs from `seed`.
-    public init(seed: UInt64) { generator = SeededRandom(seed: seed) }
+    /// A generator of inputs from `seed`, symbols sized from `smallestSymbolSize` up.
+    public init(seed: UInt64, smallestSymbolSize: Int = 2) {
+        generator = SeededRandom(seed: seed)
+        self.smallestSymbolSize = max(1, smallestSymbolSize)
+    }
 
     /// A tensor of `elementType` and `shape`; nil for an element type it does not make (strings,
     /// uint64) or an unknown rank.
@@ -94,10 +100,10 @@ public struct SeededInputs {
             case .value(let size): return Int(clamping: size)
             case .param(let symbol):
                 if let size = symbolSizes[symbol] { return size }
-                let size = 2 + symbolSizes.count
+                let size = smallestSymbolSize + symbolSizes.count
                 symbolSizes[symbol] = size
                 return size
-            case .unknown: return 2
+            case .unknown: return smallestSymbolSize
             }
         }
         guard sizes.allSatisfy({ $0 >= 0 }) else { return nil }
