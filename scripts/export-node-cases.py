@@ -148,12 +148,15 @@ def same_up_to_rounding(committed: bytes, fresh: bytes) -> str | None:
 
 
 def main() -> int:
-    if len(sys.argv) == 4 and sys.argv[1] == "--same-up-to-rounding":
-        with open(sys.argv[2], "rb") as committed, open(sys.argv[3], "rb") as fresh:
-            reason = same_up_to_rounding(committed.read(), fresh.read())
-        if reason:
-            print(reason)
-            return 1
+    if len(sys.argv) >= 4 and sys.argv[1] == "--same-up-to-rounding":
+        # --same-up-to-rounding COMMITTED_DIR FRESH_DIR NAME...: prints "NAME differs: why" for
+        # each case that differs by more than rounding.
+        committed_dir, fresh_dir = sys.argv[2], sys.argv[3]
+        for name in sys.argv[4:]:
+            with open(os.path.join(committed_dir, name), "rb") as committed, open(os.path.join(fresh_dir, name), "rb") as fresh:
+                reason = same_up_to_rounding(committed.read(), fresh.read())
+            if reason:
+                print(f"{name} differs: {reason}")
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=DEFAULT_OUT, help="output folder (default: %(default)s)")

@@ -8,35 +8,11 @@ import ONNXFuse
 final class ShapeRuleTests: XCTestCase {
     typealias Case = BuiltinNativeTests.Case
 
-    /// The graph's outputs for `inputs`, every node evaluated in order by its reference kernel.
+    /// The graph's outputs by name for `inputs`, every node evaluated in order by its reference
+    /// kernel (`GraphEvaluator`).
     func evaluate(_ model: Model, _ inputs: [String: TensorValue]) throws -> [String: TensorValue] {
-        let graph = model.graph
-        var values: [ObjectIdentifier: TensorValue] = [:]
-        for input in graph.inputs {
-            if let tensor = input.initializer {
-                values[ObjectIdentifier(input)] = try TensorValue(tensor: tensor)
-            }
-            if let given = inputs[input.name] { values[ObjectIdentifier(input)] = given }
-        }
-        for value in graph.initializers where values[ObjectIdentifier(value)] == nil {
-            values[ObjectIdentifier(value)] = try TensorValue(tensor: value.initializer!)
-        }
-        for node in graph.nodes {
-            let arguments = try node.inputs.map { input -> TensorValue? in
-                guard let input else { return nil }
-                guard let value = values[ObjectIdentifier(input)] else {
-                    throw OperatorError("'\(input.name)' has no value")
-                }
-                return value
-            }
-            let version = model.opsetVersion(domain: "")!
-            for (output, result) in zip(node.outputs, try OperatorRegistry.standard.evaluate(node, inputs: arguments, opsetVersion: version)) {
-                if let output, let result { values[ObjectIdentifier(output)] = result }
-            }
-        }
-        var outputs: [String: TensorValue] = [:]
-        for output in graph.outputs { outputs[output.value.name] = values[ObjectIdentifier(output.value)] }
-        return outputs
+        let results = try GraphEvaluator(model: model).run(model.graph, inputs: inputs)
+        return Dictionary(zip(model.graph.outputs.map(\.value.name), results), uniquingKeysWith: { first, _ in first })
     }
 
     /// Deterministic float inputs: `x` with dims `dims` holding 0.25, 0.5, ... (mod 7).

@@ -1,7 +1,6 @@
 import XCTest
 import Foundation
 import ONNXFuse
-import ONNXFuseOps
 
 /// The whole-model comparison (`compareModels`, what `--verify=model` will run): every fixture
 /// the reference kernels can run computes the same outputs, within the tolerance of their types,

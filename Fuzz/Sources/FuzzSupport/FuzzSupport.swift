@@ -184,17 +184,11 @@ public func inputHash(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
 @_silgen_name("LLVMFuzzerMutate")
 public func libFuzzerMutate(_ data: UnsafeMutablePointer<UInt8>, _ size: Int, _ maxSize: Int) -> Int
 
-/// A small, seedable generator: the mutation of an input is reproducible from its seed.
-public struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
+/// A small, seedable generator: the mutation of an input is reproducible from its seed (the one
+/// `SeededInputs` uses).
+public typealias SplitMix = SeededRandom
+
+extension SeededRandom {
     /// A number in `0..<n`.
     public mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
     /// One of `items`, nil when there are none.
