@@ -97,6 +97,14 @@ public struct OptimizationOptions: Sendable {
     public var foldElementLimit = 1 << 20
     /// The limits on the work and memory of the rules' expressions (`where`, `compute`).
     public var evaluationLimits = EvaluationLimits()
+    /// Check every rewrite as it is applied (`--verify`): the values it replaces are computed
+    /// before and after with the reference kernels on seeded inputs and compared
+    /// (`OptimizationReport.verification`).
+    public var verifyRewrites = false
+    /// The seed of the checks' inputs.
+    public var verificationSeed: UInt64 = 1
+    /// The limits of one rewrite's check.
+    public var verificationLimits = VerificationLimits()
 
     /// The defaults.
     public init() {}
@@ -123,6 +131,9 @@ public struct OptimizationReport: Sendable {
     /// Nodes a rule created that their operator's schema rejects (inputs, outputs, attributes,
     /// types), one message each naming the rule and the node: the model must not be saved.
     public var invalidNodes: [String] = []
+    /// What checking each rewrite found (with `verifyRewrites`): a model with failures must not
+    /// be saved.
+    public var verification: VerificationReport?
 }
 
 /// Rewrites `model` in place with `rules` (filtered by `options.only` and `disabled`) and
@@ -149,6 +160,16 @@ private func optimizeWithinLimits(_ model: Model, rules: [CompiledRule], options
     let analysis = OperatorAnalysis(inference: inference, foldElementLimit: options.foldElementLimit)
     let mergesDuplicates = selected.contains { $0.name == "merge-duplicates" }
     var sharedInitializers = mergesDuplicates ? mergeDuplicateInitializers(model) : 0
+    let verifier = options.verifyRewrites
+        ? RewriteVerifier(model: model, inference: inference, limits: options.verificationLimits,
+                          freezeInitializerInputs: options.freezeInitializerInputs, seed: options.verificationSeed)
+        : nil
+    if let verifier, sharedInitializers > 0 {
+        // Initializers of equal content read as one: nothing to compute.
+        for _ in 0..<sharedInitializers {
+            verifier.record(RewriteEvent(rule: "merge-duplicates", root: nil, removedNodes: [], addedNodes: [], replacements: []))
+        }
+    }
     var rewriteOptions = RewriteOptions()
     rewriteOptions.explain = options.explain
     rewriteOptions.freezeInitializerInputs = options.freezeInitializerInputs
@@ -174,7 +195,8 @@ private func optimizeWithinLimits(_ model: Model, rules: [CompiledRule], options
                                              compactCreatedAt = max(4_096, 2 * created.count)
                                          }
                                      },
-                                     inputsChanged: { inference.refresh(from: $0) })
+                                     inputsChanged: { inference.refresh(from: $0) },
+                                     rewriteWillApply: verifier.map { verifier in { verifier.record($0) } })
         for (rule, count) in roundReport.fired {
             if counts[rule] == nil { order.append(rule) }
             counts[rule, default: 0] += count
@@ -184,6 +206,9 @@ private func optimizeWithinLimits(_ model: Model, rules: [CompiledRule], options
         for error in roundReport.ruleErrors where !ruleErrors.contains(error) { ruleErrors.append(error) }
         if !ruleErrors.isEmpty { break }
         let shared = mergesDuplicates && !roundReport.reachedRewriteCap ? mergeDuplicateInitializers(model) : 0
+        for _ in 0..<shared {
+            verifier?.record(RewriteEvent(rule: "merge-duplicates", root: nil, removedNodes: [], addedNodes: [], replacements: []))
+        }
         sharedInitializers += shared
         if shared == 0 || round == 3 { break }
     }
@@ -209,7 +234,8 @@ private func optimizeWithinLimits(_ model: Model, rules: [CompiledRule], options
     }
     return OptimizationReport(before: before, after: ModelStatistics(model), fired: fired,
                               explanations: explanations, reachedRewriteCap: reachedRewriteCap, ruleErrors: ruleErrors,
-                              changedOutputs: changedOutputs, invalidNodes: schemaViolations(created, in: model, inference: inference))
+                              changedOutputs: changedOutputs, invalidNodes: schemaViolations(created, in: model, inference: inference),
+                              verification: verifier?.report)
 }
 
 /// The nodes of `created` still in the model that their operator's schema (at the model's

@@ -11,6 +11,11 @@ public struct GraphEvaluator {
     public let registry: OperatorRegistry
     /// The model's default-domain operator set version, which the kernels follow.
     public let opsetVersion: Int64
+    /// The most work a run may do, in `estimatedWork` units (about one per multiply-add): past
+    /// it, the run stops with an error instead of taking minutes.
+    public var workLimit = Int.max
+    /// The most elements any one value may have.
+    public var elementLimit = Int.max
 
     /// An evaluator for the graphs of `model`.
     public init(model: Model, registry: OperatorRegistry = .standard) {
@@ -18,10 +23,68 @@ public struct GraphEvaluator {
         opsetVersion = model.opsetVersion(domain: "") ?? 1
     }
 
+    /// Evaluates one node on `inputs` within the budget (`workLimit` for `work`, the work done so
+    /// far, which it adds to; `elementLimit`), at `version` of its operator set (the default
+    /// domain's by default).
+    public func evaluate(_ node: Node, inputs: [TensorValue?], version: Int64? = nil, work: inout Int) throws(OperatorError) -> [TensorValue?] {
+        let cost = Self.estimatedWork(of: node, inputs: inputs)
+        let (total, overflow) = work.addingReportingOverflow(cost)
+        guard !overflow, total <= workLimit else {
+            throw OperatorError("\(node.opType) '\(node.name ?? "")' would take the evaluation past its work limit (\(workLimit))")
+        }
+        work = total
+        let results = try registry.evaluate(node, inputs: inputs, opsetVersion: version ?? opsetVersion)
+        for case let result? in results where result.count > elementLimit {
+            throw OperatorError("\(node.opType) '\(node.name ?? "")' computes \(result.count) elements, more than the evaluation's limit (\(elementLimit))")
+        }
+        return results
+    }
+
+    /// About how many element operations `node` takes on `inputs`: multiply-adds for the
+    /// convolutions and matrix products, else the elements read and a share for those written.
+    public static func estimatedWork(of node: Node, inputs: [TensorValue?]) -> Int {
+        func product(_ dims: ArraySlice<Int>) -> Int {
+            var result = 1
+            for d in dims {
+                let (p, o) = result.multipliedReportingOverflow(by: max(d, 1))
+                if o { return Int.max }
+                result = p
+            }
+            return result
+        }
+        var read = 0
+        for case let input? in inputs { read = read &+ input.count }
+        let shapes = inputs.map { $0?.shape }
+        switch node.opType {
+        case "Conv", "ConvInteger", "QLinearConv", "ConvTranspose":
+            // x [N, C, spatial...], w [M, C/group, kernel...] (ConvTranspose: [C, M/group, ...]).
+            let wIndex = node.opType == "QLinearConv" ? 3 : 1
+            guard let x = shapes.first ?? nil, wIndex < shapes.count, let w = shapes[wIndex], x.count >= 2, w.count >= 2 else { return read }
+            let perOutput = product(w[1...])
+            let outputs = product(x[0..<1]).multipliedReportingOverflow(by: max(w[0], 1))
+            let spatial = product(x[2...])
+            guard !outputs.overflow else { return Int.max }
+            let (a, o1) = outputs.partialValue.multipliedReportingOverflow(by: spatial)
+            let (b, o2) = a.multipliedReportingOverflow(by: perOutput)
+            return o1 || o2 ? Int.max : max(b, read)
+        case "MatMul", "MatMulInteger", "QLinearMatMul", "Gemm":
+            let bIndex = node.opType == "QLinearMatMul" ? 3 : 1
+            guard let a = shapes.first ?? nil, bIndex < shapes.count, let b = shapes[bIndex], !a.isEmpty, !b.isEmpty else { return read }
+            // Every element of A meets a column of B: |A| × (columns of B).
+            let (w, o) = product(a[...]).multipliedReportingOverflow(by: max(b.last!, 1))
+            let batches = b.count > 2 ? product(b[..<(b.count - 2)]) : 1
+            let (v, o2) = w.multipliedReportingOverflow(by: a.count > 2 ? 1 : batches)
+            return o || o2 ? Int.max : max(v, read)
+        default:
+            return read
+        }
+    }
+
     /// The graph outputs of `graph`, in order, for `inputs` (tensors by graph input name).
     /// Throws when a node has no kernel, a kernel refuses its inputs, or a graph input has
     /// neither a tensor nor an initializer.
     public func run(_ graph: Graph, inputs: [String: TensorValue]) throws(OperatorError) -> [TensorValue] {
+        var work = 0
         var values: [ObjectIdentifier: TensorValue] = [:]
         for input in graph.inputs {
             if let given = inputs[input.name] {
@@ -55,7 +118,7 @@ public struct GraphEvaluator {
             var arguments: [TensorValue?] = []
             arguments.reserveCapacity(node.inputs.count)
             for input in node.inputs { arguments.append(try input.map { input throws(OperatorError) in try value(input) }) }
-            let results = try registry.evaluate(node, inputs: arguments, opsetVersion: opsetVersion)
+            let results = try evaluate(node, inputs: arguments, work: &work)
             for (output, result) in zip(node.outputs, results) {
                 if let output, let result { values[ObjectIdentifier(output)] = result }
             }
@@ -92,8 +155,9 @@ public struct SeededInputs {
     }
 
     /// A tensor of `elementType` and `shape`; nil for an element type it does not make (strings,
-    /// uint64) or an unknown rank.
-    public mutating func tensor(_ elementType: DataType, shape: [Dimension]?) -> TensorValue? {
+    /// uint64) or an unknown rank. Integers are drawn from `0..<integerBound` (0 or 1 by default;
+    /// a value that indexes a table of n entries takes n).
+    public mutating func tensor(_ elementType: DataType, shape: [Dimension]?, integerBound: Int = 2) -> TensorValue? {
         guard let shape else { return nil }
         let sizes = shape.map { dimension -> Int in
             switch dimension {
@@ -117,7 +181,8 @@ public struct SeededInputs {
         case .real:
             return TensorValue(elementType, shape: sizes, reals: (0..<count).map { _ in Double(Int(next() % 257) - 128) / 64 })
         case .integer:
-            return TensorValue(elementType, shape: sizes, integers: (0..<count).map { _ in Int64(next() & 1) })
+            let bound = UInt64(max(1, integerBound))
+            return TensorValue(elementType, shape: sizes, integers: (0..<count).map { _ in Int64(bound == 2 ? next() & 1 : next() % bound) })
         case .boolean:
             return TensorValue.bool((0..<count).map { _ in next() & 1 == 1 }, shape: sizes)
         default:

@@ -1,4 +1,10 @@
+import Dispatch
 import ONNXFuseIR
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 // Conv, ConvTranspose and ConvInteger (kernels and inference), QLinearConv (inference; its
 // kernel is in NeuralNetworkQuantization.swift), and the sliding-window geometry shared with the
@@ -186,6 +192,19 @@ extension NeuralNetworkKit {
 
     // MARK: - Conv
 
+    /// The multiply-adds past which a convolution spreads its output channels over the cores.
+    static let parallelConvolutionWork = 1 << 22
+
+    /// The cores this process may use.
+    static let processorCount = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+
+    /// The buffers of a convolution, handed to the threads that fill disjoint rows of `out`.
+    struct ConvolutionPointers: @unchecked Sendable {
+        let x: UnsafePointer<Double>
+        let w: UnsafePointer<Double>
+        let out: UnsafeMutablePointer<Double>
+    }
+
     /// Direct convolution: `x` is (N, C, D, H, W), `w` is (M, C/group, KD, KH, KW); accumulates
     /// in float64; the result is (N, M, OD, OH, OW).
     static func directConvolution(x: [Double], batch: Int, channels: Int, w: [Double], outputChannels: Int, group: Int,
@@ -214,79 +233,94 @@ extension NeuralNetworkKit {
                 out.withUnsafeMutableBufferPointer { outBuffer in
                     // Non-empty buffers (checked above) have base addresses.
                     guard let x = xBuffer.baseAddress, let w = wBuffer.baseAddress, let out = outBuffer.baseAddress else { return }
-                    // Output channels go in blocks of up to four that share each input load.
-                    for n in 0..<batch {
-                        for group in 0..<(outputChannels / mg) {
-                            var first = group * mg
-                            while first < (group + 1) * mg {
-                                let block = min(4, (group + 1) * mg - first)
-                                let o0 = out + (n * outputChannels + first) * outPlane
-                                let o1 = block > 1 ? o0 + outPlane : o0, o2 = block > 2 ? o0 + 2 * outPlane : o0
-                                let o3 = block > 3 ? o0 + 3 * outPlane : o0
-                                for cl in 0..<cg {
-                                    let xBase = (n * channels + group * cg + cl) * inPlane
-                                    let wBase = (first * cg + cl) * kernelSize, wStride = cg * kernelSize
-                                    for a in 0..<kd {
-                                        let rd = ranges[0][a]
-                                        for b in 0..<kh {
-                                            let rh = ranges[1][b]
-                                            for c in 0..<kw {
-                                                let rw = ranges[2][c]
-                                                let tap = wBase + (a * kh + b) * kw + c
-                                                let w0 = w[tap]
-                                                let w1 = block > 1 ? w[tap + wStride] : 0, w2 = block > 2 ? w[tap + 2 * wStride] : 0
-                                                let w3 = block > 3 ? w[tap + 3 * wStride] : 0
-                                                let full = contiguousPlane && rd.count == outputDepth && rh.count == oh && rw.count == ow
-                                                // Each run: `count` outputs from `oOffset`, inputs from `xOffset` every `step`.
-                                                @inline(__always) func accumulate(_ oOffset: Int, _ xOffset: Int, _ count: Int, _ step: Int) {
-                                                    let xr = x + xOffset
-                                                    let r0 = o0 + oOffset, r1 = o1 + oOffset, r2 = o2 + oOffset, r3 = o3 + oOffset
-                                                    // The first `rows` output channels of the block take each input.
-                                                    // `rows` is a constant at every call: inlined, its tests fold
-                                                    // away and each block size keeps a loop of its own.
-                                                    @inline(__always) func accumulateRows(_ rows: Int) {
-                                                        for j in 0..<count {
-                                                            let v = xr[j * step]
-                                                            r0[j] += w0 * v
-                                                            if rows > 1 { r1[j] += w1 * v }
-                                                            if rows > 2 { r2[j] += w2 * v }
-                                                            if rows > 3 { r3[j] += w3 * v }
-                                                        }
-                                                    }
-                                                    switch block {
-                                                    case 4: accumulateRows(4)
-                                                    case 3: accumulateRows(3)
-                                                    case 2: accumulateRows(2)
-                                                    default:
-                                                        if step == 1 {
-                                                            for j in 0..<count { r0[j] += w0 * xr[j] }
-                                                        } else {
-                                                            accumulateRows(1)
-                                                        }
-                                                    }
+                    // Output channels go in blocks of up to four that share each input load;
+                    // blocks write disjoint rows, so large convolutions spread them over the cores.
+                    let pointers = ConvolutionPointers(x: x, w: w, out: out)
+                    @Sendable func convolveBlock(_ n: Int, _ group: Int, _ first: Int) {
+                        let x = pointers.x, w = pointers.w, out = pointers.out
+                        let block = min(4, (group + 1) * mg - first)
+                        let o0 = out + (n * outputChannels + first) * outPlane
+                        let o1 = block > 1 ? o0 + outPlane : o0, o2 = block > 2 ? o0 + 2 * outPlane : o0
+                        let o3 = block > 3 ? o0 + 3 * outPlane : o0
+                        for cl in 0..<cg {
+                            let xBase = (n * channels + group * cg + cl) * inPlane
+                            let wBase = (first * cg + cl) * kernelSize, wStride = cg * kernelSize
+                            for a in 0..<kd {
+                                let rd = ranges[0][a]
+                                for b in 0..<kh {
+                                    let rh = ranges[1][b]
+                                    for c in 0..<kw {
+                                        let rw = ranges[2][c]
+                                        let tap = wBase + (a * kh + b) * kw + c
+                                        let w0 = w[tap]
+                                        let w1 = block > 1 ? w[tap + wStride] : 0, w2 = block > 2 ? w[tap + 2 * wStride] : 0
+                                        let w3 = block > 3 ? w[tap + 3 * wStride] : 0
+                                        let full = contiguousPlane && rd.count == outputDepth && rh.count == oh && rw.count == ow
+                                        // Each run: `count` outputs from `oOffset`, inputs from `xOffset` every `step`.
+                                        @inline(__always) func accumulate(_ oOffset: Int, _ xOffset: Int, _ count: Int, _ step: Int) {
+                                            let xr = x + xOffset
+                                            let r0 = o0 + oOffset, r1 = o1 + oOffset, r2 = o2 + oOffset, r3 = o3 + oOffset
+                                            // The first `rows` output channels of the block take each input.
+                                            // `rows` is a constant at every call: inlined, its tests fold
+                                            // away and each block size keeps a loop of its own.
+                                            @inline(__always) func accumulateRows(_ rows: Int) {
+                                                for j in 0..<count {
+                                                    let v = xr[j * step]
+                                                    r0[j] += w0 * v
+                                                    if rows > 1 { r1[j] += w1 * v }
+                                                    if rows > 2 { r2[j] += w2 * v }
+                                                    if rows > 3 { r3[j] += w3 * v }
                                                 }
-                                                if full {
-                                                    // Input and output planes line up: one contiguous run.
-                                                    accumulate(0, xBase + ((a * dd - pd) * ih + (b * dh - ph)) * iw + (c * dw - pw), outPlane, 1)
-                                                    continue
+                                            }
+                                            switch block {
+                                            case 4: accumulateRows(4)
+                                            case 3: accumulateRows(3)
+                                            case 2: accumulateRows(2)
+                                            default:
+                                                if step == 1 {
+                                                    for j in 0..<count { r0[j] += w0 * xr[j] }
+                                                } else {
+                                                    accumulateRows(1)
                                                 }
-                                                let width = rw.count
-                                                if width == 0 { continue }
-                                                for od in rd {
-                                                    let id = od * sd - pd + a * dd
-                                                    for oy in rh {
-                                                        let iy = oy * sh - ph + b * dh
-                                                        let ix = rw.lowerBound * sw - pw + c * dw
-                                                        accumulate((od * oh + oy) * ow + rw.lowerBound, xBase + (id * ih + iy) * iw + ix, width, sw)
-                                                    }
-                                                }
+                                            }
+                                        }
+                                        if full {
+                                            // Input and output planes line up: one contiguous run.
+                                            accumulate(0, xBase + ((a * dd - pd) * ih + (b * dh - ph)) * iw + (c * dw - pw), outPlane, 1)
+                                            continue
+                                        }
+                                        let width = rw.count
+                                        if width == 0 { continue }
+                                        for od in rd {
+                                            let id = od * sd - pd + a * dd
+                                            for oy in rh {
+                                                let iy = oy * sh - ph + b * dh
+                                                let ix = rw.lowerBound * sw - pw + c * dw
+                                                accumulate((od * oh + oy) * ow + rw.lowerBound, xBase + (id * ih + iy) * iw + ix, width, sw)
                                             }
                                         }
                                     }
                                 }
-                                first += block
                             }
                         }
+                    }
+                    var blocks: [(n: Int, group: Int, first: Int)] = []
+                    for n in 0..<batch {
+                        for group in 0..<(outputChannels / mg) {
+                            for first in stride(from: group * mg, to: (group + 1) * mg, by: 4) { blocks.append((n, group, first)) }
+                        }
+                    }
+                    let work = batch * outputChannels * outPlane * cg * kernelSize
+                    if work >= parallelConvolutionWork && blocks.count > 1 && processorCount > 1 {
+                        let blockList = blocks
+                        DispatchQueue.concurrentPerform(iterations: blockList.count) { index in
+                            let block = blockList[index]
+                            convolveBlock(block.n, block.group, block.first)
+                        }
+                    } else {
+                        for block in blocks { convolveBlock(block.n, block.group, block.first) }
+                    }
+                    for n in 0..<batch {
                         if let bias {
                             for m in 0..<outputChannels {
                                 let o = out + (n * outputChannels + m) * outPlane

@@ -54,15 +54,50 @@ public struct RewriteReport: Sendable {
 /// another; it returns the nodes whose facts changed as a result, which are tried again.
 /// `nodeCreated` is called for every node a rewrite inserts, in order, once its inputs are
 /// connected, with the name of the rule that made it: operator-aware passes (shape inference,
-/// schema checks) keep their facts current through it.
+/// schema checks) keep their facts current through it. `rewriteWillApply` is called for every
+/// rewrite once its new nodes are in place and before any old value is replaced, so that a
+/// verifier can compute the old values and the new ones side by side.
 public func applyRules(_ rules: [RewriteRule], to model: Model, options: RewriteOptions = RewriteOptions(),
                        analysis: AnyObject? = nil, nodeCreated: ((_ node: Node, _ rule: String) -> Void)? = nil,
-                       inputsChanged: ((Node) -> [Node])? = nil) -> RewriteReport {
+                       inputsChanged: ((Node) -> [Node])? = nil,
+                       rewriteWillApply: ((RewriteEvent) -> Void)? = nil) -> RewriteReport {
     var driver = Driver(rules: rules, model: model, options: options)
     driver.nodeCreated = nodeCreated
     driver.inputsChanged = inputsChanged
+    driver.rewriteWillApply = rewriteWillApply
     driver.analysis = analysis
     return driver.run()
+}
+
+/// A rewrite about to be applied (`applyRules`' `rewriteWillApply`): the graph holds the old
+/// nodes and the new ones side by side, and no value has been replaced yet.
+public struct RewriteEvent {
+    /// The rule.
+    public let rule: String
+    /// The node the rule matched at (nil for rules on initializers and operator set imports, which
+    /// only remove what nothing reads).
+    public let root: Node?
+    /// The nodes whose values the rewrite replaces: the match (a native rule's node).
+    public let removedNodes: [Node]
+    /// The nodes the rewrite inserted, in order.
+    public let addedNodes: [Node]
+    /// Each used value that is replaced, and what holds the same value afterwards.
+    public let replacements: [(old: Value, new: OutputReplacement)]
+    /// For a rewrite that keeps its node and changes its inputs (`NativeEdit.rewireInputs`): the
+    /// new inputs. The node's outputs are then both the old values and, computed from these
+    /// inputs, the new ones.
+    public let rewiredInputs: [(position: Int, input: OutputReplacement)]
+
+    /// An event.
+    public init(rule: String, root: Node?, removedNodes: [Node], addedNodes: [Node],
+                replacements: [(old: Value, new: OutputReplacement)], rewiredInputs: [(position: Int, input: OutputReplacement)] = []) {
+        self.rule = rule
+        self.root = root
+        self.removedNodes = removedNodes
+        self.addedNodes = addedNodes
+        self.replacements = replacements
+        self.rewiredInputs = rewiredInputs
+    }
 }
 
 struct Driver {
@@ -104,6 +139,7 @@ struct Driver {
     var explanations: [ExplanationKey: (order: Int, explanation: Explanation, node: Node)] = [:]
     var nodeCreated: ((Node, String) -> Void)?
     var inputsChanged: ((Node) -> [Node])?
+    var rewriteWillApply: ((RewriteEvent) -> Void)?
     var analysis: AnyObject?
 
     struct ExplanationKey: Hashable {
@@ -458,6 +494,14 @@ struct Driver {
                 }
             }
         }
+        if let rewriteWillApply {
+            var replacements = takeOver.map { (old: $0.old, new: OutputReplacement.value($0.new)) }
+            for (target, source) in replacement.forwards {
+                if let old = match.value(target), let new = resolve(source) { replacements.append((old, .value(new))) }
+            }
+            rewriteWillApply(RewriteEvent(rule: rule.name, root: root, removedNodes: match.matchedNodes, addedNodes: created,
+                                          replacements: replacements))
+        }
         var renames: [(Value, String)] = []
         var readers: [Node] = []
         for (old, new) in takeOver { readers += replace(old, with: new) }
@@ -540,6 +584,11 @@ struct Driver {
         case .success(.replaceOutputs(let result)): replacements = result
         case .success(.rewireInputs(let edits)):
             explanations[key] = nil
+            if let rewriteWillApply {
+                rewriteWillApply(RewriteEvent(rule: rule.name, root: node, removedNodes: [node], addedNodes: [],
+                                              replacements: node.outputs.compactMap { $0 }.filter { !$0.isUnused }.map { ($0, .value($0)) },
+                                              rewiredInputs: edits))
+            }
             rewire(node, edits)
             counts[ruleIndex] += 1
             report.rewrites += 1
@@ -566,6 +615,14 @@ struct Driver {
             }
         }
         explanations[key] = nil
+        if let rewriteWillApply {
+            var replaced: [(old: Value, new: OutputReplacement)] = []
+            for (position, output) in node.outputs.enumerated() {
+                guard let output, !output.isUnused, position < replacements.count, let replacement = replacements[position] else { continue }
+                replaced.append((output, replacement))
+            }
+            rewriteWillApply(RewriteEvent(rule: rule.name, root: node, removedNodes: [node], addedNodes: [], replacements: replaced))
+        }
         var renames: [(Value, String)] = []
         var touched: [Value] = []
         var readers: [Node] = []
@@ -675,6 +732,7 @@ struct Driver {
                         var match = Match(pattern: rules[ruleIndex].pattern)
                         match.values[0] = .some(value)
                         guard case .success = rules[ruleIndex].prepare(match, context) else { continue }
+                        rewriteWillApply?(RewriteEvent(rule: rules[ruleIndex].name, root: nil, removedNodes: [], addedNodes: [], replacements: []))
                         graph.removeInitializer(value)
                         counts[ruleIndex] += 1
                         report.rewrites += 1
@@ -698,6 +756,7 @@ struct Driver {
                 var match = Match(pattern: rules[ruleIndex].pattern)
                 match.attributes[0] = .string(Array(domain.utf8))
                 guard case .success = rules[ruleIndex].prepare(match, context) else { continue }
+                rewriteWillApply?(RewriteEvent(rule: rules[ruleIndex].name, root: nil, removedNodes: [], addedNodes: [], replacements: []))
                 model.opsetImports.remove(at: index)
                 counts[ruleIndex] += 1
                 report.rewrites += 1

@@ -27,6 +27,8 @@ struct OnnxFuseCommand: ParsableCommand {
               2  invalid or unsupported model
               3  I/O error
               4  a limit exceeded (nesting depth, memory budget, size)
+              5  --verify: a rewrite or the whole model changed the numbers (or, with
+                 strict, something could not be checked); nothing written
             """,
         version: "onnx-fuse 0.1.0")
 
@@ -75,6 +77,14 @@ struct OnnxFuseCommand: ParsableCommand {
     @Option(help: ArgumentHelp("The most elements one application of a rule may create (the results of its operations and calls).", valueName: "n"))
     var ruleWorkLimit: Int = EvaluationLimits().maximumWorkPerApplication
 
+    @Option(help: ArgumentHelp("Check every rewrite with the reference kernels on seeded inputs ('--verify' alone); "
+        + "'model' also compares the whole models, 'strict' makes what cannot be checked an error (e.g. --verify=model,strict).",
+        valueName: "rewrites|model|strict"))
+    var verify: String?
+
+    @Option(help: ArgumentHelp("The seed of --verify's inputs.", valueName: "n"))
+    var verifySeed: UInt64 = 1
+
     @Flag(help: "Print the graph as text to standard output instead of writing a model.")
     var print = false
 
@@ -103,6 +113,9 @@ struct OnnxFuseCommand: ParsableCommand {
         if ruleElementLimit <= 0 || ruleWorkLimit <= 0 { throw ValidationError("--rule-element-limit and --rule-work-limit must be positive") }
         if inPlace && output != nil { throw ValidationError("--in-place and -o cannot be used together") }
         if print && (inPlace || output != nil) { throw ValidationError("--print writes no model; drop -o and --in-place") }
+        if let verify, VerifyMode(verify) == nil {
+            throw ValidationError("--verify=\(verify): expected rewrites, model or strict (or a comma-separated list)")
+        }
     }
 
     /// The output path: -o, the input itself with --in-place, else MODEL.fused.onnx.
@@ -143,6 +156,9 @@ struct OnnxFuseCommand: ParsableCommand {
         options.foldElementLimit = foldLimit
         options.evaluationLimits.maximumElements = ruleElementLimit
         options.evaluationLimits.maximumWorkPerApplication = ruleWorkLimit
+        let verifyMode = verify.flatMap(VerifyMode.init)
+        options.verifyRewrites = verifyMode != nil
+        options.verificationSeed = verifySeed
         let result = optimize(loaded, rules: rules, options: options)
         if let first = result.ruleErrors.first {
             let more = result.ruleErrors.count > 1 ? " (and \(result.ruleErrors.count - 1) more)" : ""
@@ -165,8 +181,30 @@ struct OnnxFuseCommand: ParsableCommand {
             throw ModelFileError.invalidModel(file: model, location: "",
                                               reason: "the rewritten model is not valid (\(error)); nothing written", offset: nil)
         }
-        if inferShapes { writeInferredValueInfo(loaded, freezeInitializerInputs: freezeInitializerInputs) }
         trace.mark("optimize")
+        var comparison: ModelComparison?
+        if let verification = result.verification, let verifyMode {
+            if verifyMode.model {
+                // The original, read again (loading maps the file: cheap), on the same input shapes.
+                let original = try ModelFile.load(path: model)
+                try? setInputShapes(original, try parsedInputShapes())
+                comparison = compareModels(original, loaded, seed: verifySeed)
+                _ = Unmanaged.passRetained(original)
+            }
+            if !quiet || verificationRefusal(verification, comparison: comparison, strict: verifyMode.strict) != nil {
+                for line in verificationLines(verification, comparison: comparison) { printError(line) }
+            }
+            trace.mark("verify")
+            if let refusal = verificationRefusal(verification, comparison: comparison, strict: verifyMode.strict) {
+                if let report {
+                    try checkReportPath(report, model: loaded, output: nil)
+                    try writeReport(report, result: result, input: model, output: nil, bytesBefore: ModelFile.size(of: model) ?? 0,
+                                    bytesAfter: nil, seconds: secondsSince(start), comparison: comparison, seed: verifySeed)
+                }
+                throw VerificationFailed(message: "\(model): \(refusal); nothing written")
+            }
+        }
+        if inferShapes { writeInferredValueInfo(loaded, freezeInitializerInputs: freezeInitializerInputs) }
         if explain {
             for explanation in result.explanations { printError("onnx-fuse: explain: \(explanation)") }
         }
@@ -199,12 +237,18 @@ struct OnnxFuseCommand: ParsableCommand {
         }
         if let report {
             try writeReport(report, result: result, input: model, output: destination, bytesBefore: sizeBefore,
-                            bytesAfter: saved.modelBytes, seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+                            bytesAfter: saved.modelBytes, seconds: secondsSince(start), comparison: comparison, seed: verifySeed)
         }
         // The process ends right after this; releasing every node and value one by one would
         // only cost time (a tenth of a second on a 60,000-node graph).
         _ = Unmanaged.passRetained(loaded)
     }
+}
+
+/// Seconds since `start`.
+func secondsSince(_ start: ContinuousClock.Instant) -> Double {
+    let elapsed = ContinuousClock().now - start
+    return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
 }
 
 /// A usage error found after parsing (exit code 1).

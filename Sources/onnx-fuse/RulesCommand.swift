@@ -89,7 +89,8 @@ struct ReportFile: Encodable {
         let count: Int
     }
     let input: String
-    let output: String
+    /// Nil when nothing was written (`--verify` refused the result).
+    let output: String?
     let rulesFired: [Fired]
     let explanations: [ExplanationEntry]
     let nodesBefore: Int
@@ -97,9 +98,11 @@ struct ReportFile: Encodable {
     let nodesByOpTypeBefore: [String: Int]
     let nodesByOpTypeAfter: [String: Int]
     let bytesBefore: Int
-    let bytesAfter: Int
+    let bytesAfter: Int?
     let seconds: Double
     let reachedRewriteCap: Bool
+    /// With `--verify`.
+    let verification: VerificationEntry?
 
     struct ExplanationEntry: Encodable {
         let rule: String
@@ -134,15 +137,17 @@ func checkReportPath(_ report: String, model: Model, output: String?) throws {
     }
 }
 
-func writeReport(_ path: String, result: OptimizationReport, input: String, output: String,
-                 bytesBefore: Int, bytesAfter: Int, seconds: Double) throws {
+/// Writes the `--report` JSON; `output` and `bytesAfter` are nil when nothing was written.
+func writeReport(_ path: String, result: OptimizationReport, input: String, output: String?,
+                 bytesBefore: Int, bytesAfter: Int?, seconds: Double, comparison: ModelComparison? = nil, seed: UInt64 = 1) throws {
     let report = ReportFile(
         input: input, output: output,
         rulesFired: result.fired.map { ReportFile.Fired(rule: $0.rule, count: $0.count) },
         explanations: result.explanations.map { ReportFile.ExplanationEntry(rule: $0.rule, node: $0.node, opType: $0.opType, reason: $0.reason) },
         nodesBefore: result.before.nodeCount, nodesAfter: result.after.nodeCount,
         nodesByOpTypeBefore: result.before.nodesByOpType, nodesByOpTypeAfter: result.after.nodesByOpType,
-        bytesBefore: bytesBefore, bytesAfter: bytesAfter, seconds: seconds, reachedRewriteCap: result.reachedRewriteCap)
+        bytesBefore: bytesBefore, bytesAfter: bytesAfter, seconds: seconds, reachedRewriteCap: result.reachedRewriteCap,
+        verification: result.verification.map { VerificationEntry($0, comparison: comparison, seed: seed) })
     let encoder = JSONEncoder()
     encoder.keyEncodingStrategy = .convertToSnakeCase
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

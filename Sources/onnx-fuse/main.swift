@@ -66,6 +66,7 @@ func formatDuration(_ duration: Duration) -> String {
 func exitCode(for error: Error) -> Int32 {
     switch error {
     case is UsageError: return 1
+    case is VerificationFailed: return 5
     case let error as ModelFileError:
         switch error {
         case .unwritable: return 1
@@ -92,12 +93,15 @@ do {
         var command = try RulesCommand.parseAsRoot(Array(arguments.dropFirst()))
         try command.run()
     } else {
-        var command = try OnnxFuseCommand.parseAsRoot(arguments)
+        var command = try OnnxFuseCommand.parseAsRoot(VerifyMode.expandingBareFlag(arguments))
         try command.run()
     }
 } catch let error as RuleLoadErrors {
     for line in error.lines { printError("onnx-fuse: error: \(line)") }
     exit(1)
+} catch let error as VerificationFailed {
+    printError("onnx-fuse: error: \(error.message)")
+    exit(5)
 } catch let error as UsageError {
     printError("onnx-fuse: error: \(error.message)")
     exit(1)

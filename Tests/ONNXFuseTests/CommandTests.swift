@@ -148,7 +148,7 @@ final class CommandTests: XCTestCase {
             try help.write(to: snapshot, atomically: true, encoding: .utf8)
         }
         XCTAssertEqual(help, try String(contentsOf: snapshot, encoding: .utf8))
-        for code in ["0  done", "1  usage error", "2  invalid or unsupported model", "3  I/O error", "4  a limit exceeded"] {
+        for code in ["0  done", "1  usage error", "2  invalid or unsupported model", "3  I/O error", "4  a limit exceeded", "5  --verify"] {
             XCTAssertTrue(help.contains(code), code)
         }
     }

@@ -43,19 +43,26 @@ class RuleTestGraph {
 
     func output(_ value: Value) { graph.addOutput(value, info: ValueInfo(type: nil)) }
 
-    /// Runs the rules with explanations and checks the IR afterwards.
-    func run() throws -> OptimizationReport {
+    /// Runs the rules with explanations and `--verify`'s check of every rewrite, and checks the
+    /// IR afterwards: no rewrite may change the numbers, and every one must be checked.
+    func run(file: StaticString = #filePath, line: UInt = #line) throws -> OptimizationReport {
         var options = OptimizationOptions()
         options.explain = true
+        options.verifyRewrites = true
         let report = optimize(model, rules: rules, options: options)
         try model.verify()
+        let verification = try XCTUnwrap(report.verification)
+        XCTAssertEqual(verification.failures.map(\.description), [], file: file, line: line)
+        let notVerified = verification.rules.filter { $0.notVerified > 0 }.map { "\($0.rule): \($0.firstNotVerifiedReason ?? "")" }
+        XCTAssertEqual(notVerified, [], file: file, line: line)
+        XCTAssertEqual(verification.rules.reduce(0) { $0 + $1.checked }, report.fired.reduce(0) { $0 + $1.count }, file: file, line: line)
         return report
     }
 
     /// Runs the rules expecting nothing to fire or change; returns `rule`'s explanations.
     func reasonsNothingFires(for rule: String, file: StaticString = #filePath, line: UInt = #line) throws -> [String] {
         let before = text
-        let report = try run()
+        let report = try run(file: file, line: line)
         XCTAssertTrue(report.fired.isEmpty, "\(report.fired)", file: file, line: line)
         XCTAssertEqual(text, before, "nothing changes", file: file, line: line)
         return report.explanations.filter { $0.rule == rule }.map(\.reason)
