@@ -160,9 +160,24 @@ struct OnnxFuseCommand: ParsableCommand {
         options.verifyRewrites = verifyMode != nil
         options.verificationSeed = verifySeed
         let result = optimize(loaded, rules: rules, options: options)
+        trace.mark("optimize")
         if let first = result.ruleErrors.first {
             let more = result.ruleErrors.count > 1 ? " (and \(result.ruleErrors.count - 1) more)" : ""
             throw UsageError(message: first + more + "; nothing written")
+        }
+        // A rewrite that changed the numbers is reported first: the checks below would name a
+        // symptom of it (a graph output of another type) without the rule and the node.
+        func refuseVerification(_ refusal: String, _ verification: VerificationReport, _ comparison: ModelComparison?) throws -> Never {
+            for line in verificationLines(verification, comparison: comparison) { printError(line) }
+            if let report {
+                try checkReportPath(report, model: loaded, output: nil)
+                try writeReport(report, result: result, input: model, output: nil, bytesBefore: sizeBefore,
+                                bytesAfter: nil, seconds: secondsSince(start), comparison: comparison, seed: verifySeed)
+            }
+            throw VerificationFailed(message: "\(model): \(refusal); nothing written")
+        }
+        if let verification = result.verification, let refusal = verificationRefusal(verification, comparison: nil, strict: false) {
+            try refuseVerification(refusal, verification, nil)
         }
         if let first = result.invalidNodes.first {
             let more = result.invalidNodes.count > 1 ? " (and \(result.invalidNodes.count - 1) more)" : ""
@@ -181,7 +196,6 @@ struct OnnxFuseCommand: ParsableCommand {
             throw ModelFileError.invalidModel(file: model, location: "",
                                               reason: "the rewritten model is not valid (\(error)); nothing written", offset: nil)
         }
-        trace.mark("optimize")
         var comparison: ModelComparison?
         if let verification = result.verification, let verifyMode {
             if verifyMode.model {
@@ -191,17 +205,12 @@ struct OnnxFuseCommand: ParsableCommand {
                 comparison = compareModels(original, loaded, seed: verifySeed)
                 _ = Unmanaged.passRetained(original)
             }
-            if !quiet || verificationRefusal(verification, comparison: comparison, strict: verifyMode.strict) != nil {
-                for line in verificationLines(verification, comparison: comparison) { printError(line) }
-            }
             trace.mark("verify")
             if let refusal = verificationRefusal(verification, comparison: comparison, strict: verifyMode.strict) {
-                if let report {
-                    try checkReportPath(report, model: loaded, output: nil)
-                    try writeReport(report, result: result, input: model, output: nil, bytesBefore: ModelFile.size(of: model) ?? 0,
-                                    bytesAfter: nil, seconds: secondsSince(start), comparison: comparison, seed: verifySeed)
-                }
-                throw VerificationFailed(message: "\(model): \(refusal); nothing written")
+                try refuseVerification(refusal, verification, comparison)
+            }
+            if !quiet {
+                for line in verificationLines(verification, comparison: comparison) { printError(line) }
             }
         }
         if inferShapes { writeInferredValueInfo(loaded, freezeInitializerInputs: freezeInitializerInputs) }

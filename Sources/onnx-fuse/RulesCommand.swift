@@ -41,6 +41,12 @@ struct RulesCommand: ParsableCommand {
             onnx-fuse rules list [--rules FILE]...     each rule's name, source and first comment line
             onnx-fuse rules show NAME [--rules FILE]... a rule's text
             onnx-fuse rules check FILE...              load rule files and report their errors
+            onnx-fuse rules check FILE... --model M...  also apply them to each model, check every
+                                                       rewrite and the whole model (as --verify=model),
+                                                       and print per rule: candidate nodes, fired,
+                                                       verified, worst error; nothing is written
+
+            EXIT CODES (check): 0 no errors; 1 a rule file with errors; 2-4 a model that cannot be             read (as for onnx-fuse MODEL); 5 a rule changed the numbers of a model (or, with --strict,             a rewrite or a whole model could not be checked).
             """)
 
     @Argument(help: "list, show or check.")
@@ -54,6 +60,15 @@ struct RulesCommand: ParsableCommand {
 
     @Flag(help: "Leave out the built-in rules.")
     var noBuiltin = false
+
+    @Option(name: .customLong("model"), help: ArgumentHelp("check: a model to apply the rules to and verify them on (repeatable).", valueName: "file"))
+    var models: [String] = []
+
+    @Option(help: ArgumentHelp("check: the seed of the verification's inputs.", valueName: "n"))
+    var verifySeed: UInt64 = 1
+
+    @Flag(help: "check: a rewrite or a whole model that cannot be checked is an error too.")
+    var strict = false
 
     func run() throws {
         switch action {
@@ -76,10 +91,98 @@ struct RulesCommand: ParsableCommand {
             guard !arguments.isEmpty else { throw UsageError(message: "rules check takes rule files") }
             let rules = try loadRuleSet(files: arguments, builtin: false)
             print("\(arguments.joined(separator: ", ")): \(rules.count) rule\(rules.count == 1 ? "" : "s"), no errors")
+            var refusals: [String] = []
+            for model in models {
+                refusals += try checkRules(rules, on: model, seed: verifySeed, strict: strict)
+            }
+            if let first = refusals.first {
+                let more = refusals.count > 1 ? " (and \(refusals.count - 1) more)" : ""
+                throw VerificationFailed(message: first + more)
+            }
         default:
             throw UsageError(message: "unknown rules action '\(action)'; expected list, show or check")
         }
     }
+}
+
+/// Applies `rules` (alone) to the model at `path` with every rewrite checked and the whole
+/// model compared, prints a line per rule (candidate nodes, fired, verified, not verified,
+/// worst error), and returns what makes the check fail (empty when the rules keep the numbers).
+func checkRules(_ rules: [CompiledRule], on path: String, seed: UInt64, strict: Bool) throws -> [String] {
+    let model = try ModelFile.load(path: path)
+    // Candidates: the nodes (initializers, imports) each rule's anchor could match.
+    var candidates: [String: Int] = [:]
+    for rule in rules {
+        let pattern = rule.rewrite.pattern
+        var count = 0
+        switch pattern.anchor {
+        case .node:
+            let root = pattern.nodes[pattern.root]
+            let opTypes = Set([root.opType] + rule.rewrite.otherRootOpTypes)
+            let domain = root.domain == "ai.onnx" ? "" : root.domain
+            for graph in model.allGraphs {
+                for node in graph.nodes where (node.isDefaultDomain ? "" : node.domain!) == domain
+                    && (root.matchesAnyOperator || opTypes.contains(node.opType)) {
+                    count += 1
+                }
+            }
+        case .initializer:
+            for graph in model.allGraphs { count += graph.initializers.count }
+        case .opsetImport:
+            count = model.opsetImports.count
+        }
+        candidates[rule.name] = count
+    }
+    var options = OptimizationOptions()
+    options.verifyRewrites = true
+    options.verificationSeed = seed
+    let result = optimize(model, rules: rules, options: options)
+    var refusals = result.ruleErrors.map { "\(path): \($0)" }
+    refusals += (result.invalidNodes + result.changedOutputs).map { "\(path): \($0)" }
+    let original = try ModelFile.load(path: path)
+    let comparison = compareModels(original, model, seed: seed)
+    let verification = result.verification ?? VerificationReport()
+    let fired = Dictionary(result.fired.map { ($0.rule, $0.count) }, uniquingKeysWith: +)
+    let byRule = Dictionary(verification.rules.map { ($0.rule, $0) }, uniquingKeysWith: { a, _ in a })
+    print("\(path): \(result.before.nodeCount) -> \(result.after.nodeCount) nodes")
+    let width = max(rules.map(\.name.count).max() ?? 0, "rule".count)
+    func pad(_ text: String) -> String { text.padding(toLength: width, withPad: " ", startingAt: 0) }
+    func right(_ text: String, _ columns: Int) -> String { String(repeating: " ", count: max(0, columns - text.count)) + text }
+    print("  \(pad("rule"))  candidates  fired  verified  not verified  worst error")
+    for rule in rules {
+        let record = byRule[rule.name]
+        let checked = record.map { $0.agreed } ?? 0
+        var line = "  \(pad(rule.name)) \(right(String(candidates[rule.name] ?? 0), 11)) \(right(String(fired[rule.name] ?? 0), 6))"
+            + " \(right(String(checked), 9)) \(right(String(record?.notVerified ?? 0), 13)) \(right(record.map { formatError($0.worstError) } ?? "-", 12))"
+        if let reason = record?.firstNotVerifiedReason { line += "  (not verified: first \(reason))" }
+        print(line)
+    }
+    print("  whole model: \(describe(comparison))")
+    for failure in verification.failures { print("  FAILED: \(failure)") }
+    _ = Unmanaged.passRetained(original)
+    _ = Unmanaged.passRetained(model)
+    if let refusal = verificationRefusal(verification, comparison: comparison, strict: strict) {
+        refusals.append("\(path): \(refusal)")
+    }
+    // A rule another one took every candidate from is applied alone too: it would fire on a
+    // model where the other does not match, and must be checked here all the same.
+    for rule in rules where (candidates[rule.name] ?? 0) > 0 && fired[rule.name] == nil {
+        let alone = try ModelFile.load(path: path)
+        let result = optimize(alone, rules: [rule], options: options)
+        _ = Unmanaged.passRetained(alone)
+        guard let record = result.verification?.rules.first(where: { $0.rule == rule.name }) else { continue }
+        var line = "  \(rule.name) alone: fired \(record.checked + record.notVerified), verified \(record.agreed), "
+            + "not verified \(record.notVerified), worst error \(formatError(record.worstError))"
+        if let reason = record.firstNotVerifiedReason { line += " (not verified: first \(reason))" }
+        print(line)
+        for failure in result.verification?.failures ?? [] { print("  FAILED: \(failure) (the rule alone)") }
+        let aloneVerification = result.verification ?? VerificationReport()
+        if let refusal = verificationRefusal(aloneVerification, comparison: nil, strict: strict) {
+            refusals.append("\(path): \(refusal) (the rule alone)")
+        }
+        refusals += result.ruleErrors.map { "\(path): \($0)" }
+    }
+    return refusals
 }
 
 /// The JSON that `--report` writes.
