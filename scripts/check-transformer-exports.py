@@ -22,11 +22,14 @@ sequence too, the CNNs a dynamic height and width). Every case is exported with
 (an export the exporter refuses is skipped and reported; a model whose IR version onnxruntime
 refuses is saved with ir_version 10). Then, for each export MODEL,
 
-    ONNX_FUSE MODEL -o OUT --report REPORT
+    ONNX_FUSE MODEL -o OUT --report REPORT --verify=model
 
 runs with the built-in rules only, and an export passes when
 
-  * onnx-fuse exits 0 and onnx.checker.check_model(OUT, full_check=True) passes;
+  * onnx-fuse exits 0 (--verify=model: every rewrite was checked with the reference kernels and
+    none changed the numbers, and the whole models agree where the kernels can run them; the
+    worst error per rule over all exports is printed at the end) and
+    onnx.checker.check_model(OUT, full_check=True) passes;
   * MODEL and OUT, run in onnxruntime with its graph optimizations off, agree on every output at
     two input shapes (e.g. batch 1 and 3, sequence 5 and 9) on seeded random inputs (float:
     rtol 1e-4, atol 1e-5; other types exactly);
@@ -621,7 +624,7 @@ def check_export(case: Case, variant: str, model_path: Path, binary: str, out: P
         row["note"] = reference.note
 
     start = time.perf_counter()
-    run = subprocess.run([binary, str(model_path), "-o", str(fused), "--report", str(report_path), "-q"],
+    run = subprocess.run([binary, str(model_path), "-o", str(fused), "--report", str(report_path), "-q", "--verify=model"],
                          capture_output=True, text=True)
     row["fuse_wall"] = time.perf_counter() - start
     if run.returncode != 0:
@@ -631,6 +634,12 @@ def check_export(case: Case, variant: str, model_path: Path, binary: str, out: P
         report = json.loads(report_path.read_text())
         row["fuse_seconds"] = report.get("seconds")
         row["fired"] = {e["rule"]: e["count"] for e in report.get("rules_fired", [])}
+        verification = report.get("verification") or {}
+        row["verify"] = {r["rule"]: (r["checked"], r["not_verified"], r["worst_error"]) for r in verification.get("rules", [])}
+        whole = verification.get("whole_model") or {}
+        row["whole_model"] = whole.get("outcome")
+        if whole.get("outcome") == "not_run":
+            row["verify_note"] = f"whole model not run: {whole.get('reason')}"
         if report.get("reached_rewrite_cap"):
             row["failures"].append("reached the rewrite cap")
         after = histogram_of(fused)
@@ -769,7 +778,21 @@ def print_findings(rows: list[dict], peers: list[str]) -> None:
         print("\nExports refused by the exporter (skipped):")
         for r in refused:
             print(f"  {r['model']} {r['variant']}: {r['error']}")
-    notes = [(r, r[key]) for r in checked for key in ("note", "checker_note") if key in r]
+    totals: dict[str, list] = {}
+    for r in checked:
+        for rule, (count, not_verified, worst) in r.get("verify", {}).items():
+            entry = totals.setdefault(rule, [0, 0, 0, 0.0])
+            entry[0] += 1
+            entry[1] += count
+            entry[2] += not_verified
+            entry[3] = max(entry[3], worst if worst is not None else float("inf"))
+    if totals:
+        print("\n--verify=model, per rule over all exports (exports where it fired, rewrites checked, not verified, worst error):")
+        for rule, (exports, count, not_verified, worst) in sorted(totals.items()):
+            print(f"  {rule:32} {exports:4} {count:7} {not_verified:5}  {worst:.1e}")
+        agreed = sum(1 for r in checked if r.get("whole_model") == "agree")
+        print(f"  whole models agree in {agreed} of {len(checked)} exports (the others could not be run by the reference kernels)")
+    notes = [(r, r[key]) for r in checked for key in ("note", "checker_note", "verify_note") if key in r]
     if notes:
         print("\nNotes:")
     for r, note in notes:

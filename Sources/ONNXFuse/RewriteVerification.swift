@@ -11,6 +11,9 @@ public struct VerificationLimits: Sendable {
     public var maximumElements = 1 << 25
     /// The most work (about one unit per multiply-add) one side of a check may take.
     public var maximumWork = 1 << 31
+    /// The most work one run of a whole model may take (`--verify=model`; a ResNet-50 at 224 ×
+    /// 224 is about 2^32).
+    public var maximumModelWork = 1 << 35
 
     /// The defaults.
     public init() {}
@@ -253,7 +256,7 @@ private struct CheckPlan {
         for (old, new) in event.replacements {
             if case .value(let value) = new, value !== old { needs.append(value) }
         }
-        if let reason = walkBackIntegers() { return reason }
+        walkBackIntegers()
         var next = 0
         while next < needs.count {
             let value = needs[next]
@@ -277,7 +280,7 @@ private struct CheckPlan {
             }
             // Otherwise (a graph input the old side does not read) it is seeded on its own.
         }
-        if let reason = walkBackIntegers() { return reason }
+        walkBackIntegers()
         for node in old + existing + event.addedNodes {
             if let reason = evaluable(node) { return reason }
         }
@@ -298,27 +301,28 @@ private struct CheckPlan {
         }
         guard !producers.isEmpty, old.count + producers.count <= verifier.limits.maximumNodes else { return false }
         for producer in producers { _ = addOld(producer) }
-        if walkBackIntegers() != nil { return false }
+        walkBackIntegers()
         old = inGraphOrder(old)
         return true
     }
 
     /// Extends the old side back through what computes its integer boundary values (shapes,
-    /// indices computed from shapes), so that they are computed, not drawn at random.
-    mutating func walkBackIntegers() -> String? {
+    /// indices computed from shapes), so that they are computed, not drawn at random; up to the
+    /// node limit, past which they are seeded like any other value.
+    mutating func walkBackIntegers() {
         var changed = true
         while changed {
             changed = false
             for value in oldBoundary where verifier.constant(value) == nil {
+                guard old.count < verifier.limits.maximumNodes else { return }
                 guard let type = verifier.inference.facts(of: value).elementType,
                       TensorValue.kind(of: type) == .integer,
                       let producer = value.producer, producer.graph === graph, producer.isDefaultDomain,
                       !producer.attributes.contains(where: \.hasSubgraphs) else { continue }
-                if !addOld(producer) { return "the check would evaluate more than \(verifier.limits.maximumNodes) nodes" }
+                _ = addOld(producer)
                 changed = true
             }
         }
-        return nil
     }
 
     /// When `value` is an ancestor of the old side (within a few levels): the nodes between it
@@ -477,13 +481,11 @@ private struct CheckPlan {
     /// they index, so that seeded indices stay inside it.
     func indexBounds() -> [ObjectIdentifier: Int] {
         var bounds: [ObjectIdentifier: Int] = [:]
-        for node in old + existing + event.addedNodes where node.isDefaultDomain {
-            guard ["Gather", "GatherElements"].contains(node.opType), let data = node.input(0), let indices = node.input(1),
-                  let shape = verifier.inference.facts(of: data).shape, !shape.isEmpty else { continue }
-            var axis = Int(node.attribute("axis")?.int ?? 0)
-            if axis < 0 { axis += shape.count }
-            guard axis >= 0, axis < shape.count, case .value(let size) = shape[axis] else { continue }
-            bounds[id(indices)] = min(bounds[id(indices)] ?? Int.max, Int(clamping: size))
+        let nodes = old + existing + event.addedNodes
+        for node in nodes {
+            guard let indices = node.input(1), bounds[id(indices)] == nil,
+                  let bound = indexBound(of: indices, readers: nodes, facts: verifier.inference.facts(of:)) else { continue }
+            bounds[id(indices)] = bound
         }
         return bounds
     }
@@ -505,6 +507,14 @@ private struct CheckPlan {
         if TensorValue.kind(of: type) == .integer, shape.count <= 1, let known = facts.shapeValue,
            case let dims = known.compactMap({ if case .value(let v) = $0 { return v } else { return nil } }), dims.count == known.count {
             return .success(TensorValue(type, shape: shape.isEmpty ? [] : [dims.count], integers: dims))
+        }
+        var staticCount = 1
+        for case .value(let size) in shape {
+            let (product, overflow) = staticCount.multipliedReportingOverflow(by: Int(clamping: max(size, 0)))
+            staticCount = overflow ? Int.max : product
+        }
+        guard staticCount <= limit else {
+            return .failure(OperatorError("'\(value.name)' would have \(staticCount) elements, more than a check makes (\(limit))"))
         }
         guard let tensor = seeded.tensor(type, shape: shape, integerBound: indexBound ?? 2) else {
             return .failure(OperatorError("no seeded value can be made for '\(value.name)' (\(type), shape \(shape))"))

@@ -33,6 +33,26 @@ public struct GraphEvaluator {
             throw OperatorError("\(node.opType) '\(node.name ?? "")' would take the evaluation past its work limit (\(workLimit))")
         }
         work = total
+        // What an operator could make from small inputs (an Expand to 10^10 elements) is
+        // refused before its kernel allocates it: the output shapes are inferred from the inputs.
+        if elementLimit < Int.max, let infer = registry.inference(node.opType, domain: node.isDefaultDomain ? "" : node.domain!) {
+            var context = InferenceContext(node: OperatorContext(node: node, opsetVersion: version ?? opsetVersion),
+                                           inputs: inputs.map { $0.map(ValueFacts.init(constant:)) },
+                                           outputCount: node.outputs.count, symbols: SymbolAllocator())
+            if (try? infer(&context)) != nil {
+                for facts in context.outputs {
+                    guard let shape = facts.staticShape else { continue }
+                    var count = 1
+                    for size in shape {
+                        let (product, overflow) = count.multipliedReportingOverflow(by: max(size, 0))
+                        count = overflow ? Int.max : product
+                    }
+                    if count > elementLimit {
+                        throw OperatorError("\(node.opType) '\(node.name ?? "")' would compute \(count) elements, more than the evaluation's limit (\(elementLimit))")
+                    }
+                }
+            }
+        }
         let results = try registry.evaluate(node, inputs: inputs, opsetVersion: version ?? opsetVersion)
         for case let result? in results where result.count > elementLimit {
             throw OperatorError("\(node.opType) '\(node.name ?? "")' computes \(result.count) elements, more than the evaluation's limit (\(elementLimit))")

@@ -19,7 +19,8 @@ struct OnnxFuseCommand: ParsableCommand {
             writes MODEL.fused.onnx beside it (or the path given with -o). The input is never \
             modified unless --in-place is given; the output appears atomically or not at all.
 
-            'onnx-fuse rules list|show NAME|check FILE' lists, prints or checks rules.
+            'onnx-fuse rules list|show NAME|check FILE [--model M]' lists, prints or checks rules; \
+            'onnx-fuse evaluate MODEL -o DATA' runs a model with the reference kernels.
 
             EXIT CODES:
               0  done
@@ -92,20 +93,7 @@ struct OnnxFuseCommand: ParsableCommand {
     var quiet = false
 
     /// `--input-shape` values as names and dimensions.
-    func parsedInputShapes() throws -> [(name: String, dims: [Int64])] {
-        try inputShapes.map { text in
-            guard let equals = text.lastIndex(of: "="), equals != text.startIndex else {
-                throw ValidationError("--input-shape '\(text)': expected NAME=D1,D2,...")
-            }
-            let name = String(text[..<equals])
-            let dimsText = text[text.index(after: equals)...]
-            let dims = dimsText.isEmpty ? [] : dimsText.split(separator: ",", omittingEmptySubsequences: false).map { Int64($0) }
-            guard dims.allSatisfy({ $0 != nil && $0! >= 0 }) else {
-                throw ValidationError("--input-shape '\(text)': dimensions must be non-negative integers")
-            }
-            return (name, dims.map { $0! })
-        }
-    }
+    func parsedInputShapes() throws -> [(name: String, dims: [Int64])] { try parseInputShapes(inputShapes) }
 
     func validate() throws {
         _ = try parsedInputShapes()
@@ -251,6 +239,22 @@ struct OnnxFuseCommand: ParsableCommand {
         // The process ends right after this; releasing every node and value one by one would
         // only cost time (a tenth of a second on a 60,000-node graph).
         _ = Unmanaged.passRetained(loaded)
+    }
+}
+
+/// `--input-shape` values (`NAME=D1,D2,...`) as names and dimensions.
+func parseInputShapes(_ texts: [String]) throws -> [(name: String, dims: [Int64])] {
+    try texts.map { text in
+        guard let equals = text.lastIndex(of: "="), equals != text.startIndex else {
+            throw ValidationError("--input-shape '\(text)': expected NAME=D1,D2,...")
+        }
+        let name = String(text[..<equals])
+        let dimsText = text[text.index(after: equals)...]
+        let dims = dimsText.isEmpty ? [] : dimsText.split(separator: ",", omittingEmptySubsequences: false).map { Int64($0) }
+        guard dims.allSatisfy({ $0 != nil && $0! >= 0 }) else {
+            throw ValidationError("--input-shape '\(text)': dimensions must be non-negative integers")
+        }
+        return (name, dims.map { $0! })
     }
 }
 

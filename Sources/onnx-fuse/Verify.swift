@@ -65,7 +65,8 @@ func describe(_ comparison: ModelComparison) -> String {
     switch comparison.outcome {
     case .agree:
         let worst = comparison.errors.max { $0.error < $1.error }
-        return "agrees (worst error \(formatError(worst?.error ?? 0))\(worst.map { " on '\($0.output)'" } ?? "")\(sizes))"
+        let on = worst.map { $0.error > 0 ? " on '\($0.output)'" : "" } ?? ""
+        return "agrees (worst error \(formatError(worst?.error ?? 0))\(on)\(sizes))"
     case .differ(let output, let error, let reason):
         return "graph output '\(output)' differs" + (reason.map { ": \($0)" } ?? " by \(formatError(error)) relative to its magnitude") + sizes
     case .notRun(let reason):

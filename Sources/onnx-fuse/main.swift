@@ -88,8 +88,14 @@ let arguments = (1..<Int(CommandLine.argc)).map { index in
 // file named `rules` stays a model (`onnx-fuse rules -o out.onnx`).
 let isRulesCommand = arguments.first == "rules"
     && (arguments.count == 1 || ["list", "show", "check", "help", "-h", "--help"].contains(arguments[1]))
+// `evaluate` likewise, before a model (or --help).
+let isEvaluateCommand = arguments.first == "evaluate" && arguments.count > 1
+    && (!arguments[1].hasPrefix("-") || ["-h", "--help"].contains(arguments[1]))
 do {
-    if isRulesCommand {
+    if isEvaluateCommand {
+        var command = try EvaluateCommand.parseAsRoot(Array(arguments.dropFirst()))
+        try command.run()
+    } else if isRulesCommand {
         var command = try RulesCommand.parseAsRoot(Array(arguments.dropFirst()))
         try command.run()
     } else {
@@ -110,12 +116,12 @@ do {
     exit(exitCode(for: error))
 } catch {
     // ArgumentParser: help and version are successes; everything else is a usage error.
-    let isRules = isRulesCommand
-    if (isRules ? RulesCommand.exitCode(for: error) : OnnxFuseCommand.exitCode(for: error)) == .success {
-        Swift.print(isRules ? RulesCommand.fullMessage(for: error) : OnnxFuseCommand.fullMessage(for: error))
+    let command: any ParsableCommand.Type = isEvaluateCommand ? EvaluateCommand.self : isRulesCommand ? RulesCommand.self : OnnxFuseCommand.self
+    if command.exitCode(for: error) == .success {
+        Swift.print(command.fullMessage(for: error))
         exit(0)
     }
-    let full = isRules ? RulesCommand.message(for: error) : OnnxFuseCommand.message(for: error)
+    let full = command.message(for: error)
     let message = full.split(separator: "\n").first.map(String.init) ?? "invalid arguments"
     printError("onnx-fuse: error: \(message) (see 'onnx-fuse --help')")
     exit(1)
