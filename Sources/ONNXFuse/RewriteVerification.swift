@@ -180,8 +180,23 @@ final class RewriteVerifier {
             guard case .notVerified = outcome, plan.oldSideFailed, plan.growBack() else { break }
             outcome = plan.run(seed: eventSeed)
         }
+        // Values in [-2, 2] and integers 0 or 1 cannot tell a Clip at 6 from a Relu, nor an Abs of
+        // an integer from the integer: a small check runs again on values spread wider. (A large
+        // one is a convolution or a product, linear in what it reads.) Where the wide values do
+        // not fit (a shape of -3), the first run's verdict stands.
+        if case .agree(let error, let compared) = outcome, plan.lastOldWork <= Self.wideCheckWork {
+            let wide = plan.run(seed: eventSeed ^ 0xA5A5_A5A5_A5A5_A5A5, spread: .wide)
+            switch wide {
+            case .agree(let wideError, _): outcome = .agree(error: max(error, wideError), compared: compared)
+            case .differ: outcome = wide
+            case .notVerified: break
+            }
+        }
         return outcome
     }
+
+    /// The most work a check's old side may take for it to run a second time on wide values.
+    static let wideCheckWork = 1 << 22
 
     /// How many levels the old side grows back when it cannot be evaluated on seeded values.
     static let growthAttempts = 8
@@ -204,6 +219,8 @@ private struct CheckPlan {
     var existingSet = Set<ObjectIdentifier>()
     /// Whether the last `run` could not evaluate the old side.
     var oldSideFailed = false
+    /// The work the last `run`'s old side took.
+    var lastOldWork = 0
 
     init(verifier: RewriteVerifier, graph: Graph, event: RewriteEvent) {
         self.verifier = verifier
@@ -369,13 +386,14 @@ private struct CheckPlan {
     }
 
     /// Evaluates both sides on one seeded boundary and compares the replaced values.
-    mutating func run(seed: UInt64) -> RewriteCheck {
+    mutating func run(seed: UInt64, spread: SeededInputs.Spread = .narrow) -> RewriteCheck {
         oldSideFailed = false
         let limits = verifier.limits
         var evaluator = GraphEvaluator(model: verifier.model)
         evaluator.workLimit = limits.maximumWork
         evaluator.elementLimit = limits.maximumElements
         var seeded = SeededInputs(seed: seed, smallestSymbolSize: 2)
+        seeded.spread = spread
         var values: [ObjectIdentifier: TensorValue] = [:]
         // The boundary: what the old side, the existing nodes and the added ones read and none computes.
         var computed = oldProduced
@@ -414,6 +432,7 @@ private struct CheckPlan {
         // The old side.
         var oldWork = 0
         do {
+            defer { lastOldWork = oldWork }
             for node in old { try evaluate(node, inputs: node.inputs, into: &values, work: &oldWork) }
         } catch {
             oldSideFailed = true

@@ -166,6 +166,17 @@ public struct SeededInputs {
     public private(set) var symbolSizes: [String: Int] = [:]
     /// The size of the first symbol (2 by default).
     public let smallestSymbolSize: Int
+    /// How far values spread.
+    public enum Spread: Sendable {
+        /// Floats are multiples of 1/64 in [-2, 2]; integers 0 or 1 (or inside the table they index).
+        case narrow
+        /// Half the floats as `narrow`, half up to ±64 (m/8 × 2^s, m in [-64, 64], s in 0...3,
+        /// exact in every float type); integers in [-64, 64] ([0, 128] unsigned; or inside the
+        /// table they index).
+        case wide
+    }
+    /// How far values spread (`narrow` by default).
+    public var spread = Spread.narrow
     private var generator: SeededRandom
 
     /// A generator of inputs from `seed`, symbols sized from `smallestSymbolSize` up.
@@ -199,9 +210,21 @@ public struct SeededInputs {
         }
         switch TensorValue.kind(of: elementType) {
         case .real:
+            if spread == .wide {
+                return TensorValue(elementType, shape: sizes, reals: (0..<count).map { _ in
+                    let bits = next()
+                    if bits & 1 == 0 { return Double(Int((bits >> 1) % 257) - 128) / 64 }
+                    return Double(Int((bits >> 1) % 129) - 64) / 8 * Double(1 << Int((bits >> 32) & 3))
+                })
+            }
             return TensorValue(elementType, shape: sizes, reals: (0..<count).map { _ in Double(Int(next() % 257) - 128) / 64 })
         case .integer:
             let bound = UInt64(max(1, integerBound))
+            if spread == .wide && integerBound == 2 {
+                let unsigned: Set<DataType> = [.uint8, .uint16, .uint32, .uint64]
+                let low: Int64 = unsigned.contains(elementType) ? 0 : -64
+                return TensorValue(elementType, shape: sizes, integers: (0..<count).map { _ in Int64(next() % 129) + low })
+            }
             return TensorValue(elementType, shape: sizes, integers: (0..<count).map { _ in Int64(bound == 2 ? next() & 1 : next() % bound) })
         case .boolean:
             return TensorValue.bool((0..<count).map { _ in next() & 1 == 1 }, shape: sizes)
