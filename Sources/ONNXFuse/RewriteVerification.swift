@@ -180,23 +180,25 @@ final class RewriteVerifier {
             guard case .notVerified = outcome, plan.oldSideFailed, plan.growBack() else { break }
             outcome = plan.run(seed: eventSeed)
         }
-        // Values in [-2, 2] and integers 0 or 1 cannot tell a Clip at 6 from a Relu, nor an Abs of
-        // an integer from the integer: a small check runs again on values spread wider. (A large
-        // one is a convolution or a product, linear in what it reads.) Where the wide values do
-        // not fit (a shape of -3), the first run's verdict stands.
-        if case .agree(let error, let compared) = outcome, plan.lastOldWork <= Self.wideCheckWork {
-            let wide = plan.run(seed: eventSeed ^ 0xA5A5_A5A5_A5A5_A5A5, spread: .wide)
-            switch wide {
-            case .agree(let wideError, _): outcome = .agree(error: max(error, wideError), compared: compared)
-            case .differ: outcome = wide
+        // Values in [-2, 2] and integers 0 or 1 cannot tell a Clip at 6 from a Relu, an Abs of an
+        // integer from the integer, or a float from its round trip through float16: a small
+        // check runs again on large values, then on values of every precision. (A large one is
+        // a convolution or a product, linear in what it reads.) Where such values do not fit (a
+        // shape of -3), the first run's verdict stands.
+        for (index, spread) in [SeededInputs.Spread.large, .fine].enumerated() {
+            guard case .agree(let error, let compared) = outcome, plan.lastOldWork <= Self.spreadCheckWork else { break }
+            let again = plan.run(seed: eventSeed ^ (0xA5A5_A5A5_A5A5_A5A5 &+ UInt64(index)), spread: spread)
+            switch again {
+            case .agree(let otherError, _): outcome = .agree(error: max(error, otherError), compared: compared)
+            case .differ: outcome = again
             case .notVerified: break
             }
         }
         return outcome
     }
 
-    /// The most work a check's old side may take for it to run a second time on wide values.
-    static let wideCheckWork = 1 << 22
+    /// The most work a check's old side may take for it to run again on large and fine values.
+    static let spreadCheckWork = 1 << 26
 
     /// How many levels the old side grows back when it cannot be evaluated on seeded values.
     static let growthAttempts = 8
@@ -300,6 +302,13 @@ private struct CheckPlan {
         walkBackIntegers()
         for node in old + existing + event.addedNodes {
             if let reason = evaluable(node) { return reason }
+            // A node drawn at random (a Dropout that may train) has no one value to compare.
+            if node.isDefaultDomain, let version = verifier.model.opsetVersion(domain: ""),
+               !OperatorRegistry.isDeterministic(node, opsetVersion: version, constant: { value in
+                   verifier.constant(value).flatMap { try? TensorValue(tensor: $0) }
+               }) {
+                return "\(node.opType) '\(verifier.label(node))' is not deterministic (a random operator, or a Dropout that may train)"
+            }
         }
         old = inGraphOrder(old)
         existing = inGraphOrder(existing)
@@ -392,7 +401,8 @@ private struct CheckPlan {
         var evaluator = GraphEvaluator(model: verifier.model)
         evaluator.workLimit = limits.maximumWork
         evaluator.elementLimit = limits.maximumElements
-        var seeded = SeededInputs(seed: seed, smallestSymbolSize: 2)
+        // With large values, a symbol's first size is 1: what broadcasts or squeezes at 1.
+        var seeded = SeededInputs(seed: seed, smallestSymbolSize: spread == .large ? 1 : 2)
         seeded.spread = spread
         var values: [ObjectIdentifier: TensorValue] = [:]
         // The boundary: what the old side, the existing nodes and the added ones read and none computes.
@@ -438,6 +448,16 @@ private struct CheckPlan {
             oldSideFailed = true
             return .notVerified(reason: "the matched nodes cannot be evaluated: \(error.message)")
         }
+        // Errors are relative to the largest magnitude the match computes, not only to what it
+        // replaces: a BatchNormalization that cancels a Conv's bias against its mean rounds at
+        // the Conv's magnitude, and an output of exactly 0 has no magnitude of its own.
+        var computedMagnitude = 0.0
+        for node in old {
+            for case let output? in node.outputs {
+                guard let value = values[id(output)], case .reals(let reals) = value.elements else { continue }
+                for element in reals where element.isFinite { computedMagnitude = max(computedMagnitude, abs(element)) }
+            }
+        }
         var expected: [TensorValue] = []
         for (old, _) in event.replacements {
             guard let value = values[id(old)] else { return .notVerified(reason: "'\(old.name)' was not computed") }
@@ -480,7 +500,7 @@ private struct CheckPlan {
         }
         var worst = 0.0
         for ((old, _), (expected, actual)) in zip(event.replacements, zip(expected, actual)) {
-            let error = NumericTolerance.error(of: actual, against: expected)
+            let error = NumericTolerance.error(of: actual, against: expected, magnitude: computedMagnitude)
             let tolerance = NumericTolerance.relative(for: expected.dataType)
             if !(error <= tolerance) {
                 var reason: String?
@@ -535,7 +555,7 @@ private struct CheckPlan {
         guard staticCount <= limit else {
             return .failure(OperatorError("'\(value.name)' would have \(staticCount) elements, more than a check makes (\(limit))"))
         }
-        guard let tensor = seeded.tensor(type, shape: shape, integerBound: indexBound ?? 2) else {
+        guard let tensor = seeded.tensor(type, shape: shape, integerBound: indexBound) else {
             return .failure(OperatorError("no seeded value can be made for '\(value.name)' (\(type), shape \(shape))"))
         }
         guard tensor.count <= limit else {

@@ -104,7 +104,16 @@ public struct GraphEvaluator {
     /// Throws when a node has no kernel, a kernel refuses its inputs, or a graph input has
     /// neither a tensor nor an initializer.
     public func run(_ graph: Graph, inputs: [String: TensorValue]) throws(OperatorError) -> [TensorValue] {
+        try runMeasuring(graph, inputs: inputs).outputs
+    }
+
+    /// `run`, and for each graph output the largest finite magnitude among the floating-point
+    /// inputs of the node that computes it (0 for a graph input or a constant): the scale of the
+    /// last rounding that made it, for `NumericTolerance.error(of:against:magnitude:)`.
+    public func runMeasuring(_ graph: Graph, inputs: [String: TensorValue]) throws(OperatorError) -> (outputs: [TensorValue], operandMagnitudes: [Double]) {
         var work = 0
+        var operandMagnitude: [ObjectIdentifier: Double] = [:]
+        let outputValues = Set(graph.outputs.map { ObjectIdentifier($0.value) })
         var values: [ObjectIdentifier: TensorValue] = [:]
         for input in graph.inputs {
             if let given = inputs[input.name] {
@@ -142,6 +151,14 @@ public struct GraphEvaluator {
             for (output, result) in zip(node.outputs, results) {
                 if let output, let result { values[ObjectIdentifier(output)] = result }
             }
+            if node.outputs.contains(where: { $0.map { outputValues.contains(ObjectIdentifier($0)) } ?? false }) {
+                var magnitude = 0.0
+                for case let argument? in arguments {
+                    guard case .reals(let reals) = argument.elements else { continue }
+                    for element in reals where element.isFinite { magnitude = max(magnitude, abs(element)) }
+                }
+                for case let output? in node.outputs { operandMagnitude[ObjectIdentifier(output)] = magnitude }
+            }
             for case let input? in node.inputs {
                 let key = ObjectIdentifier(input)
                 readsLeft[key, default: 1] -= 1
@@ -150,7 +167,7 @@ public struct GraphEvaluator {
         }
         var outputs: [TensorValue] = []
         for output in graph.outputs { outputs.append(try value(output.value)) }
-        return outputs
+        return (outputs, graph.outputs.map { operandMagnitude[ObjectIdentifier($0.value)] ?? 0 })
     }
 }
 
@@ -168,12 +185,16 @@ public struct SeededInputs {
     public let smallestSymbolSize: Int
     /// How far values spread.
     public enum Spread: Sendable {
-        /// Floats are multiples of 1/64 in [-2, 2]; integers 0 or 1 (or inside the table they index).
-        case narrow
-        /// Half the floats as `narrow`, half up to ±64 (m/8 × 2^s, m in [-64, 64], s in 0...3,
-        /// exact in every float type); integers in [-64, 64] ([0, 128] unsigned; or inside the
+        /// Floats are multiples of 1/64 in [-2, 2]; integers 0 or 1 (indices anywhere in the
         /// table they index).
-        case wide
+        case narrow
+        /// Half the floats as `narrow`, half up to ±32,768 (m/8 × 2^s, m in [-64, 64], s in
+        /// 0...9, exact in every float type); integers half in [-64, 64], half anywhere in their
+        /// type's range within ±2^20 (indices anywhere in [-n, n)).
+        case large
+        /// Floats anywhere in [-4, 4), rounded to the type (values a narrower type cannot hold);
+        /// integers as `large`.
+        case fine
     }
     /// How far values spread (`narrow` by default).
     public var spread = Spread.narrow
@@ -186,9 +207,9 @@ public struct SeededInputs {
     }
 
     /// A tensor of `elementType` and `shape`; nil for an element type it does not make (strings,
-    /// uint64) or an unknown rank. Integers are drawn from `0..<integerBound` (0 or 1 by default;
-    /// a value that indexes a table of n entries takes n).
-    public mutating func tensor(_ elementType: DataType, shape: [Dimension]?, integerBound: Int = 2) -> TensorValue? {
+    /// uint64) or an unknown rank. A value that indexes a table of n entries passes n as
+    /// `integerBound`, so that its integers stay inside it.
+    public mutating func tensor(_ elementType: DataType, shape: [Dimension]?, integerBound: Int? = nil) -> TensorValue? {
         guard let shape else { return nil }
         let sizes = shape.map { dimension -> Int in
             switch dimension {
@@ -210,26 +231,54 @@ public struct SeededInputs {
         }
         switch TensorValue.kind(of: elementType) {
         case .real:
-            if spread == .wide {
+            switch spread {
+            case .narrow:
+                return TensorValue(elementType, shape: sizes, reals: (0..<count).map { _ in Double(Int(next() % 257) - 128) / 64 })
+            case .large:
                 return TensorValue(elementType, shape: sizes, reals: (0..<count).map { _ in
                     let bits = next()
                     if bits & 1 == 0 { return Double(Int((bits >> 1) % 257) - 128) / 64 }
-                    return Double(Int((bits >> 1) % 129) - 64) / 8 * Double(1 << Int((bits >> 32) & 3))
+                    // Up to ±32,768 (below float16's largest), exact in every float type.
+                    return Double(Int((bits >> 1) % 129) - 64) / 8 * Double(1 << Int((bits >> 32) % 10))
+                })
+            case .fine:
+                return TensorValue(elementType, shape: sizes, reals: (0..<count).map { _ in Double(next() >> 11) / Double(1 << 53) * 8 - 4 })
+            }
+        case .integer:
+            if let integerBound {
+                // Indices into a table of n entries: [0, n), or [-n, n) spread further.
+                let n = UInt64(max(1, integerBound))
+                return TensorValue(elementType, shape: sizes, integers: (0..<count).map { _ in
+                    spread == .narrow ? Int64(next() % n) : Int64(next() % (2 * n)) - Int64(n)
                 })
             }
-            return TensorValue(elementType, shape: sizes, reals: (0..<count).map { _ in Double(Int(next() % 257) - 128) / 64 })
-        case .integer:
-            let bound = UInt64(max(1, integerBound))
-            if spread == .wide && integerBound == 2 {
-                let unsigned: Set<DataType> = [.uint8, .uint16, .uint32, .uint64]
-                let low: Int64 = unsigned.contains(elementType) ? 0 : -64
-                return TensorValue(elementType, shape: sizes, integers: (0..<count).map { _ in Int64(next() % 129) + low })
+            guard spread != .narrow else {
+                return TensorValue(elementType, shape: sizes, integers: (0..<count).map { _ in Int64(next() & 1) })
             }
-            return TensorValue(elementType, shape: sizes, integers: (0..<count).map { _ in Int64(bound == 2 ? next() & 1 : next() % bound) })
+            let range = Self.spreadIntegerRange(elementType)
+            let width = UInt64(range.upperBound - range.lowerBound) + 1
+            return TensorValue(elementType, shape: sizes, integers: (0..<count).map { _ in
+                let bits = next()
+                // Half small (masks, counts), half anywhere in the type's range up to ±2^20.
+                if bits & 1 == 0 { return max(range.lowerBound, Int64((bits >> 1) % 129) - 64) }
+                return range.lowerBound + Int64((bits >> 1) % width)
+            })
         case .boolean:
             return TensorValue.bool((0..<count).map { _ in next() & 1 == 1 }, shape: sizes)
         default:
             return nil
+        }
+    }
+
+    /// The integers `large` and `fine` draw from for `type`: its whole range, within ±2^20.
+    static func spreadIntegerRange(_ type: DataType) -> ClosedRange<Int64> {
+        switch type {
+        case .int8: return -128...127
+        case .uint8: return 0...255
+        case .int16: return -32_768...32_767
+        case .uint16: return 0...65_535
+        case .uint32, .uint64: return 0...(1 << 20)
+        default: return -(1 << 20)...(1 << 20)
         }
     }
 
@@ -270,14 +319,15 @@ public enum NumericTolerance {
         }
     }
 
-    /// The error of `actual` against `expected` relative to the expected tensor's magnitude
+    /// The error of `actual` against `expected` relative to the expected tensor's magnitude, or
+    /// to `magnitude` when that is larger (the magnitude of the computation that made it)
     /// (0 for equal tensors; infinity for a different type, shape, NaN or infinity, or any
     /// difference in an exact type).
-    public static func error(of actual: TensorValue, against expected: TensorValue) -> Double {
+    public static func error(of actual: TensorValue, against expected: TensorValue, magnitude atLeast: Double = 0) -> Double {
         guard actual.dataType == expected.dataType, actual.shape == expected.shape else { return .infinity }
         switch (actual.elements, expected.elements) {
         case (.reals(let a), .reals(let e)):
-            var magnitude = 1e-30
+            var magnitude = max(1e-30, atLeast)
             for value in e where value.isFinite { magnitude = max(magnitude, abs(value)) }
             var worst = 0.0
             for (x, y) in zip(a, e) {

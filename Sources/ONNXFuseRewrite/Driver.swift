@@ -494,10 +494,17 @@ struct Driver {
                 }
             }
         }
+        // A forward to a value the replacement also takes over (`y2 = y1` beside a new `y1`) gets
+        // the new value: the old one is about to leave the graph.
+        var takenOverBy: [ObjectIdentifier: Value] = [:]
+        for (old, new) in takeOver { takenOverBy[ObjectIdentifier(old)] = new }
+        func forwarded(_ source: ValueReference) -> Value? {
+            resolve(source).map { takenOverBy[ObjectIdentifier($0)] ?? $0 }
+        }
         if let rewriteWillApply {
             var replacements = takeOver.map { (old: $0.old, new: OutputReplacement.value($0.new)) }
             for (target, source) in replacement.forwards {
-                if let old = match.value(target), let new = resolve(source) { replacements.append((old, .value(new))) }
+                if let old = match.value(target), let new = forwarded(source) { replacements.append((old, .value(new))) }
             }
             rewriteWillApply(RewriteEvent(rule: rule.name, root: root, removedNodes: match.matchedNodes, addedNodes: created,
                                           replacements: replacements))
@@ -506,7 +513,7 @@ struct Driver {
         var readers: [Node] = []
         for (old, new) in takeOver { readers += replace(old, with: new) }
         for (target, source) in replacement.forwards {
-            guard let old = match.value(target), let new = resolve(source) else { continue }
+            guard let old = match.value(target), let new = forwarded(source) else { continue }
             if old.isGraphOutput { renames.append((new, old.name)) }
             readers += replace(old, with: new)
         }
@@ -534,7 +541,7 @@ struct Driver {
             enqueue(reader)
         }
         for (_, source) in replacement.forwards {
-            if let value = resolve(source) { revisit(value) }
+            if let value = forwarded(source) { revisit(value) }
         }
     }
 

@@ -153,6 +153,13 @@ struct OnnxFuseCommand: ParsableCommand {
             let more = result.ruleErrors.count > 1 ? " (and \(result.ruleErrors.count - 1) more)" : ""
             throw UsageError(message: first + more + "; nothing written")
         }
+        // The original, read again (loading maps the file: cheap), on the same input shapes.
+        func compareWithOriginal() throws -> ModelComparison {
+            let original = try ModelFile.load(path: model)
+            try? setInputShapes(original, try parsedInputShapes())
+            defer { _ = Unmanaged.passRetained(original) }
+            return compareModels(original, loaded, seed: verifySeed)
+        }
         // A rewrite that changed the numbers is reported first: the checks below would name a
         // symptom of it (a graph output of another type) without the rule and the node.
         func refuseVerification(_ refusal: String, _ verification: VerificationReport, _ comparison: ModelComparison?) throws -> Never {
@@ -165,7 +172,8 @@ struct OnnxFuseCommand: ParsableCommand {
             throw VerificationFailed(message: "\(model): \(refusal); nothing written")
         }
         if let verification = result.verification, let refusal = verificationRefusal(verification, comparison: nil, strict: false) {
-            try refuseVerification(refusal, verification, nil)
+            // The whole-model verdict is still given when asked for: it says how far the outputs moved.
+            try refuseVerification(refusal, verification, verifyMode?.model == true ? try compareWithOriginal() : nil)
         }
         if let first = result.invalidNodes.first {
             let more = result.invalidNodes.count > 1 ? " (and \(result.invalidNodes.count - 1) more)" : ""
@@ -186,13 +194,7 @@ struct OnnxFuseCommand: ParsableCommand {
         }
         var comparison: ModelComparison?
         if let verification = result.verification, let verifyMode {
-            if verifyMode.model {
-                // The original, read again (loading maps the file: cheap), on the same input shapes.
-                let original = try ModelFile.load(path: model)
-                try? setInputShapes(original, try parsedInputShapes())
-                comparison = compareModels(original, loaded, seed: verifySeed)
-                _ = Unmanaged.passRetained(original)
-            }
+            if verifyMode.model { comparison = try compareWithOriginal() }
             trace.mark("verify")
             if let refusal = verificationRefusal(verification, comparison: comparison, strict: verifyMode.strict) {
                 try refuseVerification(refusal, verification, comparison)

@@ -83,6 +83,19 @@ struct VerificationEntry: Encodable {
         let notVerified: Int
         let worstError: Double?
         let firstNotVerifiedReason: String?
+
+        enum CodingKeys: String, CodingKey { case rule, checked, agreed, notVerified, worstError, firstNotVerifiedReason }
+
+        // An infinite error is written as null, not left out.
+        func encode(to encoder: Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(rule, forKey: .rule)
+            try container.encode(checked, forKey: .checked)
+            try container.encode(agreed, forKey: .agreed)
+            try container.encode(notVerified, forKey: .notVerified)
+            try container.encode(worstError, forKey: .worstError)
+            try container.encodeIfPresent(firstNotVerifiedReason, forKey: .firstNotVerifiedReason)
+        }
     }
     struct Failure: Encodable {
         let rule: String
@@ -91,6 +104,19 @@ struct VerificationEntry: Encodable {
         let error: Double?
         let tolerance: Double
         let reason: String?
+
+        enum CodingKeys: String, CodingKey { case rule, node, value, error, tolerance, reason }
+
+        // An infinite error is written as null, not left out.
+        func encode(to encoder: Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(rule, forKey: .rule)
+            try container.encode(node, forKey: .node)
+            try container.encode(value, forKey: .value)
+            try container.encode(error, forKey: .error)
+            try container.encode(tolerance, forKey: .tolerance)
+            try container.encodeIfPresent(reason, forKey: .reason)
+        }
     }
     struct WholeModel: Encodable {
         let outcome: String

@@ -1,0 +1,195 @@
+import XCTest
+import ONNXFuse
+
+/// Wrong rewrites that values in [-2, 2] and integers 0 or 1 cannot show (a red-team pass found
+/// each), and correct folds whose errors look large only against a small output: the check must
+/// catch the first and pass the second.
+final class VerificationEdgeTests: XCTestCase {
+    /// A one-graph model at opset `opset`.
+    final class Builder {
+        let graph = Graph(name: "g")
+        let model: Model
+
+        init(opset: Int64 = 17) {
+            model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: opset)], graph: graph)
+        }
+
+        func input(_ name: String, _ type: DataType, _ dims: [ONNXFuseIR.Dimension]) -> Value {
+            graph.addInput(name: name, info: ValueInfo(type: .tensor(type, dims)))
+        }
+
+        func constant(_ name: String, _ tensor: Tensor) -> Value { graph.addInitializer(name: name, tensor: tensor) }
+
+        @discardableResult
+        func node(_ op: String, _ inputs: [Value?], _ output: String, _ attributes: [Attribute] = []) -> Value {
+            let node = Node(opType: op, name: output, inputs: inputs, outputNames: [output], attributes: attributes)
+            graph.append(node)
+            return node.outputs[0]!
+        }
+
+        func output(_ value: Value) { graph.addOutput(value, info: ValueInfo(type: nil)) }
+    }
+
+    func floats(_ values: [Float], _ dims: [Int64]) -> Tensor { Tensor(dataType: .float, dims: dims, values: values) }
+
+    /// Runs `rules` (alone) with every rewrite checked.
+    func verify(_ model: Model, _ rules: String, file: StaticString = #filePath, line: UInt = #line) throws -> VerificationReport {
+        var options = OptimizationOptions()
+        options.verifyRewrites = true
+        let report = optimize(model, rules: try RuleFiles.rules(in: rules), options: options)
+        XCTAssertFalse(report.fired.isEmpty, "the rule did not fire", file: file, line: line)
+        return try XCTUnwrap(report.verification, file: file, line: line)
+    }
+
+    func assertCaught(_ model: Model, _ rules: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let verification = try verify(model, rules, file: file, line: line)
+        XCTAssertEqual(verification.failures.count, 1, "\(verification.rules)", file: file, line: line)
+    }
+
+    static let clipToRelu = """
+        rule clip-to-relu {
+          match { y = Clip(x, lo, hi) }
+          where { constant(lo, hi) }
+          replace { y = Relu(x) }
+        }
+        """
+
+    func clipModel(high: Float, dims: [ONNXFuseIR.Dimension]) -> Model {
+        let b = Builder()
+        let x = b.input("x", .float, dims)
+        b.output(b.node("Neg", [b.node("Clip", [x, b.constant("lo", floats([0], [])), b.constant("hi", floats([high], []))], "y")], "out"))
+        return b.model
+    }
+
+    func testAClipThatOnlyLargeValuesReachIsCaught() throws {
+        try assertCaught(clipModel(high: 100, dims: [.value(4), .value(8)]), Self.clipToRelu)
+        // A million elements: still small enough to be checked on large values too.
+        try assertCaught(clipModel(high: 6, dims: [.value(1024), .value(1025)]), Self.clipToRelu)
+    }
+
+    func testARoundTripThroughANarrowerTypeIsCaught() throws {
+        let rule = """
+            rule drop-cast-roundtrip {
+              match { a = Cast(x); y = Cast(a) }
+              where { dtype(x) == dtype(y) }
+              replace { y = x }
+            }
+            """
+        for (type, narrow) in [(DataType.float, DataType.float16), (.float, .bfloat16), (.int32, .int8)] {
+            let b = Builder()
+            let x = b.node("Neg", [b.input("x", type, [.value(4), .value(8)])], "x0")
+            let a = b.node("Cast", [x], "a", [Attribute(name: "to", value: .int(Int64(narrow.rawValue)))])
+            let y = b.node("Cast", [a], "y", [Attribute(name: "to", value: .int(Int64(type.rawValue)))])
+            b.output(b.node("Neg", [y], "out"))
+            try assertCaught(b.model, rule)
+        }
+    }
+
+    func testIntegerRewritesAreCheckedOnNegativeAndLargeValues() throws {
+        let absolute = Builder()
+        absolute.output(absolute.node("Neg", [absolute.node("Abs", [absolute.input("x", .int32, [.value(1024), .value(1025)])], "y")], "out"))
+        try assertCaught(absolute.model, """
+            rule drop-abs-int { match { y = Abs(x) } where { dtype(x) in [int32, int64] } replace { y = x } }
+            """)
+        // Negative indices count from the end.
+        let gather = Builder()
+        let table = gather.constant("d", floats((0..<15).map(Float.init), [5, 3]))
+        gather.output(gather.node("Neg", [gather.node("Gather", [table, gather.input("i", .int64, [.value(4)])], "y")], "out"))
+        try assertCaught(gather.model, """
+            rule gather-abs {
+              match { y = Gather<!axis>(d, i) }
+              replace { a = Abs(i); y = Gather<axis = 0>(d, a) }
+            }
+            """)
+    }
+
+    func testASymbolicDimensionIsAlsoTriedAtOne() throws {
+        // Squeeze without axes removes every 1: at N = 1 it removes the first axis too.
+        let b = Builder(opset: 13)
+        b.output(b.node("Neg", [b.node("Squeeze", [b.input("x", .float, [.param("N"), .value(1), .value(4)])], "y")], "out"))
+        try assertCaught(b.model, """
+            rule squeeze-axis1 {
+              match { y = Squeeze(x) }
+              where { rank(x) == 3 && dim(x, 1) == 1 }
+              compute { ax = [1] }
+              replace { y = Squeeze(x, ax) }
+            }
+            """)
+    }
+
+    func testADropoutThatMayTrainIsNotVerified() throws {
+        let b = Builder(opset: 13)
+        let x = b.input("x", .float, [.value(4), .value(8)])
+        let ratio = b.constant("r", floats([0.5], []))
+        let training = b.input("tm", .bool, [])
+        b.output(b.node("Neg", [b.node("Dropout", [x, ratio, training], "y")], "out"))
+        let verification = try verify(b.model, """
+            rule drop-dropout-any { match { y = Dropout(x, r, tm) } replace { y = x } }
+            """)
+        XCTAssertEqual(verification.failures.count, 0)
+        XCTAssertEqual(verification.notVerified, 1)
+        XCTAssertEqual(verification.rules.first?.firstNotVerifiedReason,
+                       "at node 'y': Dropout 'y' is not deterministic (a random operator, or a Dropout that may train)")
+    }
+
+    /// A Conv then a BatchNormalization (epsilon 0), one channel.
+    func convBatchNorm(_ type: DataType, weight: Float, bias: Float, mean: Float, variance: Float, shift: Float) -> Model {
+        let b = Builder(opset: 15)
+        func constant(_ name: String, _ value: Float, _ dims: [Int64]) -> Value {
+            b.constant(name, TensorValue(type, shape: dims.map { Int($0) }, reals: [Double(value)]).tensor())
+        }
+        let x = b.input("x", type, [.value(1), .value(1), .value(4), .value(4)])
+        let y = b.node("Conv", [x, constant("w", weight, [1, 1, 1, 1]), constant("b", bias, [1])], "y")
+        let z = b.node("BatchNormalization", [y, constant("s", 1, [1]), constant("sh", shift, [1]), constant("m", mean, [1]),
+                                              constant("v", variance, [1])], "z", [Attribute(name: "epsilon", value: .float(0))])
+        b.output(z)
+        return b.model
+    }
+
+    func testFoldsThatCancelABiasAgainstTheMeanAgree() throws {
+        // The output is exactly 0, or small beside the Conv's output that it was computed from:
+        // the fold rounds differently at the Conv's magnitude, which is what the error is measured against.
+        let cases = [
+            convBatchNorm(.float, weight: 0, bias: 49, mean: 0, variance: 2401, shift: -1),
+            convBatchNorm(.float, weight: 1, bias: 1000, mean: 1000, variance: 1, shift: 0),
+            convBatchNorm(.float16, weight: 1, bias: 100, mean: 100, variance: 1, shift: 0),
+        ]
+        for (index, model) in cases.enumerated() {
+            let original = try ModelFile.load(path: try saved(model))
+            var options = OptimizationOptions()
+            options.verifyRewrites = true
+            let report = optimize(model, rules: RuleFiles.builtin, options: options)
+            XCTAssertTrue(report.fired.contains { $0.rule == "fold-conv-batchnorm" }, "case \(index): \(report.fired)")
+            XCTAssertEqual(report.verification?.failures.map(\.description), [], "case \(index)")
+            XCTAssertEqual(compareModels(original, model).outcome, .agree, "case \(index)")
+        }
+    }
+
+    func testAForwardToAValueTheRuleAlsoReplacesGetsTheNewValue() throws {
+        // `y2 = y1` beside a new `y1`: y2's readers read the new y1 (the old one leaves the graph).
+        let b = Builder()
+        let x = b.input("x", .float, [.value(4), .value(8)])
+        let y1 = b.node("Relu", [x], "y1"), y2 = b.node("Relu", [x], "y2")
+        b.output(b.node("Neg", [y1], "o1"))
+        b.output(b.node("Neg", [y2], "o2"))
+        let original = try ModelFile.load(path: try saved(b.model))
+        let verification = try verify(b.model, """
+            rule dedupe-relu {
+              match { y1 = Relu(x); y2 = Relu(x) }
+              replace { y1 = LeakyRelu<alpha = 0.0>(x); y2 = y1 }
+            }
+            """)
+        XCTAssertEqual(verification.failures.count, 0)
+        XCTAssertEqual(verification.checked, 1)
+        try b.model.verify()
+        XCTAssertEqual(b.graph.nodes.map(\.opType), ["LeakyRelu", "Neg", "Neg"])
+        XCTAssertEqual(compareModels(original, b.model).outcome, .agree)
+    }
+
+    func saved(_ model: Model) throws -> String {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("onnx-fuse-edge-\(UUID().uuidString).onnx")
+        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+        _ = try ModelFile.save(model, to: url.path)
+        return url.path
+    }
+}
