@@ -76,54 +76,37 @@ func describe(_ comparison: ModelComparison) -> String {
 
 /// The verification part of the `--report` JSON.
 struct VerificationEntry: Encodable {
+    /// A number written as null when it is not finite (infinity is not JSON), never left out.
+    struct Number: Encodable {
+        let value: Double
+        func encode(to encoder: Encoder) throws {
+            var container = encoder.singleValueContainer()
+            if value.isFinite { try container.encode(value) } else { try container.encodeNil() }
+        }
+    }
     struct Rule: Encodable {
         let rule: String
         let checked: Int
         let agreed: Int
         let notVerified: Int
-        let worstError: Double?
+        let worstError: Number
         let firstNotVerifiedReason: String?
-
-        enum CodingKeys: String, CodingKey { case rule, checked, agreed, notVerified, worstError, firstNotVerifiedReason }
-
-        // An infinite error is written as null, not left out.
-        func encode(to encoder: Encoder) throws {
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(rule, forKey: .rule)
-            try container.encode(checked, forKey: .checked)
-            try container.encode(agreed, forKey: .agreed)
-            try container.encode(notVerified, forKey: .notVerified)
-            try container.encode(worstError, forKey: .worstError)
-            try container.encodeIfPresent(firstNotVerifiedReason, forKey: .firstNotVerifiedReason)
-        }
     }
     struct Failure: Encodable {
         let rule: String
         let node: String
         let value: String
-        let error: Double?
+        let error: Number
         let tolerance: Double
         let reason: String?
-
-        enum CodingKeys: String, CodingKey { case rule, node, value, error, tolerance, reason }
-
-        // An infinite error is written as null, not left out.
-        func encode(to encoder: Encoder) throws {
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(rule, forKey: .rule)
-            try container.encode(node, forKey: .node)
-            try container.encode(value, forKey: .value)
-            try container.encode(error, forKey: .error)
-            try container.encode(tolerance, forKey: .tolerance)
-            try container.encodeIfPresent(reason, forKey: .reason)
-        }
     }
     struct WholeModel: Encodable {
         let outcome: String
         let output: String?
-        let error: Double?
+        /// With `differ`: the error of `output`.
+        let error: Number?
         let reason: String?
-        let errors: [String: Double?]
+        let errors: [String: Number]
         let symbolSizes: [String: Int]
     }
     let seed: UInt64
@@ -131,25 +114,22 @@ struct VerificationEntry: Encodable {
     let failures: [Failure]
     let wholeModel: WholeModel?
 
-    /// Infinity is not JSON: an infinite error is written as null.
-    static func finite(_ value: Double) -> Double? { value.isFinite ? value : nil }
-
     init(_ report: VerificationReport, comparison: ModelComparison?, seed: UInt64) {
         self.seed = seed
         rules = report.rules.map {
             Rule(rule: $0.rule, checked: $0.checked, agreed: $0.agreed, notVerified: $0.notVerified,
-                 worstError: Self.finite($0.worstError), firstNotVerifiedReason: $0.firstNotVerifiedReason)
+                 worstError: Number(value: $0.worstError), firstNotVerifiedReason: $0.firstNotVerifiedReason)
         }
         failures = report.failures.map {
-            Failure(rule: $0.rule, node: $0.node, value: $0.value, error: Self.finite($0.error), tolerance: $0.tolerance, reason: $0.reason)
+            Failure(rule: $0.rule, node: $0.node, value: $0.value, error: Number(value: $0.error), tolerance: $0.tolerance, reason: $0.reason)
         }
         wholeModel = comparison.map { comparison in
-            let errors = Dictionary(comparison.errors.map { ($0.output, Self.finite($0.error)) }, uniquingKeysWith: { a, _ in a })
+            let errors = Dictionary(comparison.errors.map { ($0.output, Number(value: $0.error)) }, uniquingKeysWith: { a, _ in a })
             switch comparison.outcome {
             case .agree:
                 return WholeModel(outcome: "agree", output: nil, error: nil, reason: nil, errors: errors, symbolSizes: comparison.symbolSizes)
             case .differ(let output, let error, let reason):
-                return WholeModel(outcome: "differ", output: output, error: Self.finite(error), reason: reason, errors: errors,
+                return WholeModel(outcome: "differ", output: output, error: Number(value: error), reason: reason, errors: errors,
                                   symbolSizes: comparison.symbolSizes)
             case .notRun(let reason):
                 return WholeModel(outcome: "not_run", output: nil, error: nil, reason: reason, errors: errors, symbolSizes: comparison.symbolSizes)

@@ -5,32 +5,8 @@ import ONNXFuse
 /// each), and correct folds whose errors look large only against a small output: the check must
 /// catch the first and pass the second.
 final class VerificationEdgeTests: XCTestCase {
-    /// A one-graph model at opset `opset`.
-    final class Builder {
-        let graph = Graph(name: "g")
-        let model: Model
-
-        init(opset: Int64 = 17) {
-            model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: opset)], graph: graph)
-        }
-
-        func input(_ name: String, _ type: DataType, _ dims: [ONNXFuseIR.Dimension]) -> Value {
-            graph.addInput(name: name, info: ValueInfo(type: .tensor(type, dims)))
-        }
-
-        func constant(_ name: String, _ tensor: Tensor) -> Value { graph.addInitializer(name: name, tensor: tensor) }
-
-        @discardableResult
-        func node(_ op: String, _ inputs: [Value?], _ output: String, _ attributes: [Attribute] = []) -> Value {
-            let node = Node(opType: op, name: output, inputs: inputs, outputNames: [output], attributes: attributes)
-            graph.append(node)
-            return node.outputs[0]!
-        }
-
-        func output(_ value: Value) { graph.addOutput(value, info: ValueInfo(type: nil)) }
-    }
-
-    func floats(_ values: [Float], _ dims: [Int64]) -> Tensor { Tensor(dataType: .float, dims: dims, values: values) }
+    /// A one-graph model at an opset (17 by default).
+    typealias Builder = BuiltinNativeTests.Case
 
     /// Runs `rules` (alone) with every rewrite checked.
     func verify(_ model: Model, _ rules: String, file: StaticString = #filePath, line: UInt = #line) throws -> VerificationReport {
@@ -56,8 +32,8 @@ final class VerificationEdgeTests: XCTestCase {
 
     func clipModel(high: Float, dims: [ONNXFuseIR.Dimension]) -> Model {
         let b = Builder()
-        let x = b.input("x", .float, dims)
-        b.output(b.node("Neg", [b.node("Clip", [x, b.constant("lo", floats([0], [])), b.constant("hi", floats([high], []))], "y")], "out"))
+        let x = b.input("x", dims)
+        b.output(b.node("Neg", [b.node("Clip", [x, b.floats("lo", [0], []), b.floats("hi", [high], [])], "y")], "out"))
         return b.model
     }
 
@@ -77,7 +53,7 @@ final class VerificationEdgeTests: XCTestCase {
             """
         for (type, narrow) in [(DataType.float, DataType.float16), (.float, .bfloat16), (.int32, .int8)] {
             let b = Builder()
-            let x = b.node("Neg", [b.input("x", type, [.value(4), .value(8)])], "x0")
+            let x = b.node("Neg", [b.input("x", [.value(4), .value(8)], type: type)], "x0")
             let a = b.node("Cast", [x], "a", [Attribute(name: "to", value: .int(Int64(narrow.rawValue)))])
             let y = b.node("Cast", [a], "y", [Attribute(name: "to", value: .int(Int64(type.rawValue)))])
             b.output(b.node("Neg", [y], "out"))
@@ -87,14 +63,14 @@ final class VerificationEdgeTests: XCTestCase {
 
     func testIntegerRewritesAreCheckedOnNegativeAndLargeValues() throws {
         let absolute = Builder()
-        absolute.output(absolute.node("Neg", [absolute.node("Abs", [absolute.input("x", .int32, [.value(1024), .value(1025)])], "y")], "out"))
+        absolute.output(absolute.node("Neg", [absolute.node("Abs", [absolute.input("x", [.value(1024), .value(1025)], type: .int32)], "y")], "out"))
         try assertCaught(absolute.model, """
             rule drop-abs-int { match { y = Abs(x) } where { dtype(x) in [int32, int64] } replace { y = x } }
             """)
         // Negative indices count from the end.
         let gather = Builder()
-        let table = gather.constant("d", floats((0..<15).map(Float.init), [5, 3]))
-        gather.output(gather.node("Neg", [gather.node("Gather", [table, gather.input("i", .int64, [.value(4)])], "y")], "out"))
+        let table = gather.floats("d", (0..<15).map(Float.init), [5, 3])
+        gather.output(gather.node("Neg", [gather.node("Gather", [table, gather.input("i", [.value(4)], type: .int64)], "y")], "out"))
         try assertCaught(gather.model, """
             rule gather-abs {
               match { y = Gather<!axis>(d, i) }
@@ -106,7 +82,7 @@ final class VerificationEdgeTests: XCTestCase {
     func testASymbolicDimensionIsAlsoTriedAtOne() throws {
         // Squeeze without axes removes every 1: at N = 1 it removes the first axis too.
         let b = Builder(opset: 13)
-        b.output(b.node("Neg", [b.node("Squeeze", [b.input("x", .float, [.param("N"), .value(1), .value(4)])], "y")], "out"))
+        b.output(b.node("Neg", [b.node("Squeeze", [b.input("x", [.param("N"), .value(1), .value(4)], type: .float)], "y")], "out"))
         try assertCaught(b.model, """
             rule squeeze-axis1 {
               match { y = Squeeze(x) }
@@ -119,9 +95,9 @@ final class VerificationEdgeTests: XCTestCase {
 
     func testADropoutThatMayTrainIsNotVerified() throws {
         let b = Builder(opset: 13)
-        let x = b.input("x", .float, [.value(4), .value(8)])
-        let ratio = b.constant("r", floats([0.5], []))
-        let training = b.input("tm", .bool, [])
+        let x = b.input("x", [.value(4), .value(8)], type: .float)
+        let ratio = b.floats("r", [0.5], [])
+        let training = b.input("tm", [], type: .bool)
         b.output(b.node("Neg", [b.node("Dropout", [x, ratio, training], "y")], "out"))
         let verification = try verify(b.model, """
             rule drop-dropout-any { match { y = Dropout(x, r, tm) } replace { y = x } }
@@ -136,9 +112,9 @@ final class VerificationEdgeTests: XCTestCase {
     func convBatchNorm(_ type: DataType, weight: Float, bias: Float, mean: Float, variance: Float, shift: Float) -> Model {
         let b = Builder(opset: 15)
         func constant(_ name: String, _ value: Float, _ dims: [Int64]) -> Value {
-            b.constant(name, TensorValue(type, shape: dims.map { Int($0) }, reals: [Double(value)]).tensor())
+            b.graph.addInitializer(name: name, tensor: TensorValue(type, shape: dims.map { Int($0) }, reals: [Double(value)]).tensor())
         }
-        let x = b.input("x", type, [.value(1), .value(1), .value(4), .value(4)])
+        let x = b.input("x", [.value(1), .value(1), .value(4), .value(4)], type: type)
         let y = b.node("Conv", [x, constant("w", weight, [1, 1, 1, 1]), constant("b", bias, [1])], "y")
         let z = b.node("BatchNormalization", [y, constant("s", 1, [1]), constant("sh", shift, [1]), constant("m", mean, [1]),
                                               constant("v", variance, [1])], "z", [Attribute(name: "epsilon", value: .float(0))])
@@ -168,7 +144,7 @@ final class VerificationEdgeTests: XCTestCase {
     func testAForwardToAValueTheRuleAlsoReplacesGetsTheNewValue() throws {
         // `y2 = y1` beside a new `y1`: y2's readers read the new y1 (the old one leaves the graph).
         let b = Builder()
-        let x = b.input("x", .float, [.value(4), .value(8)])
+        let x = b.input("x", [.value(4), .value(8)], type: .float)
         let y1 = b.node("Relu", [x], "y1"), y2 = b.node("Relu", [x], "y2")
         b.output(b.node("Neg", [y1], "o1"))
         b.output(b.node("Neg", [y2], "o2"))
