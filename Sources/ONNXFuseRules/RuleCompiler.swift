@@ -82,6 +82,8 @@ struct RuleCompiler {
     var freshSlots: [String: Int] = [:]
     /// The expressions of `name = expr` attribute entries in replace, by slot.
     var attributeSlotExpressions: [Expression] = []
+    /// The attribute each slot sets, for the type its operator's schema declares.
+    var attributeSlotTargets: [AttributeTarget] = []
 
     init(rule: RuleSyntax, file: String, functions: FunctionTable) {
         self.rule = rule
@@ -193,7 +195,7 @@ struct RuleCompiler {
         for case (_, .computed(let slot)) in replacement.forwards { readSlots.insert(slot) }
         let program = RuleProgram(rule: rule, valueVariables: valueVariables, attributeVariables: attributeVariables,
                                   computedSlots: computedSlots, attributeSlotExpressions: attributeSlotExpressions,
-                                  functions: functions, readSlots: readSlots)
+                                  attributeSlotTargets: attributeSlotTargets, functions: functions, readSlots: readSlots)
         // What `prepare` reads: the variables its conditions, computations and attribute values
         // name (the matcher skips assignments that cannot change its answer).
         let conditions = program.conditions
@@ -252,7 +254,7 @@ struct RuleCompiler {
         guard errors.isEmpty else { throw RuleErrors(errors) }
         let pattern = Pattern(itemAnchor: anchor, name: item.name)
         let program = RuleProgram(rule: rule, valueVariables: valueVariables, attributeVariables: attributeVariables,
-                                  computedSlots: computedSlots, attributeSlotExpressions: [],
+                                  computedSlots: computedSlots, attributeSlotExpressions: [], attributeSlotTargets: [],
                                   functions: functions, readSlots: [])
         let rewrite = RewriteRule(name: rule.name, benefit: rule.benefit, pattern: pattern,
                                   replacement: ONNXFuseRewrite.Replacement(nodes: [])) { match, context in
@@ -327,10 +329,13 @@ struct RuleCompiler {
                             continue
                         }
                         attributes.append(.copyAll(fromPatternNode: source))
-                    case .equals(let name, let value, _):
+                    case .equals(let name, let value, let location):
                         check(value, computedSoFar: Set(computedSlots.keys))
+                        let target = AttributeTarget(opType: node.opType, domain: node.domain ?? "", name: name)
+                        if let problem = target.staticProblem(with: value) { error(problem, location) }
                         attributes.append(.set(name, slot: attributeSlotExpressions.count))
                         attributeSlotExpressions.append(value)
+                        attributeSlotTargets.append(target)
                     case .bind(_, _, _, let location), .absent(_, let location):
                         error("replace sets attributes with 'name = value' or copies them with '...y'", location)
                     }

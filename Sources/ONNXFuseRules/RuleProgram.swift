@@ -1,4 +1,5 @@
 import ONNXFuseIR
+import ONNXFuseOps
 import ONNXFuseRewrite
 
 /// The `where` and `compute` blocks of one rule, run for a match: the guards in order, then
@@ -9,6 +10,8 @@ struct RuleProgram {
     let attributeVariables: [String: Int]
     let computedSlots: [String: Int]
     let attributeSlotExpressions: [Expression]
+    /// The attribute each slot sets (`attributeSlotExpressions`, same order).
+    let attributeSlotTargets: [AttributeTarget]
     let functions: FunctionTable
     /// The computed slots that replacement nodes read.
     let readSlots: Set<Int>
@@ -87,9 +90,21 @@ struct RuleProgram {
             }
         }
         var attributes: [AttributeValue] = []
-        for expression in attributeSlotExpressions {
+        for (expression, target) in zip(attributeSlotExpressions, attributeSlotTargets) {
             do {
-                attributes.append(try attributeValue(of: try scope.evaluate(expression)))
+                let value = try scope.evaluate(expression)
+                // Typed as the operator's schema declares it at the model's opset (a FLOAT
+                // epsilon from a one-element tensor); an operator without a schema takes the
+                // value's own type.
+                if let version = context.opsetVersion(target.domain),
+                   let schema = OperatorSchemas.schema(target.opType, domain: target.domain, version: version) {
+                    guard let declared = schema.attributes.first(where: { $0.name == target.name }) else {
+                        return .failure(RuleRefusal("\(target.opType) has no attribute '\(target.name)' at opset \(version)"))
+                    }
+                    attributes.append(try target.value(of: value, as: declared.type, expression: expression))
+                } else {
+                    attributes.append(try attributeValue(of: value))
+                }
             } catch {
                 if error.exceedsLimit { return .failure(.ruleError("\(expression.location): \(error.message)")) }
                 return .failure(RuleRefusal(error.message))

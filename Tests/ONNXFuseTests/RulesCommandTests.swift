@@ -1,5 +1,6 @@
 import XCTest
 import Foundation
+import ONNXFuse
 
 /// `--rules`, `--only`, `--disable`, `--explain`, `--report` and `onnx-fuse rules ...`, run
 /// as a user would, with the example rule file of `docs/examples`.
@@ -155,8 +156,6 @@ final class RulesCommandTests: XCTestCase {
     func testANodeItsOperatorsSchemaRejectsIsRefusedBeforeWriting() throws {
         let dir = try workspace(["conv_bn.onnx"])
         let cases: [(rule: String, replacement: String, reason: String)] = [
-            ("extra-attribute", "y = Relu<alpha = 0.5>(x)", "Relu has no attribute 'alpha'"),
-            ("attribute-type", "y = LeakyRelu<alpha = \"a\">(x)", "attribute 'alpha' must be FLOAT, not STRING"),
             ("too-many-inputs", "y = Relu(x, x)", "Relu takes at most 1 input, not 2"),
             ("too-few-inputs", "y = Gemm(x)", "Gemm takes at least 2 inputs, not 1"),
             ("missing-attribute", "y = Cast(x)", "Cast needs attribute 'to'"),
@@ -180,6 +179,50 @@ final class RulesCommandTests: XCTestCase {
         try "rule clip {\n  match { y = Relu(x) }\n  replace { y = Clip(x) }\n}\n".write(to: dir.appendingPathComponent("clip.rules"), atomically: true, encoding: .utf8)
         let valid = try run(["conv_bn.onnx", "--no-builtin", "--rules", "clip.rules", "-o", "out.onnx"], in: dir)
         XCTAssertEqual(valid.status, 0, valid.stderr)
+    }
+
+    func testAttributesTakeTheTypeTheSchemaDeclares() throws {
+        let dir = try workspace(["conv_bn.onnx"])
+        // Known before any model is read: an attribute no version has, a literal of the wrong type.
+        try """
+            rule extra { match { y = Relu(x) } replace { y = Relu<alpha = 0.5>(x) } }
+            rule typed { match { y = Relu(x) } replace { y = LeakyRelu<alpha = "a">(x) } }
+            rule fraction { match { y = Relu(x) } replace { y = Softmax<axis = 1.5>(x) } }
+            """.write(to: dir.appendingPathComponent("static.rules"), atomically: true, encoding: .utf8)
+        let statics = try run(["rules", "check", "static.rules"], in: dir)
+        XCTAssertEqual(statics.status, 1)
+        XCTAssertEqual(statics.stderr, """
+            onnx-fuse: error: static.rules:1:55: Relu has no attribute 'alpha' in any version
+            onnx-fuse: error: static.rules:2:60: LeakyRelu's attribute 'alpha' is a FLOAT, not a string
+            onnx-fuse: error: static.rules:3:61: Softmax's attribute 'axis' is an INT, not a real number
+
+            """)
+        // A one-element constant becomes a FLOAT, a list or a vector an INTS; a value that does not
+        // fit is refused at the match, with the reason.
+        try """
+            rule float-from-tensor {
+              match { z = BatchNormalization<epsilon: e>(y, scale, shift, mean, var) }
+              compute { k = cast([0.25], float) }
+              replace { z = LeakyRelu<alpha = k>(y) }
+            }
+            rule floats-from-tensor {
+              match { z = BatchNormalization(y, scale, shift, mean, var) }
+              replace { z = LeakyRelu<alpha = scale>(y) }
+            }
+            """.write(to: dir.appendingPathComponent("typed.rules"), atomically: true, encoding: .utf8)
+        let model = try ModelFile.load(path: dir.appendingPathComponent("conv_bn.onnx").path)
+        var options = OptimizationOptions()
+        options.only = ["float-from-tensor"]
+        _ = optimize(model, rules: try RuleFiles.load(path: dir.appendingPathComponent("typed.rules").path), options: options)
+        let leaky = try XCTUnwrap(model.graph.nodes.first { $0.opType == "LeakyRelu" })
+        guard case .float(let alpha)? = leaky.attribute("alpha")?.value else { return XCTFail("\(leaky.attributes)") }
+        XCTAssertEqual(alpha, 0.25)
+        let refused = try run(["conv_bn.onnx", "--no-builtin", "--rules", "typed.rules", "--only", "floats-from-tensor", "-o", "refused.onnx",
+                               "--explain"], in: dir)
+        XCTAssertEqual(refused.status, 0, refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("floats-from-tensor at node 'bn': LeakyRelu's attribute 'alpha' is a FLOAT; `scale` is 4 numbers"),
+                      refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("3 -> 3 nodes"), refused.stderr)
     }
 
     func testRuleFileErrorsComeFirstWithTheirPlace() throws {
