@@ -206,6 +206,8 @@ public func valuesEqual(_ lhs: EvalValue, _ rhs: EvalValue) -> Bool {
     case (.boolean(let a), .boolean(let b)): return a == b
     case (.string(let a), .string(let b)): return a == b
     case (.dataType(let a), .dataType(let b)): return a == b
+    // A type name equals its code: a Cast's `to` (an INT attribute) against `double`.
+    case (.dataType(let a), .integer(let b)), (.integer(let b), .dataType(let a)): return Int64(a.rawValue) == b
     case (.absent, .absent): return true
     case (.list(let a), .list(let b)):
         return a.count == b.count && zip(a, b).allSatisfy { valuesEqual($0, $1) }

@@ -84,6 +84,12 @@ final class EvaluatorTests: XCTestCase {
         XCTAssertEqual(op(.boolean(true), "!=", .boolean(false)), .boolean(true))
         XCTAssertEqual(op(.dataType(.float16), "==", .dataType(.float16)), .boolean(true))
         XCTAssertEqual(op(.dataType(.float16), "==", .dataType(.bfloat16)), .boolean(false))
+        // A type name equals its code (a Cast's `to`), both ways round.
+        XCTAssertEqual(op(.integer(11), "==", .dataType(.double)), .boolean(true))
+        XCTAssertEqual(op(.dataType(.double), "==", .integer(11)), .boolean(true))
+        XCTAssertEqual(op(.integer(1), "==", .dataType(.double)), .boolean(false))
+        XCTAssertEqual(op(.integer(11), "!=", .dataType(.double)), .boolean(false))
+        XCTAssertEqual(op(.integer(10), "in", .list([.dataType(.float16), .dataType(.bfloat16)])), .boolean(true))
         XCTAssertEqual(op(.absent, "==", .absent), .boolean(true))
         XCTAssertEqual(op(.integer(0), "==", .absent), .boolean(false))
         XCTAssertEqual(op(.string("1"), "==", .integer(1)), .boolean(false))
