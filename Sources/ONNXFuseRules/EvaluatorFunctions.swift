@@ -247,11 +247,95 @@ public struct FunctionTable: Sendable {
             if case .tensor(let array, _) = arguments[0] { return .integer(Int64(array.values.count)) }
             return .integer(Int64(try listArgument("len", arguments, 0).count))
         }
+        // `a[i]`, `a[s:e]` (the parser writes them as these calls; a bound left out is `[none]`).
+        table.register(Self.indexFunction, arity: 2...2) { arguments throws(EvaluationError) in
+            try index(arguments[0], arguments[1])
+        }
+        table.register(Self.sliceFunction, arity: 3...3) { arguments throws(EvaluationError) in
+            try sliceRange(arguments[0], arguments[1], arguments[2])
+        }
+        table.register(Self.missingBound, arity: 0...0) { _ throws(EvaluationError) in .absent }
+        table.register("item", arity: 1...1) { arguments throws(EvaluationError) in
+            // The one element of a tensor (or list) as a number: an integer for integer types,
+            // a boolean for bool, a real otherwise.
+            switch arguments[0] {
+            case .integer, .real, .boolean: return arguments[0]
+            case .list(let items):
+                guard items.count == 1 else { throw EvaluationError("item: the list has \(items.count) items, not 1") }
+                return items[0]
+            case .tensor(let array, let type):
+                guard array.values.count == 1 else { throw EvaluationError("item: the tensor has \(array.values.count) elements, not 1") }
+                let value = array.values[0]
+                if type == .bool { return .boolean(value != 0) }
+                if let type, !type.isFloatingPoint, value.isFinite, value.rounded() == value, abs(value) < 0x1p63 { return .integer(Int64(value)) }
+                return .real(value)
+            default:
+                throw EvaluationError("item takes a tensor of one element, not \(arguments[0].kind)")
+            }
+        }
         table.register("opset", arity: 0...1) { arguments throws(EvaluationError) in
             throw EvaluationError("opset() needs a model: it is only available in rules")
         }
         return table
     }()
+}
+
+extension FunctionTable {
+    /// The function `a[i]` calls.
+    static let indexFunction = "[]"
+    /// The function `a[s:e]` calls.
+    static let sliceFunction = "[:]"
+    /// What stands for a bound left out of a slice (`a[1:]`).
+    static let missingBound = "[none]"
+}
+
+/// `a[i]`: item `i` of a list (a negative `i` counts from the end), or the sub-tensor at `i`
+/// along a tensor's first axis (a vector gives a tensor of rank 0, of the same element type).
+private func index(_ container: EvalValue, _ position: EvalValue) throws(EvaluationError) -> EvalValue {
+    guard case .integer(let i) = position else { throw EvaluationError("an index is an integer, not \(position.kind)") }
+    func resolved(_ count: Int) throws(EvaluationError) -> Int {
+        let r = i < 0 ? i + Int64(count) : i
+        guard r >= 0 && r < Int64(count) else { throw EvaluationError("index \(i) is out of range for \(count) items") }
+        return Int(r)
+    }
+    switch container {
+    case .list(let items):
+        return items[try resolved(items.count)]
+    case .tensor(let array, let type):
+        guard let first = array.shape.first else { throw EvaluationError("a tensor of rank 0 cannot be indexed") }
+        let row = try resolved(first)
+        let inner = Array(array.shape.dropFirst())
+        // The array exists, so the count of its inner shape does not overflow.
+        let size = NDArray.elementCount(inner) ?? 0
+        return .tensor(NDArray(shape: inner, values: Array(array.values[(row * size)..<((row + 1) * size)])), type)
+    default:
+        throw EvaluationError("\(container.kind) cannot be indexed (a list or a tensor can)")
+    }
+}
+
+/// `a[s:e]`: the items (or sub-tensors along the first axis) from `s` up to `e`, as in Python:
+/// negative bounds count from the end, bounds past either end are clamped, and a bound left out
+/// is the start or the end.
+private func sliceRange(_ container: EvalValue, _ start: EvalValue, _ end: EvalValue) throws(EvaluationError) -> EvalValue {
+    func bound(_ value: EvalValue, _ count: Int, default fallback: Int) throws(EvaluationError) -> Int {
+        if case .absent = value { return fallback }
+        guard case .integer(let b) = value else { throw EvaluationError("a slice bound is an integer, not \(value.kind)") }
+        let r = b < 0 ? b + Int64(count) : b
+        return Int(min(max(r, 0), Int64(count)))
+    }
+    switch container {
+    case .list(let items):
+        let s = try bound(start, items.count, default: 0), e = try bound(end, items.count, default: items.count)
+        return .list(s < e ? Array(items[s..<e]) : [])
+    case .tensor(let array, let type):
+        guard let first = array.shape.first else { throw EvaluationError("a tensor of rank 0 cannot be sliced") }
+        let s = try bound(start, first, default: 0), e = try bound(end, first, default: first)
+        let rows = max(0, e - s)
+        let size = NDArray.elementCount(Array(array.shape.dropFirst())) ?? 0
+        return .tensor(NDArray(shape: [rows] + array.shape.dropFirst(), values: Array(array.values[(s * size)..<((s + rows) * size)])), type)
+    default:
+        throw EvaluationError("\(container.kind) cannot be sliced (a list or a tensor can)")
+    }
 }
 
 /// Argument `index` of `function` as a tensor (numbers and lists of numbers are literals).

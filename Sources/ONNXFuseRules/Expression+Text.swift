@@ -32,6 +32,12 @@ extension Expression: CustomStringConvertible {
             return value ? "true" : "false"
         case .name(let name, _):
             return name
+        case .call(FunctionTable.indexFunction, let arguments, _) where arguments.count == 2:
+            return arguments[0].text(precedence: 8) + "[" + arguments[1].text(precedence: 0) + "]"
+        case .call(FunctionTable.sliceFunction, let arguments, _) where arguments.count == 3:
+            return arguments[0].text(precedence: 8) + "[" + arguments[1].text(precedence: 0) + ":" + arguments[2].text(precedence: 0) + "]"
+        case .call(FunctionTable.missingBound, _, _):
+            return ""
         case .call(let name, let arguments, _):
             return name + "(" + arguments.map { $0.text(precedence: 0) }.joined(separator: ", ") + ")"
         case .list(let items, _):

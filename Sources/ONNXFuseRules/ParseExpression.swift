@@ -95,11 +95,33 @@ extension Parser {
         switch token.kind {
         case .symbol(.minus): op = .negate
         case .symbol(.bang): op = .not
-        default: return try parsePrimary()
+        default: return try parsePostfix()
         }
         advance()
         let operand = try parseUnary()
         return .unary(op, operand, location(token))
+    }
+
+    /// A primary expression followed by any number of indexes `[i]` and slices `[s:e]` (either
+    /// bound may be left out), on the same line.
+    private mutating func parsePostfix() throws(SyntaxFailure) -> Expression {
+        var expression = try parsePrimary()
+        while case .symbol(.leftBracket) = peek().kind {
+            let open = advance()
+            let at = location(open)
+            let saved = enterBrackets()
+            func missing() -> Expression { .call(FunctionTable.missingBound, [], at) }
+            let first: Expression = if case .symbol(.colon) = peek().kind { missing() } else { try parseExpression() }
+            if accept(.colon) != nil {
+                let second: Expression = if case .symbol(.rightBracket) = peek().kind { missing() } else { try parseExpression() }
+                expression = .call(FunctionTable.sliceFunction, [expression, first, second], at)
+            } else {
+                expression = .call(FunctionTable.indexFunction, [expression, first], at)
+            }
+            try expect(.rightBracket, "']' to close the '[' at line \(open.line), column \(open.column)")
+            leaveBrackets(saved)
+        }
+        return expression
     }
 
     /// A literal, a name, a call `f(a, b)`, a list `[a, b]` or `(expression)`.

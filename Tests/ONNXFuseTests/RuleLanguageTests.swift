@@ -22,3 +22,34 @@ final class RuleLanguageTests: XCTestCase {
         XCTAssertEqual(test.graph.nodes.map(\.opType), ["Identity", "Neg"])
     }
 }
+
+extension RuleLanguageTests {
+    func testAnAxisIsDerivedFromAPermutationByIndexing() throws {
+        // Softmax between a Transpose and its inverse is a Softmax on the axis the permutation
+        // sends there: p[a] (a negative axis counts from the end, as p[-1] does).
+        let rules = try RuleFiles.rules(in: """
+            rule softmax-through-transposes {
+              match {
+                t = Transpose<perm: p>(x)
+                s = Softmax<axis: a = -1>(t)
+                y = Transpose<perm: q>(s)
+              }
+              where { len(p) == len(q) && permute(p, q) == range(len(p)) }
+              replace { y = Softmax<axis = p[a]>(x) }
+            }
+            """)
+        for axis in [Int64(2), -1, 0] {
+            let test = RuleTestGraph(rules: rules)
+            let x = test.input("x", [2, 3, 4])
+            let t = Node(opType: "Transpose", name: "t", inputs: [x], outputNames: ["t"], attributes: [Attribute(name: "perm", value: .ints([0, 2, 1]))])
+            let s = Node(opType: "Softmax", name: "s", inputs: [t.outputs[0]], outputNames: ["s"], attributes: [Attribute(name: "axis", value: .int(axis))])
+            let y = Node(opType: "Transpose", name: "y", inputs: [s.outputs[0]], outputNames: ["y"], attributes: [Attribute(name: "perm", value: .ints([0, 2, 1]))])
+            for node in [t, s, y] { test.graph.append(node) }
+            test.output(test.node("Neg", [y.outputs[0]!], "out"))
+            let report = try test.run()
+            XCTAssertEqual(report.fired.map(\.rule), ["softmax-through-transposes"], "axis \(axis)")
+            let softmax = try XCTUnwrap(test.graph.nodes.first { $0.opType == "Softmax" })
+            XCTAssertEqual(softmax.attribute("axis")?.int, [0, 2, 1][Int(axis < 0 ? axis + 3 : axis)], "axis \(axis)")
+        }
+    }
+}
