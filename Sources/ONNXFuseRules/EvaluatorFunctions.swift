@@ -1,4 +1,5 @@
 import ONNXFuseIR
+import ONNXFuseOps
 
 /// The functions `where` and `compute` expressions may call, by name. `builtins` holds the
 /// language's own; a program may add native functions with `register` (as MLIR's PDL registers
@@ -273,6 +274,41 @@ public struct FunctionTable: Sendable {
                 throw EvaluationError("item takes a tensor of one element, not \(arguments[0].kind)")
             }
         }
+        for name in ["all", "any"] {
+            table.register(name, arity: 1...1) { arguments throws(EvaluationError) in
+                // A boolean, a tensor (each element nonzero) or a list of booleans.
+                let flags: [Bool]
+                switch arguments[0] {
+                case .boolean(let b): return .boolean(b)
+                case .tensor(let array, _): flags = array.values.map { $0 != 0 }
+                case .list(let items):
+                    var collected: [Bool] = []
+                    for item in items { collected.append(try item.asBoolean(for: "\(name)")) }
+                    flags = collected
+                default: throw EvaluationError("\(name) takes a boolean, a tensor or a list of booleans, not \(arguments[0].kind)")
+                }
+                return .boolean(name == "all" ? flags.allSatisfy { $0 } : flags.contains(true))
+            }
+        }
+        for name in ["isclose", "allclose"] {
+            // |a - b| <= atol + rtol × |b| element by element (numpy's defaults: rtol 1e-5, atol
+            // 1e-8), in float64 after rounding to the tensors' element type; NaN is close to nothing.
+            table.register(name, arity: 2...4) { arguments throws(EvaluationError) in
+                let (a, typeA) = try tensorArgument(name, arguments, 0)
+                let (b, typeB) = try tensorArgument(name, arguments, 1)
+                let type = try combinedElementType(typeA, typeB)
+                let rtol = arguments.count > 2 ? try realArgument(name, arguments, 2) : 1e-5
+                let atol = arguments.count > 3 ? try realArgument(name, arguments, 3) : 1e-8
+                guard rtol >= 0, atol >= 0 else { throw EvaluationError("\(name): rtol and atol must not be negative") }
+                let left = type.map { t in a.map { roundReal($0, to: t) } } ?? a
+                let right = type.map { t in b.map { roundReal($0, to: t) } } ?? b
+                let close = try NDArray.elementwise(left, right) { x, y in
+                    (x == y || Swift.abs(x - y) <= atol + rtol * Swift.abs(y)) ? 1 : 0
+                }
+                if name == "allclose" { return .boolean(close.values.allSatisfy { $0 != 0 }) }
+                return .tensor(close, .bool)
+            }
+        }
         table.register("opset", arity: 0...1) { arguments throws(EvaluationError) in
             throw EvaluationError("opset() needs a model: it is only available in rules")
         }
@@ -359,6 +395,14 @@ private func integersArgument(_ function: String, _ arguments: [EvalValue], _ in
     } catch {
         throw EvaluationError("\(function): argument \(index + 1): \(error.message)")
     }
+}
+
+/// Argument `index` of `function` as one number.
+private func realArgument(_ function: String, _ arguments: [EvalValue], _ index: Int) throws(EvaluationError) -> Double {
+    guard let number = arguments[index].numberValue else {
+        throw EvaluationError("\(function): argument \(index + 1) must be a number, got \(arguments[index].kind)")
+    }
+    return number
 }
 
 /// Argument `index` of `function` as one integer.

@@ -1,4 +1,5 @@
 import ONNXFuseIR
+import ONNXFuseOps
 
 /// `lhs op rhs` for the infix operators of `where` and `compute` expressions, spelled as in
 /// rule files: `+ - * /`, `== !=`, `< <= > >=`, `in`, `++`, `&&`, `||`.
@@ -33,6 +34,8 @@ public func apply(_ op: String, _ lhs: EvalValue, _ rhs: EvalValue) throws(Evalu
         }
         return .boolean(op == "==" ? valuesEqual(lhs, rhs) : !valuesEqual(lhs, rhs))
     case "<", "<=", ">", ">=":
+        if case .tensor = lhs { return try elementwiseComparison(op, lhs, rhs) }
+        if case .tensor = rhs { return try elementwiseComparison(op, lhs, rhs) }
         guard lhs.numberValue != nil, rhs.numberValue != nil else {
             throw EvaluationError("'\(op)' compares numbers, not \(lhs.kind) and \(rhs.kind)")
         }
@@ -58,7 +61,8 @@ public func apply(_ op: String, _ lhs: EvalValue, _ rhs: EvalValue) throws(Evalu
         default: throw EvaluationError("'++' concatenates two lists, not \(lhs.kind) and \(rhs.kind)")
         }
     case "&&", "||":
-        guard case .boolean(let a) = lhs, case .boolean(let b) = rhs else {
+        // A bool tensor counts as true when every element is (`asBoolean`).
+        guard let a = try? lhs.asBoolean(for: op), let b = try? rhs.asBoolean(for: op) else {
             throw EvaluationError("'\(op)' needs booleans, got \(lhs.kind) and \(rhs.kind)")
         }
         return .boolean(op == "&&" ? a && b : a || b)
@@ -79,6 +83,9 @@ public func applyUnary(_ op: String, _ operand: EvalValue) throws(EvaluationErro
         return .tensor(array.neg(), type)
     case ("!", .boolean(let b)):
         return .boolean(!b)
+    case ("!", .tensor(let array, .bool)):
+        // Element by element: `!(c > 1)` holds when no element is above 1.
+        return .tensor(array.map { $0 == 0 ? 1 : 0 }, .bool)
     case ("-", _):
         throw EvaluationError("'-' negates a number or a tensor, not \(operand.kind)")
     case ("!", _):
@@ -97,6 +104,25 @@ public func combinedElementType(_ lhs: DataType?, _ rhs: DataType?) throws(Evalu
         throw EvaluationError("the expression mixes \(lhs) and \(rhs) tensors; cast one of them")
     }
     return lhs
+}
+
+/// `< <= > >=` with a tensor on either side: a bool tensor, element by element after
+/// broadcasting, compared in the tensor's own element type (a number is rounded to it first, so
+/// a float32 `1e-5` is not below the literal `1e-5`). NaN compares false.
+private func elementwiseComparison(_ op: String, _ lhs: EvalValue, _ rhs: EvalValue) throws(EvaluationError) -> EvalValue {
+    let (a, typeA) = try lhs.asTensor()
+    let (b, typeB) = try rhs.asTensor()
+    let type = try combinedElementType(typeA, typeB)
+    let left = type.map { t in a.map { roundReal($0, to: t) } } ?? a
+    let right = type.map { t in b.map { roundReal($0, to: t) } } ?? b
+    let holds: (Double, Double) -> Bool
+    switch op {
+    case "<": holds = { $0 < $1 }
+    case "<=": holds = { $0 <= $1 }
+    case ">": holds = { $0 > $1 }
+    default: holds = { $0 >= $1 }
+    }
+    return .tensor(try NDArray.elementwise(left, right) { holds($0, $1) ? 1 : 0 }, .bool)
 }
 
 /// `+ - * /` on numbers and tensors, and item by item on two lists of the same length.
@@ -213,15 +239,19 @@ public func valuesEqual(_ lhs: EvalValue, _ rhs: EvalValue) -> Bool {
         return a.count == b.count && zip(a, b).allSatisfy { valuesEqual($0, $1) }
     case (.tensor(let a, _), .tensor(let b, _)):
         return a.shape == b.shape && a.values == b.values
-    case (.tensor(let a, _), .integer), (.tensor(let a, _), .real):
-        let number = rhs.numberValue!
+    case (.tensor(let a, let type), .integer), (.tensor(let a, let type), .real):
+        // In the tensor's own element type: a float32 1e-5 equals the literal 1e-5.
+        let number = type.map { roundReal(rhs.numberValue!, to: $0) } ?? rhs.numberValue!
         return a.values.allSatisfy { $0 == number }
     case (.integer, .tensor), (.real, .tensor):
         return valuesEqual(rhs, lhs)
-    case (.tensor(let a, _), .list(let items)):
-        // A 1-D tensor equals the list of its elements: `axes == [2, 3]`.
+    case (.tensor(let a, let type), .list(let items)):
+        // A 1-D tensor equals the list of its elements: `axes == [2, 3]` (in its element type).
         return a.shape.count == 1 && a.values.count == items.count
-            && zip(a.values, items).allSatisfy { value, item in item.numberValue.map { $0 == value } ?? false }
+            && zip(a.values, items).allSatisfy { value, item in
+                guard let number = item.numberValue else { return false }
+                return (type.map { roundReal(number, to: $0) } ?? number) == value
+            }
     case (.list, .tensor):
         return valuesEqual(rhs, lhs)
     default:

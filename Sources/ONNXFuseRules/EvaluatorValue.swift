@@ -142,6 +142,8 @@ public enum EvalValue: Equatable, Sendable {
 
     /// The boolean, or an error naming `what` needed it.
     public func asBoolean(for what: String) throws(EvaluationError) -> Bool {
+        // A bool tensor (an elementwise comparison) holds when every element does: `all(...)`.
+        if case .tensor(let array, .bool) = self { return array.values.allSatisfy { $0 != 0 } }
         guard case .boolean(let b) = self else { throw EvaluationError("\(what) needs a boolean, got \(kind)") }
         return b
     }

@@ -30,8 +30,12 @@ struct RuleProgram {
         do {
             scope.why = nil
             let value = try scope.evaluate(condition)
-            guard case .boolean(let holds) = value else {
-                return RuleRefusal("`\(condition)` is \(value.kind), not a boolean")
+            let holds: Bool
+            switch value {
+            case .boolean(let flag): holds = flag
+            // An elementwise comparison holds when every element does.
+            case .tensor(let array, .bool): holds = array.values.allSatisfy { $0 != 0 }
+            default: return RuleRefusal("`\(condition)` is \(value.kind), not a boolean")
             }
             return holds ? nil : RuleRefusal(scope.why ?? "`\(condition)` is false")
         } catch {

@@ -53,3 +53,22 @@ extension RuleLanguageTests {
         }
     }
 }
+
+extension RuleLanguageTests {
+    func testAFloat32ConstantMatchesTheLiteralItWasWrittenFrom() throws {
+        // `c == 1e-5` in float32, `allclose` for a constant stored at any precision, and an
+        // elementwise `<` as a condition.
+        let rules = try RuleFiles.rules(in: """
+            rule commute-epsilon {
+              match { y = Add(x, c) }
+              where { constant(c) && c == 1e-5 && allclose(c, 0.00001) && c < 1 && !(c > 1) }
+              replace { y = Add(c, x) }
+            }
+            """)
+        let test = RuleTestGraph(rules: rules)
+        let x = test.input("x", [2, 3])
+        test.output(test.node("Neg", [test.node("Add", [x, test.constant("c", [1e-5], [1])], "y")], "out"))
+        let report = try test.run()
+        XCTAssertEqual(report.fired.map(\.rule), ["commute-epsilon"])
+    }
+}
