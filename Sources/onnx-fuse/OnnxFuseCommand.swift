@@ -24,7 +24,8 @@ struct OnnxFuseCommand: ParsableCommand {
 
             EXIT CODES:
               0  done
-              1  usage error (bad arguments, a rule file with errors)
+              1  usage error (bad arguments, a rule file with errors, rules that stop
+                 at the rewrite cap)
               2  invalid or unsupported model
               3  I/O error
               4  a limit exceeded (nesting depth, memory budget, size)
@@ -85,6 +86,9 @@ struct OnnxFuseCommand: ParsableCommand {
 
     @Option(help: ArgumentHelp("The seed of --verify's inputs.", valueName: "n"))
     var verifySeed: UInt64 = 1
+
+    @Flag(help: "Write the result even when the rules stopped at the rewrite cap (they may not converge).")
+    var allowRewriteCap = false
 
     @Flag(help: "Print the graph as text to standard output instead of writing a model.")
     var print = false
@@ -153,6 +157,9 @@ struct OnnxFuseCommand: ParsableCommand {
             let more = result.ruleErrors.count > 1 ? " (and \(result.ruleErrors.count - 1) more)" : ""
             throw UsageError(message: first + more + "; nothing written")
         }
+        if result.reachedRewriteCap && !allowRewriteCap {
+            throw UsageError(message: "\(model): " + rewriteCapMessage(result) + "; nothing written (--allow-rewrite-cap writes it anyway)")
+        }
         // The original, read again (loading maps the file: cheap), on the same input shapes.
         func compareWithOriginal() throws -> ModelComparison {
             let original = try ModelFile.load(path: model)
@@ -208,7 +215,7 @@ struct OnnxFuseCommand: ParsableCommand {
             for explanation in result.explanations { printError("onnx-fuse: explain: \(explanation)") }
         }
         if result.reachedRewriteCap {
-            printError("onnx-fuse: warning: stopped at the rewrite cap; the rules may not converge")
+            printError("onnx-fuse: warning: \(rewriteCapMessage(result))")
         }
         if print {
             Swift.print(Printer().print(loaded), terminator: "")
@@ -258,6 +265,13 @@ func parseInputShapes(_ texts: [String]) throws -> [(name: String, dims: [Int64]
         }
         return (name, dims.map { $0! })
     }
+}
+
+/// What stopping at the rewrite cap means, with the rules that fired most.
+func rewriteCapMessage(_ result: OptimizationReport) -> String {
+    let total = result.fired.reduce(0) { $0 + $1.count }
+    let busiest = result.fired.sorted { $0.count > $1.count }.prefix(3).map { "\($0.rule) ×\($0.count)" }.joined(separator: ", ")
+    return "the rules stopped at the rewrite cap after \(total) rewrites (\(busiest)): they may not converge (a rule that undoes another, or one that matches its own result)"
 }
 
 /// Seconds since `start`.

@@ -137,6 +137,7 @@ func checkRules(_ rules: [CompiledRule], on path: String, seed: UInt64, strict: 
     options.verifyRewrites = true
     options.verificationSeed = seed
     let result = optimize(model, rules: rules, options: options)
+    if result.reachedRewriteCap { throw UsageError(message: "\(path): \(rewriteCapMessage(result))") }
     var refusals = result.ruleErrors.map { "\(path): \($0)" }
     refusals += (result.invalidNodes + result.changedOutputs).map { "\(path): \($0)" }
     let original = try ModelFile.load(path: path)

@@ -121,7 +121,8 @@ final class RulesCommandTests: XCTestCase {
             }
             """
         try text.write(to: dir.appendingPathComponent("busy.rules"), atomically: true, encoding: .utf8)
-        let within = try run(["conv_bn.onnx", "--no-builtin", "--rules", "busy.rules", "-o", "out.onnx"], in: dir)
+        // The rule matches its own result until the rewrite cap: allowed here, where the limits are the point.
+        let within = try run(["conv_bn.onnx", "--no-builtin", "--rules", "busy.rules", "-o", "out.onnx", "--allow-rewrite-cap"], in: dir)
         XCTAssertEqual(within.status, 0, within.stderr)
         let elements = try run(["conv_bn.onnx", "--no-builtin", "--rules", "busy.rules", "--rule-element-limit", "1000", "-o", "out2.onnx"], in: dir)
         XCTAssertEqual(elements.status, 1, elements.stderr)
@@ -223,6 +224,25 @@ final class RulesCommandTests: XCTestCase {
         XCTAssertTrue(refused.stderr.contains("floats-from-tensor at node 'bn': LeakyRelu's attribute 'alpha' is a FLOAT; `scale` is 4 numbers"),
                       refused.stderr)
         XCTAssertTrue(refused.stderr.contains("3 -> 3 nodes"), refused.stderr)
+    }
+
+    func testRulesThatStopAtTheRewriteCapAreAnError() throws {
+        // Add(p, q) -> Add(q, p) undoes itself forever.
+        let dir = try workspace(["conv_add_bias.onnx"])
+        try "rule swap {\n  match { y = Add(p, q) }\n  replace { y = Add(q, p) }\n}\n"
+            .write(to: dir.appendingPathComponent("loop.rules"), atomically: true, encoding: .utf8)
+        let refused = try run(["conv_add_bias.onnx", "--no-builtin", "--rules", "loop.rules", "-o", "out.onnx"], in: dir)
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertEqual(refused.stderr, "onnx-fuse: error: conv_add_bias.onnx: the rules stopped at the rewrite cap after 1000 rewrites "
+            + "(swap ×1000): they may not converge (a rule that undoes another, or one that matches its own result); nothing written "
+            + "(--allow-rewrite-cap writes it anyway)\n")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out.onnx").path))
+        let allowed = try run(["conv_add_bias.onnx", "--no-builtin", "--rules", "loop.rules", "-o", "out.onnx", "--allow-rewrite-cap"], in: dir)
+        XCTAssertEqual(allowed.status, 0, allowed.stderr)
+        XCTAssertTrue(allowed.stderr.hasPrefix("onnx-fuse: warning: the rules stopped at the rewrite cap after 1000 rewrites"), allowed.stderr)
+        let check = try run(["rules", "check", "loop.rules", "--model", "conv_add_bias.onnx"], in: dir)
+        XCTAssertEqual(check.status, 1)
+        XCTAssertTrue(check.stderr.contains("conv_add_bias.onnx: the rules stopped at the rewrite cap"), check.stderr)
     }
 
     func testRuleFileErrorsComeFirstWithTheirPlace() throws {
