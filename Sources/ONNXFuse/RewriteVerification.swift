@@ -9,8 +9,9 @@ public struct VerificationLimits: Sendable {
     public var maximumNodes = 64
     /// The most elements of any one value a check makes, reads or computes.
     public var maximumElements = 1 << 25
-    /// The most work (about one unit per multiply-add) one side of a check may take.
-    public var maximumWork = 1 << 31
+    /// The most work (about one unit per multiply-add) one side of a check may take: about a
+    /// second of the reference kernels (ResNet-50's largest Conv is 2^28).
+    public var maximumWork = 1 << 30
     /// The most work one run of a whole model may take (`--verify=model`; a ResNet-50 at 224 ×
     /// 224 is about 2^32).
     public var maximumModelWork = 1 << 35
@@ -167,6 +168,11 @@ final class RewriteVerifier {
     /// Checks one rewrite.
     func check(_ event: RewriteEvent) -> RewriteCheck {
         events += 1
+        // What nothing reads need not hold the same (a TopK's unused indices).
+        let used = event.replacements.filter { !$0.old.isUnused }
+        let event = used.count == event.replacements.count ? event
+            : RewriteEvent(rule: event.rule, root: event.root, removedNodes: event.removedNodes, addedNodes: event.addedNodes,
+                           replacements: used, rewiredInputs: event.rewiredInputs)
         guard !event.replacements.isEmpty else { return .agree(error: 0, compared: 0) }
         guard let root = event.root, let graph = root.graph else { return .notVerified(reason: "the rewrite has no node") }
         var plan = CheckPlan(verifier: self, graph: graph, event: event)
@@ -181,29 +187,34 @@ final class RewriteVerifier {
             outcome = plan.run(seed: eventSeed)
         }
         // Values in [-2, 2] and integers 0 or 1 cannot tell a Clip at 6 from a Relu, an Abs of an
-        // integer from the integer, or a float from its round trip through float16: a small
-        // check runs again on large values, then on values of every precision. (A large one is
-        // a convolution or a product, linear in what it reads.) Where such values do not fit (a
-        // shape of -3), the first run's verdict stands.
+        // integer from the integer, or a float from its round trip through float16: a check runs
+        // again on large values, then on values of every precision. Where such values do not fit
+        // (a shape of -3), the first run's verdict stands.
         // Affine operators on static shapes learn nothing from them: their narrow check is the
         // most telling (a wrong bias shows most beside small products), and ResNet-50's 53 folds
         // would take twice as long.
         let spreadsTellMore = !plan.isAffineOnStaticShapes
+        // A tiny check (a few elements) draws its values several times: one draw of four
+        // elements may not hold the one that overflows.
+        let draws = plan.lastOldWork < Self.tinyCheckWork ? 4 : 1
         for (index, spread) in [SeededInputs.Spread.large, .fine].enumerated() where spreadsTellMore {
-            guard case .agree(let error, let compared) = outcome, plan.lastOldWork <= Self.spreadCheckWork else { break }
-            let again = plan.run(seed: eventSeed ^ (0xA5A5_A5A5_A5A5_A5A5 &+ UInt64(index)), spread: spread)
-            switch again {
-            case .agree(let otherError, _): outcome = .agree(error: max(error, otherError), compared: compared)
-            case .differ: outcome = again
-            case .notVerified: break
+            for draw in 0..<draws {
+                guard case .agree(let error, let compared) = outcome else { break }
+                let again = plan.run(seed: eventSeed ^ (0xA5A5_A5A5_A5A5_A5A5 &+ UInt64(index * 16 + draw)), spread: spread)
+                switch again {
+                case .agree(let otherError, _): outcome = .agree(error: max(error, otherError), compared: compared)
+                case .differ: outcome = again
+                case .notVerified: break
+                }
             }
         }
         return outcome
     }
 
-    /// The most work a check's old side may take for it to run again on large and fine values
-    /// (unless it is affine on static shapes).
-    static let spreadCheckWork = 1 << 26
+
+    /// Below this much work (in `GraphEvaluator.estimatedWork` units) a check's large and fine
+    /// values are drawn four times.
+    static let tinyCheckWork = 1 << 16
 
     /// How many levels the old side grows back when it cannot be evaluated on seeded values.
     static let growthAttempts = 8
@@ -266,6 +277,39 @@ private struct CheckPlan {
         guard oldSet.insert(id(node)).inserted else { return true }
         old.append(node)
         return old.count <= verifier.limits.maximumNodes
+    }
+
+    /// Operators through which a value's rounding scale is that of its inputs (sums, products,
+    /// normalizations by constants, layout): `magnitude(of:)` follows them back.
+    static let magnitudePreserving: Set<String> = [
+        "Add", "Sub", "Mul", "Div", "Neg", "Sum", "BatchNormalization", "Conv", "ConvTranspose", "Gemm", "MatMul",
+        "Identity", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "ReduceSum", "ReduceMean",
+    ]
+
+    /// For a difference the relative error does not describe (an integer, a NaN or an infinity
+    /// that moved): how many elements differ, and the first.
+    static func differingElements(_ actual: TensorValue, _ expected: TensorValue) -> String? {
+        var count = 0
+        var first: String?
+        func note(_ index: Int, _ a: String, _ e: String) {
+            count += 1
+            if first == nil { first = "element \(index) is \(a) instead of \(e)" }
+        }
+        switch (actual.elements, expected.elements) {
+        case (.reals(let a), .reals(let e)):
+            // Only NaNs and infinities make a relative error infinite.
+            for (index, (x, y)) in zip(a, e).enumerated() where (x.isNaN != y.isNaN) || ((x.isInfinite || y.isInfinite) && x != y) {
+                note(index, "\(x)", "\(y)")
+            }
+        case (.integers(let a), .integers(let e)):
+            for (index, (x, y)) in zip(a, e).enumerated() where x != y { note(index, "\(x)", "\(y)") }
+        case (.booleans(let a), .booleans(let e)):
+            for (index, (x, y)) in zip(a, e).enumerated() where x != y { note(index, "\(x)", "\(y)") }
+        default:
+            return nil
+        }
+        guard let first else { return nil }
+        return "\(count) of \(expected.count) elements differ (\(first))"
     }
 
     /// Operators affine in what they read besides constants: scaling their inputs scales what
@@ -471,15 +515,23 @@ private struct CheckPlan {
             oldSideFailed = true
             return .notVerified(reason: "the matched nodes cannot be evaluated: \(error.message)")
         }
-        // Errors are relative to the largest magnitude the match computes, not only to what it
-        // replaces: a BatchNormalization that cancels a Conv's bias against its mean rounds at
-        // the Conv's magnitude, and an output of exactly 0 has no magnitude of its own.
-        var computedMagnitude = 0.0
-        for node in old {
-            for case let output? in node.outputs {
-                guard let value = values[id(output)], case .reals(let reals) = value.elements else { continue }
-                for element in reals where element.isFinite { computedMagnitude = max(computedMagnitude, abs(element)) }
+        // Each value's error is relative to the largest magnitude of what it is computed from
+        // through affine operators (`magnitude(of:)`): a BatchNormalization that cancels a Conv's
+        // bias against its mean rounds at the Conv's magnitude, and an output of exactly 0 has no
+        // magnitude of its own; but a Softmax of a -1e9 mask is measured at its own scale.
+        func magnitude(of value: Value) -> Double {
+            var largest = 0.0
+            var stack = [value]
+            var seen = Set([id(value)])
+            while let next = stack.popLast() {
+                if let tensor = values[id(next)], case .reals(let reals) = tensor.elements {
+                    for element in reals where element.isFinite { largest = max(largest, abs(element)) }
+                }
+                guard let producer = next.producer, oldSet.contains(id(producer)), producer.isDefaultDomain,
+                      Self.magnitudePreserving.contains(producer.opType) else { continue }
+                for case let input? in producer.inputs where seen.insert(id(input)).inserted { stack.append(input) }
             }
+            return largest
         }
         var expected: [TensorValue] = []
         for (old, _) in event.replacements {
@@ -523,7 +575,7 @@ private struct CheckPlan {
         }
         var worst = 0.0
         for ((old, _), (expected, actual)) in zip(event.replacements, zip(expected, actual)) {
-            let error = NumericTolerance.error(of: actual, against: expected, magnitude: computedMagnitude)
+            let error = NumericTolerance.error(of: actual, against: expected, magnitude: magnitude(of: old))
             let tolerance = NumericTolerance.relative(for: expected.dataType)
             if !(error <= tolerance) {
                 var reason: String?
@@ -531,6 +583,8 @@ private struct CheckPlan {
                     reason = "its type changes from \(expected.dataType) to \(actual.dataType)"
                 } else if actual.shape != expected.shape {
                     reason = "its shape changes from \(expected.shape) to \(actual.shape)"
+                } else {
+                    reason = Self.differingElements(actual, expected)
                 }
                 return .differ(value: old.name, error: error, tolerance: tolerance, reason: reason)
             }

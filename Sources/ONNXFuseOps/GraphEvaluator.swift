@@ -188,9 +188,10 @@ public struct SeededInputs {
         /// Floats are multiples of 1/64 in [-2, 2]; integers 0 or 1 (indices anywhere in the
         /// table they index).
         case narrow
-        /// Half the floats as `narrow`, half up to ±32,768 (m/8 × 2^s, m in [-64, 64], s in
-        /// 0...9, exact in every float type); integers half in [-64, 64], half anywhere in their
-        /// type's range within ±2^20 (indices anywhere in [-n, n)).
+        /// Half the floats as `narrow`, a quarter up to ±32,768 and (but for float16, which ends at
+        /// 65,504) a quarter up to about ±8.8 × 10^12 (m/8 × 2^s, m in [-64, 64], exact in every
+        /// float type); integers a quarter in [-64, 64], a quarter anywhere in their type's range
+        /// within ±2^40, half within 64 of either end of it (indices anywhere in [-n, n)).
         case large
         /// Floats anywhere in [-4, 4), rounded to the type (values a narrower type cannot hold);
         /// integers as `large`.
@@ -235,11 +236,15 @@ public struct SeededInputs {
             case .narrow:
                 return TensorValue(elementType, shape: sizes, reals: (0..<count).map { _ in Double(Int(next() % 257) - 128) / 64 })
             case .large:
+                // float16 ends at 65,504; the wider types take values up to about 10^13 too.
+                let wide = elementType != .float16
                 return TensorValue(elementType, shape: sizes, reals: (0..<count).map { _ in
                     let bits = next()
-                    if bits & 1 == 0 { return Double(Int((bits >> 1) % 257) - 128) / 64 }
-                    // Up to ±32,768 (below float16's largest), exact in every float type.
-                    return Double(Int((bits >> 1) % 129) - 64) / 8 * Double(1 << Int((bits >> 32) % 10))
+                    if bits & 1 == 0 { return Double(Int((bits >> 2) % 257) - 128) / 64 }
+                    // m/8 × 2^s: exact in every float type.
+                    let m = Double(Int((bits >> 2) % 129) - 64) / 8
+                    let s = bits & 2 == 0 || !wide ? Int((bits >> 32) % 10) : 10 + Int((bits >> 32) % 31)
+                    return m * Double(1 << s)
                 })
             case .fine:
                 return TensorValue(elementType, shape: sizes, reals: (0..<count).map { _ in Double(next() >> 11) / Double(1 << 53) * 8 - 4 })
@@ -259,9 +264,16 @@ public struct SeededInputs {
             let width = UInt64(range.upperBound - range.lowerBound) + 1
             return TensorValue(elementType, shape: sizes, integers: (0..<count).map { _ in
                 let bits = next()
-                // Half small (masks, counts), half anywhere in the type's range up to ±2^20.
-                if bits & 1 == 0 { return max(range.lowerBound, Int64((bits >> 1) % 129) - 64) }
-                return range.lowerBound + Int64((bits >> 1) % width)
+                switch bits & 3 {
+                // Small (masks, counts).
+                case 0: return max(range.lowerBound, Int64((bits >> 2) % 129) - 64)
+                // Anywhere in the range.
+                case 1: return range.lowerBound + Int64((bits >> 2) % width)
+                // Near either end, where sums and products overflow.
+                default:
+                    let offset = Int64((bits >> 2) % 64)
+                    return bits & 4 == 0 ? range.upperBound - offset : max(range.lowerBound, range.lowerBound + offset)
+                }
             })
         case .boolean:
             return TensorValue.bool((0..<count).map { _ in next() & 1 == 1 }, shape: sizes)
@@ -270,15 +282,18 @@ public struct SeededInputs {
         }
     }
 
-    /// The integers `large` and `fine` draw from for `type`: its whole range, within ±2^20.
+    /// The integers `large` and `fine` draw from for `type`: its whole range, within ±2^40 (an
+    /// int32 sum can overflow).
     static func spreadIntegerRange(_ type: DataType) -> ClosedRange<Int64> {
         switch type {
         case .int8: return -128...127
         case .uint8: return 0...255
         case .int16: return -32_768...32_767
         case .uint16: return 0...65_535
-        case .uint32, .uint64: return 0...(1 << 20)
-        default: return -(1 << 20)...(1 << 20)
+        case .int32: return Int64(Int32.min)...Int64(Int32.max)
+        case .uint32: return 0...Int64(UInt32.max)
+        case .uint64: return 0...(1 << 40)
+        default: return -(1 << 40)...(1 << 40)
         }
     }
 

@@ -159,7 +159,8 @@ func checkRules(_ rules: [CompiledRule], on path: String, seed: UInt64, strict: 
         print(line)
     }
     print("  whole model: \(describe(comparison))")
-    for failure in verification.failures { print("  FAILED: \(failure)") }
+    for failure in verification.failures.prefix(10) { print("  FAILED: \(failure)") }
+    if verification.failures.count > 10 { print("  (and \(verification.failures.count - 10) more rewrites beyond tolerance)") }
     _ = Unmanaged.passRetained(original)
     _ = Unmanaged.passRetained(model)
     if let refusal = verificationRefusal(verification, comparison: comparison, strict: strict) {
@@ -176,7 +177,9 @@ func checkRules(_ rules: [CompiledRule], on path: String, seed: UInt64, strict: 
             + "not verified \(record.notVerified), worst error \(formatError(record.worstError))"
         if let reason = record.firstNotVerifiedReason { line += " (not verified: first \(reason))" }
         print(line)
-        for failure in result.verification?.failures ?? [] { print("  FAILED: \(failure) (the rule alone)") }
+        let failures = result.verification?.failures ?? []
+        for failure in failures.prefix(10) { print("  FAILED: \(failure) (the rule alone)") }
+        if failures.count > 10 { print("  (and \(failures.count - 10) more rewrites beyond tolerance)") }
         let aloneVerification = result.verification ?? VerificationReport()
         if let refusal = verificationRefusal(aloneVerification, comparison: nil, strict: strict) {
             refusals.append("\(path): \(refusal) (the rule alone)")

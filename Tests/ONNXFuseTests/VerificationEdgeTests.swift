@@ -1,7 +1,7 @@
 import XCTest
 import ONNXFuse
 
-/// Wrong rewrites that values in [-2, 2] and integers 0 or 1 cannot show (a red-team pass found
+/// Wrong rewrites that values in [-2, 2] and integers 0 or 1 cannot show (two red-team passes found
 /// each), and correct folds whose errors look large only against a small output: the check must
 /// catch the first and pass the second.
 final class VerificationEdgeTests: XCTestCase {
@@ -167,5 +167,67 @@ final class VerificationEdgeTests: XCTestCase {
         addTeardownBlock { try? FileManager.default.removeItem(at: url) }
         _ = try ModelFile.save(model, to: url.path)
         return url.path
+    }
+
+    // MARK: The second red-team pass
+
+    func testASoftmaxIsMeasuredAtItsOwnScaleWhateverTheMaskHeld() throws {
+        // Dropping an attention mask of -1e9: the Softmax's output is at most 1, not 1e9.
+        let b = Builder()
+        let scores = b.input("s", [.value(2), .value(8)])
+        let mask = b.floats("mask", (0..<16).map { $0 % 8 < 4 ? 0 : -1e9 }, [2, 8])
+        let p = b.node("Softmax", [b.node("Add", [scores, mask], "t")], "p", [Attribute(name: "axis", value: .int(-1))])
+        b.output(b.node("Neg", [p], "out"))
+        try assertCaught(b.model, """
+            rule drop-mask {
+              match { t = Add(s, mask); p = Softmax<axis: a = -1>(t) }
+              where { constant(mask) }
+              replace { p = Softmax<...p>(s) }
+            }
+            """)
+    }
+
+    func testLargeValuesReachFloat16sLargestAndIntegersOverflow() throws {
+        // A clamp to float16's range in a float32 model.
+        try assertCaught(clipModel(high: 65504, dims: [.value(4), .value(8)]), Self.clipToRelu)
+        // An int32 sum where the match added in int64.
+        let b = Builder()
+        let a = b.node("Cast", [b.input("a", [.value(4)], type: .int32)], "a64", [Attribute(name: "to", value: .int(7))])
+        let c = b.node("Cast", [b.input("b", [.value(4)], type: .int32)], "b64", [Attribute(name: "to", value: .int(7))])
+        b.output(b.node("Neg", [b.node("Add", [a, c], "s")], "out"))
+        try assertCaught(b.model, """
+            rule add-then-widen {
+              match { a64 = Cast<to: t1>(a); b64 = Cast<to: t2>(b); s = Add(a64, b64) }
+              where { dtype(a) == int32 && dtype(b) == int32 && t1 == 7 && t2 == 7 }
+              replace { s32 = Add(a, b); s = Cast<to = 7>(s32) }
+            }
+            """)
+    }
+
+    func testAConvFollowedByAClipIsCheckedOnLargeValuesToo() throws {
+        // Only affine checks skip the large values; a Clip at 6 rewritten to a Relu after a Conv is caught.
+        let b = Builder()
+        let x = b.input("x", [.value(1), .value(4), .value(8), .value(8)])
+        let conv = b.node("Conv", [x, b.floats("w", (0..<144).map { Float($0 % 7) / 10 - 0.3 }, [4, 4, 3, 3])], "y",
+                          [Attribute(name: "pads", value: .ints([1, 1, 1, 1]))])
+        let clip = b.node("Clip", [conv, b.floats("lo", [0], []), b.floats("hi", [6], [])], "z")
+        b.output(b.node("Neg", [clip], "out"))
+        try assertCaught(b.model, """
+            rule conv-relu6-to-relu {
+              match { y = Conv(x, w, b?); z = Clip(y, lo, hi) }
+              where { constant(lo, hi) && numel(lo) == 1 && lo == 0.0 }
+              replace { y2 = Conv<...y>(x, w, b?); z = Relu(y2) }
+            }
+            """)
+    }
+
+    func testADoubleFoldThatCancelsALargeMeanAgrees() throws {
+        // BatchNormalization subtracts a mean of 1e5 inside its kernel: the fold is measured at that scale.
+        let model = convBatchNorm(.double, weight: 1, bias: 0, mean: 1e5, variance: 1, shift: 1e5)
+        var options = OptimizationOptions()
+        options.verifyRewrites = true
+        let report = optimize(model, rules: RuleFiles.builtin, options: options)
+        XCTAssertTrue(report.fired.contains { $0.rule == "fold-conv-batchnorm" }, "\(report.fired)")
+        XCTAssertEqual(report.verification?.failures.map(\.description), [])
     }
 }
