@@ -28,6 +28,20 @@ public struct CompiledRule {
 /// goes to the function table.
 let graphValueFunctions: Set<String> = ["constant", "unused", "absent", "rank", "shape", "dim", "numel", "dtype"]
 
+/// How many arguments each graph function takes (the shape functions take the same when given a
+/// computed tensor).
+let graphFunctionArity: [String: ClosedRange<Int>] = [
+    "constant": 1...Int.max, "unused": 1...Int.max, "absent": 1...Int.max,
+    "rank": 1...1, "shape": 1...1, "numel": 1...1, "dtype": 1...1, "dim": 2...2,
+]
+
+/// `2 arguments`, `1 argument`, `at least 1 argument`, `1 to 2 arguments`.
+func describeArity(_ arity: ClosedRange<Int>) -> String {
+    if arity.upperBound == Int.max { return "at least \(arity.lowerBound) argument\(arity.lowerBound == 1 ? "" : "s")" }
+    if arity.lowerBound == arity.upperBound { return "\(arity.lowerBound) argument\(arity.lowerBound == 1 ? "" : "s")" }
+    return "\(arity.lowerBound) to \(arity.upperBound) arguments"
+}
+
 /// The functions of `graphValueFunctions` that also take a tensor the rule computes (or any
 /// other expression): `numel(k)` of `k = full([4], 1.0)`.
 let shapeFunctions: Set<String> = ["rank", "shape", "dim", "numel", "dtype"]
@@ -395,6 +409,12 @@ struct RuleCompiler {
             }
         case .call(let name, let arguments, let location):
             let readsGraph = callReadsGraph(name, arguments) { valueVariables[$0] != nil }
+            if let arity = graphFunctionArity[name], !arity.contains(arguments.count) {
+                // The count first: `rank(c, 1)` is a wrong count, not a wrong variable.
+                error("\(name)() takes \(describeArity(arity)), not \(arguments.count)", location)
+                for argument in arguments where !readsGraph { check(argument, computedSoFar: computedSoFar) }
+                return
+            }
             if readsGraph {
                 for (position, argument) in arguments.enumerated() {
                     // dim(v, axis): the axis is an expression; every other argument names a value.
@@ -411,8 +431,7 @@ struct RuleCompiler {
             } else if !functions.contains(name) {
                 error("unknown function '\(name)'", location)
             } else if let arity = functions.arity(of: name), !arity.contains(arguments.count) {
-                let expected = arity.lowerBound == arity.upperBound ? "\(arity.lowerBound)" : "\(arity.lowerBound) to \(arity.upperBound)"
-                error("\(name)() takes \(expected) argument\(arity == 1...1 ? "" : "s"), not \(arguments.count)", location)
+                error("\(name)() takes \(describeArity(arity)), not \(arguments.count)", location)
             }
             if !readsGraph {
                 for argument in arguments { check(argument, computedSoFar: computedSoFar) }

@@ -43,6 +43,27 @@ final class ParseErrorTests: XCTestCase {
 
     // MARK: - Lexical errors
 
+    func testCommuteOnlyOnOperatorsWhoseInputsAreInterchangeable() {
+        let names = "Add, And, BitwiseAnd, BitwiseOr, BitwiseXor, Equal, Max, Mean, Min, Mul, Or, Sum, Xor"
+        check(rule(" commute Add, Sub, Mul\n commute Div\n match { y = Sub(a, b) }\n replace { y = a }"),
+              "2:15: commute Sub: Sub's inputs are not interchangeable (commute names \(names))",
+              "3:10: commute Div: Div's inputs are not interchangeable (commute names \(names))")
+        // An operator the schemas do not know (another domain's) is the rule's business.
+        XCTAssertNoThrow(try parseRules(rule(" commute FusedAdd\n match { y = ms.FusedAdd(a, b) }\n replace { y = a }"), file: "ok.rules"))
+    }
+
+    func testWrongArgumentCountsAreNamedAllAtOnce() throws {
+        let text = "rule t {\n  match { y = Relu(x) }\n  where { rank(x, 1) == 2 && constant() && dim(x) == 1 && sqrt(1, 2) > 0 }\n  replace { y = x }\n}\n"
+        XCTAssertThrowsError(try compileRules(try parseRules(text, file: "bad.rules"))) { error in
+            XCTAssertEqual((error as? RuleErrors)?.errors.map { "\($0.location.line):\($0.location.column): \($0.message)" }, [
+                "3:11: rank() takes 1 argument, not 2",
+                "3:30: constant() takes at least 1 argument, not 0",
+                "3:44: dim() takes 2 arguments, not 1",
+                "3:59: sqrt() takes 1 argument, not 2",
+            ])
+        }
+    }
+
     func testUnterminatedString() {
         check(condition("    s == \"abc\n    t == 1"), "4:10: unterminated string, expected '\"' before the end of the line")
         check(condition("    s == \"abc\\\""), "4:10: unterminated string, expected '\"' before the end of the line")
