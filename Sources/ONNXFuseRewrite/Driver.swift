@@ -342,7 +342,7 @@ struct Driver {
                 var label = "output \(position) of \(node.opType) '\(node.name ?? "")'"
                 if position < patternNode.outputs.count, case .variable(let v) = patternNode.outputs[position] {
                     if replacedVariables.contains(v) { continue }
-                    label = pattern.valueNames[v]
+                    label = variableLabel(pattern.valueNames[v], output)
                 }
                 if output.isGraphOutput { return "\(label) is a graph output" }
                 if output.uses.contains(where: { !matched.contains(ObjectIdentifier($0.node)) }) {

@@ -99,6 +99,9 @@ final class Matcher {
 
     private func name(_ variable: Int) -> String { pattern.valueNames[variable] }
 
+    /// A pattern variable bound to `value`, as explanations name it (`variableLabel`).
+    private func label(_ variable: Int, _ value: Value) -> String { variableLabel(pattern.valueNames[variable], value) }
+
     /// Goes back to plan step `target` (at most): the search resumes with that step's next
     /// candidate.
     private func unwind(to target: Int) {
@@ -136,10 +139,10 @@ final class Matcher {
         case .producer(let v):
             guard let value = match.value(v) else { return fail(step, "\(name(v)) is absent") }
             guard let producer = value.producer else {
-                return fail(step, "\(name(v)) is \(describeDefinition(value)), not an output of \(pattern.nodes[index].operatorDescription)")
+                return fail(step, "\(label(v, value)) is \(describeDefinition(value)), not an output of \(pattern.nodes[index].operatorDescription)")
             }
             guard pattern.nodes[index].hasOperator(of: producer) else {
-                return fail(step, "\(name(v)) is produced by \(producer.opType) '\(producer.name ?? "")', not \(pattern.nodes[index].operatorDescription)")
+                return fail(step, "\(label(v, value)) is produced by \(producer.opType) '\(producer.name ?? "")', not \(pattern.nodes[index].operatorDescription)")
             }
             candidates = [producer]
         case .consumer(let v):
@@ -152,12 +155,12 @@ final class Matcher {
             }
             candidates = readers(of: value, step: step, index: index)
             lists[step] = candidates
-            if candidates.isEmpty { return fail(step, "nothing reads \(name(v)) as \(pattern.nodes[index].operatorDescription)") }
+            if candidates.isEmpty { return fail(step, "nothing reads \(label(v, value)) as \(pattern.nodes[index].operatorDescription)") }
             // Each pattern node of this operator that reads the value needs a reader of its own;
             // this holds for every assignment that binds the value alike.
             let required = pruning.requiredReaders[step]
             if candidates.count < required {
-                fail(step, "\(name(v)) has \(candidates.count) reader\(candidates.count == 1 ? "" : "s") that \(candidates.count == 1 ? "is" : "are") \(pattern.nodes[index].operatorDescription), not the pattern's \(required)")
+                fail(step, "\(label(v, value)) has \(candidates.count) reader\(candidates.count == 1 ? "" : "s") that \(candidates.count == 1 ? "is" : "are") \(pattern.nodes[index].operatorDescription), not the pattern's \(required)")
                 return unwind(to: pruning.linkStep[step])
             }
         }

@@ -272,3 +272,10 @@ public struct RuleRefusal: Error, CustomStringConvertible {
         return refusal
     }
 }
+
+/// A pattern variable as explanations name it: `y`, or `y ('conv_out')` when the model's value it
+/// is bound to has another name, so that "y is a graph input" cannot be read as the model's `y`.
+public func variableLabel(_ variable: String, _ value: Value?) -> String {
+    guard let value, value.name != variable else { return variable }
+    return "\(variable) ('\(value.name)')"
+}

@@ -170,7 +170,8 @@ struct RuleProgram {
         }
 
         /// Why `value` (named `name`) is not a constant.
-        func notConstantReason(_ name: String, _ value: Value) -> String {
+        func notConstantReason(_ variable: String, _ value: Value) -> String {
+            let name = variableLabel(variable, value)
             switch value.definition {
             case .graphInput:
                 return value.hasInitializer ? "\(name) is an initializer that is also a graph input" : "\(name) is a graph input"
@@ -331,7 +332,7 @@ struct RuleProgram {
                 return .boolean(true)
             case "unused":
                 for (name, value) in bound where !(value?.isUnused ?? true) {
-                    why = "\(name) has \(value!.uses.count) users"
+                    why = "\(variableLabel(name, value)) has \(value!.uses.count) users"
                     return .boolean(false)
                 }
                 return .boolean(true)

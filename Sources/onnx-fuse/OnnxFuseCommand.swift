@@ -55,8 +55,9 @@ struct OnnxFuseCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Do not apply this rule (repeatable).", valueName: "name"))
     var disable: [String] = []
 
-    @Flag(help: "Say why rules did not fire where their root operator matched.")
-    var explain = false
+    @Option(help: ArgumentHelp("Say why rules did not fire where their root operator matched: once per rule and reason, "
+        + "with the nodes ('--explain' alone), or one line per node ('--explain=all').", valueName: "summary|all"))
+    var explain: String?
 
     @Option(help: ArgumentHelp("Write what happened as JSON to this file.", valueName: "path"))
     var report: String?
@@ -105,6 +106,9 @@ struct OnnxFuseCommand: ParsableCommand {
         if ruleElementLimit <= 0 || ruleWorkLimit <= 0 { throw ValidationError("--rule-element-limit and --rule-work-limit must be positive") }
         if inPlace && output != nil { throw ValidationError("--in-place and -o cannot be used together") }
         if print && (inPlace || output != nil) { throw ValidationError("--print writes no model; drop -o and --in-place") }
+        if let explain, !["summary", "all"].contains(explain) {
+            throw ValidationError("--explain=\(explain): expected summary or all")
+        }
         if let verify, VerifyMode(verify) == nil {
             throw ValidationError("--verify=\(verify): expected rewrites, model or strict (or a comma-separated list)")
         }
@@ -143,7 +147,7 @@ struct OnnxFuseCommand: ParsableCommand {
         var options = OptimizationOptions()
         options.only = only.isEmpty ? nil : Set(only)
         options.disabled = Set(disable)
-        options.explain = explain
+        options.explain = explain != nil
         options.freezeInitializerInputs = freezeInitializerInputs
         options.foldElementLimit = foldLimit
         options.evaluationLimits.maximumElements = ruleElementLimit
@@ -211,8 +215,10 @@ struct OnnxFuseCommand: ParsableCommand {
             }
         }
         if inferShapes { writeInferredValueInfo(loaded, freezeInitializerInputs: freezeInitializerInputs) }
-        if explain {
+        if explain == "all" {
             for explanation in result.explanations { printError("onnx-fuse: explain: \(explanation)") }
+        } else if explain != nil {
+            for line in explanationSummary(result.explanations) { printError(line) }
         }
         if result.reachedRewriteCap {
             printError("onnx-fuse: warning: \(rewriteCapMessage(result))")
@@ -248,6 +254,24 @@ struct OnnxFuseCommand: ParsableCommand {
         // The process ends right after this; releasing every node and value one by one would
         // only cost time (a tenth of a second on a 60,000-node graph).
         _ = Unmanaged.passRetained(loaded)
+    }
+}
+
+/// `--explain`'s lines: one per rule and reason, in the order first seen, with how many nodes
+/// and the first few of them (`--explain=all` gives one line per node instead).
+func explanationSummary(_ explanations: [Explanation]) -> [String] {
+    var order: [String] = []
+    var nodes: [String: [String]] = [:]
+    for explanation in explanations {
+        let key = "\(explanation.rule): \(explanation.reason)"
+        if nodes[key] == nil { order.append(key) }
+        nodes[key, default: []].append(explanation.node)
+    }
+    return order.map { key in
+        let at = nodes[key]!
+        let shown = at.prefix(3).map { "'\($0)'" }.joined(separator: ", ")
+        let place = at.count == 1 ? "at node \(shown)" : "at \(at.count) nodes: \(shown)\(at.count > 3 ? ", ..." : "")"
+        return "onnx-fuse: explain: \(key) (\(place))"
     }
 }
 

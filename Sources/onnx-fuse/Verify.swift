@@ -18,13 +18,18 @@ struct VerifyMode: Equatable {
         }
     }
 
-    /// `--verify` alone becomes `--verify=rewrites` (an option needs a value to parse).
+    /// `--verify` alone becomes `--verify=rewrites`, `--explain` alone `--explain=summary` (an
+    /// option needs a value to parse).
     static func expandingBareFlag(_ arguments: [String]) -> [String] {
         var expanded: [String] = []
         var afterTerminator = false
         for argument in arguments {
             if argument == "--" { afterTerminator = true }
-            expanded.append(!afterTerminator && argument == "--verify" ? "--verify=rewrites" : argument)
+            switch argument {
+            case "--verify" where !afterTerminator: expanded.append("--verify=rewrites")
+            case "--explain" where !afterTerminator: expanded.append("--explain=summary")
+            default: expanded.append(argument)
+            }
         }
         return expanded
     }

@@ -38,14 +38,14 @@ final class RulesCommandTests: XCTestCase {
         let result = try run(["overridable_initializer.onnx", "--no-builtin", "--rules", Self.example, "--explain",
                               "--report", "report.json", "-o", "out.onnx"], in: dir)
         XCTAssertEqual(result.status, 0, result.stderr)
-        XCTAssertTrue(result.stderr.contains("onnx-fuse: explain: fold-conv-batchnorm at node 'bn': w is an initializer that is also a graph input"),
+        XCTAssertTrue(result.stderr.contains("onnx-fuse: explain: fold-conv-batchnorm: w ('W') is an initializer that is also a graph input (at node 'bn')"),
                       result.stderr)
         let report = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("report.json"))) as! [String: Any]
         XCTAssertEqual(report["nodes_before"] as? Int, 3)
         XCTAssertEqual(report["nodes_after"] as? Int, 3)
         XCTAssertEqual((report["rules_fired"] as? [Any])?.count, 0)
         let explanations = report["explanations"] as? [[String: String]]
-        XCTAssertEqual(explanations?.first?["reason"], "w is an initializer that is also a graph input")
+        XCTAssertEqual(explanations?.first?["reason"], "w ('W') is an initializer that is also a graph input")
         XCTAssertNotNil(report["seconds"] as? Double)
 
         let frozen = try run(["overridable_initializer.onnx", "--no-builtin", "--rules", Self.example, "--freeze-initializer-inputs",
@@ -221,9 +221,26 @@ final class RulesCommandTests: XCTestCase {
         let refused = try run(["conv_bn.onnx", "--no-builtin", "--rules", "typed.rules", "--only", "floats-from-tensor", "-o", "refused.onnx",
                                "--explain"], in: dir)
         XCTAssertEqual(refused.status, 0, refused.stderr)
-        XCTAssertTrue(refused.stderr.contains("floats-from-tensor at node 'bn': LeakyRelu's attribute 'alpha' is a FLOAT; `scale` is 4 numbers"),
+        XCTAssertTrue(refused.stderr.contains("floats-from-tensor: LeakyRelu's attribute 'alpha' is a FLOAT; `scale` is 4 numbers (at node 'bn')"),
                       refused.stderr)
         XCTAssertTrue(refused.stderr.contains("3 -> 3 nodes"), refused.stderr)
+    }
+
+    func testExplainSummarizesPerRuleAndReasonAndAllGivesEveryNode() throws {
+        // conv_bn_traps: the Pad rules fail alike at six Convs that read a graph input.
+        let dir = try workspace(["conv_bn_traps.onnx"])
+        let summary = try run(["conv_bn_traps.onnx", "--explain", "-o", "a.onnx"], in: dir)
+        XCTAssertEqual(summary.status, 0, summary.stderr)
+        XCTAssertTrue(summary.stderr.contains("onnx-fuse: explain: fuse-pad-conv: y ('X') is a graph input, not an output of Pad "
+            + "(at 6 nodes: 'twice_conv', 'output_conv', 'inf_conv', ...)\n"), summary.stderr)
+        let all = try run(["conv_bn_traps.onnx", "--explain=all", "-o", "b.onnx"], in: dir)
+        XCTAssertEqual(all.status, 0, all.stderr)
+        XCTAssertTrue(all.stderr.contains("onnx-fuse: explain: fuse-pad-conv at node 'inf_conv': y ('X') is a graph input, not an output of Pad\n"),
+                      all.stderr)
+        XCTAssertGreaterThan(all.stderr.components(separatedBy: "\n").count, summary.stderr.components(separatedBy: "\n").count)
+        let bad = try run(["conv_bn_traps.onnx", "--explain=some"], in: dir)
+        XCTAssertEqual(bad.status, 1)
+        XCTAssertTrue(bad.stderr.contains("--explain=some: expected summary or all"), bad.stderr)
     }
 
     func testRulesThatStopAtTheRewriteCapAreAnError() throws {

@@ -190,7 +190,7 @@ final class WrongRuleTests: XCTestCase {
         let run = try runOnnxFuse(["dropout_mask.onnx", "--no-builtin", "--rules", "drop.rules", "--verify=model,strict",
                                    "--explain", "-o", "out.onnx"], in: dir)
         XCTAssertEqual(run.status, 0, run.stderr)
-        XCTAssertTrue(run.stderr.contains("onnx-fuse: explain: drop-dropout at node 'drop': output 1 of Dropout 'drop' is a graph output"),
+        XCTAssertTrue(run.stderr.contains("onnx-fuse: explain: drop-dropout: output 1 of Dropout 'drop' is a graph output (at node 'drop')"),
                       run.stderr)
         XCTAssertTrue(run.stderr.contains("3 -> 3 nodes"), run.stderr)
     }
