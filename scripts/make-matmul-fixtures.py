@@ -110,9 +110,62 @@ def matmul_transpose_bn():
     return mf.make_model(g)
 
 
+def lora_peft():
+    """Y = Relu((c + X·W) + ((X·A)·B) * s), X [2, 3, 16], as peft exports a LoRA on nn.Linear
+    with the TorchScript exporter: the bias is added to the base product first (the bias
+    first), the scale s = 2 after the adapter. merge-lora-biased-scaled makes it one MatMul and
+    the Add of the bias.
+    """
+    rng = mf.rng_for("lora_peft")
+    inits = [
+        numpy_helper.from_array(mf.weight(rng, [16, 12]), "W"),
+        numpy_helper.from_array(mf.weight(rng, [12]), "c"),
+        numpy_helper.from_array(mf.weight(rng, [16, 4]), "A"),
+        numpy_helper.from_array(mf.weight(rng, [4, 12]), "B"),
+        numpy_helper.from_array(np.array(2.0, dtype=np.float32), "s"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["X", "W"], ["base"], name="base"),
+        helper.make_node("Add", ["c", "base"], ["biased"], name="bias"),
+        helper.make_node("MatMul", ["X", "A"], ["low"], name="lora_a"),
+        helper.make_node("MatMul", ["low", "B"], ["delta"], name="lora_b"),
+        helper.make_node("Mul", ["delta", "s"], ["scaled"], name="scale"),
+        helper.make_node("Add", ["biased", "scaled"], ["sum"], name="merge"),
+        helper.make_node("Relu", ["sum"], ["Y"], name="relu"),
+    ]
+    g = helper.make_graph(nodes, "lora_peft", [mf.vi("X", FLOAT, [2, 3, 16])], [mf.vi("Y", FLOAT, [2, 3, 12])], inits)
+    return mf.make_model(g)
+
+
+def lora_gemms():
+    """Y = Gemm(X, W, c) + Gemm(Gemm(X, A), B) * s with every Gemm transB 1, X [4, 16], W [12, 16],
+    A [4, 16], B [12, 4], s = 2: a peft LoRA as the dynamo exporter writes nn.Linear.
+    merge-lora-gemms-scaled makes it one Gemm.
+    """
+    rng = mf.rng_for("lora_gemms")
+    inits = [
+        numpy_helper.from_array(mf.weight(rng, [12, 16]), "W"),
+        numpy_helper.from_array(mf.weight(rng, [12]), "c"),
+        numpy_helper.from_array(mf.weight(rng, [4, 16]), "A"),
+        numpy_helper.from_array(mf.weight(rng, [12, 4]), "B"),
+        numpy_helper.from_array(np.array(2.0, dtype=np.float32), "s"),
+    ]
+    nodes = [
+        helper.make_node("Gemm", ["X", "W", "c"], ["base"], name="base", transB=1),
+        helper.make_node("Gemm", ["X", "A"], ["low"], name="lora_a", transB=1),
+        helper.make_node("Gemm", ["low", "B"], ["delta"], name="lora_b", transB=1),
+        helper.make_node("Mul", ["delta", "s"], ["scaled"], name="scale"),
+        helper.make_node("Add", ["base", "scaled"], ["Y"], name="merge"),
+    ]
+    g = helper.make_graph(nodes, "lora_gemms", [mf.vi("X", FLOAT, [4, 16])], [mf.vi("Y", FLOAT, [4, 12])], inits)
+    return mf.make_model(g)
+
+
 FIXTURES = {
     "lora": lora,
     "lora_scaled": lora_scaled,
+    "lora_peft": lora_peft,
+    "lora_gemms": lora_gemms,
     "matmul_add_3d": matmul_add_3d,
     "matmul_transpose_bn": matmul_transpose_bn,
 }

@@ -72,10 +72,10 @@ final class BuiltinMatMulTests: XCTestCase {
     }
 
     func testTheRulesAreBuiltIn() {
-        XCTAssertEqual(Self.rules.map(\.name), ["merge-lora", "merge-lora-scaled", "fuse-matmul-add"])
-        XCTAssertEqual(Self.rules.map(\.rewrite.benefit), [20, 20, 5], "merge-lora is tried first at the Add")
-        XCTAssertEqual(Self.rules.map { $0.comment.first?.prefix(20) ?? "" },
-                       ["Merge a low-rank ada", "Merge a scaled low-r", "Fuse a 2-D MatMul an"])
+        XCTAssertEqual(Self.rules.map(\.name), ["merge-lora", "merge-lora-scaled", "merge-lora-biased-scaled", "merge-lora-biased",
+                                                "merge-lora-gemm-scaled", "merge-lora-gemm-transb-scaled", "merge-lora-gemms-scaled",
+                                                "fuse-matmul-add"])
+        XCTAssertEqual(Self.rules.map(\.rewrite.benefit), [20, 20, 20, 20, 20, 20, 20, 5], "the LoRA rules are tried first at the Add")
     }
 
     // MARK: merge-lora
@@ -153,6 +153,71 @@ final class BuiltinMatMulTests: XCTestCase {
         // [1, N] on a 1-D x would raise the output's rank.
         XCTAssertEqual(try reasons("merge-lora-scaled", lora(LoRA(scale: ([0.5, 2], [1, 2]), xDims: [2]))),
                        ["`rank(s) <= 1 || dim(s, 0) == 1 && rank(x) >= 2` is false"])
+    }
+
+    // MARK: LoRA as peft exports it: a biased base, Gemm bases, Gemm adapters
+
+    /// The peft forms on the shared LoRA numbers (x [1, 2], W, A, B as above), scale 0.5 unless
+    /// `scale` is nil: `base` is "matmul" (MatMul then Add of a bias c = (1, -1), the bias first,
+    /// x [1, 1, 2] as a transformer's activations, so that fuse-matmul-add leaves the bias alone),
+    /// "gemm" (Gemm(x, W, c)), "gemm-transb" (Gemm(x, Wᵀ, c), transB 1) or "gemms" (the adapter
+    /// Gemms too, A and B stored transposed, transB 1).
+    func peft(_ base: String, scale: Float? = 0.5, biasKind: Kind = .constant, alpha: Float = 1,
+              adapterBias: Bool = false, transB: Int64? = nil) -> Fixture {
+        let f = Fixture()
+        let x = f.input("x", base == "matmul" ? [1, 1, 2] : [1, 2])
+        let c = f.value(biasKind, "c", [1, -1], [2])
+        func gemm(_ inputs: [Value], _ output: String, transB: Int64) -> Value {
+            var attributes = [Attribute(name: "transB", value: .int(transB))]
+            if alpha != 1 { attributes.append(Attribute(name: "alpha", value: .float(alpha))) }
+            let node = Node(opType: "Gemm", name: output, inputs: inputs, outputNames: [output], attributes: attributes)
+            f.graph.append(node)
+            return node.outputs[0]!
+        }
+        let baseValue: Value
+        switch base {
+        case "matmul": baseValue = f.node("Add", [c, f.node("MatMul", [x, f.constant("w", [1, 2, 3, 4], [2, 2])], "base")], "biased")
+        case "gemm": baseValue = gemm([x, f.constant("w", [1, 2, 3, 4], [2, 2]), c], "base", transB: transB ?? 0)
+        default: baseValue = gemm([x, f.constant("w", [1, 3, 2, 4], [2, 2]), c], "base", transB: transB ?? 1)
+        }
+        var delta: Value
+        if base == "gemms" {
+            let low = gemm([x, f.constant("a", [1, 2], [1, 2])] + (adapterBias ? [f.constant("lb", [1], [1])] : []), "low", transB: 1)
+            delta = gemm([low, f.constant("b", [10, 20], [2, 1])], "delta", transB: 1)
+        } else {
+            delta = f.node("MatMul", [f.node("MatMul", [x, f.constant("a", [1, 2], [2, 1])], "low"), f.constant("b", [10, 20], [1, 2])], "delta")
+        }
+        if let scale { delta = f.node("Mul", [delta, f.constant("s", [scale], [])], "scaled") }
+        f.output(f.node("Add", [baseValue, delta], "y"))
+        return f
+    }
+
+    func testMergeLoRAOfPeftExports() throws {
+        // Every form merges into one MatMul and a bias, or one Gemm; RuleTestGraph.run checks the numbers.
+        let cases: [(String, Float?, [String], [String])] = [
+            ("matmul", 0.5, ["merge-lora-biased-scaled"], ["MatMul", "Add"]),
+            ("matmul", nil, ["merge-lora-biased"], ["MatMul", "Add"]),
+            ("gemm", 0.5, ["merge-lora-gemm-scaled"], ["Gemm"]),
+            ("gemm-transb", 0.5, ["merge-lora-gemm-transb-scaled"], ["Gemm"]),
+            ("gemms", 0.5, ["merge-lora-gemms-scaled"], ["Gemm"]),
+        ]
+        for (base, scale, fired, left) in cases {
+            let f = peft(base, scale: scale)
+            let report = try f.run()
+            XCTAssertEqual(report.fired.map(\.rule), fired, base)
+            XCTAssertEqual(f.graph.nodes.map(\.opType), left, base)
+        }
+    }
+
+    func testMergeLoRAOfPeftExportsMustNotFire() throws {
+        XCTAssertEqual(try reasons("merge-lora-biased-scaled", peft("matmul", biasKind: .graphInput)),
+                       ["biased ('c') is a graph input, not an output of Add", "c is a graph input"])
+        // alpha scales the base product, not the adapter.
+        XCTAssertEqual(try reasons("merge-lora-gemm-scaled", peft("gemm", alpha: 2)), ["`al == 1.0` is false"])
+        // A Gemm with transB 0 whose weight is stored transposed does not fit the weight's shape test.
+        XCTAssertEqual(try reasons("merge-lora-gemms-scaled", peft("gemms", transB: 0)), ["`tb == 1` is false"])
+        // An adapter Gemm with a bias of its own is not a low-rank product.
+        XCTAssertTrue(try reasons("merge-lora-gemms-scaled", peft("gemms", adapterBias: true)).first?.contains("3 inputs") ?? false)
     }
 
     // MARK: fuse-matmul-add
