@@ -10,7 +10,7 @@ public struct VerificationLimits: Sendable {
     /// The most elements of any one value a check makes, reads or computes.
     public var maximumElements = 1 << 25
     /// The most work (about one unit per multiply-add) one side of a check may take: about a
-    /// second of the reference kernels (ResNet-50's largest Conv is 2^28).
+    /// second of the reference kernels (ResNet-50's largest Conv is about 2^27).
     public var maximumWork = 1 << 30
     /// The most work one run of a whole model may take (`--verify=model`; a ResNet-50 at 224 ×
     /// 224 is about 2^32).
@@ -25,8 +25,8 @@ public enum RewriteCheck: Equatable, Sendable {
     /// Every replaced value is within the tolerance of its type; `error` is the worst relative
     /// error, `compared` the values compared (0 for a rewrite that only removes what nothing reads).
     case agree(error: Double, compared: Int)
-    /// A replaced value is beyond tolerance (or the new side failed where the old one ran, with
-    /// `reason` saying so and an infinite error).
+    /// A replaced value is beyond tolerance; `reason` says what differs when the error alone does
+    /// not (a type, a shape, integers, or the new side failing where the old one ran).
     case differ(value: String, error: Double, tolerance: Double, reason: String?)
     /// Nothing is known: an operator without a kernel, a value that cannot be made, a limit.
     case notVerified(reason: String)
@@ -44,7 +44,8 @@ public struct VerificationFailure: Sendable, CustomStringConvertible {
     public var error: Double
     /// The tolerance of its element type.
     public var tolerance: Double
-    /// Why the error is infinite, when the new side could not be computed.
+    /// What differs when the relative error does not say it: the type, the shape, elements of an
+    /// exact type (how many, and the first), or the new side failing where the old one ran.
     public var reason: String?
 
     /// `rule 'r' at node 'n' changed 'y' by 0.25 (relative; tolerance 1e-05)`.
