@@ -202,8 +202,26 @@ def dead_nodes():
     return model
 
 
+def cast_round_trip():
+    """X float [2, 4] -> Neg -> Cast to double -> Cast to float -> Relu -> Y (goes: float in double
+    is exact), and Neg -> Cast to float16 -> Cast to float -> Y2 (stays: float16 rounds).
+    """
+    nodes = [
+        helper.make_node("Neg", ["X"], ["n"], name="neg"),
+        helper.make_node("Cast", ["n"], ["d"], name="to_double", to=TensorProto.DOUBLE),
+        helper.make_node("Cast", ["d"], ["back"], name="to_float", to=TensorProto.FLOAT),
+        helper.make_node("Relu", ["back"], ["Y"], name="relu"),
+        helper.make_node("Cast", ["n"], ["h"], name="to_half", to=TensorProto.FLOAT16),
+        helper.make_node("Cast", ["h"], ["Y2"], name="from_half", to=TensorProto.FLOAT),
+    ]
+    g = helper.make_graph(nodes, "cast_round_trip", [mf.vi("X", FLOAT, [2, 4])],
+                          [mf.vi("Y", FLOAT, [2, 4]), mf.vi("Y2", FLOAT, [2, 4])])
+    return mf.make_model(g)
+
+
 FIXTURES = {
     "identity_chain": identity_chain,
+    "cast_round_trip": cast_round_trip,
     "dropout_opset12": dropout_opset12,
     "dropout_training": dropout_training,
     "transpose_pair": transpose_pair,

@@ -57,12 +57,48 @@ final class BuiltinCleanupTests: XCTestCase {
 
     func testTheFileLoadsInOrder() {
         XCTAssertEqual(Self.rules.map(\.name), [
-            "eliminate-identity", "eliminate-dropout", "cancel-transpose-transpose", "fuse-transpose-transpose",
+            "eliminate-identity", "remove-lossless-cast-round-trip", "eliminate-dropout", "cancel-transpose-transpose", "fuse-transpose-transpose",
             "cancel-unsqueeze-squeeze", "cancel-unsqueeze-squeeze-v1", "cancel-squeeze-unsqueeze", "cancel-squeeze-unsqueeze-v1",
             "fuse-reshape-reshape", "fuse-reshape-reshape-v1",
             "remove-dead-node", "remove-dead-node-ml", "remove-unused-initializer", "remove-unused-opset-import",
         ])
         for rule in Self.rules { XCTAssertFalse(rule.comment.isEmpty, rule.name) }
+    }
+
+    // MARK: Cast round trips
+
+    /// x (of `type`) → Cast to `through` → Cast back to `type` → Neg; checked with every rewrite
+    /// verified (RuleTestGraph), on large and fine values too.
+    func castRoundTrip(_ type: DataType, through: DataType) throws -> (fired: [String], ops: [String], reasons: [String]) {
+        let test = RuleTestGraph(rules: Self.rules)
+        let x = test.graph.addInput(name: "x", info: ValueInfo(type: .tensor(type, [.value(4), .value(8)])))
+        let a = Self.node(test.graph, "Cast", [x], "a", [Attribute(name: "to", value: .int(Int64(through.rawValue)))])
+        let y = Self.node(test.graph, "Cast", [a.outputs[0]], "y", [Attribute(name: "to", value: .int(Int64(type.rawValue)))])
+        test.output(Self.node(test.graph, "Neg", [y.outputs[0]], "out").outputs[0]!)
+        let report = try test.run()
+        return (report.fired.map(\.rule), test.graph.nodes.map(\.opType),
+                report.explanations.filter { $0.rule == "remove-lossless-cast-round-trip" && $0.node == "y" }.map(\.reason))
+    }
+
+    func testLosslessCastRoundTripsGo() throws {
+        for (type, through) in [(DataType.float, DataType.double), (.float16, .float), (.bfloat16, .double), (.int32, .int64),
+                                (.int8, .float16), (.uint8, .int16), (.bool, .int32), (.uint16, .float)] {
+            let outcome = try castRoundTrip(type, through: through)
+            XCTAssertEqual(outcome.fired, ["remove-lossless-cast-round-trip"], "\(type) through \(through)")
+            XCTAssertEqual(outcome.ops, ["Neg"], "\(type) through \(through)")
+        }
+    }
+
+    func testLossyCastRoundTripsStay() throws {
+        // A narrower type, an int64 through double (above 2^53), a float through an integer.
+        for (type, through) in [(DataType.float, DataType.float16), (.float, .bfloat16), (.int32, .int8), (.int64, .double),
+                                (.float, .int32), (.int32, .float), (.double, .float)] {
+            let outcome = try castRoundTrip(type, through: through)
+            XCTAssertEqual(outcome.fired, [], "\(type) through \(through)")
+            XCTAssertEqual(outcome.ops, ["Cast", "Cast", "Neg"], "\(type) through \(through)")
+            XCTAssertEqual(outcome.reasons.count, 1, "\(type) through \(through)")
+            XCTAssertTrue(outcome.reasons.first?.hasPrefix("`[dtype(x), t1] in") ?? false, "\(outcome.reasons)")
+        }
     }
 
     // MARK: Identity

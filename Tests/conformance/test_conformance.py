@@ -162,6 +162,7 @@ EXPECTED_BUILTIN_FIRINGS: dict[str, dict[str, int]] = {
     "if_subgraph.onnx": {"fold-conv-batchnorm": 1},
     "lora.onnx": {"merge-lora": 1, "fuse-matmul-add": 1},
     "lora_scaled.onnx": {"merge-lora-scaled": 1},
+    "cast_round_trip.onnx": {"remove-lossless-cast-round-trip": 1},
     "lora_peft.onnx": {"merge-lora-biased-scaled": 1},
     "lora_gemms.onnx": {"merge-lora-gemms-scaled": 1},
     "matmul_add.onnx": {"fuse-matmul-add": 1},
