@@ -212,7 +212,6 @@ final class RewriteVerifier {
         return outcome
     }
 
-
     /// Below this much work (in `GraphEvaluator.estimatedWork` units) a check's large and fine
     /// values are drawn four times.
     static let tinyCheckWork = 1 << 16
@@ -280,13 +279,6 @@ private struct CheckPlan {
         return old.count <= verifier.limits.maximumNodes
     }
 
-    /// Operators through which a value's rounding scale is that of its inputs (sums, products,
-    /// normalizations by constants, layout): `magnitude(of:)` follows them back.
-    static let magnitudePreserving: Set<String> = [
-        "Add", "Sub", "Mul", "Div", "Neg", "Sum", "BatchNormalization", "Conv", "ConvTranspose", "Gemm", "MatMul",
-        "Identity", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "ReduceSum", "ReduceMean",
-    ]
-
     /// For a difference the relative error does not describe (an integer, a NaN or an infinity
     /// that moved): how many elements differ, and the first.
     static func differingElements(_ actual: TensorValue, _ expected: TensorValue) -> String? {
@@ -313,15 +305,11 @@ private struct CheckPlan {
         return "\(count) of \(expected.count) elements differ (\(first))"
     }
 
-    /// Operators affine in what they read besides constants: scaling their inputs scales what
-    /// they compute, and no threshold, rounding or type is crossed.
-    static let affineOperators: Set<String> = ["Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization", "Add", "Sub", "Mul"]
-
-    /// Whether every node either side evaluates is affine (`affineOperators`) and every value
+    /// Whether every node either side evaluates is affine (`OperatorRegistry.affineOperators`) and every value
     /// the check seeds is a float or double of a static shape.
     var isAffineOnStaticShapes: Bool {
         let nodes = old + existing + event.addedNodes
-        guard nodes.allSatisfy({ $0.isDefaultDomain && Self.affineOperators.contains($0.opType) }) else { return false }
+        guard nodes.allSatisfy({ $0.isDefaultDomain && OperatorRegistry.affineOperators.contains($0.opType) }) else { return false }
         for node in nodes {
             for case let input? in node.inputs where verifier.constant(input) == nil {
                 let facts = verifier.inference.facts(of: input)
@@ -529,7 +517,7 @@ private struct CheckPlan {
                     for element in reals where element.isFinite { largest = max(largest, abs(element)) }
                 }
                 guard let producer = next.producer, oldSet.contains(id(producer)), producer.isDefaultDomain,
-                      Self.magnitudePreserving.contains(producer.opType) else { continue }
+                      OperatorRegistry.scalePreservingOperators.contains(producer.opType) else { continue }
                 for case let input? in producer.inputs where seen.insert(id(input)).inserted { stack.append(input) }
             }
             return largest

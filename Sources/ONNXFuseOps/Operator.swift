@@ -302,6 +302,23 @@ public struct OperatorRegistry: Sendable {
         "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli",
     ]
 
+    /// The operators whose first two inputs can be swapped without changing what they compute
+    /// (what a rule's `commute` may name).
+    public static let commutativeOperators: Set<String> = [
+        "Add", "Mul", "And", "Or", "Xor", "Equal", "Max", "Min", "Sum", "Mean", "BitwiseAnd", "BitwiseOr", "BitwiseXor",
+    ]
+
+    /// The operators affine in what they read besides constants: scaling their inputs scales
+    /// what they compute, and no threshold, rounding or type is crossed.
+    public static let affineOperators: Set<String> = ["Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization", "Add", "Sub", "Mul"]
+
+    /// The operators whose result is rounded at the scale of their inputs (the affine ones, and
+    /// division, reductions by sum or mean, and layout): a cancellation inside them rounds at
+    /// their operands' magnitude.
+    public static let scalePreservingOperators: Set<String> = affineOperators.union([
+        "Div", "Neg", "Sum", "Identity", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "ReduceSum", "ReduceMean",
+    ])
+
     /// Whether `node` (of the default domain) computes the same outputs each time it runs on the
     /// same inputs: not a random operator, and not a Dropout that may run in training mode
     /// (its `training_mode` input is there and not a constant false, or opset 6 and earlier

@@ -396,9 +396,9 @@ struct Parser {
                 // Swapping the inputs of Sub or Div changes what they compute: only operators
                 // whose first two inputs are interchangeable may commute (an operator the schemas
                 // do not know, of another domain, is the rule's business).
-                if !commutativeOperators.contains(name) && !OperatorSchemas.versions(of: name, domain: "").isEmpty {
+                if !OperatorRegistry.commutativeOperators.contains(name) && !OperatorSchemas.versions(of: name, domain: "").isEmpty {
                     _ = failure("commute \(name): \(name)'s inputs are not interchangeable (commute names "
-                                + commutativeOperators.sorted().joined(separator: ", ") + ")", at: location(op))
+                                + OperatorRegistry.commutativeOperators.sorted().joined(separator: ", ") + ")", at: location(op))
                 }
                 parts.commutative.append(name)
             } while accept(.comma) != nil
@@ -517,9 +517,3 @@ struct Parser {
         }
     }
 }
-
-/// The standard operators whose first two inputs can be swapped without changing what they
-/// compute: what `commute` accepts.
-let commutativeOperators: Set<String> = [
-    "Add", "Mul", "And", "Or", "Xor", "Equal", "Max", "Min", "Sum", "Mean", "BitwiseAnd", "BitwiseOr", "BitwiseXor",
-]
