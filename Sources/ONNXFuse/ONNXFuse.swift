@@ -186,7 +186,7 @@ private func optimizeWithinLimits(_ model: Model, rules: [CompiledRule], options
     // creates one per rewrite, up to the rewrite cap (1.5 million kept ~1 GB alive).
     var compactCreatedAt = 4_096
     for round in 0..<4 {
-        let roundReport = applyRules(selected.map(\.rewrite), to: model, options: rewriteOptions, analysis: analysis,
+        let roundReport = applyRules(selected.flatMap(\.rewrites), to: model, options: rewriteOptions, analysis: analysis,
                                      nodeCreated: { node, rule in
                                          inference.infer(node)
                                          created.append((node, rule))

@@ -23,9 +23,13 @@ public struct Explanation: Equatable, Sendable, CustomStringConvertible {
     public var opType: String
     /// The check that failed.
     public var reason: String
+    /// The line of the rule whose check failed ("rules.rules:7"), when one of its `where` or
+    /// `compute` lines did (not for a pattern that does not meet the graph).
+    public var ruleLine: String?
 
-    /// `fold-conv-batchnorm at node 'bn3': y has 2 users`.
-    public var description: String { "\(rule) at node '\(node)': \(reason)" }
+    /// `fold-conv-batchnorm at node 'bn3': y has 2 users`, then the rule's line when known
+    /// (` (batchnorm.rules:12)`).
+    public var description: String { "\(rule) at node '\(node)': \(reason)" + (ruleLine.map { " (\($0))" } ?? "") }
 }
 
 /// What a run of the rules did.
@@ -136,14 +140,19 @@ struct Driver {
     var staleSet = Set<ObjectIdentifier>()
     var report = RewriteReport()
     var counts: [Int]
-    var explanations: [ExplanationKey: (order: Int, explanation: Explanation, node: Node)] = [:]
+    /// Per rule (by name: a rule's forms share one) and node: why it did not fire, and how deep
+    /// the deepest form got in the visit that explained it (`visits`).
+    var explanations: [ExplanationKey: (order: Int, explanation: Explanation, node: Node, visit: Int, depth: Int)] = [:]
+    /// Nodes taken from the worklist so far: the forms of one rule tried at one visit explain
+    /// themselves together (the form that got furthest).
+    var visits = 0
     var nodeCreated: ((Node, String) -> Void)?
     var inputsChanged: ((Node) -> [Node])?
     var rewriteWillApply: ((RewriteEvent) -> Void)?
     var analysis: AnyObject?
 
     struct ExplanationKey: Hashable {
-        let rule: Int
+        let rule: String
         let node: ObjectIdentifier
     }
 
@@ -157,7 +166,7 @@ struct Driver {
     static let minimumSearchBudget = 100_000
 
     init(rules: [RewriteRule], model: Model, options: RewriteOptions) {
-        self.rules = rules.sorted { ($1.benefit, $0.name) < ($0.benefit, $1.name) }
+        self.rules = rules.sorted { ($1.benefit, $0.name, $0.form?.index ?? 0) < ($0.benefit, $1.name, $1.form?.index ?? 0) }
         replaced = self.rules.map(\.replacement.replacedVariables)
         singleNodeTakenOver = zip(self.rules, replaced).map { rule, replaced in
             guard rule.native == nil, rule.pattern.anchor == .node, rule.pattern.nodes.count == 1 else { return nil }
@@ -241,6 +250,7 @@ struct Driver {
                 }
                 let node = worklist[head]
                 head += 1
+                visits += 1
                 queued.remove(ObjectIdentifier(node))
                 guard node.graph != nil, let candidates = candidates(for: node) else { continue }
                 refreshIfStale(node)
@@ -258,7 +268,14 @@ struct Driver {
             stale.removeAll()
         } while head < worklist.count && !report.reachedRewriteCap
         if !report.reachedRewriteCap { applyItemRules(context: context, cap: cap) }
-        report.fired = rules.indices.filter { counts[$0] > 0 }.map { (rules[$0].name, counts[$0]) }
+        // A rule's forms are one rule in the report.
+        for index in rules.indices where counts[index] > 0 {
+            if let known = report.fired.firstIndex(where: { $0.rule == rules[index].name }) {
+                report.fired[known].count += counts[index]
+            } else {
+                report.fired.append((rules[index].name, counts[index]))
+            }
+        }
         report.explanations = explanations.values
             .filter { $0.node.graph != nil }
             .sorted { $0.order < $1.order }
@@ -298,19 +315,24 @@ struct Driver {
                 return nil
             case .failure(let refusal):
                 if refusal.isRuleError { recordRuleError(refusal.description) }
-                return MatchRefusal(reason: refusal.description, byPrepare: true, failedCheck: refusal.failedCheck)
+                return MatchRefusal(reason: refusal.description, byPrepare: true, failedCheck: refusal.failedCheck, ruleLine: refusal.ruleLine)
             }
         }
         report.candidatesTried += matcher.steps
         // The guard's look at the readers of replaced values is charged too.
         searchBudget[ruleIndex] = max(0, searchBudget[ruleIndex] - matcher.steps - readersLookedAt / Self.guardedReadersPerStep)
-        let key = ExplanationKey(rule: ruleIndex, node: ObjectIdentifier(node))
+        let key = ExplanationKey(rule: rule.name, node: ObjectIdentifier(node))
         guard let match, let prepared else {
             // A rule rooted at any operator would explain itself at every node it leaves alone.
             if options.explain, !rule.pattern.nodes[rule.pattern.root].matchesAnyOperator {
+                let failure = matcher.deepestFailure
+                // Of a rule's forms tried at this visit, the one that got furthest explains it.
+                if let known = explanations[key], known.visit == visits, known.depth >= failure.depth { return false }
                 let label = node.name ?? node.outputs.compactMap { $0?.name }.first ?? node.opType
-                let explanation = Explanation(rule: rule.name, node: label, opType: node.opType, reason: matcher.deepestFailure.reason)
-                explanations[key] = (explanations[key]?.order ?? explanations.count, explanation, node)
+                let reason = rule.form.map { "\($0.label): " + failure.reason } ?? failure.reason
+                var explanation = Explanation(rule: rule.name, node: label, opType: node.opType, reason: reason)
+                explanation.ruleLine = matcher.deepestFailureLine
+                explanations[key] = (explanations[key]?.order ?? explanations.count, explanation, node, visits, failure.depth)
             }
             return false
         }
@@ -577,12 +599,12 @@ struct Driver {
     /// Tries a native rule at `node`; true when it fired.
     mutating func attemptNative(_ ruleIndex: Int, _ native: NativeRewrite, at node: Node, context: RewriteContext) -> Bool {
         let rule = rules[ruleIndex]
-        let key = ExplanationKey(rule: ruleIndex, node: ObjectIdentifier(node))
+        let key = ExplanationKey(rule: rule.name, node: ObjectIdentifier(node))
         func refuse(_ reason: String) -> Bool {
             if options.explain, !rule.pattern.nodes[0].matchesAnyOperator {
                 let label = node.name ?? node.outputs.compactMap { $0?.name }.first ?? node.opType
                 let explanation = Explanation(rule: rule.name, node: label, opType: node.opType, reason: reason)
-                explanations[key] = (explanations[key]?.order ?? explanations.count, explanation, node)
+                explanations[key] = (explanations[key]?.order ?? explanations.count, explanation, node, visits, 0)
             }
             return false
         }

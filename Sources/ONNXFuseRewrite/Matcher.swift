@@ -31,6 +31,8 @@ struct MatchRefusal {
     var byPrepare: Bool
     /// The check of `PrepareDependencies.checks` that refused, when one did.
     var failedCheck: Int?
+    /// The line of the rule that refused (`RuleRefusal.ruleLine`).
+    var ruleLine: String?
 }
 
 /// Finds matches of a pattern anchored at a node. A failed match is a result: the reason
@@ -43,6 +45,8 @@ final class Matcher {
     /// What searches on the same graph found (checks' answers, candidate lists).
     let memo: SearchMemo?
     private(set) var deepestFailure: (depth: Int, reason: String) = (-1, "")
+    /// The line of the rule that gave `deepestFailure`, when the rule's own check did.
+    private(set) var deepestFailureLine: String?
     /// Candidate nodes tried in this search: a pattern of several interchangeable nodes
     /// (`a = Relu(x)`, `b = Relu(x)`, ...) against a value with many readers has a number of
     /// assignments exponential in the pattern's size, so the search stops at a budget (after
@@ -81,6 +85,7 @@ final class Matcher {
     /// `accept` returns nil to take the match or a refusal to go on searching.
     func match(at root: Node, accept: (Match) -> MatchRefusal?) -> Match? {
         deepestFailure = (-1, "")
+        deepestFailureLine = nil
         steps = 0
         unwindTo = nil
         refusedComplete = false
@@ -93,8 +98,11 @@ final class Matcher {
         return result
     }
 
-    private func fail(_ depth: Int, _ reason: @autoclosure () -> String) {
-        if depth > deepestFailure.depth { deepestFailure = (depth, reason()) }
+    private func fail(_ depth: Int, _ reason: @autoclosure () -> String, line: String? = nil) {
+        if depth > deepestFailure.depth {
+            deepestFailure = (depth, reason())
+            deepestFailureLine = line
+        }
     }
 
     private func name(_ variable: Int) -> String { pattern.valueNames[variable] }
@@ -115,7 +123,7 @@ final class Matcher {
                 result = match
                 return
             }
-            fail(step, refusal.reason)
+            fail(step, refusal.reason, line: refusal.ruleLine)
             refusedComplete = true
             // Every assignment that binds what refused alike is refused too.
             var target = step - 1
@@ -188,6 +196,7 @@ final class Matcher {
             chosen[step] = position
             steps += 1
             if steps > stepLimit {
+                deepestFailureLine = nil
                 deepestFailure = (Int.max, stepLimit < Self.maximumSteps
                     ? "the rule's pattern searches have tried as many candidate nodes as this model allows them (\(Driver.searchBudgetPerNode) per node, at least \(Driver.minimumSearchBudget)); it is not tried further"
                     : "the pattern search stopped after trying \(Self.maximumSteps) candidate nodes here")

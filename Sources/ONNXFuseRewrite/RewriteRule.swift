@@ -222,6 +222,10 @@ public struct RewriteRule {
     public var otherRootOpTypes: [String] = []
     /// What `prepare` reads of a match; nil when unknown (it may read anything).
     public var dependencies: PrepareDependencies?
+    /// Which form of its rule this is, when the rule has several (a rule file's rule whose match
+    /// has alternatives): the forms share the name, run in `index` order, and count as one rule
+    /// in reports.
+    public var form: RuleForm?
 
     /// A native rule rooted at each of `opTypes` of `domain` (`[PatternNode.anyOperator]` for
     /// any operator).
@@ -251,6 +255,23 @@ public struct RewriteRule {
     }
 }
 
+/// One of several forms of a rule (`RewriteRule.form`).
+public struct RuleForm: Sendable, Equatable {
+    /// Its position among the rule's forms, from 0: the order in which they are tried.
+    public var index: Int
+    /// How many forms the rule has.
+    public var count: Int
+    /// How explanations tell it apart: "form 2 of 4 (line 7: ReduceMean(x, a))".
+    public var label: String
+
+    /// A form.
+    public init(index: Int, count: Int, label: String) {
+        self.index = index
+        self.count = count
+        self.label = label
+    }
+}
+
 /// Why a rule does not fire on a match.
 public struct RuleRefusal: Error, CustomStringConvertible {
     /// The reason, such as "w is a graph input".
@@ -261,6 +282,9 @@ public struct RuleRefusal: Error, CustomStringConvertible {
     /// The check of `PrepareDependencies.checks` that refused, when one did: the refusal then
     /// depends only on what that check reads.
     public var failedCheck: Int?
+    /// Where the rule says what refused ("file:line" of the `where` or `compute` line), for
+    /// explanations; nil when no line of the rule did.
+    public var ruleLine: String?
 
     /// A reason.
     public init(_ description: String) { self.description = description }

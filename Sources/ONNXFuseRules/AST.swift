@@ -57,8 +57,9 @@ public struct RuleSyntax: Sendable {
     public var benefit: Int
     /// Op types named by `commute A, B`: their first two inputs may match in either order.
     public var commutative: [String]
-    /// The `match` block's node patterns, in order.
-    public var match: [NodeSyntax]
+    /// The `match` blocks, in order: each is a form of the rule (see `MatchForm`); a rule
+    /// anchored at an initializer or import has one block without lines.
+    public var matchBlocks: [MatchBlockSyntax]
     /// The `match` block's `initializer NAME` and `opset_import NAME` lines (a valid rule has
     /// either one of them or node patterns).
     public var items: [ItemMatchSyntax] = []
@@ -68,6 +69,34 @@ public struct RuleSyntax: Sendable {
     public var computes: [Assignment]
     /// The `replace` block, in order.
     public var replacements: [Replacement]
+}
+
+extension RuleSyntax {
+    /// The node patterns of the rule's first form: the first match block, each line as its
+    /// first alternative, optional lines present (a rule of one block without alternatives:
+    /// its nodes).
+    public var match: [NodeSyntax] { matchBlocks.first?.lines.map { $0.alternatives[0] } ?? [] }
+}
+
+/// One `match { ... }` block.
+public struct MatchBlockSyntax: Sendable {
+    /// Its node lines, in order.
+    public var lines: [MatchLineSyntax]
+    /// Where `match` is.
+    public var location: SourceLocation
+}
+
+/// One node line of a `match` block: `y = A(x)`, with alternatives `y = A(x) | B(x, c)` (the
+/// node is any one of them; they share the outputs), optional when it ends with `?`
+/// (`y = Cast(x)?`: the node may be missing, and then `y` is `x`, its first input).
+public struct MatchLineSyntax: Sendable {
+    /// The node as each alternative writes it, in order (at least one; all have the outputs
+    /// of the first).
+    public var alternatives: [NodeSyntax]
+    /// Whether the node may be missing (`?` at the end of the line).
+    public var isOptional: Bool
+    /// Where the line starts.
+    public var location: SourceLocation { alternatives[0].location }
 }
 
 /// `initializer NAME` or `opset_import NAME` in `match`: the rule is anchored at every

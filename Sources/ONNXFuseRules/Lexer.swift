@@ -27,6 +27,8 @@ enum Symbol: String, Sendable {
     case slash = "/"
     case and = "&&"
     case or = "||"
+    /// Between the alternatives of a match line: `A(x) | B(x)`.
+    case bar = "|"
 }
 
 /// What a token is.
@@ -288,8 +290,8 @@ struct Lexer: Sendable {
         case "<": return take(second == "=" ? .lessOrEqual : .less)
         case ">": return take(second == "=" ? .greaterOrEqual : .greater)
         case "&" where second == "&": return take(.and)
-        case "|" where second == "|": return take(.or)
-        case "&", "|":
+        case "|": return take(second == "|" ? .or : .bar)
+        case "&":
             position += 1
             return makeToken(.invalid("unexpected character '\(c)', expected '\(c)\(c)'"), from: start)
         case ".":

@@ -80,6 +80,10 @@ extension Parser {
                 )
             }
         }
+        // `|` separates the alternatives of a match line; in an expression it is a typo for `||`.
+        if peek().isSymbol(.bar) {
+            throw failure("unexpected character '|', expected '||'", at: location(peek()))
+        }
         return left
     }
 

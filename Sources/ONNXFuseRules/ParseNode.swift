@@ -44,6 +44,47 @@ extension Parser {
             throw failure(expected: "'=' after the outputs of a node")
         }
 
+        return try parseOperatorAndInputs(in: block, outputs: outputs, start: start, isAlternative: false)
+    }
+
+    /// A match line: a node pattern, its alternatives after `|`, and `?` when the node may be
+    /// missing.
+    mutating func parseMatchLine() throws(SyntaxFailure) -> MatchLineSyntax {
+        let first = try parseNode(in: .match).node
+        var alternatives = [first]
+        while accept(.bar) != nil {
+            skipNewlines()
+            if peek().identifier != nil, peekSecond().isSymbol(.assign) || peekSecond().isSymbol(.comma) {
+                throw failure("an alternative after '|' is written without outputs: 'y = A(x) | B(x)' (they share the outputs of the first)",
+                              at: location(peek()))
+            }
+            alternatives.append(try parseOperatorAndInputs(in: .match, outputs: first.outputs, start: location(peek()), isAlternative: true).node)
+        }
+        let question = accept(.question)
+        if let question {
+            // A missing node passes its first input on: it needs one named output and a first
+            // input that is a variable.
+            let named = first.outputs.compactMap { $0 }
+            if first.outputs.count != 1 || named.count != 1 {
+                _ = failure("an optional node ('?' at the end of the line) has one named output, which is its first input when the node is missing",
+                            at: location(question))
+            }
+            for node in alternatives {
+                guard case .variable? = node.inputs.first else {
+                    _ = failure("an optional node ('?' at the end of the line) must have a variable as its first input (\(node.opType) has none): it is what the output becomes when the node is missing",
+                                at: node.location)
+                    break
+                }
+            }
+        }
+        return MatchLineSyntax(alternatives: alternatives, isOptional: question != nil)
+    }
+
+    /// `[domain.]Op[<attributes>](inputs)` after the outputs and `=` of a node line (or after
+    /// `|` for an alternative, which is never a forward line).
+    mutating func parseOperatorAndInputs(
+        in block: BlockKind, outputs: [String?], start: SourceLocation, isAlternative: Bool
+    ) throws(SyntaxFailure) -> NodeLine {
         // `_` is any operator (match only), and only as the operator part.
         let opToken = peek()
         guard let firstPart = opToken.identifier else {
@@ -75,7 +116,7 @@ extension Parser {
         let written = (domain.map { $0 + "." } ?? "") + opType
 
         if domain == nil, atLineEnd() {
-            guard block == .replace else {
+            guard block == .replace, !isAlternative else {
                 throw failure(expected: "'(' and the inputs after \(opType) (forward lines 'z = x' belong in replace)")
             }
             guard outputs.count == 1, let target = outputs[0] else {

@@ -262,7 +262,7 @@ struct Parser {
         var benefit: Int?
         var commutative: [String] = []
         var blocks: [BlockKind: Token] = [:]
-        var match: [NodeSyntax] = []
+        var matchBlocks: [MatchBlockSyntax] = []
         var items: [ItemMatchSyntax] = []
         var guards: [Expression] = []
         var computes: [Assignment] = []
@@ -332,8 +332,10 @@ struct Parser {
         for required in [BlockKind.match, .replace] where parts.blocks[required] == nil {
             _ = failure("rule '\(name)' has no \(required) block, expected '\(required) { ... }'", at: at)
         }
-        if let match = parts.blocks[.match], parts.match.isEmpty, parts.items.isEmpty, !parts.broken.contains(.match) {
-            _ = failure("expected at least one node pattern in the match block of rule '\(name)'", at: location(match))
+        if parts.items.isEmpty, !parts.broken.contains(.match) {
+            for block in parts.matchBlocks where block.lines.isEmpty {
+                _ = failure("expected at least one node pattern in the match block of rule '\(name)'", at: block.location)
+            }
         }
         var rule = RuleSyntax(
             name: name,
@@ -342,7 +344,7 @@ struct Parser {
             text: lexer.text(from: ruleToken.start, to: closing.end),
             benefit: parts.benefit ?? 1,
             commutative: parts.commutative,
-            match: parts.match,
+            matchBlocks: parts.matchBlocks,
             guards: parts.guards,
             computes: parts.computes,
             replacements: parts.replacements
@@ -360,7 +362,14 @@ struct Parser {
         }
         if let kind = BlockKind(rawValue: word) {
             advance()
-            if parts.blocks[kind] != nil {
+            if kind == .match {
+                // Each match block is a form of the rule: several are alternatives.
+                parts.blocks[kind] = parts.blocks[kind] ?? token
+                parts.matchBlocks.append(MatchBlockSyntax(lines: [], location: location(token)))
+                let known = errors.count
+                defer { if errors.count > known { parts.broken.insert(kind) } }
+                try parseBlock(kind, keyword: token, rule: rule, into: &parts)
+            } else if parts.blocks[kind] != nil {
                 _ = failure("rule '\(rule)' has more than one \(word) block", at: location(token))
                 var ignored = RuleParts()
                 try parseBlock(kind, keyword: token, rule: rule, into: &ignored)
@@ -485,7 +494,8 @@ struct Parser {
                 try expectLineEnd("'\(word) \(name)'")
                 return
             }
-            parts.match.append(try parseNode(in: .match).node)
+            let line = try parseMatchLine()
+            parts.matchBlocks[parts.matchBlocks.count - 1].lines.append(line)
             try expectLineEnd("a node pattern")
         case .replace:
             let line = try parseNode(in: .replace)

@@ -11,17 +11,143 @@ public struct CompiledRule {
     public let comment: [String]
     /// Its source text.
     public let text: String
-    /// What the engine runs.
-    public let rewrite: RewriteRule
+    /// What the engine runs: one rewrite per form of the rule (`MatchForm`), in the order they
+    /// are tried, all named after the rule.
+    public let rewrites: [RewriteRule]
+
+    /// The rewrite of the rule's first form (its only one, unless its match has alternatives).
+    public var rewrite: RewriteRule { rewrites[0] }
 
     /// A rule built in another way than from a rule file (a native rule written in Swift).
     public init(name: String, file: String, comment: [String], text: String, rewrite: RewriteRule) {
+        self.init(name: name, file: file, comment: comment, text: text, rewrites: [rewrite])
+    }
+
+    /// A rule of one or more forms.
+    init(name: String, file: String, comment: [String], text: String, rewrites: [RewriteRule]) {
+        precondition(!rewrites.isEmpty, "a rule has at least one form")
         self.name = name
         self.file = file
         self.comment = comment
         self.text = text
-        self.rewrite = rewrite
+        self.rewrites = rewrites
     }
+}
+
+/// One way a rule's match can be met: the nodes of one match block, with one alternative chosen
+/// on each line and each optional line present or missing. A rule has at least one form; each
+/// compiles to its own rewrite, and they are tried in order.
+struct MatchForm {
+    /// The node patterns, in order (the last is the root).
+    var nodes: [NodeSyntax]
+    /// The output of each missing optional node, and the value it is instead (its first input).
+    var aliases: [String: String]
+    /// How the form is told apart in explanations and errors ("" for a rule of one form):
+    /// "form 2 of 4 (line 7: ReduceMean(x, a); line 9: without Cast)".
+    var label: String
+
+    /// The value `name` stands for once the missing nodes' outputs are their inputs.
+    func resolve(_ name: String) -> String {
+        var name = name
+        var steps = 0
+        while let target = aliases[name], steps <= aliases.count {
+            name = target
+            steps += 1
+        }
+        return name
+    }
+}
+
+/// The most forms one rule may have (its match blocks, times the alternatives of each line, times
+/// two for each optional line).
+let maximumMatchForms = 64
+
+/// The forms of `rule`, in the order they are tried: block by block; within a block, the first
+/// line's choice changes slowest, alternatives in written order, an optional node present before
+/// missing.
+func matchForms(of rule: RuleSyntax) -> Result<[MatchForm], RuleError> {
+    var total = 0
+    for block in rule.matchBlocks {
+        var count = 1
+        for line in block.lines {
+            count *= line.alternatives.count + (line.isOptional ? 1 : 0)
+            if count > maximumMatchForms { break }
+        }
+        total += count
+        if total > maximumMatchForms {
+            return .failure(RuleError("rule '\(rule.name)' has more than \(maximumMatchForms) forms (match blocks, times the alternatives of each line, times 2 for each optional node), the limit", at: rule.location))
+        }
+    }
+    var forms: [MatchForm] = []
+    for block in rule.matchBlocks {
+        // Per line: the alternative chosen, or -1 when the optional node is missing.
+        var choices = block.lines.map { _ in 0 }
+        func options(_ line: MatchLineSyntax) -> [Int] { Array(line.alternatives.indices) + (line.isOptional ? [-1] : []) }
+        var positions = block.lines.map { _ in 0 }
+        while true {
+            for (index, line) in block.lines.enumerated() { choices[index] = options(line)[positions[index]] }
+            var nodes: [NodeSyntax] = []
+            var aliases: [String: String] = [:]
+            var notes: [String] = []
+            for (line, choice) in zip(block.lines, choices) {
+                if choice < 0 {
+                    let node = line.alternatives[0]
+                    if let output = node.outputs.first ?? nil, case .variable(let input)? = node.inputs.first {
+                        aliases[output] = input
+                    }
+                    notes.append("line \(line.location.line): without \(node.opType)")
+                } else {
+                    nodes.append(line.alternatives[choice])
+                    if line.alternatives.count > 1 {
+                        notes.append("line \(line.location.line): \(describeAlternative(line.alternatives[choice]))")
+                    }
+                }
+            }
+            // A form whose every node is missing matches nothing: it is not a form.
+            if !nodes.isEmpty {
+                if rule.matchBlocks.count > 1 { notes.insert("match at line \(block.location.line)", at: 0) }
+                forms.append(MatchForm(nodes: nodes, aliases: aliases, label: notes.isEmpty ? "" : "(" + notes.joined(separator: "; ") + ")"))
+            }
+            // The next combination: the last line changes fastest.
+            var index = block.lines.count - 1
+            while index >= 0 {
+                positions[index] += 1
+                if positions[index] < options(block.lines[index]).count { break }
+                positions[index] = 0
+                index -= 1
+            }
+            if index < 0 { break }
+        }
+    }
+    if forms.count > 1 {
+        for index in forms.indices {
+            forms[index].label = "form \(index + 1) of \(forms.count)" + (forms[index].label.isEmpty ? "" : " " + forms[index].label)
+        }
+    } else {
+        forms = forms.map { MatchForm(nodes: $0.nodes, aliases: $0.aliases, label: "") }
+    }
+    return .success(forms)
+}
+
+/// An alternative as a label shows it: `ReduceMean<axes>(x)`, `ReduceMean(x, a)`.
+func describeAlternative(_ node: NodeSyntax) -> String {
+    let attributes = node.attributes.map { entry -> String in
+        switch entry {
+        case .equals(let name, _, _), .bind(let name, _, _, _): return name
+        case .absent(let name, _): return "!" + name
+        case .copyFrom(let variable, _): return "..." + variable
+        }
+    }
+    let inputs = node.inputs.map { input -> String in
+        switch input {
+        case .variable(let name): return name
+        case .optional(let name): return name + "?"
+        case .any: return "_"
+        case .rest: return "..."
+        }
+    }
+    return (node.domain.map { $0 + "." } ?? "") + node.opType + (attributes.isEmpty ? "" : "<" + attributes.joined(separator: ", ") + ">")
+        + "(" + inputs.joined(separator: ", ") + ")"
 }
 
 /// The functions of `where` that look at graph values rather than tensors; any other call
@@ -67,11 +193,67 @@ public func compileRules(_ file: RuleFileSyntax, functions: FunctionTable = .bui
         if !names.insert(rule.name).inserted {
             errors.append(RuleError("rule '\(rule.name)' is defined twice in this file", at: rule.location))
         }
-        do throws(RuleErrors) {
-            var compiler = RuleCompiler(rule: rule, file: file.file, functions: functions)
-            compiled.append(try compiler.compile())
-        } catch {
-            errors.append(contentsOf: error.errors)
+        if !rule.items.isEmpty {
+            do throws(RuleErrors) {
+                var compiler = RuleCompiler(rule: rule, form: MatchForm(nodes: [], aliases: [:], label: ""), file: file.file, functions: functions)
+                compiled.append(try compiler.compileItemRule(rule.items[0]))
+            } catch {
+                errors.append(contentsOf: error.errors)
+            }
+            continue
+        }
+        let forms: [MatchForm]
+        switch matchForms(of: rule) {
+        case .success(let found): forms = found
+        case .failure(let error):
+            errors.append(error)
+            continue
+        }
+        if forms.isEmpty {
+            errors.append(RuleError("rule '\(rule.name)' matches nothing", at: rule.location))
+            continue
+        }
+        // Every variable some form binds: a form that does not bind it sees it absent.
+        var otherValues: [String] = []
+        var otherAttributes: [String] = []
+        for form in forms {
+            for node in form.nodes {
+                for case .variable(let name) in node.inputs { otherValues.append(name) }
+                for case .optional(let name) in node.inputs { otherValues.append(name) }
+                for case let name? in node.outputs { otherValues.append(name) }
+                for case .bind(_, let variable, _, _) in node.attributes { otherAttributes.append(variable) }
+            }
+        }
+        // An error found in some forms only names them; one found in every form is reported once.
+        var formErrors: [(error: RuleError, forms: [Int])] = []
+        var rewrites: [RewriteRule] = []
+        for (index, form) in forms.enumerated() {
+            do throws(RuleErrors) {
+                var compiler = RuleCompiler(rule: rule, form: form, file: file.file, functions: functions)
+                compiler.variablesOfOtherForms = (otherValues, otherAttributes)
+                var rewrite = try compiler.compileForm()
+                if forms.count > 1 { rewrite.form = RuleForm(index: index, count: forms.count, label: form.label) }
+                rewrites.append(rewrite)
+            } catch {
+                for found in error.errors {
+                    if let known = formErrors.firstIndex(where: { $0.error == found }) {
+                        formErrors[known].forms.append(index)
+                    } else {
+                        formErrors.append((found, [index]))
+                    }
+                }
+            }
+        }
+        for (found, inForms) in formErrors {
+            var error = found
+            if inForms.count < forms.count {
+                let shown = inForms.prefix(3).map { forms[$0].label }.joined(separator: ", ")
+                error.message += " (in \(shown)\(inForms.count > 3 ? " and \(inForms.count - 3) more" : ""))"
+            }
+            errors.append(error)
+        }
+        if formErrors.isEmpty {
+            compiled.append(CompiledRule(name: rule.name, file: file.file, comment: rule.comment, text: rule.text, rewrites: rewrites))
         }
     }
     if !errors.isEmpty { throw RuleErrors(errors) }
@@ -81,6 +263,11 @@ public func compileRules(_ file: RuleFileSyntax, functions: FunctionTable = .bui
 /// Compiles one rule.
 struct RuleCompiler {
     let rule: RuleSyntax
+    /// The form being compiled: its nodes stand for the match.
+    let form: MatchForm
+    /// The value and attribute variables that the rule's other forms bind; this form sees those
+    /// it does not bind itself as absent.
+    var variablesOfOtherForms: (values: [String], attributes: [String]) = ([], [])
     let file: String
     let functions: FunctionTable
     var errors: [RuleError] = []
@@ -99,8 +286,9 @@ struct RuleCompiler {
     /// The attribute each slot sets, for the type its operator's schema declares.
     var attributeSlotTargets: [AttributeTarget] = []
 
-    init(rule: RuleSyntax, file: String, functions: FunctionTable) {
+    init(rule: RuleSyntax, form: MatchForm, file: String, functions: FunctionTable) {
         self.rule = rule
+        self.form = form
         self.file = file
         self.functions = functions
     }
@@ -109,18 +297,19 @@ struct RuleCompiler {
         errors.append(RuleError(message, at: location))
     }
 
-    mutating func valueVariable(_ name: String) -> Int {
+    mutating func valueVariable(_ written: String) -> Int {
+        let name = form.resolve(written)
         if let index = valueVariables[name] { return index }
         valueVariables[name] = valueNames.count
         valueNames.append(name)
         return valueNames.count - 1
     }
 
-    mutating func compile() throws(RuleErrors) -> CompiledRule {
-        if let item = rule.items.first { return try compileItemRule(item) }
+    /// The rewrite of this form.
+    mutating func compileForm() throws(RuleErrors) -> RewriteRule {
         // Match: the pattern. The last node line is the root the engine anchors at.
         var patternNodes: [PatternNode] = []
-        for node in rule.match {
+        for node in form.nodes {
             var inputs: [PatternInput] = []
             for (position, input) in node.inputs.enumerated() {
                 switch input {
@@ -144,7 +333,7 @@ struct RuleCompiler {
                 guard let output else { outputs.append(.ignored); continue }
                 let v = valueVariable(output)
                 if let other = producedBy[v] {
-                    error("'\(output)' is already an output of \(rule.match[other].opType)", node.location)
+                    error("'\(output)' is already an output of \(form.nodes[other].opType)", node.location)
                 }
                 producedBy[v] = patternNodes.count
                 outputs.append(.variable(v))
@@ -183,7 +372,18 @@ struct RuleCompiler {
         for name in attributeVariables.keys.sorted() where valueVariables[name] != nil {
             error("'\(name)' names both a value and an attribute", rule.location)
         }
-        if rule.match.isEmpty { error("rule '\(rule.name)' matches nothing", rule.location) }
+        // A missing optional node's output is the value of its input.
+        for alias in form.aliases.keys.sorted() where valueVariables[alias] == nil {
+            valueVariables[alias] = valueVariable(alias)
+        }
+        // What other forms bind and this one does not is absent here.
+        for name in variablesOfOtherForms.values where valueVariables[name] == nil && attributeVariables[name] == nil {
+            _ = valueVariable(name)
+        }
+        for name in variablesOfOtherForms.attributes where valueVariables[name] == nil && attributeVariables[name] == nil {
+            attributeVariables[name] = attributeNames.count
+            attributeNames.append(name)
+        }
 
         checkConditionsAndComputes()
 
@@ -194,7 +394,7 @@ struct RuleCompiler {
         // the replacement must give it a producer.
         let replaced = replacement.replacedVariables
         for (v, node) in producedBy.sorted(by: { $0.key < $1.key }) where !consumed.contains(v) && !replaced.contains(v) {
-            error("'\(valueNames[v])', an output of \(rule.match[node].opType), is not given a replacement", rule.match[node].location)
+            error("'\(valueNames[v])', an output of \(form.nodes[node].opType), is not given a replacement", form.nodes[node].location)
         }
 
         guard errors.isEmpty else { throw RuleErrors(errors) }
@@ -202,7 +402,7 @@ struct RuleCompiler {
         do {
             pattern = try Pattern(nodes: patternNodes, root: patternNodes.count - 1, valueNames: valueNames, attributeNames: attributeNames)
         } catch {
-            throw RuleErrors([RuleError(error.description, at: rule.match.last!.location)])
+            throw RuleErrors([RuleError(error.description, at: form.nodes.last!.location)])
         }
         var readSlots = Set<Int>()
         for node in replacement.nodes { for case .computed(let slot) in node.inputs { readSlots.insert(slot) } }
@@ -221,11 +421,10 @@ struct RuleCompiler {
         let dependencies = PrepareDependencies(reads: reads, checks: checks) { index, match, context in
             program.check(conditions[index], match, context)
         }
-        let rewrite = RewriteRule(name: rule.name, benefit: rule.benefit, pattern: pattern, replacement: replacement,
-                                  dependencies: dependencies) { match, context in
+        return RewriteRule(name: rule.name, benefit: rule.benefit, pattern: pattern, replacement: replacement,
+                           dependencies: dependencies) { match, context in
             program.prepare(match, context)
         }
-        return CompiledRule(name: rule.name, file: file, comment: rule.comment, text: rule.text, rewrite: rewrite)
     }
 
     /// The variables of the match that `expression` names.
@@ -250,6 +449,9 @@ struct RuleCompiler {
         }
         if let node = rule.match.first {
             error("'\(item.kind.rawValue) \(item.name)' stands alone in match; it cannot be combined with node patterns", node.location)
+        }
+        if rule.matchBlocks.count > 1 {
+            error("'\(item.kind.rawValue) \(item.name)' stands alone in match; a rule that matches it has one match block", rule.matchBlocks[1].location)
         }
         if let location = line(of: rule.replacements.first) {
             error("a rule that matches '\(item.kind.rawValue) \(item.name)' removes it: its replace block must be empty", location)
@@ -422,8 +624,10 @@ struct RuleCompiler {
                         check(argument, computedSoFar: computedSoFar)
                         continue
                     }
+                    // An attribute (of an attribute-or-input alternative) is constant, and may be absent.
                     if case .name(let variable, _) = argument,
-                       valueVariables[variable] != nil || (name == "constant" && computedSoFar.contains(variable)) {
+                       valueVariables[variable] != nil || (name == "constant" && computedSoFar.contains(variable))
+                        || (name == "constant" || name == "absent") && attributeVariables[variable] != nil {
                         continue
                     }
                     error("\(name)() takes variables of the match", argument.location)

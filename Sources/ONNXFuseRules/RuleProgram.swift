@@ -27,6 +27,7 @@ struct RuleProgram {
     }
 
     private func check(_ condition: Expression, _ scope: inout Scope) -> RuleRefusal? {
+        var refusal: RuleRefusal
         do {
             scope.why = nil
             let value = try scope.evaluate(condition)
@@ -37,11 +38,30 @@ struct RuleProgram {
             case .tensor(let array, .bool): holds = array.values.allSatisfy { $0 != 0 }
             default: return RuleRefusal("`\(condition)` is \(value.kind), not a boolean")
             }
-            return holds ? nil : RuleRefusal(scope.why ?? "`\(condition)` is false")
+            if holds { return nil }
+            // `constant(w)` says which value is not; a compound condition is shown whole (its
+            // last call's reason may belong to a part that did not decide).
+            if case .call = condition, let why = scope.why {
+                refusal = RuleRefusal(why)
+            } else {
+                refusal = RuleRefusal("`\(condition)` is false")
+            }
         } catch {
             if error.exceedsLimit { return .ruleError("\(condition.location): \(error.message)") }
-            return RuleRefusal(error.message)
+            refusal = RuleRefusal(error.message)
         }
+        refusal.ruleLine = Self.line(condition.location)
+        return refusal
+    }
+
+    /// `file:line`, as explanations show a rule's line.
+    static func line(_ location: SourceLocation) -> String { "\(location.file):\(location.line)" }
+
+    /// A refusal by the rule's line at `location`.
+    static func refusal(_ text: String, at location: SourceLocation) -> RuleRefusal {
+        var refusal = RuleRefusal(text)
+        refusal.ruleLine = line(location)
+        return refusal
     }
 
     func prepare(_ match: Match, _ context: RewriteContext) -> Result<PreparedReplacement, RuleRefusal> {
@@ -55,6 +75,10 @@ struct RuleProgram {
         }
         var tensors: [Tensor] = []
         for assignment in rule.computes {
+            // A refusal here names the compute line.
+            func refused(_ text: String) -> Result<PreparedReplacement, RuleRefusal> {
+                .failure(Self.refusal(text, at: assignment.location))
+            }
             do {
                 let value = try scope.evaluate(assignment.value)
                 scope.computed[assignment.name] = value
@@ -66,31 +90,31 @@ struct RuleProgram {
                 }
                 guard case .tensor(let array, let type) = tensorValue else {
                     if readSlots.contains(computedSlots[assignment.name]!) {
-                        return .failure(RuleRefusal("\(assignment.name) is \(value.kind), which a node cannot read"))
+                        return refused("\(assignment.name) is \(value.kind), which a node cannot read")
                     }
                     // Not a tensor: usable in later computations only.
                     tensors.append(Tensor(dataType: .float, dims: [0], storage: .none))
                     continue
                 }
                 // A non-finite value stops the rule where it first appears (k, not the w2 made from it).
-                guard array.isFinite else { return .failure(RuleRefusal("\(assignment.name) is not finite")) }
+                guard array.isFinite else { return refused("\(assignment.name) is not finite") }
                 // Only what a node reads becomes a tensor of the model; intermediates stay float64.
                 guard readSlots.contains(computedSlots[assignment.name]!) else {
                     tensors.append(Tensor(dataType: .float, dims: [0], storage: .none))
                     continue
                 }
                 guard let type else {
-                    return .failure(RuleRefusal("\(assignment.name) has no element type (it is computed from literals only)"))
+                    return refused("\(assignment.name) has no element type (it is computed from literals only)")
                 }
                 // Rounding to the stored type can overflow what was finite in float64 (3e38 × 2
                 // as float, 60000 × 2 as float16).
                 guard array.isFinite(storedAs: type) else {
-                    return .failure(RuleRefusal("\(assignment.name) is not finite once stored as \(type) (an element overflows it)"))
+                    return refused("\(assignment.name) is not finite once stored as \(type) (an element overflows it)")
                 }
                 tensors.append(try array.tensor(as: type))
             } catch {
                 if error.exceedsLimit { return .failure(.ruleError("\(assignment.value.location): \(assignment.name): \(error.message)")) }
-                return .failure(RuleRefusal("\(assignment.name): \(error.message)"))
+                return refused("\(assignment.name): \(error.message)")
             }
         }
         var attributes: [AttributeValue] = []
@@ -103,7 +127,7 @@ struct RuleProgram {
                 if let version = context.opsetVersion(target.domain),
                    let schema = OperatorSchemas.schema(target.opType, domain: target.domain, version: version) {
                     guard let declared = schema.attributes.first(where: { $0.name == target.name }) else {
-                        return .failure(RuleRefusal("\(target.opType) has no attribute '\(target.name)' at opset \(version)"))
+                        return .failure(Self.refusal("\(target.opType) has no attribute '\(target.name)' at opset \(version)", at: expression.location))
                     }
                     attributes.append(try target.value(of: value, as: declared.type, expression: expression))
                 } else {
@@ -111,7 +135,7 @@ struct RuleProgram {
                 }
             } catch {
                 if error.exceedsLimit { return .failure(.ruleError("\(expression.location): \(error.message)")) }
-                return .failure(RuleRefusal(error.message))
+                return .failure(Self.refusal(error.message, at: expression.location))
             }
         }
         return .success(PreparedReplacement(tensors: tensors, attributeValues: attributes))
@@ -160,9 +184,11 @@ struct RuleProgram {
             self.context = context
         }
 
-        /// The graph value bound to `name`: `.some(nil)` when absent.
+        /// The graph value bound to `name`: `.some(nil)` when absent (an optional input the node
+        /// lacks, or a variable only another form of the rule binds); nil when `name` is not a
+        /// value variable.
         func graphValue(_ name: String) -> Value?? {
-            program.valueVariables[name].flatMap { match.values[$0] }
+            program.valueVariables[name].map { match.values[$0] ?? nil }
         }
 
         func constant(_ value: Value) -> Tensor? {
@@ -314,8 +340,14 @@ struct RuleProgram {
                 }
                 if let value = graphValue(name) {
                     bound.append((name, value))
-                } else if function == "constant", computed[name] != nil {
-                    continue  // computed values are constants
+                } else if function == "constant", computed[name] != nil || program.attributeVariables[name] != nil {
+                    continue  // computed values and attributes are constants
+                } else if function == "absent", let index = program.attributeVariables[name] {
+                    if match.attributes[index] != nil {
+                        why = "\(name) is present"
+                        return .boolean(false)
+                    }
+                    continue
                 } else {
                     throw EvaluationError("\(function)(): '\(name)' is not a value of the match")
                 }

@@ -258,20 +258,23 @@ struct OnnxFuseCommand: ParsableCommand {
 }
 
 /// `--explain`'s lines: one per rule and reason, in the order first seen, with how many nodes
-/// and the first few of them (`--explain=all` gives one line per node instead).
+/// and the first few of them, and the rule's line that failed when one did (`--explain=all` gives one
+/// line per node instead).
 func explanationSummary(_ explanations: [Explanation]) -> [String] {
     var order: [String] = []
     var nodes: [String: [String]] = [:]
+    var lines: [String: String] = [:]
     for explanation in explanations {
         let key = "\(explanation.rule): \(explanation.reason)"
         if nodes[key] == nil { order.append(key) }
         nodes[key, default: []].append(explanation.node)
+        if let line = explanation.ruleLine { lines[key] = line }
     }
     return order.map { key in
         let at = nodes[key]!
         let shown = at.prefix(3).map { "'\($0)'" }.joined(separator: ", ")
         let place = at.count == 1 ? "at node \(shown)" : "at \(at.count) nodes: \(shown)\(at.count > 3 ? ", ..." : "")"
-        return "onnx-fuse: explain: \(key) (\(place))"
+        return "onnx-fuse: explain: \(key) (\(place)\(lines[key].map { "; \($0)" } ?? ""))"
     }
 }
 

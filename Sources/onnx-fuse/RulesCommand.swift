@@ -117,13 +117,16 @@ func checkRules(_ rules: [CompiledRule], on path: String, seed: UInt64, strict: 
         var count = 0
         switch pattern.anchor {
         case .node:
-            let root = pattern.nodes[pattern.root]
-            let opTypes = Set([root.opType] + rule.rewrite.otherRootOpTypes)
-            let domain = root.domain == "ai.onnx" ? "" : root.domain
+            // A node counts once however many of the rule's forms are rooted at its operator.
+            let roots = rule.rewrites.map { rewrite in
+                let root = rewrite.pattern.nodes[rewrite.pattern.root]
+                return (domain: root.domain == "ai.onnx" ? "" : root.domain, any: root.matchesAnyOperator,
+                        opTypes: Set([root.opType] + rewrite.otherRootOpTypes))
+            }
             for graph in model.allGraphs {
-                for node in graph.nodes where (node.isDefaultDomain ? "" : node.domain!) == domain
-                    && (root.matchesAnyOperator || opTypes.contains(node.opType)) {
-                    count += 1
+                for node in graph.nodes {
+                    let domain = node.isDefaultDomain ? "" : node.domain!
+                    if roots.contains(where: { $0.domain == domain && ($0.any || $0.opTypes.contains(node.opType)) }) { count += 1 }
                 }
             }
         case .initializer:

@@ -104,7 +104,7 @@ final class FunctionTests: XCTestCase {
         graph.addOutput(graph.lastNode!.outputs[0]!, info: ValueInfo(type: nil))
         var options = RewriteOptions()
         options.explain = true
-        let report = applyRules(rules.map(\.rewrite), to: model, options: options)
+        let report = applyRules(rules.flatMap(\.rewrites), to: model, options: options)
         try model.verify()
         return report.fired.isEmpty ? report.explanations.map(\.reason).joined(separator: "; ") : "fired"
     }

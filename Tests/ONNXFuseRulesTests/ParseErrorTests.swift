@@ -127,9 +127,10 @@ final class ParseErrorTests: XCTestCase {
     }
 
     func testDuplicateBlocksAndBenefit() {
-        check(rule("  match { y = A(x) }\n  match { y = B(x) }\n  replace { y = x }\n  benefit 2\n  benefit 3"),
-              "3:3: rule 't' has more than one match block",
-              "6:3: rule 't' has more than one benefit")
+        // Two match blocks are two forms of the rule; two where blocks are a mistake.
+        check(rule("  match { y = A(x) }\n  match { y = B(x) }\n  where { true }\n  where { true }\n  replace { y = x }\n  benefit 2\n  benefit 3"),
+              "5:3: rule 't' has more than one where block",
+              "8:3: rule 't' has more than one benefit")
     }
 
     func testMissingRequiredBlocks() {

@@ -324,7 +324,7 @@ final class RuleCompilerTests: XCTestCase {
             }
 
             """)
-        XCTAssertEqual(report.explanations.map(\.description), ["div-by-constant at node 'q': `dtype(c) in [float, double, float16]` is false"])
+        XCTAssertEqual(report.explanations.map(\.description), ["div-by-constant at node 'q': `dtype(c) in [float, double, float16]` is false (test.rules:25)"])
     }
 
     func testADagWithASharedInputAndCommutativeAdd() throws {

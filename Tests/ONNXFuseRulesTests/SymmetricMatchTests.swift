@@ -103,7 +103,7 @@ final class SymmetricMatchTests: XCTestCase {
             """
         let outcome = try compare(text, (0..<8).map { _ in (op: "Relu", rank: nil, isOutput: true) })
         XCTAssertEqual(outcome.explanations.count, 8)
-        XCTAssertEqual(outcome.explanations.first, "five at node 'r0': `rank(x) == 7` is false")
+        XCTAssertEqual(outcome.explanations.first, "five at node 'r0': `rank(x) == 7` is false (test.rules:9)")
         XCTAssertGreaterThan(outcome.plain, 8 * 840)
         XCTAssertLessThanOrEqual(outcome.pruned, 8 * 6)
     }
@@ -162,7 +162,7 @@ final class SymmetricMatchTests: XCTestCase {
             }
             """
         let outcome = try compare(text, (0..<8).map { _ in (op: "Relu", rank: 2, isOutput: true) })
-        XCTAssertEqual(outcome.explanations.first, "last at node 'r0': `rank(a4) == 3` is false")
+        XCTAssertEqual(outcome.explanations.first, "last at node 'r0': `rank(a4) == 3` is false (test.rules:9)")
         XCTAssertGreaterThan(outcome.plain, 8 * 840)
         // One complete match per root: a4 passes over the readers a5, a1, a2 and a3 took.
         XCTAssertLessThanOrEqual(outcome.pruned, 8 * 10)

@@ -38,7 +38,7 @@ final class RulesCommandTests: XCTestCase {
         let result = try run(["overridable_initializer.onnx", "--no-builtin", "--rules", Self.example, "--explain",
                               "--report", "report.json", "-o", "out.onnx"], in: dir)
         XCTAssertEqual(result.status, 0, result.stderr)
-        XCTAssertTrue(result.stderr.contains("onnx-fuse: explain: fold-conv-batchnorm: w ('W') is an initializer that is also a graph input (at node 'bn')"),
+        XCTAssertTrue(result.stderr.contains("onnx-fuse: explain: fold-conv-batchnorm: w ('W') is an initializer that is also a graph input (at node 'bn'; \(Self.example):9)"),
                       result.stderr)
         let report = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("report.json"))) as! [String: Any]
         XCTAssertEqual(report["nodes_before"] as? Int, 3)
@@ -221,7 +221,7 @@ final class RulesCommandTests: XCTestCase {
         let refused = try run(["conv_bn.onnx", "--no-builtin", "--rules", "typed.rules", "--only", "floats-from-tensor", "-o", "refused.onnx",
                                "--explain"], in: dir)
         XCTAssertEqual(refused.status, 0, refused.stderr)
-        XCTAssertTrue(refused.stderr.contains("floats-from-tensor: LeakyRelu's attribute 'alpha' is a FLOAT; `scale` is 4 numbers (at node 'bn')"),
+        XCTAssertTrue(refused.stderr.contains("floats-from-tensor: LeakyRelu's attribute 'alpha' is a FLOAT; `scale` is 4 numbers (at node 'bn'; typed.rules:8)"),
                       refused.stderr)
         XCTAssertTrue(refused.stderr.contains("3 -> 3 nodes"), refused.stderr)
     }

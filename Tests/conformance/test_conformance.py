@@ -181,7 +181,7 @@ EXPECTED_BUILTIN_FIRINGS: dict[str, dict[str, int]] = {
     "rule_traps.onnx": {"fold-constants": 1, "merge-lora": 1},
     "shared_weights.onnx": {"fold-conv-batchnorm": 2},
     "squeeze_unsqueeze.onnx": {"cancel-squeeze-unsqueeze": 1, "cancel-unsqueeze-squeeze": 1},
-    "squeeze_unsqueeze_opset11.onnx": {"cancel-squeeze-unsqueeze-v1": 1, "cancel-unsqueeze-squeeze-v1": 1},
+    "squeeze_unsqueeze_opset11.onnx": {"cancel-squeeze-unsqueeze": 1, "cancel-unsqueeze-squeeze": 1},
     "transpose_pair.onnx": {"cancel-transpose-transpose": 1, "fuse-transpose-transpose": 1},
     "unknown_fields.onnx": {"fold-conv-batchnorm": 1},
     # The operator-aware built-ins (scripts/make-shape-fixtures.py).
