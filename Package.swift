@@ -33,6 +33,8 @@ let package = Package(
                 .embedInCode("Rules/cleanup.rules"),
                 .embedInCode("Rules/affine.rules"),
                 .embedInCode("Rules/matmul.rules"),
+                .embedInCode("Rules/activation.rules"),
+                .embedInCode("Rules/normalization.rules"),
             ]
         ),
         .executableTarget(

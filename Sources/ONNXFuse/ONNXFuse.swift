@@ -36,6 +36,8 @@ public enum RuleFiles {
         ("cleanup.rules", String(decoding: PackageResources.cleanup_rules, as: UTF8.self)),
         ("affine.rules", String(decoding: PackageResources.affine_rules, as: UTF8.self)),
         ("matmul.rules", String(decoding: PackageResources.matmul_rules, as: UTF8.self)),
+        ("activation.rules", String(decoding: PackageResources.activation_rules, as: UTF8.self)),
+        ("normalization.rules", String(decoding: PackageResources.normalization_rules, as: UTF8.self)),
     ]
 
     /// The built-in rules, which run unless turned off (`--no-builtin`): the native rules

@@ -145,6 +145,8 @@ public struct Attribute {
     public var float: Float? { if case .float(let v)? = value { return v }; return nil }
     /// The value as an integer, if it is one.
     public var int: Int64? { if case .int(let v)? = value { return v }; return nil }
+    /// The value as text (UTF-8), if it is a string.
+    public var string: String? { if case .string(let v)? = value { return String(decoding: v, as: UTF8.self) }; return nil }
     /// The value as a list of integers, if it is one.
     public var ints: [Int64]? { if case .ints(let v)? = value { return v }; return nil }
     /// The value as a list of floats, if it is one.

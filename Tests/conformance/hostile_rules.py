@@ -371,6 +371,8 @@ MUTATION_FIXTURES = {
     "affine.rules": ["affine_variants.onnx", "conv_add_bias.onnx", "conv_mul_scale.onnx", "convtranspose_mul.onnx",
                      "pad_conv.onnx", "pad_conv_axes.onnx", "pad_conv_opset10.onnx", "conv_add_trap.onnx"],
     "matmul.rules": ["lora.onnx", "lora_scaled.onnx", "matmul_add.onnx", "double_weights.onnx", "rule_traps.onnx"],
+    "activation.rules": ["gelu_erf.onnx", "gelu_tanh.onnx", "hard_swish.onnx", "hard_sigmoid_opset10.onnx"],
+    "normalization.rules": ["layernorm.onnx", "layernorm_opset18.onnx", "rmsnorm.onnx"],
     "cleanup.rules": ["identity_chain.onnx", "dropout_opset12.onnx", "transpose_pair.onnx", "squeeze_unsqueeze.onnx",
                       "squeeze_unsqueeze_opset11.onnx", "reshape_reshape.onnx", "dead_nodes.onnx"],
 }

@@ -184,6 +184,19 @@ EXPECTED_BUILTIN_FIRINGS: dict[str, dict[str, int]] = {
     "squeeze_unsqueeze_opset11.onnx": {"cancel-squeeze-unsqueeze": 1, "cancel-unsqueeze-squeeze": 1},
     "transpose_pair.onnx": {"cancel-transpose-transpose": 1, "fuse-transpose-transpose": 1},
     "unknown_fields.onnx": {"fold-conv-batchnorm": 1},
+    # The activation and normalization rules (scripts/make-transformer-fixtures.py).
+    "gelu_erf.onnx": {"merge-duplicates": 7, "fuse-gelu-erf": 3},
+    "gelu_tanh.onnx": {"merge-duplicates": 9, "fuse-gelu-tanh": 2},
+    "gelu_opset17.onnx": {"merge-duplicates": 2},
+    "hard_swish.onnx": {"merge-duplicates": 11, "fuse-hard-sigmoid": 2, "fuse-hard-swish": 2},
+    "hard_sigmoid_opset10.onnx": {"fuse-hard-sigmoid": 1},
+    "layernorm.onnx": {"merge-duplicates": 3, "fuse-layer-normalization": 2, "fuse-layer-normalization-scale": 2,
+                       "fuse-layer-normalization-bias": 1},
+    "layernorm_opset18.onnx": {"merge-duplicates": 4, "fuse-layer-normalization": 2, "fuse-layer-normalization-scale": 1,
+                               "fuse-layer-normalization-bias": 1},
+    "layernorm_opset14.onnx": {},
+    "rmsnorm.onnx": {"merge-duplicates": 5, "fuse-rms-normalization": 3, "fuse-rms-normalization-scale": 3},
+    "rmsnorm_opset20.onnx": {"merge-duplicates": 5},
     # The operator-aware built-ins (scripts/make-shape-fixtures.py).
     # Both Reshape targets become constants before the second Shape chain would merge into
     # the first: that chain goes as dead code.
