@@ -35,6 +35,7 @@ let package = Package(
                 .embedInCode("Rules/matmul.rules"),
                 .embedInCode("Rules/activation.rules"),
                 .embedInCode("Rules/normalization.rules"),
+                .embedInCode("Rules/arithmetic.rules"),
             ]
         ),
         .executableTarget(

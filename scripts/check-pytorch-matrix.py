@@ -252,7 +252,7 @@ CASES = [
     Case("matmul_bn1d", lambda: nn.Sequential(Lambda(lambda m, x: x @ m.w, w=torch.randn(8, 6)), nn.BatchNorm1d(6)),
          [(4, 8)], {"BatchNormalization": 0, "MatMul": 0}, {"fold-matmul-batchnorm": 1}),
     Case("lora", lora(None), [(5, 16)], {"MatMul": 1}, {"merge-lora": 1}),
-    Case("lora_scaled", lora(0.5), [(5, 16)], {"MatMul": 1}, {"merge-lora-scaled": 1}),
+    Case("lora_scaled", lora(0.5), [(5, 16)], {"MatMul": 1}, {"fold-scale-into-matmul": 1, "merge-lora": 1}),
     # Clean-ups (the exporter itself merges the Transposes of consecutive permutes)
     Case("transpose_cancel", lambda: Lambda(lambda m, x: torch.relu(x.permute(0, 2, 3, 1).permute(0, 3, 1, 2))),
          [(1, 2, 3, 4)], {"Transpose": 0}),

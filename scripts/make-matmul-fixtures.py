@@ -57,8 +57,8 @@ def lora():
 def lora_scaled():
     """Y = (s * ((X·A)·B)) + X·W, batched X [2, 3, 16], W [16, 12], A [16, 4], B [4, 12], s = 0.5.
 
-    The Mul takes the constant first and the Add the adapter first: merge-lora-scaled makes it
-    one MatMul (not a Gemm: X has rank 3).
+    The Mul takes the constant first and the Add the adapter first: fold-scale-into-matmul folds
+    s into B, then merge-lora makes it one MatMul (not a Gemm: X has rank 3).
     """
     rng = mf.rng_for("lora_scaled")
     inits = [
@@ -113,8 +113,8 @@ def matmul_transpose_bn():
 def lora_peft():
     """Y = Relu((c + X·W) + ((X·A)·B) * s), X [2, 3, 16], as peft exports a LoRA on nn.Linear
     with the TorchScript exporter: the bias is added to the base product first (the bias
-    first), the scale s = 2 after the adapter. merge-lora-biased-scaled makes it one MatMul and
-    the Add of the bias.
+    first), the scale s = 2 after the adapter. fold-scale-into-matmul folds s into B, then
+    merge-lora-biased makes it one MatMul and the Add of the bias.
     """
     rng = mf.rng_for("lora_peft")
     inits = [
@@ -140,7 +140,7 @@ def lora_peft():
 def lora_gemms():
     """Y = Gemm(X, W, c) + Gemm(Gemm(X, A), B) * s with every Gemm transB 1, X [4, 16], W [12, 16],
     A [4, 16], B [12, 4], s = 2: a peft LoRA as the dynamo exporter writes nn.Linear.
-    merge-lora-gemms-scaled makes it one Gemm.
+    fold-scale-into-gemm puts s in the adapter Gemm's alpha, then merge-lora-gemms makes it one Gemm.
     """
     rng = mf.rng_for("lora_gemms")
     inits = [

@@ -326,13 +326,15 @@ struct Driver {
             // A rule rooted at any operator would explain itself at every node it leaves alone.
             if options.explain, !rule.pattern.nodes[rule.pattern.root].matchesAnyOperator {
                 let failure = matcher.deepestFailure
-                // Of a rule's forms tried at this visit, the one that got furthest explains it.
-                if let known = explanations[key], known.visit == visits, known.depth >= failure.depth { return false }
+                // Of a rule's forms tried at this visit, the one that got furthest explains it: a
+                // complete match refused first (the pattern met the graph), then the deepest.
+                let depth = (matcher.deepestFailureIsComplete ? Int.max / 2 : 0) + min(failure.depth, Int.max / 4)
+                if let known = explanations[key], known.visit == visits, known.depth >= depth { return false }
                 let label = node.name ?? node.outputs.compactMap { $0?.name }.first ?? node.opType
                 let reason = rule.form.map { "\($0.label): " + failure.reason } ?? failure.reason
                 var explanation = Explanation(rule: rule.name, node: label, opType: node.opType, reason: reason)
                 explanation.ruleLine = matcher.deepestFailureLine
-                explanations[key] = (explanations[key]?.order ?? explanations.count, explanation, node, visits, failure.depth)
+                explanations[key] = (explanations[key]?.order ?? explanations.count, explanation, node, visits, depth)
             }
             return false
         }

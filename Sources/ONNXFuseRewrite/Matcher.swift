@@ -47,6 +47,9 @@ final class Matcher {
     private(set) var deepestFailure: (depth: Int, reason: String) = (-1, "")
     /// The line of the rule that gave `deepestFailure`, when the rule's own check did.
     private(set) var deepestFailureLine: String?
+    /// Whether `deepestFailure` refused a complete match (the pattern met the graph, and a check
+    /// or the engine's guard refused it) rather than a partial one.
+    var deepestFailureIsComplete: Bool { deepestFailure.depth == pattern.plan.count }
     /// Candidate nodes tried in this search: a pattern of several interchangeable nodes
     /// (`a = Relu(x)`, `b = Relu(x)`, ...) against a value with many readers has a number of
     /// assignments exponential in the pattern's size, so the search stops at a budget (after

@@ -100,6 +100,8 @@ func matchForms(of rule: RuleSyntax) -> Result<[MatchForm], RuleError> {
                     nodes.append(line.alternatives[choice])
                     if line.alternatives.count > 1 {
                         notes.append("line \(line.location.line): \(describeAlternative(line.alternatives[choice]))")
+                    } else if line.isOptional {
+                        notes.append("line \(line.location.line): with \(line.alternatives[0].opType)")
                     }
                 }
             }
@@ -152,12 +154,12 @@ func describeAlternative(_ node: NodeSyntax) -> String {
 
 /// The functions of `where` that look at graph values rather than tensors; any other call
 /// goes to the function table.
-let graphValueFunctions: Set<String> = ["constant", "unused", "absent", "rank", "shape", "dim", "numel", "dtype"]
+let graphValueFunctions: Set<String> = ["constant", "unused", "users", "absent", "rank", "shape", "dim", "numel", "dtype"]
 
 /// How many arguments each graph function takes (the shape functions take the same when given a
 /// computed tensor).
 let graphFunctionArity: [String: ClosedRange<Int>] = [
-    "constant": 1...Int.max, "unused": 1...Int.max, "absent": 1...Int.max,
+    "constant": 1...Int.max, "unused": 1...Int.max, "absent": 1...Int.max, "users": 1...1,
     "rank": 1...1, "shape": 1...1, "numel": 1...1, "dtype": 1...1, "dim": 2...2,
 ]
 

@@ -378,6 +378,9 @@ struct RuleProgram {
                 guard let (name, maybeValue) = bound.first else { throw EvaluationError("\(function)() needs a variable") }
                 guard let value = maybeValue else { throw EvaluationError("\(function)(\(name)): \(name) is absent") }
                 switch function {
+                case "users":
+                    // Each reading node input counts, and being a graph output counts once.
+                    return .integer(Int64(value.uses.count + (value.isGraphOutput ? 1 : 0)))
                 case "dtype":
                     if let tensor = constant(value) { return .dataType(tensor.dataType) }
                     guard let type = value.inferred?.elementType ?? value.type?.elementType else {

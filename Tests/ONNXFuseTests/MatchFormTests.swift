@@ -95,7 +95,7 @@ final class MatchFormTests: XCTestCase {
         // does, and its condition explains the rule.
         let reasons = report.explanations.filter { $0.node == "z" }.map(\.reason)
         XCTAssertEqual(reasons.count, 1)
-        XCTAssertTrue(reasons[0].hasPrefix("form 1 of 2:"), reasons[0])
+        XCTAssertTrue(reasons[0].hasPrefix("form 1 of 2 (line 4: with Cast):"), reasons[0])
         XCTAssertTrue(reasons[0].contains("absent(t) || t == dtype(x)"), reasons[0])
     }
 
