@@ -15,6 +15,7 @@ sequence too, the CNNs a dynamic height and width). Every case is exported with
     ts17-nofold   the same with do_constant_folding=False
     ts14-fold     (some cases) the same at opset 14
     ts14-nofold
+    ts20-fold     the same at opset 20 (the TorchScript exporter's last; Gelu exists there)
     dynamo-noopt  the dynamo exporter (dynamo=True), its default opset, optimize=False
     dynamo-opt    the same export after the exporter's own optimizer (ONNXProgram.optimize(), which
                   is what optimize=True runs)
@@ -34,7 +35,13 @@ runs with the built-in rules only, and an export passes when
     two input shapes (e.g. batch 1 and 3, sequence 5 and 9) on seeded random inputs (float:
     rtol 1e-4, atol 1e-5; other types exactly);
   * onnx-fuse run on OUT changes nothing, byte for byte (idempotence);
-  * for the CNNs' dynamo exports, no BatchNormalization is left in OUT.
+  * for the CNNs' dynamo exports, no BatchNormalization is left in OUT;
+  * no written-out normalization or activation is left that the opset has an operator for: a
+    LayerNorm (a Sub of a ReduceMean of the same value) from opset 17, a Gelu (an Erf, or a Pow by
+    3 under a Tanh) from opset 20, an RMSNorm (a Sqrt of a ReduceMean of a square, not a LayerNorm)
+    from opset 23;
+  * in the LoRA cases, no adapter is left: no initializer of OUT is named after peft's lora_A or
+    lora_B.
 
 (The TorchScript exporter bakes the example's sequence length into nn.MultiheadAttention's
 Reshapes; an export that onnxruntime cannot run at the two shapes is checked at the example's
@@ -388,7 +395,7 @@ CASES = [
     Case("mobilenet_v3_small", "cnn", torchvision_model("mobilenet_v3_small"), IMAGE_HW),
 ]
 
-VARIANTS = ["ts17-fold", "ts17-nofold", "ts14-fold", "ts14-nofold", "dynamo-noopt", "dynamo-opt"]
+VARIANTS = ["ts17-fold", "ts17-nofold", "ts14-fold", "ts14-nofold", "ts20-fold", "dynamo-noopt", "dynamo-opt"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -508,6 +515,45 @@ def first_line(error: BaseException) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Checks
+
+
+def decompositions_left(model: onnx.ModelProto, opset: int) -> list[str]:
+    """The written-out LayerNorms, Gelus and RMSNorms in the main graph whose fused operator the
+    opset has (see the module's docstring), as failure messages."""
+    graph = model.graph
+    producer = {o: n for n in graph.node for o in n.output}
+    constants = {i.name for i in graph.initializer} | {n.output[0] for n in graph.node if n.op_type == "Constant"}
+
+    def made_by(value: str, op: str):
+        node = producer.get(value)
+        return node if node is not None and node.op_type == op else None
+
+    def constant_value(value: str):
+        for init in graph.initializer:
+            if init.name == value:
+                return onnx.numpy_helper.to_array(init)
+        node = producer.get(value)
+        if node is not None and node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            return onnx.numpy_helper.to_array(node.attribute[0].t)
+        return None
+
+    layer_norms = [n for n in graph.node if n.op_type == "Sub" and (m := made_by(n.input[1], "ReduceMean")) is not None
+                   and m.input[0] == n.input[0]]
+    erfs = [n for n in graph.node if n.op_type == "Erf"]
+    cubes = [n for n in graph.node if n.op_type == "Pow" and n.input[1] in constants
+             and (v := constant_value(n.input[1])) is not None and v.size == 1 and float(v.reshape(-1)[0]) == 3.0]
+    rms = [n for n in graph.node if n.op_type == "Sqrt" and (a := made_by(n.input[0], "Add")) is not None
+           and any((m := made_by(x, "ReduceMean")) is not None and (made_by(m.input[0], "Pow") or made_by(m.input[0], "Mul"))
+                   and not made_by((made_by(m.input[0], "Pow") or made_by(m.input[0], "Mul")).input[0], "Sub")
+                   for x in a.input)]
+    failures = []
+    if opset >= 17 and layer_norms:
+        failures.append(f"{len(layer_norms)} written-out LayerNorm left at opset {opset}")
+    if opset >= 20 and (erfs or cubes):
+        failures.append(f"{len(erfs) + len(cubes)} written-out Gelu left at opset {opset}")
+    if opset >= 23 and rms:
+        failures.append(f"{len(rms)} written-out RMSNorm left at opset {opset}")
+    return failures
 
 
 def node_histogram(model: onnx.ModelProto) -> Counter:
@@ -677,6 +723,11 @@ def check_export(case: Case, variant: str, model_path: Path, binary: str, out: P
                     row["failures"].append(f"numerics after {row['fixpoint_runs']} runs: {problem}")
         if case.family == "cnn" and variant.startswith("dynamo") and after.get("BatchNormalization", 0):
             row["failures"].append(f"{after['BatchNormalization']} BatchNormalization left")
+        row["failures"] += decompositions_left(onnx.load(str(fused)), row["opset"] or 0)
+        if "lora" in case.name:
+            left = [i.name for i in onnx.load(str(fused), load_external_data=False).graph.initializer if "lora_" in i.name]
+            if left:
+                row["failures"].append(f"{len(left)} LoRA weights left ({left[0]}, ...)")
 
     row["peers"] = {}
     for peer in peers:

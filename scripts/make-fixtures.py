@@ -776,6 +776,8 @@ def smoke_run(path: str) -> None:
         shape = [d if isinstance(d, int) else 1 for d in inp.shape]
         if inp.type == "tensor(bool)":
             feeds[inp.name] = np.array(rng.integers(0, 2, shape).astype(bool))
+        elif inp.type in ("tensor(int64)", "tensor(int32)"):
+            feeds[inp.name] = rng.integers(-100, 100, shape).astype(np.int64 if inp.type == "tensor(int64)" else np.int32)
         else:
             dtype = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}[inp.type]
             feeds[inp.name] = rng.standard_normal(shape).astype(dtype)

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Generate the fixtures of the MatMul rules (Sources/ONNXFuse/Rules/matmul.rules).
+"""Generate the fixtures of the MatMul rules (Sources/ONNXFuse/Rules/matmul.rules) and of the
+arithmetic rules (arithmetic.rules).
 
 Same conventions as scripts/make-fixtures.py, whose helpers it reuses: deterministic
 (fixed seeds, fixed producer fields), every model checked with
@@ -161,7 +162,90 @@ def lora_gemms():
     return mf.make_model(g)
 
 
+def matmul_scale():
+    """Scales around MatMuls and a Gemm, batched X [2, 3, 8]:
+
+    Y1 = (X·W1) * s1, s1 a scalar [1] (the scale after, on the right): fold-scale-into-matmul;
+    Y2 = (X·W2) / d2, d2 of shape [6] (per column): fold-scale-into-matmul;
+    Y3 = (0.25 * X)·W3 (the scalar before): fold-scale-into-matmul;
+    Y4 = (X·W4) * s4 and Y5 = X2·W4, X2 [4, 8]: W4 is shared, so the scale stays (the weight
+    would be copied);
+    Y6 = Gemm(X2, W6, c6, alpha 2, beta 0.5) * 3, X2 [4, 8]: fold-scale-into-gemm (alpha 6, beta 1.5).
+    """
+    rng = mf.rng_for("matmul_scale")
+    inits = [numpy_helper.from_array(mf.weight(rng, [8, 6]), name) for name in ["W1", "W2", "W3", "W4"]]
+    inits += [
+        numpy_helper.from_array(np.array([0.5], dtype=np.float32), "s1"),
+        numpy_helper.from_array(np.array([1, 2, 4, 8, 0.5, 0.25], dtype=np.float32), "d2"),
+        numpy_helper.from_array(np.array(0.25, dtype=np.float32), "q3"),
+        numpy_helper.from_array(np.array(3.0, dtype=np.float32), "s4"),
+        numpy_helper.from_array(mf.weight(rng, [8, 6]), "W6"),
+        numpy_helper.from_array(mf.weight(rng, [6]), "c6"),
+        numpy_helper.from_array(np.array(3.0, dtype=np.float32), "s6"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["X", "W1"], ["m1"], name="m1"),
+        helper.make_node("Mul", ["m1", "s1"], ["Y1"], name="y1"),
+        helper.make_node("MatMul", ["X", "W2"], ["m2"], name="m2"),
+        helper.make_node("Div", ["m2", "d2"], ["Y2"], name="y2"),
+        helper.make_node("Mul", ["q3", "X"], ["x3"], name="x3"),
+        helper.make_node("MatMul", ["x3", "W3"], ["Y3"], name="y3"),
+        helper.make_node("MatMul", ["X", "W4"], ["m4"], name="m4"),
+        helper.make_node("Mul", ["m4", "s4"], ["Y4"], name="y4"),
+        helper.make_node("MatMul", ["X2", "W4"], ["Y5"], name="y5"),
+        helper.make_node("Gemm", ["X2", "W6", "c6"], ["g6"], name="g6", alpha=2.0, beta=0.5),
+        helper.make_node("Mul", ["g6", "s6"], ["Y6"], name="y6"),
+    ]
+    outputs = [mf.vi(f"Y{i}", FLOAT, [2, 3, 6]) for i in range(1, 5)] + [mf.vi("Y5", FLOAT, [4, 6]), mf.vi("Y6", FLOAT, [4, 6])]
+    g = helper.make_graph(nodes, "matmul_scale", [mf.vi("X", FLOAT, [2, 3, 8]), mf.vi("X2", FLOAT, [4, 8])], outputs, inits)
+    return mf.make_model(g)
+
+
+def constant_chains():
+    """Chains of constant arithmetic (the built-in arithmetic.rules), each on an input of its own:
+
+    Y1 = (X1 + 2) - c1, c1 [4]: merge-constant-adds (one Add of 2 - c1);
+    Y2 = (X2 * 3) / 4: merge-constant-muls (one Mul by 0.75);
+    Y3 = (X3 * a3) * b3 with a3 [4, 1] and b3 [1, 4] on X3 [4, 4]: stays (the merged constant
+    would have 16 elements);
+    Y4 = Relu(X4 + 1) + 1: stays (a Relu between);
+    Y5 = (X5i + 1) + 2 on int64: stays (integers are left alone).
+    """
+    inits = [
+        numpy_helper.from_array(np.array(2.0, dtype=np.float32), "two"),
+        numpy_helper.from_array(np.array([0.5, 1, 1.5, 2], dtype=np.float32), "c1"),
+        numpy_helper.from_array(np.array(3.0, dtype=np.float32), "three"),
+        numpy_helper.from_array(np.array(4.0, dtype=np.float32), "four"),
+        numpy_helper.from_array(np.array([[1], [2], [3], [4]], dtype=np.float32), "a3"),
+        numpy_helper.from_array(np.array([[1, 2, 3, 4]], dtype=np.float32), "b3"),
+        numpy_helper.from_array(np.array(1.0, dtype=np.float32), "one"),
+        numpy_helper.from_array(np.array(1, dtype=np.int64), "one_i"),
+        numpy_helper.from_array(np.array(2, dtype=np.int64), "two_i"),
+    ]
+    nodes = [
+        helper.make_node("Add", ["X1", "two"], ["a1"], name="a1"),
+        helper.make_node("Sub", ["a1", "c1"], ["Y1"], name="y1"),
+        helper.make_node("Mul", ["three", "X2"], ["m2"], name="m2"),
+        helper.make_node("Div", ["m2", "four"], ["Y2"], name="y2"),
+        helper.make_node("Mul", ["X3", "a3"], ["m3"], name="m3"),
+        helper.make_node("Mul", ["m3", "b3"], ["Y3"], name="y3"),
+        helper.make_node("Add", ["X4", "one"], ["a4"], name="a4"),
+        helper.make_node("Relu", ["a4"], ["r4"], name="r4"),
+        helper.make_node("Add", ["r4", "one"], ["Y4"], name="y4"),
+        helper.make_node("Add", ["X5", "one_i"], ["a5"], name="a5"),
+        helper.make_node("Add", ["a5", "two_i"], ["Y5"], name="y5"),
+    ]
+    inputs = [mf.vi("X1", FLOAT, [2, 4]), mf.vi("X2", FLOAT, [2, 4]), mf.vi("X3", FLOAT, [4, 4]), mf.vi("X4", FLOAT, [2, 4]),
+              mf.vi("X5", TensorProto.INT64, [2, 4])]
+    outputs = [mf.vi("Y1", FLOAT, [2, 4]), mf.vi("Y2", FLOAT, [2, 4]), mf.vi("Y3", FLOAT, [4, 4]), mf.vi("Y4", FLOAT, [2, 4]),
+               mf.vi("Y5", TensorProto.INT64, [2, 4])]
+    g = helper.make_graph(nodes, "constant_chains", inputs, outputs, inits)
+    return mf.make_model(g)
+
+
 FIXTURES = {
+    "matmul_scale": matmul_scale,
+    "constant_chains": constant_chains,
     "lora": lora,
     "lora_scaled": lora_scaled,
     "lora_peft": lora_peft,

@@ -179,8 +179,9 @@ public enum Replacement: Sendable {
 
 /// An expression of `where` and `compute`.
 public indirect enum Expression: Sendable {
-    /// A number literal; `isInteger` when written without `.`, `e` or `E`.
-    case number(Double, isInteger: Bool, SourceLocation)
+    /// A number literal, with its exact value when it is an integer (written without `.`, `e`
+    /// or `E`).
+    case number(Double, integer: Int64?, SourceLocation)
     /// A string literal.
     case string(String, SourceLocation)
     /// `true` or `false`.

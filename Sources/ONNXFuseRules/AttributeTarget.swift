@@ -31,7 +31,7 @@ struct AttributeTarget: Sendable {
         }
         let literal: EvalValue?
         switch expression {
-        case .number(let value, let isInteger, _): literal = isInteger ? .integer(Int64(value)) : .real(value)
+        case .number(let value, let integer, _): literal = integer.map { .integer($0) } ?? .real(value)
         case .string(let text, _): literal = .string(text)
         case .boolean(let value, _): literal = .boolean(value)
         default: literal = nil

@@ -171,7 +171,9 @@ public struct FunctionTable: Sendable {
             guard shape.allSatisfy({ $0 >= 0 }) else { throw EvaluationError("full: the shape \(shape) has a negative dimension") }
             guard let value = arguments[1].numberValue else { throw EvaluationError("full: the value is \(arguments[1].kind), not a number") }
             try NDArray.checkSize(shape, "full")
-            return .tensor(NDArray(shape: shape, values: Array(repeating: value, count: NDArray.elementCount(shape)!)), nil)
+            let count = NDArray.elementCount(shape)!
+            if case .integer(let integer) = arguments[1] { return .tensor(NDArray(shape: shape, integers: Array(repeating: integer, count: count)), nil) }
+            return .tensor(NDArray(shape: shape, values: Array(repeating: value, count: count)), nil)
         }
         table.register("ones", arity: 1...1) { arguments throws(EvaluationError) in
             let n = try integerArgument("ones", arguments, 0)
@@ -268,6 +270,7 @@ public struct FunctionTable: Sendable {
                 guard array.values.count == 1 else { throw EvaluationError("item: the tensor has \(array.values.count) elements, not 1") }
                 let value = array.values[0]
                 if type == .bool { return .boolean(value != 0) }
+                if let integers = array.integers, type.map({ !$0.isFloatingPoint }) ?? true { return .integer(integers[0]) }
                 if let type, !type.isFloatingPoint, value.isFinite, value.rounded() == value, abs(value) < 0x1p63 { return .integer(Int64(value)) }
                 return .real(value)
             default:
@@ -343,7 +346,7 @@ private func index(_ container: EvalValue, _ position: EvalValue) throws(Evaluat
         let inner = Array(array.shape.dropFirst())
         // The array exists, so the count of its inner shape does not overflow.
         let size = NDArray.elementCount(inner) ?? 0
-        return .tensor(NDArray(shape: inner, values: Array(array.values[(row * size)..<((row + 1) * size)])), type)
+        return .tensor(array.elements((row * size)..<((row + 1) * size), shape: inner), type)
     default:
         throw EvaluationError("\(container.kind) cannot be indexed (a list or a tensor can)")
     }
@@ -368,7 +371,7 @@ private func sliceRange(_ container: EvalValue, _ start: EvalValue, _ end: EvalV
         let s = try bound(start, first, default: 0), e = try bound(end, first, default: first)
         let rows = max(0, e - s)
         let size = NDArray.elementCount(Array(array.shape.dropFirst())) ?? 0
-        return .tensor(NDArray(shape: [rows] + array.shape.dropFirst(), values: Array(array.values[(s * size)..<((s + rows) * size)])), type)
+        return .tensor(array.elements((s * size)..<((s + rows) * size), shape: [rows] + array.shape.dropFirst()), type)
     default:
         throw EvaluationError("\(container.kind) cannot be sliced (a list or a tensor can)")
     }
@@ -436,6 +439,7 @@ extension EvalValue {
             guard array.values.count <= limit else {
                 throw EvaluationError.limit("a tensor of \(array.values.count) elements is read as a list, longer than the limit of \(limit)")
             }
+            if let integers = array.integers, type.map({ !$0.isFloatingPoint }) ?? true { return integers.map { .integer($0) } }
             let integral = type.map { !$0.isFloatingPoint } ?? array.values.allSatisfy { $0 == $0.rounded() }
             return array.values.map { value in
                 if integral, let integer = Int64(exactly: value) { return .integer(integer) }

@@ -49,7 +49,7 @@ public func apply(_ op: String, _ lhs: EvalValue, _ rhs: EvalValue) throws(Evalu
     case "in":
         // A tensor on the right is read as the flat list of its elements: `0 in shape_input`
         // (element by element: no list of them is made).
-        if case .tensor(let array, _) = rhs { return .boolean(array.values.contains { valuesEqual(lhs, .real($0)) }) }
+        if case .tensor(let array, _) = rhs { return .boolean((0..<array.count).contains { valuesEqual(lhs, array.element($0)) }) }
         guard let items = try rhs.listItems() else {
             throw EvaluationError("'in' needs a list or a tensor on its right, got \(rhs.kind)")
         }
@@ -113,16 +113,23 @@ private func elementwiseComparison(_ op: String, _ lhs: EvalValue, _ rhs: EvalVa
     let (a, typeA) = try lhs.asTensor()
     let (b, typeB) = try rhs.asTensor()
     let type = try combinedElementType(typeA, typeB)
+    let holds: (Int64, Int64) -> Bool = ordering(op)
+    let real: (Double, Double) -> Bool = ordering(op)
+    // Two integer arrays compare exactly; otherwise in the element type, as float64.
+    if a.integers != nil && b.integers != nil { return .tensor(try NDArray.comparison(a, b, integers: holds, reals: real), .bool) }
     let left = type.map { t in a.map { roundReal($0, to: t) } } ?? a
     let right = type.map { t in b.map { roundReal($0, to: t) } } ?? b
-    let holds: (Double, Double) -> Bool
+    return .tensor(try NDArray.comparison(left, right, integers: holds, reals: real), .bool)
+}
+
+/// The order `op` (`<`, `<=`, `>` or `>=`) tests.
+private func ordering<T: Comparable>(_ op: String) -> (T, T) -> Bool {
     switch op {
-    case "<": holds = { $0 < $1 }
-    case "<=": holds = { $0 <= $1 }
-    case ">": holds = { $0 > $1 }
-    default: holds = { $0 >= $1 }
+    case "<": return { $0 < $1 }
+    case "<=": return { $0 <= $1 }
+    case ">": return { $0 > $1 }
+    default: return { $0 >= $1 }
     }
-    return .tensor(try NDArray.elementwise(left, right) { holds($0, $1) ? 1 : 0 }, .bool)
 }
 
 /// `+ - * /` on numbers and tensors, and item by item on two lists of the same length.
@@ -238,13 +245,22 @@ public func valuesEqual(_ lhs: EvalValue, _ rhs: EvalValue) -> Bool {
     case (.list(let a), .list(let b)):
         return a.count == b.count && zip(a, b).allSatisfy { valuesEqual($0, $1) }
     case (.tensor(let a, _), .tensor(let b, _)):
-        return a.shape == b.shape && a.values == b.values
+        guard a.shape == b.shape else { return false }
+        if let x = a.integers, let y = b.integers { return x == y }
+        if a.integers == nil && b.integers == nil { return a.values == b.values }
+        return (0..<a.count).allSatisfy { compareNumbers(a.element($0), b.element($0)) == 0 }
+    case (.tensor(let a, _), .integer(let i)) where a.integers != nil:
+        return a.integers!.allSatisfy { $0 == i }
+    case (.tensor(let a, _), .real) where a.integers != nil:
+        return (0..<a.count).allSatisfy { compareNumbers(a.element($0), rhs) == 0 }
     case (.tensor(let a, let type), .integer), (.tensor(let a, let type), .real):
         // In the tensor's own element type: a float32 1e-5 equals the literal 1e-5.
         let number = type.map { roundReal(rhs.numberValue!, to: $0) } ?? rhs.numberValue!
         return a.values.allSatisfy { $0 == number }
     case (.integer, .tensor), (.real, .tensor):
         return valuesEqual(rhs, lhs)
+    case (.tensor(let a, _), .list(let items)) where a.integers != nil:
+        return a.shape.count == 1 && a.count == items.count && items.indices.allSatisfy { compareNumbers(a.element($0), items[$0]) == 0 }
     case (.tensor(let a, let type), .list(let items)):
         // A 1-D tensor equals the list of its elements: `axes == [2, 3]` (in its element type).
         return a.shape.count == 1 && a.values.count == items.count

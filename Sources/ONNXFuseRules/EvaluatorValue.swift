@@ -66,7 +66,8 @@ public enum EvalValue: Equatable, Sendable {
     public func asTensor() throws(EvaluationError) -> (NDArray, DataType?) {
         switch self {
         case .tensor(let array, let type): return (array, type)
-        case .integer, .real: return (.scalar(numberValue!), nil)
+        case .integer(let i): return (NDArray(shape: [], integers: [i]), nil)
+        case .real(let r): return (.scalar(r), nil)
         case .list: return (try listArray(), nil)
         default: throw EvaluationError("expected a tensor, got \(kind)")
         }
@@ -75,10 +76,13 @@ public enum EvalValue: Equatable, Sendable {
     /// A nested list of numbers as an array.
     private func listArray() throws(EvaluationError) -> NDArray {
         switch self {
-        case .integer, .real: return .scalar(numberValue!)
+        case .integer(let i): return NDArray(shape: [], integers: [i])
+        case .real(let r): return .scalar(r)
         case .list(let items):
             var shape: [Int]?
             var values = [Double]()
+            // Exact while every item is an integer.
+            var integers: [Int64]? = []
             for item in items {
                 let array = try item.listArray()
                 guard shape == nil || shape == array.shape else {
@@ -86,8 +90,11 @@ public enum EvalValue: Equatable, Sendable {
                 }
                 shape = array.shape
                 values += array.values
+                if let exact = array.integers { integers? += exact } else { integers = nil }
             }
-            return NDArray(shape: [items.count] + (shape ?? []), values: values)
+            let fullShape = [items.count] + (shape ?? [])
+            if let integers { return NDArray(shape: fullShape, integers: integers) }
+            return NDArray(shape: fullShape, values: values)
         default:
             throw EvaluationError("expected a list of numbers, but it holds \(kind)")
         }
@@ -101,7 +108,7 @@ public enum EvalValue: Equatable, Sendable {
             guard let i = Int64(exactly: r) else { throw EvaluationError("expected an integer, got \(formatNumber(r))") }
             return i
         case .tensor(let array, _) where array.count == 1:
-            return try EvalValue.real(array.values[0]).asInteger()
+            return try array.element(0).asInteger()
         default: throw EvaluationError("expected an integer, got \(kind)")
         }
     }
@@ -120,7 +127,7 @@ public enum EvalValue: Equatable, Sendable {
         case .tensor(let array, _):
             guard array.rank <= 1 else { throw EvaluationError("expected a list of integers, got a tensor of shape \(array.shape)") }
             var result = [Int]()
-            for value in array.values { result.append(Int(try EvalValue.real(value).asInteger())) }
+            for index in 0..<array.count { result.append(Int(try array.element(index).asInteger())) }
             return result
         case .integer, .real:
             return [Int(try asInteger())]

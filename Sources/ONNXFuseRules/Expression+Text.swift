@@ -15,8 +15,8 @@ extension Expression: CustomStringConvertible {
 
     private func text(precedence outer: Int) -> String {
         switch self {
-        case .number(let value, let isInteger, _):
-            return isInteger ? String(Int64(value)) : String(value)
+        case .number(let value, let integer, _):
+            return integer.map { String($0) } ?? String(value)
         case .string(let value, _):
             var escaped = "\""
             for character in value {

@@ -35,8 +35,9 @@ enum Symbol: String, Sendable {
 enum TokenKind: Equatable, Sendable {
     /// A name: ASCII letters, digits and `_`, not starting with a digit (rule names also allow `-`).
     case identifier(String)
-    /// A number literal; `isInteger` when written without `.`, `e` or `E`.
-    case number(Double, isInteger: Bool)
+    /// A number literal, and its exact value when it is an integer (written without `.`, `e` or
+    /// `E`; float64 holds integers only up to 2^53).
+    case number(Double, integer: Int64?)
     /// A string literal, escapes resolved.
     case string(String)
     /// Punctuation or an operator.
@@ -218,11 +219,12 @@ struct Lexer: Sendable {
         guard let value = Double(spelled), value.isFinite else {
             return makeToken(.invalid("the number '\(spelled)' is too large"), from: start)
         }
-        // Integers are 64-bit in ONNX; one that does not fit would trap where it is converted.
-        if isInteger, Int64(exactly: value) == nil {
-            return makeToken(.invalid("the integer '\(spelled)' is too large"), from: start)
+        // Integers are 64-bit in ONNX, and kept exactly.
+        guard isInteger else { return makeToken(.number(value, integer: nil), from: start) }
+        guard let integer = Int64(spelled) else {
+            return makeToken(.invalid("the integer '\(spelled)' is too large (more than 9223372036854775807)"), from: start)
         }
-        return makeToken(.number(value, isInteger: isInteger), from: start)
+        return makeToken(.number(value, integer: integer), from: start)
     }
 
     /// `"..."` with the escapes `\"`, `\\` and `\n`; a string ends on its line.

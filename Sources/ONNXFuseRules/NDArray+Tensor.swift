@@ -9,9 +9,9 @@ extension NDArray {
         dataType.isFloatingPoint || integerBounds(dataType) != nil
     }
 
-    /// The elements of `tensor` as float64, exactly. Works for every field a file may keep
-    /// them in (`raw_data` or the typed field). Integers beyond ±2^53 that float64 cannot hold
-    /// exactly are an error, as are strings, complex, float8 and sub-byte types.
+    /// The elements of `tensor` as float64, and as exact `integers` for the integer types. Works
+    /// for every field a file may keep them in (`raw_data` or the typed field). A uint64 beyond
+    /// 2^63 is an error, as are strings, complex, float8 and sub-byte types.
     public init(tensor: Tensor) throws(EvaluationError) {
         let type = tensor.dataType
         let label = tensor.name.map { "tensor '\($0)'" } ?? "a tensor"
@@ -28,28 +28,27 @@ extension NDArray {
         } catch {
             throw EvaluationError("\(label): \(error.message)")
         }
-        let values: [Double]
         switch value.elements {
-        case .reals(let v): values = v
-        case .integers(let v): values = try NDArray.exactly(v, type, label)
-        case .unsigned(let v): values = try NDArray.exactly(v, type, label)
-        case .booleans(let v): values = v.map { $0 ? 1 : 0 }
+        case .reals(let v): self.init(shape: value.shape, values: v)
+        case .integers(let v): self.init(shape: value.shape, integers: v)
+        case .unsigned(let v):
+            if v.allSatisfy({ $0 <= UInt64(Int64.max) }) {
+                self.init(shape: value.shape, integers: v.map { Int64($0) })
+            } else {
+                // Beyond int64: exact as float64, or an error.
+                var values = [Double]()
+                values.reserveCapacity(v.count)
+                for (index, integer) in v.enumerated() {
+                    guard let exact = Double(exactly: integer) else {
+                        throw EvaluationError("element \(index) of \(label) (\(type)) is \(integer), which neither int64 nor float64 holds exactly")
+                    }
+                    values.append(exact)
+                }
+                self.init(shape: value.shape, values: values)
+            }
+        case .booleans(let v): self.init(shape: value.shape, values: v.map { $0 ? 1 : 0 })
         case .strings: throw EvaluationError("cannot compute with \(type) (\(label) holds strings)")
         }
-        self.init(shape: value.shape, values: values)
-    }
-
-    /// 64-bit integers as doubles, or an error for the first one float64 cannot hold exactly.
-    private static func exactly<I: BinaryInteger>(_ integers: [I], _ type: DataType, _ label: String) throws(EvaluationError) -> [Double] {
-        var values = [Double]()
-        values.reserveCapacity(integers.count)
-        for (index, integer) in integers.enumerated() {
-            guard let value = Double(exactly: integer) else {
-                throw EvaluationError("element \(index) of \(label) (\(type)) is \(integer), which float64 cannot hold exactly")
-            }
-            values.append(value)
-        }
-        return values
     }
 
     /// A `raw_data` tensor of `dataType` with these values, each rounded once from float64 to
@@ -64,8 +63,10 @@ extension NDArray {
         case .bool:
             return TensorValue.bool(try checkedIntegers(dataType).map { $0 != 0 }, shape: shape).tensor()
         case .uint64:
+            if let integers = try exactIntegers(dataType) { return TensorValue(.uint64, shape: shape, .unsigned(integers.map { UInt64($0) })).tensor() }
             return TensorValue(.uint64, shape: shape, .unsigned(try checkedIntegers(dataType).map { UInt64($0) })).tensor()
         case .int8, .uint8, .int16, .uint16, .int32, .uint32, .int64:
+            if let integers = try exactIntegers(dataType) { return TensorValue(dataType, shape: shape, integers: integers).tensor() }
             return TensorValue(dataType, shape: shape, integers: try checkedIntegers(dataType).map { Int64($0) }).tensor()
         default:
             throw EvaluationError("cannot compute with \(dataType)")
@@ -81,6 +82,31 @@ extension NDArray {
         case .float16: return values.allSatisfy { float16Value(float16Bits($0)).isFinite }
         case .bfloat16: return values.allSatisfy { bfloat16Value(bfloat16Bits($0)).isFinite }
         default: return isFinite
+        }
+    }
+
+    /// The exact integers, after checking that each is within the bounds of `dataType`; nil for
+    /// an array of reals.
+    private func exactIntegers(_ dataType: DataType) throws(EvaluationError) -> [Int64]? {
+        guard let integers, let range = NDArray.int64Range(dataType) else { return nil }
+        if let index = integers.firstIndex(where: { !range.contains($0) }) {
+            throw EvaluationError("element \(index) is \(integers[index]), out of range for \(dataType)")
+        }
+        return integers
+    }
+
+    /// The values of an integer type that an Int64 holds (all of them but uint64's upper half).
+    static func int64Range(_ dataType: DataType) -> ClosedRange<Int64>? {
+        switch dataType {
+        case .int8: return Int64(Int8.min)...Int64(Int8.max)
+        case .uint8: return 0...Int64(UInt8.max)
+        case .int16: return Int64(Int16.min)...Int64(Int16.max)
+        case .uint16: return 0...Int64(UInt16.max)
+        case .int32: return Int64(Int32.min)...Int64(Int32.max)
+        case .uint32: return 0...Int64(UInt32.max)
+        case .int64: return Int64.min...Int64.max
+        case .uint64: return 0...Int64.max
+        default: return nil
         }
     }
 
@@ -129,6 +155,13 @@ extension NDArray {
             guard let bounds = NDArray.integerBounds(dataType) else {
                 throw EvaluationError("cannot compute with \(dataType)")
             }
+            if let integers, let range = NDArray.int64Range(dataType) {
+                // Integers to an integer type: exact, and in range or an error.
+                if let index = integers.firstIndex(where: { !range.contains($0) }) {
+                    throw EvaluationError("cannot cast element \(index) (\(integers[index])) to \(dataType): out of range")
+                }
+                return self
+            }
             var result = [Double]()
             result.reserveCapacity(count)
             for (index, value) in values.enumerated() {
@@ -138,7 +171,9 @@ extension NDArray {
                 }
                 result.append(truncated + 0)  // + 0 turns -0 into 0
             }
-            return NDArray(shape: shape, values: result)
+            // Truncated and in range: each is an Int64 exactly (a uint64 of 2^63 or more is not).
+            guard result.allSatisfy({ $0 < 0x1p63 }) else { return NDArray(shape: shape, values: result) }
+            return NDArray(shape: shape, integers: result.map { Int64($0) })
         }
     }
 }

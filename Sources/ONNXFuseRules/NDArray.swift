@@ -10,13 +10,19 @@ import ONNXFuseOps
 /// A dense float64 array: the value of `compute` expressions. Row-major.
 ///
 /// Every computation runs in float64 and the result is rounded once, by `tensor(as:)`, to the
-/// element type it is stored as. `shape.reduce(1, *) == values.count` always holds; a shape of
-/// `[]` is a scalar with one value.
+/// element type it is stored as, except that integers stay exact: an array read from an integer
+/// tensor (or made of integer literals) also holds its elements as `Int64`, and `+ - *`, an exact
+/// `/`, negation, comparisons and the shape operations keep them so (float64 holds integers only
+/// up to 2^53; `INT64_MAX`, a Slice's "to the end", is beyond). `shape.reduce(1, *) ==
+/// values.count` always holds; a shape of `[]` is a scalar with one value.
 public struct NDArray: Equatable, Sendable {
     /// The dimensions, outermost first; every one is zero or more.
     public var shape: [Int]
-    /// The elements in row-major order.
+    /// The elements in row-major order (beyond 2^53, the nearest float64 of `integers`).
     public var values: [Double]
+    /// The exact elements when the array holds integers (same order as `values`); nil for an
+    /// array of reals.
+    public var integers: [Int64]?
 
     /// An array of the given shape; `values.count` must be the product of `shape`.
     public init(shape: [Int], values: [Double]) {
@@ -24,6 +30,19 @@ public struct NDArray: Equatable, Sendable {
         precondition(NDArray.elementCount(shape) == values.count, "shape \(shape) does not hold \(values.count) values")
         self.shape = shape
         self.values = values
+    }
+
+    /// Equal shapes and elements: exact integers compared exactly when both arrays hold them.
+    public static func == (lhs: NDArray, rhs: NDArray) -> Bool {
+        guard lhs.shape == rhs.shape else { return false }
+        if let a = lhs.integers, let b = rhs.integers { return a == b }
+        return lhs.values == rhs.values
+    }
+
+    /// An array of exact integers; `integers.count` must be the product of `shape`.
+    public init(shape: [Int], integers: [Int64]) {
+        self.init(shape: shape, values: integers.map { Double($0) })
+        self.integers = integers
     }
 
     /// A one-dimensional array.
@@ -46,10 +65,14 @@ public struct NDArray: Equatable, Sendable {
     public var isFinite: Bool { values.allSatisfy { $0.isFinite } }
 
     /// An array of zeros with this shape.
-    public func zerosLike() -> NDArray { NDArray(shape: shape, values: Array(repeating: 0, count: count)) }
+    public func zerosLike() -> NDArray {
+        integers == nil ? NDArray(shape: shape, values: Array(repeating: 0, count: count)) : NDArray(shape: shape, integers: Array(repeating: 0, count: count))
+    }
 
     /// An array of ones with this shape.
-    public func onesLike() -> NDArray { NDArray(shape: shape, values: Array(repeating: 1, count: count)) }
+    public func onesLike() -> NDArray {
+        integers == nil ? NDArray(shape: shape, values: Array(repeating: 1, count: count)) : NDArray(shape: shape, integers: Array(repeating: 1, count: count))
+    }
 
     /// The most elements a value of the rule language may have (`EvaluationLimits.current`):
     /// every operation that makes a larger one is checked first and fails with an error.
@@ -178,24 +201,29 @@ extension NDArray {
         return NDArray(shape: shape, values: values)
     }
 
-    /// Element-wise sum, with broadcasting.
+    /// Element-wise sum, with broadcasting (exact, overflow an error, for two integer arrays).
     public static func + (lhs: NDArray, rhs: NDArray) throws(EvaluationError) -> NDArray {
-        try elementwise(lhs, rhs, +)
+        if let exact = try integerElementwise(lhs, rhs, "+", { $0.addingReportingOverflow($1) }) { return exact }
+        return try elementwise(lhs, rhs, +)
     }
 
-    /// Element-wise difference, with broadcasting.
+    /// Element-wise difference, with broadcasting (exact for two integer arrays).
     public static func - (lhs: NDArray, rhs: NDArray) throws(EvaluationError) -> NDArray {
-        try elementwise(lhs, rhs, -)
+        if let exact = try integerElementwise(lhs, rhs, "-", { $0.subtractingReportingOverflow($1) }) { return exact }
+        return try elementwise(lhs, rhs, -)
     }
 
-    /// Element-wise product, with broadcasting.
+    /// Element-wise product, with broadcasting (exact for two integer arrays).
     public static func * (lhs: NDArray, rhs: NDArray) throws(EvaluationError) -> NDArray {
-        try elementwise(lhs, rhs, *)
+        if let exact = try integerElementwise(lhs, rhs, "*", { $0.multipliedReportingOverflow(by: $1) }) { return exact }
+        return try elementwise(lhs, rhs, *)
     }
 
-    /// Element-wise IEEE quotient (x/0 is ±inf or NaN), with broadcasting.
+    /// Element-wise IEEE quotient (x/0 is ±inf or NaN), with broadcasting; two integer arrays
+    /// whose every quotient is exact give exact integers.
     public static func / (lhs: NDArray, rhs: NDArray) throws(EvaluationError) -> NDArray {
-        try elementwise(lhs, rhs, /)
+        if let exact = try exactQuotient(lhs, rhs) { return exact }
+        return try elementwise(lhs, rhs, /)
     }
 
     /// Element-wise negation.
@@ -208,10 +236,16 @@ extension NDArray {
 
     /// Element-wise square root (NaN for negative elements).
     public func sqrt() -> NDArray { map { $0.squareRoot() } }
-    /// Element-wise absolute value.
-    public func abs() -> NDArray { map { $0.magnitude } }
-    /// Element-wise negation.
-    public func neg() -> NDArray { map { -$0 } }
+    /// Element-wise absolute value (exact for integers, but for Int64.min).
+    public func abs() -> NDArray {
+        if let integers, !integers.contains(.min) { return NDArray(shape: shape, integers: integers.map { Swift.abs($0) }) }
+        return map { $0.magnitude }
+    }
+    /// Element-wise negation (exact for integers, but for Int64.min).
+    public func neg() -> NDArray {
+        if let integers, !integers.contains(.min) { return NDArray(shape: shape, integers: integers.map { -$0 }) }
+        return map { -$0 }
+    }
     /// Element-wise e^x.
     public func exp() -> NDArray { map(naturalExponential) }
     /// Element-wise natural logarithm (-inf at 0, NaN below).
@@ -280,7 +314,7 @@ extension NDArray {
         } else if known != count {
             throw EvaluationError("cannot reshape \(self.shape) (\(count) elements) to \(newShape) (\(known) elements)")
         }
-        return NDArray(shape: shape, values: values)
+        return withShape(shape)
     }
 
     /// The same elements with size-1 dimensions inserted at `axes`, which index the result
@@ -294,18 +328,18 @@ extension NDArray {
         for axis in 0..<outputRank {
             newShape.append(inserted.contains(axis) ? 1 : next.next()!)
         }
-        return NDArray(shape: newShape, values: values)
+        return withShape(newShape)
     }
 
     /// The same elements without the size-1 dimensions `axes` (nil: every size-1 dimension).
     public func squeeze(axes: [Int]? = nil) throws(EvaluationError) -> NDArray {
-        guard let axes else { return NDArray(shape: shape.filter { $0 != 1 }, values: values) }
+        guard let axes else { return withShape(shape.filter { $0 != 1 }) }
         let removed = Set(try NDArray.normalize(axes: axes, rank: rank, "squeeze"))
         for axis in removed.sorted() where shape[axis] != 1 {
             throw EvaluationError("cannot squeeze axis \(axis) of shape \(shape): its size is \(shape[axis]), not 1")
         }
         let newShape = shape.indices.filter { !removed.contains($0) }.map { shape[$0] }
-        return NDArray(shape: newShape, values: values)
+        return withShape(newShape)
     }
 
     /// The array with its axes permuted: axis `i` of the result is axis `perm[i]` of this one
@@ -320,7 +354,7 @@ extension NDArray {
         let newShape = axes.map { shape[$0] }
         let sourceStrides = NDArray.strides(shape)
         let steps = axes.map { sourceStrides[$0] }
-        return NDArray(shape: newShape, values: NDArray.stridedPositions(shape: newShape, steps: steps).map { values[$0] })
+        return gathering(NDArray.stridedPositions(shape: newShape, steps: steps), shape: newShape)
     }
 
     /// How `matmul` of operands of shapes `left` and `right` goes: the batch dimensions of each
@@ -394,6 +428,14 @@ extension NDArray {
         var newShape = batch
         if rank > 1 { newShape.append(m) }
         if other.rank > 1 { newShape.append(n) }
+        if integers != nil, other.integers != nil {
+            // Integers: exact when no partial sum can pass 2^53 (float64 holds every integer to there).
+            let largestA = values.lazy.map(\.magnitude).max() ?? 0, largestB = other.values.lazy.map(\.magnitude).max() ?? 0
+            guard largestA * largestB * Double(k) <= 0x1p53 else {
+                throw EvaluationError("matmul of integers as large as \(formatNumber(largestA)) and \(formatNumber(largestB)) is not exact in float64")
+            }
+            return NDArray(shape: newShape, integers: result.map { Int64($0) })
+        }
         return NDArray(shape: newShape, values: result)
     }
 }

@@ -133,9 +133,9 @@ extension Parser {
         let token = peek()
         let at = location(token)
         switch token.kind {
-        case .number(let value, let isInteger):
+        case .number(let value, let integer):
             advance()
-            return .number(value, isInteger: isInteger, at)
+            return .number(value, integer: integer, at)
         case .string(let value):
             advance()
             return .string(value, at)

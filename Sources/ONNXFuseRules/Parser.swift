@@ -386,7 +386,7 @@ struct Parser {
             advance()
             let negative = accept(.minus) != nil
             let number = peek()
-            guard case .number(_, isInteger: true) = number.kind, let value = Int(number.text) else {
+            guard case .number(_, integer: _?) = number.kind, let value = Int(number.text) else {
                 throw failure(expected: "an integer after 'benefit'")
             }
             advance()

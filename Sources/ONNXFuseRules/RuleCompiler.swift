@@ -514,6 +514,10 @@ struct RuleCompiler {
             if let v = compiler.valueVariables[name] { return .bound(v) }
             if let slot = compiler.computedSlots[name] { return .computed(slot) }
             if let index = compiler.freshSlots[name] { return .fresh(index) }
+            if compiler.attributeVariables[name] != nil {
+                compiler.error("'\(name)' is an attribute of the match, which a node cannot read as an input; set it as an attribute ('name = \(name)') or compute a tensor from it", location)
+                return .absent
+            }
             compiler.error("'\(name)' is not defined (not in match, compute, or an earlier replace line)", location)
             return .absent
         }
@@ -624,6 +628,9 @@ struct RuleCompiler {
                     // dim(v, axis): the axis is an expression; every other argument names a value.
                     if name == "dim" && position == 1 {
                         check(argument, computedSoFar: computedSoFar)
+                        if let found = ArgumentKind.integer.problem(with: argument, isVariable: { valueVariables[$0] != nil || attributeVariables[$0] != nil || computedSoFar.contains($0) }) {
+                            error("dim(): argument 2 must be an integer, not \(found)", argument.location)
+                        }
                         continue
                     }
                     // An attribute (of an attribute-or-input alternative) is constant, and may be absent.
@@ -638,6 +645,15 @@ struct RuleCompiler {
                 error("unknown function '\(name)'", location)
             } else if let arity = functions.arity(of: name), !arity.contains(arguments.count) {
                 error("\(name)() takes \(describeArity(arity)), not \(arguments.count)", location)
+            } else if let kinds = ArgumentKind.builtins[name] {
+                // Literal arguments of the wrong kind, each named by its position.
+                for (position, argument) in arguments.enumerated() {
+                    let kind = kinds[min(position, kinds.count - 1)]
+                    let isVariable = { (n: String) in valueVariables[n] != nil || attributeVariables[n] != nil || computedSoFar.contains(n) }
+                    if let found = kind.problem(with: argument, isVariable: isVariable) {
+                        error("\(name)(): argument \(position + 1) must be \(kind.described), not \(found)", argument.location)
+                    }
+                }
             }
             if !readsGraph {
                 for argument in arguments { check(argument, computedSoFar: computedSoFar) }
@@ -656,10 +672,10 @@ struct RuleCompiler {
 /// A literal attribute value written in a rule, or nil when the expression is not one.
 func attributeLiteral(_ expression: Expression) -> AttributeLiteral? {
     switch expression {
-    case .number(let value, let isInteger, _):
-        return isInteger ? .int(Int64(value)) : .float(value)
-    case .unary(.negate, .number(let value, let isInteger, _), _):
-        return isInteger ? .int(-Int64(value)) : .float(-value)
+    case .number(let value, let integer, _):
+        return integer.map { .int($0) } ?? .float(value)
+    case .unary(.negate, .number(let value, let integer, _), _):
+        return integer.map { .int(-$0) } ?? .float(-value)
     case .string(let text, _):
         return .string(text)
     case .boolean(let flag, _):

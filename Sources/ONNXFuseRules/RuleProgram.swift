@@ -224,8 +224,8 @@ struct RuleProgram {
 
         private mutating func evaluateUncounted(_ expression: Expression) throws(EvaluationError) -> EvalValue {
             switch expression {
-            case .number(let value, let isInteger, _):
-                return isInteger ? .integer(Int64(value)) : .real(value)
+            case .number(let value, let integer, _):
+                return integer.map { .integer($0) } ?? .real(value)
             case .string(let text, _):
                 return .string(text)
             case .boolean(let flag, _):

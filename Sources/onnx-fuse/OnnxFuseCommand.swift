@@ -135,6 +135,10 @@ struct OnnxFuseCommand: ParsableCommand {
         for name in only + disable where !rules.contains(where: { $0.name == name }) {
             throw UsageError(message: "there is no rule named '\(name)'")
         }
+        if !ruleFiles.isEmpty {
+            let fromFiles = rules.filter { !$0.file.hasPrefix("builtin:") }
+            for warning in undoWarnings(fromFiles, others: rules.filter { $0.file.hasPrefix("builtin:") }) { printError(warning) }
+        }
         var trace = PhaseTrace()
         let sizeBefore = ModelFile.size(of: model) ?? 0
         let loaded = try ModelFile.load(path: model)

@@ -27,6 +27,14 @@ func loadRuleSet(files: [String], builtin: Bool) throws -> [CompiledRule] {
     return rules
 }
 
+/// Warnings about the rules of rule files that may undo each other or a rule of `others` (the
+/// built-in rules they run with), one line each: `onnx-fuse: warning: FILE: ...`.
+func undoWarnings(_ fileRules: [CompiledRule], others: [CompiledRule]) -> [String] {
+    let file = Dictionary(fileRules.map { ($0.name, $0.file) }, uniquingKeysWith: { a, _ in a })
+    let pairs = undoingRules(fileRules + others.filter { file[$0.name] == nil }, checked: Set(file.keys))
+    return pairs.map { pair in "onnx-fuse: warning: \(file[pair.first] ?? file[pair.second] ?? ""): \(pair)" }
+}
+
 /// Rule file errors: one line each on standard error, exit code 1.
 struct RuleLoadErrors: Error {
     let lines: [String]
@@ -40,7 +48,8 @@ struct RulesCommand: ParsableCommand {
         discussion: """
             onnx-fuse rules list [--rules FILE]...     each rule's name, source and first comment line
             onnx-fuse rules show NAME [--rules FILE]... a rule's text
-            onnx-fuse rules check FILE...              load rule files and report their errors
+            onnx-fuse rules check FILE...              load rule files and report their errors (and, as
+                                                       warnings, rules that may undo each other)
             onnx-fuse rules check FILE... --model M...  also apply them to each model, check every
                                                        rewrite and the whole model (as --verify=model),
                                                        and print per rule: candidate nodes, fired,
@@ -91,6 +100,8 @@ struct RulesCommand: ParsableCommand {
             guard !arguments.isEmpty else { throw UsageError(message: "rules check takes rule files") }
             let rules = try loadRuleSet(files: arguments, builtin: false)
             print("\(arguments.joined(separator: ", ")): \(rules.count) rule\(rules.count == 1 ? "" : "s"), no errors")
+            // With the built-in rules they run beside (unless --no-builtin).
+            for warning in undoWarnings(rules, others: noBuiltin ? [] : RuleFiles.builtin) { printError(warning) }
             var refusals: [String] = []
             for model in models {
                 refusals += try checkRules(rules, on: model, seed: verifySeed, strict: strict)

@@ -49,9 +49,9 @@ final class AttributeTypingTests: XCTestCase {
 
     func testStaticProblemsAreFoundWithoutAModel() {
         let location = SourceLocation(file: "t", line: 1, column: 1)
-        XCTAssertEqual(AttributeTarget(opType: "Relu", domain: "", name: "alpha").staticProblem(with: .number(0.5, isInteger: false, location)),
+        XCTAssertEqual(AttributeTarget(opType: "Relu", domain: "", name: "alpha").staticProblem(with: .number(0.5, integer: nil, location)),
                        "Relu has no attribute 'alpha' in any version")
-        XCTAssertNil(AttributeTarget(opType: "LeakyRelu", domain: "", name: "alpha").staticProblem(with: .number(1, isInteger: true, location)))
+        XCTAssertNil(AttributeTarget(opType: "LeakyRelu", domain: "", name: "alpha").staticProblem(with: .number(1, integer: 1, location)))
         XCTAssertNil(AttributeTarget(opType: "Custom", domain: "example", name: "anything").staticProblem(with: .string("x", location)))
         // Not a literal: known only at a match.
         XCTAssertNil(AttributeTarget(opType: "Softmax", domain: "", name: "axis").staticProblem(with: here))

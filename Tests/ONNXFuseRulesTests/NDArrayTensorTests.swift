@@ -146,11 +146,29 @@ final class NDArrayTensorTests: XCTestCase {
         XCTAssertEqual(readError(Tensor(dataType: .undefined, dims: [1], values: [UInt8(0)])), "cannot compute with undefined (a tensor)")
         XCTAssertEqual(readError(Tensor(name: "w", dataType: .float, dims: [2], storage: .raw(TensorBytes(copying: [0, 0, 0])))),
                        "tensor 'w' raw_data has 3 bytes but dims [2] of float need 8")
-        // 2^53 + 1 has no float64: refusing it is better than computing with a neighbour.
-        XCTAssertEqual(readError(Tensor(name: "ends", dataType: .int64, dims: [2], values: [Int64(1), (1 << 53) + 1])),
-                       "element 1 of tensor 'ends' (int64) is 9007199254740993, which float64 cannot hold exactly")
+        // Beyond int64, a uint64 without a float64 is refused rather than computed with a neighbour.
         XCTAssertEqual(readError(Tensor(dataType: .uint64, dims: [1], storage: .uint64Data(bytes([UInt64.max])))),
-                       "element 0 of a tensor (uint64) is 18446744073709551615, which float64 cannot hold exactly")
+                       "element 0 of a tensor (uint64) is 18446744073709551615, which neither int64 nor float64 holds exactly")
+    }
+
+    func testIntegersBeyondFloat64StayExact() throws {
+        // 2^53 + 1 has no float64, INT64_MAX (a Slice's "to the end") neither: both are kept exactly,
+        // compute exactly and are written back exactly.
+        let ends = try NDArray(tensor: Tensor(name: "ends", dataType: .int64, dims: [2], values: [Int64(1), (1 << 53) + 1]))
+        XCTAssertEqual(ends.integers, [1, (1 << 53) + 1])
+        let sum = try ends + NDArray(shape: [], integers: [1])
+        XCTAssertEqual(sum.integers, [2, (1 << 53) + 2])
+        XCTAssertEqual(try (sum - ends).integers, [1, 1])
+        XCTAssertEqual(try (ends * NDArray(shape: [2], integers: [3, 1])).integers, [3, (1 << 53) + 1])
+        XCTAssertEqual(try (sum / NDArray(shape: [], integers: [2])).integers, [1, (1 << 52) + 1])
+        XCTAssertEqual(try NDArray(tensor: ends.tensor(as: .int64)).integers, [1, (1 << 53) + 1])
+        XCTAssertThrowsError(try NDArray(shape: [], integers: [.max]) + NDArray(shape: [], integers: [1])) { error in
+            XCTAssertEqual((error as? EvaluationError)?.message, "integer overflow in 9223372036854775807 + 1")
+        }
+        // Compared exactly: 2^53 + 1 is not 2^53, though their float64 values are the same.
+        let neighbour = NDArray(shape: [2], integers: [1, 1 << 53])
+        XCTAssertNotEqual(ends, neighbour)
+        XCTAssertEqual(try NDArray.comparison(ends, neighbour, integers: { $0 > $1 }, reals: { $0 > $1 }).values, [0, 1])
     }
 
     // MARK: Writing

@@ -31,15 +31,17 @@ final class ParseExpressionTests: XCTestCase {
 
     func testNumbers() throws {
         XCTAssertEqual(parsed("[1, 0.5, 1e-5, 2.0, 1E+3, 25e2, 007, 1.25e-2]"), "[1, 0.5, 1e-05, 2.0, 1000.0, 2500.0, 7, 0.0125]")
-        let cases: [(String, Double, Bool)] = [
-            ("1", 1, true), ("0.5", 0.5, false), ("1e-5", 1e-5, false), ("2.0", 2, false), ("3E2", 300, false),
-            ("123456789", 123456789, true), ("9223372036854774784", 9223372036854774784, true),
-            ("1e300", 1e300, false),
+        // Integers keep their exact value: 2^53 + 1 and INT64_MAX have no float64.
+        let cases: [(String, Double, Int64?)] = [
+            ("1", 1, 1), ("0.5", 0.5, nil), ("1e-5", 1e-5, nil), ("2.0", 2, nil), ("3E2", 300, nil),
+            ("123456789", 123456789, 123456789), ("9223372036854774784", 9223372036854774784, 9223372036854774784),
+            ("9007199254740993", 9007199254740992, 9007199254740993), ("9223372036854775807", 0x1p63, .max),
+            ("1e300", 1e300, nil),
         ]
-        for (text, value, isInteger) in cases {
+        for (text, value, integer) in cases {
             guard case .number(let v, let i, let at) = try tree(text) else { return XCTFail(text) }
             XCTAssertEqual(v, value, text)
-            XCTAssertEqual(i, isInteger, text)
+            XCTAssertEqual(i, integer, text)
             XCTAssertEqual(at, SourceLocation(file: "e", line: 4, column: 1))
         }
     }

@@ -86,7 +86,7 @@ final class ExampleRulesTests: XCTestCase {
             "conv_add_bias": 0, "conv_mul_scale": 0, "conv_add_trap": 0, "convtranspose_mul": 0,
             "pad_conv": 0, "pad_conv_opset10": 0, "pad_conv_trap": 0, "pad_conv_axes": 0, "affine_variants": 0,
             // The MatMul rules' fixtures (scripts/make-matmul-fixtures.py): no BatchNormalization.
-            "lora": 0, "lora_scaled": 0, "lora_peft": 0, "lora_gemms": 0, "matmul_add_3d": 0,
+            "lora": 0, "lora_scaled": 0, "lora_peft": 0, "lora_gemms": 0, "matmul_add_3d": 0, "matmul_scale": 0, "constant_chains": 0,
             // The clean-up rules' Cast round trip (scripts/make-cleanup-fixtures.py).
             "cast_round_trip": 0,
             // A MatMul by a transposed weight before the BatchNormalization: not a Conv.

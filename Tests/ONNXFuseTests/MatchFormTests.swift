@@ -135,6 +135,20 @@ final class MatchFormTests: XCTestCase {
         }
     }
 
+    func testAnAttributeOfOneFormCannotFeedANode() {
+        // The bounds are inputs in one form and attributes in the other: the attribute form cannot
+        // hand them to a new node as inputs, and the error says so and names that form.
+        XCTAssertThrowsError(try RuleFiles.rules(in: """
+            rule split-clip {
+              match { y = Clip(x, lo, hi) }
+              match { y = Clip<min: lo, max: hi>(x) }
+              replace { r = Relu(x); y = Min(r, hi) }
+            }
+            """, file: "clip.rules")) { error in
+            XCTAssertEqual("\(error)", "clip.rules:4:26: 'hi' is an attribute of the match, which a node cannot read as an input; set it as an attribute ('name = hi') or compute a tensor from it (in form 2 of 2 (match at line 3))")
+        }
+    }
+
     func testTheFormsOfARuleAreLimited() {
         let lines = (0..<7).map { "    v\($0 + 1) = Neg(v\($0))?" }.joined(separator: "\n")
         XCTAssertThrowsError(try RuleFiles.rules(in: "rule many {\n  match {\n\(lines)\n  }\n  replace { v7 = v0 }\n}", file: "many.rules")) { error in

@@ -72,3 +72,57 @@ extension RuleLanguageTests {
         XCTAssertEqual(report.fired.map(\.rule), ["commute-epsilon"])
     }
 }
+
+extension RuleLanguageTests {
+    func testIntegersBeyondFloat64AreExact() throws {
+        // A Slice "to the end" (INT64_MAX, which float64 rounds to 2^63) is recognised exactly,
+        // and INT64_MAX - 1 computed from it is stored exactly.
+        let rules = try RuleFiles.rules(in: """
+            rule slice-end-one-less {
+              match { y = Slice(x, s, e, a) }
+              where { constant(s, e, a) && s == [0] && e == [9223372036854775807] && e - 9223372036854775806 == [1] && e > 9223372036854775806 }
+              compute { e2 = e - 1 }
+              replace { y = Slice(x, s, e2, a) }
+            }
+            """)
+        let test = RuleTestGraph(rules: rules)
+        let x = test.input("x", [2, 3])
+        let int64 = { (name: String, value: Int64) in
+            test.graph.addInitializer(name: name, tensor: Tensor(dataType: .int64, dims: [1], values: [value]))
+        }
+        test.output(test.node("Neg", [test.node("Slice", [x, int64("s", 0), int64("e", .max), int64("a", 1)], "y")], "out"))
+        let report = try test.run()
+        XCTAssertEqual(report.fired.map(\.rule), ["slice-end-one-less"])
+        let end = try XCTUnwrap(test.graph.firstNode?.inputs[2]?.constantTensor(freezeInitializerInputs: false))
+        XCTAssertEqual(try NDArray(tensor: end).integers, [.max - 1])
+    }
+}
+
+extension RuleLanguageTests {
+    func testLiteralArgumentsOfTheWrongKindAreErrorsOfTheFileNamingTheArgument() {
+        // Every error of the file at once, each naming the function and the argument.
+        XCTAssertThrowsError(try RuleFiles.rules(in: """
+            rule wrong-arguments {
+              match { y = Mul(x, w) }
+              where { constant(w) && dim(w, "last") == 2 && allclose(w, 1, "tight") }
+              compute {
+                a = cast(w, 11)
+                b = reshape(w, [2, 1.5])
+                c = full("3", 1)
+                d = sqrt(true)
+                e = cast(w, float16)
+              }
+              replace { y = Mul(x, e) }
+            }
+            """, file: "wrong.rules")) { error in
+            XCTAssertEqual("\(error)".components(separatedBy: "\n"), [
+                "wrong.rules:3:33: dim(): argument 2 must be an integer, not the string \"last\"",
+                "wrong.rules:3:64: allclose(): argument 3 must be a number, not the string \"tight\"",
+                "wrong.rules:5:17: cast(): argument 2 must be a data type such as float or int64, not the number 11",
+                "wrong.rules:6:20: reshape(): argument 2 must be a list of integers, not the list [2, 1.5]",
+                "wrong.rules:7:14: full(): argument 1 must be a list of integers, not the string \"3\"",
+                "wrong.rules:8:14: sqrt(): argument 1 must be a tensor (or a number, or a list of numbers), not the boolean true",
+            ])
+        }
+    }
+}

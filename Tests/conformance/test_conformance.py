@@ -167,6 +167,9 @@ EXPECTED_BUILTIN_FIRINGS: dict[str, dict[str, int]] = {
     "lora_peft.onnx": {"fold-scale-into-matmul": 1, "merge-lora-biased": 1},
     "lora_gemms.onnx": {"fold-scale-into-gemm": 1, "merge-lora-gemms": 1},
     "matmul_add.onnx": {"fuse-matmul-add": 1},
+    # s4 and s6 are equal scalars: they merge; W4 is shared, so Y4's scale stays.
+    "matmul_scale.onnx": {"merge-duplicates": 1, "fold-scale-into-matmul": 3, "fold-scale-into-gemm": 1},
+    "constant_chains.onnx": {"merge-constant-adds": 1, "merge-constant-muls": 1},
     "matmul_add_3d.onnx": {},
     "matmul_bn.onnx": {"fold-matmul-batchnorm": 1},
     # The Transpose of a constant folds first; then the plain MatMul rule applies.
