@@ -219,7 +219,33 @@ def cast_round_trip():
     return mf.make_model(g)
 
 
+def transpose_constant():
+    """Transposes of constants, X [2, 6]: Y1 = X · Transpose(W1) with W1 [4, 6] read by the
+    Transpose alone (the Transpose folds into the constant: fold-constants under --fold-limit,
+    fold-transpose-of-constant above it), and Y2 = X · Transpose(W2) beside Y3 = Relu(W2) with
+    W2 [4, 6] read twice (fold-transpose-of-constant leaves it: both copies would stay).
+    """
+    rng = np.random.default_rng(7)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((4, 6)).astype(np.float32), "W1"),
+        numpy_helper.from_array(rng.standard_normal((4, 6)).astype(np.float32), "W2"),
+    ]
+    nodes = [
+        helper.make_node("Transpose", ["W1"], ["w1t"], name="t1", perm=[1, 0]),
+        helper.make_node("MatMul", ["X", "w1t"], ["Y1"], name="y1"),
+        helper.make_node("Transpose", ["W2"], ["w2t"], name="t2", perm=[1, 0]),
+        helper.make_node("MatMul", ["X", "w2t"], ["Y2"], name="y2"),
+        helper.make_node("Relu", ["W2"], ["Y3"], name="y3"),
+    ]
+    g = helper.make_graph(
+        nodes, "transpose_constant", [mf.vi("X", FLOAT, [2, 6])],
+        [mf.vi("Y1", FLOAT, [2, 4]), mf.vi("Y2", FLOAT, [2, 4]), mf.vi("Y3", FLOAT, [4, 6])], inits,
+    )
+    return mf.make_model(g)
+
+
 FIXTURES = {
+    "transpose_constant": transpose_constant,
     "identity_chain": identity_chain,
     "cast_round_trip": cast_round_trip,
     "dropout_opset12": dropout_opset12,

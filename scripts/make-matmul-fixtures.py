@@ -204,29 +204,34 @@ def matmul_scale():
 def constant_chains():
     """Chains of constant arithmetic (the built-in arithmetic.rules), each on an input of its own:
 
-    Y1 = (X1 + 2) - c1, c1 [4]: merge-constant-adds (one Add of 2 - c1);
-    Y2 = (X2 * 3) / 4: merge-constant-muls (one Mul by 0.75);
+    Y1 = (X1 + 2) - c1 with c1 = (-0.5, -1, -1.5, -2) [4]: merge-constant-adds (one Add of 2 - c1;
+    both add a positive amount);
+    Y2 = (X2 / 4) * 0.5: merge-constant-muls (one Mul by 0.125; both factors below 1);
     Y3 = (X3 * a3) * b3 with a3 [4, 1] and b3 [1, 4] on X3 [4, 4]: stays (the merged constant
     would have 16 elements);
     Y4 = Relu(X4 + 1) + 1: stays (a Relu between);
-    Y5 = (X5i + 1) + 2 on int64: stays (integers are left alone).
+    Y5 = (X5i + 1) + 2 on int64: stays (integers are left alone);
+    Y6 = (X6 + 12582912) - 12582912, rounding X6 to an integer: stays (the additions cancel);
+    Y7 = (X7 * 1e30) / 1e30: stays (factors on both sides of 1: the product may overflow on purpose).
     """
     inits = [
         numpy_helper.from_array(np.array(2.0, dtype=np.float32), "two"),
-        numpy_helper.from_array(np.array([0.5, 1, 1.5, 2], dtype=np.float32), "c1"),
-        numpy_helper.from_array(np.array(3.0, dtype=np.float32), "three"),
+        numpy_helper.from_array(np.array([-0.5, -1, -1.5, -2], dtype=np.float32), "c1"),
         numpy_helper.from_array(np.array(4.0, dtype=np.float32), "four"),
+        numpy_helper.from_array(np.array(0.5, dtype=np.float32), "half"),
         numpy_helper.from_array(np.array([[1], [2], [3], [4]], dtype=np.float32), "a3"),
         numpy_helper.from_array(np.array([[1, 2, 3, 4]], dtype=np.float32), "b3"),
         numpy_helper.from_array(np.array(1.0, dtype=np.float32), "one"),
         numpy_helper.from_array(np.array(1, dtype=np.int64), "one_i"),
         numpy_helper.from_array(np.array(2, dtype=np.int64), "two_i"),
+        numpy_helper.from_array(np.array(12582912.0, dtype=np.float32), "magic"),
+        numpy_helper.from_array(np.array(1e30, dtype=np.float32), "big"),
     ]
     nodes = [
         helper.make_node("Add", ["X1", "two"], ["a1"], name="a1"),
         helper.make_node("Sub", ["a1", "c1"], ["Y1"], name="y1"),
-        helper.make_node("Mul", ["three", "X2"], ["m2"], name="m2"),
-        helper.make_node("Div", ["m2", "four"], ["Y2"], name="y2"),
+        helper.make_node("Div", ["X2", "four"], ["m2"], name="m2"),
+        helper.make_node("Mul", ["half", "m2"], ["Y2"], name="y2"),
         helper.make_node("Mul", ["X3", "a3"], ["m3"], name="m3"),
         helper.make_node("Mul", ["m3", "b3"], ["Y3"], name="y3"),
         helper.make_node("Add", ["X4", "one"], ["a4"], name="a4"),
@@ -234,11 +239,16 @@ def constant_chains():
         helper.make_node("Add", ["r4", "one"], ["Y4"], name="y4"),
         helper.make_node("Add", ["X5", "one_i"], ["a5"], name="a5"),
         helper.make_node("Add", ["a5", "two_i"], ["Y5"], name="y5"),
+        helper.make_node("Add", ["X6", "magic"], ["a6"], name="a6"),
+        helper.make_node("Sub", ["a6", "magic"], ["Y6"], name="y6"),
+        helper.make_node("Mul", ["X7", "big"], ["m7"], name="m7"),
+        helper.make_node("Div", ["m7", "big"], ["Y7"], name="y7"),
     ]
-    inputs = [mf.vi("X1", FLOAT, [2, 4]), mf.vi("X2", FLOAT, [2, 4]), mf.vi("X3", FLOAT, [4, 4]), mf.vi("X4", FLOAT, [2, 4]),
-              mf.vi("X5", TensorProto.INT64, [2, 4])]
-    outputs = [mf.vi("Y1", FLOAT, [2, 4]), mf.vi("Y2", FLOAT, [2, 4]), mf.vi("Y3", FLOAT, [4, 4]), mf.vi("Y4", FLOAT, [2, 4]),
-               mf.vi("Y5", TensorProto.INT64, [2, 4])]
+    f = lambda name, shape: mf.vi(name, FLOAT, shape)  # noqa: E731
+    inputs = [f("X1", [2, 4]), f("X2", [2, 4]), f("X3", [4, 4]), f("X4", [2, 4]), mf.vi("X5", TensorProto.INT64, [2, 4]),
+              f("X6", [2, 4]), f("X7", [2, 4])]
+    outputs = [f("Y1", [2, 4]), f("Y2", [2, 4]), f("Y3", [4, 4]), f("Y4", [2, 4]), mf.vi("Y5", TensorProto.INT64, [2, 4]),
+               f("Y6", [2, 4]), f("Y7", [2, 4])]
     g = helper.make_graph(nodes, "constant_chains", inputs, outputs, inits)
     return mf.make_model(g)
 

@@ -56,7 +56,17 @@ public enum RuleFiles {
 
     /// Parses and checks the rules in `text`; `file` names it in error messages.
     public static func rules(in text: String, file: String = "<string>") throws(RuleErrors) -> [CompiledRule] {
-        try compileRules(try parseRules(text, file: file))
+        // Syntax errors and the errors of the rules without any, in one pass.
+        let (syntax, syntaxErrors) = parseRulesCollectingErrors(text, file: file)
+        var errors = syntaxErrors
+        var compiled: [CompiledRule] = []
+        do throws(RuleErrors) {
+            compiled = try compileRules(syntax)
+        } catch {
+            errors += error.errors
+        }
+        if !errors.isEmpty { throw RuleErrors(sortedByLocation(errors)) }
+        return compiled
     }
 
     /// The largest rule file read, in bytes.

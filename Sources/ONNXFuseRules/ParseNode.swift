@@ -71,7 +71,7 @@ extension Parser {
             }
             for node in alternatives {
                 guard case .variable? = node.inputs.first else {
-                    _ = failure("an optional node ('?' at the end of the line) must have a variable as its first input (\(node.opType) has none): it is what the output becomes when the node is missing",
+                    _ = failure("an optional node ('?' at the end of the line) must have a plain variable as its first input of \(node.opType) (not '_', '...' or 'x?'): it is what the output becomes when the node is missing",
                                 at: node.location)
                     break
                 }
@@ -88,7 +88,7 @@ extension Parser {
         // `_` is any operator (match only), and only as the operator part.
         let opToken = peek()
         guard let firstPart = opToken.identifier else {
-            throw failure(expected: "an operator name after '='")
+            throw failure(expected: isAlternative ? "an operator name after '|'" : "an operator name after '='")
         }
         advance()
         var parts = [firstPart]

@@ -26,16 +26,26 @@ public struct RuleErrors: Error, Equatable, CustomStringConvertible {
 /// Reports every syntax error it can: after an error the parser skips to the end of the line
 /// (or to the next `rule`) and goes on, so one call lists all of a file's mistakes.
 public func parseRules(_ text: String, file: String = "<string>") throws(RuleErrors) -> RuleFileSyntax {
+    let (syntax, errors) = parseRulesCollectingErrors(text, file: file)
+    if !errors.isEmpty { throw RuleErrors(errors) }
+    return syntax
+}
+
+/// Parses rule-file text, keeping going after errors: the rules parsed without an error, and
+/// every syntax error in file order. The rules can then be checked further (unknown functions,
+/// undefined names), so that one pass reports every error of the file.
+public func parseRulesCollectingErrors(_ text: String, file: String = "<string>") -> (syntax: RuleFileSyntax, errors: [RuleError]) {
     var parser = Parser(text: text, file: file)
     let rules = parser.parseFile()
-    if !parser.errors.isEmpty {
-        let sorted = parser.errors.enumerated().sorted { a, b in
-            let (l, r) = (a.element.location, b.element.location)
-            return (l.line, l.column, a.offset) < (r.line, r.column, b.offset)
-        }
-        throw RuleErrors(sorted.map(\.element))
-    }
-    return RuleFileSyntax(file: file, rules: rules)
+    return (RuleFileSyntax(file: file, rules: rules), sortedByLocation(parser.errors))
+}
+
+/// Errors in file order (line, then column; ties keep their order).
+public func sortedByLocation(_ errors: [RuleError]) -> [RuleError] {
+    errors.enumerated().sorted { a, b in
+        let (l, r) = (a.element.location, b.element.location)
+        return (l.line, l.column, a.offset) < (r.line, r.column, b.offset)
+    }.map(\.element)
 }
 
 /// Thrown inside the parser once an error has been recorded, to unwind to the line's start.
@@ -224,7 +234,10 @@ struct Parser {
             case .newline:
                 advance()
             case .identifier("rule"):
-                if let rule = parseRule() { rules.append(rule) }
+                // A rule with a syntax error is left out: checking it further would report
+                // errors that only follow from the first.
+                let known = errors.count
+                if let rule = parseRule(), errors.count == known { rules.append(rule) }
             default:
                 _ = failure(expected: "'rule' to start a rule, such as 'rule my-rule { ... }'")
                 skipToNextRule()

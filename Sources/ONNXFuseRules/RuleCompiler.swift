@@ -287,6 +287,8 @@ struct RuleCompiler {
     var attributeSlotExpressions: [Expression] = []
     /// The attribute each slot sets, for the type its operator's schema declares.
     var attributeSlotTargets: [AttributeTarget] = []
+    /// Where each node line of replace starts, in order.
+    var replacementLocations: [SourceLocation] = []
 
     init(rule: RuleSyntax, form: MatchForm, file: String, functions: FunctionTable) {
         self.rule = rule
@@ -409,9 +411,11 @@ struct RuleCompiler {
         var readSlots = Set<Int>()
         for node in replacement.nodes { for case .computed(let slot) in node.inputs { readSlots.insert(slot) } }
         for case (_, .computed(let slot)) in replacement.forwards { readSlots.insert(slot) }
-        let program = RuleProgram(rule: rule, valueVariables: valueVariables, attributeVariables: attributeVariables,
+        var program = RuleProgram(rule: rule, valueVariables: valueVariables, attributeVariables: attributeVariables,
                                   computedSlots: computedSlots, attributeSlotExpressions: attributeSlotExpressions,
                                   attributeSlotTargets: attributeSlotTargets, functions: functions, readSlots: readSlots)
+        program.replacement = replacement
+        program.replacementLocations = replacementLocations
         // What `prepare` reads: the variables its conditions, computations and attribute values
         // name (the matcher skips assignments that cannot change its answer).
         let conditions = program.conditions
@@ -602,6 +606,7 @@ struct RuleCompiler {
             }
         }
         let computedNames = computedSlots.sorted { $0.value < $1.value }.map(\.key)
+        replacementLocations = nodeLocations
         return ONNXFuseRewrite.Replacement(nodes: nodes, forwards: forwards, computedNames: computedNames, freshNames: freshNames)
     }
 

@@ -15,6 +15,10 @@ struct RuleProgram {
     let functions: FunctionTable
     /// The computed slots that replacement nodes read.
     let readSlots: Set<Int>
+    /// What the match becomes, for the schema check of the new nodes (`newNodeProblem`).
+    var replacement: ONNXFuseRewrite.Replacement?
+    /// Where each node of `replacement` is written.
+    var replacementLocations: [SourceLocation] = []
 
     /// The `where` conditions, one conjunct at a time, in order.
     var conditions: [Expression] { rule.guards.flatMap(\.conjuncts) }
@@ -138,7 +142,85 @@ struct RuleProgram {
                 return .failure(Self.refusal(error.message, at: expression.location))
             }
         }
+        if let refusal = newNodeProblem(match, tensors, attributes, context) { return .failure(refusal) }
         return .success(PreparedReplacement(tensors: tensors, attributeValues: attributes))
+    }
+
+    /// Why a node the replacement would create is one its operator's schema (at the model's
+    /// opset) rejects, checked before anything changes, so that the rewrite is refused rather
+    /// than the model spoiled: a required input left absent (an optional input of the match, or
+    /// a variable another form binds), an element type the operator does not take (a bool tensor
+    /// from `k < 0.5`), an attribute of the wrong type. Values of unknown type and operators
+    /// without a known schema are not judged (the check after the run still is).
+    func newNodeProblem(_ match: Match, _ tensors: [Tensor], _ attributes: [AttributeValue], _ context: RewriteContext) -> RuleRefusal? {
+        guard let replacement else { return nil }
+        // Stand-ins for values that do not exist yet: computed tensors (their type is known) and
+        // the outputs of earlier new nodes (detached values of unknown type).
+        var known: [ObjectIdentifier: DataType] = [:]
+        var fresh: [Int: Value] = [:]
+        func standIn(_ type: DataType?) -> Value {
+            let value = Node(opType: "StandIn", inputs: [], outputNames: ["v"]).outputs[0]!
+            if let type { known[ObjectIdentifier(value)] = type }
+            return value
+        }
+        for (index, spec) in replacement.nodes.enumerated() {
+            var inputs: [Value?] = []
+            for reference in spec.inputs {
+                switch reference {
+                case .bound(let v): inputs.append(match.value(v))
+                case .computed(let slot): inputs.append(standIn(slot < tensors.count ? tensors[slot].dataType : nil))
+                case .fresh(let f): inputs.append(fresh[f] ?? standIn(nil))
+                case .absent: inputs.append(nil)
+                }
+            }
+            // By name, in first-seen order: a node may carry very many attributes.
+            var attributeOrder: [String] = []
+            var attributeByName: [String: Attribute] = [:]
+            func add(_ attribute: Attribute) {
+                if attributeByName.updateValue(attribute, forKey: attribute.name) == nil { attributeOrder.append(attribute.name) }
+            }
+            for entry in spec.attributes {
+                switch entry {
+                case .copyAll(let source):
+                    for attribute in match.nodes[source]?.attributes ?? [] { add(attribute) }
+                case .set(let name, let slot):
+                    guard slot < attributes.count else { continue }
+                    add(Attribute(name: name, value: attributes[slot]))
+                }
+            }
+            let nodeAttributes = attributeOrder.map { attributeByName[$0]! }
+            // A node built with subgraph attributes would adopt the match's subgraphs: not judged.
+            let outputNames: [String?] = spec.outputs.map { output in
+                if case .none = output { return nil }
+                return "out"
+            }
+            guard !nodeAttributes.contains(where: \.hasSubgraphs) else { continue }
+            let node = Node(opType: spec.opType, domain: spec.domain.isEmpty ? nil : spec.domain, inputs: inputs,
+                            outputNames: outputNames, attributes: nodeAttributes)
+            for (position, output) in spec.outputs.enumerated() {
+                if case .fresh(let f) = output { fresh[f] = node.outputs[position] }
+            }
+            guard let version = context.opsetVersion(spec.domain) else { continue }
+            let problem: String
+            if let schema = OperatorSchemas.schema(spec.opType, domain: spec.domain, version: version) {
+                let elementType = { (value: Value) in known[ObjectIdentifier(value)] ?? value.inferred?.elementType ?? value.type?.elementType }
+                guard let found = schema.violation(of: node, elementType: elementType) else { continue }
+                // What a matched node of that operator breaks already (a bfloat16 Conv where the
+                // opset has none) is the model's, not the rule's: the rewrite keeps it as it was.
+                if match.matchedNodes.contains(where: { $0.opType == spec.opType && schema.violation(of: $0, elementType: elementType) != nil }) {
+                    continue
+                }
+                problem = found
+            } else if OperatorSchemas.covers(domain: spec.domain) {
+                problem = "opset \(version) of \(spec.domain.isEmpty ? "ai.onnx" : spec.domain) does not have \(spec.opType)"
+            } else {
+                continue
+            }
+            var refusal = RuleRefusal("the new \(spec.opType) would be invalid: \(problem)")
+            if index < replacementLocations.count { refusal.ruleLine = Self.line(replacementLocations[index]) }
+            return refusal
+        }
+        return nil
     }
 
     /// The attribute value that an expression's result becomes.

@@ -22,21 +22,43 @@ public struct UndoingRules: Equatable, Sendable, CustomStringConvertible {
 /// The pairs of `rules` that may undo each other (see `UndoingRules`), each once, in rule order.
 /// Only pairs with at least one rule among `checked` are reported (nil: every pair), so that a
 /// rule file is checked against the built-in rules without re-checking the built-ins together.
-/// Conditions are not looked at: two shapes that fit are reported even when the conditions of the
-/// rules can never both hold, which is why this is a warning.
+///
+/// What is found: two rewrites (forms) each of whose replacement has exactly the nodes of the
+/// other's match, connected the same way. Not found: a cycle through three rules or more, and a
+/// replacement that only contains another rule's match among more nodes (such as `Relu(x)` made
+/// `Relu(Neg(Neg(x)))` beside a rule that removes `Neg(Neg(x))`); the rewrite cap still stops
+/// those. Conditions are not looked at: two shapes that fit are reported even when the conditions
+/// of the rules can never both hold, which is why this is a warning. Each comparison is bounded
+/// (`ShapeGraph.maximumSteps`): one that would take longer is given up, not reported.
 public func undoingRules(_ rules: [CompiledRule], checked: Set<String>? = nil) -> [UndoingRules] {
     let shapes = rules.map { rule in rule.rewrites.compactMap(RewriteShape.init) }
-    var found: [UndoingRules] = []
-    for a in rules.indices {
-        for b in a..<rules.count {
-            if let checked, !checked.contains(rules[a].name), !checked.contains(rules[b].name) { continue }
-            let undoes = shapes[a].contains { x in
-                shapes[b].contains { y in x.replacement.fits(in: y.match) && y.replacement.fits(in: x.match) }
+    // Forms by the operators of their match (sorted): a replacement can only fit a match with the
+    // same operators, so each form is compared with few others. A match with `_` (any operator)
+    // is compared with every form.
+    var byMatch: [String: [(rule: Int, form: Int)]] = [:]
+    var anyOperator: [(rule: Int, form: Int)] = []
+    for (rule, forms) in shapes.enumerated() {
+        for (form, shape) in forms.enumerated() {
+            if shape.match.hasAnyOperator {
+                anyOperator.append((rule, form))
+            } else {
+                byMatch[shape.match.operatorKey, default: []].append((rule, form))
             }
-            if undoes { found.append(UndoingRules(first: rules[a].name, second: rules[b].name)) }
         }
     }
-    return found
+    var pairs = Set<[Int]>()
+    for (a, forms) in shapes.enumerated() {
+        for x in forms {
+            for (b, form) in (byMatch[x.replacement.operatorKey] ?? []) + anyOperator {
+                let (first, second) = (min(a, b), max(a, b))
+                if pairs.contains([first, second]) { continue }
+                if let checked, !checked.contains(rules[a].name), !checked.contains(rules[b].name) { continue }
+                let y = shapes[b][form]
+                if x.replacement.fits(in: y.match) && y.replacement.fits(in: x.match) { pairs.insert([first, second]) }
+            }
+        }
+    }
+    return pairs.sorted { ($0[0], $0[1]) < ($1[0], $1[1]) }.map { UndoingRules(first: rules[$0[0]].name, second: rules[$0[1]].name) }
 }
 
 /// The match and the replacement of one rewrite, as operators and how their values connect.
@@ -78,6 +100,15 @@ struct ShapeGraph {
     }
 
     var nodes: [Node]
+
+    /// The most candidate nodes one comparison (`fits`) tries before it gives up.
+    static let maximumSteps = 100_000
+
+    /// Whether a node matches any operator (`_`).
+    var hasAnyOperator: Bool { nodes.contains { $0.opType == "_" } }
+
+    /// The operators, sorted: graphs that can fit each other have the same key (without `_`).
+    var operatorKey: String { nodes.map { $0.domain + "." + $0.opType }.sorted().joined(separator: ",") }
 
     init(pattern: Pattern) {
         var producer: [Int: (Int, Int)] = [:]
@@ -136,26 +167,55 @@ struct ShapeGraph {
         var assignment = Array(repeating: -1, count: pattern.nodes.count)
         var used = Array(repeating: false, count: nodes.count)
         var leaves: [Int: Input] = [:]
-        return assign(0, pattern, &assignment, &used, &leaves)
+        var steps = 0
+        return assign(0, pattern, &assignment, &used, &leaves, &steps)
     }
 
     private func assign(_ index: Int, _ pattern: ShapeGraph, _ assignment: inout [Int], _ used: inout [Bool],
-                        _ leaves: inout [Int: Input]) -> Bool {
+                        _ leaves: inout [Int: Input], _ steps: inout Int) -> Bool {
         if index == pattern.nodes.count { return connectionsFit(pattern, assignment, &leaves) }
         let wanted = pattern.nodes[index]
         for (candidate, node) in nodes.enumerated() where !used[candidate] {
             guard wanted.opType == "_" || wanted.opType == node.opType, wanted.domain == node.domain else { continue }
+            steps += 1
+            if steps > Self.maximumSteps { return false }
             assignment[index] = candidate
+            // The connections to nodes already placed must be there, whatever the input order.
+            guard connectedAlike(index, candidate, pattern, assignment) else {
+                assignment[index] = -1
+                continue
+            }
             used[candidate] = true
             var trial = leaves
-            if assign(index + 1, pattern, &assignment, &used, &trial) {
+            if assign(index + 1, pattern, &assignment, &used, &trial, &steps) {
                 leaves = trial
                 return true
             }
             used[candidate] = false
+            if steps > Self.maximumSteps { break }
         }
         assignment[index] = -1
         return false
+    }
+
+    /// Whether pattern node `index`, placed on `candidate`, reads the nodes already placed as the
+    /// candidate does, and they read it alike: each such read of the pattern is a read of the
+    /// graph (counted, in any order; the order, and reads a pattern's `_` stands for, are checked
+    /// once every node is placed). A necessary condition, so the search can give up early.
+    private func connectedAlike(_ index: Int, _ candidate: Int, _ pattern: ShapeGraph, _ assignment: [Int]) -> Bool {
+        for (p, wanted) in pattern.nodes.enumerated() where assignment[p] >= 0 {
+            // Only what involves the new placement can have changed.
+            let involved = p == index || wanted.inputs.contains { if case .node(index, _) = $0 { return true }; return false }
+            guard involved else { continue }
+            var available: [String: Int] = [:]
+            for case .node(let j, let output) in nodes[assignment[p]].inputs { available["\(j):\(output)", default: 0] += 1 }
+            for case .node(let j, let output) in wanted.inputs where assignment[j] >= 0 {
+                let key = "\(assignment[j]):\(output)"
+                guard let count = available[key], count > 0 else { return false }
+                available[key] = count - 1
+            }
+        }
+        return true
     }
 
     /// Once every pattern node has its node: the inputs agree, in either order for a

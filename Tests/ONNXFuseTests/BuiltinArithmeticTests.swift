@@ -39,23 +39,30 @@ final class BuiltinArithmeticTests: XCTestCase {
     }
 
     func testAddsAndSubsOfConstantsMerge() throws {
-        for (first, second, expected) in [("Add", "Add", [5.0]), ("Add", "Sub", [-1.0]), ("Sub", "Add", [1.0]), ("Sub", "Sub", [-5.0])] {
+        // What each node adds has one sign: +2 then +3 however they are written.
+        for (first, c1, second, c2) in [("Add", Float(2), "Add", Float(3)), ("Add", 2, "Sub", -3), ("Sub", -2, "Add", 3), ("Sub", -2, "Sub", -3)] {
+            let expected = [5.0]
             for constantFirst in [false, true] {
-                let f = chain(first, [2], second, [3], constantFirst: constantFirst)
+                let f = chain(first, [c1], second, [c2], constantFirst: constantFirst)
                 XCTAssertEqual(try f.run().fired.map(\.rule), ["merge-constant-adds"], "\(first) \(second)")
                 XCTAssertEqual(f.opTypes, ["Add", "Neg"])
                 XCTAssertEqual(f.constantInput(1), expected, "\(first) \(second)")
             }
         }
         // A per-column constant and a scalar: the merged one has the larger one's shape.
-        let wide = chain("Add", [1, 2, 3], "Sub", [1], dims1: [3], xType: .double)
+        let wide = chain("Add", [1, 2, 3], "Sub", [-1], dims1: [3], xType: .double)
         XCTAssertEqual(try wide.run().fired.map(\.rule), ["merge-constant-adds"])
-        XCTAssertEqual(wide.constantInput(1), [0, 1, 2])
+        XCTAssertEqual(wide.constantInput(1), [2, 3, 4])
     }
 
     func testMulsAndDivsByConstantsMerge() throws {
-        for (first, second, expected) in [("Mul", "Mul", [6.0]), ("Mul", "Div", [2.0 / 3]), ("Div", "Mul", [1.5]), ("Div", "Div", [1.0 / 6])] {
-            let f = chain(first, [2], second, [3], constantFirst: true)
+        // Both factors at least 1, or both at most 1.
+        let cases: [(String, Float, String, Float, Double)] = [
+            ("Mul", 2, "Mul", 3, 6), ("Mul", 2, "Div", 0.5, 4), ("Div", 4, "Mul", 0.5, 0.125), ("Div", 2, "Div", 4, 0.125),
+        ]
+        for (first, c1, second, c2, product) in cases {
+            let expected = [product]
+            let f = chain(first, [c1], second, [c2], constantFirst: true)
             XCTAssertEqual(try f.run().fired.map(\.rule), ["merge-constant-muls"], "\(first) \(second)")
             XCTAssertEqual(f.opTypes, ["Mul", "Neg"])
             XCTAssertEqual(try XCTUnwrap(f.constantInput(1)?.first), expected[0], accuracy: 1e-7, "\(first) \(second)")
@@ -75,6 +82,12 @@ final class BuiltinArithmeticTests: XCTestCase {
         let c = half.graph.addInitializer(name: "c", tensor: Tensor(dataType: .float16, dims: [], values: [Float16(2)]))
         half.output(half.node("Neg", [half.node("Mul", [half.node("Mul", [x, c], "y"), c], "z")], "out"))
         XCTAssertTrue(try half.reasonsNothingFires(for: "merge-constant-muls").contains { $0.contains("dtype(x) in [float, double]") })
+        // Additions that cancel: x + 12582912 - 12582912 rounds x to an integer, on purpose.
+        XCTAssertTrue(try chain("Add", [12582912], "Sub", [12582912]).reasonsNothingFires(for: "merge-constant-adds")
+            .contains { $0.contains("all(default(a1, 0) - default(s1, 0) >= 0)") })
+        // Factors on both sides of 1: x * 1e30 / 1e30 overflows for large x, on purpose.
+        XCTAssertTrue(try chain("Mul", [1e30], "Div", [1e30]).reasonsNothingFires(for: "merge-constant-muls")
+            .contains { $0.contains("all(abs(default(m1, 1) / default(d1, 1)) >= 1)") })
         // A product below float's normal range.
         XCTAssertTrue(try chain("Mul", [1e-20], "Mul", [1e-20]).reasonsNothingFires(for: "merge-constant-muls")
             .contains { $0.contains("1.1754944e-38") })
@@ -148,6 +161,10 @@ final class BuiltinArithmeticTests: XCTestCase {
             XCTAssertEqual(f.graph.firstNode?.attribute("beta")?.float, expected.1, op)
         }
         XCTAssertTrue(try gemmScale("Div", 0).reasonsNothingFires(for: "fold-scale-into-gemm").contains { $0.hasSuffix("`absent(d) || all(d != 0)` is false") })
+        // alpha 2 then half: the Gemm's product before the scale may overflow where a fused alpha 1 would not.
+        XCTAssertTrue(try gemmScale("Mul", 0.5, alpha: 2).reasonsNothingFires(for: "fold-scale-into-gemm").contains { $0.contains("abs(al) >= 1") })
+        // An alpha that no float holds.
+        XCTAssertTrue(try gemmScale("Mul", 1e30, alpha: 1e10).reasonsNothingFires(for: "fold-scale-into-gemm").contains { $0.contains("3.4028234e+38") || $0.contains("3.4028234e38") })
     }
 
     func testEveryPeftLoRAStillMergesWhenTheScaleFoldsFirst() throws {

@@ -58,6 +58,7 @@ final class BuiltinCleanupTests: XCTestCase {
     func testTheFileLoadsInOrder() {
         XCTAssertEqual(Self.rules.map(\.name), [
             "eliminate-identity", "remove-lossless-cast-round-trip", "eliminate-dropout", "cancel-transpose-transpose", "fuse-transpose-transpose",
+            "fold-transpose-of-constant",
             "cancel-unsqueeze-squeeze", "cancel-squeeze-unsqueeze",
             "fuse-reshape-reshape", "fuse-reshape-reshape-v1",
             "remove-dead-node", "remove-dead-node-ml", "remove-unused-initializer", "remove-unused-opset-import",
@@ -602,5 +603,33 @@ final class BuiltinCleanupTests: XCTestCase {
         // (merge-duplicates shares the equal initializers b and v.)
         XCTAssertEqual(report.fired.map(\.rule).sorted(), ["fold-conv-batchnorm", "merge-duplicates", "remove-dead-node"])
         XCTAssertEqual(c.graph.nodes.map(\.opType), ["Conv"])
+    }
+}
+
+extension BuiltinCleanupTests {
+    /// x [2, 3] · Transpose(w) with w [4, 3]; `shared`: w is read by a Relu too.
+    func transposeOfConstant(shared: Bool) -> RuleTestGraph {
+        let test = RuleTestGraph(rules: Self.rules)
+        let x = test.input("x", [2, 3])
+        let w = test.constant("w", (0..<12).map { Float($0) }, [4, 3])
+        let t = Node(opType: "Transpose", name: "t", inputs: [w], outputNames: ["wt"], attributes: [Attribute(name: "perm", value: .ints([1, 0]))])
+        test.graph.append(t)
+        test.output(test.node("MatMul", [x, t.outputs[0]!], "y"))
+        if shared { test.output(test.node("Relu", [w], "other")) }
+        return test
+    }
+
+    func testATransposeOfAConstantFoldsIntoIt() throws {
+        let test = transposeOfConstant(shared: false)
+        XCTAssertEqual(try test.run().fired.map(\.rule), ["fold-transpose-of-constant"])
+        XCTAssertEqual(test.graph.nodes.map(\.opType), ["MatMul"])
+        let folded = try XCTUnwrap(test.graph.firstNode?.inputs[1]?.constantTensor(freezeInitializerInputs: false))
+        XCTAssertEqual(folded.dims, [3, 4])
+        XCTAssertEqual(folded.doubleValues(), [0, 3, 6, 9, 1, 4, 7, 10, 2, 5, 8, 11])
+    }
+
+    func testATransposeOfASharedConstantStays() throws {
+        // Folding would keep both the constant and its transposed copy.
+        XCTAssertEqual(try transposeOfConstant(shared: true).reasonsNothingFires(for: "fold-transpose-of-constant"), ["`users(w) == 1` is false"])
     }
 }

@@ -110,10 +110,10 @@ final class BuiltinNormalizationTests: XCTestCase {
 
     /// Llama's RMSNorm on x [2, 3, 4]: x * (1 / sqrt(mean(x^2) + eps)), x * Reciprocal(...) or
     /// x / sqrt(...), times a scale.
-    func rmsNorm(opset: Int64 = 23, form: String, scale: [Float]? = [0.5, 1, 1.5, 2], two: Float = 2) -> Fixture {
+    func rmsNorm(opset: Int64 = 23, form: String, scale: [Float]? = [0.5, 1, 1.5, 2], two: Float = 2, twoDims: [Int64] = []) -> Fixture {
         let f = Fixture(opset: opset)
         let x = f.input("x", [2, 3, 4])
-        let v = f.reduceMean(f.node("Pow", [x, f.scalar("two", two)], "sq"), [-1], "var")
+        let v = f.reduceMean(f.node("Pow", [x, f.constant("two", [two], twoDims)], "sq"), [-1], "var")
         let s = f.node("Sqrt", [f.node("Add", [f.scalar("eps", 1e-6), v], "e")], "s")
         var y: Value
         switch form {
@@ -140,5 +140,8 @@ final class BuiltinNormalizationTests: XCTestCase {
     func testRMSNormStaysWhereItMust() throws {
         XCTAssertTrue(try rmsNorm(opset: 22, form: "div").reasonsNothingFires(for: "fuse-rms-normalization").contains { $0.contains("opset() >= 23") })
         XCTAssertTrue(try rmsNorm(form: "div", two: 3).reasonsNothingFires(for: "fuse-rms-normalization").contains { $0.contains("two == 2") })
+        // A one-element constant of rank 4 broadcasts the result to rank 4: the node would keep x's 3.
+        XCTAssertTrue(try rmsNorm(form: "div", scale: nil, twoDims: [1, 1, 1, 1]).reasonsNothingFires(for: "fuse-rms-normalization")
+            .contains { $0.contains("rank(y) == rank(x)") })
     }
 }

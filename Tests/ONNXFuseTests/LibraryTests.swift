@@ -88,7 +88,7 @@ final class ExampleRulesTests: XCTestCase {
             // The MatMul rules' fixtures (scripts/make-matmul-fixtures.py): no BatchNormalization.
             "lora": 0, "lora_scaled": 0, "lora_peft": 0, "lora_gemms": 0, "matmul_add_3d": 0, "matmul_scale": 0, "constant_chains": 0,
             // The clean-up rules' Cast round trip (scripts/make-cleanup-fixtures.py).
-            "cast_round_trip": 0,
+            "cast_round_trip": 0, "transpose_constant": 0,
             // A MatMul by a transposed weight before the BatchNormalization: not a Conv.
             "matmul_transpose_bn": 1,
             // The operator-aware built-ins' fixtures (scripts/make-shape-fixtures.py): the dynamo

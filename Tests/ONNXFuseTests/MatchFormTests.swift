@@ -161,7 +161,7 @@ final class MatchFormTests: XCTestCase {
             XCTAssertEqual("\(error)", "r.rules:2:22: an alternative after '|' is written without outputs: 'y = A(x) | B(x)' (they share the outputs of the first)")
         }
         XCTAssertThrowsError(try RuleFiles.rules(in: "rule r {\n  match { y = A(_)?; z = B(y) }\n  replace { z = y }\n}", file: "r.rules")) { error in
-            XCTAssertTrue("\(error)".contains("r.rules:2:11: an optional node ('?' at the end of the line) must have a variable as its first input"), "\(error)")
+            XCTAssertTrue("\(error)".contains("r.rules:2:11: an optional node ('?' at the end of the line) must have a plain variable as its first input of A"), "\(error)")
         }
         XCTAssertThrowsError(try RuleFiles.rules(in: "rule r {\n  match { y = A(x)\n  z = B(y) | }\n  replace { z = y }\n}", file: "r.rules")) { error in
             XCTAssertTrue("\(error)".contains("r.rules:3:14"), "\(error)")

@@ -126,3 +126,27 @@ extension RuleLanguageTests {
         }
     }
 }
+
+extension RuleLanguageTests {
+    func testSyntaxErrorsAndTheOtherRulesErrorsComeInOnePass() {
+        // Rule a has a syntax error (it is not checked further); rule b parses but calls an
+        // unknown function and reads an undefined name: all three errors at once, in file order.
+        XCTAssertThrowsError(try RuleFiles.rules(in: """
+            rule a {
+              match { y = Relu(x)
+              replace { y = x }
+            }
+            rule b {
+              match { y = Relu(x) }
+              where { frobnicate(x) && rank(q) == 2 }
+              replace { y = x }
+            }
+            """, file: "stages.rules")) { error in
+            XCTAssertEqual("\(error)".components(separatedBy: "\n"), [
+                "stages.rules:3:3: expected '}' to close the match block before 'replace'",
+                "stages.rules:7:11: unknown function 'frobnicate'",
+                "stages.rules:7:33: 'q' is not defined",
+            ])
+        }
+    }
+}

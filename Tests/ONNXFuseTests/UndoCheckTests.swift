@@ -56,6 +56,15 @@ final class UndoCheckTests: XCTestCase {
         XCTAssertEqual(undoingRules(rules).map { [$0.first, $0.second] }, [["fuse-relu6", "split-relu6"]])
     }
 
+    func testTheComparisonOfManyNodesOfOneOperatorStaysShort() throws {
+        // Ten Negs in a chain against ten Negs in another shape: every assignment of one to the
+        // other would be 10! candidates; the connections already placed cut the search at once.
+        let chain = (1...12).map { "a\($0) = Neg(\($0 == 1 ? "x" : "a\($0 - 1)"))" }.joined(separator: "; ")
+        let fan = (1...11).map { "b\($0) = Neg(x)" }.joined(separator: "; ") + "; a12 = Neg(b1)"
+        let rules = try RuleFiles.rules(in: "rule fan-out {\n  match { \(chain) }\n  replace { \(fan) }\n}\n")
+        XCTAssertEqual(undoingRules(rules), [])
+    }
+
     func testTheBuiltInRulesDoNotUndoEachOther() {
         XCTAssertEqual(undoingRules(RuleFiles.builtin), [])
     }

@@ -374,7 +374,7 @@ MUTATION_FIXTURES = {
     "arithmetic.rules": ["constant_chains.onnx", "matmul_scale.onnx"],
     "activation.rules": ["gelu_erf.onnx", "gelu_tanh.onnx", "hard_swish.onnx", "hard_sigmoid_opset10.onnx"],
     "normalization.rules": ["layernorm.onnx", "layernorm_opset18.onnx", "rmsnorm.onnx"],
-    "cleanup.rules": ["identity_chain.onnx", "dropout_opset12.onnx", "transpose_pair.onnx", "squeeze_unsqueeze.onnx",
+    "cleanup.rules": ["identity_chain.onnx", "transpose_constant.onnx", "dropout_opset12.onnx", "transpose_pair.onnx", "squeeze_unsqueeze.onnx",
                       "squeeze_unsqueeze_opset11.onnx", "reshape_reshape.onnx", "dead_nodes.onnx"],
 }
 

@@ -187,6 +187,8 @@ EXPECTED_BUILTIN_FIRINGS: dict[str, dict[str, int]] = {
     "squeeze_unsqueeze.onnx": {"cancel-squeeze-unsqueeze": 1, "cancel-unsqueeze-squeeze": 1},
     "squeeze_unsqueeze_opset11.onnx": {"cancel-squeeze-unsqueeze": 1, "cancel-unsqueeze-squeeze": 1},
     "transpose_pair.onnx": {"cancel-transpose-transpose": 1, "fuse-transpose-transpose": 1},
+    # Small constants: fold-constants folds both Transposes and the Relu of W2 (see EXTRA_CASES).
+    "transpose_constant.onnx": {"fold-constants": 3},
     "unknown_fields.onnx": {"fold-conv-batchnorm": 1},
     # The activation and normalization rules (scripts/make-transformer-fixtures.py).
     "gelu_erf.onnx": {"merge-duplicates": 7, "fuse-gelu-erf": 3},
@@ -222,7 +224,10 @@ EXPECTED_BUILTIN_FIRINGS: dict[str, dict[str, int]] = {
 }
 
 # Models outside fixtures/*.onnx to add to the suite: append Case(...) here.
-EXTRA_CASES: list[Case] = []
+EXTRA_CASES: list[Case] = [
+    # Above --fold-limit, fold-transpose-of-constant folds the Transpose of W1 (read by it alone).
+    Case(FIXTURES_DIR / "transpose_constant.onnx", args=("--fold-limit", "4"), label="fold-limit-4"),
+]
 
 # Rule files every fixture is also run with (alone, with --no-builtin), by label.
 RULE_FILES: dict[str, Path] = {
