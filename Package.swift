@@ -36,6 +36,7 @@ let package = Package(
                 .embedInCode("Rules/activation.rules"),
                 .embedInCode("Rules/normalization.rules"),
                 .embedInCode("Rules/arithmetic.rules"),
+                .embedInCode("Rules/attention.rules"),
             ]
         ),
         .executableTarget(

@@ -313,7 +313,41 @@ def rmsnorm_opset20():
     return rmsnorm_model("rmsnorm_opset20", 20)
 
 
+def attention_branch(b, p, q, k, v, scale_op="Div", mask=None, axis=-1):
+    kt = b.node("Transpose", [k], p + "kt", perm=[0, 1, 3, 2])
+    s = b.node("MatMul", [q, kt], p + "s")
+    if scale_op == "Div":
+        z = b.node("Div", [s, b.const(p + "sqrt_d", math.sqrt(8))], p + "z")
+    else:
+        z = b.node("Mul", [b.const(p + "inv_sqrt_d", 1 / math.sqrt(8)), s], p + "z")
+    if mask is not None:
+        z = b.node("Add", [z, mask], p + "w")
+    a = b.node("Softmax", [z], p + "a", axis=axis)
+    return b.node("MatMul", [a, v], p + "y")
+
+
+def attention():
+    """Opset 23, IR 10, Q, K, V [2, 3, 4, 8] per branch (batch, heads, sequence, head size):
+    softmax(Q·Kᵀ / √8 + mask) · V with a float mask [2, 1, 4, 4] (Y1), softmax((1/√8) · Q·Kᵀ) · V
+    (Y2) — fuse-attention makes two Attention nodes — and one with the Softmax over axis 2, not
+    the keys (Y3), which stays."""
+    b = Builder()
+    shape = [2, 3, 4, 8]
+    names = lambda i: [b.input(f"{t}{i}", shape) for t in "QKV"]  # noqa: E731
+    mask = b.input("M", [2, 1, 4, 4])
+    attention_branch(b, "a1_", *names(1), mask=mask)
+    rename_last(b, "Y1")
+    attention_branch(b, "a2_", *names(2), scale_op="Mul")
+    rename_last(b, "Y2")
+    attention_branch(b, "a3_", *names(3), axis=2)
+    rename_last(b, "Y3")
+    for i in range(1, 4):
+        b.output(f"Y{i}", shape)
+    return b.model("attention", opset=23, ir_version=10)
+
+
 FIXTURES = {
+    "attention": attention,
     "gelu_erf": gelu_erf,
     "gelu_tanh": gelu_tanh,
     "gelu_opset17": gelu_opset17,

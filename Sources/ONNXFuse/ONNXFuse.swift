@@ -39,6 +39,7 @@ public enum RuleFiles {
         ("activation.rules", String(decoding: PackageResources.activation_rules, as: UTF8.self)),
         ("normalization.rules", String(decoding: PackageResources.normalization_rules, as: UTF8.self)),
         ("arithmetic.rules", String(decoding: PackageResources.arithmetic_rules, as: UTF8.self)),
+        ("attention.rules", String(decoding: PackageResources.attention_rules, as: UTF8.self)),
     ]
 
     /// The built-in rules, which run unless turned off (`--no-builtin`): the native rules

@@ -9,6 +9,7 @@ extension OperatorRegistry {
         NeuralNetworkKit.registerConvolutionOperators(&self)
         NeuralNetworkKit.registerPoolingOperators(&self)
         NeuralNetworkKit.registerNormalizationOperators(&self)
+        NeuralNetworkKit.registerAttentionOperators(&self)
         NeuralNetworkKit.registerQuantizationOperators(&self)
         NeuralNetworkKit.registerInferenceOnlyOperators(&self)
         NeuralNetworkKit.registerMiscellaneousOperators(&self)

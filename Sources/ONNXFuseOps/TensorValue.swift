@@ -267,8 +267,18 @@ public func roundReal(_ value: Double, to dataType: DataType) -> Double {
 public struct OperatorError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The message.
     public let message: String
+    /// The kernel does not compute this variant of its operator (it says which); the node is
+    /// valid, only not evaluated here.
+    public var isUnsupported = false
     /// An error with `message`.
     public init(_ message: String) { self.message = message }
+
+    /// A variant of the operator the kernel does not compute.
+    public static func unsupported(_ message: String) -> OperatorError {
+        var error = OperatorError(message)
+        error.isUnsupported = true
+        return error
+    }
     /// The message.
     public var description: String { message }
 }

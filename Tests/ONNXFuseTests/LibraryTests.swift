@@ -96,7 +96,7 @@ final class ExampleRulesTests: XCTestCase {
             "shape_arithmetic": 0, "dynamo_conv_bn": 1, "shape_ops_mix": 0, "transformer_shapes": 0,
             // The activation and normalization rules' fixtures (scripts/make-transformer-fixtures.py).
             "gelu_erf": 0, "gelu_tanh": 0, "gelu_opset17": 0, "hard_swish": 0, "hard_sigmoid_opset10": 0, "layernorm": 0,
-            "layernorm_opset18": 0, "layernorm_opset14": 0, "rmsnorm": 0, "rmsnorm_opset20": 0,
+            "layernorm_opset18": 0, "layernorm_opset14": 0, "rmsnorm": 0, "rmsnorm_opset20": 0, "attention": 0,
         ]
         let fixtures = ((try? FileManager.default.contentsOfDirectory(atPath: CommandTests.fixtures.path)) ?? []).filter { $0.hasSuffix(".onnx") }
         XCTAssertEqual(Set(fixtures.map { String($0.dropLast(5)) }), Set(expected.keys), "a fixture without an expectation")

@@ -372,6 +372,7 @@ MUTATION_FIXTURES = {
                      "pad_conv.onnx", "pad_conv_axes.onnx", "pad_conv_opset10.onnx", "conv_add_trap.onnx"],
     "matmul.rules": ["lora.onnx", "lora_scaled.onnx", "matmul_scale.onnx", "matmul_add.onnx", "double_weights.onnx", "rule_traps.onnx"],
     "arithmetic.rules": ["constant_chains.onnx", "matmul_scale.onnx"],
+    "attention.rules": ["attention.onnx"],
     "activation.rules": ["gelu_erf.onnx", "gelu_tanh.onnx", "hard_swish.onnx", "hard_sigmoid_opset10.onnx"],
     "normalization.rules": ["layernorm.onnx", "layernorm_opset18.onnx", "rmsnorm.onnx"],
     "cleanup.rules": ["identity_chain.onnx", "transpose_constant.onnx", "dropout_opset12.onnx", "transpose_pair.onnx", "squeeze_unsqueeze.onnx",

@@ -203,6 +203,7 @@ EXPECTED_BUILTIN_FIRINGS: dict[str, dict[str, int]] = {
     "layernorm_opset14.onnx": {},
     "rmsnorm.onnx": {"merge-duplicates": 5, "fuse-rms-normalization": 3, "fuse-rms-normalization-scale": 3},
     "rmsnorm_opset20.onnx": {"merge-duplicates": 5},
+    "attention.onnx": {"merge-duplicates": 1, "fuse-attention": 2},
     # The operator-aware built-ins (scripts/make-shape-fixtures.py).
     # Both Reshape targets become constants before the second Shape chain would merge into
     # the first: that chain goes as dead code.
