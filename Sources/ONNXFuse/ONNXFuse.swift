@@ -260,15 +260,8 @@ func schemaViolations(_ created: [(node: Node, rule: String)], in model: Model, 
     for (node, rule) in created where node.graph != nil {
         let domain = node.isDefaultDomain ? "" : node.domain!
         guard let version = model.opsetVersion(domain: domain) else { continue }
-        let label = "rule '\(rule)' made \(node.opType) '\(node.name ?? "")'"
-        guard let schema = OperatorSchemas.schema(node.opType, domain: domain, version: version) else {
-            if OperatorSchemas.covers(domain: domain) {
-                messages.append("\(label), which opset \(version) of \(domain.isEmpty ? "ai.onnx" : domain) does not have")
-            }
-            continue
-        }
-        if let problem = schema.violation(of: node, elementType: { inference.facts(of: $0).elementType }) {
-            messages.append("\(label): \(problem)")
+        if let problem = OperatorSchemas.problem(of: node, version: version, elementType: { inference.facts(of: $0).elementType }) {
+            messages.append("rule '\(rule)' made \(node.opType) '\(node.name ?? "")': \(problem)")
         }
     }
     return messages

@@ -87,6 +87,10 @@ public final class Value {
         self.definition = definition
     }
 
+    /// A value of no graph and no node: a stand-in for one that does not exist yet (what a
+    /// rewrite would compute), to build a detached node that reads it.
+    public static func detached(name: String) -> Value { Value(name: name, definition: .detached) }
+
     /// The node that produces it, if it is a node output.
     public var producer: Node? {
         if case .nodeOutput = definition { return producerStorage }

@@ -1,5 +1,18 @@
 import ONNXFuseIR
 
+extension OperatorSchemas {
+    /// What the schemas reject in `node` at opset `version` of its domain (`OperatorSchema.violation`),
+    /// or that the opset has no such operator in a domain the schemas cover; nil when it conforms
+    /// or its domain is not covered.
+    public static func problem(of node: Node, version: Int64, elementType: (Value) -> DataType?) -> String? {
+        let domain = node.isDefaultDomain ? "" : node.domain!
+        guard let schema = schema(node.opType, domain: domain, version: version) else {
+            return covers(domain: domain) ? "opset \(version) of \(domain.isEmpty ? "ai.onnx" : domain) does not have \(node.opType)" : nil
+        }
+        return schema.violation(of: node, elementType: elementType)
+    }
+}
+
 extension OperatorSchema {
     /// What this schema rejects in `node`, or nil when the node conforms: the number of inputs
     /// and outputs, a required one left out, an attribute the operator does not have, of the

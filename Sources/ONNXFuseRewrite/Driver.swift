@@ -140,9 +140,10 @@ struct Driver {
     var staleSet = Set<ObjectIdentifier>()
     var report = RewriteReport()
     var counts: [Int]
-    /// Per rule (by name: a rule's forms share one) and node: why it did not fire, and how deep
-    /// the deepest form got in the visit that explained it (`visits`).
-    var explanations: [ExplanationKey: (order: Int, explanation: Explanation, node: Node, visit: Int, depth: Int)] = [:]
+    /// Per rule (by name: a rule's forms share one) and node: why it did not fire, and how far
+    /// the furthest form got in the visit that explained it (`visits`): whether the pattern met
+    /// the graph (a complete match refused), then how deep the search went.
+    var explanations: [ExplanationKey: (order: Int, explanation: Explanation, node: Node, visit: Int, reach: (complete: Int, depth: Int))] = [:]
     /// Nodes taken from the worklist so far: the forms of one rule tried at one visit explain
     /// themselves together (the form that got furthest).
     var visits = 0
@@ -328,13 +329,13 @@ struct Driver {
                 let failure = matcher.deepestFailure
                 // Of a rule's forms tried at this visit, the one that got furthest explains it: a
                 // complete match refused first (the pattern met the graph), then the deepest.
-                let depth = (matcher.deepestFailureIsComplete ? Int.max / 2 : 0) + min(failure.depth, Int.max / 4)
-                if let known = explanations[key], known.visit == visits, known.depth >= depth { return false }
+                let reach = (complete: matcher.deepestFailureIsComplete ? 1 : 0, depth: failure.depth)
+                if let known = explanations[key], known.visit == visits, known.reach >= reach { return false }
                 let label = node.name ?? node.outputs.compactMap { $0?.name }.first ?? node.opType
                 let reason = rule.form.map { "\($0.label): " + failure.reason } ?? failure.reason
                 var explanation = Explanation(rule: rule.name, node: label, opType: node.opType, reason: reason)
                 explanation.ruleLine = matcher.deepestFailureLine
-                explanations[key] = (explanations[key]?.order ?? explanations.count, explanation, node, visits, depth)
+                explanations[key] = (explanations[key]?.order ?? explanations.count, explanation, node, visits, reach)
             }
             return false
         }
@@ -466,29 +467,14 @@ struct Driver {
             case .absent: return nil
             }
         }
-        for spec in replacement.nodes {
-            // Indexed by name: a node may carry very many attributes (a hostile model), and a copy
-            // of one replaces an earlier one of the same name, moving to the end.
-            var slots: [Attribute?] = []
-            var slotOfName: [String: Int] = [:]
-            func place(_ attribute: Attribute, replacingInPlace: Bool) {
-                if let index = slotOfName[attribute.name] {
-                    if replacingInPlace { slots[index] = attribute; return }
-                    slots[index] = nil
-                }
-                slotOfName[attribute.name] = slots.count
-                slots.append(attribute)
-            }
-            for entry in spec.attributes {
-                switch entry {
-                case .copyAll(let source):
-                    for attribute in match.nodes[source]!.attributes { place(attribute, replacingInPlace: false) }
-                case .set(let name, let slot):
-                    place(Attribute(name: name, value: prepared.attributeValues[slot]), replacingInPlace: true)
-                }
-            }
-            let attributes = slots.compactMap { $0 }
-            let outputNames: [String?] = spec.outputs.map { output in
+        for (index, spec) in replacement.nodes.enumerated() {
+            // Node names stay: the name of the node whose attributes it copies, else of the node
+            // whose output it takes over.
+            var nodeName: String?
+            for case .copyAll(let source) in spec.attributes { nodeName = nodeName ?? match.nodes[source]!.name }
+            for case .replaces(let v) in spec.outputs { nodeName = nodeName ?? match.value(v)!.producer?.name }
+            let node = replacement.makeNode(index, for: match, attributeValues: prepared.attributeValues, name: nodeName,
+                                            resolve: resolve) { output in
                 switch output {
                 // The new value takes the old one's name at once: the old value leaves the
                 // graph before this rewrite ends.
@@ -497,16 +483,6 @@ struct Driver {
                 case .none: return nil
                 }
             }
-            // Node names stay: the name of the node whose attributes it copies, else of the node
-            // whose output it takes over.
-            var nodeName: String?
-            for case .copyAll(let source) in spec.attributes { nodeName = nodeName ?? match.nodes[source]!.name }
-            for case .replaces(let v) in spec.outputs { nodeName = nodeName ?? match.value(v)!.producer?.name }
-            // An optional input that is absent at the end is left out, not written as "".
-            var inputs = spec.inputs.map(resolve)
-            while let last = inputs.last, last == nil { inputs.removeLast() }
-            let node = Node(opType: spec.opType, domain: spec.domain.isEmpty ? nil : spec.domain, name: nodeName,
-                            inputs: inputs, outputNames: outputNames, attributes: attributes)
             graph.insert(node, before: root)
             created.append(node)
             nodeCreated?(node, rules[ruleIndex].name)
@@ -606,7 +582,7 @@ struct Driver {
             if options.explain, !rule.pattern.nodes[0].matchesAnyOperator {
                 let label = node.name ?? node.outputs.compactMap { $0?.name }.first ?? node.opType
                 let explanation = Explanation(rule: rule.name, node: label, opType: node.opType, reason: reason)
-                explanations[key] = (explanations[key]?.order ?? explanations.count, explanation, node, visits, 0)
+                explanations[key] = (explanations[key]?.order ?? explanations.count, explanation, node, visits, (0, 0))
             }
             return false
         }

@@ -84,6 +84,40 @@ public struct Replacement {
     }
 }
 
+extension Replacement {
+    /// New node `index` for `match`, detached (in no graph), as the engine makes it: inputs from
+    /// `resolve` (an absent optional input at the end is left out), the attributes of the nodes
+    /// it copies, then those it sets (`attributeValues`, by slot), outputs named by `outputName`
+    /// (nil: an absent output). Attributes are indexed by name: a node may carry very many (a
+    /// hostile model), a copy of a name already copied moves to the end, a set replaces in place.
+    public func makeNode(_ index: Int, for match: Match, attributeValues: [AttributeValue], name: String?,
+                         resolve: (ValueReference) -> Value?, outputName: (ReplacementOutput) -> String?) -> Node {
+        let spec = nodes[index]
+        var slots: [Attribute?] = []
+        var slotOfName: [String: Int] = [:]
+        func place(_ attribute: Attribute, replacingInPlace: Bool) {
+            if let index = slotOfName[attribute.name] {
+                if replacingInPlace { slots[index] = attribute; return }
+                slots[index] = nil
+            }
+            slotOfName[attribute.name] = slots.count
+            slots.append(attribute)
+        }
+        for entry in spec.attributes {
+            switch entry {
+            case .copyAll(let source):
+                for attribute in match.nodes[source]!.attributes { place(attribute, replacingInPlace: false) }
+            case .set(let name, let slot):
+                place(Attribute(name: name, value: attributeValues[slot]), replacingInPlace: true)
+            }
+        }
+        var inputs = spec.inputs.map(resolve)
+        while let last = inputs.last, last == nil { inputs.removeLast() }
+        return Node(opType: spec.opType, domain: spec.domain.isEmpty ? nil : spec.domain, name: name,
+                    inputs: inputs, outputNames: spec.outputs.map(outputName), attributes: slots.compactMap { $0 })
+    }
+}
+
 /// Variables of a match: value variables and attribute variables, by index.
 public struct MatchVariables: Equatable, Sendable {
     /// Value variables.
@@ -259,15 +293,12 @@ public struct RewriteRule {
 public struct RuleForm: Sendable, Equatable {
     /// Its position among the rule's forms, from 0: the order in which they are tried.
     public var index: Int
-    /// How many forms the rule has.
-    public var count: Int
     /// How explanations tell it apart: "form 2 of 4 (line 7: ReduceMean(x, a))".
     public var label: String
 
     /// A form.
-    public init(index: Int, count: Int, label: String) {
+    public init(index: Int, label: String) {
         self.index = index
-        self.count = count
         self.label = label
     }
 }

@@ -1,10 +1,11 @@
 import ONNXFuseIR
 
-/// What an argument of a built-in function must be, checked when a rule file is loaded for the
-/// arguments written as literals (a string, a boolean, a number, a list or a data type name), so
-/// that `cast(w, 11)` or `reshape(w, "a")` is an error of the file, naming the argument, before any
-/// model is read. Arguments computed from the match are checked when the rule runs.
-enum ArgumentKind {
+/// What an argument of a function must be (`FunctionTable.register`'s `kinds`), checked when a
+/// rule file is loaded for the arguments written as literals (a string, a boolean, a number, a
+/// list or a data type name), so that `cast(w, 11)` or `reshape(w, "a")` is an error of the file,
+/// naming the argument, before any model is read. Arguments computed from the match are checked
+/// when the rule runs.
+public enum ArgumentKind: Sendable {
     /// A tensor, a number (rank 0) or a list of numbers.
     case tensor
     /// A list of integers, an integer tensor or one integer (shapes, axes, permutations).
@@ -35,20 +36,6 @@ enum ArgumentKind {
         case .any: return "anything"
         }
     }
-
-    /// The kinds of the built-in functions' arguments, by position (the last one repeats).
-    static let builtins: [String: [ArgumentKind]] = {
-        var kinds: [String: [ArgumentKind]] = [
-            "reshape": [.tensor, .integers], "unsqueeze": [.tensor, .integers], "squeeze": [.tensor, .integers],
-            "transpose": [.tensor, .integers], "matmul": [.tensor, .tensor], "cast": [.tensor, .dataType],
-            "zeros_like": [.tensor], "ones_like": [.tensor], "full": [.integers, .number], "ones": [.integer], "zeros": [.integer],
-            "slice": [.list, .integer, .integer], "min": [.number, .number], "max": [.number, .number], "permute": [.list, .integers],
-            "range": [.integer, .integer], "len": [.list], "isclose": [.tensor, .tensor, .number, .number],
-            "allclose": [.tensor, .tensor, .number, .number], "opset": [.string],
-        ]
-        for name in ["sqrt", "abs", "neg", "exp", "log", "reciprocal"] { kinds[name] = [.tensor] }
-        return kinds
-    }()
 
     /// The problem with `argument` as this kind when it is a literal ("the string "a""), or nil
     /// when it fits or is not a literal. `isVariable` tells a variable from a data type name.

@@ -10,6 +10,7 @@ public struct FunctionTable: Sendable {
 
     private struct Entry: Sendable {
         var arity: ClosedRange<Int>
+        var kinds: [ArgumentKind]
         var body: Body
     }
 
@@ -28,6 +29,11 @@ public struct FunctionTable: Sendable {
     /// calls when a rule file is loaded).
     public func arity(of name: String) -> ClosedRange<Int>? { entries[name]?.arity }
 
+    /// What the arguments of `name` must be, by position (the last kind repeats); empty when
+    /// anything goes or there is no such function. Literal arguments are checked against it when
+    /// a rule file is loaded.
+    public func argumentKinds(of name: String) -> [ArgumentKind] { entries[name]?.kinds ?? [] }
+
     /// The function names, sorted.
     public var names: [String] { entries.keys.sorted() }
 
@@ -43,10 +49,11 @@ public struct FunctionTable: Sendable {
         return try entry.body(arguments)
     }
 
-    /// Adds the function `name` taking `arity` arguments, replacing any function of that name.
-    public mutating func register(_ name: String, arity: ClosedRange<Int>, _ body: @escaping Body) {
+    /// Adds the function `name` taking `arity` arguments of `kinds` (by position, the last one
+    /// repeating; none: anything), replacing any function of that name.
+    public mutating func register(_ name: String, arity: ClosedRange<Int>, kinds: [ArgumentKind] = [], _ body: @escaping Body) {
         precondition(arity.lowerBound >= 0, "negative arity for \(name)")
-        entries[name] = Entry(arity: arity, body: body)
+        entries[name] = Entry(arity: arity, kinds: kinds, body: body)
     }
 
     /// The built-in functions.
@@ -88,7 +95,7 @@ public struct FunctionTable: Sendable {
             ("reciprocal", { $0.reciprocal() }, nil),
         ]
         for (name, operation, onInteger) in unary {
-            table.register(name, arity: 1...1) { arguments throws(EvaluationError) in
+            table.register(name, arity: 1...1, kinds: [.tensor]) { arguments throws(EvaluationError) in
                 switch arguments[0] {
                 case .integer(let i):
                     if let onInteger { return .integer(try onInteger(i)) }
@@ -101,31 +108,31 @@ public struct FunctionTable: Sendable {
                 }
             }
         }
-        table.register("reshape", arity: 2...2) { arguments throws(EvaluationError) in
+        table.register("reshape", arity: 2...2, kinds: [.tensor, .integers]) { arguments throws(EvaluationError) in
             let (array, type) = try tensorArgument("reshape", arguments, 0)
             return .tensor(try array.reshape(try integersArgument("reshape", arguments, 1)), type)
         }
-        table.register("unsqueeze", arity: 2...2) { arguments throws(EvaluationError) in
+        table.register("unsqueeze", arity: 2...2, kinds: [.tensor, .integers]) { arguments throws(EvaluationError) in
             let (array, type) = try tensorArgument("unsqueeze", arguments, 0)
             return .tensor(try array.unsqueeze(axes: try integersArgument("unsqueeze", arguments, 1)), type)
         }
-        table.register("squeeze", arity: 1...2) { arguments throws(EvaluationError) in
+        table.register("squeeze", arity: 1...2, kinds: [.tensor, .integers]) { arguments throws(EvaluationError) in
             let (array, type) = try tensorArgument("squeeze", arguments, 0)
             let axes = try arguments.count > 1 ? integersArgument("squeeze", arguments, 1) : nil
             return .tensor(try array.squeeze(axes: axes), type)
         }
-        table.register("transpose", arity: 1...2) { arguments throws(EvaluationError) in
+        table.register("transpose", arity: 1...2, kinds: [.tensor, .integers]) { arguments throws(EvaluationError) in
             let (array, type) = try tensorArgument("transpose", arguments, 0)
             let perm = try arguments.count > 1 ? integersArgument("transpose", arguments, 1) : nil
             return .tensor(try array.transpose(perm), type)
         }
-        table.register("matmul", arity: 2...2) { arguments throws(EvaluationError) in
+        table.register("matmul", arity: 2...2, kinds: [.tensor, .tensor]) { arguments throws(EvaluationError) in
             let (a, typeA) = try tensorArgument("matmul", arguments, 0)
             let (b, typeB) = try tensorArgument("matmul", arguments, 1)
             let type = try combinedElementType(typeA, typeB)
             return .tensor(try a.matmul(b), type)
         }
-        table.register("cast", arity: 2...2) { arguments throws(EvaluationError) in
+        table.register("cast", arity: 2...2, kinds: [.tensor, .dataType]) { arguments throws(EvaluationError) in
             let (array, _) = try tensorArgument("cast", arguments, 0)
             let type: DataType
             do throws(EvaluationError) {
@@ -136,11 +143,11 @@ public struct FunctionTable: Sendable {
             guard NDArray.canCompute(with: type) else { throw EvaluationError("cast: cannot compute with \(type)") }
             return .tensor(try array.cast(to: type), type)
         }
-        table.register("zeros_like", arity: 1...1) { arguments throws(EvaluationError) in
+        table.register("zeros_like", arity: 1...1, kinds: [.tensor]) { arguments throws(EvaluationError) in
             let (array, type) = try tensorArgument("zeros_like", arguments, 0)
             return .tensor(array.zerosLike(), type)
         }
-        table.register("ones_like", arity: 1...1) { arguments throws(EvaluationError) in
+        table.register("ones_like", arity: 1...1, kinds: [.tensor]) { arguments throws(EvaluationError) in
             let (array, type) = try tensorArgument("ones_like", arguments, 0)
             return .tensor(array.onesLike(), type)
         }
@@ -164,7 +171,7 @@ public struct FunctionTable: Sendable {
         table.register("default", arity: 2...2) { arguments throws(EvaluationError) in
             arguments[0] == .absent ? arguments[1] : arguments[0]
         }
-        table.register("full", arity: 2...2) { arguments throws(EvaluationError) in
+        table.register("full", arity: 2...2, kinds: [.integers, .number]) { arguments throws(EvaluationError) in
             // A tensor of the given shape filled with one number; its element type adapts to
             // the tensors it is combined with, like any literal.
             let shape = try arguments[0].asIntegers()
@@ -175,19 +182,19 @@ public struct FunctionTable: Sendable {
             if case .integer(let integer) = arguments[1] { return .tensor(NDArray(shape: shape, integers: Array(repeating: integer, count: count)), nil) }
             return .tensor(NDArray(shape: shape, values: Array(repeating: value, count: count)), nil)
         }
-        table.register("ones", arity: 1...1) { arguments throws(EvaluationError) in
+        table.register("ones", arity: 1...1, kinds: [.integer]) { arguments throws(EvaluationError) in
             let n = try integerArgument("ones", arguments, 0)
             guard n >= 0 else { throw EvaluationError("ones: the count \(n) is negative") }
             guard n <= Self.maximumListLength else { throw EvaluationError.limit("ones: the count \(n) is more than the limit of \(Self.maximumListLength)") }
             return .list(Array(repeating: .integer(1), count: Int(n)))
         }
-        table.register("zeros", arity: 1...1) { arguments throws(EvaluationError) in
+        table.register("zeros", arity: 1...1, kinds: [.integer]) { arguments throws(EvaluationError) in
             let n = try integerArgument("zeros", arguments, 0)
             guard n >= 0 else { throw EvaluationError("zeros: the count \(n) is negative") }
             guard n <= Self.maximumListLength else { throw EvaluationError.limit("zeros: the count \(n) is more than the limit of \(Self.maximumListLength)") }
             return .list(Array(repeating: .integer(0), count: Int(n)))
         }
-        table.register("slice", arity: 3...3) { arguments throws(EvaluationError) in
+        table.register("slice", arity: 3...3, kinds: [.list, .integer, .integer]) { arguments throws(EvaluationError) in
             // Items start..<end; a negative index counts from the end, as in Python, but an
             // index beyond the list is an error rather than clamped.
             let items = try listArgument("slice", arguments, 0)
@@ -207,7 +214,7 @@ public struct FunctionTable: Sendable {
             return .list(Array(items[Int(bounds[0])..<Int(bounds[1])]))
         }
         for name in ["min", "max"] {
-            table.register(name, arity: 2...2) { arguments throws(EvaluationError) in
+            table.register(name, arity: 2...2, kinds: [.number, .number]) { arguments throws(EvaluationError) in
                 let (a, b) = (arguments[0], arguments[1])
                 guard a.numberValue != nil, b.numberValue != nil else {
                     throw EvaluationError("\(name) takes two numbers, got \(a.kind) and \(b.kind)")
@@ -218,7 +225,7 @@ public struct FunctionTable: Sendable {
                 return .real(pick.numberValue!)
             }
         }
-        table.register("permute", arity: 2...2) { arguments throws(EvaluationError) in
+        table.register("permute", arity: 2...2, kinds: [.list, .integers]) { arguments throws(EvaluationError) in
             let items = try listArgument("permute", arguments, 0)
             let perm = try integersArgument("permute", arguments, 1)
             var result: [EvalValue] = []
@@ -230,7 +237,7 @@ public struct FunctionTable: Sendable {
             }
             return .list(result)
         }
-        table.register("range", arity: 1...2) { arguments throws(EvaluationError) in
+        table.register("range", arity: 1...2, kinds: [.integer, .integer]) { arguments throws(EvaluationError) in
             // range(n) is 0..<n; range(start, end) is start..<end, empty when end <= start.
             if arguments.count == 2 {
                 let start = try integerArgument("range", arguments, 0), end = try integerArgument("range", arguments, 1)
@@ -245,7 +252,7 @@ public struct FunctionTable: Sendable {
             guard n <= Self.maximumListLength else { throw EvaluationError.limit("range: the count \(n) is more than the limit of \(Self.maximumListLength)") }
             return .list((0..<n).map { .integer($0) })
         }
-        table.register("len", arity: 1...1) { arguments throws(EvaluationError) in
+        table.register("len", arity: 1...1, kinds: [.list]) { arguments throws(EvaluationError) in
             // A tensor's length is its element count: no list of its elements is made.
             if case .tensor(let array, _) = arguments[0] { return .integer(Int64(array.values.count)) }
             return .integer(Int64(try listArgument("len", arguments, 0).count))
@@ -296,7 +303,7 @@ public struct FunctionTable: Sendable {
         for name in ["isclose", "allclose"] {
             // |a - b| <= atol + rtol × |b| element by element (numpy's defaults: rtol 1e-5, atol
             // 1e-8), in float64 after rounding to the tensors' element type; NaN is close to nothing.
-            table.register(name, arity: 2...4) { arguments throws(EvaluationError) in
+            table.register(name, arity: 2...4, kinds: [.tensor, .tensor, .number, .number]) { arguments throws(EvaluationError) in
                 let (a, typeA) = try tensorArgument(name, arguments, 0)
                 let (b, typeB) = try tensorArgument(name, arguments, 1)
                 let type = try combinedElementType(typeA, typeB)
@@ -312,7 +319,7 @@ public struct FunctionTable: Sendable {
                 return .tensor(close, .bool)
             }
         }
-        table.register("opset", arity: 0...1) { arguments throws(EvaluationError) in
+        table.register("opset", arity: 0...1, kinds: [.string]) { arguments throws(EvaluationError) in
             throw EvaluationError("opset() needs a model: it is only available in rules")
         }
         return table

@@ -80,17 +80,16 @@ func matchForms(of rule: RuleSyntax) -> Result<[MatchForm], RuleError> {
     }
     var forms: [MatchForm] = []
     for block in rule.matchBlocks {
-        // Per line: the alternative chosen, or -1 when the optional node is missing.
-        var choices = block.lines.map { _ in 0 }
-        func options(_ line: MatchLineSyntax) -> [Int] { Array(line.alternatives.indices) + (line.isOptional ? [-1] : []) }
+        // Per line: the position of its choice among the alternatives, then (an optional line)
+        // missing.
         var positions = block.lines.map { _ in 0 }
+        func choiceCount(_ line: MatchLineSyntax) -> Int { line.alternatives.count + (line.isOptional ? 1 : 0) }
         while true {
-            for (index, line) in block.lines.enumerated() { choices[index] = options(line)[positions[index]] }
             var nodes: [NodeSyntax] = []
             var aliases: [String: String] = [:]
             var notes: [String] = []
-            for (line, choice) in zip(block.lines, choices) {
-                if choice < 0 {
+            for (line, choice) in zip(block.lines, positions) {
+                if choice == line.alternatives.count {
                     let node = line.alternatives[0]
                     if let output = node.outputs.first ?? nil, case .variable(let input)? = node.inputs.first {
                         aliases[output] = input
@@ -114,19 +113,16 @@ func matchForms(of rule: RuleSyntax) -> Result<[MatchForm], RuleError> {
             var index = block.lines.count - 1
             while index >= 0 {
                 positions[index] += 1
-                if positions[index] < options(block.lines[index]).count { break }
+                if positions[index] < choiceCount(block.lines[index]) { break }
                 positions[index] = 0
                 index -= 1
             }
             if index < 0 { break }
         }
     }
-    if forms.count > 1 {
-        for index in forms.indices {
-            forms[index].label = "form \(index + 1) of \(forms.count)" + (forms[index].label.isEmpty ? "" : " " + forms[index].label)
-        }
-    } else {
-        forms = forms.map { MatchForm(nodes: $0.nodes, aliases: $0.aliases, label: "") }
+    for index in forms.indices {
+        forms[index].label = forms.count == 1 ? ""
+            : "form \(index + 1) of \(forms.count)" + (forms[index].label.isEmpty ? "" : " " + forms[index].label)
     }
     return .success(forms)
 }
@@ -234,7 +230,7 @@ public func compileRules(_ file: RuleFileSyntax, functions: FunctionTable = .bui
                 var compiler = RuleCompiler(rule: rule, form: form, file: file.file, functions: functions)
                 compiler.variablesOfOtherForms = (otherValues, otherAttributes)
                 var rewrite = try compiler.compileForm()
-                if forms.count > 1 { rewrite.form = RuleForm(index: index, count: forms.count, label: form.label) }
+                if forms.count > 1 { rewrite.form = RuleForm(index: index, label: form.label) }
                 rewrites.append(rewrite)
             } catch {
                 for found in error.errors {
@@ -610,14 +606,19 @@ struct RuleCompiler {
         return ONNXFuseRewrite.Replacement(nodes: nodes, forwards: forwards, computedNames: computedNames, freshNames: freshNames)
     }
 
+    /// Whether `name` is a variable here: of the match (a value or an attribute) or computed
+    /// on an earlier line.
+    func isVariable(_ name: String, computedSoFar: Set<String>) -> Bool {
+        valueVariables[name] != nil || attributeVariables[name] != nil || computedSoFar.contains(name)
+    }
+
     /// Reports undefined names and unknown functions in `expression`.
     mutating func check(_ expression: Expression, computedSoFar: Set<String>) {
         switch expression {
         case .number, .string, .boolean:
             break
         case .name(let name, let location):
-            if valueVariables[name] == nil && attributeVariables[name] == nil && !computedSoFar.contains(name)
-                && DataType(name: name) == nil {
+            if !isVariable(name, computedSoFar: computedSoFar) && DataType(name: name) == nil {
                 error("'\(name)' is not defined", location)
             }
         case .call(let name, let arguments, let location):
@@ -633,7 +634,7 @@ struct RuleCompiler {
                     // dim(v, axis): the axis is an expression; every other argument names a value.
                     if name == "dim" && position == 1 {
                         check(argument, computedSoFar: computedSoFar)
-                        if let found = ArgumentKind.integer.problem(with: argument, isVariable: { valueVariables[$0] != nil || attributeVariables[$0] != nil || computedSoFar.contains($0) }) {
+                        if let found = ArgumentKind.integer.problem(with: argument, isVariable: { isVariable($0, computedSoFar: computedSoFar) }) {
                             error("dim(): argument 2 must be an integer, not \(found)", argument.location)
                         }
                         continue
@@ -650,12 +651,11 @@ struct RuleCompiler {
                 error("unknown function '\(name)'", location)
             } else if let arity = functions.arity(of: name), !arity.contains(arguments.count) {
                 error("\(name)() takes \(describeArity(arity)), not \(arguments.count)", location)
-            } else if let kinds = ArgumentKind.builtins[name] {
+            } else if case let kinds = functions.argumentKinds(of: name), !kinds.isEmpty {
                 // Literal arguments of the wrong kind, each named by its position.
                 for (position, argument) in arguments.enumerated() {
                     let kind = kinds[min(position, kinds.count - 1)]
-                    let isVariable = { (n: String) in valueVariables[n] != nil || attributeVariables[n] != nil || computedSoFar.contains(n) }
-                    if let found = kind.problem(with: argument, isVariable: isVariable) {
+                    if let found = kind.problem(with: argument, isVariable: { isVariable($0, computedSoFar: computedSoFar) }) {
                         error("\(name)(): argument \(position + 1) must be \(kind.described), not \(found)", argument.location)
                     }
                 }

@@ -159,61 +159,38 @@ struct RuleProgram {
         var known: [ObjectIdentifier: DataType] = [:]
         var fresh: [Int: Value] = [:]
         func standIn(_ type: DataType?) -> Value {
-            let value = Node(opType: "StandIn", inputs: [], outputNames: ["v"]).outputs[0]!
+            let value = Value.detached(name: "v")
             if let type { known[ObjectIdentifier(value)] = type }
             return value
         }
+        func resolve(_ reference: ValueReference) -> Value? {
+            switch reference {
+            case .bound(let v): return match.value(v)
+            case .computed(let slot): return standIn(slot < tensors.count ? tensors[slot].dataType : nil)
+            case .fresh(let f): return fresh[f] ?? standIn(nil)
+            case .absent: return nil
+            }
+        }
+        let elementType = { (value: Value) in known[ObjectIdentifier(value)] ?? value.inferred?.elementType ?? value.type?.elementType }
         for (index, spec) in replacement.nodes.enumerated() {
-            var inputs: [Value?] = []
-            for reference in spec.inputs {
-                switch reference {
-                case .bound(let v): inputs.append(match.value(v))
-                case .computed(let slot): inputs.append(standIn(slot < tensors.count ? tensors[slot].dataType : nil))
-                case .fresh(let f): inputs.append(fresh[f] ?? standIn(nil))
-                case .absent: inputs.append(nil)
-                }
+            // A node made with copied subgraphs would adopt them: not judged here.
+            let copiesSubgraphs = spec.attributes.contains { entry in
+                guard case .copyAll(let source) = entry else { return false }
+                return match.nodes[source]!.attributes.contains(where: \.hasSubgraphs)
             }
-            // By name, in first-seen order: a node may carry very many attributes.
-            var attributeOrder: [String] = []
-            var attributeByName: [String: Attribute] = [:]
-            func add(_ attribute: Attribute) {
-                if attributeByName.updateValue(attribute, forKey: attribute.name) == nil { attributeOrder.append(attribute.name) }
-            }
-            for entry in spec.attributes {
-                switch entry {
-                case .copyAll(let source):
-                    for attribute in match.nodes[source]?.attributes ?? [] { add(attribute) }
-                case .set(let name, let slot):
-                    guard slot < attributes.count else { continue }
-                    add(Attribute(name: name, value: attributes[slot]))
-                }
-            }
-            let nodeAttributes = attributeOrder.map { attributeByName[$0]! }
-            // A node built with subgraph attributes would adopt the match's subgraphs: not judged.
-            let outputNames: [String?] = spec.outputs.map { output in
+            guard !copiesSubgraphs, let version = context.opsetVersion(spec.domain) else { continue }
+            let node = replacement.makeNode(index, for: match, attributeValues: attributes, name: nil, resolve: resolve) { output in
                 if case .none = output { return nil }
                 return "out"
             }
-            guard !nodeAttributes.contains(where: \.hasSubgraphs) else { continue }
-            let node = Node(opType: spec.opType, domain: spec.domain.isEmpty ? nil : spec.domain, inputs: inputs,
-                            outputNames: outputNames, attributes: nodeAttributes)
             for (position, output) in spec.outputs.enumerated() {
                 if case .fresh(let f) = output { fresh[f] = node.outputs[position] }
             }
-            guard let version = context.opsetVersion(spec.domain) else { continue }
-            let problem: String
-            if let schema = OperatorSchemas.schema(spec.opType, domain: spec.domain, version: version) {
-                let elementType = { (value: Value) in known[ObjectIdentifier(value)] ?? value.inferred?.elementType ?? value.type?.elementType }
-                guard let found = schema.violation(of: node, elementType: elementType) else { continue }
-                // What a matched node of that operator breaks already (a bfloat16 Conv where the
-                // opset has none) is the model's, not the rule's: the rewrite keeps it as it was.
-                if match.matchedNodes.contains(where: { $0.opType == spec.opType && schema.violation(of: $0, elementType: elementType) != nil }) {
-                    continue
-                }
-                problem = found
-            } else if OperatorSchemas.covers(domain: spec.domain) {
-                problem = "opset \(version) of \(spec.domain.isEmpty ? "ai.onnx" : spec.domain) does not have \(spec.opType)"
-            } else {
+            guard let problem = OperatorSchemas.problem(of: node, version: version, elementType: elementType) else { continue }
+            // What a matched node of that operator breaks already (a bfloat16 Conv where the
+            // opset has none) is the model's, not the rule's: the rewrite keeps it as it was.
+            if match.matchedNodes.contains(where: { $0.opType == spec.opType
+                && OperatorSchemas.problem(of: $0, version: version, elementType: elementType) != nil }) {
                 continue
             }
             var refusal = RuleRefusal("the new \(spec.opType) would be invalid: \(problem)")

@@ -131,14 +131,12 @@ struct OnnxFuseCommand: ParsableCommand {
             throw UsageError(message: "\(target): refusing to overwrite the input; pass --in-place to replace it")
         }
         // Rule files are checked before the model is touched.
-        let rules = try loadRuleSet(files: ruleFiles, builtin: !noBuiltin)
+        let ruleSet = try loadRuleSet(files: ruleFiles, builtin: !noBuiltin)
+        let rules = ruleSet.all
         for name in only + disable where !rules.contains(where: { $0.name == name }) {
             throw UsageError(message: "there is no rule named '\(name)'")
         }
-        if !ruleFiles.isEmpty {
-            let fromFiles = rules.filter { !$0.file.hasPrefix("builtin:") }
-            for warning in undoWarnings(fromFiles, others: rules.filter { $0.file.hasPrefix("builtin:") }) { printError(warning) }
-        }
+        for warning in undoWarnings(ruleSet.fromFiles, others: ruleSet.builtin) { printError(warning) }
         var trace = PhaseTrace()
         let sizeBefore = ModelFile.size(of: model) ?? 0
         let loaded = try ModelFile.load(path: model)

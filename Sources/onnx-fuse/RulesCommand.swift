@@ -2,14 +2,24 @@ import ArgumentParser
 import Foundation
 import ONNXFuse
 
+/// The rules of a run: the built-in ones and those of the rule files, kept apart.
+struct RuleSet {
+    /// The built-in rules (none with `--no-builtin`).
+    var builtin: [CompiledRule]
+    /// The rules of the files, in file order.
+    var fromFiles: [CompiledRule]
+    /// Every rule, the built-in ones first.
+    var all: [CompiledRule] { builtin + fromFiles }
+}
+
 /// Loads the built-in rules (unless `builtin` is false) and those of `files`; every rule
 /// file error becomes one line, and loading stops before any model is read.
-func loadRuleSet(files: [String], builtin: Bool) throws -> [CompiledRule] {
-    var rules = builtin ? RuleFiles.builtin : []
+func loadRuleSet(files: [String], builtin: Bool) throws -> RuleSet {
+    var set = RuleSet(builtin: builtin ? RuleFiles.builtin : [], fromFiles: [])
     var errors: [String] = []
     for file in files {
         do {
-            rules += try RuleFiles.load(path: file)
+            set.fromFiles += try RuleFiles.load(path: file)
         } catch let error as RuleErrors {
             errors += error.errors.map(\.description)
         } catch {
@@ -17,19 +27,20 @@ func loadRuleSet(files: [String], builtin: Bool) throws -> [CompiledRule] {
         }
     }
     var seen: [String: String] = [:]
-    for rule in rules {
+    for rule in set.all {
         if let other = seen[rule.name] {
             errors.append("\(rule.file): rule '\(rule.name)' is also defined in \(other)")
         }
         seen[rule.name] = rule.file
     }
     if !errors.isEmpty { throw RuleLoadErrors(lines: errors) }
-    return rules
+    return set
 }
 
 /// Warnings about the rules of rule files that may undo each other or a rule of `others` (the
 /// built-in rules they run with), one line each: `onnx-fuse: warning: FILE: ...`.
 func undoWarnings(_ fileRules: [CompiledRule], others: [CompiledRule]) -> [String] {
+    guard !fileRules.isEmpty else { return [] }
     let file = Dictionary(fileRules.map { ($0.name, $0.file) }, uniquingKeysWith: { a, _ in a })
     let pairs = undoingRules(fileRules + others.filter { file[$0.name] == nil }, checked: Set(file.keys))
     return pairs.map { pair in "onnx-fuse: warning: \(file[pair.first] ?? file[pair.second] ?? ""): \(pair)" }
@@ -82,7 +93,7 @@ struct RulesCommand: ParsableCommand {
     func run() throws {
         switch action {
         case "list":
-            let rules = try loadRuleSet(files: ruleFiles, builtin: !noBuiltin)
+            let rules = try loadRuleSet(files: ruleFiles, builtin: !noBuiltin).all
             let width = rules.map(\.name.count).max() ?? 0
             for rule in rules {
                 let padded = rule.name.padding(toLength: width, withPad: " ", startingAt: 0)
@@ -90,7 +101,7 @@ struct RulesCommand: ParsableCommand {
             }
         case "show":
             guard arguments.count == 1 else { throw UsageError(message: "rules show takes one rule name") }
-            let rules = try loadRuleSet(files: ruleFiles, builtin: !noBuiltin)
+            let rules = try loadRuleSet(files: ruleFiles, builtin: !noBuiltin).all
             guard let rule = rules.first(where: { $0.name == arguments[0] }) else {
                 throw UsageError(message: "there is no rule named '\(arguments[0])'")
             }
@@ -98,7 +109,7 @@ struct RulesCommand: ParsableCommand {
             print(rule.text)
         case "check":
             guard !arguments.isEmpty else { throw UsageError(message: "rules check takes rule files") }
-            let rules = try loadRuleSet(files: arguments, builtin: false)
+            let rules = try loadRuleSet(files: arguments, builtin: false).fromFiles
             print("\(arguments.joined(separator: ", ")): \(rules.count) rule\(rules.count == 1 ? "" : "s"), no errors")
             // With the built-in rules they run beside (unless --no-builtin).
             for warning in undoWarnings(rules, others: noBuiltin ? [] : RuleFiles.builtin) { printError(warning) }
