@@ -1438,10 +1438,32 @@ static size_t find_source(const fd_buffer *b, const uint8_t *data, size_t len)
     return b->n_sources;
 }
 
+/* Appends the `len` computed bytes at `offset` of source `i`: made into a buffer of their
+ * own, written, and freed, so one computed payload is in memory at a time. */
+static void fd_append_produced(fd_buffer *b, size_t i, size_t offset, size_t len)
+{
+    const onnx_fuse_mapped_source *s = &b->sources[i];
+    uint8_t *bytes = malloc(len);
+    if (bytes == NULL) {
+        b->error = ENOMEM;
+        return;
+    }
+    int e = s->produce(s->context, offset, bytes, len);
+    if (e != 0)
+        b->error = e;
+    else
+        fd_append_memory(b, bytes, len);
+    free(bytes);
+}
+
 /* Appends `len` bytes at `offset` of source `i` without touching its mapping. */
 static void fd_append_from_source(fd_buffer *b, size_t i, size_t offset, size_t len)
 {
     const onnx_fuse_mapped_source *s = &b->sources[i];
+    if (s->produce != NULL) {
+        fd_append_produced(b, i, offset, len);
+        return;
+    }
     if (len >= KERNEL_COPY_MIN) {
         fd_flush(b);
         if (b->error != 0)

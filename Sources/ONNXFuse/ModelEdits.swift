@@ -73,7 +73,20 @@ func tensorHash(_ tensor: Tensor, whole: Bool) -> Int {
     switch tensor.storage {
     case .none: break
     case .raw(let b), .floatData(let b), .int32Data(let b), .int64Data(let b), .doubleData(let b), .uint64Data(let b):
-        b.withUnsafeBytes { combine($0) }
+        if let deferred = b.deferred, !whole {
+            // Its samples, hashed as `combine` hashes the bytes, without computing them.
+            hasher.combine(b.count)
+            deferred.samples.withUnsafeBytes { samples in
+                var start = 0
+                for range in DeferredBytes.sampleRanges(count: b.count) {
+                    hasher.combine(bytes: UnsafeRawBufferPointer(rebasing: samples[start..<(start + range.count)]))
+                    start += range.count
+                }
+            }
+        } else {
+            // A whole hash of deferred bytes computes them for the moment only.
+            _ = try? b.withTransientBytes { combine($0) }
+        }
     case .stringData(let strings):
         for string in strings { hasher.combine(string) }
     }

@@ -56,12 +56,13 @@ extension Graph {
     private func verify(scope outer: Scope, outputCounts: inout [ObjectIdentifier: Int], readCounts: inout [ObjectIdentifier: Int],
                         seen: inout [ObjectIdentifier: Value]) throws {
         let scope = Scope(parent: outer)
-        func define(_ value: Value, _ what: String) throws {
+        // Messages are built only on failure: this runs for every value of every model loaded.
+        func define(_ value: Value, _ what: @autoclosure () -> String) throws {
             if let existing = scope.lookup(value.name) {
-                if existing === value { throw fail("\(what) '\(value.name)' is defined twice") }
-                throw fail("\(what) '\(value.name)' reuses the name of another value in scope")
+                if existing === value { throw fail("\(what()) '\(value.name)' is defined twice") }
+                throw fail("\(what()) '\(value.name)' reuses the name of another value in scope")
             }
-            guard value.graphStorage === self else { throw fail("\(what) '\(value.name)' belongs to another graph") }
+            guard value.graphStorage === self else { throw fail("\(what()) '\(value.name)' belongs to another graph") }
             scope.values[value.name] = value
             seen[ObjectIdentifier(value)] = value
             for use in value.uses {
@@ -69,7 +70,7 @@ extension Graph {
                     throw fail("value '\(value.name)' lists a use (\(use.node.opType) input \(use.inputIndex)) that does not read it")
                 }
             }
-            if Set(value.uses).count != value.uses.count { throw fail("value '\(value.name)' lists a use twice") }
+            if value.uses.count > 1, Set(value.uses).count != value.uses.count { throw fail("value '\(value.name)' lists a use twice") }
         }
 
         for input in inputs {
@@ -99,24 +100,24 @@ extension Graph {
             guard node.graph === self else { throw fail("node '\(node.name ?? node.opType)' does not know its graph") }
             guard node.previous === previous else { throw fail("node list is broken before '\(node.name ?? node.opType)'") }
             previous = node
-            let label = "node '\(node.name ?? "")' (\(node.opType))"
+            func label() -> String { "node '\(node.name ?? "")' (\(node.opType))" }
             for input in node.inputs {
                 guard let input else { continue }
                 guard scope.lookup(input.name) === input else {
-                    throw fail("\(label) reads '\(input.name)', which is not defined before it in scope")
+                    throw fail("\(label()) reads '\(input.name)', which is not defined before it in scope")
                 }
                 readCounts[ObjectIdentifier(input), default: 0] += 1
             }
             for graph in node.subgraphs {
-                guard graph.parentNode === node else { throw fail("a subgraph of \(label) does not know its node") }
+                guard graph.parentNode === node else { throw fail("a subgraph of \(label()) does not know its node") }
                 try graph.verify(scope: scope, outputCounts: &outputCounts, readCounts: &readCounts, seen: &seen)
             }
             for (index, output) in node.outputs.enumerated() {
                 guard let output else { continue }
                 guard output.definition == .nodeOutput(index: index), output.producerStorage === node else {
-                    throw fail("\(label) output \(index) '\(output.name)' does not name the node as its producer")
+                    throw fail("\(label()) output \(index) '\(output.name)' does not name the node as its producer")
                 }
-                try define(output, "output of \(label)")
+                try define(output, "output of \(label())")
             }
         }
         guard count == nodeCount, previous === lastNode else { throw fail("node count or tail is wrong") }

@@ -7,25 +7,37 @@ import Darwin
 #endif
 
 /// Immutable bytes of a tensor payload that live somewhere else: a mapped model file, an
-/// external data file, or a heap block owned by this value. Nothing is copied when a model
-/// is loaded; `owner` keeps the memory alive.
+/// external data file, a heap block owned by this value, or bytes computed only when read
+/// (`DeferredBytes`: a folded weight that the saver computes when it reaches it). Nothing is
+/// copied when a model is loaded; `owner` keeps the memory alive.
 ///
 /// The bytes are often misaligned (an offset inside a mapped file), so elements are read
 /// with unaligned loads only.
 public struct TensorBytes: @unchecked Sendable, Equatable, CustomStringConvertible {
-    /// Keeps the memory alive: a mapping, an arena, or a `HeapBlock`.
+    /// Keeps the memory alive: a mapping, an arena, a `HeapBlock`, or the `DeferredBytes`.
     public let owner: AnyObject?
-    /// The first byte; nil when `count` is 0.
-    public let baseAddress: UnsafeRawPointer?
+    /// The first byte of resident bytes; nil for deferred ones and when `count` is 0.
+    private let residentBase: UnsafeRawPointer?
     /// The number of bytes.
     public let count: Int
+    /// The computation that makes the bytes, for deferred bytes; nil for resident ones.
+    public let deferred: DeferredBytes?
 
     /// Bytes at `baseAddress` that `owner` keeps alive (no copy).
     public init(owner: AnyObject?, baseAddress: UnsafeRawPointer?, count: Int) {
         precondition(count >= 0 && (count == 0 || baseAddress != nil))
         self.owner = owner
-        self.baseAddress = count == 0 ? nil : baseAddress
+        self.residentBase = count == 0 ? nil : baseAddress
         self.count = count
+        self.deferred = nil
+    }
+
+    /// Bytes that `deferred` computes when they are first read.
+    public init(deferred: DeferredBytes) {
+        self.owner = deferred
+        self.residentBase = nil
+        self.count = deferred.count
+        self.deferred = deferred
     }
 
     /// A heap copy of `bytes`.
@@ -47,9 +59,26 @@ public struct TensorBytes: @unchecked Sendable, Equatable, CustomStringConvertib
     /// No bytes.
     public static let empty = TensorBytes(owner: nil, baseAddress: nil, count: 0)
 
+    /// The first byte; nil when `count` is 0. Deferred bytes are computed (once, and kept) on
+    /// first use: a reader that can stream them uses `withTransientBytes` instead.
+    public var baseAddress: UnsafeRawPointer? {
+        guard let deferred, count > 0 else { return residentBase }
+        return UnsafeRawPointer(deferred.resident().pointer)
+    }
+
+    /// The first byte without computing anything: nil for deferred bytes, even computed ones.
+    public var residentAddress: UnsafeRawPointer? { residentBase }
+
     /// Calls `body` with the bytes.
     public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         try body(UnsafeRawBufferPointer(start: baseAddress, count: count))
+    }
+
+    /// Calls `body` with the bytes; deferred bytes not yet kept are computed for this call
+    /// only and freed after it (the saver's way: one folded weight in memory at a time).
+    public func withTransientBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        guard let deferred, count > 0 else { return try withUnsafeBytes(body) }
+        return try deferred.withTransientBytes(body)
     }
 
     /// Element `index` of type `T`, read without any alignment assumption.
@@ -58,18 +87,150 @@ public struct TensorBytes: @unchecked Sendable, Equatable, CustomStringConvertib
         return baseAddress!.loadUnaligned(fromByteOffset: index * MemoryLayout<T>.size, as: T.self)
     }
 
+    /// The first `count` elements of type `T`, each transformed: one pass over the bytes.
+    @inlinable
+    public func mapElements<T: BitwiseCopyable, Result>(
+        _ count: Int, as type: T.Type, _ transform: (T) throws -> Result
+    ) rethrows -> [Result] {
+        precondition(count >= 0 && count * MemoryLayout<T>.size <= self.count, "\(count) elements out of range")
+        return try withUnsafeBytes { raw in
+            try [Result](unsafeUninitializedCapacity: count) { buffer, initialized in
+                for index in 0..<count {
+                    buffer.initializeElement(at: index, to: try transform(raw.loadUnaligned(fromByteOffset: index &* MemoryLayout<T>.size, as: T.self)))
+                    initialized = index + 1
+                }
+            }
+        }
+    }
+
     /// A copy of the bytes as an array.
     public var array: [UInt8] { withUnsafeBytes { Array($0) } }
+
+    /// Tells the memory's owner that these bytes will not be read again soon: pages of a mapped
+    /// file leave the process's resident memory (they are read again from the file if needed).
+    /// Other memory is left alone.
+    public func releaseResidentPages() {
+        guard deferred == nil, let residentBase, let owner = owner as? ResidentPagesReleasing else { return }
+        owner.releaseResidentPages(residentBase, count: count)
+    }
 
     /// Byte-wise equality.
     public static func == (lhs: TensorBytes, rhs: TensorBytes) -> Bool {
         guard lhs.count == rhs.count else { return false }
-        if lhs.count == 0 || lhs.baseAddress == rhs.baseAddress { return true }
-        return memcmp(lhs.baseAddress!, rhs.baseAddress!, lhs.count) == 0
+        if lhs.count == 0 || (lhs.deferred != nil && lhs.deferred === rhs.deferred) { return true }
+        if lhs.deferred == nil, rhs.deferred == nil, lhs.residentBase == rhs.residentBase { return true }
+        // Deferred bytes are compared without being kept; one that cannot be made is unequal.
+        return (try? lhs.withTransientBytes { left in
+            try rhs.withTransientBytes { right in memcmp(left.baseAddress!, right.baseAddress!, lhs.count) == 0 }
+        }) ?? false
     }
 
     /// `N bytes`.
-    public var description: String { "\(count) bytes" }
+    public var description: String { deferred == nil ? "\(count) bytes" : "\(count) bytes, computed when read" }
+}
+
+/// An owner of mapped memory that can drop pages from the process's resident set.
+public protocol ResidentPagesReleasing: AnyObject {
+    /// Drops the whole pages inside `count` bytes at `address` from resident memory.
+    func releaseResidentPages(_ address: UnsafeRawPointer, count: Int)
+}
+
+/// Bytes that a computation makes when they are read: a folded weight is computed when the
+/// model is written, one tensor at a time, instead of living in memory from the rewrite to the
+/// save. `resident()` computes and keeps them (for readers that need an address);
+/// `withTransientBytes` computes them for one use when they are not kept.
+public final class DeferredBytes: @unchecked Sendable {
+    /// The number of bytes.
+    public let count: Int
+    /// Samples of the bytes, made with their first computation, so that a reader can tell
+    /// tensors apart without computing them: all the bytes when there are at most
+    /// `3 * sampleLength`, else the first, middle (from `(count - sampleLength) / 2`) and last
+    /// `sampleLength`, one after the other.
+    public let samples: [UInt8]
+    /// The length of each sample.
+    public static let sampleLength = 64
+    /// Fills the buffer (exactly `count` bytes); deterministic, so every call gives the same bytes.
+    private let produce: @Sendable (UnsafeMutableRawBufferPointer) throws -> Void
+    private let lock = Lock()
+    private var kept: HeapBlock?
+
+    /// Bytes that `produce` makes, `count` of them; `samples` as described there.
+    public init(count: Int, samples: [UInt8], produce: @escaping @Sendable (UnsafeMutableRawBufferPointer) throws -> Void) {
+        precondition(samples.count == Swift.min(count, 3 * DeferredBytes.sampleLength), "\(samples.count) bytes of samples for \(count) bytes")
+        self.count = count
+        self.samples = samples
+        self.produce = produce
+    }
+
+    /// The byte ranges `samples` holds, in order, for bytes of `count`.
+    public static func sampleRanges(count: Int) -> [Range<Int>] {
+        let length = sampleLength
+        guard count > 3 * length else { return [0..<count] }
+        let middle = (count - length) / 2
+        return [0..<length, middle..<(middle + length), (count - length)..<count]
+    }
+
+    /// Whether the bytes have been computed and kept.
+    public var isResident: Bool { lock.withLock { kept != nil } }
+
+    /// The bytes, computed and kept on first use. A computation that fails here (it did not
+    /// when the rewrite checked it) is a broken invariant.
+    public func resident() -> HeapBlock {
+        lock.withLock {
+            if let kept { return kept }
+            let block = HeapBlock(count: count)
+            do {
+                try produce(UnsafeMutableRawBufferPointer(start: block.pointer, count: count))
+            } catch {
+                fatalError("onnx-fuse: a computed tensor failed when read again: \(error)")
+            }
+            kept = block
+            return block
+        }
+    }
+
+    /// Writes the bytes into `buffer` (exactly `count` bytes): copied when kept, else computed
+    /// straight into it.
+    public func copyBytes(into buffer: UnsafeMutableRawBufferPointer) throws {
+        precondition(buffer.count == count, "a buffer of \(buffer.count) bytes for \(count)")
+        if let block = lock.withLock({ kept }) {
+            if count > 0 { buffer.baseAddress!.copyMemory(from: block.pointer!, byteCount: count) }
+            return
+        }
+        try produce(buffer)
+    }
+
+    /// Calls `body` with the bytes: the kept ones, or ones computed for this call and freed after.
+    public func withTransientBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        if let block = lock.withLock({ kept }) {
+            return try body(UnsafeRawBufferPointer(start: block.pointer, count: count))
+        }
+        let block = HeapBlock(count: count)
+        try produce(UnsafeMutableRawBufferPointer(start: block.pointer, count: count))
+        return try body(UnsafeRawBufferPointer(start: block.pointer, count: count))
+    }
+}
+
+/// A mutual-exclusion lock (pthread's), for the little shared state of immutable values.
+package final class Lock: @unchecked Sendable {
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+
+    package init() {
+        mutex = .allocate(capacity: 1)
+        mutex.initialize(to: pthread_mutex_t())
+        pthread_mutex_init(mutex, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    package func withLock<R>(_ body: () throws -> R) rethrows -> R {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body()
+    }
 }
 
 /// A heap allocation freed when the last reference goes.

@@ -185,14 +185,14 @@ public enum OperatorSchemas {
     public static var onnxVersion: String { GeneratedOperatorSchemaTable.onnxVersion }
 
     /// Every schema, sorted by domain, name and `sinceVersion`.
-    public static var all: [OperatorSchema] { registry.all }
+    public static var all: [OperatorSchema] { registry.all() }
 
     /// The schema of `opType` in force at opset `version` of `domain`: the one with the largest
     /// `sinceVersion` not above `version`. Nil when `domain` has no such operator, or only from
     /// a later version. "" and "ai.onnx" are the same domain. A deprecated schema is returned
     /// too; check `deprecated`.
     public static func schema(_ opType: String, domain: String, version: Int64) -> OperatorSchema? {
-        guard let history = registry.histories[SchemaKey(domain: canonicalDomain(domain), name: opType)] else {
+        guard let history = registry.history(SchemaKey(domain: canonicalDomain(domain), name: opType)) else {
             return nil
         }
         return history.last { $0.sinceVersion <= version }
@@ -201,14 +201,13 @@ public enum OperatorSchemas {
     /// The `sinceVersion`s of every schema of `opType` in `domain`, ascending; empty for an
     /// unknown operator. "" and "ai.onnx" are the same domain.
     public static func versions(of opType: String, domain: String) -> [Int64] {
-        registry.histories[SchemaKey(domain: canonicalDomain(domain), name: opType)]?.map(\.sinceVersion) ?? []
+        registry.history(SchemaKey(domain: canonicalDomain(domain), name: opType))?.map(\.sinceVersion) ?? []
     }
 
     /// Whether the schemas cover `domain`: an operator of it that has no schema does not exist
     /// there.
     public static func covers(domain: String) -> Bool {
-        let domain = canonicalDomain(domain)
-        return all.contains { $0.domain == domain }
+        registry.domains.contains(canonicalDomain(domain))
     }
 
     /// The domain as the schemas spell it: "" for "ai.onnx".
@@ -216,7 +215,7 @@ public enum OperatorSchemas {
         domain == "ai.onnx" ? "" : domain
     }
 
-    /// The parsed table; Swift initializes a `static let` once, thread-safely, at first use.
+    /// The table's index; Swift initializes a `static let` once, thread-safely, at first use.
     private static let registry = SchemaRegistry(table: GeneratedOperatorSchemaTable.text)
 }
 
@@ -226,20 +225,88 @@ private struct SchemaKey: Hashable, Sendable {
     let name: String
 }
 
-/// The schemas parsed from the generated table, indexed by operator.
-private struct SchemaRegistry: Sendable {
-    /// Every schema, in table order (domain, name, sinceVersion).
-    let all: [OperatorSchema]
-    /// Each operator's schemas, by ascending `sinceVersion`.
-    let histories: [SchemaKey: [OperatorSchema]]
+/// The generated table, indexed by operator at first use (one pass over its bytes), each
+/// operator's schemas parsed when first asked for: a run reads the schemas of the few dozen
+/// operators its model and rules use, not all 654.
+private final class SchemaRegistry: @unchecked Sendable {
+    /// A schema's lines: the byte range of `table` from its `op` line to the next, and the
+    /// table line it starts at.
+    private struct Block {
+        let bytes: Range<Int>
+        let lineNumber: Int
+    }
+
+    private let table: String
+    /// Each operator's blocks, in table order (ascending `sinceVersion`).
+    private let blocks: [SchemaKey: [Block]]
+    /// Every block, in table order.
+    private let order: [SchemaKey]
+    /// The domains with at least one operator.
+    let domains: Set<String>
+    private let lock = Lock()
+    private var parsed: [SchemaKey: [OperatorSchema]] = [:]
 
     init(table: String) {
-        var parser = SchemaTableParser()
-        for (index, line) in table.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            parser.read(line, lineNumber: index + 1)
+        var table = table
+        table.makeContiguousUTF8()
+        self.table = table
+        var blocks: [SchemaKey: [Block]] = [:]
+        var order: [SchemaKey] = []
+        var current: (key: SchemaKey, start: Int, line: Int)?
+        table.utf8.withContiguousStorageIfAvailable { bytes in
+            var lineStart = 0, lineNumber = 1
+            func close(at end: Int) {
+                guard let open = current else { return }
+                blocks[open.key, default: []].append(Block(bytes: open.start..<end, lineNumber: open.line))
+            }
+            while lineStart < bytes.count {
+                let lineEnd = bytes[lineStart...].firstIndex(of: UInt8(ascii: "\n")) ?? bytes.count
+                // `op|NAME|DOMAIN|...`: a new block.
+                if lineEnd - lineStart > 3, bytes[lineStart] == UInt8(ascii: "o"), bytes[lineStart + 1] == UInt8(ascii: "p"),
+                   bytes[lineStart + 2] == UInt8(ascii: "|") {
+                    close(at: lineStart)
+                    let fields = bytes[(lineStart + 3)..<lineEnd].split(separator: UInt8(ascii: "|"), maxSplits: 2, omittingEmptySubsequences: false)
+                    let key = SchemaKey(domain: String(decoding: fields.count > 1 ? fields[1] : [], as: UTF8.self),
+                                        name: String(decoding: fields[0], as: UTF8.self))
+                    current = (key, lineStart, lineNumber)
+                    order.append(key)
+                }
+                lineStart = lineEnd + 1
+                lineNumber += 1
+            }
+            close(at: bytes.count)
         }
-        all = parser.finish()
-        histories = Dictionary(grouping: all) { SchemaKey(domain: $0.domain, name: $0.name) }
+        self.blocks = blocks
+        self.order = order
+        domains = Set(blocks.keys.map(\.domain))
+    }
+
+    /// The schemas of `key`, by ascending `sinceVersion`; nil for an unknown operator.
+    func history(_ key: SchemaKey) -> [OperatorSchema]? {
+        guard let keyBlocks = blocks[key] else { return nil }
+        return lock.withLock {
+            if let known = parsed[key] { return known }
+            let schemas = keyBlocks.map(parse)
+            parsed[key] = schemas
+            return schemas
+        }
+    }
+
+    /// Every schema, in table order (domain, name, sinceVersion).
+    func all() -> [OperatorSchema] {
+        var seen = Set<SchemaKey>()
+        return order.filter { seen.insert($0).inserted }.flatMap { history($0)! }
+    }
+
+    private func parse(_ block: Block) -> OperatorSchema {
+        let text = table.utf8.withContiguousStorageIfAvailable { String(decoding: $0[block.bytes], as: UTF8.self) }!
+        var parser = SchemaTableParser()
+        for (offset, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            parser.read(line, lineNumber: block.lineNumber + offset)
+        }
+        let schemas = parser.finish()
+        precondition(schemas.count == 1, "table line \(block.lineNumber): a block holds one schema")
+        return schemas[0]
     }
 }
 

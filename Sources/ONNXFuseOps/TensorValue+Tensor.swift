@@ -18,16 +18,16 @@ extension TensorValue {
         case .stringData(let strings):
             elements = .strings(strings)
         case .floatData(let b):
-            elements = .reals((0..<n).map { Double(b.load(elementAt: $0, as: Float.self)) })
+            elements = .reals(b.mapElements(n, as: Float.self) { Double($0) })
         case .doubleData(let b):
-            elements = .reals((0..<n).map { b.load(elementAt: $0, as: Double.self) })
+            elements = .reals(b.mapElements(n, as: Double.self) { $0 })
         case .int64Data(let b):
-            elements = .integers((0..<n).map { b.load(elementAt: $0, as: Int64.self) })
+            elements = .integers(b.mapElements(n, as: Int64.self) { $0 })
         case .uint64Data(let b):
-            let words = (0..<n).map { b.load(elementAt: $0, as: UInt64.self) }
+            let words = b.mapElements(n, as: UInt64.self) { $0 }
             elements = type == .uint64 ? .unsigned(words) : .integers(words.map { Int64(truncatingIfNeeded: $0) })
         case .int32Data(let b):
-            let words = (0..<n).map { b.load(elementAt: $0, as: Int32.self) }
+            let words = b.mapElements(n, as: Int32.self) { $0 }
             switch type {
             case .float16: elements = .reals(words.map { float16Value(UInt16(truncatingIfNeeded: $0)) })
             case .bfloat16: elements = .reals(words.map { bfloat16Value(UInt16(truncatingIfNeeded: $0)) })
@@ -35,21 +35,21 @@ extension TensorValue {
             default: elements = .integers(words.map { wrapInteger(Int64($0), to: type) })
             }
         case .raw(let b):
-            func load<T: FixedWidthInteger & BitwiseCopyable>(_: T.Type) -> [T] { (0..<n).map { T(littleEndian: b.load(elementAt: $0, as: T.self)) } }
+            // One pass over the (little-endian) bytes per tensor, straight into the element array.
             switch type {
-            case .float: elements = .reals(load(UInt32.self).map { Double(Float(bitPattern: $0)) })
-            case .double: elements = .reals(load(UInt64.self).map { Double(bitPattern: $0) })
-            case .float16: elements = .reals(load(UInt16.self).map(float16Value))
-            case .bfloat16: elements = .reals(load(UInt16.self).map(bfloat16Value))
-            case .bool: elements = .booleans(load(UInt8.self).map { $0 != 0 })
-            case .int8: elements = .integers(load(Int8.self).map { Int64($0) })
-            case .uint8: elements = .integers(load(UInt8.self).map { Int64($0) })
-            case .int16: elements = .integers(load(Int16.self).map { Int64($0) })
-            case .uint16: elements = .integers(load(UInt16.self).map { Int64($0) })
-            case .int32: elements = .integers(load(Int32.self).map { Int64($0) })
-            case .uint32: elements = .integers(load(UInt32.self).map { Int64($0) })
-            case .int64: elements = .integers(load(Int64.self))
-            case .uint64: elements = .unsigned(load(UInt64.self))
+            case .float: elements = .reals(b.mapElements(n, as: UInt32.self) { Double(Float(bitPattern: UInt32(littleEndian: $0))) })
+            case .double: elements = .reals(b.mapElements(n, as: UInt64.self) { Double(bitPattern: UInt64(littleEndian: $0)) })
+            case .float16: elements = .reals(b.mapElements(n, as: UInt16.self) { float16Value(UInt16(littleEndian: $0)) })
+            case .bfloat16: elements = .reals(b.mapElements(n, as: UInt16.self) { bfloat16Value(UInt16(littleEndian: $0)) })
+            case .bool: elements = .booleans(b.mapElements(n, as: UInt8.self) { $0 != 0 })
+            case .int8: elements = .integers(b.mapElements(n, as: Int8.self) { Int64($0) })
+            case .uint8: elements = .integers(b.mapElements(n, as: UInt8.self) { Int64($0) })
+            case .int16: elements = .integers(b.mapElements(n, as: Int16.self) { Int64(Int16(littleEndian: $0)) })
+            case .uint16: elements = .integers(b.mapElements(n, as: UInt16.self) { Int64(UInt16(littleEndian: $0)) })
+            case .int32: elements = .integers(b.mapElements(n, as: Int32.self) { Int64(Int32(littleEndian: $0)) })
+            case .uint32: elements = .integers(b.mapElements(n, as: UInt32.self) { Int64(UInt32(littleEndian: $0)) })
+            case .int64: elements = .integers(b.mapElements(n, as: Int64.self) { Int64(littleEndian: $0) })
+            case .uint64: elements = .unsigned(b.mapElements(n, as: UInt64.self) { UInt64(littleEndian: $0) })
             default: throw OperatorError("no kernel computes with \(type)")
             }
         }
@@ -60,38 +60,46 @@ extension TensorValue {
     public func tensor(name: String? = nil) -> Tensor {
         let dims = shape.map { Int64($0) }
         func pack<T: FixedWidthInteger>(_ values: [T]) -> Tensor {
-            let size = MemoryLayout<T>.size
-            let bytes = TensorBytes(count: values.count * size) { buffer in
-                for (index, value) in values.enumerated() {
-                    buffer.storeBytes(of: value.littleEndian, toByteOffset: index * size, as: T.self)
-                }
-            }
-            return Tensor(name: name, dataType: dataType, dims: dims, storage: .raw(bytes))
+            Tensor(name: name, dataType: dataType, dims: dims, storage: .raw(packLittleEndian(values.count) { values[$0] }))
+        }
+        func pack<Element, T: FixedWidthInteger>(_ values: [Element], _ transform: (Element) -> T) -> Tensor {
+            Tensor(name: name, dataType: dataType, dims: dims, storage: .raw(packLittleEndian(values.count) { transform(values[$0]) }))
         }
         switch elements {
         case .strings(let v):
             return Tensor(name: name, dataType: dataType, dims: dims, storage: .stringData(v))
         case .booleans(let v):
-            return pack(v.map { UInt8($0 ? 1 : 0) })
+            return pack(v) { UInt8($0 ? 1 : 0) }
         case .unsigned(let v):
             return pack(v)
         case .integers(let v):
             switch dataType {
-            case .int8: return pack(v.map { Int8(truncatingIfNeeded: $0) })
-            case .uint8: return pack(v.map { UInt8(truncatingIfNeeded: $0) })
-            case .int16: return pack(v.map { Int16(truncatingIfNeeded: $0) })
-            case .uint16: return pack(v.map { UInt16(truncatingIfNeeded: $0) })
-            case .int32: return pack(v.map { Int32(truncatingIfNeeded: $0) })
-            case .uint32: return pack(v.map { UInt32(truncatingIfNeeded: $0) })
+            case .int8: return pack(v) { Int8(truncatingIfNeeded: $0) }
+            case .uint8: return pack(v) { UInt8(truncatingIfNeeded: $0) }
+            case .int16: return pack(v) { Int16(truncatingIfNeeded: $0) }
+            case .uint16: return pack(v) { UInt16(truncatingIfNeeded: $0) }
+            case .int32: return pack(v) { Int32(truncatingIfNeeded: $0) }
+            case .uint32: return pack(v) { UInt32(truncatingIfNeeded: $0) }
             default: return pack(v)
             }
         case .reals(let v):
             switch dataType {
-            case .float: return pack(v.map { Float($0).bitPattern })
-            case .float16: return pack(v.map(float16Bits))
-            case .bfloat16: return pack(v.map(bfloat16Bits))
-            default: return pack(v.map(\.bitPattern))
+            case .float: return pack(v) { Float($0).bitPattern }
+            case .float16: return pack(v, float16Bits)
+            case .bfloat16: return pack(v, bfloat16Bits)
+            default: return pack(v) { $0.bitPattern }
             }
         }
+    }
+}
+
+/// `count` little-endian integers, element `i` being `element(i)`, in a new heap block.
+@inlinable
+package func packLittleEndian<T: FixedWidthInteger>(_ count: Int, _ element: (Int) -> T) -> TensorBytes {
+    let size = MemoryLayout<T>.size
+    return TensorBytes(count: count * size) { buffer in
+        guard let base = buffer.baseAddress else { return }
+        let typed = base.bindMemory(to: T.self, capacity: count)  // a HeapBlock is 64-byte aligned
+        for index in 0..<count { typed[index] = element(index).littleEndian }
     }
 }

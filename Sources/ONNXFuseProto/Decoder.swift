@@ -15,6 +15,13 @@ final class DecodedTree {
     deinit { onnx_fuse_arena_destroy(arena) }
 }
 
+extension DecodedTree: ResidentPagesReleasing {
+    /// Only payloads inside the mapped file are released (the arena's are heap memory).
+    func releaseResidentPages(_ address: UnsafeRawPointer, count: Int) {
+        file.releaseResidentPages(address, count: count)
+    }
+}
+
 /// Builds the IR from a validated protobuf-c tree, checking what the wire pass cannot:
 /// required fields, names defined before use (SSA across subgraph scopes), unique
 /// initializers, tensor sizes, and external data.

@@ -45,16 +45,31 @@ final class Encoder {
 
     deinit { onnx_fuse_arena_destroy(arena) }
 
-    /// The mapped files that the payloads being written live in, for kernel-side copies.
+    /// The mapped files that the payloads being written live in, for kernel-side copies, and
+    /// the source of computed payloads (`DeferredPayloads`), which is laid out here: call it
+    /// once every tensor is encoded, before the payload addresses are used.
     var mappedSources: [onnx_fuse_mapped_source] {
         var files: [ObjectIdentifier: MappedFile] = [:]
         for bytes in keepAlive {
             let file = (bytes.owner as? MappedFile) ?? (bytes.owner as? DecodedTree)?.file
             if let file, file.base != nil { files[ObjectIdentifier(file)] = file }
         }
-        return files.values.sorted { $0.path < $1.path }.map {
-            onnx_fuse_mapped_source(base: $0.base!.assumingMemoryBound(to: UInt8.self), len: $0.count, fd: $0.descriptor.rawValue)
+        var sources = files.values.sorted { $0.path < $1.path }.map {
+            onnx_fuse_mapped_source(base: $0.base!.assumingMemoryBound(to: UInt8.self), len: $0.count,
+                                    fd: $0.descriptor.rawValue, produce: nil, context: nil)
         }
+        if let source = deferred.source() { sources.append(source) }
+        return sources
+    }
+
+    /// Computed payloads (folded weights): made while the model is written, one at a time.
+    let deferred = DeferredPayloads()
+
+    /// Where the packer finds `bytes`: their address, or for computed bytes their place in the
+    /// reserved range of `deferred` (valid once `mappedSources` has laid it out).
+    func payloadAddress(_ bytes: TensorBytes) -> UnsafePointer<UInt8>? {
+        if let computed = bytes.deferred { return deferred.address(of: computed) }
+        return bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)
     }
 
     // MARK: Memory
@@ -355,10 +370,17 @@ final class Encoder {
             break
         case .raw(let bytes):
             if goesExternal {
+                if let computed = bytes.deferred { deferred.add(computed, message: nil) }
                 externalTensors.append(ExternalTensor(message: t, bytes: bytes, oldEntries: tensor.externalData))
             } else {
                 t.pointee.has_raw_data = 1
-                t.pointee.raw_data = ProtobufCBinaryData(len: bytes.count, data: UnsafeMutablePointer(mutating: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)))
+                if let computed = bytes.deferred {
+                    // Pointed at its place in the reserved range once all payloads are known.
+                    deferred.add(computed, message: t)
+                    t.pointee.raw_data = ProtobufCBinaryData(len: bytes.count, data: nil)
+                } else {
+                    t.pointee.raw_data = ProtobufCBinaryData(len: bytes.count, data: UnsafeMutablePointer(mutating: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)))
+                }
             }
         case .floatData(let bytes): (t.pointee.n_float_data, t.pointee.float_data) = (bytes.count / 4, typed(bytes, Float.self))
         case .int32Data(let bytes): (t.pointee.n_int32_data, t.pointee.int32_data) = (bytes.count / 4, typed(bytes, Int32.self))
@@ -383,11 +405,11 @@ final class Encoder {
         let fields = (o.has_raw_data != 0 ? 1 : 0) + (o.n_float_data > 0 ? 1 : 0) + (o.n_int32_data > 0 ? 1 : 0)
             + (o.n_int64_data > 0 ? 1 : 0) + (o.n_double_data > 0 ? 1 : 0) + (o.n_uint64_data > 0 ? 1 : 0) + (o.n_string_data > 0 ? 1 : 0)
         func at<T>(_ pointer: UnsafeMutablePointer<T>?, _ count: Int, _ bytes: TensorBytes) -> Bool {
-            fields == 1 && UnsafeRawPointer(pointer) == bytes.baseAddress && count * MemoryLayout<T>.stride == bytes.count
+            fields == 1 && UnsafeRawPointer(pointer) == bytes.residentAddress && count * MemoryLayout<T>.stride == bytes.count
         }
         switch storage {
         case .none: return fields == 0
-        case .raw(let b): return fields == 1 && o.has_raw_data != 0 && UnsafeRawPointer(o.raw_data.data) == b.baseAddress && o.raw_data.len == b.count
+        case .raw(let b): return fields == 1 && o.has_raw_data != 0 && UnsafeRawPointer(o.raw_data.data) == b.residentAddress && o.raw_data.len == b.count
         case .floatData(let b): return at(o.float_data, o.n_float_data, b)
         case .int32Data(let b): return at(o.int32_data, o.n_int32_data, b)
         case .int64Data(let b): return at(o.int64_data, o.n_int64_data, b)
@@ -531,5 +553,89 @@ final class Encoder {
             p.pointee.value = cString(pair.value)
             return p
         })
+    }
+}
+
+/// The computed payloads of one save (`DeferredBytes`), given addresses in a range of reserved,
+/// inaccessible address space so that the packer can tell them apart from memory and files;
+/// the shim calls `produce` for each when it reaches it, and the bytes are made straight into
+/// its buffer.
+final class DeferredPayloads {
+    private var payloads: [DeferredBytes] = []
+    private var index: [ObjectIdentifier: Int] = [:]
+    private var messages: [(message: UnsafeMutablePointer<Onnx__TensorProto>, payload: Int)] = []
+    /// Each payload's offset in the reserved range, once laid out.
+    private var offsets: [Int] = []
+    private var reserved: (base: UnsafeMutableRawPointer, count: Int)?
+    /// The first error of a computation, for the saver's message.
+    private(set) var failure: (any Error)?
+
+    deinit {
+        if let reserved { munmap(reserved.base, reserved.count) }
+    }
+
+    /// Registers `bytes`, written inline in `message` (nil for an external tensor's).
+    func add(_ bytes: DeferredBytes, message: UnsafeMutablePointer<Onnx__TensorProto>?) {
+        let position: Int
+        if let known = index[ObjectIdentifier(bytes)] {
+            position = known
+        } else {
+            position = payloads.count
+            index[ObjectIdentifier(bytes)] = position
+            payloads.append(bytes)
+        }
+        if let message { messages.append((message, position)) }
+    }
+
+    /// The address of `bytes` in the reserved range (registering them if new); nil before the
+    /// layout.
+    func address(of bytes: DeferredBytes) -> UnsafePointer<UInt8>? {
+        if index[ObjectIdentifier(bytes)] == nil { add(bytes, message: nil) }
+        guard let reserved, let position = index[ObjectIdentifier(bytes)], position < offsets.count else { return nil }
+        return UnsafePointer((reserved.base + offsets[position]).assumingMemoryBound(to: UInt8.self))
+    }
+
+    /// Lays the payloads out in a reserved range (once), points the inline messages at their
+    /// places, and returns the source the shim reads them from; nil without payloads.
+    func source() -> onnx_fuse_mapped_source? {
+        guard !payloads.isEmpty else { return nil }
+        if reserved == nil {
+            var total = 0
+            offsets = payloads.map { payload in
+                defer { total += Swift.max(payload.count, 1) }
+                return total
+            }
+            // Address space only: no memory is committed, and any access would fault.
+            let address = mmap(nil, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+            guard let address, address != MAP_FAILED else { fatalError("onnx-fuse: cannot reserve \(total) bytes of address space") }
+            reserved = (address, total)
+            for (message, payload) in messages {
+                message.pointee.raw_data.data = (address + offsets[payload]).assumingMemoryBound(to: UInt8.self)
+            }
+        }
+        return onnx_fuse_mapped_source(
+            base: UnsafePointer(reserved!.base.assumingMemoryBound(to: UInt8.self)), len: reserved!.count, fd: -1,
+            produce: { context, offset, destination, count in
+                Unmanaged<DeferredPayloads>.fromOpaque(context!).takeUnretainedValue().produce(offset: offset, into: destination, count: count)
+            },
+            context: Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    /// Fills `destination` with the `count` bytes at `offset`: one whole payload. 0 or an errno.
+    private func produce(offset: Int, into destination: UnsafeMutablePointer<UInt8>?, count: Int) -> Int32 {
+        // The payload starting at `offset` (offsets are increasing).
+        var low = 0, high = offsets.count
+        while low < high {
+            let middle = (low + high) / 2
+            if offsets[middle] < offset { low = middle + 1 } else { high = middle }
+        }
+        guard low < offsets.count, offsets[low] == offset, payloads[low].count == count else { return EINVAL }
+        do {
+            try payloads[low].copyBytes(into: UnsafeMutableRawBufferPointer(start: destination, count: count))
+            return 0
+        } catch {
+            if failure == nil { failure = error }
+            return EIO
+        }
     }
 }

@@ -149,7 +149,7 @@ public enum ModelFile {
             var written: UInt64 = 0
             var error = onnx_fuse_error()
             guard onnx_fuse_pack_to_fd_from(message, STDOUT_FILENO, sources, sources.count, &written, &error) == ONNX_FUSE_OK else {
-                throw ModelFileError.io(file: path, operation: "write", errno: error.sys_errno)
+                throw writeError(encoder, file: path, errno: error.sys_errno)
             }
             return SaveReport(modelBytes: Int(written), dataFileName: nil, dataBytes: 0, externalTensorCount: 0)
         }
@@ -186,7 +186,7 @@ public enum ModelFile {
             dataDescriptor = fd
             let target = pair.directory + "/" + dataName
             try faultPoint("write-data", file: target)
-            dataBytes = try writeExternalData(external, to: fd.rawValue, file: target, sources: sources)
+            dataBytes = try writeExternalData(external, encoder, to: fd.rawValue, file: target, sources: sources)
             // Marked as not yet read by any model until the model is in place (`collectOrphans`).
             var marks = [DataFilePlan.unreadMark, DataFilePlan.unreadMark]
             futimens(fd.rawValue, &marks)
@@ -194,7 +194,7 @@ public enum ModelFile {
             try sync(fd, file: target)
         }
         let (fd, modelTemporary) = try temporaries.create(beside: path, permissions: modelPermissions)
-        var written = try writeModel(message, to: fd, path: path, sources: sources, limit: options.maximumModelBytes)
+        var written = try writeModel(message, encoder, to: fd, path: path, sources: sources, limit: options.maximumModelBytes)
         if let dataTemporary {
             // Another writer may have taken the name since it was chosen: then the next free
             // name, and the model written again to read it.
@@ -206,7 +206,7 @@ public enum ModelFile {
                 guard ftruncate(fd.rawValue, 0) == 0, lseek(fd.rawValue, 0, SEEK_SET) == 0 else {
                     throw ModelFileError.io(file: modelTemporary, operation: "truncate", errno: currentErrno)
                 }
-                written = try writeModel(message, to: fd, path: path, sources: sources, limit: options.maximumModelBytes)
+                written = try writeModel(message, encoder, to: fd, path: path, sources: sources, limit: options.maximumModelBytes)
             }
             try faultPoint("sync-folder", file: pair.directory)
             syncDirectory(pair.directory)
@@ -235,7 +235,7 @@ public enum ModelFile {
     }
 
     /// Packs the model into `fd` and syncs it; the bytes written.
-    private static func writeModel(_ message: UnsafeMutablePointer<ProtobufCMessage>, to fd: FileDescriptor, path: String,
+    private static func writeModel(_ message: UnsafeMutablePointer<ProtobufCMessage>, _ encoder: Encoder, to fd: FileDescriptor, path: String,
                                    sources: [onnx_fuse_mapped_source], limit: Int) throws -> UInt64 {
         let size = onnx_fuse_packed_size(message)
         if size >= limit {
@@ -245,7 +245,7 @@ public enum ModelFile {
         var written: UInt64 = 0
         var error = onnx_fuse_error()
         guard onnx_fuse_pack_to_fd_from(message, fd.rawValue, sources, sources.count, &written, &error) == ONNX_FUSE_OK else {
-            throw ModelFileError.io(file: path, operation: "write", errno: error.sys_errno)
+            throw writeError(encoder, file: path, errno: error.sys_errno)
         }
         try faultPoint("sync-model", file: path)
         try sync(fd, file: path)
@@ -320,17 +320,25 @@ public enum ModelFile {
         }
     }
 
-    static func writeExternalData(_ layout: ExternalLayout, to fd: Int32, file: String,
+    static func writeExternalData(_ layout: ExternalLayout, _ encoder: Encoder, to fd: Int32, file: String,
                                   sources: [onnx_fuse_mapped_source]) throws -> Int {
         var segments: [onnx_fuse_segment] = layout.segments.map {
-            onnx_fuse_segment(data: $0.bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), len: $0.bytes.count, offset: UInt64($0.offset))
+            onnx_fuse_segment(data: encoder.payloadAddress($0.bytes), len: $0.bytes.count, offset: UInt64($0.offset))
         }
         var written: UInt64 = 0
         var error = onnx_fuse_error()
         guard onnx_fuse_write_segments(fd, &segments, segments.count, sources, sources.count, &written, &error) == ONNX_FUSE_OK else {
-            throw ModelFileError.io(file: file, operation: "write", errno: error.sys_errno)
+            throw writeError(encoder, file: file, errno: error.sys_errno)
         }
         return Int(written)
+    }
+
+    /// The error of a failed write: a computed tensor that could not be made, or the system's.
+    static func writeError(_ encoder: Encoder, file: String, errno code: Int32) -> ModelFileError {
+        if let failure = encoder.deferred.failure {
+            return .unwritable(file: file, reason: "a computed tensor could not be made: \(failure)")
+        }
+        return .io(file: file, operation: "write", errno: code)
     }
 
     static func sync(_ fd: FileDescriptor, file: String) throws {

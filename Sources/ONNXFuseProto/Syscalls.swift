@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import ONNXFuseIR
 
 /// File names are bytes; Swift strings are Unicode. A name that is not valid UTF-8 (from the
 /// command line, or read from a folder) is kept in a `String` by writing each byte that is not
@@ -164,6 +165,20 @@ final class MappedFile {
     func contains(_ pointer: UnsafeRawPointer) -> Bool {
         guard let base else { return false }
         return pointer >= base && pointer < base + count
+    }
+}
+
+extension MappedFile: ResidentPagesReleasing {
+    /// `madvise(MADV_DONTNEED)` on the whole pages of the range that lie inside the mapping: the
+    /// mapping is private and never written, so the pages are read again from the file when
+    /// touched. Addresses outside the mapping are ignored.
+    func releaseResidentPages(_ address: UnsafeRawPointer, count: Int) {
+        guard let base, count > 0, address >= base, address - base <= self.count - count else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (address - base + page - 1) / page * page
+        let end = (address - base + count) / page * page
+        guard end > start else { return }
+        _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
     }
 }
 

@@ -18,6 +18,15 @@ public struct Match {
     /// The value bound to `variable`; nil when absent or unbound.
     public func value(_ variable: Int) -> Value? { values[variable] ?? nil }
 
+    /// The attributes alone: the values and nodes left unbound, so that the copy keeps no
+    /// part of the graph alive (for computations run again after the rewrite).
+    package func keepingAttributesOnly() -> Match {
+        var copy = self
+        copy.values = values.map { _ in nil }
+        copy.nodes = nodes.map { _ in nil }
+        return copy
+    }
+
     /// The graph nodes matched, in pattern order.
     public var matchedNodes: [Node] { nodes.compactMap { $0 } }
 }

@@ -20,6 +20,11 @@ public struct EvaluationLimits: Sendable, Equatable {
     /// one value made past the limit, a rule stays under a gigabyte and a few seconds.
     public var maximumWorkPerApplication = 1 << 26
 
+    /// Computed tensors of at least this many bytes are not kept once the rewrite has checked
+    /// them: they are computed again when the model is written (or first read), one at a time,
+    /// so that a model's folded weights are never all in memory at once. Not a limit on rules.
+    public var minimumDeferredBytes = 1 << 16
+
     /// The defaults.
     public init() {}
 

@@ -107,9 +107,23 @@ struct Lexer: Sendable {
 
     /// The source text between two offsets.
     func text(from start: Int, to end: Int) -> String {
-        var view = String.UnicodeScalarView()
-        view.append(contentsOf: scalars[start..<end])
-        return String(view)
+        // Encoded straight into the string's storage (appending scalars one by one to a view
+        // is a slow path, and a rule file is mostly short tokens).
+        String(unsafeUninitializedCapacity: (end - start) * 4) { buffer in
+            var count = 0
+            for scalar in scalars[start..<end] {
+                if scalar.isASCII {
+                    buffer[count] = UInt8(scalar.value)
+                    count += 1
+                } else {
+                    for byte in UTF8.encode(scalar)! {
+                        buffer[count] = byte
+                        count += 1
+                    }
+                }
+            }
+            return count
+        }
     }
 
     /// Goes back to the start of `token`, to read it again differently.

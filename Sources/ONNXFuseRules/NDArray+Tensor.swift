@@ -59,7 +59,16 @@ extension NDArray {
         // The kernels' tensor type rounds and packs: one writer for the whole project.
         switch dataType {
         case .float, .double, .float16, .bfloat16:
-            return TensorValue(dataType, shape: shape, reals: values).tensor()
+            // Rounded and packed in one pass (the kernels' rounding: nearest, ties to even).
+            let dims = shape.map { Int64($0) }
+            let bytes: TensorBytes
+            switch dataType {
+            case .float: bytes = packLittleEndian(count) { Float(values[$0]).bitPattern }
+            case .double: bytes = packLittleEndian(count) { values[$0].bitPattern }
+            case .float16: bytes = packLittleEndian(count) { float16Bits(values[$0]) }
+            default: bytes = packLittleEndian(count) { bfloat16Bits(values[$0]) }
+            }
+            return Tensor(dataType: dataType, dims: dims, storage: .raw(bytes))
         case .bool:
             return TensorValue.bool(try checkedIntegers(dataType).map { $0 != 0 }, shape: shape).tensor()
         case .uint64:
@@ -71,6 +80,54 @@ extension NDArray {
         default:
             throw EvaluationError("cannot compute with \(dataType)")
         }
+    }
+
+    /// The types `write(as:into:)` writes.
+    static let writableTypes: Set<DataType> = [.float, .double, .float16, .bfloat16]
+
+    /// The values rounded to the floating-point type `dataType` (as `tensor(as:)` rounds them),
+    /// little-endian, written into `buffer`, which holds exactly as many bytes.
+    public func write(as dataType: DataType, into buffer: UnsafeMutableRawBufferPointer) throws(EvaluationError) {
+        guard NDArray.writableTypes.contains(dataType), dataType.rawByteCount(elements: count) == buffer.count else {
+            throw EvaluationError("cannot write \(count) elements as \(dataType) into \(buffer.count) bytes")
+        }
+        guard count > 0, let base = buffer.baseAddress else { return }
+        values.withUnsafeBufferPointer { values in
+            switch dataType {
+            case .float:
+                for index in 0..<count { base.storeBytes(of: Float(values[index]).bitPattern.littleEndian, toByteOffset: index &* 4, as: UInt32.self) }
+            case .double:
+                for index in 0..<count { base.storeBytes(of: values[index].bitPattern.littleEndian, toByteOffset: index &* 8, as: UInt64.self) }
+            case .float16:
+                for index in 0..<count { base.storeBytes(of: float16Bits(values[index]).littleEndian, toByteOffset: index &* 2, as: UInt16.self) }
+            default:
+                for index in 0..<count { base.storeBytes(of: bfloat16Bits(values[index]).littleEndian, toByteOffset: index &* 2, as: UInt16.self) }
+            }
+        }
+    }
+
+    /// The bytes `write(as:into:)` would write at `DeferredBytes.sampleRanges`, one after the
+    /// other: the samples of a deferred tensor, made without writing it all.
+    public func sampledBytes(as dataType: DataType) throws(EvaluationError) -> [UInt8] {
+        guard NDArray.writableTypes.contains(dataType), let total = dataType.rawByteCount(elements: count) else {
+            throw EvaluationError("cannot write \(count) elements as \(dataType)")
+        }
+        let size = total / Swift.max(count, 1)
+        var samples: [UInt8] = []
+        for range in DeferredBytes.sampleRanges(count: total) where !range.isEmpty {
+            // The whole elements that cover the range, written, then the range cut out.
+            let first = range.lowerBound / size, last = (range.upperBound - 1) / size
+            let part = NDArray(shape: [last - first + 1], values: Array(values[first...last]))
+            var bytes = [UInt8](repeating: 0, count: part.count * size)
+            var failure: EvaluationError?
+            bytes.withUnsafeMutableBytes { buffer in
+                do throws(EvaluationError) { try part.write(as: dataType, into: buffer) } catch { failure = error }
+            }
+            if let failure { throw failure }
+            let offset = range.lowerBound - first * size
+            samples += bytes[offset..<(offset + range.count)]
+        }
+        return samples
     }
 
     /// Whether every value stays finite once rounded to `dataType` as `tensor(as:)` rounds it

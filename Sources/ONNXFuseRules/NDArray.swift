@@ -85,17 +85,17 @@ public struct NDArray: Equatable, Sendable {
     public static var maximumMatmulWork: Int { EvaluationLimits.current.maximumMatmulWork }
 
     /// Checks that a rank stays within the limit; `what` names the operation.
-    static func checkRank(_ rank: Int, _ what: String) throws(EvaluationError) {
+    static func checkRank(_ rank: Int, _ what: @autoclosure () -> String) throws(EvaluationError) {
         guard rank <= maximumRank else {
-            throw EvaluationError.limit("\(what): rank \(rank) is more than the limit of \(maximumRank)")
+            throw EvaluationError.limit("\(what()): rank \(rank) is more than the limit of \(maximumRank)")
         }
     }
 
     /// Checks that an array of `shape` stays within the limits; `what` names the operation.
-    static func checkSize(_ shape: [Int], _ what: String) throws(EvaluationError) {
-        try checkRank(shape.count, what)
+    static func checkSize(_ shape: [Int], _ what: @autoclosure () -> String) throws(EvaluationError) {
+        try checkRank(shape.count, what())
         guard let count = elementCount(shape), count <= maximumElements else {
-            throw EvaluationError.limit("\(what): a result of shape \(shape) would have more than \(maximumElements) elements, the limit")
+            throw EvaluationError.limit("\(what()): a result of shape \(shape) would have more than \(maximumElements) elements, the limit")
         }
     }
 
@@ -179,24 +179,34 @@ extension NDArray {
     public static func elementwise(
         _ lhs: NDArray, _ rhs: NDArray, _ operation: (Double, Double) -> Double
     ) throws(EvaluationError) -> NDArray {
-        if lhs.shape == rhs.shape {
-            return NDArray(shape: lhs.shape, values: zip(lhs.values, rhs.values).map(operation))
-        }
-        let shape = try broadcastShape(lhs.shape, rhs.shape)
-        if rhs.count == 1, shape == lhs.shape {
-            let r = rhs.values[0]
-            return NDArray(shape: shape, values: lhs.values.map { operation($0, r) })
-        }
-        if lhs.count == 1, shape == rhs.shape {
-            let l = lhs.values[0]
-            return NDArray(shape: shape, values: rhs.values.map { operation(l, $0) })
-        }
-        let left = broadcastIndices(from: lhs.shape, to: shape)
-        let right = broadcastIndices(from: rhs.shape, to: shape)
-        var values = [Double]()
-        values.reserveCapacity(left.count)
-        for i in left.indices {
-            values.append(operation(lhs.values[left[i]], rhs.values[right[i]]))
+        try broadcasting(lhs, rhs, operation)
+    }
+
+    /// The loop behind the element-wise operations: the broadcast result is walked as runs along
+    /// its innermost (merged) axis, each operand either advancing by one or standing still, so
+    /// the common cases (same shapes, a scalar, a per-channel vector against a weight) are plain
+    /// loops over contiguous buffers with no index arrays.
+    @inline(__always)
+    static func broadcasting(
+        _ lhs: NDArray, _ rhs: NDArray, _ operation: (Double, Double) -> Double
+    ) throws(EvaluationError) -> NDArray {
+        let shape = lhs.shape == rhs.shape ? lhs.shape : try broadcastShape(lhs.shape, rhs.shape)
+        let count = elementCount(shape) ?? 0
+        let plan = BroadcastPlan(lhs.shape, rhs.shape, to: shape)
+        let values = [Double](unsafeUninitializedCapacity: count) { output, initialized in
+            lhs.values.withUnsafeBufferPointer { left in
+                rhs.values.withUnsafeBufferPointer { right in
+                    plan.forEachRun { out, l, r, length, stepL, stepR in
+                        switch (stepL, stepR) {
+                        case (1, 1): for j in 0..<length { output[out + j] = operation(left[l + j], right[r + j]) }
+                        case (1, 0): let y = right[r]; for j in 0..<length { output[out + j] = operation(left[l + j], y) }
+                        case (0, 1): let x = left[l]; for j in 0..<length { output[out + j] = operation(x, right[r + j]) }
+                        default: let (x, y) = (left[l], right[r]); for j in 0..<length { output[out + j] = operation(x, y) }
+                        }
+                    }
+                }
+            }
+            initialized = count
         }
         return NDArray(shape: shape, values: values)
     }
@@ -204,26 +214,26 @@ extension NDArray {
     /// Element-wise sum, with broadcasting (exact, overflow an error, for two integer arrays).
     public static func + (lhs: NDArray, rhs: NDArray) throws(EvaluationError) -> NDArray {
         if let exact = try integerElementwise(lhs, rhs, "+", { $0.addingReportingOverflow($1) }) { return exact }
-        return try elementwise(lhs, rhs, +)
+        return try broadcasting(lhs, rhs, +)
     }
 
     /// Element-wise difference, with broadcasting (exact for two integer arrays).
     public static func - (lhs: NDArray, rhs: NDArray) throws(EvaluationError) -> NDArray {
         if let exact = try integerElementwise(lhs, rhs, "-", { $0.subtractingReportingOverflow($1) }) { return exact }
-        return try elementwise(lhs, rhs, -)
+        return try broadcasting(lhs, rhs, -)
     }
 
     /// Element-wise product, with broadcasting (exact for two integer arrays).
     public static func * (lhs: NDArray, rhs: NDArray) throws(EvaluationError) -> NDArray {
         if let exact = try integerElementwise(lhs, rhs, "*", { $0.multipliedReportingOverflow(by: $1) }) { return exact }
-        return try elementwise(lhs, rhs, *)
+        return try broadcasting(lhs, rhs, *)
     }
 
     /// Element-wise IEEE quotient (x/0 is ±inf or NaN), with broadcasting; two integer arrays
     /// whose every quotient is exact give exact integers.
     public static func / (lhs: NDArray, rhs: NDArray) throws(EvaluationError) -> NDArray {
         if let exact = try exactQuotient(lhs, rhs) { return exact }
-        return try elementwise(lhs, rhs, /)
+        return try broadcasting(lhs, rhs, /)
     }
 
     /// Element-wise negation.
@@ -437,5 +447,87 @@ extension NDArray {
             return NDArray(shape: newShape, integers: result.map { Int64($0) })
         }
         return NDArray(shape: newShape, values: result)
+    }
+}
+
+/// How two arrays broadcast to a result shape, as runs: the result's axes are merged where both
+/// operands are contiguous across them, the innermost merged axis is a run, and along it each
+/// operand's step is 1 (it advances) or 0 (it is broadcast).
+struct BroadcastPlan {
+    /// The merged result shape, outermost first; never empty.
+    private var shape: [Int] = []
+    /// Per merged axis, the step of each operand (elements of its own storage).
+    private var leftSteps: [Int] = []
+    private var rightSteps: [Int] = []
+
+    /// The plan for operands of shapes `lhs` and `rhs` that broadcast to `target`.
+    init(_ lhs: [Int], _ rhs: [Int], to target: [Int]) {
+        let left = BroadcastPlan.steps(lhs, target)
+        let right = BroadcastPlan.steps(rhs, target)
+        for axis in target.indices where target[axis] != 1 {
+            // Merge into the previous axis when both operands continue it contiguously
+            // (the previous step is this axis's step times its size, 0 staying 0).
+            if let last = shape.indices.last,
+               leftSteps[last] == left[axis] * target[axis], rightSteps[last] == right[axis] * target[axis] {
+                shape[last] *= target[axis]
+                leftSteps[last] = left[axis]
+                rightSteps[last] = right[axis]
+                continue
+            }
+            shape.append(target[axis])
+            leftSteps.append(left[axis])
+            rightSteps.append(right[axis])
+        }
+        if shape.isEmpty {
+            shape = [1]
+            leftSteps = [0]
+            rightSteps = [0]
+        }
+    }
+
+    /// Row-major steps of an operand of shape `source` read at each axis of `target`: 0 where the
+    /// operand is missing or stretched.
+    private static func steps(_ source: [Int], _ target: [Int]) -> [Int] {
+        var steps = Array(repeating: 0, count: target.count)
+        let offset = target.count - source.count
+        var stride = 1
+        for axis in source.indices.reversed() {
+            if source[axis] != 1 { steps[axis + offset] = stride }
+            stride *= source[axis]
+        }
+        return steps
+    }
+
+    /// Calls `body(output, left, right, length, leftStep, rightStep)` for each run, in row-major
+    /// order: `length` results starting at `output`, reading the operands from `left` and `right`.
+    @inline(__always)
+    func forEachRun(_ body: (Int, Int, Int, Int, Int, Int) -> Void) {
+        let inner = shape.count - 1
+        let length = shape[inner]
+        let count = shape.reduce(1, *)
+        guard count > 0 else { return }
+        if inner == 0 {
+            body(0, 0, 0, length, leftSteps[0], rightSteps[0])
+            return
+        }
+        var index = Array(repeating: 0, count: inner)
+        var (left, right) = (0, 0)
+        var output = 0
+        while output < count {
+            body(output, left, right, length, leftSteps[inner], rightSteps[inner])
+            output += length
+            // The odometer over the outer axes.
+            var axis = inner - 1
+            while axis >= 0 {
+                index[axis] += 1
+                left += leftSteps[axis]
+                right += rightSteps[axis]
+                if index[axis] < shape[axis] { break }
+                left -= leftSteps[axis] * shape[axis]
+                right -= rightSteps[axis] * shape[axis]
+                index[axis] = 0
+                axis -= 1
+            }
+        }
     }
 }

@@ -78,7 +78,12 @@ struct RuleProgram {
             }
         }
         var tensors: [Tensor] = []
-        for assignment in rule.computes {
+        // What each assignment reads from the graph, for tensors computed again at the save.
+        var tapes: [[TapeEntry]] = []
+        scope.recording = true
+        for (position, assignment) in rule.computes.enumerated() {
+            scope.tape = []
+            defer { tapes.append(scope.tape) }
             // A refusal here names the compute line.
             func refused(_ text: String) -> Result<PreparedReplacement, RuleRefusal> {
                 .failure(Self.refusal(text, at: assignment.location))
@@ -115,12 +120,22 @@ struct RuleProgram {
                 guard array.isFinite(storedAs: type) else {
                     return refused("\(assignment.name) is not finite once stored as \(type) (an element overflows it)")
                 }
+                if NDArray.writableTypes.contains(type), let bytes = type.rawByteCount(elements: array.count),
+                   bytes >= EvaluationLimits.current.minimumDeferredBytes {
+                    // A large weight is computed again when written, not kept from now to the save.
+                    let replay = ComputeReplay(program: self, match: match.keepingAttributesOnly(),
+                                               tapes: tapes + [scope.tape], target: position, dataType: type)
+                    let deferred = DeferredBytes(count: bytes, samples: try array.sampledBytes(as: type)) { buffer in try replay.fill(buffer) }
+                    tensors.append(Tensor(dataType: type, dims: array.shape.map { Int64($0) }, storage: .raw(TensorBytes(deferred: deferred))))
+                    continue
+                }
                 tensors.append(try array.tensor(as: type))
             } catch {
                 if error.exceedsLimit { return .failure(.ruleError("\(assignment.value.location): \(assignment.name): \(error.message)")) }
                 return refused("\(assignment.name): \(error.message)")
             }
         }
+        scope.recording = false
         var attributes: [AttributeValue] = []
         for (expression, target) in zip(attributeSlotExpressions, attributeSlotTargets) {
             do {
@@ -236,6 +251,14 @@ struct RuleProgram {
         let workLimit = EvaluationLimits.current.maximumWorkPerApplication
         /// The multiply-adds of this match's `matmul`s so far (`EvaluationLimits.maximumMatmulWork`).
         var matmulWork = 0
+        /// Whether what the graph gives (constants, graph functions, opsets) goes on `tape`.
+        var recording = false
+        /// What the current assignment read from the graph, in order.
+        var tape: [TapeEntry] = []
+        /// Whether the graph's answers come from `tape` instead (a computation run again).
+        var replaying = false
+        /// The next entry of `tape` to replay.
+        var cursor = 0
 
         init(program: RuleProgram, match: Match, context: RewriteContext) {
             self.program = program
@@ -308,11 +331,23 @@ struct RuleProgram {
                 return try apply(op.rawValue, left, try evaluate(rhs))
             case .call(let name, let arguments, _):
                 if callReadsGraph(name, arguments, isMatchValue: { program.valueVariables[$0] != nil }) {
-                    return try callGraphFunction(name, arguments)
+                    if replaying { return try replayed().value }
+                    // What the call evaluates inside is not recorded: a replay skips the call.
+                    let wasRecording = recording
+                    recording = false
+                    defer { recording = wasRecording }
+                    let value = try callGraphFunction(name, arguments)
+                    if wasRecording { tape.append(.value(value)) }
+                    return value
                 }
                 var values: [EvalValue] = []
                 for argument in arguments { values.append(try evaluate(argument)) }
-                if name == "opset" { return try opset(values) }
+                if name == "opset" {
+                    if replaying { return try replayed().value }
+                    let value = try opset(values)
+                    if recording { tape.append(.value(value)) }
+                    return value
+                }
                 if name == "matmul", values.count == 2, case .tensor(let left, _) = values[0], case .tensor(let right, _) = values[1],
                    let work = NDArray.matmulWork(left.shape, right.shape) {
                     // All the matmuls of one match share the limit: checked before the work.
@@ -325,6 +360,23 @@ struct RuleProgram {
                 }
                 return try program.functions.call(name, values)
             }
+        }
+
+        /// A constant's elements in float64. A large weight is read once, so its pages of the
+        /// mapped file leave resident memory at once (the page cache keeps them).
+        static func read(_ tensor: Tensor) throws(EvaluationError) -> NDArray {
+            let array = try NDArray(tensor: tensor)
+            if case .raw(let bytes) = tensor.storage, bytes.count >= EvaluationLimits.current.minimumDeferredBytes {
+                bytes.releaseResidentPages()
+            }
+            return array
+        }
+
+        /// The next recorded answer of the graph, when replaying.
+        mutating func replayed() throws(EvaluationError) -> TapeEntry {
+            guard cursor < tape.count else { throw EvaluationError("a computation run again read more than it did the first time") }
+            cursor += 1
+            return tape[cursor - 1]
         }
 
         /// `opset()` and `opset(domain)`: the model's imported version of the default domain or
@@ -345,11 +397,22 @@ struct RuleProgram {
             return .integer(version)
         }
 
-        func lookup(_ name: String) throws(EvaluationError) -> EvalValue {
+        mutating func lookup(_ name: String) throws(EvaluationError) -> EvalValue {
+            if replaying, program.valueVariables[name] != nil {
+                switch try replayed() {
+                case .tensor(let tensor): return .tensor(try Self.read(tensor), tensor.dataType)
+                case .value(let value): return value
+                }
+            }
             if let bound = graphValue(name) {
-                guard let value = bound else { return .absent }
+                guard let value = bound else {
+                    if recording { tape.append(.value(.absent)) }
+                    return .absent
+                }
                 guard let tensor = constant(value) else { throw EvaluationError(notConstantReason(name, value)) }
-                return .tensor(try NDArray(tensor: tensor), tensor.dataType)
+                let array = try Self.read(tensor)
+                if recording { tape.append(.tensor(tensor)) }
+                return .tensor(array, tensor.dataType)
             }
             if let index = program.attributeVariables[name] {
                 guard let value = match.attributes[index] else { return .absent }
@@ -473,5 +536,88 @@ struct RuleProgram {
                 }
             }
         }
+    }
+}
+
+/// One answer the graph gave a `compute` assignment: a constant's tensor (kept as stored, not
+/// as float64) or the value of a graph function or `opset`.
+enum TapeEntry {
+    case tensor(Tensor)
+    case value(EvalValue)
+
+    /// The entry as a value (a tensor entry is read again into float64).
+    var value: EvalValue {
+        get throws(EvaluationError) {
+            switch self {
+            case .tensor(let tensor): return .tensor(try NDArray(tensor: tensor), tensor.dataType)
+            case .value(let value): return value
+            }
+        }
+    }
+}
+
+/// A `compute` assignment run again without the graph, to make a deferred tensor's bytes when
+/// the model is written: the assignments it depends on are evaluated in order, every answer
+/// of the graph coming from what they recorded the first time, under the limits then in force.
+/// Immutable, and evaluation reads nothing else, so it may run on any thread.
+final class ComputeReplay: @unchecked Sendable {
+    let program: RuleProgram
+    /// The match's attributes (its values and nodes are not kept).
+    let match: Match
+    /// Per assignment up to `target`, what it read from the graph.
+    let tapes: [[TapeEntry]]
+    /// The assignments to run: those `target` depends on, and `target`, in order.
+    let steps: [Int]
+    let dataType: DataType
+    let limits = EvaluationLimits.current
+
+    init(program: RuleProgram, match: Match, tapes: [[TapeEntry]], target: Int, dataType: DataType) {
+        self.program = program
+        self.match = match
+        self.tapes = tapes
+        self.dataType = dataType
+        // The earlier assignments that `target` reads, directly or through others.
+        let computes = program.rule.computes
+        var needed: Set<Int> = [target]
+        for position in stride(from: target, through: 0, by: -1) where needed.contains(position) {
+            let names = computes[position].value.referencedNames
+            for earlier in 0..<position where names.contains(computes[earlier].name) {
+                needed.insert(earlier)
+            }
+        }
+        steps = needed.sorted()
+    }
+
+    /// Evaluates the target again and writes it, rounded to `dataType`, into `buffer`.
+    func fill(_ buffer: UnsafeMutableRawBufferPointer) throws {
+        try EvaluationLimits.$current.withValue(limits) {
+            var scope = RuleProgram.Scope(program: program, match: match, context: RewriteContext())
+            scope.replaying = true
+            var result: EvalValue = .absent
+            for position in steps {
+                let assignment = program.rule.computes[position]
+                scope.tape = tapes[position]
+                scope.cursor = 0
+                result = try scope.evaluate(assignment.value)
+                scope.computed[assignment.name] = result
+            }
+            guard case .tensor(let array, _) = result else {
+                throw EvaluationError("\(program.rule.computes[steps.last!].name) is not a tensor when computed again")
+            }
+            try array.write(as: dataType, into: buffer)
+        }
+    }
+}
+
+extension Expression {
+    /// Every name this expression reads.
+    var referencedNames: Set<String> {
+        var names = Set<String>()
+        var pending = [self]
+        while let expression = pending.popLast() {
+            if case .name(let name, _) = expression { names.insert(name) }
+            pending.append(contentsOf: expression.children)
+        }
+        return names
     }
 }

@@ -98,6 +98,33 @@ final class NDArrayTests: XCTestCase {
         XCTAssertTrue(q.values[2].isNaN)
     }
 
+    /// The run-based broadcasting loop against element-by-element indexing, over shapes that
+    /// mix missing, stretched and full axes (a fixed pseudo-random sequence).
+    func testBroadcastingRunsAgreeWithIndexing() throws {
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next(_ bound: Int) -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int((state >> 33) % UInt64(bound))
+        }
+        for _ in 0..<400 {
+            let target = (0..<next(5)).map { _ in [1, 2, 3, 5][next(4)] }
+            func operand() -> [Int] {
+                let dropped = next(target.count + 1)
+                return target.dropFirst(dropped).map { next(3) == 0 ? 1 : $0 }
+            }
+            let (leftShape, rightShape) = (operand(), operand())
+            let left = NDArray(shape: leftShape, values: (0..<leftShape.reduce(1, *)).map { Double($0) + 0.5 })
+            let right = NDArray(shape: rightShape, values: (0..<rightShape.reduce(1, *)).map { Double($0 * 7) })
+            let shape = try NDArray.broadcastShape(leftShape, rightShape)
+            let l = NDArray.broadcastIndices(from: leftShape, to: shape)
+            let r = NDArray.broadcastIndices(from: rightShape, to: shape)
+            let expected = zip(l, r).map { left.values[$0] * 1_000 - right.values[$1] }
+            let result = try NDArray.elementwise(left, right) { $0 * 1_000 - $1 }
+            XCTAssertEqual(result.shape, shape, "\(leftShape) and \(rightShape)")
+            XCTAssertEqual(result.values, expected, "\(leftShape) and \(rightShape)")
+        }
+    }
+
     func testUnary() {
         XCTAssertEqual(array([3], [4, 2.25, 0]).sqrt(), array([3], [2, 1.5, 0]))
         XCTAssertTrue(array([1], [-1]).sqrt().values[0].isNaN)

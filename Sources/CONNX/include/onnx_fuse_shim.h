@@ -205,6 +205,12 @@ typedef struct {
     const uint8_t *base;
     size_t len;
     int fd;
+    /* Set for a source of computed bytes (fd is then -1): [base, base + len) is reserved
+     * address space that is never read, and a payload inside it is made by calling
+     * produce(context, offset, dst, n) to fill `dst` with the n bytes at `offset`, one payload
+     * at a time (0, or an errno that fails the write). */
+    int (*produce)(void *context, size_t offset, uint8_t *dst, size_t n);
+    void *context;
 } onnx_fuse_mapped_source;
 
 /* onnx_fuse_pack_to_fd, taking the bytes that lie inside one of `sources` from the file
