@@ -24,18 +24,15 @@ extension Graph {
     ///   real input of a node in a graph; graph output counts match the outputs;
     /// - every subgraph knows the node that holds it; initializers hold tensors.
     public func verify() throws {
+        // Only graph outputs are counted in a table: values are checked where they are defined
+        // and read (this runs on every model a command writes, so no per-value tables).
         var outputCounts: [ObjectIdentifier: Int] = [:]
-        var readCounts: [ObjectIdentifier: Int] = [:]
-        var seen: [ObjectIdentifier: Value] = [:]
-        try verify(scope: Scope(parent: nil), outputCounts: &outputCounts, readCounts: &readCounts, seen: &seen)
-        for (id, value) in seen {
-            if value.graphOutputCount != (outputCounts[id] ?? 0) {
-                throw IRInvariantError(description: "value '\(value.name)' counts \(value.graphOutputCount) graph outputs but \(outputCounts[id] ?? 0) name it")
-            }
-            // Every listed use is a distinct real read (checked where the value is defined), so
-            // equal counts mean every read is listed.
-            if value.uses.count != (readCounts[id] ?? 0) {
-                throw IRInvariantError(description: "value '\(value.name)' is read by \(readCounts[id] ?? 0) node inputs but lists \(value.uses.count) uses")
+        var defined: [Value] = []
+        try verify(scope: Scope(parent: nil), outputCounts: &outputCounts, defined: &defined)
+        for value in defined where value.graphOutputCount != 0 || outputCounts[ObjectIdentifier(value)] != nil {
+            let named = outputCounts[ObjectIdentifier(value)] ?? 0
+            if value.graphOutputCount != named {
+                throw IRInvariantError(description: "value '\(value.name)' counts \(value.graphOutputCount) graph outputs but \(named) name it")
             }
         }
     }
@@ -53,9 +50,10 @@ extension Graph {
         IRInvariantError(description: "graph '\(name ?? "")': \(text)")
     }
 
-    private func verify(scope outer: Scope, outputCounts: inout [ObjectIdentifier: Int], readCounts: inout [ObjectIdentifier: Int],
-                        seen: inout [ObjectIdentifier: Value]) throws {
+    private func verify(scope outer: Scope, outputCounts: inout [ObjectIdentifier: Int],
+                        defined: inout [Value]) throws {
         let scope = Scope(parent: outer)
+        scope.values.reserveCapacity(inputs.count + initializers.count + nodeCount * 2)
         // Messages are built only on failure: this runs for every value of every model loaded.
         func define(_ value: Value, _ what: @autoclosure () -> String) throws {
             if let existing = scope.lookup(value.name) {
@@ -64,7 +62,7 @@ extension Graph {
             }
             guard value.graphStorage === self else { throw fail("\(what()) '\(value.name)' belongs to another graph") }
             scope.values[value.name] = value
-            seen[ObjectIdentifier(value)] = value
+            defined.append(value)
             for use in value.uses {
                 guard use.inputIndex < use.node.inputs.count, use.node.inputs[use.inputIndex] === value, use.node.graph != nil else {
                     throw fail("value '\(value.name)' lists a use (\(use.node.opType) input \(use.inputIndex)) that does not read it")
@@ -101,16 +99,20 @@ extension Graph {
             guard node.previous === previous else { throw fail("node list is broken before '\(node.name ?? node.opType)'") }
             previous = node
             func label() -> String { "node '\(node.name ?? "")' (\(node.opType))" }
-            for input in node.inputs {
+            for (index, input) in node.inputs.enumerated() {
                 guard let input else { continue }
                 guard scope.lookup(input.name) === input else {
                     throw fail("\(label()) reads '\(input.name)', which is not defined before it in scope")
                 }
-                readCounts[ObjectIdentifier(input), default: 0] += 1
+                // Every listed use is a distinct real read (checked where the value is
+                // defined), and every read is listed: the uses are exactly the reads.
+                guard input.hasUse(Use(node: node, inputIndex: index)) else {
+                    throw fail("\(label()) reads '\(input.name)' as input \(index), which the value does not list as a use")
+                }
             }
             for graph in node.subgraphs {
                 guard graph.parentNode === node else { throw fail("a subgraph of \(label()) does not know its node") }
-                try graph.verify(scope: scope, outputCounts: &outputCounts, readCounts: &readCounts, seen: &seen)
+                try graph.verify(scope: scope, outputCounts: &outputCounts, defined: &defined)
             }
             for (index, output) in node.outputs.enumerated() {
                 guard let output else { continue }
@@ -130,7 +132,6 @@ extension Graph {
                 throw fail("graph output \(index) '\(output.value.name)' is missing from the index of outputs")
             }
             outputCounts[ObjectIdentifier(output.value), default: 0] += 1
-            seen[ObjectIdentifier(output.value)] = output.value
         }
     }
 }

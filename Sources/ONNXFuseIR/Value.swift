@@ -173,6 +173,12 @@ public final class Value {
         }
     }
 
+    /// Whether `use` is one of the uses (through the index when there is one).
+    func hasUse(_ use: Use) -> Bool {
+        if let usePositions { return usePositions[use] != nil }
+        return uses.contains(use)
+    }
+
     func removeUse(_ use: Use) {
         let position = usePositions.map { $0[use] } ?? uses.lastIndex(of: use)
         guard let i = position else { preconditionFailure("value '\(name)' has no use \(use)") }

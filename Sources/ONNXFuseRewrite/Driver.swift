@@ -118,13 +118,12 @@ struct Driver {
     /// at one node stops at `Matcher.maximumSteps`; this bounds the sum over all nodes, so that
     /// a rule whose every search runs to that limit cannot take minutes on a large model.
     var searchBudget: [Int]
-    /// Rules by root operator (`key(domain:opType:)`), merged with `anyOperatorRules` of the
-    /// domain once an operator has been seen.
-    var byRoot: [String: [Int]]
+    /// Rules by root operator (without `anyOperatorRules`, which `resolvedRoots` merges in).
+    var byRoot: [RootKey: [Int]]
     /// Rules rooted at any operator, by domain.
     let anyOperatorRules: [String: [Int]]
-    /// Operators whose `byRoot` entry already includes the any-operator rules.
-    var merged = Set<String>()
+    /// Each operator's rules once merged with the any-operator rules (nil: none), as looked up.
+    var resolvedRoots: [RootKey: [Int]?] = [:]
     let model: Model
     let options: RewriteOptions
     var names: NameAllocator
@@ -186,7 +185,7 @@ struct Driver {
         searchBudget = Array(repeating: max(Self.minimumSearchBudget, Self.searchBudgetPerNode * nodeCount), count: self.rules.count)
         // Rules rooted at one operator are indexed by it; rules rooted at any operator of a
         // domain are merged into every operator of that domain as it is seen (rule order kept).
-        var byRoot: [String: [Int]] = [:]
+        var byRoot: [RootKey: [Int]] = [:]
         var anyOperator: [String: [Int]] = [:]
         for (index, rule) in self.rules.enumerated() where rule.pattern.anchor == .node {
             let root = rule.pattern.nodes[rule.pattern.root]
@@ -195,7 +194,7 @@ struct Driver {
                 anyOperator[domain, default: []].append(index)
             } else {
                 for opType in [root.opType] + rule.otherRootOpTypes {
-                    byRoot[Self.key(domain: domain, opType: opType), default: []].append(index)
+                    byRoot[RootKey(domain: domain, opType: opType), default: []].append(index)
                 }
             }
         }
@@ -207,17 +206,29 @@ struct Driver {
         counts = Array(repeating: 0, count: rules.count)
     }
 
-    static func key(domain: String, opType: String) -> String { domain + "\u{0}" + opType }
+    /// An operator, as rules are indexed by their root's.
+    struct RootKey: Hashable {
+        let domain: String
+        let opType: String
 
-    static func key(of node: Node) -> String { key(domain: node.isDefaultDomain ? "" : node.domain!, opType: node.opType) }
+        init(domain: String, opType: String) {
+            self.domain = domain
+            self.opType = opType
+        }
+
+        init(of node: Node) {
+            self.init(domain: node.isDefaultDomain ? "" : node.domain!, opType: node.opType)
+        }
+    }
 
     /// The rules to try at `node`, in rule order; nil when none.
     mutating func candidates(for node: Node) -> [Int]? {
-        let key = Self.key(of: node)
-        if merged.insert(key).inserted, let any = anyOperatorRules[node.isDefaultDomain ? "" : node.domain!] {
-            byRoot[key] = ((byRoot[key] ?? []) + any).sorted()
-        }
-        return byRoot[key]
+        let key = RootKey(of: node)
+        if let resolved = resolvedRoots[key] { return resolved }
+        var rules = byRoot[key]
+        if let any = anyOperatorRules[key.domain] { rules = ((rules ?? []) + any).sorted() }
+        resolvedRoots[key] = .some(rules)
+        return rules
     }
 
     mutating func enqueue(_ node: Node?) {
