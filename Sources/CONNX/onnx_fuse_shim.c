@@ -1639,7 +1639,7 @@ int onnx_fuse_track_temporary(const char *path)
     if (path == NULL || strlen(path) >= TEMPORARY_PATH_MAX)
         return -1;
     if (!temporary_handlers_installed) {
-        static const int signals[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
+        static const int signals[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGBUS };
         for (size_t i = 0; i < sizeof signals / sizeof signals[0]; i++) {
             struct sigaction old;
             /* Leave alone a signal someone chose to ignore (nohup, for one). */

@@ -28,7 +28,14 @@ extension Graph {
         // and read (this runs on every model a command writes, so no per-value tables).
         var outputCounts: [ObjectIdentifier: Int] = [:]
         var defined: [Value] = []
-        try verify(scope: Scope(parent: nil), outputCounts: &outputCounts, defined: &defined)
+        var reads = 0
+        try verify(scope: Scope(parent: nil), outputCounts: &outputCounts, defined: &defined, reads: &reads)
+        // Each listed use is a distinct real read, and each read is listed: with equal totals,
+        // no value lists a use that some node outside this model makes.
+        let listed = defined.reduce(0) { $0 + $1.uses.count }
+        if listed != reads {
+            throw IRInvariantError(description: "values list \(listed) uses but nodes of the model make \(reads) reads")
+        }
         for value in defined where value.graphOutputCount != 0 || outputCounts[ObjectIdentifier(value)] != nil {
             let named = outputCounts[ObjectIdentifier(value)] ?? 0
             if value.graphOutputCount != named {
@@ -51,7 +58,7 @@ extension Graph {
     }
 
     private func verify(scope outer: Scope, outputCounts: inout [ObjectIdentifier: Int],
-                        defined: inout [Value]) throws {
+                        defined: inout [Value], reads: inout Int) throws {
         let scope = Scope(parent: outer)
         scope.values.reserveCapacity(inputs.count + initializers.count + nodeCount * 2)
         // Messages are built only on failure: this runs for every value of every model loaded.
@@ -109,10 +116,11 @@ extension Graph {
                 guard input.hasUse(Use(node: node, inputIndex: index)) else {
                     throw fail("\(label()) reads '\(input.name)' as input \(index), which the value does not list as a use")
                 }
+                reads += 1
             }
             for graph in node.subgraphs {
                 guard graph.parentNode === node else { throw fail("a subgraph of \(label()) does not know its node") }
-                try graph.verify(scope: scope, outputCounts: &outputCounts, defined: &defined)
+                try graph.verify(scope: scope, outputCounts: &outputCounts, defined: &defined, reads: &reads)
             }
             for (index, output) in node.outputs.enumerated() {
                 guard let output else { continue }

@@ -110,8 +110,17 @@ public struct TensorBytes: @unchecked Sendable, Equatable, CustomStringConvertib
     /// file leave the process's resident memory (they are read again from the file if needed).
     /// Other memory is left alone.
     public func releaseResidentPages() {
-        guard deferred == nil, let residentBase, let owner = owner as? ResidentPagesReleasing else { return }
+        guard deferred == nil, let residentBase, let owner = owner as? MappedFileStorage else { return }
         owner.releaseResidentPages(residentBase, count: count)
+    }
+
+    /// How the file these bytes are mapped from changed since it was mapped (its size or
+    /// modification time), or nil: unchanged, or not bytes of a file. Bytes read again later
+    /// (a deferred tensor's computation at the save) are read only from an unchanged file: a
+    /// shorter one would fault, another one would give other bytes than the rewrite checked.
+    public var sourceChange: String? {
+        guard deferred == nil, count > 0, let owner = owner as? MappedFileStorage else { return nil }
+        return owner.changeSinceMapped()
     }
 
     /// Byte-wise equality.
@@ -129,10 +138,13 @@ public struct TensorBytes: @unchecked Sendable, Equatable, CustomStringConvertib
     public var description: String { deferred == nil ? "\(count) bytes" : "\(count) bytes, computed when read" }
 }
 
-/// An owner of mapped memory that can drop pages from the process's resident set.
-public protocol ResidentPagesReleasing: AnyObject {
+/// An owner of memory mapped from a file: it can drop pages from the process's resident set
+/// and tell whether the file changed under the mapping.
+public protocol MappedFileStorage: AnyObject {
     /// Drops the whole pages inside `count` bytes at `address` from resident memory.
     func releaseResidentPages(_ address: UnsafeRawPointer, count: Int)
+    /// What changed in the file since it was mapped (size, modification time), or nil.
+    func changeSinceMapped() -> String?
 }
 
 /// Bytes that a computation makes when they are read: a folded weight is computed when the

@@ -175,7 +175,10 @@ public final class Value {
 
     /// Whether `use` is one of the uses (through the index when there is one).
     func hasUse(_ use: Use) -> Bool {
-        if let usePositions { return usePositions[use] != nil }
+        if let usePositions {
+            guard let position = usePositions[use] else { return false }
+            return position < uses.count && uses[position] == use
+        }
         return uses.contains(use)
     }
 

@@ -15,11 +15,13 @@ final class DecodedTree {
     deinit { onnx_fuse_arena_destroy(arena) }
 }
 
-extension DecodedTree: ResidentPagesReleasing {
+extension DecodedTree: MappedFileStorage {
     /// Only payloads inside the mapped file are released (the arena's are heap memory).
     func releaseResidentPages(_ address: UnsafeRawPointer, count: Int) {
         file.releaseResidentPages(address, count: count)
     }
+
+    func changeSinceMapped() -> String? { file.changeSinceMapped() }
 }
 
 /// Builds the IR from a validated protobuf-c tree, checking what the wire pass cannot:

@@ -607,7 +607,11 @@ final class DeferredPayloads {
             }
             // Address space only: no memory is committed, and any access would fault.
             let address = mmap(nil, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
-            guard let address, address != MAP_FAILED else { fatalError("onnx-fuse: cannot reserve \(total) bytes of address space") }
+            guard let address, address != MAP_FAILED else {
+                // The saver checks `failure` before it packs anything.
+                failure = ReservationFailure(bytes: total, errno: currentErrno)
+                return nil
+            }
             reserved = (address, total)
             for (message, payload) in messages {
                 message.pointee.raw_data.data = (address + offsets[payload]).assumingMemoryBound(to: UInt8.self)
@@ -619,6 +623,13 @@ final class DeferredPayloads {
                 Unmanaged<DeferredPayloads>.fromOpaque(context!).takeUnretainedValue().produce(offset: offset, into: destination, count: count)
             },
             context: Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    /// The reserved range could not be had (`ulimit -v`, for one).
+    struct ReservationFailure: Error, CustomStringConvertible {
+        let bytes: Int
+        let errno: Int32
+        var description: String { "\(bytes) bytes of address space for the computed tensors could not be reserved (\(String(cString: strerror(errno))))" }
     }
 
     /// Fills `destination` with the `count` bytes at `offset`: one whole payload. 0 or an errno.

@@ -141,6 +141,9 @@ public enum ModelFile {
             throw ModelFileError.limitExceeded(file: path, location: "", reason: "the model is \(onnx_fuse_packed_size(message)) bytes even with its tensors in external data; protobuf cannot represent \(options.maximumModelBytes) bytes or more")
         }
         let sources = encoder.mappedSources
+        if let failure = encoder.deferred.failure {
+            throw ModelFileError.unwritable(file: path, reason: "a computed tensor could not be made: \(failure)")
+        }
 
         if options.toStandardOutput {
             guard external.segments.isEmpty else {

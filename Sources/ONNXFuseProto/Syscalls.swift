@@ -125,6 +125,8 @@ final class MappedFile {
     let descriptor: FileDescriptor
     /// Device and inode, to tell whether two paths are the same file.
     let identity: (dev: UInt64, ino: UInt64)
+    /// The modification time when mapped, to tell a file changed in place (`changeSinceMapped`).
+    let modified: timespec
 
     /// Maps the file at `path` (relative to `directory` when given, never following a
     /// symbolic link for the last component in that case).
@@ -137,6 +139,7 @@ final class MappedFile {
             throw ModelFileError.unsupported(file: path, reason: "not a regular file (it is \(fileKind(info.st_mode)))")
         }
         identity = (UInt64(info.st_dev), UInt64(info.st_ino))
+        modified = info.st_mtim
         count = Int(info.st_size)
         if count == 0 {
             base = nil
@@ -168,7 +171,7 @@ final class MappedFile {
     }
 }
 
-extension MappedFile: ResidentPagesReleasing {
+extension MappedFile: MappedFileStorage {
     /// `madvise(MADV_DONTNEED)` on the whole pages of the range that lie inside the mapping: the
     /// mapping is private and never written, so the pages are read again from the file when
     /// touched. Addresses outside the mapping are ignored.
@@ -179,6 +182,14 @@ extension MappedFile: ResidentPagesReleasing {
         let end = (address - base + count) / page * page
         guard end > start else { return }
         _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
+    }
+
+    func changeSinceMapped() -> String? {
+        var info = stat()
+        guard fstat(descriptor.rawValue, &info) == 0 else { return "it cannot be examined (\(String(cString: strerror(currentErrno))))" }
+        if Int(info.st_size) != count { return "it is now \(info.st_size) bytes, not \(count)" }
+        if info.st_mtim.tv_sec != modified.tv_sec || info.st_mtim.tv_nsec != modified.tv_nsec { return "it was modified" }
+        return nil
     }
 }
 

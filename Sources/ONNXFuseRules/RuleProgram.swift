@@ -365,8 +365,26 @@ struct RuleProgram {
         /// A constant's elements in float64. A large weight is read once, so its pages of the
         /// mapped file leave resident memory at once (the page cache keeps them).
         static func read(_ tensor: Tensor) throws(EvaluationError) -> NDArray {
+            guard case .raw(let bytes) = tensor.storage else { return try NDArray(tensor: tensor) }
+            if let computation = bytes.deferred, !computation.isResident {
+                // Another rewrite's deferred tensor (folds in a chain): made for this read only,
+                // not kept (it may leave the graph, and the save makes it again if not).
+                var copy = tensor
+                let result: Result<NDArray, EvaluationError>
+                do {
+                    result = try bytes.withTransientBytes { buffer in
+                        copy.storage = .raw(TensorBytes(owner: nil, baseAddress: buffer.baseAddress, count: buffer.count))
+                        do throws(EvaluationError) { return .success(try NDArray(tensor: copy)) } catch { return .failure(error) }
+                    }
+                } catch let error as EvaluationError {
+                    throw error
+                } catch {
+                    throw EvaluationError("\(tensor.name.map { "tensor '\($0)'" } ?? "a computed tensor") could not be made: \(error)")
+                }
+                return try result.get()
+            }
             let array = try NDArray(tensor: tensor)
-            if case .raw(let bytes) = tensor.storage, bytes.count >= EvaluationLimits.current.minimumDeferredBytes {
+            if bytes.count >= EvaluationLimits.current.minimumDeferredBytes {
                 bytes.releaseResidentPages()
             }
             return array
@@ -549,7 +567,7 @@ enum TapeEntry {
     var value: EvalValue {
         get throws(EvaluationError) {
             switch self {
-            case .tensor(let tensor): return .tensor(try NDArray(tensor: tensor), tensor.dataType)
+            case .tensor(let tensor): return .tensor(try RuleProgram.Scope.read(tensor), tensor.dataType)
             case .value(let value): return value
             }
         }
@@ -590,6 +608,13 @@ final class ComputeReplay: @unchecked Sendable {
 
     /// Evaluates the target again and writes it, rounded to `dataType`, into `buffer`.
     func fill(_ buffer: UnsafeMutableRawBufferPointer) throws {
+        // What is read again must be what the rewrite read and checked.
+        for position in steps {
+            for case .tensor(let tensor) in tapes[position] {
+                guard case .raw(let bytes) = tensor.storage, let change = bytes.sourceChange else { continue }
+                throw EvaluationError("\(tensor.name.map { "tensor '\($0)'" } ?? "an input") is read from a file that changed since it was loaded (\(change))")
+            }
+        }
         try EvaluationLimits.$current.withValue(limits) {
             var scope = RuleProgram.Scope(program: program, match: match, context: RewriteContext())
             scope.replaying = true

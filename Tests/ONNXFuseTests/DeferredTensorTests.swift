@@ -149,4 +149,97 @@ final class DeferredTensorTests: XCTestCase {
         }
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory.path), [])
     }
+
+    /// Conv (64 → 64, 3×3: a 147 KiB weight, deferred under the default threshold) →
+    /// BatchNormalization → Mul by a per-channel constant, written to `directory`: folding makes
+    /// a deferred weight that a second fold reads.
+    private func writeConvBatchNormMul(in directory: URL) throws -> String {
+        var state: UInt64 = 1
+        func next() -> Float {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Float(state >> 40) / Float(1 << 24) - 0.5
+        }
+        let graph = Graph(name: "chain")
+        let type = TypeInfo.tensor(.float, [.value(1), .value(64), .value(8), .value(8)])
+        let x = graph.addInput(name: "x", info: ValueInfo(type: type))
+        func constant(_ name: String, _ dims: [Int64], offset: Float) -> Value {
+            let count = dims.reduce(1) { $0 * Int($1) }
+            return graph.addInitializer(name: name, tensor: Tensor(dataType: .float, dims: dims, values: (0..<count).map { _ in next() + offset }))
+        }
+        let w = constant("W", [64, 64, 3, 3], offset: 0)
+        let conv = Node(opType: "Conv", name: "conv", inputs: [x, w], outputNames: ["c"],
+                        attributes: [Attribute(name: "pads", value: .ints([1, 1, 1, 1]))])
+        let norm = Node(opType: "BatchNormalization", name: "bn",
+                        inputs: [conv.outputs[0]!, constant("s", [64], offset: 1), constant("b", [64], offset: 0),
+                                 constant("m", [64], offset: 0), constant("v", [64], offset: 1)],
+                        outputNames: ["n"])
+        let mul = Node(opType: "Mul", name: "mul", inputs: [norm.outputs[0]!, constant("k", [64, 1, 1], offset: 1)], outputNames: ["y"])
+        for node in [conv, norm, mul] { graph.append(node) }
+        graph.addOutput(mul.outputs[0]!, info: ValueInfo(type: type))
+        let path = directory.appendingPathComponent("conv_bn_mul.onnx").path
+        try ModelFile.save(Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph), to: path)
+        return path
+    }
+
+    /// In a chain of folds the later fold reads the earlier deferred weight for the moment only:
+    /// it stays a computation (the later one is made from it), not bytes in memory; and the
+    /// chain saves what it saves with every weight kept.
+    func testAnIntermediateWeightOfAChainIsNotKept() throws {
+        let directory = try fixtureWorkspace([])
+        let path = try writeConvBatchNormMul(in: directory)
+        let model = try ModelFile.load(path: path)
+        var first = OptimizationOptions()
+        first.only = ["fold-conv-batchnorm"]
+        XCTAssertFalse(optimize(model, rules: RuleFiles.builtin, options: first).fired.isEmpty)
+        let conv = try XCTUnwrap(model.graph.nodes.first { $0.opType == "Conv" })
+        guard case .raw(let bytes)? = conv.inputs[1]?.initializer?.storage, let intermediate = bytes.deferred else {
+            return XCTFail("the folded weight is not deferred")
+        }
+        XCTAssertFalse(intermediate.isResident)
+        var second = OptimizationOptions()
+        second.only = ["fuse-conv-mul", "remove-unused-initializer"]
+        XCTAssertEqual(optimize(model, rules: RuleFiles.builtin, options: second).fired.first?.rule, "fuse-conv-mul")
+        XCTAssertFalse(intermediate.isResident, "read by the second fold without being kept")
+        let deferredPath = directory.appendingPathComponent("deferred.onnx").path
+        try ModelFile.save(model, to: deferredPath)
+        XCTAssertFalse(intermediate.isResident, "made again by the save without being kept")
+
+        let kept = try ModelFile.load(path: path)
+        var keepAll = OptimizationOptions()
+        keepAll.evaluationLimits.minimumDeferredBytes = .max
+        keepAll.only = first.only
+        optimize(kept, rules: RuleFiles.builtin, options: keepAll)
+        keepAll.only = second.only
+        optimize(kept, rules: RuleFiles.builtin, options: keepAll)
+        XCTAssertTrue(deferredInitializers(kept).isEmpty)
+        let keptPath = directory.appendingPathComponent("kept.onnx").path
+        try ModelFile.save(kept, to: keptPath)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: deferredPath)), try Data(contentsOf: URL(fileURLWithPath: keptPath)))
+    }
+
+    /// A deferred weight is made at the save from the input file: if another program changed
+    /// that file since it was loaded (in place, or shortened), the save fails with a clear error
+    /// and writes nothing, instead of writing what the rewrite never checked or faulting.
+    func testAnInputChangedAfterTheRewriteFailsTheSave() throws {
+        for shortened in [false, true] {
+            let directory = try fixtureWorkspace([])
+            let path = try writeConvBatchNormMul(in: directory)
+            let model = try ModelFile.load(path: path)
+            XCTAssertFalse(optimize(model, rules: RuleFiles.builtin).fired.isEmpty)
+            XCTAssertGreaterThan(deferredInitializers(model).count, 0)
+            let handle = try XCTUnwrap(FileHandle(forUpdatingAtPath: path))
+            if shortened {
+                handle.truncateFile(atOffset: 1_000)
+            } else {
+                handle.seek(toFileOffset: 20_000)
+                handle.write(Data(repeating: 0xFF, count: 4_096))  // NaNs in W
+            }
+            handle.closeFile()
+            let output = directory.appendingPathComponent("out.onnx").path
+            XCTAssertThrowsError(try ModelFile.save(model, to: output)) { error in
+                XCTAssertTrue("\(error)".contains("changed since it was loaded"), "\(error)")
+            }
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory.path), ["conv_bn_mul.onnx"])
+        }
+    }
 }

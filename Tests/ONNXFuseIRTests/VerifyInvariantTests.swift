@@ -1,0 +1,56 @@
+import XCTest
+@testable import ONNXFuseIR
+
+/// Broken invariants `Graph.verify()` must catch, however it keeps its counts.
+final class VerifyInvariantTests: XCTestCase {
+    func floatInput(_ graph: Graph, _ name: String) -> Value {
+        graph.addInput(name: name, info: ValueInfo(type: .tensor(.float, [.value(2)])))
+    }
+
+    /// A value with many readers (its uses indexed) that lost one use from its list: the node
+    /// still reads it, the list does not say so.
+    func testAReadMissingFromAnIndexedUseListIsCaught() {
+        let graph = Graph(name: "g")
+        let x = floatInput(graph, "x")
+        for index in 0..<100 { graph.append(Node(opType: "Relu", inputs: [x], outputNames: ["r\(index)"])) }
+        XCTAssertNoThrow(try graph.verify())
+        x.uses.removeLast()   // the index (usePositions) still lists it
+        XCTAssertEqual(x.uses.count, 99)
+        XCTAssertThrowsError(try graph.verify(), "a read that the use list lacks is not caught")
+    }
+
+    /// The same with few readers (no index): caught too.
+    func testAReadMissingFromAShortUseListIsCaught() {
+        let graph = Graph(name: "g")
+        let x = floatInput(graph, "x")
+        for index in 0..<3 { graph.append(Node(opType: "Relu", inputs: [x], outputNames: ["r\(index)"])) }
+        x.uses.removeLast()
+        XCTAssertThrowsError(try graph.verify())
+    }
+
+    /// A value of model A read by a node of another graph (model B): A's value lists a use that
+    /// no node of A makes.
+    func testAUseFromANodeOfAnotherGraphIsCaught() {
+        let graphA = Graph(name: "a")
+        let x = floatInput(graphA, "x")
+        graphA.append(Node(opType: "Relu", inputs: [x], outputNames: ["r"]))
+        let graphB = Graph(name: "b")
+        graphB.append(Node(opType: "Relu", inputs: [x], outputNames: ["s"]))
+        XCTAssertEqual(x.uses.count, 2)
+        XCTAssertThrowsError(try graphA.verify(), "a use from a node outside the graph is not caught")
+    }
+
+    /// Duplicate uses and a wrong graph output count.
+    func testDuplicateUseAndOutputCount() {
+        let graph = Graph(name: "g")
+        let x = floatInput(graph, "x")
+        let relu = Node(opType: "Relu", inputs: [x], outputNames: ["r"])
+        graph.append(relu)
+        graph.addOutput(relu.outputs[0]!, info: ValueInfo(type: nil))
+        x.uses.append(x.uses[0])
+        XCTAssertThrowsError(try graph.verify())
+        x.uses.removeLast()
+        relu.outputs[0]!.graphOutputCount = 2
+        XCTAssertThrowsError(try graph.verify())
+    }
+}
