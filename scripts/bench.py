@@ -505,9 +505,12 @@ def git_commit() -> str:
     try:
         head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                               check=True).stdout.strip()
+        sources = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h", "--", "Sources", "Package.swift"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "Sources", "Package.swift"],
                                capture_output=True, text=True, check=True).stdout.strip()
-        return f"`{head}`" + (" with uncommitted changes to Sources" if dirty else "")
+        return (f"`{head}`" + (f", sources as of `{sources}`" if sources and sources != head else "")
+                + (" with uncommitted changes to Sources" if dirty else ""))
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
 
@@ -535,11 +538,12 @@ def invocation(args) -> str:
 
 def report(args, models, scaling, results, tools_seen, versions, started, loads) -> str:
     fuse_bin = shown_path(Path(args.onnx_fuse))
-    build = "release build" if "release" in fuse_bin.split(os.sep) else "binary"
-    if fuse_bin == Path(args.onnx_fuse).name:
-        build = "the binary given with --onnx-fuse"
-    lines = [f"Measured {started:%Y-%m-%d} with `{invocation(args)}` on onnx-fuse commit {git_commit()} "
-             f"({build} `{fuse_bin}`). Whole processes, wall time and peak RSS from GNU time "
+    if fuse_bin == Path(args.onnx_fuse).name:  # outside the checkout: its source is not known here
+        measured = f"the onnx-fuse binary given with --onnx-fuse (the checkout is at commit {git_commit()})"
+    else:
+        build = "release build" if "release" in fuse_bin.split(os.sep) else "build"
+        measured = f"onnx-fuse commit {git_commit()} ({build} `{fuse_bin}`)"
+    lines = [f"Measured {started:%Y-%m-%d} with `{invocation(args)}` on {measured}. Whole processes, wall time and peak RSS from GNU time "
              f"(`/usr/bin/time -f \"%e %M\"`, 10 ms resolution); {args.runs} run{'s' if args.runs != 1 else ''} "
              f"of each tool after {args.warmup} warm-up round{'s' if args.warmup != 1 else ''}, interleaved; "
              f"medians. Load average {loads[0]} at the start, {loads[1]} at the end.", ""]
