@@ -57,6 +57,7 @@ import onnx  # noqa: E402
 import ortcheck  # noqa: E402
 
 GNU_TIME = "/usr/bin/time"
+LOADS: list[float] = []  # the 1-minute load average after each run
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 SECTION = "## Benchmark of record (issue 12)"
 
@@ -345,6 +346,7 @@ def run_model(model: Model, tools: list[Tool], args, work: Path) -> dict[str, Ce
             clear(folder)
             out = folder / "out.onnx"
             result = measure(tool.command(model.path, out), args.timeout, work, folder)
+            LOADS.append(os.getloadavg()[0])
             os.sync()
             phase = "warm-up" if r < args.warmup else f"run {r - args.warmup + 1}/{args.runs}"
             if isinstance(result, str):
@@ -546,7 +548,8 @@ def report(args, models, scaling, results, tools_seen, versions, started, loads)
     lines = [f"Measured {started:%Y-%m-%d} with `{invocation(args)}` on {measured}. Whole processes, wall time and peak RSS from GNU time "
              f"(`/usr/bin/time -f \"%e %M\"`, 10 ms resolution); {args.runs} run{'s' if args.runs != 1 else ''} "
              f"of each tool after {args.warmup} warm-up round{'s' if args.warmup != 1 else ''}, interleaved; "
-             f"medians. Load average {loads[0]} at the start, {loads[1]} at the end.", ""]
+             f"medians. Load average (1 minute) {loads[0]} at the start, {loads[1]} at the end"
+             + (f", {min(LOADS):.2f} to {max(LOADS):.2f} after the runs." if LOADS else "."), ""]
     lines += machine()
     v = versions["project"]
     lines[-1] += f"; Python {v['python']}, onnx {v['onnx']}, onnxruntime {v['ort']} (checks), numpy {v['numpy']}."
@@ -758,7 +761,7 @@ def main(argv: list[str]) -> int:
         sys.stdout.write(text)
     if args.json:
         Path(args.json).write_text(json.dumps({
-            "date": started.isoformat(timespec="seconds"), "versions": versions,
+            "date": started.isoformat(timespec="seconds"), "versions": versions, "load_after_runs": LOADS,
             "models": {m.name: {"label": m.label, "nodes": m.nodes, "bytes": m.size,
                                 "tools": {k: {"warmup": c.warmup, "runs": c.runs, "failure": c.failure,
                                               "skipped": c.tool.skipped, "check": c.check, "check_ok": c.check_ok,
