@@ -20,8 +20,13 @@ public struct TensorBytes: @unchecked Sendable, Equatable, CustomStringConvertib
     private let residentBase: UnsafeRawPointer?
     /// The number of bytes.
     public let count: Int
-    /// The computation that makes the bytes, for deferred bytes; nil for resident ones.
-    public let deferred: DeferredBytes?
+
+    /// The computation that makes the bytes, for deferred bytes (the only bytes without an
+    /// address, their owner being the computation); nil for resident ones.
+    @inline(__always)
+    public var deferred: DeferredBytes? {
+        residentBase == nil && count > 0 ? unsafeDowncast(owner.unsafelyUnwrapped, to: DeferredBytes.self) : nil
+    }
 
     /// Bytes at `baseAddress` that `owner` keeps alive (no copy).
     public init(owner: AnyObject?, baseAddress: UnsafeRawPointer?, count: Int) {
@@ -29,7 +34,6 @@ public struct TensorBytes: @unchecked Sendable, Equatable, CustomStringConvertib
         self.owner = owner
         self.residentBase = count == 0 ? nil : baseAddress
         self.count = count
-        self.deferred = nil
     }
 
     /// Bytes that `deferred` computes when they are first read.
@@ -37,7 +41,6 @@ public struct TensorBytes: @unchecked Sendable, Equatable, CustomStringConvertib
         self.owner = deferred
         self.residentBase = nil
         self.count = deferred.count
-        self.deferred = deferred
     }
 
     /// A heap copy of `bytes`.

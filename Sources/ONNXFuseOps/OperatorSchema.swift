@@ -239,7 +239,7 @@ private final class SchemaRegistry: @unchecked Sendable {
     private let table: String
     /// Each operator's blocks, in table order (ascending `sinceVersion`).
     private let blocks: [SchemaKey: [Block]]
-    /// Every block, in table order.
+    /// Every operator, in table order.
     private let order: [SchemaKey]
     /// The domains with at least one operator.
     let domains: Set<String>
@@ -269,7 +269,7 @@ private final class SchemaRegistry: @unchecked Sendable {
                     let key = SchemaKey(domain: String(decoding: fields.count > 1 ? fields[1] : [], as: UTF8.self),
                                         name: String(decoding: fields[0], as: UTF8.self))
                     current = (key, lineStart, lineNumber)
-                    order.append(key)
+                    if order.last != key { order.append(key) }  // an operator's schemas are adjacent
                 }
                 lineStart = lineEnd + 1
                 lineNumber += 1
@@ -294,8 +294,7 @@ private final class SchemaRegistry: @unchecked Sendable {
 
     /// Every schema, in table order (domain, name, sinceVersion).
     func all() -> [OperatorSchema] {
-        var seen = Set<SchemaKey>()
-        return order.filter { seen.insert($0).inserted }.flatMap { history($0)! }
+        order.flatMap { history($0)! }
     }
 
     private func parse(_ block: Block) -> OperatorSchema {

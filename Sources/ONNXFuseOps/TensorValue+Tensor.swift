@@ -94,8 +94,7 @@ extension TensorValue {
 }
 
 /// `count` little-endian integers, element `i` being `element(i)`, in a new heap block.
-@inlinable
-package func packLittleEndian<T: FixedWidthInteger>(_ count: Int, _ element: (Int) -> T) -> TensorBytes {
+private func packLittleEndian<T: FixedWidthInteger>(_ count: Int, _ element: (Int) -> T) -> TensorBytes {
     let size = MemoryLayout<T>.size
     return TensorBytes(count: count * size) { buffer in
         guard let base = buffer.baseAddress else { return }

@@ -587,11 +587,10 @@ final class DeferredPayloads {
         if let message { messages.append((message, position)) }
     }
 
-    /// The address of `bytes` in the reserved range (registering them if new); nil before the
-    /// layout.
+    /// The address of `bytes` (registered by `add` while encoding) in the reserved range; nil
+    /// before the layout.
     func address(of bytes: DeferredBytes) -> UnsafePointer<UInt8>? {
-        if index[ObjectIdentifier(bytes)] == nil { add(bytes, message: nil) }
-        guard let reserved, let position = index[ObjectIdentifier(bytes)], position < offsets.count else { return nil }
+        guard let reserved, let position = index[ObjectIdentifier(bytes)] else { return nil }
         return UnsafePointer((reserved.base + offsets[position]).assumingMemoryBound(to: UInt8.self))
     }
 

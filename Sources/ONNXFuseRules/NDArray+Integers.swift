@@ -28,10 +28,10 @@ extension NDArray {
         return .real(values[index])
     }
 
-    /// The positions in `lhs` and in `rhs` that broadcasting pairs, and the result's shape.
-    static func broadcastPairs(_ lhs: [Int], _ rhs: [Int]) throws(EvaluationError) -> (shape: [Int], left: [Int], right: [Int]) {
-        let shape = try broadcastShape(lhs, rhs)
-        return (shape, broadcastIndices(from: lhs, to: shape), broadcastIndices(from: rhs, to: shape))
+    /// The broadcast shape of `lhs` and `rhs`, and the plan that pairs their elements.
+    static func broadcastPlan(_ lhs: NDArray, _ rhs: NDArray) throws(EvaluationError) -> (shape: [Int], plan: BroadcastPlan) {
+        let shape = try broadcastShape(lhs.shape, rhs.shape)
+        return (shape, BroadcastPlan(lhs.shape, rhs.shape, to: shape))
     }
 
     /// `operation` on the exact integers of two integer arrays, after broadcasting; nil when
@@ -40,13 +40,14 @@ extension NDArray {
         _ lhs: NDArray, _ rhs: NDArray, _ op: String, _ operation: (Int64, Int64) -> (partialValue: Int64, overflow: Bool)
     ) throws(EvaluationError) -> NDArray? {
         guard let a = lhs.integers, let b = rhs.integers else { return nil }
-        let (shape, left, right) = try broadcastPairs(lhs.shape, rhs.shape)
+        let (shape, plan) = try broadcastPlan(lhs, rhs)
         var result = [Int64]()
-        result.reserveCapacity(left.count)
-        for i in left.indices {
-            let (value, overflow) = operation(a[left[i]], b[right[i]])
-            guard !overflow else { throw EvaluationError("integer overflow in \(a[left[i]]) \(op) \(b[right[i]])") }
+        result.reserveCapacity(elementCount(shape) ?? 0)
+        try plan.forEachPair { (i, j) throws(EvaluationError) in
+            let (value, overflow) = operation(a[i], b[j])
+            guard !overflow else { throw EvaluationError("integer overflow in \(a[i]) \(op) \(b[j])") }
             result.append(value)
+            return true
         }
         return NDArray(shape: shape, integers: result)
     }
@@ -55,15 +56,17 @@ extension NDArray {
     /// zero, no overflow); nil otherwise (the quotient is then computed in float64).
     static func exactQuotient(_ lhs: NDArray, _ rhs: NDArray) throws(EvaluationError) -> NDArray? {
         guard let a = lhs.integers, let b = rhs.integers else { return nil }
-        let (shape, left, right) = try broadcastPairs(lhs.shape, rhs.shape)
+        let (shape, plan) = try broadcastPlan(lhs, rhs)
         var result = [Int64]()
-        result.reserveCapacity(left.count)
-        for i in left.indices {
-            let (x, y) = (a[left[i]], b[right[i]])
-            guard y != 0, !(x == .min && y == -1), x % y == 0 else { return nil }
-            result.append(x / y)
+        result.reserveCapacity(elementCount(shape) ?? 0)
+        var exact = true
+        plan.forEachPair { i, j in
+            let (x, y) = (a[i], b[j])
+            exact = y != 0 && !(x == .min && y == -1) && x % y == 0
+            if exact { result.append(x / y) }
+            return exact
         }
-        return NDArray(shape: shape, integers: result)
+        return exact ? NDArray(shape: shape, integers: result) : nil
     }
 
     /// `holds` on each pair of elements after broadcasting, as a 0/1 array: exactly on integers
@@ -73,7 +76,13 @@ extension NDArray {
         guard let a = lhs.integers, let b = rhs.integers else {
             return try elementwise(lhs, rhs) { reals($0, $1) ? 1 : 0 }
         }
-        let (shape, left, right) = try broadcastPairs(lhs.shape, rhs.shape)
-        return NDArray(shape: shape, values: left.indices.map { integers(a[left[$0]], b[right[$0]]) ? 1 : 0 })
+        let (shape, plan) = try broadcastPlan(lhs, rhs)
+        var result = [Double]()
+        result.reserveCapacity(elementCount(shape) ?? 0)
+        plan.forEachPair { i, j in
+            result.append(integers(a[i], b[j]) ? 1 : 0)
+            return true
+        }
+        return NDArray(shape: shape, values: result)
     }
 }

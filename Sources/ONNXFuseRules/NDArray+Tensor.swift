@@ -60,15 +60,8 @@ extension NDArray {
         switch dataType {
         case .float, .double, .float16, .bfloat16:
             // Rounded and packed in one pass (the kernels' rounding: nearest, ties to even).
-            let dims = shape.map { Int64($0) }
-            let bytes: TensorBytes
-            switch dataType {
-            case .float: bytes = packLittleEndian(count) { Float(values[$0]).bitPattern }
-            case .double: bytes = packLittleEndian(count) { values[$0].bitPattern }
-            case .float16: bytes = packLittleEndian(count) { float16Bits(values[$0]) }
-            default: bytes = packLittleEndian(count) { bfloat16Bits(values[$0]) }
-            }
-            return Tensor(dataType: dataType, dims: dims, storage: .raw(bytes))
+            let bytes = TensorBytes(count: dataType.rawByteCount(elements: count)!) { store(0..<count, as: dataType, into: $0.baseAddress) }
+            return Tensor(dataType: dataType, dims: shape.map { Int64($0) }, storage: .raw(bytes))
         case .bool:
             return TensorValue.bool(try checkedIntegers(dataType).map { $0 != 0 }, shape: shape).tensor()
         case .uint64:
@@ -91,17 +84,24 @@ extension NDArray {
         guard NDArray.writableTypes.contains(dataType), dataType.rawByteCount(elements: count) == buffer.count else {
             throw EvaluationError("cannot write \(count) elements as \(dataType) into \(buffer.count) bytes")
         }
-        guard count > 0, let base = buffer.baseAddress else { return }
+        store(0..<count, as: dataType, into: buffer.baseAddress)
+    }
+
+    /// The elements `range`, rounded to `dataType` (one of `writableTypes`), little-endian, from
+    /// `base` on: the one loop behind `tensor(as:)`, `write(as:into:)` and `sampledBytes`.
+    private func store(_ range: Range<Int>, as dataType: DataType, into base: UnsafeMutableRawPointer?) {
+        guard !range.isEmpty, let base else { return }
         values.withUnsafeBufferPointer { values in
+            func each<T: FixedWidthInteger>(_ encode: (Double) -> T) {
+                for (offset, index) in range.enumerated() {
+                    base.storeBytes(of: encode(values[index]).littleEndian, toByteOffset: offset &* MemoryLayout<T>.size, as: T.self)
+                }
+            }
             switch dataType {
-            case .float:
-                for index in 0..<count { base.storeBytes(of: Float(values[index]).bitPattern.littleEndian, toByteOffset: index &* 4, as: UInt32.self) }
-            case .double:
-                for index in 0..<count { base.storeBytes(of: values[index].bitPattern.littleEndian, toByteOffset: index &* 8, as: UInt64.self) }
-            case .float16:
-                for index in 0..<count { base.storeBytes(of: float16Bits(values[index]).littleEndian, toByteOffset: index &* 2, as: UInt16.self) }
-            default:
-                for index in 0..<count { base.storeBytes(of: bfloat16Bits(values[index]).littleEndian, toByteOffset: index &* 2, as: UInt16.self) }
+            case .float: each { Float($0).bitPattern }
+            case .double: each { $0.bitPattern }
+            case .float16: each(float16Bits)
+            default: each(bfloat16Bits)
             }
         }
     }
@@ -117,13 +117,8 @@ extension NDArray {
         for range in DeferredBytes.sampleRanges(count: total) where !range.isEmpty {
             // The whole elements that cover the range, written, then the range cut out.
             let first = range.lowerBound / size, last = (range.upperBound - 1) / size
-            let part = NDArray(shape: [last - first + 1], values: Array(values[first...last]))
-            var bytes = [UInt8](repeating: 0, count: part.count * size)
-            var failure: EvaluationError?
-            bytes.withUnsafeMutableBytes { buffer in
-                do throws(EvaluationError) { try part.write(as: dataType, into: buffer) } catch { failure = error }
-            }
-            if let failure { throw failure }
+            var bytes = [UInt8](repeating: 0, count: (last - first + 1) * size)
+            bytes.withUnsafeMutableBytes { store(first..<(last + 1), as: dataType, into: $0.baseAddress) }
             let offset = range.lowerBound - first * size
             samples += bytes[offset..<(offset + range.count)]
         }

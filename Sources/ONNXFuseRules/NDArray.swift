@@ -501,20 +501,20 @@ struct BroadcastPlan {
     /// Calls `body(output, left, right, length, leftStep, rightStep)` for each run, in row-major
     /// order: `length` results starting at `output`, reading the operands from `left` and `right`.
     @inline(__always)
-    func forEachRun(_ body: (Int, Int, Int, Int, Int, Int) -> Void) {
+    func forEachRun<Failure: Error>(_ body: (Int, Int, Int, Int, Int, Int) throws(Failure) -> Void) throws(Failure) {
         let inner = shape.count - 1
         let length = shape[inner]
         let count = shape.reduce(1, *)
         guard count > 0 else { return }
         if inner == 0 {
-            body(0, 0, 0, length, leftSteps[0], rightSteps[0])
+            try body(0, 0, 0, length, leftSteps[0], rightSteps[0])
             return
         }
         var index = Array(repeating: 0, count: inner)
         var (left, right) = (0, 0)
         var output = 0
         while output < count {
-            body(output, left, right, length, leftSteps[inner], rightSteps[inner])
+            try body(output, left, right, length, leftSteps[inner], rightSteps[inner])
             output += length
             // The odometer over the outer axes.
             var axis = inner - 1
@@ -527,6 +527,20 @@ struct BroadcastPlan {
                 right -= rightSteps[axis] * shape[axis]
                 index[axis] = 0
                 axis -= 1
+            }
+        }
+    }
+
+    /// Calls `body(left, right)` with the operands' positions of each result element, in
+    /// row-major order, until it returns false (for the element-wise loops that are not plain
+    /// float64 arithmetic: exact integers, comparisons).
+    func forEachPair<Failure: Error>(_ body: (Int, Int) throws(Failure) -> Bool) throws(Failure) {
+        var going = true
+        try forEachRun { (_, left, right, length, leftStep, rightStep) throws(Failure) in
+            var j = 0
+            while going && j < length {
+                going = try body(left + j * leftStep, right + j * rightStep)
+                j += 1
             }
         }
     }

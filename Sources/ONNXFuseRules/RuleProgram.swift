@@ -370,18 +370,16 @@ struct RuleProgram {
                 // Another rewrite's deferred tensor (folds in a chain): made for this read only,
                 // not kept (it may leave the graph, and the save makes it again if not).
                 var copy = tensor
-                let result: Result<NDArray, EvaluationError>
                 do {
-                    result = try bytes.withTransientBytes { buffer in
+                    return try bytes.withTransientBytes { buffer in
                         copy.storage = .raw(TensorBytes(owner: nil, baseAddress: buffer.baseAddress, count: buffer.count))
-                        do throws(EvaluationError) { return .success(try NDArray(tensor: copy)) } catch { return .failure(error) }
+                        return try NDArray(tensor: copy)
                     }
                 } catch let error as EvaluationError {
                     throw error
                 } catch {
                     throw EvaluationError("\(tensor.name.map { "tensor '\($0)'" } ?? "a computed tensor") could not be made: \(error)")
                 }
-                return try result.get()
             }
             let array = try NDArray(tensor: tensor)
             if bytes.count >= EvaluationLimits.current.minimumDeferredBytes {

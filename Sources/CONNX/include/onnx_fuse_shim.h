@@ -243,7 +243,8 @@ int onnx_fuse_write_all(int fd, const void *data, size_t len);
 /* ---- temporary files on interruption ----------------------------------------------- */
 
 /* Remembers `path` (a temporary output file) so that SIGINT, SIGTERM, SIGHUP or SIGQUIT, or
- * SIGBUS (a mapped input file shortened under the process), remove it before the process dies; the first call installs the handlers. At most 8 paths
+ * SIGBUS (a mapped input file shortened under the process), remove it before the process
+ * dies; the first call installs the handlers. At most 8 paths
  * at once; returns a slot, or -1 when none is free (the file is then simply not cleaned up
  * on a signal). The path is copied. */
 int onnx_fuse_track_temporary(const char *path);
