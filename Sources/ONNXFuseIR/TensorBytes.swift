@@ -96,11 +96,18 @@ public struct TensorBytes: @unchecked Sendable, Equatable, CustomStringConvertib
         _ count: Int, as type: T.Type, _ transform: (T) throws -> Result
     ) rethrows -> [Result] {
         precondition(count >= 0 && count * MemoryLayout<T>.size <= self.count, "\(count) elements out of range")
+        guard count > 0 else { return [] }
         return try withUnsafeBytes { raw in
             try [Result](unsafeUninitializedCapacity: count) { buffer, initialized in
-                for index in 0..<count {
-                    buffer.initializeElement(at: index, to: try transform(raw.loadUnaligned(fromByteOffset: index &* MemoryLayout<T>.size, as: T.self)))
-                    initialized = index + 1
+                // The count is written once, at the end or when `transform` throws: a store per
+                // element through `initialized` keeps the loop from being vectorized.
+                var index = 0
+                defer { initialized = index }
+                let source = raw.baseAddress!
+                let destination = buffer.baseAddress!
+                while index < count {
+                    (destination + index).initialize(to: try transform(source.loadUnaligned(fromByteOffset: index &* MemoryLayout<T>.size, as: T.self)))
+                    index &+= 1
                 }
             }
         }

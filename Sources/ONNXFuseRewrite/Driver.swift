@@ -112,6 +112,8 @@ struct Driver {
     let singleNodeTakenOver: [Set<Int>?]
     /// What each node rule's pattern search may skip.
     let pruning: [MatchPruning?]
+    /// Per rule: what the root's neighbours must be for its pattern to match (see `RootNeighbours`).
+    let rootNeighbours: [RootNeighbours?]
     /// What each rule's searches found that holds while the graph does not change.
     let searchMemos: [SearchMemo]
     /// Per rule: the candidate nodes its pattern searches may still try in this run. Each search
@@ -177,6 +179,9 @@ struct Driver {
         }
         pruning = self.rules.map { rule in
             rule.native == nil && rule.pattern.anchor == .node ? MatchPruning(rule: rule) : nil
+        }
+        rootNeighbours = self.rules.map { rule in
+            rule.native == nil && rule.pattern.anchor == .node ? RootNeighbours(rule.pattern) : nil
         }
         searchMemos = self.rules.map { _ in SearchMemo() }
         // Ample for real patterns (a few candidates per node), a second or so of searching at most.
@@ -280,6 +285,7 @@ struct Driver {
             stale.removeAll()
         } while head < worklist.count && !report.reachedRewriteCap
         if !report.reachedRewriteCap { applyItemRules(context: context, cap: cap) }
+
         // A rule's forms are one rule in the report.
         for index in rules.indices where counts[index] > 0 {
             if let known = report.fired.firstIndex(where: { $0.rule == rules[index].name }) {
@@ -308,6 +314,9 @@ struct Driver {
                 if let output, !output.isUnused { return false }
             }
         }
+        // The root's producers and readers must have the pattern's operators: most candidates of a
+        // rule tried at every node of an operator fail here, before a search is set up.
+        if !options.explain, let neighbours = rootNeighbours[ruleIndex], !neighbours.admit(node, rule.pattern) { return false }
         let runCheck = rule.dependencies.map { dependencies in
             { (check: Int, match: Match) in dependencies.runCheck(check, match, context) }
         }
@@ -825,6 +834,66 @@ struct Driver {
                 continue
             }
         }
+    }
+}
+
+/// What the nodes next to a root must be for a pattern to match there, checked before the
+/// search: the pattern nodes the plan reaches from the root in one step (the producer of a
+/// root input, a reader of a root output) need a graph node of their operator in that place.
+/// The search would fail at the same point; this only fails sooner. (`--explain` runs the full
+/// search, so that its reason names the check.)
+struct RootNeighbours {
+    /// Per pattern node produced into a root input: the root input positions that may hold its
+    /// output (both of the first two for a commutative root) and the pattern node.
+    let producers: [(positions: [Int], node: Int)]
+    /// Per pattern node reading a root output: the output's position and the pattern node.
+    let readers: [(position: Int, node: Int)]
+    /// The most readers of a root output looked through (a value with more is left to the search).
+    static let readerScanLimit = 16
+
+    init?(_ pattern: Pattern) {
+        let root = pattern.nodes[pattern.root]
+        var producers: [(positions: [Int], node: Int)] = []
+        var readers: [(position: Int, node: Int)] = []
+        for (index, via) in pattern.plan {
+            switch via {
+            case .producer(let v):
+                let positions = root.inputs.indices.filter { root.inputs[$0] == .variable(v) }
+                guard !positions.isEmpty else { continue }
+                if root.commutative, root.inputs.count >= 2, root.inputs[0] != root.inputs[1], positions.contains(where: { $0 < 2 }) {
+                    producers.append(([0, 1] + positions.filter { $0 >= 2 }, index))
+                } else {
+                    producers.append((positions, index))
+                }
+            case .consumer(let v):
+                guard let position = root.outputs.firstIndex(of: .variable(v)) else { continue }
+                readers.append((position, index))
+            case .root:
+                continue
+            }
+        }
+        guard !producers.isEmpty || !readers.isEmpty else { return nil }
+        self.producers = producers
+        self.readers = readers
+    }
+
+    /// False when no match can be rooted at `node`.
+    func admit(_ node: Node, _ pattern: Pattern) -> Bool {
+        for (positions, index) in producers {
+            let wanted = pattern.nodes[index]
+            guard positions.contains(where: { position in
+                guard let producer = node.input(position)?.producer else { return false }
+                return wanted.hasOperator(of: producer)
+            }) else { return false }
+        }
+        for (position, index) in readers {
+            guard position < node.outputs.count, let output = node.outputs[position] else { return false }
+            let uses = output.uses
+            guard uses.count <= Self.readerScanLimit else { continue }
+            let wanted = pattern.nodes[index]
+            guard uses.contains(where: { wanted.hasOperator(of: $0.node) }) else { return false }
+        }
+        return true
     }
 }
 

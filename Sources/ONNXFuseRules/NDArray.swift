@@ -62,7 +62,15 @@ public struct NDArray: Equatable, Sendable {
     public var count: Int { values.count }
 
     /// Whether every element is finite (no infinity, no NaN).
-    public var isFinite: Bool { values.allSatisfy { $0.isFinite } }
+    public var isFinite: Bool {
+        // A flag per element rather than an early exit: the loop vectorizes.
+        var nonFinite: UInt64 = 0
+        for value in values {
+            let exponent = value.bitPattern & 0x7ff0_0000_0000_0000
+            nonFinite |= exponent == 0x7ff0_0000_0000_0000 ? 1 : 0
+        }
+        return nonFinite == 0
+    }
 
     /// An array of zeros with this shape.
     public func zerosLike() -> NDArray {

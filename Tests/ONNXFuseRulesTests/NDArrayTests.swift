@@ -42,6 +42,16 @@ final class NDArrayTests: XCTestCase {
         XCTAssertFalse(array([2], [1, .infinity]).isFinite)
         XCTAssertFalse(array([2], [-.infinity, 1]).isFinite)
         XCTAssertFalse(array([1], [.nan]).isFinite)
+        // Once stored as float: what overflows it, wherever it is in a long array.
+        var values = [Double](repeating: 0.5, count: 1_000)
+        XCTAssertTrue(array([1_000], values).isFinite(storedAs: .float))
+        for (position, bad) in [(0, 3.5e38), (517, -1e39), (999, Double.nan), (3, -Double.infinity)] {
+            values[position] = bad
+            XCTAssertFalse(array([1_000], values).isFinite(storedAs: .float), "\(bad) at \(position)")
+            XCTAssertEqual(array([1_000], values).isFinite, bad.isFinite)
+            values[position] = 0.5
+        }
+        XCTAssertTrue(array([2], [3.4e38, -Double(Float.leastNonzeroMagnitude)]).isFinite(storedAs: .float))
     }
 
     // MARK: Broadcasting
