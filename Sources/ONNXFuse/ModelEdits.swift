@@ -12,16 +12,23 @@ func mergeDuplicateInitializers(_ model: Model) -> Int {
         // Candidates are grouped by type, dims and a hash of a few samples of the elements;
         // only tensors that share a group are hashed whole and then compared, so the weights of
         // a large model, which all differ, are not read in full (each round calls this again).
+        // A list is made only for a key seen twice: most initializers are alone in theirs.
+        var first: [Int: (position: Int, value: Value)] = [:]
         var groups: [Int: [Value]] = [:]
-        var order: [Int] = []
+        var position = 0
         for value in graph.initializers where value.definition == .initializer && !value.isGraphOutput {
             guard let tensor = value.initializer else { continue }
             let key = tensorHash(tensor, whole: false)
-            if groups[key] == nil { order.append(key) }
-            groups[key, default: []].append(value)
+            position += 1
+            guard let earlier = first[key] else {
+                first[key] = (position, value)
+                continue
+            }
+            groups[key, default: [earlier.value]].append(value)
         }
-        for key in order {
-            guard let sampled = groups[key], sampled.count > 1 else { continue }
+        // In the order each group's first member comes.
+        for key in groups.keys.sorted(by: { first[$0]!.position < first[$1]!.position }) {
+            let sampled = groups[key]!
             var buckets: [Int: [Value]] = [:]
             var bucketOrder: [Int] = []
             for value in sampled {

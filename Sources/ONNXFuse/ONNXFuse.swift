@@ -260,7 +260,7 @@ func schemaViolations(_ created: [(node: Node, rule: String)], in model: Model, 
     for (node, rule) in created where node.graph != nil {
         let domain = node.isDefaultDomain ? "" : node.domain!
         guard let version = model.opsetVersion(domain: domain) else { continue }
-        if let problem = OperatorSchemas.problem(of: node, version: version, elementType: { inference.facts(of: $0).elementType }) {
+        if let problem = OperatorSchemas.problem(of: node, version: version, elementType: inference.elementType(of:)) {
             messages.append("rule '\(rule)' made \(node.opType) '\(node.name ?? "")': \(problem)")
         }
     }

@@ -397,7 +397,7 @@ private struct CheckPlan {
             changed = false
             for value in oldBoundary where verifier.constant(value) == nil {
                 guard old.count < verifier.limits.maximumNodes else { return }
-                guard let type = verifier.inference.facts(of: value).elementType,
+                guard let type = verifier.inference.elementType(of: value),
                       TensorValue.kind(of: type) == .integer,
                       let producer = value.producer, producer.graph === graph, producer.isDefaultDomain,
                       !producer.attributes.contains(where: \.hasSubgraphs) else { continue }

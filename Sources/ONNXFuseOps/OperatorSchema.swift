@@ -169,11 +169,28 @@ public struct TypeConstraint: Sendable, Hashable {
     public let name: String
     /// The allowed types as type strings, e.g. "tensor(float)" or "seq(tensor(int64))".
     public let allowedTypes: [String]
+    /// Whether any allowed type is a tensor type (only those are judged by element type).
+    public let allowsTensors: Bool
+    /// The element types of the allowed tensor types, one bit per `DataType` number: checking a
+    /// node's types builds no strings.
+    let tensorElementTypes: UInt64
 
     /// A type constraint made of the given parts.
     public init(name: String, allowedTypes: [String]) {
         self.name = name
         self.allowedTypes = allowedTypes
+        var bits: UInt64 = 0
+        for allowed in allowedTypes where allowed.hasPrefix("tensor(") && allowed.hasSuffix(")") {
+            let elementName = String(allowed.dropFirst("tensor(".count).dropLast())
+            if let type = DataType(name: elementName), (0..<64).contains(type.rawValue) { bits |= 1 << UInt64(type.rawValue) }
+        }
+        allowsTensors = allowedTypes.contains { $0.hasPrefix("tensor(") }
+        tensorElementTypes = bits
+    }
+
+    /// Whether `tensor(type)` is among the allowed types.
+    public func allowsTensor(of type: DataType) -> Bool {
+        (0..<64).contains(type.rawValue) && tensorElementTypes & (1 << UInt64(type.rawValue)) != 0
     }
 }
 

@@ -66,28 +66,31 @@ extension OperatorSchema {
     }
 
     private func typeViolation(_ node: Node, elementType: (Value) -> DataType?) -> String? {
-        var bound: [String: (type: DataType, place: String)] = [:]
+        // Per type parameter bound so far: its type and where it was bound. The messages are
+        // made only for a violation: this runs for every node a rule creates.
+        var bound: [(constraint: String, type: DataType, what: String, index: Int, formal: String)] = []
         func check(_ values: [Value?], _ formals: [FormalParameter], _ what: String) -> String? {
             for (index, value) in values.enumerated() {
                 guard let value, let type = elementType(value), let formal = Self.formal(formals, at: index) else { continue }
-                let place = "\(what) \(index) (\(formal.name))"
-                let typeString = "tensor(\(type))"
+                func place(_ what: String, _ index: Int, _ formal: String) -> String { "\(what) \(index) (\(formal))" }
                 if let constraint = typeConstraint(formal.typeString) {
                     // Only tensor types are judged: a constraint of sequences or optionals is
                     // about values whose element type says nothing.
-                    let tensors = constraint.allowedTypes.filter { $0.hasPrefix("tensor(") }
-                    if !tensors.isEmpty, !tensors.contains(typeString) {
-                        return "\(place) is \(type), which \(constraint.name) of \(name) does not allow"
+                    guard constraint.allowsTensors else { continue }
+                    if !constraint.allowsTensor(of: type) {
+                        return "\(place(what, index, formal.name)) is \(type), which \(constraint.name) of \(name) does not allow"
                     }
-                    let homogeneous = formal.option != .variadic || formal.isHomogeneous
-                    if homogeneous, !tensors.isEmpty {
-                        if let earlier = bound[constraint.name], earlier.type != type {
-                            return "\(place) is \(type) but \(earlier.place) is \(earlier.type), and \(name) needs one type \(constraint.name) for both"
+                    guard formal.option != .variadic || formal.isHomogeneous else { continue }
+                    if let earlier = bound.first(where: { $0.constraint == constraint.name }) {
+                        if earlier.type != type {
+                            return "\(place(what, index, formal.name)) is \(type) but \(place(earlier.what, earlier.index, earlier.formal)) is \(earlier.type), "
+                                + "and \(name) needs one type \(constraint.name) for both"
                         }
-                        if bound[constraint.name] == nil { bound[constraint.name] = (type, place) }
+                    } else {
+                        bound.append((constraint.name, type, what, index, formal.name))
                     }
-                } else if formal.typeString.hasPrefix("tensor("), formal.typeString != typeString {
-                    return "\(place) is \(type), but \(name) takes \(formal.typeString)"
+                } else if formal.typeString.hasPrefix("tensor("), formal.typeString != "tensor(\(type))" {
+                    return "\(place(what, index, formal.name)) is \(type), but \(name) takes \(formal.typeString)"
                 }
             }
             return nil

@@ -139,6 +139,14 @@ public final class ShapeInference {
         return declaredFacts(value.type, freshUnknown: false)
     }
 
+    /// The element type `facts(of:)` gives `value`, without reading a constant's elements.
+    public func elementType(of value: Value) -> DataType? {
+        if let tensor = value.constantTensor(freezeInitializerInputs: freezeInitializerInputs) { return tensor.dataType }
+        if let inferred = value.inferred { return inferred.elementType }
+        guard case .tensor(let elementType, _)? = value.type?.kind else { return nil }
+        return elementType
+    }
+
     /// Facts from a declared type; unknown dimensions become fresh symbols when asked.
     func declaredFacts(_ type: TypeInfo?, freshUnknown: Bool) -> ValueFacts {
         guard let type, case .tensor(let elementType, let shape)? = type.kind else { return ValueFacts() }

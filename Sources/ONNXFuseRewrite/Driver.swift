@@ -106,6 +106,9 @@ public struct RewriteEvent {
 
 struct Driver {
     let rules: [RewriteRule]
+    /// The rules by reference, for the hot paths: binding a `RewriteRule` to a local copies (and
+    /// retains) each of its fields, at every one of the hundreds of thousands of attempts.
+    let entries: [RuleEntry]
     let replaced: [Set<Int>]
     /// For a rule whose pattern is one node: the output positions its replacement takes over.
     /// Every other output of the node must be unused, which is checked before matching.
@@ -169,6 +172,7 @@ struct Driver {
 
     init(rules: [RewriteRule], model: Model, options: RewriteOptions) {
         self.rules = rules.sorted { ($1.benefit, $0.name, $0.form?.index ?? 0) < ($0.benefit, $1.name, $1.form?.index ?? 0) }
+        entries = self.rules.map(RuleEntry.init)
         replaced = self.rules.map(\.replacement.replacedVariables)
         singleNodeTakenOver = zip(self.rules, replaced).map { rule, replaced in
             guard rule.native == nil, rule.pattern.anchor == .node, rule.pattern.nodes.count == 1 else { return nil }
@@ -303,8 +307,8 @@ struct Driver {
 
     /// Tries one rule at one node; true when it fired.
     mutating func attempt(_ ruleIndex: Int, at node: Node, context: RewriteContext) -> Bool {
-        let rule = rules[ruleIndex]
-        if let native = rule.native { return attemptNative(ruleIndex, native, at: node, context: context) }
+        let entry = entries[ruleIndex]
+        if let native = entry.rule.native { return attemptNative(ruleIndex, native, at: node, context: context) }
         // A one-node match removes the node's outputs it does not take over, so they must be
         // unused: the matcher and the engine's guard would refuse the same, but later and at a
         // cost that adds up for rules tried at every node. (With --explain, the full path runs,
@@ -316,13 +320,13 @@ struct Driver {
         }
         // The root's producers and readers must have the pattern's operators: most candidates of a
         // rule tried at every node of an operator fail here, before a search is set up.
-        if !options.explain, let neighbours = rootNeighbours[ruleIndex], !neighbours.admit(node, rule.pattern) { return false }
-        let runCheck = rule.dependencies.map { dependencies in
+        if !options.explain, let neighbours = rootNeighbours[ruleIndex], !neighbours.admit(node, entry.rule.pattern) { return false }
+        let runCheck = entry.rule.dependencies.map { dependencies in
             { (check: Int, match: Match) in dependencies.runCheck(check, match, context) }
         }
         // A rewrite changes the graph: what earlier searches found may not hold.
         searchMemos[ruleIndex].use(version: report.rewrites)
-        let matcher = Matcher(pattern: rule.pattern, pruning: pruning[ruleIndex], runCheck: runCheck, memo: searchMemos[ruleIndex],
+        let matcher = Matcher(pattern: entry.rule.pattern, pruning: pruning[ruleIndex], runCheck: runCheck, memo: searchMemos[ruleIndex],
                               stepLimit: min(Matcher.maximumSteps, searchBudget[ruleIndex]))
         var prepared: PreparedReplacement?
         var readersLookedAt = 0
@@ -330,7 +334,7 @@ struct Driver {
             if let reason = engineGuard(ruleIndex, match, root: node, readersLookedAt: &readersLookedAt) {
                 return MatchRefusal(reason: reason, byPrepare: false)
             }
-            switch rule.prepare(match, context) {
+            switch entry.rule.prepare(match, context) {
             case .success(let values):
                 prepared = values
                 return nil
@@ -342,24 +346,24 @@ struct Driver {
         report.candidatesTried += matcher.steps
         // The guard's look at the readers of replaced values is charged too.
         searchBudget[ruleIndex] = max(0, searchBudget[ruleIndex] - matcher.steps - readersLookedAt / Self.guardedReadersPerStep)
-        let key = ExplanationKey(rule: rule.name, node: ObjectIdentifier(node))
+        let key = ExplanationKey(rule: entry.rule.name, node: ObjectIdentifier(node))
         guard let match, let prepared else {
             // A rule rooted at any operator would explain itself at every node it leaves alone.
-            if options.explain, !rule.pattern.nodes[rule.pattern.root].matchesAnyOperator {
+            if options.explain, !entry.rule.pattern.nodes[entry.rule.pattern.root].matchesAnyOperator {
                 let failure = matcher.deepestFailure
                 // Of a rule's forms tried at this visit, the one that got furthest explains it: a
                 // complete match refused first (the pattern met the graph), then the deepest.
                 let reach = (complete: matcher.deepestFailureIsComplete ? 1 : 0, depth: failure.depth)
                 if let known = explanations[key], known.visit == visits, known.reach >= reach { return false }
                 let label = node.name ?? node.outputs.compactMap { $0?.name }.first ?? node.opType
-                let reason = rule.form.map { "\($0.label): " + failure.reason } ?? failure.reason
-                var explanation = Explanation(rule: rule.name, node: label, opType: node.opType, reason: reason)
+                let reason = entry.rule.form.map { "\($0.label): " + failure.reason } ?? failure.reason
+                var explanation = Explanation(rule: entry.rule.name, node: label, opType: node.opType, reason: reason)
                 explanation.ruleLine = matcher.deepestFailureLine
                 explanations[key] = (explanations[key]?.order ?? explanations.count, explanation, node, visits, reach)
             }
             return false
         }
-        explanations[key] = nil
+        if !explanations.isEmpty { explanations[key] = nil }
         apply(ruleIndex, match, prepared, root: node)
         counts[ruleIndex] += 1
         report.rewrites += 1
@@ -375,8 +379,8 @@ struct Driver {
     /// the nodes and readers it went through to order replaced values (charged to the rule's
     /// search budget).
     func engineGuard(_ ruleIndex: Int, _ match: Match, root: Node, readersLookedAt: inout Int) -> String? {
-        let rule = rules[ruleIndex]
-        let pattern = rule.pattern
+        let entry = entries[ruleIndex]
+        let pattern = entry.rule.pattern
         let matched = Set(match.matchedNodes.map(ObjectIdentifier.init))
         let replacedVariables = replaced[ruleIndex]
         // Values the match produces: those not taken over must stay inside the match.
@@ -397,7 +401,7 @@ struct Driver {
             }
         }
         // The replacement reads only values that survive the match.
-        for replacementNode in rule.replacement.nodes {
+        for replacementNode in entry.rule.replacement.nodes {
             for case .bound(let v) in replacementNode.inputs {
                 if let value = match.value(v), let producer = value.producer, matched.contains(ObjectIdentifier(producer)),
                    !replacedVariables.contains(v) {
@@ -409,7 +413,7 @@ struct Driver {
             }
         }
         // A forwarded graph output keeps its name: the value it gets must be able to take it.
-        for (target, source) in rule.replacement.forwards {
+        for (target, source) in entry.rule.replacement.forwards {
             guard let old = match.value(target), old.isGraphOutput else { continue }
             guard case .bound(let s) = source, let value = match.value(s), value.producer != nil, !value.isGraphOutput,
                   value.graph === root.graph else {
@@ -462,9 +466,9 @@ struct Driver {
 
     /// Rewrites `match` (every check passed; nothing here can fail).
     mutating func apply(_ ruleIndex: Int, _ match: Match, _ prepared: PreparedReplacement, root: Node) {
-        let rule = rules[ruleIndex]
+        let entry = entries[ruleIndex]
         let graph = root.graph!
-        let replacement = rule.replacement
+        let replacement = entry.rule.replacement
         let anchorName = replaced[ruleIndex].sorted().compactMap { match.value($0)?.name }.first
             ?? root.name ?? root.opType
         // Only the computed tensors the replacement reads become initializers.
@@ -526,7 +530,7 @@ struct Driver {
             for (target, source) in replacement.forwards {
                 if let old = match.value(target), let new = forwarded(source) { replacements.append((old, .value(new))) }
             }
-            rewriteWillApply(RewriteEvent(rule: rule.name, root: root, removedNodes: match.matchedNodes, addedNodes: created,
+            rewriteWillApply(RewriteEvent(rule: entry.rule.name, root: root, removedNodes: match.matchedNodes, addedNodes: created,
                                           replacements: replacements))
         }
         var renames: [(Value, String)] = []
@@ -596,12 +600,12 @@ struct Driver {
 
     /// Tries a native rule at `node`; true when it fired.
     mutating func attemptNative(_ ruleIndex: Int, _ native: NativeRewrite, at node: Node, context: RewriteContext) -> Bool {
-        let rule = rules[ruleIndex]
-        let key = ExplanationKey(rule: rule.name, node: ObjectIdentifier(node))
+        let entry = entries[ruleIndex]
+        let key = ExplanationKey(rule: entry.rule.name, node: ObjectIdentifier(node))
         func refuse(_ reason: String) -> Bool {
-            if options.explain, !rule.pattern.nodes[0].matchesAnyOperator {
+            if options.explain, !entry.rule.pattern.nodes[0].matchesAnyOperator {
                 let label = node.name ?? node.outputs.compactMap { $0?.name }.first ?? node.opType
-                let explanation = Explanation(rule: rule.name, node: label, opType: node.opType, reason: reason)
+                let explanation = Explanation(rule: entry.rule.name, node: label, opType: node.opType, reason: reason)
                 explanations[key] = (explanations[key]?.order ?? explanations.count, explanation, node, visits, (0, 0))
             }
             return false
@@ -610,9 +614,9 @@ struct Driver {
         switch native(node, context) {
         case .success(.replaceOutputs(let result)): replacements = result
         case .success(.rewireInputs(let edits)):
-            explanations[key] = nil
+            if !explanations.isEmpty { explanations[key] = nil }
             if let rewriteWillApply {
-                rewriteWillApply(RewriteEvent(rule: rule.name, root: node, removedNodes: [node], addedNodes: [],
+                rewriteWillApply(RewriteEvent(rule: entry.rule.name, root: node, removedNodes: [node], addedNodes: [],
                                               replacements: node.outputs.compactMap { $0 }.filter { !$0.isUnused }.map { ($0, .value($0)) },
                                               rewiredInputs: edits))
             }
@@ -641,14 +645,14 @@ struct Driver {
                 }
             }
         }
-        explanations[key] = nil
+        if !explanations.isEmpty { explanations[key] = nil }
         if let rewriteWillApply {
             var replaced: [(old: Value, new: OutputReplacement)] = []
             for (position, output) in node.outputs.enumerated() {
                 guard let output, !output.isUnused, position < replacements.count, let replacement = replacements[position] else { continue }
                 replaced.append((output, replacement))
             }
-            rewriteWillApply(RewriteEvent(rule: rule.name, root: node, removedNodes: [node], addedNodes: [], replacements: replaced))
+            rewriteWillApply(RewriteEvent(rule: entry.rule.name, root: node, removedNodes: [node], addedNodes: [], replacements: replaced))
         }
         var renames: [(Value, String)] = []
         var touched: [Value] = []
@@ -835,6 +839,13 @@ struct Driver {
             }
         }
     }
+}
+
+/// A rule held by reference (`Driver.entries`).
+final class RuleEntry {
+    let rule: RewriteRule
+
+    init(_ rule: RewriteRule) { self.rule = rule }
 }
 
 /// What the nodes next to a root must be for a pattern to match there, checked before the

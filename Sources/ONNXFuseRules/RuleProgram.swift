@@ -21,7 +21,20 @@ struct RuleProgram {
     var replacementLocations: [SourceLocation] = []
 
     /// The `where` conditions, one conjunct at a time, in order.
-    var conditions: [Expression] { rule.guards.flatMap(\.conjuncts) }
+    let conditions: [Expression]
+
+    init(rule: RuleSyntax, valueVariables: [String: Int], attributeVariables: [String: Int], computedSlots: [String: Int],
+         attributeSlotExpressions: [Expression], attributeSlotTargets: [AttributeTarget], functions: FunctionTable, readSlots: Set<Int>) {
+        self.rule = rule
+        self.valueVariables = valueVariables
+        self.attributeVariables = attributeVariables
+        self.computedSlots = computedSlots
+        self.attributeSlotExpressions = attributeSlotExpressions
+        self.attributeSlotTargets = attributeSlotTargets
+        self.functions = functions
+        self.readSlots = readSlots
+        conditions = rule.guards.flatMap(\.conjuncts)
+    }
 
     /// One condition alone, on a match that binds what it reads: nil when it holds, else the
     /// refusal `prepare` gives for it.

@@ -127,7 +127,19 @@ func refuseNondeterministic(_ node: Node, _ analysis: OperatorAnalysis, _ contex
     return deterministic ? nil : RuleRefusal("\(node.opType) is not deterministic")
 }
 
+/// The refusal of a rule tried at every node whose cheapest check failed. (A rule rooted at any
+/// operator is not explained, so the one message serves, and none is built per node.)
+let notApplicableHere = RuleRefusal("the node is not one this rule rewrites")
+
 func foldConstants(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<NativeEdit, RuleRefusal> {
+    // Most nodes read a computed value: that is looked at first, as this rule is tried at every
+    // node. (Shape and Size fold from their input's facts; CastLike reads its second input's type.)
+    if node.opType != "Shape" && node.opType != "Size" {
+        for (index, input) in node.inputs.enumerated() {
+            guard let input, !(index == 1 && node.opType == "CastLike") else { continue }
+            if input.constantTensor(freezeInitializerInputs: context.freezeInitializerInputs) == nil { return .failure(notApplicableHere) }
+        }
+    }
     if let refusal = refuseOtherDomains(node) ?? refuseOldIR(analysis) { return .failure(refusal) }
     if node.opType == "Constant" || node.inputs.isEmpty { return .failure(RuleRefusal("the node has no inputs")) }
     if !node.subgraphs.isEmpty { return .failure(RuleRefusal("the node has subgraphs")) }
@@ -143,7 +155,7 @@ func foldConstants(_ node: Node, _ analysis: OperatorAnalysis, _ context: Rewrit
         guard let input else { inputs.append(nil); continue }
         if node.opType == "CastLike" && index == 1 {
             // CastLike reads only the element type of its second input.
-            guard let type = analysis.inference.facts(of: input).elementType, let kind = TensorValue.kind(of: type) else {
+            guard let type = analysis.inference.elementType(of: input), let kind = TensorValue.kind(of: type) else {
                 return .failure(RuleRefusal("the element type of '\(input.name)' is unknown"))
             }
             inputs.append(TensorValue(type, shape: [0], .empty(kind)))
@@ -206,6 +218,12 @@ func staticIntegerOutputs(_ node: Node, _ analysis: OperatorAnalysis) -> Result<
 // MARK: fold-shape-arithmetic
 
 func foldShapeArithmetic(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<NativeEdit, RuleRefusal> {
+    // Only integer and bool outputs fold (`staticIntegerOutputs`): most nodes fail here, first.
+    for case let output? in node.outputs {
+        guard let type = output.inferred?.elementType, type == .bool || TensorValue.kind(of: type) == .integer else {
+            return .failure(notApplicableHere)
+        }
+    }
     if let refusal = refuseOtherDomains(node) ?? refuseOldIR(analysis) { return .failure(refusal) }
     if node.opType == "Constant" || node.inputs.isEmpty || !node.subgraphs.isEmpty {
         return .failure(RuleRefusal("not a shape computation"))
@@ -225,10 +243,11 @@ func mergeDuplicates(_ node: Node, _ analysis: OperatorAnalysis, _ context: Rewr
         return .failure(RuleRefusal("attribute '\(attribute.name)' is of a kind that is not compared"))
     }
     let signature = nodeSignature(node)
-    // Entries of erased nodes are dropped as they are met.
-    var bucket = analysis.nodesBySignature[signature] ?? []
+    // Taken out while it is worked on (no copy), and put back at the end. Entries of erased
+    // nodes are dropped as they are met.
+    var bucket = analysis.nodesBySignature.removeValue(forKey: signature) ?? []
     bucket.removeAll { $0.graph == nil }
-    analysis.nodesBySignature[signature] = bucket
+    defer { if !bucket.isEmpty { analysis.nodesBySignature[signature] = bucket } }
     for other in bucket {
         guard other !== node, other.graph === node.graph, other.opType == node.opType,
               other.isDefaultDomain == node.isDefaultDomain, other.domain == node.domain || node.isDefaultDomain,
@@ -247,7 +266,7 @@ func mergeDuplicates(_ node: Node, _ analysis: OperatorAnalysis, _ context: Rewr
     // equal nodes, so a bucket stays small; one that grows past a few dozen nodes (made to
     // collide) takes no more, so that each node is compared with a bounded number of others.
     if bucket.count < maximumSignatureBucket, !bucket.contains(where: { $0 === node }) {
-        analysis.nodesBySignature[signature, default: []].append(node)
+        bucket.append(node)
     }
     return .failure(RuleRefusal("no earlier node computes the same"))
 }
@@ -272,7 +291,11 @@ func nodeSignature(_ node: Node) -> Int {
     hasher.combine(node.opType)
     hasher.combine(node.isDefaultDomain ? "" : node.domain)
     for input in node.inputs { hasher.combine(input.map(ObjectIdentifier.init)) }
-    for attribute in node.attributes.sorted(by: { $0.name < $1.name }) {
+    // By name, so that the order attributes are written in does not matter (most nodes have
+    // them in order already, or one or none: no sorted copy then).
+    let attributes = node.attributes
+    let inOrder = zip(attributes, attributes.dropFirst()).allSatisfy { $0.name < $1.name }
+    for attribute in inOrder ? attributes : attributes.sorted(by: { $0.name < $1.name }) {
         hasher.combine(attribute.name)
         switch attribute.value {
         case .int(let i)?: hasher.combine(i)
