@@ -41,7 +41,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "onnx-fuse",
-            dependencies: ["ONNXFuse", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["ONNXFuse", "CONNX", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .target(name: "ONNXFuseTestSupport", dependencies: ["ONNXFuseOps"], path: "Tests/Support"),
         .testTarget(name: "CONNXTests", dependencies: ["CONNX"]),

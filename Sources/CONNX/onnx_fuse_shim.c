@@ -21,6 +21,10 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
+#include <limits.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 /* ==== arena ============================================================================ */
 
@@ -1325,6 +1329,17 @@ const ProtobufCMessageDescriptor *onnx_fuse_model_descriptor(void)
 size_t onnx_fuse_packed_size(const ProtobufCMessage *message)
 {
     return protobuf_c_message_get_packed_size(message);
+}
+
+void onnx_fuse_keep_freed_memory(size_t mmap_threshold, size_t trim_threshold)
+{
+#ifdef __GLIBC__
+    mallopt(M_MMAP_THRESHOLD, mmap_threshold > INT_MAX ? INT_MAX : (int)mmap_threshold);
+    mallopt(M_TRIM_THRESHOLD, trim_threshold > INT_MAX ? INT_MAX : (int)trim_threshold);
+#else
+    (void)mmap_threshold;
+    (void)trim_threshold;
+#endif
 }
 
 int onnx_fuse_write_all(int fd, const void *data, size_t len)

@@ -240,6 +240,13 @@ onnx_fuse_status onnx_fuse_write_segments(int fd, const onnx_fuse_segment *segme
  * (EIO if write makes no progress without an error). */
 int onnx_fuse_write_all(int fd, const void *data, size_t len);
 
+/* ---- the process's allocator --------------------------------------------------------- */
+
+/* Asks the C allocator (glibc's; elsewhere nothing happens) to serve blocks up to
+ * `mmap_threshold` bytes from its heap rather than fresh mappings, and to keep up to
+ * `trim_threshold` freed bytes for reuse. Process-wide: for a command, not a library. */
+void onnx_fuse_keep_freed_memory(size_t mmap_threshold, size_t trim_threshold);
+
 /* ---- temporary files on interruption ----------------------------------------------- */
 
 /* Remembers `path` (a temporary output file) so that SIGINT, SIGTERM, SIGHUP or SIGQUIT, or
