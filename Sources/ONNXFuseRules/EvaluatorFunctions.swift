@@ -12,6 +12,8 @@ public struct FunctionTable: Sendable {
         var arity: ClosedRange<Int>
         var kinds: [ArgumentKind]
         var body: Body
+        /// One of `builtins`, not replaced since.
+        var isBuiltin = false
     }
 
     private var entries: [String: Entry] = [:]
@@ -24,6 +26,10 @@ public struct FunctionTable: Sendable {
 
     /// Whether `name` is a function of this table.
     public func contains(_ name: String) -> Bool { entries[name] != nil }
+
+    /// Whether `name` is the language's own function of that name (not a native one that
+    /// replaced it): the evaluator may then compute a call of it its own way (`StreamedTensor`).
+    func isBuiltin(_ name: String) -> Bool { entries[name]?.isBuiltin ?? false }
 
     /// How many arguments `name` takes, or nil when there is no such function (for checking
     /// calls when a rule file is loaded).
@@ -322,6 +328,7 @@ public struct FunctionTable: Sendable {
         table.register("opset", arity: 0...1, kinds: [.string]) { arguments throws(EvaluationError) in
             throw EvaluationError("opset() needs a model: it is only available in rules")
         }
+        for name in table.entries.keys { table.entries[name]!.isBuiltin = true }
         return table
     }()
 }

@@ -90,35 +90,55 @@ extension NDArray {
     /// The elements `range`, rounded to `dataType` (one of `writableTypes`), little-endian, from
     /// `base` on: the one loop behind `tensor(as:)`, `write(as:into:)` and `sampledBytes`.
     private func store(_ range: Range<Int>, as dataType: DataType, into base: UnsafeMutableRawPointer?) {
-        guard !range.isEmpty, let base else { return }
-        values.withUnsafeBufferPointer { values in
-            func each<T: FixedWidthInteger>(_ encode: (Double) -> T) {
-                for (offset, index) in range.enumerated() {
-                    base.storeBytes(of: encode(values[index]).littleEndian, toByteOffset: offset &* MemoryLayout<T>.size, as: T.self)
-                }
+        values.withUnsafeBufferPointer { NDArray.store(UnsafeBufferPointer(rebasing: $0[range]), as: dataType, into: base) }
+    }
+
+    /// `values` rounded to `dataType` (one of `writableTypes`), little-endian, from `base` on.
+    static func store(_ values: UnsafeBufferPointer<Double>, as dataType: DataType, into base: UnsafeMutableRawPointer?) {
+        guard !values.isEmpty, let base else { return }
+        func each<T: FixedWidthInteger>(_ encode: (Double) -> T) {
+            for index in values.indices {
+                base.storeBytes(of: encode(values[index]).littleEndian, toByteOffset: index &* MemoryLayout<T>.size, as: T.self)
             }
-            switch dataType {
-            case .float: each { Float($0).bitPattern }
-            case .double: each { $0.bitPattern }
-            case .float16: each(float16Bits)
-            default: each(bfloat16Bits)
-            }
+        }
+        switch dataType {
+        case .float: each { Float($0).bitPattern }
+        case .double: each { $0.bitPattern }
+        case .float16: each(float16Bits)
+        default: each(bfloat16Bits)
         }
     }
 
     /// The bytes `write(as:into:)` would write at `DeferredBytes.sampleRanges`, one after the
     /// other: the samples of a deferred tensor, made without writing it all.
     public func sampledBytes(as dataType: DataType) throws(EvaluationError) -> [UInt8] {
+        let ranges = try NDArray.sampledElements(count: count, as: dataType)
+        return NDArray.sampledBytes(count: count, as: dataType, ranges.map { Array(values[$0]) })
+    }
+
+    /// The elements whose bytes `sampledBytes` takes: the whole elements that cover each of
+    /// `DeferredBytes.sampleRanges`, in order.
+    static func sampledElements(count: Int, as dataType: DataType) throws(EvaluationError) -> [Range<Int>] {
         guard NDArray.writableTypes.contains(dataType), let total = dataType.rawByteCount(elements: count) else {
             throw EvaluationError("cannot write \(count) elements as \(dataType)")
         }
         let size = total / Swift.max(count, 1)
+        return DeferredBytes.sampleRanges(count: total).filter { !$0.isEmpty }.map { range in
+            (range.lowerBound / size)..<((range.upperBound - 1) / size + 1)
+        }
+    }
+
+    /// The samples of `count` elements written as `dataType`, from the values of the ranges of
+    /// `sampledElements`, in order.
+    static func sampledBytes(count: Int, as dataType: DataType, _ sampledValues: [[Double]]) -> [UInt8] {
+        let total = dataType.rawByteCount(elements: count)!
+        let size = total / Swift.max(count, 1)
         var samples: [UInt8] = []
-        for range in DeferredBytes.sampleRanges(count: total) where !range.isEmpty {
+        for (range, values) in zip(DeferredBytes.sampleRanges(count: total).filter { !$0.isEmpty }, sampledValues) {
             // The whole elements that cover the range, written, then the range cut out.
-            let first = range.lowerBound / size, last = (range.upperBound - 1) / size
-            var bytes = [UInt8](repeating: 0, count: (last - first + 1) * size)
-            bytes.withUnsafeMutableBytes { store(first..<(last + 1), as: dataType, into: $0.baseAddress) }
+            let first = range.lowerBound / size
+            var bytes = [UInt8](repeating: 0, count: values.count * size)
+            bytes.withUnsafeMutableBytes { raw in values.withUnsafeBufferPointer { store($0, as: dataType, into: raw.baseAddress) } }
             let offset = range.lowerBound - first * size
             samples += bytes[offset..<(offset + range.count)]
         }
@@ -129,6 +149,11 @@ extension NDArray {
     /// (3e38 × 2 is finite in float64, infinite as float); checked element by element, without
     /// a copy of the stored tensor.
     public func isFinite(storedAs dataType: DataType) -> Bool {
+        values.withUnsafeBufferPointer { NDArray.allFinite($0, storedAs: dataType) }
+    }
+
+    /// Whether every one of `values` stays finite once rounded to `dataType`.
+    static func allFinite(_ values: UnsafeBufferPointer<Double>, storedAs dataType: DataType) -> Bool {
         switch dataType {
         case .float:
             // A flag per element rather than an early exit: the loop vectorizes.
@@ -140,7 +165,7 @@ extension NDArray {
             return nonFinite == 0
         case .float16: return values.allSatisfy { float16Value(float16Bits($0)).isFinite }
         case .bfloat16: return values.allSatisfy { bfloat16Value(bfloat16Bits($0)).isFinite }
-        default: return isFinite
+        default: return allFinite(values)
         }
     }
 

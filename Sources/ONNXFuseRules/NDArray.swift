@@ -62,7 +62,10 @@ public struct NDArray: Equatable, Sendable {
     public var count: Int { values.count }
 
     /// Whether every element is finite (no infinity, no NaN).
-    public var isFinite: Bool {
+    public var isFinite: Bool { values.withUnsafeBufferPointer(NDArray.allFinite) }
+
+    /// Whether every one of `values` is finite.
+    static func allFinite(_ values: UnsafeBufferPointer<Double>) -> Bool {
         // A flag per element rather than an early exit: the loop vectorizes.
         var nonFinite: UInt64 = 0
         for value in values {
@@ -306,6 +309,12 @@ extension NDArray {
     /// The same elements with shape `newShape`. One dimension may be -1: it is inferred from
     /// the element count. 0 is a dimension of size zero (not ONNX Reshape's "copy").
     public func reshape(_ newShape: [Int]) throws(EvaluationError) -> NDArray {
+        withShape(try NDArray.reshapedShape(shape, count: count, to: newShape))
+    }
+
+    /// The shape `reshape(newShape)` gives an array of `shape` holding `count` elements (a -1
+    /// inferred), or its error.
+    static func reshapedShape(_ currentShape: [Int], count: Int, to newShape: [Int]) throws(EvaluationError) -> [Int] {
         try NDArray.checkRank(newShape.count, "reshape")
         var inferred: Int?
         var known = 1
@@ -326,13 +335,13 @@ extension NDArray {
         var shape = newShape
         if let inferred {
             guard known > 0, count % known == 0 else {
-                throw EvaluationError("cannot reshape \(self.shape) (\(count) elements) to \(newShape)")
+                throw EvaluationError("cannot reshape \(currentShape) (\(count) elements) to \(newShape)")
             }
             shape[inferred] = count / known
         } else if known != count {
-            throw EvaluationError("cannot reshape \(self.shape) (\(count) elements) to \(newShape) (\(known) elements)")
+            throw EvaluationError("cannot reshape \(currentShape) (\(count) elements) to \(newShape) (\(known) elements)")
         }
-        return withShape(shape)
+        return shape
     }
 
     /// The same elements with size-1 dimensions inserted at `axes`, which index the result

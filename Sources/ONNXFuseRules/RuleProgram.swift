@@ -22,6 +22,9 @@ struct RuleProgram {
 
     /// The `where` conditions, one conjunct at a time, in order.
     let conditions: [Expression]
+    /// Per `compute` assignment: whether a streamed evaluation may give its value
+    /// (`evaluateStreaming`): a node reads it, and no later assignment or attribute does.
+    let streamable: [Bool]
 
     init(rule: RuleSyntax, valueVariables: [String: Int], attributeVariables: [String: Int], computedSlots: [String: Int],
          attributeSlotExpressions: [Expression], attributeSlotTargets: [AttributeTarget], functions: FunctionTable, readSlots: Set<Int>) {
@@ -34,6 +37,12 @@ struct RuleProgram {
         self.functions = functions
         self.readSlots = readSlots
         conditions = rule.guards.flatMap(\.conjuncts)
+        streamable = rule.computes.indices.map { position in
+            let name = rule.computes[position].name
+            guard let slot = computedSlots[name], readSlots.contains(slot) else { return false }
+            let later = rule.computes[(position + 1)...].map(\.value) + attributeSlotExpressions
+            return !later.contains { $0.referencedNames.contains(name) }
+        }
     }
 
     /// One condition alone, on a match that binds what it reads: nil when it holds, else the
@@ -102,7 +111,17 @@ struct RuleProgram {
                 .failure(Self.refusal(text, at: assignment.location))
             }
             do {
-                let value = try scope.evaluate(assignment.value)
+                let value: EvalValue
+                switch streamable[position] ? try scope.evaluateStreaming(assignment.value) : .value(try scope.evaluate(assignment.value)) {
+                case .value(let evaluated):
+                    value = evaluated
+                case .streamed(let streamed, let type):
+                    switch try prepareStreamed(streamed, type, assignment, position, match, tapes + [scope.tape]) {
+                    case .success(let tensor): tensors.append(tensor)
+                    case .failure(let refusal): return .failure(refusal)
+                    }
+                    continue
+                }
                 scope.computed[assignment.name] = value
                 var tensorValue = value
                 if case .integer = value { tensorValue = .tensor(try value.asTensor().0, .int64) }
@@ -172,6 +191,41 @@ struct RuleProgram {
         }
         if let refusal = newNodeProblem(match, tensors, attributes, context) { return .failure(refusal) }
         return .success(PreparedReplacement(tensors: tensors, attributeValues: attributes))
+    }
+
+    /// A streamed assignment's tensor (`evaluateStreaming`), checked as `prepare` checks a whole
+    /// one, in one pass over its chunks (finite in float64, then once stored), and deferred; or
+    /// the refusal. Only what is large enough to be deferred is streamed.
+    private func prepareStreamed(_ streamed: StreamedTensor, _ type: DataType?, _ assignment: Assignment, _ position: Int,
+                                 _ match: Match, _ tapes: [[TapeEntry]]) throws(EvaluationError) -> Result<Tensor, RuleRefusal> {
+        func refused(_ text: String) -> Result<Tensor, RuleRefusal> { .failure(Self.refusal(text, at: assignment.location)) }
+        guard let type else {
+            // Not reached (a streamed value has its constant's type), but checked as `prepare` does.
+            guard try streamed.materialize().isFinite else { return refused("\(assignment.name) is not finite") }
+            return refused("\(assignment.name) has no element type (it is computed from literals only)")
+        }
+        let sampled = try NDArray.sampledElements(count: streamed.count, as: type)
+        var samples = sampled.map { [Double](repeating: 0, count: $0.count) }
+        var finite = true
+        var finiteStored = true
+        try streamed.forEachChunk { start, chunk in
+            finite = finite && NDArray.allFinite(chunk)
+            finiteStored = finiteStored && NDArray.allFinite(chunk, storedAs: type)
+            let chunkRange = start..<(start + chunk.count)
+            for (index, range) in sampled.enumerated() where range.overlaps(chunkRange) {
+                let common = range.clamped(to: chunkRange)
+                for element in common { samples[index][element - range.lowerBound] = chunk[element - start] }
+            }
+        }
+        guard finite else { return refused("\(assignment.name) is not finite") }
+        guard finiteStored else { return refused("\(assignment.name) is not finite once stored as \(type) (an element overflows it)") }
+        let bytes = type.rawByteCount(elements: streamed.count)!
+        guard bytes >= EvaluationLimits.current.minimumDeferredBytes else { return .success(try streamed.materialize().withShape(streamed.shape).tensor(as: type)) }
+        let replay = ComputeReplay(program: self, match: match.keepingAttributesOnly(), tapes: tapes, target: position, dataType: type)
+        let deferred = DeferredBytes(count: bytes, samples: NDArray.sampledBytes(count: streamed.count, as: type, samples)) { buffer in
+            try replay.fill(buffer)
+        }
+        return .success(Tensor(dataType: type, dims: streamed.shape.map { Int64($0) }, storage: .raw(TensorBytes(deferred: deferred))))
     }
 
     /// Why a node the replacement would create is one its operator's schema (at the model's
@@ -307,14 +361,20 @@ struct RuleProgram {
         /// an operation or a call (a name's value exists already).
         mutating func evaluate(_ expression: Expression) throws(EvaluationError) -> EvalValue {
             let value = try evaluateUncounted(expression)
+            try charge(expression, elements: value.elementCount)
+            return value
+        }
+
+        /// Counts the work of `expression`, whose value has `elements` elements (see `evaluate`),
+        /// and checks the limit.
+        mutating func charge(_ expression: Expression, elements: Int) throws(EvaluationError) {
             switch expression {
-            case .unary, .binary, .call, .list: work += 1 + value.elementCount
+            case .unary, .binary, .call, .list: work += 1 + elements
             default: work += 1
             }
             guard work <= workLimit else {
                 throw EvaluationError.limit("the rule created more than \(workLimit) elements for one match (the results of its operations and calls), the limit")
             }
-            return value
         }
 
         private mutating func evaluateUncounted(_ expression: Expression) throws(EvaluationError) -> EvalValue {
@@ -597,6 +657,8 @@ final class ComputeReplay: @unchecked Sendable {
     let tapes: [[TapeEntry]]
     /// The assignments to run: those `target` depends on, and `target`, in order.
     let steps: [Int]
+    /// The assignment whose value is made.
+    let target: Int
     let dataType: DataType
     let limits = EvaluationLimits.current
 
@@ -604,6 +666,7 @@ final class ComputeReplay: @unchecked Sendable {
         self.program = program
         self.match = match
         self.tapes = tapes
+        self.target = target
         self.dataType = dataType
         // The earlier assignments that `target` reads, directly or through others.
         let computes = program.rule.computes
@@ -634,8 +697,23 @@ final class ComputeReplay: @unchecked Sendable {
                 let assignment = program.rule.computes[position]
                 scope.tape = tapes[position]
                 scope.cursor = 0
-                result = try scope.evaluate(assignment.value)
-                scope.computed[assignment.name] = result
+                guard position == target, program.streamable[position] else {
+                    result = try scope.evaluate(assignment.value)
+                    scope.computed[assignment.name] = result
+                    continue
+                }
+                switch try scope.evaluateStreaming(assignment.value) {
+                case .value(let value):
+                    result = value
+                case .streamed(let streamed, _):
+                    // Written a chunk at a time, straight into the output.
+                    guard dataType.rawByteCount(elements: streamed.count) == buffer.count, let base = buffer.baseAddress else {
+                        throw EvaluationError("cannot write \(streamed.count) elements as \(dataType) into \(buffer.count) bytes")
+                    }
+                    let size = buffer.count / streamed.count
+                    try streamed.forEachChunk { start, chunk in NDArray.store(chunk, as: dataType, into: base + start * size) }
+                    return
+                }
             }
             guard case .tensor(let array, _) = result else {
                 throw EvaluationError("\(program.rule.computes[steps.last!].name) is not a tensor when computed again")
