@@ -1,3 +1,10 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 internal import CONNX
 import ONNXFuseIR
 
@@ -161,12 +168,21 @@ struct Decoder {
             values = NameTable(capacity: capacity)
         }
         func lookup(_ name: String) -> Value? {
+            var name = name
+            return name.withUTF8 { lookup(bytes: UnsafeRawBufferPointer($0)) }
+        }
+        func lookup(bytes: UnsafeRawBufferPointer) -> Value? {
             var scope: Scope? = self
             while let current = scope {
-                if let value = current.values[name] { return value }
+                if let value = current.values.value(named: bytes) { return value }
                 scope = current.parent
             }
             return nil
+        }
+        /// The value named by a C string of the decoded tree, without making a `String` of it.
+        func lookup(_ name: UnsafePointer<CChar>) -> Value? {
+            if let value = values.value(named: name) { return value }
+            return parent?.lookup(bytes: UnsafeRawBufferPointer(start: name, count: strlen(name)))
         }
     }
 
@@ -234,9 +250,10 @@ struct Decoder {
             var inputs: [Value?] = []
             inputs.reserveCapacity(n.n_input)
             for j in 0..<n.n_input {
-                let name = String(cString: n.input[j]!)
-                if name.isEmpty { inputs.append(nil); continue }
-                guard let value = scope.lookup(name) else {
+                let cName = n.input[j]!
+                if cName.pointee == 0 { inputs.append(nil); continue }
+                guard let value = scope.lookup(cName) else {
+                    let name = String(cString: cName)
                     if definedByANode(name) {
                         throw invalid(location(), "input '\(name)' is used before the node that defines it (nodes are not in topological order, or form a cycle)")
                     }
