@@ -186,6 +186,9 @@ struct Decoder {
         }
     }
 
+    /// Up to this many attributes, a node's are checked for duplicate names by a scan.
+    static let attributesScannedForDuplicates = 16
+
     mutating func decodeGraph(_ proto: UnsafePointer<Onnx__GraphProto>, scope outer: Scope?, path: @autoclosure () -> String) throws -> Graph {
         let g = proto.pointee
         let graph = Graph(name: string(g.name))
@@ -263,13 +266,13 @@ struct Decoder {
             }
             var attributes: [Attribute] = []
             attributes.reserveCapacity(n.n_attribute)
-            // A set, not a scan: a node with 100,000 attributes must not cost 10^10 comparisons.
-            var attributeNames = Set<String>()
+            // A scan for the usual few attributes; a set beyond, so that a node with 100,000
+            // attributes does not cost 10^10 comparisons.
+            var attributeNames: Set<String>? = n.n_attribute > Self.attributesScannedForDuplicates ? [] : nil
             for j in 0..<n.n_attribute {
                 let attribute = try decodeAttribute(n.attribute[j]!, scope: scope, path: "\(location()).attribute[\(j)]")
-                guard attributeNames.insert(attribute.name).inserted else {
-                    throw invalid(location(), "attribute '\(attribute.name)' appears twice")
-                }
+                let isNew = attributeNames?.insert(attribute.name).inserted ?? !attributes.contains { $0.name == attribute.name }
+                guard isNew else { throw invalid(location(), "attribute '\(attribute.name)' appears twice") }
                 attributes.append(attribute)
             }
             let outputNames: [String?] = (0..<n.n_output).map { j in
