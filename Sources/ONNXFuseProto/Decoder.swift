@@ -1,3 +1,10 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 internal import CONNX
 import ONNXFuseIR
 
@@ -161,14 +168,26 @@ struct Decoder {
             values = NameTable(capacity: capacity)
         }
         func lookup(_ name: String) -> Value? {
+            var name = name
+            return name.withUTF8 { lookup(bytes: UnsafeRawBufferPointer($0)) }
+        }
+        func lookup(bytes: UnsafeRawBufferPointer) -> Value? {
             var scope: Scope? = self
             while let current = scope {
-                if let value = current.values[name] { return value }
+                if let value = current.values.value(named: bytes) { return value }
                 scope = current.parent
             }
             return nil
         }
+        /// The value named by a C string of the decoded tree, without making a `String` of it.
+        func lookup(_ name: UnsafePointer<CChar>) -> Value? {
+            if let value = values.value(named: name) { return value }
+            return parent?.lookup(bytes: UnsafeRawBufferPointer(start: name, count: strlen(name)))
+        }
     }
+
+    /// Up to this many attributes, a node's are checked for duplicate names by a scan.
+    static let attributesScannedForDuplicates = 16
 
     mutating func decodeGraph(_ proto: UnsafePointer<Onnx__GraphProto>, scope outer: Scope?, path: @autoclosure () -> String) throws -> Graph {
         let g = proto.pointee
@@ -234,9 +253,10 @@ struct Decoder {
             var inputs: [Value?] = []
             inputs.reserveCapacity(n.n_input)
             for j in 0..<n.n_input {
-                let name = String(cString: n.input[j]!)
-                if name.isEmpty { inputs.append(nil); continue }
-                guard let value = scope.lookup(name) else {
+                let cName = n.input[j]!
+                if cName.pointee == 0 { inputs.append(nil); continue }
+                guard let value = scope.lookup(cName) else {
+                    let name = String(cString: cName)
                     if definedByANode(name) {
                         throw invalid(location(), "input '\(name)' is used before the node that defines it (nodes are not in topological order, or form a cycle)")
                     }
@@ -246,13 +266,13 @@ struct Decoder {
             }
             var attributes: [Attribute] = []
             attributes.reserveCapacity(n.n_attribute)
-            // A set, not a scan: a node with 100,000 attributes must not cost 10^10 comparisons.
-            var attributeNames = Set<String>()
+            // A scan for the usual few attributes; a set beyond, so that a node with 100,000
+            // attributes does not cost 10^10 comparisons.
+            var attributeNames: Set<String>? = n.n_attribute > Self.attributesScannedForDuplicates ? [] : nil
             for j in 0..<n.n_attribute {
                 let attribute = try decodeAttribute(n.attribute[j]!, scope: scope, path: "\(location()).attribute[\(j)]")
-                guard attributeNames.insert(attribute.name).inserted else {
-                    throw invalid(location(), "attribute '\(attribute.name)' appears twice")
-                }
+                let isNew = attributeNames?.insert(attribute.name).inserted ?? !attributes.contains { $0.name == attribute.name }
+                guard isNew else { throw invalid(location(), "attribute '\(attribute.name)' appears twice") }
                 attributes.append(attribute)
             }
             let outputNames: [String?] = (0..<n.n_output).map { j in

@@ -50,8 +50,12 @@ final class Encoder {
     /// once every tensor is encoded, before the payload addresses are used.
     var mappedSources: [onnx_fuse_mapped_source] {
         var files: [ObjectIdentifier: MappedFile] = [:]
+        var previousOwner: ObjectIdentifier?
         for bytes in keepAlive {
-            let file = (bytes.owner as? MappedFile) ?? (bytes.owner as? DecodedTree)?.file
+            // Most payloads share one owner (the decoded tree): cast each owner once in a row.
+            guard let owner = bytes.owner, ObjectIdentifier(owner) != previousOwner else { continue }
+            previousOwner = ObjectIdentifier(owner)
+            let file = (owner as? MappedFile) ?? (owner as? DecodedTree)?.file
             if let file, file.base != nil { files[ObjectIdentifier(file)] = file }
         }
         var sources = files.values.sorted { $0.path < $1.path }.map {
@@ -147,10 +151,10 @@ final class Encoder {
         return true
     }
 
-    /// Whether a repeated string field holds exactly `names`.
-    func same(_ count: Int, _ array: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, _ names: [String]) -> Bool {
-        guard count == names.count else { return false }
-        for index in 0..<count where !same(array![index], names[index]) { return false }
+    /// Whether a repeated string field names exactly `values` (an absent one as "").
+    func same(_ count: Int, _ array: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, _ values: [Value?]) -> Bool {
+        guard count == values.count else { return false }
+        for index in 0..<count where !same(array![index], values[index]?.name ?? "") { return false }
         return true
     }
 
@@ -256,17 +260,15 @@ final class Encoder {
     func encode(_ node: Node) -> UnsafeMutablePointer<Onnx__NodeProto> {
         let old = origin(node.origin, Onnx__NodeProto.self)
         let attributes = node.attributes.map { encode($0) }
-        let inputNames = node.inputs.map { $0?.name ?? "" }
-        let outputNames = node.outputs.map { $0?.name ?? "" }
-        if let o = old?.pointee, same(o.n_input, o.input, inputNames), same(o.n_output, o.output, outputNames),
+        if let o = old?.pointee, same(o.n_input, o.input, node.inputs), same(o.n_output, o.output, node.outputs),
            same(o.name, node.name), same(o.op_type, node.opType), same(o.domain, node.domain), same(o.overload, node.overload),
            same(o.n_attribute, o.attribute, attributes), same(o.doc_string, node.docString),
            same(o.n_metadata_props, o.metadata_props, node.metadataProps) {
             return old!
         }
         let n = start(old, onnx__node_proto__init)
-        (n.pointee.n_input, n.pointee.input) = strings(inputNames)
-        (n.pointee.n_output, n.pointee.output) = strings(outputNames)
+        (n.pointee.n_input, n.pointee.input) = strings(node.inputs.map { $0?.name ?? "" })
+        (n.pointee.n_output, n.pointee.output) = strings(node.outputs.map { $0?.name ?? "" })
         n.pointee.name = cString(node.name)
         n.pointee.op_type = cString(node.opType)
         n.pointee.domain = cString(node.domain)

@@ -128,7 +128,8 @@ public enum ModelFile {
     public static func save(_ model: Model, to path: String, options: SaveOptions = SaveOptions()) throws -> SaveReport {
         var encoder = Encoder()
         var root = encoder.encode(model)
-        if onnx_fuse_packed_size(UnsafeMutableRawPointer(root).assumingMemoryBound(to: ProtobufCMessage.self)) >= options.maximumModelBytes {
+        var packedSize = onnx_fuse_packed_size(UnsafeMutableRawPointer(root).assumingMemoryBound(to: ProtobufCMessage.self))
+        if packedSize >= options.maximumModelBytes {
             // Too big for one protobuf message: encode again with the largest payloads external.
             encoder = Encoder(forceExternal: largestPayloads(encoder, root: root, limit: options.maximumModelBytes))
             root = encoder.encode(model)
@@ -137,8 +138,11 @@ public enum ModelFile {
         // Laid out under the conventional name; the name may change below (see the steps).
         let external = ExternalLayout(encoder.externalTensors, dataName: baseName(of: path) + ".data")
         placeExternalTensors(encoder, layout: external, dataName: baseName(of: path) + ".data")
-        if onnx_fuse_packed_size(message) >= options.maximumModelBytes {
-            throw ModelFileError.limitExceeded(file: path, location: "", reason: "the model is \(onnx_fuse_packed_size(message)) bytes even with its tensors in external data; protobuf cannot represent \(options.maximumModelBytes) bytes or more")
+        // Measuring walks the whole tree: again only when placing external tensors changed it
+        // (a second encoding has some: it moved payloads out).
+        if !encoder.externalTensors.isEmpty { packedSize = onnx_fuse_packed_size(message) }
+        if packedSize >= options.maximumModelBytes {
+            throw ModelFileError.limitExceeded(file: path, location: "", reason: "the model is \(packedSize) bytes even with its tensors in external data; protobuf cannot represent \(options.maximumModelBytes) bytes or more")
         }
         let sources = encoder.mappedSources
         if let failure = encoder.deferred.failure {
@@ -197,7 +201,8 @@ public enum ModelFile {
             try sync(fd, file: target)
         }
         let (fd, modelTemporary) = try temporaries.create(beside: path, permissions: modelPermissions)
-        var written = try writeModel(message, encoder, to: fd, path: path, sources: sources, limit: options.maximumModelBytes)
+        var written = try writeModel(message, encoder, to: fd, path: path, sources: sources, limit: options.maximumModelBytes,
+                                     packedSize: encoder.externalTensors.isEmpty ? packedSize : nil)
         if let dataTemporary {
             // Another writer may have taken the name since it was chosen: then the next free
             // name, and the model written again to read it.
@@ -237,10 +242,11 @@ public enum ModelFile {
                           dataBytes: dataBytes, externalTensorCount: external.entries.count)
     }
 
-    /// Packs the model into `fd` and syncs it; the bytes written.
+    /// Packs the model into `fd` and syncs it; the bytes written. `packedSize`: the message's,
+    /// when known (measuring walks the whole tree).
     private static func writeModel(_ message: UnsafeMutablePointer<ProtobufCMessage>, _ encoder: Encoder, to fd: FileDescriptor, path: String,
-                                   sources: [onnx_fuse_mapped_source], limit: Int) throws -> UInt64 {
-        let size = onnx_fuse_packed_size(message)
+                                   sources: [onnx_fuse_mapped_source], limit: Int, packedSize: Int? = nil) throws -> UInt64 {
+        let size = packedSize ?? onnx_fuse_packed_size(message)
         if size >= limit {
             throw ModelFileError.limitExceeded(file: path, location: "", reason: "the model is \(size) bytes even with its tensors in external data; protobuf cannot represent \(limit) bytes or more")
         }

@@ -1,63 +1,116 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import ONNXFuseIR
 
 /// The values of one graph scope by name, for the decoder. An open-addressing table with a
 /// cheap FNV-1a hash: value names are short, and a 60,000-node graph looks up every input
 /// and defines every output, which made `Dictionary`'s SipHash the decoder's largest cost.
+///
+/// A slot is 8 bytes (part of the hash and an index into `values`), so that a probe touches
+/// one cache line and the table holds nothing to release; names are compared as UTF-8 bytes
+/// (the wire pass checked that strings are valid UTF-8), which lets the decoder look up a
+/// name straight from the C string, without making a `String` of it.
 struct NameTable {
-    private var hashes: [UInt64]
-    private var names: [String]
-    private var values: [Value?]
+    private struct Slot {
+        /// The high half of the name's hash, never 0 (0 marks an empty slot).
+        var tag: UInt32
+        /// Where the value is in `values`.
+        var index: UInt32
+    }
+
+    private var slots: [Slot]
+    private var values: [Value] = []
     private var mask: Int
-    private(set) var count = 0
+
+    /// How many names the table holds.
+    var count: Int { values.count }
 
     init(capacity: Int) {
         var size = 16
         while size < capacity * 2 { size <<= 1 }
-        hashes = [UInt64](repeating: 0, count: size)
-        names = [String](repeating: "", count: size)
-        values = [Value?](repeating: nil, count: size)
+        slots = [Slot](repeating: Slot(tag: 0, index: 0), count: size)
         mask = size - 1
+        values.reserveCapacity(capacity)
     }
 
-    static func hash(_ name: String) -> UInt64 {
+    private static let fnvOffset: UInt64 = 0xcbf2_9ce4_8422_2325
+    private static let fnvPrime: UInt64 = 0x100_0000_01b3
+
+    /// The FNV-1a hash of `bytes`.
+    static func hash(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
+        var h = fnvOffset
+        for byte in bytes { h = (h ^ UInt64(byte)) &* fnvPrime }
+        return h
+    }
+
+    /// The value named by the bytes, or nil.
+    func value(named bytes: UnsafeRawBufferPointer) -> Value? {
+        let index = slot(bytes, Self.hash(bytes))
+        return slots[index].tag == 0 ? nil : values[Int(slots[index].index)]
+    }
+
+    /// The value named by the NUL-terminated UTF-8 `name`, or nil; hashes while it finds the end.
+    func value(named name: UnsafePointer<CChar>) -> Value? {
+        var h = Self.fnvOffset
+        var length = 0
+        while true {
+            let byte = UInt8(bitPattern: name[length])
+            if byte == 0 { break }
+            h = (h ^ UInt64(byte)) &* Self.fnvPrime
+            length += 1
+        }
+        let index = slot(UnsafeRawBufferPointer(start: name, count: length), h)
+        return slots[index].tag == 0 ? nil : values[Int(slots[index].index)]
+    }
+
+    subscript(name: String) -> Value? {
         var name = name
-        return name.withUTF8 { bytes in
-            var h: UInt64 = 0xcbf2_9ce4_8422_2325
-            for byte in bytes { h = (h ^ UInt64(byte)) &* 0x100_0000_01b3 }
-            return h | 1  // never 0, which marks an empty slot
+        return name.withUTF8 { value(named: UnsafeRawBufferPointer($0)) }
+    }
+
+    /// Inserts `value` under its name unless the name is taken; returns the value already there.
+    mutating func insert(_ value: Value) -> Value? {
+        if (count + 1) * 2 > slots.count { grow() }
+        var name = value.name
+        return name.withUTF8 { utf8 in
+            let bytes = UnsafeRawBufferPointer(utf8)
+            let h = Self.hash(bytes)
+            let index = slot(bytes, h)
+            if slots[index].tag != 0 { return values[Int(slots[index].index)] }
+            slots[index] = Slot(tag: Self.tag(h), index: UInt32(values.count))
+            values.append(value)
+            return nil
         }
     }
 
-    /// The slot holding `name`, or the empty slot where it would go.
-    private func slot(_ name: String, _ hash: UInt64) -> Int {
+    private static func tag(_ hash: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: hash >> 32) | 1 }
+
+    /// The slot holding the name `bytes`, or the empty slot where it would go.
+    private func slot(_ bytes: UnsafeRawBufferPointer, _ hash: UInt64) -> Int {
+        let tag = Self.tag(hash)
         var index = Int(truncatingIfNeeded: hash ^ (hash >> 29)) & mask
-        while hashes[index] != 0 && (hashes[index] != hash || names[index] != name) {
+        while slots[index].tag != 0 {
+            if slots[index].tag == tag && Self.name(of: values[Int(slots[index].index)], equals: bytes) { break }
             index = (index + 1) & mask
         }
         return index
     }
 
-    subscript(name: String) -> Value? {
-        let h = Self.hash(name)
-        return values[slot(name, h)]
-    }
-
-    /// Inserts `value` under its name unless the name is taken; returns the value already there.
-    mutating func insert(_ value: Value) -> Value? {
-        if (count + 1) * 2 > hashes.count { grow() }
-        let h = Self.hash(value.name)
-        let index = slot(value.name, h)
-        if let existing = values[index] { return existing }
-        hashes[index] = h
-        names[index] = value.name
-        values[index] = value
-        count += 1
-        return nil
+    private static func name(of value: Value, equals bytes: UnsafeRawBufferPointer) -> Bool {
+        var name = value.name
+        return name.withUTF8 { utf8 in
+            utf8.count == bytes.count && (bytes.isEmpty || memcmp(utf8.baseAddress!, bytes.baseAddress!, bytes.count) == 0)
+        }
     }
 
     private mutating func grow() {
-        let old = values.compactMap { $0 }
-        self = NameTable(capacity: hashes.count)
+        let old = values
+        self = NameTable(capacity: slots.count)
         for value in old { _ = insert(value) }
     }
 }
