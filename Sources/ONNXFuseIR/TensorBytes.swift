@@ -171,16 +171,20 @@ public final class DeferredBytes: @unchecked Sendable {
     public let samples: [UInt8]
     /// The length of each sample.
     public static let sampleLength = 64
+    /// How many deferred computations making these bytes runs, itself included: one that reads
+    /// other deferred bytes (not kept) is one deeper than the deepest of them.
+    public let depth: Int
     /// Fills the buffer (exactly `count` bytes); deterministic, so every call gives the same bytes.
     private let produce: @Sendable (UnsafeMutableRawBufferPointer) throws -> Void
     private let lock = Lock()
     private var kept: HeapBlock?
 
-    /// Bytes that `produce` makes, `count` of them; `samples` as described there.
-    public init(count: Int, samples: [UInt8], produce: @escaping @Sendable (UnsafeMutableRawBufferPointer) throws -> Void) {
+    /// Bytes that `produce` makes, `count` of them; `samples` and `depth` as described there.
+    public init(count: Int, samples: [UInt8], depth: Int = 1, produce: @escaping @Sendable (UnsafeMutableRawBufferPointer) throws -> Void) {
         precondition(samples.count == Swift.min(count, 3 * DeferredBytes.sampleLength), "\(samples.count) bytes of samples for \(count) bytes")
         self.count = count
         self.samples = samples
+        self.depth = depth
         self.produce = produce
     }
 

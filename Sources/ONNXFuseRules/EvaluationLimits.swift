@@ -25,6 +25,12 @@ public struct EvaluationLimits: Sendable, Equatable {
     /// so that a model's folded weights are never all in memory at once. Not a limit on rules.
     public var minimumDeferredBytes = 1 << 16
 
+    /// The longest chain of deferred tensors: one computed from a deferred tensor (folds in a
+    /// chain, each reading the weight the last one made) computes that one again each time it
+    /// is made, so past this depth a computed tensor is kept instead. A rule that keeps
+    /// rewriting one weight would otherwise make its n-th weight in n steps, n² in all.
+    public var maximumDeferredDepth = 4
+
     /// The defaults.
     public init() {}
 

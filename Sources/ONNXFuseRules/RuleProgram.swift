@@ -153,11 +153,13 @@ struct RuleProgram {
                     return refused("\(assignment.name) is not finite once stored as \(type) (an element overflows it)")
                 }
                 if NDArray.writableTypes.contains(type), let bytes = type.rawByteCount(elements: array.count),
-                   bytes >= EvaluationLimits.current.minimumDeferredBytes {
+                   bytes >= EvaluationLimits.current.minimumDeferredBytes, let depth = Self.deferredDepth(reading: tapes + [scope.tape]) {
                     // A large weight is computed again when written, not kept from now to the save.
                     let replay = ComputeReplay(program: self, match: match.keepingAttributesOnly(),
                                                tapes: tapes + [scope.tape], target: position, dataType: type)
-                    let deferred = DeferredBytes(count: bytes, samples: try array.sampledBytes(as: type)) { buffer in try replay.fill(buffer) }
+                    let deferred = DeferredBytes(count: bytes, samples: try array.sampledBytes(as: type), depth: depth) { buffer in
+                        try replay.fill(buffer)
+                    }
                     tensors.append(Tensor(dataType: type, dims: array.shape.map { Int64($0) }, storage: .raw(TensorBytes(deferred: deferred))))
                     continue
                 }
@@ -220,12 +222,40 @@ struct RuleProgram {
         guard finite else { return refused("\(assignment.name) is not finite") }
         guard finiteStored else { return refused("\(assignment.name) is not finite once stored as \(type) (an element overflows it)") }
         let bytes = type.rawByteCount(elements: streamed.count)!
-        guard bytes >= EvaluationLimits.current.minimumDeferredBytes else { return .success(try streamed.materialize().withShape(streamed.shape).tensor(as: type)) }
+        let dims = streamed.shape.map { Int64($0) }
+        guard bytes >= EvaluationLimits.current.minimumDeferredBytes, let depth = Self.deferredDepth(reading: tapes) else {
+            // Kept: written a chunk at a time into its own bytes.
+            let size = bytes / max(streamed.count, 1)
+            let kept: TensorBytes
+            do {
+                kept = try TensorBytes(count: bytes) { buffer in
+                    try streamed.forEachChunk { start, chunk in NDArray.store(chunk, as: type, into: buffer.baseAddress! + start * size) }
+                }
+            } catch let error as EvaluationError {
+                throw error
+            } catch {
+                throw EvaluationError("\(assignment.name): \(error)")
+            }
+            return .success(Tensor(dataType: type, dims: dims, storage: .raw(kept)))
+        }
         let replay = ComputeReplay(program: self, match: match.keepingAttributesOnly(), tapes: tapes, target: position, dataType: type)
-        let deferred = DeferredBytes(count: bytes, samples: NDArray.sampledBytes(count: streamed.count, as: type, samples)) { buffer in
+        let deferred = DeferredBytes(count: bytes, samples: NDArray.sampledBytes(count: streamed.count, as: type, samples), depth: depth) { buffer in
             try replay.fill(buffer)
         }
-        return .success(Tensor(dataType: type, dims: streamed.shape.map { Int64($0) }, storage: .raw(TensorBytes(deferred: deferred))))
+        return .success(Tensor(dataType: type, dims: dims, storage: .raw(TensorBytes(deferred: deferred))))
+    }
+
+    /// The depth of a deferred tensor computed from what `tapes` read (`DeferredBytes.depth`);
+    /// nil when it would be deeper than `EvaluationLimits.maximumDeferredDepth`, and is kept.
+    static func deferredDepth(reading tapes: [[TapeEntry]]) -> Int? {
+        var deepest = 0
+        for tape in tapes {
+            for case .tensor(let tensor) in tape {
+                guard case .raw(let bytes) = tensor.storage, let computation = bytes.deferred, !computation.isResident else { continue }
+                deepest = max(deepest, computation.depth)
+            }
+        }
+        return deepest < EvaluationLimits.current.maximumDeferredDepth ? deepest + 1 : nil
     }
 
     /// Why a node the replacement would create is one its operator's schema (at the model's

@@ -217,6 +217,57 @@ final class DeferredTensorTests: XCTestCase {
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: deferredPath)), try Data(contentsOf: URL(fileURLWithPath: keptPath)))
     }
 
+    /// A rule that keeps rewriting one weight (here to the rewrite cap) makes each weight from
+    /// the last: past `maximumDeferredDepth` one is kept rather than deferred, so that making the
+    /// n-th weight does not compute all the ones before it. The bytes are those of a run that
+    /// keeps every weight, for a form evaluated a chunk at a time and for one evaluated whole.
+    func testAChainOfDeferredWeightsStaysShallow() throws {
+        let graph = Graph(name: "g")
+        let dims: [Int64] = [64, 64, 3, 3]
+        let x = graph.addInput(name: "x", info: ValueInfo(type: .tensor(.float, dims.map { .value($0) })))
+        let w = graph.addInitializer(name: "w", tensor: Tensor(dataType: .float, dims: dims, values: (0..<36_864).map { Float($0 % 89) * 0.01 }))
+        let mul = Node(opType: "Mul", name: "mul", inputs: [x, w], outputNames: ["y"])
+        graph.append(mul)
+        graph.addOutput(mul.outputs[0]!, info: ValueInfo(type: nil))
+        let path = try fixtureWorkspace([]).appendingPathComponent("chain.onnx").path
+        try ModelFile.save(Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph), to: path)
+        for form in ["w + 0", "transpose(transpose(w))"] {
+            let rules = try RuleFiles.rules(in: """
+                rule again {
+                  match {
+                    y = Mul(x, w)
+                  }
+                  where {
+                    constant(w)
+                  }
+                  compute {
+                    w2 = \(form)
+                  }
+                  replace {
+                    y = Mul(x, w2)
+                  }
+                }
+                """)
+            var saved: [Data] = []
+            for keepAll in [false, true] {
+                let model = try ModelFile.load(path: path)
+                var options = OptimizationOptions()
+                options.maximumRewrites = 40
+                if keepAll { options.evaluationLimits.minimumDeferredBytes = .max }
+                let report = optimize(model, rules: rules, options: options)
+                XCTAssertEqual(report.fired.first?.count, 40, form)
+                let weight = try XCTUnwrap(model.graph.nodes.first { $0.opType == "Mul" }?.inputs[1]?.initializer)
+                if case .raw(let bytes) = weight.storage, let computation = bytes.deferred {
+                    XCTAssertLessThanOrEqual(computation.depth, EvaluationLimits().maximumDeferredDepth, form)
+                }
+                let output = try fixtureWorkspace([]).appendingPathComponent("out.onnx").path
+                try ModelFile.save(model, to: output)
+                saved.append(try Data(contentsOf: URL(fileURLWithPath: output)))
+            }
+            XCTAssertEqual(saved[0], saved[1], form)
+        }
+    }
+
     /// A deferred weight is made at the save from the input file: if another program changed
     /// that file since it was loaded (in place, or shortened), the save fails with a clear error
     /// and writes nothing, instead of writing what the rewrite never checked or faulting.
