@@ -327,7 +327,7 @@ struct Driver {
         // A rewrite changes the graph: what earlier searches found may not hold.
         searchMemos[ruleIndex].use(version: report.rewrites)
         let matcher = Matcher(pattern: entry.rule.pattern, pruning: pruning[ruleIndex], runCheck: runCheck, memo: searchMemos[ruleIndex],
-                              stepLimit: min(Matcher.maximumSteps, searchBudget[ruleIndex]))
+                              stepLimit: min(Matcher.maximumSteps, searchBudget[ruleIndex]), explains: options.explain)
         var prepared: PreparedReplacement?
         var readersLookedAt = 0
         let match = matcher.match(at: node) { match in

@@ -71,6 +71,8 @@ final class Matcher {
     /// The most candidates this search tries: `maximumSteps`, or less when the rule's budget for
     /// the whole run (`Driver.searchBudget`) is nearly spent.
     let stepLimit: Int
+    /// Whether failures say why (`deepestFailure`'s reason); without it no message is built.
+    let explains: Bool
     /// Per plan step: the position in its candidate list of the candidate being tried.
     private var chosen: [Int]
     /// Per plan step: its candidate list (the same for the members of a symmetry class).
@@ -83,9 +85,10 @@ final class Matcher {
     private var refusedComplete = false
 
     init(pattern: Pattern, pruning: MatchPruning? = nil, runCheck: ((Int, Match) -> RuleRefusal?)? = nil, memo: SearchMemo? = nil,
-         stepLimit: Int = Matcher.maximumSteps) {
+         stepLimit: Int = Matcher.maximumSteps, explains: Bool = true) {
         self.pattern = pattern
         self.stepLimit = stepLimit
+        self.explains = explains
         self.pruning = pruning ?? MatchPruning(pattern: pattern)
         self.runCheck = runCheck
         self.memo = memo
@@ -112,7 +115,7 @@ final class Matcher {
 
     private func fail(_ depth: Int, _ reason: @autoclosure () -> String, line: String? = nil) {
         if depth > deepestFailure.depth {
-            deepestFailure = (depth, reason())
+            deepestFailure = (depth, explains ? reason() : "")
             deepestFailureLine = line
         }
     }
@@ -340,9 +343,11 @@ final class Matcher {
     /// Binds pattern node `index` to `node`; a reason when it does not fit.
     private func bind(_ index: Int, _ inputs: [PatternInput], to node: Node, _ match: inout Match) -> String? {
         let p = pattern.nodes[index]
-        // Built only for a failure's message: binding is the search's inner loop.
+        // Built only for a failure's message, and only when explaining: binding is the
+        // search's inner loop.
         var label: String { "\(p.matchesAnyOperator ? node.opType : p.opType) '\(node.name ?? "")'" }
-        guard p.hasOperator(of: node) else { return "\(label) is \(node.opType)" }
+        func failure(_ reason: @autoclosure () -> String) -> String { explains ? reason() : "" }
+        guard p.hasOperator(of: node) else { return failure("\(label) is \(node.opType)") }
         var consumedAll = false
         for (position, input) in inputs.enumerated() {
             let actual = node.input(position)
@@ -352,15 +357,15 @@ final class Matcher {
             case .any:
                 break
             case .variable(let v):
-                guard let actual else { return "\(label) has no input \(position) for \(name(v))" }
+                guard let actual else { return failure("\(label) has no input \(position) for \(name(v))") }
                 if let bound = match.values[v] {
-                    guard bound === actual else { return "\(label) reads \(actual.name) where \(name(v)) is \(bound?.name ?? "absent")" }
+                    guard bound === actual else { return failure("\(label) reads \(actual.name) where \(name(v)) is \(bound?.name ?? "absent")") }
                 } else {
                     match.values[v] = .some(actual)
                 }
             case .optional(let v):
                 if let bound = match.values[v] {
-                    guard bound === actual else { return "\(label) reads \(actual?.name ?? "nothing") where \(name(v)) is \(bound?.name ?? "absent")" }
+                    guard bound === actual else { return failure("\(label) reads \(actual?.name ?? "nothing") where \(name(v)) is \(bound?.name ?? "absent")") }
                 } else {
                     match.values[v] = .some(actual)
                 }
@@ -368,37 +373,37 @@ final class Matcher {
             if consumedAll { break }
         }
         if !consumedAll, node.inputs.count > inputs.count, node.inputs[inputs.count...].contains(where: { $0 != nil }) {
-            return "\(label) has \(node.inputs.count) inputs, more than the pattern's \(inputs.count)"
+            return failure("\(label) has \(node.inputs.count) inputs, more than the pattern's \(inputs.count)")
         }
         for (position, output) in p.outputs.enumerated() {
             let actual = position < node.outputs.count ? node.outputs[position] : nil
             guard case .variable(let v) = output else { continue }
             if let bound = match.values[v] {
-                guard bound === actual else { return "\(label) output \(position) is not \(name(v))" }
+                guard bound === actual else { return failure("\(label) output \(position) is not \(name(v))") }
             } else {
                 match.values[v] = .some(actual)
             }
         }
         for position in p.outputs.count..<max(p.outputs.count, node.outputs.count) {
             if let extra = node.outputs[position], !extra.isUnused {
-                return "\(label) output \(position) '\(extra.name)' is used but not part of the pattern"
+                return failure("\(label) output \(position) '\(extra.name)' is used but not part of the pattern")
             }
         }
         for constraint in p.attributes {
             switch constraint {
             case .equals(let attributeName, let literal):
-                guard let value = node.attribute(attributeName)?.value else { return "\(label) has no attribute \(attributeName)" }
-                guard literal.matches(value) else { return "\(label) attribute \(attributeName) is not \(literal)" }
+                guard let value = node.attribute(attributeName)?.value else { return failure("\(label) has no attribute \(attributeName)") }
+                guard literal.matches(value) else { return failure("\(label) attribute \(attributeName) is not \(literal)") }
             case .bind(let attributeName, let variable, let defaultValue):
                 if let value = node.attribute(attributeName)?.value {
                     match.attributes[variable] = value
                 } else if let defaultValue {
                     match.attributes[variable] = defaultValue
                 } else {
-                    return "\(label) has no attribute \(attributeName)"
+                    return failure("\(label) has no attribute \(attributeName)")
                 }
             case .absent(let attributeName):
-                if node.attribute(attributeName) != nil { return "\(label) has attribute \(attributeName)" }
+                if node.attribute(attributeName) != nil { return failure("\(label) has attribute \(attributeName)") }
             }
         }
         match.nodes[index] = node
