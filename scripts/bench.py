@@ -2,7 +2,7 @@
 on generated models. Run it through `scripts/bench`, which builds the release binary and finds the
 venvs; `scripts/bench --help` lists the options.
 
-What it does, per model: generates it (scripts/benchlib/gen_resnet.py, gen_chain.py), then runs
+What it does, per model: generates it (scripts/benchlib/gen_resnet.py, gen_vgg.py, gen_chain.py), then runs
 every tool on it as a whole process under GNU time (`/usr/bin/time -f "%e %M"`: wall seconds,
 peak resident set size), interleaved: each round runs every tool once, the order rotating by one
 tool per round, after warm-up rounds that are not counted. Each run writes a fresh output (the
@@ -105,6 +105,8 @@ def parse_model(name: str) -> Model:
             args += ["--width", width]
             label = f"ResNet-50 shape at width {width} (`gen_resnet.py --width {width}`)"
         return Model(name, label, generator=args)
+    if name == "vgg16bn":
+        return Model(name, "VGG-16-BN shape (`gen_vgg.py`)", generator=[str(LIB / "gen_vgg.py"), "OUT"])
     m = re.fullmatch(r"chain([0-9]+)(k?)", name)
     if m:
         nodes = int(m.group(1)) * (1000 if m.group(2) else 1)
@@ -113,7 +115,7 @@ def parse_model(name: str) -> Model:
         blocks = nodes // 3
         return Model(name, f"Conv/BN/Relu chain (`gen_chain.py {blocks} 8`)",
                      generator=[str(LIB / "gen_chain.py"), str(blocks), "8", "OUT"])
-    raise ValueError(f"unknown model {name!r} (resnet50, resnet50-wW, chainN, chainNk with N a multiple of 3, "
+    raise ValueError(f"unknown model {name!r} (resnet50, resnet50-wW, vgg16bn, chainN, chainNk with N a multiple of 3, "
                      "roundtrip-MODEL, scaling-chainN, roundtrip, scaling)")
 
 
@@ -603,7 +605,7 @@ def options(argv: list[str]):
         prog="scripts/bench",
         description="The benchmark of record: onnx-fuse against onnxruntime's offline optimizer, onnxsim, "
                     "onnxslim, onnxoptimizer and onnxscript, whole processes on generated models.",
-        epilog="MODELS is a comma-separated list of: resnet50 (resnet50-wW at width W), chainN or chainNk "
+        epilog="MODELS is a comma-separated list of: resnet50 (resnet50-wW at width W), vgg16bn, chainN or chainNk "
                "(a Conv/BN/Relu chain of N or N thousand nodes, N a multiple of 3: chain60k is gen_chain.py 20000 8), "
                "roundtrip-MODEL (onnx-fuse --no-builtin against Python onnx.load + onnx.save), scaling-chainN "
                "(onnx-fuse on chainN and chains 10 and 100 times as long), roundtrip (= roundtrip-resnet50,"
@@ -652,7 +654,7 @@ def main(argv: list[str]) -> int:
     if not os.access(GNU_TIME, os.X_OK):
         print(f"bench: {GNU_TIME} (GNU time) not found: apt-get install time", file=sys.stderr)
         return 2
-    for script in ("gen_chain.py", "gen_resnet.py", "peer_cli.py"):
+    for script in ("gen_chain.py", "gen_resnet.py", "gen_vgg.py", "peer_cli.py"):
         if not (LIB / script).is_file():
             print(f"bench: {shown_path(LIB / script)} not found", file=sys.stderr)
             return 2
