@@ -72,7 +72,7 @@ PEERS = {
 PEER_LABEL = {"ort": "onnxruntime (offline, basic)", "onnxsim": "onnxsim", "onnxslim": "onnxslim",
               "onnxoptimizer": "onnxoptimizer", "onnxscript": "onnxscript"}
 
-DEFAULT_MODELS = "resnet50,chain60k,chain600k,roundtrip-resnet50,roundtrip-chain60k,scaling-chain6k"
+DEFAULT_MODELS = "resnet50,vgg16bn,chain60k,chain600k,roundtrip-resnet50,roundtrip-chain60k,scaling-chain6k"
 QUICK_MODELS = "resnet50-w0.25,chain600,roundtrip-chain600,scaling-chain60"
 
 # ---------------------------------------------------------------------------------------------
