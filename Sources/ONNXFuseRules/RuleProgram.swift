@@ -737,9 +737,10 @@ final class ComputeReplay: @unchecked Sendable {
                     result = value
                 case .streamed(let streamed, _):
                     // Written a chunk at a time, straight into the output.
-                    guard dataType.rawByteCount(elements: streamed.count) == buffer.count, let base = buffer.baseAddress else {
+                    guard dataType.rawByteCount(elements: streamed.count) == buffer.count else {
                         throw EvaluationError("cannot write \(streamed.count) elements as \(dataType) into \(buffer.count) bytes")
                     }
+                    guard streamed.count > 0, let base = buffer.baseAddress else { return }
                     let size = buffer.count / streamed.count
                     try streamed.forEachChunk { start, chunk in NDArray.store(chunk, as: dataType, into: base + start * size) }
                     return

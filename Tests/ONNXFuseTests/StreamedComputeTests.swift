@@ -104,6 +104,17 @@ final class StreamedComputeTests: XCTestCase {
         }
     }
 
+    /// An empty weight streams to an empty tensor, deferred or kept, as the whole evaluation gives it.
+    func testAnEmptyWeight() throws {
+        for form in ["w * 2", "reshape(w, [0, 36]) - 1"] {
+            let whole = try run(form, .float, [], dims: [0, 4, 3, 3], streamed: false)
+            let streamed = try run(form, .float, [], dims: [0, 4, 3, 3], streamed: true)
+            XCTAssertEqual(whole.fired, ["stream-form ×1"], "\(form): \(whole.explanations)")
+            XCTAssertEqual(streamed.fired, whole.fired, form)
+            XCTAssertEqual(streamed.bytes, whole.bytes, form)
+        }
+    }
+
     /// A result that is not finite, in float64 or once stored, is refused with the whole
     /// evaluation's message, wherever in the tensor the element is.
     func testNonFiniteResultsAreRefusedAlike() throws {
