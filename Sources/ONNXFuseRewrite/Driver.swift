@@ -289,7 +289,6 @@ struct Driver {
             stale.removeAll()
         } while head < worklist.count && !report.reachedRewriteCap
         if !report.reachedRewriteCap { applyItemRules(context: context, cap: cap) }
-
         // A rule's forms are one rule in the report.
         for index in rules.indices where counts[index] > 0 {
             if let known = report.fired.firstIndex(where: { $0.rule == rules[index].name }) {
