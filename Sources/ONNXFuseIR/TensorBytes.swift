@@ -117,8 +117,9 @@ public struct TensorBytes: @unchecked Sendable, Equatable, CustomStringConvertib
     public var array: [UInt8] { withUnsafeBytes { Array($0) } }
 
     /// Tells the memory's owner that these bytes will not be read again soon: pages of a mapped
-    /// file leave the process's resident memory (they are read again from the file if needed).
-    /// Other memory is left alone.
+    /// file leave the process's resident memory (they are read again from the file if needed),
+    /// with those of the 64 KiB blocks around them that reading them may have mapped too. Other
+    /// memory is left alone.
     public func releaseResidentPages() {
         guard deferred == nil, let residentBase, let owner = owner as? MappedFileStorage else { return }
         owner.releaseResidentPages(residentBase, count: count)
@@ -151,7 +152,8 @@ public struct TensorBytes: @unchecked Sendable, Equatable, CustomStringConvertib
 /// An owner of memory mapped from a file: it can drop pages from the process's resident set
 /// and tell whether the file changed under the mapping.
 public protocol MappedFileStorage: AnyObject {
-    /// Drops the whole pages inside `count` bytes at `address` from resident memory.
+    /// Drops the pages of `count` bytes at `address` from resident memory (with the blocks around
+    /// them that a read may have mapped: `MappedFile` drops the 64 KiB blocks that hold them).
     func releaseResidentPages(_ address: UnsafeRawPointer, count: Int)
     /// What changed in the file since it was mapped (size, modification time), or nil.
     func changeSinceMapped() -> String?
