@@ -13,21 +13,21 @@ func mergeDuplicateInitializers(_ model: Model) -> Int {
         // only tensors that share a group are hashed whole and then compared, so the weights of
         // a large model, which all differ, are not read in full (each round calls this again).
         // A list is made only for a key seen twice: most initializers are alone in theirs.
-        var first: [Int: (position: Int, value: Value)] = [:]
+        // (Groups are disjoint, so the order they are merged in does not change the result.)
+        var first: [Int: Value] = [:]
         var groups: [Int: [Value]] = [:]
-        var position = 0
+        var order: [Int] = []
         for value in graph.initializers where value.definition == .initializer && !value.isGraphOutput {
             guard let tensor = value.initializer else { continue }
             let key = tensorHash(tensor, whole: false)
-            position += 1
             guard let earlier = first[key] else {
-                first[key] = (position, value)
+                first[key] = value
                 continue
             }
-            groups[key, default: [earlier.value]].append(value)
+            if groups[key] == nil { order.append(key) }
+            groups[key, default: [earlier]].append(value)
         }
-        // In the order each group's first member comes.
-        for key in groups.keys.sorted(by: { first[$0]!.position < first[$1]!.position }) {
+        for key in order {
             let sampled = groups[key]!
             var buckets: [Int: [Value]] = [:]
             var bucketOrder: [Int] = []
@@ -95,7 +95,7 @@ func tensorHash(_ tensor: Tensor, whole: Bool) -> Int {
             _ = try? b.withTransientBytes { combine($0) }
             // Reading a few bytes of a mapped file maps its neighbouring pages too (the kernel
             // faults around): a large weight's pages leave resident memory again at once.
-            if b.count >= EvaluationLimits.current.minimumDeferredBytes { b.releaseResidentPages() }
+            b.releaseResidentPagesOfLargeWeight()
         }
     case .stringData(let strings):
         for string in strings { hasher.combine(string) }

@@ -1,3 +1,5 @@
+import ONNXFuseIR
+
 // Exact conversions between float64 and the 16-bit floating-point encodings, shared by the
 // reference kernels and the rule language's evaluator.
 
@@ -20,6 +22,28 @@ package func float16Value(_ bits: UInt16) -> Double {
 /// The bfloat16 value with these bits (the upper half of a float32), exactly.
 package func bfloat16Value(_ bits: UInt16) -> Double {
     Double(Float(bitPattern: UInt32(bits) << 16))
+}
+
+/// Reads `count` little-endian elements of the floating-point `type` (float, double, float16
+/// or bfloat16) at `source` into float64, exactly: the one reader behind `TensorValue`'s and
+/// the rule evaluator's, so that a weight read whole or a chunk at a time gives the same values.
+package func readReals(_ source: UnsafeRawPointer, as type: DataType, count: Int, into destination: UnsafeMutablePointer<Double>) {
+    // A plain loop per type (float32 is nearly every weight): it vectorizes.
+    switch type {
+    case .float:
+        for index in 0..<count {
+            destination[index] = Double(Float(bitPattern: UInt32(littleEndian: source.loadUnaligned(fromByteOffset: index &* 4, as: UInt32.self))))
+        }
+    case .double:
+        for index in 0..<count {
+            destination[index] = Double(bitPattern: UInt64(littleEndian: source.loadUnaligned(fromByteOffset: index &* 8, as: UInt64.self)))
+        }
+    case .float16:
+        for index in 0..<count { destination[index] = float16Value(UInt16(littleEndian: source.loadUnaligned(fromByteOffset: index &* 2, as: UInt16.self))) }
+    default:
+        precondition(type == .bfloat16, "readReals reads float, double, float16 and bfloat16, not \(type)")
+        for index in 0..<count { destination[index] = bfloat16Value(UInt16(littleEndian: source.loadUnaligned(fromByteOffset: index &* 2, as: UInt16.self))) }
+    }
 }
 
 /// The IEEE half-precision bits nearest to `value` (one rounding, ties to even).

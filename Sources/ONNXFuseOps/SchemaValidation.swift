@@ -69,10 +69,10 @@ extension OperatorSchema {
         // Per type parameter bound so far: its type and where it was bound. The messages are
         // made only for a violation: this runs for every node a rule creates.
         var bound: [(constraint: String, type: DataType, what: String, index: Int, formal: String)] = []
+        func place(_ what: String, _ index: Int, _ formal: String) -> String { "\(what) \(index) (\(formal))" }
         func check(_ values: [Value?], _ formals: [FormalParameter], _ what: String) -> String? {
             for (index, value) in values.enumerated() {
                 guard let value, let type = elementType(value), let formal = Self.formal(formals, at: index) else { continue }
-                func place(_ what: String, _ index: Int, _ formal: String) -> String { "\(what) \(index) (\(formal))" }
                 if let constraint = typeConstraint(formal.typeString) {
                     // Only tensor types are judged: a constraint of sequences or optionals is
                     // about values whose element type says nothing.

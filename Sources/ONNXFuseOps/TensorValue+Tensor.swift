@@ -37,10 +37,13 @@ extension TensorValue {
         case .raw(let b):
             // One pass over the (little-endian) bytes per tensor, straight into the element array.
             switch type {
-            case .float: elements = .reals(b.mapElements(n, as: UInt32.self) { Double(Float(bitPattern: UInt32(littleEndian: $0))) })
-            case .double: elements = .reals(b.mapElements(n, as: UInt64.self) { Double(bitPattern: UInt64(littleEndian: $0)) })
-            case .float16: elements = .reals(b.mapElements(n, as: UInt16.self) { float16Value(UInt16(littleEndian: $0)) })
-            case .bfloat16: elements = .reals(b.mapElements(n, as: UInt16.self) { bfloat16Value(UInt16(littleEndian: $0)) })
+            case .float, .double, .float16, .bfloat16:
+                elements = .reals(b.withUnsafeBytes { raw in
+                    [Double](unsafeUninitializedCapacity: n) { buffer, initialized in
+                        if n > 0 { readReals(raw.baseAddress!, as: type, count: n, into: buffer.baseAddress!) }
+                        initialized = n
+                    }
+                })
             case .bool: elements = .booleans(b.mapElements(n, as: UInt8.self) { $0 != 0 })
             case .int8: elements = .integers(b.mapElements(n, as: Int8.self) { Int64($0) })
             case .uint8: elements = .integers(b.mapElements(n, as: UInt8.self) { Int64($0) })

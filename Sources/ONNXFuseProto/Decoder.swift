@@ -181,8 +181,7 @@ struct Decoder {
         }
         /// The value named by a C string of the decoded tree, without making a `String` of it.
         func lookup(_ name: UnsafePointer<CChar>) -> Value? {
-            if let value = values.value(named: name) { return value }
-            return parent?.lookup(bytes: UnsafeRawBufferPointer(start: name, count: strlen(name)))
+            lookup(bytes: UnsafeRawBufferPointer(start: name, count: strlen(name)))
         }
     }
 

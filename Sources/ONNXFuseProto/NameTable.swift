@@ -54,20 +54,6 @@ struct NameTable {
         return slots[index].tag == 0 ? nil : values[Int(slots[index].index)]
     }
 
-    /// The value named by the NUL-terminated UTF-8 `name`, or nil; hashes while it finds the end.
-    func value(named name: UnsafePointer<CChar>) -> Value? {
-        var h = Self.fnvOffset
-        var length = 0
-        while true {
-            let byte = UInt8(bitPattern: name[length])
-            if byte == 0 { break }
-            h = (h ^ UInt64(byte)) &* Self.fnvPrime
-            length += 1
-        }
-        let index = slot(UnsafeRawBufferPointer(start: name, count: length), h)
-        return slots[index].tag == 0 ? nil : values[Int(slots[index].index)]
-    }
-
     subscript(name: String) -> Value? {
         var name = name
         return name.withUTF8 { value(named: UnsafeRawBufferPointer($0)) }

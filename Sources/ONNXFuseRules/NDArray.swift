@@ -208,18 +208,27 @@ extension NDArray {
             lhs.values.withUnsafeBufferPointer { left in
                 rhs.values.withUnsafeBufferPointer { right in
                     plan.forEachRun { out, l, r, length, stepL, stepR in
-                        switch (stepL, stepR) {
-                        case (1, 1): for j in 0..<length { output[out + j] = operation(left[l + j], right[r + j]) }
-                        case (1, 0): let y = right[r]; for j in 0..<length { output[out + j] = operation(left[l + j], y) }
-                        case (0, 1): let x = left[l]; for j in 0..<length { output[out + j] = operation(x, right[r + j]) }
-                        default: let (x, y) = (left[l], right[r]); for j in 0..<length { output[out + j] = operation(x, y) }
-                        }
+                        combineRun(length, left.baseAddress! + l, stepL, right.baseAddress! + r, stepR, into: output.baseAddress! + out, operation)
                     }
                 }
             }
             initialized = count
         }
         return NDArray(shape: shape, values: values)
+    }
+
+    /// `length` results of `operation` on a run of each operand, each advancing by its step (1)
+    /// or standing still (0): the inner loop of every float64 element-wise operation, whole
+    /// (`broadcasting`) or a chunk at a time (`StreamedTensor`). `output` may be an operand.
+    @inline(__always)
+    static func combineRun(_ length: Int, _ left: UnsafePointer<Double>, _ leftStep: Int, _ right: UnsafePointer<Double>, _ rightStep: Int,
+                           into output: UnsafeMutablePointer<Double>, _ operation: (Double, Double) -> Double) {
+        switch (leftStep, rightStep) {
+        case (1, 1): for j in 0..<length { output[j] = operation(left[j], right[j]) }
+        case (1, 0): let y = right[0]; for j in 0..<length { output[j] = operation(left[j], y) }
+        case (0, 1): let x = left[0]; for j in 0..<length { output[j] = operation(x, right[j]) }
+        default: let (x, y) = (left[0], right[0]); for j in 0..<length { output[j] = operation(x, y) }
+        }
     }
 
     /// Element-wise sum, with broadcasting (exact, overflow an error, for two integer arrays).

@@ -115,8 +115,8 @@ struct RuleProgram {
                 switch streamable[position] ? try scope.evaluateStreaming(assignment.value) : .value(try scope.evaluate(assignment.value)) {
                 case .value(let evaluated):
                     value = evaluated
-                case .streamed(let streamed, let type):
-                    switch try prepareStreamed(streamed, type, assignment, position, match, tapes + [scope.tape]) {
+                case .streamed(let streamed):
+                    switch try prepareStreamed(streamed, assignment, position, match, tapes + [scope.tape]) {
                     case .success(let tensor): tensors.append(tensor)
                     case .failure(let refusal): return .failure(refusal)
                     }
@@ -152,11 +152,11 @@ struct RuleProgram {
                 guard array.isFinite(storedAs: type) else {
                     return refused("\(assignment.name) is not finite once stored as \(type) (an element overflows it)")
                 }
+                let read = tapes + [scope.tape]
                 if NDArray.writableTypes.contains(type), let bytes = type.rawByteCount(elements: array.count),
-                   bytes >= EvaluationLimits.current.minimumDeferredBytes, let depth = Self.deferredDepth(reading: tapes + [scope.tape]) {
+                   bytes >= EvaluationLimits.current.minimumDeferredBytes, let depth = Self.deferredDepth(reading: read) {
                     // A large weight is computed again when written, not kept from now to the save.
-                    let replay = ComputeReplay(program: self, match: match.keepingAttributesOnly(),
-                                               tapes: tapes + [scope.tape], target: position, dataType: type)
+                    let replay = ComputeReplay(program: self, match: match.keepingAttributesOnly(), tapes: read, target: position, dataType: type)
                     let deferred = DeferredBytes(count: bytes, samples: try array.sampledBytes(as: type), depth: depth) { buffer in
                         try replay.fill(buffer)
                     }
@@ -198,14 +198,10 @@ struct RuleProgram {
     /// A streamed assignment's tensor (`evaluateStreaming`), checked as `prepare` checks a whole
     /// one, in one pass over its chunks (finite in float64, then once stored), and deferred; or
     /// the refusal. Only what is large enough to be deferred is streamed.
-    private func prepareStreamed(_ streamed: StreamedTensor, _ type: DataType?, _ assignment: Assignment, _ position: Int,
+    private func prepareStreamed(_ streamed: StreamedTensor, _ assignment: Assignment, _ position: Int,
                                  _ match: Match, _ tapes: [[TapeEntry]]) throws(EvaluationError) -> Result<Tensor, RuleRefusal> {
         func refused(_ text: String) -> Result<Tensor, RuleRefusal> { .failure(Self.refusal(text, at: assignment.location)) }
-        guard let type else {
-            // Not reached (a streamed value has its constant's type), but checked as `prepare` does.
-            guard try streamed.materialize().isFinite else { return refused("\(assignment.name) is not finite") }
-            return refused("\(assignment.name) has no element type (it is computed from literals only)")
-        }
+        let type = streamed.source.dataType
         let sampled = try NDArray.sampledElements(count: streamed.count, as: type)
         var samples = sampled.map { [Double](repeating: 0, count: $0.count) }
         var finite = true
@@ -485,9 +481,7 @@ struct RuleProgram {
                 }
             }
             let array = try NDArray(tensor: tensor)
-            if bytes.count >= EvaluationLimits.current.minimumDeferredBytes {
-                bytes.releaseResidentPages()
-            }
+            bytes.releaseResidentPagesOfLargeWeight()
             return array
         }
 
@@ -735,7 +729,7 @@ final class ComputeReplay: @unchecked Sendable {
                 switch try scope.evaluateStreaming(assignment.value) {
                 case .value(let value):
                     result = value
-                case .streamed(let streamed, _):
+                case .streamed(let streamed):
                     // Written a chunk at a time, straight into the output.
                     guard dataType.rawByteCount(elements: streamed.count) == buffer.count else {
                         throw EvaluationError("cannot write \(streamed.count) elements as \(dataType) into \(buffer.count) bytes")

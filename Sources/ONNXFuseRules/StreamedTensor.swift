@@ -68,7 +68,7 @@ struct StreamedTensor {
         do {
             // A deferred constant (another fold's weight) is computed for this pass only.
             try bytes.withTransientBytes { raw in try stream(raw, body) }
-            if bytes.count >= EvaluationLimits.current.minimumDeferredBytes { bytes.releaseResidentPages() }
+            bytes.releaseResidentPagesOfLargeWeight()
         } catch let error as EvaluationError {
             throw error
         } catch {
@@ -78,6 +78,7 @@ struct StreamedTensor {
 
     private func stream(_ raw: UnsafeRawBufferPointer, _ body: (Int, UnsafeBufferPointer<Double>) throws(EvaluationError) -> Void) throws(EvaluationError) {
         let chunk = UnsafeMutableBufferPointer<Double>.allocate(capacity: min(count, Self.chunkLength))
+        let elementSize = bytes.count / count
         defer { chunk.deallocate() }
         var filled = 0
         var start = 0
@@ -88,7 +89,7 @@ struct StreamedTensor {
             while done < length {
                 let n = min(length - done, chunk.count - filled)
                 let destination = chunk.baseAddress! + filled
-                decode(raw, from: at + done, count: n, into: destination)
+                readReals(raw.baseAddress! + (at + done) * elementSize, as: source.dataType, count: n, into: destination)
                 if let operation { apply(operation, to: destination, count: n, operandAt + done * operandStep, operandStep) }
                 filled += n
                 done += n
@@ -119,55 +120,23 @@ struct StreamedTensor {
         if filled > 0 { try body(start, UnsafeBufferPointer(rebasing: chunk[..<filled])) }
     }
 
-    /// Elements `from..<from + count` of the constant in float64, as `TensorValue` reads them.
-    private func decode(_ raw: UnsafeRawBufferPointer, from first: Int, count: Int, into destination: UnsafeMutablePointer<Double>) {
-        // A plain loop per type (float32 is nearly every weight): it vectorizes.
-        switch source.dataType {
-        case .float:
-            let base = raw.baseAddress! + first &* 4
-            for index in 0..<count {
-                destination[index] = Double(Float(bitPattern: UInt32(littleEndian: base.loadUnaligned(fromByteOffset: index &* 4, as: UInt32.self))))
-            }
-        case .double:
-            let base = raw.baseAddress! + first &* 8
-            for index in 0..<count {
-                destination[index] = Double(bitPattern: UInt64(littleEndian: base.loadUnaligned(fromByteOffset: index &* 8, as: UInt64.self)))
-            }
-        case .float16:
-            let base = raw.baseAddress! + first &* 2
-            for index in 0..<count {
-                destination[index] = float16Value(UInt16(littleEndian: base.loadUnaligned(fromByteOffset: index &* 2, as: UInt16.self)))
-            }
-        default:
-            let base = raw.baseAddress! + first &* 2
-            for index in 0..<count {
-                destination[index] = bfloat16Value(UInt16(littleEndian: base.loadUnaligned(fromByteOffset: index &* 2, as: UInt16.self)))
-            }
-        }
-    }
-
-    /// Combines `count` constant elements at `values` with the operand in place.
+    /// Combines `count` constant elements at `values` with the operand in place, with
+    /// `broadcasting`'s loop.
     private func apply(_ operation: Operation, to values: UnsafeMutablePointer<Double>, count: Int, _ operandAt: Int, _ operandStep: Int) {
         operation.operand.values.withUnsafeBufferPointer { operand in
-            func each(_ combine: (Double, Double) -> Double) {
-                if operandStep == 0 {
-                    let y = operand[operandAt]
-                    if operation.constantOnLeft {
-                        for index in 0..<count { values[index] = combine(values[index], y) }
-                    } else {
-                        for index in 0..<count { values[index] = combine(y, values[index]) }
-                    }
-                } else if operation.constantOnLeft {
-                    for index in 0..<count { values[index] = combine(values[index], operand[operandAt + index * operandStep]) }
+            let other = operand.baseAddress! + operandAt
+            func run(_ combine: (Double, Double) -> Double) {
+                if operation.constantOnLeft {
+                    NDArray.combineRun(count, values, 1, other, operandStep, into: values, combine)
                 } else {
-                    for index in 0..<count { values[index] = combine(operand[operandAt + index * operandStep], values[index]) }
+                    NDArray.combineRun(count, other, operandStep, values, 1, into: values, combine)
                 }
             }
             switch operation.op {
-            case "+": each(+)
-            case "-": each(-)
-            case "*": each(*)
-            default: each(/)
+            case "+": run(+)
+            case "-": run(-)
+            case "*": run(*)
+            default: run(/)
             }
         }
     }
@@ -177,8 +146,9 @@ struct StreamedTensor {
 enum StreamableValue {
     /// Evaluated as usual.
     case value(EvalValue)
-    /// A large tensor left to be computed a chunk at a time, with its element type.
-    case streamed(StreamedTensor, DataType?)
+    /// A large tensor left to be computed a chunk at a time (of its constant's element type:
+    /// arithmetic keeps a tensor's type).
+    case streamed(StreamedTensor)
 }
 
 extension RuleProgram.Scope {
@@ -191,15 +161,13 @@ extension RuleProgram.Scope {
     mutating func evaluateStreaming(_ expression: Expression) throws(EvaluationError) -> StreamableValue {
         switch expression {
         case .name(let name, _):
-            guard let source = streamableConstant(name), let streamed = StreamedTensor(source: source) else {
-                return .value(try evaluate(expression))
-            }
+            guard let streamed = streamableConstant(name) else { return .value(try evaluate(expression)) }
             try charge(expression, elements: streamed.count)
-            return .streamed(streamed, source.dataType)
+            return .streamed(streamed)
         case .call("reshape", let arguments, _) where arguments.count == 2 && program.functions.isBuiltin("reshape"):
             let first = try evaluateStreaming(arguments[0])
             let target = try evaluate(arguments[1])
-            guard case .streamed(var streamed, let type) = first,
+            guard case .streamed(var streamed) = first,
                   let newShape = try? target.asIntegers(),
                   let shape = try? NDArray.reshapedShape(streamed.shape, count: streamed.count, to: newShape) else {
                 let value = try program.functions.call("reshape", [try materialized(first), target])
@@ -209,22 +177,22 @@ extension RuleProgram.Scope {
             streamed.shape = shape
             if streamed.operation == nil { streamed.shapeAtOperation = shape }
             try charge(expression, elements: streamed.count)
-            return .streamed(streamed, type)
-        case .binary(let op, let lhs, let rhs, _) where ["+", "-", "*", "/"].contains(op.rawValue):
+            return .streamed(streamed)
+        case .binary(let op, let lhs, let rhs, _) where op == .add || op == .subtract || op == .multiply || op == .divide:
             let left = try evaluateStreaming(lhs)
             let right: StreamableValue
             if case .value = left { right = try evaluateStreaming(rhs) } else { right = .value(try evaluate(rhs)) }
             var result: StreamableValue?
             switch (left, right) {
-            case (.streamed(let streamed, let type), .value(let other)) where streamed.operation == nil:
-                result = try combine(streamed, type, op.rawValue, other, constantOnLeft: true)
-            case (.value(let other), .streamed(let streamed, let type)) where streamed.operation == nil:
-                result = try combine(streamed, type, op.rawValue, other, constantOnLeft: false)
+            case (.streamed(let streamed), .value(let other)) where streamed.operation == nil:
+                result = try combine(streamed, op.rawValue, other, constantOnLeft: true)
+            case (.value(let other), .streamed(let streamed)) where streamed.operation == nil:
+                result = try combine(streamed, op.rawValue, other, constantOnLeft: false)
             default:
                 break
             }
             if let result {
-                if case .streamed(let streamed, _) = result { try charge(expression, elements: streamed.count) }
+                if case .streamed(let streamed) = result { try charge(expression, elements: streamed.count) }
                 return result
             }
             let value = try apply(op.rawValue, try materialized(left), try materialized(right))
@@ -239,32 +207,33 @@ extension RuleProgram.Scope {
     private func materialized(_ value: StreamableValue) throws(EvaluationError) -> EvalValue {
         switch value {
         case .value(let value): return value
-        case .streamed(let streamed, let type): return .tensor(try streamed.materialize(), type)
+        case .streamed(let streamed): return .tensor(try streamed.materialize(), streamed.source.dataType)
         }
     }
 
-    /// `streamed op other` (or `other op streamed`) as a streamed value, with the element type
-    /// `arithmetic` gives; nil when streaming cannot compute it (`other` is not a number or a
-    /// tensor, or does not broadcast to the constant's shape without growing it).
-    private func combine(_ streamed: StreamedTensor, _ type: DataType?, _ op: String, _ other: EvalValue,
+    /// `streamed op other` (or `other op streamed`) as a streamed value; nil when streaming cannot
+    /// compute it (`other` is not a number or a tensor, or does not broadcast to the constant's
+    /// shape without growing it). Tensors of two element types are `arithmetic`'s error.
+    private func combine(_ streamed: StreamedTensor, _ op: String, _ other: EvalValue,
                          constantOnLeft: Bool) throws(EvaluationError) -> StreamableValue? {
         switch other {
         case .tensor, .integer, .real: break
         default: return nil
         }
         let (operand, otherType) = try other.asTensor()
-        let resultType = try constantOnLeft ? combinedElementType(type, otherType) : combinedElementType(otherType, type)
+        let type = streamed.source.dataType
+        _ = try constantOnLeft ? combinedElementType(type, otherType) : combinedElementType(otherType, type)
         guard let shape = try? NDArray.broadcastShape(streamed.shape, operand.shape), shape == streamed.shape else { return nil }
         var result = streamed
         result.shapeAtOperation = streamed.shape
         result.operation = StreamedTensor.Operation(op: op, operand: operand, constantOnLeft: constantOnLeft)
-        return .streamed(result, resultType)
+        return .streamed(result)
     }
 
-    /// The constant a variable is bound to, read (recorded or replayed) as `lookup` reads it,
-    /// when it is large enough to stream (at least `EvaluationLimits.minimumDeferredBytes`, as
-    /// what is computed from it is deferred); nil otherwise, with nothing read.
-    private mutating func streamableConstant(_ name: String) -> Tensor? {
+    /// The constant a variable is bound to, read (recorded or replayed) as `lookup` reads it, to
+    /// stream when it is large enough (at least `EvaluationLimits.minimumDeferredBytes`, as what
+    /// is computed from it is deferred); nil otherwise, with nothing read.
+    private mutating func streamableConstant(_ name: String) -> StreamedTensor? {
         guard program.valueVariables[name] != nil else { return nil }
         let tensor: Tensor
         if replaying {
@@ -274,13 +243,14 @@ extension RuleProgram.Scope {
             guard let bound = graphValue(name), let value = bound, let constant = constant(value) else { return nil }
             tensor = constant
         }
-        guard let count = tensor.elementCount, let bytes = tensor.dataType.rawByteCount(elements: count),
-              bytes >= EvaluationLimits.current.minimumDeferredBytes, StreamedTensor(source: tensor) != nil else { return nil }
+        guard let streamed = StreamedTensor(source: tensor), streamed.bytes.count >= EvaluationLimits.current.minimumDeferredBytes else {
+            return nil
+        }
         if replaying {
             cursor += 1
         } else if recording {
             tape.append(.tensor(tensor))
         }
-        return tensor
+        return streamed
     }
 }

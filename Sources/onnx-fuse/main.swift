@@ -79,18 +79,13 @@ func exitCode(for error: Error) -> Int32 {
     }
 }
 
-/// Tells the C allocator to keep freed memory for reuse: folding a large model computes each
-/// weight in float64 arrays of tens of megabytes, one after another, and by default each one is
-/// a fresh `mmap` whose pages the kernel faults in and zeroes, then an `munmap` (on ResNet-50,
-/// about 0.2 s of system time in a 0.4 s run). Arrays up to 32 MB (glibc's largest threshold)
-/// come from the heap instead, and freed memory stays in the process up to 256 MB: peak memory
-/// is what the largest weight's computation needs either way. A process-wide setting, so the
-/// command makes it, not the library.
-func keepFreedMemoryForReuse() {
-    onnx_fuse_keep_freed_memory(32 << 20, 256 << 20)
-}
-
-keepFreedMemoryForReuse()
+// The C allocator keeps freed memory for reuse: folding computes weights in buffers of up to
+// tens of megabytes, one after another, and by default each is a fresh `mmap` whose pages the
+// kernel faults in and zeroes, then an `munmap` (on ResNet-50, about 0.2 s of system time in a
+// 0.4 s run before weights were streamed). Blocks up to 32 MB (glibc's largest threshold) come
+// from the heap instead, and up to 256 MB freed stays in the process. Process-wide, so the
+// command sets it, not the library.
+onnx_fuse_keep_freed_memory(32 << 20, 256 << 20)
 // The one place where errors become messages and exit codes.
 // The arguments as bytes: a file name that is not valid UTF-8 reaches the file system unchanged
 // (`FileNameBytes`), where `CommandLine.arguments` would have replaced its bytes with U+FFFD.

@@ -134,10 +134,15 @@ let notApplicableHere = RuleRefusal("the node is not one this rule rewrites")
 func foldConstants(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<NativeEdit, RuleRefusal> {
     // Most nodes read a computed value: that is looked at first, as this rule is tried at every
     // node. (Shape and Size fold from their input's facts; CastLike reads its second input's type.)
-    if node.opType != "Shape" && node.opType != "Size" {
+    let readsShapeOnly = node.opType == "Shape" || node.opType == "Size"
+    var constants: [Tensor?] = []
+    if !readsShapeOnly {
         for (index, input) in node.inputs.enumerated() {
-            guard let input, !(index == 1 && node.opType == "CastLike") else { continue }
-            if input.constantTensor(freezeInitializerInputs: context.freezeInitializerInputs) == nil { return .failure(notApplicableHere) }
+            guard let input, !(index == 1 && node.opType == "CastLike") else { constants.append(nil); continue }
+            guard let tensor = input.constantTensor(freezeInitializerInputs: context.freezeInitializerInputs) else {
+                return .failure(notApplicableHere)
+            }
+            constants.append(tensor)
         }
     }
     if let refusal = refuseOtherDomains(node) ?? refuseOldIR(analysis) { return .failure(refusal) }
@@ -145,9 +150,7 @@ func foldConstants(_ node: Node, _ analysis: OperatorAnalysis, _ context: Rewrit
     if !node.subgraphs.isEmpty { return .failure(RuleRefusal("the node has subgraphs")) }
     if let refusal = refuseNondeterministic(node, analysis, context) { return .failure(refusal) }
     // Shape and Size read only their input's shape: static output facts are their value.
-    if node.opType == "Shape" || node.opType == "Size" {
-        return staticIntegerOutputs(node, analysis)
-    }
+    if readsShapeOnly { return staticIntegerOutputs(node, analysis) }
     guard let version = analysis.opsetVersion(of: node) else { return .failure(RuleRefusal("the model does not import the operator's domain")) }
     var inputs: [TensorValue?] = []
     var total = 0
@@ -161,9 +164,7 @@ func foldConstants(_ node: Node, _ analysis: OperatorAnalysis, _ context: Rewrit
             inputs.append(TensorValue(type, shape: [0], .empty(kind)))
             continue
         }
-        guard let tensor = input.constantTensor(freezeInitializerInputs: context.freezeInitializerInputs) else {
-            return .failure(RuleRefusal("'\(input.name)' is not a constant"))
-        }
+        let tensor = constants[index]!
         total += tensor.elementCount ?? Int.max
         guard total <= analysis.foldInputElementLimit else {
             return .failure(RuleRefusal("its inputs hold more than \(analysis.foldInputElementLimit) elements"))
