@@ -63,6 +63,9 @@ public final class Graph {
     private unowned(unsafe) var tail: Node?
     /// The number of nodes.
     public private(set) var nodeCount = 0
+    /// The number of nodes that hold subgraphs: walks over every graph skip the nodes of a
+    /// graph that has none.
+    package internal(set) var subgraphHolderCount = 0
 
     /// An empty graph.
     public init(name: String? = nil) { self.name = name }
@@ -117,6 +120,7 @@ public final class Graph {
             tail = node
         }
         nodeCount += 1
+        if node.holdsSubgraphs { subgraphHolderCount += 1 }
         assignOrderKey(node)
         for (index, output) in node.outputs.enumerated() {
             guard let output else { continue }
@@ -172,6 +176,7 @@ public final class Graph {
         node.previous = nil
         node.graph = nil
         nodeCount -= 1
+        if node.holdsSubgraphs { subgraphHolderCount -= 1 }
     }
 
     /// Drops every use that nodes of this graph (and its subgraphs) hold, and empties it:

@@ -83,6 +83,7 @@ public final class Model {
         var stack = [graph]
         while let g = stack.popLast() {
             result.append(g)
+            guard g.subgraphHolderCount > 0 else { continue }
             for node in g.nodes {
                 stack.append(contentsOf: node.subgraphs.reversed())
             }

@@ -64,6 +64,7 @@ public final class Node {
             }
         }
         if attributes.contains(where: \.hasSubgraphs) {
+            holdsSubgraphs = true
             for graph in subgraphs { graph.parentNode = self }
         }
     }
@@ -74,8 +75,12 @@ public final class Node {
     /// The attribute named `name`.
     public func attribute(_ name: String) -> Attribute? { attributes.first { $0.name == name } }
 
+    /// Whether an attribute holds a graph (kept with `attributes`, for the graph's count).
+    package private(set) var holdsSubgraphs = false
+
     /// Every graph held by an attribute, in attribute order.
     public var subgraphs: [Graph] {
+        guard holdsSubgraphs else { return [] }
         var result: [Graph] = []
         for index in attributes.indices where attributes[index].hasSubgraphs {
             result += attributes[index].subgraphs
@@ -131,7 +136,11 @@ public final class Node {
     }
 
     private func attributesChanged(from old: [Attribute]) {
-        let oldGraphs = old.contains(where: \.hasSubgraphs) ? old.flatMap(\.subgraphs) : []
+        let held = old.contains(where: \.hasSubgraphs)
+        let holds = attributes.contains(where: \.hasSubgraphs)
+        if held != holds, let graph { graph.subgraphHolderCount += holds ? 1 : -1 }
+        holdsSubgraphs = holds
+        let oldGraphs = held ? old.flatMap(\.subgraphs) : []
         let newGraphs = subgraphs
         if oldGraphs.isEmpty && newGraphs.isEmpty { return }
         let kept = Set(newGraphs.map(ObjectIdentifier.init))

@@ -8,7 +8,7 @@ public struct FunctionTable: Sendable {
     /// A function's implementation: it gets the evaluated arguments, already checked for count.
     public typealias Body = @Sendable ([EvalValue]) throws(EvaluationError) -> EvalValue
 
-    private struct Entry: Sendable {
+    struct Entry: Sendable {
         var arity: ClosedRange<Int>
         var kinds: [ArgumentKind]
         var body: Body
@@ -45,15 +45,11 @@ public struct FunctionTable: Sendable {
 
     /// Calls `name` with `arguments`; an unknown name or a wrong argument count is an error.
     public func call(_ name: String, _ arguments: [EvalValue]) throws(EvaluationError) -> EvalValue {
-        guard let entry = entries[name] else { throw EvaluationError("unknown function '\(name)'") }
-        guard entry.arity.contains(arguments.count) else {
-            let lower = entry.arity.lowerBound, upper = entry.arity.upperBound
-            let expected = lower == upper ? "\(lower)" : upper == lower + 1 ? "\(lower) or \(upper)" : "\(lower) to \(upper)"
-            let noun = upper == 1 ? "argument" : "arguments"
-            throw EvaluationError("\(name) takes \(expected) \(noun), got \(arguments.count)")
-        }
-        return try entry.body(arguments)
+        try resolve(name).call(arguments)
     }
+
+    /// `name`'s function looked up once, to call many times (`LoweredExpression`).
+    func resolve(_ name: String) -> ResolvedFunction { ResolvedFunction(name: name, entry: entries[name]) }
 
     /// Adds the function `name` taking `arity` arguments of `kinds` (by position, the last one
     /// repeating; none: anything), replacing any function of that name.
@@ -462,5 +458,27 @@ extension EvalValue {
         default:
             return nil
         }
+    }
+}
+
+/// A function of a `FunctionTable` looked up by name once (or found missing).
+struct ResolvedFunction: Sendable {
+    /// The name it was looked up by.
+    let name: String
+    let entry: FunctionTable.Entry?
+
+    /// Whether it is the language's own function (see `FunctionTable.isBuiltin`).
+    var isBuiltin: Bool { entry?.isBuiltin ?? false }
+
+    /// Calls it with `arguments`; a missing function or a wrong argument count is an error.
+    func call(_ arguments: [EvalValue]) throws(EvaluationError) -> EvalValue {
+        guard let entry else { throw EvaluationError("unknown function '\(name)'") }
+        guard entry.arity.contains(arguments.count) else {
+            let lower = entry.arity.lowerBound, upper = entry.arity.upperBound
+            let expected = lower == upper ? "\(lower)" : upper == lower + 1 ? "\(lower) or \(upper)" : "\(lower) to \(upper)"
+            let noun = upper == 1 ? "argument" : "arguments"
+            throw EvaluationError("\(name) takes \(expected) \(noun), got \(arguments.count)")
+        }
+        return try entry.body(arguments)
     }
 }

@@ -421,7 +421,7 @@ struct RuleCompiler {
             reads.formUnion(named)
         }
         let dependencies = PrepareDependencies(reads: reads, checks: checks) { index, match, context in
-            program.check(conditions[index], match, context)
+            program.check(index, match, context)
         }
         return RewriteRule(name: rule.name, benefit: rule.benefit, pattern: pattern, replacement: replacement,
                            dependencies: dependencies) { match, context in

@@ -26,6 +26,16 @@ struct RuleProgram {
     /// (`evaluateStreaming`): a node reads it, and no later assignment or attribute does.
     let streamable: [Bool]
 
+    /// `conditions`, lowered (what a match evaluates).
+    let loweredConditions: [LoweredExpression]
+    /// Each `compute` assignment's slot in `Scope.computed` (its `computedSlots` entry) and its
+    /// value, lowered.
+    let loweredComputes: [(slot: Int, value: LoweredExpression)]
+    /// `attributeSlotExpressions`, lowered.
+    let loweredAttributeExpressions: [LoweredExpression]
+    /// How many slots `Scope.computed` has.
+    let computedSlotCount: Int
+
     init(rule: RuleSyntax, valueVariables: [String: Int], attributeVariables: [String: Int], computedSlots: [String: Int],
          attributeSlotExpressions: [Expression], attributeSlotTargets: [AttributeTarget], functions: FunctionTable, readSlots: Set<Int>) {
         self.rule = rule
@@ -43,20 +53,29 @@ struct RuleProgram {
             let later = rule.computes[(position + 1)...].map(\.value) + attributeSlotExpressions
             return !later.contains { $0.referencedNames.contains(name) }
         }
+        func lower(_ expression: Expression) -> LoweredExpression {
+            Self.lower(expression, valueVariables: valueVariables, attributeVariables: attributeVariables,
+                       computeSlots: computedSlots, functions: functions)
+        }
+        loweredConditions = conditions.map(lower)
+        loweredComputes = rule.computes.map { (computedSlots[$0.name]!, lower($0.value)) }
+        loweredAttributeExpressions = attributeSlotExpressions.map(lower)
+        computedSlotCount = (computedSlots.values.max() ?? -1) + 1
     }
 
-    /// One condition alone, on a match that binds what it reads: nil when it holds, else the
+    /// Condition `index` alone, on a match that binds what it reads: nil when it holds, else the
     /// refusal `prepare` gives for it.
-    func check(_ condition: Expression, _ match: Match, _ context: RewriteContext) -> RuleRefusal? {
+    func check(_ index: Int, _ match: Match, _ context: RewriteContext) -> RuleRefusal? {
         var scope = Scope(program: self, match: match, context: context)
-        return check(condition, &scope)
+        return check(index, &scope)
     }
 
-    private func check(_ condition: Expression, _ scope: inout Scope) -> RuleRefusal? {
+    private func check(_ index: Int, _ scope: inout Scope) -> RuleRefusal? {
+        let condition = conditions[index]
         var refusal: RuleRefusal
         do {
             scope.why = nil
-            let value = try scope.evaluate(condition)
+            let value = try scope.evaluate(loweredConditions[index])
             let holds: Bool
             switch value {
             case .boolean(let flag): holds = flag
@@ -67,7 +86,7 @@ struct RuleProgram {
             if holds { return nil }
             // `constant(w)` says which value is not; a compound condition is shown whole (its
             // last call's reason may belong to a part that did not decide).
-            if case .call = condition, let why = scope.why {
+            if loweredConditions[index].isCall, let why = scope.why {
                 refusal = RuleRefusal(why)
             } else {
                 refusal = RuleRefusal("`\(condition)` is false")
@@ -93,8 +112,8 @@ struct RuleProgram {
     func prepare(_ match: Match, _ context: RewriteContext) -> Result<PreparedReplacement, RuleRefusal> {
         var scope = Scope(program: self, match: match, context: context)
         // Each `where` line, one conjunct at a time, so a refusal names the condition that failed.
-        for (index, condition) in conditions.enumerated() {
-            if var refusal = check(condition, &scope) {
+        for index in conditions.indices {
+            if var refusal = check(index, &scope) {
                 refusal.failedCheck = index
                 return .failure(refusal)
             }
@@ -112,7 +131,8 @@ struct RuleProgram {
             }
             do {
                 let value: EvalValue
-                switch streamable[position] ? try scope.evaluateStreaming(assignment.value) : .value(try scope.evaluate(assignment.value)) {
+                let (slot, lowered) = loweredComputes[position]
+                switch streamable[position] ? try scope.evaluateStreaming(lowered) : .value(try scope.evaluate(lowered)) {
                 case .value(let evaluated):
                     value = evaluated
                 case .streamed(let streamed):
@@ -122,7 +142,7 @@ struct RuleProgram {
                     }
                     continue
                 }
-                scope.computed[assignment.name] = value
+                scope.computed[slot] = value
                 var tensorValue = value
                 if case .integer = value { tensorValue = .tensor(try value.asTensor().0, .int64) }
                 if case .list(let items) = value, items.allSatisfy({ if case .integer = $0 { return true }; return false }) {
@@ -130,7 +150,7 @@ struct RuleProgram {
                     tensorValue = .tensor(try value.asTensor().0, .int64)
                 }
                 guard case .tensor(let array, let type) = tensorValue else {
-                    if readSlots.contains(computedSlots[assignment.name]!) {
+                    if readSlots.contains(slot) {
                         return refused("\(assignment.name) is \(value.kind), which a node cannot read")
                     }
                     // Not a tensor: usable in later computations only.
@@ -140,7 +160,7 @@ struct RuleProgram {
                 // A non-finite value stops the rule where it first appears (k, not the w2 made from it).
                 guard array.isFinite else { return refused("\(assignment.name) is not finite") }
                 // Only what a node reads becomes a tensor of the model; intermediates stay float64.
-                guard readSlots.contains(computedSlots[assignment.name]!) else {
+                guard readSlots.contains(slot) else {
                     tensors.append(Tensor(dataType: .float, dims: [0], storage: .none))
                     continue
                 }
@@ -171,9 +191,10 @@ struct RuleProgram {
         }
         scope.recording = false
         var attributes: [AttributeValue] = []
-        for (expression, target) in zip(attributeSlotExpressions, attributeSlotTargets) {
+        for (position, target) in attributeSlotTargets.enumerated() {
+            let expression = attributeSlotExpressions[position]
             do {
-                let value = try scope.evaluate(expression)
+                let value = try scope.evaluate(loweredAttributeExpressions[position])
                 // Typed as the operator's schema declares it at the model's opset (a FLOAT
                 // epsilon from a one-element tensor); an operator without a schema takes the
                 // value's own type.
@@ -336,7 +357,8 @@ struct RuleProgram {
         let program: RuleProgram
         let match: Match
         let context: RewriteContext
-        var computed: [String: EvalValue] = [:]
+        /// The values of the `compute` assignments so far, by slot (`RuleProgram.computedSlots`).
+        var computed: [EvalValue?]
         /// Why the last `constant(...)` (or similar) check was false, for explanations.
         var why: String?
         /// The elements created so far for this match (`EvaluationLimits.maximumWorkPerApplication`).
@@ -357,14 +379,12 @@ struct RuleProgram {
             self.program = program
             self.match = match
             self.context = context
+            computed = Array(repeating: nil, count: program.computedSlotCount)
         }
 
-        /// The graph value bound to `name`: `.some(nil)` when absent (an optional input the node
-        /// lacks, or a variable only another form of the rule binds); nil when `name` is not a
-        /// value variable.
-        func graphValue(_ name: String) -> Value?? {
-            program.valueVariables[name].map { match.values[$0] ?? nil }
-        }
+        /// The graph value of value variable `index`: nil when absent (an optional input the
+        /// node lacks, or a variable only another form of the rule binds).
+        func graphValue(_ index: Int) -> Value? { match.values[index] ?? nil }
 
         func constant(_ value: Value) -> Tensor? {
             value.constantTensor(freezeInitializerInputs: context.freezeInitializerInputs)
@@ -385,7 +405,7 @@ struct RuleProgram {
 
         /// The value of `expression`, its work counted: one, plus the elements of the result of
         /// an operation or a call (a name's value exists already).
-        mutating func evaluate(_ expression: Expression) throws(EvaluationError) -> EvalValue {
+        mutating func evaluate(_ expression: LoweredExpression) throws(EvaluationError) -> EvalValue {
             let value = try evaluateUncounted(expression)
             try charge(expression, elements: value.elementCount)
             return value
@@ -393,61 +413,67 @@ struct RuleProgram {
 
         /// Counts the work of `expression`, whose value has `elements` elements (see `evaluate`),
         /// and checks the limit.
-        mutating func charge(_ expression: Expression, elements: Int) throws(EvaluationError) {
-            switch expression {
-            case .unary, .binary, .call, .list: work += 1 + elements
-            default: work += 1
-            }
+        mutating func charge(_ expression: LoweredExpression, elements: Int) throws(EvaluationError) {
+            work += expression.makesValue ? 1 + elements : 1
             guard work <= workLimit else {
                 throw EvaluationError.limit("the rule created more than \(workLimit) elements for one match (the results of its operations and calls), the limit")
             }
         }
 
-        private mutating func evaluateUncounted(_ expression: Expression) throws(EvaluationError) -> EvalValue {
+        private mutating func evaluateUncounted(_ expression: LoweredExpression) throws(EvaluationError) -> EvalValue {
             switch expression {
-            case .number(let value, let integer, _):
-                return integer.map { .integer($0) } ?? .real(value)
-            case .string(let text, _):
-                return .string(text)
-            case .boolean(let flag, _):
-                return .boolean(flag)
-            case .list(let items, _):
+            case .literal(let value):
+                return value
+            case .list(let items):
                 var values: [EvalValue] = []
+                values.reserveCapacity(items.count)
                 for item in items { values.append(try evaluate(item)) }
                 return .list(values)
-            case .name(let name, _):
-                return try lookup(name)
-            case .unary(let op, let operand, _):
+            case .valueVariable(let index, let name):
+                return try lookupValue(index, name)
+            case .attributeVariable(let index, _):
+                guard let value = match.attributes[index] else { return .absent }
+                return try evalValue(of: value)
+            case .computed(let slot, let name):
+                if let value = computed[slot] { return value }
+                if let type = DataType(name: name) { return .dataType(type) }
+                throw EvaluationError("'\(name)' is not defined")
+            case .dataType(let type):
+                return .dataType(type)
+            case .undefined(let name):
+                throw EvaluationError("'\(name)' is not defined")
+            case .unary(let op, let operand):
                 return try applyUnary(op.rawValue, try evaluate(operand))
-            case .binary(.and, let lhs, let rhs, _):
+            case .binary(.and, let lhs, let rhs):
                 guard try evaluate(lhs).asBoolean(for: "&&") else { return .boolean(false) }
                 return .boolean(try evaluate(rhs).asBoolean(for: "&&"))
-            case .binary(.or, let lhs, let rhs, _):
+            case .binary(.or, let lhs, let rhs):
                 if try evaluate(lhs).asBoolean(for: "||") { return .boolean(true) }
                 return .boolean(try evaluate(rhs).asBoolean(for: "||"))
-            case .binary(let op, let lhs, let rhs, _):
+            case .binary(let op, let lhs, let rhs):
                 let left = try evaluate(lhs)
                 return try apply(op.rawValue, left, try evaluate(rhs))
-            case .call(let name, let arguments, _):
-                if callReadsGraph(name, arguments, isMatchValue: { program.valueVariables[$0] != nil }) {
-                    if replaying { return try replayed().value }
-                    // What the call evaluates inside is not recorded: a replay skips the call.
-                    let wasRecording = recording
-                    recording = false
-                    defer { recording = wasRecording }
-                    let value = try callGraphFunction(name, arguments)
-                    if wasRecording { tape.append(.value(value)) }
-                    return value
-                }
+            case .graphCall(let name, let named, let arguments):
+                if replaying { return try replayed().value }
+                // What the call evaluates inside is not recorded: a replay skips the call.
+                let wasRecording = recording
+                recording = false
+                defer { recording = wasRecording }
+                let value = try callGraphFunction(name, named, arguments)
+                if wasRecording { tape.append(.value(value)) }
+                return value
+            case .opset(let arguments):
                 var values: [EvalValue] = []
                 for argument in arguments { values.append(try evaluate(argument)) }
-                if name == "opset" {
-                    if replaying { return try replayed().value }
-                    let value = try opset(values)
-                    if recording { tape.append(.value(value)) }
-                    return value
-                }
-                if name == "matmul", values.count == 2, case .tensor(let left, _) = values[0], case .tensor(let right, _) = values[1],
+                if replaying { return try replayed().value }
+                let value = try opset(values)
+                if recording { tape.append(.value(value)) }
+                return value
+            case .call(let function, let arguments):
+                var values: [EvalValue] = []
+                values.reserveCapacity(arguments.count)
+                for argument in arguments { values.append(try evaluate(argument)) }
+                if function.name == "matmul", values.count == 2, case .tensor(let left, _) = values[0], case .tensor(let right, _) = values[1],
                    let work = NDArray.matmulWork(left.shape, right.shape) {
                     // All the matmuls of one match share the limit: checked before the work.
                     let (total, overflow) = matmulWork.addingReportingOverflow(work)
@@ -457,7 +483,7 @@ struct RuleProgram {
                     }
                     matmulWork = total
                 }
-                return try program.functions.call(name, values)
+                return try function.call(values)
             }
         }
 
@@ -510,30 +536,23 @@ struct RuleProgram {
             return .integer(version)
         }
 
-        mutating func lookup(_ name: String) throws(EvaluationError) -> EvalValue {
-            if replaying, program.valueVariables[name] != nil {
+        /// The constant value variable `index` (named `name`) is bound to, in float64; absent
+        /// when the variable is; an error when it is not a constant.
+        mutating func lookupValue(_ index: Int, _ name: String) throws(EvaluationError) -> EvalValue {
+            if replaying {
                 switch try replayed() {
                 case .tensor(let tensor): return .tensor(try Self.read(tensor), tensor.dataType)
                 case .value(let value): return value
                 }
             }
-            if let bound = graphValue(name) {
-                guard let value = bound else {
-                    if recording { tape.append(.value(.absent)) }
-                    return .absent
-                }
-                guard let tensor = constant(value) else { throw EvaluationError(notConstantReason(name, value)) }
-                let array = try Self.read(tensor)
-                if recording { tape.append(.tensor(tensor)) }
-                return .tensor(array, tensor.dataType)
+            guard let value = graphValue(index) else {
+                if recording { tape.append(.value(.absent)) }
+                return .absent
             }
-            if let index = program.attributeVariables[name] {
-                guard let value = match.attributes[index] else { return .absent }
-                return try evalValue(of: value)
-            }
-            if let value = computed[name] { return value }
-            if let type = DataType(name: name) { return .dataType(type) }
-            throw EvaluationError("'\(name)' is not defined")
+            guard let tensor = constant(value) else { throw EvaluationError(notConstantReason(name, value)) }
+            let array = try Self.read(tensor)
+            if recording { tape.append(.tensor(tensor)) }
+            return .tensor(array, tensor.dataType)
         }
 
         func evalValue(of attribute: AttributeValue) throws(EvaluationError) -> EvalValue {
@@ -566,24 +585,26 @@ struct RuleProgram {
             }
         }
 
-        mutating func callGraphFunction(_ function: String, _ arguments: [Expression]) throws(EvaluationError) -> EvalValue {
+        mutating func callGraphFunction(_ function: String, _ named: [LoweredExpression.GraphArgument],
+                                        _ arguments: [LoweredExpression]) throws(EvaluationError) -> EvalValue {
             var bound: [(String, Value?)] = []
-            for argument in arguments {
-                guard case .name(let name, _) = argument else {
+            bound.reserveCapacity(named.count)
+            for argument in named {
+                switch argument {
+                case .notAName:
                     if function == "dim" { continue }
                     throw EvaluationError("\(function)() takes variables")
-                }
-                if let value = graphValue(name) {
-                    bound.append((name, value))
-                } else if function == "constant", computed[name] != nil || program.attributeVariables[name] != nil {
-                    continue  // computed values and attributes are constants
-                } else if function == "absent", let index = program.attributeVariables[name] {
+                case .value(let index, let name):
+                    bound.append((name, graphValue(index)))
+                case .computed(let slot, _) where function == "constant" && computed[slot] != nil:
+                    continue  // computed values are constants
+                case .attribute(let index, let name) where function == "constant" || function == "absent":
+                    if function == "constant" { continue }  // attributes are constants
                     if match.attributes[index] != nil {
                         why = "\(name) is present"
                         return .boolean(false)
                     }
-                    continue
-                } else {
+                case .attribute(_, let name), .computed(_, let name), .other(let name):
                     throw EvaluationError("\(function)(): '\(name)' is not a value of the match")
                 }
             }
@@ -718,15 +739,15 @@ final class ComputeReplay: @unchecked Sendable {
             scope.replaying = true
             var result: EvalValue = .absent
             for position in steps {
-                let assignment = program.rule.computes[position]
+                let (slot, lowered) = program.loweredComputes[position]
                 scope.tape = tapes[position]
                 scope.cursor = 0
                 guard position == target, program.streamable[position] else {
-                    result = try scope.evaluate(assignment.value)
-                    scope.computed[assignment.name] = result
+                    result = try scope.evaluate(lowered)
+                    scope.computed[slot] = result
                     continue
                 }
-                switch try scope.evaluateStreaming(assignment.value) {
+                switch try scope.evaluateStreaming(lowered) {
                 case .value(let value):
                     result = value
                 case .streamed(let streamed):

@@ -158,19 +158,19 @@ extension RuleProgram.Scope {
     /// counted, the same tape recorded or replayed and the same errors: a streamed value's
     /// elements are the whole evaluation's, and an operation streaming cannot do (a second one,
     /// a broadcast that grows the constant) computes the whole value as `evaluate` would.
-    mutating func evaluateStreaming(_ expression: Expression) throws(EvaluationError) -> StreamableValue {
+    mutating func evaluateStreaming(_ expression: LoweredExpression) throws(EvaluationError) -> StreamableValue {
         switch expression {
-        case .name(let name, _):
-            guard let streamed = streamableConstant(name) else { return .value(try evaluate(expression)) }
+        case .valueVariable(let index, _):
+            guard let streamed = streamableConstant(index) else { return .value(try evaluate(expression)) }
             try charge(expression, elements: streamed.count)
             return .streamed(streamed)
-        case .call("reshape", let arguments, _) where arguments.count == 2 && program.functions.isBuiltin("reshape"):
+        case .call(let function, let arguments) where arguments.count == 2 && function.name == "reshape" && function.isBuiltin:
             let first = try evaluateStreaming(arguments[0])
             let target = try evaluate(arguments[1])
             guard case .streamed(var streamed) = first,
                   let newShape = try? target.asIntegers(),
                   let shape = try? NDArray.reshapedShape(streamed.shape, count: streamed.count, to: newShape) else {
-                let value = try program.functions.call("reshape", [try materialized(first), target])
+                let value = try function.call([try materialized(first), target])
                 try charge(expression, elements: value.elementCount)
                 return .value(value)
             }
@@ -178,7 +178,7 @@ extension RuleProgram.Scope {
             if streamed.operation == nil { streamed.shapeAtOperation = shape }
             try charge(expression, elements: streamed.count)
             return .streamed(streamed)
-        case .binary(let op, let lhs, let rhs, _) where op == .add || op == .subtract || op == .multiply || op == .divide:
+        case .binary(let op, let lhs, let rhs) where op == .add || op == .subtract || op == .multiply || op == .divide:
             let left = try evaluateStreaming(lhs)
             let right: StreamableValue
             if case .value = left { right = try evaluateStreaming(rhs) } else { right = .value(try evaluate(rhs)) }
@@ -233,14 +233,13 @@ extension RuleProgram.Scope {
     /// The constant a variable is bound to, read (recorded or replayed) as `lookup` reads it, to
     /// stream when it is large enough (at least `EvaluationLimits.minimumDeferredBytes`, as what
     /// is computed from it is deferred); nil otherwise, with nothing read.
-    private mutating func streamableConstant(_ name: String) -> StreamedTensor? {
-        guard program.valueVariables[name] != nil else { return nil }
+    private mutating func streamableConstant(_ index: Int) -> StreamedTensor? {
         let tensor: Tensor
         if replaying {
             guard cursor < tape.count, case .tensor(let recorded) = tape[cursor] else { return nil }
             tensor = recorded
         } else {
-            guard let bound = graphValue(name), let value = bound, let constant = constant(value) else { return nil }
+            guard let value = graphValue(index), let constant = constant(value) else { return nil }
             tensor = constant
         }
         guard let streamed = StreamedTensor(source: tensor), streamed.bytes.count >= EvaluationLimits.current.minimumDeferredBytes else {

@@ -11,10 +11,13 @@ final class OperatorAnalysis {
     let foldElementLimit: Int
     /// Nodes whose constant inputs hold more elements than this together are not evaluated.
     let foldInputElementLimit: Int
-    /// merge-duplicates' index: nodes seen so far by a hash of what makes two nodes equal
-    /// (operator, inputs, attributes), so a node is compared only with likely equals, not with
-    /// every reader of its first input. Entries of erased nodes are skipped and dropped.
-    var nodesBySignature: [Int: [Node]] = [:]
+    // merge-duplicates' index: nodes seen so far by a hash of what makes two nodes equal
+    // (operator, inputs, attributes), so a node is compared only with likely equals, not with
+    // every reader of its first input. Entries of erased nodes are skipped and dropped.
+    /// The first node of each signature (most have one: no array is made for them) ...
+    var firstNodeBySignature: [Int: Node] = [:]
+    /// ... and the later ones of the signatures that have more.
+    var laterNodesBySignature: [Int: [Node]] = [:]
 
     init(inference: ShapeInference, foldElementLimit: Int) {
         self.inference = inference
@@ -237,18 +240,26 @@ func foldShapeArithmetic(_ node: Node, _ analysis: OperatorAnalysis, _ context: 
 
 func mergeDuplicates(_ node: Node, _ analysis: OperatorAnalysis, _ context: RewriteContext) -> Result<NativeEdit, RuleRefusal> {
     guard node.isDefaultDomain || node.domain == "ai.onnx.ml" else { return .failure(RuleRefusal("not a standard operator")) }
-    if let refusal = refuseNondeterministic(node, analysis, context) { return .failure(refusal) }
-    if !node.subgraphs.isEmpty { return .failure(RuleRefusal("the node has subgraphs")) }
+    if node.holdsSubgraphs { return .failure(RuleRefusal("the node has subgraphs")) }
     guard node.inputs.contains(where: { $0 != nil }) else { return .failure(RuleRefusal("the node has no inputs")) }
     if let attribute = node.attributes.first(where: { !isComparable($0.value) }) {
         return .failure(RuleRefusal("attribute '\(attribute.name)' is of a kind that is not compared"))
     }
     let signature = nodeSignature(node)
-    // Taken out while it is worked on (no copy), and put back at the end. Entries of erased
-    // nodes are dropped as they are met.
-    var bucket = analysis.nodesBySignature.removeValue(forKey: signature) ?? []
+    guard let first = analysis.firstNodeBySignature[signature] else {
+        // The first of its kind, deterministic or not: a later equal node is refused below.
+        analysis.firstNodeBySignature[signature] = node
+        return .failure(RuleRefusal("no earlier node computes the same"))
+    }
+    if let refusal = refuseNondeterministic(node, analysis, context) { return .failure(refusal) }
+    // Taken out while it is worked on, and put back at the end. Entries of erased nodes are
+    // dropped as they are met.
+    var bucket = [first] + (analysis.laterNodesBySignature.removeValue(forKey: signature) ?? [])
     bucket.removeAll { $0.graph == nil }
-    defer { if !bucket.isEmpty { analysis.nodesBySignature[signature] = bucket } }
+    defer {
+        analysis.firstNodeBySignature[signature] = bucket.first
+        if bucket.count > 1 { analysis.laterNodesBySignature[signature] = Array(bucket.dropFirst()) }
+    }
     for other in bucket {
         guard other !== node, other.graph === node.graph, other.opType == node.opType,
               other.isDefaultDomain == node.isDefaultDomain, other.domain == node.domain || node.isDefaultDomain,
