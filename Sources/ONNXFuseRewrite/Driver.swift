@@ -131,7 +131,8 @@ struct Driver {
     var resolvedRoots: [RootKey: [Int]?] = [:]
     let model: Model
     let options: RewriteOptions
-    var names: NameAllocator
+    /// Made at the first new name: a run that rewrites nothing does not collect the model's names.
+    var names: NameAllocator?
     var worklist: [Node] = []
     var head = 0
     var queued = Set<ObjectIdentifier>()
@@ -211,7 +212,6 @@ struct Driver {
         anyOperatorRules = anyOperator
         self.model = model
         self.options = options
-        names = NameAllocator(model: model)
         counts = Array(repeating: 0, count: rules.count)
     }
 
@@ -476,7 +476,7 @@ struct Driver {
         for case (_, .computed(let slot)) in replacement.forwards { read.insert(slot) }
         var computed: [Value?] = Array(repeating: nil, count: prepared.tensors.count)
         for slot in read.sorted() {
-            computed[slot] = graph.addInitializer(name: names.fresh("\(anchorName)_\(replacement.computedNames[slot])"),
+            computed[slot] = graph.addInitializer(name: freshName("\(anchorName)_\(replacement.computedNames[slot])"),
                                                   tensor: prepared.tensors[slot])
         }
         var fresh: [Value?] = Array(repeating: nil, count: replacement.freshNames.count)
@@ -502,7 +502,7 @@ struct Driver {
                 // The new value takes the old one's name at once: the old value leaves the
                 // graph before this rewrite ends.
                 case .replaces(let v): return match.value(v)!.name
-                case .fresh(let index): return names.fresh(replacement.freshNames[index])
+                case .fresh(let index): return freshName(replacement.freshNames[index])
                 case .none: return nil
                 }
             }
@@ -668,7 +668,7 @@ struct Driver {
                 if output.isGraphOutput { renames.append((value, output.name)) }
             case .tensor(let tensor):
                 // The constant takes the replaced value's name once that value is gone.
-                new = graph.addInitializer(name: names.fresh(output.name), tensor: tensor)
+                new = graph.addInitializer(name: freshName(output.name), tensor: tensor)
                 renames.append((new, output.name))
             }
             readers += replace(output, with: new)
@@ -704,7 +704,7 @@ struct Driver {
                 let owner = node.outputs.compactMap({ $0?.name }).first ?? node.name ?? node.opType
                 let base = "\(owner)_\(tensor.name ?? "input\(position)")"
                 tensor.name = nil
-                new = graph.addInitializer(name: names.fresh(base), tensor: tensor)
+                new = graph.addInitializer(name: freshName(base), tensor: tensor)
             }
             if let old = node.input(position) { freed.append(old) }
             while node.inputs.count <= position { node.appendInput(nil) }
@@ -814,6 +814,12 @@ struct Driver {
     /// Removes initializers and nodes that nothing uses any more, starting from `values`. A
     /// value deeper in a removed chain that is left with a single reader has that reader queued:
     /// rules that need a value read once (fusing a pair of nodes) may apply there now.
+    /// A name no value of the model has, from `base`.
+    mutating func freshName(_ base: String) -> String {
+        if names == nil { names = NameAllocator(model: model) }
+        return names!.fresh(base)
+    }
+
     mutating func removeUnused(_ values: [Value]) {
         var stack = values
         var firstLevel = Set(values.map(ObjectIdentifier.init))

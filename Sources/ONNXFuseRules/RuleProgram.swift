@@ -227,9 +227,14 @@ struct RuleProgram {
         var samples = sampled.map { [Double](repeating: 0, count: $0.count) }
         var finite = true
         var finiteStored = true
-        try streamed.forEachChunk { start, chunk in
-            finite = finite && NDArray.allFinite(chunk)
-            finiteStored = finiteStored && NDArray.allFinite(chunk, storedAs: type)
+        // Most weights are shown finite by their largest magnitude: then only the samples are
+        // computed, and the result is made once, at the save.
+        let provablyFinite = try streamed.provablyFinite()
+        try streamed.forEachChunk(in: provablyFinite ? sampled : nil) { start, chunk in
+            if !provablyFinite {
+                finite = finite && NDArray.allFinite(chunk)
+                finiteStored = finiteStored && NDArray.allFinite(chunk, storedAs: type)
+            }
             let chunkRange = start..<(start + chunk.count)
             for (index, range) in sampled.enumerated() where range.overlaps(chunkRange) {
                 let common = range.clamped(to: chunkRange)

@@ -62,12 +62,14 @@ struct StreamedTensor {
     }
 
     /// Calls `body` with the result's elements in order, `chunkLength` at a time (the last
-    /// chunk may be shorter), and the position of each chunk's first element.
-    func forEachChunk(_ body: (Int, UnsafeBufferPointer<Double>) throws(EvaluationError) -> Void) throws(EvaluationError) {
+    /// chunk may be shorter), and the position of each chunk's first element. With `ranges`,
+    /// only the elements in them are computed, and given in pieces as short as they are.
+    func forEachChunk(in ranges: [Range<Int>]? = nil,
+                      _ body: (Int, UnsafeBufferPointer<Double>) throws(EvaluationError) -> Void) throws(EvaluationError) {
         guard count > 0 else { return }
         do {
             // A deferred constant (another fold's weight) is computed for this pass only.
-            try bytes.withTransientBytes { raw in try stream(raw, body) }
+            try bytes.withTransientBytes { raw in try stream(raw, ranges, body) }
             bytes.releaseResidentPagesOfLargeWeight()
         } catch let error as EvaluationError {
             throw error
@@ -76,15 +78,33 @@ struct StreamedTensor {
         }
     }
 
-    private func stream(_ raw: UnsafeRawBufferPointer, _ body: (Int, UnsafeBufferPointer<Double>) throws(EvaluationError) -> Void) throws(EvaluationError) {
+    private func stream(_ raw: UnsafeRawBufferPointer, _ ranges: [Range<Int>]?,
+                        _ body: (Int, UnsafeBufferPointer<Double>) throws(EvaluationError) -> Void) throws(EvaluationError) {
         let chunk = UnsafeMutableBufferPointer<Double>.allocate(capacity: min(count, Self.chunkLength))
         let elementSize = bytes.count / count
         defer { chunk.deallocate() }
         var filled = 0
         var start = 0
+        // The result's position of the next run (for `ranges`).
+        var position = 0
         // `length` results from the constant's element `at` on, the operand read from
         // `operandAt` on in steps of `operandStep`.
         func take(_ at: Int, _ length: Int, _ operandAt: Int, _ operandStep: Int) throws(EvaluationError) {
+            if let ranges {
+                let run = position..<(position + length)
+                position += length
+                for range in ranges where range.overlaps(run) {
+                    let common = range.clamped(to: run)
+                    let offset = common.lowerBound - run.lowerBound
+                    for piece in stride(from: 0, to: common.count, by: chunk.count) {
+                        let n = min(common.count - piece, chunk.count)
+                        readReals(raw.baseAddress! + (at + offset + piece) * elementSize, as: source.dataType, count: n, into: chunk.baseAddress!)
+                        if let operation { apply(operation, to: chunk.baseAddress!, count: n, operandAt + (offset + piece) * operandStep, operandStep) }
+                        try body(common.lowerBound + piece, UnsafeBufferPointer(rebasing: chunk[..<n]))
+                    }
+                }
+                return
+            }
             var done = 0
             while done < length {
                 let n = min(length - done, chunk.count - filled)
@@ -118,6 +138,49 @@ struct StreamedTensor {
             try take(0, count, 0, 0)
         }
         if filled > 0 { try body(start, UnsafeBufferPointer(rebasing: chunk[..<filled])) }
+    }
+
+    /// Whether every element is finite in float64 and once stored, shown without computing the
+    /// result: from the largest magnitude of a float constant (one pass over its bits) and the
+    /// operand's. False when that does not show it (it may still be finite): the caller then
+    /// checks every element.
+    func provablyFinite() throws(EvaluationError) -> Bool {
+        // A deferred constant not kept in memory would be computed twice (here and for the samples).
+        guard source.dataType == .float, count > 0, bytes.deferred?.isResident ?? true else { return false }
+        var largestBits: UInt32 = 0
+        do {
+            try bytes.withTransientBytes { raw in
+                // The magnitude's bits order non-negative floats as their values do, and put
+                // infinities and NaNs above every finite one.
+                for index in 0..<count {
+                    largestBits = max(largestBits, raw.loadUnaligned(fromByteOffset: index * 4, as: UInt32.self) & 0x7fff_ffff)
+                }
+            }
+            bytes.releaseResidentPagesOfLargeWeight()
+        } catch {
+            return false
+        }
+        guard largestBits < 0x7f80_0000 else { return false }
+        let largest = Double(Float(bitPattern: largestBits))
+        guard let operation else { return true }
+        var operandLargest = 0.0
+        var operandSmallest = Double.infinity
+        for value in operation.operand.values {
+            guard value.isFinite else { return false }
+            operandLargest = max(operandLargest, abs(value))
+            operandSmallest = min(operandSmallest, abs(value))
+        }
+        let bound: Double
+        switch operation.op {
+        case "+", "-": bound = largest + operandLargest
+        case "*": bound = largest * operandLargest
+        default:
+            guard operation.constantOnLeft, operandSmallest > 0 else { return false }
+            bound = largest / operandSmallest
+        }
+        // A margin for the rounding of the one float64 operation; a value at most the largest
+        // float rounds to a finite float.
+        return bound * (1 + 1e-9) <= Double(Float.greatestFiniteMagnitude)
     }
 
     /// Combines `count` constant elements at `values` with the operand in place, with

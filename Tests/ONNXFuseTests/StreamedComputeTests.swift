@@ -133,6 +133,28 @@ final class StreamedComputeTests: XCTestCase {
         }
     }
 
+    /// A float weight's largest magnitude usually shows the result finite without computing it;
+    /// where it does not (an element near the largest float, in a channel scaled down), every
+    /// element is checked, and a result that is finite still fires and saves the same bytes.
+    /// A NaN or an infinity in the weight is refused as before.
+    func testResultsTheLargestMagnitudeDoesNotShowFiniteAreCheckedElementByElement() throws {
+        var values = (0..<288).map { Double($0 % 13) * 0.5 - 3 }
+        values[40] = 3e38  // channel 1, scaled by 0.5 below
+        let scaled = "w * reshape([2, 0.5, 1, 1, 1, 1, 1, 1], [8, 1, 1, 1])"
+        let whole = try run(scaled, .float, values, streamed: false)
+        let streamed = try run(scaled, .float, values, streamed: true)
+        XCTAssertEqual(whole.fired, ["stream-form ×1"], "\(whole.explanations)")
+        XCTAssertEqual(streamed.fired, whole.fired)
+        XCTAssertEqual(streamed.bytes, whole.bytes)
+        for bad in [Double.nan, .infinity] {
+            values[200] = bad
+            let whole = try run("w * 0.5", .float, values, streamed: false)
+            let streamed = try run("w * 0.5", .float, values, streamed: true)
+            XCTAssertEqual(whole.fired, [], "\(bad)")
+            XCTAssertEqual(streamed.explanations, whole.explanations, "\(bad)")
+        }
+    }
+
     /// Errors of the operations streamed (a reshape to the wrong size, tensors of two element
     /// types) are the whole evaluation's.
     func testErrorsAreThoseOfTheWholeEvaluation() throws {
