@@ -18,8 +18,7 @@ func mergeDuplicateInitializers(_ model: Model) -> Int {
         var groups: [Int: [Value]] = [:]
         var order: [Int] = []
         for value in graph.initializers where value.definition == .initializer && !value.isGraphOutput {
-            guard let tensor = value.initializer else { continue }
-            let key = tensorHash(tensor, whole: false)
+            guard let key = value.withInitializer({ tensorHash($0, whole: false) }) else { continue }
             guard let earlier = first[key] else {
                 first[key] = value
                 continue

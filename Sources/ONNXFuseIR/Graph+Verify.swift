@@ -29,7 +29,9 @@ extension Graph {
         var outputCounts: [ObjectIdentifier: Int] = [:]
         var defined: [Value] = []
         var reads = 0
-        try verify(scope: Scope(parent: nil), outputCounts: &outputCounts, defined: &defined, reads: &reads)
+        var visible: [String: Value] = [:]
+        visible.reserveCapacity(inputs.count + initializers.count + nodeCount * 2)
+        try verify(visible: &visible, outputCounts: &outputCounts, defined: &defined, reads: &reads)
         // Each listed use is a distinct real read, and each read is listed: with equal totals,
         // no value lists a use that some node outside this model makes.
         let listed = defined.reduce(0) { $0 + $1.uses.count }
@@ -44,38 +46,36 @@ extension Graph {
         }
     }
 
-    /// Names visible at a point: this graph's definitions so far and every enclosing scope's.
-    final class Scope {
-        let parent: Scope?
-        var values: [String: Value] = [:]
-        init(parent: Scope?) { self.parent = parent }
-
-        func lookup(_ name: String) -> Value? { values[name] ?? parent?.lookup(name) }
-    }
-
     private func fail(_ text: String) -> IRInvariantError {
         IRInvariantError(description: "graph '\(name ?? "")': \(text)")
     }
 
-    private func verify(scope outer: Scope, outputCounts: inout [ObjectIdentifier: Int],
+    /// `visible` holds the values in scope by name: this graph's definitions so far and those
+    /// of the enclosing graphs before the node holding it. A subgraph's own names leave it when
+    /// its check ends, so that its siblings and what follows do not see them.
+    private func verify(visible: inout [String: Value], outputCounts: inout [ObjectIdentifier: Int],
                         defined: inout [Value], reads: inout Int) throws {
-        let scope = Scope(parent: outer)
-        scope.values.reserveCapacity(inputs.count + initializers.count + nodeCount * 2)
+        let firstDefined = defined.count
+        defer {
+            if parentNode != nil {
+                for value in defined[firstDefined...] where visible[value.name] === value { visible[value.name] = nil }
+            }
+        }
         // Messages are built only on failure: this runs for every value of every model loaded.
         func define(_ value: Value, _ what: @autoclosure () -> String) throws {
-            if let existing = scope.lookup(value.name) {
+            if let existing = visible.updateValue(value, forKey: value.name) {
+                visible[value.name] = existing
                 if existing === value { throw fail("\(what()) '\(value.name)' is defined twice") }
                 throw fail("\(what()) '\(value.name)' reuses the name of another value in scope")
             }
             guard value.graphStorage === self else { throw fail("\(what()) '\(value.name)' belongs to another graph") }
-            scope.values[value.name] = value
             defined.append(value)
             for use in value.uses {
                 guard use.inputIndex < use.node.inputs.count, use.node.inputs[use.inputIndex] === value, use.node.graph != nil else {
                     throw fail("value '\(value.name)' lists a use (\(use.node.opType) input \(use.inputIndex)) that does not read it")
                 }
             }
-            if value.uses.count > 1, Set(value.uses).count != value.uses.count { throw fail("value '\(value.name)' lists a use twice") }
+            if value.uses.count > 1, Self.hasRepeatedUse(value.uses) { throw fail("value '\(value.name)' lists a use twice") }
         }
 
         for input in inputs {
@@ -85,7 +85,9 @@ extension Graph {
         for value in initializers {
             guard value.initializer != nil else { throw fail("initializer '\(value.name)' has no tensor") }
             if value.definition == .graphInput {
-                guard scope.values[value.name] === value else { throw fail("initializer '\(value.name)' is marked as an input but is not one") }
+                guard value.graphStorage === self, visible[value.name] === value else {
+                    throw fail("initializer '\(value.name)' is marked as an input but is not one")
+                }
                 continue
             }
             guard value.definition == .initializer else { throw fail("initializer '\(value.name)' is not defined as one") }
@@ -108,7 +110,7 @@ extension Graph {
             func label() -> String { "node '\(node.name ?? "")' (\(node.opType))" }
             for (index, input) in node.inputs.enumerated() {
                 guard let input else { continue }
-                guard scope.lookup(input.name) === input else {
+                guard visible[input.name] === input else {
                     throw fail("\(label()) reads '\(input.name)', which is not defined before it in scope")
                 }
                 // Every listed use is a distinct real read (checked where the value is
@@ -120,7 +122,7 @@ extension Graph {
             }
             for graph in node.subgraphs {
                 guard graph.parentNode === node else { throw fail("a subgraph of \(label()) does not know its node") }
-                try graph.verify(scope: scope, outputCounts: &outputCounts, defined: &defined, reads: &reads)
+                try graph.verify(visible: &visible, outputCounts: &outputCounts, defined: &defined, reads: &reads)
             }
             for (index, output) in node.outputs.enumerated() {
                 guard let output else { continue }
@@ -133,7 +135,7 @@ extension Graph {
         guard count == nodeCount, previous === lastNode else { throw fail("node count or tail is wrong") }
 
         for (index, output) in outputs.enumerated() {
-            guard scope.lookup(output.value.name) === output.value else {
+            guard visible[output.value.name] === output.value else {
                 throw fail("graph output '\(output.value.name)' is not defined in scope")
             }
             guard indexOfOutputs(names: output.value, at: index) else {
@@ -141,5 +143,14 @@ extension Graph {
             }
             outputCounts[ObjectIdentifier(output.value), default: 0] += 1
         }
+    }
+
+    /// Whether a use appears twice (a few uses are compared pairwise, more through a set).
+    private static func hasRepeatedUse(_ uses: [Use]) -> Bool {
+        guard uses.count > 8 else {
+            for i in uses.indices { for j in uses.indices where j > i && uses[i] == uses[j] { return true } }
+            return false
+        }
+        return Set(uses).count != uses.count
     }
 }

@@ -58,6 +58,12 @@ public final class Value {
     }
     /// What shape inference found out about it; nil until inference runs (see `ONNXFuseOps`).
     public var inferred: InferredFacts?
+    /// `body`'s result on the initializer tensor, read in place (nil when there is none).
+    public func withInitializer<R>(_ body: (Tensor) throws -> R) rethrows -> R? {
+        guard let box = initializerBox else { return nil }
+        return try body(box.value)
+    }
+
     /// Whether it has an initializer tensor (without copying the tensor out).
     public var hasInitializer: Bool { initializerBox != nil }
 
@@ -116,7 +122,7 @@ public final class Value {
     /// Whether it is a graph input with an initializer that a caller may override at run
     /// time (from IR version 4 on). Such a value is not a constant.
     public var isOverridableInitializer: Bool {
-        guard definition == .graphInput, initializer != nil else { return false }
+        guard definition == .graphInput, initializerBox != nil else { return false }
         return (graph?.model?.irVersion ?? Int64.max) >= 4
     }
 
@@ -136,6 +142,31 @@ public final class Value {
         case .sparseInitializer, .detached:
             return nil
         }
+    }
+
+    /// `body`'s result on `constantTensor(freezeInitializerInputs:)`, an initializer read in
+    /// place rather than copied out; nil when there is no constant tensor.
+    public func withConstantTensor<R>(freezeInitializerInputs: Bool = false, _ body: (Tensor) throws -> R) rethrows -> R? {
+        switch definition {
+        case .initializer:
+            return try withInitializer(body)
+        case .graphInput:
+            guard freezeInitializerInputs || !isOverridableInitializer else { return nil }
+            return try withInitializer(body)
+        default:
+            return try constantTensor(freezeInitializerInputs: freezeInitializerInputs).map(body)
+        }
+    }
+
+    /// The dims of `constantTensor(freezeInitializerInputs:)`, without copying the tensor; nil
+    /// when there is no constant tensor.
+    public func constantDims(freezeInitializerInputs: Bool = false) -> [Int64]? {
+        withConstantTensor(freezeInitializerInputs: freezeInitializerInputs) { $0.dims }
+    }
+
+    /// Whether `constantTensor(freezeInitializerInputs:)` gives a tensor (without copying it).
+    public func isConstant(freezeInitializerInputs: Bool = false) -> Bool {
+        constantDims(freezeInitializerInputs: freezeInitializerInputs) != nil
     }
 
     /// The tensor a `Constant` node produces, from whichever value attribute it carries.

@@ -126,13 +126,14 @@ public final class ShapeInference {
     /// What is known of `value`: a constant's exact facts, else the inferred ones, else what
     /// the file declares.
     public func facts(of value: Value) -> ValueFacts {
-        if let tensor = value.constantTensor(freezeInitializerInputs: freezeInitializerInputs) {
+        let constantFacts = value.withConstantTensor(freezeInitializerInputs: freezeInitializerInputs) { tensor in
             let limit = tensor.dataType.isFloatingPoint ? realConstantElementLimit : constantElementLimit
             if let count = tensor.elementCount, count <= limit, let constant = try? TensorValue(tensor: tensor) {
                 return ValueFacts(constant: constant)
             }
             return ValueFacts(elementType: tensor.dataType, shape: tensor.dims.map { .value($0) })
         }
+        if let constantFacts { return constantFacts }
         if let inferred = value.inferred {
             return ValueFacts(elementType: inferred.elementType, shape: inferred.shape, shapeValue: inferred.shapeValue)
         }
@@ -141,7 +142,7 @@ public final class ShapeInference {
 
     /// The element type `facts(of:)` gives `value`, without reading a constant's elements.
     public func elementType(of value: Value) -> DataType? {
-        if let tensor = value.constantTensor(freezeInitializerInputs: freezeInitializerInputs) { return tensor.dataType }
+        if let type = value.withConstantTensor(freezeInitializerInputs: freezeInitializerInputs, \.dataType) { return type }
         if let inferred = value.inferred { return inferred.elementType }
         guard case .tensor(let elementType, _)? = value.type?.kind else { return nil }
         return elementType

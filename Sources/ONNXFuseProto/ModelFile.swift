@@ -573,9 +573,9 @@ struct TemporaryFiles {
                 }
                 return (descriptor, path)
             }
-            if currentErrno != EEXIST { throw ModelFileError.io(file: target, operation: "create a temporary file for", errno: currentErrno) }
+            if currentErrno != EEXIST { throw ModelFileError.io(file: target, operation: "create a temporary file beside it", errno: currentErrno) }
         }
-        throw ModelFileError.io(file: target, operation: "create a temporary file for", errno: EEXIST)
+        throw ModelFileError.io(file: target, operation: "create a temporary file beside it", errno: EEXIST)
     }
 
     /// `.<name>.tmp-` for `target`'s file name, the name cut to 200 bytes (at a character

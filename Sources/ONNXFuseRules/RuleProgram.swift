@@ -576,7 +576,7 @@ struct RuleProgram {
         /// The dimensions of `name`'s value: a constant's dims, else what shape inference found,
         /// else its declared shape. Symbols stay symbols; an error when even the rank is unknown.
         func dimensions(_ name: String, _ value: Value) throws(EvaluationError) -> [Dimension] {
-            if let tensor = constant(value) { return tensor.dims.map { .value($0) } }
+            if let dims = value.constantDims(freezeInitializerInputs: context.freezeInitializerInputs) { return dims.map { .value($0) } }
             if let dims = value.inferred?.shape ?? value.type?.shape { return dims }
             throw EvaluationError("the shape of \(name) is unknown")
         }
@@ -592,15 +592,16 @@ struct RuleProgram {
 
         mutating func callGraphFunction(_ function: String, _ named: [LoweredExpression.GraphArgument],
                                         _ arguments: [LoweredExpression]) throws(EvaluationError) -> EvalValue {
-            var bound: [(String, Value?)] = []
-            bound.reserveCapacity(named.count)
+            // The arguments are checked first; the values they name are then read in place (no
+            // list is made: this runs several times per match).
+            var first: (name: String, value: Value?)?
             for argument in named {
                 switch argument {
                 case .notAName:
                     if function == "dim" { continue }
                     throw EvaluationError("\(function)() takes variables")
                 case .value(let index, let name):
-                    bound.append((name, graphValue(index)))
+                    if first == nil { first = (name, graphValue(index)) }
                 case .computed(let slot, _) where function == "constant" && computed[slot] != nil:
                     continue  // computed values are constants
                 case .attribute(let index, let name) where function == "constant" || function == "absent":
@@ -615,35 +616,39 @@ struct RuleProgram {
             }
             switch function {
             case "constant":
-                for (name, value) in bound {
-                    guard let value else { continue }  // an absent optional input counts as constant
-                    if constant(value) == nil {
+                for case .value(let index, let name) in named {
+                    // An absent optional input counts as constant.
+                    guard let value = graphValue(index) else { continue }
+                    if !value.isConstant(freezeInitializerInputs: context.freezeInitializerInputs) {
                         why = notConstantReason(name, value)
                         return .boolean(false)
                     }
                 }
                 return .boolean(true)
             case "unused":
-                for (name, value) in bound where !(value?.isUnused ?? true) {
-                    why = "\(variableLabel(name, value)) has \(value!.uses.count) users"
+                for case .value(let index, let name) in named {
+                    guard let value = graphValue(index), !value.isUnused else { continue }
+                    why = "\(variableLabel(name, value)) has \(value.uses.count) users"
                     return .boolean(false)
                 }
                 return .boolean(true)
             case "absent":
-                for (name, value) in bound where value != nil {
+                for case .value(let index, let name) in named where graphValue(index) != nil {
                     why = "\(name) is present"
                     return .boolean(false)
                 }
                 return .boolean(true)
             default:
-                guard let (name, maybeValue) = bound.first else { throw EvaluationError("\(function)() needs a variable") }
+                guard let (name, maybeValue) = first else { throw EvaluationError("\(function)() needs a variable") }
                 guard let value = maybeValue else { throw EvaluationError("\(function)(\(name)): \(name) is absent") }
                 switch function {
                 case "users":
                     // Each reading node input counts, and being a graph output counts once.
                     return .integer(Int64(value.uses.count + (value.isGraphOutput ? 1 : 0)))
                 case "dtype":
-                    if let tensor = constant(value) { return .dataType(tensor.dataType) }
+                    if let type = value.withConstantTensor(freezeInitializerInputs: context.freezeInitializerInputs, \.dataType) {
+                        return .dataType(type)
+                    }
                     guard let type = value.inferred?.elementType ?? value.type?.elementType else {
                         throw EvaluationError("the element type of \(name) is unknown")
                     }

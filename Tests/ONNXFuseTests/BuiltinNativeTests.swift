@@ -162,6 +162,26 @@ final class BuiltinNativeTests: XCTestCase {
         XCTAssertEqual(c.graph.nodes.filter { $0.opType == "LeakyRelu" }.count, 2, "different attributes stay apart")
     }
 
+    func testMergeDuplicatesFindsEarlyNodesAfterItsIndexIsSwept() throws {
+        // merge-duplicates' index drops erased nodes each time it doubles (from 4,096 entries):
+        // the living ones stay, so duplicates met after 6,000 other nodes still merge.
+        let c = Case()
+        var value = c.input("x", [.param("N"), .value(3)])
+        var chain: [Value] = []
+        for index in 0..<6_000 {
+            value = c.node("Neg", [value], "n\(index)")
+            chain.append(value)
+        }
+        for index in [0, 100, 2_999, 5_998] {
+            let duplicate = c.node("Neg", [index == 0 ? c.graph.inputs[0] : chain[index - 1]], "dup\(index)")
+            c.output(c.node("Add", [chain[index], duplicate], "sum\(index)"))
+        }
+        c.output(value)
+        let report = try c.run(only: ["merge-duplicates"])
+        XCTAssertEqual(c.fired(report), ["merge-duplicates": 4])
+        XCTAssertEqual(c.graph.nodes.filter { $0.opType == "Neg" }.count, 6_000)
+    }
+
     func testMergeDuplicatesLeavesRandomOperatorsAndSharesInitializers() throws {
         let c = Case()
         let x = c.input("x", [.value(3)])

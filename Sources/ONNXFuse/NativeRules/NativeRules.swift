@@ -18,12 +18,32 @@ final class OperatorAnalysis {
     var firstNodeBySignature: [Int: Node] = [:]
     /// ... and the later ones of the signatures that have more.
     var laterNodesBySignature: [Int: [Node]] = [:]
+    /// The index's size after its last sweep of erased nodes (`sweepErasedNodes`).
+    var sizeAfterSweep = 0
 
     init(inference: ShapeInference, foldElementLimit: Int) {
         self.inference = inference
         self.foldElementLimit = foldElementLimit
         let (inputLimit, overflow) = max(foldElementLimit, 1).multipliedReportingOverflow(by: 16)
         foldInputElementLimit = overflow ? Int.max : inputLimit
+    }
+
+    /// Drops the erased nodes from merge-duplicates' index once it has doubled since the last
+    /// sweep: they are never matched again, and a run that rewrites most nodes (folding every
+    /// BatchNormalization of a long chain) would keep them all alive to its end.
+    func sweepErasedNodesWhenGrown() {
+        guard firstNodeBySignature.count >= max(4_096, 2 * sizeAfterSweep) else { return }
+        var later: [Int: [Node]] = [:]
+        for (signature, nodes) in laterNodesBySignature {
+            var alive = nodes.filter { $0.graph != nil }
+            if let first = firstNodeBySignature[signature], first.graph != nil { alive.insert(first, at: 0) }
+            // The first living node leads its signature; the rest stay behind it.
+            firstNodeBySignature[signature] = alive.first
+            if alive.count > 1 { later[signature] = Array(alive.dropFirst()) }
+        }
+        laterNodesBySignature = later
+        firstNodeBySignature = firstNodeBySignature.filter { $0.value.graph != nil }
+        sizeAfterSweep = firstNodeBySignature.count
     }
 
     /// The version of `node`'s operator set the model imports.
@@ -249,6 +269,7 @@ func mergeDuplicates(_ node: Node, _ analysis: OperatorAnalysis, _ context: Rewr
     guard let first = analysis.firstNodeBySignature[signature] else {
         // The first of its kind, deterministic or not: a later equal node is refused below.
         analysis.firstNodeBySignature[signature] = node
+        analysis.sweepErasedNodesWhenGrown()
         return .failure(RuleRefusal("no earlier node computes the same"))
     }
     if let refusal = refuseNondeterministic(node, analysis, context) { return .failure(refusal) }
