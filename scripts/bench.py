@@ -72,7 +72,7 @@ PEERS = {
 PEER_LABEL = {"ort": "onnxruntime (offline, basic)", "onnxsim": "onnxsim", "onnxslim": "onnxslim",
               "onnxoptimizer": "onnxoptimizer", "onnxscript": "onnxscript"}
 
-DEFAULT_MODELS = "resnet50,vgg16bn,chain60k,chain600k,roundtrip-resnet50,roundtrip-chain60k,scaling-chain6k"
+DEFAULT_MODELS = "resnet50,vgg16bn,vgg16bn-w2.15-external,chain60k,chain600k,roundtrip-resnet50,roundtrip-chain60k,scaling-chain6k"
 QUICK_MODELS = "resnet50-w0.25,chain600,roundtrip-chain600,scaling-chain60"
 
 # ---------------------------------------------------------------------------------------------
@@ -105,8 +105,20 @@ def parse_model(name: str) -> Model:
             args += ["--width", width]
             label = f"ResNet-50 shape at width {width} (`gen_resnet.py --width {width}`)"
         return Model(name, label, generator=args)
-    if name == "vgg16bn":
-        return Model(name, "VGG-16-BN shape (`gen_vgg.py`)", generator=[str(LIB / "gen_vgg.py"), "OUT"])
+    m = re.fullmatch(r"vgg16bn(?:-w([0-9.]+))?(-external)?", name)
+    if m:
+        width, external = m.group(1), m.group(2) is not None
+        args = [str(LIB / "gen_vgg.py"), "OUT"]
+        label = "VGG-16-BN shape"
+        if width is not None:
+            if not float(width) > 0:
+                raise ValueError(f"{name}: the width must be positive")
+            args += ["--width", width]
+            label += f" at width {width}"
+        if external:
+            args.append("--external")
+            label += ", weights as external data"
+        return Model(name, f"{label} (`{' '.join(['gen_vgg.py', 'OUT'] + args[2:])}`)", generator=args)
     m = re.fullmatch(r"chain([0-9]+)(k?)", name)
     if m:
         nodes = int(m.group(1)) * (1000 if m.group(2) else 1)
@@ -115,7 +127,7 @@ def parse_model(name: str) -> Model:
         blocks = nodes // 3
         return Model(name, f"Conv/BN/Relu chain (`gen_chain.py {blocks} 8`)",
                      generator=[str(LIB / "gen_chain.py"), str(blocks), "8", "OUT"])
-    raise ValueError(f"unknown model {name!r} (resnet50, resnet50-wW, vgg16bn, chainN, chainNk with N a multiple of 3, "
+    raise ValueError(f"unknown model {name!r} (resnet50, resnet50-wW, vgg16bn, vgg16bn-wW, vgg16bn[-wW]-external, chainN, chainNk with N a multiple of 3, "
                      "roundtrip-MODEL, scaling-chainN, roundtrip, scaling)")
 
 
@@ -525,7 +537,7 @@ def invocation(args) -> str:
     if args.quick:
         parts.append("--quick")
     for option, default in (("runs", args.default_runs), ("warmup", args.default_warmup), ("timeout", 300.0),
-                            ("peer_max_nodes", 100_000)):
+                            ("peer_max_nodes", 100_000), ("peer_max_mb", 1_000)):
         value = getattr(args, option)
         if value != default:
             parts += [f"--{option.replace('_', '-')}", f"{value:g}" if isinstance(value, float) else str(value)]
@@ -605,7 +617,8 @@ def options(argv: list[str]):
         prog="scripts/bench",
         description="The benchmark of record: onnx-fuse against onnxruntime's offline optimizer, onnxsim, "
                     "onnxslim, onnxoptimizer and onnxscript, whole processes on generated models.",
-        epilog="MODELS is a comma-separated list of: resnet50 (resnet50-wW at width W), vgg16bn, chainN or chainNk "
+        epilog="MODELS is a comma-separated list of: resnet50 (resnet50-wW at width W), vgg16bn (vgg16bn-wW at width W; "
+               "-external after either stores its weights as external data: vgg16bn-w2.15-external is 2.5 GB), chainN or chainNk "
                "(a Conv/BN/Relu chain of N or N thousand nodes, N a multiple of 3: chain60k is gen_chain.py 20000 8), "
                "roundtrip-MODEL (onnx-fuse --no-builtin against Python onnx.load + onnx.save), scaling-chainN "
                "(onnx-fuse on chainN and chains 10 and 100 times as long), roundtrip (= roundtrip-resnet50,"
@@ -622,6 +635,9 @@ def options(argv: list[str]):
                                    + ",".join(PEERS) + ")")
     p.add_argument("--peer-max-nodes", type=int, default=100_000,
                    help="skip the peers on models with more nodes (default 100000; 0: no limit)")
+    p.add_argument("--peer-max-mb", type=int, default=1_000,
+                   help="skip the peers on models larger than this many MB, external data included (default 1000; "
+                        "0: no limit): each needs several times the model's size in memory")
     p.add_argument("--quick", action="store_true", help="a smoke test: small models, 1 run, no warm-up")
     p.add_argument("--write", action="store_true", help="write the report into BENCHMARKS.md instead of printing it")
     p.add_argument("--json", metavar="FILE", help="also write every measurement as JSON to FILE")
@@ -634,8 +650,8 @@ def options(argv: list[str]):
     args.models_given = args.models is not None
     if args.models is None:
         args.models = "" if args.model else QUICK_MODELS if args.quick else DEFAULT_MODELS
-    if args.runs < 1 or args.warmup < 0 or args.timeout <= 0 or args.peer_max_nodes < 0:
-        p.error("--runs must be at least 1, --warmup at least 0, --timeout and --peer-max-nodes positive")
+    if args.runs < 1 or args.warmup < 0 or args.timeout <= 0 or args.peer_max_nodes < 0 or args.peer_max_mb < 0:
+        p.error("--runs must be at least 1, --warmup at least 0, --timeout, --peer-max-nodes and --peer-max-mb positive")
     if args.write and args.quick:
         p.error("--write records the benchmark of record; --quick is a smoke test: use one or the other")
     return p, args
@@ -733,6 +749,9 @@ def main(argv: list[str]) -> int:
                     if tool.skipped is None and args.peer_max_nodes and model.nodes > args.peer_max_nodes:
                         tool = Tool(name, tool.label, [], "",
                                     skipped=f"skipped: over {args.peer_max_nodes:,} nodes (--peer-max-nodes)")
+                    elif tool.skipped is None and args.peer_max_mb and model.size > args.peer_max_mb * 1e6:
+                        tool = Tool(name, tool.label, [], "",
+                                    skipped=f"skipped: over {args.peer_max_mb:,} MB (--peer-max-mb)")
                     chosen.append(tool)
             if model.roundtrip:
                 chosen += [tools["onnx-fuse --no-builtin"], tools["onnx"]]
@@ -744,6 +763,7 @@ def main(argv: list[str]) -> int:
             results[model.name] = run_model(model, chosen, args, work)
             if model.source is None:
                 model.path.unlink(missing_ok=True)
+                model.path.with_name(model.path.name + ".data").unlink(missing_ok=True)  # external data
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
         return 130
