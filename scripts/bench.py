@@ -93,32 +93,29 @@ class Model:
     roundtrip: bool = False  # onnx-fuse --no-builtin and python load + save
 
 
+def generated_shape(name: str, shape: str, generator: str, width: str | None, flags: list[tuple[str, str]]) -> Model:
+    """A CNN shape made by `generator` (in scripts/benchlib), at `width` (None: as built), with the
+    generator's `flags` (each with what it adds to the label)."""
+    options, label = [], f"{shape} shape"
+    if width is not None:
+        if not float(width) > 0:
+            raise ValueError(f"{name}: the width must be positive")
+        options += ["--width", width]
+        label += f" at width {width}"
+    for flag, text in flags:
+        options.append(flag)
+        label += f", {text}"
+    return Model(name, f"{label} (`{' '.join([generator] + options)}`)", generator=[str(LIB / generator), "OUT"] + options)
+
+
 def parse_model(name: str) -> Model:
     m = re.fullmatch(r"resnet50(?:-w([0-9]*\.?[0-9]+))?", name)
     if m:
-        width = m.group(1)
-        args = [str(LIB / "gen_resnet.py"), "OUT"]
-        label = "ResNet-50 shape (`gen_resnet.py`)"
-        if width is not None:
-            if not float(width) > 0:
-                raise ValueError(f"{name}: the width must be positive")
-            args += ["--width", width]
-            label = f"ResNet-50 shape at width {width} (`gen_resnet.py --width {width}`)"
-        return Model(name, label, generator=args)
-    m = re.fullmatch(r"vgg16bn(?:-w([0-9.]+))?(-external)?", name)
+        return generated_shape(name, "ResNet-50", "gen_resnet.py", m.group(1), [])
+    m = re.fullmatch(r"vgg16bn(?:-w([0-9]*\.?[0-9]+))?(-external)?", name)
     if m:
-        width, external = m.group(1), m.group(2) is not None
-        args = [str(LIB / "gen_vgg.py"), "OUT"]
-        label = "VGG-16-BN shape"
-        if width is not None:
-            if not float(width) > 0:
-                raise ValueError(f"{name}: the width must be positive")
-            args += ["--width", width]
-            label += f" at width {width}"
-        if external:
-            args.append("--external")
-            label += ", weights as external data"
-        return Model(name, f"{label} (`{' '.join(['gen_vgg.py', 'OUT'] + args[2:])}`)", generator=args)
+        external = [("--external", "weights as external data")] if m.group(2) else []
+        return generated_shape(name, "VGG-16-BN", "gen_vgg.py", m.group(1), external)
     m = re.fullmatch(r"chain([0-9]+)(k?)", name)
     if m:
         nodes = int(m.group(1)) * (1000 if m.group(2) else 1)
