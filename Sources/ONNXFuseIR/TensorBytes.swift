@@ -118,7 +118,7 @@ public struct TensorBytes: @unchecked Sendable, Equatable, CustomStringConvertib
 
     /// Tells the memory's owner that these bytes will not be read again soon: pages of a mapped
     /// file leave the process's resident memory (they are read again from the file if needed),
-    /// with those of the 64 KiB blocks around them that reading them may have mapped too. Other
+    /// with those of the 2 MiB blocks around them that reading them may have mapped too. Other
     /// memory is left alone.
     public func releaseResidentPages() {
         guard deferred == nil, let residentBase, let owner = owner as? MappedFileStorage else { return }
@@ -153,8 +153,13 @@ public struct TensorBytes: @unchecked Sendable, Equatable, CustomStringConvertib
 /// and tell whether the file changed under the mapping.
 public protocol MappedFileStorage: AnyObject {
     /// Drops the pages of `count` bytes at `address` from resident memory (with the blocks around
-    /// them that a read may have mapped: `MappedFile` drops the 64 KiB blocks that hold them).
+    /// them that a read may have mapped: `MappedFile` drops the 2 MiB blocks that hold them).
     func releaseResidentPages(_ address: UnsafeRawPointer, count: Int)
+    /// Drops every page of the mapping from resident memory (one system call; the page cache
+    /// keeps them for the next read).
+    func releaseAllResidentPages()
+    /// The size of the mapping in bytes.
+    var mappedByteCount: Int { get }
     /// What changed in the file since it was mapped (size, modification time), or nil.
     func changeSinceMapped() -> String?
 }

@@ -28,6 +28,10 @@ extension DecodedTree: MappedFileStorage {
         file.releaseResidentPages(address, count: count)
     }
 
+    func releaseAllResidentPages() { file.releaseAllResidentPages() }
+
+    var mappedByteCount: Int { file.count }
+
     func changeSinceMapped() -> String? { file.changeSinceMapped() }
 }
 

@@ -25,6 +25,9 @@ struct ExternalDataResolver {
         .invalidModel(file: modelFile, location: location, reason: reason, offset: nil)
     }
 
+    /// The data files mapped so far.
+    var mappedFiles: [MappedFile] { files.values.sorted { $0.path < $1.path } }
+
     /// The data files read so far.
     var identities: [FileIdentity] {
         files.values.sorted { $0.path < $1.path }.map { FileIdentity(path: $0.path, device: $0.identity.dev, inode: $0.identity.ino) }

@@ -92,6 +92,7 @@ public enum ModelFile {
         let model = try decoder.decodeModel(root)
         model.inputFiles = [FileIdentity(path: displayName, device: file.identity.dev, inode: file.identity.ino)]
             + decoder.externalData.identities
+        model.mappedFiles = [tree] + decoder.externalData.mappedFiles
         return model
     }
 

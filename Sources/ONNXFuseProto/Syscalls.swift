@@ -172,21 +172,31 @@ final class MappedFile {
 }
 
 extension MappedFile: MappedFileStorage {
-    /// `madvise(MADV_DONTNEED)` on the range, widened to the 64 KiB blocks around it and clamped
+    /// `madvise(MADV_DONTNEED)` on the range, widened to the 2 MiB blocks around it and clamped
     /// to the mapping: the mapping is private and never written, so the pages are read again from
-    /// the file when touched. The blocks, because a read of a page maps the cached pages of its
-    /// 64 KiB block too (the kernel faults around): a small tensor read next to a large weight
-    /// kept pieces of the weight resident after its own pages were released (the generated
-    /// ResNet-50, whose BatchNormalization tensors lie between the weights, peaked at 68 MB
-    /// instead of 46). Addresses outside the mapping are ignored.
+    /// the file when touched. The blocks, because a read of a page maps more than that page: the
+    /// cached pages of its 64 KiB block (the kernel faults around), or the whole large folio that
+    /// holds it (up to 2 MiB, file-offset aligned: a freshly written file's page cache is made of
+    /// them). A small tensor read next to a large weight kept pieces of the weight resident after
+    /// its own pages were released: the generated ResNet-50, whose BatchNormalization tensors lie
+    /// between the weights, peaked at 68 MB instead of 46 with 4 KiB blocks. (Reads of small
+    /// tensors alone, as shape inference makes, are let go by `Model.releaseMappedPages`.)
+    /// Addresses outside the mapping are ignored.
     func releaseResidentPages(_ address: UnsafeRawPointer, count: Int) {
         guard let base, count > 0, address >= base, address - base <= self.count - count else { return }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let window = 64 << 10
+        let window = 2 << 20
         let start = (address - base) / window * window
         let end = min((address - base + count + window - 1) / window * window, (self.count + page - 1) / page * page)
         guard end > start else { return }
         _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
+    }
+
+    var mappedByteCount: Int { count }
+
+    func releaseAllResidentPages() {
+        guard let base, count > 0 else { return }
+        _ = madvise(UnsafeMutableRawPointer(mutating: base), count, MADV_DONTNEED)
     }
 
     func changeSinceMapped() -> String? {

@@ -315,25 +315,29 @@ struct UsageError: Error {
     let message: String
 }
 
-/// Phase timings on standard error when `ONNX_FUSE_TRACE=1`, for profiling and benchmarks.
+/// Phase timings on standard error when `ONNX_FUSE_TRACE=1`, for profiling and benchmarks,
+/// each with the process's peak resident memory at its end (which phase raised it).
 struct PhaseTrace {
     private let enabled = getenv("ONNX_FUSE_TRACE").map { String(cString: $0) == "1" } ?? false
     private let clock = ContinuousClock()
     private var last: ContinuousClock.Instant
-    private var phases: [(String, Duration)] = []
+    private var phases: [(name: String, duration: Duration, peakKiB: Int)] = []
 
     init() { last = clock.now }
 
     mutating func mark(_ phase: String) {
         guard enabled else { return }
         let now = clock.now
-        phases.append((phase, now - last))
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        phases.append((phase, now - last, usage.ru_maxrss))
         last = now
     }
 
     func report() {
         guard enabled else { return }
-        printError("onnx-fuse: trace: " + phases.map { "\($0.0) \(formatDuration($0.1))" }.joined(separator: ", "))
+        printError("onnx-fuse: trace: " + phases.map { "\($0.name) \(formatDuration($0.duration)) (peak \($0.peakKiB / 1024) MiB)" }
+            .joined(separator: ", "))
     }
 }
 

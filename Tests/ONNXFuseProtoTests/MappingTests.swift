@@ -61,9 +61,15 @@ final class MappingTests: XCTestCase {
         XCTAssertEqual(residentKilobytes(of: input), 0, "saving mapped weights in")
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: input)),
                        try Data(contentsOf: directory.appendingPathComponent("out.onnx")))
-        // Reading a weight is what maps it.
+        // Reading a weight is what maps it; releasing the model's pages unmaps it, and a read
+        // after that maps it again, with the same bytes.
         XCTAssertEqual(model.graph.initializers[0].initializer?.doubleValues()?[1], 1)
         XCTAssertGreaterThan(try XCTUnwrap(residentKilobytes(of: input)), 0)
+        XCTAssertEqual(model.mappedByteCount, try FileManager.default.attributesOfItem(atPath: input)[.size] as? Int)
+        model.releaseMappedPages()
+        XCTAssertEqual(residentKilobytes(of: input), 0, "released pages stay mapped")
+        XCTAssertEqual(model.graph.initializers[0].initializer?.doubleValues()?[1], 1)
+        XCTAssertEqual(Model(irVersion: 8, opsetImports: [], graph: Graph()).mappedByteCount, 0)
     }
 
     func testManyTinyTensorsNeedFewReads() throws {
