@@ -22,6 +22,7 @@
 #include <signal.h>
 #include <unistd.h>
 #include <limits.h>
+#include <pthread.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -1453,8 +1454,56 @@ static size_t find_source(const fd_buffer *b, const uint8_t *data, size_t len)
     return b->n_sources;
 }
 
+/* Computed payloads at least this big are written by a second thread while they are made. */
+#define PIPELINE_MIN ((size_t)1 << 20)
+
+/* A computed payload being written while it is made: the producer reports how many leading
+ * bytes are final (`ready`), the writer thread writes them as they come. */
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    const uint8_t *data;
+    size_t ready;    /* bytes final so far (producer) */
+    int finished;    /* the producer is done (successfully or not) */
+    int fd;
+    size_t written;  /* bytes written (writer) */
+    int error;       /* the first write error (writer) */
+} payload_pipeline;
+
+static void pipeline_ready(void *sink, size_t n_ready)
+{
+    payload_pipeline *p = sink;
+    pthread_mutex_lock(&p->lock);
+    if (n_ready > p->ready)
+        p->ready = n_ready;
+    pthread_cond_signal(&p->changed);
+    pthread_mutex_unlock(&p->lock);
+}
+
+static void *pipeline_writer(void *argument)
+{
+    payload_pipeline *p = argument;
+    for (;;) {
+        pthread_mutex_lock(&p->lock);
+        while (p->ready == p->written && !p->finished)
+            pthread_cond_wait(&p->changed, &p->lock);
+        size_t ready = p->ready;
+        int finished = p->finished;
+        pthread_mutex_unlock(&p->lock);
+        if (ready > p->written) {
+            /* After an error, the rest is not written (the save fails), but still followed. */
+            if (p->error == 0)
+                p->error = onnx_fuse_write_all(p->fd, p->data + p->written, ready - p->written);
+            p->written = ready;
+        } else if (finished) {
+            return NULL;
+        }
+    }
+}
+
 /* Appends the `len` computed bytes at `offset` of source `i`: made into a buffer of their
- * own, written, and freed, so one computed payload is in memory at a time. */
+ * own, written, and freed, so one computed payload is in memory at a time. A large one is
+ * written by a second thread as it is made (the kernel's copy overlaps the arithmetic). */
 static void fd_append_produced(fd_buffer *b, size_t i, size_t offset, size_t len)
 {
     const onnx_fuse_mapped_source *s = &b->sources[i];
@@ -1463,11 +1512,51 @@ static void fd_append_produced(fd_buffer *b, size_t i, size_t offset, size_t len
         b->error = ENOMEM;
         return;
     }
-    int e = s->produce(s->context, offset, bytes, len);
-    if (e != 0)
+    payload_pipeline p;
+    memset(&p, 0, sizeof p);
+    pthread_t writer;
+    int pipelined = 0;
+    if (len >= PIPELINE_MIN) {
+        fd_flush(b); /* the bytes before this payload go first */
+        if (b->error != 0) {
+            free(bytes);
+            return;
+        }
+        p.data = bytes;
+        p.fd = b->fd;
+        pipelined = pthread_mutex_init(&p.lock, NULL) == 0;
+        if (pipelined && pthread_cond_init(&p.changed, NULL) != 0) {
+            pthread_mutex_destroy(&p.lock);
+            pipelined = 0;
+        }
+        if (pipelined && pthread_create(&writer, NULL, pipeline_writer, &p) != 0) {
+            pthread_cond_destroy(&p.changed);
+            pthread_mutex_destroy(&p.lock);
+            pipelined = 0;
+        }
+    }
+    int e = s->produce(s->context, offset, bytes, len, pipelined ? pipeline_ready : NULL, pipelined ? &p : NULL);
+    if (pipelined) {
+        pthread_mutex_lock(&p.lock);
+        if (e == 0)
+            p.ready = len; /* whatever was not reported is final now */
+        p.finished = 1;
+        pthread_cond_signal(&p.changed);
+        pthread_mutex_unlock(&p.lock);
+        pthread_join(writer, NULL);
+        pthread_cond_destroy(&p.changed);
+        pthread_mutex_destroy(&p.lock);
+        if (e != 0)
+            b->error = e;
+        else if (p.error != 0)
+            b->error = p.error;
+        else
+            b->written += len;
+    } else if (e != 0) {
         b->error = e;
-    else
+    } else {
         fd_append_memory(b, bytes, len);
+    }
     free(bytes);
 }
 

@@ -182,12 +182,23 @@ public final class DeferredBytes: @unchecked Sendable {
     /// other deferred bytes (not kept) is one deeper than the deepest of them.
     public let depth: Int
     /// Fills the buffer (exactly `count` bytes); deterministic, so every call gives the same bytes.
-    private let produce: @Sendable (UnsafeMutableRawBufferPointer) throws -> Void
+    /// Fills the buffer, telling `ready` (when given) how many leading bytes are final as it goes.
+    private let produce: @Sendable (UnsafeMutableRawBufferPointer, ReadyBytes?) throws -> Void
     private let lock = Lock()
     private var kept: HeapBlock?
 
+    /// Called with how many leading bytes of a buffer being filled are final (increasing).
+    public typealias ReadyBytes = (Int) -> Void
+
     /// Bytes that `produce` makes, `count` of them; `samples` and `depth` as described there.
-    public init(count: Int, samples: [UInt8], depth: Int = 1, produce: @escaping @Sendable (UnsafeMutableRawBufferPointer) throws -> Void) {
+    public convenience init(count: Int, samples: [UInt8], depth: Int = 1, produce: @escaping @Sendable (UnsafeMutableRawBufferPointer) throws -> Void) {
+        self.init(count: count, samples: samples, depth: depth, producingInOrder: { buffer, _ in try produce(buffer) })
+    }
+
+    /// Bytes that `produce` makes in order, saying as it goes how many leading bytes are final
+    /// (the saver writes those while it makes the rest); `samples` and `depth` as described there.
+    public init(count: Int, samples: [UInt8], depth: Int = 1,
+                producingInOrder produce: @escaping @Sendable (UnsafeMutableRawBufferPointer, ReadyBytes?) throws -> Void) {
         precondition(samples.count == Swift.min(count, 3 * DeferredBytes.sampleLength), "\(samples.count) bytes of samples for \(count) bytes")
         self.count = count
         self.samples = samples
@@ -213,7 +224,7 @@ public final class DeferredBytes: @unchecked Sendable {
             if let kept { return kept }
             let block = HeapBlock(count: count)
             do {
-                try produce(UnsafeMutableRawBufferPointer(start: block.pointer, count: count))
+                try produce(UnsafeMutableRawBufferPointer(start: block.pointer, count: count), nil)
             } catch {
                 fatalError("onnx-fuse: a computed tensor failed when read again: \(error)")
             }
@@ -224,13 +235,14 @@ public final class DeferredBytes: @unchecked Sendable {
 
     /// Writes the bytes into `buffer` (exactly `count` bytes): copied when kept, else computed
     /// straight into it.
-    public func copyBytes(into buffer: UnsafeMutableRawBufferPointer) throws {
+    /// `ready`, when given, hears how many leading bytes are final as they are made.
+    public func copyBytes(into buffer: UnsafeMutableRawBufferPointer, ready: ReadyBytes? = nil) throws {
         precondition(buffer.count == count, "a buffer of \(buffer.count) bytes for \(count)")
         if let block = lock.withLock({ kept }) {
             if count > 0 { buffer.baseAddress!.copyMemory(from: block.pointer!, byteCount: count) }
             return
         }
-        try produce(buffer)
+        try produce(buffer, ready)
     }
 
     /// Calls `body` with the bytes: the kept ones, or ones computed for this call and freed after.
@@ -239,7 +251,7 @@ public final class DeferredBytes: @unchecked Sendable {
             return try body(UnsafeRawBufferPointer(start: block.pointer, count: count))
         }
         let block = HeapBlock(count: count)
-        try produce(UnsafeMutableRawBufferPointer(start: block.pointer, count: count))
+        try produce(UnsafeMutableRawBufferPointer(start: block.pointer, count: count), nil)
         return try body(UnsafeRawBufferPointer(start: block.pointer, count: count))
     }
 }

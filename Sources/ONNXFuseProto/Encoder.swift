@@ -620,8 +620,10 @@ final class DeferredPayloads {
         }
         return onnx_fuse_mapped_source(
             base: UnsafePointer(reserved!.base.assumingMemoryBound(to: UInt8.self)), len: reserved!.count, fd: -1,
-            produce: { context, offset, destination, count in
-                Unmanaged<DeferredPayloads>.fromOpaque(context!).takeUnretainedValue().produce(offset: offset, into: destination, count: count)
+            produce: { context, offset, destination, count, ready, sink in
+                let reporter: DeferredBytes.ReadyBytes? = ready.map { ready in { bytes in ready(sink, bytes) } }
+                return Unmanaged<DeferredPayloads>.fromOpaque(context!).takeUnretainedValue()
+                    .produce(offset: offset, into: destination, count: count, ready: reporter)
             },
             context: Unmanaged.passUnretained(self).toOpaque())
     }
@@ -633,8 +635,11 @@ final class DeferredPayloads {
         var description: String { "\(bytes) bytes of address space for the computed tensors could not be reserved (\(String(cString: strerror(errno))))" }
     }
 
-    /// Fills `destination` with the `count` bytes at `offset`: one whole payload. 0 or an errno.
-    private func produce(offset: Int, into destination: UnsafeMutablePointer<UInt8>?, count: Int) -> Int32 {
+    /// Fills `destination` with the `count` bytes at `offset`: one whole payload, telling `ready`
+    /// how many leading bytes are final as it goes (when the payload is made in order). 0 or an
+    /// errno. The saver may write those bytes on another thread meanwhile.
+    private func produce(offset: Int, into destination: UnsafeMutablePointer<UInt8>?, count: Int,
+                         ready: DeferredBytes.ReadyBytes?) -> Int32 {
         // The payload starting at `offset` (offsets are increasing).
         var low = 0, high = offsets.count
         while low < high {
@@ -643,7 +648,7 @@ final class DeferredPayloads {
         }
         guard low < offsets.count, offsets[low] == offset, payloads[low].count == count else { return EINVAL }
         do {
-            try payloads[low].copyBytes(into: UnsafeMutableRawBufferPointer(start: destination, count: count))
+            try payloads[low].copyBytes(into: UnsafeMutableRawBufferPointer(start: destination, count: count), ready: ready)
             return 0
         } catch {
             if failure == nil { failure = error }

@@ -261,9 +261,8 @@ struct RuleProgram {
             return .success(Tensor(dataType: type, dims: dims, storage: .raw(kept)))
         }
         let replay = ComputeReplay(program: self, match: match.keepingAttributesOnly(), tapes: tapes, target: position, dataType: type)
-        let deferred = DeferredBytes(count: bytes, samples: NDArray.sampledBytes(count: streamed.count, as: type, samples), depth: depth) { buffer in
-            try replay.fill(buffer)
-        }
+        let deferred = DeferredBytes(count: bytes, samples: NDArray.sampledBytes(count: streamed.count, as: type, samples), depth: depth,
+                                     producingInOrder: { buffer, ready in try replay.fill(buffer, ready: ready) })
         return .success(Tensor(dataType: type, dims: dims, storage: .raw(TensorBytes(deferred: deferred))))
     }
 
@@ -735,8 +734,9 @@ final class ComputeReplay: @unchecked Sendable {
         steps = needed.sorted()
     }
 
-    /// Evaluates the target again and writes it, rounded to `dataType`, into `buffer`.
-    func fill(_ buffer: UnsafeMutableRawBufferPointer) throws {
+    /// Evaluates the target again and writes it, rounded to `dataType`, into `buffer`; a streamed
+    /// target tells `ready` how many leading bytes are written after each chunk.
+    func fill(_ buffer: UnsafeMutableRawBufferPointer, ready: DeferredBytes.ReadyBytes? = nil) throws {
         // What is read again must be what the rewrite read and checked.
         for position in steps {
             for case .tensor(let tensor) in tapes[position] {
@@ -767,7 +767,10 @@ final class ComputeReplay: @unchecked Sendable {
                     }
                     guard streamed.count > 0, let base = buffer.baseAddress else { return }
                     let size = buffer.count / streamed.count
-                    try streamed.forEachChunk { start, chunk in NDArray.store(chunk, as: dataType, into: base + start * size) }
+                    try streamed.forEachChunk { start, chunk in
+                        NDArray.store(chunk, as: dataType, into: base + start * size)
+                        ready?((start + chunk.count) * size)
+                    }
                     return
                 }
             }

@@ -133,21 +133,31 @@ final class DeferredTensorTests: XCTestCase {
     }
 
     /// A computation that fails when the save reaches it fails the save with the file's name and
-    /// the reason, and leaves nothing behind.
+    /// the reason, and leaves nothing behind: a small one, and a large one that fails halfway,
+    /// after the saver's second thread has written what it said was ready.
     func testAFailingComputationFailsTheSaveAndWritesNothing() throws {
         struct Broken: Error, CustomStringConvertible { var description: String { "the inputs changed" } }
-        let model = try ModelFile.load(path: CommandTests.fixtures.appendingPathComponent("conv_bn.onnx").path)
-        let computation = DeferredBytes(count: 16, samples: Array(repeating: 0, count: 16)) { _ in throw Broken() }
-        let value = model.graph.addInitializer(name: "broken", tensor: Tensor(dataType: .float, dims: [4], storage: .raw(TensorBytes(deferred: computation))))
-        let conv = try XCTUnwrap(model.graph.nodes.first { $0.opType == "Conv" })
-        if conv.inputs.count > 2 { conv.setInput(2, to: value) } else { conv.appendInput(value) }
-        let directory = try fixtureWorkspace([])
-        let output = directory.appendingPathComponent("out.onnx").path
-        XCTAssertThrowsError(try ModelFile.save(model, to: output)) { error in
-            XCTAssertTrue("\(error)".contains("out.onnx"), "\(error)")
-            XCTAssertTrue("\(error)".contains("a computed tensor could not be made: the inputs changed"), "\(error)")
+        let small = DeferredBytes(count: 16, samples: Array(repeating: 0, count: 16)) { _ in throw Broken() }
+        let large = DeferredBytes(count: 2 << 20, samples: Array(repeating: 0, count: 3 * DeferredBytes.sampleLength),
+                                  producingInOrder: { buffer, ready in
+                                      buffer.initializeMemory(as: UInt8.self, repeating: 0)
+                                      ready?(buffer.count / 2)
+                                      throw Broken()
+                                  })
+        for computation in [small, large] {
+            let model = try ModelFile.load(path: CommandTests.fixtures.appendingPathComponent("conv_bn.onnx").path)
+            let tensor = Tensor(dataType: .float, dims: [Int64(computation.count / 4)], storage: .raw(TensorBytes(deferred: computation)))
+            let value = model.graph.addInitializer(name: "broken", tensor: tensor)
+            let conv = try XCTUnwrap(model.graph.nodes.first { $0.opType == "Conv" })
+            if conv.inputs.count > 2 { conv.setInput(2, to: value) } else { conv.appendInput(value) }
+            let directory = try fixtureWorkspace([])
+            let output = directory.appendingPathComponent("out.onnx").path
+            XCTAssertThrowsError(try ModelFile.save(model, to: output)) { error in
+                XCTAssertTrue("\(error)".contains("out.onnx"), "\(error)")
+                XCTAssertTrue("\(error)".contains("a computed tensor could not be made: the inputs changed"), "\(error)")
+            }
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory.path), [])
         }
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory.path), [])
     }
 
     /// Conv (64 → 64, 3×3: a 147 KiB weight, deferred under the default threshold) →

@@ -104,6 +104,18 @@ final class StreamedComputeTests: XCTestCase {
         }
     }
 
+    /// A weight of more than 1 MiB is written by the saver's second thread while it is made,
+    /// chunk by chunk: the bytes are still those of the whole evaluation.
+    func testWeightsWrittenWhileTheyAreMadeSaveTheBytesOfTheWholeEvaluation() throws {
+        let values = (0..<589_824).map { Double($0 % 211) * 0.007 - 0.7 }
+        for form in ["w * reshape(range(256), [dim(w, 0)] ++ ones(rank(w) - 1))", "w - 0.25"] {
+            let whole = try run(form, .float, values, dims: [256, 256, 3, 3], streamed: false)
+            let streamed = try run(form, .float, values, dims: [256, 256, 3, 3], streamed: true)
+            XCTAssertEqual(whole.fired, ["stream-form ×1"], "\(form): \(whole.explanations)")
+            XCTAssertEqual(streamed.bytes, whole.bytes, form)
+        }
+    }
+
     /// An empty weight streams to an empty tensor, deferred or kept, as the whole evaluation gives it.
     func testAnEmptyWeight() throws {
         for form in ["w * 2", "reshape(w, [0, 36]) - 1"] {
