@@ -9,7 +9,8 @@ bench generators; the output is byte-identical to theirs.)
 import argparse
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
+from cnn_parts import Builder
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 p.add_argument("out")
@@ -17,18 +18,8 @@ p.add_argument("--width", type=float, default=1.0)
 a = p.parse_args()
 if not a.width > 0:
     p.error("--width must be positive")
-rng = np.random.default_rng(0)
-nodes, inits, count = [], [], [0]
-
-
-def fresh(prefix):
-    count[0] += 1
-    return f"{prefix}_{count[0]}"
-
-
-def tensor(name, array):
-    inits.append(numpy_helper.from_array(array.astype(np.float32), name))
-    return name
+builder = Builder()
+rng, nodes, inits, fresh, tensor = builder.rng, builder.nodes, builder.inits, builder.fresh, builder.tensor
 
 
 def conv_bn(x, cin, cout, k, stride, relu=True):
@@ -36,10 +27,7 @@ def conv_bn(x, cin, cout, k, stride, relu=True):
     c = fresh("conv")
     nodes.append(helper.make_node("Conv", [x, w], [c], kernel_shape=[k, k], strides=[stride, stride],
                                   pads=[k // 2] * 4))
-    bn = [tensor(fresh(s), v) for s, v in (("scale", rng.uniform(0.5, 1.5, cout)), ("shift", rng.uniform(-0.2, 0.2, cout)),
-                                              ("mean", rng.uniform(-0.5, 0.5, cout)), ("var", rng.uniform(0.5, 2.0, cout)))]
-    y = fresh("bn")
-    nodes.append(helper.make_node("BatchNormalization", [c] + bn, [y], epsilon=1e-5))
+    y = builder.batchnorm(c, cout)
     if not relu:
         return y
     r = fresh("relu")

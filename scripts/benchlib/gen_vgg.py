@@ -12,7 +12,8 @@ is not touched by any fold, so the model also measures how a large unchanged ten
 import argparse
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
+from cnn_parts import Builder
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 p.add_argument("out")
@@ -25,18 +26,8 @@ def wide(channels):
     return max(1, int(round(channels * a.width)))
 
 
-rng = np.random.default_rng(0)
-nodes, inits, count = [], [], [0]
-
-
-def fresh(prefix):
-    count[0] += 1
-    return f"{prefix}_{count[0]}"
-
-
-def tensor(name, array):
-    inits.append(numpy_helper.from_array(array.astype(np.float32), name))
-    return name
+builder = Builder()
+rng, nodes, inits, fresh, tensor = builder.rng, builder.nodes, builder.inits, builder.fresh, builder.tensor
 
 
 def conv_bn_relu(x, cin, cout):
@@ -44,10 +35,7 @@ def conv_bn_relu(x, cin, cout):
     b = tensor(fresh("b"), np.zeros(cout))
     c = fresh("conv")
     nodes.append(helper.make_node("Conv", [x, w, b], [c], kernel_shape=[3, 3], pads=[1, 1, 1, 1]))
-    bn = [tensor(fresh(s), v) for s, v in (("scale", rng.uniform(0.5, 1.5, cout)), ("shift", rng.uniform(-0.2, 0.2, cout)),
-                                              ("mean", rng.uniform(-0.5, 0.5, cout)), ("var", rng.uniform(0.5, 2.0, cout)))]
-    y = fresh("bn")
-    nodes.append(helper.make_node("BatchNormalization", [c] + bn, [y], epsilon=1e-5))
+    y = builder.batchnorm(c, cout)
     r = fresh("relu")
     nodes.append(helper.make_node("Relu", [y], [r]))
     return r
