@@ -25,11 +25,16 @@ indirect enum LoweredExpression {
     case binary(BinaryOperator, LoweredExpression, LoweredExpression)
     /// A graph function (`constant`, `shape`, `dim`, ...) reading values of the match: what
     /// each argument names, and the arguments (`dim`'s axis is evaluated).
-    case graphCall(String, [GraphArgument], [LoweredExpression])
+    case graphCall(GraphFunction, [GraphArgument], [LoweredExpression])
     /// `opset()` or `opset(domain)`.
     case opset([LoweredExpression])
     /// A function of the rule's table, its arguments evaluated first.
     case call(ResolvedFunction, [LoweredExpression])
+
+    /// The functions that read values of the match (`graphValueFunctions`).
+    enum GraphFunction: String {
+        case constant, unused, users, absent, rank, shape, dim, numel, dtype
+    }
 
     /// What an argument of a graph function names.
     enum GraphArgument {
@@ -98,7 +103,8 @@ extension RuleProgram {
                         if let slot = computeSlots[name] { return .computed(slot, name) }
                         return .other(name)
                     }
-                    return .graphCall(name, named, arguments.map(lower))
+                    // `callReadsGraph` holds only for the names of `graphValueFunctions`.
+                    return .graphCall(LoweredExpression.GraphFunction(rawValue: name)!, named, arguments.map(lower))
                 }
                 if name == "opset" { return .opset(arguments.map(lower)) }
                 return .call(functions.resolve(name), arguments.map(lower))

@@ -589,7 +589,7 @@ struct RuleProgram {
             }
         }
 
-        mutating func callGraphFunction(_ function: String, _ named: [LoweredExpression.GraphArgument],
+        mutating func callGraphFunction(_ function: LoweredExpression.GraphFunction, _ named: [LoweredExpression.GraphArgument],
                                         _ arguments: [LoweredExpression]) throws(EvaluationError) -> EvalValue {
             // The arguments are checked first; the values they name are then read in place (no
             // list is made: this runs several times per match).
@@ -597,24 +597,24 @@ struct RuleProgram {
             for argument in named {
                 switch argument {
                 case .notAName:
-                    if function == "dim" { continue }
-                    throw EvaluationError("\(function)() takes variables")
+                    if function == .dim { continue }
+                    throw EvaluationError("\(function.rawValue)() takes variables")
                 case .value(let index, let name):
                     if first == nil { first = (name, graphValue(index)) }
-                case .computed(let slot, _) where function == "constant" && computed[slot] != nil:
+                case .computed(let slot, _) where function == .constant && computed[slot] != nil:
                     continue  // computed values are constants
-                case .attribute(let index, let name) where function == "constant" || function == "absent":
-                    if function == "constant" { continue }  // attributes are constants
+                case .attribute(let index, let name) where function == .constant || function == .absent:
+                    if function == .constant { continue }  // attributes are constants
                     if match.attributes[index] != nil {
                         why = "\(name) is present"
                         return .boolean(false)
                     }
                 case .attribute(_, let name), .computed(_, let name), .other(let name):
-                    throw EvaluationError("\(function)(): '\(name)' is not a value of the match")
+                    throw EvaluationError("\(function.rawValue)(): '\(name)' is not a value of the match")
                 }
             }
             switch function {
-            case "constant":
+            case .constant:
                 for case .value(let index, let name) in named {
                     // An absent optional input counts as constant.
                     guard let value = graphValue(index) else { continue }
@@ -624,27 +624,27 @@ struct RuleProgram {
                     }
                 }
                 return .boolean(true)
-            case "unused":
+            case .unused:
                 for case .value(let index, let name) in named {
                     guard let value = graphValue(index), !value.isUnused else { continue }
                     why = "\(variableLabel(name, value)) has \(value.uses.count) users"
                     return .boolean(false)
                 }
                 return .boolean(true)
-            case "absent":
+            case .absent:
                 for case .value(let index, let name) in named where graphValue(index) != nil {
                     why = "\(name) is present"
                     return .boolean(false)
                 }
                 return .boolean(true)
             default:
-                guard let (name, maybeValue) = first else { throw EvaluationError("\(function)() needs a variable") }
-                guard let value = maybeValue else { throw EvaluationError("\(function)(\(name)): \(name) is absent") }
+                guard let (name, maybeValue) = first else { throw EvaluationError("\(function.rawValue)() needs a variable") }
+                guard let value = maybeValue else { throw EvaluationError("\(function.rawValue)(\(name)): \(name) is absent") }
                 switch function {
-                case "users":
+                case .users:
                     // Each reading node input counts, and being a graph output counts once.
                     return .integer(Int64(value.uses.count + (value.isGraphOutput ? 1 : 0)))
-                case "dtype":
+                case .dtype:
                     if let type = value.withConstantTensor(freezeInitializerInputs: context.freezeInitializerInputs, \.dataType) {
                         return .dataType(type)
                     }
@@ -652,13 +652,13 @@ struct RuleProgram {
                         throw EvaluationError("the element type of \(name) is unknown")
                     }
                     return .dataType(type)
-                case "rank":
+                case .rank:
                     return .integer(Int64(try dimensions(name, value).count))
-                case "shape":
+                case .shape:
                     var items: [EvalValue] = []
                     for dim in try dimensions(name, value) { items.append(try dimensionValue(name, dim)) }
                     return .list(items)
-                case "numel":
+                case .numel:
                     var count: Int64 = 1
                     for dim in try dimensions(name, value) {
                         guard case .value(let v) = dim else { throw EvaluationError("the shape of \(name) is not static") }
@@ -667,15 +667,15 @@ struct RuleProgram {
                         count = product
                     }
                     return .integer(count)
-                case "dim":
+                case .dim:
                     let dims = try dimensions(name, value)
                     guard arguments.count == 2 else { throw EvaluationError("dim() takes a variable and an axis") }
                     var axis = Int(try evaluate(arguments[1]).asInteger())
                     if axis < 0 { axis += dims.count }
                     guard axis >= 0 && axis < dims.count else { throw EvaluationError("dim(\(name), \(axis)): \(name) has rank \(dims.count)") }
                     return try dimensionValue(name, dims[axis])
-                default:
-                    throw EvaluationError("unknown function '\(function)'")
+                case .constant, .unused, .absent:
+                    preconditionFailure("\(function.rawValue)() is answered above")
                 }
             }
         }
