@@ -1401,6 +1401,7 @@ typedef struct {
     uint8_t *buf;
     size_t used;
     uint64_t written;
+    uint64_t writeback_from; /* bytes before this offset have been handed to start_writeback */
     int error;
     /* Bytes [window_start, window_start + window_len) of sources[window_source], read with pread. */
     uint8_t *window;
@@ -1409,13 +1410,31 @@ typedef struct {
     size_t window_len;
 } fd_buffer;
 
+/* Written bytes are handed to the disk in steps of this size while the save goes on. */
+#define WRITEBACK_STEP ((size_t)4 << 20)
+
+/* Starts writing the bytes written since the last call to disk, once there are
+ * WRITEBACK_STEP of them, without waiting: the disk works while the rest is made and
+ * written, and the fsync at the end waits for the tail only. Failing (a pipe, tmpfs, an
+ * old kernel) changes nothing. */
+static void start_writeback(fd_buffer *b)
+{
+    if (b->error != 0 || b->written - b->writeback_from < WRITEBACK_STEP)
+        return;
+    (void)sync_file_range(b->fd, (off_t)b->writeback_from, (off_t)(b->written - b->writeback_from),
+                          SYNC_FILE_RANGE_WRITE);
+    b->writeback_from = b->written;
+}
+
 static void fd_write(fd_buffer *b, const uint8_t *data, size_t len)
 {
     int e = onnx_fuse_write_all(b->fd, data, len);
-    if (e != 0)
+    if (e != 0) {
         b->error = e;
-    else
+    } else {
         b->written += len;
+        start_writeback(b);
+    }
 }
 
 static void fd_flush(fd_buffer *b)
@@ -1466,7 +1485,9 @@ typedef struct {
     size_t ready;    /* bytes final so far (producer) */
     int finished;    /* the producer is done (successfully or not) */
     int fd;
+    uint64_t file_offset; /* where the payload starts in the file */
     size_t written;  /* bytes written (writer) */
+    size_t writeback_from; /* bytes before this were handed to the disk (writer) */
     int error;       /* the first write error (writer) */
 } payload_pipeline;
 
@@ -1495,6 +1516,11 @@ static void *pipeline_writer(void *argument)
             if (p->error == 0)
                 p->error = onnx_fuse_write_all(p->fd, p->data + p->written, ready - p->written);
             p->written = ready;
+            if (p->error == 0 && p->written - p->writeback_from >= WRITEBACK_STEP) {
+                (void)sync_file_range(p->fd, (off_t)(p->file_offset + p->writeback_from),
+                                      (off_t)(p->written - p->writeback_from), SYNC_FILE_RANGE_WRITE);
+                p->writeback_from = p->written;
+            }
         } else if (finished) {
             return NULL;
         }
@@ -1524,6 +1550,7 @@ static void fd_append_produced(fd_buffer *b, size_t i, size_t offset, size_t len
         }
         p.data = bytes;
         p.fd = b->fd;
+        p.file_offset = b->written;
         pipelined = pthread_mutex_init(&p.lock, NULL) == 0;
         if (pipelined && pthread_cond_init(&p.changed, NULL) != 0) {
             pthread_mutex_destroy(&p.lock);
@@ -1550,8 +1577,10 @@ static void fd_append_produced(fd_buffer *b, size_t i, size_t offset, size_t len
             b->error = e;
         else if (p.error != 0)
             b->error = p.error;
-        else
+        else {
             b->written += len;
+            start_writeback(b);
+        }
     } else if (e != 0) {
         b->error = e;
     } else {
@@ -1574,10 +1603,8 @@ static void fd_append_from_source(fd_buffer *b, size_t i, size_t offset, size_t 
             return;
         int e = copy_range(b->fd, s->fd, (off_t)offset, len);
         if (e == 0) {
-            /* Start writing these bytes to disk now, while the rest is copied: the fsync at
-             * the end then waits for little. Failing (a pipe, an old kernel) changes nothing. */
-            (void)sync_file_range(b->fd, (off_t)b->written, (off_t)len, SYNC_FILE_RANGE_WRITE);
             b->written += len;
+            start_writeback(b);
             return;
         }
         if (e > 0) {
