@@ -467,6 +467,7 @@ typedef struct {
 typedef struct {
     byte_source src;
     size_t max_depth;
+    size_t lift_min;         /* raw_data of at least this many bytes (and non-empty) is lifted */
     onnx_fuse_error *err;
 
     /* Explicit stack of open messages instead of recursion: depth is attacker-controlled. */
@@ -802,7 +803,8 @@ static onnx_fuse_status wire_enter(wire_pass *w, size_t key_offset, size_t body,
                      w->field_index, key_offset);
 }
 
-/* A non-empty TensorProto.raw_data: remember where it is and write a marker instead.
+/* A non-empty TensorProto.raw_data of at least lift_min bytes: remember where it is and
+ * write a marker instead.
  * The marker is an unknown varint field whose value indexes the lift table; protobuf-c
  * keeps it in the tensor's unknown_fields, where the healing walk finds it. */
 static onnx_fuse_status wire_lift(wire_pass *w, size_t key_offset, size_t body, size_t length)
@@ -949,7 +951,7 @@ static onnx_fuse_status wire_length_delimited(wire_pass *w, size_t key_offset,
         return wire_enter(w, key_offset, body, n);
     *pos += n;
     /* Lifted: stepped over, never read. */
-    if (field != NULL && top->is_tensor && field->id == TENSOR_RAW_DATA_FIELD && n > 0)
+    if (field != NULL && top->is_tensor && field->id == TENSOR_RAW_DATA_FIELD && n > 0 && n >= w->lift_min)
         return wire_lift(w, key_offset, body, n);
 
     int kind = CHECK_NONE;
@@ -1204,7 +1206,7 @@ static onnx_fuse_status load_from(const uint8_t *data, size_t len, int is_file, 
     static const uint8_t empty[1];
     if (data == NULL)
         data = empty;
-    onnx_fuse_load_limits lim = { 100, SIZE_MAX, 0 };
+    onnx_fuse_load_limits lim = { 100, SIZE_MAX, 0, 0 };
     if (limits != NULL)
         lim = *limits;
 
@@ -1226,6 +1228,7 @@ static onnx_fuse_status load_from(const uint8_t *data, size_t len, int is_file, 
         w.src.cap = len;
     }
     w.max_depth = lim.max_depth;
+    w.lift_min = lim.lift_min;
     w.err = err;
     onnx_fuse_status st = wire_run(&w, len);
     free(w.frames);

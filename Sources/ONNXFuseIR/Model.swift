@@ -59,8 +59,6 @@ public final class Model {
     }
     /// The decoded message, for the fields the IR does not interpret.
     package var origin: ProtoOrigin?
-    /// The mapped files the model's tensors are read from (the model file, external data).
-    package var mappedFiles: [MappedFileStorage] = []
 
     /// A model around `graph`.
     public init(irVersion: Int64?, opsetImports: [OpsetImport], graph: Graph) {
@@ -78,19 +76,6 @@ public final class Model {
             return isDefault ? (d == "" || d == "ai.onnx") : d == domain
         }?.version
     }
-
-    /// Drops the pages of the files the model was loaded from out of the process's resident
-    /// memory; the page cache keeps them for the next read. Reading a few bytes of a mapped
-    /// file maps the pages around them, up to a whole 2 MB page-cache folio of a freshly
-    /// written file: work that reads many small tensors (inference over every node) calls this
-    /// after it, so that what it mapped does not add up.
-    public func releaseMappedPages() {
-        for file in mappedFiles { file.releaseAllResidentPages() }
-    }
-
-    /// The bytes of the files the model was loaded from, mapped (what `releaseMappedPages`
-    /// covers).
-    public var mappedByteCount: Int { mappedFiles.reduce(0) { $0 + $1.mappedByteCount } }
 
     /// Every graph of the model: the main graph and all subgraphs, outer before inner.
     public var allGraphs: [Graph] {

@@ -155,11 +155,6 @@ public protocol MappedFileStorage: AnyObject {
     /// Drops the pages of `count` bytes at `address` from resident memory (with the blocks around
     /// them that a read may have mapped: `MappedFile` drops the 2 MiB blocks that hold them).
     func releaseResidentPages(_ address: UnsafeRawPointer, count: Int)
-    /// Drops every page of the mapping from resident memory (one system call; the page cache
-    /// keeps them for the next read).
-    func releaseAllResidentPages()
-    /// The size of the mapping in bytes.
-    var mappedByteCount: Int { get }
     /// What changed in the file since it was mapped (size, modification time), or nil.
     func changeSinceMapped() -> String?
 }

@@ -52,34 +52,14 @@ public final class ShapeInference {
 
     /// Infers every value of every graph, outer graphs first, nodes in order.
     public func run() {
-        // Inference reads small constants, and reading a few bytes of a mapped file maps the
-        // page-cache folio around them (up to 2 MB of a freshly written file's weights): over
-        // a large file's nodes that adds up to most of the file, so its pages are let go every
-        // few nodes: 16, or a 1,024th of the nodes (of a long file, about as much of it). A small
-        // file is left as it is (a system call per few nodes would cost more).
-        let graphs = model.allGraphs
-        let releasesPages = model.mappedByteCount >= Self.pageReleaseFileSize
-        let releaseInterval = max(16, graphs.reduce(0) { $0 + $1.nodeCount } / 1024)
-        var sinceRelease = 0
-        for graph in graphs {
+        for graph in model.allGraphs {
             for input in graph.inputs where input.inferred == nil || input.inferred?.shape == nil {
                 let facts = declaredFacts(input.info?.type ?? input.type, freshUnknown: true)
                 input.inferred = InferredFacts(elementType: facts.elementType, shape: facts.shape)
             }
-            for node in graph.nodes {
-                infer(node)
-                sinceRelease += 1
-                if releasesPages && sinceRelease == releaseInterval {
-                    model.releaseMappedPages()
-                    sinceRelease = 0
-                }
-            }
+            for node in graph.nodes { infer(node) }
         }
-        if releasesPages { model.releaseMappedPages() }
     }
-
-    /// Files at least this large have their pages let go while `run` reads them.
-    static let pageReleaseFileSize = 64 << 20
 
     /// Infers `start` again (its inputs changed: a value became a constant, say) and, while the
     /// facts of a node's outputs change, the nodes that read them; returns the nodes whose facts

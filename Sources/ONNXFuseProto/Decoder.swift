@@ -28,10 +28,6 @@ extension DecodedTree: MappedFileStorage {
         file.releaseResidentPages(address, count: count)
     }
 
-    func releaseAllResidentPages() { file.releaseAllResidentPages() }
-
-    var mappedByteCount: Int { file.count }
-
     func changeSinceMapped() -> String? { file.changeSinceMapped() }
 }
 

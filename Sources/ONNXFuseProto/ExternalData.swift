@@ -5,12 +5,15 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+internal import CONNX
 import ONNXFuseIR
 
 /// Finds the bytes of external tensors (`data_location = EXTERNAL`) safely: the location
 /// must be a relative path inside the model's folder with no `..`, no symbolic link on the
 /// way and no hard-linked file; offset and length are digits that fit the file and the
-/// tensor. Each data file is mapped once and shared; nothing is copied.
+/// tensor. Each data file is mapped once and shared. Payloads of a page or more are read in
+/// place; smaller ones are copied at once, as the loader copies small `raw_data`
+/// (`ONNX_FUSE_LIFT_MIN`), so reading them later maps nothing around them.
 struct ExternalDataResolver {
     let modelDirectory: String
     let modelFile: String
@@ -24,9 +27,6 @@ struct ExternalDataResolver {
     private func invalid(_ location: String, _ reason: String) -> ModelFileError {
         .invalidModel(file: modelFile, location: location, reason: reason, offset: nil)
     }
-
-    /// The data files mapped so far.
-    var mappedFiles: [MappedFile] { files.values.sorted { $0.path < $1.path } }
 
     /// The data files read so far.
     var identities: [FileIdentity] {
@@ -55,7 +55,22 @@ struct ExternalDataResolver {
         guard length == expectedCount else {
             throw invalid(location, "external data length \(length) does not match the \(expectedCount) bytes that dims \(tensor.dims) of \(tensor.dataType) need")
         }
-        return TensorBytes(owner: file, baseAddress: file.base.map { $0 + offset }, count: length)
+        guard length < Int(ONNX_FUSE_LIFT_MIN) else {
+            return TensorBytes(owner: file, baseAddress: file.base.map { $0 + offset }, count: length)
+        }
+        // pread, not the mapping: a read of the mapping would map the folio around it.
+        let copy = ExternalCopy(file: file, offset: offset, block: HeapBlock(count: length))
+        var done = 0
+        while done < length {
+            let n = pread(file.descriptor.rawValue, copy.block.pointer! + done, length - done, off_t(offset + done))
+            if n < 0 && currentErrno == EINTR { continue }
+            guard n > 0 else {
+                throw n < 0 ? ModelFileError.io(file: path, operation: "read", errno: currentErrno)
+                            : invalid(location, "external data file '\(path)' ended early")
+            }
+            done += n
+        }
+        return TensorBytes(owner: copy, baseAddress: copy.block.pointer.map { UnsafeRawPointer($0) }, count: length)
     }
 
     /// A digits-only decimal that fits in `Int`, or nil when absent.
@@ -124,4 +139,18 @@ struct ExternalDataResolver {
     }
 
     private func dataPath(_ path: String) -> String { modelDirectory == "." ? path : modelDirectory + "/" + path }
+}
+
+/// The bytes of a small external tensor, copied from its data file at load. They remember
+/// where they came from, so that saving can keep the data file's layout (`ExternalLayout`).
+final class ExternalCopy {
+    let file: MappedFile
+    let offset: Int
+    let block: HeapBlock
+
+    init(file: MappedFile, offset: Int, block: HeapBlock) {
+        self.file = file
+        self.offset = offset
+        self.block = block
+    }
 }

@@ -34,14 +34,25 @@ struct ExternalLayout {
         if !keepSourceLayout(tensors, dataName: dataName) { pack(tensors, dataName: dataName) }
     }
 
+    /// The data file `bytes` were read from: in place from its mapping, or copied from it at load.
+    private static func sourceFile(of bytes: TensorBytes) -> MappedFile? {
+        (bytes.owner as? MappedFile) ?? (bytes.owner as? ExternalCopy)?.file
+    }
+
+    /// Where `bytes` lie in `file`, or nil when they do not come from it.
+    private static func offset(of bytes: TensorBytes, in file: MappedFile) -> Int? {
+        if let copy = bytes.owner as? ExternalCopy { return copy.file === file ? copy.offset : nil }
+        guard bytes.owner === file, let start = bytes.baseAddress, let base = file.base else { return nil }
+        return start - base
+    }
+
     /// Keeps the source file's layout if the tensors still form it; false when they do not.
     private mutating func keepSourceLayout(_ tensors: [Encoder.ExternalTensor], dataName: String) -> Bool {
-        guard let file = tensors.first?.bytes.owner as? MappedFile, let base = file.base else { return false }
+        guard let file = tensors.first.flatMap({ Self.sourceFile(of: $0.bytes) }), let base = file.base else { return false }
         var end = 0
         var planned: [(Segment?, Segment, [StringPair])] = []
         for tensor in tensors {
-            guard tensor.bytes.owner === file, let start = tensor.bytes.baseAddress, tensor.bytes.count > 0 else { return false }
-            let offset = start - base
+            guard tensor.bytes.count > 0, let offset = Self.offset(of: tensor.bytes, in: file) else { return false }
             guard offset >= end, offset - end <= Self.largestKeptGap, tensor.oldEntries.contains(where: { $0.key == "location" }) else {
                 return false
             }

@@ -78,6 +78,7 @@ public enum ModelFile {
         loadLimits.max_depth = limits.maximumDepth
         loadLimits.unpack_budget = limits.unpackBudgetBase
         loadLimits.unpack_budget_per_byte = limits.unpackBudgetPerStructureByte
+        loadLimits.lift_min = Int(ONNX_FUSE_LIFT_MIN)
         var loaded = onnx_fuse_loaded()
         var error = onnx_fuse_error()
         // The structure is read with pread, never through the mapping: touching a mapped byte
@@ -92,7 +93,6 @@ public enum ModelFile {
         let model = try decoder.decodeModel(root)
         model.inputFiles = [FileIdentity(path: displayName, device: file.identity.dev, inode: file.identity.ino)]
             + decoder.externalData.identities
-        model.mappedFiles = [tree] + decoder.externalData.mappedFiles
         return model
     }
 

@@ -179,8 +179,8 @@ extension MappedFile: MappedFileStorage {
     /// holds it (up to 2 MiB, file-offset aligned: a freshly written file's page cache is made of
     /// them). A small tensor read next to a large weight kept pieces of the weight resident after
     /// its own pages were released: the generated ResNet-50, whose BatchNormalization tensors lie
-    /// between the weights, peaked at 68 MB instead of 46 with 4 KiB blocks. (Reads of small
-    /// tensors alone, as shape inference makes, are let go by `Model.releaseMappedPages`.)
+    /// between the weights, peaked at 68 MB instead of 46 with 4 KiB blocks. (Small tensors are
+    /// not read through the mapping at all: the loader copies them, see `ONNX_FUSE_LIFT_MIN`.)
     /// Addresses outside the mapping are ignored.
     func releaseResidentPages(_ address: UnsafeRawPointer, count: Int) {
         guard let base, count > 0, address >= base, address - base <= self.count - count else { return }
@@ -190,13 +190,6 @@ extension MappedFile: MappedFileStorage {
         let end = min((address - base + count + window - 1) / window * window, (self.count + page - 1) / page * page)
         guard end > start else { return }
         _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
-    }
-
-    var mappedByteCount: Int { count }
-
-    func releaseAllResidentPages() {
-        guard let base, count > 0 else { return }
-        _ = madvise(UnsafeMutableRawPointer(mutating: base), count, MADV_DONTNEED)
     }
 
     func changeSinceMapped() -> String? {

@@ -94,34 +94,36 @@ func makeTemporaryFile() -> Int32 {
 /// The outcome of onnx_fuse_load_fd; destroys the arena when released.
 final class FileLoad: LoadOutcome {
     let input: MappedInput
+    let liftMin: Int
     let status: onnx_fuse_status
     var loaded = onnx_fuse_loaded()
     var error = onnx_fuse_error()
 
     /// Loads `input` (its descriptor and mapping); `fd` and `count` override them.
-    init(_ input: MappedInput, maxDepth: Int = 100, budget: Int = .max, fd: Int32? = nil, count: Int? = nil) {
+    init(_ input: MappedInput, maxDepth: Int = 100, budget: Int = .max, liftMin: Int = 0, fd: Int32? = nil, count: Int? = nil) {
         self.input = input
-        var limits = onnx_fuse_load_limits(max_depth: maxDepth, unpack_budget: budget, unpack_budget_per_byte: 0)
+        self.liftMin = liftMin
+        var limits = onnx_fuse_load_limits(max_depth: maxDepth, unpack_budget: budget, unpack_budget_per_byte: 0, lift_min: liftMin)
         status = onnx_fuse_load_fd(fd ?? input.fd, input.bytes, count ?? input.count, &limits, &loaded, &error)
     }
 
-    convenience init(_ bytes: [UInt8], maxDepth: Int = 100, budget: Int = .max) {
-        self.init(MappedInput(file: bytes), maxDepth: maxDepth, budget: budget)
+    convenience init(_ bytes: [UInt8], maxDepth: Int = 100, budget: Int = .max, liftMin: Int = 0) {
+        self.init(MappedInput(file: bytes), maxDepth: maxDepth, budget: budget, liftMin: liftMin)
     }
 
     deinit { onnx_fuse_arena_destroy(loaded.arena) }
 
 
-    /// Offsets of the non-empty raw_data payloads in the mapping, in tree order.
-    var rawDataOffsets: [Int?] { CONNXTests.rawDataOffsets(message, base: input.base) }
+    /// Offsets of the lifted raw_data payloads in the mapping, in tree order.
+    var rawDataOffsets: [Int?] { CONNXTests.rawDataOffsets(message, base: input.base, liftMin: liftMin) }
 }
 
-/// (offset from `base`, length) of every tensor's raw_data in tree order: nil offset for an
-/// empty or missing one.
-func rawDataOffsets(_ root: UnsafeMutablePointer<ProtobufCMessage>, base: UnsafeRawPointer?) -> [Int?] {
+/// The offset from `base` of every tensor's raw_data in tree order: nil for an empty or
+/// missing one, and for one below `liftMin` (copied, not lifted).
+func rawDataOffsets(_ root: UnsafeMutablePointer<ProtobufCMessage>, base: UnsafeRawPointer?, liftMin: Int) -> [Int?] {
     allTensors(root).map { t in
         let bd = t.pointee.raw_data
-        guard t.pointee.has_raw_data != 0, bd.len > 0, let data = bd.data, let base else { return nil }
+        guard t.pointee.has_raw_data != 0, bd.len > 0, bd.len >= liftMin, let data = bd.data, let base else { return nil }
         return UnsafeRawPointer(data) - base
     }
 }
@@ -133,7 +135,7 @@ func rawDataLengths(_ root: UnsafeMutablePointer<ProtobufCMessage>) -> [Int] {
 
 /// onnx_fuse_load_fd gave what onnx_fuse_load gave on the same bytes: the same status and
 /// error (offset, path, message), and on success the same counts, the same packed bytes and
-/// every raw_data at the same offset of its input. `packs` false skips packing (which
+/// every lifted raw_data at the same offset of its input. `packs` false skips packing (which
 /// reads every payload).
 func assertSameLoad(_ memory: Load, _ file: FileLoad, packs: Bool = true,
                     _ context: @autoclosure () -> String = "",
@@ -155,11 +157,13 @@ func assertSameLoad(_ memory: Load, _ file: FileLoad, packs: Bool = true,
     XCTAssertEqual(file.loaded.lifted_count, memory.loaded.lifted_count, what, file: sourceFile, line: line)
     XCTAssertEqual(file.loaded.lifted_bytes, memory.loaded.lifted_bytes, what, file: sourceFile, line: line)
     XCTAssertEqual(rawDataLengths(file.message), rawDataLengths(memory.message), what, file: sourceFile, line: line)
-    XCTAssertEqual(file.rawDataOffsets, rawDataOffsets(memory.message, base: memory.input.pointer), what,
+    XCTAssertEqual(file.rawDataOffsets, rawDataOffsets(memory.message, base: memory.input.pointer, liftMin: memory.liftMin), what,
                    file: sourceFile, line: line)
     for t in allTensors(file.message) where t.pointee.raw_data.len > 0 {
-        XCTAssertTrue(file.input.contains(t.pointee.raw_data.data!, length: t.pointee.raw_data.len),
-                      "raw_data outside the mapping \(what)", file: sourceFile, line: line)
+        // Lifted payloads point into the mapping; smaller ones were copied.
+        let lifted = t.pointee.raw_data.len >= file.liftMin
+        XCTAssertEqual(file.input.contains(t.pointee.raw_data.data!, length: t.pointee.raw_data.len), lifted,
+                       "raw_data \(lifted ? "outside" : "inside") the mapping \(what)", file: sourceFile, line: line)
     }
     if packs {
         XCTAssertTrue(pack(file.message) == pack(memory.message), "packed trees differ \(what)",

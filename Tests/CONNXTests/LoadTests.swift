@@ -27,6 +27,33 @@ final class LoadTests: XCTestCase {
         XCTAssertEqual(seen, Set(model.payloads.keys))
     }
 
+    /// With `lift_min` (the Swift loader passes ONNX_FUSE_LIFT_MIN), raw_data below it is
+    /// copied into the tree and the rest lifted; the bytes are the same either way, from memory
+    /// and from a file alike (`Load` compares the two).
+    func testRawDataBelowLiftMinIsCopied() {
+        let lift = Int(ONNX_FUSE_LIFT_MIN)
+        var model = RichModel()
+        model.payloads["w"] = payload(lift - 1, seed: 11)
+        model.payloads["w2"] = payload(lift, seed: 12)
+        model.payloads["attr_t"] = payload(lift + 5, seed: 13)
+        let load = Load(model.bytes, liftMin: lift)
+        XCTAssertEqual(load.status, ONNX_FUSE_OK, load.summary)
+        XCTAssertEqual(load.loaded.lifted_count, 2)
+        XCTAssertEqual(load.loaded.lifted_bytes, UInt64(2 * lift + 5))
+        checkInvariants(load)
+        var seen = Set<String>()
+        for t in allTensors(load.message) {
+            let name = tensorName(t)
+            guard let expected = model.payloads[name] else { continue }
+            seen.insert(name)
+            XCTAssertEqual(rawData(t), expected, name)
+            let inInput = load.input.contains(UnsafeRawPointer(t.pointee.raw_data.data!), length: expected.count)
+            XCTAssertEqual(inInput, expected.count >= lift, name)
+        }
+        XCTAssertEqual(seen, Set(model.payloads.keys))
+        XCTAssertEqual(pack(load.message), canonical(model.bytes))
+    }
+
     func testCountsMessages() {
         let bytes = Wire { m in
             m.messageField(F.Model.graph) { g in

@@ -166,17 +166,20 @@ extension LoadOutcome {
 
 final class Load: LoadOutcome {
     let input: Input
+    let liftMin: Int
     let status: onnx_fuse_status
     var loaded = onnx_fuse_loaded()
     var error = onnx_fuse_error()
 
-    init(_ bytes: [UInt8], maxDepth: Int = 100, budget: Int = .max, checkFile: Bool = true,
+    /// `liftMin` 0 lifts every non-empty raw_data (most tests look at lifting with tiny payloads).
+    init(_ bytes: [UInt8], maxDepth: Int = 100, budget: Int = .max, liftMin: Int = 0, checkFile: Bool = true,
          file: StaticString = #filePath, line: UInt = #line) {
         input = Input(bytes)
-        var limits = onnx_fuse_load_limits(max_depth: maxDepth, unpack_budget: budget, unpack_budget_per_byte: 0)
+        self.liftMin = liftMin
+        var limits = onnx_fuse_load_limits(max_depth: maxDepth, unpack_budget: budget, unpack_budget_per_byte: 0, lift_min: liftMin)
         status = onnx_fuse_load(input.pointer, input.count, &limits, &loaded, &error)
         if checkFile {
-            let fileLoad = FileLoad(bytes, maxDepth: maxDepth, budget: budget)
+            let fileLoad = FileLoad(bytes, maxDepth: maxDepth, budget: budget, liftMin: liftMin)
             assertSameLoad(self, fileLoad, "\(bytes.count)-byte input loaded from a file",
                            file: file, line: line)
         }
@@ -276,8 +279,10 @@ func checkInvariants(_ load: Load, _ context: @autoclosure () -> String = "",
         let bd = t.pointee.raw_data
         if bd.len > 0 {
             XCTAssertEqual(t.pointee.has_raw_data, 1, context(), file: file, line: line)
-            XCTAssertTrue(load.input.contains(UnsafeRawPointer(bd.data!), length: bd.len),
-                          "raw_data outside the input \(context())", file: file, line: line)
+            // Lifted payloads point into the input; smaller ones were copied.
+            XCTAssertEqual(load.input.contains(UnsafeRawPointer(bd.data!), length: bd.len), bd.len >= load.liftMin,
+                           "raw_data of \(bd.len) bytes \(bd.len >= load.liftMin ? "outside" : "inside") the input \(context())",
+                           file: file, line: line)
         }
     }
 }

@@ -1,5 +1,6 @@
 import XCTest
 import Foundation
+import CONNX
 import ONNXFuseIR
 @testable import ONNXFuseProto
 
@@ -35,17 +36,21 @@ final class MappingTests: XCTestCase {
         return io.split(separator: "\n").first { $0.hasPrefix("syscr:") }.flatMap { Int($0.split(separator: " ").last!) }
     }
 
-    /// A model with `count` initializers of `floats` floats each, all used by one Concat.
-    func writeModel(count: Int, floats: Int, to path: String) throws {
+    /// A model with `count` initializers of `floats` floats each (every `largeEvery`th one
+    /// `largeFloats` floats instead, when given), all used by one Concat.
+    func writeModel(count: Int, floats: Int, largeEvery: Int? = nil, largeFloats: Int = 0, to path: String) throws {
         let graph = Graph(name: "many")
         var inputs: [Value?] = []
+        var total = 0
         for index in 0..<count {
-            let values = (0..<floats).map { Float(index * floats + $0) }
-            inputs.append(graph.addInitializer(name: "t\(index)", tensor: Tensor(dataType: .float, dims: [Int64(floats)], values: values)))
+            let length = largeEvery.map { index % $0 == 0 } == true ? largeFloats : floats
+            let values = (0..<length).map { Float(index * floats + $0) }
+            total += length
+            inputs.append(graph.addInitializer(name: "t\(index)", tensor: Tensor(dataType: .float, dims: [Int64(length)], values: values)))
         }
         let concat = Node(opType: "Concat", inputs: inputs, outputNames: ["y"], attributes: [Attribute(name: "axis", value: .int(0))])
         graph.append(concat)
-        graph.addOutput(concat.outputs[0]!, info: ValueInfo(type: .tensor(.float, [.value(Int64(count * floats))])))
+        graph.addOutput(concat.outputs[0]!, info: ValueInfo(type: .tensor(.float, [.value(Int64(total))])))
         try ModelFile.save(Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph), to: path)
     }
 
@@ -53,7 +58,6 @@ final class MappingTests: XCTestCase {
         guard procFile("/proc/self/smaps")?.isEmpty == false else { throw XCTSkip("needs /proc/self/smaps") }
         let directory = try temporaryDirectory(self)
         let input = directory.appendingPathComponent("weights.onnx").path
-        // 12 tensors of 1 MiB and 2,000 of 1 KiB, interleaved by name order.
         try writeModel(count: 12, floats: 1 << 18, to: input)
         let model = try ModelFile.load(path: input)
         XCTAssertEqual(residentKilobytes(of: input), 0, "loading mapped weights in")
@@ -61,15 +65,52 @@ final class MappingTests: XCTestCase {
         XCTAssertEqual(residentKilobytes(of: input), 0, "saving mapped weights in")
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: input)),
                        try Data(contentsOf: directory.appendingPathComponent("out.onnx")))
-        // Reading a weight is what maps it; releasing the model's pages unmaps it, and a read
-        // after that maps it again, with the same bytes.
+        // Reading a weight is what maps it.
         XCTAssertEqual(model.graph.initializers[0].initializer?.doubleValues()?[1], 1)
         XCTAssertGreaterThan(try XCTUnwrap(residentKilobytes(of: input)), 0)
-        XCTAssertEqual(model.mappedByteCount, try FileManager.default.attributesOfItem(atPath: input)[.size] as? Int)
-        model.releaseMappedPages()
-        XCTAssertEqual(residentKilobytes(of: input), 0, "released pages stay mapped")
-        XCTAssertEqual(model.graph.initializers[0].initializer?.doubleValues()?[1], 1)
-        XCTAssertEqual(Model(irVersion: 8, opsetImports: [], graph: Graph()).mappedByteCount, 0)
+    }
+
+    /// Tensors under a page are copied at load (`ONNX_FUSE_LIFT_MIN`): reading every one of
+    /// them, as shape inference and rules do, maps nothing of the file, not even the large
+    /// weights around them (a read of a mapping maps the page-cache folio around it, up to
+    /// 2 MiB of a freshly written file).
+    func testReadingSmallTensorsMapsNothing() throws {
+        guard procFile("/proc/self/smaps")?.isEmpty == false else { throw XCTSkip("needs /proc/self/smaps") }
+        let directory = try temporaryDirectory(self)
+        let input = directory.appendingPathComponent("mixed.onnx").path
+        // 2,000 tensors of 1 KiB, every 100th of 1 MiB instead: small ones lie between the weights.
+        try writeModel(count: 2_000, floats: 256, largeEvery: 100, largeFloats: 1 << 18, to: input)
+        let model = try ModelFile.load(path: input)
+        var small = 0
+        for value in model.graph.initializers where value.initializer!.dims == [256] {
+            let index = Int(value.name.dropFirst())!
+            XCTAssertEqual(value.initializer?.doubleValues()?[255], Double(index * 256 + 255))
+            small += 1
+        }
+        XCTAssertEqual(small, 1_980)
+        XCTAssertEqual(residentKilobytes(of: input), 0, "reading small tensors mapped the file in")
+        let out = directory.appendingPathComponent("out.onnx")
+        try ModelFile.save(model, to: out.path)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: input)), try Data(contentsOf: out))
+    }
+
+    /// Small external tensors are copied at load too (with pread): reading them maps nothing of
+    /// the data file, and saving keeps its layout (`testExternalDataKeepsItsLayoutAndComesBackIdentical`).
+    func testReadingSmallExternalTensorsMapsNothing() throws {
+        guard procFile("/proc/self/smaps")?.isEmpty == false else { throw XCTSkip("needs /proc/self/smaps") }
+        let directory = try temporaryDirectory(self)
+        for name in ["external_data.onnx", "external_data.onnx.data"] {
+            try FileManager.default.copyItem(at: Paths.fixtures.appendingPathComponent(name), to: directory.appendingPathComponent(name))
+        }
+        let model = try ModelFile.load(path: directory.appendingPathComponent("external_data.onnx").path)
+        let external = model.graph.initializers.filter { $0.initializer!.isExternal }
+        XCTAssertFalse(external.isEmpty)
+        for value in external {
+            XCTAssertNotNil(value.initializer?.doubleValues(), value.name)
+            XCTAssertTrue(value.initializer!.payloadByteCount < Int(ONNX_FUSE_LIFT_MIN), value.name)
+        }
+        XCTAssertEqual(residentKilobytes(of: directory.appendingPathComponent("external_data.onnx.data").path), 0,
+                       "reading small external tensors mapped the data file in")
     }
 
     func testManyTinyTensorsNeedFewReads() throws {

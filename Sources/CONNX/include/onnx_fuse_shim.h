@@ -4,8 +4,9 @@
  * Swift cannot do three things cleanly here, so this shim does them:
  *   1. validate the wire format of an untrusted ModelProto before protobuf-c sees it
  *      (protobuf-c recurses without a depth limit, accepts some invalid tags, and cuts
- *      strings at NUL bytes), and lift every TensorProto.raw_data payload out of the bytes
- *      handed to protobuf_c_message_unpack, so that weights are never copied;
+ *      strings at NUL bytes), and lift TensorProto.raw_data payloads (those of a page or
+ *      more, by the caller's choice) out of the bytes handed to protobuf_c_message_unpack, so
+ *      that weights are never copied;
  *   2. give protobuf-c an arena allocator with a byte budget;
  *   3. pack a message tree straight into a file descriptor.
  *
@@ -87,14 +88,24 @@ typedef struct {
 
 /* ---- loading ----------------------------------------------------------------------- */
 
-/* NULL limits mean { 100, SIZE_MAX, 0 }. max_depth also bounds protobuf-c's own recursion
+/* What the loader lifts by default (`lift_min`): TensorProto.raw_data payloads of at least
+ * a page are pointed at in place, smaller ones copied with the structure. A small constant
+ * read through a mapping maps the page-cache folio around it (up to 2 MiB of a freshly
+ * written file): the thousands of small constants that shape inference and rules read would
+ * bring most of a large file into the process, where copying them costs their own size. */
+#define ONNX_FUSE_LIFT_MIN 4096
+
+/* NULL limits mean { 100, SIZE_MAX, 0, 0 }. max_depth also bounds protobuf-c's own recursion
  * (it unpacks sub-messages recursively), so keep it modest; 0 rejects every input. */
 typedef struct {
     size_t max_depth;        /* deepest message nesting accepted; the ModelProto is depth 1 (100) */
     size_t unpack_budget;    /* bytes protobuf-c may allocate for the unpacked tree, plus: */
     size_t unpack_budget_per_byte; /* this many per byte of structure (the input without the
                                     * lifted raw_data payloads): weights do not raise the budget */
+    size_t lift_min;         /* raw_data payloads of at least this many bytes are lifted, smaller
+                              * ones copied; 0 lifts every non-empty one (ONNX_FUSE_LIFT_MIN) */
 } onnx_fuse_load_limits;
+
 
 typedef struct {
     Onnx__ModelProto *model; /* allocated in `arena` */
@@ -111,7 +122,8 @@ typedef struct {
  * limits->max_depth, field number 0 or above 2^29-1, wire types 3, 4, 6 and 7, a wire type
  * that does not fit a known field, varints longer than 10 bytes, lengths past the end of
  * the enclosing message, a NUL byte or invalid UTF-8 in a string field, and a TensorProto
- * with raw_data more than once. Each non-empty TensorProto.raw_data is lifted out: the
+ * with raw_data more than once. Each non-empty TensorProto.raw_data of at least
+ * limits->lift_min bytes is lifted out (smaller ones are unpacked as protobuf-c does, a copy): the
  * bytes passed to protobuf_c_message_unpack carry a marker instead, and after unpack the
  * tensor's raw_data points at the payload inside `data` again (no copy).
  *
