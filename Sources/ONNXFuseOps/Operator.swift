@@ -127,7 +127,24 @@ public struct ValueFacts: Equatable, Sendable {
     /// For integer tensors of rank 0 or 1 holding dimensions: the elements (see `InferredFacts`).
     public var shapeValue: [Dimension]?
     /// The value, when it is a constant small enough to be read (see `InferenceContext`).
-    public var constant: TensorValue?
+    public var constant: TensorValue? {
+        get {
+            switch constantSource {
+            case .value(let value): return value
+            case .tensor(let tensor): return try? TensorValue(tensor: tensor)
+            case nil: return nil
+            }
+        }
+        set { constantSource = newValue.map(ConstantSource.value) }
+    }
+
+    /// Where `constant` comes from: a value, or a tensor whose elements are read when asked
+    /// for (most nodes with a constant float input, a Conv's weight, never look at it).
+    private enum ConstantSource: Sendable {
+        case value(TensorValue)
+        case tensor(Tensor)
+    }
+    private var constantSource: ConstantSource?
 
     /// Facts.
     public init(elementType: DataType? = nil, shape: [Dimension]? = nil, shapeValue: [Dimension]? = nil,
@@ -136,6 +153,21 @@ public struct ValueFacts: Equatable, Sendable {
         self.shape = shape
         self.shapeValue = shapeValue
         self.constant = constant
+    }
+
+    /// The facts of a floating-point constant tensor: its type and static shape, its value
+    /// read from `tensor` only when `constant` is asked for. (An integer constant's facts take
+    /// its elements at once: they may be a shape value.)
+    public init(floatingPointConstant tensor: Tensor) {
+        precondition(tensor.dataType.isFloatingPoint, "only floating-point constants are read lazily")
+        self.init(elementType: tensor.dataType, shape: tensor.dims.map { .value($0) })
+        constantSource = .tensor(tensor)
+    }
+
+    /// Facts are equal when what they tell is: a lazily read constant compares by its value.
+    public static func == (lhs: ValueFacts, rhs: ValueFacts) -> Bool {
+        lhs.elementType == rhs.elementType && lhs.shape == rhs.shape && lhs.shapeValue == rhs.shapeValue
+            && lhs.constant == rhs.constant
     }
 
     /// The facts of a known tensor: its type, static shape, value, and for small integer

@@ -128,8 +128,9 @@ public final class ShapeInference {
     public func facts(of value: Value) -> ValueFacts {
         let constantFacts = value.withConstantTensor(freezeInitializerInputs: freezeInitializerInputs) { tensor in
             let limit = tensor.dataType.isFloatingPoint ? realConstantElementLimit : constantElementLimit
-            if let count = tensor.elementCount, count <= limit, let constant = try? TensorValue(tensor: tensor) {
-                return ValueFacts(constant: constant)
+            if let count = tensor.elementCount, count <= limit {
+                if tensor.dataType.isFloatingPoint { return ValueFacts(floatingPointConstant: tensor) }
+                if let constant = try? TensorValue(tensor: tensor) { return ValueFacts(constant: constant) }
             }
             return ValueFacts(elementType: tensor.dataType, shape: tensor.dims.map { .value($0) })
         }

@@ -32,6 +32,30 @@ final class ShapeInferenceTests: XCTestCase {
         XCTAssertEqual(Set(changed.map { $0.name ?? "" }), ["s", "p1", "p2", "d"])
     }
 
+    func testFloatConstantsAreReadWhenAKernelAsks() throws {
+        // A float initializer's facts read its elements only when asked for: Resize's scales
+        // still give the output shape, and a fully constant node still folds to a value.
+        let graph = Graph(name: "g")
+        let model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
+        let x = graph.addInput(name: "x", info: ValueInfo(type: .tensor(.float, [.value(1), .value(1), .value(2), .value(3)])))
+        let scales = graph.addInitializer(name: "scales", tensor: Tensor(dataType: .float, dims: [4], values: [Float(1), 1, 2, 0.5]))
+        let resize = Node(opType: "Resize", inputs: [x, nil, scales], outputNames: ["r"])
+        graph.append(resize)
+        let a = graph.addInitializer(name: "a", tensor: Tensor(dataType: .float, dims: [2], values: [Float(1.5), -2]))
+        let add = Node(opType: "Add", inputs: [a, a], outputNames: ["s"])
+        graph.append(add)
+        let inference = ShapeInference(model: model)
+        let facts = inference.facts(of: scales)
+        XCTAssertEqual(facts.elementType, .float)
+        XCTAssertEqual(facts.shape, [.value(4)])
+        XCTAssertEqual(try facts.constant?.doubleValues(), [1, 1, 2, 0.5])
+        XCTAssertEqual(facts, ValueFacts(constant: try TensorValue(tensor: scales.initializer!)))
+        inference.run()
+        XCTAssertEqual(resize.outputs[0]!.inferred?.shape, [.value(1), .value(1), .value(4), .value(1)])
+        XCTAssertEqual(add.outputs[0]!.inferred?.shape, [.value(2)])
+        XCTAssertEqual(add.outputs[0]!.inferred?.elementType, .float)
+    }
+
     func testDifferencesOfDimensionsAreValueSymbols() throws {
         let graph = Graph(name: "g")
         let model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
