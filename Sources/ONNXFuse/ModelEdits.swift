@@ -93,8 +93,8 @@ func tensorHash(_ tensor: Tensor, whole: Bool) -> Int {
             // A whole hash of deferred bytes computes them for the moment only.
             _ = try? b.withTransientBytes { combine($0) }
             // Reading a few bytes of a mapped file maps its neighbouring pages too (the kernel
-            // faults around): a large weight's pages leave resident memory again at once.
-            b.releaseResidentPagesOfLargeWeight()
+            // faults around): a weight's pages leave resident memory again at once.
+            b.releaseResidentPages()
         }
     case .stringData(let strings):
         for string in strings { hasher.combine(string) }

@@ -99,6 +99,19 @@ public struct Tensor: Sendable {
         }
     }
 
+    /// Lets go of the pages of the payload's mapped file that reading it mapped into the
+    /// process (`TensorBytes.releaseResidentPages`); nothing for a payload in memory. Only
+    /// payloads of a page or more are read in place from a file (smaller ones are copied at
+    /// load), so one system call covers at least a page the read brought in, and the page-cache
+    /// folio around it.
+    public func releaseMappedPages() {
+        switch storage {
+        case .raw(let b), .floatData(let b), .int32Data(let b), .int64Data(let b), .doubleData(let b), .uint64Data(let b):
+            b.releaseResidentPages()
+        case .none, .stringData: break
+        }
+    }
+
     /// What is inconsistent between the type, the dims and the stored elements, or nil.
     public var payloadProblem: String? {
         guard dataType != .undefined else { return "has no data_type" }

@@ -8,8 +8,9 @@ import Darwin
 internal import CONNX
 import ONNXFuseIR
 
-/// Owns a decoded protobuf-c tree: its arena and the mapped file whose bytes its raw_data
-/// fields point into. IR objects keep it alive through their `origin` and `TensorBytes`.
+/// Owns a decoded protobuf-c tree: its arena (which holds the small raw_data payloads, copied)
+/// and the mapped file that the lifted ones (`ONNX_FUSE_LIFT_MIN` bytes or more) point into.
+/// IR objects keep it alive through their `origin` and `TensorBytes`.
 final class DecodedTree {
     let arena: OpaquePointer
     let file: MappedFile

@@ -39,12 +39,3 @@ public struct EvaluationLimits: Sendable, Equatable {
     /// The limits in force for the current task (the defaults unless bound).
     @TaskLocal public static var current = EvaluationLimits()
 }
-
-extension TensorBytes {
-    /// Releases the pages of a weight read from the mapped file (`releaseResidentPages`) when it
-    /// is large (`minimumDeferredBytes` or more): a weight is read once, and the page cache keeps
-    /// it for the next read. Small tensors keep theirs (a system call each would cost more).
-    package func releaseResidentPagesOfLargeWeight() {
-        if count >= EvaluationLimits.current.minimumDeferredBytes { releaseResidentPages() }
-    }
-}

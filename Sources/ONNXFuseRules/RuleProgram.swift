@@ -511,7 +511,7 @@ struct RuleProgram {
                 }
             }
             let array = try NDArray(tensor: tensor)
-            bytes.releaseResidentPagesOfLargeWeight()
+            bytes.releaseResidentPages()
             return array
         }
 

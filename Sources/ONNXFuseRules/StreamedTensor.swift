@@ -70,7 +70,7 @@ struct StreamedTensor {
         do {
             // A deferred constant (another fold's weight) is computed for this pass only.
             try bytes.withTransientBytes { raw in try stream(raw, ranges, body) }
-            bytes.releaseResidentPagesOfLargeWeight()
+            bytes.releaseResidentPages()
         } catch let error as EvaluationError {
             throw error
         } catch {
@@ -150,7 +150,7 @@ struct StreamedTensor {
         var largestBits: UInt32 = 0
         do {
             try bytes.withTransientBytes { raw in largestBits = Self.largestMagnitudeBits(raw, count: count) }
-            bytes.releaseResidentPagesOfLargeWeight()
+            bytes.releaseResidentPages()
         } catch {
             return false
         }

@@ -94,6 +94,30 @@ final class MappingTests: XCTestCase {
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: input)), try Data(contentsOf: out))
     }
 
+    /// A tensor of a page or more is read in place: reading it maps the file around it, and
+    /// `Tensor.releaseMappedPages` (which shape inference and rules call after a read) lets go
+    /// of that again.
+    func testTensorsReadInPlaceAreReleasedAfterTheRead() throws {
+        guard procFile("/proc/self/smaps")?.isEmpty == false else { throw XCTSkip("needs /proc/self/smaps") }
+        let directory = try temporaryDirectory(self)
+        let input = directory.appendingPathComponent("pages.onnx").path
+        // 200 tensors of 8 KiB, every 50th of 1 MiB instead.
+        try writeModel(count: 200, floats: 2_048, largeEvery: 50, largeFloats: 1 << 18, to: input)
+        let model = try ModelFile.load(path: input)
+        let pageSized = model.graph.initializers.filter { $0.initializer!.dims == [2_048] }
+        XCTAssertEqual(pageSized.count, 196)
+        XCTAssertEqual(pageSized[0].initializer?.doubleValues()?[1], Double(Int(pageSized[0].name.dropFirst())! * 2_048 + 1))
+        XCTAssertGreaterThan(try XCTUnwrap(residentKilobytes(of: input)), 0, "reading in place maps the file")
+        pageSized[0].initializer!.releaseMappedPages()
+        XCTAssertEqual(residentKilobytes(of: input), 0)
+        for value in pageSized {
+            let tensor = value.initializer!
+            XCTAssertEqual(tensor.doubleValues()?[2_047], Double(Int(value.name.dropFirst())! * 2_048 + 2_047))
+            tensor.releaseMappedPages()
+        }
+        XCTAssertEqual(residentKilobytes(of: input), 0, "released pages stay mapped")
+    }
+
     /// Small external tensors are copied at load too (with pread): reading them maps nothing of
     /// the data file, and saving keeps its layout (`testExternalDataKeepsItsLayoutAndComesBackIdentical`).
     func testReadingSmallExternalTensorsMapsNothing() throws {

@@ -101,9 +101,10 @@ typedef struct {
     size_t max_depth;        /* deepest message nesting accepted; the ModelProto is depth 1 (100) */
     size_t unpack_budget;    /* bytes protobuf-c may allocate for the unpacked tree, plus: */
     size_t unpack_budget_per_byte; /* this many per byte of structure (the input without the
-                                    * lifted raw_data payloads): weights do not raise the budget */
+                                    * lifted raw_data payloads): lifted payloads do not raise it */
     size_t lift_min;         /* raw_data payloads of at least this many bytes are lifted, smaller
-                              * ones copied; 0 lifts every non-empty one (ONNX_FUSE_LIFT_MIN) */
+                              * ones copied (the Swift loader passes ONNX_FUSE_LIFT_MIN); 0 or 1
+                              * lifts every non-empty one */
 } onnx_fuse_load_limits;
 
 
