@@ -421,6 +421,9 @@ typedef struct {
     size_t index;            /* position among the parent's repeated field, or NO_INDEX */
     int is_tensor;           /* a TensorProto: raw_data is lifted */
     int seen_raw_data;
+    int has_payload;         /* a TensorProto with non-empty raw_data */
+    size_t singular_slot;    /* a TensorProto in a singular field: the parent's counts[] slot
+                              * of that field (else NO_INDEX), marked when it had a payload */
 } wire_frame;
 
 /* A lifted TensorProto.raw_data payload inside the caller's bytes. */
@@ -763,6 +766,8 @@ static onnx_fuse_status wire_push(wire_pass *w, const ProtobufCMessageDescriptor
     f->index = index;
     f->is_tensor = desc == &onnx__tensor_proto__descriptor;
     f->seen_raw_data = 0;
+    f->has_payload = 0;
+    f->singular_slot = NO_INDEX;
     w->counts_len += n_fields;
     w->message_count++;
     return ONNX_FUSE_OK;
@@ -781,6 +786,8 @@ static onnx_fuse_status wire_pop(wire_pass *w, size_t pos)
                              (unsigned long long)body);
         buf_patch_varint5(&w->out, f->placeholder, body);
     }
+    if (f->has_payload && f->singular_slot != NO_INDEX)
+        w->counts[f->singular_slot] = 1;
     w->counts_len = f->counts_base;
     w->depth--;
     return ONNX_FUSE_OK;
@@ -795,12 +802,28 @@ static onnx_fuse_status wire_enter(wire_pass *w, size_t key_offset, size_t body,
                          w->max_depth);
     if (!buf_key(&w->out, field->id, PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED))
         return wire_nomem(w, key_offset);
+    /* protobuf-c merges a singular message field given twice. An earlier TensorProto's raw_data
+     * would be lost if lifted (the later one's unknown fields replace its marker) and kept if
+     * copied, unless the later one has an empty raw_data (protobuf-c keeps the earlier bytes,
+     * other readers the empty ones): refused whatever its size. (The counts[] slot of a
+     * singular field is otherwise unused.) */
+    size_t singular_slot = NO_INDEX;
+    if (field->descriptor == &onnx__tensor_proto__descriptor && field->label != PROTOBUF_C_LABEL_REPEATED) {
+        const wire_frame *parent = &w->frames[w->depth - 1];
+        singular_slot = parent->counts_base + (size_t)(field - parent->desc->fields);
+        if (w->counts[singular_slot] != 0)
+            return wire_fail(w, ONNX_FUSE_INVALID, key_offset,
+                             "a TensorProto given twice as a singular field would lose its raw_data");
+    }
     size_t placeholder = w->out.len;
     static const uint8_t zeros[PLACEHOLDER_BYTES];
     if (!buf_bytes(&w->out, zeros, PLACEHOLDER_BYTES))
         return wire_nomem(w, key_offset);
-    return wire_push(w, field->descriptor, body + length, placeholder, field->name,
-                     w->field_index, key_offset);
+    onnx_fuse_status st = wire_push(w, field->descriptor, body + length, placeholder, field->name,
+                                    w->field_index, key_offset);
+    if (st == ONNX_FUSE_OK)
+        w->frames[w->depth - 1].singular_slot = singular_slot;
+    return st;
 }
 
 /* A non-empty TensorProto.raw_data of at least lift_min bytes: remember where it is and
@@ -950,9 +973,12 @@ static onnx_fuse_status wire_length_delimited(wire_pass *w, size_t key_offset,
     if (field != NULL && field->type == PROTOBUF_C_TYPE_MESSAGE)
         return wire_enter(w, key_offset, body, n);
     *pos += n;
-    /* Lifted: stepped over, never read. */
-    if (field != NULL && top->is_tensor && field->id == TENSOR_RAW_DATA_FIELD && n > 0 && n >= w->lift_min)
-        return wire_lift(w, key_offset, body, n);
+    if (field != NULL && top->is_tensor && field->id == TENSOR_RAW_DATA_FIELD && n > 0) {
+        top->has_payload = 1;
+        /* Lifted: stepped over, never read. */
+        if (n >= w->lift_min)
+            return wire_lift(w, key_offset, body, n);
+    }
 
     int kind = CHECK_NONE;
     if (field != NULL && field->type == PROTOBUF_C_TYPE_STRING) {
@@ -1278,7 +1304,9 @@ static onnx_fuse_status load_from(const uint8_t *data, size_t len, int is_file, 
     if (h.bad_marker || h.healed != h.n_lifts) {
         onnx_fuse_arena_destroy(arena);
         /* protobuf-c merges a singular message field given twice and keeps only the later
-         * unknown fields, so an earlier tensor's marker (its raw_data) would be dropped. */
+         * unknown fields, so an earlier tensor's marker (its raw_data) would be dropped. The
+         * wire pass refuses a singular TensorProto given twice; this catches the same through
+         * a message around it given twice (a SparseTensorProto attribute, ...). */
         return load_fail(err, ONNX_FUSE_INVALID, "ModelProto",
                          "a TensorProto given twice as a singular field would lose its raw_data");
     }

@@ -275,7 +275,20 @@ final class RejectionTests: XCTestCase {
             a.messageField(F.Attribute.t) { t in t.bytesField(F.Tensor.rawData, [1, 2, 3]) }
             a.messageField(F.Attribute.t) { t in t.stringField(F.Tensor.name, "later") }
         }
-        reject(bytes, message: "a TensorProto given twice as a singular field would lose its raw_data")
+        reject(bytes, path: "ModelProto.graph.node[0].attribute[0].t",
+               message: "a TensorProto given twice as a singular field would lose its raw_data")
+        // The same whatever the payload's size: a small one is copied, not lifted, and
+        // protobuf-c's merge would keep it where other readers take a later empty raw_data.
+        for later: [UInt8] in [[], [4]] {
+            let small = graphWithNodes(1, bad: 0) { a in
+                a.messageField(F.Attribute.t) { t in t.bytesField(F.Tensor.rawData, [1, 2, 3]) }
+                a.messageField(F.Attribute.t) { t in t.bytesField(F.Tensor.rawData, later) }
+            }
+            let load = Load(small, liftMin: Int(ONNX_FUSE_LIFT_MIN))
+            XCTAssertEqual(load.status, ONNX_FUSE_INVALID, load.summary)
+            XCTAssertEqual(load.path, "ModelProto.graph.node[0].attribute[0].t")
+            XCTAssertEqual(load.errorMessage, "a TensorProto given twice as a singular field would lose its raw_data")
+        }
         // Merging without raw_data in the earlier one is fine.
         let fine = graphWithNodes(1, bad: 0) { a in
             a.messageField(F.Attribute.t) { t in t.stringField(F.Tensor.name, "earlier") }

@@ -144,7 +144,10 @@ typedef struct {
  * One more rejection comes from protobuf-c's merge semantics: a singular TensorProto field
  * (AttributeProto.t, SparseTensorProto.values, ...) given twice is merged by protobuf-c,
  * which keeps only the later occurrence's unknown fields; if the earlier one carried
- * raw_data, it would be lost silently, so the load fails with ONNX_FUSE_INVALID instead.
+ * non-empty raw_data, a lifted payload would be lost silently (and a copied one kept where
+ * other readers take a later empty raw_data), so the load fails with ONNX_FUSE_INVALID
+ * instead, whatever the payload's size: in the wire pass at the second occurrence, or after
+ * unpacking ("ModelProto") when a message around the tensor was given twice.
  *
  * Empty input (len 0, data may be NULL) is a valid, empty ModelProto. `err` may be NULL.
  * Returns ONNX_FUSE_OK and fills `out`, or fills `err` (status, offset, path, message),
