@@ -50,7 +50,29 @@ final class ShapeInferenceTests: XCTestCase {
         XCTAssertEqual(facts.shape, [.value(4)])
         XCTAssertEqual(try facts.constant?.doubleValues(), [1, 1, 2, 0.5])
         XCTAssertEqual(facts, ValueFacts(constant: try TensorValue(tensor: scales.initializer!)))
+        // A weight computed when read (as a folded one is) shows when its elements are read:
+        // not for its facts, nor for inferring a node that only needs its shape.
+        final class Reads: @unchecked Sendable { var count = 0 }
+        let reads = Reads()
+        let values: [Float] = [0.5, -1, 2, 4]
+        let samples = values.flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) }
+        let computed = DeferredBytes(count: 16, samples: samples) { buffer in
+            reads.count += 1
+            buffer.copyBytes(from: samples)
+        }
+        let weight = graph.addInitializer(name: "weight", tensor: Tensor(name: "weight", dataType: .float, dims: [4],
+                                                                          storage: .raw(TensorBytes(deferred: computed))))
+        let y = graph.addInput(name: "y", info: ValueInfo(type: .tensor(.float, [.value(3), .value(4)])))
+        let scaled = Node(opType: "Mul", inputs: [y, weight], outputNames: ["scaled"])
+        graph.append(scaled)
+        let weightFacts = inference.facts(of: weight)
+        XCTAssertEqual(weightFacts.shape, [.value(4)])
+        XCTAssertEqual(reads.count, 0)
         inference.run()
+        XCTAssertEqual(reads.count, 0, "inferring Mul read the weight's elements")
+        XCTAssertEqual(scaled.outputs[0]!.inferred?.shape, [.value(3), .value(4)])
+        XCTAssertEqual(try weightFacts.constant?.doubleValues(), values.map(Double.init))
+        XCTAssertEqual(reads.count, 1)
         XCTAssertEqual(resize.outputs[0]!.inferred?.shape, [.value(1), .value(1), .value(4), .value(1)])
         XCTAssertEqual(add.outputs[0]!.inferred?.shape, [.value(2)])
         XCTAssertEqual(add.outputs[0]!.inferred?.elementType, .float)
