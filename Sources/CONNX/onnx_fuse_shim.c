@@ -419,7 +419,7 @@ typedef struct {
     size_t counts_base;      /* its per-field occurrence counters start here in counts[] */
     const char *name;        /* path segment: the field in the parent, or the root's type */
     size_t index;            /* position among the parent's repeated field, or NO_INDEX */
-    int is_tensor;           /* a TensorProto: raw_data is lifted */
+    int is_tensor;           /* a TensorProto: its raw_data may be lifted */
     int seen_raw_data;
     int has_payload;         /* a TensorProto with non-empty raw_data */
     size_t singular_slot;    /* a TensorProto in a singular field: the parent's counts[] slot
@@ -1508,18 +1508,16 @@ static size_t find_source(const fd_buffer *b, const uint8_t *data, size_t len)
 #define PIPELINE_MIN ((size_t)1 << 20)
 
 /* A computed payload being written while it is made: the producer reports how many leading
- * bytes are final (`ready`), the writer thread writes them as they come. */
+ * bytes are final (`ready`), the writer thread writes them as they come, through the output's
+ * fd_buffer (which the saving thread leaves alone until it has joined the writer). */
 typedef struct {
     pthread_mutex_t lock;
     pthread_cond_t changed;
     const uint8_t *data;
     size_t ready;    /* bytes final so far (producer) */
     int finished;    /* the producer is done (successfully or not) */
-    int fd;
-    uint64_t file_offset; /* where the payload starts in the file */
-    size_t written;  /* bytes written (writer) */
-    size_t writeback_from; /* bytes before this were handed to the disk (writer) */
-    int error;       /* the first write error (writer) */
+    fd_buffer *out;  /* written by the writer thread alone while it runs */
+    size_t taken;    /* bytes handed to `out` (writer) */
 } payload_pipeline;
 
 static void pipeline_ready(void *sink, size_t n_ready)
@@ -1537,21 +1535,16 @@ static void *pipeline_writer(void *argument)
     payload_pipeline *p = argument;
     for (;;) {
         pthread_mutex_lock(&p->lock);
-        while (p->ready == p->written && !p->finished)
+        while (p->ready == p->taken && !p->finished)
             pthread_cond_wait(&p->changed, &p->lock);
         size_t ready = p->ready;
         int finished = p->finished;
         pthread_mutex_unlock(&p->lock);
-        if (ready > p->written) {
+        if (ready > p->taken) {
             /* After an error, the rest is not written (the save fails), but still followed. */
-            if (p->error == 0)
-                p->error = onnx_fuse_write_all(p->fd, p->data + p->written, ready - p->written);
-            p->written = ready;
-            if (p->error == 0 && p->written - p->writeback_from >= WRITEBACK_STEP) {
-                (void)sync_file_range(p->fd, (off_t)(p->file_offset + p->writeback_from),
-                                      (off_t)(p->written - p->writeback_from), SYNC_FILE_RANGE_WRITE);
-                p->writeback_from = p->written;
-            }
+            if (p->out->error == 0)
+                fd_write(p->out, p->data + p->taken, ready - p->taken);
+            p->taken = ready;
         } else if (finished) {
             return NULL;
         }
@@ -1580,8 +1573,7 @@ static void fd_append_produced(fd_buffer *b, size_t i, size_t offset, size_t len
             return;
         }
         p.data = bytes;
-        p.fd = b->fd;
-        p.file_offset = b->written;
+        p.out = b;
         pipelined = pthread_mutex_init(&p.lock, NULL) == 0;
         if (pipelined && pthread_cond_init(&p.changed, NULL) != 0) {
             pthread_mutex_destroy(&p.lock);
@@ -1606,12 +1598,6 @@ static void fd_append_produced(fd_buffer *b, size_t i, size_t offset, size_t len
         pthread_mutex_destroy(&p.lock);
         if (e != 0)
             b->error = e;
-        else if (p.error != 0)
-            b->error = p.error;
-        else {
-            b->written += len;
-            start_writeback(b);
-        }
     } else if (e != 0) {
         b->error = e;
     } else {

@@ -131,9 +131,7 @@ public struct ValueFacts: Equatable, Sendable {
         get {
             switch constantSource {
             case .value(let value): return value
-            case .tensor(let tensor):
-                defer { tensor.releaseMappedPages() }  // as `ShapeInference.facts(of:)` does
-                return try? TensorValue(tensor: tensor)
+            case .tensor(let tensor): return try? TensorValue(tensor: tensor)
             case nil: return nil
             }
         }

@@ -130,11 +130,7 @@ public final class ShapeInference {
             let limit = tensor.dataType.isFloatingPoint ? realConstantElementLimit : constantElementLimit
             if let count = tensor.elementCount, count <= limit {
                 if tensor.dataType.isFloatingPoint { return ValueFacts(floatingPointConstant: tensor) }
-                let constant = try? TensorValue(tensor: tensor)
-                // A payload read in place from the file (a page or more) maps the page-cache
-                // folio around it: over a model's constants that would add up to the file.
-                tensor.releaseMappedPages()
-                if let constant { return ValueFacts(constant: constant) }
+                if let constant = try? TensorValue(tensor: tensor) { return ValueFacts(constant: constant) }
             }
             return ValueFacts(elementType: tensor.dataType, shape: tensor.dims.map { .value($0) })
         }

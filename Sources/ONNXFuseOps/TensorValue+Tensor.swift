@@ -4,8 +4,11 @@ import ONNXFuseIR
 extension TensorValue {
     /// The elements of `tensor`, read from whichever field holds them (`raw_data`, external
     /// data, or a typed field). Types the kernels do not compute with and inconsistent payloads
-    /// are errors.
+    /// are errors. A payload read in place from its file has its pages let go after the read
+    /// (`Tensor.releaseMappedPages`): inference, rules and kernels read a model's constants
+    /// through here, and each read maps the page-cache folio around them.
     public init(tensor: Tensor) throws(OperatorError) {
+        defer { tensor.releaseMappedPages() }
         let type = tensor.dataType
         guard let kind = TensorValue.kind(of: type) else { throw OperatorError("no kernel computes with \(type)") }
         if let problem = tensor.payloadProblem { throw OperatorError("tensor \(problem)") }

@@ -811,15 +811,15 @@ struct Driver {
         }
     }
 
-    /// Removes initializers and nodes that nothing uses any more, starting from `values`. A
-    /// value deeper in a removed chain that is left with a single reader has that reader queued:
-    /// rules that need a value read once (fusing a pair of nodes) may apply there now.
     /// A name no value of the model has, from `base`.
     mutating func freshName(_ base: String) -> String {
         if names == nil { names = NameAllocator(model: model) }
         return names!.fresh(base)
     }
 
+    /// Removes initializers and nodes that nothing uses any more, starting from `values`. A
+    /// value deeper in a removed chain that is left with a single reader has that reader queued:
+    /// rules that need a value read once (fusing a pair of nodes) may apply there now.
     mutating func removeUnused(_ values: [Value]) {
         var stack = values
         var firstLevel = Set(values.map(ObjectIdentifier.init))

@@ -491,8 +491,7 @@ struct RuleProgram {
             }
         }
 
-        /// A constant's elements in float64. A large weight is read once, so its pages of the
-        /// mapped file leave resident memory at once (the page cache keeps them).
+        /// A constant's elements in float64.
         static func read(_ tensor: Tensor) throws(EvaluationError) -> NDArray {
             guard case .raw(let bytes) = tensor.storage else { return try NDArray(tensor: tensor) }
             if let computation = bytes.deferred, !computation.isResident {
@@ -510,9 +509,7 @@ struct RuleProgram {
                     throw EvaluationError("\(tensor.name.map { "tensor '\($0)'" } ?? "a computed tensor") could not be made: \(error)")
                 }
             }
-            let array = try NDArray(tensor: tensor)
-            bytes.releaseResidentPages()
-            return array
+            return try NDArray(tensor: tensor)
         }
 
         /// The next recorded answer of the graph, when replaying.

@@ -87,6 +87,12 @@ struct StreamedTensor {
         var start = 0
         // The result's position of the next run (for `ranges`).
         var position = 0
+        // `n` results into `destination`: the constant's elements from `at` on, combined with
+        // the operand read from `operandAt` on in steps of `operandStep`.
+        func compute(_ n: Int, _ at: Int, _ operandAt: Int, _ operandStep: Int, into destination: UnsafeMutablePointer<Double>) {
+            readReals(raw.baseAddress! + at * elementSize, as: source.dataType, count: n, into: destination)
+            if let operation { apply(operation, to: destination, count: n, operandAt, operandStep) }
+        }
         // `length` results from the constant's element `at` on, the operand read from
         // `operandAt` on in steps of `operandStep`.
         func take(_ at: Int, _ length: Int, _ operandAt: Int, _ operandStep: Int) throws(EvaluationError) {
@@ -98,8 +104,7 @@ struct StreamedTensor {
                     let offset = common.lowerBound - run.lowerBound
                     for piece in stride(from: 0, to: common.count, by: chunk.count) {
                         let n = min(common.count - piece, chunk.count)
-                        readReals(raw.baseAddress! + (at + offset + piece) * elementSize, as: source.dataType, count: n, into: chunk.baseAddress!)
-                        if let operation { apply(operation, to: chunk.baseAddress!, count: n, operandAt + (offset + piece) * operandStep, operandStep) }
+                        compute(n, at + offset + piece, operandAt + (offset + piece) * operandStep, operandStep, into: chunk.baseAddress!)
                         try body(common.lowerBound + piece, UnsafeBufferPointer(rebasing: chunk[..<n]))
                     }
                 }
@@ -108,9 +113,7 @@ struct StreamedTensor {
             var done = 0
             while done < length {
                 let n = min(length - done, chunk.count - filled)
-                let destination = chunk.baseAddress! + filled
-                readReals(raw.baseAddress! + (at + done) * elementSize, as: source.dataType, count: n, into: destination)
-                if let operation { apply(operation, to: destination, count: n, operandAt + done * operandStep, operandStep) }
+                compute(n, at + done, operandAt + done * operandStep, operandStep, into: chunk.baseAddress! + filled)
                 filled += n
                 done += n
                 if filled == chunk.count {

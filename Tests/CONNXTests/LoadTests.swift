@@ -3,6 +3,22 @@ import CONNX
 import XCTest
 
 final class LoadTests: XCTestCase {
+    /// Calls `check` with each tensor of `load` that `model` gives a payload, and that payload,
+    /// after checking its raw_data holds it; fails unless every payload was met.
+    private func forEachPayload(_ load: Load, of model: RichModel,
+                                _ check: (UnsafeMutablePointer<Onnx__TensorProto>, String, [UInt8]) -> Void) {
+        var seen = Set<String>()
+        for t in allTensors(load.message) {
+            let name = tensorName(t)
+            guard let expected = model.payloads[name] else { continue }
+            seen.insert(name)
+            XCTAssertEqual(t.pointee.has_raw_data, 1, name)
+            XCTAssertEqual(rawData(t), expected, name)
+            check(t, name, expected)
+        }
+        XCTAssertEqual(seen, Set(model.payloads.keys))
+    }
+
     func testLiftedRawDataPointsIntoTheInput() {
         let model = RichModel()
         let load = Load(model.bytes)
@@ -11,20 +27,13 @@ final class LoadTests: XCTestCase {
         XCTAssertEqual(load.loaded.lifted_bytes, model.liftedBytes)
         checkInvariants(load)
 
-        var seen = Set<String>()
-        for t in allTensors(load.message) {
-            let name = tensorName(t)
-            guard let expected = model.payloads[name] else { continue }
-            seen.insert(name)
-            XCTAssertEqual(t.pointee.has_raw_data, 1, name)
-            XCTAssertEqual(rawData(t), expected, name)
+        forEachPayload(load, of: model) { t, name, expected in
             let p = UnsafeRawPointer(t.pointee.raw_data.data!)
             XCTAssertTrue(load.input.contains(p, length: expected.count), name)
             // Exactly where the payload sits in the input: no copy was made.
             let offset = p - UnsafeRawPointer(load.input.pointer)
             XCTAssertEqual(Array(model.bytes[offset..<offset + expected.count]), expected, name)
         }
-        XCTAssertEqual(seen, Set(model.payloads.keys))
     }
 
     /// With `lift_min` (the Swift loader passes ONNX_FUSE_LIFT_MIN), raw_data below it is
@@ -41,16 +50,10 @@ final class LoadTests: XCTestCase {
         XCTAssertEqual(load.loaded.lifted_count, 2)
         XCTAssertEqual(load.loaded.lifted_bytes, UInt64(2 * lift + 5))
         checkInvariants(load)
-        var seen = Set<String>()
-        for t in allTensors(load.message) {
-            let name = tensorName(t)
-            guard let expected = model.payloads[name] else { continue }
-            seen.insert(name)
-            XCTAssertEqual(rawData(t), expected, name)
+        forEachPayload(load, of: model) { t, name, expected in
             let inInput = load.input.contains(UnsafeRawPointer(t.pointee.raw_data.data!), length: expected.count)
             XCTAssertEqual(inInput, expected.count >= lift, name)
         }
-        XCTAssertEqual(seen, Set(model.payloads.keys))
         XCTAssertEqual(pack(load.message), canonical(model.bytes))
     }
 

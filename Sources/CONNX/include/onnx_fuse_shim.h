@@ -107,7 +107,6 @@ typedef struct {
                               * lifts every non-empty one */
 } onnx_fuse_load_limits;
 
-
 typedef struct {
     Onnx__ModelProto *model; /* allocated in `arena` */
     onnx_fuse_arena *arena;  /* owns the tree; the caller destroys it */
