@@ -351,11 +351,20 @@ func changeTable(_ result: OptimizationReport) -> [String] {
         if before != after { changed.append((op, before, after)) }
     }
     let width = max(result.fired.map(\.rule.count).max() ?? 0, changed.map(\.0.count).max() ?? 0, "operator".count)
-    func pad(_ text: String) -> String { text.padding(toLength: width, withPad: " ", startingAt: 0) }
+    func pad(_ text: String) -> String { text.padded(to: width) }
     func right(_ text: String, _ columns: Int) -> String { String(repeating: " ", count: max(0, columns - text.count)) + text }
     var lines = ["  \(pad("rule"))   fired"]
     lines += result.fired.map { "  \(pad($0.rule)) \(right(String($0.count), 7))" }
     lines.append("  \(pad("operator"))  before   after")
     lines += changed.map { "  \(pad($0.0)) \(right(String($0.1), 7)) \(right(String($0.2), 7))" }
     return lines
+}
+
+extension String {
+    /// The string with spaces appended up to `width` characters (unchanged when already as wide),
+    /// for the aligned columns of the summaries; Foundation's `padding(toLength:)` without Foundation.
+    func padded(to width: Int) -> String {
+        let missing = width - count
+        return missing > 0 ? self + String(repeating: " ", count: missing) : self
+    }
 }

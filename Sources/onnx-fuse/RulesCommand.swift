@@ -1,5 +1,9 @@
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import ONNXFuse
 
 /// The rules of a run: the built-in ones and those of the rule files, kept apart.
@@ -96,7 +100,7 @@ struct RulesCommand: ParsableCommand {
             let rules = try loadRuleSet(files: ruleFiles, builtin: !noBuiltin).all
             let width = rules.map(\.name.count).max() ?? 0
             for rule in rules {
-                let padded = rule.name.padding(toLength: width, withPad: " ", startingAt: 0)
+                let padded = rule.name.padded(to: width)
                 print("\(padded)  \(rule.file)  \(rule.comment.first ?? "")")
             }
         case "show":
@@ -172,7 +176,7 @@ func checkRules(_ rules: [CompiledRule], on path: String, seed: UInt64, strict: 
     let byRule = Dictionary(verification.rules.map { ($0.rule, $0) }, uniquingKeysWith: { a, _ in a })
     print("\(path): \(result.before.nodeCount) -> \(result.after.nodeCount) nodes")
     let width = max(rules.map(\.name.count).max() ?? 0, "rule".count)
-    func pad(_ text: String) -> String { text.padding(toLength: width, withPad: " ", startingAt: 0) }
+    func pad(_ text: String) -> String { text.padded(to: width) }
     func right(_ text: String, _ columns: Int) -> String { String(repeating: " ", count: max(0, columns - text.count)) + text }
     print("  \(pad("rule"))  candidates  fired  verified  not verified  worst error")
     for rule in rules {

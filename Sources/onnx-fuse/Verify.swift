@@ -50,7 +50,7 @@ func verificationLines(_ report: VerificationReport, comparison: ModelComparison
         + "\(failed) beyond tolerance, \(report.notVerified) not verified")
     if !report.rules.isEmpty {
         let width = max(report.rules.map(\.rule.count).max() ?? 0, "rule".count)
-        func pad(_ text: String) -> String { text.padding(toLength: width, withPad: " ", startingAt: 0) }
+        func pad(_ text: String) -> String { text.padded(to: width) }
         func right(_ text: String, _ columns: Int) -> String { String(repeating: " ", count: max(0, columns - text.count)) + text }
         lines.append("  \(pad("rule"))  checked  worst error  not verified")
         for rule in report.rules {
