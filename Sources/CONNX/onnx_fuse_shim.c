@@ -1506,75 +1506,133 @@ static size_t find_source(const fd_buffer *b, const uint8_t *data, size_t len)
 
 /* Computed payloads at least this big are written by a second thread while they are made. */
 #define PIPELINE_MIN ((size_t)1 << 20)
+/* The ring between the producer and the writer thread: small enough to stay in cache, so that
+ * neither side waits for memory, and no payload is ever whole in memory. */
+#define PIPELINE_SLOT_SIZE ((size_t)256 << 10)
+#define PIPELINE_SLOTS 4
 
-/* A computed payload being written while it is made: the producer reports how many leading
- * bytes are final (`ready`), the writer thread writes them as they come, through the output's
+/* A computed payload being written while it is made: the producer copies its pieces into the
+ * ring's slots in turn, and the writer thread writes each full slot through the output's
  * fd_buffer (which the saving thread leaves alone until it has joined the writer). */
 typedef struct {
     pthread_mutex_t lock;
     pthread_cond_t changed;
-    const uint8_t *data;
-    size_t ready;    /* bytes final so far (producer) */
-    int finished;    /* the producer is done (successfully or not) */
-    fd_buffer *out;  /* written by the writer thread alone while it runs */
-    size_t taken;    /* bytes handed to `out` (writer) */
+    uint8_t *slots;                /* PIPELINE_SLOTS slots of PIPELINE_SLOT_SIZE bytes */
+    size_t length[PIPELINE_SLOTS]; /* bytes in each slot handed over */
+    size_t handed;                 /* slots handed to the writer so far (producer) */
+    size_t done;                   /* slots the writer has written so far (writer) */
+    size_t used;                   /* bytes in the slot being filled (producer alone) */
+    int finished;                  /* the producer is done (successfully or not) */
+    int error;                     /* the output's error, as the writer last saw it */
+    fd_buffer *out;                /* written by the writer thread alone while it runs */
 } payload_pipeline;
-
-static void pipeline_ready(void *sink, size_t n_ready)
-{
-    payload_pipeline *p = sink;
-    pthread_mutex_lock(&p->lock);
-    if (n_ready > p->ready)
-        p->ready = n_ready;
-    pthread_cond_signal(&p->changed);
-    pthread_mutex_unlock(&p->lock);
-}
 
 static void *pipeline_writer(void *argument)
 {
     payload_pipeline *p = argument;
     for (;;) {
         pthread_mutex_lock(&p->lock);
-        while (p->ready == p->taken && !p->finished)
+        while (p->done == p->handed && !p->finished)
             pthread_cond_wait(&p->changed, &p->lock);
-        size_t ready = p->ready;
-        int finished = p->finished;
-        pthread_mutex_unlock(&p->lock);
-        if (ready > p->taken) {
-            /* After an error, the rest is not written (the save fails), but still followed. */
-            if (p->out->error == 0)
-                fd_write(p->out, p->data + p->taken, ready - p->taken);
-            p->taken = ready;
-        } else if (finished) {
+        if (p->done == p->handed) { /* finished, and everything handed over is written */
+            pthread_mutex_unlock(&p->lock);
             return NULL;
         }
+        size_t slot = p->done % PIPELINE_SLOTS;
+        size_t length = p->length[slot];
+        pthread_mutex_unlock(&p->lock);
+        /* After an error, the rest is not written (the save fails), but still taken. */
+        if (p->out->error == 0)
+            fd_write(p->out, p->slots + slot * PIPELINE_SLOT_SIZE, length);
+        pthread_mutex_lock(&p->lock);
+        p->done++;
+        p->error = p->out->error;
+        pthread_cond_signal(&p->changed);
+        pthread_mutex_unlock(&p->lock);
     }
 }
 
-/* Appends the `len` computed bytes at `offset` of source `i`: made into a buffer of their
- * own, written, and freed, so one computed payload is in memory at a time. A large one is
- * written by a second thread as it is made (the kernel's copy overlaps the arithmetic). */
+/* Gives the slot being filled to the writer. */
+static void pipeline_hand_over(payload_pipeline *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->length[p->handed % PIPELINE_SLOTS] = p->used;
+    p->handed++;
+    pthread_cond_signal(&p->changed);
+    pthread_mutex_unlock(&p->lock);
+    p->used = 0;
+}
+
+/* The producer's `emit` for a pipelined payload: copies the piece into the ring, waiting for
+ * the writer to free a slot when all are full. */
+static int pipeline_emit(void *sink, const uint8_t *bytes, size_t len)
+{
+    payload_pipeline *p = sink;
+    while (len > 0) {
+        if (p->used == 0) {
+            pthread_mutex_lock(&p->lock);
+            while (p->handed - p->done >= PIPELINE_SLOTS && p->error == 0)
+                pthread_cond_wait(&p->changed, &p->lock);
+            int e = p->error;
+            pthread_mutex_unlock(&p->lock);
+            if (e != 0)
+                return e; /* the write failed: stop making the rest */
+        }
+        size_t take = PIPELINE_SLOT_SIZE - p->used < len ? PIPELINE_SLOT_SIZE - p->used : len;
+        memcpy(p->slots + (p->handed % PIPELINE_SLOTS) * PIPELINE_SLOT_SIZE + p->used, bytes, take);
+        p->used += take;
+        bytes += take;
+        len -= take;
+        if (p->used == PIPELINE_SLOT_SIZE)
+            pipeline_hand_over(p);
+    }
+    return 0;
+}
+
+/* The producer's `emit` for a payload written on the saving thread: into the output's buffer. */
+static int buffer_emit(void *sink, const uint8_t *bytes, size_t len)
+{
+    fd_buffer *b = sink;
+    fd_append_memory(b, bytes, len);
+    return b->error;
+}
+
+/* The producer's `emit`, counting the bytes: a producer that makes more or fewer than asked
+ * fails the save instead of shifting everything after its payload. */
+typedef struct {
+    int (*emit)(void *sink, const uint8_t *bytes, size_t len);
+    void *sink;
+    size_t left;
+} counted_sink;
+
+static int counted_emit(void *sink, const uint8_t *bytes, size_t len)
+{
+    counted_sink *c = sink;
+    if (len > c->left)
+        return EIO;
+    c->left -= len;
+    return len > 0 ? c->emit(c->sink, bytes, len) : 0;
+}
+
+/* Appends the `len` computed bytes at `offset` of source `i`, as the producer makes them, a
+ * piece at a time. A large payload goes through a ring of small slots to a second thread that
+ * writes them (the kernel's copy overlaps the arithmetic); a smaller one straight into the
+ * output's buffer. */
 static void fd_append_produced(fd_buffer *b, size_t i, size_t offset, size_t len)
 {
     const onnx_fuse_mapped_source *s = &b->sources[i];
-    uint8_t *bytes = malloc(len);
-    if (bytes == NULL) {
-        b->error = ENOMEM;
-        return;
-    }
+    counted_sink counted = { buffer_emit, b, len };
     payload_pipeline p;
     memset(&p, 0, sizeof p);
     pthread_t writer;
     int pipelined = 0;
     if (len >= PIPELINE_MIN) {
         fd_flush(b); /* the bytes before this payload go first */
-        if (b->error != 0) {
-            free(bytes);
+        if (b->error != 0)
             return;
-        }
-        p.data = bytes;
         p.out = b;
-        pipelined = pthread_mutex_init(&p.lock, NULL) == 0;
+        p.slots = malloc(PIPELINE_SLOTS * PIPELINE_SLOT_SIZE);
+        pipelined = p.slots != NULL && pthread_mutex_init(&p.lock, NULL) == 0;
         if (pipelined && pthread_cond_init(&p.changed, NULL) != 0) {
             pthread_mutex_destroy(&p.lock);
             pipelined = 0;
@@ -1584,26 +1642,30 @@ static void fd_append_produced(fd_buffer *b, size_t i, size_t offset, size_t len
             pthread_mutex_destroy(&p.lock);
             pipelined = 0;
         }
+        if (pipelined) {
+            counted.emit = pipeline_emit;
+            counted.sink = &p;
+        } else {
+            free(p.slots); /* written on this thread instead */
+        }
     }
-    int e = s->produce(s->context, offset, bytes, len, pipelined ? pipeline_ready : NULL, pipelined ? &p : NULL);
+    int e = s->produce(s->context, offset, len, counted_emit, &counted);
+    if (e == 0 && counted.left != 0)
+        e = EIO;
     if (pipelined) {
+        if (e == 0 && p.used > 0)
+            pipeline_hand_over(&p);
         pthread_mutex_lock(&p.lock);
-        if (e == 0)
-            p.ready = len; /* whatever was not reported is final now */
         p.finished = 1;
         pthread_cond_signal(&p.changed);
         pthread_mutex_unlock(&p.lock);
         pthread_join(writer, NULL);
         pthread_cond_destroy(&p.changed);
         pthread_mutex_destroy(&p.lock);
-        if (e != 0)
-            b->error = e;
-    } else if (e != 0) {
-        b->error = e;
-    } else {
-        fd_append_memory(b, bytes, len);
+        free(p.slots);
     }
-    free(bytes);
+    if (e != 0 && b->error == 0)
+        b->error = e;
 }
 
 /* Appends `len` bytes at `offset` of source `i` without touching its mapping. */

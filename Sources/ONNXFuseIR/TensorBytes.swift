@@ -176,24 +176,29 @@ public final class DeferredBytes: @unchecked Sendable {
     /// How many deferred computations making these bytes runs, itself included: one that reads
     /// other deferred bytes (not kept) is one deeper than the deepest of them.
     public let depth: Int
-    /// Fills the buffer (exactly `count` bytes); deterministic, so every call gives the same bytes.
-    /// Fills the buffer, telling `ready` (when given) how many leading bytes are final as it goes.
-    private let produce: @Sendable (UnsafeMutableRawBufferPointer, ReadyBytes?) throws -> Void
+    /// Makes the bytes in order and passes them to its argument a piece at a time, `count` in
+    /// all; deterministic, so every call gives the same bytes.
+    private let produce: @Sendable (Emit) throws -> Void
     private let lock = Lock()
     private var kept: HeapBlock?
 
-    /// Called with how many leading bytes of a buffer being filled are final (increasing).
-    public typealias ReadyBytes = (Int) -> Void
+    /// Receives bytes being made, a piece at a time, in order; a piece is valid during the call.
+    public typealias Emit = (UnsafeRawBufferPointer) throws -> Void
 
-    /// Bytes that `produce` makes, `count` of them; `samples` and `depth` as described there.
+    /// Bytes that `produce` makes into a buffer of `count` bytes; `samples` and `depth` as
+    /// described there.
     public convenience init(count: Int, samples: [UInt8], depth: Int = 1, produce: @escaping @Sendable (UnsafeMutableRawBufferPointer) throws -> Void) {
-        self.init(count: count, samples: samples, depth: depth, producingInOrder: { buffer, _ in try produce(buffer) })
+        self.init(count: count, samples: samples, depth: depth, producingInPieces: { emit in
+            let block = HeapBlock(count: count)
+            try produce(UnsafeMutableRawBufferPointer(start: block.pointer, count: count))
+            try emit(UnsafeRawBufferPointer(start: block.pointer, count: count))
+        })
     }
 
-    /// Bytes that `produce` makes in order, saying as it goes how many leading bytes are final
-    /// (the saver writes those while it makes the rest); `samples` and `depth` as described there.
-    public init(count: Int, samples: [UInt8], depth: Int = 1,
-                producingInOrder produce: @escaping @Sendable (UnsafeMutableRawBufferPointer, ReadyBytes?) throws -> Void) {
+    /// Bytes that `produce` makes in order and passes to its argument a piece at a time (the
+    /// saver writes each piece while the next is made, and never holds them all); `samples` and
+    /// `depth` as described there.
+    public init(count: Int, samples: [UInt8], depth: Int = 1, producingInPieces produce: @escaping @Sendable (Emit) throws -> Void) {
         precondition(samples.count == Swift.min(count, 3 * DeferredBytes.sampleLength), "\(samples.count) bytes of samples for \(count) bytes")
         self.count = count
         self.samples = samples
@@ -219,7 +224,7 @@ public final class DeferredBytes: @unchecked Sendable {
             if let kept { return kept }
             let block = HeapBlock(count: count)
             do {
-                try produce(UnsafeMutableRawBufferPointer(start: block.pointer, count: count), nil)
+                try fill(block)
             } catch {
                 fatalError("onnx-fuse: a computed tensor failed when read again: \(error)")
             }
@@ -228,16 +233,14 @@ public final class DeferredBytes: @unchecked Sendable {
         }
     }
 
-    /// Writes the bytes into `buffer` (exactly `count` bytes): copied when kept, else computed
-    /// straight into it.
-    /// `ready`, when given, hears how many leading bytes are final as they are made.
-    public func copyBytes(into buffer: UnsafeMutableRawBufferPointer, ready: ReadyBytes? = nil) throws {
-        precondition(buffer.count == count, "a buffer of \(buffer.count) bytes for \(count)")
+    /// Passes the bytes to `emit` in order, a piece at a time: the kept ones at once, else as
+    /// they are made (then a computation that makes more or fewer than `count` bytes throws).
+    public func forEachPiece(_ emit: Emit) throws {
         if let block = lock.withLock({ kept }) {
-            if count > 0 { buffer.baseAddress!.copyMemory(from: block.pointer!, byteCount: count) }
+            if count > 0 { try emit(UnsafeRawBufferPointer(start: block.pointer, count: count)) }
             return
         }
-        try produce(buffer, ready)
+        try forEachPieceMade(emit)
     }
 
     /// Calls `body` with the bytes: the kept ones, or ones computed for this call and freed after.
@@ -246,8 +249,37 @@ public final class DeferredBytes: @unchecked Sendable {
             return try body(UnsafeRawBufferPointer(start: block.pointer, count: count))
         }
         let block = HeapBlock(count: count)
-        try produce(UnsafeMutableRawBufferPointer(start: block.pointer, count: count), nil)
+        try fill(block)
         return try body(UnsafeRawBufferPointer(start: block.pointer, count: count))
+    }
+
+    /// Computes the bytes into `block` (of `count` bytes).
+    private func fill(_ block: HeapBlock) throws {
+        var filled = 0
+        try forEachPieceMade { piece in
+            (block.pointer! + filled).copyMemory(from: piece.baseAddress!, byteCount: piece.count)
+            filled += piece.count
+        }
+    }
+
+    /// `forEachPiece` for bytes not kept.
+    private func forEachPieceMade(_ emit: Emit) throws {
+        var made = 0
+        try produce { piece in
+            guard piece.count <= count - made else { throw MiscountedBytes(expected: count, made: made + piece.count, stopped: true) }
+            made += piece.count
+            if !piece.isEmpty { try emit(piece) }
+        }
+        guard made == count else { throw MiscountedBytes(expected: count, made: made, stopped: false) }
+    }
+
+    /// A computation made more or fewer bytes than it was to.
+    struct MiscountedBytes: Error, CustomStringConvertible {
+        let expected: Int
+        let made: Int
+        /// Stopped where it went past `expected`.
+        let stopped: Bool
+        var description: String { "a computation made \(made)\(stopped ? " or more" : "") bytes where \(expected) were expected" }
     }
 }
 

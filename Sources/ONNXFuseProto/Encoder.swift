@@ -560,8 +560,8 @@ final class Encoder {
 
 /// The computed payloads of one save (`DeferredBytes`), given addresses in a range of reserved,
 /// inaccessible address space so that the packer can tell them apart from memory and files;
-/// the shim calls `produce` for each when it reaches it, and the bytes are made straight into
-/// its buffer.
+/// the shim calls `produce` for each when it reaches it, and the bytes go to the output a
+/// piece at a time as they are made.
 final class DeferredPayloads {
     private var payloads: [DeferredBytes] = []
     private var index: [ObjectIdentifier: Int] = [:]
@@ -620,10 +620,10 @@ final class DeferredPayloads {
         }
         return onnx_fuse_mapped_source(
             base: UnsafePointer(reserved!.base.assumingMemoryBound(to: UInt8.self)), len: reserved!.count, fd: -1,
-            produce: { context, offset, destination, count, ready, sink in
-                let reporter: DeferredBytes.ReadyBytes? = ready.map { ready in { bytes in ready(sink, bytes) } }
-                return Unmanaged<DeferredPayloads>.fromOpaque(context!).takeUnretainedValue()
-                    .produce(offset: offset, into: destination, count: count, ready: reporter)
+            produce: { context, offset, count, emit, sink in
+                Unmanaged<DeferredPayloads>.fromOpaque(context!).takeUnretainedValue().produce(offset: offset, count: count) { piece in
+                    emit!(sink, piece.baseAddress?.assumingMemoryBound(to: UInt8.self), piece.count)
+                }
             },
             context: Unmanaged.passUnretained(self).toOpaque())
     }
@@ -635,11 +635,10 @@ final class DeferredPayloads {
         var description: String { "\(bytes) bytes of address space for the computed tensors could not be reserved (\(String(cString: strerror(errno))))" }
     }
 
-    /// Fills `destination` with the `count` bytes at `offset`: one whole payload, telling `ready`
-    /// how many leading bytes are final as it goes (when the payload is made in order). 0 or an
-    /// errno. The saver may write those bytes on another thread meanwhile.
-    private func produce(offset: Int, into destination: UnsafeMutablePointer<UInt8>?, count: Int,
-                         ready: DeferredBytes.ReadyBytes?) -> Int32 {
+    /// Makes the `count` bytes at `offset` (one whole payload) and passes them to `emit` a piece
+    /// at a time, in order; 0, or an errno: emit's, which stops the computation, or EIO when
+    /// the computation fails (kept in `failure`).
+    private func produce(offset: Int, count: Int, emit: (UnsafeRawBufferPointer) -> Int32) -> Int32 {
         // The payload starting at `offset` (offsets are increasing).
         var low = 0, high = offsets.count
         while low < high {
@@ -648,11 +647,21 @@ final class DeferredPayloads {
         }
         guard low < offsets.count, offsets[low] == offset, payloads[low].count == count else { return EINVAL }
         do {
-            try payloads[low].copyBytes(into: UnsafeMutableRawBufferPointer(start: destination, count: count), ready: ready)
+            try payloads[low].forEachPiece { piece in
+                let status = emit(piece)
+                if status != 0 { throw OutputFailure(errno: status) }
+            }
             return 0
+        } catch let output as OutputFailure {
+            return output.errno
         } catch {
             if failure == nil { failure = error }
             return EIO
         }
+    }
+
+    /// The output could not take a piece (the saver reports its errno).
+    private struct OutputFailure: Error {
+        let errno: Int32
     }
 }

@@ -87,6 +87,38 @@ extension NDArray {
         store(0..<count, as: dataType, into: buffer.baseAddress)
     }
 
+    /// Elements rounded to a stored type and handed on as bytes a few thousand at a time,
+    /// through one small buffer that stays in cache (`write(as:into:)` for a consumer that
+    /// takes pieces).
+    struct BytePieces: ~Copyable {
+        let dataType: DataType
+        private let size: Int
+        private let buffer: UnsafeMutableRawBufferPointer
+        /// Elements per piece.
+        static let length = 8192
+
+        /// Pieces of `dataType`, one of `writableTypes`.
+        init(as dataType: DataType) throws(EvaluationError) {
+            guard NDArray.writableTypes.contains(dataType), let size = dataType.rawByteCount(elements: 1) else {
+                throw EvaluationError("cannot write elements as \(dataType)")
+            }
+            self.dataType = dataType
+            self.size = size
+            buffer = .allocate(byteCount: Self.length * size, alignment: 64)
+        }
+
+        deinit { buffer.deallocate() }
+
+        /// Passes `values`, rounded, to `emit` as bytes, in order.
+        func emit(_ values: UnsafeBufferPointer<Double>, _ emit: DeferredBytes.Emit) throws {
+            for start in stride(from: 0, to: values.count, by: Self.length) {
+                let piece = UnsafeBufferPointer(rebasing: values[start..<Swift.min(start + Self.length, values.count)])
+                NDArray.store(piece, as: dataType, into: buffer.baseAddress)
+                try emit(UnsafeRawBufferPointer(rebasing: buffer[..<(piece.count * size)]))
+            }
+        }
+    }
+
     /// The elements `range`, rounded to `dataType` (one of `writableTypes`), little-endian, from
     /// `base` on: the one loop behind `tensor(as:)`, `write(as:into:)` and `sampledBytes`.
     private func store(_ range: Range<Int>, as dataType: DataType, into base: UnsafeMutableRawPointer?) {

@@ -177,9 +177,8 @@ struct RuleProgram {
                    bytes >= EvaluationLimits.current.minimumDeferredBytes, let depth = Self.deferredDepth(reading: read) {
                     // A large weight is computed again when written, not kept from now to the save.
                     let replay = ComputeReplay(program: self, match: match.keepingAttributesOnly(), tapes: read, target: position, dataType: type)
-                    let deferred = DeferredBytes(count: bytes, samples: try array.sampledBytes(as: type), depth: depth) { buffer in
-                        try replay.fill(buffer)
-                    }
+                    let deferred = DeferredBytes(count: bytes, samples: try array.sampledBytes(as: type), depth: depth,
+                                                 producingInPieces: { emit in try replay.fill(emit) })
                     tensors.append(Tensor(dataType: type, dims: array.shape.map { Int64($0) }, storage: .raw(TensorBytes(deferred: deferred))))
                     continue
                 }
@@ -262,7 +261,7 @@ struct RuleProgram {
         }
         let replay = ComputeReplay(program: self, match: match.keepingAttributesOnly(), tapes: tapes, target: position, dataType: type)
         let deferred = DeferredBytes(count: bytes, samples: NDArray.sampledBytes(count: streamed.count, as: type, samples), depth: depth,
-                                     producingInOrder: { buffer, ready in try replay.fill(buffer, ready: ready) })
+                                     producingInPieces: { emit in try replay.fill(emit) })
         return .success(Tensor(dataType: type, dims: dims, storage: .raw(TensorBytes(deferred: deferred))))
     }
 
@@ -731,9 +730,9 @@ final class ComputeReplay: @unchecked Sendable {
         steps = needed.sorted()
     }
 
-    /// Evaluates the target again and writes it, rounded to `dataType`, into `buffer`; a streamed
-    /// target tells `ready` how many leading bytes are written after each chunk.
-    func fill(_ buffer: UnsafeMutableRawBufferPointer, ready: DeferredBytes.ReadyBytes? = nil) throws {
+    /// Evaluates the target again and passes it, rounded to `dataType`, to `emit` a chunk at a
+    /// time: a streamed target is never whole in memory.
+    func fill(_ emit: DeferredBytes.Emit) throws {
         // What is read again must be what the rewrite read and checked.
         for position in steps {
             for case .tensor(let tensor) in tapes[position] {
@@ -758,15 +757,21 @@ final class ComputeReplay: @unchecked Sendable {
                 case .value(let value):
                     result = value
                 case .streamed(let streamed):
-                    // Written a chunk at a time, straight into the output.
-                    guard dataType.rawByteCount(elements: streamed.count) == buffer.count else {
-                        throw EvaluationError("cannot write \(streamed.count) elements as \(dataType) into \(buffer.count) bytes")
-                    }
-                    guard streamed.count > 0, let base = buffer.baseAddress else { return }
-                    let size = buffer.count / streamed.count
-                    try streamed.forEachChunk { start, chunk in
-                        NDArray.store(chunk, as: dataType, into: base + start * size)
-                        ready?((start + chunk.count) * size)
+                    let pieces = try NDArray.BytePieces(as: dataType)
+                    // The output's failure, which the chunk walk (throwing evaluation errors
+                    // only) carries out as a marker.
+                    var outputFailure: (any Error)?
+                    do {
+                        try streamed.forEachChunk { _, chunk throws(EvaluationError) in
+                            do {
+                                try pieces.emit(chunk, emit)
+                            } catch {
+                                outputFailure = error
+                                throw EvaluationError("the output stopped")
+                            }
+                        }
+                    } catch {
+                        throw outputFailure ?? error
                     }
                     return
                 }
@@ -774,7 +779,8 @@ final class ComputeReplay: @unchecked Sendable {
             guard case .tensor(let array, _) = result else {
                 throw EvaluationError("\(program.rule.computes[steps.last!].name) is not a tensor when computed again")
             }
-            try array.write(as: dataType, into: buffer)
+            let pieces = try NDArray.BytePieces(as: dataType)
+            try array.values.withUnsafeBufferPointer { values throws in try pieces.emit(values, emit) }
         }
     }
 }

@@ -132,31 +132,78 @@ final class DeferredTensorTests: XCTestCase {
         XCTAssertEqual(Printer().print(reloaded), Printer().print(try ModelFile.load(path: keptPath)))
     }
 
+    /// `conv_bn.onnx` with `computation` as its Conv's bias (a float tensor of its bytes).
+    private func convBatchNorm(withBias computation: DeferredBytes) throws -> Model {
+        let model = try ModelFile.load(path: CommandTests.fixtures.appendingPathComponent("conv_bn.onnx").path)
+        let tensor = Tensor(dataType: .float, dims: [Int64(computation.count / 4)], storage: .raw(TensorBytes(deferred: computation)))
+        let value = model.graph.addInitializer(name: "computed", tensor: tensor)
+        let conv = try XCTUnwrap(model.graph.nodes.first { $0.opType == "Conv" })
+        if conv.inputs.count > 2 { conv.setInput(2, to: value) } else { conv.appendInput(value) }
+        return model
+    }
+
     /// A computation that fails when the save reaches it fails the save with the file's name and
-    /// the reason, and leaves nothing behind: a small one, and a large one that fails halfway,
-    /// after the saver's second thread has written what it said was ready.
+    /// the reason, and leaves nothing behind: a small one; a large one that fails halfway, after
+    /// the saver's second thread has written the pieces made so far; and ones that make more or
+    /// fewer bytes than they are to.
     func testAFailingComputationFailsTheSaveAndWritesNothing() throws {
         struct Broken: Error, CustomStringConvertible { var description: String { "the inputs changed" } }
-        let small = DeferredBytes(count: 16, samples: Array(repeating: 0, count: 16)) { _ in throw Broken() }
-        let large = DeferredBytes(count: 2 << 20, samples: Array(repeating: 0, count: 3 * DeferredBytes.sampleLength),
-                                  producingInOrder: { buffer, ready in
-                                      buffer.initializeMemory(as: UInt8.self, repeating: 0)
-                                      ready?(buffer.count / 2)
-                                      throw Broken()
-                                  })
-        for computation in [small, large] {
-            let model = try ModelFile.load(path: CommandTests.fixtures.appendingPathComponent("conv_bn.onnx").path)
-            let tensor = Tensor(dataType: .float, dims: [Int64(computation.count / 4)], storage: .raw(TensorBytes(deferred: computation)))
-            let value = model.graph.addInitializer(name: "broken", tensor: tensor)
-            let conv = try XCTUnwrap(model.graph.nodes.first { $0.opType == "Conv" })
-            if conv.inputs.count > 2 { conv.setInput(2, to: value) } else { conv.appendInput(value) }
+        let zeros = [UInt8](repeating: 0, count: 64 << 10)
+        let samples = [UInt8](repeating: 0, count: 3 * DeferredBytes.sampleLength)
+        let small = DeferredBytes(count: 16, samples: Array(repeating: 0, count: 16), produce: { _ in throw Broken() })
+        let large = DeferredBytes(count: 2 << 20, samples: samples, producingInPieces: { emit in
+            for _ in 0..<16 { try zeros.withUnsafeBytes { try emit($0) } }
+            throw Broken()
+        })
+        let short = DeferredBytes(count: 2 << 20, samples: samples, producingInPieces: { emit in
+            for _ in 0..<31 { try zeros.withUnsafeBytes { try emit($0) } }
+        })
+        let long = DeferredBytes(count: 16, samples: Array(repeating: 0, count: 16), producingInPieces: { emit in
+            try zeros.withUnsafeBytes { try emit(UnsafeRawBufferPointer(rebasing: $0[..<17])) }
+        })
+        let cases = [(small, "the inputs changed"), (large, "the inputs changed"),
+                     (short, "a computation made 2031616 bytes where 2097152 were expected"),
+                     (long, "a computation made 17 or more bytes where 16 were expected")]
+        for (computation, reason) in cases {
+            let model = try convBatchNorm(withBias: computation)
             let directory = try fixtureWorkspace([])
             let output = directory.appendingPathComponent("out.onnx").path
             XCTAssertThrowsError(try ModelFile.save(model, to: output)) { error in
                 XCTAssertTrue("\(error)".contains("out.onnx"), "\(error)")
-                XCTAssertTrue("\(error)".contains("a computed tensor could not be made: the inputs changed"), "\(error)")
+                XCTAssertTrue("\(error)".contains("a computed tensor could not be made: \(reason)"), "\(error)")
             }
             XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory.path), [])
+        }
+    }
+
+    /// A computed payload is written as it is made, in whatever pieces its computation makes:
+    /// through the saver's ring of slots when it is large (here over ten slots' worth, in pieces
+    /// that straddle the slots' ends), straight into the output's buffer when small. Either way
+    /// the file holds exactly its bytes.
+    func testComputedPayloadsAreWrittenPieceByPiece() throws {
+        for count in [4 * 1_000, 4 * 750_001] {
+            let bytes = (0..<count).map { UInt8(truncatingIfNeeded: ($0 &* 2_654_435_761) >> 13) }
+            let samples = DeferredBytes.sampleRanges(count: count).flatMap { bytes[$0] }
+            final class Counter: @unchecked Sendable { var pieces = 0 }
+            let counter = Counter()
+            let computation = DeferredBytes(count: count, samples: samples, producingInPieces: { emit in
+                try bytes.withUnsafeBytes { all in
+                    for start in stride(from: 0, to: count, by: 7_919) {
+                        counter.pieces += 1
+                        try emit(UnsafeRawBufferPointer(rebasing: all[start..<min(start + 7_919, count)]))
+                    }
+                }
+            })
+            let model = try convBatchNorm(withBias: computation)
+            let directory = try fixtureWorkspace([])
+            let output = directory.appendingPathComponent("out.onnx").path
+            try ModelFile.save(model, to: output)
+            XCTAssertEqual(counter.pieces, (count + 7_918) / 7_919)
+            let reloaded = try ModelFile.load(path: output)
+            let bias = try XCTUnwrap(reloaded.graph.initializers.first { $0.name == "computed" }?.initializer)
+            guard case .raw(let stored) = bias.storage else { return XCTFail("the bias is not raw bytes") }
+            XCTAssertTrue(stored.array == bytes, "the \(count) bytes read back differ")
+            XCTAssertFalse(computation.isResident, "written without being kept")
         }
     }
 

@@ -222,12 +222,13 @@ typedef struct {
     int fd;
     /* Set for a source of computed bytes (fd is then -1): [base, base + len) is reserved
      * address space that is never read, and a payload inside it is made by calling
-     * produce(context, offset, dst, n, ready, sink) to fill `dst` with the n bytes at `offset`,
-     * one payload at a time (0, or an errno that fails the write). It may call ready(sink, k)
-     * as it goes, each time the first k bytes of `dst` are final (k increasing): a large payload
-     * is then written by another thread while the rest of it is made. */
-    int (*produce)(void *context, size_t offset, uint8_t *dst, size_t n,
-                   void (*ready)(void *sink, size_t n_ready), void *sink);
+     * produce(context, offset, n, emit, sink), one payload at a time, which makes the n bytes
+     * at `offset` in order and passes them to emit(sink, bytes, len) a piece at a time, pieces
+     * of any size (0, or an errno that fails the write; a producer stops at emit's first
+     * errno and returns it). The saver writes each piece before the next is made, or hands it
+     * to a second thread that writes while the rest is made. */
+    int (*produce)(void *context, size_t offset, size_t n,
+                   int (*emit)(void *sink, const uint8_t *bytes, size_t len), void *sink);
     void *context;
 } onnx_fuse_mapped_source;
 
