@@ -1434,6 +1434,9 @@ typedef struct {
     uint64_t written;
     uint64_t writeback_from; /* bytes before this offset have been handed to start_writeback */
     int error;
+    /* The slots between a computed payload's producer and the thread writing it (see
+     * fd_append_produced), allocated at the first large payload. */
+    uint8_t *ring;
     /* Bytes [window_start, window_start + window_len) of sources[window_source], read with pread. */
     uint8_t *window;
     size_t window_source;
@@ -1523,6 +1526,7 @@ typedef struct {
     size_t done;                   /* slots the writer has written so far (writer) */
     size_t used;                   /* bytes in the slot being filled (producer alone) */
     int finished;                  /* the producer is done (successfully or not) */
+    int cancelled;                 /* ... and failed: what is left is not written */
     int error;                     /* the output's error, as the writer last saw it */
     fd_buffer *out;                /* written by the writer thread alone while it runs */
 } payload_pipeline;
@@ -1540,9 +1544,10 @@ static void *pipeline_writer(void *argument)
         }
         size_t slot = p->done % PIPELINE_SLOTS;
         size_t length = p->length[slot];
+        int cancelled = p->cancelled;
         pthread_mutex_unlock(&p->lock);
         /* After an error, the rest is not written (the save fails), but still taken. */
-        if (p->out->error == 0)
+        if (p->out->error == 0 && !cancelled)
             fd_write(p->out, p->slots + slot * PIPELINE_SLOT_SIZE, length);
         pthread_mutex_lock(&p->lock);
         p->done++;
@@ -1631,7 +1636,10 @@ static void fd_append_produced(fd_buffer *b, size_t i, size_t offset, size_t len
         if (b->error != 0)
             return;
         p.out = b;
-        p.slots = malloc(PIPELINE_SLOTS * PIPELINE_SLOT_SIZE);
+        /* One ring for the whole save: allocated at the first large payload, freed at the end. */
+        if (b->ring == NULL)
+            b->ring = malloc(PIPELINE_SLOTS * PIPELINE_SLOT_SIZE);
+        p.slots = b->ring;
         pipelined = p.slots != NULL && pthread_mutex_init(&p.lock, NULL) == 0;
         if (pipelined && pthread_cond_init(&p.changed, NULL) != 0) {
             pthread_mutex_destroy(&p.lock);
@@ -1645,8 +1653,6 @@ static void fd_append_produced(fd_buffer *b, size_t i, size_t offset, size_t len
         if (pipelined) {
             counted.emit = pipeline_emit;
             counted.sink = &p;
-        } else {
-            free(p.slots); /* written on this thread instead */
         }
     }
     int e = s->produce(s->context, offset, len, counted_emit, &counted);
@@ -1657,12 +1663,12 @@ static void fd_append_produced(fd_buffer *b, size_t i, size_t offset, size_t len
             pipeline_hand_over(&p);
         pthread_mutex_lock(&p.lock);
         p.finished = 1;
+        p.cancelled = e != 0;
         pthread_cond_signal(&p.changed);
         pthread_mutex_unlock(&p.lock);
         pthread_join(writer, NULL);
         pthread_cond_destroy(&p.changed);
         pthread_mutex_destroy(&p.lock);
-        free(p.slots);
     }
     if (e != 0 && b->error == 0)
         b->error = e;
@@ -1750,6 +1756,7 @@ static onnx_fuse_status fd_buffer_close(fd_buffer *b, uint64_t *written, onnx_fu
     fd_flush(b);
     free(b->buf);
     free(b->window);
+    free(b->ring);
     if (written != NULL)
         *written = b->written;
     if (b->error != 0) {

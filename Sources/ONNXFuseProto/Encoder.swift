@@ -646,22 +646,22 @@ final class DeferredPayloads {
             if offsets[middle] < offset { low = middle + 1 } else { high = middle }
         }
         guard low < offsets.count, offsets[low] == offset, payloads[low].count == count else { return EINVAL }
+        // The output's errno when it refused a piece: the computation then stops with some
+        // error (however it carries it out), and the saver reports the errno.
+        var outputStatus: Int32 = 0
         do {
             try payloads[low].forEachPiece { piece in
-                let status = emit(piece)
-                if status != 0 { throw OutputFailure(errno: status) }
+                outputStatus = emit(piece)
+                if outputStatus != 0 { throw OutputRefused() }
             }
             return 0
-        } catch let output as OutputFailure {
-            return output.errno
         } catch {
+            if outputStatus != 0 { return outputStatus }
             if failure == nil { failure = error }
             return EIO
         }
     }
 
-    /// The output could not take a piece (the saver reports its errno).
-    private struct OutputFailure: Error {
-        let errno: Int32
-    }
+    /// The output refused a piece (the saver reports its errno).
+    private struct OutputRefused: Error {}
 }

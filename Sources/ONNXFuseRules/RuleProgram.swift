@@ -758,20 +758,13 @@ final class ComputeReplay: @unchecked Sendable {
                     result = value
                 case .streamed(let streamed):
                     let pieces = try NDArray.BytePieces(as: dataType)
-                    // The output's failure, which the chunk walk (throwing evaluation errors
-                    // only) carries out as a marker.
-                    var outputFailure: (any Error)?
-                    do {
-                        try streamed.forEachChunk { _, chunk throws(EvaluationError) in
-                            do {
-                                try pieces.emit(chunk, emit)
-                            } catch {
-                                outputFailure = error
-                                throw EvaluationError("the output stopped")
-                            }
+                    try streamed.forEachChunk { _, chunk throws(EvaluationError) in
+                        do {
+                            try pieces.emit(chunk, emit)
+                        } catch {
+                            // The output stopped taking bytes (its consumer knows why).
+                            throw EvaluationError("\(error)")
                         }
-                    } catch {
-                        throw outputFailure ?? error
                     }
                     return
                 }

@@ -151,8 +151,9 @@ final class DeferredTensorTests: XCTestCase {
         let zeros = [UInt8](repeating: 0, count: 64 << 10)
         let samples = [UInt8](repeating: 0, count: 3 * DeferredBytes.sampleLength)
         let small = DeferredBytes(count: 16, samples: Array(repeating: 0, count: 16), produce: { _ in throw Broken() })
+        // Six slots' worth before failing: the producer has waited for the writer to free one.
         let large = DeferredBytes(count: 2 << 20, samples: samples, producingInPieces: { emit in
-            for _ in 0..<16 { try zeros.withUnsafeBytes { try emit($0) } }
+            for _ in 0..<24 { try zeros.withUnsafeBytes { try emit($0) } }
             throw Broken()
         })
         let short = DeferredBytes(count: 2 << 20, samples: samples, producingInPieces: { emit in
@@ -176,24 +177,36 @@ final class DeferredTensorTests: XCTestCase {
         }
     }
 
+    /// Bytes that look random, `count` of them, made in pieces of 7,919 bytes with an empty
+    /// piece after every tenth; `pieces` counts the calls.
+    private final class PieceCounter: @unchecked Sendable { var pieces = 0 }
+    private func computation(of bytes: [UInt8], counting counter: PieceCounter) -> DeferredBytes {
+        let count = bytes.count
+        return DeferredBytes(count: count, samples: DeferredBytes.sampleRanges(count: count).flatMap { bytes[$0] },
+                             producingInPieces: { emit in
+                                 try bytes.withUnsafeBytes { all in
+                                     for start in stride(from: 0, to: count, by: 7_919) {
+                                         counter.pieces += 1
+                                         try emit(UnsafeRawBufferPointer(rebasing: all[start..<min(start + 7_919, count)]))
+                                         if counter.pieces % 10 == 0 { try emit(UnsafeRawBufferPointer(rebasing: all[start..<start])) }
+                                     }
+                                 }
+                             })
+    }
+
+    private func patterned(_ count: Int) -> [UInt8] {
+        (0..<count).map { UInt8(truncatingIfNeeded: ($0 &* 2_654_435_761) >> 13) }
+    }
+
     /// A computed payload is written as it is made, in whatever pieces its computation makes:
     /// through the saver's ring of slots when it is large (here over ten slots' worth, in pieces
-    /// that straddle the slots' ends), straight into the output's buffer when small. Either way
-    /// the file holds exactly its bytes.
+    /// that straddle the slots' ends, and exactly twelve slots), straight into the output's
+    /// buffer when small. Either way the file holds exactly its bytes.
     func testComputedPayloadsAreWrittenPieceByPiece() throws {
-        for count in [4 * 1_000, 4 * 750_001] {
-            let bytes = (0..<count).map { UInt8(truncatingIfNeeded: ($0 &* 2_654_435_761) >> 13) }
-            let samples = DeferredBytes.sampleRanges(count: count).flatMap { bytes[$0] }
-            final class Counter: @unchecked Sendable { var pieces = 0 }
-            let counter = Counter()
-            let computation = DeferredBytes(count: count, samples: samples, producingInPieces: { emit in
-                try bytes.withUnsafeBytes { all in
-                    for start in stride(from: 0, to: count, by: 7_919) {
-                        counter.pieces += 1
-                        try emit(UnsafeRawBufferPointer(rebasing: all[start..<min(start + 7_919, count)]))
-                    }
-                }
-            })
+        for count in [4 * 1_000, 4 * 750_001, 3 << 20] {
+            let bytes = patterned(count)
+            let counter = PieceCounter()
+            let computation = computation(of: bytes, counting: counter)
             let model = try convBatchNorm(withBias: computation)
             let directory = try fixtureWorkspace([])
             let output = directory.appendingPathComponent("out.onnx").path
@@ -205,6 +218,77 @@ final class DeferredTensorTests: XCTestCase {
             XCTAssertTrue(stored.array == bytes, "the \(count) bytes read back differ")
             XCTAssertFalse(computation.isResident, "written without being kept")
         }
+    }
+
+    /// Runs `body` with the process's standard output sent into a pipe whose reader takes
+    /// `limit` bytes and then closes it: later writes fail with EPIPE (SIGPIPE is ignored
+    /// meanwhile).
+    private func withStandardOutputClosedAfter<R>(_ limit: Int, _ body: () throws -> R) throws -> R {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { throw XCTSkip("no pipe") }
+        let previousHandler = signal(SIGPIPE, SIG_IGN)
+        fflush(nil)  // what is buffered for standard output goes there first
+        let saved = dup(STDOUT_FILENO)
+        dup2(fds[1], STDOUT_FILENO)
+        close(fds[1])
+        let done = DispatchSemaphore(value: 0)
+        let readEnd = fds[0]
+        Thread {
+            var buffer = [UInt8](repeating: 0, count: 1 << 16)
+            var total = 0
+            while total < limit {
+                let n = read(readEnd, &buffer, min(buffer.count, limit - total))
+                if n <= 0 { break }
+                total += n
+            }
+            close(readEnd)
+            done.signal()
+        }.start()
+        defer {
+            dup2(saved, STDOUT_FILENO)  // closes the pipe's last write end: the reader ends
+            close(saved)
+            done.wait()
+            signal(SIGPIPE, previousHandler)
+        }
+        return try body()
+    }
+
+    /// An output that fails in the middle of a computed payload (a full disk, a closed pipe)
+    /// stops the computation and fails the save with the system's error, not as a computation
+    /// that failed: a large payload of pieces, and a large folded weight made a chunk at a time.
+    func testAFullOutputDuringAComputedPayloadIsAWriteError() throws {
+        let counter = PieceCounter()
+        let pieces = try convBatchNorm(withBias: computation(of: patterned(3 << 20), counting: counter))
+        // Conv 256 → 256, 3×3 (a 2.25 MiB weight) → BatchNormalization: the fold streams it.
+        let graph = Graph(name: "wide")
+        let type = TypeInfo.tensor(.float, [.value(1), .value(256), .value(4), .value(4)])
+        let x = graph.addInput(name: "x", info: ValueInfo(type: type))
+        func constant(_ name: String, _ dims: [Int64], _ value: Float) -> Value {
+            let count = dims.reduce(1) { $0 * Int($1) }
+            return graph.addInitializer(name: name, tensor: Tensor(dataType: .float, dims: dims, values: (0..<count).map { Float($0 % 7) * 0.01 + value }))
+        }
+        let conv = Node(opType: "Conv", name: "conv", inputs: [x, constant("W", [256, 256, 3, 3], 0)], outputNames: ["c"],
+                        attributes: [Attribute(name: "pads", value: .ints([1, 1, 1, 1]))])
+        let norm = Node(opType: "BatchNormalization", name: "bn",
+                        inputs: [conv.outputs[0]!, constant("s", [256], 1), constant("b", [256], 0), constant("m", [256], 0), constant("v", [256], 1)],
+                        outputNames: ["y"])
+        graph.append(conv)
+        graph.append(norm)
+        graph.addOutput(norm.outputs[0]!, info: ValueInfo(type: type))
+        let folded = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
+        optimize(folded, rules: RuleFiles.builtin)
+        XCTAssertEqual(folded.graph.nodes.map(\.opType), ["Conv"])
+        XCTAssertFalse(deferredInitializers(folded).isEmpty, "the folded weight is made when written")
+        for model in [pieces, folded] {
+            var options = SaveOptions()
+            options.toStandardOutput = true
+            let outcome = try withStandardOutputClosedAfter(1 << 20) { Result { try ModelFile.save(model, to: "out.onnx", options: options) } }
+            XCTAssertThrowsError(try outcome.get()) { error in
+                XCTAssertEqual("\(error)", "out.onnx: write failed: \(String(cString: strerror(EPIPE)))")
+            }
+        }
+        XCTAssertGreaterThan(counter.pieces, 100, "the output took the first mebibyte")
+        XCTAssertLessThan(counter.pieces, (3 << 20) / 7_919, "the computation stopped early")
     }
 
     /// Conv (64 → 64, 3×3: a 147 KiB weight, deferred under the default threshold) →
