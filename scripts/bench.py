@@ -549,12 +549,24 @@ def invocation(args) -> str:
     return shlex.join(parts)
 
 
+def links_swift_runtime(binary: Path) -> bool:
+    """Whether the binary loads the Swift runtime's shared library (not when built with
+    --static-swift-stdlib); true when that cannot be told."""
+    try:
+        result = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return True
+    return result.returncode != 0 or "libswiftCore" in result.stdout
+
+
 def report(args, models, scaling, results, tools_seen, versions, started, loads) -> str:
     fuse_bin = shown_path(Path(args.onnx_fuse))
     if fuse_bin == Path(args.onnx_fuse).name:  # outside the checkout: its source is not known here
         measured = f"the onnx-fuse binary given with --onnx-fuse (the checkout is at commit {git_commit()})"
     else:
         build = "release build" if "release" in fuse_bin.split(os.sep) else "build"
+        if not links_swift_runtime(Path(args.onnx_fuse)):
+            build += ", Swift runtime linked in"
         measured = f"onnx-fuse commit {git_commit()} ({build} `{fuse_bin}`)"
     lines = [f"Measured {started:%Y-%m-%d} with `{invocation(args)}` on {measured}. Whole processes, wall time and peak RSS from GNU time "
              f"(`/usr/bin/time -f \"%e %M\"`, 10 ms resolution); {args.runs} run{'s' if args.runs != 1 else ''} "
