@@ -565,9 +565,8 @@ def report(args, models, scaling, results, tools_seen, versions, started, loads)
         measured = f"the onnx-fuse binary given with --onnx-fuse (the checkout is at commit {git_commit()})"
     else:
         build = "release build" if "release" in fuse_bin.split(os.sep) else "build"
-        if not links_swift_runtime(Path(args.onnx_fuse)):
-            build += ", Swift runtime linked in"
-        measured = f"onnx-fuse commit {git_commit()} ({build} `{fuse_bin}`)"
+        linked = "" if links_swift_runtime(Path(args.onnx_fuse)) else ", the Swift runtime linked in"
+        measured = f"onnx-fuse commit {git_commit()} ({build} `{fuse_bin}`{linked})"
     lines = [f"Measured {started:%Y-%m-%d} with `{invocation(args)}` on {measured}. Whole processes, wall time and peak RSS from GNU time "
              f"(`/usr/bin/time -f \"%e %M\"`, 10 ms resolution); {args.runs} run{'s' if args.runs != 1 else ''} "
              f"of each tool after {args.warmup} warm-up round{'s' if args.warmup != 1 else ''}, interleaved; "
