@@ -113,8 +113,12 @@ struct Driver {
     /// For a rule whose pattern is one node: the output positions its replacement takes over.
     /// Every other output of the node must be unused, which is checked before matching.
     let singleNodeTakenOver: [Set<Int>?]
-    /// What each node rule's pattern search may skip.
-    let pruning: [MatchPruning?]
+    /// What each node rule's pattern search may skip; made at the rule's first search (most
+    /// rules never meet their root operator in a given model, and making them all took a
+    /// millisecond per round).
+    var pruning: [MatchPruning?]
+    /// Whether `pruning` has been made for the rule (at its first search; node-anchored rules only).
+    var pruningMade: [Bool]
     /// Per rule: what the root's neighbours must be for its pattern to match (see `RootNeighbours`).
     let rootNeighbours: [RootNeighbours?]
     /// What each rule's searches found that holds while the graph does not change.
@@ -182,9 +186,8 @@ struct Driver {
                 return false
             })
         }
-        pruning = self.rules.map { rule in
-            rule.native == nil && rule.pattern.anchor == .node ? MatchPruning(rule: rule) : nil
-        }
+        pruning = Array(repeating: nil, count: self.rules.count)
+        pruningMade = Array(repeating: false, count: self.rules.count)
         rootNeighbours = self.rules.map { rule in
             rule.native == nil && rule.pattern.anchor == .node ? RootNeighbours(rule.pattern) : nil
         }
@@ -325,6 +328,10 @@ struct Driver {
         }
         // A rewrite changes the graph: what earlier searches found may not hold.
         searchMemos[ruleIndex].use(version: report.rewrites)
+        if !pruningMade[ruleIndex] {
+            if entry.rule.pattern.anchor == .node { pruning[ruleIndex] = MatchPruning(rule: entry.rule) }
+            pruningMade[ruleIndex] = true
+        }
         let matcher = Matcher(pattern: entry.rule.pattern, pruning: pruning[ruleIndex], runCheck: runCheck, memo: searchMemos[ruleIndex],
                               stepLimit: min(Matcher.maximumSteps, searchBudget[ruleIndex]), explains: options.explain)
         var prepared: PreparedReplacement?
