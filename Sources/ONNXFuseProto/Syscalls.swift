@@ -150,21 +150,7 @@ final class MappedFile {
             throw ModelFileError.io(file: path, operation: "mmap", errno: currentErrno)
         }
         base = UnsafeRawPointer(address)
-        // Weights are read through the mapping, where each fault on a page not in the page cache
-        // reads a little from the disk and waits for it; asking for the whole file at once lets
-        // the kernel read it in large requests while the model is decoded and inferred. A file
-        // larger than a quarter of the memory is left to the faults, so as not to push out the
-        // rest of the page cache.
-        if count <= Self.readAheadLimit {
-            _ = posix_fadvise(descriptor.rawValue, 0, 0, POSIX_FADV_WILLNEED)
-        }
     }
-
-    /// Files up to this size are read ahead whole when mapped: a quarter of the memory.
-    static let readAheadLimit: Int = {
-        let pages = sysconf(Int32(_SC_PHYS_PAGES)), size = sysconf(Int32(_SC_PAGESIZE))
-        return pages > 0 && size > 0 ? pages / 4 * size : 0
-    }()
 
     /// Opens and maps `path`. It opens without blocking, so that a FIFO or a device is refused
     /// (it is not a regular file) instead of waiting forever for a writer.
