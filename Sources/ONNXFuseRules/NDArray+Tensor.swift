@@ -75,21 +75,11 @@ extension NDArray {
         }
     }
 
-    /// The types `write(as:into:)` writes.
+    /// The floating-point types values are written as (`BytePieces`, `tensor(as:)`).
     static let writableTypes: Set<DataType> = [.float, .double, .float16, .bfloat16]
 
-    /// The values rounded to the floating-point type `dataType` (as `tensor(as:)` rounds them),
-    /// little-endian, written into `buffer`, which holds exactly as many bytes.
-    public func write(as dataType: DataType, into buffer: UnsafeMutableRawBufferPointer) throws(EvaluationError) {
-        guard NDArray.writableTypes.contains(dataType), dataType.rawByteCount(elements: count) == buffer.count else {
-            throw EvaluationError("cannot write \(count) elements as \(dataType) into \(buffer.count) bytes")
-        }
-        store(0..<count, as: dataType, into: buffer.baseAddress)
-    }
-
-    /// Elements rounded to a stored type and handed on as bytes a few thousand at a time,
-    /// through one small buffer that stays in cache (`write(as:into:)` for a consumer that
-    /// takes pieces).
+    /// Elements rounded to a stored type (as `tensor(as:)` rounds them), little-endian, handed
+    /// on as bytes a few thousand at a time through one small buffer that stays in cache.
     struct BytePieces: ~Copyable {
         let dataType: DataType
         private let size: Int
@@ -120,7 +110,8 @@ extension NDArray {
     }
 
     /// The elements `range`, rounded to `dataType` (one of `writableTypes`), little-endian, from
-    /// `base` on: the one loop behind `tensor(as:)`, `write(as:into:)` and `sampledBytes`.
+    /// `base` on: the one loop behind `tensor(as:)` and `sampledBytes` (`BytePieces` calls the
+    /// static one).
     private func store(_ range: Range<Int>, as dataType: DataType, into base: UnsafeMutableRawPointer?) {
         values.withUnsafeBufferPointer { NDArray.store(UnsafeBufferPointer(rebasing: $0[range]), as: dataType, into: base) }
     }
@@ -141,7 +132,7 @@ extension NDArray {
         }
     }
 
-    /// The bytes `write(as:into:)` would write at `DeferredBytes.sampleRanges`, one after the
+    /// The bytes `BytePieces` would hand on at `DeferredBytes.sampleRanges`, one after the
     /// other: the samples of a deferred tensor, made without writing it all.
     public func sampledBytes(as dataType: DataType) throws(EvaluationError) -> [UInt8] {
         let ranges = try NDArray.sampledElements(count: count, as: dataType)

@@ -740,6 +740,7 @@ final class ComputeReplay: @unchecked Sendable {
                 throw EvaluationError("\(tensor.name.map { "tensor '\($0)'" } ?? "an input") is read from a file that changed since it was loaded (\(change))")
             }
         }
+        let pieces = try NDArray.BytePieces(as: dataType)
         try EvaluationLimits.$current.withValue(limits) {
             var scope = RuleProgram.Scope(program: program, match: match, context: RewriteContext())
             scope.replaying = true
@@ -757,7 +758,6 @@ final class ComputeReplay: @unchecked Sendable {
                 case .value(let value):
                     result = value
                 case .streamed(let streamed):
-                    let pieces = try NDArray.BytePieces(as: dataType)
                     try streamed.forEachChunk { _, chunk throws(EvaluationError) in
                         do {
                             try pieces.emit(chunk, emit)
@@ -772,7 +772,6 @@ final class ComputeReplay: @unchecked Sendable {
             guard case .tensor(let array, _) = result else {
                 throw EvaluationError("\(program.rule.computes[steps.last!].name) is not a tensor when computed again")
             }
-            let pieces = try NDArray.BytePieces(as: dataType)
             try array.values.withUnsafeBufferPointer { values throws in try pieces.emit(values, emit) }
         }
     }

@@ -54,11 +54,22 @@ final class MappingTests: XCTestCase {
         try ModelFile.save(Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph), to: path)
     }
 
-    func testLoadingAndSavingLeaveTheWeightsUnmapped() throws {
+    /// Skips the test where `residentKilobytes` cannot tell (no /proc/self/smaps).
+    func requireSmaps() throws {
         guard procFile("/proc/self/smaps")?.isEmpty == false else { throw XCTSkip("needs /proc/self/smaps") }
+    }
+
+    /// `writeModel`'s model, written as `name` in a fresh folder: the folder and the file's path.
+    func writtenModel(_ name: String, count: Int, floats: Int, largeEvery: Int? = nil, largeFloats: Int = 0) throws -> (directory: URL, path: String) {
         let directory = try temporaryDirectory(self)
-        let input = directory.appendingPathComponent("weights.onnx").path
-        try writeModel(count: 12, floats: 1 << 18, to: input)
+        let path = directory.appendingPathComponent(name).path
+        try writeModel(count: count, floats: floats, largeEvery: largeEvery, largeFloats: largeFloats, to: path)
+        return (directory, path)
+    }
+
+    func testLoadingAndSavingLeaveTheWeightsUnmapped() throws {
+        try requireSmaps()
+        let (directory, input) = try writtenModel("weights.onnx", count: 12, floats: 1 << 18)
         let model = try ModelFile.load(path: input)
         XCTAssertEqual(residentKilobytes(of: input), 0, "loading mapped weights in")
         try ModelFile.save(model, to: directory.appendingPathComponent("out.onnx").path)
@@ -75,11 +86,9 @@ final class MappingTests: XCTestCase {
     /// weights around them (a read of a mapping maps the page-cache folio around it, up to
     /// 2 MiB of a freshly written file).
     func testReadingSmallTensorsMapsNothing() throws {
-        guard procFile("/proc/self/smaps")?.isEmpty == false else { throw XCTSkip("needs /proc/self/smaps") }
-        let directory = try temporaryDirectory(self)
-        let input = directory.appendingPathComponent("mixed.onnx").path
+        try requireSmaps()
         // 2,000 tensors of 1 KiB, every 100th of 1 MiB instead: small ones lie between the weights.
-        try writeModel(count: 2_000, floats: 256, largeEvery: 100, largeFloats: 1 << 18, to: input)
+        let (directory, input) = try writtenModel("mixed.onnx", count: 2_000, floats: 256, largeEvery: 100, largeFloats: 1 << 18)
         let model = try ModelFile.load(path: input)
         var small = 0
         for value in model.graph.initializers where value.initializer!.dims == [256] {
@@ -98,11 +107,9 @@ final class MappingTests: XCTestCase {
     /// `Tensor.releaseMappedPages` (which shape inference and rules call after a read) lets go
     /// of that again.
     func testTensorsReadInPlaceAreReleasedAfterTheRead() throws {
-        guard procFile("/proc/self/smaps")?.isEmpty == false else { throw XCTSkip("needs /proc/self/smaps") }
-        let directory = try temporaryDirectory(self)
-        let input = directory.appendingPathComponent("pages.onnx").path
+        try requireSmaps()
         // 200 tensors of 8 KiB, every 50th of 1 MiB instead.
-        try writeModel(count: 200, floats: 2_048, largeEvery: 50, largeFloats: 1 << 18, to: input)
+        let (_, input) = try writtenModel("pages.onnx", count: 200, floats: 2_048, largeEvery: 50, largeFloats: 1 << 18)
         let model = try ModelFile.load(path: input)
         let pageSized = model.graph.initializers.filter { $0.initializer!.dims == [2_048] }
         XCTAssertEqual(pageSized.count, 196)
@@ -121,7 +128,7 @@ final class MappingTests: XCTestCase {
     /// Small external tensors are copied at load too (with pread): reading them maps nothing of
     /// the data file, and saving keeps its layout (`testExternalDataKeepsItsLayoutAndComesBackIdentical`).
     func testReadingSmallExternalTensorsMapsNothing() throws {
-        guard procFile("/proc/self/smaps")?.isEmpty == false else { throw XCTSkip("needs /proc/self/smaps") }
+        try requireSmaps()
         let directory = try temporaryDirectory(self)
         for name in ["external_data.onnx", "external_data.onnx.data"] {
             try FileManager.default.copyItem(at: Paths.fixtures.appendingPathComponent(name), to: directory.appendingPathComponent(name))
@@ -139,9 +146,7 @@ final class MappingTests: XCTestCase {
 
     func testManyTinyTensorsNeedFewReads() throws {
         guard readCalls() != nil else { throw XCTSkip("needs /proc/thread-self/io") }
-        let directory = try temporaryDirectory(self)
-        let input = directory.appendingPathComponent("tiny.onnx").path
-        try writeModel(count: 20_000, floats: 8, to: input)  // about 1 MB
+        let (directory, input) = try writtenModel("tiny.onnx", count: 20_000, floats: 8)  // about 1 MB
         let before = readCalls()!
         let model = try ModelFile.load(path: input)
         try ModelFile.save(model, to: directory.appendingPathComponent("out.onnx").path)
