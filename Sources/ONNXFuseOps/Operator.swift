@@ -146,6 +146,9 @@ public struct ValueFacts: Equatable, Sendable {
     }
     private var constantSource: ConstantSource?
 
+    /// Whether `constant` gives a value, known without reading a lazily read constant.
+    var holdsConstant: Bool { constantSource != nil }
+
     /// Facts.
     public init(elementType: DataType? = nil, shape: [Dimension]? = nil, shapeValue: [Dimension]? = nil,
                 constant: TensorValue? = nil) {

@@ -163,7 +163,8 @@ public final class ShapeInference {
     public func infer(_ node: Node) {
         let domain = node.isDefaultDomain ? "" : node.domain!
         let inputs: [ValueFacts?] = node.inputs.map { $0.map(facts(of:)) }
-        var outputs = Array(repeating: ValueFacts(), count: node.outputs.count)
+        // One entry per output of the node when anything is known.
+        var outputs: [ValueFacts]?
         if let version = model.opsetVersion(domain: domain) {
             let context = OperatorContext(node: node, opsetVersion: version)
             if let evaluated = evaluate(node, context: context, inputs: inputs) {
@@ -176,7 +177,7 @@ public final class ShapeInference {
         }
         for (index, output) in node.outputs.enumerated() {
             guard let output else { continue }
-            var result = merge(outputs[index], declared: output.info?.type)
+            var result = merge(outputs?[index] ?? ValueFacts(), declared: output.info?.type)
             // Unknown dimensions become symbols of their own, so that later equalities hold.
             result.shape = result.shape?.map { dim in
                 if case .unknown = dim { return .param(symbols.fresh()) }
@@ -189,7 +190,9 @@ public final class ShapeInference {
     /// The outputs of a node whose inputs are all small constants, by its kernel (random
     /// operators have none); nil when that does not apply or fails.
     func evaluate(_ node: Node, context: OperatorContext, inputs: [ValueFacts?]) -> [ValueFacts]? {
-        guard !node.inputs.isEmpty || node.opType == "Constant", node.subgraphs.isEmpty,
+        // Most nodes read a value that is not a constant: that is seen before any lookup.
+        guard !inputs.contains(where: { $0.map { !$0.holdsConstant } ?? false }),
+              !node.inputs.isEmpty || node.opType == "Constant", node.subgraphs.isEmpty,
               let kernel = registry.kernel(context.opType, domain: context.domain) else { return nil }
         var values: [TensorValue?] = []
         var total = 0

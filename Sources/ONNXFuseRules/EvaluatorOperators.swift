@@ -20,33 +20,40 @@ import ONNXFuseOps
 /// - `&&` and `||` take booleans; both operands are already evaluated, so short-circuiting is
 ///   the caller's business.
 public func apply(_ op: String, _ lhs: EvalValue, _ rhs: EvalValue) throws(EvaluationError) -> EvalValue {
+    guard let known = BinaryOperator(rawValue: op) else { throw EvaluationError("unknown operator '\(op)'") }
+    return try apply(known, lhs, rhs)
+}
+
+/// `lhs op rhs` for an operator already parsed (what lowered expressions hold): as the public
+/// `apply(_:_:_:)`, without reading the operator's spelling.
+func apply(_ op: BinaryOperator, _ lhs: EvalValue, _ rhs: EvalValue) throws(EvaluationError) -> EvalValue {
     switch op {
-    case "+", "-", "*", "/":
+    case .add, .subtract, .multiply, .divide:
         return try arithmetic(op, lhs, rhs)
-    case "==", "!=":
+    case .equal, .notEqual:
         // A symbolic dimension equals itself; against anything else the answer is unknown,
         // and an unknown answer must not let a rule fire either way.
         if lhs.containsSymbol || rhs.containsSymbol {
             guard let equal = symbolicEquality(lhs, rhs) else {
                 throw EvaluationError("cannot tell whether \(lhs) equals \(rhs): a dimension is symbolic")
             }
-            return .boolean(op == "==" ? equal : !equal)
+            return .boolean(op == .equal ? equal : !equal)
         }
-        return .boolean(op == "==" ? valuesEqual(lhs, rhs) : !valuesEqual(lhs, rhs))
-    case "<", "<=", ">", ">=":
+        return .boolean(op == .equal ? valuesEqual(lhs, rhs) : !valuesEqual(lhs, rhs))
+    case .less, .lessOrEqual, .greater, .greaterOrEqual:
         if case .tensor = lhs { return try elementwiseComparison(op, lhs, rhs) }
         if case .tensor = rhs { return try elementwiseComparison(op, lhs, rhs) }
         guard lhs.numberValue != nil, rhs.numberValue != nil else {
-            throw EvaluationError("'\(op)' compares numbers, not \(lhs.kind) and \(rhs.kind)")
+            throw EvaluationError("'\(op.rawValue)' compares numbers, not \(lhs.kind) and \(rhs.kind)")
         }
         guard let order = compareNumbers(lhs, rhs) else { return .boolean(false) }
         switch op {
-        case "<": return .boolean(order < 0)
-        case "<=": return .boolean(order <= 0)
-        case ">": return .boolean(order > 0)
+        case .less: return .boolean(order < 0)
+        case .lessOrEqual: return .boolean(order <= 0)
+        case .greater: return .boolean(order > 0)
         default: return .boolean(order >= 0)
         }
-    case "in":
+    case .in:
         // A tensor on the right is read as the flat list of its elements: `0 in shape_input`
         // (element by element: no list of them is made).
         if case .tensor(let array, _) = rhs { return .boolean((0..<array.count).contains { valuesEqual(lhs, array.element($0)) }) }
@@ -54,20 +61,18 @@ public func apply(_ op: String, _ lhs: EvalValue, _ rhs: EvalValue) throws(Evalu
             throw EvaluationError("'in' needs a list or a tensor on its right, got \(rhs.kind)")
         }
         return .boolean(items.contains { valuesEqual(lhs, $0) })
-    case "++":
+    case .concatenate:
         switch (lhs, rhs) {
         case (.list(let a), .list(let b)): return .list(a + b)
         case (.string(let a), .string(let b)): return .string(a + b)
         default: throw EvaluationError("'++' concatenates two lists, not \(lhs.kind) and \(rhs.kind)")
         }
-    case "&&", "||":
+    case .and, .or:
         // A bool tensor counts as true when every element is (`asBoolean`).
-        guard let a = try? lhs.asBoolean(for: op), let b = try? rhs.asBoolean(for: op) else {
-            throw EvaluationError("'\(op)' needs booleans, got \(lhs.kind) and \(rhs.kind)")
+        guard let a = try? lhs.asBoolean(for: op.rawValue), let b = try? rhs.asBoolean(for: op.rawValue) else {
+            throw EvaluationError("'\(op.rawValue)' needs booleans, got \(lhs.kind) and \(rhs.kind)")
         }
-        return .boolean(op == "&&" ? a && b : a || b)
-    default:
-        throw EvaluationError("unknown operator '\(op)'")
+        return .boolean(op == .and ? a && b : a || b)
     }
 }
 
@@ -109,7 +114,7 @@ public func combinedElementType(_ lhs: DataType?, _ rhs: DataType?) throws(Evalu
 /// `< <= > >=` with a tensor on either side: a bool tensor, element by element after
 /// broadcasting, compared in the tensor's own element type (a number is rounded to it first, so
 /// a float32 `1e-5` is not below the literal `1e-5`). NaN compares false.
-private func elementwiseComparison(_ op: String, _ lhs: EvalValue, _ rhs: EvalValue) throws(EvaluationError) -> EvalValue {
+private func elementwiseComparison(_ op: BinaryOperator, _ lhs: EvalValue, _ rhs: EvalValue) throws(EvaluationError) -> EvalValue {
     let (a, typeA) = try lhs.asTensor()
     let (b, typeB) = try rhs.asTensor()
     let type = try combinedElementType(typeA, typeB)
@@ -123,29 +128,29 @@ private func elementwiseComparison(_ op: String, _ lhs: EvalValue, _ rhs: EvalVa
 }
 
 /// The order `op` (`<`, `<=`, `>` or `>=`) tests.
-private func ordering<T: Comparable>(_ op: String) -> (T, T) -> Bool {
+private func ordering<T: Comparable>(_ op: BinaryOperator) -> (T, T) -> Bool {
     switch op {
-    case "<": return { $0 < $1 }
-    case "<=": return { $0 <= $1 }
-    case ">": return { $0 > $1 }
+    case .less: return { $0 < $1 }
+    case .lessOrEqual: return { $0 <= $1 }
+    case .greater: return { $0 > $1 }
     default: return { $0 >= $1 }
     }
 }
 
 /// `+ - * /` on numbers and tensors, and item by item on two lists of the same length.
-private func arithmetic(_ op: String, _ lhs: EvalValue, _ rhs: EvalValue) throws(EvaluationError) -> EvalValue {
+private func arithmetic(_ op: BinaryOperator, _ lhs: EvalValue, _ rhs: EvalValue) throws(EvaluationError) -> EvalValue {
     switch (lhs, rhs) {
     case (.list(let a), .list(let b)):
         // Pads and other attribute lists add up item by item: [1, 2] + [3, 4] is [4, 6]
         // (`++` concatenates).
         guard a.count == b.count else {
-            throw EvaluationError("'\(op)' combines lists of the same length, not \(a.count) and \(b.count) items")
+            throw EvaluationError("'\(op.rawValue)' combines lists of the same length, not \(a.count) and \(b.count) items")
         }
         var items: [EvalValue] = []
         items.reserveCapacity(a.count)
         for (x, y) in zip(a, b) {
             guard x.numberValue != nil, y.numberValue != nil else {
-                throw EvaluationError("'\(op)' combines lists of numbers, not \(x.kind) and \(y.kind)")
+                throw EvaluationError("'\(op.rawValue)' combines lists of numbers, not \(x.kind) and \(y.kind)")
             }
             items.append(try arithmetic(op, x, y))
         }
@@ -155,9 +160,9 @@ private func arithmetic(_ op: String, _ lhs: EvalValue, _ rhs: EvalValue) throws
     case (.integer, .real), (.real, .integer), (.real, .real):
         let a = lhs.numberValue!, b = rhs.numberValue!
         switch op {
-        case "+": return .real(a + b)
-        case "-": return .real(a - b)
-        case "*": return .real(a * b)
+        case .add: return .real(a + b)
+        case .subtract: return .real(a - b)
+        case .multiply: return .real(a * b)
         default: return .real(a / b)
         }
     case (.tensor, .tensor), (.tensor, .integer), (.tensor, .real), (.integer, .tensor), (.real, .tensor):
@@ -165,30 +170,30 @@ private func arithmetic(_ op: String, _ lhs: EvalValue, _ rhs: EvalValue) throws
         let (b, typeB) = try rhs.asTensor()
         let type = try combinedElementType(typeA, typeB)
         switch op {
-        case "+": return .tensor(try a + b, type)
-        case "-": return .tensor(try a - b, type)
-        case "*": return .tensor(try a * b, type)
+        case .add: return .tensor(try a + b, type)
+        case .subtract: return .tensor(try a - b, type)
+        case .multiply: return .tensor(try a * b, type)
         default: return .tensor(try a / b, type)
         }
     default:
-        throw EvaluationError("'\(op)' needs numbers or tensors, got \(lhs.kind) and \(rhs.kind)")
+        throw EvaluationError("'\(op.rawValue)' needs numbers or tensors, got \(lhs.kind) and \(rhs.kind)")
     }
 }
 
 /// `+ - * /` on two integers, with overflow checks.
-private func integerArithmetic(_ op: String, _ a: Int64, _ b: Int64) throws(EvaluationError) -> EvalValue {
+private func integerArithmetic(_ op: BinaryOperator, _ a: Int64, _ b: Int64) throws(EvaluationError) -> EvalValue {
     let (result, overflow): (Int64, Bool)
     switch op {
-    case "+": (result, overflow) = a.addingReportingOverflow(b)
-    case "-": (result, overflow) = a.subtractingReportingOverflow(b)
-    case "*": (result, overflow) = a.multipliedReportingOverflow(by: b)
+    case .add: (result, overflow) = a.addingReportingOverflow(b)
+    case .subtract: (result, overflow) = a.subtractingReportingOverflow(b)
+    case .multiply: (result, overflow) = a.multipliedReportingOverflow(by: b)
     default:
         guard b != 0 else { throw EvaluationError("division by zero in \(a) / \(b)") }
         let (quotient, remainder) = a.quotientAndRemainderReportingOverflow(dividingBy: b)
         guard remainder == 0 else { return .real(Double(a) / Double(b)) }
         (result, overflow) = quotient
     }
-    guard !overflow else { throw EvaluationError("integer overflow in \(a) \(op) \(b)") }
+    guard !overflow else { throw EvaluationError("integer overflow in \(a) \(op.rawValue) \(b)") }
     return .integer(result)
 }
 

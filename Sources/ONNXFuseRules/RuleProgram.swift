@@ -455,7 +455,7 @@ struct RuleProgram {
                 return .boolean(try evaluate(rhs).asBoolean(for: "||"))
             case .binary(let op, let lhs, let rhs):
                 let left = try evaluate(lhs)
-                return try apply(op.rawValue, left, try evaluate(rhs))
+                return try apply(op, left, try evaluate(rhs))
             case .graphCall(let name, let named, let arguments):
                 if replaying { return try replayed().value }
                 // What the call evaluates inside is not recorded: a replay skips the call.

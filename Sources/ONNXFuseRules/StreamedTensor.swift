@@ -24,7 +24,7 @@ struct StreamedTensor {
     /// An element-wise operation with a small operand that broadcasts to the constant's shape.
     struct Operation {
         /// `+`, `-`, `*` or `/`.
-        let op: String
+        let op: BinaryOperator
         let operand: NDArray
         /// Whether the constant is the left operand (`w * k`, not `k * w`).
         let constantOnLeft: Bool
@@ -52,9 +52,9 @@ struct StreamedTensor {
         if let operation {
             let (lhs, rhs) = operation.constantOnLeft ? (array, operation.operand) : (operation.operand, array)
             switch operation.op {
-            case "+": array = try lhs + rhs
-            case "-": array = try lhs - rhs
-            case "*": array = try lhs * rhs
+            case .add: array = try lhs + rhs
+            case .subtract: array = try lhs - rhs
+            case .multiply: array = try lhs * rhs
             default: array = try lhs / rhs
             }
         }
@@ -169,8 +169,8 @@ struct StreamedTensor {
         }
         let bound: Double
         switch operation.op {
-        case "+", "-": bound = largest + operandLargest
-        case "*": bound = largest * operandLargest
+        case .add, .subtract: bound = largest + operandLargest
+        case .multiply: bound = largest * operandLargest
         default:
             guard operation.constantOnLeft, operandSmallest > 0 else { return false }
             bound = largest / operandSmallest
@@ -213,9 +213,9 @@ struct StreamedTensor {
                 }
             }
             switch operation.op {
-            case "+": run(+)
-            case "-": run(-)
-            case "*": run(*)
+            case .add: run(+)
+            case .subtract: run(-)
+            case .multiply: run(*)
             default: run(/)
             }
         }
@@ -265,9 +265,9 @@ extension RuleProgram.Scope {
             var result: StreamableValue?
             switch (left, right) {
             case (.streamed(let streamed), .value(let other)) where streamed.operation == nil:
-                result = try combine(streamed, op.rawValue, other, constantOnLeft: true)
+                result = try combine(streamed, op, other, constantOnLeft: true)
             case (.value(let other), .streamed(let streamed)) where streamed.operation == nil:
-                result = try combine(streamed, op.rawValue, other, constantOnLeft: false)
+                result = try combine(streamed, op, other, constantOnLeft: false)
             default:
                 break
             }
@@ -275,7 +275,7 @@ extension RuleProgram.Scope {
                 if case .streamed(let streamed) = result { try charge(expression, elements: streamed.count) }
                 return result
             }
-            let value = try apply(op.rawValue, try materialized(left), try materialized(right))
+            let value = try apply(op, try materialized(left), try materialized(right))
             try charge(expression, elements: value.elementCount)
             return .value(value)
         default:
@@ -294,7 +294,7 @@ extension RuleProgram.Scope {
     /// `streamed op other` (or `other op streamed`) as a streamed value; nil when streaming cannot
     /// compute it (`other` is not a number or a tensor, or does not broadcast to the constant's
     /// shape without growing it). Tensors of two element types are `arithmetic`'s error.
-    private func combine(_ streamed: StreamedTensor, _ op: String, _ other: EvalValue,
+    private func combine(_ streamed: StreamedTensor, _ op: BinaryOperator, _ other: EvalValue,
                          constantOnLeft: Bool) throws(EvaluationError) -> StreamableValue? {
         switch other {
         case .tensor, .integer, .real: break
@@ -319,7 +319,14 @@ extension RuleProgram.Scope {
             guard cursor < tape.count, case .tensor(let recorded) = tape[cursor] else { return nil }
             tensor = recorded
         } else {
-            guard let value = graphValue(index), let constant = constant(value) else { return nil }
+            // Most constants of a match are small: their size is read in place, and only a large
+            // one is copied out.
+            let minimum = EvaluationLimits.current.minimumDeferredBytes
+            guard let value = graphValue(index),
+                  value.withConstantTensor(freezeInitializerInputs: context.freezeInitializerInputs, { constant in
+                      constant.elementCount.flatMap { constant.dataType.rawByteCount(elements: $0) }.map { $0 >= minimum } ?? false
+                  }) == true,
+                  let constant = constant(value) else { return nil }
             tensor = constant
         }
         guard let streamed = StreamedTensor(source: tensor), streamed.bytes.count >= EvaluationLimits.current.minimumDeferredBytes else {
