@@ -291,31 +291,31 @@ public struct OperatorRegistry: Sendable {
         var inference: InferenceFunction?
     }
 
-    private var entries: [String: Entry] = [:]
+    /// By domain ("" for ai.onnx), then operator: a lookup builds no key (inference looks up
+    /// every node of a model).
+    private var entries: [String: [String: Entry]] = [:]
 
     /// An empty registry.
     public init() {}
 
-    private static func key(_ domain: String, _ opType: String) -> String {
-        (domain == "ai.onnx" ? "" : domain) + "\u{0}" + opType
-    }
+    private static func normalized(_ domain: String) -> String { domain == "ai.onnx" ? "" : domain }
 
     /// Registers `kernel` for each of `opTypes` in `domain`.
     public mutating func register(_ opTypes: [String], domain: String = "", kernel: @escaping Kernel) {
-        for op in opTypes { entries[Self.key(domain, op), default: Entry()].kernel = kernel }
+        for op in opTypes { entries[Self.normalized(domain), default: [:]][op, default: Entry()].kernel = kernel }
     }
 
     /// Registers `inference` for each of `opTypes` in `domain`.
     public mutating func register(_ opTypes: [String], domain: String = "", inference: @escaping InferenceFunction) {
-        for op in opTypes { entries[Self.key(domain, op), default: Entry()].inference = inference }
+        for op in opTypes { entries[Self.normalized(domain), default: [:]][op, default: Entry()].inference = inference }
     }
 
     /// The kernel of an operator, if any.
-    public func kernel(_ opType: String, domain: String = "") -> Kernel? { entries[Self.key(domain, opType)]?.kernel }
+    public func kernel(_ opType: String, domain: String = "") -> Kernel? { entries[Self.normalized(domain)]?[opType]?.kernel }
 
     /// The inference function of an operator, if any.
     public func inference(_ opType: String, domain: String = "") -> InferenceFunction? {
-        entries[Self.key(domain, opType)]?.inference
+        entries[Self.normalized(domain)]?[opType]?.inference
     }
 
     /// Operators with a kernel, as `domain.Op` (`Op` for the default domain), sorted.
@@ -325,9 +325,8 @@ public struct OperatorRegistry: Sendable {
     public var operatorsWithInference: [String] { names { $0.inference != nil } }
 
     private func names(_ include: (Entry) -> Bool) -> [String] {
-        entries.filter { include($0.value) }.keys.map { key in
-            let parts = key.split(separator: "\u{0}", omittingEmptySubsequences: false)
-            return parts[0].isEmpty ? String(parts[1]) : "\(parts[0]).\(parts[1])"
+        entries.flatMap { domain, operators in
+            operators.filter { include($0.value) }.keys.map { domain.isEmpty ? $0 : "\(domain).\($0)" }
         }.sorted()
     }
 

@@ -394,10 +394,14 @@ struct Driver {
             let node = match.nodes[index]!
             for (position, output) in node.outputs.enumerated() {
                 guard let output else { continue }
-                var label = "output \(position) of \(node.opType) '\(node.name ?? "")'"
+                var variable: Int?
                 if position < patternNode.outputs.count, case .variable(let v) = patternNode.outputs[position] {
                     if replacedVariables.contains(v) { continue }
-                    label = variableLabel(pattern.valueNames[v], output)
+                    variable = v
+                }
+                // Made only for a refusal: this runs at every match.
+                var label: String {
+                    variable.map { variableLabel(pattern.valueNames[$0], output) } ?? "output \(position) of \(node.opType) '\(node.name ?? "")'"
                 }
                 if output.isGraphOutput { return "\(label) is a graph output" }
                 if output.uses.contains(where: { !matched.contains(ObjectIdentifier($0.node)) }) {
@@ -475,14 +479,11 @@ struct Driver {
         let entry = entries[ruleIndex]
         let graph = root.graph!
         let replacement = entry.rule.replacement
-        let anchorName = replaced[ruleIndex].sorted().compactMap { match.value($0)?.name }.first
+        let anchorName = entry.replacedInOrder.lazy.compactMap { match.value($0)?.name }.first
             ?? root.name ?? root.opType
         // Only the computed tensors the replacement reads become initializers.
-        var read = Set<Int>()
-        for spec in replacement.nodes { for case .computed(let slot) in spec.inputs { read.insert(slot) } }
-        for case (_, .computed(let slot)) in replacement.forwards { read.insert(slot) }
         var computed: [Value?] = Array(repeating: nil, count: prepared.tensors.count)
-        for slot in read.sorted() {
+        for slot in entry.readComputedSlots {
             computed[slot] = graph.addInitializer(name: freshName("\(anchorName)_\(replacement.computedNames[slot])"),
                                                   tensor: prepared.tensors[slot])
         }
@@ -856,8 +857,19 @@ struct Driver {
 /// A rule held by reference (`Driver.entries`).
 final class RuleEntry {
     let rule: RewriteRule
+    /// The variables the replacement takes over, in order (where a rewrite's new names come from).
+    let replacedInOrder: [Int]
+    /// The computed tensors the replacement reads (only those become initializers), in order.
+    let readComputedSlots: [Int]
 
-    init(_ rule: RewriteRule) { self.rule = rule }
+    init(_ rule: RewriteRule) {
+        self.rule = rule
+        replacedInOrder = rule.replacement.replacedVariables.sorted()
+        var read = Set<Int>()
+        for spec in rule.replacement.nodes { for case .computed(let slot) in spec.inputs { read.insert(slot) } }
+        for case (_, .computed(let slot)) in rule.replacement.forwards { read.insert(slot) }
+        readComputedSlots = read.sorted()
+    }
 }
 
 /// What the nodes next to a root must be for a pattern to match there, checked before the

@@ -14,7 +14,8 @@ extension NDArray {
     /// 2^63 is an error, as are strings, complex, float8 and sub-byte types.
     public init(tensor: Tensor) throws(EvaluationError) {
         let type = tensor.dataType
-        let label = tensor.name.map { "tensor '\($0)'" } ?? "a tensor"
+        // Made only for an error: this runs for every constant a rule reads.
+        var label: String { tensor.name.map { "tensor '\($0)'" } ?? "a tensor" }
         guard NDArray.canCompute(with: type) else {
             throw EvaluationError("cannot compute with \(type) (\(label))")
         }

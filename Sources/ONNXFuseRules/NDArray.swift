@@ -201,13 +201,23 @@ extension NDArray {
     static func broadcasting(
         _ lhs: NDArray, _ rhs: NDArray, _ operation: (Double, Double) -> Double
     ) throws(EvaluationError) -> NDArray {
-        let shape = lhs.shape == rhs.shape ? lhs.shape : try broadcastShape(lhs.shape, rhs.shape)
+        let sameShapes = lhs.shape == rhs.shape
+        let shape = sameShapes ? lhs.shape : try broadcastShape(lhs.shape, rhs.shape)
         let count = elementCount(shape) ?? 0
-        let plan = BroadcastPlan(lhs.shape, rhs.shape, to: shape)
+        // One run, with no plan, when the operands have the result's shape or one of them is a
+        // single element that does not add axes (`b - mean`, `var + eps`): the common cases.
+        let (lhsWhole, rhsWhole) = (sameShapes || lhs.shape == shape, sameShapes || rhs.shape == shape)
+        let singleRun: (leftStep: Int, rightStep: Int)? =
+            lhsWhole && rhsWhole ? (1, 1) : lhsWhole && rhs.count == 1 ? (1, 0) : rhsWhole && lhs.count == 1 ? (0, 1) : nil
+        let plan = singleRun == nil ? BroadcastPlan(lhs.shape, rhs.shape, to: shape) : nil
         let values = [Double](unsafeUninitializedCapacity: count) { output, initialized in
             lhs.values.withUnsafeBufferPointer { left in
                 rhs.values.withUnsafeBufferPointer { right in
-                    plan.forEachRun { out, l, r, length, stepL, stepR in
+                    if let (stepL, stepR) = singleRun {
+                        if count > 0 { combineRun(count, left.baseAddress!, stepL, right.baseAddress!, stepR, into: output.baseAddress!, operation) }
+                        return
+                    }
+                    plan!.forEachRun { out, l, r, length, stepL, stepR in
                         combineRun(length, left.baseAddress! + l, stepL, right.baseAddress! + r, stepR, into: output.baseAddress! + out, operation)
                     }
                 }
