@@ -5,10 +5,33 @@ import XCTest
 
 final class ArenaTests: XCTestCase {
     func testAllocationsAreAlignedZeroedAndDisjoint() {
-        let arena = onnx_fuse_arena_create(Int.max)!
+        checkAllocations(onnx_fuse_arena_create(Int.max)!, sizes: [1, 3, 16, 17, 100, 4096, 20_000, 70_000, 1, 0, 65_536, 1_000_000, 33])
+    }
+
+    /// A tree's arena maps blocks of 2 MiB and more on their own (in huge pages where the kernel
+    /// gives them): the bump blocks past 2 MiB, and single requests of megabytes, land there.
+    func testTreeArenaAllocationsAreAlignedZeroedAndDisjoint() {
+        checkAllocations(onnx_fuse_arena_create_for_tree(Int.max)!,
+                         sizes: [1, 3, 16, 17, 100, 4096, 20_000, 70_000, 1, 0, 65_536, 1_000_000, 33, 3_000_000, 2_097_152, 300_000])
+    }
+
+    func testTreeArenaUnpacksAModel() {
+        let arena = onnx_fuse_arena_create_for_tree(Int.max)!
+        defer { onnx_fuse_arena_destroy(arena) }
+        // Bump blocks double from 64 KiB: past 2 MiB of small requests they are mapped ones, where
+        // the tree then lands.
+        for _ in 0..<6_000 { XCTAssertNotNil(onnx_fuse_arena_alloc(arena, 1_000)) }
+        let bytes = canonical(RichModel().bytes)
+        let message = bytes.withUnsafeBufferPointer {
+            onnx__model_proto__unpack(onnx_fuse_arena_allocator(arena), $0.count, $0.baseAddress)
+        }
+        XCTAssertNotNil(message)
+        XCTAssertEqual(message.map { onnx__model_proto__get_packed_size($0) }, bytes.count)
+    }
+
+    private func checkAllocations(_ arena: OpaquePointer, sizes: [Int]) {
         defer { onnx_fuse_arena_destroy(arena) }
         var blocks: [(UnsafeMutableRawPointer, Int)] = []
-        let sizes = [1, 3, 16, 17, 100, 4096, 20_000, 70_000, 1, 0, 65_536, 1_000_000, 33]
         for round in 0..<8 {
             for size in sizes {
                 let p = onnx_fuse_arena_alloc(arena, size)!
