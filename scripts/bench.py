@@ -45,6 +45,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -276,27 +277,43 @@ def measure(argv: list[str], timeout: float, scratch: Path, cwd: Path) -> tuple[
         started = time.perf_counter()
         process = subprocess.Popen([GNU_TIME, "-o", str(times), "-f", "%M", *argv], stdin=subprocess.DEVNULL,
                                    stdout=subprocess.DEVNULL, stderr=err, cwd=cwd, start_new_session=True)
+        # A blocking wait returns at the exit; `wait(timeout=)` polls, with sleeps of up to 50 ms
+        # that would count as the run's time. A timer kills a run that outlasts the timeout.
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            kill_group(process.pid)
+
+        timer = threading.Timer(timeout, expire)
+        timer.start()
         try:
-            code = process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            kill(process)
-            return f"timeout after {timeout:g} s"
+            code = process.wait()
         except BaseException:  # interrupted: the run goes with us
+            timer.cancel()
             kill(process)
             raise
         elapsed = time.perf_counter() - started
+        timer.cancel()
+    if expired.is_set():
+        return f"timeout after {timeout:g} s"
     if code != 0:
         lines = [x for x in errors.read_text(errors="replace").splitlines() if x.strip()]
         return f"exit {code}" + (f": {lines[-1].strip()[:160]}" if lines else "")
     return elapsed, int(times.read_text().split()[-1])
 
 
-def kill(process: subprocess.Popen) -> None:
-    """Ends the run's whole process group (GNU time, the tool and anything it started)."""
+def kill_group(pid: int) -> None:
+    """Kills a run's whole process group (GNU time, the tool and anything it started)."""
     try:
-        os.killpg(process.pid, signal.SIGKILL)
+        os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def kill(process: subprocess.Popen) -> None:
+    """Ends a run: its process group killed, GNU time reaped."""
+    kill_group(process.pid)
     process.wait()
 
 
