@@ -320,10 +320,11 @@ def kill(process: subprocess.Popen) -> None:
 
 def read_through(model: Path) -> None:
     """Reads the model file (and a generated model's external data, `MODEL.data`) once, outside
-    the measured time, before every run of every tool: each run then starts from the page cache
-    as a file just written leaves it. Files left alone for a while do not stay that way on every
-    machine (this one's kernel pages out file pages idle for about a minute, and pages that
-    faults read back come in small pieces, which made the same ResNet-50 export 20 ms slower)."""
+    the measured time, before every run of every tool, so that each run starts with its input in
+    the page cache: files left alone for a while do not stay there on every machine (this one's
+    kernel pages out file pages idle for about a minute), and a run would then read its input
+    back itself. (The folios the writer left are kept: an input written in small pieces, as
+    PyTorch's exporter writes, still costs more faults to map; see BENCHMARKS.md.)"""
     for path in (model, model.with_name(model.name + ".data")):
         try:
             with open(path, "rb", buffering=0) as f:
