@@ -4,13 +4,14 @@ venvs; `scripts/bench --help` lists the options.
 
 What it does, per model: generates it (scripts/benchlib/gen_resnet.py, gen_vgg.py, gen_chain.py), then runs
 every tool on it as a whole process under GNU time (`/usr/bin/time -f "%M"`: peak resident set
-size), timed by this script's clock (wall seconds, to the microsecond), interleaved: each round runs every tool once, the order rotating by one
-tool per round, after warm-up rounds that are not counted. Each run writes a fresh output (the
-previous one removed first), its input is read once just before it and the file system is synced
-after it, outside the measured time, so that every run starts from the same page cache and one
-tool's write-back does not land in the next one's. The first output of every
-tool is checked in onnxruntime against the original model (scripts/benchlib/ortcheck.py) and its
-nodes counted. A tool that fails, or outruns the timeout, is not run again on that model.
+size), timed by this script's clock (wall seconds, to the microsecond), interleaved: each round
+runs every tool once, the order rotating by one tool per round, after warm-up rounds that are
+not counted. Each run writes a fresh output (the previous one removed first), its input is read
+once just before it and the file system is synced after it, outside the measured time, so that
+every run starts with its input in the page cache and one tool's write-back does not land in the
+next one's. The first output of every tool is checked in onnxruntime against the original model
+(scripts/benchlib/ortcheck.py) and its nodes counted. A tool that fails, or outruns the timeout,
+is not run again on that model.
 
 The tools: onnx-fuse (`onnx-fuse MODEL -q -o OUT`, the built-in rules); for the load-and-save
 comparison `onnx-fuse MODEL --no-builtin -q -o OUT` and Python's `onnx.save(onnx.load(MODEL),

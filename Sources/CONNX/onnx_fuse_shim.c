@@ -110,8 +110,8 @@ void onnx_fuse_arena_destroy(onnx_fuse_arena *arena)
  * aligned start of the usable bytes and sets *usable to their number. In an arena for a
  * decoded tree, a large block (a large model's tree is tens of megabytes of them) is a
  * mapping of its own in whole huge pages, asked for with MADV_HUGEPAGE: filling it then
- * faults once per 2 MiB instead of once per 4 KiB page (the 60,000-node chain's tree: 21,000
- * faults). Other blocks come from calloc, which may reuse memory the process freed (the
+ * faults once per 2 MiB instead of once per 4 KiB page (the 60,000-node chain's load and save:
+ * 40,759 faults before, 24,341 after). Other blocks come from calloc, which may reuse memory the process freed (the
  * encoder's arena, made after the rewrites have freed much). Both are zero without a memset. */
 static unsigned char *arena_new_block(onnx_fuse_arena *arena, size_t size, size_t *usable)
 {
