@@ -29,26 +29,13 @@ from collections import Counter
 from pathlib import Path
 
 import onnx
-import torch
-import torchvision
 from onnx_comparison import count, relative_error
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "benchlib"))
+from export_torchvision import export  # noqa: E402  (needs torch and torchvision)
 
 MODELS = ["resnet18", "resnet50", "mobilenet_v2", "efficientnet_b0", "densenet121", "regnet_y_400mf"]
 TOLERANCE = 1e-5
-
-
-def export(name: str, path: Path) -> None:
-    torch.manual_seed(0)
-    model = getattr(torchvision.models, name)().eval()
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.2, 0.2)
-    torch.onnx.export(model, torch.randn(1, 3, 224, 224), str(path), dynamo=False, do_constant_folding=False,
-                      opset_version=17, training=torch.onnx.TrainingMode.EVAL)
-
 
 
 def foldable(path: Path) -> int:

@@ -109,7 +109,6 @@ struct Driver {
     /// The rules by reference, for the hot paths: binding a `RewriteRule` to a local copies (and
     /// retains) each of its fields, at every one of the hundreds of thousands of attempts.
     let entries: [RuleEntry]
-    let replaced: [Set<Int>]
     /// For a rule whose pattern is one node: the output positions its replacement takes over.
     /// Every other output of the node must be unused, which is checked before matching.
     let singleNodeTakenOver: [Set<Int>?]
@@ -178,11 +177,10 @@ struct Driver {
     init(rules: [RewriteRule], model: Model, options: RewriteOptions) {
         self.rules = rules.sorted { ($1.benefit, $0.name, $0.form?.index ?? 0) < ($0.benefit, $1.name, $1.form?.index ?? 0) }
         entries = self.rules.map(RuleEntry.init)
-        replaced = self.rules.map(\.replacement.replacedVariables)
-        singleNodeTakenOver = zip(self.rules, replaced).map { rule, replaced in
+        singleNodeTakenOver = zip(self.rules, entries).map { rule, entry in
             guard rule.native == nil, rule.pattern.anchor == .node, rule.pattern.nodes.count == 1 else { return nil }
             return Set(rule.pattern.nodes[0].outputs.indices.filter { position in
-                if case .variable(let v) = rule.pattern.nodes[0].outputs[position] { return replaced.contains(v) }
+                if case .variable(let v) = rule.pattern.nodes[0].outputs[position] { return entry.replaced.contains(v) }
                 return false
             })
         }
@@ -388,7 +386,7 @@ struct Driver {
         let entry = entries[ruleIndex]
         let pattern = entry.rule.pattern
         let matched = Set(match.matchedNodes.map(ObjectIdentifier.init))
-        let replacedVariables = replaced[ruleIndex]
+        let replacedVariables = entry.replaced
         // Values the match produces: those not taken over must stay inside the match.
         for (index, patternNode) in pattern.nodes.enumerated() {
             let node = match.nodes[index]!
@@ -483,7 +481,7 @@ struct Driver {
             ?? root.name ?? root.opType
         // Only the computed tensors the replacement reads become initializers.
         var computed: [Value?] = Array(repeating: nil, count: prepared.tensors.count)
-        for slot in entry.readComputedSlots {
+        for slot in entry.computedSlotsRead {
             computed[slot] = graph.addInitializer(name: freshName("\(anchorName)_\(replacement.computedNames[slot])"),
                                                   tensor: prepared.tensors[slot])
         }
@@ -857,18 +855,18 @@ struct Driver {
 /// A rule held by reference (`Driver.entries`).
 final class RuleEntry {
     let rule: RewriteRule
-    /// The variables the replacement takes over, in order (where a rewrite's new names come from).
+    /// What the replacement tells of itself, made once (the replacement derives it at each ask):
+    /// the variables it takes over, as a set and in order (where a rewrite's new names come
+    /// from), and the computed tensors it reads.
+    let replaced: Set<Int>
     let replacedInOrder: [Int]
-    /// The computed tensors the replacement reads (only those become initializers), in order.
-    let readComputedSlots: [Int]
+    let computedSlotsRead: [Int]
 
     init(_ rule: RewriteRule) {
         self.rule = rule
-        replacedInOrder = rule.replacement.replacedVariables.sorted()
-        var read = Set<Int>()
-        for spec in rule.replacement.nodes { for case .computed(let slot) in spec.inputs { read.insert(slot) } }
-        for case (_, .computed(let slot)) in rule.replacement.forwards { read.insert(slot) }
-        readComputedSlots = read.sorted()
+        replaced = rule.replacement.replacedVariables
+        replacedInOrder = replaced.sorted()
+        computedSlotsRead = rule.replacement.computedSlotsRead
     }
 }
 

@@ -82,6 +82,15 @@ public struct Replacement {
         }
         return replaced
     }
+
+    /// The computed slots the replacement reads (its nodes' inputs and its forwards), ascending:
+    /// only those become initializers when it is applied.
+    public var computedSlotsRead: [Int] {
+        var read = Set<Int>()
+        for node in nodes { for case .computed(let slot) in node.inputs { read.insert(slot) } }
+        for case (_, .computed(let slot)) in forwards { read.insert(slot) }
+        return read.sorted()
+    }
 }
 
 extension Replacement {

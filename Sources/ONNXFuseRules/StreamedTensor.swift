@@ -315,13 +315,13 @@ extension RuleProgram.Scope {
     /// is computed from it is deferred); nil otherwise, with nothing read.
     private mutating func streamableConstant(_ index: Int) -> StreamedTensor? {
         let tensor: Tensor
+        let minimum = EvaluationLimits.current.minimumDeferredBytes
         if replaying {
             guard cursor < tape.count, case .tensor(let recorded) = tape[cursor] else { return nil }
             tensor = recorded
         } else {
             // Most constants of a match are small: their size is read in place, and only a large
             // one is copied out.
-            let minimum = EvaluationLimits.current.minimumDeferredBytes
             guard let value = graphValue(index),
                   value.withConstantTensor(freezeInitializerInputs: context.freezeInitializerInputs, { constant in
                       constant.elementCount.flatMap { constant.dataType.rawByteCount(elements: $0) }.map { $0 >= minimum } ?? false
@@ -329,7 +329,7 @@ extension RuleProgram.Scope {
                   let constant = constant(value) else { return nil }
             tensor = constant
         }
-        guard let streamed = StreamedTensor(source: tensor), streamed.bytes.count >= EvaluationLimits.current.minimumDeferredBytes else {
+        guard let streamed = StreamedTensor(source: tensor), streamed.bytes.count >= minimum else {
             return nil
         }
         if replaying {
