@@ -27,37 +27,8 @@ public struct GraphEvaluator {
     /// far, which it adds to; `elementLimit`), at `version` of its operator set (the default
     /// domain's by default).
     public func evaluate(_ node: Node, inputs: [TensorValue?], version: Int64? = nil, work: inout Int) throws(OperatorError) -> [TensorValue?] {
-        let cost = Self.estimatedWork(of: node, inputs: inputs)
-        let (total, overflow) = work.addingReportingOverflow(cost)
-        guard !overflow, total <= workLimit else {
-            throw OperatorError("\(node.opType) '\(node.name ?? "")' would take the evaluation past its work limit (\(workLimit))")
-        }
-        work = total
-        // What an operator could make from small inputs (an Expand to 10^10 elements) is
-        // refused before its kernel allocates it: the output shapes are inferred from the inputs.
-        if elementLimit < Int.max, let infer = registry.inference(node.opType, domain: node.isDefaultDomain ? "" : node.domain!) {
-            var context = InferenceContext(node: OperatorContext(node: node, opsetVersion: version ?? opsetVersion),
-                                           inputs: inputs.map { $0.map(ValueFacts.init(constant:)) },
-                                           outputCount: node.outputs.count, symbols: SymbolAllocator())
-            if (try? infer(&context)) != nil {
-                for facts in context.outputs {
-                    guard let shape = facts.staticShape else { continue }
-                    var count = 1
-                    for size in shape {
-                        let (product, overflow) = count.multipliedReportingOverflow(by: max(size, 0))
-                        count = overflow ? Int.max : product
-                    }
-                    if count > elementLimit {
-                        throw OperatorError("\(node.opType) '\(node.name ?? "")' would compute \(count) elements, more than the evaluation's limit (\(elementLimit))")
-                    }
-                }
-            }
-        }
-        let results = try registry.evaluate(node, inputs: inputs, opsetVersion: version ?? opsetVersion)
-        for case let result? in results where result.count > elementLimit {
-            throw OperatorError("\(node.opType) '\(node.name ?? "")' computes \(result.count) elements, more than the evaluation's limit (\(elementLimit))")
-        }
-        return results
+        try registry.evaluate(node, inputs: inputs, opsetVersion: version ?? opsetVersion, workLimit: workLimit,
+                              elementLimit: elementLimit, work: &work)
     }
 
     /// About how many element operations `node` takes on `inputs`: multiply-adds for the
@@ -168,6 +139,49 @@ public struct GraphEvaluator {
         var outputs: [TensorValue] = []
         for output in graph.outputs { outputs.append(try value(output.value)) }
         return (outputs, graph.outputs.map { operandMagnitude[ObjectIdentifier($0.value)] ?? 0 })
+    }
+}
+
+extension OperatorRegistry {
+    /// Evaluates `node` on constant inputs within a budget: `work` (the work done so far, in
+    /// `GraphEvaluator.estimatedWork` units) may not pass `workLimit`, and no output may hold
+    /// more than `elementLimit` elements. Throws what `evaluate(_:inputs:opsetVersion:)` throws,
+    /// or the limit a node would pass.
+    ///
+    /// What an operator could make from small inputs (a Range or an Expand to 10^10 elements) is
+    /// refused before its kernel allocates it: the output shapes are first inferred from the
+    /// inputs.
+    public func evaluate(_ node: Node, inputs: [TensorValue?], opsetVersion: Int64, workLimit: Int, elementLimit: Int,
+                         work: inout Int) throws(OperatorError) -> [TensorValue?] {
+        let cost = GraphEvaluator.estimatedWork(of: node, inputs: inputs)
+        let (total, overflow) = work.addingReportingOverflow(cost)
+        guard !overflow, total <= workLimit else {
+            throw OperatorError("\(node.opType) '\(node.name ?? "")' would take the evaluation past its work limit (\(workLimit))")
+        }
+        work = total
+        if elementLimit < Int.max, let infer = inference(node.opType, domain: node.isDefaultDomain ? "" : node.domain!) {
+            var context = InferenceContext(node: OperatorContext(node: node, opsetVersion: opsetVersion),
+                                           inputs: inputs.map { $0.map(ValueFacts.init(constant:)) },
+                                           outputCount: node.outputs.count, symbols: SymbolAllocator())
+            if (try? infer(&context)) != nil {
+                for facts in context.outputs {
+                    guard let shape = facts.staticShape else { continue }
+                    var count = 1
+                    for size in shape {
+                        let (product, overflow) = count.multipliedReportingOverflow(by: max(size, 0))
+                        count = overflow ? Int.max : product
+                    }
+                    if count > elementLimit {
+                        throw OperatorError("\(node.opType) '\(node.name ?? "")' would compute \(count) elements, more than the evaluation's limit (\(elementLimit))")
+                    }
+                }
+            }
+        }
+        let results = try evaluate(node, inputs: inputs, opsetVersion: opsetVersion)
+        for case let result? in results where result.count > elementLimit {
+            throw OperatorError("\(node.opType) '\(node.name ?? "")' computes \(result.count) elements, more than the evaluation's limit (\(elementLimit))")
+        }
+        return results
     }
 }
 

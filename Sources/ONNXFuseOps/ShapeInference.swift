@@ -27,6 +27,11 @@ public final class ShapeInference {
     /// Nodes whose inputs are all constants are evaluated with their kernel when their inputs
     /// hold at most this many elements together.
     public var evaluationElementLimit = 1 << 16
+    /// ... and when no output would hold more than this many elements (a Range or an Expand
+    /// makes large tensors from small inputs; those are inferred, not computed) ...
+    public var evaluationOutputElementLimit = 1 << 18
+    /// ... and the kernel would do at most this much work (`GraphEvaluator.estimatedWork`).
+    public var evaluationWorkLimit = 1 << 22
 
     /// Inference for `model`.
     public init(model: Model, registry: OperatorRegistry = .standard, freezeInitializerInputs: Bool = false) {
@@ -193,7 +198,7 @@ public final class ShapeInference {
         // Most nodes read a value that is not a constant: that is seen before any lookup.
         guard !inputs.contains(where: { $0.map { !$0.holdsConstant } ?? false }),
               !node.inputs.isEmpty || node.opType == "Constant", node.subgraphs.isEmpty,
-              let kernel = registry.kernel(context.opType, domain: context.domain) else { return nil }
+              registry.kernel(context.opType, domain: context.domain) != nil else { return nil }
         var values: [TensorValue?] = []
         var total = 0
         for facts in inputs {
@@ -202,13 +207,17 @@ public final class ShapeInference {
             total += constant.count
             values.append(constant)
         }
-        guard total <= evaluationElementLimit, let results = try? kernel(context, values) else { return nil }
+        var work = 0
+        guard total <= evaluationElementLimit,
+              let results = try? registry.evaluate(node, inputs: values, opsetVersion: context.opsetVersion,
+                                                   workLimit: evaluationWorkLimit,
+                                                   elementLimit: evaluationOutputElementLimit, work: &work) else { return nil }
         return node.outputs.indices.map { index in
-            guard index < results.count else { return ValueFacts() }
+            guard let result = results[index] else { return ValueFacts() }
             // Values are not stored on outputs (folding makes them constants), only their facts.
-            var facts = ValueFacts(constant: results[index])
+            var facts = ValueFacts(constant: result)
             facts.constant = nil
-            if results[index].count > constantElementLimit { facts.shapeValue = nil }
+            if result.count > constantElementLimit { facts.shapeValue = nil }
             return facts
         }
     }

@@ -36,6 +36,75 @@ final class GraphEvaluatorTests: XCTestCase {
         }
     }
 
+    func testLimitsAreCheckedBeforeAKernelAllocates() throws {
+        // Small inputs that ask for large results: refused from their inferred shapes ("would
+        // compute"), not after the kernel made them ("computes"). The fuzzer found the Range:
+        // 2^28 doubles made, then refused.
+        let graph = Graph(name: "g")
+        func constant(_ name: String, _ value: TensorValue) -> Value { graph.addInitializer(name: name, tensor: value.tensor()) }
+        func scalar(_ value: Double) -> TensorValue { TensorValue(.float, shape: [], reals: [value]) }
+        let range = Node(opType: "Range", name: "range", inputs: [constant("s", scalar(0)), constant("l", scalar(2e8)), constant("d", scalar(1))],
+                         outputNames: ["r"])
+        let column = TensorValue(.float, shape: [16_384, 1], reals: [Double](repeating: 1, count: 16_384))
+        let row = TensorValue(.float, shape: [1, 16_384], reals: [Double](repeating: 2, count: 16_384))
+        let outer = Node(opType: "Mul", name: "outer", inputs: [constant("column", column), constant("row", row)], outputNames: ["o"])
+        let registry = OperatorRegistry.standard
+        func evaluate(_ node: Node, _ inputs: [TensorValue], workLimit: Int = .max, elementLimit: Int = 1 << 20) throws -> [TensorValue?] {
+            var work = 0
+            return try registry.evaluate(node, inputs: inputs, opsetVersion: 17, workLimit: workLimit, elementLimit: elementLimit, work: &work)
+        }
+        XCTAssertThrowsError(try evaluate(range, [scalar(0), scalar(2e8), scalar(1)])) { error in
+            XCTAssertEqual("\(error)", "Range 'range' would compute 200000000 elements, more than the evaluation's limit (1048576)")
+        }
+        XCTAssertThrowsError(try evaluate(outer, [column, row])) { error in
+            XCTAssertEqual("\(error)", "Mul 'outer' would compute 268435456 elements, more than the evaluation's limit (1048576)")
+        }
+        // Work: the elements read (32 Ki) and a share of those written.
+        XCTAssertThrowsError(try evaluate(outer, [column, row], workLimit: 1 << 14, elementLimit: .max)) { error in
+            XCTAssertEqual("\(error)", "Mul 'outer' would take the evaluation past its work limit (16384)")
+        }
+        // Within the limits, the kernel runs; the work done is added up.
+        var work = 5
+        let small = try registry.evaluate(range, inputs: [scalar(0), scalar(4), scalar(1)], opsetVersion: 17,
+                                          workLimit: 100, elementLimit: 4, work: &work)
+        XCTAssertEqual(small, [TensorValue(.float, shape: [4], reals: [0, 1, 2, 3])])
+        XCTAssertEqual(work, 5 + GraphEvaluator.estimatedWork(of: range, inputs: [scalar(0), scalar(4), scalar(1)]))
+    }
+
+    func testShapeInferenceInfersWhatItWouldBeCostlyToCompute() {
+        // `Grow(n)` makes n zeros; its kernel counts its calls. Inference runs the kernel on small
+        // constant inputs (to know values), but not when the output would be large: then the
+        // inference function gives the shape alone.
+        final class Calls: @unchecked Sendable { var count = 0 }
+        let calls = Calls()
+        var registry = OperatorRegistry.standard
+        registry.register(["Grow"], domain: "test.example") { _, inputs throws(OperatorError) in
+            calls.count += 1
+            let n = Int(try inputs[0]!.scalarInt64())
+            return [TensorValue(.int64, shape: [n], integers: [Int64](repeating: 0, count: n))]
+        }
+        registry.register(["Grow"], domain: "test.example") { (context: inout InferenceContext) throws(OperatorError) in
+            guard let n = context.input(0)?.staticShapeValue?.first else { return }
+            context.setOutput(0, type: .int64, shape: [.value(n)])
+        }
+        let graph = Graph(name: "g")
+        let model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17), OpsetImport(domain: "test.example", version: 1)],
+                          graph: graph)
+        func grow(_ n: Int64) -> Node {
+            let size = graph.addInitializer(name: "n\(n)", tensor: TensorValue(.int64, shape: [], integers: [n]).tensor())
+            let node = Node(opType: "Grow", domain: "test.example", name: "grow\(n)", inputs: [size], outputNames: ["zeros\(n)"])
+            graph.append(node)
+            graph.addOutput(node.outputs[0]!, info: ValueInfo(type: nil))
+            return node
+        }
+        let small = grow(3), large = grow(100_000_000)
+        let inference = ShapeInference(model: model, registry: registry)
+        inference.run()
+        XCTAssertEqual(calls.count, 1)
+        XCTAssertEqual(inference.facts(of: small.outputs[0]!).staticShapeValue, [0, 0, 0])
+        XCTAssertEqual(large.outputs[0]!.inferred?.shape, [.value(100_000_000)])
+    }
+
     func testSeededInputsAreRepeatableAndSymbolsKeepTheirSize() throws {
         var first = SeededInputs(seed: 42), second = SeededInputs(seed: 42), other = SeededInputs(seed: 43)
         let shape: [ONNXFuseIR.Dimension] = [.param("N"), .value(3), .param("S")]

@@ -133,6 +133,37 @@ final class BuiltinNativeTests: XCTestCase {
         XCTAssertEqual(c.fired(try c.run(only: ["fold-constants"], foldLimit: 12)), ["fold-constants": 1])
     }
 
+    func testFoldConstantsLeavesLargeOutputsOfSmallInputs() throws {
+        // Small inputs that ask for a large result (found by the fuzzer: a Range of three scalars
+        // made 2^28 elements before the limit was checked; GraphEvaluatorTests shows the limits
+        // are checked before a kernel runs). Shape inference infers them instead of computing them.
+        let c = Case()
+        let scalar = { (name: String, value: Float) in c.floats(name, [value], []) }
+        c.output(c.node("Range", [scalar("start", 0), scalar("limit", 200_000_000), scalar("delta", 1)], "range"))
+        let ones = [Float](repeating: 1, count: 16_384)
+        let column = c.graph.addInitializer(name: "column", tensor: Tensor(dataType: .float, dims: [16_384, 1], values: ones))
+        let row = c.graph.addInitializer(name: "row", tensor: Tensor(dataType: .float, dims: [1, 16_384], values: ones))
+        c.output(c.node("Mul", [column, row], "outer"))
+        let before = c.text
+        XCTAssertEqual(c.fired(try c.run(only: ["fold-constants"])), [:])
+        XCTAssertEqual(c.text, before)
+        XCTAssertEqual(c.graph.nodes.map { $0.outputs[0]!.inferred?.shape }, [[.value(200_000_000)], [.value(16_384), .value(16_384)]])
+    }
+
+    func testFoldConstantsLeavesWorkOverItsLimit() throws {
+        // A 64 × 4,096 by 4,096 × 64 product of constants: a small output (4,096 elements) from
+        // 16 Mi multiply-adds. A fold limit of 32 Ki elements allows 16 times that in inputs
+        // (512 Ki: these) and 4 times those in work (2 Mi), which leaves it; 64 Ki folds it.
+        let c = Case()
+        let ones = [Float](repeating: 1, count: 64 * 4_096)
+        let a = c.graph.addInitializer(name: "a", tensor: Tensor(dataType: .float, dims: [64, 4_096], values: ones))
+        let b = c.graph.addInitializer(name: "b", tensor: Tensor(dataType: .float, dims: [4_096, 64], values: ones))
+        c.output(c.node("MatMul", [a, b], "product"))
+        XCTAssertEqual(c.fired(try c.run(only: ["fold-constants"], foldLimit: 1 << 15)), [:])
+        XCTAssertEqual(c.fired(try c.run(only: ["fold-constants"], foldLimit: 1 << 22)), ["fold-constants": 1])
+        XCTAssertEqual(c.initializer("product"), TensorValue(.float, shape: [64, 64], reals: [Double](repeating: 4_096, count: 4_096)))
+    }
+
     func testFoldShapeArithmeticFoldsStaticDimensionsBesideSymbolicOnes() throws {
         let c = Case()
         let x = c.input("x", [.param("N"), .value(3), .value(4)])

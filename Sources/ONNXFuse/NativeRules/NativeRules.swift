@@ -11,6 +11,9 @@ final class OperatorAnalysis {
     let foldElementLimit: Int
     /// Nodes whose constant inputs hold more elements than this together are not evaluated.
     let foldInputElementLimit: Int
+    /// Nodes whose kernel would do more work than this (`GraphEvaluator.estimatedWork`: a
+    /// constant Conv or MatMul) are not evaluated.
+    let foldWorkLimit: Int
     // merge-duplicates' index: nodes seen so far by a hash of what makes two nodes equal
     // (operator, inputs, attributes), so a node is compared only with likely equals, not with
     // every reader of its first input. Entries of erased nodes are skipped and dropped.
@@ -26,6 +29,8 @@ final class OperatorAnalysis {
         self.foldElementLimit = foldElementLimit
         let (inputLimit, overflow) = max(foldElementLimit, 1).multipliedReportingOverflow(by: 16)
         foldInputElementLimit = overflow ? Int.max : inputLimit
+        let (workLimit, workOverflow) = foldInputElementLimit.multipliedReportingOverflow(by: 4)
+        foldWorkLimit = workOverflow ? Int.max : workLimit
     }
 
     /// Drops the erased nodes from merge-duplicates' index once it has doubled since the last
@@ -200,7 +205,11 @@ func foldConstants(_ node: Node, _ analysis: OperatorAnalysis, _ context: Rewrit
     }
     let results: [TensorValue?]
     do {
-        results = try analysis.inference.registry.evaluate(node, inputs: inputs, opsetVersion: version)
+        // Within the limits: an output's size is checked before the kernel makes it (a Range of
+        // three scalars can ask for 2^28 elements).
+        var work = 0
+        results = try analysis.inference.registry.evaluate(node, inputs: inputs, opsetVersion: version, workLimit: analysis.foldWorkLimit,
+                                                           elementLimit: analysis.foldElementLimit, work: &work)
     } catch {
         return .failure(RuleRefusal(error.message))
     }
