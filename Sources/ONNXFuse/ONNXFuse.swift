@@ -51,36 +51,20 @@ public enum RuleFiles {
     /// (folding, duplicate merging, no-op removal), then those of the built-in files. The files
     /// are tested to load, so a failure here is a bug in the build.
     ///
-    /// The files are parsed and checked side by side on the machine's cores: this is most of
-    /// the command's start-up time.
+    /// The files are parsed once per process (`builtinSyntax`) and compiled side by side on the
+    /// machine's cores at each access: this is most of the command's start-up time, which is
+    /// why the command compiles only the rules a model can use (`builtin(for:)`).
     public static var builtin: [CompiledRule] {
-        let compiled = CompiledFiles(count: builtinFiles.count)
-        DispatchQueue.concurrentPerform(iterations: builtinFiles.count) { index in
-            let file = builtinFiles[index]
+        let files = builtinSyntax
+        let compiled = Slots<[CompiledRule]>(count: files.count)
+        DispatchQueue.concurrentPerform(iterations: files.count) { index in
             do {
-                compiled.store(try rules(in: file.text, file: "builtin:" + file.name), at: index)
+                compiled.store(try compileRules(files[index]), at: index)
             } catch {
-                preconditionFailure("the built-in rule file \(file.name) does not load: \(error)")
+                preconditionFailure("the built-in rule file \(files[index].file) does not compile: \(error)")
             }
         }
-        return NativeRules.all + compiled.all
-    }
-
-    /// The rules of each built-in file, filled by the workers of `builtin`: each writes its own
-    /// slot, and the slots are read only after `concurrentPerform` has returned (which orders
-    /// every write before the read), hence the unchecked `Sendable`.
-    private final class CompiledFiles: @unchecked Sendable {
-        private let slots: UnsafeMutableBufferPointer<[CompiledRule]>
-        init(count: Int) {
-            slots = .allocate(capacity: count)
-            slots.initialize(repeating: [])
-        }
-        deinit {
-            slots.deinitialize()
-            slots.deallocate()
-        }
-        func store(_ rules: [CompiledRule], at index: Int) { slots[index] = rules }
-        var all: [CompiledRule] { slots.flatMap { $0 } }
+        return NativeRules.all + compiled.elements.flatMap { $0 ?? [] }
     }
 
     /// Parses and checks the rules in `text`; `file` names it in error messages.

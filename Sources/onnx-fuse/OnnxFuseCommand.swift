@@ -130,10 +130,15 @@ struct OnnxFuseCommand: ParsableCommand {
         if !print && !inPlace && !toStandardOutput && ModelFile.isSameFile(model, target) {
             throw UsageError(message: "\(target): refusing to overwrite the input; pass --in-place to replace it")
         }
-        // Rule files are checked before the model is touched.
-        let ruleSet = try loadRuleSet(files: ruleFiles, builtin: !noBuiltin)
-        let rules = ruleSet.all
-        for name in only + disable where !rules.contains(where: { $0.name == name }) {
+        // Rule files are checked before the model is touched. Without them, the built-in rules
+        // are compiled once the model is read, only those it can use (`RuleFiles.builtin(for:)`):
+        // compiling them all is most of the start-up. Beside rule files, all are compiled, for
+        // the checks of names and of rules undoing each other; and with --explain, which says
+        // why a rule whose root operator is there did not fire.
+        let compilesBuiltinsForModel = !noBuiltin && ruleFiles.isEmpty && explain == nil
+        let ruleSet = try loadRuleSet(files: ruleFiles, builtin: !noBuiltin && !compilesBuiltinsForModel)
+        let ruleNames = Set(ruleSet.all.map(\.name) + (compilesBuiltinsForModel ? RuleFiles.builtinNames : []))
+        for name in only + disable where !ruleNames.contains(name) {
             throw UsageError(message: "there is no rule named '\(name)'")
         }
         for warning in undoWarnings(ruleSet.fromFiles, others: ruleSet.builtin) { printError(warning) }
@@ -146,6 +151,7 @@ struct OnnxFuseCommand: ParsableCommand {
             throw UsageError(message: "\(model): \(error.description)")
         }
         trace.mark("load")
+        let rules = compilesBuiltinsForModel ? RuleFiles.builtin(for: loaded) : ruleSet.all
         var options = OptimizationOptions()
         options.only = only.isEmpty ? nil : Set(only)
         options.disabled = Set(disable)

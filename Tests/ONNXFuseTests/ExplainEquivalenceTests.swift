@@ -25,11 +25,7 @@ final class ExplainEquivalenceTests: XCTestCase {
             XCTAssertEqual(plainReport.fired.map { "\($0.rule) ×\($0.count)" }, explainedReport.fired.map { "\($0.rule) ×\($0.count)" }, name)
             XCTAssertTrue(plainReport.explanations.isEmpty, name)
             rewritten += plainReport.fired.isEmpty ? 0 : 1
-            let plainPath = directory.appendingPathComponent("plain-" + name).path
-            let explainedPath = directory.appendingPathComponent("explained-" + name).path
-            try ModelFile.save(plain, to: plainPath)
-            try ModelFile.save(explained, to: explainedPath)
-            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: plainPath)), try Data(contentsOf: URL(fileURLWithPath: explainedPath)), name)
+            try assertSaveToSameBytes(plain, explained, in: directory, name: name)
         }
         XCTAssertGreaterThan(rewritten, 20, "the fixtures exercise the rules")
     }
@@ -94,5 +90,19 @@ final class ExplainEquivalenceTests: XCTestCase {
                 XCTAssertEqual(reasons.count, 2, "\(report.explanations)")
             }
         }
+    }
+}
+
+extension XCTestCase {
+    /// Saves `first` and `second` in `directory` (files named after `name`) and checks that
+    /// they are the same bytes.
+    func assertSaveToSameBytes(_ first: Model, _ second: Model, in directory: URL, name: String,
+                               file: StaticString = #filePath, line: UInt = #line) throws {
+        let firstPath = directory.appendingPathComponent("first-" + name).path
+        let secondPath = directory.appendingPathComponent("second-" + name).path
+        try ModelFile.save(first, to: firstPath)
+        try ModelFile.save(second, to: secondPath)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: firstPath)), try Data(contentsOf: URL(fileURLWithPath: secondPath)), name,
+                       file: file, line: line)
     }
 }

@@ -1,5 +1,6 @@
 // Fuzz target `model`: bytes -> a model file -> load -> verify -> the built-in rules (as
-// `onnx-fuse MODEL` runs them) -> verify -> save -> load again. Errors thrown for a bad input
+// `onnx-fuse MODEL` runs them, all of them: none may fire that `RuleFiles.builtin(for:)`
+// leaves out) -> verify -> save -> load again. Errors thrown for a bad input
 // are expected; crashes, traps, sanitizer reports, hangs and the `finding`s below are bugs.
 //
 // The input's hash also chooses two options, so that both paths are covered: bit 0
@@ -44,7 +45,12 @@ public func fuzzModel(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let hash = inputHash(bytes)
     var options = OptimizationOptions()
     options.freezeInitializerInputs = hash & 2 != 0
+    // The command compiles only the built-in rules the model can use: none other may fire.
+    let selected = Set(RuleFiles.builtinNames(for: model))
     let report = optimize(model, rules: builtinRules, options: options)
+    for fired in report.fired where !selected.contains(fired.rule) {
+        finding("built-in rules: '\(fired.rule)' fired although RuleFiles.builtin(for:) leaves it out")
+    }
     // As the command: rule errors, changed outputs and nodes a schema rejects mean that nothing is written.
     guard report.ruleErrors.isEmpty, report.changedOutputs.isEmpty, report.invalidNodes.isEmpty else { return 0 }
     reached(.rewritten)
