@@ -145,7 +145,7 @@ struct Lexer: Sendable {
             position += 1
         }
         let text = self.text(from: start, to: position)
-        return makeToken(.identifier(text), from: start)
+        return makeToken(.identifier(text), from: start, text: text)
     }
 
     /// The next token.
@@ -165,7 +165,8 @@ struct Lexer: Sendable {
         }
         if isIdentifierStart(c) {
             while position < scalars.count, isWordScalar(scalars[position]) { position += 1 }
-            return makeToken(.identifier(text(from: start, to: position)), from: start)
+            let name = text(from: start, to: position)
+            return makeToken(.identifier(name), from: start, text: name)
         }
         if isDigit(c) {
             return number()
@@ -283,7 +284,7 @@ struct Lexer: Sendable {
         let c = scalars[position]
         let second = peek(1)
         func take(_ symbol: Symbol) -> Token {
-            position += symbol.rawValue.unicodeScalars.count
+            position += symbol.rawValue.utf8.count // ASCII: one scalar per byte
             return makeToken(.symbol(symbol), from: start)
         }
         switch c {
@@ -354,7 +355,8 @@ struct Lexer: Sendable {
         return true
     }
 
-    private func makeToken(_ kind: TokenKind, from start: Int, endColumn: Int? = nil) -> Token {
+    /// A token of `kind` from `start` to the current position; `text`, when the caller has it.
+    private func makeToken(_ kind: TokenKind, from start: Int, endColumn: Int? = nil, text known: String? = nil) -> Token {
         Token(
             kind: kind,
             start: start,
@@ -363,7 +365,7 @@ struct Lexer: Sendable {
             column: start - lineStart + 1,
             endColumn: endColumn ?? (position - lineStart + 1),
             isFirstOnLine: isFirstOnLine(start),
-            text: kind == .newline || kind == .end ? "" : text(from: start, to: position)
+            text: known ?? (kind == .newline || kind == .end ? "" : text(from: start, to: position))
         )
     }
 }
