@@ -6,6 +6,7 @@ import Musl
 import Darwin
 #endif
 import ArgumentParser
+import Dispatch
 import ONNXFuse
 
 /// `onnx-fuse MODEL`: load, rewrite, save. All logic lives in the ONNXFuse library; this
@@ -136,10 +137,16 @@ struct OnnxFuseCommand: ParsableCommand {
         // the checks of names and of rules undoing each other; and with --explain, which says
         // why a rule whose root operator is there did not fire.
         let compilesBuiltinsForModel = !noBuiltin && ruleFiles.isEmpty && explain == nil
+        if compilesBuiltinsForModel {
+            // The built-in files are parsed on another thread while the model loads.
+            DispatchQueue.global(qos: .userInitiated).async { _ = RuleFiles.builtinNames }
+        }
         let ruleSet = try loadRuleSet(files: ruleFiles, builtin: !noBuiltin && !compilesBuiltinsForModel)
-        let ruleNames = Set(ruleSet.all.map(\.name) + (compilesBuiltinsForModel ? RuleFiles.builtinNames : []))
-        for name in only + disable where !ruleNames.contains(name) {
-            throw UsageError(message: "there is no rule named '\(name)'")
+        if !(only + disable).isEmpty {
+            let ruleNames = Set(ruleSet.all.map(\.name) + (compilesBuiltinsForModel ? RuleFiles.builtinNames : []))
+            for name in only + disable where !ruleNames.contains(name) {
+                throw UsageError(message: "there is no rule named '\(name)'")
+            }
         }
         for warning in undoWarnings(ruleSet.fromFiles, others: ruleSet.builtin) { printError(warning) }
         var trace = PhaseTrace()
