@@ -34,38 +34,55 @@ public struct GraphEvaluator {
     /// About how many element operations `node` takes on `inputs`: multiply-adds for the
     /// convolutions and matrix products, else the elements read and a share for those written.
     public static func estimatedWork(of node: Node, inputs: [TensorValue?]) -> Int {
-        func product(_ dims: ArraySlice<Int>) -> Int {
+        var read = 0
+        for case let input? in inputs { read = read &+ input.count }
+        let shapes = inputs.map { $0?.shape }
+        // The product, saturating at Int.max (a size of 0 counts as 1: work is never free).
+        func multiplied(_ factors: [Int]) -> Int {
             var result = 1
-            for d in dims {
-                let (p, o) = result.multipliedReportingOverflow(by: max(d, 1))
+            for factor in factors {
+                let (p, o) = result.multipliedReportingOverflow(by: max(factor, 1))
                 if o { return Int.max }
                 result = p
             }
             return result
         }
-        var read = 0
-        for case let input? in inputs { read = read &+ input.count }
-        let shapes = inputs.map { $0?.shape }
+        func intsAttribute(_ name: String) -> [Int]? {
+            guard case .ints(let values)? = node.attribute(name)?.value else { return nil }
+            return values.map { Int(clamping: $0) }
+        }
         switch node.opType {
         case "Conv", "ConvInteger", "QLinearConv", "ConvTranspose":
             // x [N, C, spatial...], w [M, C/group, kernel...] (ConvTranspose: [C, M/group, ...]).
+            // A Conv makes one output per stride step; a ConvTranspose scatters each input.
             let wIndex = node.opType == "QLinearConv" ? 3 : 1
             guard let x = shapes.first ?? nil, wIndex < shapes.count, let w = shapes[wIndex], x.count >= 2, w.count >= 2 else { return read }
-            let perOutput = product(w[1...])
-            let outputs = product(x[0..<1]).multipliedReportingOverflow(by: max(w[0], 1))
-            let spatial = product(x[2...])
-            guard !outputs.overflow else { return Int.max }
-            let (a, o1) = outputs.partialValue.multipliedReportingOverflow(by: spatial)
-            let (b, o2) = a.multipliedReportingOverflow(by: perOutput)
-            return o1 || o2 ? Int.max : max(b, read)
-        case "MatMul", "MatMulInteger", "QLinearMatMul", "Gemm":
+            var spatial = Array(x.dropFirst(2))
+            if node.opType != "ConvTranspose", let strides = intsAttribute("strides"), strides.count == spatial.count {
+                for (i, stride) in strides.enumerated() where stride > 1 { spatial[i] = (spatial[i] + stride - 1) / stride }
+            }
+            return max(multiplied([x[0], w[0]] + spatial + Array(w.dropFirst())), read)
+        case "MatMul", "MatMulInteger", "QLinearMatMul":
+            // numpy's matmul: [..., M, K] × [..., K, N] (a 1-D operand is a row or a column),
+            // the batch dimensions broadcast.
             let bIndex = node.opType == "QLinearMatMul" ? 3 : 1
             guard let a = shapes.first ?? nil, bIndex < shapes.count, let b = shapes[bIndex], !a.isEmpty, !b.isEmpty else { return read }
-            // Every element of A meets a column of B: |A| × (columns of B).
-            let (w, o) = product(a[...]).multipliedReportingOverflow(by: max(b.last!, 1))
-            let batches = b.count > 2 ? product(b[..<(b.count - 2)]) : 1
-            let (v, o2) = w.multipliedReportingOverflow(by: a.count > 2 ? 1 : batches)
-            return o || o2 ? Int.max : max(v, read)
+            let (m, k) = a.count == 1 ? (1, a[0]) : (a[a.count - 2], a[a.count - 1])
+            let n = b.count == 1 ? 1 : b[b.count - 1]
+            let aBatch = Array(a.dropLast(2)), bBatch = Array(b.dropLast(2))
+            let rank = max(aBatch.count, bBatch.count)
+            let batch = (0..<rank).map { i -> Int in
+                let ai = i < rank - aBatch.count ? 1 : aBatch[i - (rank - aBatch.count)]
+                let bi = i < rank - bBatch.count ? 1 : bBatch[i - (rank - bBatch.count)]
+                return max(ai, bi)
+            }
+            return max(multiplied(batch + [m, k, n]), read)
+        case "Gemm":
+            // A [M, K] (or [K, M] with transA), B [K, N] (or [N, K] with transB).
+            guard let a = shapes.first ?? nil, shapes.count > 1, let b = shapes[1], a.count == 2, b.count == 2 else { return read }
+            var transB = false
+            if case .int(let flag)? = node.attribute("transB")?.value { transB = flag != 0 }
+            return max(multiplied(a + [transB ? b[0] : b[1]]), read)
         default:
             return read
         }
@@ -143,6 +160,10 @@ public struct GraphEvaluator {
 }
 
 extension OperatorRegistry {
+    /// Inputs with at most this many elements are given to the size check's inference as
+    /// values; larger ones by their shape.
+    static let valueFactsElementLimit = 1 << 16
+
     /// Evaluates `node` on constant inputs within a budget: `work` (the work done so far, in
     /// `GraphEvaluator.estimatedWork` units) may not pass `workLimit`, and no output may hold
     /// more than `elementLimit` elements. Throws what `evaluate(_:inputs:opsetVersion:)` throws,
@@ -160,11 +181,16 @@ extension OperatorRegistry {
         }
         work = total
         if elementLimit < Int.max, let infer = inference(node.opType, domain: node.isDefaultDomain ? "" : node.domain!) {
-            var context = InferenceContext(node: OperatorContext(node: node, opsetVersion: opsetVersion),
-                                           inputs: inputs.map { $0.map(ValueFacts.init(constant:)) },
+            // Small inputs as values (a shape, a Range's bounds); large ones by their shape alone,
+            // which is all an element-wise operation's inference reads.
+            let facts = inputs.map { input in
+                input.map { $0.count <= Self.valueFactsElementLimit
+                    ? ValueFacts(constant: $0) : ValueFacts(elementType: $0.dataType, shape: $0.shape.map { .value(Int64($0)) }) }
+            }
+            var context = InferenceContext(node: OperatorContext(node: node, opsetVersion: opsetVersion), inputs: facts,
                                            outputCount: node.outputs.count, symbols: SymbolAllocator())
             if (try? infer(&context)) != nil {
-                for facts in context.outputs {
+                for (index, facts) in context.outputs.enumerated() where index < node.outputs.count && node.outputs[index] != nil {
                     guard let shape = facts.staticShape else { continue }
                     var count = 1
                     for size in shape {

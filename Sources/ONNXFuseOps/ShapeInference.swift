@@ -28,10 +28,11 @@ public final class ShapeInference {
     /// hold at most this many elements together.
     public var evaluationElementLimit = 1 << 16
     /// ... and when no output would hold more than this many elements (a Range or an Expand
-    /// makes large tensors from small inputs; those are inferred, not computed) ...
-    public var evaluationOutputElementLimit = 1 << 18
+    /// makes huge tensors from small inputs: those are inferred, not computed; a NonZero of
+    /// 2^16 elements of rank 64 is computed) ...
+    public var evaluationOutputElementLimit = 1 << 22
     /// ... and the kernel would do at most this much work (`GraphEvaluator.estimatedWork`).
-    public var evaluationWorkLimit = 1 << 22
+    public var evaluationWorkLimit = 1 << 26
 
     /// Inference for `model`.
     public init(model: Model, registry: OperatorRegistry = .standard, freezeInitializerInputs: Bool = false) {

@@ -72,7 +72,7 @@ struct OnnxFuseCommand: ParsableCommand {
     @Option(name: .customLong("input-shape"), help: ArgumentHelp("Fix the dimensions of a graph input, e.g. 'x=1,3,224,224' (repeatable).", valueName: "name=dims"))
     var inputShapes: [String] = []
 
-    @Option(help: ArgumentHelp("Fold no value with more elements than this.", valueName: "n"))
+    @Option(help: ArgumentHelp("Fold no value with more elements than this (nor inputs of more than 16 times this, or more than 64 times this multiply-adds).", valueName: "n"))
     var foldLimit: Int = 1 << 20
 
     @Option(help: ArgumentHelp("The most elements any value of a rule's expressions may have.", valueName: "n"))
@@ -158,7 +158,15 @@ struct OnnxFuseCommand: ParsableCommand {
             throw UsageError(message: "\(model): \(error.description)")
         }
         trace.mark("load")
-        let rules = compilesBuiltinsForModel ? RuleFiles.builtin(for: loaded) : ruleSet.all
+        var rules = compilesBuiltinsForModel ? RuleFiles.builtin(for: loaded) : ruleSet.all
+        if compilesBuiltinsForModel && !(only + disable).isEmpty {
+            // `optimize` leaves a model alone when no rule runs, and makes a pass when one does,
+            // even one that cannot fire (it imports the domains of the nodes, for one): when
+            // --only or --disable leave none of the rules kept for the model but some other,
+            // all are compiled, as they are without the selection.
+            func runs(_ name: String) -> Bool { (only.isEmpty || only.contains(name)) && !disable.contains(name) }
+            if !rules.contains(where: { runs($0.name) }) && RuleFiles.builtinNames.contains(where: runs) { rules = RuleFiles.builtin }
+        }
         var options = OptimizationOptions()
         options.only = only.isEmpty ? nil : Set(only)
         options.disabled = Set(disable)

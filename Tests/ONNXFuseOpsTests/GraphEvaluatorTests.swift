@@ -71,6 +71,68 @@ final class GraphEvaluatorTests: XCTestCase {
         XCTAssertEqual(work, 5 + GraphEvaluator.estimatedWork(of: range, inputs: [scalar(0), scalar(4), scalar(1)]))
     }
 
+    func testWorkIsEstimatedFromWhatTheOperatorComputes() {
+        func work(_ op: String, _ shapes: [[Int]], _ attributes: [Attribute] = []) -> Int {
+            let graph = Graph(name: "g")
+            let inputs = shapes.enumerated().map { index, shape in
+                graph.addInput(name: "i\(index)", info: ValueInfo(type: .tensor(.float, shape.map { .value(Int64($0)) })))
+            }
+            let node = Node(opType: op, name: op, inputs: inputs, outputNames: ["y"], attributes: attributes)
+            let values = shapes.map { TensorValue(.float, shape: $0, reals: [Double](repeating: 1, count: $0.reduce(1, *))) }
+            return GraphEvaluator.estimatedWork(of: node, inputs: values)
+        }
+        // A matrix times a vector: one column (the elements read are more).
+        XCTAssertEqual(work("MatMul", [[64, 128], [128]]), 64 * 128 + 128)
+        // Batches broadcast: [1, 64, 1024] × [64, 1024, 64] is 64 products of 64 × 1024 × 64.
+        XCTAssertEqual(work("MatMul", [[1, 64, 1024], [64, 1024, 64]]), 64 * 64 * 1024 * 64)
+        // Gemm with transB: B is [N, K].
+        XCTAssertEqual(work("Gemm", [[64, 128], [32, 128]], [Attribute(name: "transB", value: .int(1))]), 64 * 128 * 32)
+        XCTAssertEqual(work("Gemm", [[64, 128], [128, 32]]), 64 * 128 * 32)
+        // A Conv computes one output per stride step.
+        let conv = [[1, 4, 64, 64], [8, 4, 3, 3]]
+        XCTAssertEqual(work("Conv", conv), 8 * 64 * 64 * 4 * 3 * 3)
+        XCTAssertEqual(work("Conv", conv, [Attribute(name: "strides", value: .ints([2, 2]))]), 8 * 32 * 32 * 4 * 3 * 3)
+        // Other operators: the elements read.
+        XCTAssertEqual(work("Add", [[8, 8], [8]]), 72)
+    }
+
+    func testTheSizeCheckLeavesOutAbsentOutputsAndReadsLargeInputsByShape() throws {
+        // Unique of 64 elements with only its first and last outputs: the absent indices (64 of
+        // them) are not counted against a limit of 16.
+        let graph = Graph(name: "g")
+        let x = graph.addInput(name: "x", info: ValueInfo(type: .tensor(.float, [.value(64)])))
+        let unique = Node(opType: "Unique", name: "unique", inputs: [x], outputNames: ["y", nil, nil, "counts"])
+        let values = TensorValue(.float, shape: [64], reals: (0..<64).map { Double($0 % 3) })
+        var work = 0
+        let results = try OperatorRegistry.standard.evaluate(unique, inputs: [values], opsetVersion: 17, workLimit: .max,
+                                                             elementLimit: 16, work: &work)
+        XCTAssertEqual(results.map { $0?.shape }, [[3], nil, nil, [3]])
+        // An Add of two large integer tensors: checked from their shapes, and computed.
+        let big = TensorValue(.int64, shape: [1 << 17], integers: [Int64](repeating: 2, count: 1 << 17))
+        let add = Node(opType: "Add", name: "add", inputs: [x, x], outputNames: ["sum"])
+        let sum = try OperatorRegistry.standard.evaluate(add, inputs: [big, big], opsetVersion: 17, workLimit: .max,
+                                                         elementLimit: 1 << 17, work: &work)
+        XCTAssertEqual(sum.first??.count, 1 << 17)
+        XCTAssertThrowsError(try OperatorRegistry.standard.evaluate(add, inputs: [big, big], opsetVersion: 17, workLimit: .max,
+                                                                    elementLimit: 1 << 16, work: &work)) { error in
+            XCTAssertEqual("\(error)", "Add 'add' would compute 131072 elements, more than the evaluation's limit (65536)")
+        }
+    }
+
+    func testShapeInferenceComputesADataDependentShape() {
+        // NonZero of 65,536 ones of rank 8: its [8, 65536] indices (half a million elements) are
+        // computed, so its shape is known.
+        let graph = Graph(name: "g")
+        let model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
+        let ones = graph.addInitializer(name: "ones", tensor: TensorValue(.int64, shape: [Int](repeating: 4, count: 8),
+                                                                          integers: [Int64](repeating: 1, count: 1 << 16)).tensor())
+        let nonZero = Node(opType: "NonZero", name: "nz", inputs: [ones], outputNames: ["indices"])
+        graph.append(nonZero)
+        graph.addOutput(nonZero.outputs[0]!, info: ValueInfo(type: nil))
+        ShapeInference(model: model).run()
+        XCTAssertEqual(nonZero.outputs[0]!.inferred?.shape, [.value(8), .value(65_536)])
+    }
+
     func testShapeInferenceInfersWhatItWouldBeCostlyToCompute() {
         // `Grow(n)` makes n zeros; its kernel counts its calls. Inference runs the kernel on small
         // constant inputs (to know values), but not when the output would be large: then the

@@ -30,6 +30,28 @@ final class BuiltinSelectionTests: XCTestCase {
         XCTAssertGreaterThan(fewer, 20, "most fixtures need few rules")
     }
 
+    /// `--only` naming a rule the selection leaves out: the command runs the usual pass, in
+    /// which no rule fires but the domains of the nodes are imported, as with every rule
+    /// compiled (`--explain` compiles them all).
+    func testOnlyARuleLeftOutMakesTheSamePass() throws {
+        let directory = try fixtureWorkspace([])
+        let graph = Graph(name: "g")
+        let model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
+        let x = graph.addInput(name: "x", info: ValueInfo(type: .tensor(.float, [.value(2)])))
+        let node = Node(opType: "Foo", domain: "com.example", name: "foo", inputs: [x], outputNames: ["y"])
+        graph.append(node)
+        graph.addOutput(node.outputs[0]!, info: ValueInfo(type: .tensor(.float, [.value(2)])))
+        try ModelFile.save(model, to: directory.appendingPathComponent("m.onnx").path)
+        for (output, extra) in [("selected.onnx", [String]()), ("explained.onnx", ["--explain"])] {
+            let run = try runOnnxFuse(["m.onnx", "--only", "fold-conv-batchnorm", "-o", output] + extra, in: directory)
+            XCTAssertEqual(run.status, 0, run.stderr)
+        }
+        let selected = try Data(contentsOf: directory.appendingPathComponent("selected.onnx"))
+        XCTAssertEqual(selected, try Data(contentsOf: directory.appendingPathComponent("explained.onnx")))
+        let written = try ModelFile.load(path: directory.appendingPathComponent("selected.onnx").path)
+        XCTAssertTrue(written.opsetImports.contains { $0.domain == "com.example" }, "\(written.opsetImports)")
+    }
+
     func testTheBuiltinNamesAreThoseOfEveryBuiltinRule() {
         XCTAssertEqual(RuleFiles.builtinNames, RuleFiles.builtin.map(\.name))
     }
