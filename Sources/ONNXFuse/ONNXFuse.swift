@@ -121,7 +121,7 @@ public struct OptimizationOptions: Sendable {
     /// `fold-constants` and `fold-shape-arithmetic` leave a value alone when it would hold more
     /// elements than this (so that folding does not make a model grow); `fold-constants` also
     /// leaves a node whose inputs hold more than 16 times this, or whose kernel would do more
-    /// than 64 times this work (`GraphEvaluator.estimatedWork`).
+    /// than 256 times this work (`GraphEvaluator.estimatedWork`).
     public var foldElementLimit = 1 << 20
     /// The limits on the work and memory of the rules' expressions (`where`, `compute`).
     public var evaluationLimits = EvaluationLimits()

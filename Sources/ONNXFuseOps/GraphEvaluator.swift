@@ -32,17 +32,18 @@ public struct GraphEvaluator {
     }
 
     /// About how many element operations `node` takes on `inputs`: multiply-adds for the
-    /// convolutions and matrix products, else the elements read and a share for those written.
+    /// convolutions and matrix products, window reads for pools and LRN, else the elements read
+    /// (Einsum too, which may do far more).
     public static func estimatedWork(of node: Node, inputs: [TensorValue?]) -> Int {
         var read = 0
         for case let input? in inputs { read = read &+ input.count }
         let shapes = inputs.map { $0?.shape }
-        // The product, saturating at Int.max (a size of 0 counts as 1: work is never free).
+        // The product, saturating at Int.max (0 when a factor is: an empty operand is no work).
         func multiplied(_ factors: [Int]) -> Int {
             var result = 1
             for factor in factors {
-                let (p, o) = result.multipliedReportingOverflow(by: max(factor, 1))
-                if o { return Int.max }
+                let (p, o) = result.multipliedReportingOverflow(by: max(factor, 0))
+                if o { return factors.contains(0) ? 0 : Int.max }
                 result = p
             }
             return result
@@ -51,6 +52,33 @@ public struct GraphEvaluator {
             guard case .ints(let values)? = node.attribute(name)?.value else { return nil }
             return values.map { Int(clamping: $0) }
         }
+        // A Conv's output positions along each axis, from its input sizes and kernel: the pads,
+        // dilations and strides as ONNX defines them (auto_pad SAME: the input size over the
+        // stride, rounded up). Saturating: the attributes are not checked yet.
+        func convolutionOutputSizes(_ sizes: [Int], kernel: [Int]) -> [Int] {
+            let n = sizes.count
+            let strides = intsAttribute("strides") ?? [], dilations = intsAttribute("dilations") ?? []
+            let pads = intsAttribute("pads") ?? []
+            var autoPad = "NOTSET"
+            if case .string(let bytes)? = node.attribute("auto_pad")?.value { autoPad = String(decoding: bytes, as: UTF8.self) }
+            return sizes.indices.map { i in
+                let size = max(sizes[i], 0)
+                let stride = i < strides.count ? max(strides[i], 1) : 1
+                if autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER" { return size / stride + (size % stride == 0 ? 0 : 1) }
+                func saturatingSum(_ a: Int, _ b: Int) -> Int {
+                    let (sum, overflow) = a.addingReportingOverflow(b)
+                    return overflow ? Int.max : sum
+                }
+                let padded = autoPad == "VALID" || pads.count != 2 * n
+                    ? size : saturatingSum(saturatingSum(size, max(pads[i], 0)), max(pads[i + n], 0))
+                let dilation = i < dilations.count ? max(dilations[i], 1) : 1
+                let taps = i < kernel.count ? max(kernel[i], 1) : 1
+                // The kernel's extent less one; the positions where it fits, one per stride step.
+                let (span, overflow) = dilation.multipliedReportingOverflow(by: taps - 1)
+                guard !overflow, span < padded else { return 0 }
+                return (padded - span - 1) / stride + 1
+            }
+        }
         switch node.opType {
         case "Conv", "ConvInteger", "QLinearConv", "ConvTranspose":
             // x [N, C, spatial...], w [M, C/group, kernel...] (ConvTranspose: [C, M/group, ...]).
@@ -58,10 +86,18 @@ public struct GraphEvaluator {
             let wIndex = node.opType == "QLinearConv" ? 3 : 1
             guard let x = shapes.first ?? nil, wIndex < shapes.count, let w = shapes[wIndex], x.count >= 2, w.count >= 2 else { return read }
             var spatial = Array(x.dropFirst(2))
-            if node.opType != "ConvTranspose", let strides = intsAttribute("strides"), strides.count == spatial.count {
-                for (i, stride) in strides.enumerated() where stride > 1 { spatial[i] = (spatial[i] + stride - 1) / stride }
+            if node.opType != "ConvTranspose" {
+                spatial = convolutionOutputSizes(spatial, kernel: Array(w.dropFirst(2)))
             }
             return max(multiplied([x[0], w[0]] + spatial + Array(w.dropFirst())), read)
+        case "AveragePool", "MaxPool", "LpPool":
+            // x [N, C, spatial...]: each output position reads its window.
+            guard let x = shapes.first ?? nil, x.count >= 3, let kernel = intsAttribute("kernel_shape") else { return read }
+            return max(multiplied([x[0], x[1]] + convolutionOutputSizes(Array(x.dropFirst(2)), kernel: kernel) + kernel), read)
+        case "LRN":
+            var size = 1
+            if case .int(let value)? = node.attribute("size")?.value { size = Int(clamping: value) }
+            return max(multiplied([read, size]), read)
         case "MatMul", "MatMulInteger", "QLinearMatMul":
             // numpy's matmul: [..., M, K] × [..., K, N] (a 1-D operand is a row or a column),
             // the batch dimensions broadcast.
@@ -74,7 +110,7 @@ public struct GraphEvaluator {
             let batch = (0..<rank).map { i -> Int in
                 let ai = i < rank - aBatch.count ? 1 : aBatch[i - (rank - aBatch.count)]
                 let bi = i < rank - bBatch.count ? 1 : bBatch[i - (rank - bBatch.count)]
-                return max(ai, bi)
+                return ai == 1 ? bi : ai  // broadcast: 1 stretches (to 0 too)
             }
             return max(multiplied(batch + [m, k, n]), read)
         case "Gemm":

@@ -72,7 +72,7 @@ struct OnnxFuseCommand: ParsableCommand {
     @Option(name: .customLong("input-shape"), help: ArgumentHelp("Fix the dimensions of a graph input, e.g. 'x=1,3,224,224' (repeatable).", valueName: "name=dims"))
     var inputShapes: [String] = []
 
-    @Option(help: ArgumentHelp("Fold no value with more elements than this (nor inputs of more than 16 times this, or more than 64 times this multiply-adds).", valueName: "n"))
+    @Option(help: ArgumentHelp("Fold no value with more elements than this (nor inputs of more than 16 times this, or more than 256 times this multiply-adds).", valueName: "n"))
     var foldLimit: Int = 1 << 20
 
     @Option(help: ArgumentHelp("The most elements any value of a rule's expressions may have.", valueName: "n"))

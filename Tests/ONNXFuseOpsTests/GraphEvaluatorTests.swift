@@ -88,10 +88,23 @@ final class GraphEvaluatorTests: XCTestCase {
         // Gemm with transB: B is [N, K].
         XCTAssertEqual(work("Gemm", [[64, 128], [32, 128]], [Attribute(name: "transB", value: .int(1))]), 64 * 128 * 32)
         XCTAssertEqual(work("Gemm", [[64, 128], [128, 32]]), 64 * 128 * 32)
-        // A Conv computes one output per stride step.
+        // A Conv computes each output position: where the kernel fits, one per stride step.
         let conv = [[1, 4, 64, 64], [8, 4, 3, 3]]
-        XCTAssertEqual(work("Conv", conv), 8 * 64 * 64 * 4 * 3 * 3)
-        XCTAssertEqual(work("Conv", conv, [Attribute(name: "strides", value: .ints([2, 2]))]), 8 * 32 * 32 * 4 * 3 * 3)
+        XCTAssertEqual(work("Conv", conv), 8 * 62 * 62 * 4 * 3 * 3)
+        XCTAssertEqual(work("Conv", conv, [Attribute(name: "pads", value: .ints([1, 1, 1, 1]))]), 8 * 64 * 64 * 4 * 3 * 3)
+        XCTAssertEqual(work("Conv", conv, [Attribute(name: "strides", value: .ints([2, 2]))]), 8 * 31 * 31 * 4 * 3 * 3)
+        XCTAssertEqual(work("Conv", conv, [Attribute(name: "auto_pad", value: .string(Array("SAME_UPPER".utf8))),
+                                           Attribute(name: "strides", value: .ints([2, 2]))]), 8 * 32 * 32 * 4 * 3 * 3)
+        XCTAssertEqual(work("Conv", conv, [Attribute(name: "dilations", value: .ints([2, 2]))]), 8 * 60 * 60 * 4 * 3 * 3)
+        // A Conv as a fully connected layer: one position (the elements read are more), and a
+        // stride too large for any arithmetic is one position too.
+        XCTAssertEqual(work("Conv", [[1, 64, 7, 7], [512, 64, 7, 7]]), 64 * 49 + 512 * 64 * 49)
+        XCTAssertEqual(work("Conv", conv, [Attribute(name: "strides", value: .ints([Int64.max, 1]))]), 8 * 1 * 62 * 4 * 3 * 3)
+        // An empty operand is no work: the elements read.
+        XCTAssertEqual(work("MatMul", [[0, 64, 4096], [4096, 4096]]), 4096 * 4096)
+        // A pool reads each output position's window.
+        XCTAssertEqual(work("AveragePool", [[1, 4, 64, 64]], [Attribute(name: "kernel_shape", value: .ints([3, 3])),
+                                                               Attribute(name: "strides", value: .ints([2, 2]))]), 4 * 31 * 31 * 9)
         // Other operators: the elements read.
         XCTAssertEqual(work("Add", [[8, 8], [8]]), 72)
     }

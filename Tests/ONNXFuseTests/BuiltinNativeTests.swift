@@ -153,7 +153,7 @@ final class BuiltinNativeTests: XCTestCase {
     func testFoldConstantsLeavesWorkOverItsLimit() throws {
         // A 64 × 4,096 by 4,096 × 64 product of constants: a small output (4,096 elements) from
         // 16 Mi multiply-adds. A fold limit of 32 Ki elements allows 16 times that in inputs
-        // (512 Ki: these) and 4 times those in work (2 Mi), which leaves it; 64 Ki folds it.
+        // (512 Ki: these) and 16 times those in work (8 Mi), which leaves it; 4 Mi folds it.
         let c = Case()
         let ones = [Float](repeating: 1, count: 64 * 4_096)
         let a = c.graph.addInitializer(name: "a", tensor: Tensor(dataType: .float, dims: [64, 4_096], values: ones))

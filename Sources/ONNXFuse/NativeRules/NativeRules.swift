@@ -29,7 +29,7 @@ final class OperatorAnalysis {
         self.foldElementLimit = foldElementLimit
         let (inputLimit, overflow) = max(foldElementLimit, 1).multipliedReportingOverflow(by: 16)
         foldInputElementLimit = overflow ? Int.max : inputLimit
-        let (workLimit, workOverflow) = foldInputElementLimit.multipliedReportingOverflow(by: 4)
+        let (workLimit, workOverflow) = foldInputElementLimit.multipliedReportingOverflow(by: 16)
         foldWorkLimit = workOverflow ? Int.max : workLimit
     }
 
