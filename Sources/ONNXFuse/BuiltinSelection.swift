@@ -14,7 +14,9 @@ extension RuleFiles {
     /// added, so a rule that can fire only on another rule's result is kept as well.
     ///
     /// Explanations (`OptimizationOptions.explain`) need `builtin`: they say why a rule whose
-    /// root operator is in the model did not fire, which a rule left out here cannot.
+    /// root operator is in the model did not fire, which a rule left out here cannot. So do
+    /// `only` and `disabled` when they leave none of these rules: `optimize` then returns at
+    /// once, where with a rule left to run it makes its pass (which imports the nodes' domains).
     public static func builtin(for model: Model) -> [CompiledRule] {
         let files = builtinSyntax
         let kept = keptRules(files.map(\.rules), operators: operators(of: model))

@@ -82,7 +82,7 @@ public struct GraphEvaluator {
         switch node.opType {
         case "Conv", "ConvInteger", "QLinearConv", "ConvTranspose":
             // x [N, C, spatial...], w [M, C/group, kernel...] (ConvTranspose: [C, M/group, ...]).
-            // A Conv makes one output per stride step; a ConvTranspose scatters each input.
+            // A Conv computes each output position; a ConvTranspose scatters each input position.
             let wIndex = node.opType == "QLinearConv" ? 3 : 1
             guard let x = shapes.first ?? nil, wIndex < shapes.count, let w = shapes[wIndex], x.count >= 2, w.count >= 2 else { return read }
             var spatial = Array(x.dropFirst(2))
