@@ -39,7 +39,7 @@ final class GraphEvaluatorTests: XCTestCase {
     func testLimitsAreCheckedBeforeAKernelAllocates() throws {
         // Small inputs that ask for large results: refused from their inferred shapes ("would
         // compute"), not after the kernel made them ("computes"). The fuzzer found the Range:
-        // 2^28 doubles made, then refused.
+        // 2.5 × 10^8 doubles made, then refused.
         let graph = Graph(name: "g")
         func constant(_ name: String, _ value: TensorValue) -> Value { graph.addInitializer(name: name, tensor: value.tensor()) }
         func scalar(_ value: Double) -> TensorValue { TensorValue(.float, shape: [], reals: [value]) }

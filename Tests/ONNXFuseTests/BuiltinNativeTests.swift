@@ -135,7 +135,7 @@ final class BuiltinNativeTests: XCTestCase {
 
     func testFoldConstantsLeavesLargeOutputsOfSmallInputs() throws {
         // Small inputs that ask for a large result (found by the fuzzer: a Range of three scalars
-        // made 2^28 elements before the limit was checked; GraphEvaluatorTests shows the limits
+        // made 2.5 × 10^8 elements before the limit was checked; GraphEvaluatorTests shows the limits
         // are checked before a kernel runs). Shape inference infers them instead of computing them.
         let c = Case()
         let scalar = { (name: String, value: Float) in c.floats(name, [value], []) }
