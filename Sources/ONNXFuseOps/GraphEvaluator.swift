@@ -33,7 +33,8 @@ public struct GraphEvaluator {
 
     /// About how many element operations `node` takes on `inputs`: multiply-adds for the
     /// convolutions and matrix products, window reads for pools and LRN, else the elements read
-    /// (Einsum too, which may do far more).
+    /// (Einsum too: its kernel, like the others that count their steps, checks the exact count
+    /// against `OperatorContext.workLimit`).
     public static func estimatedWork(of node: Node, inputs: [TensorValue?]) -> Int {
         var read = 0
         for case let input? in inputs { read = read &+ input.count }
@@ -239,7 +240,11 @@ extension OperatorRegistry {
                 }
             }
         }
-        let results = try evaluate(node, inputs: inputs, opsetVersion: opsetVersion)
+        // The kernels that count their steps (Einsum, attention, and the others the estimate
+        // only approximates) check them against what is left of the budget.
+        var context = OperatorContext(node: node, opsetVersion: opsetVersion)
+        context.workLimit = workLimit - (total - cost)
+        let results = try evaluate(node, inputs: inputs, context: context)
         for case let result? in results where result.count > elementLimit {
             throw OperatorError("\(node.opType) '\(node.name ?? "")' computes \(result.count) elements, more than the evaluation's limit (\(elementLimit))")
         }

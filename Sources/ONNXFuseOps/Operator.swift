@@ -13,6 +13,10 @@ public struct OperatorContext {
     public let attributes: [Attribute]
     /// How many outputs the node has (absent ones included): Split into equal parts needs it.
     public let outputCount: Int
+    /// The most multiply-adds (or window taps) a kernel that counts them may perform, below its
+    /// own limit: the caller's budget (a fold's, an inference's). Kernels check it from their
+    /// exact loop sizes before they compute.
+    public var workLimit = Int.max
 
     /// The context of `node` in a model importing `opsetVersion` of its domain.
     public init(node: Node, opsetVersion: Int64) {
@@ -383,11 +387,16 @@ public struct OperatorRegistry: Sendable {
     /// Evaluates `node` on constant inputs: one tensor per output of the node (absent outputs
     /// of the node are left out as nil).
     public func evaluate(_ node: Node, inputs: [TensorValue?], opsetVersion: Int64) throws(OperatorError) -> [TensorValue?] {
+        try evaluate(node, inputs: inputs, context: OperatorContext(node: node, opsetVersion: opsetVersion))
+    }
+
+    /// `evaluate(_:inputs:opsetVersion:)` with the kernel's context given (its `workLimit`).
+    func evaluate(_ node: Node, inputs: [TensorValue?], context: OperatorContext) throws(OperatorError) -> [TensorValue?] {
         let domain = node.isDefaultDomain ? "" : node.domain!
         guard let kernel = kernel(node.opType, domain: domain) else {
             throw OperatorError("no kernel for \(domain.isEmpty ? "" : domain + ".")\(node.opType)")
         }
-        let results = try kernel(OperatorContext(node: node, opsetVersion: opsetVersion), inputs)
+        let results = try kernel(context, inputs)
         return node.outputs.indices.map { index in
             node.outputs[index] == nil || index >= results.count ? nil : results[index]
         }

@@ -28,9 +28,10 @@ enum NeuralNetworkKit {
     /// some thirty times ResNet-50's largest convolution.
     static let neuralNetworkWorkLimit = 1 << 32
 
-    /// Throws unless the product of `factors` (a count of elementary steps) is within the limit.
+    /// Throws unless the product of `factors` (a count of elementary steps) is within the limit
+    /// (the family's, or the caller's `context.workLimit` when lower).
     static func checkWork(_ factors: [Int], _ context: OperatorContext) throws(OperatorError) {
-        guard factors.allSatisfy({ $0 >= 0 }), let work = shapeProduct(factors), work <= neuralNetworkWorkLimit else {
+        guard factors.allSatisfy({ $0 >= 0 }), let work = shapeProduct(factors), work <= min(neuralNetworkWorkLimit, context.workLimit) else {
             throw OperatorError("\(context.opType): \(factors.map(String.init).joined(separator: " x ")) steps are too many")
         }
     }

@@ -132,6 +132,25 @@ final class GraphEvaluatorTests: XCTestCase {
         }
     }
 
+    func testKernelsCountTheirStepsAgainstTheBudget() throws {
+        // Einsum's estimate is the elements it reads (16 Ki here); its kernel counts its loops
+        // (64 × 64 × 128 over 2 operands: 2^20) and refuses past what the budget leaves.
+        let graph = Graph(name: "g")
+        let a = graph.addInput(name: "a", info: ValueInfo(type: .tensor(.float, [.value(64), .value(128)])))
+        let einsum = Node(opType: "Einsum", name: "e", inputs: [a, a], outputNames: ["y"],
+                          attributes: [Attribute(name: "equation", value: .string(Array("ik,jk->ij".utf8)))])
+        let operand = TensorValue(.float, shape: [64, 128], reals: [Double](repeating: 1, count: 64 * 128))
+        var work = 0
+        XCTAssertThrowsError(try OperatorRegistry.standard.evaluate(einsum, inputs: [operand, operand], opsetVersion: 17,
+                                                                    workLimit: (1 << 20) - 1, elementLimit: .max, work: &work)) { error in
+            XCTAssertEqual("\(error)", "Einsum: 64 x 64 x 128 x 2 steps are too many")
+        }
+        work = 0
+        let product = try OperatorRegistry.standard.evaluate(einsum, inputs: [operand, operand], opsetVersion: 17,
+                                                             workLimit: 1 << 20, elementLimit: .max, work: &work)
+        XCTAssertEqual(product.first??.shape, [64, 64])
+    }
+
     func testShapeInferenceComputesADataDependentShape() {
         // NonZero of 65,536 ones of rank 8: its [8, 65536] indices (half a million elements) are
         // computed, so its shape is known.
