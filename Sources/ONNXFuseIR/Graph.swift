@@ -42,6 +42,8 @@ public final class Graph {
     public var initializers: [Value] {
         removedInitializers == 0 ? initializerSlots.map { $0! } : initializerSlots.compactMap { $0 }
     }
+    /// The number of initializers (without making the `initializers` array).
+    public var initializerCount: Int { initializerSlots.count - removedInitializers }
     /// Initializers by slot; a removed one leaves a hole until the next compaction, so that
     /// removing is O(1) (rewrites remove many).
     private var initializerSlots: [Value?] = []

@@ -941,6 +941,12 @@ struct NameAllocator {
     private var nextSuffix: [String: Int] = [:]
 
     init(model: Model) {
+        // Sized once: growing a set of 100,000 names rehashes every name several times.
+        var count = 0
+        for graph in model.allGraphs {
+            count += graph.inputs.count + graph.initializerCount + graph.sparseInitializers.count + 2 * graph.nodeCount
+        }
+        used.reserveCapacity(count)
         for graph in model.allGraphs {
             for value in graph.inputs { used.insert(value.name) }
             for value in graph.initializers { used.insert(value.name) }
