@@ -31,6 +31,9 @@ struct RuleProgram {
     /// Each `compute` assignment's slot in `Scope.computed` (its `computedSlots` entry) and its
     /// value, lowered.
     let loweredComputes: [(slot: Int, value: LoweredExpression)]
+    /// Per `compute` assignment: the value variables a streamed evaluation of it may stream
+    /// (`Scope.streamCandidates`; empty when it is not `streamable`).
+    let streamCandidates: [[Int]]
     /// `attributeSlotExpressions`, lowered.
     let loweredAttributeExpressions: [LoweredExpression]
     /// How many slots `Scope.computed` has.
@@ -59,6 +62,7 @@ struct RuleProgram {
         }
         loweredConditions = conditions.map(lower)
         loweredComputes = rule.computes.map { (computedSlots[$0.name]!, lower($0.value)) }
+        streamCandidates = zip(streamable, loweredComputes).map { $0 ? Scope.streamCandidates($1.value) : [] }
         loweredAttributeExpressions = attributeSlotExpressions.map(lower)
         computedSlotCount = (computedSlots.values.max() ?? -1) + 1
     }
@@ -132,7 +136,8 @@ struct RuleProgram {
             do {
                 let value: EvalValue
                 let (slot, lowered) = loweredComputes[position]
-                switch streamable[position] ? try scope.evaluateStreaming(lowered) : .value(try scope.evaluate(lowered)) {
+                let streams = streamable[position] && scope.mayStream(streamCandidates[position])
+                switch streams ? try scope.evaluateStreaming(lowered) : .value(try scope.evaluate(lowered)) {
                 case .value(let evaluated):
                     value = evaluated
                 case .streamed(let streamed):
@@ -571,7 +576,18 @@ struct RuleProgram {
         /// The dimensions of `name`'s value: a constant's dims, else what shape inference found,
         /// else its declared shape. Symbols stay symbols; an error when even the rank is unknown.
         func dimensions(_ name: String, _ value: Value) throws(EvaluationError) -> [Dimension] {
-            if let dims = value.constantDims(freezeInitializerInputs: context.freezeInitializerInputs) { return dims.map { .value($0) } }
+            if let dims = constantDims(value) { return dims.map { .value($0) } }
+            return try dimensionsOfNonConstant(name, value)
+        }
+
+        /// A constant's dims, read in place (the graph functions answer from them without
+        /// making `Dimension`s); nil when `value` is not a constant.
+        func constantDims(_ value: Value) -> [Int64]? {
+            value.constantDims(freezeInitializerInputs: context.freezeInitializerInputs)
+        }
+
+        /// `dimensions` of a value that is not a constant.
+        func dimensionsOfNonConstant(_ name: String, _ value: Value) throws(EvaluationError) -> [Dimension] {
             if let dims = value.inferred?.shape ?? value.type?.shape { return dims }
             throw EvaluationError("the shape of \(name) is unknown")
         }
@@ -649,10 +665,12 @@ struct RuleProgram {
                     }
                     return .dataType(type)
                 case .rank:
-                    return .integer(Int64(try dimensions(name, value).count))
+                    if let dims = constantDims(value) { return .integer(Int64(dims.count)) }
+                    return .integer(Int64(try dimensionsOfNonConstant(name, value).count))
                 case .shape:
+                    if let dims = constantDims(value) { return .list(dims.map { .integer($0) }) }
                     var items: [EvalValue] = []
-                    for dim in try dimensions(name, value) { items.append(try dimensionValue(name, dim)) }
+                    for dim in try dimensionsOfNonConstant(name, value) { items.append(try dimensionValue(name, dim)) }
                     return .list(items)
                 case .numel:
                     var count: Int64 = 1
@@ -664,11 +682,14 @@ struct RuleProgram {
                     }
                     return .integer(count)
                 case .dim:
-                    let dims = try dimensions(name, value)
+                    let constant = constantDims(value)
+                    let dims = constant == nil ? try dimensionsOfNonConstant(name, value) : []
+                    let rank = constant?.count ?? dims.count
                     guard arguments.count == 2 else { throw EvaluationError("dim() takes a variable and an axis") }
                     var axis = Int(try evaluate(arguments[1]).asInteger())
-                    if axis < 0 { axis += dims.count }
-                    guard axis >= 0 && axis < dims.count else { throw EvaluationError("dim(\(name), \(axis)): \(name) has rank \(dims.count)") }
+                    if axis < 0 { axis += rank }
+                    guard axis >= 0 && axis < rank else { throw EvaluationError("dim(\(name), \(axis)): \(name) has rank \(rank)") }
+                    if let constant { return .integer(constant[axis]) }
                     return try dimensionValue(name, dims[axis])
                 case .constant, .unused, .absent:
                     preconditionFailure("\(function.rawValue)() is answered above")
