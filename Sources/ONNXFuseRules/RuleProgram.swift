@@ -4,7 +4,8 @@ import ONNXFuseRewrite
 
 /// The `where` and `compute` blocks of one rule, run for a match: the guards in order, then
 /// the computations, in float64, each tensor rounded once to its element type at the end.
-struct RuleProgram {
+/// Immutable: a class, so that each match's `Scope` holds a reference rather than a copy.
+final class RuleProgram: @unchecked Sendable {
     let rule: RuleSyntax
     let valueVariables: [String: Int]
     let attributeVariables: [String: Int]
@@ -16,9 +17,11 @@ struct RuleProgram {
     /// The computed slots that replacement nodes read.
     let readSlots: Set<Int>
     /// What the match becomes, for the schema check of the new nodes (`newNodeProblem`).
-    var replacement: ONNXFuseRewrite.Replacement?
+    let replacement: ONNXFuseRewrite.Replacement?
     /// Where each node of `replacement` is written.
-    var replacementLocations: [SourceLocation] = []
+    let replacementLocations: [SourceLocation]
+    /// The schemas of `replacement`'s nodes, looked up once per opset version.
+    let replacementSchemas = ReplacementSchemas()
 
     /// The `where` conditions, one conjunct at a time, in order.
     let conditions: [Expression]
@@ -40,8 +43,11 @@ struct RuleProgram {
     let computedSlotCount: Int
 
     init(rule: RuleSyntax, valueVariables: [String: Int], attributeVariables: [String: Int], computedSlots: [String: Int],
-         attributeSlotExpressions: [Expression], attributeSlotTargets: [AttributeTarget], functions: FunctionTable, readSlots: Set<Int>) {
+         attributeSlotExpressions: [Expression], attributeSlotTargets: [AttributeTarget], functions: FunctionTable, readSlots: Set<Int>,
+         replacement: ONNXFuseRewrite.Replacement? = nil, replacementLocations: [SourceLocation] = []) {
         self.rule = rule
+        self.replacement = replacement
+        self.replacementLocations = replacementLocations
         self.valueVariables = valueVariables
         self.attributeVariables = attributeVariables
         self.computedSlots = computedSlots
@@ -323,7 +329,8 @@ struct RuleProgram {
             for (position, output) in spec.outputs.enumerated() {
                 if case .fresh(let f) = output { fresh[f] = node.outputs[position] }
             }
-            guard let problem = OperatorSchemas.problem(of: node, version: version, elementType: elementType) else { continue }
+            let schema = replacementSchemas.schema(of: index, spec, version: version)
+            guard let problem = OperatorSchemas.problem(of: node, schema: schema, version: version, elementType: elementType) else { continue }
             // What a matched node of that operator breaks already (a bfloat16 Conv where the
             // opset has none) is the model's, not the rule's: the rewrite keeps it as it was.
             if match.matchedNodes.contains(where: { $0.opType == spec.opType
@@ -696,6 +703,23 @@ struct RuleProgram {
                 }
             }
         }
+    }
+}
+
+/// The schema of each node a rule's replacement creates (`OperatorSchemas.schema`), at the
+/// opset version last asked for: a rule checks its new nodes at every match
+/// (`RuleProgram.newNodeProblem`), nearly always at one version. Safe to use from any thread.
+final class ReplacementSchemas: @unchecked Sendable {
+    private let lock = Lock()
+    /// By replacement node: the version and its schema.
+    private var known: [Int: (version: Int64, schema: OperatorSchema?)] = [:]
+
+    /// The schema of replacement node `index` (`spec`) at `version`.
+    func schema(of index: Int, _ spec: ReplacementNode, version: Int64) -> OperatorSchema? {
+        if let entry = lock.withLock({ known[index] }), entry.version == version { return entry.schema }
+        let schema = OperatorSchemas.schema(spec.opType, domain: spec.domain, version: version)
+        lock.withLock { known[index] = (version, schema) }
+        return schema
     }
 }
 
