@@ -6,7 +6,15 @@ extension OperatorSchemas {
     /// or its domain is not covered.
     public static func problem(of node: Node, version: Int64, elementType: (Value) -> DataType?) -> String? {
         let domain = node.isDefaultDomain ? "" : node.domain!
-        guard let schema = schema(node.opType, domain: domain, version: version) else {
+        return problem(of: node, schema: schema(node.opType, domain: domain, version: version), version: version, elementType: elementType)
+    }
+
+    /// `problem(of:version:elementType:)` with `schema`, the node's operator's at `version`
+    /// (`schema(_:domain:version:)`), already looked up: a caller that checks many nodes of one
+    /// operator looks it up once.
+    package static func problem(of node: Node, schema: OperatorSchema?, version: Int64, elementType: (Value) -> DataType?) -> String? {
+        guard let schema else {
+            let domain = node.isDefaultDomain ? "" : node.domain!
             return covers(domain: domain) ? "opset \(version) of \(domain.isEmpty ? "ai.onnx" : domain) does not have \(node.opType)" : nil
         }
         return schema.violation(of: node, elementType: elementType)
@@ -66,36 +74,40 @@ extension OperatorSchema {
     }
 
     private func typeViolation(_ node: Node, elementType: (Value) -> DataType?) -> String? {
-        // Per type parameter bound so far: its type and where it was bound. The messages are
-        // made only for a violation: this runs for every node a rule creates.
-        var bound: [(constraint: String, type: DataType, what: String, index: Int, formal: String)] = []
-        func place(_ what: String, _ index: Int, _ formal: String) -> String { "\(what) \(index) (\(formal))" }
-        func check(_ values: [Value?], _ formals: [FormalParameter], _ what: String) -> String? {
+        // Per type parameter bound so far (by its position in `typeConstraints`): its type and
+        // where it was bound. The messages are made only for a violation: this runs for every
+        // node a rule creates.
+        var bound: [(constraint: Int, type: DataType, isOutput: Bool, index: Int)] = []
+        func place(_ isOutput: Bool, _ index: Int) -> String {
+            "\(isOutput ? "output" : "input") \(index) (\(Self.formal(isOutput ? outputs : inputs, at: index)!.name))"
+        }
+        func check(_ values: [Value?], _ formals: [FormalParameter], isOutput: Bool) -> String? {
             for (index, value) in values.enumerated() {
                 guard let value, let type = elementType(value), let formal = Self.formal(formals, at: index) else { continue }
-                if let constraint = typeConstraint(formal.typeString) {
+                if let position = typeConstraints.firstIndex(where: { $0.name == formal.typeString }) {
+                    let constraint = typeConstraints[position]
                     // Only tensor types are judged: a constraint of sequences or optionals is
                     // about values whose element type says nothing.
                     guard constraint.allowsTensors else { continue }
                     if !constraint.allowsTensor(of: type) {
-                        return "\(place(what, index, formal.name)) is \(type), which \(constraint.name) of \(name) does not allow"
+                        return "\(place(isOutput, index)) is \(type), which \(constraint.name) of \(name) does not allow"
                     }
                     guard formal.option != .variadic || formal.isHomogeneous else { continue }
-                    if let earlier = bound.first(where: { $0.constraint == constraint.name }) {
+                    if let earlier = bound.first(where: { $0.constraint == position }) {
                         if earlier.type != type {
-                            return "\(place(what, index, formal.name)) is \(type) but \(place(earlier.what, earlier.index, earlier.formal)) is \(earlier.type), "
+                            return "\(place(isOutput, index)) is \(type) but \(place(earlier.isOutput, earlier.index)) is \(earlier.type), "
                                 + "and \(name) needs one type \(constraint.name) for both"
                         }
                     } else {
-                        bound.append((constraint.name, type, what, index, formal.name))
+                        bound.append((position, type, isOutput, index))
                     }
                 } else if formal.typeString.hasPrefix("tensor("), formal.typeString != "tensor(\(type))" {
-                    return "\(place(what, index, formal.name)) is \(type), but \(name) takes \(formal.typeString)"
+                    return "\(place(isOutput, index)) is \(type), but \(name) takes \(formal.typeString)"
                 }
             }
             return nil
         }
-        return check(node.inputs, inputs, "input") ?? check(node.outputs, outputs, "output")
+        return check(node.inputs, inputs, isOutput: false) ?? check(node.outputs, outputs, isOutput: true)
     }
 
     /// An attribute type as the ONNX specification writes it (`FLOAT`, `INTS`, ...).

@@ -103,13 +103,22 @@ extension Replacement {
                          resolve: (ValueReference) -> Value?, outputName: (ReplacementOutput) -> String?) -> Node {
         let spec = nodes[index]
         var slots: [Attribute?] = []
-        var slotOfName: [String: Int] = [:]
+        // Made once the node has many attributes; until then a search of `slots` is cheaper
+        // (each name has at most one slot that is not nil).
+        var slotOfName: [String: Int]?
+        let indexedCount = 16
         func place(_ attribute: Attribute, replacingInPlace: Bool) {
-            if let index = slotOfName[attribute.name] {
+            if slotOfName == nil, slots.count >= indexedCount {
+                var names: [String: Int] = [:]
+                for (index, slot) in slots.enumerated() { if let slot { names[slot.name] = index } }
+                slotOfName = names
+            }
+            let existing = if let slotOfName { slotOfName[attribute.name] } else { slots.firstIndex { $0?.name == attribute.name } }
+            if let index = existing {
                 if replacingInPlace { slots[index] = attribute; return }
                 slots[index] = nil
             }
-            slotOfName[attribute.name] = slots.count
+            slotOfName?[attribute.name] = slots.count
             slots.append(attribute)
         }
         for entry in spec.attributes {

@@ -165,6 +165,11 @@ private func arithmetic(_ op: BinaryOperator, _ lhs: EvalValue, _ rhs: EvalValue
         case .multiply: return .real(a * b)
         default: return .real(a / b)
         }
+    case (.tensor(let array, let type), _) where array.integers == nil && rhs.numberValue != nil:
+        // A float64 tensor and a number (`var + eps`): as against a rank-0 array, without one.
+        return .tensor(try tensorAndNumber(op, array, rhs.numberValue!, numberOnLeft: false), type)
+    case (_, .tensor(let array, let type)) where array.integers == nil && lhs.numberValue != nil:
+        return .tensor(try tensorAndNumber(op, array, lhs.numberValue!, numberOnLeft: true), type)
     case (.tensor, .tensor), (.tensor, .integer), (.tensor, .real), (.integer, .tensor), (.real, .tensor):
         let (a, typeA) = try lhs.asTensor()
         let (b, typeB) = try rhs.asTensor()
@@ -177,6 +182,16 @@ private func arithmetic(_ op: BinaryOperator, _ lhs: EvalValue, _ rhs: EvalValue
         }
     default:
         throw EvaluationError("'\(op.rawValue)' needs numbers or tensors, got \(lhs.kind) and \(rhs.kind)")
+    }
+}
+
+/// `array op number` (`number op array` when `numberOnLeft`) for `+ - * /` (`NDArray.combining`).
+private func tensorAndNumber(_ op: BinaryOperator, _ array: NDArray, _ number: Double, numberOnLeft: Bool) throws(EvaluationError) -> NDArray {
+    switch op {
+    case .add: return try NDArray.combining(array, number, numberOnLeft: numberOnLeft, +)
+    case .subtract: return try NDArray.combining(array, number, numberOnLeft: numberOnLeft, -)
+    case .multiply: return try NDArray.combining(array, number, numberOnLeft: numberOnLeft, *)
+    default: return try NDArray.combining(array, number, numberOnLeft: numberOnLeft, /)
     }
 }
 

@@ -22,6 +22,20 @@ extension NDArray {
         if let problem = tensor.payloadProblem {
             throw EvaluationError("\(label) \(problem)")
         }
+        if case .raw(let bytes) = tensor.storage, NDArray.writableTypes.contains(type) {
+            // Most constants a rule reads: the kernels' reader of floating-point elements
+            // (`readReals`, as `TensorValue` reads them) straight into the array.
+            defer { tensor.releaseMappedPages() }
+            let count = tensor.elementCount!
+            let values = bytes.withUnsafeBytes { raw in
+                [Double](unsafeUninitializedCapacity: count) { buffer, initialized in
+                    if count > 0 { readReals(raw.baseAddress!, as: type, count: count, into: buffer.baseAddress!) }
+                    initialized = count
+                }
+            }
+            self.init(shape: tensor.dims.map { Int($0) }, values: values)
+            return
+        }
         // One reader of stored tensors for the whole project: the kernels' exact one.
         let value: TensorValue
         do throws(OperatorError) {

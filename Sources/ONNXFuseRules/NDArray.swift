@@ -209,12 +209,28 @@ extension NDArray {
         let (lhsWhole, rhsWhole) = (sameShapes || lhs.shape == shape, sameShapes || rhs.shape == shape)
         let singleRun: (leftStep: Int, rightStep: Int)? =
             lhsWhole && rhsWhole ? (1, 1) : lhsWhole && rhs.count == 1 ? (1, 0) : rhsWhole && lhs.count == 1 ? (0, 1) : nil
-        let plan = singleRun == nil ? BroadcastPlan(lhs.shape, rhs.shape, to: shape) : nil
+        // Else one run per element of an operand that spans the result's leading axes only, when
+        // the other has the result's shape (`w * reshape(k, [C, 1, 1, 1])`): the runs the plan
+        // would make, without making it.
+        let perElement = singleRun == nil ? (lhsWhole ? leadingRuns(rhs.shape, of: shape) : rhsWhole ? leadingRuns(lhs.shape, of: shape) : nil) : nil
+        let plan = singleRun == nil && perElement == nil ? BroadcastPlan(lhs.shape, rhs.shape, to: shape) : nil
         let values = [Double](unsafeUninitializedCapacity: count) { output, initialized in
             lhs.values.withUnsafeBufferPointer { left in
                 rhs.values.withUnsafeBufferPointer { right in
                     if let (stepL, stepR) = singleRun {
                         if count > 0 { combineRun(count, left.baseAddress!, stepL, right.baseAddress!, stepR, into: output.baseAddress!, operation) }
+                        return
+                    }
+                    if let length = perElement {
+                        // The left operand has the result's shape, or the right one has.
+                        for run in 0..<(length > 0 ? count / length : 0) {
+                            let start = run * length
+                            if lhsWhole {
+                                combineRun(length, left.baseAddress! + start, 1, right.baseAddress! + run, 0, into: output.baseAddress! + start, operation)
+                            } else {
+                                combineRun(length, left.baseAddress! + run, 0, right.baseAddress! + start, 1, into: output.baseAddress! + start, operation)
+                            }
+                        }
                         return
                     }
                     plan!.forEachRun { out, l, r, length, stepL, stepR in
@@ -225,6 +241,23 @@ extension NDArray {
             initialized = count
         }
         return NDArray(shape: shape, values: values)
+    }
+
+    /// The run length when an operand of shape `operand` broadcast to `target` is, in row-major
+    /// order, each of its elements repeated that many times: its axes (aligned from the right)
+    /// equal `target`'s up to some axis and are 1 from there on. Nil otherwise.
+    static func leadingRuns(_ operand: [Int], of target: [Int]) -> Int? {
+        let offset = target.count - operand.count
+        var length = 1
+        var inLeading = true
+        for axis in target.indices {
+            let dim = axis < offset ? 1 : operand[axis - offset]
+            if inLeading && dim == target[axis] { continue }
+            inLeading = false
+            guard dim == 1 else { return nil }
+            length *= target[axis]
+        }
+        return length
     }
 
     /// `length` results of `operation` on a run of each operand, each advancing by its step (1)
@@ -239,6 +272,32 @@ extension NDArray {
         case (0, 1): let x = left[0]; for j in 0..<length { output[j] = operation(x, right[j]) }
         default: let (x, y) = (left[0], right[0]); for j in 0..<length { output[j] = operation(x, y) }
         }
+    }
+
+    /// `operation` of each element of `array` (which holds reals) and `number`, the number on
+    /// the left when `numberOnLeft`: what `broadcasting` gives against a rank-0 array of
+    /// `number`, its checks and errors included, without making that array.
+    @inline(__always)
+    static func combining(_ array: NDArray, _ number: Double, numberOnLeft: Bool,
+                          _ operation: (Double, Double) -> Double) throws(EvaluationError) -> NDArray {
+        if !array.shape.isEmpty {
+            try checkSize(array.shape, "broadcasting \(numberOnLeft ? [] : array.shape) and \(numberOnLeft ? array.shape : [])")
+        }
+        let count = array.count
+        let values = [Double](unsafeUninitializedCapacity: count) { output, initialized in
+            array.values.withUnsafeBufferPointer { elements in
+                withUnsafePointer(to: number) { scalar in
+                    guard count > 0 else { return }
+                    if numberOnLeft {
+                        combineRun(count, scalar, 0, elements.baseAddress!, 1, into: output.baseAddress!, operation)
+                    } else {
+                        combineRun(count, elements.baseAddress!, 1, scalar, 0, into: output.baseAddress!, operation)
+                    }
+                }
+            }
+            initialized = count
+        }
+        return NDArray(shape: array.shape, values: values)
     }
 
     /// Element-wise sum, with broadcasting (exact, overflow an error, for two integer arrays).

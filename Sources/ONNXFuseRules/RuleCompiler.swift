@@ -407,11 +407,10 @@ struct RuleCompiler {
         var readSlots = Set<Int>()
         for node in replacement.nodes { for case .computed(let slot) in node.inputs { readSlots.insert(slot) } }
         for case (_, .computed(let slot)) in replacement.forwards { readSlots.insert(slot) }
-        var program = RuleProgram(rule: rule, valueVariables: valueVariables, attributeVariables: attributeVariables,
+        let program = RuleProgram(rule: rule, valueVariables: valueVariables, attributeVariables: attributeVariables,
                                   computedSlots: computedSlots, attributeSlotExpressions: attributeSlotExpressions,
-                                  attributeSlotTargets: attributeSlotTargets, functions: functions, readSlots: readSlots)
-        program.replacement = replacement
-        program.replacementLocations = replacementLocations
+                                  attributeSlotTargets: attributeSlotTargets, functions: functions, readSlots: readSlots,
+                                  replacement: replacement, replacementLocations: replacementLocations)
         // What `prepare` reads: the variables its conditions, computations and attribute values
         // name (the matcher skips assignments that cannot change its answer).
         let conditions = program.conditions

@@ -4,7 +4,8 @@ import ONNXFuseRewrite
 
 /// The `where` and `compute` blocks of one rule, run for a match: the guards in order, then
 /// the computations, in float64, each tensor rounded once to its element type at the end.
-struct RuleProgram {
+/// Immutable: a class, so that each match's `Scope` holds a reference rather than a copy.
+final class RuleProgram: @unchecked Sendable {
     let rule: RuleSyntax
     let valueVariables: [String: Int]
     let attributeVariables: [String: Int]
@@ -16,9 +17,11 @@ struct RuleProgram {
     /// The computed slots that replacement nodes read.
     let readSlots: Set<Int>
     /// What the match becomes, for the schema check of the new nodes (`newNodeProblem`).
-    var replacement: ONNXFuseRewrite.Replacement?
+    let replacement: ONNXFuseRewrite.Replacement?
     /// Where each node of `replacement` is written.
-    var replacementLocations: [SourceLocation] = []
+    let replacementLocations: [SourceLocation]
+    /// The schemas of `replacement`'s nodes, looked up once per opset version.
+    let replacementSchemas = ReplacementSchemas()
 
     /// The `where` conditions, one conjunct at a time, in order.
     let conditions: [Expression]
@@ -31,14 +34,20 @@ struct RuleProgram {
     /// Each `compute` assignment's slot in `Scope.computed` (its `computedSlots` entry) and its
     /// value, lowered.
     let loweredComputes: [(slot: Int, value: LoweredExpression)]
+    /// Per `compute` assignment: the value variables a streamed evaluation of it may stream
+    /// (`Scope.streamCandidates`; empty when it is not `streamable`).
+    let streamCandidates: [[Int]]
     /// `attributeSlotExpressions`, lowered.
     let loweredAttributeExpressions: [LoweredExpression]
     /// How many slots `Scope.computed` has.
     let computedSlotCount: Int
 
     init(rule: RuleSyntax, valueVariables: [String: Int], attributeVariables: [String: Int], computedSlots: [String: Int],
-         attributeSlotExpressions: [Expression], attributeSlotTargets: [AttributeTarget], functions: FunctionTable, readSlots: Set<Int>) {
+         attributeSlotExpressions: [Expression], attributeSlotTargets: [AttributeTarget], functions: FunctionTable, readSlots: Set<Int>,
+         replacement: ONNXFuseRewrite.Replacement? = nil, replacementLocations: [SourceLocation] = []) {
         self.rule = rule
+        self.replacement = replacement
+        self.replacementLocations = replacementLocations
         self.valueVariables = valueVariables
         self.attributeVariables = attributeVariables
         self.computedSlots = computedSlots
@@ -59,6 +68,7 @@ struct RuleProgram {
         }
         loweredConditions = conditions.map(lower)
         loweredComputes = rule.computes.map { (computedSlots[$0.name]!, lower($0.value)) }
+        streamCandidates = zip(streamable, loweredComputes).map { $0 ? Scope.streamCandidates($1.value) : [] }
         loweredAttributeExpressions = attributeSlotExpressions.map(lower)
         computedSlotCount = (computedSlots.values.max() ?? -1) + 1
     }
@@ -132,7 +142,8 @@ struct RuleProgram {
             do {
                 let value: EvalValue
                 let (slot, lowered) = loweredComputes[position]
-                switch streamable[position] ? try scope.evaluateStreaming(lowered) : .value(try scope.evaluate(lowered)) {
+                let streams = streamable[position] && scope.mayStream(streamCandidates[position])
+                switch streams ? try scope.evaluateStreaming(lowered) : .value(try scope.evaluate(lowered)) {
                 case .value(let evaluated):
                     value = evaluated
                 case .streamed(let streamed):
@@ -318,7 +329,8 @@ struct RuleProgram {
             for (position, output) in spec.outputs.enumerated() {
                 if case .fresh(let f) = output { fresh[f] = node.outputs[position] }
             }
-            guard let problem = OperatorSchemas.problem(of: node, version: version, elementType: elementType) else { continue }
+            let schema = replacementSchemas.schema(of: index, spec, version: version)
+            guard let problem = OperatorSchemas.problem(of: node, schema: schema, version: version, elementType: elementType) else { continue }
             // What a matched node of that operator breaks already (a bfloat16 Conv where the
             // opset has none) is the model's, not the rule's: the rewrite keeps it as it was.
             if match.matchedNodes.contains(where: { $0.opType == spec.opType
@@ -571,7 +583,18 @@ struct RuleProgram {
         /// The dimensions of `name`'s value: a constant's dims, else what shape inference found,
         /// else its declared shape. Symbols stay symbols; an error when even the rank is unknown.
         func dimensions(_ name: String, _ value: Value) throws(EvaluationError) -> [Dimension] {
-            if let dims = value.constantDims(freezeInitializerInputs: context.freezeInitializerInputs) { return dims.map { .value($0) } }
+            if let dims = constantDims(value) { return dims.map { .value($0) } }
+            return try dimensionsOfNonConstant(name, value)
+        }
+
+        /// A constant's dims, read in place (the graph functions answer from them without
+        /// making `Dimension`s); nil when `value` is not a constant.
+        func constantDims(_ value: Value) -> [Int64]? {
+            value.constantDims(freezeInitializerInputs: context.freezeInitializerInputs)
+        }
+
+        /// `dimensions` of a value that is not a constant.
+        func dimensionsOfNonConstant(_ name: String, _ value: Value) throws(EvaluationError) -> [Dimension] {
             if let dims = value.inferred?.shape ?? value.type?.shape { return dims }
             throw EvaluationError("the shape of \(name) is unknown")
         }
@@ -649,10 +672,12 @@ struct RuleProgram {
                     }
                     return .dataType(type)
                 case .rank:
-                    return .integer(Int64(try dimensions(name, value).count))
+                    if let dims = constantDims(value) { return .integer(Int64(dims.count)) }
+                    return .integer(Int64(try dimensionsOfNonConstant(name, value).count))
                 case .shape:
+                    if let dims = constantDims(value) { return .list(dims.map { .integer($0) }) }
                     var items: [EvalValue] = []
-                    for dim in try dimensions(name, value) { items.append(try dimensionValue(name, dim)) }
+                    for dim in try dimensionsOfNonConstant(name, value) { items.append(try dimensionValue(name, dim)) }
                     return .list(items)
                 case .numel:
                     var count: Int64 = 1
@@ -664,17 +689,37 @@ struct RuleProgram {
                     }
                     return .integer(count)
                 case .dim:
-                    let dims = try dimensions(name, value)
+                    let constant = constantDims(value)
+                    let dims = constant == nil ? try dimensionsOfNonConstant(name, value) : []
+                    let rank = constant?.count ?? dims.count
                     guard arguments.count == 2 else { throw EvaluationError("dim() takes a variable and an axis") }
                     var axis = Int(try evaluate(arguments[1]).asInteger())
-                    if axis < 0 { axis += dims.count }
-                    guard axis >= 0 && axis < dims.count else { throw EvaluationError("dim(\(name), \(axis)): \(name) has rank \(dims.count)") }
+                    if axis < 0 { axis += rank }
+                    guard axis >= 0 && axis < rank else { throw EvaluationError("dim(\(name), \(axis)): \(name) has rank \(rank)") }
+                    if let constant { return .integer(constant[axis]) }
                     return try dimensionValue(name, dims[axis])
                 case .constant, .unused, .absent:
                     preconditionFailure("\(function.rawValue)() is answered above")
                 }
             }
         }
+    }
+}
+
+/// The schema of each node a rule's replacement creates (`OperatorSchemas.schema`), at the
+/// opset version last asked for: a rule checks its new nodes at every match
+/// (`RuleProgram.newNodeProblem`), nearly always at one version. Safe to use from any thread.
+final class ReplacementSchemas: @unchecked Sendable {
+    private let lock = Lock()
+    /// By replacement node: the version and its schema.
+    private var known: [Int: (version: Int64, schema: OperatorSchema?)] = [:]
+
+    /// The schema of replacement node `index` (`spec`) at `version`.
+    func schema(of index: Int, _ spec: ReplacementNode, version: Int64) -> OperatorSchema? {
+        if let entry = lock.withLock({ known[index] }), entry.version == version { return entry.schema }
+        let schema = OperatorSchemas.schema(spec.opType, domain: spec.domain, version: version)
+        lock.withLock { known[index] = (version, schema) }
+        return schema
     }
 }
 

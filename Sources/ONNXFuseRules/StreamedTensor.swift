@@ -310,6 +310,38 @@ extension RuleProgram.Scope {
         return .streamed(result)
     }
 
+    /// Whether `value` is a constant of at least `minimum` bytes, its size read in place.
+    private func isLargeConstant(_ value: Value, _ minimum: Int) -> Bool {
+        value.withConstantTensor(freezeInitializerInputs: context.freezeInitializerInputs) { constant in
+            constant.elementCount.flatMap { constant.dataType.rawByteCount(elements: $0) }.map { $0 >= minimum } ?? false
+        } == true
+    }
+
+    /// Whether `evaluateStreaming` may stream anything of an expression whose candidates
+    /// (`RuleProgram.streamCandidates`) are the value variables `candidates`: one of them is
+    /// bound to a constant large enough (as `streamableConstant` judges it before reading).
+    /// When none is, `evaluateStreaming` evaluates as `evaluate` does, and `evaluate` is cheaper.
+    func mayStream(_ candidates: [Int]) -> Bool {
+        if replaying { return true }
+        let minimum = EvaluationLimits.current.minimumDeferredBytes
+        return candidates.contains { index in graphValue(index).map { isLargeConstant($0, minimum) } ?? false }
+    }
+
+    /// The value variables `evaluateStreaming` may stream in `expression`: those it reaches
+    /// through `+ - * /` operands and the first argument of the built-in `reshape`.
+    static func streamCandidates(_ expression: LoweredExpression) -> [Int] {
+        switch expression {
+        case .valueVariable(let index, _):
+            return [index]
+        case .call(let function, let arguments) where arguments.count == 2 && function.name == "reshape" && function.isBuiltin:
+            return streamCandidates(arguments[0])
+        case .binary(let op, let lhs, let rhs) where op == .add || op == .subtract || op == .multiply || op == .divide:
+            return streamCandidates(lhs) + streamCandidates(rhs)
+        default:
+            return []
+        }
+    }
+
     /// The constant a variable is bound to, read (recorded or replayed) as `lookup` reads it, to
     /// stream when it is large enough (at least `EvaluationLimits.minimumDeferredBytes`, as what
     /// is computed from it is deferred); nil otherwise, with nothing read.
@@ -322,11 +354,7 @@ extension RuleProgram.Scope {
         } else {
             // Most constants of a match are small: their size is read in place, and only a large
             // one is copied out.
-            guard let value = graphValue(index),
-                  value.withConstantTensor(freezeInitializerInputs: context.freezeInitializerInputs, { constant in
-                      constant.elementCount.flatMap { constant.dataType.rawByteCount(elements: $0) }.map { $0 >= minimum } ?? false
-                  }) == true,
-                  let constant = constant(value) else { return nil }
+            guard let value = graphValue(index), isLargeConstant(value, minimum), let constant = constant(value) else { return nil }
             tensor = constant
         }
         guard let streamed = StreamedTensor(source: tensor), streamed.bytes.count >= minimum else {
