@@ -132,6 +132,12 @@ struct Driver {
     let anyOperatorRules: [String: [Int]]
     /// Each operator's rules once merged with the any-operator rules (nil: none), as looked up.
     var resolvedRoots: [RootKey: [Int]?] = [:]
+    /// The first operators looked up in `resolvedRoots` and their rules, searched in order
+    /// before it: a model has a few dozen operators at most, and comparing an operator's name
+    /// with a few others costs less than hashing two strings at every visit.
+    var recentRoots: [(key: RootKey, rules: [Int]?)] = []
+    /// How many operators `recentRoots` holds.
+    static let recentRootCount = 16
     let model: Model
     let options: RewriteOptions
     /// Made at the first new name: a run that rewrites nothing does not collect the model's names.
@@ -234,10 +240,12 @@ struct Driver {
     /// The rules to try at `node`, in rule order; nil when none.
     mutating func candidates(for node: Node) -> [Int]? {
         let key = RootKey(of: node)
+        for recent in recentRoots where recent.key.opType == key.opType && recent.key.domain == key.domain { return recent.rules }
         if let resolved = resolvedRoots[key] { return resolved }
         var rules = byRoot[key]
         if let any = anyOperatorRules[key.domain] { rules = ((rules ?? []) + any).sorted() }
         resolvedRoots[key] = .some(rules)
+        if recentRoots.count < Self.recentRootCount { recentRoots.append((key, rules)) }
         return rules
     }
 
@@ -828,9 +836,15 @@ struct Driver {
     /// rules that need a value read once (fusing a pair of nodes) may apply there now.
     mutating func removeUnused(_ values: [Value]) {
         var stack = values
-        var firstLevel = Set(values.map(ObjectIdentifier.init))
+        // The values given, until met again deeper in the chain; a few, usually (a set for many).
+        let many = values.count > 16
+        var firstLevel = many ? Set(values.map(ObjectIdentifier.init)) : []
+        var firstLevelFew = many ? [] : values.map(ObjectIdentifier.init)
+        func isFirstLevel(_ value: Value) -> Bool {
+            many ? firstLevel.contains(ObjectIdentifier(value)) : firstLevelFew.contains(ObjectIdentifier(value))
+        }
         while let value = stack.popLast() {
-            if !value.isUnused, !firstLevel.contains(ObjectIdentifier(value)), value.uses.count <= Self.revisitedReaderLimit {
+            if !value.isUnused, !isFirstLevel(value), value.uses.count <= Self.revisitedReaderLimit {
                 for use in value.uses { enqueue(use.node) }
             }
             guard value.isUnused, let graph = value.graph else { continue }
@@ -843,7 +857,9 @@ struct Driver {
                 guard let producer = value.producer, producer.outputs.allSatisfy({ $0?.isUnused ?? true }) else { continue }
                 let inputs = producer.inputs.compactMap { $0 }
                 graph.erase(producer)
-                for input in inputs { firstLevel.remove(ObjectIdentifier(input)) }
+                for input in inputs {
+                    if many { firstLevel.remove(ObjectIdentifier(input)) } else { firstLevelFew.removeAll { $0 == ObjectIdentifier(input) } }
+                }
                 stack.append(contentsOf: inputs)
             default:
                 continue
