@@ -132,15 +132,15 @@ public final class ShapeInference {
     /// What is known of `value`: a constant's exact facts, else the inferred ones, else what
     /// the file declares.
     public func facts(of value: Value) -> ValueFacts {
-        let constantFacts = value.withConstantTensor(freezeInitializerInputs: freezeInitializerInputs) { tensor in
+        if let box = value.constantTensorBox(freezeInitializerInputs: freezeInitializerInputs) {
+            let tensor = box.value
             let limit = tensor.dataType.isFloatingPoint ? realConstantElementLimit : constantElementLimit
             if let count = tensor.elementCount, count <= limit {
-                if tensor.dataType.isFloatingPoint { return ValueFacts(floatingPointConstant: tensor) }
+                if tensor.dataType.isFloatingPoint { return ValueFacts(floatingPointConstant: box) }
                 if let constant = try? TensorValue(tensor: tensor) { return ValueFacts(constant: constant) }
             }
             return ValueFacts(elementType: tensor.dataType, shape: tensor.dims.map { .value($0) })
         }
-        if let constantFacts { return constantFacts }
         if let inferred = value.inferred {
             return ValueFacts(elementType: inferred.elementType, shape: inferred.shape, shapeValue: inferred.shapeValue)
         }
@@ -172,7 +172,7 @@ public final class ShapeInference {
         // One entry per output of the node when anything is known.
         var outputs: [ValueFacts]?
         if let version = model.opsetVersion(domain: domain) {
-            let context = OperatorContext(node: node, opsetVersion: version)
+            let context = OperatorContext(node: node, domain: domain, opsetVersion: version)
             if let evaluated = evaluate(node, context: context, inputs: inputs) {
                 outputs = evaluated
             } else if let inference = registry.inference(node.opType, domain: domain) {
@@ -185,9 +185,11 @@ public final class ShapeInference {
             guard let output else { continue }
             var result = merge(outputs?[index] ?? ValueFacts(), declared: output.info?.type)
             // Unknown dimensions become symbols of their own, so that later equalities hold.
-            result.shape = result.shape?.map { dim in
-                if case .unknown = dim { return .param(symbols.fresh()) }
-                return dim
+            if result.shape?.contains(where: { if case .unknown = $0 { true } else { false } }) == true {
+                result.shape = result.shape?.map { dim in
+                    if case .unknown = dim { return .param(symbols.fresh()) }
+                    return dim
+                }
             }
             output.inferred = InferredFacts(elementType: result.elementType, shape: result.shape, shapeValue: result.shapeValue)
         }
