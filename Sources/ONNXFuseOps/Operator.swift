@@ -190,7 +190,6 @@ public struct ValueFacts: Equatable, Sendable {
         precondition(box.value.dataType.isFloatingPoint, "only floating-point constants are read lazily")
         elementType = box.value.dataType
         shape = box.value.dims.map { .value($0) }
-        shapeValue = nil
         constantSource = .tensor(box)
     }
 
@@ -332,10 +331,6 @@ public struct OperatorRegistry: Sendable {
 
     private static func isDefault(_ domain: String) -> Bool { domain.isEmpty || domain == "ai.onnx" }
 
-    private func entry(_ opType: String, _ domain: String) -> Entry? {
-        Self.isDefault(domain) ? defaultDomain[opType] : otherDomains[domain]?[opType]
-    }
-
     private mutating func update(_ opTypes: [String], _ domain: String, _ change: (inout Entry) -> Void) {
         for op in opTypes {
             if Self.isDefault(domain) {
@@ -357,10 +352,14 @@ public struct OperatorRegistry: Sendable {
     }
 
     /// The kernel of an operator, if any.
-    public func kernel(_ opType: String, domain: String = "") -> Kernel? { entry(opType, domain)?.kernel }
+    public func kernel(_ opType: String, domain: String = "") -> Kernel? {
+        Self.isDefault(domain) ? defaultDomain[opType]?.kernel : otherDomains[domain]?[opType]?.kernel
+    }
 
     /// The inference function of an operator, if any.
-    public func inference(_ opType: String, domain: String = "") -> InferenceFunction? { entry(opType, domain)?.inference }
+    public func inference(_ opType: String, domain: String = "") -> InferenceFunction? {
+        Self.isDefault(domain) ? defaultDomain[opType]?.inference : otherDomains[domain]?[opType]?.inference
+    }
 
     /// Operators with a kernel, as `domain.Op` (`Op` for the default domain), sorted.
     public var operatorsWithKernels: [String] { names { $0.kernel != nil } }
