@@ -84,17 +84,19 @@ public final class ShapeInference {
         // (acyclic, so finite) work on pathological graphs.
         var queue = [start]
         var head = 0
-        // The nodes in the queue after `start`, which is the first and is not in this set: most
-        // refreshes infer `start` alone, and then neither set is ever built.
+        // The nodes queued after `start`, which comes first and is in neither set (nor seen
+        // again, unless the graph has a cycle): most refreshes infer `start` alone, and then
+        // neither set is ever built.
         var queued: Set<ObjectIdentifier> = []
         var budget = 1 << 16
         while head < queue.count, budget > 0 {
             let node = queue[head]
             head += 1
             budget -= 1
-            if head > 1 { queued.remove(ObjectIdentifier(node)) }
+            let isStart = head == 1
+            if !isStart { queued.remove(ObjectIdentifier(node)) }
             guard node.graph != nil else { continue }
-            if head == 1 || (node !== start && seen.insert(ObjectIdentifier(node)).inserted) { visited.append(node) }
+            if isStart || (node !== start && seen.insert(ObjectIdentifier(node)).inserted) { visited.append(node) }
             let before = node.outputs.map { $0?.inferred }
             infer(node)
             var differs = false
