@@ -130,32 +130,44 @@ public final class Value {
     /// output of a default-domain `Constant` node. With `freezeInitializerInputs`, an
     /// overridable initializer counts as constant too.
     public func constantTensor(freezeInitializerInputs: Bool = false) -> Tensor? {
-        switch definition {
-        case .initializer:
-            return initializer
-        case .graphInput:
-            guard let initializer, freezeInitializerInputs || !isOverridableInitializer else { return nil }
-            return initializer
-        case .nodeOutput(let index):
-            guard index == 0, let node = producer, node.isDefaultDomain, node.opType == "Constant" else { return nil }
-            return Value.constantNodeTensor(node)
-        case .sparseInitializer, .detached:
-            return nil
-        }
+        if case .nodeOutput(let index) = definition { return constantNodeOutput(index) }
+        return constantInitializerBox(freezeInitializerInputs: freezeInitializerInputs)?.value
     }
 
     /// `body`'s result on `constantTensor(freezeInitializerInputs:)`, an initializer read in
     /// place rather than copied out; nil when there is no constant tensor.
     public func withConstantTensor<R>(freezeInitializerInputs: Bool = false, _ body: (Tensor) throws -> R) rethrows -> R? {
+        if case .nodeOutput(let index) = definition { return try constantNodeOutput(index).map(body) }
+        guard let box = constantInitializerBox(freezeInitializerInputs: freezeInitializerInputs) else { return nil }
+        return try body(box.value)
+    }
+
+    /// The box holding `constantTensor(freezeInitializerInputs:)`: an initializer's own box,
+    /// shared rather than copied (inference keeps it in the facts of the values that read
+    /// it), or a new one around a `Constant` node's tensor; nil when there is no constant tensor.
+    package func constantTensorBox(freezeInitializerInputs: Bool = false) -> Box<Tensor>? {
+        if case .nodeOutput(let index) = definition { return constantNodeOutput(index).map(Box.init) }
+        return constantInitializerBox(freezeInitializerInputs: freezeInitializerInputs)
+    }
+
+    /// The initializer's box when the initializer is a constant.
+    private func constantInitializerBox(freezeInitializerInputs: Bool) -> Box<Tensor>? {
         switch definition {
         case .initializer:
-            return try withInitializer(body)
+            return initializerBox
         case .graphInput:
-            guard freezeInitializerInputs || !isOverridableInitializer else { return nil }
-            return try withInitializer(body)
-        default:
-            return try constantTensor(freezeInitializerInputs: freezeInitializerInputs).map(body)
+            guard let box = initializerBox, freezeInitializerInputs || !isOverridableInitializer else { return nil }
+            return box
+        case .nodeOutput, .sparseInitializer, .detached:
+            return nil
         }
+    }
+
+    /// The tensor of output `index` of a default-domain `Constant` node that defines this value.
+    private func constantNodeOutput(_ index: Int) -> Tensor? {
+        // The operator first: most producers are not Constant nodes, and that takes one comparison.
+        guard index == 0, let node = producer, node.opType == "Constant", node.isDefaultDomain else { return nil }
+        return Value.constantNodeTensor(node)
     }
 
     /// The dims of `constantTensor(freezeInitializerInputs:)`, without copying the tensor; nil
@@ -229,8 +241,11 @@ public final class Value {
     }
 }
 
-/// A heap cell for a rarely present, large value.
-final class Box<Wrapped> {
-    let value: Wrapped
-    init(_ value: Wrapped) { self.value = value }
+/// A heap cell for a rarely present, large value; immutable, so that it can be shared
+/// (passing it on retains one object instead of copying every field of the value).
+package final class Box<Wrapped> {
+    package let value: Wrapped
+    package init(_ value: Wrapped) { self.value = value }
 }
+
+extension Box: Sendable where Wrapped: Sendable {}

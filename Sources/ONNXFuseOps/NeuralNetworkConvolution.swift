@@ -60,19 +60,23 @@ extension NeuralNetworkKit {
         init(_ context: OperatorContext, spatialRank: Int, defaultKernel: [Int]?) throws(OperatorError) {
             let op = context.opType
             func list(_ name: String, count: Int, default value: Int) throws(OperatorError) -> [Int] {
-                guard let given = try context.ints(name) else { return Array(repeating: value, count: count) }
+                guard let given = try context.ints(name) else { return Self.repeated(value, count: count) }
+                return try checked(name, given, count: count)
+            }
+            func checked(_ name: String, _ given: [Int64], count: Int) throws(OperatorError) -> [Int] {
                 guard given.count == count else {
                     throw OperatorError("\(op): \(name) has \(given.count) entries for \(spatialRank) spatial axes")
                 }
                 var result: [Int] = []
+                result.reserveCapacity(count)
                 for v in given {
                     guard v >= -attributeBound, v <= attributeBound else { throw OperatorError("\(op): \(name) entry \(v) is out of range") }
                     result.append(Int(v))
                 }
                 return result
             }
-            if try context.ints("kernel_shape") != nil {
-                kernel = try list("kernel_shape", count: spatialRank, default: 1)
+            if let given = try context.ints("kernel_shape") {
+                kernel = try checked("kernel_shape", given, count: spatialRank)
                 if let defaultKernel, defaultKernel != kernel {
                     throw OperatorError("\(op): kernel_shape \(kernel) differs from the weights' \(defaultKernel)")
                 }
@@ -85,7 +89,7 @@ extension NeuralNetworkKit {
             strides = try list("strides", count: spatialRank, default: 1)
             dilations = try list("dilations", count: spatialRank, default: 1)
             autoPad = try AutoPad(context)
-            pads = autoPad == .notSet ? try list("pads", count: 2 * spatialRank, default: 0) : Array(repeating: 0, count: 2 * spatialRank)
+            pads = autoPad == .notSet ? try list("pads", count: 2 * spatialRank, default: 0) : Self.repeated(0, count: 2 * spatialRank)
             ceilMode = try context.int("ceil_mode", default: 0) != 0
             guard kernel.allSatisfy({ $0 >= 1 && $0 <= attributeBound }), strides.allSatisfy({ $0 >= 1 }),
                   dilations.allSatisfy({ $0 >= 1 }), pads.allSatisfy({ $0 >= 0 }),
@@ -95,6 +99,19 @@ extension NeuralNetworkKit {
         }
 
         var spatialRank: Int { kernel.count }
+
+        /// The defaults of absent attributes (strides and dilations of 1, pads of 0) for up to
+        /// three spatial axes, made once: inference reads the attributes of every Conv.
+        private static let ones: [[Int]] = [[], [1], [1, 1], [1, 1, 1]]
+        private static let zeros: [[Int]] = [[], [0, 0], [0, 0, 0, 0], [0, 0, 0, 0, 0, 0]]
+
+        /// `count` copies of `value`.
+        private static func repeated(_ value: Int, count: Int) -> [Int] {
+            if value == 1, count < ones.count { return ones[count] }
+            if value == 0, count % 2 == 0, count / 2 < zeros.count { return zeros[count / 2] }
+            // (`map`, not `Array(repeating:count:)`, which allocates through an unspecialized path.)
+            return (0..<count).map { _ in value }
+        }
 
         /// The extent of the dilated kernel on `axis`.
         func effectiveKernel(_ axis: Int) -> Int { (kernel[axis] - 1) * dilations[axis] + 1 }
@@ -473,7 +490,10 @@ extension NeuralNetworkKit {
                 }
             }
             let m = w?[0] ?? context.freshDimension()
-            var shape: [Dimension] = [x[0], m]
+            var shape: [Dimension] = []
+            shape.reserveCapacity(x.count)
+            shape.append(x[0])
+            shape.append(m)
             if let attributes = try? WindowAttributes(context.node, spatialRank: spatial, defaultKernel: kernel) {
                 for axis in 0..<spatial {
                     let dim = unknownAxes.contains(axis) ? nil : try attributes.windowDimension(axis: axis, input: x[axis + 2], context.node.opType)

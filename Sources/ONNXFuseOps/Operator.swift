@@ -20,8 +20,13 @@ public struct OperatorContext {
 
     /// The context of `node` in a model importing `opsetVersion` of its domain.
     public init(node: Node, opsetVersion: Int64) {
-        self.init(opType: node.opType, domain: node.isDefaultDomain ? "" : node.domain!, opsetVersion: opsetVersion,
-                  attributes: node.attributes, outputCount: node.outputs.count)
+        self.init(node: node, domain: node.isDefaultDomain ? "" : node.domain!, opsetVersion: opsetVersion)
+    }
+
+    /// The context of `node`, whose domain the caller has normalized already.
+    init(node: Node, domain: String, opsetVersion: Int64) {
+        self.init(opType: node.opType, domain: domain, opsetVersion: opsetVersion, attributes: node.attributes,
+                  outputCount: node.outputs.count)
     }
 
     /// A context built by hand.
@@ -36,9 +41,16 @@ public struct OperatorContext {
     /// The attribute named `name`.
     public func attribute(_ name: String) -> Attribute? { attributes.first { $0.name == name } }
 
+    /// The value of the attribute named `name`, nil when absent or without one: what the typed
+    /// accessors read, without copying the rest of the attribute out.
+    private func value(_ name: String) -> AttributeValue? {
+        for index in attributes.indices where attributes[index].name == name { return attributes[index].value }
+        return nil
+    }
+
     /// An `int` attribute; nil when absent, an error when of another type.
     public func int(_ name: String) throws(OperatorError) -> Int64? {
-        guard let attribute = attribute(name), let value = attribute.value else { return nil }
+        guard let value = value(name) else { return nil }
         guard case .int(let i) = value else { throw OperatorError("attribute \(name) is not an integer") }
         return i
     }
@@ -50,7 +62,7 @@ public struct OperatorContext {
 
     /// An `ints` attribute; nil when absent.
     public func ints(_ name: String) throws(OperatorError) -> [Int64]? {
-        guard let attribute = attribute(name), let value = attribute.value else { return nil }
+        guard let value = value(name) else { return nil }
         switch value {
         case .ints(let i): return i
         case .int(let i): return [i]  // some exporters write a one-element list as INT
@@ -60,7 +72,7 @@ public struct OperatorContext {
 
     /// A `float` attribute (an `int` is accepted), or `defaultValue` when absent.
     public func float(_ name: String, default defaultValue: Double) throws(OperatorError) -> Double {
-        guard let attribute = attribute(name), let value = attribute.value else { return defaultValue }
+        guard let value = value(name) else { return defaultValue }
         switch value {
         case .float(let f): return Double(f)
         case .int(let i): return Double(i)
@@ -70,21 +82,21 @@ public struct OperatorContext {
 
     /// A `floats` attribute; nil when absent.
     public func floats(_ name: String) throws(OperatorError) -> [Double]? {
-        guard let attribute = attribute(name), let value = attribute.value else { return nil }
+        guard let value = value(name) else { return nil }
         guard case .floats(let f) = value else { throw OperatorError("attribute \(name) is not a list of floats") }
         return f.map { Double($0) }
     }
 
     /// A `string` attribute; nil when absent.
     public func string(_ name: String) throws(OperatorError) -> String? {
-        guard let attribute = attribute(name), let value = attribute.value else { return nil }
+        guard let value = value(name) else { return nil }
         guard case .string(let s) = value else { throw OperatorError("attribute \(name) is not a string") }
         return String(decoding: s, as: UTF8.self)
     }
 
     /// A `tensor` attribute; nil when absent.
     public func tensor(_ name: String) throws(OperatorError) -> Tensor? {
-        guard let attribute = attribute(name), let value = attribute.value else { return nil }
+        guard let value = value(name) else { return nil }
         guard case .tensor(let t) = value else { throw OperatorError("attribute \(name) is not a tensor") }
         return t
     }
@@ -135,7 +147,7 @@ public struct ValueFacts: Equatable, Sendable {
         get {
             switch constantSource {
             case .value(let value): return value
-            case .tensor(let tensor): return try? TensorValue(tensor: tensor)
+            case .tensor(let box): return try? TensorValue(tensor: box.value)
             case nil: return nil
             }
         }
@@ -143,10 +155,12 @@ public struct ValueFacts: Equatable, Sendable {
     }
 
     /// Where `constant` comes from: a value, or a tensor whose elements are read when asked
-    /// for (most nodes with a constant float input, a Conv's weight, never look at it).
+    /// for (most nodes with a constant float input, a Conv's weight, never look at it). The
+    /// tensor stays in its box (an initializer's own): facts are copied often, a box is one
+    /// reference where a tensor is many.
     private enum ConstantSource: Sendable {
         case value(TensorValue)
-        case tensor(Tensor)
+        case tensor(Box<Tensor>)
     }
     private var constantSource: ConstantSource?
 
@@ -156,19 +170,27 @@ public struct ValueFacts: Equatable, Sendable {
     /// Facts.
     public init(elementType: DataType? = nil, shape: [Dimension]? = nil, shapeValue: [Dimension]? = nil,
                 constant: TensorValue? = nil) {
+        // The stored properties directly, not through `constant`'s setter: facts are made for
+        // every input and output of every node inferred.
         self.elementType = elementType
         self.shape = shape
         self.shapeValue = shapeValue
-        self.constant = constant
+        self.constantSource = constant.map(ConstantSource.value)
     }
 
     /// The facts of a floating-point constant tensor: its type and static shape, its value
     /// read from `tensor` only when `constant` is asked for. (An integer constant's facts take
     /// its elements at once: they may be a shape value.)
     public init(floatingPointConstant tensor: Tensor) {
-        precondition(tensor.dataType.isFloatingPoint, "only floating-point constants are read lazily")
-        self.init(elementType: tensor.dataType, shape: tensor.dims.map { .value($0) })
-        constantSource = .tensor(tensor)
+        self.init(floatingPointConstant: Box(tensor))
+    }
+
+    /// `init(floatingPointConstant:)` with the tensor in a box that is shared, not copied.
+    init(floatingPointConstant box: Box<Tensor>) {
+        precondition(box.value.dataType.isFloatingPoint, "only floating-point constants are read lazily")
+        elementType = box.value.dataType
+        shape = box.value.dims.map { .value($0) }
+        constantSource = .tensor(box)
     }
 
     /// Facts are equal when what they tell is: a lazily read constant compares by its value.
@@ -227,7 +249,10 @@ public struct InferenceContext {
     public init(node: OperatorContext, inputs: [ValueFacts?], outputCount: Int, symbols: SymbolAllocator) {
         self.node = node
         self.inputs = inputs
-        self.outputs = Array(repeating: ValueFacts(), count: outputCount)
+        // Not `Array(repeating:count:)`: it allocates through an unspecialized path of the
+        // standard library that looks the array's type metadata up at run time, which costs more
+        // than the rest of a simple node's inference.
+        self.outputs = (0..<outputCount).map { _ in ValueFacts() }
         self.symbols = symbols
     }
 
@@ -295,31 +320,45 @@ public struct OperatorRegistry: Sendable {
         var inference: InferenceFunction?
     }
 
-    /// By domain ("" for ai.onnx), then operator: a lookup builds no key (inference looks up
-    /// every node of a model).
-    private var entries: [String: [String: Entry]] = [:]
+    /// The default domain's operators, by operator; a lookup hashes one string (inference
+    /// looks up every node of a model, nearly all of the default domain).
+    private var defaultDomain: [String: Entry] = [:]
+    /// Other domains' operators, by domain then operator.
+    private var otherDomains: [String: [String: Entry]] = [:]
 
     /// An empty registry.
     public init() {}
 
-    private static func normalized(_ domain: String) -> String { domain == "ai.onnx" ? "" : domain }
+    private static func isDefault(_ domain: String) -> Bool { domain.isEmpty || domain == "ai.onnx" }
+
+    private mutating func update(_ opTypes: [String], _ domain: String, _ change: (inout Entry) -> Void) {
+        for op in opTypes {
+            if Self.isDefault(domain) {
+                change(&defaultDomain[op, default: Entry()])
+            } else {
+                change(&otherDomains[domain, default: [:]][op, default: Entry()])
+            }
+        }
+    }
 
     /// Registers `kernel` for each of `opTypes` in `domain`.
     public mutating func register(_ opTypes: [String], domain: String = "", kernel: @escaping Kernel) {
-        for op in opTypes { entries[Self.normalized(domain), default: [:]][op, default: Entry()].kernel = kernel }
+        update(opTypes, domain) { $0.kernel = kernel }
     }
 
     /// Registers `inference` for each of `opTypes` in `domain`.
     public mutating func register(_ opTypes: [String], domain: String = "", inference: @escaping InferenceFunction) {
-        for op in opTypes { entries[Self.normalized(domain), default: [:]][op, default: Entry()].inference = inference }
+        update(opTypes, domain) { $0.inference = inference }
     }
 
     /// The kernel of an operator, if any.
-    public func kernel(_ opType: String, domain: String = "") -> Kernel? { entries[Self.normalized(domain)]?[opType]?.kernel }
+    public func kernel(_ opType: String, domain: String = "") -> Kernel? {
+        Self.isDefault(domain) ? defaultDomain[opType]?.kernel : otherDomains[domain]?[opType]?.kernel
+    }
 
     /// The inference function of an operator, if any.
     public func inference(_ opType: String, domain: String = "") -> InferenceFunction? {
-        entries[Self.normalized(domain)]?[opType]?.inference
+        Self.isDefault(domain) ? defaultDomain[opType]?.inference : otherDomains[domain]?[opType]?.inference
     }
 
     /// Operators with a kernel, as `domain.Op` (`Op` for the default domain), sorted.
@@ -329,9 +368,9 @@ public struct OperatorRegistry: Sendable {
     public var operatorsWithInference: [String] { names { $0.inference != nil } }
 
     private func names(_ include: (Entry) -> Bool) -> [String] {
-        entries.flatMap { domain, operators in
-            operators.filter { include($0.value) }.keys.map { domain.isEmpty ? $0 : "\(domain).\($0)" }
-        }.sorted()
+        let own = defaultDomain.filter { include($0.value) }.keys
+        let others = otherDomains.flatMap { domain, operators in operators.filter { include($0.value) }.keys.map { "\(domain).\($0)" } }
+        return (Array(own) + others).sorted()
     }
 
     /// Operators whose outputs are drawn at random: they have no kernel, and two of them with

@@ -34,6 +34,9 @@ public final class ShapeInference {
     /// ... and the kernel would do at most this much work (`GraphEvaluator.estimatedWork`).
     public var evaluationWorkLimit = 1 << 26
 
+    /// An empty array with the capacity that `infer(_:)` needed so far.
+    private var inputBuffer: [ValueFacts?] = []
+
     /// Inference for `model`.
     public init(model: Model, registry: OperatorRegistry = .standard, freezeInitializerInputs: Bool = false) {
         self.model = model
@@ -81,15 +84,19 @@ public final class ShapeInference {
         // (acyclic, so finite) work on pathological graphs.
         var queue = [start]
         var head = 0
-        var queued: Set<ObjectIdentifier> = [ObjectIdentifier(start)]
+        // The nodes queued after `start`, which comes first and is in neither set (nor seen
+        // again, unless the graph has a cycle): most refreshes infer `start` alone, and then
+        // neither set is ever built.
+        var queued: Set<ObjectIdentifier> = []
         var budget = 1 << 16
         while head < queue.count, budget > 0 {
             let node = queue[head]
             head += 1
             budget -= 1
-            queued.remove(ObjectIdentifier(node))
+            let isStart = head == 1
+            if !isStart { queued.remove(ObjectIdentifier(node)) }
             guard node.graph != nil else { continue }
-            if seen.insert(ObjectIdentifier(node)).inserted { visited.append(node) }
+            if isStart || (node !== start && seen.insert(ObjectIdentifier(node)).inserted) { visited.append(node) }
             let before = node.outputs.map { $0?.inferred }
             infer(node)
             var differs = false
@@ -132,15 +139,15 @@ public final class ShapeInference {
     /// What is known of `value`: a constant's exact facts, else the inferred ones, else what
     /// the file declares.
     public func facts(of value: Value) -> ValueFacts {
-        let constantFacts = value.withConstantTensor(freezeInitializerInputs: freezeInitializerInputs) { tensor in
+        if let box = value.constantTensorBox(freezeInitializerInputs: freezeInitializerInputs) {
+            let tensor = box.value
             let limit = tensor.dataType.isFloatingPoint ? realConstantElementLimit : constantElementLimit
             if let count = tensor.elementCount, count <= limit {
-                if tensor.dataType.isFloatingPoint { return ValueFacts(floatingPointConstant: tensor) }
+                if tensor.dataType.isFloatingPoint { return ValueFacts(floatingPointConstant: box) }
                 if let constant = try? TensorValue(tensor: tensor) { return ValueFacts(constant: constant) }
             }
             return ValueFacts(elementType: tensor.dataType, shape: tensor.dims.map { .value($0) })
         }
-        if let constantFacts { return constantFacts }
         if let inferred = value.inferred {
             return ValueFacts(elementType: inferred.elementType, shape: inferred.shape, shapeValue: inferred.shapeValue)
         }
@@ -168,11 +175,19 @@ public final class ShapeInference {
     /// Infers the outputs of `node` from what is known of its inputs, and stores the facts.
     public func infer(_ node: Node) {
         let domain = node.isDefaultDomain ? "" : node.domain!
-        let inputs: [ValueFacts?] = node.inputs.map { $0.map(facts(of:)) }
+        // The inputs' facts go into the buffer of the previous node's, emptied: an array
+        // allocated and freed per node costs more than a simple node's inference does.
+        var inputs = inputBuffer
+        inputBuffer = []
+        for value in node.inputs { inputs.append(value.map(facts(of:))) }
+        defer {
+            inputs.removeAll(keepingCapacity: true)
+            inputBuffer = inputs
+        }
         // One entry per output of the node when anything is known.
         var outputs: [ValueFacts]?
         if let version = model.opsetVersion(domain: domain) {
-            let context = OperatorContext(node: node, opsetVersion: version)
+            let context = OperatorContext(node: node, domain: domain, opsetVersion: version)
             if let evaluated = evaluate(node, context: context, inputs: inputs) {
                 outputs = evaluated
             } else if let inference = registry.inference(node.opType, domain: domain) {
@@ -183,13 +198,16 @@ public final class ShapeInference {
         }
         for (index, output) in node.outputs.enumerated() {
             guard let output else { continue }
-            var result = merge(outputs?[index] ?? ValueFacts(), declared: output.info?.type)
+            let result = merge(outputs?[index] ?? ValueFacts(), declared: output.info?.type)
             // Unknown dimensions become symbols of their own, so that later equalities hold.
-            result.shape = result.shape?.map { dim in
-                if case .unknown = dim { return .param(symbols.fresh()) }
-                return dim
+            var shape = result.shape
+            if shape?.contains(where: { if case .unknown = $0 { true } else { false } }) == true {
+                shape = shape?.map { dim in
+                    if case .unknown = dim { return .param(symbols.fresh()) }
+                    return dim
+                }
             }
-            output.inferred = InferredFacts(elementType: result.elementType, shape: result.shape, shapeValue: result.shapeValue)
+            output.inferred = InferredFacts(elementType: result.elementType, shape: shape, shapeValue: result.shapeValue)
         }
     }
 
