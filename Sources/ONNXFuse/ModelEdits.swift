@@ -18,7 +18,9 @@ func mergeDuplicateInitializers(_ model: Model) -> Int {
         var groups: [Int: [Value]] = [:]
         var order: [Int] = []
         for value in graph.initializers where value.definition == .initializer && !value.isGraphOutput {
-            guard let key = value.withInitializer({ tensorHash($0, whole: false) }) else { continue }
+            // Through the initializer's box: `withInitializer`'s closure would copy the tensor.
+            guard let box = value.constantTensorBox() else { continue }
+            let key = tensorHash(box.value, whole: false)
             guard let earlier = first[key] else {
                 first[key] = value
                 continue
@@ -64,40 +66,48 @@ func tensorHash(_ tensor: Tensor, whole: Bool) -> Int {
     hasher.combine(tensor.dataType.rawValue)
     hasher.combine(tensor.dims.count)
     for dim in tensor.dims { hasher.combine(dim) }
-    func combine(_ bytes: UnsafeRawBufferPointer) {
-        hasher.combine(bytes.count)
-        let sample = 64
-        if whole || bytes.count <= 3 * sample {
-            hasher.combine(bytes: bytes)
-        } else {
-            let middle = (bytes.count - sample) / 2
-            hasher.combine(bytes: UnsafeRawBufferPointer(rebasing: bytes[..<sample]))
-            hasher.combine(bytes: UnsafeRawBufferPointer(rebasing: bytes[middle..<(middle + sample)]))
-            hasher.combine(bytes: UnsafeRawBufferPointer(rebasing: bytes[(bytes.count - sample)...]))
-        }
-    }
     switch tensor.storage {
     case .none: break
     case .raw(let b), .floatData(let b), .int32Data(let b), .int64Data(let b), .doubleData(let b), .uint64Data(let b):
         if let deferred = b.deferred, !whole {
-            // Its samples, hashed as `combine` hashes the bytes, without computing them.
-            hasher.combine(b.count)
+            // Its samples, hashed as `bytesHash` hashes the bytes, without computing them.
+            var bytes = Hasher()
+            bytes.combine(b.count)
             deferred.samples.withUnsafeBytes { samples in
                 var start = 0
                 for range in DeferredBytes.sampleRanges(count: b.count) {
-                    hasher.combine(bytes: UnsafeRawBufferPointer(rebasing: samples[start..<(start + range.count)]))
+                    bytes.combine(bytes: UnsafeRawBufferPointer(rebasing: samples[start..<(start + range.count)]))
                     start += range.count
                 }
             }
+            hasher.combine(bytes.finalize())
         } else {
-            // A whole hash of deferred bytes computes them for the moment only.
-            _ = try? b.withTransientBytes { combine($0) }
+            // A whole hash of deferred bytes computes them for the moment only. (The bytes get
+            // a hasher of their own: a closure capturing this one would put it on the heap.)
+            if let bytes = try? b.withTransientBytes({ bytesHash($0, whole: whole) }) { hasher.combine(bytes) }
             // Reading a few bytes of a mapped file maps its neighbouring pages too (the kernel
             // faults around): a weight's pages leave resident memory again at once.
             b.releaseResidentPages()
         }
     case .stringData(let strings):
         for string in strings { hasher.combine(string) }
+    }
+    return hasher.finalize()
+}
+
+/// `tensorHash`'s hash of a tensor's stored bytes: their count and the bytes, whole or the first,
+/// middle and last 64 (`DeferredBytes.sampleRanges`).
+private func bytesHash(_ bytes: UnsafeRawBufferPointer, whole: Bool) -> Int {
+    var hasher = Hasher()
+    hasher.combine(bytes.count)
+    let sample = 64
+    if whole || bytes.count <= 3 * sample {
+        hasher.combine(bytes: bytes)
+    } else {
+        let middle = (bytes.count - sample) / 2
+        hasher.combine(bytes: UnsafeRawBufferPointer(rebasing: bytes[..<sample]))
+        hasher.combine(bytes: UnsafeRawBufferPointer(rebasing: bytes[middle..<(middle + sample)]))
+        hasher.combine(bytes: UnsafeRawBufferPointer(rebasing: bytes[(bytes.count - sample)...]))
     }
     return hasher.finalize()
 }

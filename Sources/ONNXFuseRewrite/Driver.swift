@@ -488,12 +488,12 @@ struct Driver {
         let anchorName = entry.replacedInOrder.lazy.compactMap { match.value($0)?.name }.first
             ?? root.name ?? root.opType
         // Only the computed tensors the replacement reads become initializers.
-        var computed: [Value?] = Array(repeating: nil, count: prepared.tensors.count)
+        var computed: [Value?] = prepared.tensors.map { _ in nil }
         for slot in entry.computedSlotsRead {
             computed[slot] = graph.addInitializer(name: freshName("\(anchorName)_\(replacement.computedNames[slot])"),
                                                   tensor: prepared.tensors[slot])
         }
-        var fresh: [Value?] = Array(repeating: nil, count: replacement.freshNames.count)
+        var fresh: [Value?] = replacement.freshNames.map { _ in nil }
         var takeOver: [(old: Value, new: Value)] = []
         var created: [Node] = []
         func resolve(_ reference: ValueReference) -> Value? {
