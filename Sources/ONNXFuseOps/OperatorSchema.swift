@@ -36,6 +36,10 @@ public struct OperatorSchema: Sendable, Hashable {
     /// Whether the schema defines the operator by a function body built for each node
     /// (from its attributes and input types).
     public let hasContextDependentFunction: Bool
+    /// How each of `inputs` is type-checked (`violation`), found once rather than per node.
+    let inputTypeChecks: [FormalTypeCheck]
+    /// How each of `outputs` is type-checked.
+    let outputTypeChecks: [FormalTypeCheck]
 
     /// A schema made of the given parts.
     public init(
@@ -58,6 +62,8 @@ public struct OperatorSchema: Sendable, Hashable {
         self.maxOutputs = maxOutputs
         self.hasFunction = hasFunction
         self.hasContextDependentFunction = hasContextDependentFunction
+        inputTypeChecks = inputs.map { FormalTypeCheck($0, typeConstraints) }
+        outputTypeChecks = outputs.map { FormalTypeCheck($0, typeConstraints) }
     }
 
     /// The attribute called `name`, if the schema has one.
@@ -108,6 +114,36 @@ public struct FormalParameter: Sendable, Hashable {
         self.option = option
         self.isHomogeneous = isHomogeneous
         self.minArity = minArity
+    }
+}
+
+/// How a formal parameter's element type is judged (`OperatorSchema.violation`): by a type
+/// constraint, as a fixed tensor type, or not at all.
+enum FormalTypeCheck: Sendable, Hashable {
+    /// By the type constraint at this position of `OperatorSchema.typeConstraints`.
+    case constraint(Int)
+    /// Exactly `tensor(type)`.
+    case tensor(DataType)
+    /// Another `tensor(...)` type string, compared as text (no `DataType` is spelled so).
+    case typeString
+    /// Not judged (a sequence, optional or other type string).
+    case none
+
+    /// How `formal` of a schema with `constraints` is judged: a constraint named by its type
+    /// string first, then a `tensor(...)` type string.
+    init(_ formal: FormalParameter, _ constraints: [TypeConstraint]) {
+        if let position = constraints.firstIndex(where: { $0.name == formal.typeString }) {
+            self = .constraint(position)
+        } else if formal.typeString.hasPrefix("tensor(") {
+            let inner = String(formal.typeString.dropFirst("tensor(".count).dropLast())
+            if formal.typeString.hasSuffix(")"), let type = DataType(name: inner), "tensor(\(type))" == formal.typeString {
+                self = .tensor(type)
+            } else {
+                self = .typeString
+            }
+        } else {
+            self = .none
+        }
     }
 }
 

@@ -76,15 +76,28 @@ extension OperatorSchema {
     private func typeViolation(_ node: Node, elementType: (Value) -> DataType?) -> String? {
         // Per type parameter bound so far (by its position in `typeConstraints`): its type and
         // where it was bound. The messages are made only for a violation: this runs for every
-        // node a rule creates.
-        var bound: [(constraint: Int, type: DataType, isOutput: Bool, index: Int)] = []
+        // node a rule creates. Most operators bind one parameter: the first binding is kept
+        // apart, and the list is made only for a second one.
+        typealias Binding = (constraint: Int, type: DataType, isOutput: Bool, index: Int)
+        var firstBound: Binding?
+        var moreBound: [Binding] = []
         func place(_ isOutput: Bool, _ index: Int) -> String {
             "\(isOutput ? "output" : "input") \(index) (\(Self.formal(isOutput ? outputs : inputs, at: index)!.name))"
         }
-        func check(_ values: [Value?], _ formals: [FormalParameter], isOutput: Bool) -> String? {
+        func check(_ values: [Value?], _ formals: [FormalParameter], _ checks: [FormalTypeCheck], isOutput: Bool) -> String? {
             for (index, value) in values.enumerated() {
-                guard let value, let type = elementType(value), let formal = Self.formal(formals, at: index) else { continue }
-                if let position = typeConstraints.firstIndex(where: { $0.name == formal.typeString }) {
+                guard let value, let type = elementType(value) else { continue }
+                // What `Self.formal(formals, at: index)` stands for, found when the schema was made.
+                let typeCheck: FormalTypeCheck
+                if index < checks.count {
+                    typeCheck = checks[index]
+                } else if let last = formals.last, last.option == .variadic {
+                    typeCheck = checks[checks.count - 1]
+                } else {
+                    continue
+                }
+                switch typeCheck {
+                case .constraint(let position):
                     let constraint = typeConstraints[position]
                     // Only tensor types are judged: a constraint of sequences or optionals is
                     // about values whose element type says nothing.
@@ -92,22 +105,35 @@ extension OperatorSchema {
                     if !constraint.allowsTensor(of: type) {
                         return "\(place(isOutput, index)) is \(type), which \(constraint.name) of \(name) does not allow"
                     }
+                    let formal = Self.formal(formals, at: index)!
                     guard formal.option != .variadic || formal.isHomogeneous else { continue }
-                    if let earlier = bound.first(where: { $0.constraint == position }) {
+                    let earlier = firstBound.flatMap { $0.constraint == position ? $0 : nil } ?? moreBound.first { $0.constraint == position }
+                    if let earlier {
                         if earlier.type != type {
                             return "\(place(isOutput, index)) is \(type) but \(place(earlier.isOutput, earlier.index)) is \(earlier.type), "
                                 + "and \(name) needs one type \(constraint.name) for both"
                         }
+                    } else if firstBound == nil {
+                        firstBound = (position, type, isOutput, index)
                     } else {
-                        bound.append((position, type, isOutput, index))
+                        moreBound.append((position, type, isOutput, index))
                     }
-                } else if formal.typeString.hasPrefix("tensor("), formal.typeString != "tensor(\(type))" {
-                    return "\(place(isOutput, index)) is \(type), but \(name) takes \(formal.typeString)"
+                case .tensor(let required):
+                    if type != required {
+                        return "\(place(isOutput, index)) is \(type), but \(name) takes \(Self.formal(formals, at: index)!.typeString)"
+                    }
+                case .typeString:
+                    let typeString = Self.formal(formals, at: index)!.typeString
+                    if typeString != "tensor(\(type))" {
+                        return "\(place(isOutput, index)) is \(type), but \(name) takes \(typeString)"
+                    }
+                case .none:
+                    continue
                 }
             }
             return nil
         }
-        return check(node.inputs, inputs, isOutput: false) ?? check(node.outputs, outputs, isOutput: true)
+        return check(node.inputs, inputs, inputTypeChecks, isOutput: false) ?? check(node.outputs, outputs, outputTypeChecks, isOutput: true)
     }
 
     /// An attribute type as the ONNX specification writes it (`FLOAT`, `INTS`, ...).

@@ -59,6 +59,19 @@ indirect enum LoweredExpression {
         }
     }
 
+    /// At most how many answers of the graph evaluating this records (`Scope.tape`): one per
+    /// value variable, graph call and `opset` (a graph call's arguments are not recorded).
+    var tapeEntryBound: Int {
+        switch self {
+        case .literal, .attributeVariable, .computed, .dataType, .undefined: return 0
+        case .valueVariable, .graphCall: return 1
+        case .list(let items), .call(_, let items): return items.reduce(0) { $0 + $1.tapeEntryBound }
+        case .opset(let arguments): return arguments.reduce(1) { $0 + $1.tapeEntryBound }
+        case .unary(_, let operand): return operand.tapeEntryBound
+        case .binary(_, let lhs, let rhs): return lhs.tapeEntryBound + rhs.tapeEntryBound
+        }
+    }
+
     /// Whether this is a call (a refusal then gives the call's own reason).
     var isCall: Bool {
         switch self {

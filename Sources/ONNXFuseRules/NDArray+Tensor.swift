@@ -22,7 +22,7 @@ extension NDArray {
         if let problem = tensor.payloadProblem {
             throw EvaluationError("\(label) \(problem)")
         }
-        if case .raw(let bytes) = tensor.storage, NDArray.writableTypes.contains(type) {
+        if case .raw(let bytes) = tensor.storage, NDArray.isWritable(type) {
             // Most constants a rule reads: the kernels' reader of floating-point elements
             // (`readReals`, as `TensorValue` reads them) straight into the array.
             defer { tensor.releaseMappedPages() }
@@ -90,8 +90,14 @@ extension NDArray {
         }
     }
 
-    /// The floating-point types values are written as (`BytePieces`, `tensor(as:)`).
-    static let writableTypes: Set<DataType> = [.float, .double, .float16, .bfloat16]
+    /// Whether `dataType` is one of the floating-point types values are written as
+    /// (`BytePieces`, `tensor(as:)`). A switch, not a set: asked for every constant read.
+    static func isWritable(_ dataType: DataType) -> Bool {
+        switch dataType {
+        case .float, .double, .float16, .bfloat16: return true
+        default: return false
+        }
+    }
 
     /// Elements rounded to a stored type (as `tensor(as:)` rounds them), little-endian, handed
     /// on as bytes a few thousand at a time through one small buffer that stays in cache.
@@ -102,9 +108,9 @@ extension NDArray {
         /// Elements per piece.
         static let length = 8192
 
-        /// Pieces of `dataType`, one of `writableTypes`.
+        /// Pieces of `dataType`, `isWritable`.
         init(as dataType: DataType) throws(EvaluationError) {
-            guard NDArray.writableTypes.contains(dataType), let size = dataType.rawByteCount(elements: 1) else {
+            guard NDArray.isWritable(dataType), let size = dataType.rawByteCount(elements: 1) else {
                 throw EvaluationError("cannot write elements as \(dataType)")
             }
             self.dataType = dataType
@@ -124,14 +130,14 @@ extension NDArray {
         }
     }
 
-    /// The elements `range`, rounded to `dataType` (one of `writableTypes`), little-endian, from
+    /// The elements `range`, rounded to `dataType` (`isWritable`), little-endian, from
     /// `base` on: the one loop behind `tensor(as:)` and `sampledBytes` (`BytePieces` calls the
     /// static one).
     private func store(_ range: Range<Int>, as dataType: DataType, into base: UnsafeMutableRawPointer?) {
         values.withUnsafeBufferPointer { NDArray.store(UnsafeBufferPointer(rebasing: $0[range]), as: dataType, into: base) }
     }
 
-    /// `values` rounded to `dataType` (one of `writableTypes`), little-endian, from `base` on.
+    /// `values` rounded to `dataType` (`isWritable`), little-endian, from `base` on.
     static func store(_ values: UnsafeBufferPointer<Double>, as dataType: DataType, into base: UnsafeMutableRawPointer?) {
         guard !values.isEmpty, let base else { return }
         func each<T: FixedWidthInteger>(_ encode: (Double) -> T) {
@@ -157,7 +163,7 @@ extension NDArray {
     /// The elements whose bytes `sampledBytes` takes: the whole elements that cover each of
     /// `DeferredBytes.sampleRanges`, in order.
     static func sampledElements(count: Int, as dataType: DataType) throws(EvaluationError) -> [Range<Int>] {
-        guard NDArray.writableTypes.contains(dataType), let total = dataType.rawByteCount(elements: count) else {
+        guard NDArray.isWritable(dataType), let total = dataType.rawByteCount(elements: count) else {
             throw EvaluationError("cannot write \(count) elements as \(dataType)")
         }
         let size = total / Swift.max(count, 1)

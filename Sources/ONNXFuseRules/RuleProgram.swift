@@ -41,6 +41,9 @@ final class RuleProgram: @unchecked Sendable {
     let loweredAttributeExpressions: [LoweredExpression]
     /// How many slots `Scope.computed` has.
     let computedSlotCount: Int
+    /// Per `compute` assignment: at most how many entries its tape gets (`Scope.tape`), to
+    /// size it once.
+    let tapeCapacities: [Int]
 
     init(rule: RuleSyntax, valueVariables: [String: Int], attributeVariables: [String: Int], computedSlots: [String: Int],
          attributeSlotExpressions: [Expression], attributeSlotTargets: [AttributeTarget], functions: FunctionTable, readSlots: Set<Int>,
@@ -71,6 +74,7 @@ final class RuleProgram: @unchecked Sendable {
         streamCandidates = zip(streamable, loweredComputes).map { $0 ? Scope.streamCandidates($1.value) : [] }
         loweredAttributeExpressions = attributeSlotExpressions.map(lower)
         computedSlotCount = (computedSlots.values.max() ?? -1) + 1
+        tapeCapacities = loweredComputes.map { $0.value.tapeEntryBound }
     }
 
     /// Condition `index` alone, on a match that binds what it reads: nil when it holds, else the
@@ -129,11 +133,14 @@ final class RuleProgram: @unchecked Sendable {
             }
         }
         var tensors: [Tensor] = []
+        tensors.reserveCapacity(rule.computes.count)
         // What each assignment reads from the graph, for tensors computed again at the save.
         var tapes: [[TapeEntry]] = []
+        tapes.reserveCapacity(rule.computes.count)
         scope.recording = true
         for (position, assignment) in rule.computes.enumerated() {
             scope.tape = []
+            scope.tape.reserveCapacity(tapeCapacities[position])
             defer { tapes.append(scope.tape) }
             // A refusal here names the compute line.
             func refused(_ text: String) -> Result<PreparedReplacement, RuleRefusal> {
@@ -183,10 +190,10 @@ final class RuleProgram: @unchecked Sendable {
                 guard array.isFinite(storedAs: type) else {
                     return refused("\(assignment.name) is not finite once stored as \(type) (an element overflows it)")
                 }
-                let read = tapes + [scope.tape]
-                if NDArray.writableTypes.contains(type), let bytes = type.rawByteCount(elements: array.count),
-                   bytes >= EvaluationLimits.current.minimumDeferredBytes, let depth = Self.deferredDepth(reading: read) {
+                if NDArray.isWritable(type), let bytes = type.rawByteCount(elements: array.count),
+                   bytes >= EvaluationLimits.current.minimumDeferredBytes, let depth = Self.deferredDepth(reading: tapes + [scope.tape]) {
                     // A large weight is computed again when written, not kept from now to the save.
+                    let read = tapes + [scope.tape]
                     let replay = ComputeReplay(program: self, match: match.keepingAttributesOnly(), tapes: read, target: position, dataType: type)
                     let deferred = DeferredBytes(count: bytes, samples: try array.sampledBytes(as: type), depth: depth,
                                                  producingInPieces: { emit in try replay.fill(emit) })
@@ -281,8 +288,8 @@ final class RuleProgram: @unchecked Sendable {
     static func deferredDepth(reading tapes: [[TapeEntry]]) -> Int? {
         var deepest = 0
         for tape in tapes {
-            for case .tensor(let tensor) in tape {
-                guard case .raw(let bytes) = tensor.storage, let computation = bytes.deferred, !computation.isResident else { continue }
+            for case .tensor(let box) in tape {
+                guard case .raw(let bytes) = box.value.storage, let computation = bytes.deferred, !computation.isResident else { continue }
                 deepest = max(deepest, computation.depth)
             }
         }
@@ -299,11 +306,13 @@ final class RuleProgram: @unchecked Sendable {
         guard let replacement else { return nil }
         // Stand-ins for values that do not exist yet: computed tensors (their type is known) and
         // the outputs of earlier new nodes (detached values of unknown type).
-        var known: [ObjectIdentifier: DataType] = [:]
+        // A few stand-ins: a list searched by identity, not a dictionary.
+        var known: [(value: Value, type: DataType)] = []
+        known.reserveCapacity(tensors.count)
         var fresh: [Int: Value] = [:]
         func standIn(_ type: DataType?) -> Value {
             let value = Value.detached(name: "v")
-            if let type { known[ObjectIdentifier(value)] = type }
+            if let type { known.append((value, type)) }
             return value
         }
         func resolve(_ reference: ValueReference) -> Value? {
@@ -314,7 +323,9 @@ final class RuleProgram: @unchecked Sendable {
             case .absent: return nil
             }
         }
-        let elementType = { (value: Value) in known[ObjectIdentifier(value)] ?? value.inferred?.elementType ?? value.type?.elementType }
+        let elementType = { (value: Value) in
+            known.first { $0.value === value }?.type ?? value.inferred?.elementType ?? value.type?.elementType
+        }
         for (index, spec) in replacement.nodes.enumerated() {
             // A node made with copied subgraphs would adopt them: not judged here.
             let copiesSubgraphs = spec.attributes.contains { entry in
@@ -394,15 +405,24 @@ final class RuleProgram: @unchecked Sendable {
             self.program = program
             self.match = match
             self.context = context
-            computed = Array(repeating: nil, count: program.computedSlotCount)
+            // Not `Array(repeating:count:)`: it allocates through an unspecialized path.
+            computed = []
+            computed.reserveCapacity(program.computedSlotCount)
+            for _ in 0..<program.computedSlotCount { computed.append(nil) }
         }
 
         /// The graph value of value variable `index`: nil when absent (an optional input the
         /// node lacks, or a variable only another form of the rule binds).
         func graphValue(_ index: Int) -> Value? { match.values[index] ?? nil }
 
-        func constant(_ value: Value) -> Tensor? {
-            value.constantTensor(freezeInitializerInputs: context.freezeInitializerInputs)
+        /// The dims `shape(...)` with these arguments answers from, read in place: those of the
+        /// constant its first argument is bound to, when every argument is a value variable (as
+        /// `callGraphFunction` then neither throws nor looks further); nil otherwise.
+        func constantShape(_ named: [LoweredExpression.GraphArgument]) -> [Int64]? {
+            guard case .value(let index, _)? = named.first,
+                  named.allSatisfy({ if case .value = $0 { return true }; return false }),
+                  let value = graphValue(index) else { return nil }
+            return constantDims(value)
         }
 
         /// Why `value` (named `name`) is not a constant.
@@ -466,6 +486,18 @@ final class RuleProgram: @unchecked Sendable {
                 if try evaluate(lhs).asBoolean(for: "||") { return .boolean(true) }
                 return .boolean(try evaluate(rhs).asBoolean(for: "||"))
             case .binary(let op, let lhs, let rhs):
+                if op == .equal || op == .notEqual, !recording, !replaying, case .graphCall(.shape, let named, _) = lhs,
+                   case .list = rhs, let dims = constantShape(named) {
+                    // `shape(v) == [...]` on a constant: its dims compared in place, no list of
+                    // them made (a guard of most folds). Charged as the call would be.
+                    try charge(lhs, elements: dims.count)
+                    let right = try evaluate(rhs)
+                    guard case .list(let items) = right, !right.containsSymbol else {
+                        return try apply(op, .list(dims.map { .integer($0) }), right)
+                    }
+                    let equal = items.count == dims.count && zip(dims, items).allSatisfy { valuesEqual(.integer($0), $1) }
+                    return .boolean(op == .equal ? equal : !equal)
+                }
                 let left = try evaluate(lhs)
                 return try apply(op, left, try evaluate(rhs))
             case .graphCall(let name, let named, let arguments):
@@ -553,7 +585,7 @@ final class RuleProgram: @unchecked Sendable {
         mutating func lookupValue(_ index: Int, _ name: String) throws(EvaluationError) -> EvalValue {
             if replaying {
                 switch try replayed() {
-                case .tensor(let tensor): return .tensor(try Self.read(tensor), tensor.dataType)
+                case .tensor(let box): return .tensor(try Self.read(box.value), box.value.dataType)
                 case .value(let value): return value
                 }
             }
@@ -561,10 +593,13 @@ final class RuleProgram: @unchecked Sendable {
                 if recording { tape.append(.value(.absent)) }
                 return .absent
             }
-            guard let tensor = constant(value) else { throw EvaluationError(notConstantReason(name, value)) }
-            let array = try Self.read(tensor)
-            if recording { tape.append(.tensor(tensor)) }
-            return .tensor(array, tensor.dataType)
+            // The initializer's own box: read in place and kept on the tape, never copied.
+            guard let box = value.constantTensorBox(freezeInitializerInputs: context.freezeInitializerInputs) else {
+                throw EvaluationError(notConstantReason(name, value))
+            }
+            let array = try Self.read(box.value)
+            if recording { tape.append(.tensor(box)) }
+            return .tensor(array, box.value.dataType)
         }
 
         func evalValue(of attribute: AttributeValue) throws(EvaluationError) -> EvalValue {
@@ -726,14 +761,15 @@ final class ReplacementSchemas: @unchecked Sendable {
 /// One answer the graph gave a `compute` assignment: a constant's tensor (kept as stored, not
 /// as float64) or the value of a graph function or `opset`.
 enum TapeEntry {
-    case tensor(Tensor)
+    /// The tensor's box (an initializer's own): recorded without copying the tensor.
+    case tensor(Box<Tensor>)
     case value(EvalValue)
 
     /// The entry as a value (a tensor entry is read again into float64).
     var value: EvalValue {
         get throws(EvaluationError) {
             switch self {
-            case .tensor(let tensor): return .tensor(try RuleProgram.Scope.read(tensor), tensor.dataType)
+            case .tensor(let box): return .tensor(try RuleProgram.Scope.read(box.value), box.value.dataType)
             case .value(let value): return value
             }
         }
@@ -780,9 +816,9 @@ final class ComputeReplay: @unchecked Sendable {
     func fill(_ emit: DeferredBytes.Emit) throws {
         // What is read again must be what the rewrite read and checked.
         for position in steps {
-            for case .tensor(let tensor) in tapes[position] {
-                guard case .raw(let bytes) = tensor.storage, let change = bytes.sourceChange else { continue }
-                throw EvaluationError("\(tensor.name.map { "tensor '\($0)'" } ?? "an input") is read from a file that changed since it was loaded (\(change))")
+            for case .tensor(let box) in tapes[position] {
+                guard case .raw(let bytes) = box.value.storage, let change = bytes.sourceChange else { continue }
+                throw EvaluationError("\(box.value.name.map { "tensor '\($0)'" } ?? "an input") is read from a file that changed since it was loaded (\(change))")
             }
         }
         let pieces = try NDArray.BytePieces(as: dataType)

@@ -10,7 +10,7 @@ import ONNXFuseOps
 struct StreamedTensor {
     /// The constant.
     let source: Tensor
-    /// Its bytes: little-endian elements of one of `NDArray.writableTypes`.
+    /// Its bytes: little-endian elements of of a type `NDArray.isWritable` takes.
     let bytes: TensorBytes
     /// The number of elements, of the constant and of the result.
     let count: Int
@@ -36,7 +36,7 @@ struct StreamedTensor {
     /// The constant `source`, unchanged; nil when it cannot be streamed (a type or storage this
     /// does not read, or a payload that is not whole).
     init?(source: Tensor) {
-        guard NDArray.writableTypes.contains(source.dataType), source.payloadProblem == nil,
+        guard NDArray.isWritable(source.dataType), source.payloadProblem == nil,
               case .raw(let bytes) = source.storage, let count = source.elementCount,
               source.dataType.rawByteCount(elements: count) == bytes.count else { return nil }
         self.source = source
@@ -312,9 +312,10 @@ extension RuleProgram.Scope {
 
     /// Whether `value` is a constant of at least `minimum` bytes, its size read in place.
     private func isLargeConstant(_ value: Value, _ minimum: Int) -> Bool {
-        value.withConstantTensor(freezeInitializerInputs: context.freezeInitializerInputs) { constant in
-            constant.elementCount.flatMap { constant.dataType.rawByteCount(elements: $0) }.map { $0 >= minimum } ?? false
-        } == true
+        // The tensor's box, read in place: no copy of the tensor, no generic closure.
+        guard let box = value.constantTensorBox(freezeInitializerInputs: context.freezeInitializerInputs),
+              let count = box.value.elementCount, let bytes = box.value.dataType.rawByteCount(elements: count) else { return false }
+        return bytes >= minimum
     }
 
     /// Whether `evaluateStreaming` may stream anything of an expression whose candidates
@@ -346,24 +347,25 @@ extension RuleProgram.Scope {
     /// stream when it is large enough (at least `EvaluationLimits.minimumDeferredBytes`, as what
     /// is computed from it is deferred); nil otherwise, with nothing read.
     private mutating func streamableConstant(_ index: Int) -> StreamedTensor? {
-        let tensor: Tensor
+        let box: Box<Tensor>
         let minimum = EvaluationLimits.current.minimumDeferredBytes
         if replaying {
             guard cursor < tape.count, case .tensor(let recorded) = tape[cursor] else { return nil }
-            tensor = recorded
+            box = recorded
         } else {
             // Most constants of a match are small: their size is read in place, and only a large
-            // one is copied out.
-            guard let value = graphValue(index), isLargeConstant(value, minimum), let constant = constant(value) else { return nil }
-            tensor = constant
+            // one is streamed.
+            guard let value = graphValue(index), isLargeConstant(value, minimum),
+                  let constant = value.constantTensorBox(freezeInitializerInputs: context.freezeInitializerInputs) else { return nil }
+            box = constant
         }
-        guard let streamed = StreamedTensor(source: tensor), streamed.bytes.count >= minimum else {
+        guard let streamed = StreamedTensor(source: box.value), streamed.bytes.count >= minimum else {
             return nil
         }
         if replaying {
             cursor += 1
         } else if recording {
-            tape.append(.tensor(tensor))
+            tape.append(.tensor(box))
         }
         return streamed
     }
