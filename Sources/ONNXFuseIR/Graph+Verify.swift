@@ -29,16 +29,16 @@ extension Graph {
         var outputCounts: [ObjectIdentifier: Int] = [:]
         var defined: [Value] = []
         var reads = 0
-        var visible: [String: Value] = [:]
-        visible.reserveCapacity(inputs.count + initializers.count + nodeCount * 2)
-        try verify(visible: &visible, outputCounts: &outputCounts, defined: &defined, reads: &reads)
+        var uncountedOutput = false
+        try verify(enclosing: nil, outputCounts: &outputCounts, defined: &defined, reads: &reads, uncountedOutput: &uncountedOutput)
         // Each listed use is a distinct real read, and each read is listed: with equal totals,
         // no value lists a use that some node outside this model makes.
         let listed = defined.reduce(0) { $0 + $1.uses.count }
         if listed != reads {
             throw IRInvariantError(description: "values list \(listed) uses but nodes of the model make \(reads) reads")
         }
-        for value in defined where value.graphOutputCount != 0 || outputCounts[ObjectIdentifier(value)] != nil {
+        // A value that counts no graph output is looked up only when some output names such a value.
+        for value in defined where value.graphOutputCount != 0 || (uncountedOutput && outputCounts[ObjectIdentifier(value)] != nil) {
             let named = outputCounts[ObjectIdentifier(value)] ?? 0
             if value.graphOutputCount != named {
                 throw IRInvariantError(description: "value '\(value.name)' counts \(value.graphOutputCount) graph outputs but \(named) name it")
@@ -50,21 +50,98 @@ extension Graph {
         IRInvariantError(description: "graph '\(name ?? "")': \(text)")
     }
 
-    /// `visible` holds the values in scope by name: this graph's definitions so far and those
-    /// of the enclosing graphs before the node holding it. A subgraph's own names leave it when
-    /// its check ends, so that its siblings and what follows do not see them.
-    private func verify(visible: inout [String: Value], outputCounts: inout [ObjectIdentifier: Int],
-                        defined: inout [Value], reads: inout Int) throws {
-        let firstDefined = defined.count
-        defer {
-            if parentNode != nil {
-                for value in defined[firstDefined...] where visible[value.name] === value { visible[value.name] = nil }
-            }
+    /// The values in scope while a graph is checked: its definitions so far, then those of the
+    /// enclosing graphs before the node holding it. A subgraph's values live in its own scope,
+    /// dropped when its check ends, so that its siblings and what follows do not see them.
+    /// Names are unique across the chain (`define` checks), and do not change while `verify`
+    /// runs: a value is in scope under its name exactly when it is one of the scope's members,
+    /// which reads check by identity, without hashing the name again.
+    private final class VerifyScope {
+        let parent: VerifyScope?
+        let names: NameTable
+        @exclusivity(unchecked) var members: IdentitySet
+        init(parent: VerifyScope?, capacity: Int) {
+            self.parent = parent
+            names = NameTable(capacity: capacity)
+            members = IdentitySet(capacity: capacity)
         }
+        /// Adds `value` under its name; the value in scope that has the name already, if any.
+        func define(_ value: Value) -> Value? {
+            if let existing = names.insert(value) { return existing }
+            members.insert(value)
+            var scope = parent
+            while let current = scope {
+                if let existing = current.names[value.name] { return existing }
+                scope = current.parent
+            }
+            return nil
+        }
+        /// Whether `value` is in scope under its name.
+        func holds(_ value: Value) -> Bool {
+            var scope: VerifyScope? = self
+            while let current = scope {
+                if current.members.contains(value) { return true }
+                scope = current.parent
+            }
+            return false
+        }
+    }
+
+    /// A set of values by identity: open addressing on the address, which needs no hashing
+    /// of names and touches nothing of the object.
+    private struct IdentitySet {
+        private var slots: [UInt]
+        private var mask: Int
+        private var count = 0
+
+        init(capacity: Int) {
+            var size = 16
+            while size < capacity * 2 { size <<= 1 }
+            slots = [UInt](repeating: 0, count: size)
+            mask = size - 1
+        }
+
+        private func start(_ key: UInt) -> Int {
+            // Objects are 16-byte aligned; Fibonacci hashing spreads the rest.
+            Int(truncatingIfNeeded: ((key >> 4) &* 0x9E37_79B9_7F4A_7C15) >> 24) & mask
+        }
+
+        func contains(_ object: Value) -> Bool {
+            let key = UInt(bitPattern: ObjectIdentifier(object))
+            var index = start(key)
+            while slots[index] != 0 {
+                if slots[index] == key { return true }
+                index = (index + 1) & mask
+            }
+            return false
+        }
+
+        mutating func insert(_ object: Value) {
+            if (count + 1) * 2 > slots.count {
+                let old = slots
+                self = IdentitySet(capacity: slots.count)
+                for key in old where key != 0 { insert(key) }
+            }
+            insert(UInt(bitPattern: ObjectIdentifier(object)))
+        }
+
+        private mutating func insert(_ key: UInt) {
+            var index = start(key)
+            while slots[index] != 0 {
+                if slots[index] == key { return }
+                index = (index + 1) & mask
+            }
+            slots[index] = key
+            count += 1
+        }
+    }
+
+    private func verify(enclosing: VerifyScope?, outputCounts: inout [ObjectIdentifier: Int],
+                        defined: inout [Value], reads: inout Int, uncountedOutput: inout Bool) throws {
+        let scope = VerifyScope(parent: enclosing, capacity: inputs.count + initializerCount + sparseInitializers.count + nodeCount)
         // Messages are built only on failure: this runs for every value of every model loaded.
         func define(_ value: Value, _ what: @autoclosure () -> String) throws {
-            if let existing = visible.updateValue(value, forKey: value.name) {
-                visible[value.name] = existing
+            if let existing = scope.define(value) {
                 if existing === value { throw fail("\(what()) '\(value.name)' is defined twice") }
                 throw fail("\(what()) '\(value.name)' reuses the name of another value in scope")
             }
@@ -85,7 +162,7 @@ extension Graph {
         for value in initializers {
             guard value.initializer != nil else { throw fail("initializer '\(value.name)' has no tensor") }
             if value.definition == .graphInput {
-                guard value.graphStorage === self, visible[value.name] === value else {
+                guard value.graphStorage === self, scope.holds(value) else {
                     throw fail("initializer '\(value.name)' is marked as an input but is not one")
                 }
                 continue
@@ -110,7 +187,7 @@ extension Graph {
             func label() -> String { "node '\(node.name ?? "")' (\(node.opType))" }
             for (index, input) in node.inputs.enumerated() {
                 guard let input else { continue }
-                guard visible[input.name] === input else {
+                guard scope.holds(input) else {
                     throw fail("\(label()) reads '\(input.name)', which is not defined before it in scope")
                 }
                 // Every listed use is a distinct real read (checked where the value is
@@ -122,7 +199,8 @@ extension Graph {
             }
             for graph in node.subgraphs {
                 guard graph.parentNode === node else { throw fail("a subgraph of \(label()) does not know its node") }
-                try graph.verify(visible: &visible, outputCounts: &outputCounts, defined: &defined, reads: &reads)
+                try graph.verify(enclosing: scope, outputCounts: &outputCounts, defined: &defined, reads: &reads,
+                                 uncountedOutput: &uncountedOutput)
             }
             for (index, output) in node.outputs.enumerated() {
                 guard let output else { continue }
@@ -135,13 +213,14 @@ extension Graph {
         guard count == nodeCount, previous === lastNode else { throw fail("node count or tail is wrong") }
 
         for (index, output) in outputs.enumerated() {
-            guard visible[output.value.name] === output.value else {
+            guard scope.holds(output.value) else {
                 throw fail("graph output '\(output.value.name)' is not defined in scope")
             }
             guard indexOfOutputs(names: output.value, at: index) else {
                 throw fail("graph output \(index) '\(output.value.name)' is missing from the index of outputs")
             }
             outputCounts[ObjectIdentifier(output.value), default: 0] += 1
+            if output.value.graphOutputCount == 0 { uncountedOutput = true }
         }
     }
 

@@ -26,18 +26,19 @@ public enum ValueInfoEntry {
 /// `Loop` or `Scan`. Nodes are kept in order in an intrusive list (insertion and erasure are
 /// O(1)); nodes of a subgraph may read values of every enclosing graph.
 public final class Graph {
+    // Stored properties skip the runtime exclusivity check, as `Node`'s do.
     /// The graph's name, if any.
-    public var name: String?
+    @exclusivity(unchecked) public var name: String?
     /// Documentation, if any.
-    public var docString: String?
+    @exclusivity(unchecked) public var docString: String?
     /// The graph inputs, in order.
-    public private(set) var inputs: [Value] = []
+    @exclusivity(unchecked) public private(set) var inputs: [Value] = []
     /// The graph outputs, in order.
-    public private(set) var outputs: [GraphOutput] = []
+    @exclusivity(unchecked) public private(set) var outputs: [GraphOutput] = []
     /// The positions in `outputs` of the outputs naming each value (usually one), so that
     /// moving the outputs of one value does not scan them all. A set: moving one output of a
     /// value named by 160,000 outputs must not shift an array.
-    private var outputPositionsByValue: [ObjectIdentifier: Set<Int>] = [:]
+    @exclusivity(unchecked) private var outputPositionsByValue: [ObjectIdentifier: Set<Int>] = [:]
     /// The initializers, in file order (an overridable one is also in `inputs`).
     public var initializers: [Value] {
         removedInitializers == 0 ? initializerSlots.map { $0! } : initializerSlots.compactMap { $0 }
@@ -46,28 +47,28 @@ public final class Graph {
     public var initializerCount: Int { initializerSlots.count - removedInitializers }
     /// Initializers by slot; a removed one leaves a hole until the next compaction, so that
     /// removing is O(1) (rewrites remove many).
-    private var initializerSlots: [Value?] = []
-    private var removedInitializers = 0
+    @exclusivity(unchecked) private var initializerSlots: [Value?] = []
+    @exclusivity(unchecked) private var removedInitializers = 0
     /// The sparse initializers, in file order.
-    public private(set) var sparseInitializers: [Value] = []
+    @exclusivity(unchecked) public private(set) var sparseInitializers: [Value] = []
     /// The `value_info` list, in file order.
-    public internal(set) var valueInfo: [ValueInfoEntry] = []
+    @exclusivity(unchecked) public internal(set) var valueInfo: [ValueInfoEntry] = []
     /// Named metadata.
-    public var metadataProps: [StringPair] = []
+    @exclusivity(unchecked) public var metadataProps: [StringPair] = []
     /// The decoded message, for fields the IR does not interpret.
-    package var origin: ProtoOrigin?
+    @exclusivity(unchecked) package var origin: ProtoOrigin?
 
     /// The node whose attribute holds this graph; nil for a main graph.
-    public internal(set) unowned(unsafe) var parentNode: Node?
-    unowned(unsafe) var modelStorage: Model?
+    @exclusivity(unchecked) public internal(set) unowned(unsafe) var parentNode: Node?
+    @exclusivity(unchecked) unowned(unsafe) var modelStorage: Model?
 
-    private var head: Node?
-    private unowned(unsafe) var tail: Node?
+    @exclusivity(unchecked) private var head: Node?
+    @exclusivity(unchecked) private unowned(unsafe) var tail: Node?
     /// The number of nodes.
-    public private(set) var nodeCount = 0
+    @exclusivity(unchecked) public private(set) var nodeCount = 0
     /// The number of nodes that hold subgraphs: walks over every graph skip the nodes of a
     /// graph that has none.
-    package internal(set) var subgraphHolderCount = 0
+    @exclusivity(unchecked) package internal(set) var subgraphHolderCount = 0
 
     /// An empty graph.
     public init(name: String? = nil) { self.name = name }

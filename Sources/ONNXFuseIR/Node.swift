@@ -1,37 +1,39 @@
 /// An operator application (`NodeProto`). Inputs and outputs are `Value`s; an absent
 /// optional input or output (an empty name in the file) is nil.
 public final class Node {
+    // Stored properties skip the runtime exclusivity check (swift_beginAccess): the engine
+    // and the loader read them millions of times, and no access to them overlaps another.
     /// The node's name, if the file gives one.
-    public var name: String?
+    @exclusivity(unchecked) public var name: String?
     /// The operator, such as `Conv`.
-    public var opType: String
+    @exclusivity(unchecked) public var opType: String
     /// The operator set domain; nil or "" is the default ONNX domain.
-    public var domain: String?
+    @exclusivity(unchecked) public var domain: String?
     /// The function overload, if any.
-    public var overload: String?
+    @exclusivity(unchecked) public var overload: String?
     /// The inputs; change them only through `setInput` and friends so use lists stay exact.
-    public private(set) var inputs: [Value?]
+    @exclusivity(unchecked) public private(set) var inputs: [Value?]
     /// The outputs, which this node defines.
-    public private(set) var outputs: [Value?]
+    @exclusivity(unchecked) public private(set) var outputs: [Value?]
     /// The attributes in file order. Graphs inside them become this node's subgraphs.
-    public var attributes: [Attribute] {
+    @exclusivity(unchecked) public var attributes: [Attribute] {
         didSet { attributesChanged(from: oldValue) }
     }
     /// Documentation, if any.
-    public var docString: String?
+    @exclusivity(unchecked) public var docString: String?
     /// Named metadata.
-    public var metadataProps: [StringPair]
+    @exclusivity(unchecked) public var metadataProps: [StringPair]
     /// The decoded message, for fields the IR does not interpret.
-    package var origin: ProtoOrigin?
+    @exclusivity(unchecked) package var origin: ProtoOrigin?
 
     /// The graph that holds the node; nil before insertion and after erasure.
-    public internal(set) unowned(unsafe) var graph: Graph?
-    var next: Node?
-    unowned(unsafe) var previous: Node?
+    @exclusivity(unchecked) public internal(set) unowned(unsafe) var graph: Graph?
+    @exclusivity(unchecked) var next: Node?
+    @exclusivity(unchecked) unowned(unsafe) var previous: Node?
 
     /// The node's place in its graph's order: increasing from the first node to the last,
     /// kept by `Graph.insert` (with gaps, renumbered when an insertion finds none).
-    var orderKey: UInt64 = 0
+    @exclusivity(unchecked) var orderKey: UInt64 = 0
 
     /// Whether this node comes before `other` in their graph (both must be in the same one);
     /// constant time.
@@ -47,8 +49,16 @@ public final class Node {
 
     /// A node, not yet in a graph, that defines new values named `outputNames` (nil: an
     /// absent output).
-    public init(opType: String, domain: String? = nil, name: String? = nil, inputs: [Value?],
-                outputNames: [String?], attributes: [Attribute] = []) {
+    public convenience init(opType: String, domain: String? = nil, name: String? = nil, inputs: [Value?],
+                            outputNames: [String?], attributes: [Attribute] = []) {
+        self.init(opType: opType, domain: domain, name: name, inputs: inputs, outputCount: outputNames.count,
+                  outputName: { outputNames[$0] }, attributes: attributes)
+    }
+
+    /// A node whose output `index` (of `outputCount`) is named `outputName(index)` (nil: an
+    /// absent output): for the loader, which reads the names from the file one by one.
+    package init(opType: String, domain: String?, name: String?, inputs: [Value?],
+                 outputCount: Int, outputName: (Int) -> String?, attributes: [Attribute]) {
         self.opType = opType
         self.domain = domain
         self.name = name
@@ -56,14 +66,19 @@ public final class Node {
         self.outputs = []
         self.attributes = attributes
         self.metadataProps = []
-        self.outputs = outputNames.enumerated().map { index, outputName in
-            outputName.map {
-                let value = Value(name: $0, definition: .detached)
+        var outputs: [Value?] = []
+        outputs.reserveCapacity(outputCount)
+        for index in 0..<outputCount {
+            if let name = outputName(index) {
+                let value = Value(name: name, definition: .detached)
                 value.producerStorage = self
-                return value
+                outputs.append(value)
+            } else {
+                outputs.append(nil)
             }
         }
-        if attributes.contains(where: \.hasSubgraphs) {
+        self.outputs = outputs
+        if attributes.contains(where: { $0.hasSubgraphs }) {
             holdsSubgraphs = true
             for graph in subgraphs { graph.parentNode = self }
         }
@@ -76,7 +91,7 @@ public final class Node {
     public func attribute(_ name: String) -> Attribute? { attributes.first { $0.name == name } }
 
     /// Whether an attribute holds a graph (kept with `attributes`, for the graph's count).
-    package private(set) var holdsSubgraphs = false
+    @exclusivity(unchecked) package private(set) var holdsSubgraphs = false
 
     /// Every graph held by an attribute, in attribute order.
     public var subgraphs: [Graph] {
@@ -130,14 +145,14 @@ public final class Node {
     /// Drops this node's input uses and those of every node inside its subgraphs.
     func unregisterUses() {
         for (index, value) in inputs.enumerated() { value?.removeUse(Use(node: self, inputIndex: index)) }
-        if attributes.contains(where: \.hasSubgraphs) {
+        if attributes.contains(where: { $0.hasSubgraphs }) {
             for graph in subgraphs { graph.dropAllUses() }
         }
     }
 
     private func attributesChanged(from old: [Attribute]) {
-        let held = old.contains(where: \.hasSubgraphs)
-        let holds = attributes.contains(where: \.hasSubgraphs)
+        let held = old.contains(where: { $0.hasSubgraphs })
+        let holds = attributes.contains(where: { $0.hasSubgraphs })
         if held != holds, let graph { graph.subgraphHolderCount += holds ? 1 : -1 }
         holdsSubgraphs = holds
         let oldGraphs = held ? old.flatMap(\.subgraphs) : []

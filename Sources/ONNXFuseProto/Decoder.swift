@@ -163,7 +163,7 @@ struct Decoder {
     /// The names visible while decoding: this graph's so far, then the enclosing graphs'.
     final class Scope {
         let parent: Scope?
-        var values: NameTable
+        let values: NameTable
         init(parent: Scope?, capacity: Int) {
             self.parent = parent
             values = NameTable(capacity: capacity)
@@ -275,12 +275,11 @@ struct Decoder {
                 guard isNew else { throw invalid(location(), "attribute '\(attribute.name)' appears twice") }
                 attributes.append(attribute)
             }
-            let outputNames: [String?] = (0..<n.n_output).map { j in
-                let name = String(cString: n.output[j]!)
-                return name.isEmpty ? nil : name
-            }
             let node = Node(opType: opType, domain: string(n.domain), name: nodeName, inputs: inputs,
-                            outputNames: outputNames, attributes: attributes)
+                            outputCount: n.n_output, outputName: { j in
+                                let name = n.output[j]!
+                                return name.pointee == 0 ? nil : String(cString: name)
+                            }, attributes: attributes)
             node.overload = string(n.overload)
             node.docString = string(n.doc_string)
             node.metadataProps = pairs(n.metadata_props, n.n_metadata_props)

@@ -125,10 +125,11 @@ final class Encoder {
         return (messages.count, array)
     }
 
-    func strings(_ values: [String]) -> (Int, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) {
+    /// A repeated string field naming `values` (an absent one as ""), without an array of names.
+    func names(_ values: [Value?]) -> (Int, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) {
         guard !values.isEmpty else { return (0, nil) }
         let array = allocate(UnsafeMutablePointer<CChar>?.self, count: values.count)
-        for (index, value) in values.enumerated() { array[index] = cString(value) }
+        for (index, value) in values.enumerated() { array[index] = cString(value?.name ?? "") }
         return (values.count, array)
     }
 
@@ -267,8 +268,8 @@ final class Encoder {
             return old!
         }
         let n = start(old, onnx__node_proto__init)
-        (n.pointee.n_input, n.pointee.input) = strings(node.inputs.map { $0?.name ?? "" })
-        (n.pointee.n_output, n.pointee.output) = strings(node.outputs.map { $0?.name ?? "" })
+        (n.pointee.n_input, n.pointee.input) = names(node.inputs)
+        (n.pointee.n_output, n.pointee.output) = names(node.outputs)
         n.pointee.name = cString(node.name)
         n.pointee.op_type = cString(node.opType)
         n.pointee.domain = cString(node.domain)

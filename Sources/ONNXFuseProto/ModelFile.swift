@@ -421,12 +421,20 @@ struct DataFilePlan {
     /// Whether `name` is `<base>.data` or `<base>.data.<k>` (k decimal digits). No model's
     /// conventional data file (`<model>.data`) is named `<base>.data.<k>`.
     static func isDataName(_ name: String, of base: String) -> Bool {
-        let prefix = Array((base + ".data").utf8), bytes = Array(name.utf8)
-        guard bytes.starts(with: prefix) else { return false }
-        if bytes.count == prefix.count { return true }
-        let suffix = bytes.dropFirst(prefix.count)
-        return suffix.count >= 2 && suffix.first == UInt8(ascii: ".")
-            && suffix.dropFirst().allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
+        // Compared in place, without arrays: every entry of the output's folder is tested at
+        // each save.
+        var name = name, base = base
+        return name.withUTF8 { name in
+            base.withUTF8 { base in
+                let prefixCount = base.count + 5
+                guard name.count >= prefixCount, name[..<base.count].elementsEqual(base),
+                      name[base.count..<prefixCount].elementsEqual(".data".utf8) else { return false }
+                if name.count == prefixCount { return true }
+                let suffix = name[prefixCount...]
+                return suffix.count >= 2 && suffix.first == UInt8(ascii: ".")
+                    && suffix.dropFirst().allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
+            }
+        }
     }
 
     /// The next name to try for the new data file: `<output>.data`, then `<output>.data.1`,
