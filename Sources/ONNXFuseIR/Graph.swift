@@ -26,19 +26,18 @@ public enum ValueInfoEntry {
 /// `Loop` or `Scan`. Nodes are kept in order in an intrusive list (insertion and erasure are
 /// O(1)); nodes of a subgraph may read values of every enclosing graph.
 public final class Graph {
-    // Stored properties skip the runtime exclusivity check, as `Node`'s do.
     /// The graph's name, if any.
-    @exclusivity(unchecked) public var name: String?
+    public var name: String?
     /// Documentation, if any.
-    @exclusivity(unchecked) public var docString: String?
+    public var docString: String?
     /// The graph inputs, in order.
-    @exclusivity(unchecked) public private(set) var inputs: [Value] = []
+    public private(set) var inputs: [Value] = []
     /// The graph outputs, in order.
-    @exclusivity(unchecked) public private(set) var outputs: [GraphOutput] = []
+    public private(set) var outputs: [GraphOutput] = []
     /// The positions in `outputs` of the outputs naming each value (usually one), so that
     /// moving the outputs of one value does not scan them all. A set: moving one output of a
     /// value named by 160,000 outputs must not shift an array.
-    @exclusivity(unchecked) private var outputPositionsByValue: [ObjectIdentifier: Set<Int>] = [:]
+    private var outputPositionsByValue: [ObjectIdentifier: Set<Int>] = [:]
     /// The initializers, in file order (an overridable one is also in `inputs`).
     public var initializers: [Value] {
         removedInitializers == 0 ? initializerSlots.map { $0! } : initializerSlots.compactMap { $0 }
@@ -47,28 +46,28 @@ public final class Graph {
     public var initializerCount: Int { initializerSlots.count - removedInitializers }
     /// Initializers by slot; a removed one leaves a hole until the next compaction, so that
     /// removing is O(1) (rewrites remove many).
-    @exclusivity(unchecked) private var initializerSlots: [Value?] = []
-    @exclusivity(unchecked) private var removedInitializers = 0
+    private var initializerSlots: [Value?] = []
+    private var removedInitializers = 0
     /// The sparse initializers, in file order.
-    @exclusivity(unchecked) public private(set) var sparseInitializers: [Value] = []
+    public private(set) var sparseInitializers: [Value] = []
     /// The `value_info` list, in file order.
-    @exclusivity(unchecked) public internal(set) var valueInfo: [ValueInfoEntry] = []
+    public internal(set) var valueInfo: [ValueInfoEntry] = []
     /// Named metadata.
-    @exclusivity(unchecked) public var metadataProps: [StringPair] = []
+    public var metadataProps: [StringPair] = []
     /// The decoded message, for fields the IR does not interpret.
-    @exclusivity(unchecked) package var origin: ProtoOrigin?
+    package var origin: ProtoOrigin?
 
     /// The node whose attribute holds this graph; nil for a main graph.
-    @exclusivity(unchecked) public internal(set) unowned(unsafe) var parentNode: Node?
-    @exclusivity(unchecked) unowned(unsafe) var modelStorage: Model?
+    public internal(set) unowned(unsafe) var parentNode: Node?
+    unowned(unsafe) var modelStorage: Model?
 
-    @exclusivity(unchecked) private var head: Node?
-    @exclusivity(unchecked) private unowned(unsafe) var tail: Node?
+    private var head: Node?
+    private unowned(unsafe) var tail: Node?
     /// The number of nodes.
-    @exclusivity(unchecked) public private(set) var nodeCount = 0
+    public private(set) var nodeCount = 0
     /// The number of nodes that hold subgraphs: walks over every graph skip the nodes of a
     /// graph that has none.
-    @exclusivity(unchecked) package internal(set) var subgraphHolderCount = 0
+    package internal(set) var subgraphHolderCount = 0
 
     /// An empty graph.
     public init(name: String? = nil) { self.name = name }

@@ -1,39 +1,37 @@
 /// An operator application (`NodeProto`). Inputs and outputs are `Value`s; an absent
 /// optional input or output (an empty name in the file) is nil.
 public final class Node {
-    // Stored properties skip the runtime exclusivity check (swift_beginAccess): the engine
-    // and the loader read them millions of times, and no access to them overlaps another.
     /// The node's name, if the file gives one.
-    @exclusivity(unchecked) public var name: String?
+    public var name: String?
     /// The operator, such as `Conv`.
-    @exclusivity(unchecked) public var opType: String
+    public var opType: String
     /// The operator set domain; nil or "" is the default ONNX domain.
-    @exclusivity(unchecked) public var domain: String?
+    public var domain: String?
     /// The function overload, if any.
-    @exclusivity(unchecked) public var overload: String?
+    public var overload: String?
     /// The inputs; change them only through `setInput` and friends so use lists stay exact.
-    @exclusivity(unchecked) public private(set) var inputs: [Value?]
+    public private(set) var inputs: [Value?]
     /// The outputs, which this node defines.
-    @exclusivity(unchecked) public private(set) var outputs: [Value?]
+    public private(set) var outputs: [Value?]
     /// The attributes in file order. Graphs inside them become this node's subgraphs.
-    @exclusivity(unchecked) public var attributes: [Attribute] {
+    public var attributes: [Attribute] {
         didSet { attributesChanged(from: oldValue) }
     }
     /// Documentation, if any.
-    @exclusivity(unchecked) public var docString: String?
+    public var docString: String?
     /// Named metadata.
-    @exclusivity(unchecked) public var metadataProps: [StringPair]
+    public var metadataProps: [StringPair]
     /// The decoded message, for fields the IR does not interpret.
-    @exclusivity(unchecked) package var origin: ProtoOrigin?
+    package var origin: ProtoOrigin?
 
     /// The graph that holds the node; nil before insertion and after erasure.
-    @exclusivity(unchecked) public internal(set) unowned(unsafe) var graph: Graph?
-    @exclusivity(unchecked) var next: Node?
-    @exclusivity(unchecked) unowned(unsafe) var previous: Node?
+    public internal(set) unowned(unsafe) var graph: Graph?
+    var next: Node?
+    unowned(unsafe) var previous: Node?
 
     /// The node's place in its graph's order: increasing from the first node to the last,
     /// kept by `Graph.insert` (with gaps, renumbered when an insertion finds none).
-    @exclusivity(unchecked) var orderKey: UInt64 = 0
+    var orderKey: UInt64 = 0
 
     /// Whether this node comes before `other` in their graph (both must be in the same one);
     /// constant time.
@@ -91,7 +89,7 @@ public final class Node {
     public func attribute(_ name: String) -> Attribute? { attributes.first { $0.name == name } }
 
     /// Whether an attribute holds a graph (kept with `attributes`, for the graph's count).
-    @exclusivity(unchecked) package private(set) var holdsSubgraphs = false
+    package private(set) var holdsSubgraphs = false
 
     /// Every graph held by an attribute, in attribute order.
     public var subgraphs: [Graph] {
