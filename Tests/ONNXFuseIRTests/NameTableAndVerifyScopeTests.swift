@@ -3,7 +3,7 @@ import XCTest
 
 /// The raw-memory `NameTable` and `Graph.verify`'s scope chain (identity sets, one `NameTable`
 /// per scope): what a name-keyed dictionary gave before, kept.
-final class ReviewScopeTests: XCTestCase {
+final class NameTableAndVerifyScopeTests: XCTestCase {
     func floatInput(_ graph: Graph, _ name: String) -> Value {
         graph.addInput(name: name, info: ValueInfo(type: .tensor(.float, [.value(2)])))
     }
