@@ -19,7 +19,9 @@ extension Graph {
     /// Checks the invariants of this graph and its subgraphs:
     /// - the node list is consistent and every node knows its graph;
     /// - every value is defined once, by what it says defines it, before it is used, in this
-    ///   graph or an enclosing one, and its name is unique across that scope chain;
+    ///   graph or an enclosing one, and its name is unique across that scope chain (names
+    ///   are compared as UTF-8 bytes, as the loader and ONNX compare them: two canonically
+    ///   equivalent spellings are two names);
     /// - every node input appears in its value's use list exactly once and every use is a
     ///   real input of a node in a graph; graph output counts match the outputs;
     /// - every subgraph knows the node that holds it; initializers hold tensors.
