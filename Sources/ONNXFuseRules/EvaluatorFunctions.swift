@@ -181,20 +181,20 @@ public struct FunctionTable: Sendable {
             guard let value = arguments[1].numberValue else { throw EvaluationError("full: the value is \(arguments[1].kind), not a number") }
             try NDArray.checkSize(shape, "full")
             let count = NDArray.elementCount(shape)!
-            if case .integer(let integer) = arguments[1] { return .tensor(NDArray(shape: shape, integers: Array(repeating: integer, count: count)), nil) }
-            return .tensor(NDArray(shape: shape, values: Array(repeating: value, count: count)), nil)
+            if case .integer(let integer) = arguments[1] { return .tensor(NDArray(shape: shape, integers: repeated(integer, count: count)), nil) }
+            return .tensor(NDArray(shape: shape, values: repeated(value, count: count)), nil)
         }
         table.register("ones", arity: 1...1, kinds: [.integer]) { arguments throws(EvaluationError) in
             let n = try integerArgument("ones", arguments, 0)
             guard n >= 0 else { throw EvaluationError("ones: the count \(n) is negative") }
             guard n <= Self.maximumListLength else { throw EvaluationError.limit("ones: the count \(n) is more than the limit of \(Self.maximumListLength)") }
-            return .list(Array(repeating: .integer(1), count: Int(n)))
+            return .list(repeated(.integer(1), count: Int(n)))
         }
         table.register("zeros", arity: 1...1, kinds: [.integer]) { arguments throws(EvaluationError) in
             let n = try integerArgument("zeros", arguments, 0)
             guard n >= 0 else { throw EvaluationError("zeros: the count \(n) is negative") }
             guard n <= Self.maximumListLength else { throw EvaluationError.limit("zeros: the count \(n) is more than the limit of \(Self.maximumListLength)") }
-            return .list(Array(repeating: .integer(0), count: Int(n)))
+            return .list(repeated(.integer(0), count: Int(n)))
         }
         table.register("slice", arity: 3...3, kinds: [.list, .integer, .integer]) { arguments throws(EvaluationError) in
             // Items start..<end; a negative index counts from the end, as in Python, but an

@@ -119,6 +119,7 @@ public enum EvalValue: Equatable, Sendable {
         switch self {
         case .list(let items):
             var result = [Int]()
+            result.reserveCapacity(items.count)
             for item in items {
                 guard item.numberValue != nil else { throw EvaluationError("expected a list of integers, but it holds \(item.kind)") }
                 result.append(Int(try item.asInteger()))
@@ -127,6 +128,7 @@ public enum EvalValue: Equatable, Sendable {
         case .tensor(let array, _):
             guard array.rank <= 1 else { throw EvaluationError("expected a list of integers, got a tensor of shape \(array.shape)") }
             var result = [Int]()
+            result.reserveCapacity(array.count)
             for index in 0..<array.count { result.append(Int(try array.element(index).asInteger())) }
             return result
         case .integer, .real:

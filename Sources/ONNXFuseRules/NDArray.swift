@@ -77,12 +77,12 @@ public struct NDArray: Equatable, Sendable {
 
     /// An array of zeros with this shape.
     public func zerosLike() -> NDArray {
-        integers == nil ? NDArray(shape: shape, values: Array(repeating: 0, count: count)) : NDArray(shape: shape, integers: Array(repeating: 0, count: count))
+        integers == nil ? NDArray(shape: shape, values: repeated(0, count: count)) : NDArray(shape: shape, integers: repeated(0, count: count))
     }
 
     /// An array of ones with this shape.
     public func onesLike() -> NDArray {
-        integers == nil ? NDArray(shape: shape, values: Array(repeating: 1, count: count)) : NDArray(shape: shape, integers: Array(repeating: 1, count: count))
+        integers == nil ? NDArray(shape: shape, values: repeated(1, count: count)) : NDArray(shape: shape, integers: repeated(1, count: count))
     }
 
     /// The most elements a value of the rule language may have (`EvaluationLimits.current`):
@@ -124,7 +124,7 @@ public struct NDArray: Equatable, Sendable {
 
     /// Row-major strides (in elements) of `shape`.
     static func strides(_ shape: [Int]) -> [Int] {
-        var strides = Array(repeating: 1, count: shape.count)
+        var strides = repeated(1, count: shape.count)
         var stride = 1
         for axis in shape.indices.reversed() {
             strides[axis] = stride
@@ -132,6 +132,13 @@ public struct NDArray: Equatable, Sendable {
         }
         return strides
     }
+}
+
+/// `count` copies of `value`, as `Array(repeating:count:)` makes them without its slow
+/// unspecialized allocation (the evaluator makes such arrays for every operation).
+@inline(__always)
+func repeated<Element>(_ value: Element, count: Int) -> [Element] {
+    (0..<count).map { _ in value }
 }
 
 extension NDArray: CustomStringConvertible {
@@ -149,7 +156,7 @@ extension NDArray {
     /// right; each pair must be equal or contain a 1 (which stretches to the other size).
     public static func broadcastShape(_ lhs: [Int], _ rhs: [Int]) throws(EvaluationError) -> [Int] {
         let rank = max(lhs.count, rhs.count)
-        var result = Array(repeating: 0, count: rank)
+        var result = repeated(0, count: rank)
         for axis in 0..<rank {
             let l = axis < rank - lhs.count ? 1 : lhs[axis - (rank - lhs.count)]
             let r = axis < rank - rhs.count ? 1 : rhs[axis - (rank - rhs.count)]
@@ -173,7 +180,7 @@ extension NDArray {
         let offset = target.count - source.count
         let sourceStrides = strides(source)
         // Stride in the source for each target axis: 0 where the source is missing or stretched.
-        var steps = Array(repeating: 0, count: target.count)
+        var steps = repeated(0, count: target.count)
         for axis in source.indices where source[axis] != 1 || target[axis + offset] == 1 {
             steps[axis + offset] = sourceStrides[axis]
         }
@@ -583,7 +590,7 @@ struct BroadcastPlan {
     /// Row-major steps of an operand of shape `source` read at each axis of `target`: 0 where the
     /// operand is missing or stretched.
     private static func steps(_ source: [Int], _ target: [Int]) -> [Int] {
-        var steps = Array(repeating: 0, count: target.count)
+        var steps = repeated(0, count: target.count)
         let offset = target.count - source.count
         var stride = 1
         for axis in source.indices.reversed() {
@@ -605,7 +612,7 @@ struct BroadcastPlan {
             try body(0, 0, 0, length, leftSteps[0], rightSteps[0])
             return
         }
-        var index = Array(repeating: 0, count: inner)
+        var index = repeated(0, count: inner)
         var (left, right) = (0, 0)
         var output = 0
         while output < count {

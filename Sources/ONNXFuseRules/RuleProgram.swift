@@ -304,6 +304,13 @@ final class RuleProgram: @unchecked Sendable {
     /// without a known schema are not judged (the check after the run still is).
     func newNodeProblem(_ match: Match, _ tensors: [Tensor], _ attributes: [AttributeValue], _ context: RewriteContext) -> RuleRefusal? {
         guard let replacement else { return nil }
+        // Most matches make nodes like ones that conformed before (`NewNodeFacts`): then no node
+        // is made. Otherwise every node is checked, as below.
+        if replacement.nodes.indices.allSatisfy({ index in
+            knownToConform(index, replacement.nodes[index], match, tensors, attributes, context)
+        }) {
+            return nil
+        }
         // Stand-ins for values that do not exist yet: computed tensors (their type is known) and
         // the outputs of earlier new nodes (detached values of unknown type).
         // A few stand-ins: a list searched by identity, not a dictionary.
@@ -327,12 +334,7 @@ final class RuleProgram: @unchecked Sendable {
             known.first { $0.value === value }?.type ?? value.inferred?.elementType ?? value.type?.elementType
         }
         for (index, spec) in replacement.nodes.enumerated() {
-            // A node made with copied subgraphs would adopt them: not judged here.
-            let copiesSubgraphs = spec.attributes.contains { entry in
-                guard case .copyAll(let source) = entry else { return false }
-                return match.nodes[source]!.attributes.contains(where: \.hasSubgraphs)
-            }
-            guard !copiesSubgraphs, let version = context.opsetVersion(spec.domain) else { continue }
+            guard let version = judgedVersion(spec, match, context) else { continue }
             let node = replacement.makeNode(index, for: match, attributeValues: attributes, name: nil, resolve: resolve) { output in
                 if case .none = output { return nil }
                 return "out"
@@ -341,7 +343,10 @@ final class RuleProgram: @unchecked Sendable {
                 if case .fresh(let f) = output { fresh[f] = node.outputs[position] }
             }
             let schema = replacementSchemas.schema(of: index, spec, version: version)
-            guard let problem = OperatorSchemas.problem(of: node, schema: schema, version: version, elementType: elementType) else { continue }
+            guard let problem = OperatorSchemas.problem(of: node, schema: schema, version: version, elementType: elementType) else {
+                replacementSchemas.remember(NewNodeFacts.of(spec, match, tensors, attributes), conforming: index, version: version)
+                continue
+            }
             // What a matched node of that operator breaks already (a bfloat16 Conv where the
             // opset has none) is the model's, not the rule's: the rewrite keeps it as it was.
             if match.matchedNodes.contains(where: { $0.opType == spec.opType
@@ -353,6 +358,26 @@ final class RuleProgram: @unchecked Sendable {
             return refusal
         }
         return nil
+    }
+
+    /// Whether replacement node `index` (`spec`), made for `match`, is one `newNodeProblem` would
+    /// pass without making it: one it does not judge, or one with the facts of a node that
+    /// conformed at the model's opset version (`ReplacementSchemas.conforming`).
+    private func knownToConform(_ index: Int, _ spec: ReplacementNode, _ match: Match, _ tensors: [Tensor],
+                                _ attributes: [AttributeValue], _ context: RewriteContext) -> Bool {
+        guard let version = judgedVersion(spec, match, context) else { return true }
+        return replacementSchemas.conforming(index, version: version).contains { NewNodeFacts.same($0, spec, match, tensors, attributes) }
+    }
+
+    /// The opset version at which `newNodeProblem` judges replacement node `spec` made for
+    /// `match`; nil when it does not (its domain is not imported, or it copies subgraphs, which
+    /// it would adopt).
+    private func judgedVersion(_ spec: ReplacementNode, _ match: Match, _ context: RewriteContext) -> Int64? {
+        let copiesSubgraphs = spec.attributes.contains { entry in
+            guard case .copyAll(let source) = entry else { return false }
+            return match.nodes[source]!.attributes.contains(where: \.hasSubgraphs)
+        }
+        return copiesSubgraphs ? nil : context.opsetVersion(spec.domain)
     }
 
     /// The attribute value that an expression's result becomes.
@@ -742,19 +767,100 @@ final class RuleProgram: @unchecked Sendable {
 }
 
 /// The schema of each node a rule's replacement creates (`OperatorSchemas.schema`), at the
-/// opset version last asked for: a rule checks its new nodes at every match
-/// (`RuleProgram.newNodeProblem`), nearly always at one version. Safe to use from any thread.
+/// opset version last asked for, and the nodes found to conform to it (`NewNodeFacts`): a rule
+/// checks its new nodes at every match (`RuleProgram.newNodeProblem`), nearly always at one
+/// version and with the same facts. Safe to use from any thread.
 final class ReplacementSchemas: @unchecked Sendable {
     private let lock = Lock()
-    /// By replacement node: the version and its schema.
-    private var known: [Int: (version: Int64, schema: OperatorSchema?)] = [:]
+    /// By replacement node: the version, its schema, and the facts of nodes that conformed.
+    private var known: [Int: (version: Int64, schema: OperatorSchema?, conforming: [[NewNodeFacts.Fact]])] = [:]
+    /// The most conforming nodes kept per replacement node (a model whose matches differ in
+    /// every fact checks each of them).
+    static let conformingLimit = 8
 
     /// The schema of replacement node `index` (`spec`) at `version`.
     func schema(of index: Int, _ spec: ReplacementNode, version: Int64) -> OperatorSchema? {
         if let entry = lock.withLock({ known[index] }), entry.version == version { return entry.schema }
         let schema = OperatorSchemas.schema(spec.opType, domain: spec.domain, version: version)
-        lock.withLock { known[index] = (version, schema) }
+        lock.withLock {
+            if known[index]?.version != version { known[index] = (version, schema, []) }
+        }
         return schema
+    }
+
+    /// The facts of the nodes of replacement node `index` known to conform at `version`.
+    func conforming(_ index: Int, version: Int64) -> [[NewNodeFacts.Fact]] {
+        lock.withLock { known[index].flatMap { $0.version == version ? $0.conforming : nil } ?? [] }
+    }
+
+    /// Records that a node of replacement node `index` with `facts` conforms at `version`.
+    func remember(_ facts: [NewNodeFacts.Fact], conforming index: Int, version: Int64) {
+        lock.withLock {
+            guard var entry = known[index], entry.version == version, entry.conforming.count < Self.conformingLimit,
+                  !entry.conforming.contains(facts) else { return }
+            entry.conforming.append(facts)
+            known[index] = entry
+        }
+    }
+}
+
+/// What the schema check of a new node (`OperatorSchema.violation`) reads of it, besides its
+/// operator and outputs (fixed by the replacement node, whose outputs are new values of unknown
+/// type): per input, whether it is there and its element type; per attribute, in the order
+/// the node gets them before duplicates are resolved, its name and type. Two nodes of one
+/// replacement node with equal facts get the same answer at one opset version.
+enum NewNodeFacts {
+    enum Fact: Equatable {
+        case absentInput
+        case input(DataType?)
+        case attribute(String, AttributeType?)
+    }
+
+    /// The facts of replacement node `spec` made for `match` (`Replacement.makeNode`, with the
+    /// element types `RuleProgram.newNodeProblem` gives its values).
+    static func of(_ spec: ReplacementNode, _ match: Match, _ tensors: [Tensor], _ attributes: [AttributeValue]) -> [Fact] {
+        var facts: [Fact] = []
+        _ = visit(spec, match, tensors, attributes) { facts.append($0); return true }
+        return facts
+    }
+
+    /// Whether `facts` are those of replacement node `spec` made for `match`, found without
+    /// making a list of them.
+    static func same(_ facts: [Fact], _ spec: ReplacementNode, _ match: Match, _ tensors: [Tensor], _ attributes: [AttributeValue]) -> Bool {
+        var position = 0
+        let walked = visit(spec, match, tensors, attributes) { fact in
+            guard position < facts.count, facts[position] == fact else { return false }
+            position += 1
+            return true
+        }
+        return walked && position == facts.count
+    }
+
+    /// Passes each fact to `body`, in order, until it returns false; whether it never did.
+    private static func visit(_ spec: ReplacementNode, _ match: Match, _ tensors: [Tensor], _ attributes: [AttributeValue],
+                              _ body: (Fact) -> Bool) -> Bool {
+        for input in spec.inputs {
+            let fact: Fact
+            switch input {
+            case .bound(let variable):
+                guard let value = match.value(variable) else { fact = .absentInput; break }
+                fact = .input(value.inferred?.elementType ?? value.type?.elementType)
+            case .computed(let slot): fact = .input(slot < tensors.count ? tensors[slot].dataType : nil)
+            case .fresh: fact = .input(nil)
+            case .absent: fact = .absentInput
+            }
+            if !body(fact) { return false }
+        }
+        for entry in spec.attributes {
+            switch entry {
+            case .copyAll(let source):
+                let copied = match.nodes[source]!.attributes
+                for index in copied.indices where !body(.attribute(copied[index].name, copied[index].value?.type)) { return false }
+            case .set(let name, let slot):
+                if !body(.attribute(name, attributes[slot].type)) { return false }
+            }
+        }
+        return true
     }
 }
 
