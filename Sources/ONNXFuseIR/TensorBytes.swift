@@ -150,13 +150,17 @@ public struct TensorBytes: @unchecked Sendable, Equatable, CustomStringConvertib
 }
 
 /// An owner of memory mapped from a file: it can drop pages from the process's resident set
-/// and tell whether the file changed under the mapping.
-public protocol MappedFileStorage: AnyObject {
+/// and tell whether the file changed under the mapping. A class to subclass rather than a
+/// protocol: bytes tell such an owner from others with a class cast, a few instructions, where a
+/// protocol conformance check took hundreds, for every constant a rule or a hash reads.
+open class MappedFileStorage {
+    /// Storage with nothing mapped yet.
+    public init() {}
     /// Drops the pages of `count` bytes at `address` from resident memory (with the blocks around
     /// them that a read may have mapped: `MappedFile` drops the 2 MiB blocks that hold them).
-    func releaseResidentPages(_ address: UnsafeRawPointer, count: Int)
+    open func releaseResidentPages(_ address: UnsafeRawPointer, count: Int) {}
     /// What changed in the file since it was mapped (size, modification time), or nil.
-    func changeSinceMapped() -> String?
+    open func changeSinceMapped() -> String? { nil }
 }
 
 /// Bytes that a computation makes when they are read: a folded weight is computed when the

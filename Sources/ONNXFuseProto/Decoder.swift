@@ -11,7 +11,7 @@ import ONNXFuseIR
 /// Owns a decoded protobuf-c tree: its arena (which holds the small raw_data payloads, copied)
 /// and the mapped file that the lifted ones (`ONNX_FUSE_LIFT_MIN` bytes or more) point into.
 /// IR objects keep it alive through their `origin` and `TensorBytes`.
-final class DecodedTree {
+final class DecodedTree: MappedFileStorage {
     let arena: OpaquePointer
     let file: MappedFile
 
@@ -21,15 +21,13 @@ final class DecodedTree {
     }
 
     deinit { onnx_fuse_arena_destroy(arena) }
-}
 
-extension DecodedTree: MappedFileStorage {
     /// Only payloads inside the mapped file are released (the arena's are heap memory).
-    func releaseResidentPages(_ address: UnsafeRawPointer, count: Int) {
+    override func releaseResidentPages(_ address: UnsafeRawPointer, count: Int) {
         file.releaseResidentPages(address, count: count)
     }
 
-    func changeSinceMapped() -> String? { file.changeSinceMapped() }
+    override func changeSinceMapped() -> String? { file.changeSinceMapped() }
 }
 
 /// Builds the IR from a validated protobuf-c tree, checking what the wire pass cannot:

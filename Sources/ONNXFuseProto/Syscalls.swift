@@ -123,7 +123,7 @@ final class FileDescriptor {
 
 /// A whole file mapped read-only. The mapping lives as long as this object; tensors that
 /// point into it keep it alive through `TensorBytes.owner`.
-final class MappedFile {
+final class MappedFile: MappedFileStorage {
     let path: String
     let base: UnsafeRawPointer?
     let count: Int
@@ -182,9 +182,7 @@ final class MappedFile {
         guard let base else { return false }
         return pointer >= base && pointer < base + count
     }
-}
 
-extension MappedFile: MappedFileStorage {
     /// `madvise(MADV_DONTNEED)` on the range, widened to the 2 MiB blocks around it and clamped
     /// to the mapping: the mapping is private and never written, so the pages are read again from
     /// the file when touched. The blocks, because a read of a page maps more than that page: the
@@ -195,7 +193,7 @@ extension MappedFile: MappedFileStorage {
     /// between the weights, peaked at 68 MB instead of 46 with 4 KiB blocks. (Small tensors are
     /// not read through the mapping at all: the loader copies them, see `ONNX_FUSE_LIFT_MIN`.)
     /// Addresses outside the mapping are ignored.
-    func releaseResidentPages(_ address: UnsafeRawPointer, count: Int) {
+    override func releaseResidentPages(_ address: UnsafeRawPointer, count: Int) {
         guard let base, count > 0, address >= base, address - base <= self.count - count else { return }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let window = 2 << 20
@@ -205,7 +203,7 @@ extension MappedFile: MappedFileStorage {
         _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
     }
 
-    func changeSinceMapped() -> String? {
+    override func changeSinceMapped() -> String? {
         var info = stat()
         guard fstat(descriptor.rawValue, &info) == 0 else { return "it cannot be examined (\(String(cString: strerror(currentErrno))))" }
         if Int(info.st_size) != count { return "it is now \(info.st_size) bytes, not \(count)" }
