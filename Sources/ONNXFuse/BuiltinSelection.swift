@@ -14,12 +14,20 @@ extension RuleFiles {
     /// added, so a rule that can fire only on another rule's result is kept as well.
     ///
     /// Explanations (`OptimizationOptions.explain`) need `builtin`: they say why a rule whose
-    /// root operator is in the model did not fire, which a rule left out here cannot. So do
-    /// `only` and `disabled` when they leave none of these rules: `optimize` then returns at
-    /// once, where with a rule left to run it makes its pass (which imports the nodes' domains).
-    public static func builtin(for model: Model) -> [CompiledRule] {
+    /// root operator is in the model did not fire, which a rule left out here cannot.
+    ///
+    /// `only` and `disabled` are the selection `optimize` will be given
+    /// (`OptimizationOptions`). When it leaves none of the kept rules but some other built-in
+    /// one, all of `builtin` is returned: `optimize` leaves a model alone when no rule runs, and
+    /// makes its pass when one does, even one that cannot fire (importing the nodes' domains).
+    public static func builtin(for model: Model, only: Set<String>? = nil, disabled: Set<String> = []) -> [CompiledRule] {
         let files = builtinSyntax
         let kept = keptRules(files.map(\.rules), operators: operators(of: model))
+        func runs(_ name: String) -> Bool { (only?.contains(name) ?? true) && !disabled.contains(name) }
+        if only != nil || !disabled.isEmpty,
+           !keptNames(files, kept).contains(where: runs), builtinNames.contains(where: runs) {
+            return builtin
+        }
         let compiled = Slots<[CompiledRule]>(count: files.count)
         DispatchQueue.concurrentPerform(iterations: files.count) { index in
             var file = files[index]
@@ -37,8 +45,12 @@ extension RuleFiles {
     /// The names of the rules `builtin(for: model)` compiles, without compiling any.
     public static func builtinNames(for model: Model) -> [String] {
         let files = builtinSyntax
-        let kept = keptRules(files.map(\.rules), operators: operators(of: model))
-        return NativeRules.all.map(\.name) + zip(files, kept).flatMap { file, kept in zip(file.rules, kept).filter(\.1).map(\.0.name) }
+        return keptNames(files, keptRules(files.map(\.rules), operators: operators(of: model)))
+    }
+
+    /// The native rules' names and those of the rules of `files` that `kept` keeps.
+    private static func keptNames(_ files: [RuleFileSyntax], _ kept: [[Bool]]) -> [String] {
+        NativeRules.all.map(\.name) + zip(files, kept).flatMap { file, kept in zip(file.rules, kept).filter(\.1).map(\.0.name) }
     }
 
     /// The operators of every graph of `model`.

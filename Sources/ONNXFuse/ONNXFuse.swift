@@ -271,19 +271,10 @@ private func optimizeWithinLimits(_ model: Model, rules: [CompiledRule], options
 /// known schemas are not judged; an operator the opset does not have is a violation.
 func schemaViolations(_ created: [(node: Node, rule: String)], in model: Model, inference: ShapeInference) -> [String] {
     var messages: [String] = []
-    // Rules create nodes of a few operators, thousands of times: each schema is looked up once.
-    var schemas: [(opType: String, domain: String, version: Int64, schema: OperatorSchema?)] = []
     for (node, rule) in created where node.graph != nil {
         let domain = node.isDefaultDomain ? "" : node.domain!
         guard let version = model.opsetVersion(domain: domain) else { continue }
-        let schema: OperatorSchema?
-        if let known = schemas.first(where: { $0.opType == node.opType && $0.domain == domain && $0.version == version }) {
-            schema = known.schema
-        } else {
-            schema = OperatorSchemas.schema(node.opType, domain: domain, version: version)
-            if schemas.count < 32 { schemas.append((node.opType, domain, version, schema)) }
-        }
-        if let problem = OperatorSchemas.problem(of: node, schema: schema, version: version, elementType: inference.elementType(of:)) {
+        if let problem = OperatorSchemas.problem(of: node, version: version, elementType: inference.elementType(of:)) {
             messages.append("rule '\(rule)' made \(node.opType) '\(node.name ?? "")': \(problem)")
         }
     }

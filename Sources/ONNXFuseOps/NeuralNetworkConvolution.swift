@@ -60,7 +60,7 @@ extension NeuralNetworkKit {
         init(_ context: OperatorContext, spatialRank: Int, defaultKernel: [Int]?) throws(OperatorError) {
             let op = context.opType
             func list(_ name: String, count: Int, default value: Int) throws(OperatorError) -> [Int] {
-                guard let given = try context.ints(name) else { return Self.repeated(value, count: count) }
+                guard let given = try context.ints(name) else { return Self.filled(value, count: count) }
                 return try checked(name, given, count: count)
             }
             func checked(_ name: String, _ given: [Int64], count: Int) throws(OperatorError) -> [Int] {
@@ -89,7 +89,7 @@ extension NeuralNetworkKit {
             strides = try list("strides", count: spatialRank, default: 1)
             dilations = try list("dilations", count: spatialRank, default: 1)
             autoPad = try AutoPad(context)
-            pads = autoPad == .notSet ? try list("pads", count: 2 * spatialRank, default: 0) : Self.repeated(0, count: 2 * spatialRank)
+            pads = autoPad == .notSet ? try list("pads", count: 2 * spatialRank, default: 0) : Self.filled(0, count: 2 * spatialRank)
             ceilMode = try context.int("ceil_mode", default: 0) != 0
             guard kernel.allSatisfy({ $0 >= 1 && $0 <= attributeBound }), strides.allSatisfy({ $0 >= 1 }),
                   dilations.allSatisfy({ $0 >= 1 }), pads.allSatisfy({ $0 >= 0 }),
@@ -105,12 +105,11 @@ extension NeuralNetworkKit {
         private static let ones: [[Int]] = [[], [1], [1, 1], [1, 1, 1]]
         private static let zeros: [[Int]] = [[], [0, 0], [0, 0, 0, 0], [0, 0, 0, 0, 0, 0]]
 
-        /// `count` copies of `value`.
-        private static func repeated(_ value: Int, count: Int) -> [Int] {
+        /// `count` copies of `value`, shared when it is one of the defaults above.
+        private static func filled(_ value: Int, count: Int) -> [Int] {
             if value == 1, count < ones.count { return ones[count] }
             if value == 0, count % 2 == 0, count / 2 < zeros.count { return zeros[count / 2] }
-            // (`map`, not `Array(repeating:count:)`, which allocates through an unspecialized path.)
-            return (0..<count).map { _ in value }
+            return repeated(value, count: count)
         }
 
         /// The extent of the dilated kernel on `axis`.

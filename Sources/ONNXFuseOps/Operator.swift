@@ -249,10 +249,7 @@ public struct InferenceContext {
     public init(node: OperatorContext, inputs: [ValueFacts?], outputCount: Int, symbols: SymbolAllocator) {
         self.node = node
         self.inputs = inputs
-        // Not `Array(repeating:count:)`: it allocates through an unspecialized path of the
-        // standard library that looks the array's type metadata up at run time, which costs more
-        // than the rest of a simple node's inference.
-        self.outputs = (0..<outputCount).map { _ in ValueFacts() }
+        self.outputs = repeated(ValueFacts(), count: outputCount)
         self.symbols = symbols
     }
 

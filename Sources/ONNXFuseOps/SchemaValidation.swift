@@ -50,8 +50,13 @@ extension OperatorSchema {
 
     /// The formal parameter that position `index` of a node's inputs (or outputs) stands for.
     private static func formal(_ formals: [FormalParameter], at index: Int) -> FormalParameter? {
-        if index < formals.count { return formals[index] }
-        if let last = formals.last, last.option == .variadic { return last }
+        formalPosition(formals, at: index).map { formals[$0] }
+    }
+
+    /// Where in `formals` that parameter is (the last, variadic one for every later position).
+    private static func formalPosition(_ formals: [FormalParameter], at index: Int) -> Int? {
+        if index < formals.count { return index }
+        if let last = formals.last, last.option == .variadic { return formals.count - 1 }
         return nil
     }
 
@@ -76,56 +81,41 @@ extension OperatorSchema {
     private func typeViolation(_ node: Node, elementType: (Value) -> DataType?) -> String? {
         // Per type parameter bound so far (by its position in `typeConstraints`): its type and
         // where it was bound. The messages are made only for a violation: this runs for every
-        // node a rule creates. Most operators bind one parameter: the first binding is kept
-        // apart, and the list is made only for a second one.
-        typealias Binding = (constraint: Int, type: DataType, isOutput: Bool, index: Int)
-        var firstBound: Binding?
-        var moreBound: [Binding] = []
+        // node a rule creates.
+        var bound: [(constraint: Int, type: DataType, isOutput: Bool, index: Int)] = []
         func place(_ isOutput: Bool, _ index: Int) -> String {
             "\(isOutput ? "output" : "input") \(index) (\(Self.formal(isOutput ? outputs : inputs, at: index)!.name))"
         }
         func check(_ values: [Value?], _ formals: [FormalParameter], _ checks: [FormalTypeCheck], isOutput: Bool) -> String? {
             for (index, value) in values.enumerated() {
-                guard let value, let type = elementType(value) else { continue }
-                // What `Self.formal(formals, at: index)` stands for, found when the schema was made.
-                let typeCheck: FormalTypeCheck
-                if index < checks.count {
-                    typeCheck = checks[index]
-                } else if let last = formals.last, last.option == .variadic {
-                    typeCheck = checks[checks.count - 1]
-                } else {
-                    continue
-                }
-                switch typeCheck {
-                case .constraint(let position):
-                    let constraint = typeConstraints[position]
+                guard let value, let type = elementType(value), let position = Self.formalPosition(formals, at: index) else { continue }
+                let formal = formals[position]
+                // `checks[position]`: how `formal` is judged, found when the schema was made.
+                switch checks[position] {
+                case .constraint(let constraintPosition):
+                    let constraint = typeConstraints[constraintPosition]
                     // Only tensor types are judged: a constraint of sequences or optionals is
                     // about values whose element type says nothing.
                     guard constraint.allowsTensors else { continue }
                     if !constraint.allowsTensor(of: type) {
                         return "\(place(isOutput, index)) is \(type), which \(constraint.name) of \(name) does not allow"
                     }
-                    let formal = Self.formal(formals, at: index)!
                     guard formal.option != .variadic || formal.isHomogeneous else { continue }
-                    let earlier = firstBound.flatMap { $0.constraint == position ? $0 : nil } ?? moreBound.first { $0.constraint == position }
-                    if let earlier {
+                    if let earlier = bound.first(where: { $0.constraint == constraintPosition }) {
                         if earlier.type != type {
                             return "\(place(isOutput, index)) is \(type) but \(place(earlier.isOutput, earlier.index)) is \(earlier.type), "
                                 + "and \(name) needs one type \(constraint.name) for both"
                         }
-                    } else if firstBound == nil {
-                        firstBound = (position, type, isOutput, index)
                     } else {
-                        moreBound.append((position, type, isOutput, index))
+                        bound.append((constraintPosition, type, isOutput, index))
                     }
                 case .tensor(let required):
                     if type != required {
-                        return "\(place(isOutput, index)) is \(type), but \(name) takes \(Self.formal(formals, at: index)!.typeString)"
+                        return "\(place(isOutput, index)) is \(type), but \(name) takes \(formal.typeString)"
                     }
                 case .typeString:
-                    let typeString = Self.formal(formals, at: index)!.typeString
-                    if typeString != "tensor(\(type))" {
-                        return "\(place(isOutput, index)) is \(type), but \(name) takes \(typeString)"
+                    if formal.typeString != "tensor(\(type))" {
+                        return "\(place(isOutput, index)) is \(type), but \(name) takes \(formal.typeString)"
                     }
                 case .none:
                     continue

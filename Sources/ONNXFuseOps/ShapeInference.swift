@@ -156,13 +156,9 @@ public final class ShapeInference {
 
     /// The element type `facts(of:)` gives `value`, without reading a constant's elements.
     public func elementType(of value: Value) -> DataType? {
-        switch value.definition {
-        case .initializer, .graphInput:
-            // The initializer's own box: `withConstantTensor`'s closure would copy the tensor.
-            if let box = value.constantTensorBox(freezeInitializerInputs: freezeInitializerInputs) { return box.value.dataType }
-        default:
-            if let type = value.withConstantTensor(freezeInitializerInputs: freezeInitializerInputs, \.dataType) { return type }
-        }
+        // Through the constant's box, as `facts(of:)` reads it: `withConstantTensor`'s closure
+        // would copy the tensor.
+        if let box = value.constantTensorBox(freezeInitializerInputs: freezeInitializerInputs) { return box.value.dataType }
         if let inferred = value.inferred { return inferred.elementType }
         guard case .tensor(let elementType, _)? = value.type?.kind else { return nil }
         return elementType

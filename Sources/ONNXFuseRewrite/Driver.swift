@@ -836,15 +836,9 @@ struct Driver {
     /// rules that need a value read once (fusing a pair of nodes) may apply there now.
     mutating func removeUnused(_ values: [Value]) {
         var stack = values
-        // The values given, until met again deeper in the chain; a few, usually (a set for many).
-        let many = values.count > 16
-        var firstLevel = many ? Set(values.map(ObjectIdentifier.init)) : []
-        var firstLevelFew = many ? [] : values.map(ObjectIdentifier.init)
-        func isFirstLevel(_ value: Value) -> Bool {
-            many ? firstLevel.contains(ObjectIdentifier(value)) : firstLevelFew.contains(ObjectIdentifier(value))
-        }
+        var firstLevel = Set(values.map(ObjectIdentifier.init))
         while let value = stack.popLast() {
-            if !value.isUnused, !isFirstLevel(value), value.uses.count <= Self.revisitedReaderLimit {
+            if !value.isUnused, !firstLevel.contains(ObjectIdentifier(value)), value.uses.count <= Self.revisitedReaderLimit {
                 for use in value.uses { enqueue(use.node) }
             }
             guard value.isUnused, let graph = value.graph else { continue }
@@ -857,9 +851,7 @@ struct Driver {
                 guard let producer = value.producer, producer.outputs.allSatisfy({ $0?.isUnused ?? true }) else { continue }
                 let inputs = producer.inputs.compactMap { $0 }
                 graph.erase(producer)
-                for input in inputs {
-                    if many { firstLevel.remove(ObjectIdentifier(input)) } else { firstLevelFew.removeAll { $0 == ObjectIdentifier(input) } }
-                }
+                for input in inputs { firstLevel.remove(ObjectIdentifier(input)) }
                 stack.append(contentsOf: inputs)
             default:
                 continue

@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import ONNXFuseIR
 import ONNXFuseOps
 
 /// A dense float64 array: the value of `compute` expressions. Row-major.
@@ -132,13 +133,6 @@ public struct NDArray: Equatable, Sendable {
         }
         return strides
     }
-}
-
-/// `count` copies of `value`, as `Array(repeating:count:)` makes them without its slow
-/// unspecialized allocation (the evaluator makes such arrays for every operation).
-@inline(__always)
-func repeated<Element>(_ value: Element, count: Int) -> [Element] {
-    (0..<count).map { _ in value }
 }
 
 extension NDArray: CustomStringConvertible {

@@ -191,9 +191,9 @@ final class RuleProgram: @unchecked Sendable {
                     return refused("\(assignment.name) is not finite once stored as \(type) (an element overflows it)")
                 }
                 if NDArray.isWritable(type), let bytes = type.rawByteCount(elements: array.count),
-                   bytes >= EvaluationLimits.current.minimumDeferredBytes, let depth = Self.deferredDepth(reading: tapes + [scope.tape]) {
+                   bytes >= EvaluationLimits.current.minimumDeferredBytes, case let read = tapes + [scope.tape],
+                   let depth = Self.deferredDepth(reading: read) {
                     // A large weight is computed again when written, not kept from now to the save.
-                    let read = tapes + [scope.tape]
                     let replay = ComputeReplay(program: self, match: match.keepingAttributesOnly(), tapes: read, target: position, dataType: type)
                     let deferred = DeferredBytes(count: bytes, samples: try array.sampledBytes(as: type), depth: depth,
                                                  producingInPieces: { emit in try replay.fill(emit) })
@@ -430,25 +430,13 @@ final class RuleProgram: @unchecked Sendable {
             self.program = program
             self.match = match
             self.context = context
-            // Not `Array(repeating:count:)`: it allocates through an unspecialized path.
-            computed = []
-            computed.reserveCapacity(program.computedSlotCount)
-            for _ in 0..<program.computedSlotCount { computed.append(nil) }
+            computed = repeated(nil, count: program.computedSlotCount)
         }
 
         /// The graph value of value variable `index`: nil when absent (an optional input the
         /// node lacks, or a variable only another form of the rule binds).
         func graphValue(_ index: Int) -> Value? { match.values[index] ?? nil }
 
-        /// The dims `shape(...)` with these arguments answers from, read in place: those of the
-        /// constant its first argument is bound to, when every argument is a value variable (as
-        /// `callGraphFunction` then neither throws nor looks further); nil otherwise.
-        func constantShape(_ named: [LoweredExpression.GraphArgument]) -> [Int64]? {
-            guard case .value(let index, _)? = named.first,
-                  named.allSatisfy({ if case .value = $0 { return true }; return false }),
-                  let value = graphValue(index) else { return nil }
-            return constantDims(value)
-        }
 
         /// Why `value` (named `name`) is not a constant.
         func notConstantReason(_ variable: String, _ value: Value) -> String {
@@ -511,18 +499,6 @@ final class RuleProgram: @unchecked Sendable {
                 if try evaluate(lhs).asBoolean(for: "||") { return .boolean(true) }
                 return .boolean(try evaluate(rhs).asBoolean(for: "||"))
             case .binary(let op, let lhs, let rhs):
-                if op == .equal || op == .notEqual, !recording, !replaying, case .graphCall(.shape, let named, _) = lhs,
-                   case .list = rhs, let dims = constantShape(named) {
-                    // `shape(v) == [...]` on a constant: its dims compared in place, no list of
-                    // them made (a guard of most folds). Charged as the call would be.
-                    try charge(lhs, elements: dims.count)
-                    let right = try evaluate(rhs)
-                    guard case .list(let items) = right, !right.containsSymbol else {
-                        return try apply(op, .list(dims.map { .integer($0) }), right)
-                    }
-                    let equal = items.count == dims.count && zip(dims, items).allSatisfy { valuesEqual(.integer($0), $1) }
-                    return .boolean(op == .equal ? equal : !equal)
-                }
                 let left = try evaluate(lhs)
                 return try apply(op, left, try evaluate(rhs))
             case .graphCall(let name, let named, let arguments):

@@ -244,7 +244,7 @@ extension RuleProgram.Scope {
             guard let streamed = streamableConstant(index) else { return .value(try evaluate(expression)) }
             try charge(expression, elements: streamed.count)
             return .streamed(streamed)
-        case .call(let function, let arguments) where arguments.count == 2 && function.name == "reshape" && function.isBuiltin:
+        case .call(let function, let arguments) where Self.streamsThrough(function, arguments):
             let first = try evaluateStreaming(arguments[0])
             let target = try evaluate(arguments[1])
             guard case .streamed(var streamed) = first,
@@ -258,7 +258,7 @@ extension RuleProgram.Scope {
             if streamed.operation == nil { streamed.shapeAtOperation = shape }
             try charge(expression, elements: streamed.count)
             return .streamed(streamed)
-        case .binary(let op, let lhs, let rhs) where op == .add || op == .subtract || op == .multiply || op == .divide:
+        case .binary(let op, let lhs, let rhs) where Self.streamsThrough(op):
             let left = try evaluateStreaming(lhs)
             let right: StreamableValue
             if case .value = left { right = try evaluateStreaming(rhs) } else { right = .value(try evaluate(rhs)) }
@@ -328,15 +328,26 @@ extension RuleProgram.Scope {
         return candidates.contains { index in graphValue(index).map { isLargeConstant($0, minimum) } ?? false }
     }
 
+    /// Whether `evaluateStreaming` streams through a call: the built-in `reshape` of a value and
+    /// a shape.
+    static func streamsThrough(_ function: ResolvedFunction, _ arguments: [LoweredExpression]) -> Bool {
+        arguments.count == 2 && function.name == "reshape" && function.isBuiltin
+    }
+
+    /// Whether `evaluateStreaming` streams through a binary operation: `+ - * /`.
+    static func streamsThrough(_ op: BinaryOperator) -> Bool {
+        op == .add || op == .subtract || op == .multiply || op == .divide
+    }
+
     /// The value variables `evaluateStreaming` may stream in `expression`: those it reaches
     /// through `+ - * /` operands and the first argument of the built-in `reshape`.
     static func streamCandidates(_ expression: LoweredExpression) -> [Int] {
         switch expression {
         case .valueVariable(let index, _):
             return [index]
-        case .call(let function, let arguments) where arguments.count == 2 && function.name == "reshape" && function.isBuiltin:
+        case .call(let function, let arguments) where Self.streamsThrough(function, arguments):
             return streamCandidates(arguments[0])
-        case .binary(let op, let lhs, let rhs) where op == .add || op == .subtract || op == .multiply || op == .divide:
+        case .binary(let op, let lhs, let rhs) where Self.streamsThrough(op):
             return streamCandidates(lhs) + streamCandidates(rhs)
         default:
             return []

@@ -158,18 +158,11 @@ struct OnnxFuseCommand: ParsableCommand {
             throw UsageError(message: "\(model): \(error.description)")
         }
         trace.mark("load")
-        var rules = compilesBuiltinsForModel ? RuleFiles.builtin(for: loaded) : ruleSet.all
-        if compilesBuiltinsForModel && !(only + disable).isEmpty {
-            // `optimize` leaves a model alone when no rule runs, and makes a pass when one does,
-            // even one that cannot fire (it imports the domains of the nodes, for one): when
-            // --only or --disable leave none of the rules kept for the model but some other,
-            // all are compiled, as they are without the selection.
-            func runs(_ name: String) -> Bool { (only.isEmpty || only.contains(name)) && !disable.contains(name) }
-            if !rules.contains(where: { runs($0.name) }) && RuleFiles.builtinNames.contains(where: runs) { rules = RuleFiles.builtin }
-        }
         var options = OptimizationOptions()
         options.only = only.isEmpty ? nil : Set(only)
         options.disabled = Set(disable)
+        let rules = compilesBuiltinsForModel
+            ? RuleFiles.builtin(for: loaded, only: options.only, disabled: options.disabled) : ruleSet.all
         options.explain = explain != nil
         options.freezeInitializerInputs = freezeInitializerInputs
         options.foldElementLimit = foldLimit
