@@ -220,6 +220,50 @@ final class DeferredTensorTests: XCTestCase {
         }
     }
 
+    /// One writer thread serves every large payload of a save: several of them, with ordinary
+    /// tensors and a small computed one between them, come out whole and in order; and when the
+    /// second large one fails, after the first was written, the save fails and leaves nothing.
+    func testLargePayloadsOfOneSaveShareTheWriterInOrder() throws {
+        let sizes = [3 << 20, 16, 4 * 300_001, 2 << 20]
+        let contents = sizes.enumerated().map { index, count in patterned(count + index).suffix(count).map { $0 } }
+        let model = try convBatchNorm(withBias: computation(of: contents[0], counting: PieceCounter()))
+        for (index, bytes) in contents.enumerated().dropFirst() {
+            let plain = Tensor(dataType: .float, dims: [Int64(index)], values: (0..<index).map { Float($0).bitPattern.littleEndian })
+            model.graph.addInitializer(name: "plain\(index)", tensor: plain)
+            let computed = Tensor(dataType: .float, dims: [Int64(bytes.count / 4)],
+                                  storage: .raw(TensorBytes(deferred: computation(of: bytes, counting: PieceCounter()))))
+            model.graph.addInitializer(name: "computed\(index)", tensor: computed)
+        }
+        let directory = try fixtureWorkspace([])
+        let output = directory.appendingPathComponent("out.onnx").path
+        try ModelFile.save(model, to: output)
+        let reloaded = try ModelFile.load(path: output)
+        for (index, bytes) in contents.enumerated() {
+            let name = index == 0 ? "computed" : "computed\(index)"
+            let tensor = try XCTUnwrap(reloaded.graph.initializers.first { $0.name == name }?.initializer)
+            guard case .raw(let stored) = tensor.storage else { return XCTFail("\(name) is not raw bytes") }
+            XCTAssertTrue(stored.array == bytes, "\(name): the \(bytes.count) bytes read back differ")
+            if index > 0 {
+                let plain = try XCTUnwrap(reloaded.graph.initializers.first { $0.name == "plain\(index)" }?.initializer)
+                XCTAssertEqual(plain.dims, [Int64(index)])
+            }
+        }
+
+        struct Broken: Error, CustomStringConvertible { var description: String { "the second one broke" } }
+        let failing = try convBatchNorm(withBias: computation(of: contents[0], counting: PieceCounter()))
+        let samples = [UInt8](repeating: 0, count: 3 * DeferredBytes.sampleLength)
+        let broken = DeferredBytes(count: 2 << 20, samples: samples, producingInPieces: { emit in
+            try contents[3].withUnsafeBytes { try emit(UnsafeRawBufferPointer(rebasing: $0[..<(1 << 20)])) }
+            throw Broken()
+        })
+        failing.graph.addInitializer(name: "broken", tensor: Tensor(dataType: .float, dims: [Int64(1 << 19)], storage: .raw(TensorBytes(deferred: broken))))
+        let failed = directory.appendingPathComponent("failed.onnx").path
+        XCTAssertThrowsError(try ModelFile.save(failing, to: failed)) { error in
+            XCTAssertTrue("\(error)".contains("a computed tensor could not be made: the second one broke"), "\(error)")
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory.path), ["out.onnx"])
+    }
+
     /// Runs `body` with the process's standard output sent into a pipe whose reader takes
     /// `limit` bytes and then closes it: later writes fail with EPIPE (SIGPIPE is ignored
     /// meanwhile).
