@@ -117,10 +117,13 @@ public struct Attribute {
     }
 
     /// An attribute as read from a file: `type` as declared (or nil), `value` as found.
-    package init(name: String, type: AttributeType?, value: AttributeValue?, origin: ProtoOrigin?) {
+    package init(name: String, type: AttributeType?, value: AttributeValue?, refAttrName: String?, docString: String?,
+                 origin: ProtoOrigin?) {
         self.name = name
         self.type = type
         self.value = value
+        self.refAttrName = refAttrName
+        self.docString = docString
         self.origin = origin
     }
 

@@ -46,7 +46,8 @@ public final class Graph {
     public var initializerCount: Int { initializerSlots.count - removedInitializers }
     /// Initializers by slot; a removed one leaves a hole until the next compaction, so that
     /// removing is O(1) (rewrites remove many).
-    private var initializerSlots: [Value?] = []
+    // Unchecked for the reason given at `Node.inputs`.
+    @exclusivity(unchecked) private var initializerSlots: [Value?] = []
     private var removedInitializers = 0
     /// The sparse initializers, in file order.
     public private(set) var sparseInitializers: [Value] = []
@@ -61,10 +62,11 @@ public final class Graph {
     public internal(set) unowned(unsafe) var parentNode: Node?
     unowned(unsafe) var modelStorage: Model?
 
-    private var head: Node?
-    private unowned(unsafe) var tail: Node?
+    // Unchecked for the reason given at `Node.next`.
+    @exclusivity(unchecked) private var head: Node?
+    @exclusivity(unchecked) private unowned(unsafe) var tail: Node?
     /// The number of nodes.
-    public private(set) var nodeCount = 0
+    @exclusivity(unchecked) public private(set) var nodeCount = 0
     /// The number of nodes that hold subgraphs: walks over every graph skip the nodes of a
     /// graph that has none.
     package internal(set) var subgraphHolderCount = 0

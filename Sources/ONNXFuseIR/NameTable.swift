@@ -15,7 +15,10 @@ import Darwin
 /// one cache line; names are compared as UTF-8 bytes (the wire pass checked that strings are
 /// valid UTF-8), which lets the decoder look up a name straight from the C string, without
 /// making a `String` of it. The storage is raw memory owned by the table: no copy-on-write
-/// check or array retain on the paths run for every value of a model.
+/// check or array retain on the paths run for every value of a model. Each name is kept beside
+/// its value, as it was at insertion: a table serves one pass (a load, a `verify`) in which
+/// no value is renamed, and a probe then neither retains a value nor reads its `name`
+/// through the runtime's access check.
 package final class NameTable {
     private struct Slot {
         /// The high half of the name's hash, never 0 (0 marks an empty slot).
@@ -27,6 +30,8 @@ package final class NameTable {
     @exclusivity(unchecked) private var slots: UnsafeMutablePointer<Slot>
     /// The values in insertion order, retained; room for half as many as there are slots.
     @exclusivity(unchecked) private var values: UnsafeMutablePointer<Unmanaged<Value>>
+    /// The name of each value in `values`, at the same index.
+    @exclusivity(unchecked) private var names: UnsafeMutablePointer<String>
     @exclusivity(unchecked) private var mask: Int
 
     /// How many names the table holds.
@@ -39,13 +44,16 @@ package final class NameTable {
         slots = .allocate(capacity: size)
         slots.initialize(repeating: Slot(tag: 0, index: 0), count: size)
         values = .allocate(capacity: size / 2)
+        names = .allocate(capacity: size / 2)
         mask = size - 1
     }
 
     deinit {
         for index in 0..<count { values[index].release() }
+        names.deinitialize(count: count)
         slots.deallocate()
         values.deallocate()
+        names.deallocate()
     }
 
     private static let fnvOffset: UInt64 = 0xcbf2_9ce4_8422_2325
@@ -72,52 +80,87 @@ package final class NameTable {
 
     /// Inserts `value` under its name unless the name is taken; returns the value already there.
     package func insert(_ value: Value) -> Value? {
+        let name = value.name
+        var bytes = name
+        let (existing, place) = bytes.withUTF8 { find(UnsafeRawBufferPointer($0)) }
+        if existing == nil { insert(value, named: name, at: place) }
+        return existing
+    }
+
+    /// Where a name goes in the table, as `find` saw it.
+    package struct Place {
+        fileprivate let index: Int
+        fileprivate let tag: UInt32
+    }
+
+    /// The value named by the bytes, or nil and the place where `insert(_:at:)` puts a value
+    /// of that name: one hash and one probe for a name that is looked up and then defined
+    /// (the loader's initializers). Room for one more name is made first; insert nothing else
+    /// before using the place.
+    package func find(_ bytes: UnsafeRawBufferPointer) -> (value: Value?, place: Place) {
         if (count + 1) * 2 > mask + 1 { grow() }
-        var name = value.name
-        return name.withUTF8 { utf8 in
-            let bytes = UnsafeRawBufferPointer(utf8)
-            let h = Self.hash(bytes)
-            let index = slot(bytes, h)
-            if slots[index].tag != 0 { return values[Int(slots[index].index)].takeUnretainedValue() }
-            slots[index] = Slot(tag: Self.tag(h), index: UInt32(count))
-            values[count] = Unmanaged.passRetained(value)
-            count += 1
-            return nil
-        }
+        let h = Self.hash(bytes)
+        let index = slot(bytes, h)
+        let value = slots[index].tag == 0 ? nil : values[Int(slots[index].index)].takeUnretainedValue()
+        return (value, Place(index: index, tag: Self.tag(h)))
+    }
+
+    /// Inserts `value`, whose name `find` was given, at the place it returned (nil there).
+    package func insert(_ value: Value, at place: Place) {
+        insert(value, named: value.name, at: place)
+    }
+
+    private func insert(_ value: Value, named name: String, at place: Place) {
+        precondition(slots[place.index].tag == 0, "the place is taken")
+        slots[place.index] = Slot(tag: place.tag, index: UInt32(count))
+        values[count] = Unmanaged.passRetained(value)
+        (names + count).initialize(to: name)
+        count += 1
     }
 
     private static func tag(_ hash: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: hash >> 32) | 1 }
 
+    /// Where the probe sequence of `hash` starts, before masking.
+    private static func start(_ hash: UInt64) -> Int { Int(truncatingIfNeeded: hash ^ (hash >> 29)) }
+
     /// The slot holding the name `bytes`, or the empty slot where it would go.
     private func slot(_ bytes: UnsafeRawBufferPointer, _ hash: UInt64) -> Int {
         let tag = Self.tag(hash)
-        var index = Int(truncatingIfNeeded: hash ^ (hash >> 29)) & mask
+        var index = Self.start(hash) & mask
         while slots[index].tag != 0 {
-            if slots[index].tag == tag && Self.name(of: values[Int(slots[index].index)].takeUnretainedValue(), equals: bytes) { break }
+            if slots[index].tag == tag && Self.name(names + Int(slots[index].index), equals: bytes) { break }
             index = (index + 1) & mask
         }
         return index
     }
 
-    private static func name(of value: Value, equals bytes: UnsafeRawBufferPointer) -> Bool {
-        var name = value.name
-        return name.withUTF8 { utf8 in
+    private static func name(_ name: UnsafeMutablePointer<String>, equals bytes: UnsafeRawBufferPointer) -> Bool {
+        // In place: the names are native strings, whose bytes `withUTF8` reads without a copy.
+        name.pointee.withUTF8 { utf8 in
             utf8.count == bytes.count && (bytes.isEmpty || memcmp(utf8.baseAddress!, bytes.baseAddress!, bytes.count) == 0)
         }
     }
 
+    /// Doubles the slots; values and names move over at the same indices, and each name,
+    /// unique in the table, takes the first empty slot of its probe sequence.
     private func grow() {
-        let oldSlots = slots, oldValues = values, oldCount = count
+        let oldValues = values, oldNames = names
         let size = (mask + 1) * 2
+        slots.deallocate()
         slots = .allocate(capacity: size)
         slots.initialize(repeating: Slot(tag: 0, index: 0), count: size)
         values = .allocate(capacity: size / 2)
-        mask = size - 1
-        count = 0
-        for index in 0..<oldCount { _ = insert(oldValues[index].takeUnretainedValue()) }
-        // The new table retained each value again.
-        for index in 0..<oldCount { oldValues[index].release() }
-        oldSlots.deallocate()
+        values.moveInitialize(from: oldValues, count: count)
+        names = .allocate(capacity: size / 2)
+        names.moveInitialize(from: oldNames, count: count)
         oldValues.deallocate()
+        oldNames.deallocate()
+        mask = size - 1
+        for index in 0..<count {
+            let h = (names + index).pointee.withUTF8 { Self.hash(UnsafeRawBufferPointer($0)) }
+            var slot = Self.start(h) & mask
+            while slots[slot].tag != 0 { slot = (slot + 1) & mask }
+            slots[slot] = Slot(tag: Self.tag(h), index: UInt32(index))
+        }
     }
 }

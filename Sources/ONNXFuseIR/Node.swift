@@ -10,9 +10,12 @@ public final class Node {
     /// The function overload, if any.
     public var overload: String?
     /// The inputs; change them only through `setInput` and friends so use lists stay exact.
-    public private(set) var inputs: [Value?]
+    // Unchecked, as are `outputs` and `holdsSubgraphs`: only this class changes them, in plain
+    // assignments that call out to nothing that could read them meanwhile; the runtime's checks
+    // cost a call on each read (every input and output of a model is read at load).
+    @exclusivity(unchecked) public private(set) var inputs: [Value?]
     /// The outputs, which this node defines.
-    public private(set) var outputs: [Value?]
+    @exclusivity(unchecked) public private(set) var outputs: [Value?]
     /// The attributes in file order. Graphs inside them become this node's subgraphs.
     public var attributes: [Attribute] {
         didSet { attributesChanged(from: oldValue) }
@@ -25,13 +28,16 @@ public final class Node {
     package var origin: ProtoOrigin?
 
     /// The graph that holds the node; nil before insertion and after erasure.
-    public internal(set) unowned(unsafe) var graph: Graph?
-    var next: Node?
-    unowned(unsafe) var previous: Node?
+    // The list links and the order key are unchecked: they are only assigned, never passed
+    // inout or modified across a call, so no access can overlap another; the runtime's checks
+    // cost a call each on every insertion (every node of a model at load).
+    @exclusivity(unchecked) public internal(set) unowned(unsafe) var graph: Graph?
+    @exclusivity(unchecked) var next: Node?
+    @exclusivity(unchecked) unowned(unsafe) var previous: Node?
 
     /// The node's place in its graph's order: increasing from the first node to the last,
     /// kept by `Graph.insert` (with gaps, renumbered when an insertion finds none).
-    var orderKey: UInt64 = 0
+    @exclusivity(unchecked) var orderKey: UInt64 = 0
 
     /// Whether this node comes before `other` in their graph (both must be in the same one);
     /// constant time.
@@ -61,21 +67,15 @@ public final class Node {
         self.domain = domain
         self.name = name
         self.inputs = inputs
-        self.outputs = []
-        self.attributes = attributes
-        self.metadataProps = []
+        // Made before `self` is complete, so that `outputs` is initialized once rather than
+        // assigned; the outputs' producer is set when the node is inserted (until then they
+        // are detached, and a detached value has none).
         var outputs: [Value?] = []
         outputs.reserveCapacity(outputCount)
-        for index in 0..<outputCount {
-            if let name = outputName(index) {
-                let value = Value(name: name, definition: .detached)
-                value.producerStorage = self
-                outputs.append(value)
-            } else {
-                outputs.append(nil)
-            }
-        }
+        for index in 0..<outputCount { outputs.append(outputName(index).map { Value(name: $0, definition: .detached) }) }
         self.outputs = outputs
+        self.attributes = attributes
+        self.metadataProps = []
         if attributes.contains(where: { $0.hasSubgraphs }) {
             holdsSubgraphs = true
             for graph in subgraphs { graph.parentNode = self }
@@ -89,7 +89,7 @@ public final class Node {
     public func attribute(_ name: String) -> Attribute? { attributes.first { $0.name == name } }
 
     /// Whether an attribute holds a graph (kept with `attributes`, for the graph's count).
-    package private(set) var holdsSubgraphs = false
+    @exclusivity(unchecked) package private(set) var holdsSubgraphs = false
 
     /// Every graph held by an attribute, in attribute order.
     public var subgraphs: [Graph] {

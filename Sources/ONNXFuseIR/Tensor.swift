@@ -68,6 +68,22 @@ public struct Tensor: Sendable {
         self.origin = nil
     }
 
+    /// A tensor as read from a file, every field at once: the loader builds thousands, and
+    /// setting the fields one by one after `init(name:dataType:dims:storage:)` copies the
+    /// tensor each time.
+    package init(name: String?, dataType: DataType, dims: [Int64], storage: TensorStorage, docString: String?,
+                 dataLocation: Int32?, externalData: [StringPair], metadataProps: [StringPair], origin: ProtoOrigin?) {
+        self.name = name
+        self.dataType = dataType
+        self.dims = dims
+        self.storage = storage
+        self.docString = docString
+        self.dataLocation = dataLocation
+        self.externalData = externalData
+        self.metadataProps = metadataProps
+        self.origin = origin
+    }
+
     /// A little-endian `raw_data` tensor holding `values`.
     public init<T: BitwiseCopyable>(name: String? = nil, dataType: DataType, dims: [Int64], values: [T]) {
         let bytes = values.withUnsafeBytes { TensorBytes(copying: $0) }

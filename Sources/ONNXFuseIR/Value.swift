@@ -72,21 +72,25 @@ public final class Value {
     private var initializerBox: Box<Tensor>?
     private var sparseBox: Box<SparseTensor>?
     /// How it is defined.
-    public internal(set) var definition: Definition
+    // This and the other trivial fields set at insertion are unchecked: a plain assignment of
+    // a trivial value runs no code that could overlap it.
+    @exclusivity(unchecked) public internal(set) var definition: Definition
     /// Every node input that reads it, in no particular order.
-    public internal(set) var uses: [Use] = []
+    // Unchecked: only `addUse` and `removeUse` modify it, and they call out to nothing that
+    // could read it meanwhile, so the runtime's check (on every use added at load) finds nothing.
+    @exclusivity(unchecked) public internal(set) var uses: [Use] = []
     /// Where each use is in `uses`, kept once a value has many readers: removing one of 100,000
     /// readers then takes constant time, not a scan (erasing them all would be quadratic).
-    private var usePositions: [Use: Int]?
+    @exclusivity(unchecked) private var usePositions: [Use: Int]?
     /// How many uses a value has before `usePositions` is kept.
     static let indexedUseCount = 64
     /// How many graph outputs name it.
     public internal(set) var graphOutputCount = 0
 
     /// Where it is among its graph's initializers (see `Graph.initializers`).
-    var initializerSlot = 0
-    unowned(unsafe) var producerStorage: Node?
-    unowned(unsafe) var graphStorage: Graph?
+    @exclusivity(unchecked) var initializerSlot = 0
+    @exclusivity(unchecked) unowned(unsafe) var producerStorage: Node?
+    @exclusivity(unchecked) unowned(unsafe) var graphStorage: Graph?
 
     init(name: String, definition: Definition) {
         self.name = name

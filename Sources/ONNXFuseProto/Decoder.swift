@@ -200,6 +200,9 @@ struct Decoder {
             if scope.values.insert(value) != nil {
                 throw invalid(location(), "'\(value.name)' is already defined in this graph (names must be unique: single static assignment)")
             }
+            try checkNotOuter(value, location())
+        }
+        func checkNotOuter(_ value: Value, _ location: @autoclosure () -> String) throws {
             if let outer = scope.parent, outer.lookup(value.name) != nil {
                 throw invalid(location(), "'\(value.name)' is already defined in an enclosing graph (names must be unique: single static assignment)")
             }
@@ -214,16 +217,22 @@ struct Decoder {
         for i in 0..<g.n_initializer {
             let proto = g.initializer[i]!
             func location() -> String { "\(path()).initializer[\(i)]" }
-            guard let name = string(proto.pointee.name), !name.isEmpty else { throw invalid(location(), "an initializer has no name") }
-            let tensor = try decodeTensor(proto, location: "\(location()) '\(name)'")
-            if let existing = scope.values[name] {
+            guard let cName = proto.pointee.name, cName.pointee != 0 else { throw invalid(location(), "an initializer has no name") }
+            let tensor = try decodeTensor(proto, location: "\(location()) '\(String(cString: cName))'")
+            // One probe finds a graph input of the name or the place for the new value.
+            let (existing, place) = scope.values.find(UnsafeRawBufferPointer(start: cName, count: strlen(cName)))
+            if let existing {
                 // An initializer may give a graph input its default, once.
                 guard existing.definition == .graphInput, !existing.hasInitializer else {
-                    throw invalid(location(), "initializer '\(name)' is defined twice")
+                    throw invalid(location(), "initializer '\(existing.name)' is defined twice")
                 }
                 graph.setInitializer(tensor, forInput: existing)
             } else {
-                try define(graph.addInitializer(name: name, tensor: consume tensor), location())
+                // The tensor's own name is the same string: no second one is made.
+                let name = tensor.name!
+                let value = graph.addInitializer(name: name, tensor: consume tensor)
+                scope.values.insert(value, at: place)
+                try checkNotOuter(value, location())
             }
         }
         for i in 0..<g.n_sparse_initializer {
@@ -263,7 +272,7 @@ struct Decoder {
                 inputs.append(value)
             }
             var attributes: [Attribute] = []
-            attributes.reserveCapacity(n.n_attribute)
+            if n.n_attribute > 0 { attributes.reserveCapacity(n.n_attribute) }
             // A scan for the usual few attributes; a set beyond, so that a node with 100,000
             // attributes does not cost 10^10 comparisons.
             var attributeNames: Set<String>? = n.n_attribute > Self.attributesScannedForDuplicates ? [] : nil
@@ -354,10 +363,8 @@ struct Decoder {
             ]
             if let first = present.first(where: \.0) { found = try value(of: first.1) }
         }
-        var attribute = Attribute(name: name, type: declared, value: found, origin: origin(proto))
-        attribute.refAttrName = string(a.ref_attr_name)
-        attribute.docString = string(a.doc_string)
-        return attribute
+        return Attribute(name: name, type: declared, value: found, refAttrName: string(a.ref_attr_name),
+                         docString: string(a.doc_string), origin: origin(proto))
     }
 
     // MARK: Tensors
@@ -365,7 +372,6 @@ struct Decoder {
     mutating func decodeTensor(_ proto: UnsafePointer<Onnx__TensorProto>, location: @autoclosure () -> String) throws -> Tensor {
         let t = proto.pointee
         guard t.has_data_type != 0 else { throw invalid(location(), "the tensor has no data_type") }
-        let dims = Array(UnsafeBufferPointer(start: t.dims, count: t.n_dims))
         // Exactly one data field may hold the elements.
         var storage = TensorStorage.none
         var storageField: String?
@@ -385,24 +391,32 @@ struct Decoder {
         try use("int64_data", t.n_int64_data > 0) { .int64Data(bytes(t.int64_data, t.n_int64_data)) }
         try use("double_data", t.n_double_data > 0) { .doubleData(bytes(t.double_data, t.n_double_data)) }
         try use("uint64_data", t.n_uint64_data > 0) { .uint64Data(bytes(t.uint64_data, t.n_uint64_data)) }
-        var tensor = Tensor(name: string(t.name), dataType: DataType(rawValue: t.data_type), dims: dims, storage: storage)
-        tensor.docString = string(t.doc_string)
-        tensor.dataLocation = t.has_data_location != 0 ? Int32(bitPattern: t.data_location.rawValue) : nil
-        tensor.externalData = pairs(t.external_data, t.n_external_data)
-        tensor.metadataProps = pairs(t.metadata_props, t.n_metadata_props)
-        tensor.origin = origin(proto)
-        if let dataLocation = tensor.dataLocation, dataLocation != 0 && dataLocation != 1 {
+        let dataLocation = t.has_data_location != 0 ? Int32(bitPattern: t.data_location.rawValue) : nil
+        // A `let`, built once: a `var` tensor is copied whole (every field retained and
+        // released) to read its properties.
+        let tensor = Tensor(name: string(t.name), dataType: DataType(rawValue: t.data_type),
+                            dims: t.n_dims == 0 ? [] : Array(UnsafeBufferPointer(start: t.dims, count: t.n_dims)),
+                            storage: storage, docString: string(t.doc_string), dataLocation: dataLocation,
+                            externalData: pairs(t.external_data, t.n_external_data),
+                            metadataProps: pairs(t.metadata_props, t.n_metadata_props), origin: origin(proto))
+        if let dataLocation, dataLocation != 0 && dataLocation != 1 {
             throw invalid(location(), "data_location \(dataLocation) is not DEFAULT (0) or EXTERNAL (1)")
         }
-        if tensor.isExternal {
-            guard case .none = tensor.storage else {
-                throw invalid(location(), "an external tensor also stores data inside the model")
-            }
-            guard let count = tensor.elementCount, let byteCount = tensor.dataType.rawByteCount(elements: count) else {
-                throw invalid(location(), tensor.payloadProblem ?? "external data cannot hold \(tensor.dataType)")
-            }
-            tensor.storage = .raw(try externalData.bytes(for: tensor, expectedCount: byteCount, location: location()))
+        if tensor.isExternal { return try externalTensor(tensor, location: location()) }
+        if let problem = tensor.payloadProblem { throw invalid(location(), problem) }
+        return tensor
+    }
+
+    /// `decoded`, a tensor whose data is external, with its bytes from its data file.
+    mutating func externalTensor(_ decoded: Tensor, location: @autoclosure () -> String) throws -> Tensor {
+        var tensor = decoded
+        guard case .none = tensor.storage else {
+            throw invalid(location(), "an external tensor also stores data inside the model")
         }
+        guard let count = tensor.elementCount, let byteCount = tensor.dataType.rawByteCount(elements: count) else {
+            throw invalid(location(), tensor.payloadProblem ?? "external data cannot hold \(tensor.dataType)")
+        }
+        tensor.storage = .raw(try externalData.bytes(for: tensor, expectedCount: byteCount, location: location()))
         if let problem = tensor.payloadProblem { throw invalid(location(), problem) }
         return tensor
     }
@@ -463,7 +477,8 @@ struct Decoder {
     }
 
     func pairs(_ list: UnsafeMutablePointer<UnsafeMutablePointer<Onnx__StringStringEntryProto>?>?, _ count: Int) -> [StringPair] {
-        (0..<count).map { i in
+        if count == 0 { return [] }
+        return (0..<count).map { i in
             let p = list![i]!.pointee
             return StringPair(key: string(p.key), value: string(p.value))
         }
