@@ -11,6 +11,9 @@ public final class Node {
     public var overload: String?
     /// The inputs; change them only through `setInput` and friends so use lists stay exact.
     public private(set) var inputs: [Value?]
+    /// Each input slot's links in the use list of the value it reads (see `UseLink`), one
+    /// per input.
+    @exclusivity(unchecked) var useLinks: [UseLink]
     /// The outputs, which this node defines.
     public private(set) var outputs: [Value?]
     /// The attributes in file order. Graphs inside them become this node's subgraphs.
@@ -61,6 +64,7 @@ public final class Node {
         self.domain = domain
         self.name = name
         self.inputs = inputs
+        self.useLinks = Array(repeating: UseLink(), count: inputs.count)
         self.outputs = []
         self.attributes = attributes
         self.metadataProps = []
@@ -126,6 +130,7 @@ public final class Node {
     /// Adds an input at the end.
     public func appendInput(_ value: Value?) {
         inputs.append(nil)
+        useLinks.append(UseLink())
         setInput(inputs.count - 1, to: value)
     }
 
@@ -133,6 +138,7 @@ public final class Node {
     public func removeLastInput() {
         setInput(inputs.count - 1, to: nil)
         inputs.removeLast()
+        useLinks.removeLast()
     }
 
     /// Registers this node's input uses (and those inside its subgraphs) on insertion.

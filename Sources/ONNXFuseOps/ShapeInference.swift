@@ -109,8 +109,8 @@ public final class ShapeInference {
                 }
             }
             guard differs else { continue }
-            for output in node.outputs {
-                for use in output?.uses ?? [] where queued.insert(ObjectIdentifier(use.node)).inserted {
+            for case let output? in node.outputs {
+                for use in output.uses where queued.insert(ObjectIdentifier(use.node)).inserted {
                     queue.append(use.node)
                 }
             }

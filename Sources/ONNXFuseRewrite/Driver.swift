@@ -457,8 +457,7 @@ struct Driver {
     /// subgraphs: at a node that has some it stops, and the readers answer.
     func reader(of value: Value, before root: Node, after producer: Node, outside matched: Set<ObjectIdentifier>,
                 work: inout Int) -> Node? {
-        let uses = value.uses
-        var next = 0
+        var uses = value.uses.makeIterator()
         var cursor = root.previousNode
         var walking = true
         while true {
@@ -471,10 +470,9 @@ struct Driver {
                 }
                 cursor = node.previousNode
             }
-            guard next < uses.count else { return nil }
+            guard let use = uses.next() else { return nil }
             work += 1
-            var reader = uses[next].node
-            next += 1
+            var reader = use.node
             while reader.graph !== root.graph, let parent = reader.graph?.parentNode { reader = parent }
             if reader.graph === root.graph, reader.isBefore(root), !matched.contains(ObjectIdentifier(reader)) { return reader }
         }
