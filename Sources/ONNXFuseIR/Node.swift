@@ -4,9 +4,15 @@ public final class Node {
     /// The node's name, if the file gives one.
     public var name: String?
     /// The operator, such as `Conv`.
-    public var opType: String
+    public var opType: String {
+        didSet { operatorID = OperatorID(opType: opType, domain: domain) }
+    }
     /// The operator set domain; nil or "" is the default ONNX domain.
-    public var domain: String?
+    public var domain: String? {
+        didSet { operatorID = OperatorID(opType: opType, domain: domain) }
+    }
+    /// The operator as a number, for comparisons and tables that cost less than the strings'.
+    package private(set) var operatorID: OperatorID
     /// The function overload, if any.
     public var overload: String?
     /// The inputs; change them only through `setInput` and friends so use lists stay exact.
@@ -62,6 +68,7 @@ public final class Node {
                  outputCount: Int, outputName: (Int) -> String?, attributes: [Attribute]) {
         self.opType = opType
         self.domain = domain
+        self.operatorID = OperatorID(opType: opType, domain: domain)
         self.name = name
         self.inputs = inputs
         self.useLinks = Array(repeating: UseLink(), count: inputs.count)
@@ -87,7 +94,7 @@ public final class Node {
     }
 
     /// Whether the domain is the default ONNX domain ("" or `ai.onnx`).
-    public var isDefaultDomain: Bool { domain == nil || domain == "" || domain == "ai.onnx" }
+    public var isDefaultDomain: Bool { OperatorID.isDefaultDomain(domain) }
 
     /// The attribute named `name`.
     public func attribute(_ name: String) -> Attribute? { attributes.first { $0.name == name } }

@@ -102,6 +102,9 @@ public final class Value {
         return (graph?.model?.irVersion ?? Int64.max) >= 4
     }
 
+    /// The default domain's `Constant`.
+    private static let constantOperator = OperatorID(opType: "Constant", domain: nil)
+
     /// The tensor this value always holds, or nil: a non-overridable initializer, or the
     /// output of a default-domain `Constant` node. With `freezeInitializerInputs`, an
     /// overridable initializer counts as constant too.
@@ -142,7 +145,7 @@ public final class Value {
     /// The tensor of output `index` of a default-domain `Constant` node that defines this value.
     private func constantNodeOutput(_ index: Int) -> Tensor? {
         // The operator first: most producers are not Constant nodes, and that takes one comparison.
-        guard index == 0, let node = producer, node.opType == "Constant", node.isDefaultDomain else { return nil }
+        guard index == 0, let node = producer, node.operatorID == Self.constantOperator else { return nil }
         return Value.constantNodeTensor(node)
     }
 
