@@ -71,7 +71,7 @@ public final class Node {
         self.operatorID = OperatorID(opType: opType, domain: domain)
         self.name = name
         self.inputs = inputs
-        self.useLinks = Array(repeating: UseLink(), count: inputs.count)
+        self.useLinks = repeated(UseLink(), count: inputs.count)
         self.outputs = []
         self.attributes = attributes
         self.metadataProps = []
