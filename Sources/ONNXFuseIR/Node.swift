@@ -42,6 +42,15 @@ public final class Node {
     /// kept by `Graph.insert` (with gaps, renumbered when an insertion finds none).
     var orderKey: UInt64 = 0
 
+    deinit {
+        // Still listed: its graph was freed first, or let go of it without erasing it. Its
+        // slots leave the lists (the values are alive: it holds them), so that a value that
+        // outlives its graph never lists a freed node.
+        for index in useLinks.indices where useLinks[index].isListed {
+            inputs[index]?.removeUse(Use(node: self, inputIndex: index))
+        }
+    }
+
     /// Whether this node comes before `other` in their graph (both must be in the same one);
     /// constant time.
     public func isBefore(_ other: Node) -> Bool {

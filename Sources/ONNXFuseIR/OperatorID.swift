@@ -1,11 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// An operator (an op type of a domain) as a small number, the same wherever the operator is
 /// named in the process: on nodes, patterns and registries. Telling two operators apart is
 /// then one integer comparison rather than two string comparisons, and a table indexed by it
@@ -51,35 +43,29 @@ private final class OperatorTable: @unchecked Sendable {
         let domain: String?
     }
 
-    private let lock: UnsafeMutablePointer<pthread_mutex_t>
+    private let lock = Lock()
     // Only read and written with the lock held.
     @exclusivity(unchecked) private var entries: [Entry] = []
     /// Numbers into `entries` plus one; 0 is an empty slot. Never more than half full.
     @exclusivity(unchecked) private var slots = [UInt32](repeating: 0, count: 256)
 
-    private init() {
-        lock = .allocate(capacity: 1)
-        lock.initialize(to: pthread_mutex_t())
-        pthread_mutex_init(lock, nil)
-    }
-
     func number(opType: String, domain: String?) -> UInt32 {
         let domain = OperatorID.isDefaultDomain(domain) ? nil : domain
         let hash = Self.hash(opType: opType, domain: domain)
-        pthread_mutex_lock(lock)
-        defer { pthread_mutex_unlock(lock) }
-        var slot = Self.start(hash, slotCount: slots.count)
-        while slots[slot] != 0 {
-            let number = slots[slot] - 1
-            let entry = entries[Int(number)]
-            if entry.opType == opType && entry.domain == domain { return number }
-            slot = (slot + 1) & (slots.count - 1)
+        return lock.withLock {
+            var slot = Self.start(hash, slotCount: slots.count)
+            while slots[slot] != 0 {
+                let number = slots[slot] - 1
+                let entry = entries[Int(number)]
+                if entry.opType == opType && entry.domain == domain { return number }
+                slot = (slot + 1) & (slots.count - 1)
+            }
+            let number = UInt32(entries.count)
+            entries.append(Entry(opType: opType, domain: domain))
+            slots[slot] = number + 1
+            if entries.count * 2 > slots.count { rehash() }
+            return number
         }
-        let number = UInt32(entries.count)
-        entries.append(Entry(opType: opType, domain: domain))
-        slots[slot] = number + 1
-        if entries.count * 2 > slots.count { rehash() }
-        return number
     }
 
     /// FNV-1a of the op type's bytes, then, for a domain other than the default, of a

@@ -42,30 +42,34 @@ struct UseLink {
 
 extension Value {
     /// The uses of a value, first to last: a view that allocates nothing. It reads the list
-    /// as it is when iterated; to change the uses while going through them, take a copy first
+    /// as it is when read; to change the uses while going through them, take a copy first
     /// (`Array(value.uses)`).
     public struct Uses: Sequence {
+        /// The value, held so that a view kept a while still reads a list that exists.
+        let value: Value
+
         /// The first use.
-        public let first: Use?
+        public var first: Use? { value.firstUse }
         /// How many uses there are.
-        public let count: Int
+        public var count: Int { value.useCount }
 
         /// Whether there are none.
-        public var isEmpty: Bool { count == 0 }
+        public var isEmpty: Bool { value.useCount == 0 }
 
         /// The last use.
-        public var last: Use? { first?.link.previous }
+        public var last: Use? { value.firstUse?.link.previous }
 
         /// The number of uses.
         public var underestimatedCount: Int { count }
 
         /// An iterator from the first use.
-        public func makeIterator() -> Iterator { Iterator(next: first) }
+        public func makeIterator() -> Iterator { Iterator(next: value.firstUse) }
 
         /// Follows the links from one use to the next.
         public struct Iterator: IteratorProtocol {
-            // The node held strongly: should the caller erase it meanwhile, its slot is only
-            // unlinked (the walk ends there), never freed under the iterator.
+            // The next node held strongly: should the caller erase it meanwhile, its slot is
+            // only unlinked (the walk ends there), never freed under the iterator. A list only
+            // ever holds live nodes (`Node.deinit` takes a node's slots out).
             private var node: Node?
             private var inputIndex: Int
 

@@ -51,7 +51,7 @@ public final class Value {
     /// How it is defined.
     public internal(set) var definition: Definition
     /// Every node input that reads it, in no particular order (see `Uses`).
-    public var uses: Uses { Uses(first: firstUse, count: useCount) }
+    public var uses: Uses { Uses(value: self) }
     /// The head of the use list, threaded through the readers' input slots (see `UseLink`).
     @exclusivity(unchecked) var firstUse: Use?
     /// How many uses the list holds.

@@ -233,4 +233,41 @@ final class UseListTests: XCTestCase {
         XCTAssertNil(graph.firstNode)
         try graph.verify()
     }
+
+    /// A value that outlives its graph lists only the readers still alive: a node freed with
+    /// its graph takes its uses out of the lists.
+    func testAValueThatOutlivesItsGraph() {
+        var x: Value?
+        var kept: Node?
+        do {
+            let graph = Graph(name: "g")
+            let input = floatInput(graph, "x")
+            for index in 0..<5 { graph.append(Node(opType: "A", inputs: [input, input], outputNames: ["a\(index)"])) }
+            kept = graph.lastNode
+            x = input
+            XCTAssertEqual(input.uses.count, 10)
+        }
+        XCTAssertEqual(Set(x!.uses), [Use(node: kept!, inputIndex: 0), Use(node: kept!, inputIndex: 1)])
+        XCTAssertEqual(x!.uses.count, 2)
+        kept = nil
+        XCTAssertTrue(x!.uses.isEmpty)
+        XCTAssertNil(x!.uses.first)
+    }
+
+    /// A view of the uses kept while readers come and go reads the list as it is then.
+    func testAViewKeptAWhileReadsTheListAsItIs() throws {
+        let graph = Graph(name: "g")
+        let x = floatInput(graph, "x")
+        let view = x.uses
+        XCTAssertTrue(view.isEmpty)
+        graph.append(Node(opType: "A", inputs: [x], outputNames: ["a"]))
+        graph.append(Node(opType: "B", inputs: [x], outputNames: ["b"]))
+        XCTAssertEqual(view.count, 2)
+        XCTAssertEqual(view.map(\.node.opType), ["A", "B"])
+        graph.erase(graph.firstNode!)
+        XCTAssertEqual(view.map(\.node.opType), ["B"])
+        XCTAssertEqual(view.first?.node.opType, "B")
+        XCTAssertEqual(view.last?.node.opType, "B")
+        try graph.verify()
+    }
 }

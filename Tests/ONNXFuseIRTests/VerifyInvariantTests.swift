@@ -7,15 +7,15 @@ final class VerifyInvariantTests: XCTestCase {
         graph.addInput(name: name, info: ValueInfo(type: .tensor(.float, [.value(2)])))
     }
 
-    /// Takes the last use out of `value`'s list and count, leaving its slot's own links as
-    /// they were (so the slot still looks listed): the node reads the value, the list does
-    /// not say so.
+    /// Takes the last use out of `value`'s list and count: the node reads the value, the list
+    /// does not say so.
     func unlinkLastUse(of value: Value) {
         let first = value.firstUse!
         let last = first.link.previous!
         let before = last.link.previous!
         before.link.next = nil
         first.link.previous = before
+        last.link = UseLink()
         value.useCount -= 1
     }
 
