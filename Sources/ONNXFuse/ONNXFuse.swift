@@ -19,17 +19,25 @@ public struct ModelStatistics: Equatable, Sendable {
 
     /// The statistics of `model`.
     public init(_ model: Model) {
-        var byType: [String: Int] = [:]
+        // Counted by operator number first: a table lookup per node, a name per operator (two
+        // domains may still name theirs alike, "a.b" + "c" and "a" + "b.c": their counts add).
+        var counts: [Int] = []
+        var names: [String] = []
         var count = 0
         for graph in model.allGraphs {
             for node in graph.nodes {
                 count += 1
-                let key = node.isDefaultDomain ? node.opType : "\(node.domain!).\(node.opType)"
-                byType[key, default: 0] += 1
+                let index = node.operatorID.index
+                if index >= counts.count {
+                    counts += repeatElement(0, count: index + 1 - counts.count)
+                    names += repeatElement("", count: index + 1 - names.count)
+                }
+                if counts[index] == 0 { names[index] = node.isDefaultDomain ? node.opType : "\(node.domain!).\(node.opType)" }
+                counts[index] += 1
             }
         }
         nodeCount = count
-        nodesByOpType = byType
+        nodesByOpType = Dictionary(zip(names, counts).filter { $0.1 > 0 }, uniquingKeysWith: +)
     }
 }
 

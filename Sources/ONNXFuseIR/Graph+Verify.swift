@@ -35,7 +35,7 @@ extension Graph {
         try verify(enclosing: nil, outputCounts: &outputCounts, defined: &defined, reads: &reads, uncountedOutput: &uncountedOutput)
         // Each listed use is a distinct real read, and each read is listed: with equal totals,
         // no value lists a use that some node outside this model makes.
-        let listed = defined.reduce(0) { $0 + $1.uses.count }
+        let listed = defined.reduce(0) { $0 + $1.useCount }
         if listed != reads {
             throw IRInvariantError(description: "values list \(listed) uses but nodes of the model make \(reads) reads")
         }
@@ -149,12 +149,7 @@ extension Graph {
             }
             guard value.graphStorage === self else { throw fail("\(what()) '\(value.name)' belongs to another graph") }
             defined.append(value)
-            for use in value.uses {
-                guard use.inputIndex < use.node.inputs.count, use.node.inputs[use.inputIndex] === value, use.node.graph != nil else {
-                    throw fail("value '\(value.name)' lists a use (\(use.node.opType) input \(use.inputIndex)) that does not read it")
-                }
-            }
-            if value.uses.count > 1, Self.hasRepeatedUse(value.uses) { throw fail("value '\(value.name)' lists a use twice") }
+            try checkUseList(of: value)
         }
 
         for input in inputs {
@@ -226,12 +221,28 @@ extension Graph {
         }
     }
 
-    /// Whether a use appears twice (a few uses are compared pairwise, more through a set).
-    private static func hasRepeatedUse(_ uses: [Use]) -> Bool {
-        guard uses.count > 8 else {
-            for i in uses.indices { for j in uses.indices where j > i && uses[i] == uses[j] { return true } }
-            return false
+    /// Checks that `value`'s use list holds `useCount` real reads of it, each once. Each slot
+    /// has one `next` link, so a walk that ends within `useCount` steps visited distinct slots;
+    /// a repeated one would make it loop past the count.
+    private func checkUseList(of value: Value) throws {
+        var visited = 0
+        var previous: Use?
+        var cursor = value.firstUse
+        while let use = cursor {
+            guard visited < value.useCount else { throw fail("value '\(value.name)' lists more uses than it counts, or one twice") }
+            guard use.inputIndex < use.node.inputs.count, use.node.inputs[use.inputIndex] === value, use.node.graph != nil else {
+                throw fail("value '\(value.name)' lists a use (\(use.node.opType) input \(use.inputIndex)) that does not read it")
+            }
+            let link = use.link
+            guard previous == nil || link.previous == previous else {
+                throw fail("value '\(value.name)' has a use list whose links back are broken")
+            }
+            visited += 1
+            previous = use
+            cursor = link.next
         }
-        return Set(uses).count != uses.count
+        guard visited == value.useCount, value.firstUse?.link.previous == previous else {
+            throw fail("value '\(value.name)' counts \(value.useCount) uses but lists \(visited), or its last use is wrong")
+        }
     }
 }

@@ -4,9 +4,15 @@ public final class Node {
     /// The node's name, if the file gives one.
     public var name: String?
     /// The operator, such as `Conv`.
-    public var opType: String
+    public var opType: String {
+        didSet { operatorID = OperatorID(opType: opType, domain: domain) }
+    }
     /// The operator set domain; nil or "" is the default ONNX domain.
-    public var domain: String?
+    public var domain: String? {
+        didSet { operatorID = OperatorID(opType: opType, domain: domain) }
+    }
+    /// The operator as a number, for comparisons and tables that cost less than the strings'.
+    package private(set) var operatorID: OperatorID
     /// The function overload, if any.
     public var overload: String?
     /// The inputs; change them only through `setInput` and friends so use lists stay exact.
@@ -14,6 +20,9 @@ public final class Node {
     // assignments that call out to nothing that could read them meanwhile; the runtime's checks
     // cost a call on each read (every input and output of a model is read at load).
     @exclusivity(unchecked) public private(set) var inputs: [Value?]
+    /// Each input slot's links in the use list of the value it reads (see `UseLink`), one
+    /// per input.
+    @exclusivity(unchecked) var useLinks: [UseLink]
     /// The outputs, which this node defines.
     @exclusivity(unchecked) public private(set) var outputs: [Value?]
     /// The attributes in file order. Graphs inside them become this node's subgraphs.
@@ -38,6 +47,15 @@ public final class Node {
     /// The node's place in its graph's order: increasing from the first node to the last,
     /// kept by `Graph.insert` (with gaps, renumbered when an insertion finds none).
     @exclusivity(unchecked) var orderKey: UInt64 = 0
+
+    deinit {
+        // Still listed: its graph was freed first, or let go of it without erasing it. Its
+        // slots leave the lists (the values are alive: it holds them), so that a value that
+        // outlives its graph never lists a freed node.
+        for index in useLinks.indices where useLinks[index].isListed {
+            inputs[index]?.removeUse(Use(node: self, inputIndex: index))
+        }
+    }
 
     /// Whether this node comes before `other` in their graph (both must be in the same one);
     /// constant time.
@@ -65,8 +83,10 @@ public final class Node {
                  outputCount: Int, outputName: (Int) -> String?, attributes: [Attribute]) {
         self.opType = opType
         self.domain = domain
+        self.operatorID = OperatorID(opType: opType, domain: domain)
         self.name = name
         self.inputs = inputs
+        self.useLinks = repeated(UseLink(), count: inputs.count)
         // Made before `self` is complete, so that `outputs` is initialized once rather than
         // assigned; the outputs' producer is set when the node is inserted (until then they
         // are detached, and a detached value has none).
@@ -83,7 +103,7 @@ public final class Node {
     }
 
     /// Whether the domain is the default ONNX domain ("" or `ai.onnx`).
-    public var isDefaultDomain: Bool { domain == nil || domain == "" || domain == "ai.onnx" }
+    public var isDefaultDomain: Bool { OperatorID.isDefaultDomain(domain) }
 
     /// The attribute named `name`.
     public func attribute(_ name: String) -> Attribute? { attributes.first { $0.name == name } }
@@ -126,6 +146,7 @@ public final class Node {
     /// Adds an input at the end.
     public func appendInput(_ value: Value?) {
         inputs.append(nil)
+        useLinks.append(UseLink())
         setInput(inputs.count - 1, to: value)
     }
 
@@ -133,6 +154,7 @@ public final class Node {
     public func removeLastInput() {
         setInput(inputs.count - 1, to: nil)
         inputs.removeLast()
+        useLinks.removeLast()
     }
 
     /// Registers this node's input uses (and those inside its subgraphs) on insertion.

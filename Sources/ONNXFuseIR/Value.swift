@@ -1,26 +1,3 @@
-/// One use of a value: input `inputIndex` of `node`.
-public struct Use: Hashable {
-    /// The node that reads the value.
-    public unowned(unsafe) let node: Node
-    /// Which of its inputs.
-    public let inputIndex: Int
-
-    /// A use.
-    public init(node: Node, inputIndex: Int) {
-        self.node = node
-        self.inputIndex = inputIndex
-    }
-
-    /// Identity of the node and the index.
-    public static func == (lhs: Use, rhs: Use) -> Bool { lhs.node === rhs.node && lhs.inputIndex == rhs.inputIndex }
-
-    /// Hashes the node's identity and the index.
-    public func hash(into hasher: inout Hasher) {
-        hasher.combine(ObjectIdentifier(node))
-        hasher.combine(inputIndex)
-    }
-}
-
 /// A named value in a graph: a graph input, an initializer, or a node output. It knows who
 /// defines it and every node input that reads it (its use list), which the graph keeps
 /// exact through `Node.setInput`.
@@ -75,15 +52,12 @@ public final class Value {
     // This and the other trivial fields set at insertion are unchecked: a plain assignment of
     // a trivial value runs no code that could overlap it.
     @exclusivity(unchecked) public internal(set) var definition: Definition
-    /// Every node input that reads it, in no particular order.
-    // Unchecked: only `addUse` and `removeUse` modify it, and they call out to nothing that
-    // could read it meanwhile, so the runtime's check (on every use added at load) finds nothing.
-    @exclusivity(unchecked) public internal(set) var uses: [Use] = []
-    /// Where each use is in `uses`, kept once a value has many readers: removing one of 100,000
-    /// readers then takes constant time, not a scan (erasing them all would be quadratic).
-    @exclusivity(unchecked) private var usePositions: [Use: Int]?
-    /// How many uses a value has before `usePositions` is kept.
-    static let indexedUseCount = 64
+    /// Every node input that reads it, in no particular order (see `Uses`).
+    public var uses: Uses { Uses(value: self) }
+    /// The head of the use list, threaded through the readers' input slots (see `UseLink`).
+    @exclusivity(unchecked) var firstUse: Use?
+    /// How many uses the list holds.
+    @exclusivity(unchecked) var useCount = 0
     /// How many graph outputs name it.
     public internal(set) var graphOutputCount = 0
 
@@ -114,7 +88,7 @@ public final class Value {
     public var isGraphOutput: Bool { graphOutputCount > 0 }
 
     /// Whether nothing reads it: no node input and no graph output.
-    public var isUnused: Bool { uses.isEmpty && graphOutputCount == 0 }
+    public var isUnused: Bool { useCount == 0 && graphOutputCount == 0 }
 
     /// The declared or known type: `info`'s type, else the initializer's element type and shape.
     public var type: TypeInfo? {
@@ -129,6 +103,9 @@ public final class Value {
         guard definition == .graphInput, initializerBox != nil else { return false }
         return (graph?.model?.irVersion ?? Int64.max) >= 4
     }
+
+    /// The default domain's `Constant`.
+    private static let constantOperator = OperatorID(opType: "Constant", domain: nil)
 
     /// The tensor this value always holds, or nil: a non-overridable initializer, or the
     /// output of a default-domain `Constant` node. With `freezeInitializerInputs`, an
@@ -170,7 +147,7 @@ public final class Value {
     /// The tensor of output `index` of a default-domain `Constant` node that defines this value.
     private func constantNodeOutput(_ index: Int) -> Tensor? {
         // The operator first: most producers are not Constant nodes, and that takes one comparison.
-        guard index == 0, let node = producer, node.opType == "Constant", node.isDefaultDomain else { return nil }
+        guard index == 0, let node = producer, node.operatorID == Self.constantOperator else { return nil }
         return Value.constantNodeTensor(node)
     }
 
@@ -206,42 +183,11 @@ public final class Value {
     /// outputs are not node inputs: they keep naming this value (see `Graph.setOutput`).
     public func replaceAllUses(with replacement: Value) {
         precondition(replacement !== self, "a value cannot replace itself")
+        // From the last use on, so that no removal moves another use (the order stays the one
+        // an array of uses gave).
         while let use = uses.last {
             use.node.setInput(use.inputIndex, to: replacement)
         }
-    }
-
-    func addUse(_ use: Use) {
-        uses.append(use)
-        if usePositions != nil {
-            usePositions![use] = uses.count - 1
-        } else if uses.count > Self.indexedUseCount {
-            usePositions = Dictionary(uniqueKeysWithValues: uses.enumerated().map { ($1, $0) })
-        }
-    }
-
-    /// Whether `use` is one of the uses (through the index when there is one).
-    func hasUse(_ use: Use) -> Bool {
-        if let usePositions {
-            guard let position = usePositions[use] else { return false }
-            return position < uses.count && uses[position] == use
-        }
-        return uses.contains(use)
-    }
-
-    func removeUse(_ use: Use) {
-        let position = usePositions.map { $0[use] } ?? uses.lastIndex(of: use)
-        guard let i = position else { preconditionFailure("value '\(name)' has no use \(use)") }
-        let last = uses.count - 1
-        if i != last {
-            uses.swapAt(i, last)
-            usePositions?[uses[i]] = i
-        }
-        uses.removeLast()
-        usePositions?[use] = nil
-        // Dropped well below the threshold (not at it, so that a value hovering there does not
-        // rebuild the index at each change).
-        if uses.count < Self.indexedUseCount / 2 { usePositions = nil }
     }
 }
 

@@ -322,6 +322,9 @@ public struct OperatorRegistry: Sendable {
     private var defaultDomain: [String: Entry] = [:]
     /// Other domains' operators, by domain then operator.
     private var otherDomains: [String: [String: Entry]] = [:]
+    /// Every operator's entry by `OperatorID.index` (nil: none): inference and folding look up
+    /// each node of a model, and indexing costs less than hashing its op type.
+    private var byOperator: [Entry?] = []
 
     /// An empty registry.
     public init() {}
@@ -330,11 +333,17 @@ public struct OperatorRegistry: Sendable {
 
     private mutating func update(_ opTypes: [String], _ domain: String, _ change: (inout Entry) -> Void) {
         for op in opTypes {
+            let entry: Entry
             if Self.isDefault(domain) {
                 change(&defaultDomain[op, default: Entry()])
+                entry = defaultDomain[op]!
             } else {
                 change(&otherDomains[domain, default: [:]][op, default: Entry()])
+                entry = otherDomains[domain]![op]!
             }
+            let index = OperatorID(opType: op, domain: domain).index
+            if index >= byOperator.count { byOperator += repeatElement(nil, count: index + 1 - byOperator.count) }
+            byOperator[index] = entry
         }
     }
 
@@ -357,6 +366,14 @@ public struct OperatorRegistry: Sendable {
     public func inference(_ opType: String, domain: String = "") -> InferenceFunction? {
         Self.isDefault(domain) ? defaultDomain[opType]?.inference : otherDomains[domain]?[opType]?.inference
     }
+
+    /// The kernel of an operator given by number, if any.
+    package func kernel(_ id: OperatorID) -> Kernel? { entry(id)?.kernel }
+
+    /// The inference function of an operator given by number, if any.
+    package func inference(_ id: OperatorID) -> InferenceFunction? { entry(id)?.inference }
+
+    private func entry(_ id: OperatorID) -> Entry? { id.index < byOperator.count ? byOperator[id.index] : nil }
 
     /// Operators with a kernel, as `domain.Op` (`Op` for the default domain), sorted.
     public var operatorsWithKernels: [String] { names { $0.kernel != nil } }

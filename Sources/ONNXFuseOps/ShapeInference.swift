@@ -109,8 +109,8 @@ public final class ShapeInference {
                 }
             }
             guard differs else { continue }
-            for output in node.outputs {
-                for use in output?.uses ?? [] where queued.insert(ObjectIdentifier(use.node)).inserted {
+            for case let output? in node.outputs {
+                for use in output.uses where queued.insert(ObjectIdentifier(use.node)).inserted {
                     queue.append(use.node)
                 }
             }
@@ -192,7 +192,7 @@ public final class ShapeInference {
             let context = OperatorContext(node: node, domain: domain, opsetVersion: version)
             if let evaluated = evaluate(node, context: context, inputs: inputs) {
                 outputs = evaluated
-            } else if let inference = registry.inference(node.opType, domain: domain) {
+            } else if let inference = registry.inference(node.operatorID) {
                 var inferenceContext = InferenceContext(node: context, inputs: inputs, outputCount: node.outputs.count,
                                                         symbols: symbols)
                 if (try? inference(&inferenceContext)) != nil { outputs = inferenceContext.outputs }
@@ -219,7 +219,7 @@ public final class ShapeInference {
         // Most nodes read a value that is not a constant: that is seen before any lookup.
         guard !inputs.contains(where: { $0.map { !$0.holdsConstant } ?? false }),
               !node.inputs.isEmpty || node.opType == "Constant", node.subgraphs.isEmpty,
-              registry.kernel(context.opType, domain: context.domain) != nil else { return nil }
+              registry.kernel(node.operatorID) != nil else { return nil }
         var values: [TensorValue?] = []
         var total = 0
         for facts in inputs {

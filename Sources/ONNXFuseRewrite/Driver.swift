@@ -127,17 +127,12 @@ struct Driver {
     /// a rule whose every search runs to that limit cannot take minutes on a large model.
     var searchBudget: [Int]
     /// Rules by root operator (without `anyOperatorRules`, which `resolvedRoots` merges in).
-    var byRoot: [RootKey: [Int]]
+    var byRoot: [OperatorID: [Int]]
     /// Rules rooted at any operator, by domain.
     let anyOperatorRules: [String: [Int]]
-    /// Each operator's rules once merged with the any-operator rules (nil: none), as looked up.
-    var resolvedRoots: [RootKey: [Int]?] = [:]
-    /// The first operators looked up in `resolvedRoots` and their rules, searched in order
-    /// before it: a model has a few dozen operators at most, and comparing an operator's name
-    /// with a few others costs less than hashing two strings at every visit.
-    var recentRoots: [(key: RootKey, rules: [Int]?)] = []
-    /// How many operators `recentRoots` holds.
-    static let recentRootCount = 16
+    /// Each operator's rules once merged with the any-operator rules, by `OperatorID.index`,
+    /// as looked up: nil not yet, `.some(nil)` none.
+    var resolvedRoots: [[Int]??] = []
     let model: Model
     let options: RewriteOptions
     /// Made at the first new name: a run that rewrites nothing does not collect the model's names.
@@ -202,7 +197,7 @@ struct Driver {
         searchBudget = Array(repeating: max(Self.minimumSearchBudget, Self.searchBudgetPerNode * nodeCount), count: self.rules.count)
         // Rules rooted at one operator are indexed by it; rules rooted at any operator of a
         // domain are merged into every operator of that domain as it is seen (rule order kept).
-        var byRoot: [RootKey: [Int]] = [:]
+        var byRoot: [OperatorID: [Int]] = [:]
         var anyOperator: [String: [Int]] = [:]
         for (index, rule) in self.rules.enumerated() where rule.pattern.anchor == .node {
             let root = rule.pattern.nodes[rule.pattern.root]
@@ -211,7 +206,7 @@ struct Driver {
                 anyOperator[domain, default: []].append(index)
             } else {
                 for opType in [root.opType] + rule.otherRootOpTypes {
-                    byRoot[RootKey(domain: domain, opType: opType), default: []].append(index)
+                    byRoot[OperatorID(opType: opType, domain: domain), default: []].append(index)
                 }
             }
         }
@@ -222,30 +217,14 @@ struct Driver {
         counts = Array(repeating: 0, count: rules.count)
     }
 
-    /// An operator, as rules are indexed by their root's.
-    struct RootKey: Hashable {
-        let domain: String
-        let opType: String
-
-        init(domain: String, opType: String) {
-            self.domain = domain
-            self.opType = opType
-        }
-
-        init(of node: Node) {
-            self.init(domain: node.isDefaultDomain ? "" : node.domain!, opType: node.opType)
-        }
-    }
-
     /// The rules to try at `node`, in rule order; nil when none.
     mutating func candidates(for node: Node) -> [Int]? {
-        let key = RootKey(of: node)
-        for recent in recentRoots where recent.key.opType == key.opType && recent.key.domain == key.domain { return recent.rules }
-        if let resolved = resolvedRoots[key] { return resolved }
-        var rules = byRoot[key]
-        if let any = anyOperatorRules[key.domain] { rules = ((rules ?? []) + any).sorted() }
-        resolvedRoots[key] = .some(rules)
-        if recentRoots.count < Self.recentRootCount { recentRoots.append((key, rules)) }
+        let index = node.operatorID.index
+        if index < resolvedRoots.count, let resolved = resolvedRoots[index] { return resolved }
+        var rules = byRoot[node.operatorID]
+        if let any = anyOperatorRules[node.isDefaultDomain ? "" : node.domain!] { rules = ((rules ?? []) + any).sorted() }
+        if index >= resolvedRoots.count { resolvedRoots += repeatElement(nil, count: index + 1 - resolvedRoots.count) }
+        resolvedRoots[index] = .some(rules)
         return rules
     }
 
@@ -457,8 +436,7 @@ struct Driver {
     /// subgraphs: at a node that has some it stops, and the readers answer.
     func reader(of value: Value, before root: Node, after producer: Node, outside matched: Set<ObjectIdentifier>,
                 work: inout Int) -> Node? {
-        let uses = value.uses
-        var next = 0
+        var uses = value.uses.makeIterator()
         var cursor = root.previousNode
         var walking = true
         while true {
@@ -471,10 +449,9 @@ struct Driver {
                 }
                 cursor = node.previousNode
             }
-            guard next < uses.count else { return nil }
+            guard let use = uses.next() else { return nil }
             work += 1
-            var reader = uses[next].node
-            next += 1
+            var reader = use.node
             while reader.graph !== root.graph, let parent = reader.graph?.parentNode { reader = parent }
             if reader.graph === root.graph, reader.isBefore(root), !matched.contains(ObjectIdentifier(reader)) { return reader }
         }

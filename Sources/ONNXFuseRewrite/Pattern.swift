@@ -76,9 +76,15 @@ public struct PatternNode {
     public static let anyOperator = "_"
 
     /// The operator.
-    public var opType: String
+    public var opType: String {
+        didSet { operatorID = OperatorID(opType: opType, domain: domain) }
+    }
     /// The domain; "" is the default ONNX domain (which also matches "ai.onnx").
-    public var domain: String
+    public var domain: String {
+        didSet { operatorID = OperatorID(opType: opType, domain: domain) }
+    }
+    /// The operator as a number, which `hasOperator(of:)` compares with the node's.
+    private(set) var operatorID: OperatorID
     /// The inputs.
     public var inputs: [PatternInput]
     /// The outputs.
@@ -93,6 +99,7 @@ public struct PatternNode {
                 attributes: [AttributeConstraint] = [], commutative: Bool = false) {
         self.opType = opType
         self.domain = domain
+        self.operatorID = OperatorID(opType: opType, domain: domain)
         self.inputs = inputs
         self.outputs = outputs
         self.attributes = attributes
@@ -110,7 +117,7 @@ public struct PatternNode {
 
     /// Whether `node` has this pattern node's operator.
     func hasOperator(of node: Node) -> Bool {
-        guard matchesAnyOperator || node.opType == opType else { return false }
+        guard matchesAnyOperator else { return node.operatorID == operatorID }
         let nodeDomain = node.isDefaultDomain ? "" : node.domain!
         return nodeDomain == normalizedDomain
     }

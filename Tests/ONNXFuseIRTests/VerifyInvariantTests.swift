@@ -7,24 +7,36 @@ final class VerifyInvariantTests: XCTestCase {
         graph.addInput(name: name, info: ValueInfo(type: .tensor(.float, [.value(2)])))
     }
 
-    /// A value with many readers (its uses indexed) that lost one use from its list: the node
-    /// still reads it, the list does not say so.
-    func testAReadMissingFromAnIndexedUseListIsCaught() {
+    /// Takes the last use out of `value`'s list and count: the node reads the value, the list
+    /// does not say so.
+    func unlinkLastUse(of value: Value) {
+        let first = value.firstUse!
+        let last = first.link.previous!
+        let before = last.link.previous!
+        before.link.next = nil
+        first.link.previous = before
+        last.link = UseLink()
+        value.useCount -= 1
+    }
+
+    /// A value with many readers that lost one use from its list.
+    func testAReadMissingFromALongUseListIsCaught() {
         let graph = Graph(name: "g")
         let x = floatInput(graph, "x")
         for index in 0..<100 { graph.append(Node(opType: "Relu", inputs: [x], outputNames: ["r\(index)"])) }
         XCTAssertNoThrow(try graph.verify())
-        x.uses.removeLast()   // the index (usePositions) still lists it
+        unlinkLastUse(of: x)
         XCTAssertEqual(x.uses.count, 99)
+        XCTAssertEqual(Array(x.uses).count, 99)
         XCTAssertThrowsError(try graph.verify(), "a read that the use list lacks is not caught")
     }
 
-    /// The same with few readers (no index): caught too.
+    /// The same with few readers: caught too.
     func testAReadMissingFromAShortUseListIsCaught() {
         let graph = Graph(name: "g")
         let x = floatInput(graph, "x")
         for index in 0..<3 { graph.append(Node(opType: "Relu", inputs: [x], outputNames: ["r\(index)"])) }
-        x.uses.removeLast()
+        unlinkLastUse(of: x)
         XCTAssertThrowsError(try graph.verify())
     }
 
@@ -47,9 +59,14 @@ final class VerifyInvariantTests: XCTestCase {
         let relu = Node(opType: "Relu", inputs: [x], outputNames: ["r"])
         graph.append(relu)
         graph.addOutput(relu.outputs[0]!, info: ValueInfo(type: nil))
-        x.uses.append(x.uses[0])
+        let only = x.firstUse!
+        only.link.next = only   // the list goes round: its one use listed again and again
         XCTAssertThrowsError(try graph.verify())
-        x.uses.removeLast()
+        only.link.next = nil
+        XCTAssertNoThrow(try graph.verify())
+        x.useCount = 2   // a count the list does not hold
+        XCTAssertThrowsError(try graph.verify())
+        x.useCount = 1
         relu.outputs[0]!.graphOutputCount = 2
         XCTAssertThrowsError(try graph.verify())
     }

@@ -454,4 +454,31 @@ final class EngineTests: XCTestCase {
         XCTAssertEqual(r1.explanations, r2.explanations)
         XCTAssertEqual(r1.rewrites, r2.rewrites)
     }
+
+    /// A pattern node matches by operator (the default domain however written), and follows
+    /// its op type and domain when they change; `_` matches any operator of its domain.
+    func testPatternNodeOperator() {
+        var pattern = PatternNode(opType: "A", inputs: [], outputs: [])
+        let a = Node(opType: "A", inputs: [], outputNames: ["a"])
+        let aDefault = Node(opType: "A", domain: "ai.onnx", inputs: [], outputNames: ["a2"])
+        let aCustom = Node(opType: "A", domain: "custom", inputs: [], outputNames: ["a3"])
+        let b = Node(opType: "B", inputs: [], outputNames: ["b"])
+        XCTAssertTrue(pattern.hasOperator(of: a))
+        XCTAssertTrue(pattern.hasOperator(of: aDefault))
+        XCTAssertFalse(pattern.hasOperator(of: aCustom))
+        XCTAssertFalse(pattern.hasOperator(of: b))
+        pattern.domain = "custom"
+        XCTAssertTrue(pattern.hasOperator(of: aCustom))
+        XCTAssertFalse(pattern.hasOperator(of: a))
+        pattern.domain = ""
+        pattern.opType = "B"
+        XCTAssertTrue(pattern.hasOperator(of: b))
+        XCTAssertFalse(pattern.hasOperator(of: a))
+        pattern.opType = PatternNode.anyOperator
+        XCTAssertTrue(pattern.hasOperator(of: a) && pattern.hasOperator(of: b) && pattern.hasOperator(of: aDefault))
+        XCTAssertFalse(pattern.hasOperator(of: aCustom))
+        b.opType = "A"
+        pattern.opType = "A"
+        XCTAssertTrue(pattern.hasOperator(of: b), "a node whose op type changed matches by its new one")
+    }
 }
