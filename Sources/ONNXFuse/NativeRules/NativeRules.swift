@@ -281,6 +281,11 @@ func mergeDuplicates(_ node: Node, _ analysis: OperatorAnalysis, _ context: Rewr
         analysis.sweepErasedNodesWhenGrown()
         return .failure(RuleRefusal("no earlier node computes the same"))
     }
+    // Tried again while it still leads its signature alone: there is nothing to compare it
+    // with, and the bucket below would be taken out and put back as it was.
+    if first === node && analysis.laterNodesBySignature[signature] == nil {
+        return .failure(RuleRefusal("no earlier node computes the same"))
+    }
     if let refusal = refuseNondeterministic(node, analysis, context) { return .failure(refusal) }
     // Taken out while it is worked on, and put back at the end. Entries of erased nodes are
     // dropped as they are met.
@@ -330,8 +335,8 @@ func isComparable(_ value: AttributeValue?) -> Bool {
 /// 64 KiB of elements; equal hashes are compared in full).
 func nodeSignature(_ node: Node) -> Int {
     var hasher = Hasher()
-    hasher.combine(node.opType)
-    hasher.combine(node.isDefaultDomain ? "" : node.domain)
+    // The operator's number stands for its type and domain: equal exactly when both are.
+    hasher.combine(node.operatorID)
     for input in node.inputs { hasher.combine(input.map(ObjectIdentifier.init)) }
     // By name, so that the order attributes are written in does not matter (most nodes have
     // them in order already, or one or none: no sorted copy then).
@@ -344,7 +349,10 @@ func nodeSignature(_ node: Node) -> Int {
         case .float(let f)?: hasher.combine(f.bitPattern)
         case .string(let s)?: hasher.combine(s)
         case .ints(let i)?: hasher.combine(i)
-        case .floats(let f)?: hasher.combine(f.map(\.bitPattern))
+        case .floats(let f)?:
+            // As an array of the bit patterns hashes, without making one.
+            hasher.combine(f.count)
+            for x in f { hasher.combine(x.bitPattern) }
         case .strings(let s)?: hasher.combine(s)
         case .tensor(let t)?:
             hasher.combine(t.dataType.rawValue)
