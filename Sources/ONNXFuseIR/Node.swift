@@ -48,6 +48,12 @@ public final class Node {
     /// kept by `Graph.insert` (with gaps, renumbered when an insertion finds none).
     @exclusivity(unchecked) var orderKey: UInt64 = 0
 
+    /// Scratch marks of the rewrite driver (queued, stale, matched), stamped with its run so
+    /// that marks left by an earlier run mean nothing: flags on the node cost less than the
+    /// hashed sets of identities they replace, and no run has to clear them.
+    // Unchecked: only the driver assigns it, in plain stores.
+    @exclusivity(unchecked) package var rewriteMarks: UInt64 = 0
+
     deinit {
         // Still listed: its graph was freed first, or let go of it without erasing it. Its
         // slots leave the lists (the values are alive: it holds them), so that a value that
@@ -165,7 +171,7 @@ public final class Node {
     /// Drops this node's input uses and those of every node inside its subgraphs.
     func unregisterUses() {
         for (index, value) in inputs.enumerated() { value?.removeUse(Use(node: self, inputIndex: index)) }
-        if attributes.contains(where: { $0.hasSubgraphs }) {
+        if holdsSubgraphs {
             for graph in subgraphs { graph.dropAllUses() }
         }
     }
