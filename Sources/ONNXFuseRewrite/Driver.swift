@@ -135,6 +135,9 @@ struct Driver {
     /// as looked up: nil not yet, `.some(nil)` none.
     var resolvedRoots: [[Int]??] = []
     let model: Model
+    /// Whether training information (kept opaque) may read any initializer of the main graph,
+    /// which then stay; read once (no rule changes it), not at every value a rewrite frees.
+    let keepsMainInitializers: Bool
     let options: RewriteOptions
     /// Made at the first new name: a run that rewrites nothing does not collect the model's names.
     var names: NameAllocator?
@@ -216,6 +219,7 @@ struct Driver {
         self.byRoot = byRoot
         anyOperatorRules = anyOperator
         self.model = model
+        keepsMainInitializers = model.opaqueReferences.hasTrainingInfo
         self.options = options
         counts = Array(repeating: 0, count: rules.count)
     }
@@ -334,8 +338,11 @@ struct Driver {
                               stepLimit: min(Matcher.maximumSteps, searchBudget[ruleIndex]), explains: options.explain)
         var prepared: PreparedReplacement?
         var readersLookedAt = 0
+        // Static, with what it reads passed in: a method call on `self` from this closure
+        // copied the whole driver at every match.
+        let stamp = stamp
         let match = matcher.match(at: node) { match in
-            if let reason = engineGuard(ruleIndex, match, root: node, readersLookedAt: &readersLookedAt) {
+            if let reason = Self.engineGuard(entry, match, root: node, stamp: stamp, readersLookedAt: &readersLookedAt) {
                 return MatchRefusal(reason: reason, byPrepare: false)
             }
             switch entry.rule.prepare(match, context) {
@@ -382,12 +389,12 @@ struct Driver {
     /// The engine's own guards; a reason when the rule must not fire. `readersLookedAt` counts
     /// the nodes and readers it went through to order replaced values (charged to the rule's
     /// search budget).
-    func engineGuard(_ ruleIndex: Int, _ match: Match, root: Node, readersLookedAt: inout Int) -> String? {
-        let entry = entries[ruleIndex]
+    static func engineGuard(_ entry: RuleEntry, _ match: Match, root: Node, stamp: UInt64, readersLookedAt: inout Int) -> String? {
         let pattern = entry.rule.pattern
         // The matched nodes carry `NodeMark.matched` while the guard runs.
-        for case let node? in match.nodes { mark(node, .matched) }
-        defer { for case let node? in match.nodes { unmark(node, .matched) } }
+        for case let node? in match.nodes { NodeMark.matched.set(on: node, stamp: stamp) }
+        defer { for case let node? in match.nodes { NodeMark.matched.clear(on: node, stamp: stamp) } }
+        func matched(_ node: Node) -> Bool { NodeMark.matched.isSet(on: node, stamp: stamp) }
         // Values the match produces: those not taken over must stay inside the match.
         for (index, patternNode) in pattern.nodes.enumerated() {
             let node = match.nodes[index]!
@@ -403,7 +410,7 @@ struct Driver {
                     variable.map { variableLabel(pattern.valueNames[$0], output) } ?? "output \(position) of \(node.opType) '\(node.name ?? "")'"
                 }
                 if output.isGraphOutput { return "\(label) is a graph output" }
-                if output.uses.contains(where: { !has($0.node, .matched) }) {
+                if output.uses.contains(where: { !matched($0.node) }) {
                     let count = output.uses.count
                     return "\(label) has \(count) user\(count == 1 ? "" : "s")"
                 }
@@ -412,7 +419,7 @@ struct Driver {
         // The replacement reads only values that survive the match.
         for replacementNode in entry.rule.replacement.nodes {
             for case .bound(let v) in replacementNode.inputs {
-                if let value = match.value(v), let producer = value.producer, has(producer, .matched), !entry.replaces(v) {
+                if let value = match.value(v), let producer = value.producer, matched(producer), !entry.replaces(v) {
                     return "the replacement reads \(pattern.valueNames[v]), which the match removes"
                 }
             }
@@ -432,7 +439,7 @@ struct Driver {
         // where the new nodes go.
         for v in entry.replaced {
             guard let value = match.value(v), let producer = value.producer, producer !== root,
-                  let reader = reader(of: value, before: root, after: producer, work: &readersLookedAt) else { continue }
+                  let reader = reader(of: value, before: root, after: producer, stamp: stamp, work: &readersLookedAt) else { continue }
             return "\(reader.opType) '\(reader.name ?? "")' reads a replaced value before the match ends"
         }
         return nil
@@ -447,7 +454,8 @@ struct Driver {
     /// value's readers (short when they are few). Each alone is quadratic on some graph (20,000
     /// far-apart pairs; 40,000 readers listed after the root first). The walk cannot see into
     /// subgraphs: at a node that has some it stops, and the readers answer.
-    func reader(of value: Value, before root: Node, after producer: Node, work: inout Int) -> Node? {
+    static func reader(of value: Value, before root: Node, after producer: Node, stamp: UInt64, work: inout Int) -> Node? {
+        func matched(_ node: Node) -> Bool { NodeMark.matched.isSet(on: node, stamp: stamp) }
         var uses = value.uses.makeIterator()
         var cursor = root.previousNode
         var walking = true
@@ -455,7 +463,7 @@ struct Driver {
             if walking {
                 guard let node = cursor, node !== producer else { return nil }
                 work += 1 + node.inputs.count
-                if !has(node, .matched) {
+                if !matched(node) {
                     if node.inputs.contains(where: { $0 === value }) { return node }
                     if node.attributes.contains(where: \.hasSubgraphs) { walking = false }
                 }
@@ -465,7 +473,7 @@ struct Driver {
             work += 1
             var reader = use.node
             while reader.graph !== root.graph, let parent = reader.graph?.parentNode { reader = parent }
-            if reader.graph === root.graph, reader.isBefore(root), !has(reader, .matched) { return reader }
+            if reader.graph === root.graph, reader.isBefore(root), !matched(reader) { return reader }
         }
     }
 
@@ -849,8 +857,7 @@ struct Driver {
             guard value.isUnused, let graph = value.graph else { continue }
             switch value.definition {
             case .initializer:
-                // Training information (kept opaque) may read any initializer of the main graph.
-                if graph === model.graph && model.opaqueReferences.hasTrainingInfo { continue }
+                if keepsMainInitializers && graph === model.graph { continue }
                 graph.removeInitializer(value)
             case .nodeOutput:
                 guard let producer = value.producer, producer.outputs.allSatisfy({ $0?.isUnused ?? true }) else { continue }
