@@ -13,6 +13,12 @@ public final class Node {
     }
     /// The operator as a number, for comparisons and tables that cost less than the strings'.
     package private(set) var operatorID: OperatorID
+    /// Scratch marks of the rewrite driver (queued, stale, matched), stamped with its run so
+    /// that marks another run left mean nothing: flags on the node cost less than the hashed
+    /// sets of identities they replace. (Beside `operatorID`, in what was padding: a node
+    /// is no larger for it.)
+    // Unchecked: only the driver assigns it, in plain stores.
+    @exclusivity(unchecked) package var rewriteMarks: UInt32 = 0
     /// The function overload, if any.
     public var overload: String?
     /// The inputs; change them only through `setInput` and friends so use lists stay exact.
@@ -47,12 +53,6 @@ public final class Node {
     /// The node's place in its graph's order: increasing from the first node to the last,
     /// kept by `Graph.insert` (with gaps, renumbered when an insertion finds none).
     @exclusivity(unchecked) var orderKey: UInt64 = 0
-
-    /// Scratch marks of the rewrite driver (queued, stale, matched), stamped with its run so
-    /// that marks left by an earlier run mean nothing: flags on the node cost less than the
-    /// hashed sets of identities they replace, and no run has to clear them.
-    // Unchecked: only the driver assigns it, in plain stores.
-    @exclusivity(unchecked) package var rewriteMarks: UInt64 = 0
 
     deinit {
         // Still listed: its graph was freed first, or let go of it without erasing it. Its

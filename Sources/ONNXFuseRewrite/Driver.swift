@@ -293,6 +293,8 @@ struct Driver {
             for node in stale { refreshIfStale(node) }
             stale.removeAll()
         } while head < worklist.count && !report.reachedRewriteCap
+        // What the cap left untried loses its mark: no mark outlives its run.
+        for node in worklist[head...] { unmark(node, .queued) }
         if !report.reachedRewriteCap { applyItemRules(context: context, cap: cap) }
         // A rule's forms are one rule in the report.
         for index in rules.indices where counts[index] > 0 {
@@ -389,7 +391,7 @@ struct Driver {
     /// The engine's own guards; a reason when the rule must not fire. `readersLookedAt` counts
     /// the nodes and readers it went through to order replaced values (charged to the rule's
     /// search budget).
-    static func engineGuard(_ entry: RuleEntry, _ match: Match, root: Node, stamp: UInt64, readersLookedAt: inout Int) -> String? {
+    static func engineGuard(_ entry: RuleEntry, _ match: Match, root: Node, stamp: UInt32, readersLookedAt: inout Int) -> String? {
         let pattern = entry.rule.pattern
         // The matched nodes carry `NodeMark.matched` while the guard runs.
         for case let node? in match.nodes { NodeMark.matched.set(on: node, stamp: stamp) }
@@ -454,7 +456,7 @@ struct Driver {
     /// value's readers (short when they are few). Each alone is quadratic on some graph (20,000
     /// far-apart pairs; 40,000 readers listed after the root first). The walk cannot see into
     /// subgraphs: at a node that has some it stops, and the readers answer.
-    static func reader(of value: Value, before root: Node, after producer: Node, stamp: UInt64, work: inout Int) -> Node? {
+    static func reader(of value: Value, before root: Node, after producer: Node, stamp: UInt32, work: inout Int) -> Node? {
         func matched(_ node: Node) -> Bool { NodeMark.matched.isSet(on: node, stamp: stamp) }
         var uses = value.uses.makeIterator()
         var cursor = root.previousNode
@@ -1004,7 +1006,7 @@ struct NameAllocator {
 
 /// The driver's marks on a node (`Node.rewriteMarks`): the low bits, below the run's stamp.
 struct NodeMark: OptionSet {
-    let rawValue: UInt64
+    let rawValue: UInt32
 
     /// In the worklist and not yet tried.
     static let queued = NodeMark(rawValue: 1)
@@ -1013,36 +1015,38 @@ struct NodeMark: OptionSet {
     /// Part of the match the engine's guard is looking at.
     static let matched = NodeMark(rawValue: 4)
     /// Every mark's bit.
-    static let all: UInt64 = 7
+    static let all: UInt32 = 7
 
     /// Whether `node` carries this mark in the run of `stamp`.
-    func isSet(on node: Node, stamp: UInt64) -> Bool {
+    func isSet(on node: Node, stamp: UInt32) -> Bool {
         let marks = node.rewriteMarks
         return marks & ~Self.all == stamp && marks & rawValue != 0
     }
 
     /// Sets this mark on `node` for the run of `stamp` (dropping marks another run left).
-    func set(on node: Node, stamp: UInt64) {
+    func set(on node: Node, stamp: UInt32) {
         let marks = node.rewriteMarks
         node.rewriteMarks = (marks & ~Self.all == stamp ? marks : stamp) | rawValue
     }
 
     /// Clears this mark on `node`; false when it did not carry it in the run of `stamp`.
     @discardableResult
-    func clear(on node: Node, stamp: UInt64) -> Bool {
+    func clear(on node: Node, stamp: UInt32) -> Bool {
         guard isSet(on: node, stamp: stamp) else { return false }
         node.rewriteMarks &= ~rawValue
         return true
     }
 
     private static let lock = Lock()
-    nonisolated(unsafe) private static var lastStamp: UInt64 = 0
+    nonisolated(unsafe) private static var lastStamp: UInt32 = 0
 
-    /// A stamp no run has had (the bits above `all`): a node marked by another run, or by
-    /// none, carries no mark of this one.
-    static func newStamp() -> UInt64 {
+    /// A stamp other than the last runs' (the bits above `all`; never 0, a new node's): a node
+    /// marked by another run, or by none, carries no mark of this one. Stamps come round again
+    /// after 2^29 runs, which is harmless: a run leaves no mark set when it ends.
+    static func newStamp() -> UInt32 {
         lock.withLock {
-            lastStamp += all + 1
+            lastStamp &+= all + 1
+            if lastStamp == 0 { lastStamp = all + 1 }
             return lastStamp
         }
     }
