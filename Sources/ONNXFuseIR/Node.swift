@@ -13,6 +13,12 @@ public final class Node {
     }
     /// The operator as a number, for comparisons and tables that cost less than the strings'.
     package private(set) var operatorID: OperatorID
+    /// Scratch marks of the rewrite driver (queued, stale, matched), stamped with its run so
+    /// that marks another run left mean nothing: flags on the node cost less than the hashed
+    /// sets of identities they replace. (Beside `operatorID`, in what was padding: a node
+    /// is no larger for it.)
+    // Unchecked: only the driver assigns it, in plain stores.
+    @exclusivity(unchecked) package var rewriteMarks: UInt32 = 0
     /// The function overload, if any.
     public var overload: String?
     /// The inputs; change them only through `setInput` and friends so use lists stay exact.
@@ -165,7 +171,7 @@ public final class Node {
     /// Drops this node's input uses and those of every node inside its subgraphs.
     func unregisterUses() {
         for (index, value) in inputs.enumerated() { value?.removeUse(Use(node: self, inputIndex: index)) }
-        if attributes.contains(where: { $0.hasSubgraphs }) {
+        if holdsSubgraphs {
             for graph in subgraphs { graph.dropAllUses() }
         }
     }

@@ -59,7 +59,9 @@ public final class Value {
     /// How many uses the list holds.
     @exclusivity(unchecked) var useCount = 0
     /// How many graph outputs name it.
-    public internal(set) var graphOutputCount = 0
+    // Unchecked like `useCount`: read by `isUnused` at every guard and clean-up, and only
+    // changed by the graph in plain increments.
+    @exclusivity(unchecked) public internal(set) var graphOutputCount = 0
 
     /// Where it is among its graph's initializers (see `Graph.initializers`).
     @exclusivity(unchecked) var initializerSlot = 0

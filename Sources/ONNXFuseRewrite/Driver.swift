@@ -109,9 +109,10 @@ struct Driver {
     /// The rules by reference, for the hot paths: binding a `RewriteRule` to a local copies (and
     /// retains) each of its fields, at every one of the hundreds of thousands of attempts.
     let entries: [RuleEntry]
-    /// For a rule whose pattern is one node: the output positions its replacement takes over.
-    /// Every other output of the node must be unused, which is checked before matching.
-    let singleNodeTakenOver: [Set<Int>?]
+    /// For a rule whose pattern is one node: per output position of its pattern node, whether
+    /// its replacement takes that output over. Every other output of the node must be unused,
+    /// which is checked before matching.
+    let singleNodeTakenOver: [[Bool]?]
     /// What each node rule's pattern search may skip; made at the rule's first search (most
     /// rules never meet their root operator in a given model, and making them all took a
     /// millisecond per round).
@@ -134,19 +135,24 @@ struct Driver {
     /// as looked up: nil not yet, `.some(nil)` none.
     var resolvedRoots: [[Int]??] = []
     let model: Model
+    /// Whether training information (kept opaque) may read any initializer of the main graph,
+    /// which then stay; read once (no rule changes it), not at every value a rewrite frees.
+    let keepsMainInitializers: Bool
     let options: RewriteOptions
     /// Made at the first new name: a run that rewrites nothing does not collect the model's names.
     var names: NameAllocator?
     var worklist: [Node] = []
     var head = 0
-    var queued = Set<ObjectIdentifier>()
+    /// This run's stamp in `Node.rewriteMarks` (see `NodeMark`), new for every run.
+    let stamp = NodeMark.newStamp()
     /// Nodes whose inputs were replaced and whose facts are not refreshed yet (`inputsChanged`),
     /// in the order they became stale. A node is refreshed when it is next tried, or when the
     /// worklist runs dry: one refresh after many replacements of its inputs, not one each (a
     /// Concat of 2,000 merged values would be inferred 2,000 times). Facts not yet refreshed
     /// stay true (a replacement computes the same), only less precise.
     var stale: [Node] = []
-    var staleSet = Set<ObjectIdentifier>()
+    /// How many nodes are marked stale (`NodeMark.stale`).
+    var staleCount = 0
     var report = RewriteReport()
     var counts: [Int]
     /// Per rule (by name: a rule's forms share one) and node: why it did not fire, and how far
@@ -180,10 +186,10 @@ struct Driver {
         entries = self.rules.map(RuleEntry.init)
         singleNodeTakenOver = zip(self.rules, entries).map { rule, entry in
             guard rule.native == nil, rule.pattern.anchor == .node, rule.pattern.nodes.count == 1 else { return nil }
-            return Set(rule.pattern.nodes[0].outputs.indices.filter { position in
-                if case .variable(let v) = rule.pattern.nodes[0].outputs[position] { return entry.replaced.contains(v) }
+            return rule.pattern.nodes[0].outputs.map { output in
+                if case .variable(let v) = output { return entry.replaces(v) }
                 return false
-            })
+            }
         }
         pruning = Array(repeating: nil, count: self.rules.count)
         pruningMade = Array(repeating: false, count: self.rules.count)
@@ -213,6 +219,7 @@ struct Driver {
         self.byRoot = byRoot
         anyOperatorRules = anyOperator
         self.model = model
+        keepsMainInitializers = model.opaqueReferences.hasTrainingInfo
         self.options = options
         counts = Array(repeating: 0, count: rules.count)
     }
@@ -229,10 +236,20 @@ struct Driver {
     }
 
     mutating func enqueue(_ node: Node?) {
-        guard let node, node.graph != nil, !queued.contains(ObjectIdentifier(node)), candidates(for: node) != nil else { return }
-        queued.insert(ObjectIdentifier(node))
+        guard let node, node.graph != nil, !has(node, .queued), candidates(for: node) != nil else { return }
+        mark(node, .queued)
         worklist.append(node)
     }
+
+    /// Whether `node` carries `mark` in this run.
+    func has(_ node: Node, _ mark: NodeMark) -> Bool { mark.isSet(on: node, stamp: stamp) }
+
+    /// Sets `mark` on `node`.
+    func mark(_ node: Node, _ mark: NodeMark) { mark.set(on: node, stamp: stamp) }
+
+    /// Clears `mark` on `node`; false when it did not carry it.
+    @discardableResult
+    func unmark(_ node: Node, _ mark: NodeMark) -> Bool { mark.clear(on: node, stamp: stamp) }
 
     mutating func run() -> RewriteReport {
         var nodeCount = 0
@@ -260,7 +277,7 @@ struct Driver {
                 let node = worklist[head]
                 head += 1
                 visits += 1
-                queued.remove(ObjectIdentifier(node))
+                unmark(node, .queued)
                 guard node.graph != nil, let candidates = candidates(for: node) else { continue }
                 refreshIfStale(node)
                 for ruleIndex in candidates {
@@ -276,6 +293,8 @@ struct Driver {
             for node in stale { refreshIfStale(node) }
             stale.removeAll()
         } while head < worklist.count && !report.reachedRewriteCap
+        // What the cap left untried loses its mark: no mark outlives its run.
+        for node in worklist[head...] { unmark(node, .queued) }
         if !report.reachedRewriteCap { applyItemRules(context: context, cap: cap) }
         // A rule's forms are one rule in the report.
         for index in rules.indices where counts[index] > 0 {
@@ -301,7 +320,7 @@ struct Driver {
         // cost that adds up for rules tried at every node. (With --explain, the full path runs,
         // so the explanation names the first check that failed.)
         if !options.explain, let takenOver = singleNodeTakenOver[ruleIndex] {
-            for (position, output) in node.outputs.enumerated() where !takenOver.contains(position) {
+            for (position, output) in node.outputs.enumerated() where position >= takenOver.count || !takenOver[position] {
                 if let output, !output.isUnused { return false }
             }
         }
@@ -321,8 +340,11 @@ struct Driver {
                               stepLimit: min(Matcher.maximumSteps, searchBudget[ruleIndex]), explains: options.explain)
         var prepared: PreparedReplacement?
         var readersLookedAt = 0
+        // Static, with what it reads passed in: a method call on `self` from this closure
+        // copied the whole driver at every match.
+        let stamp = stamp
         let match = matcher.match(at: node) { match in
-            if let reason = engineGuard(ruleIndex, match, root: node, readersLookedAt: &readersLookedAt) {
+            if let reason = Self.engineGuard(entry, match, root: node, stamp: stamp, readersLookedAt: &readersLookedAt) {
                 return MatchRefusal(reason: reason, byPrepare: false)
             }
             switch entry.rule.prepare(match, context) {
@@ -369,11 +391,12 @@ struct Driver {
     /// The engine's own guards; a reason when the rule must not fire. `readersLookedAt` counts
     /// the nodes and readers it went through to order replaced values (charged to the rule's
     /// search budget).
-    func engineGuard(_ ruleIndex: Int, _ match: Match, root: Node, readersLookedAt: inout Int) -> String? {
-        let entry = entries[ruleIndex]
+    static func engineGuard(_ entry: RuleEntry, _ match: Match, root: Node, stamp: UInt32, readersLookedAt: inout Int) -> String? {
         let pattern = entry.rule.pattern
-        let matched = Set(match.matchedNodes.map(ObjectIdentifier.init))
-        let replacedVariables = entry.replaced
+        // The matched nodes carry `NodeMark.matched` while the guard runs.
+        for case let node? in match.nodes { NodeMark.matched.set(on: node, stamp: stamp) }
+        defer { for case let node? in match.nodes { NodeMark.matched.clear(on: node, stamp: stamp) } }
+        func matched(_ node: Node) -> Bool { NodeMark.matched.isSet(on: node, stamp: stamp) }
         // Values the match produces: those not taken over must stay inside the match.
         for (index, patternNode) in pattern.nodes.enumerated() {
             let node = match.nodes[index]!
@@ -381,7 +404,7 @@ struct Driver {
                 guard let output else { continue }
                 var variable: Int?
                 if position < patternNode.outputs.count, case .variable(let v) = patternNode.outputs[position] {
-                    if replacedVariables.contains(v) { continue }
+                    if entry.replaces(v) { continue }
                     variable = v
                 }
                 // Made only for a refusal: this runs at every match.
@@ -389,7 +412,7 @@ struct Driver {
                     variable.map { variableLabel(pattern.valueNames[$0], output) } ?? "output \(position) of \(node.opType) '\(node.name ?? "")'"
                 }
                 if output.isGraphOutput { return "\(label) is a graph output" }
-                if output.uses.contains(where: { !matched.contains(ObjectIdentifier($0.node)) }) {
+                if output.uses.contains(where: { !matched($0.node) }) {
                     let count = output.uses.count
                     return "\(label) has \(count) user\(count == 1 ? "" : "s")"
                 }
@@ -398,8 +421,7 @@ struct Driver {
         // The replacement reads only values that survive the match.
         for replacementNode in entry.rule.replacement.nodes {
             for case .bound(let v) in replacementNode.inputs {
-                if let value = match.value(v), let producer = value.producer, matched.contains(ObjectIdentifier(producer)),
-                   !replacedVariables.contains(v) {
+                if let value = match.value(v), let producer = value.producer, matched(producer), !entry.replaces(v) {
                     return "the replacement reads \(pattern.valueNames[v]), which the match removes"
                 }
             }
@@ -417,15 +439,15 @@ struct Driver {
         }
         // Users of values taken over from nodes other than the root must come after the root,
         // where the new nodes go.
-        for v in replacedVariables {
+        for v in entry.replaced {
             guard let value = match.value(v), let producer = value.producer, producer !== root,
-                  let reader = reader(of: value, before: root, after: producer, outside: matched, work: &readersLookedAt) else { continue }
+                  let reader = reader(of: value, before: root, after: producer, stamp: stamp, work: &readersLookedAt) else { continue }
             return "\(reader.opType) '\(reader.name ?? "")' reads a replaced value before the match ends"
         }
         return nil
     }
 
-    /// A node of the root's graph, outside `matched`, that reads `value` (itself or by a node of
+    /// A node of the root's graph, outside the match (`NodeMark.matched`), that reads `value` (itself or by a node of
     /// its subgraphs) and comes before `root`; nil when none. `work` counts the nodes and
     /// readers looked at.
     ///
@@ -434,8 +456,8 @@ struct Driver {
     /// value's readers (short when they are few). Each alone is quadratic on some graph (20,000
     /// far-apart pairs; 40,000 readers listed after the root first). The walk cannot see into
     /// subgraphs: at a node that has some it stops, and the readers answer.
-    func reader(of value: Value, before root: Node, after producer: Node, outside matched: Set<ObjectIdentifier>,
-                work: inout Int) -> Node? {
+    static func reader(of value: Value, before root: Node, after producer: Node, stamp: UInt32, work: inout Int) -> Node? {
+        func matched(_ node: Node) -> Bool { NodeMark.matched.isSet(on: node, stamp: stamp) }
         var uses = value.uses.makeIterator()
         var cursor = root.previousNode
         var walking = true
@@ -443,7 +465,7 @@ struct Driver {
             if walking {
                 guard let node = cursor, node !== producer else { return nil }
                 work += 1 + node.inputs.count
-                if !matched.contains(ObjectIdentifier(node)) {
+                if !matched(node) {
                     if node.inputs.contains(where: { $0 === value }) { return node }
                     if node.attributes.contains(where: \.hasSubgraphs) { walking = false }
                 }
@@ -453,7 +475,7 @@ struct Driver {
             work += 1
             var reader = use.node
             while reader.graph !== root.graph, let parent = reader.graph?.parentNode { reader = parent }
-            if reader.graph === root.graph, reader.isBefore(root), !matched.contains(ObjectIdentifier(reader)) { return reader }
+            if reader.graph === root.graph, reader.isBefore(root), !matched(reader) { return reader }
         }
     }
 
@@ -510,10 +532,9 @@ struct Driver {
         }
         // A forward to a value the replacement also takes over (`y2 = y1` beside a new `y1`) gets
         // the new value: the old one is about to leave the graph.
-        var takenOverBy: [ObjectIdentifier: Value] = [:]
-        for (old, new) in takeOver { takenOverBy[ObjectIdentifier(old)] = new }
+        // (A replacement takes over a few values: a search of them costs less than a dictionary.)
         func forwarded(_ source: ValueReference) -> Value? {
-            resolve(source).map { takenOverBy[ObjectIdentifier($0)] ?? $0 }
+            resolve(source).map { value in takeOver.last(where: { $0.old === value })?.new ?? value }
         }
         if let rewriteWillApply {
             var replacements = takeOver.map { (old: $0.old, new: OutputReplacement.value($0.new)) }
@@ -537,7 +558,7 @@ struct Driver {
         while !pending.isEmpty {
             guard let index = pending.firstIndex(where: { $0.outputs.allSatisfy { $0?.isUnused ?? true } }) else { break }
             let node = pending.remove(at: index)
-            freed.append(contentsOf: node.inputs.compactMap { $0 })
+            for case let input? in node.inputs { freed.append(input) }
             graph.erase(node)
         }
         for (value, name) in renames { value.name = name }
@@ -573,14 +594,18 @@ struct Driver {
 
     /// How many readers a value that lost or gained one may have for them to be tried again.
     static let revisitedReaderLimit = 4
+    /// Up to how many objects a set of them is an array searched in turn.
+    static let linearSearchLimit = 16
 
     /// Points every reader of `old` (graph outputs included) at `new`; returns the nodes that
-    /// read `old`, each once: their inputs changed, so their facts are to be refreshed and they
-    /// are to be tried again.
+    /// read `old` (a node once per input that read it): their inputs changed, so their facts are
+    /// to be refreshed and they are to be tried again.
     mutating func replace(_ old: Value, with new: Value) -> [Node] {
+        // A node reading `old` twice is listed twice: the callers' marking and queueing take
+        // each node once, which costs less than a set here.
         var readers: [Node] = []
-        var seen = Set<ObjectIdentifier>()
-        for use in old.uses where seen.insert(ObjectIdentifier(use.node)).inserted { readers.append(use.node) }
+        readers.reserveCapacity(old.uses.count)
+        for use in old.uses { readers.append(use.node) }
         old.replaceAllUses(with: new)
         moveGraphOutputs(from: old, to: new)
         return readers
@@ -711,17 +736,24 @@ struct Driver {
     /// Records that `node`'s inputs were replaced (see `stale`); false when it already was.
     @discardableResult
     mutating func markStale(_ node: Node) -> Bool {
-        guard inputsChanged != nil, staleSet.insert(ObjectIdentifier(node)).inserted else { return false }
+        guard inputsChanged != nil, !has(node, .stale) else { return false }
+        mark(node, .stale)
+        staleCount += 1
         stale.append(node)
         // Mostly refreshed already (when tried) or erased: compact, so that a long run does not
         // keep every node it ever replaced alive.
-        if stale.count >= 4_096 && stale.count >= 2 * staleSet.count {
+        if stale.count >= 4_096 && stale.count >= 2 * staleCount {
             var kept = Set<ObjectIdentifier>()
+            var erased = 0
+            let stamp = stamp
             stale.removeAll { node in
-                let id = ObjectIdentifier(node)
-                if node.graph == nil { staleSet.remove(id); return true }
-                return !staleSet.contains(id) || !kept.insert(id).inserted
+                if node.graph == nil {
+                    if NodeMark.stale.clear(on: node, stamp: stamp) { erased += 1 }
+                    return true
+                }
+                return !NodeMark.stale.isSet(on: node, stamp: stamp) || !kept.insert(ObjectIdentifier(node)).inserted
             }
+            staleCount -= erased
         }
         return true
     }
@@ -729,7 +761,9 @@ struct Driver {
     /// Refreshes the facts of `node` if its inputs were replaced since, and queues the nodes
     /// whose facts changed.
     mutating func refreshIfStale(_ node: Node) {
-        guard staleSet.remove(ObjectIdentifier(node)) != nil, node.graph != nil, let inputsChanged else { return }
+        guard unmark(node, .stale) else { return }
+        staleCount -= 1
+        guard node.graph != nil, let inputsChanged else { return }
         for changed in inputsChanged(node) where changed !== node { enqueue(changed) }
     }
 
@@ -813,23 +847,33 @@ struct Driver {
     /// rules that need a value read once (fusing a pair of nodes) may apply there now.
     mutating func removeUnused(_ values: [Value]) {
         var stack = values
-        var firstLevel = Set(values.map(ObjectIdentifier.init))
+        // The values given that no removed node read: a few, looked through (a set past a
+        // handful, where hashing costs less than the search).
+        var firstLevel = values.count > Self.linearSearchLimit ? Set(values.map(ObjectIdentifier.init)) : nil
+        var firstLevelFew = firstLevel == nil ? values : []
         while let value = stack.popLast() {
-            if !value.isUnused, !firstLevel.contains(ObjectIdentifier(value)), value.uses.count <= Self.revisitedReaderLimit {
+            if !value.isUnused, !(firstLevel?.contains(ObjectIdentifier(value)) ?? firstLevelFew.contains(where: { $0 === value })),
+               value.uses.count <= Self.revisitedReaderLimit {
                 for use in value.uses { enqueue(use.node) }
             }
             guard value.isUnused, let graph = value.graph else { continue }
             switch value.definition {
             case .initializer:
-                // Training information (kept opaque) may read any initializer of the main graph.
-                if graph === model.graph && model.opaqueReferences.hasTrainingInfo { continue }
+                if keepsMainInitializers && graph === model.graph { continue }
                 graph.removeInitializer(value)
             case .nodeOutput:
                 guard let producer = value.producer, producer.outputs.allSatisfy({ $0?.isUnused ?? true }) else { continue }
-                let inputs = producer.inputs.compactMap { $0 }
+                // Erasing leaves the node's inputs as they were.
+                let inputs = producer.inputs
                 graph.erase(producer)
-                for input in inputs { firstLevel.remove(ObjectIdentifier(input)) }
-                stack.append(contentsOf: inputs)
+                for case let input? in inputs {
+                    if firstLevel != nil {
+                        firstLevel!.remove(ObjectIdentifier(input))
+                    } else {
+                        firstLevelFew.removeAll { $0 === input }
+                    }
+                }
+                for case let input? in inputs { stack.append(input) }
             default:
                 continue
             }
@@ -846,13 +890,24 @@ final class RuleEntry {
     let replaced: Set<Int>
     let replacedInOrder: [Int]
     let computedSlotsRead: [Int]
+    /// `replaced` by variable, for the guard's per-match lookups (no hashing).
+    private let isReplaced: [Bool]
 
     init(_ rule: RewriteRule) {
         self.rule = rule
         replaced = rule.replacement.replacedVariables
         replacedInOrder = replaced.sorted()
         computedSlotsRead = rule.replacement.computedSlotsRead
+        var isReplaced = rule.pattern.valueNames.map { _ in false }
+        for v in replacedInOrder {
+            while isReplaced.count <= v { isReplaced.append(false) }
+            isReplaced[v] = true
+        }
+        self.isReplaced = isReplaced
     }
+
+    /// Whether the replacement takes over variable `v`.
+    func replaces(_ v: Int) -> Bool { v >= 0 && v < isReplaced.count && isReplaced[v] }
 }
 
 /// What the nodes next to a root must be for a pattern to match there, checked before the
@@ -946,5 +1001,53 @@ struct NameAllocator {
         while !used.insert("\(base)_\(counter)").inserted { counter += 1 }
         nextSuffix[base] = counter + 1
         return "\(base)_\(counter)"
+    }
+}
+
+/// The driver's marks on a node (`Node.rewriteMarks`): the low bits, below the run's stamp.
+struct NodeMark: OptionSet {
+    let rawValue: UInt32
+
+    /// In the worklist and not yet tried.
+    static let queued = NodeMark(rawValue: 1)
+    /// Its inputs were replaced and its facts are not refreshed yet (`Driver.stale`).
+    static let stale = NodeMark(rawValue: 2)
+    /// Part of the match the engine's guard is looking at.
+    static let matched = NodeMark(rawValue: 4)
+    /// Every mark's bit.
+    static let all: UInt32 = 7
+
+    /// Whether `node` carries this mark in the run of `stamp`.
+    func isSet(on node: Node, stamp: UInt32) -> Bool {
+        let marks = node.rewriteMarks
+        return marks & ~Self.all == stamp && marks & rawValue != 0
+    }
+
+    /// Sets this mark on `node` for the run of `stamp` (dropping marks another run left).
+    func set(on node: Node, stamp: UInt32) {
+        let marks = node.rewriteMarks
+        node.rewriteMarks = (marks & ~Self.all == stamp ? marks : stamp) | rawValue
+    }
+
+    /// Clears this mark on `node`; false when it did not carry it in the run of `stamp`.
+    @discardableResult
+    func clear(on node: Node, stamp: UInt32) -> Bool {
+        guard isSet(on: node, stamp: stamp) else { return false }
+        node.rewriteMarks &= ~rawValue
+        return true
+    }
+
+    private static let lock = Lock()
+    nonisolated(unsafe) private static var lastStamp: UInt32 = 0
+
+    /// A stamp other than the last runs' (the bits above `all`; never 0, a new node's): a node
+    /// marked by another run, or by none, carries no mark of this one. Stamps come round again
+    /// after 2^29 runs, which is harmless: a run leaves no mark set when it ends.
+    static func newStamp() -> UInt32 {
+        lock.withLock {
+            lastStamp &+= all + 1
+            if lastStamp == 0 { lastStamp = all + 1 }
+            return lastStamp
+        }
     }
 }

@@ -25,6 +25,16 @@ final class EngineTests: XCTestCase {
 
         func output(_ value: Value?) { graph.addOutput(value!, info: ValueInfo(type: nil)) }
 
+        /// `count` pairs `a_i = A(...); b_i = B(a_i)` in a chain from `value`; the last B's output.
+        func chainOfPairs(_ count: Int, from value: Value) -> Value {
+            var value = value
+            for i in 0..<count {
+                let a = node("A", [value], ["a\(i)"])
+                value = node("B", [a.outputs[0]], ["b\(i)"]).outputs[0]!
+            }
+            return value
+        }
+
         var text: String { Printer().print(graph) }
 
         /// Applies `rules` to the model (explaining refusals when `explain` is set, at most `cap`
@@ -240,11 +250,7 @@ final class EngineTests: XCTestCase {
 
     func testChainsConvergeAndTheCapStopsLoops() throws {
         let b = Builder()
-        var value = b.input("x")
-        for i in 0..<50 {
-            let a = b.node("A", [value], ["a\(i)"])
-            value = b.node("B", [a.outputs[0]], ["b\(i)"]).outputs[0]!
-        }
+        let value = b.chainOfPairs(50, from: b.input("x"))
         b.output(value)
         let report = try b.rewrite(with: [chainRule()])
         XCTAssertEqual(report.fired.first?.count, 50)
@@ -263,6 +269,34 @@ final class EngineTests: XCTestCase {
         let capped = try c.rewrite(with: [loop], cap: 25)
         XCTAssertTrue(capped.reachedRewriteCap)
         XCTAssertEqual(capped.rewrites, 25)
+    }
+
+    func testARunStoppedByTheCapLeavesNoMarkTheNextRunSees() throws {
+        // The first run stops with most nodes still queued: it clears their marks as it ends (and
+        // the driver's marks carry its run's stamp besides), so the second run tries them all.
+        let b = Builder()
+        let value = b.chainOfPairs(50, from: b.input("x"))
+        b.node("D", [value], ["d"])
+        b.output(b.graph.lastNode!.outputs[0])
+        let capped = try b.rewrite(with: [chainRule()], cap: 10)
+        XCTAssertTrue(capped.reachedRewriteCap)
+        XCTAssertEqual(capped.rewrites, 10)
+        for node in b.graph.nodes { XCTAssertEqual(node.rewriteMarks & NodeMark.all, 0) }
+        var refreshed: [String] = []
+        let report = applyRules([try chainRule()], to: b.model, inputsChanged: { node in
+            refreshed.append(node.opType)
+            return []
+        })
+        try b.model.verify()
+        XCTAssertEqual(report.rewrites, 40)
+        XCTAssertFalse(report.reachedRewriteCap)
+        XCTAssertEqual(b.graph.nodeCount, 51)
+        // Each fold replaces the input of the next pair's A, which the next fold erases before
+        // it is refreshed; D, read by the last pair, is refreshed once.
+        XCTAssertEqual(refreshed, ["D"])
+        // A run that reaches its fixed point leaves no mark: the worklist is drained, every stale
+        // node refreshed, and a guard clears the marks it sets.
+        for node in b.graph.nodes { XCTAssertEqual(node.rewriteMarks & NodeMark.all, 0) }
     }
 
     func testSubgraphsAreMatched() throws {
