@@ -1950,16 +1950,19 @@ onnx_fuse_status onnx_fuse_write_segments(int fd, const onnx_fuse_segment *segme
 #define TEMPORARY_SLOTS 8
 #define TEMPORARY_PATH_MAX 4096
 
-/* Written by the main thread, read by the signal handler: a slot's path is complete before
- * its flag is set, and the flag is cleared before the path is reused. */
+/* Written by the saving threads, read by the signal handler: a slot's path is complete before
+ * its flag is set, and the flag is cleared before the path is reused. Slots are claimed under
+ * a lock (saves on several threads at once each take a slot of their own); the flags are read
+ * and written atomically, so that the handler and `untrack` need no lock. */
 static char temporary_paths[TEMPORARY_SLOTS][TEMPORARY_PATH_MAX];
 static volatile sig_atomic_t temporary_used[TEMPORARY_SLOTS];
 static int temporary_handlers_installed;
+static pthread_mutex_t temporary_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void remove_temporaries_and_die(int signal_number)
 {
     for (int i = 0; i < TEMPORARY_SLOTS; i++) {
-        if (temporary_used[i])
+        if (__atomic_load_n(&temporary_used[i], __ATOMIC_ACQUIRE))
             unlink(temporary_paths[i]); /* async-signal-safe */
     }
     /* Die of the same signal, with its default action, as the caller expects. */
@@ -1975,6 +1978,7 @@ int onnx_fuse_track_temporary(const char *path)
 {
     if (path == NULL || strlen(path) >= TEMPORARY_PATH_MAX)
         return -1;
+    pthread_mutex_lock(&temporary_lock);
     if (!temporary_handlers_installed) {
         static const int signals[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGBUS };
         for (size_t i = 0; i < sizeof signals / sizeof signals[0]; i++) {
@@ -1990,18 +1994,21 @@ int onnx_fuse_track_temporary(const char *path)
         }
         temporary_handlers_installed = 1;
     }
+    int slot = -1;
     for (int i = 0; i < TEMPORARY_SLOTS; i++) {
-        if (!temporary_used[i]) {
+        if (!__atomic_load_n(&temporary_used[i], __ATOMIC_ACQUIRE)) {
             memcpy(temporary_paths[i], path, strlen(path) + 1);
-            temporary_used[i] = 1;
-            return i;
+            __atomic_store_n(&temporary_used[i], 1, __ATOMIC_RELEASE);
+            slot = i;
+            break;
         }
     }
-    return -1;
+    pthread_mutex_unlock(&temporary_lock);
+    return slot;
 }
 
 void onnx_fuse_untrack_temporary(int slot)
 {
     if (slot >= 0 && slot < TEMPORARY_SLOTS)
-        temporary_used[slot] = 0;
+        __atomic_store_n(&temporary_used[slot], 0, __ATOMIC_RELEASE);
 }
