@@ -335,6 +335,58 @@ final class DeferredTensorTests: XCTestCase {
         XCTAssertLessThan(counter.pieces, (3 << 20) / 7_919, "the computation stopped early")
     }
 
+    /// The threads and open files of the process, from /proc (nil elsewhere).
+    private func threadAndFileCounts() -> (threads: Int, files: Int)? {
+        guard let threads = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task"),
+              let files = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") else { return nil }
+        return (threads.count, files.count)
+    }
+
+    /// An output that fails during the second of several large payloads (the writer thread
+    /// wrote the first): the save fails with the system's error and the file's name, the third
+    /// payload is not made, and saving many times, failing or not, leaves no thread or file open.
+    func testAFailureInALaterLargePayloadEndsTheWriterAndLeaksNothing() throws {
+        let first = patterned(3 << 20)
+        let second = patterned(2 << 20 + 4)
+        let third = patterned(4 << 20 + 8)
+        let thirdCounter = PieceCounter()
+        let model = try convBatchNorm(withBias: computation(of: first, counting: PieceCounter()))
+        model.graph.addInitializer(name: "second", tensor: Tensor(dataType: .float, dims: [Int64(second.count / 4)],
+                                                                   storage: .raw(TensorBytes(deferred: computation(of: second, counting: PieceCounter())))))
+        model.graph.addInitializer(name: "third", tensor: Tensor(dataType: .float, dims: [Int64(third.count / 4)],
+                                                                  storage: .raw(TensorBytes(deferred: computation(of: third, counting: thirdCounter)))))
+        var options = SaveOptions()
+        options.toStandardOutput = true
+        let outcome = try withStandardOutputClosedAfter(4 << 20) { Result { try ModelFile.save(model, to: "out.onnx", options: options) } }
+        XCTAssertThrowsError(try outcome.get()) { error in
+            XCTAssertEqual("\(error)", "out.onnx: write failed: \(String(cString: strerror(EPIPE)))")
+        }
+        XCTAssertEqual(thirdCounter.pieces, 0, "the payload after the failure is not made")
+
+        let directory = try fixtureWorkspace([])
+        let output = directory.appendingPathComponent("out.onnx").path
+        try ModelFile.save(model, to: output)  // warms up whatever the first save starts
+        let before = threadAndFileCounts()
+        for round in 0..<6 {
+            if round % 2 == 0 {
+                try ModelFile.save(model, to: output)
+            } else {
+                _ = try withStandardOutputClosedAfter(4 << 20) { Result { try ModelFile.save(model, to: "out.onnx", options: options) } }
+            }
+        }
+        let after = threadAndFileCounts()
+        if let before, let after {
+            XCTAssertLessThanOrEqual(after.threads, before.threads, "a writer thread outlived its save")
+            XCTAssertLessThanOrEqual(after.files, before.files, "a file stayed open")
+        }
+        let reloaded = try ModelFile.load(path: output)
+        for (name, bytes) in [("computed", first), ("second", second), ("third", third)] {
+            let tensor = try XCTUnwrap(reloaded.graph.initializers.first { $0.name == name }?.initializer)
+            guard case .raw(let stored) = tensor.storage else { return XCTFail("\(name) is not raw bytes") }
+            XCTAssertTrue(stored.array == bytes, name)
+        }
+    }
+
     /// Conv (64 → 64, 3×3: a 147 KiB weight, deferred under the default threshold) →
     /// BatchNormalization → Mul by a per-channel constant, written to `directory`: folding makes
     /// a deferred weight that a second fold reads.
