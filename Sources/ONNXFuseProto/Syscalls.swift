@@ -71,11 +71,12 @@ public enum FileNameBytes {
         !path.unicodeScalars.contains(where: isEscape)
     }
 
-    /// The name of a folder entry.
+    /// The name of a folder entry, read in place: a record is only as long as its name, so
+    /// copying the `dirent` (its name field is 256 bytes) could read past the end of the
+    /// system's buffer.
     static func name(ofEntry entry: UnsafeMutablePointer<dirent>) -> String {
-        withUnsafeBytes(of: entry.pointee.d_name) { raw in
-            string(raw.prefix { $0 != 0 })
-        }
+        let name = UnsafeRawPointer(entry) + MemoryLayout<dirent>.offset(of: \dirent.d_name)!
+        return string(UnsafeRawBufferPointer(start: name, count: strlen(name.assumingMemoryBound(to: CChar.self))))
     }
 }
 
