@@ -64,7 +64,7 @@ public func evaluateModel(_ model: Model, seed: UInt64 = 1, limits: Verification
         var inputs: [(name: String, value: TensorValue)] = []
         for input in model.graph.inputs where input.initializer == nil {
             let facts = inference.facts(of: input)
-            let bound = indexBound(of: input, readers: input.uses.map(\.node), facts: inference.facts(of:))
+            let bound = indexBound(of: input, readers: input.useList.map(\.node), facts: inference.facts(of:))
             guard let type = facts.elementType, let tensor = seeded.tensor(type, shape: facts.shape, integerBound: bound) else {
                 throw EvaluationFailure(description: "no seeded value can be made for graph input '\(input.name)'")
             }

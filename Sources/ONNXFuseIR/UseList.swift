@@ -42,8 +42,8 @@ struct UseLink {
 
 extension Value {
     /// The uses of a value, first to last: a view that allocates nothing. It reads the list
-    /// as it is when read; to change the uses while going through them, take a copy first
-    /// (`Array(value.uses)`).
+    /// as it is when read (`Value.useList`); to change the uses while going through them, use
+    /// `Value.uses`, a copy.
     public struct Uses: Sequence {
         /// The value, held so that a view kept a while still reads a list that exists.
         let value: Value

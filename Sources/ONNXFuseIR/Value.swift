@@ -52,8 +52,13 @@ public final class Value {
     // This and the other trivial fields set at insertion are unchecked: a plain assignment of
     // a trivial value runs no code that could overlap it.
     @exclusivity(unchecked) public internal(set) var definition: Definition
-    /// Every node input that reads it, in no particular order (see `Uses`).
-    public var uses: Uses { Uses(value: self) }
+    /// Every node input that reads it, first to last, as they are now: a copy, so that the
+    /// readers can be rewired while going through it (`for use in x.uses { use.node.setInput(
+    /// use.inputIndex, to: y) }` moves every one).
+    public var uses: [Use] { Array(useList) }
+    /// The uses as a view of the live list, which allocates nothing (see `Uses`): for the
+    /// engine's hot paths, which do not change the list while they go through it.
+    package var useList: Uses { Uses(value: self) }
     /// The head of the use list, threaded through the readers' input slots (see `UseLink`).
     @exclusivity(unchecked) var firstUse: Use?
     /// How many uses the list holds.

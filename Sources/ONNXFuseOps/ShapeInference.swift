@@ -110,7 +110,7 @@ public final class ShapeInference {
             }
             guard differs else { continue }
             for case let output? in node.outputs {
-                for use in output.uses where queued.insert(ObjectIdentifier(use.node)).inserted {
+                for use in output.useList where queued.insert(ObjectIdentifier(use.node)).inserted {
                     queue.append(use.node)
                 }
             }

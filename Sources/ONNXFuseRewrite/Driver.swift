@@ -412,8 +412,8 @@ struct Driver {
                     variable.map { variableLabel(pattern.valueNames[$0], output) } ?? "output \(position) of \(node.opType) '\(node.name ?? "")'"
                 }
                 if output.isGraphOutput { return "\(label) is a graph output" }
-                if output.uses.contains(where: { !matched($0.node) }) {
-                    let count = output.uses.count
+                if output.useList.contains(where: { !matched($0.node) }) {
+                    let count = output.useList.count
                     return "\(label) has \(count) user\(count == 1 ? "" : "s")"
                 }
             }
@@ -458,7 +458,7 @@ struct Driver {
     /// subgraphs: at a node that has some it stops, and the readers answer.
     static func reader(of value: Value, before root: Node, after producer: Node, stamp: UInt32, work: inout Int) -> Node? {
         func matched(_ node: Node) -> Bool { NodeMark.matched.isSet(on: node, stamp: stamp) }
-        var uses = value.uses.makeIterator()
+        var uses = value.useList.makeIterator()
         var cursor = root.previousNode
         var walking = true
         while true {
@@ -588,8 +588,8 @@ struct Driver {
         // compare with the few readers a pattern matches: past a handful, its readers are not
         // queued again (10,000 dead readers of one value would cost 10^8 retries). The readers
         // that gained it are queued by `replace(_:with:)`'s callers.
-        guard value.uses.count <= Self.revisitedReaderLimit else { return }
-        for use in value.uses { enqueue(use.node) }
+        guard value.useList.count <= Self.revisitedReaderLimit else { return }
+        for use in value.useList { enqueue(use.node) }
     }
 
     /// How many readers a value that lost or gained one may have for them to be tried again.
@@ -604,8 +604,8 @@ struct Driver {
         // A node reading `old` twice is listed twice: the callers' marking and queueing take
         // each node once, which costs less than a set here.
         var readers: [Node] = []
-        readers.reserveCapacity(old.uses.count)
-        for use in old.uses { readers.append(use.node) }
+        readers.reserveCapacity(old.useList.count)
+        for use in old.useList { readers.append(use.node) }
         old.replaceAllUses(with: new)
         moveGraphOutputs(from: old, to: new)
         return readers
@@ -853,8 +853,8 @@ struct Driver {
         var firstLevelFew = firstLevel == nil ? values : []
         while let value = stack.popLast() {
             if !value.isUnused, !(firstLevel?.contains(ObjectIdentifier(value)) ?? firstLevelFew.contains(where: { $0 === value })),
-               value.uses.count <= Self.revisitedReaderLimit {
-                for use in value.uses { enqueue(use.node) }
+               value.useList.count <= Self.revisitedReaderLimit {
+                for use in value.useList { enqueue(use.node) }
             }
             guard value.isUnused, let graph = value.graph else { continue }
             switch value.definition {
@@ -961,7 +961,7 @@ struct RootNeighbours {
         }
         for (position, index) in readers {
             guard position < node.outputs.count, let output = node.outputs[position] else { return false }
-            let uses = output.uses
+            let uses = output.useList
             guard uses.count <= Self.readerScanLimit else { continue }
             let wanted = pattern.nodes[index]
             guard uses.contains(where: { wanted.hasOperator(of: $0.node) }) else { return false }

@@ -255,11 +255,11 @@ final class Matcher {
         // Listing the readers is charged to the search: a rule that rewrites one of 40,000
         // readers of a value at each of 400,000 rewrites (a rule that never converges) would
         // scan 10^10 readers uncharged.
-        steps += value.uses.count / Self.readersPerStep
+        steps += value.useList.count / Self.readersPerStep
         let patternNode = pattern.nodes[index]
         var candidates: [Node] = []
         var seen = Set<ObjectIdentifier>()
-        for use in value.uses where patternNode.hasOperator(of: use.node) {
+        for use in value.useList where patternNode.hasOperator(of: use.node) {
             let node = use.node
             if node.inputs.count > 1, node.inputs.lazy.filter({ $0 === value }).count > 1,
                !seen.insert(ObjectIdentifier(node)).inserted {

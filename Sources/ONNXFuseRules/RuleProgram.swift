@@ -682,7 +682,7 @@ final class RuleProgram: @unchecked Sendable {
             case .unused:
                 for case .value(let index, let name) in named {
                     guard let value = graphValue(index), !value.isUnused else { continue }
-                    why = "\(variableLabel(name, value)) has \(value.uses.count) users"
+                    why = "\(variableLabel(name, value)) has \(value.useList.count) users"
                     return .boolean(false)
                 }
                 return .boolean(true)
@@ -698,7 +698,7 @@ final class RuleProgram: @unchecked Sendable {
                 switch function {
                 case .users:
                     // Each reading node input counts, and being a graph output counts once.
-                    return .integer(Int64(value.uses.count + (value.isGraphOutput ? 1 : 0)))
+                    return .integer(Int64(value.useList.count + (value.isGraphOutput ? 1 : 0)))
                 case .dtype:
                     if let type = value.withConstantTensor(freezeInitializerInputs: context.freezeInitializerInputs, \.dataType) {
                         return .dataType(type)

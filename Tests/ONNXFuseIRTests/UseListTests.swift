@@ -254,11 +254,26 @@ final class UseListTests: XCTestCase {
         XCTAssertNil(x!.uses.first)
     }
 
-    /// A view of the uses kept while readers come and go reads the list as it is then.
+    /// `uses` is a copy: going through it while moving every reader to another value moves
+    /// every one (a walk of the live list would lose its place at each move).
+    func testRewiringEveryReaderWhileGoingThroughUsesMovesThemAll() throws {
+        let graph = Graph(name: "g")
+        let x = floatInput(graph, "x")
+        let y = floatInput(graph, "y")
+        for name in ["A", "B", "C"] { graph.append(Node(opType: name, inputs: [x, x], outputNames: [name.lowercased()])) }
+        for use in x.uses { use.node.setInput(use.inputIndex, to: y) }
+        XCTAssertTrue(x.uses.isEmpty)
+        XCTAssertEqual(y.uses.count, 6)
+        XCTAssertTrue(graph.nodes.allSatisfy { $0.inputs.allSatisfy { $0 === y } })
+        try graph.verify()
+    }
+
+    /// A view of the live list (`useList`) kept while readers come and go reads the list as it
+    /// is then.
     func testAViewKeptAWhileReadsTheListAsItIs() throws {
         let graph = Graph(name: "g")
         let x = floatInput(graph, "x")
-        let view = x.uses
+        let view = x.useList
         XCTAssertTrue(view.isEmpty)
         graph.append(Node(opType: "A", inputs: [x], outputNames: ["a"]))
         graph.append(Node(opType: "B", inputs: [x], outputNames: ["b"]))

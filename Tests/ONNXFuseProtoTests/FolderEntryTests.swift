@@ -14,7 +14,7 @@ final class FolderEntryTests: XCTestCase {
         var expected: Set<String> = []
         for index in 0..<3_000 {
             let name = String(index, radix: 36) + (index % 7 == 0 ? "é" : "")
-            FileManager.default.createFile(atPath: directory.appendingPathComponent(name).path, contents: nil)
+            _ = FileManager.default.createFile(atPath: directory.appendingPathComponent(name).path, contents: nil)
             expected.insert(name)
         }
         let listed = try XCTUnwrap(folderEntryNames(directory.path))
