@@ -1512,9 +1512,9 @@ typedef struct {
     uint64_t written;
     uint64_t writeback_from; /* bytes before this offset have been handed to start_writeback */
     int error;
-    /* The ring and the thread writing large computed payloads (see fd_append_produced),
-     * started at the first such payload and kept for the rest of the save. */
-    struct payload_pipeline *pipeline;
+    /* The slots between a computed payload's producer and the thread writing it (see
+     * fd_append_produced), allocated at the first large payload. */
+    uint8_t *ring;
     /* Bytes [window_start, window_start + window_len) of sources[window_source], read with pread. */
     uint8_t *window;
     size_t window_source;
@@ -1592,13 +1592,10 @@ static size_t find_source(const fd_buffer *b, const uint8_t *data, size_t len)
 #define PIPELINE_SLOT_SIZE ((size_t)256 << 10)
 #define PIPELINE_SLOTS 4
 
-/* Computed payloads being written while they are made: the producer copies its pieces into
- * the ring's slots in turn, and the writer thread writes each full slot through the output's
- * fd_buffer. One thread serves every large payload of a save (a model has dozens: starting a
- * thread for each cost more than some of them take to write); between payloads it is idle, and
- * the saving thread writes to the output only then. */
-typedef struct payload_pipeline {
-    pthread_t writer;
+/* A computed payload being written while it is made: the producer copies its pieces into the
+ * ring's slots in turn, and the writer thread writes each full slot through the output's
+ * fd_buffer (which the saving thread leaves alone until it has joined the writer). */
+typedef struct {
     pthread_mutex_t lock;
     pthread_cond_t changed;
     uint8_t *slots;                /* PIPELINE_SLOTS slots of PIPELINE_SLOT_SIZE bytes */
@@ -1606,10 +1603,10 @@ typedef struct payload_pipeline {
     size_t handed;                 /* slots handed to the writer so far (producer) */
     size_t done;                   /* slots the writer has written so far (writer) */
     size_t used;                   /* bytes in the slot being filled (producer alone) */
-    int cancelled;                 /* the payload failed: what is left of it is not written */
-    int quit;                      /* the save is over: the writer ends once idle */
+    int finished;                  /* the producer is done (successfully or not) */
+    int cancelled;                 /* ... and failed: what is left is not written */
     int error;                     /* the output's error, as the writer last saw it */
-    fd_buffer *out;                /* written by the writer thread alone while a payload runs */
+    fd_buffer *out;                /* written by the writer thread alone while it runs */
 } payload_pipeline;
 
 static void *pipeline_writer(void *argument)
@@ -1617,9 +1614,9 @@ static void *pipeline_writer(void *argument)
     payload_pipeline *p = argument;
     for (;;) {
         pthread_mutex_lock(&p->lock);
-        while (p->done == p->handed && !p->quit)
+        while (p->done == p->handed && !p->finished)
             pthread_cond_wait(&p->changed, &p->lock);
-        if (p->done == p->handed) { /* the save is over, and everything handed over is written */
+        if (p->done == p->handed) { /* finished, and everything handed over is written */
             pthread_mutex_unlock(&p->lock);
             return NULL;
         }
@@ -1636,56 +1633,6 @@ static void *pipeline_writer(void *argument)
         pthread_cond_signal(&p->changed);
         pthread_mutex_unlock(&p->lock);
     }
-}
-
-/* The output's pipeline, started at its first large payload; NULL when it cannot be (the
- * payload is then written on the saving thread). */
-static payload_pipeline *pipeline_start(fd_buffer *b)
-{
-    if (b->pipeline != NULL)
-        return b->pipeline;
-    payload_pipeline *p = calloc(1, sizeof *p);
-    if (p == NULL)
-        return NULL;
-    p->out = b;
-    p->slots = malloc(PIPELINE_SLOTS * PIPELINE_SLOT_SIZE);
-    if (p->slots == NULL)
-        goto no_slots;
-    if (pthread_mutex_init(&p->lock, NULL) != 0)
-        goto no_lock;
-    if (pthread_cond_init(&p->changed, NULL) != 0)
-        goto no_cond;
-    if (pthread_create(&p->writer, NULL, pipeline_writer, p) != 0)
-        goto no_thread;
-    b->pipeline = p;
-    return p;
-no_thread:
-    pthread_cond_destroy(&p->changed);
-no_cond:
-    pthread_mutex_destroy(&p->lock);
-no_lock:
-    free(p->slots);
-no_slots:
-    free(p);
-    return NULL;
-}
-
-/* Ends the output's pipeline, if it has one: the writer is idle between payloads. */
-static void pipeline_stop(fd_buffer *b)
-{
-    payload_pipeline *p = b->pipeline;
-    if (p == NULL)
-        return;
-    pthread_mutex_lock(&p->lock);
-    p->quit = 1;
-    pthread_cond_signal(&p->changed);
-    pthread_mutex_unlock(&p->lock);
-    pthread_join(p->writer, NULL);
-    pthread_cond_destroy(&p->changed);
-    pthread_mutex_destroy(&p->lock);
-    free(p->slots);
-    free(p);
-    b->pipeline = NULL;
 }
 
 /* Gives the slot being filled to the writer. */
@@ -1751,44 +1698,55 @@ static int counted_emit(void *sink, const uint8_t *bytes, size_t len)
 }
 
 /* Appends the `len` computed bytes at `offset` of source `i`, as the producer makes them, a
- * piece at a time. A large payload goes through a ring of small slots to the output's writer
- * thread (the kernel's copy overlaps the arithmetic); a smaller one straight into the output's
- * buffer. */
+ * piece at a time. A large payload goes through a ring of small slots to a second thread that
+ * writes them (the kernel's copy overlaps the arithmetic); a smaller one straight into the
+ * output's buffer. */
 static void fd_append_produced(fd_buffer *b, size_t i, size_t offset, size_t len)
 {
     const onnx_fuse_mapped_source *s = &b->sources[i];
     counted_sink counted = { buffer_emit, b, len };
-    payload_pipeline *p = NULL;
+    payload_pipeline p;
+    memset(&p, 0, sizeof p);
+    pthread_t writer;
+    int pipelined = 0;
     if (len >= PIPELINE_MIN) {
         fd_flush(b); /* the bytes before this payload go first */
         if (b->error != 0)
             return;
-        p = pipeline_start(b);
-        if (p != NULL) {
-            /* The writer is idle: the last payload ended with the ring drained. */
-            pthread_mutex_lock(&p->lock);
-            p->cancelled = 0;
-            p->error = 0;
-            pthread_mutex_unlock(&p->lock);
+        p.out = b;
+        /* One ring for the whole save: allocated at the first large payload, freed at the end. */
+        if (b->ring == NULL)
+            b->ring = malloc(PIPELINE_SLOTS * PIPELINE_SLOT_SIZE);
+        p.slots = b->ring;
+        pipelined = p.slots != NULL && pthread_mutex_init(&p.lock, NULL) == 0;
+        if (pipelined && pthread_cond_init(&p.changed, NULL) != 0) {
+            pthread_mutex_destroy(&p.lock);
+            pipelined = 0;
+        }
+        if (pipelined && pthread_create(&writer, NULL, pipeline_writer, &p) != 0) {
+            pthread_cond_destroy(&p.changed);
+            pthread_mutex_destroy(&p.lock);
+            pipelined = 0;
+        }
+        if (pipelined) {
             counted.emit = pipeline_emit;
-            counted.sink = p;
+            counted.sink = &p;
         }
     }
     int e = s->produce(s->context, offset, len, counted_emit, &counted);
     if (e == 0 && counted.left != 0)
         e = EIO;
-    if (p != NULL) {
-        if (e == 0 && p->used > 0)
-            pipeline_hand_over(p);
-        p->used = 0;
-        /* Wait until the writer has taken every slot: the saving thread writes to the output
-         * again after this payload, and the bytes must stay in order. */
-        pthread_mutex_lock(&p->lock);
-        p->cancelled = e != 0;
-        pthread_cond_signal(&p->changed);
-        while (p->done != p->handed)
-            pthread_cond_wait(&p->changed, &p->lock);
-        pthread_mutex_unlock(&p->lock);
+    if (pipelined) {
+        if (e == 0 && p.used > 0)
+            pipeline_hand_over(&p);
+        pthread_mutex_lock(&p.lock);
+        p.finished = 1;
+        p.cancelled = e != 0;
+        pthread_cond_signal(&p.changed);
+        pthread_mutex_unlock(&p.lock);
+        pthread_join(writer, NULL);
+        pthread_cond_destroy(&p.changed);
+        pthread_mutex_destroy(&p.lock);
     }
     if (e != 0 && b->error == 0)
         b->error = e;
@@ -1874,9 +1832,9 @@ static int fd_buffer_open(fd_buffer *b, int fd, const onnx_fuse_mapped_source *s
 static onnx_fuse_status fd_buffer_close(fd_buffer *b, uint64_t *written, onnx_fuse_error *err)
 {
     fd_flush(b);
-    pipeline_stop(b);
     free(b->buf);
     free(b->window);
+    free(b->ring);
     if (written != NULL)
         *written = b->written;
     if (b->error != 0) {

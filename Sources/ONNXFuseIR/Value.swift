@@ -192,7 +192,7 @@ public final class Value {
         precondition(replacement !== self, "a value cannot replace itself")
         // From the last use on, so that no removal moves another use (the order stays the one
         // an array of uses gave).
-        while let use = uses.last {
+        while let use = useList.last {
             use.node.setInput(use.inputIndex, to: replacement)
         }
     }

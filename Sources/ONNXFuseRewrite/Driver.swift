@@ -439,7 +439,7 @@ struct Driver {
         }
         // Users of values taken over from nodes other than the root must come after the root,
         // where the new nodes go.
-        for v in entry.replaced {
+        for v in entry.replacedInOrder {
             guard let value = match.value(v), let producer = value.producer, producer !== root,
                   let reader = reader(of: value, before: root, after: producer, stamp: stamp, work: &readersLookedAt) else { continue }
             return "\(reader.opType) '\(reader.name ?? "")' reads a replaced value before the match ends"
@@ -885,24 +885,19 @@ struct Driver {
 final class RuleEntry {
     let rule: RewriteRule
     /// What the replacement tells of itself, made once (the replacement derives it at each ask):
-    /// the variables it takes over, as a set and in order (where a rewrite's new names come
-    /// from), and the computed tensors it reads.
-    let replaced: Set<Int>
+    /// the variables it takes over, in order (where a rewrite's new names come from, and the
+    /// order the guard looks at them in), and the computed tensors it reads.
     let replacedInOrder: [Int]
     let computedSlotsRead: [Int]
-    /// `replaced` by variable, for the guard's per-match lookups (no hashing).
+    /// Whether each variable is taken over, for the guard's per-match lookups (no hashing).
     private let isReplaced: [Bool]
 
     init(_ rule: RewriteRule) {
         self.rule = rule
-        replaced = rule.replacement.replacedVariables
-        replacedInOrder = replaced.sorted()
+        replacedInOrder = rule.replacement.replacedVariables.sorted()
         computedSlotsRead = rule.replacement.computedSlotsRead
-        var isReplaced = rule.pattern.valueNames.map { _ in false }
-        for v in replacedInOrder {
-            while isReplaced.count <= v { isReplaced.append(false) }
-            isReplaced[v] = true
-        }
+        var isReplaced = repeated(false, count: max(rule.pattern.valueNames.count, (replacedInOrder.last ?? -1) + 1))
+        for v in replacedInOrder { isReplaced[v] = true }
         self.isReplaced = isReplaced
     }
 

@@ -437,7 +437,6 @@ final class RuleProgram: @unchecked Sendable {
         /// node lacks, or a variable only another form of the rule binds).
         func graphValue(_ index: Int) -> Value? { match.values[index] ?? nil }
 
-
         /// Why `value` (named `name`) is not a constant.
         func notConstantReason(_ variable: String, _ value: Value) -> String {
             let name = variableLabel(variable, value)

@@ -213,22 +213,22 @@ final class UseListTests: XCTestCase {
         try model.verify()
     }
 
-    /// Erasing readers while going through the uses never reads a freed node: the walk sees
-    /// the list as it changes and ends where an erased slot was unlinked.
+    /// Erasing readers while going through the live list (`useList`) never reads a freed node:
+    /// the walk sees the list as it changes and ends where an erased slot was unlinked.
     func testErasingReadersWhileIterating() throws {
         let graph = Graph(name: "g")
         let x = floatInput(graph, "x")
         for index in 0..<10 { graph.append(Node(opType: "A", inputs: [x], outputNames: ["a\(index)"])) }
         var visited = 0
-        for use in x.uses {
+        for use in x.useList {
             visited += 1
             graph.erase(use.node)
         }
         XCTAssertGreaterThan(visited, 0)
         XCTAssertLessThanOrEqual(visited, 10)
         XCTAssertEqual(x.uses.count, 10 - visited)
-        // A copy taken first visits every use.
-        for use in Array(x.uses) { graph.erase(use.node) }
+        // `uses`, a copy, visits every one.
+        for use in x.uses { graph.erase(use.node) }
         XCTAssertTrue(x.uses.isEmpty)
         XCTAssertNil(graph.firstNode)
         try graph.verify()

@@ -194,6 +194,13 @@ final class DeferredTensorTests: XCTestCase {
                              })
     }
 
+    /// Adds a float initializer `name` whose `bytes` are computed when the save writes them.
+    private func addComputed(_ model: Model, _ name: String, _ bytes: [UInt8], counting counter: PieceCounter = PieceCounter()) {
+        let tensor = Tensor(dataType: .float, dims: [Int64(bytes.count / 4)],
+                            storage: .raw(TensorBytes(deferred: computation(of: bytes, counting: counter))))
+        model.graph.addInitializer(name: name, tensor: tensor)
+    }
+
     private func patterned(_ count: Int) -> [UInt8] {
         (0..<count).map { UInt8(truncatingIfNeeded: ($0 &* 2_654_435_761) >> 13) }
     }
@@ -220,19 +227,17 @@ final class DeferredTensorTests: XCTestCase {
         }
     }
 
-    /// One writer thread serves every large payload of a save: several of them, with ordinary
-    /// tensors and a small computed one between them, come out whole and in order; and when the
-    /// second large one fails, after the first was written, the save fails and leaves nothing.
-    func testLargePayloadsOfOneSaveShareTheWriterInOrder() throws {
+    /// Several large computed payloads in one save, with ordinary tensors and a small computed
+    /// one between them, come out whole and in order; and when the second large one fails,
+    /// after the first was written, the save fails and leaves nothing.
+    func testSeveralLargePayloadsOfOneSaveComeOutInOrder() throws {
         let sizes = [3 << 20, 16, 4 * 300_001, 2 << 20]
         let contents = sizes.enumerated().map { index, count in patterned(count + index).suffix(count).map { $0 } }
         let model = try convBatchNorm(withBias: computation(of: contents[0], counting: PieceCounter()))
         for (index, bytes) in contents.enumerated().dropFirst() {
             let plain = Tensor(dataType: .float, dims: [Int64(index)], values: (0..<index).map { Float($0).bitPattern.littleEndian })
             model.graph.addInitializer(name: "plain\(index)", tensor: plain)
-            let computed = Tensor(dataType: .float, dims: [Int64(bytes.count / 4)],
-                                  storage: .raw(TensorBytes(deferred: computation(of: bytes, counting: PieceCounter()))))
-            model.graph.addInitializer(name: "computed\(index)", tensor: computed)
+            addComputed(model, "computed\(index)", bytes)
         }
         let directory = try fixtureWorkspace([])
         let output = directory.appendingPathComponent("out.onnx").path
@@ -351,10 +356,8 @@ final class DeferredTensorTests: XCTestCase {
         let third = patterned(4 << 20 + 8)
         let thirdCounter = PieceCounter()
         let model = try convBatchNorm(withBias: computation(of: first, counting: PieceCounter()))
-        model.graph.addInitializer(name: "second", tensor: Tensor(dataType: .float, dims: [Int64(second.count / 4)],
-                                                                   storage: .raw(TensorBytes(deferred: computation(of: second, counting: PieceCounter())))))
-        model.graph.addInitializer(name: "third", tensor: Tensor(dataType: .float, dims: [Int64(third.count / 4)],
-                                                                  storage: .raw(TensorBytes(deferred: computation(of: third, counting: thirdCounter)))))
+        addComputed(model, "second", second)
+        addComputed(model, "third", third, counting: thirdCounter)
         var options = SaveOptions()
         options.toStandardOutput = true
         let outcome = try withStandardOutputClosedAfter(4 << 20) { Result { try ModelFile.save(model, to: "out.onnx", options: options) } }
