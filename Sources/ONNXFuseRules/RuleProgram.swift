@@ -919,6 +919,9 @@ final class ComputeReplay: @unchecked Sendable {
                 switch try scope.evaluateStreaming(lowered) {
                 case .value(let value):
                     result = value
+                case .streamed(let streamed) where streamed.source.dataType == .float && dataType == .float:
+                    try streamed.forEachFloatPiece(emit)
+                    return
                 case .streamed(let streamed):
                     try streamed.forEachChunk { _, chunk throws(EvaluationError) in
                         do {

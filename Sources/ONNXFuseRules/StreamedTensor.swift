@@ -123,24 +123,104 @@ struct StreamedTensor {
                 }
             }
         }
-        if let operation {
-            let shape = shapeAtOperation
-            let plan = operation.constantOnLeft
-                ? BroadcastPlan(shape, operation.operand.shape, to: shape) : BroadcastPlan(operation.operand.shape, shape, to: shape)
-            try plan.forEachRun { (_, left, right, length, leftStep, rightStep) throws(EvaluationError) in
-                // The constant has the result's shape: its runs are contiguous.
-                if operation.constantOnLeft {
-                    precondition(leftStep == 1 || length == 1, "the constant is read in order")
-                    try take(left, length, right, rightStep)
-                } else {
-                    precondition(rightStep == 1 || length == 1, "the constant is read in order")
-                    try take(right, length, left, leftStep)
+        try forEachRun(take)
+        if filled > 0 { try body(start, UnsafeBufferPointer(rebasing: chunk[..<filled])) }
+    }
+
+    /// Calls `body(at, length, operandAt, operandStep)` for each run of the result, in order:
+    /// `length` results from the constant's element `at` on, the operand read from `operandAt`
+    /// on in steps of `operandStep` (0 or 1; any when `length` is 1).
+    private func forEachRun<Failure: Error>(_ body: (Int, Int, Int, Int) throws(Failure) -> Void) throws(Failure) {
+        guard let operation else { return try body(0, count, 0, 0) }
+        let shape = shapeAtOperation
+        let plan = operation.constantOnLeft
+            ? BroadcastPlan(shape, operation.operand.shape, to: shape) : BroadcastPlan(operation.operand.shape, shape, to: shape)
+        try plan.forEachRun { (_, left, right, length, leftStep, rightStep) throws(Failure) in
+            // The constant has the result's shape: its runs are contiguous.
+            if operation.constantOnLeft {
+                precondition(leftStep == 1 || length == 1, "the constant is read in order")
+                try body(left, length, right, rightStep)
+            } else {
+                precondition(rightStep == 1 || length == 1, "the constant is read in order")
+                try body(right, length, left, leftStep)
+            }
+        }
+    }
+
+    /// Passes the result, stored as float, to `emit` as little-endian bytes a piece at a time:
+    /// the bytes `forEachChunk` and `NDArray.BytePieces` make, in one loop per run without the
+    /// float64 chunk and its second pass (a float constant written as float: nearly every folded
+    /// weight, whose save this loop is most of).
+    func forEachFloatPiece(_ emit: DeferredBytes.Emit) throws(EvaluationError) {
+        precondition(source.dataType == .float, "forEachFloatPiece reads a float constant")
+        guard count > 0 else { return }
+        let piece = UnsafeMutableBufferPointer<UInt32>.allocate(capacity: min(count, Self.chunkLength))
+        defer { piece.deallocate() }
+        func hand(_ bytes: UnsafeRawBufferPointer) throws(EvaluationError) {
+            do {
+                try emit(bytes)
+            } catch {
+                // The output stopped taking bytes (its consumer knows why).
+                throw EvaluationError("\(error)")
+            }
+        }
+        do {
+            try bytes.withTransientBytes { raw in
+                var filled = 0
+                try forEachRun { (at, length, operandAt, operandStep) throws(EvaluationError) in
+                    var done = 0
+                    while done < length {
+                        let n = min(length - done, piece.count - filled)
+                        combineFloats(n, raw.baseAddress! + (at + done) * 4, operandAt + done * operandStep, operandStep,
+                                      into: piece.baseAddress! + filled)
+                        filled += n
+                        done += n
+                        if filled == piece.count {
+                            try hand(UnsafeRawBufferPointer(piece))
+                            filled = 0
+                        }
+                    }
+                }
+                if filled > 0 { try hand(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: piece[..<filled]))) }
+            }
+            bytes.releaseResidentPages()
+        } catch let error as EvaluationError {
+            throw error
+        } catch {
+            throw EvaluationError("\(source.name.map { "tensor '\($0)'" } ?? "a computed tensor") could not be made: \(error)")
+        }
+    }
+
+    /// `n` results as float bits at `output`: the float constant's elements at `constant`
+    /// combined with the operand from `operandAt` on in steps of `operandStep`, each computed in
+    /// float64 as `apply` computes it and rounded once, as `NDArray.store` rounds it.
+    private func combineFloats(_ n: Int, _ constant: UnsafeRawPointer, _ operandAt: Int, _ operandStep: Int,
+                               into output: UnsafeMutablePointer<UInt32>) {
+        @inline(__always) func element(_ j: Int) -> Double {
+            Double(Float(bitPattern: UInt32(littleEndian: constant.loadUnaligned(fromByteOffset: j &* 4, as: UInt32.self))))
+        }
+        guard let operation else {
+            for j in 0..<n { output[j] = Float(element(j)).bitPattern.littleEndian }
+            return
+        }
+        operation.operand.values.withUnsafeBufferPointer { operand in
+            let other = operand.baseAddress! + operandAt
+            // One loop per operator, side and step, so that each vectorizes.
+            @inline(__always) func run(_ combine: (Double, Double) -> Double) {
+                switch (operation.constantOnLeft, operandStep) {
+                case (true, 0): let y = other[0]; for j in 0..<n { output[j] = Float(combine(element(j), y)).bitPattern.littleEndian }
+                case (false, 0): let x = other[0]; for j in 0..<n { output[j] = Float(combine(x, element(j))).bitPattern.littleEndian }
+                case (true, _): for j in 0..<n { output[j] = Float(combine(element(j), other[j &* operandStep])).bitPattern.littleEndian }
+                case (false, _): for j in 0..<n { output[j] = Float(combine(other[j &* operandStep], element(j))).bitPattern.littleEndian }
                 }
             }
-        } else {
-            try take(0, count, 0, 0)
+            switch operation.op {
+            case .add: run(+)
+            case .subtract: run(-)
+            case .multiply: run(*)
+            default: run(/)
+            }
         }
-        if filled > 0 { try body(start, UnsafeBufferPointer(rebasing: chunk[..<filled])) }
     }
 
     /// Whether every element is finite in float64 and once stored, shown without computing the

@@ -21,6 +21,9 @@ final class StreamedComputeTests: XCTestCase {
         "w * reshape([1, 2, 3], [1, 1, 1, 1, 3])",
         "w * w",
         "w * reshape([1, 2], [2, 1, 1, 1, 1])",
+        // The operand advancing along the runs, on either side.
+        "reshape(reshape(w, [8, 4, 9]) - reshape([1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 1, 9]), shape(w))",
+        "reshape(reshape([1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 1, 9]) / reshape(w, [8, 4, 9]), shape(w))",
     ]
 
     /// A model `y = Mul(x, w)` (the rule makes it `Add(x, w2)`, once) with a weight `w` of `type` and `dims` holding `values`.
