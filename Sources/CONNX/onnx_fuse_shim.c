@@ -1854,6 +1854,13 @@ onnx_fuse_status onnx_fuse_pack_to_fd(const ProtobufCMessage *message, int fd,
     return onnx_fuse_pack_to_fd_from(message, fd, NULL, 0, written, err);
 }
 
+int onnx_fuse_preallocate(int fd, uint64_t size)
+{
+    if (size == 0)
+        return 0;
+    return fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)size) == 0 ? 0 : errno;
+}
+
 onnx_fuse_status onnx_fuse_pack_to_fd_from(const ProtobufCMessage *message, int fd,
                                            const onnx_fuse_mapped_source *sources, size_t n_sources,
                                            uint64_t *written, onnx_fuse_error *err)

@@ -237,6 +237,10 @@ typedef struct {
     void *context;
 } onnx_fuse_mapped_source;
 
+/* Reserves `size` bytes of disk for the file open at `fd` from offset 0 on, without changing its
+ * size (fallocate with FALLOC_FL_KEEP_SIZE). 0, or the errno. */
+int onnx_fuse_preallocate(int fd, uint64_t size);
+
 /* onnx_fuse_pack_to_fd, taking the bytes that lie inside one of `sources` from the file
  * rather than through its mapping: payloads of 64 KiB or more by copy_file_range (or, where
  * the kernel or file system cannot, through a read window), smaller ones through a pread
