@@ -324,8 +324,9 @@ def read_through(model: Path) -> None:
     the measured time, before every run of every tool, so that each run starts with its input in
     the page cache: files left alone for a while do not stay there on every machine (this one's
     kernel pages out file pages idle for about a minute), and a run would then read its input
-    back itself. (The folios the writer left are kept: an input written in small pieces, as
-    PyTorch's exporter writes, still costs more faults to map; see BENCHMARKS.md.)"""
+    back itself. (The page cache's folios are kept as they are: an input written in small
+    pieces, or paged out and read back through faults, still costs more faults to map; see
+    BENCHMARKS.md, tenth session.)"""
     for path in (model, model.with_name(model.name + ".data")):
         try:
             with open(path, "rb", buffering=0) as f:
