@@ -1939,10 +1939,8 @@ static void remove_temporaries_and_die(int signal_number)
     raise(signal_number);
 }
 
-int onnx_fuse_track_temporary(const char *path)
+void onnx_fuse_remove_temporaries_on_signals(void)
 {
-    if (path == NULL || strlen(path) >= TEMPORARY_PATH_MAX)
-        return -1;
     pthread_mutex_lock(&temporary_lock);
     if (!temporary_handlers_installed) {
         static const int signals[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGBUS };
@@ -1959,6 +1957,14 @@ int onnx_fuse_track_temporary(const char *path)
         }
         temporary_handlers_installed = 1;
     }
+    pthread_mutex_unlock(&temporary_lock);
+}
+
+int onnx_fuse_track_temporary(const char *path)
+{
+    if (path == NULL || strlen(path) >= TEMPORARY_PATH_MAX)
+        return -1;
+    pthread_mutex_lock(&temporary_lock);
     int slot = -1;
     for (int i = 0; i < TEMPORARY_SLOTS; i++) {
         if (!__atomic_load_n(&temporary_used[i], __ATOMIC_ACQUIRE)) {

@@ -189,7 +189,7 @@ extension Graph {
                 }
                 // Every listed use is a distinct real read (checked where the value is
                 // defined), and every read is listed: the uses are exactly the reads.
-                guard input.hasUse(Use(node: node, inputIndex: index)) else {
+                guard input.hasUse(UseSlot(node: node, inputIndex: index)) else {
                     throw fail("\(label()) reads '\(input.name)' as input \(index), which the value does not list as a use")
                 }
                 reads += 1
@@ -226,7 +226,7 @@ extension Graph {
     /// a repeated one would make it loop past the count.
     private func checkUseList(of value: Value) throws {
         var visited = 0
-        var previous: Use?
+        var previous: UseSlot?
         var cursor = value.firstUse
         while let use = cursor {
             guard visited < value.useCount else { throw fail("value '\(value.name)' lists more uses than it counts, or one twice") }

@@ -75,12 +75,22 @@ public final class Graph {
     public init(name: String? = nil) { self.name = name }
 
     deinit {
-        // Unlink iteratively: releasing a long chain through `next` would recurse once per node.
+        // The back-references to this graph and between its nodes are unowned: a node or value
+        // a caller still holds must not name the graph or a node it frees, so they are
+        // cleared here. Unlink iteratively: releasing a long chain through `next` would
+        // recurse once per node.
+        for value in inputs { value.graphStorage = nil }
+        for value in initializerSlots { value?.graphStorage = nil }
+        for value in sparseInitializers { value.graphStorage = nil }
         var node = head
         head = nil
+        tail = nil
         while let current = node {
             node = current.next
             current.next = nil
+            current.previous = nil
+            current.graph = nil
+            for output in current.outputs { output?.graphStorage = nil }
         }
     }
 

@@ -55,7 +55,11 @@ public final class Model {
     public var inputFiles: [FileIdentity] = []
     /// The main graph.
     public var graph: Graph {
-        didSet { graph.modelStorage = self }
+        didSet {
+            // The graph let go of no longer names this model (it may outlive it).
+            if oldValue !== graph, oldValue.modelStorage === self { oldValue.modelStorage = nil }
+            graph.modelStorage = self
+        }
     }
     /// The decoded message, for the fields the IR does not interpret.
     package var origin: ProtoOrigin?
@@ -66,6 +70,11 @@ public final class Model {
         self.opsetImports = opsetImports
         self.graph = graph
         graph.modelStorage = self
+    }
+
+    deinit {
+        // A graph a caller still holds no longer names this model.
+        if graph.modelStorage === self { graph.modelStorage = nil }
     }
 
     /// The version of the default domain ("" or `ai.onnx`) or of `domain`.

@@ -59,7 +59,15 @@ public final class Node {
         // slots leave the lists (the values are alive: it holds them), so that a value that
         // outlives its graph never lists a freed node.
         for index in useLinks.indices where useLinks[index].isListed {
-            inputs[index]?.removeUse(Use(node: self, inputIndex: index))
+            inputs[index]?.removeUse(UseSlot(node: self, inputIndex: index))
+        }
+        // Outputs and subgraphs a caller still holds no longer name it (the references are unowned).
+        for case let output? in outputs where output.producerStorage === self {
+            output.producerStorage = nil
+            output.definition = .detached
+        }
+        if holdsSubgraphs {
+            for graph in subgraphs where graph.parentNode === self { graph.parentNode = nil }
         }
     }
 
@@ -135,8 +143,8 @@ public final class Node {
         let old = inputs[index]
         if old === value { return }
         if graph != nil {
-            old?.removeUse(Use(node: self, inputIndex: index))
-            value?.addUse(Use(node: self, inputIndex: index))
+            old?.removeUse(UseSlot(node: self, inputIndex: index))
+            value?.addUse(UseSlot(node: self, inputIndex: index))
         }
         inputs[index] = value
     }
@@ -165,12 +173,12 @@ public final class Node {
 
     /// Registers this node's input uses (and those inside its subgraphs) on insertion.
     func registerUses() {
-        for (index, value) in inputs.enumerated() { value?.addUse(Use(node: self, inputIndex: index)) }
+        for (index, value) in inputs.enumerated() { value?.addUse(UseSlot(node: self, inputIndex: index)) }
     }
 
     /// Drops this node's input uses and those of every node inside its subgraphs.
     func unregisterUses() {
-        for (index, value) in inputs.enumerated() { value?.removeUse(Use(node: self, inputIndex: index)) }
+        for (index, value) in inputs.enumerated() { value?.removeUse(UseSlot(node: self, inputIndex: index)) }
         if holdsSubgraphs {
             for graph in subgraphs { graph.dropAllUses() }
         }

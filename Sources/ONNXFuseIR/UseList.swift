@@ -1,7 +1,8 @@
-/// One use of a value: input `inputIndex` of `node`.
+/// One use of a value: input `inputIndex` of `node`. It holds the node, so a use kept after its
+/// model is gone still names a node that exists (one of no graph).
 public struct Use: Hashable {
     /// The node that reads the value.
-    public unowned(unsafe) let node: Node
+    public let node: Node
     /// Which of its inputs.
     public let inputIndex: Int
 
@@ -19,6 +20,16 @@ public struct Use: Hashable {
         hasher.combine(ObjectIdentifier(node))
         hasher.combine(inputIndex)
     }
+}
+
+/// An input slot in a use list: the list's own form of a `Use`, which does not hold its node (a
+/// list only ever names nodes of a graph, and a node leaves every list before it is freed, see
+/// `Node.deinit`), so that linking and unlinking costs no reference counting.
+struct UseSlot: Equatable {
+    unowned(unsafe) let node: Node
+    let inputIndex: Int
+
+    static func == (lhs: UseSlot, rhs: UseSlot) -> Bool { lhs.node === rhs.node && lhs.inputIndex == rhs.inputIndex }
 
     /// Where this input slot sits in its value's use list.
     var link: UseLink {
@@ -33,8 +44,8 @@ public struct Use: Hashable {
 /// tail field on every value; the last use's `next` is nil. A slot that is not listed (its
 /// node is outside a graph, or it reads nothing) has both nil.
 struct UseLink {
-    var previous: Use?
-    var next: Use?
+    var previous: UseSlot?
+    var next: UseSlot?
 
     /// Whether the slot is in a use list.
     var isListed: Bool { previous != nil }
@@ -49,7 +60,7 @@ extension Value {
         let value: Value
 
         /// The first use.
-        public var first: Use? { value.firstUse }
+        public var first: Use? { value.firstUse.map { Use(node: $0.node, inputIndex: $0.inputIndex) } }
         /// How many uses there are.
         public var count: Int { value.useCount }
 
@@ -57,7 +68,7 @@ extension Value {
         public var isEmpty: Bool { value.useCount == 0 }
 
         /// The last use.
-        public var last: Use? { value.firstUse?.link.previous }
+        public var last: Use? { value.firstUse?.link.previous.map { Use(node: $0.node, inputIndex: $0.inputIndex) } }
 
         /// The number of uses.
         public var underestimatedCount: Int { count }
@@ -73,7 +84,7 @@ extension Value {
             private var node: Node?
             private var inputIndex: Int
 
-            init(next: Use?) {
+            init(next: UseSlot?) {
                 node = next?.node
                 inputIndex = next?.inputIndex ?? 0
             }
@@ -94,7 +105,7 @@ extension Value {
     }
 
     /// Appends `use` to the list (its slot must be unlisted).
-    func addUse(_ use: Use) {
+    func addUse(_ use: UseSlot) {
         if let first = firstUse {
             let last = first.link.previous!
             use.link = UseLink(previous: last, next: nil)
@@ -110,7 +121,7 @@ extension Value {
     /// Removes `use` from the list as an array would by swapping it with the last element
     /// and dropping that: the last use takes its place. Readers visit uses in list order
     /// (the driver queues them so), so the order is the one the arrays used to have.
-    func removeUse(_ use: Use) {
+    func removeUse(_ use: UseSlot) {
         guard let first = firstUse, use.link.isListed else { preconditionFailure("value '\(name)' has no use \(use)") }
         useCount -= 1
         let last = first.link.previous!
@@ -133,7 +144,7 @@ extension Value {
     }
 
     /// Whether `use` is listed: its slot reads this value and is linked in.
-    func hasUse(_ use: Use) -> Bool {
+    func hasUse(_ use: UseSlot) -> Bool {
         use.inputIndex < use.node.inputs.count && use.node.inputs[use.inputIndex] === self
             && use.inputIndex < use.node.useLinks.count && use.link.isListed
     }

@@ -60,7 +60,7 @@ public final class Value {
     /// engine's hot paths, which do not change the list while they go through it.
     package var useList: Uses { Uses(value: self) }
     /// The head of the use list, threaded through the readers' input slots (see `UseLink`).
-    @exclusivity(unchecked) var firstUse: Use?
+    @exclusivity(unchecked) var firstUse: UseSlot?
     /// How many uses the list holds.
     @exclusivity(unchecked) var useCount = 0
     /// How many graph outputs name it.

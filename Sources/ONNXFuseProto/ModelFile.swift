@@ -693,6 +693,15 @@ extension ModelFile {
         return Array(UnsafeRawBufferPointer(start: base, count: file.count))
     }
 
+    /// Makes SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGBUS remove the temporary files of saves in
+    /// progress before the process dies of the signal; a signal the process ignores stays
+    /// ignored. It replaces those signals' handlers for the whole process, so a program with
+    /// handlers of its own should not call it (without it, an interrupted save may leave a
+    /// `.NAME.tmp-*` temporary file beside its output). The command calls it at start-up.
+    public static func removeTemporaryFilesOnSignals() {
+        onnx_fuse_remove_temporaries_on_signals()
+    }
+
     /// Whether two paths name the same existing file (same device and inode).
     public static func isSameFile(_ a: String, _ b: String) -> Bool {
         var sa = stat(), sb = stat()

@@ -86,6 +86,9 @@ func exitCode(for error: Error) -> Int32 {
 // from the heap instead, and up to 256 MB freed stays in the process. Process-wide, so the
 // command sets it, not the library.
 onnx_fuse_keep_freed_memory(32 << 20, 256 << 20)
+// An interrupted save removes its temporary files before the process dies of the signal: the
+// library leaves a host program's signal handlers alone unless asked, and the command asks.
+ModelFile.removeTemporaryFilesOnSignals()
 // The one place where errors become messages and exit codes.
 // The arguments as bytes: a file name that is not valid UTF-8 reaches the file system unchanged
 // (`FileNameBytes`), where `CommandLine.arguments` would have replaced its bytes with U+FFFD.

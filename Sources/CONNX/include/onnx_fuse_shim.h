@@ -277,11 +277,16 @@ void onnx_fuse_keep_freed_memory(size_t mmap_threshold, size_t trim_threshold);
 
 /* ---- temporary files on interruption ----------------------------------------------- */
 
-/* Remembers `path` (a temporary output file) so that SIGINT, SIGTERM, SIGHUP or SIGQUIT, or
- * SIGBUS (a mapped input file shortened under the process), remove it before the process
- * dies; the first call installs the handlers. At most 8 paths
- * at once; returns a slot, or -1 when none is free (the file is then simply not cleaned up
- * on a signal). The path is copied. */
+/* Installs handlers of SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGBUS (a mapped input file
+ * shortened under the process) that remove the tracked temporary files and then die of the
+ * signal; a signal whose handler is SIG_IGN stays ignored. Process-wide and replacing the
+ * host's handlers, so only a program that asks for it gets it (the command does); idempotent. */
+void onnx_fuse_remove_temporaries_on_signals(void);
+
+/* Remembers `path` (a temporary output file) so that the signals above, once
+ * onnx_fuse_remove_temporaries_on_signals has installed their handlers, remove it before the
+ * process dies. At most 8 paths at once; returns a slot, or -1 when none is free (the file is
+ * then simply not cleaned up on a signal). The path is copied. */
 int onnx_fuse_track_temporary(const char *path);
 
 /* Forgets the path in `slot` (after a rename or unlink). -1 is allowed. */

@@ -1,0 +1,36 @@
+import XCTest
+import Foundation
+import ONNXFuse
+
+/// The library's errors read as their one-line message through `localizedDescription`, where
+/// Foundation's default would say "The operation could not be completed".
+final class LocalizedErrorTests: XCTestCase {
+    private func assertLocalized(_ error: Error, contains text: String, file: StaticString = #filePath, line: UInt = #line) {
+        let message = error.localizedDescription
+        XCTAssertEqual(message, "\(error)", file: file, line: line)
+        XCTAssertTrue(error is any ONNXFuseError, "\(type(of: error))", file: file, line: line)
+        XCTAssertTrue(message.contains(text), message, file: file, line: line)
+        XCTAssertFalse(message.contains("could not be completed"), message, file: file, line: line)
+    }
+
+    func testModelFileErrorsNameTheFile() {
+        XCTAssertThrowsError(try ModelFile.load(path: "/nonexistent/model.onnx")) { error in
+            assertLocalized(error, contains: "/nonexistent/model.onnx")
+        }
+    }
+
+    func testRuleFileErrorsGiveTheirLocation() {
+        XCTAssertThrowsError(try RuleFiles.rules(in: "rule broken {")) { error in
+            assertLocalized(error, contains: "1:")
+        }
+    }
+
+    func testInvariantErrorsSayWhatIsBroken() {
+        let graph = Graph(name: "g")
+        let node = Node(opType: "Relu", inputs: [Value.detached(name: "nowhere")], outputNames: ["y"])
+        graph.append(node)
+        XCTAssertThrowsError(try graph.verify()) { error in
+            assertLocalized(error, contains: "nowhere")
+        }
+    }
+}
