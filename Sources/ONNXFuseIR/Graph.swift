@@ -59,12 +59,12 @@ public final class Graph {
     package var origin: ProtoOrigin?
 
     /// The node whose attribute holds this graph; nil for a main graph.
-    public internal(set) unowned(unsafe) var parentNode: Node?
-    unowned(unsafe) var modelStorage: Model?
+    public internal(set) unowned var parentNode: Node?
+    unowned var modelStorage: Model?
 
     // Unchecked for the reason given at `Node.next`.
     @exclusivity(unchecked) private var head: Node?
-    @exclusivity(unchecked) private unowned(unsafe) var tail: Node?
+    @exclusivity(unchecked) private unowned var tail: Node?
     /// The number of nodes.
     @exclusivity(unchecked) public private(set) var nodeCount = 0
     /// The number of nodes that hold subgraphs: walks over every graph skip the nodes of a

@@ -73,8 +73,9 @@ public final class Model {
     }
 
     deinit {
-        // A graph a caller still holds no longer names this model.
-        if graph.modelStorage === self { graph.modelStorage = nil }
+        // A graph a caller still holds no longer names this model (only assigned: reading an
+        // unowned reference to an object being deinitialized traps).
+        graph.modelStorage = nil
     }
 
     /// The version of the default domain ("" or `ai.onnx`) or of `domain`.

@@ -46,9 +46,9 @@ public final class Node {
     // The list links and the order key are unchecked: they are only assigned, never passed
     // inout or modified across a call, so no access can overlap another; the runtime's checks
     // cost a call each on every insertion (every node of a model at load).
-    @exclusivity(unchecked) public internal(set) unowned(unsafe) var graph: Graph?
+    @exclusivity(unchecked) public internal(set) unowned var graph: Graph?
     @exclusivity(unchecked) var next: Node?
-    @exclusivity(unchecked) unowned(unsafe) var previous: Node?
+    @exclusivity(unchecked) unowned var previous: Node?
 
     /// The node's place in its graph's order: increasing from the first node to the last,
     /// kept by `Graph.insert` (with gaps, renumbered when an insertion finds none).
@@ -61,13 +61,15 @@ public final class Node {
         for index in useLinks.indices where useLinks[index].isListed {
             inputs[index]?.removeUse(UseSlot(node: self, inputIndex: index))
         }
-        // Outputs and subgraphs a caller still holds no longer name it (the references are unowned).
-        for case let output? in outputs where output.producerStorage === self {
+        // Outputs and subgraphs a caller still holds no longer name it. (Their references to
+        // it are only assigned here: reading an unowned reference to an object being
+        // deinitialized traps. An output not detached is one this node produces.)
+        for case let output? in outputs where output.definition != .detached {
             output.producerStorage = nil
             output.definition = .detached
         }
         if holdsSubgraphs {
-            for graph in subgraphs where graph.parentNode === self { graph.parentNode = nil }
+            for graph in subgraphs { graph.parentNode = nil }
         }
     }
 

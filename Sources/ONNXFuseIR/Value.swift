@@ -70,8 +70,8 @@ public final class Value {
 
     /// Where it is among its graph's initializers (see `Graph.initializers`).
     @exclusivity(unchecked) var initializerSlot = 0
-    @exclusivity(unchecked) unowned(unsafe) var producerStorage: Node?
-    @exclusivity(unchecked) unowned(unsafe) var graphStorage: Graph?
+    @exclusivity(unchecked) unowned var producerStorage: Node?
+    @exclusivity(unchecked) unowned var graphStorage: Graph?
 
     init(name: String, definition: Definition) {
         self.name = name
