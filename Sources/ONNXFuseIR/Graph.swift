@@ -179,7 +179,12 @@ public final class Graph {
         }
         node.unregisterUses()
         unlink(node)
-        for output in node.outputs { output?.definition = .detached }
+        // Detached outputs have no producer; the reference goes too, so that an output kept
+        // longer does not keep the node's memory (an unowned reference does until it goes).
+        for case let output? in node.outputs {
+            output.definition = .detached
+            output.producerStorage = nil
+        }
     }
 
     private func unlink(_ node: Node) {
