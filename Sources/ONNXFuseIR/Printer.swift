@@ -37,6 +37,20 @@ public struct Printer {
         return out
     }
 
+    /// One node on one line, as the graph prints it: `c = Conv <kernel_shape = [3, 3]> (x, w, b)`
+    /// (a subgraph attribute over several).
+    public func print(_ node: Node) -> String {
+        var out = ""
+        write(node, indent: "", into: &out)
+        out.removeLast()  // the newline
+        return out
+    }
+
+    /// A value as the graph's header declares it: `float[1,3,8,8] x` (`?` when its type is not known).
+    public func print(_ value: Value) -> String {
+        declaration(value.type, value.name)
+    }
+
     private func write(_ graph: Graph, indent: String, into out: inout String) {
         let inputs = graph.inputs.map { declaration($0.info?.type, $0.name) }
         let outputs = graph.outputs.map { declaration($0.info.type, $0.value.name) }
@@ -173,4 +187,24 @@ public struct Printer {
         }
         return out + "\""
     }
+}
+
+extension Model: CustomStringConvertible {
+    /// The model as `Printer` prints it.
+    public var description: String { Printer().print(self) }
+}
+
+extension Graph: CustomStringConvertible {
+    /// The graph as `Printer` prints it.
+    public var description: String { Printer().print(self) }
+}
+
+extension Node: CustomStringConvertible {
+    /// The node on one line, as `Printer` prints it in its graph.
+    public var description: String { Printer().print(self) }
+}
+
+extension Value: CustomStringConvertible {
+    /// Its type and name, `float[1,3,8,8] x`.
+    public var description: String { Printer().print(self) }
 }
