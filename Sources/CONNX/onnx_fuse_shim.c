@@ -1854,6 +1854,11 @@ onnx_fuse_status onnx_fuse_pack_to_fd(const ProtobufCMessage *message, int fd,
     return onnx_fuse_pack_to_fd_from(message, fd, NULL, 0, written, err);
 }
 
+int onnx_fuse_memory_file(const char *name)
+{
+    return memfd_create(name, MFD_CLOEXEC);
+}
+
 int onnx_fuse_preallocate(int fd, uint64_t size)
 {
     if (size == 0)

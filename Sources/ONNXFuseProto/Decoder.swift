@@ -38,7 +38,7 @@ struct Decoder {
     let fileName: String
     var externalData: ExternalDataResolver
 
-    init(tree: DecodedTree, fileName: String, modelDirectory: String) {
+    init(tree: DecodedTree, fileName: String, modelDirectory: String?) {
         self.tree = tree
         self.fileName = fileName
         self.externalData = ExternalDataResolver(modelDirectory: modelDirectory, modelFile: fileName)

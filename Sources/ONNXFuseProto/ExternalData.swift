@@ -15,11 +15,13 @@ import ONNXFuseIR
 /// place; smaller ones are copied at once, as the loader copies small `raw_data`
 /// (`ONNX_FUSE_LIFT_MIN`), so reading them later maps nothing around them.
 struct ExternalDataResolver {
-    let modelDirectory: String
+    /// The folder external data is read from; nil for a model read from bytes without one,
+    /// whose external tensors are then an error.
+    let modelDirectory: String?
     let modelFile: String
     private var files: [String: MappedFile] = [:]
 
-    init(modelDirectory: String, modelFile: String) {
+    init(modelDirectory: String?, modelFile: String) {
         self.modelDirectory = modelDirectory
         self.modelFile = modelFile
     }
@@ -98,6 +100,9 @@ struct ExternalDataResolver {
         }
         // Walk one component at a time with O_NOFOLLOW so that no symbolic link, in the
         // file or in any folder on the way, can lead outside the model's folder.
+        guard let modelDirectory else {
+            throw invalid(location, "external data '\(path)' needs the folder it is in (ModelFile.load(bytes:directory:))")
+        }
         var directory = open(fsPath(modelDirectory), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard directory >= 0 else { throw ModelFileError.io(file: modelDirectory, operation: "open", errno: currentErrno) }
         defer { close(directory) }
@@ -138,7 +143,10 @@ struct ExternalDataResolver {
         return fstatat(directory, fsPath(name), &info, AT_SYMLINK_NOFOLLOW) == 0 && (info.st_mode & S_IFMT) == S_IFLNK
     }
 
-    private func dataPath(_ path: String) -> String { modelDirectory == "." ? path : modelDirectory + "/" + path }
+    private func dataPath(_ path: String) -> String {
+        guard let modelDirectory, modelDirectory != "." else { return path }
+        return modelDirectory + "/" + path
+    }
 }
 
 /// The bytes of a small external tensor, copied from its data file at load. They remember

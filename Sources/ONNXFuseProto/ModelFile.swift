@@ -70,7 +70,24 @@ public enum ModelFile {
         return try load(file: file, displayName: path, modelDirectory: directoryName(of: path), limits: limits)
     }
 
-    static func load(file: MappedFile, displayName: String, modelDirectory: String, limits: LoadLimits) throws -> Model {
+    /// Reads a model from its bytes, as `load(path:)` reads a file: the bytes are copied into an
+    /// anonymous in-memory file that the model maps. External data is read from `directory`
+    /// (nil: a model with external tensors is an error); `name` names the model in errors.
+    public static func load(bytes: some Collection<UInt8>, name: String = "<bytes>", directory: String? = nil,
+                            limits: LoadLimits = LoadLimits()) throws -> Model {
+        let fd = onnx_fuse_memory_file("onnx-fuse-model")
+        guard fd >= 0 else { throw ModelFileError.io(file: name, operation: "memfd_create", errno: currentErrno) }
+        let descriptor = FileDescriptor(fd)
+        let copied: Int32? = bytes.withContiguousStorageIfAvailable { buffer in
+            onnx_fuse_write_all(fd, buffer.baseAddress, buffer.count)
+        }
+        let status = copied ?? Array(bytes).withUnsafeBufferPointer { onnx_fuse_write_all(fd, $0.baseAddress, $0.count) }
+        guard status == 0 else { throw ModelFileError.io(file: name, operation: "write", errno: status) }
+        let file = try MappedFile(path: name, descriptor: descriptor)
+        return try load(file: file, displayName: name, modelDirectory: directory, limits: limits)
+    }
+
+    static func load(file: MappedFile, displayName: String, modelDirectory: String?, limits: LoadLimits) throws -> Model {
         guard file.count > 0 else {
             throw ModelFileError.invalidModel(file: displayName, location: "", reason: "the file is empty", offset: nil)
         }
@@ -154,12 +171,8 @@ public enum ModelFile {
             guard external.segments.isEmpty else {
                 throw ModelFileError.unwritable(file: path, reason: "the model has external data, which cannot go to standard output; name an output file with -o")
             }
-            var written: UInt64 = 0
-            var error = onnx_fuse_error()
-            guard onnx_fuse_pack_to_fd_from(message, STDOUT_FILENO, sources, sources.count, &written, &error) == ONNX_FUSE_OK else {
-                throw writeError(encoder, file: path, errno: error.sys_errno)
-            }
-            return SaveReport(modelBytes: Int(written), dataFileName: nil, dataBytes: 0, externalTensorCount: 0)
+            let written = try pack(message, encoder, to: STDOUT_FILENO, file: path)
+            return SaveReport(modelBytes: written, dataFileName: nil, dataBytes: 0, externalTensorCount: 0)
         }
 
         // Every target is checked before anything is written.
@@ -241,6 +254,51 @@ public enum ModelFile {
         withExtendedLifetime(dataDescriptor) {}
         return SaveReport(modelBytes: Int(written), dataFileName: external.segments.isEmpty ? nil : dataName,
                           dataBytes: dataBytes, externalTensorCount: external.entries.count)
+    }
+
+    /// The model's bytes, as `save` writes them into a file (computed tensors computed); `name`
+    /// names the model in errors. A tensor read from external data stays there: the bytes name
+    /// the data file it was read from, by its path relative to the model's folder (read them
+    /// back with `load(bytes:directory:)` and that folder). A model of `maximumModelBytes` or
+    /// more (protobuf's 2 GiB limit) cannot be one buffer: save it to a file, with external data.
+    public static func serialize(_ model: Model, name: String = "<bytes>", maximumModelBytes: Int = Int(Int32.max)) throws -> [UInt8] {
+        let encoder = Encoder()
+        let root = encoder.encode(model)
+        let message = UnsafeMutableRawPointer(root).assumingMemoryBound(to: ProtobufCMessage.self)
+        let size = onnx_fuse_packed_size(message)
+        if size >= maximumModelBytes {
+            throw ModelFileError.limitExceeded(file: name, location: "", reason: "the model is \(size) bytes; protobuf cannot represent \(maximumModelBytes) bytes or more in one message")
+        }
+        if let failure = encoder.deferred.failure {
+            throw ModelFileError.unwritable(file: name, reason: "a computed tensor could not be made: \(failure)")
+        }
+        // Packed through an in-memory file, as into any file: the packer writes large payloads
+        // a piece at a time and copies mapped weights without mapping them in.
+        let fd = onnx_fuse_memory_file("onnx-fuse-serialize")
+        guard fd >= 0 else { throw ModelFileError.io(file: name, operation: "memfd_create", errno: currentErrno) }
+        let descriptor = FileDescriptor(fd)
+        let written = try pack(message, encoder, to: descriptor.rawValue, file: name)
+        return try [UInt8](unsafeUninitializedCapacity: written) { buffer, initialized in
+            var done = 0
+            while done < written {
+                let n = pread(descriptor.rawValue, buffer.baseAddress! + done, written - done, off_t(done))
+                if n < 0 && currentErrno == EINTR { continue }
+                guard n > 0 else { throw ModelFileError.io(file: name, operation: "read", errno: n < 0 ? currentErrno : EIO) }
+                done += n
+            }
+            initialized = written
+        }
+    }
+
+    /// Packs `message` into `fd` as it is (no sync); the bytes written.
+    private static func pack(_ message: UnsafeMutablePointer<ProtobufCMessage>, _ encoder: Encoder, to fd: Int32, file: String) throws -> Int {
+        let sources = encoder.mappedSources
+        var written: UInt64 = 0
+        var error = onnx_fuse_error()
+        guard onnx_fuse_pack_to_fd_from(message, fd, sources, sources.count, &written, &error) == ONNX_FUSE_OK else {
+            throw writeError(encoder, file: file, errno: error.sys_errno)
+        }
+        return Int(written)
     }
 
     /// Packs the model into `fd` and syncs it; the bytes written. `packedSize`: the message's,

@@ -237,6 +237,10 @@ typedef struct {
     void *context;
 } onnx_fuse_mapped_source;
 
+/* A new anonymous in-memory file (memfd_create, close-on-exec), for a model read from or
+ * written to bytes; -1 with errno set when it cannot be made. */
+int onnx_fuse_memory_file(const char *name);
+
 /* Reserves `size` bytes of disk for the file open at `fd` from offset 0 on, without changing its
  * size (fallocate with FALLOC_FL_KEEP_SIZE). 0, or the errno. */
 int onnx_fuse_preallocate(int fd, uint64_t size);
