@@ -54,6 +54,10 @@ public struct SaveOptions: Sendable {
     /// Paths that no file of the save may take or remove (a report written afterwards, say):
     /// the data file goes under another name.
     public var reservedPaths: [String] = []
+    /// Check every IR invariant first (`Model.verify()`): a model that breaks one is an
+    /// error, and nothing is written, rather than a file that loading refuses. Off only for a
+    /// caller that has just verified the model itself (the command does after rewriting).
+    public var verifiesModel = true
 
     /// The defaults.
     public init() {}
@@ -144,6 +148,7 @@ public enum ModelFile {
     /// tensors when the model would otherwise reach `options.maximumModelBytes`.
     @discardableResult
     public static func save(_ model: Model, to path: String, options: SaveOptions = SaveOptions()) throws -> SaveReport {
+        if options.verifiesModel { try verifyBeforeWriting(model, file: path) }
         var encoder = Encoder()
         var root = encoder.encode(model)
         var packedSize = onnx_fuse_packed_size(UnsafeMutableRawPointer(root).assumingMemoryBound(to: ProtobufCMessage.self))
@@ -262,6 +267,7 @@ public enum ModelFile {
     /// back with `load(bytes:directory:)` and that folder). A model of `maximumModelBytes` or
     /// more (protobuf's 2 GiB limit) cannot be one buffer: save it to a file, with external data.
     public static func serialize(_ model: Model, name: String = "<bytes>", maximumModelBytes: Int = Int(Int32.max)) throws -> [UInt8] {
+        try verifyBeforeWriting(model, file: name)
         let encoder = Encoder()
         let root = encoder.encode(model)
         let message = UnsafeMutableRawPointer(root).assumingMemoryBound(to: ProtobufCMessage.self)
@@ -287,6 +293,15 @@ public enum ModelFile {
                 done += n
             }
             initialized = written
+        }
+    }
+
+    /// `Model.verify()`, its error made a `ModelFileError` naming `file`.
+    private static func verifyBeforeWriting(_ model: Model, file: String) throws {
+        do {
+            try model.verify()
+        } catch {
+            throw ModelFileError.invalidModel(file: file, location: "", reason: "the model is not valid (\(error)); nothing written", offset: nil)
         }
     }
 

@@ -252,6 +252,8 @@ struct OnnxFuseCommand: ParsableCommand {
         saveOptions.newFilePermissions = ModelFile.permissions(of: model)
         // The report is written after the model: its place is not for the data file.
         saveOptions.reservedPaths = report.map { [$0] } ?? []
+        // Verified above when a rule fired; otherwise the model is as the loader built it.
+        saveOptions.verifiesModel = false
         let saved = try ModelFile.save(loaded, to: toStandardOutput ? model : target, options: saveOptions)
         trace.mark("save")
         trace.report()
