@@ -289,19 +289,6 @@ func schemaViolations(_ created: [(node: Node, rule: String)], in model: Model, 
     return messages
 }
 
-/// Imports, at version 1, every operator domain a rule introduced that the model did not
-/// import yet: a node of an unimported domain makes the model invalid.
-func importNewDomains(_ model: Model) {
-    var imported = Set(model.opsetImports.map { $0.domain == "ai.onnx" ? "" : ($0.domain ?? "") })
-    for graph in model.allGraphs {
-        for node in graph.nodes where !node.isDefaultDomain {
-            if imported.insert(node.domain!).inserted {
-                model.opsetImports.append(OpsetImport(domain: node.domain, version: 1))
-            }
-        }
-    }
-}
-
 /// The bytes of the rule file at `path` (a regular file of at most `RuleFiles.maximumFileSize`
 /// bytes); every failure says why.
 func readRuleFile(_ path: String) throws(RuleFileError) -> [UInt8] {

@@ -60,7 +60,8 @@ public struct RewriteReport: Sendable {
 /// connected, with the name of the rule that made it: operator-aware passes (shape inference,
 /// schema checks) keep their facts current through it. `rewriteWillApply` is called for every
 /// rewrite once its new nodes are in place and before any old value is replaced, so that a
-/// verifier can compute the old values and the new ones side by side.
+/// verifier can compute the old values and the new ones side by side. A rewrite that made a
+/// node of an operator domain the model does not import yet imports it (at version 1).
 public func applyRules(_ rules: [RewriteRule], to model: Model, options: RewriteOptions = RewriteOptions(),
                        analysis: AnyObject? = nil, nodeCreated: ((_ node: Node, _ rule: String) -> Void)? = nil,
                        inputsChanged: ((Node) -> [Node])? = nil,
@@ -70,8 +71,24 @@ public func applyRules(_ rules: [RewriteRule], to model: Model, options: Rewrite
     driver.inputsChanged = inputsChanged
     driver.rewriteWillApply = rewriteWillApply
     driver.analysis = analysis
-    return driver.run()
+    let report = driver.run()
+    if report.rewrites > 0 { importNewDomains(model) }
+    return report
 }
+
+/// Imports, at version 1, every operator domain a rule introduced that the model did not
+/// import yet: a node of an unimported domain makes the model invalid.
+package func importNewDomains(_ model: Model) {
+    var imported = Set(model.opsetImports.map { $0.domain == "ai.onnx" ? "" : ($0.domain ?? "") })
+    for graph in model.allGraphs {
+        for node in graph.nodes where !node.isDefaultDomain {
+            if imported.insert(node.domain!).inserted {
+                model.opsetImports.append(OpsetImport(domain: node.domain, version: 1))
+            }
+        }
+    }
+}
+
 
 /// A rewrite about to be applied (`applyRules`' `rewriteWillApply`): the graph holds the old
 /// nodes and the new ones side by side, and no value has been replaced yet.

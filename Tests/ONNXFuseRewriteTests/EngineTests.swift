@@ -61,6 +61,23 @@ final class EngineTests: XCTestCase {
 
     // MARK: Tests
 
+    func testARuleThatMakesANodeOfANewDomainImportsIt() throws {
+        let b = Builder()
+        b.output(b.node("B", [b.node("A", [b.input("x")], ["y"]).outputs[0]], ["z"]).outputs[0])
+        let pattern = try Pattern(nodes: [
+            PatternNode(opType: "A", inputs: [.variable(0)], outputs: [.variable(1)]),
+            PatternNode(opType: "B", inputs: [.variable(1)], outputs: [.variable(2)]),
+        ], root: 1, valueNames: ["x", "y", "z"], attributeNames: [])
+        let replacement = Replacement(nodes: [ReplacementNode(opType: "Fused", domain: "com.example", inputs: [.bound(0)], outputs: [.replaces(2)])])
+        let rule = RewriteRule(name: "a-b-to-fused", benefit: 1, pattern: pattern, replacement: replacement) { _, _ in .success(PreparedReplacement()) }
+        let report = try b.rewrite(with: [rule])
+        XCTAssertEqual(report.rewrites, 1)
+        XCTAssertEqual(b.model.opsetImports.map { "\($0.domain ?? "") \($0.version.map(String.init) ?? "?")" }, [" 17", "com.example 1"])
+        // Applying again imports nothing twice.
+        _ = try b.rewrite(with: [rule])
+        XCTAssertEqual(b.model.opsetImports.count, 2)
+    }
+
     func testARulesSearchesAcrossTheWholeModelAreBounded() throws {
         // Five interchangeable pattern nodes, a refusal the engine cannot see into (a Swift
         // rule declares no dependencies, so nothing is pruned), and 20 readers of x: every
