@@ -611,8 +611,6 @@ struct Driver {
 
     /// How many readers a value that lost or gained one may have for them to be tried again.
     static let revisitedReaderLimit = 4
-    /// Up to how many objects a set of them is an array searched in turn.
-    static let linearSearchLimit = 16
 
     /// Points every reader of `old` (graph outputs included) at `new`; returns the nodes that
     /// read `old` (a node once per input that read it): their inputs changed, so their facts are
@@ -859,20 +857,12 @@ struct Driver {
         return names!.fresh(base)
     }
 
-    /// Removes initializers and nodes that nothing uses any more, starting from `values`. A
-    /// value deeper in a removed chain that is left with a single reader has that reader queued:
-    /// rules that need a value read once (fusing a pair of nodes) may apply there now.
+    /// Removes the initializers among `values` that nothing uses any more. A node whose outputs
+    /// nothing reads any more is not the engine's to remove: it may have effects (an operator
+    /// of another domain), and removing dead nodes is a rule of its own (the built-in
+    /// remove-dead-node), counted and disabled like any other. Such a node is queued for it.
     mutating func removeUnused(_ values: [Value]) {
-        var stack = values
-        // The values given that no removed node read: a few, looked through (a set past a
-        // handful, where hashing costs less than the search).
-        var firstLevel = values.count > Self.linearSearchLimit ? Set(values.map(ObjectIdentifier.init)) : nil
-        var firstLevelFew = firstLevel == nil ? values : []
-        while let value = stack.popLast() {
-            if !value.isUnused, !(firstLevel?.contains(ObjectIdentifier(value)) ?? firstLevelFew.contains(where: { $0 === value })),
-               value.useList.count <= Self.revisitedReaderLimit {
-                for use in value.useList { enqueue(use.node) }
-            }
+        for value in values {
             guard value.isUnused, let graph = value.graph else { continue }
             switch value.definition {
             case .initializer:
@@ -880,17 +870,7 @@ struct Driver {
                 graph.removeInitializer(value)
             case .nodeOutput:
                 guard let producer = value.producer, producer.outputs.allSatisfy({ $0?.isUnused ?? true }) else { continue }
-                // Erasing leaves the node's inputs as they were.
-                let inputs = producer.inputs
-                graph.erase(producer)
-                for case let input? in inputs {
-                    if firstLevel != nil {
-                        firstLevel!.remove(ObjectIdentifier(input))
-                    } else {
-                        firstLevelFew.removeAll { $0 === input }
-                    }
-                }
-                for case let input? in inputs { stack.append(input) }
+                enqueue(producer)
             default:
                 continue
             }

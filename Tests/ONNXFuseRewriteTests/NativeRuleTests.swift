@@ -82,22 +82,30 @@ final class NativeRuleTests: XCTestCase {
         XCTAssertEqual(report.explanations.map(\.description), ["never at node 'k': not today"])
     }
 
-    func testRewiredInputsKeepTheNodeAndDropWhatNoLongerHasReaders() throws {
-        // S(P(x)) reads x directly and a constant [3] in place of its second input; P goes.
+    func testRewiredInputsKeepTheNodeAndLeaveWhatNoLongerHasReadersToItsRule() throws {
+        // S(P(x)) reads x directly and a constant [3] in place of its second input. P, now
+        // unread, is not the engine's to remove (it may have effects): only a rule removes it,
+        // and is counted for it.
         let skip = RewriteRule(name: "s-skips-p", benefit: 1, opTypes: ["S"]) { node, _ in
             guard let inner = node.inputs[0]?.producer, inner.opType == "P" else { return .failure(RuleRefusal("no P")) }
             return .success(.rewireInputs([(position: 0, input: .value(inner.inputs[0]!)),
                                            (position: 1, input: .tensor(Tensor(dataType: .float, dims: [1], values: [Float(3)])))]))
         }
-        let b = Builder()
-        let x = b.input("x")
-        let s = b.node("S", [b.node("P", [x], ["p"]).outputs[0], b.input("old")], ["s"])
-        b.output(s.outputs[0])
-        let report = try b.rewrite(with: [skip])
-        XCTAssertEqual(report.fired.map(\.count), [1])
-        XCTAssertEqual(b.graph.nodes.map(\.opType), ["S"])
-        XCTAssertTrue(s.inputs[0] === x)
-        XCTAssertTrue(s.inputs[1]!.hasInitializer)
-        XCTAssertEqual(b.graph.outputs.map(\.value.name), ["s"])
+        let dropDead = RewriteRule(name: "drop-dead-p", benefit: 0, opTypes: ["P"]) { node, _ in
+            guard node.outputs.allSatisfy({ $0?.isUnused ?? true }) else { return .failure(RuleRefusal("read")) }
+            return .success(.replaceOutputs(node.outputs.map { _ in nil }))
+        }
+        for rules in [[skip], [skip, dropDead]] {
+            let b = Builder()
+            let x = b.input("x")
+            let s = b.node("S", [b.node("P", [x], ["p"]).outputs[0], b.input("old")], ["s"])
+            b.output(s.outputs[0])
+            let report = try b.rewrite(with: rules)
+            XCTAssertEqual(report.fired.map { "\($0.rule) ×\($0.count)" }, rules.map { "\($0.name) ×1" })
+            XCTAssertEqual(b.graph.nodes.map(\.opType), rules.count == 1 ? ["P", "S"] : ["S"])
+            XCTAssertTrue(s.inputs[0] === x)
+            XCTAssertTrue(s.inputs[1]!.hasInitializer)
+            XCTAssertEqual(b.graph.outputs.map(\.value.name), ["s"])
+        }
     }
 }

@@ -455,6 +455,29 @@ final class BuiltinCleanupTests: XCTestCase {
         }
     }
 
+    /// `s = com.example.Side(x); t = Neg(s)`, t read by nothing: the Neg goes, and with it the
+    /// last reader of Side, which stays (an operator of another domain may have effects). The
+    /// engine removes no node of its own accord: with remove-dead-node disabled, both stay.
+    func testDeadNodesOfOtherDomainsStayAndRemovalIsTheRulesAlone() throws {
+        for disabled in [Set<String>(), ["remove-dead-node"]] {
+            let c = Case { g in
+                let x = g.addInput(name: "x", info: Self.float(2))
+                let y = Self.node(g, "Relu", [x], "y")
+                g.addOutput(y.outputs[0]!, info: Self.float(2))
+                let side = Node(opType: "Side", domain: "com.example", name: "side", inputs: [x], outputNames: ["s"])
+                g.append(side)
+                Self.node(g, "Neg", [side.outputs[0]], "t")
+            }
+            c.model.opsetImports.append(OpsetImport(domain: "com.example", version: 1))
+            var options = OptimizationOptions()
+            options.disabled = disabled
+            let report = optimize(c.model, rules: Self.rules, options: options)
+            try c.model.verify()
+            XCTAssertEqual(report.fired.map { "\($0.rule) ×\($0.count)" }, disabled.isEmpty ? ["remove-dead-node ×1"] : [])
+            XCTAssertEqual(c.graph.nodes.map(\.opType), disabled.isEmpty ? ["Relu", "Side"] : ["Relu", "Side", "Neg"])
+        }
+    }
+
     func deadChainGoesWithWhatOnlyItRead(explain: Bool) throws {
         let c = Case { g in
             let x = g.addInput(name: "x", info: Self.float(2))
