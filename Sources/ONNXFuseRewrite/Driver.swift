@@ -89,7 +89,6 @@ package func importNewDomains(_ model: Model) {
     }
 }
 
-
 /// A rewrite about to be applied (`applyRules`' `rewriteWillApply`): the graph holds the old
 /// nodes and the new ones side by side, and no value has been replaced yet.
 public struct RewriteEvent {
