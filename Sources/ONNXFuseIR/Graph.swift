@@ -77,8 +77,9 @@ public final class Graph {
     deinit {
         // The back-references to this graph and between its nodes are unowned: a node or value
         // a caller still holds must not name the graph or a node it frees, so they are
-        // cleared here. Unlink iteratively: releasing a long chain through `next` would
-        // recurse once per node.
+        // cleared here, and a node kept leaves the use lists, as an erased one does (its
+        // inputs stay, and are listed again if it is inserted anew). Unlink iteratively:
+        // releasing a long chain through `next` would recurse once per node.
         for value in inputs { value.graphStorage = nil }
         for value in initializerSlots { value?.graphStorage = nil }
         for value in sparseInitializers { value.graphStorage = nil }
@@ -90,6 +91,7 @@ public final class Graph {
             current.next = nil
             current.previous = nil
             current.graph = nil
+            current.unlistInputs()
             for output in current.outputs { output?.graphStorage = nil }
         }
     }
@@ -204,6 +206,11 @@ public final class Graph {
         while let node = head {
             node.unregisterUses()
             unlink(node)
+            // As `erase` leaves them: a node a caller keeps names no graph through its outputs.
+            for case let output? in node.outputs {
+                output.definition = .detached
+                output.producerStorage = nil
+            }
         }
     }
 

@@ -55,12 +55,9 @@ public final class Node {
     @exclusivity(unchecked) var orderKey: UInt64 = 0
 
     deinit {
-        // Still listed: its graph was freed first, or let go of it without erasing it. Its
-        // slots leave the lists (the values are alive: it holds them), so that a value that
-        // outlives its graph never lists a freed node.
-        for index in useLinks.indices where useLinks[index].isListed {
-            inputs[index]?.removeUse(UseSlot(node: self, inputIndex: index))
-        }
+        // A node leaves the use lists when it leaves its graph (erased, or the graph freed):
+        // this is a safety net, so that a list never names a freed node.
+        unlistInputs()
         // Outputs and subgraphs a caller still holds no longer name it. (Their references to
         // it are only assigned here: reading an unowned reference to an object being
         // deinitialized traps. An output not detached is one this node produces.)
@@ -176,6 +173,14 @@ public final class Node {
     /// Registers this node's input uses (and those inside its subgraphs) on insertion.
     func registerUses() {
         for (index, value) in inputs.enumerated() { value?.addUse(UseSlot(node: self, inputIndex: index)) }
+    }
+
+    /// Takes this node's listed input slots out of their values' use lists (the values are
+    /// alive: it holds them); its subgraphs are left as they are.
+    func unlistInputs() {
+        for index in useLinks.indices where useLinks[index].isListed {
+            inputs[index]?.removeUse(UseSlot(node: self, inputIndex: index))
+        }
     }
 
     /// Drops this node's input uses and those of every node inside its subgraphs.
