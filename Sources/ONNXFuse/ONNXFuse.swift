@@ -255,7 +255,11 @@ private func optimizeWithinLimits(_ model: Model, rules: [CompiledRule], options
     // In the engine's rule order: higher benefit first, then by name.
     let benefit = Dictionary(selected.map { ($0.name, $0.rewrite.benefit) }, uniquingKeysWith: { a, _ in a })
     let fired = order.sorted { (benefit[$1] ?? 0, $0) < (benefit[$0] ?? 0, $1) }.map { (rule: $0, count: counts[$0]!) }
-    importNewDomains(model)
+    // The engine imported the domains its rewrites introduced; a node the input already had in
+    // an unimported domain gets its import here, so that the output is valid.
+    for graph in model.allGraphs {
+        for node in graph.nodes where !node.isDefaultDomain { model.importDomainIfMissing(node.domain!) }
+    }
     var changedOutputs: [String] = []
     for ((name, type, rank), output) in zip(outputsBefore, model.graph.outputs) {
         let facts = inference.facts(of: output.value)

@@ -78,6 +78,13 @@ public final class Model {
         graph.modelStorage = nil
     }
 
+    /// Imports `domain` (not the default one) at version 1 unless the model imports it already:
+    /// a node of an unimported domain makes the model invalid.
+    package func importDomainIfMissing(_ domain: String) {
+        guard !OperatorID.isDefaultDomain(domain), !opsetImports.contains(where: { $0.domain == domain }) else { return }
+        opsetImports.append(OpsetImport(domain: domain, version: 1))
+    }
+
     /// The version of the default domain ("" or `ai.onnx`) or of `domain`.
     public func opsetVersion(domain: String = "") -> Int64? {
         let isDefault = domain == "" || domain == "ai.onnx"

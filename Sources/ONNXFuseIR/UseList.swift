@@ -31,6 +31,9 @@ struct UseSlot: Equatable {
 
     static func == (lhs: UseSlot, rhs: UseSlot) -> Bool { lhs.node === rhs.node && lhs.inputIndex == rhs.inputIndex }
 
+    /// The public form, which holds the node.
+    var use: Use { Use(node: node, inputIndex: inputIndex) }
+
     /// Where this input slot sits in its value's use list.
     var link: UseLink {
         get { node.useLinks[inputIndex] }
@@ -60,7 +63,7 @@ extension Value {
         let value: Value
 
         /// The first use.
-        public var first: Use? { value.firstUse.map { Use(node: $0.node, inputIndex: $0.inputIndex) } }
+        public var first: Use? { value.firstUse?.use }
         /// How many uses there are.
         public var count: Int { value.useCount }
 
@@ -68,7 +71,7 @@ extension Value {
         public var isEmpty: Bool { value.useCount == 0 }
 
         /// The last use.
-        public var last: Use? { value.firstUse?.link.previous.map { Use(node: $0.node, inputIndex: $0.inputIndex) } }
+        public var last: Use? { value.firstUse?.link.previous?.use }
 
         /// The number of uses.
         public var underestimatedCount: Int { count }

@@ -168,9 +168,7 @@ public enum ModelFile {
             throw ModelFileError.limitExceeded(file: path, location: "", reason: "the model is \(packedSize) bytes even with its tensors in external data; protobuf cannot represent \(options.maximumModelBytes) bytes or more")
         }
         let sources = encoder.mappedSources
-        if let failure = encoder.deferred.failure {
-            throw ModelFileError.unwritable(file: path, reason: "a computed tensor could not be made: \(failure)")
-        }
+        if let error = computedTensorError(encoder, file: path) { throw error }
 
         if options.toStandardOutput {
             guard external.segments.isEmpty else {
@@ -275,9 +273,7 @@ public enum ModelFile {
         if size >= maximumModelBytes {
             throw ModelFileError.limitExceeded(file: name, location: "", reason: "the model is \(size) bytes; protobuf cannot represent \(maximumModelBytes) bytes or more in one message")
         }
-        if let failure = encoder.deferred.failure {
-            throw ModelFileError.unwritable(file: name, reason: "a computed tensor could not be made: \(failure)")
-        }
+        if let error = computedTensorError(encoder, file: name) { throw error }
         // Packed through an in-memory file, as into any file: the packer writes large payloads
         // a piece at a time and copies mapped weights without mapping them in.
         let fd = onnx_fuse_memory_file("onnx-fuse-serialize")
@@ -423,10 +419,12 @@ public enum ModelFile {
 
     /// The error of a failed write: a computed tensor that could not be made, or the system's.
     static func writeError(_ encoder: Encoder, file: String, errno code: Int32) -> ModelFileError {
-        if let failure = encoder.deferred.failure {
-            return .unwritable(file: file, reason: "a computed tensor could not be made: \(failure)")
-        }
-        return .io(file: file, operation: "write", errno: code)
+        computedTensorError(encoder, file: file) ?? .io(file: file, operation: "write", errno: code)
+    }
+
+    /// The error of a computed tensor the encoder could not make, or nil.
+    static func computedTensorError(_ encoder: Encoder, file: String) -> ModelFileError? {
+        encoder.deferred.failure.map { .unwritable(file: file, reason: "a computed tensor could not be made: \($0)") }
     }
 
     static func sync(_ fd: FileDescriptor, file: String) throws {

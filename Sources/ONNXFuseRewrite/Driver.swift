@@ -71,22 +71,7 @@ public func applyRules(_ rules: [RewriteRule], to model: Model, options: Rewrite
     driver.inputsChanged = inputsChanged
     driver.rewriteWillApply = rewriteWillApply
     driver.analysis = analysis
-    let report = driver.run()
-    if report.rewrites > 0 { importNewDomains(model) }
-    return report
-}
-
-/// Imports, at version 1, every operator domain a rule introduced that the model did not
-/// import yet: a node of an unimported domain makes the model invalid.
-package func importNewDomains(_ model: Model) {
-    var imported = Set(model.opsetImports.map { $0.domain == "ai.onnx" ? "" : ($0.domain ?? "") })
-    for graph in model.allGraphs {
-        for node in graph.nodes where !node.isDefaultDomain {
-            if imported.insert(node.domain!).inserted {
-                model.opsetImports.append(OpsetImport(domain: node.domain, version: 1))
-            }
-        }
-    }
+    return driver.run()
 }
 
 /// A rewrite about to be applied (`applyRules`' `rewriteWillApply`): the graph holds the old
@@ -157,6 +142,9 @@ struct Driver {
     let options: RewriteOptions
     /// Made at the first new name: a run that rewrites nothing does not collect the model's names.
     var names: NameAllocator?
+    /// The domains other than the default one of the nodes rewrites inserted, each once: the
+    /// model imports those it did not yet at the end of the node rules.
+    var insertedDomains: [String] = []
     var worklist: [Node] = []
     var head = 0
     /// This run's stamp in `Node.rewriteMarks` (see `NodeMark`), new for every run.
@@ -311,6 +299,7 @@ struct Driver {
         } while head < worklist.count && !report.reachedRewriteCap
         // What the cap left untried loses its mark: no mark outlives its run.
         for node in worklist[head...] { unmark(node, .queued) }
+        importInsertedDomains()
         if !report.reachedRewriteCap { applyItemRules(context: context, cap: cap) }
         // A rule's forms are one rule in the report.
         for index in rules.indices where counts[index] > 0 {
@@ -536,6 +525,7 @@ struct Driver {
                 }
             }
             graph.insert(node, before: root)
+            if !node.isDefaultDomain, let domain = node.domain, !insertedDomains.contains(domain) { insertedDomains.append(domain) }
             created.append(node)
             nodeCreated?(node, rules[ruleIndex].name)
             for (position, output) in spec.outputs.enumerated() {
@@ -781,6 +771,11 @@ struct Driver {
         for changed in inputsChanged(node) where changed !== node { enqueue(changed) }
     }
 
+    /// Imports every domain of `insertedDomains` the model does not import yet, at version 1.
+    func importInsertedDomains() {
+        for domain in insertedDomains { model.importDomainIfMissing(domain) }
+    }
+
     // MARK: Initializer and operator set rules
 
     /// Runs the rules anchored at initializers, then those anchored at operator set imports,
@@ -817,7 +812,8 @@ struct Driver {
         }
         var index = 0
         while index < model.opsetImports.count {
-            let domain = model.opsetImports[index].domain.map { $0 == "ai.onnx" ? "" : $0 } ?? ""
+            let imported = model.opsetImports[index].domain
+            let domain = OperatorID.isDefaultDomain(imported) ? "" : imported!
             var removed = false
             // An operator set rule removes the import: no node may use its domain.
             for ruleIndex in opsetRules where !usedDomains.contains(domain) {

@@ -67,9 +67,15 @@ struct StreamedTensor {
     func forEachChunk(in ranges: [Range<Int>]? = nil,
                       _ body: (Int, UnsafeBufferPointer<Double>) throws(EvaluationError) -> Void) throws(EvaluationError) {
         guard count > 0 else { return }
+        try withConstantBytes { raw throws(EvaluationError) in try stream(raw, ranges, body) }
+    }
+
+    /// `body` on the constant's bytes, whose mapped pages are let go after. A deferred constant
+    /// (another fold's weight) is computed for this pass only; when it cannot be, the error
+    /// names the tensor.
+    private func withConstantBytes(_ body: (UnsafeRawBufferPointer) throws(EvaluationError) -> Void) throws(EvaluationError) {
         do {
-            // A deferred constant (another fold's weight) is computed for this pass only.
-            try bytes.withTransientBytes { raw in try stream(raw, ranges, body) }
+            try bytes.withTransientBytes { raw in try body(raw) }
             bytes.releaseResidentPages()
         } catch let error as EvaluationError {
             throw error
@@ -83,48 +89,54 @@ struct StreamedTensor {
         let chunk = UnsafeMutableBufferPointer<Double>.allocate(capacity: min(count, Self.chunkLength))
         let elementSize = bytes.count / count
         defer { chunk.deallocate() }
-        var filled = 0
-        var start = 0
-        // The result's position of the next run (for `ranges`).
-        var position = 0
         // `n` results into `destination`: the constant's elements from `at` on, combined with
         // the operand read from `operandAt` on in steps of `operandStep`.
-        func compute(_ n: Int, _ at: Int, _ operandAt: Int, _ operandStep: Int, into destination: UnsafeMutablePointer<Double>) {
+        func compute(_ n: Int, _ at: Int, _ operandAt: Int, _ operandStep: Int, _ destination: UnsafeMutablePointer<Double>) {
             readReals(raw.baseAddress! + at * elementSize, as: source.dataType, count: n, into: destination)
             if let operation { apply(operation, to: destination, count: n, operandAt, operandStep) }
         }
-        // `length` results from the constant's element `at` on, the operand read from
-        // `operandAt` on in steps of `operandStep`.
-        func take(_ at: Int, _ length: Int, _ operandAt: Int, _ operandStep: Int) throws(EvaluationError) {
-            if let ranges {
-                let run = position..<(position + length)
-                position += length
-                for range in ranges where range.overlaps(run) {
-                    let common = range.clamped(to: run)
-                    let offset = common.lowerBound - run.lowerBound
-                    for piece in stride(from: 0, to: common.count, by: chunk.count) {
-                        let n = min(common.count - piece, chunk.count)
-                        compute(n, at + offset + piece, operandAt + (offset + piece) * operandStep, operandStep, into: chunk.baseAddress!)
-                        try body(common.lowerBound + piece, UnsafeBufferPointer(rebasing: chunk[..<n]))
-                    }
+        guard let ranges else { return try fillChunks(chunk, compute, body) }
+        // The result's position of the next run.
+        var position = 0
+        try forEachRun { (at, length, operandAt, operandStep) throws(EvaluationError) in
+            let run = position..<(position + length)
+            position += length
+            for range in ranges where range.overlaps(run) {
+                let common = range.clamped(to: run)
+                let offset = common.lowerBound - run.lowerBound
+                for piece in stride(from: 0, to: common.count, by: chunk.count) {
+                    let n = min(common.count - piece, chunk.count)
+                    compute(n, at + offset + piece, operandAt + (offset + piece) * operandStep, operandStep, chunk.baseAddress!)
+                    try body(common.lowerBound + piece, UnsafeBufferPointer(rebasing: chunk[..<n]))
                 }
-                return
             }
+        }
+    }
+
+    /// Computes the whole result run by run into `chunk` with `compute(n, at, operandAt,
+    /// operandStep, destination)` (`n` results from the constant's element `at` on, the operand
+    /// read from `operandAt` on in steps of `operandStep`), and hands each full chunk (the last
+    /// may be shorter) with the position of its first element to `flush`, in order.
+    private func fillChunks<Element>(_ chunk: UnsafeMutableBufferPointer<Element>,
+                                     _ compute: (Int, Int, Int, Int, UnsafeMutablePointer<Element>) -> Void,
+                                     _ flush: (Int, UnsafeBufferPointer<Element>) throws(EvaluationError) -> Void) throws(EvaluationError) {
+        var filled = 0
+        var start = 0
+        try forEachRun { (at, length, operandAt, operandStep) throws(EvaluationError) in
             var done = 0
             while done < length {
                 let n = min(length - done, chunk.count - filled)
-                compute(n, at + done, operandAt + done * operandStep, operandStep, into: chunk.baseAddress! + filled)
+                compute(n, at + done, operandAt + done * operandStep, operandStep, chunk.baseAddress! + filled)
                 filled += n
                 done += n
                 if filled == chunk.count {
-                    try body(start, UnsafeBufferPointer(chunk))
+                    try flush(start, UnsafeBufferPointer(chunk))
                     start += filled
                     filled = 0
                 }
             }
         }
-        try forEachRun(take)
-        if filled > 0 { try body(start, UnsafeBufferPointer(rebasing: chunk[..<filled])) }
+        if filled > 0 { try flush(start, UnsafeBufferPointer(rebasing: chunk[..<filled])) }
     }
 
     /// Calls `body(at, length, operandAt, operandStep)` for each run of the result, in order:
@@ -164,30 +176,10 @@ struct StreamedTensor {
                 throw EvaluationError("\(error)")
             }
         }
-        do {
-            try bytes.withTransientBytes { raw in
-                var filled = 0
-                try forEachRun { (at, length, operandAt, operandStep) throws(EvaluationError) in
-                    var done = 0
-                    while done < length {
-                        let n = min(length - done, piece.count - filled)
-                        combineFloats(n, raw.baseAddress! + (at + done) * 4, operandAt + done * operandStep, operandStep,
-                                      into: piece.baseAddress! + filled)
-                        filled += n
-                        done += n
-                        if filled == piece.count {
-                            try hand(UnsafeRawBufferPointer(piece))
-                            filled = 0
-                        }
-                    }
-                }
-                if filled > 0 { try hand(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: piece[..<filled]))) }
-            }
-            bytes.releaseResidentPages()
-        } catch let error as EvaluationError {
-            throw error
-        } catch {
-            throw EvaluationError("\(source.name.map { "tensor '\($0)'" } ?? "a computed tensor") could not be made: \(error)")
+        try withConstantBytes { raw throws(EvaluationError) in
+            try fillChunks(piece, { n, at, operandAt, operandStep, destination in
+                combineFloats(n, raw.baseAddress! + at * 4, operandAt, operandStep, into: destination)
+            }) { _, chunk throws(EvaluationError) in try hand(UnsafeRawBufferPointer(chunk)) }
         }
     }
 
