@@ -18,6 +18,5 @@ extension RuleError: ONNXFuseError {}
 extension RuleErrors: ONNXFuseError {}
 extension PatternError: ONNXFuseError {}
 extension RuleRefusal: ONNXFuseError {}
-extension RuleFileError: ONNXFuseError {}
 extension EvaluationFailure: ONNXFuseError {}
 extension InputShapeError: ONNXFuseError {}

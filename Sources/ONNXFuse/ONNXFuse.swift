@@ -4,11 +4,41 @@ import FoundationEssentials
 import Foundation
 #endif
 import Dispatch
+// What a program using the library names: the IR, loading and saving, and the engine's rule
+// types (for rules written in Swift). The operator kernels (ONNXFuseOps) and the rule
+// language's parser and evaluator (ONNXFuseRules) stay behind the types below, so that their
+// helpers (`Expression`, `apply`, `broadcastShapes`, ...) do not enter every client's namespace.
 @_exported import ONNXFuseIR
-@_exported import ONNXFuseOps
 @_exported import ONNXFuseProto
 @_exported import ONNXFuseRewrite
-@_exported import ONNXFuseRules
+import ONNXFuseOps
+import ONNXFuseRules
+
+/// A rule ready to run: from a rule file or string (`RuleFiles`), built in, or written in Swift
+/// (`CompiledRule(name:benefit:summary:_:)`).
+public typealias CompiledRule = ONNXFuseRules.CompiledRule
+/// The errors of a rule file or string (or of a rule written in Swift), sorted by place.
+public typealias RuleErrors = ONNXFuseRules.RuleErrors
+/// One error of a rule file, with its place.
+public typealias RuleError = ONNXFuseRules.RuleError
+/// A place in a rule file: `file:line:column`.
+public typealias SourceLocation = ONNXFuseRules.SourceLocation
+/// The functions rule expressions may call; register native ones to pass to `RuleFiles`.
+public typealias FunctionTable = ONNXFuseRules.FunctionTable
+/// A call of a native function that sees the match.
+public typealias NativeFunctionCall = ONNXFuseRules.NativeFunctionCall
+/// A value of the rule language (what native functions take and give).
+public typealias EvalValue = ONNXFuseRules.EvalValue
+/// An error of a rule expression (what native functions throw).
+public typealias EvaluationError = ONNXFuseRules.EvaluationError
+/// The limits on the work and memory of the rules' expressions.
+public typealias EvaluationLimits = ONNXFuseRules.EvaluationLimits
+/// What a native function's arguments must be.
+public typealias ArgumentKind = ONNXFuseRules.ArgumentKind
+/// Two rules that may undo each other (`RuleFiles.undoingRules`).
+public typealias UndoingRules = ONNXFuseRules.UndoingRules
+/// An error of an operator's kernel or of its shape inference.
+public typealias OperatorError = ONNXFuseOps.OperatorError
 
 /// Counts of a model before and after a run, for summaries and reports.
 public struct ModelStatistics: Equatable, Sendable {
@@ -56,13 +86,11 @@ public enum RuleFiles {
     ]
 
     /// The built-in rules, which run unless turned off (`--no-builtin`): the native rules
-    /// (folding, duplicate merging, no-op removal), then those of the built-in files. The files
-    /// are tested to load, so a failure here is a bug in the build.
-    ///
-    /// The files are parsed once per process (`builtinSyntax`) and compiled side by side on the
-    /// machine's cores at each access: this is most of the command's start-up time, which is
-    /// why the command compiles only the rules a model can use (`builtin(for:)`).
-    public static var builtin: [CompiledRule] {
+    /// (folding, duplicate merging, no-op removal), then those of the built-in files. Compiled
+    /// once per process, on first use, side by side on the machine's cores (about 17 ms); the
+    /// files are tested to compile, so a failure here is a bug in the build. The command
+    /// compiles only the rules a model can use instead (`builtin(for:)`).
+    public static let builtin: [CompiledRule] = {
         let files = builtinSyntax
         let compiled = Slots<[CompiledRule]>(count: files.count)
         DispatchQueue.concurrentPerform(iterations: files.count) { index in
@@ -73,16 +101,20 @@ public enum RuleFiles {
             }
         }
         return NativeRules.all + compiled.elements.flatMap { $0 ?? [] }
-    }
+    }()
 
-    /// Parses and checks the rules in `text`; `file` names it in error messages.
-    public static func rules(in text: String, file: String = "<string>") throws(RuleErrors) -> [CompiledRule] {
+    /// Parses and checks the rules in `text`; `file` names it in error messages. Calls may name
+    /// the language's functions and those of `functions` (`FunctionTable.builtins` with native
+    /// functions registered, `FunctionTable.register(matchFunction:arity:kinds:_:)`); two rules
+    /// of one name are an error.
+    public static func rules(in text: String, file: String = "<string>",
+                             functions: FunctionTable = .builtins) throws(RuleErrors) -> [CompiledRule] {
         // Syntax errors and the errors of the rules without any, in one pass.
         let (syntax, syntaxErrors) = parseRulesCollectingErrors(text, file: file)
         var errors = syntaxErrors
         var compiled: [CompiledRule] = []
         do throws(RuleErrors) {
-            compiled = try compileRules(syntax)
+            compiled = try compileRules(syntax, functions: functions)
         } catch {
             errors += error.errors
         }
@@ -93,25 +125,21 @@ public enum RuleFiles {
     /// The largest rule file read, in bytes.
     public static let maximumFileSize = 16 << 20
 
-    /// Reads, parses and checks the rule file at `path`.
-    public static func load(path: String) throws -> [CompiledRule] {
-        let data = try readRuleFile(path)
-        guard let text = String(validating: data, as: UTF8.self) else {
-            throw RuleFileError(file: path, message: "is not UTF-8 text")
+    /// Reads, parses and checks the rule file at `path`, as `rules(in:file:functions:)` does. A
+    /// file that cannot be read, or is not UTF-8 text, is an error of the whole file (line 0).
+    public static func load(path: String, functions: FunctionTable = .builtins) throws(RuleErrors) -> [CompiledRule] {
+        let wholeFile = SourceLocation(file: path, line: 0, column: 0)
+        let data: [UInt8]
+        do {
+            data = try ModelFile.regularFileContents(path, limit: maximumFileSize)
+        } catch {
+            throw RuleErrors([RuleError("cannot be read: \(error.problem)", at: wholeFile)])
         }
-        return try rules(in: text, file: path)
+        guard let text = String(validating: data, as: UTF8.self) else {
+            throw RuleErrors([RuleError("is not UTF-8 text", at: wholeFile)])
+        }
+        return try rules(in: text, file: path, functions: functions)
     }
-}
-
-/// A rule file that cannot be read at all.
-public struct RuleFileError: Error, CustomStringConvertible {
-    /// The file.
-    public var file: String
-    /// What is wrong.
-    public var message: String
-
-    /// `file: message`.
-    public var description: String { "\(file): \(message)" }
 }
 
 /// How a run rewrites a model.
@@ -141,6 +169,8 @@ public struct OptimizationOptions: Sendable {
     public var verificationSeed: UInt64 = 1
     /// The limits of one rewrite's check.
     public var verificationLimits = VerificationLimits()
+    /// Called now and then while the rules run, with how far they are.
+    public var progress: (@Sendable (RewriteProgress) -> Void)?
 
     /// The defaults.
     public init() {}
@@ -170,14 +200,60 @@ public struct OptimizationReport: Sendable {
     /// What checking each rewrite found (with `verifyRewrites`): a model with failures must not
     /// be saved.
     public var verification: VerificationReport?
+    /// Whether the task was cancelled (`optimize` then throws).
+    var wasCancelled = false
+}
+
+/// Why `optimize` did not run, or stopped.
+public struct OptimizationError: ONNXFuseError, Equatable {
+    /// What went wrong.
+    public enum Kind: Equatable, Sendable {
+        /// `only` or `disabled` names a rule that is not among the rules given.
+        case unknownRuleName(String)
+        /// Two of the rules given have this name (reports count rules by name).
+        case duplicateRuleName(String)
+        /// The task running it was cancelled: the model holds the rewrites done until then,
+        /// each of them complete (the model is valid and computes the same).
+        case cancelled
+    }
+
+    /// What went wrong.
+    public let kind: Kind
+
+    /// The one-line message.
+    public var description: String {
+        switch kind {
+        case .unknownRuleName(let name): return "there is no rule named '\(name)' among the rules given"
+        case .duplicateRuleName(let name): return "two rules are named '\(name)'"
+        case .cancelled: return "the optimization was cancelled; the model holds the rewrites done until then"
+        }
+    }
 }
 
 /// Rewrites `model` in place with `rules` (filtered by `options.only` and `disabled`) and
 /// reports what changed. Type and shape inference runs first and is kept current as rules
 /// rewrite (its facts are in `Value.inferred`; `writeInferredValueInfo` saves them).
+///
+/// Rules of every origin run alike and are counted in the report by name: the built-in ones
+/// (`RuleFiles.builtin`), those of rule files and strings (`RuleFiles.load`, `RuleFiles.rules`)
+/// and those written in Swift (`CompiledRule(name:benefit:summary:_:)`). Two rules of one name,
+/// or a name in `only` or `disabled` that no rule has, are errors, thrown before anything
+/// changes. Cancelling the task that runs it stops the rules within a few hundred nodes.
 @discardableResult
-public func optimize(_ model: Model, rules: [CompiledRule], options: OptimizationOptions = OptimizationOptions()) -> OptimizationReport {
-    EvaluationLimits.$current.withValue(options.evaluationLimits) { optimizeWithinLimits(model, rules: rules, options: options) }
+public func optimize(_ model: Model, rules: [CompiledRule],
+                     options: OptimizationOptions = OptimizationOptions()) throws(OptimizationError) -> OptimizationReport {
+    var names = Set<String>()
+    for rule in rules where !names.insert(rule.name).inserted {
+        throw OptimizationError(kind: .duplicateRuleName(rule.name))
+    }
+    for name in (options.only ?? []).union(options.disabled).sorted() where !names.contains(name) {
+        throw OptimizationError(kind: .unknownRuleName(name))
+    }
+    let report = EvaluationLimits.$current.withValue(options.evaluationLimits) {
+        optimizeWithinLimits(model, rules: rules, options: options)
+    }
+    if report.wasCancelled { throw OptimizationError(kind: .cancelled) }
+    return report
 }
 
 private func optimizeWithinLimits(_ model: Model, rules: [CompiledRule], options: OptimizationOptions) -> OptimizationReport {
@@ -210,6 +286,9 @@ private func optimizeWithinLimits(_ model: Model, rules: [CompiledRule], options
     rewriteOptions.explain = options.explain
     rewriteOptions.freezeInitializerInputs = options.freezeInitializerInputs
     rewriteOptions.maximumRewrites = options.maximumRewrites
+    rewriteOptions.progress = options.progress
+    rewriteOptions.shouldStop = { Task.isCancelled }
+    var wasCancelled = false
     // Sharing initializers can make nodes equal that were not, so rules run again after it
     // (a few rounds at most: each round only merges).
     var explanations: [Explanation] = []
@@ -239,6 +318,7 @@ private func optimizeWithinLimits(_ model: Model, rules: [CompiledRule], options
         }
         explanations = roundReport.explanations
         reachedRewriteCap = roundReport.reachedRewriteCap
+        if roundReport.wasStopped { wasCancelled = true; break }
         for error in roundReport.ruleErrors where !ruleErrors.contains(error) { ruleErrors.append(error) }
         if !ruleErrors.isEmpty { break }
         let shared = mergesDuplicates && !roundReport.reachedRewriteCap ? mergeDuplicateInitializers(model) : 0
@@ -275,7 +355,7 @@ private func optimizeWithinLimits(_ model: Model, rules: [CompiledRule], options
     return OptimizationReport(before: before, after: ModelStatistics(model), fired: fired,
                               explanations: explanations, reachedRewriteCap: reachedRewriteCap, ruleErrors: ruleErrors,
                               changedOutputs: changedOutputs, invalidNodes: schemaViolations(created, in: model, inference: inference),
-                              verification: verifier?.report)
+                              verification: verifier?.report, wasCancelled: wasCancelled)
 }
 
 /// The nodes of `created` still in the model that their operator's schema (at the model's
@@ -291,14 +371,4 @@ func schemaViolations(_ created: [(node: Node, rule: String)], in model: Model, 
         }
     }
     return messages
-}
-
-/// The bytes of the rule file at `path` (a regular file of at most `RuleFiles.maximumFileSize`
-/// bytes); every failure says why.
-func readRuleFile(_ path: String) throws(RuleFileError) -> [UInt8] {
-    do {
-        return try ModelFile.regularFileContents(path, limit: RuleFiles.maximumFileSize)
-    } catch {
-        throw RuleFileError(file: path, message: "cannot be read: \(error.problem)")
-    }
 }

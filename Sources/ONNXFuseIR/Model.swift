@@ -125,3 +125,9 @@ public struct FileIdentity: Equatable, Sendable {
         self.inode = inode
     }
 }
+
+/// A model may move from one task or thread to another (returned from a `Task`, made in a child
+/// task), with its graphs, nodes and values. It is not synchronized: one task at a time may use
+/// it and what it holds, as with any mutable object graph. Rules (`CompiledRule`) are
+/// `Sendable` and may be shared freely.
+extension Model: @unchecked Sendable {}

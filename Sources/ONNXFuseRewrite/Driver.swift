@@ -8,9 +8,31 @@ public struct RewriteOptions: Sendable {
     public var explain = false
     /// Stop after this many rewrites (nil: 10 per node of the model, at least 1,000).
     public var maximumRewrites: Int?
+    /// Called now and then (every few hundred nodes tried) with how far the run is.
+    public var progress: (@Sendable (RewriteProgress) -> Void)?
+    /// Asked now and then (with `progress`): true stops the run, leaving the rewrites done so
+    /// far, each complete (`RewriteReport.wasStopped`).
+    public var shouldStop: (@Sendable () -> Bool)?
 
     /// The defaults.
     public init() {}
+}
+
+/// How far a run of the rules is (`RewriteOptions.progress`).
+public struct RewriteProgress: Sendable, Equatable {
+    /// Rewrites done so far.
+    public var rewrites: Int
+    /// Nodes tried so far (a node is tried again when a rewrite touches it).
+    public var nodesTried: Int
+    /// Nodes waiting to be tried.
+    public var nodesQueued: Int
+
+    /// A progress.
+    public init(rewrites: Int, nodesTried: Int, nodesQueued: Int) {
+        self.rewrites = rewrites
+        self.nodesTried = nodesTried
+        self.nodesQueued = nodesQueued
+    }
 }
 
 /// Why a rule did not fire where its root matched.
@@ -42,6 +64,8 @@ public struct RewriteReport: Sendable {
     public var reachedRewriteCap = false
     /// Rewrites done.
     public var rewrites = 0
+    /// Whether `RewriteOptions.shouldStop` stopped the run.
+    public var wasStopped = false
     /// Errors of the rules themselves (a limit exceeded), each once: a caller should treat the
     /// run as failed.
     public var ruleErrors: [String] = []
@@ -255,6 +279,12 @@ struct Driver {
     @discardableResult
     func unmark(_ node: Node, _ mark: NodeMark) -> Bool { mark.clear(on: node, stamp: stamp) }
 
+    /// Reports progress and asks whether to stop (`RewriteOptions`).
+    func stopRequested() -> Bool {
+        options.progress?(RewriteProgress(rewrites: report.rewrites, nodesTried: visits, nodesQueued: worklist.count - head))
+        return options.shouldStop?() ?? false
+    }
+
     mutating func run() -> RewriteReport {
         var nodeCount = 0
         for graph in model.allGraphs {
@@ -278,6 +308,10 @@ struct Driver {
                     worklist.removeFirst(head)
                     head = 0
                 }
+                if visits & 255 == 255, options.progress != nil || options.shouldStop != nil, stopRequested() {
+                    report.wasStopped = true
+                    break
+                }
                 let node = worklist[head]
                 head += 1
                 visits += 1
@@ -296,11 +330,11 @@ struct Driver {
             // What no rule tries is refreshed now; the nodes whose facts changed are tried again.
             for node in stale { refreshIfStale(node) }
             stale.removeAll()
-        } while head < worklist.count && !report.reachedRewriteCap
+        } while head < worklist.count && !report.reachedRewriteCap && !report.wasStopped
         // What the cap left untried loses its mark: no mark outlives its run.
         for node in worklist[head...] { unmark(node, .queued) }
         importInsertedDomains()
-        if !report.reachedRewriteCap { applyItemRules(context: context, cap: cap) }
+        if !report.reachedRewriteCap && !report.wasStopped { applyItemRules(context: context, cap: cap) }
         // A rule's forms are one rule in the report.
         for index in rules.indices where counts[index] > 0 {
             if let known = report.fired.firstIndex(where: { $0.rule == rules[index].name }) {
@@ -434,11 +468,14 @@ struct Driver {
                 return "\(match.nodes[source]!.opType) has subgraphs, which cannot be copied"
             }
         }
-        // A forwarded graph output keeps its name: the value it gets must be able to take it.
+        // A forwarded graph output keeps its name: the value it gets must be able to take it, or
+        // an Identity of it takes the name (`bridgesGraphOutput`).
         for (target, source) in entry.rule.replacement.forwards {
             guard let old = match.value(target), old.isGraphOutput else { continue }
-            guard case .bound(let s) = source, let value = match.value(s), value.producer != nil, !value.isGraphOutput,
-                  value.graph === root.graph else {
+            guard case .bound(let s) = source, let value = match.value(s) else {
+                return "\(pattern.valueNames[target]) is a graph output and what replaces it cannot take its name"
+            }
+            if !canTakeGraphOutputName(value, in: root.graph!), !canBridgeGraphOutput(removing: match.matchedNodes, in: root.graph?.model) {
                 return "\(pattern.valueNames[target]) is a graph output and what replaces it cannot take its name"
             }
         }
@@ -552,9 +589,16 @@ struct Driver {
         }
         var renames: [(Value, String)] = []
         var readers: [Node] = []
+        for (target, source) in replacement.forwards {
+            guard let old = match.value(target), old.isGraphOutput, let new = forwarded(source),
+                  !Self.canTakeGraphOutputName(new, in: graph) else { continue }
+            let bridge = bridgeGraphOutput(old, to: new, before: root, rule: rules[ruleIndex].name)
+            created.append(bridge.producer!)
+            takeOver.append((old, bridge))
+        }
         for (old, new) in takeOver { readers += replace(old, with: new) }
         for (target, source) in replacement.forwards {
-            guard let old = match.value(target), let new = forwarded(source) else { continue }
+            guard let old = match.value(target), old.graph != nil, let new = forwarded(source) else { continue }
             if old.isGraphOutput { renames.append((new, old.name)) }
             readers += replace(old, with: new)
         }
@@ -584,6 +628,32 @@ struct Driver {
         for (_, source) in replacement.forwards {
             if let value = forwarded(source) { revisit(value) }
         }
+    }
+
+    /// Whether `value` can take the name of a graph output of `graph` it replaces: a node output
+    /// of that graph that is not a graph output itself (a graph input, an initializer or a value
+    /// of an enclosing graph has its own name).
+    static func canTakeGraphOutputName(_ value: Value, in graph: Graph) -> Bool {
+        value.producer != nil && !value.isGraphOutput && value.graph === graph
+    }
+
+    /// Whether a graph output may keep its name through an Identity of the value that replaces
+    /// it (`bridgeGraphOutput`), where the rewrite removes `removed`: the model imports the ONNX
+    /// domain, and not every node removed is an Identity (the rewrite would only make it again).
+    static func canBridgeGraphOutput(removing removed: [Node], in model: Model?) -> Bool {
+        model?.opsetVersion(domain: "") != nil && !removed.allSatisfy { $0.opType == "Identity" && $0.isDefaultDomain }
+    }
+
+    /// An Identity of `value`, inserted before `root`, whose output takes the name of graph
+    /// output `old` (x → Transpose → Transpose → y, with x a graph input and y a graph output,
+    /// becomes y = Identity(x)): its output, which replaces `old`. It is named after the node
+    /// that made `old`.
+    mutating func bridgeGraphOutput(_ old: Value, to value: Value, before root: Node, rule: String) -> Value {
+        let identity = Node(opType: "Identity", name: old.producer?.name, inputs: [value], outputNames: [old.name])
+        root.graph!.insert(identity, before: root)
+        nodeCreated?(identity, rule)
+        enqueue(identity)
+        return identity.outputs[0]!
     }
 
     /// Queues the producer and the readers of `value`, which lost or gained a reader.
@@ -659,7 +729,7 @@ struct Driver {
             }
             if case .value(let value) = replacement {
                 if value === output { return refuse("output '\(output.name)' would replace itself") }
-                if output.isGraphOutput && (value.producer == nil || value.isGraphOutput || value.graph !== graph) {
+                if output.isGraphOutput && !Self.canTakeGraphOutputName(value, in: graph) && !Self.canBridgeGraphOutput(removing: [node], in: model) {
                     return refuse("output '\(output.name)' is a graph output and what replaces it cannot take its name")
                 }
             }
@@ -681,11 +751,17 @@ struct Driver {
             guard let output, !output.isUnused, position < replacements.count, let replacement = replacements[position] else {
                 continue
             }
-            let new: Value
+            var new: Value
             switch replacement {
             case .value(let value):
                 new = value
-                if output.isGraphOutput { renames.append((value, output.name)) }
+                if output.isGraphOutput {
+                    if Self.canTakeGraphOutputName(value, in: graph) {
+                        renames.append((value, output.name))
+                    } else {
+                        new = bridgeGraphOutput(output, to: value, before: node, rule: entry.rule.name)
+                    }
+                }
             case .tensor(let tensor):
                 // The constant takes the replaced value's name once that value is gone.
                 new = graph.addInitializer(name: freshName(output.name), tensor: tensor)

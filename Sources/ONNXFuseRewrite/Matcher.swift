@@ -400,7 +400,7 @@ final class Matcher {
                 if let value = node.attribute(attributeName)?.value {
                     match.attributes[variable] = value
                 } else if let defaultValue {
-                    match.attributes[variable] = defaultValue
+                    match.attributes[variable] = defaultValue.attributeValue
                 } else {
                     return failure("\(label) has no attribute \(attributeName)")
                 }

@@ -47,6 +47,17 @@ public enum AttributeLiteral: Equatable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The attribute value the literal stands for (reals rounded to the attribute's float).
+    public var attributeValue: AttributeValue {
+        switch self {
+        case .int(let v): return .int(v)
+        case .float(let v): return .float(Float(v))
+        case .string(let v): return .string(Array(v.utf8))
+        case .ints(let v): return .ints(v)
+        case .floats(let v): return .floats(v.map { Float($0) })
+        }
+    }
+
     /// The literal as it would be written in a rule.
     public var description: String {
         switch self {
@@ -60,18 +71,18 @@ public enum AttributeLiteral: Equatable, Sendable, CustomStringConvertible {
 }
 
 /// A condition on one attribute of a pattern node.
-public enum AttributeConstraint {
+public enum AttributeConstraint: Sendable {
     /// The attribute must be present and equal the literal.
     case equals(String, AttributeLiteral)
     /// Binds attribute variable `variable` to the attribute's value; without a default, a
     /// node without the attribute does not match.
-    case bind(String, variable: Int, defaultValue: AttributeValue?)
+    case bind(String, variable: Int, defaultValue: AttributeLiteral?)
     /// The attribute must be absent.
     case absent(String)
 }
 
 /// One node of a pattern.
-public struct PatternNode {
+public struct PatternNode: Sendable {
     /// The operator name that matches any operator of the node's domain (written `_`).
     public static let anyOperator = "_"
 
@@ -136,7 +147,7 @@ public enum PatternAnchor: Equatable, Sendable {
 
 /// A connected DAG of pattern nodes, matched anchored at `root`; or a single initializer or
 /// operator set import.
-public struct Pattern {
+public struct Pattern: Sendable {
     /// What the pattern is anchored at.
     public let anchor: PatternAnchor
     /// The nodes (none unless anchored at a node).

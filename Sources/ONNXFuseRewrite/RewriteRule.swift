@@ -31,7 +31,7 @@ public enum ReplacementAttribute: Equatable, Sendable {
 }
 
 /// A node the replacement creates.
-public struct ReplacementNode {
+public struct ReplacementNode: Sendable {
     /// The operator.
     public var opType: String
     /// The domain ("" for the default one).
@@ -55,7 +55,7 @@ public struct ReplacementNode {
 }
 
 /// What a match becomes.
-public struct Replacement {
+public struct Replacement: Sendable {
     /// New nodes, in order (a node may read the fresh outputs of the ones before it).
     public var nodes: [ReplacementNode]
     /// `target = source`: every use of bound variable `target` reads `source` instead.
@@ -170,18 +170,18 @@ public struct MatchVariables: Equatable, Sendable {
 /// those it lists (and both on the graph, which does not change during a search); `prepare`
 /// refuses every match that a check refuses, and says which (`RuleRefusal.failedCheck`) when
 /// it refuses because of a check.
-public struct PrepareDependencies {
+public struct PrepareDependencies: Sendable {
     /// Every variable `prepare` reads.
     public var reads: MatchVariables
     /// The checks `prepare` runs, in its order, each with the variables it reads.
     public var checks: [MatchVariables]
     /// Runs check `index` alone on a match that binds at least what the check reads: nil when it
     /// holds, else the refusal it gives.
-    public var runCheck: (Int, Match, RewriteContext) -> RuleRefusal?
+    public var runCheck: @Sendable (Int, Match, RewriteContext) -> RuleRefusal?
 
     /// Dependencies.
     public init(reads: MatchVariables, checks: [MatchVariables] = [],
-                runCheck: @escaping (Int, Match, RewriteContext) -> RuleRefusal? = { _, _, _ in nil }) {
+                runCheck: @escaping @Sendable (Int, Match, RewriteContext) -> RuleRefusal? = { _, _, _ in nil }) {
         self.reads = reads
         self.checks = checks
         self.runCheck = runCheck
@@ -247,13 +247,13 @@ public enum NativeEdit {
 /// why the rule must not fire. It must not edit the graph; the engine applies the edit and keeps
 /// its own guards (a graph output can only be taken over by a new constant or by a node output
 /// of the same graph).
-public typealias NativeRewrite = (Node, RewriteContext) -> Result<NativeEdit, RuleRefusal>
+public typealias NativeRewrite = @Sendable (Node, RewriteContext) -> Result<NativeEdit, RuleRefusal>
 
 /// A rewrite: where it applies (pattern), whether it may and what it computes (prepare), and
 /// what the match becomes (replacement). The engine adds its own guards: every value the
 /// match produces and the replacement does not take over must be used only inside the match
 /// and must not be a graph output.
-public struct RewriteRule {
+public struct RewriteRule: Sendable {
     /// The name reports use.
     public var name: String
     /// Higher runs first; ties by name.
@@ -264,7 +264,7 @@ public struct RewriteRule {
     public var replacement: Replacement
     /// The rule's own checks and computations for a structural match: the prepared values, or
     /// the reason it must not fire.
-    public var prepare: (Match, RewriteContext) -> Result<PreparedReplacement, RuleRefusal>
+    public var prepare: @Sendable (Match, RewriteContext) -> Result<PreparedReplacement, RuleRefusal>
     /// For a native rule (one written in Swift, for rewrites that need operator knowledge the
     /// rule language cannot yet express): what the root node's outputs become. Its pattern is
     /// the root node alone, and `replacement` and `prepare` are unused.
@@ -297,7 +297,7 @@ public struct RewriteRule {
     /// A rule.
     public init(name: String, benefit: Int, pattern: Pattern, replacement: Replacement,
                 dependencies: PrepareDependencies? = nil,
-                prepare: @escaping (Match, RewriteContext) -> Result<PreparedReplacement, RuleRefusal>) {
+                prepare: @escaping @Sendable (Match, RewriteContext) -> Result<PreparedReplacement, RuleRefusal>) {
         self.name = name
         self.benefit = benefit
         self.pattern = pattern
@@ -322,7 +322,7 @@ public struct RuleForm: Sendable, Equatable {
 }
 
 /// Why a rule does not fire on a match.
-public struct RuleRefusal: Error, CustomStringConvertible {
+public struct RuleRefusal: Error, CustomStringConvertible, Sendable {
     /// The reason, such as "w is a graph input".
     public let description: String
     /// The rule itself is at fault (it asked for more than a limit allows): the run reports it
@@ -348,7 +348,7 @@ public struct RuleRefusal: Error, CustomStringConvertible {
 
 /// A pattern variable as explanations name it: `y`, or `y ('conv_out')` when the model's value it
 /// is bound to has another name, so that "y is a graph input" cannot be read as the model's `y`.
-public func variableLabel(_ variable: String, _ value: Value?) -> String {
+package func variableLabel(_ variable: String, _ value: Value?) -> String {
     guard let value, value.name != variable else { return variable }
     return "\(variable) ('\(value.name)')"
 }

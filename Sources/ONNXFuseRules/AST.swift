@@ -2,7 +2,7 @@
 public struct SourceLocation: Equatable, Sendable, CustomStringConvertible {
     /// The file name as given (or `<string>` for rules from a string).
     public var file: String
-    /// 1-based line.
+    /// 1-based line; 0 for the whole file (an error reading it).
     public var line: Int
     /// 1-based column, in Unicode scalars.
     public var column: Int
@@ -14,8 +14,8 @@ public struct SourceLocation: Equatable, Sendable, CustomStringConvertible {
         self.column = column
     }
 
-    /// `file:line:column`.
-    public var description: String { "\(file):\(line):\(column)" }
+    /// `file:line:column`, or `file` for the whole file.
+    public var description: String { line == 0 ? file : "\(file):\(line):\(column)" }
 }
 
 /// An error in a rule file, found before any model is touched.

@@ -1,5 +1,6 @@
 import ONNXFuseIR
 import ONNXFuseOps
+import ONNXFuseRewrite
 
 /// The functions `where` and `compute` expressions may call, by name. `builtins` holds the
 /// language's own; a program may add native functions with `register` (as MLIR's PDL registers
@@ -8,10 +9,16 @@ public struct FunctionTable: Sendable {
     /// A function's implementation: it gets the evaluated arguments, already checked for count.
     public typealias Body = @Sendable ([EvalValue]) throws(EvaluationError) -> EvalValue
 
+    /// A native function that also sees the match its rule is evaluated for
+    /// (`register(matchFunction:arity:kinds:_:)`).
+    public typealias MatchBody = @Sendable (NativeFunctionCall) throws(EvaluationError) -> EvalValue
+
     struct Entry: Sendable {
         var arity: ClosedRange<Int>
         var kinds: [ArgumentKind]
         var body: Body
+        /// Set for a function that sees the match; `body` then is never called.
+        var matchBody: MatchBody?
         /// One of `builtins`, not replaced since.
         var isBuiltin = false
     }
@@ -56,6 +63,18 @@ public struct FunctionTable: Sendable {
     public mutating func register(_ name: String, arity: ClosedRange<Int>, kinds: [ArgumentKind] = [], _ body: @escaping Body) {
         precondition(arity.lowerBound >= 0, "negative arity for \(name)")
         entries[name] = Entry(arity: arity, kinds: kinds, body: body)
+    }
+
+    /// Adds the function `name`, as `register(_:arity:kinds:_:)` does, whose body also sees the
+    /// match: the graph values, nodes and attributes the rule's variables are bound to
+    /// (`NativeFunctionCall.match`). What it answers depends on the graph, so a `compute` that
+    /// calls it records the answer and gives the same one when the tensor is made again at save.
+    public mutating func register(matchFunction name: String, arity: ClosedRange<Int>, kinds: [ArgumentKind] = [],
+                                  _ body: @escaping MatchBody) {
+        precondition(arity.lowerBound >= 0, "negative arity for \(name)")
+        entries[name] = Entry(arity: arity, kinds: kinds, body: { _ throws(EvaluationError) in
+            throw EvaluationError("\(name) needs the match of a rule")
+        }, matchBody: body)
     }
 
     /// The built-in functions.
@@ -470,8 +489,12 @@ struct ResolvedFunction: Sendable {
     /// Whether it is the language's own function (see `FunctionTable.isBuiltin`).
     var isBuiltin: Bool { entry?.isBuiltin ?? false }
 
+    /// Whether it sees the match (`FunctionTable.register(matchFunction:arity:kinds:_:)`).
+    var seesMatch: Bool { entry?.matchBody != nil }
+
     /// Calls it with `arguments`; a missing function or a wrong argument count is an error.
-    func call(_ arguments: [EvalValue]) throws(EvaluationError) -> EvalValue {
+    /// A function that sees the match gets `match` (nil outside a rule).
+    func call(_ arguments: [EvalValue], match: MatchView? = nil) throws(EvaluationError) -> EvalValue {
         guard let entry else { throw EvaluationError("unknown function '\(name)'") }
         guard entry.arity.contains(arguments.count) else {
             let lower = entry.arity.lowerBound, upper = entry.arity.upperBound
@@ -479,6 +502,16 @@ struct ResolvedFunction: Sendable {
             let noun = upper == 1 ? "argument" : "arguments"
             throw EvaluationError("\(name) takes \(expected) \(noun), got \(arguments.count)")
         }
+        if let matchBody = entry.matchBody { return try matchBody(NativeFunctionCall(arguments: arguments, match: match)) }
         return try entry.body(arguments)
     }
+}
+
+/// A call of a native function that sees the match (`FunctionTable.MatchBody`).
+public struct NativeFunctionCall {
+    /// The evaluated arguments, already checked for count.
+    public let arguments: [EvalValue]
+    /// The match the rule is evaluated for, its variables by the names the rule file gives them;
+    /// nil when the function is called outside a rule.
+    public let match: MatchView?
 }

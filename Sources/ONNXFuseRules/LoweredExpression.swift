@@ -65,7 +65,8 @@ indirect enum LoweredExpression {
         switch self {
         case .literal, .attributeVariable, .computed, .dataType, .undefined: return 0
         case .valueVariable, .graphCall: return 1
-        case .list(let items), .call(_, let items): return items.reduce(0) { $0 + $1.tapeEntryBound }
+        case .list(let items): return items.reduce(0) { $0 + $1.tapeEntryBound }
+        case .call(let function, let items): return items.reduce(function.seesMatch ? 1 : 0) { $0 + $1.tapeEntryBound }
         case .opset(let arguments): return arguments.reduce(1) { $0 + $1.tapeEntryBound }
         case .unary(_, let operand): return operand.tapeEntryBound
         case .binary(_, let lhs, let rhs): return lhs.tapeEntryBound + rhs.tapeEntryBound

@@ -2,7 +2,7 @@ import ONNXFuseIR
 import ONNXFuseRewrite
 
 /// A rule ready to run, with what `rules list` and `rules show` print.
-public struct CompiledRule {
+public struct CompiledRule: Sendable {
     /// The rule's name.
     public let name: String
     /// The file it came from.
@@ -354,9 +354,9 @@ struct RuleCompiler {
                     }
                     attributeVariables[variable] = attributeNames.count
                     attributeNames.append(variable)
-                    var defaultAttribute: AttributeValue?
+                    var defaultAttribute: AttributeLiteral?
                     if let defaultValue {
-                        defaultAttribute = attributeLiteral(defaultValue).map(attributeValue)
+                        defaultAttribute = attributeLiteral(defaultValue)
                         if defaultAttribute == nil { error("the default of '\(name)' must be a literal", location) }
                     }
                     attributes.append(.bind(name, variable: attributeNames.count - 1, defaultValue: defaultAttribute))
@@ -699,16 +699,5 @@ func attributeLiteral(_ expression: Expression) -> AttributeLiteral? {
         })
     default:
         return nil
-    }
-}
-
-/// The attribute value of a literal.
-func attributeValue(_ literal: AttributeLiteral) -> AttributeValue {
-    switch literal {
-    case .int(let v): return .int(v)
-    case .float(let v): return .float(Float(v))
-    case .string(let v): return .string(Array(v.utf8))
-    case .ints(let v): return .ints(v)
-    case .floats(let v): return .floats(v.map { Float($0) })
     }
 }

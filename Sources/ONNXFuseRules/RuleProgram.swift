@@ -23,6 +23,10 @@ final class RuleProgram: @unchecked Sendable {
     /// The schemas of `replacement`'s nodes, looked up once per opset version.
     let replacementSchemas = ReplacementSchemas()
 
+    /// The value and attribute variables' names by index, for native functions' `MatchView`.
+    let valueNames: [String]
+    let attributeNames: [String]
+
     /// The `where` conditions, one conjunct at a time, in order.
     let conditions: [Expression]
     /// Per `compute` assignment: whether a streamed evaluation may give its value
@@ -53,6 +57,13 @@ final class RuleProgram: @unchecked Sendable {
         self.replacementLocations = replacementLocations
         self.valueVariables = valueVariables
         self.attributeVariables = attributeVariables
+        func names(_ variables: [String: Int]) -> [String] {
+            var names = repeated("", count: (variables.values.max() ?? -1) + 1)
+            for (name, index) in variables { names[index] = name }
+            return names
+        }
+        valueNames = names(valueVariables)
+        attributeNames = names(attributeVariables)
         self.computedSlots = computedSlots
         self.attributeSlotExpressions = attributeSlotExpressions
         self.attributeSlotTargets = attributeSlotTargets
@@ -530,7 +541,14 @@ final class RuleProgram: @unchecked Sendable {
                     }
                     matmulWork = total
                 }
-                return try function.call(values)
+                guard function.seesMatch else { return try function.call(values) }
+                // Its answer depends on the graph: recorded, and replayed when made again.
+                if replaying { return try replayed().value }
+                let view = MatchView(match: match, valueNames: program.valueNames, attributeNames: program.attributeNames,
+                                     context: context)
+                let value = try function.call(values, match: view)
+                if recording { tape.append(.value(value)) }
+                return value
             }
         }
 

@@ -1,5 +1,7 @@
 import ArgumentParser
 import ONNXFuse
+import ONNXFuseOps
+import ONNXFuseRules
 
 /// `onnx-fuse evaluate MODEL -o DATA.onnx`: runs a model with the reference kernels on the
 /// seeded inputs `--verify=model` uses and writes the inputs and outputs, so that another

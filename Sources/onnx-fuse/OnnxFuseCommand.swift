@@ -8,6 +8,8 @@ import Darwin
 import ArgumentParser
 import Dispatch
 import ONNXFuse
+import ONNXFuseOps
+import ONNXFuseRules
 
 /// `onnx-fuse MODEL`: load, rewrite, save. All logic lives in the ONNXFuse library; this
 /// command parses arguments, prints, and turns errors into exit codes.
@@ -163,6 +165,11 @@ struct OnnxFuseCommand: ParsableCommand {
         options.disabled = Set(disable)
         let rules = compilesBuiltinsForModel
             ? RuleFiles.builtin(for: loaded, only: options.only, disabled: options.disabled) : ruleSet.all
+        // The names were checked against every rule above; those the model cannot use were
+        // left out of `rules`, and name nothing that runs.
+        let ruleNames = Set(rules.map(\.name))
+        options.only = options.only?.intersection(ruleNames)
+        options.disabled.formIntersection(ruleNames)
         options.explain = explain != nil
         options.freezeInitializerInputs = freezeInitializerInputs
         options.foldElementLimit = foldLimit
@@ -171,7 +178,7 @@ struct OnnxFuseCommand: ParsableCommand {
         let verifyMode = verify.flatMap(VerifyMode.init)
         options.verifyRewrites = verifyMode != nil
         options.verificationSeed = verifySeed
-        let result = optimize(loaded, rules: rules, options: options)
+        let result = try optimize(loaded, rules: rules, options: options)
         trace.mark("optimize")
         if let first = result.ruleErrors.first {
             let more = result.ruleErrors.count > 1 ? " (and \(result.ruleErrors.count - 1) more)" : ""

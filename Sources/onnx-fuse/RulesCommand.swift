@@ -5,6 +5,8 @@ import FoundationEssentials
 import Foundation
 #endif
 import ONNXFuse
+import ONNXFuseOps
+import ONNXFuseRules
 
 /// The rules of a run: the built-in ones and those of the rule files, kept apart.
 struct RuleSet {
@@ -24,10 +26,8 @@ func loadRuleSet(files: [String], builtin: Bool) throws -> RuleSet {
     for file in files {
         do {
             set.fromFiles += try RuleFiles.load(path: file)
-        } catch let error as RuleErrors {
-            errors += error.errors.map(\.description)
         } catch {
-            errors.append("\(error)")
+            errors += error.errors.map(\.description)
         }
     }
     var seen: [String: String] = [:]
@@ -165,7 +165,7 @@ func checkRules(_ rules: [CompiledRule], on path: String, seed: UInt64, strict: 
     var options = OptimizationOptions()
     options.verifyRewrites = true
     options.verificationSeed = seed
-    let result = optimize(model, rules: rules, options: options)
+    let result = try optimize(model, rules: rules, options: options)
     if result.reachedRewriteCap { throw UsageError(message: "\(path): \(rewriteCapMessage(result))") }
     var refusals = result.ruleErrors.map { "\(path): \($0)" }
     refusals += (result.invalidNodes + result.changedOutputs).map { "\(path): \($0)" }
@@ -199,7 +199,7 @@ func checkRules(_ rules: [CompiledRule], on path: String, seed: UInt64, strict: 
     // model where the other does not match, and must be checked here all the same.
     for rule in rules where (candidates[rule.name] ?? 0) > 0 && fired[rule.name] == nil {
         let alone = try ModelFile.load(path: path)
-        let result = optimize(alone, rules: [rule], options: options)
+        let result = try optimize(alone, rules: [rule], options: options)
         _ = Unmanaged.passRetained(alone)
         guard let record = result.verification?.rules.first(where: { $0.rule == rule.name }) else { continue }
         var line = "  \(rule.name) alone: fired \(record.checked + record.notVerified), verified \(record.agreed), "

@@ -1,4 +1,6 @@
 import ONNXFuse
+import ONNXFuseOps
+import ONNXFuseRules
 
 /// What `--verify[=MODES]` asks for: `rewrites` (the default: every rewrite is checked),
 /// `model` (the whole models are compared too), `strict` (what cannot be checked is an error).

@@ -8,6 +8,8 @@ import Darwin
 import ArgumentParser
 import CONNX
 import ONNXFuse
+import ONNXFuseOps
+import ONNXFuseRules
 
 /// Writes one line to standard error, made safe for a terminal and a log (`safeLine`).
 func printError(_ line: String) {

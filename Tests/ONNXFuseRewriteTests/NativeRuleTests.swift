@@ -27,14 +27,30 @@ final class NativeRuleTests: XCTestCase {
         XCTAssertTrue(b.graph.firstNode!.inputs[0]!.hasInitializer)
     }
 
-    func testAGraphOutputCanBecomeAConstantButNotAGraphInput() throws {
+    func testAGraphOutputBecomesAConstantOrAnIdentityOfAGraphInput() throws {
         let b = Builder()
         let x = b.input("x")
         b.output(b.node("K", [x], ["k"]).outputs[0])
         b.output(b.node("P", [x], ["p"]).outputs[0])
         let report = try b.rewrite(with: [constantRule, passRule])
-        XCTAssertEqual(report.fired.map(\.rule), ["k-to-constant"])
+        XCTAssertEqual(report.fired.map(\.rule), ["k-to-constant", "p-passes"])
         XCTAssertEqual(b.graph.outputs.map(\.value.name), ["k", "p"])
+        // The graph input cannot take the output's name p: an Identity of it keeps the name.
+        XCTAssertEqual(b.graph.nodes.map(\.opType), ["Identity"])
+        XCTAssertTrue(b.graph.outputs[1].value.producer?.inputs[0] === x)
+        XCTAssertEqual(report.explanations.map(\.reason), [])
+    }
+
+    func testAnIdentityIsNotReplacedByAnIdentity() throws {
+        // A rule removing Identity nodes would only make its node again.
+        let b = Builder()
+        let x = b.input("x")
+        b.output(b.node("Identity", [x], ["p"]).outputs[0])
+        let removeIdentity = RewriteRule(name: "remove-identity", benefit: 1, opTypes: ["Identity"]) { node, _ in
+            .success(.replaceOutputs([.value(node.inputs[0]!)]))
+        }
+        let report = try b.rewrite(with: [removeIdentity])
+        XCTAssertEqual(report.fired.map(\.rule), [])
         XCTAssertEqual(report.explanations.map(\.reason), ["output 'p' is a graph output and what replaces it cannot take its name"])
     }
 

@@ -1,5 +1,7 @@
 import XCTest
 import ONNXFuse
+import ONNXFuseOps
+import ONNXFuseRules
 
 /// The built-in activation rules (`Sources/ONNXFuse/Rules/activation.rules`): Gelu in its erf and
 /// tanh forms, HardSigmoid and HardSwish written out, fused into one node; every run checks each

@@ -1,6 +1,8 @@
 import XCTest
 import Foundation
 import ONNXFuse
+import ONNXFuseOps
+import ONNXFuseRules
 
 /// The built-in affine folds (`Sources/ONNXFuse/Rules/affine.rules`): an Add or Mul by a constant
 /// after a Conv or ConvTranspose becomes part of its bias and weight, on small graphs whose folded

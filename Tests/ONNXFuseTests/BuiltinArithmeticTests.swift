@@ -1,5 +1,7 @@
 import XCTest
 import ONNXFuse
+import ONNXFuseOps
+import ONNXFuseRules
 
 /// Constants merged through arithmetic: the chains of `arithmetic.rules` (merge-constant-adds,
 /// merge-constant-muls) and the scale folds of `matmul.rules` (fold-scale-into-matmul,

@@ -1,5 +1,7 @@
 import XCTest
 import ONNXFuse
+import ONNXFuseOps
+import ONNXFuseRules
 
 /// The built-in attention rule (`Sources/ONNXFuse/Rules/attention.rules`): softmax(Q·Kᵀ / s
 /// [+ mask]) · V fused into Attention (opset 23); every run checks each rewrite's numbers with

@@ -1,6 +1,8 @@
 import XCTest
 import Foundation
 import ONNXFuse
+import ONNXFuseOps
+import ONNXFuseRules
 
 /// The built-in BatchNormalization folds beyond Conv (`Sources/ONNXFuse/Rules/batchnorm.rules`):
 /// ConvTranspose, Gemm (transB 0 and 1) and 2-D MatMul, on small graphs whose folded numbers are

@@ -1,5 +1,7 @@
 import XCTest
 import ONNXFuse
+import ONNXFuseOps
+import ONNXFuseRules
 
 /// The built-in clean-up rules (Sources/ONNXFuse/Rules/cleanup.rules) on small graphs built in
 /// code: what they become, and where they must not fire.
@@ -23,7 +25,7 @@ final class BuiltinCleanupTests: XCTestCase {
         func run(explain: Bool = true) throws -> OptimizationReport {
             var options = OptimizationOptions()
             options.explain = explain
-            let report = optimize(model, rules: BuiltinCleanupTests.rules, options: options)
+            let report = try optimize(model, rules: BuiltinCleanupTests.rules, options: options)
             try model.verify()
             return report
         }
@@ -471,7 +473,7 @@ final class BuiltinCleanupTests: XCTestCase {
             c.model.opsetImports.append(OpsetImport(domain: "com.example", version: 1))
             var options = OptimizationOptions()
             options.disabled = disabled
-            let report = optimize(c.model, rules: Self.rules, options: options)
+            let report = try optimize(c.model, rules: Self.rules, options: options)
             try c.model.verify()
             XCTAssertEqual(report.fired.map { "\($0.rule) ×\($0.count)" }, disabled.isEmpty ? ["remove-dead-node ×1"] : [])
             XCTAssertEqual(c.graph.nodes.map(\.opType), disabled.isEmpty ? ["Relu", "Side"] : ["Relu", "Side", "Neg"])

@@ -1,6 +1,8 @@
 import XCTest
 import Foundation
 import ONNXFuse
+import ONNXFuseOps
+import ONNXFuseRules
 
 /// The built-in MatMul rules (`Sources/ONNXFuse/Rules/matmul.rules`): a low-rank adapter (LoRA)
 /// merged into the weight beside it, with and without a scale, and a 2-D MatMul + constant Add

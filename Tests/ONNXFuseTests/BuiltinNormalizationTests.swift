@@ -1,5 +1,7 @@
 import XCTest
 import ONNXFuse
+import ONNXFuseOps
+import ONNXFuseRules
 
 /// The built-in normalization rules (`Sources/ONNXFuse/Rules/normalization.rules`):
 /// LayerNormalization and RMSNormalization written out, fused into one node whose scale and bias

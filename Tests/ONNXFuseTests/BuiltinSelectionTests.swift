@@ -1,6 +1,8 @@
 import XCTest
 import Foundation
 @testable import ONNXFuse
+import ONNXFuseOps
+import ONNXFuseRules
 
 /// `RuleFiles.builtin(for:)`: the built-in rules a model can use, compiled alone. It must
 /// rewrite every model as the whole set does, and leave out what cannot fire.
@@ -20,8 +22,8 @@ final class BuiltinSelectionTests: XCTestCase {
             let selected = RuleFiles.builtin(for: selectedModel)
             XCTAssertTrue(Set(selected.map(\.name)).isSubset(of: Set(every.map(\.name))), name)
             fewer += selected.count < every.count ? 1 : 0
-            let wholeReport = optimize(whole, rules: every)
-            let selectedReport = optimize(selectedModel, rules: selected)
+            let wholeReport = try optimize(whole, rules: every)
+            let selectedReport = try optimize(selectedModel, rules: selected)
             XCTAssertEqual(wholeReport.fired.map { "\($0.rule) ×\($0.count)" }, selectedReport.fired.map { "\($0.rule) ×\($0.count)" }, name)
             rewritten += wholeReport.fired.isEmpty ? 0 : 1
             try assertSaveToSameBytes(whole, selectedModel, in: directory, name: name)

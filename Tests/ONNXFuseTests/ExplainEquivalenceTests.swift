@@ -1,6 +1,8 @@
 import XCTest
 import Foundation
 import ONNXFuse
+import ONNXFuseOps
+import ONNXFuseRules
 
 /// Without `--explain` the engine takes shortcuts that refuse a candidate before its pattern
 /// search is set up (a one-node match whose other outputs are read, a root whose producers or
@@ -20,8 +22,8 @@ final class ExplainEquivalenceTests: XCTestCase {
             let explained = try ModelFile.load(path: path)
             var explaining = OptimizationOptions()
             explaining.explain = true
-            let plainReport = optimize(plain, rules: RuleFiles.builtin)
-            let explainedReport = optimize(explained, rules: RuleFiles.builtin, options: explaining)
+            let plainReport = try optimize(plain, rules: RuleFiles.builtin)
+            let explainedReport = try optimize(explained, rules: RuleFiles.builtin, options: explaining)
             XCTAssertEqual(plainReport.fired.map { "\($0.rule) ×\($0.count)" }, explainedReport.fired.map { "\($0.rule) ×\($0.count)" }, name)
             XCTAssertTrue(plainReport.explanations.isEmpty, name)
             rewritten += plainReport.fired.isEmpty ? 0 : 1
@@ -79,7 +81,7 @@ final class ExplainEquivalenceTests: XCTestCase {
             var options = OptimizationOptions()
             options.explain = explain
             options.verifyRewrites = true
-            let report = optimize(model, rules: rules, options: options)
+            let report = try optimize(model, rules: rules, options: options)
             try model.verify()
             XCTAssertEqual(report.fired.map { "\($0.rule) ×\($0.count)" }, ["add-of-neg ×2", "relu-of-abs ×1"], "explain: \(explain)")
             XCTAssertEqual(report.verification?.failures.map(\.description), [], "explain: \(explain)")

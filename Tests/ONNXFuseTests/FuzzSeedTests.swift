@@ -1,6 +1,8 @@
 import XCTest
 import Foundation
 import ONNXFuse
+import ONNXFuseOps
+import ONNXFuseRules
 
 /// The fuzz targets' regression seeds (`fixtures/fuzz/`), replayed through the same steps as the
 /// targets in `Fuzz/` but without sanitizers, so that `swift test` keeps every finding fixed;
@@ -29,7 +31,7 @@ final class FuzzSeedTests: XCTestCase {
         for file in files {
             guard let model = try? ModelFile.load(path: file.path) else { continue }
             XCTAssertNoThrow(try model.verify(), file.lastPathComponent)
-            let report = optimize(model, rules: RuleFiles.builtin)
+            let report = try optimize(model, rules: RuleFiles.builtin)
             guard report.ruleErrors.isEmpty, report.changedOutputs.isEmpty, report.invalidNodes.isEmpty else { continue }
             try checkSaveAndReload(model, file.lastPathComponent)
         }
@@ -43,7 +45,7 @@ final class FuzzSeedTests: XCTestCase {
             guard let rules = try? RuleFiles.rules(in: text, file: file.lastPathComponent), !rules.isEmpty else { continue }
             for name in ["conv_bn.onnx", "rule_traps.onnx", "shape_ops_mix.onnx"] {
                 let model = try ModelFile.load(path: CommandTests.fixtures.appendingPathComponent(name).path)
-                let report = optimize(model, rules: rules)
+                let report = try optimize(model, rules: rules)
                 guard report.ruleErrors.isEmpty, report.changedOutputs.isEmpty, report.invalidNodes.isEmpty, !report.fired.isEmpty else { continue }
                 try checkSaveAndReload(model, "\(file.lastPathComponent) on \(name)")
             }

@@ -1,6 +1,8 @@
 import XCTest
 import Foundation
 import ONNXFuse
+import ONNXFuseOps
+import ONNXFuseRules
 
 /// The library's errors read as their one-line message through `localizedDescription`, where
 /// Foundation's default would say "The operation could not be completed".

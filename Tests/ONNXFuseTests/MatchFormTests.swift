@@ -1,5 +1,7 @@
 import XCTest
 import ONNXFuse
+import ONNXFuseOps
+import ONNXFuseRules
 
 /// A rule of several forms (issue 11): match blocks, alternatives on a line (`A(x) | B(x)`) and
 /// optional nodes (`y = Cast(x)?`), each form checked on graphs where it must fire and where it

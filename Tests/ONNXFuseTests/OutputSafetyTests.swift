@@ -1,6 +1,8 @@
 import XCTest
 import Foundation
 import ONNXFuse
+import ONNXFuseOps
+import ONNXFuseRules
 
 /// Nothing is lost around the output: onnx-fuse never writes over its input files (the model
 /// and its external data, under any name), over a symbolic link, a folder or another special

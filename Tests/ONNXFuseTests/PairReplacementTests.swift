@@ -1,6 +1,8 @@
 import XCTest
 import Foundation
 import ONNXFuse
+import ONNXFuseOps
+import ONNXFuseRules
 
 /// Replacing a model and its external data file is atomic as a pair: a failure or a kill at
 /// any step of the save leaves either the old pair or the new one, each whole, and data files

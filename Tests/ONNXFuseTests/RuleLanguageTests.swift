@@ -1,5 +1,7 @@
 import XCTest
 import ONNXFuse
+import ONNXFuseOps
+import ONNXFuseRules
 
 /// Rule-language features of issue 11 on small graphs, checked as every rule test is.
 final class RuleLanguageTests: XCTestCase {

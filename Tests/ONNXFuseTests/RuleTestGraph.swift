@@ -1,5 +1,7 @@
 import XCTest
 import ONNXFuse
+import ONNXFuseOps
+import ONNXFuseRules
 
 /// A small float graph for testing built-in rules: inputs, constants, nodes, and a run of a
 /// rule set with explanations on. Each rule family's tests subclass it.
@@ -49,7 +51,7 @@ class RuleTestGraph {
         var options = OptimizationOptions()
         options.explain = true
         options.verifyRewrites = true
-        let report = optimize(model, rules: rules, options: options)
+        let report = try optimize(model, rules: rules, options: options)
         try model.verify()
         let verification = try XCTUnwrap(report.verification)
         XCTAssertEqual(verification.failures.map(\.description), [], file: file, line: line)

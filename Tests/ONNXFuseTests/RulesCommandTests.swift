@@ -1,6 +1,8 @@
 import XCTest
 import Foundation
 import ONNXFuse
+import ONNXFuseOps
+import ONNXFuseRules
 
 /// `--rules`, `--only`, `--disable`, `--explain`, `--report` and `onnx-fuse rules ...`, run
 /// as a user would, with the example rule file of `docs/examples`.
@@ -216,7 +218,7 @@ final class RulesCommandTests: XCTestCase {
         let model = try ModelFile.load(path: dir.appendingPathComponent("conv_bn.onnx").path)
         var options = OptimizationOptions()
         options.only = ["float-from-tensor"]
-        _ = optimize(model, rules: try RuleFiles.load(path: dir.appendingPathComponent("typed.rules").path), options: options)
+        _ = try optimize(model, rules: try RuleFiles.load(path: dir.appendingPathComponent("typed.rules").path), options: options)
         let leaky = try XCTUnwrap(model.graph.nodes.first { $0.opType == "LeakyRelu" })
         guard case .float(let alpha)? = leaky.attribute("alpha")?.value else { return XCTFail("\(leaky.attributes)") }
         XCTAssertEqual(alpha, 0.25)

@@ -1,5 +1,7 @@
 import XCTest
 import ONNXFuse
+import ONNXFuseOps
+import ONNXFuseRules
 
 /// The native rules that turn run-time shapes into constants and merge chains of layout
 /// operators (Sources/ONNXFuse/NativeRules/ShapeRules.swift and the no-op removals they

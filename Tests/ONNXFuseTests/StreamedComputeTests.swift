@@ -1,6 +1,8 @@
 import XCTest
 import Foundation
 import ONNXFuse
+import ONNXFuseOps
+import ONNXFuseRules
 
 /// A large `compute` result made element-wise from one constant and a small operand is
 /// evaluated a chunk at a time, never whole in float64 (`StreamedTensor`). Whatever the form,
@@ -71,7 +73,7 @@ final class StreamedComputeTests: XCTestCase {
         var options = OptimizationOptions()
         options.explain = true
         options.evaluationLimits.minimumDeferredBytes = streamed ? 0 : .max
-        let report = optimize(model, rules: try rules(form), options: options)
+        let report = try optimize(model, rules: try rules(form), options: options)
         let directory = try fixtureWorkspace([])
         let path = directory.appendingPathComponent("out.onnx").path
         try ModelFile.save(model, to: path)

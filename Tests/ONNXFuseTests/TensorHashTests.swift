@@ -1,5 +1,7 @@
 import XCTest
 @testable import ONNXFuse
+import ONNXFuseOps
+import ONNXFuseRules
 import ONNXFuseIR
 
 /// `tensorHash`, which groups initializers for merge-duplicates: equal tensors hash alike however

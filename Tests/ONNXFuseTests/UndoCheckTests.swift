@@ -1,5 +1,7 @@
 import XCTest
 import ONNXFuse
+import ONNXFuseOps
+import ONNXFuseRules
 
 /// The static check for rules that undo each other (`undoingRules`, and the warnings of
 /// `rules check` and of a run with `--rules`).

@@ -1,5 +1,7 @@
 import XCTest
 import ONNXFuse
+import ONNXFuseOps
+import ONNXFuseRules
 
 /// Wrong rewrites that values in [-2, 2] and integers 0 or 1 cannot show (two red-team passes found
 /// each), and correct folds whose errors look large only against a small output: the check must
@@ -12,7 +14,7 @@ final class VerificationEdgeTests: XCTestCase {
     func verify(_ model: Model, _ rules: String, file: StaticString = #filePath, line: UInt = #line) throws -> VerificationReport {
         var options = OptimizationOptions()
         options.verifyRewrites = true
-        let report = optimize(model, rules: try RuleFiles.rules(in: rules), options: options)
+        let report = try optimize(model, rules: try RuleFiles.rules(in: rules), options: options)
         XCTAssertFalse(report.fired.isEmpty, "the rule did not fire", file: file, line: line)
         return try XCTUnwrap(report.verification, file: file, line: line)
     }
@@ -134,7 +136,7 @@ final class VerificationEdgeTests: XCTestCase {
             let original = try ModelFile.load(path: try saved(model))
             var options = OptimizationOptions()
             options.verifyRewrites = true
-            let report = optimize(model, rules: RuleFiles.builtin, options: options)
+            let report = try optimize(model, rules: RuleFiles.builtin, options: options)
             XCTAssertTrue(report.fired.contains { $0.rule == "fold-conv-batchnorm" }, "case \(index): \(report.fired)")
             XCTAssertEqual(report.verification?.failures.map(\.description), [], "case \(index)")
             XCTAssertEqual(compareModels(original, model).outcome, .agree, "case \(index)")
@@ -226,7 +228,7 @@ final class VerificationEdgeTests: XCTestCase {
         let model = convBatchNorm(.double, weight: 1, bias: 0, mean: 1e5, variance: 1, shift: 1e5)
         var options = OptimizationOptions()
         options.verifyRewrites = true
-        let report = optimize(model, rules: RuleFiles.builtin, options: options)
+        let report = try optimize(model, rules: RuleFiles.builtin, options: options)
         XCTAssertTrue(report.fired.contains { $0.rule == "fold-conv-batchnorm" }, "\(report.fired)")
         XCTAssertEqual(report.verification?.failures.map(\.description), [])
     }

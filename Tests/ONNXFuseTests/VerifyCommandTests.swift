@@ -1,6 +1,8 @@
 import XCTest
 import Foundation
 import ONNXFuse
+import ONNXFuseOps
+import ONNXFuseRules
 
 /// `--verify`, `rules check --model` and `evaluate` as a user runs them, on the bundled fixtures;
 /// and the library's side of them.
@@ -95,7 +97,7 @@ final class VerifyCommandTests: XCTestCase {
         let model = try ModelFile.load(path: CommandTests.fixtures.appendingPathComponent("shape_arithmetic.onnx").path)
         var options = OptimizationOptions()
         options.verifyRewrites = true
-        let report = optimize(model, rules: RuleFiles.builtin, options: options)
+        let report = try optimize(model, rules: RuleFiles.builtin, options: options)
         let verification = try XCTUnwrap(report.verification)
         XCTAssertEqual(verification.failures.count, 0)
         XCTAssertEqual(verification.notVerified, 0)
@@ -103,7 +105,7 @@ final class VerifyCommandTests: XCTestCase {
         XCTAssertEqual(Set(verification.rules.map(\.rule)), Set(report.fired.map(\.rule)))
         // Without the option, nothing is checked.
         let plain = try ModelFile.load(path: CommandTests.fixtures.appendingPathComponent("shape_arithmetic.onnx").path)
-        XCTAssertNil(optimize(plain, rules: RuleFiles.builtin).verification)
+        XCTAssertNil(try optimize(plain, rules: RuleFiles.builtin).verification)
     }
 
     func testWhatWouldBeTooLargeToEvaluateIsNotVerifiedNotAttempted() throws {
@@ -121,7 +123,7 @@ final class VerifyCommandTests: XCTestCase {
         let original = try ModelFile.load(path: try saved(model))
         var options = OptimizationOptions()
         options.verifyRewrites = true
-        let report = optimize(model, rules: RuleFiles.builtin, options: options)
+        let report = try optimize(model, rules: RuleFiles.builtin, options: options)
         let verification = try XCTUnwrap(report.verification)
         XCTAssertEqual(verification.failures.count, 0)
         XCTAssertEqual(verification.notVerified, 1, "\(verification.rules)")

@@ -1,6 +1,8 @@
 import XCTest
 import Foundation
 import ONNXFuse
+import ONNXFuseOps
+import ONNXFuseRules
 
 /// Deliberately wrong rule files: each is caught by `--verify` (exit 5, nothing written, the
 /// error naming the rule, the node and the error) and by `rules check --model` (exit 5), or, for

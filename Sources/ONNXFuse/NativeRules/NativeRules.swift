@@ -104,7 +104,7 @@ enum NativeRules {
     ] }
 
     static func rule(_ name: String, benefit: Int, opTypes: [String], _ summary: String,
-                     _ body: @escaping (Node, OperatorAnalysis, RewriteContext) -> Result<NativeEdit, RuleRefusal>) -> CompiledRule {
+                     _ body: @escaping @Sendable (Node, OperatorAnalysis, RewriteContext) -> Result<NativeEdit, RuleRefusal>) -> CompiledRule {
         let rewrite = RewriteRule(name: name, benefit: benefit, opTypes: opTypes) { node, context in
             guard let analysis = context.analysis as? OperatorAnalysis else {
                 return .failure(RuleRefusal("no operator analysis for this run"))
