@@ -469,7 +469,7 @@ struct Driver {
             }
         }
         // A forwarded graph output keeps its name: the value it gets must be able to take it, or
-        // an Identity of it takes the name (`bridgesGraphOutput`).
+        // an Identity of it takes the name (`bridgeGraphOutput`).
         for (target, source) in entry.rule.replacement.forwards {
             guard let old = match.value(target), old.isGraphOutput else { continue }
             guard case .bound(let s) = source, let value = match.value(s) else {
@@ -589,16 +589,19 @@ struct Driver {
         }
         var renames: [(Value, String)] = []
         var readers: [Node] = []
+        // A graph output forwarded to a value that cannot take its name gets an Identity of it.
+        var bridged: [Int] = []
         for (target, source) in replacement.forwards {
             guard let old = match.value(target), old.isGraphOutput, let new = forwarded(source),
                   !Self.canTakeGraphOutputName(new, in: graph) else { continue }
             let bridge = bridgeGraphOutput(old, to: new, before: root, rule: rules[ruleIndex].name)
             created.append(bridge.producer!)
             takeOver.append((old, bridge))
+            bridged.append(target)
         }
         for (old, new) in takeOver { readers += replace(old, with: new) }
-        for (target, source) in replacement.forwards {
-            guard let old = match.value(target), old.graph != nil, let new = forwarded(source) else { continue }
+        for (target, source) in replacement.forwards where !bridged.contains(target) {
+            guard let old = match.value(target), let new = forwarded(source) else { continue }
             if old.isGraphOutput { renames.append((new, old.name)) }
             readers += replace(old, with: new)
         }

@@ -142,6 +142,33 @@ final class BuiltinCleanupTests: XCTestCase {
                        ["eliminate-identity at node 'y': y is a graph output and what replaces it cannot take its name"])
     }
 
+    func testTransposesBetweenAGraphInputAndAGraphOutputBecomeAnIdentity() throws {
+        // x -> Transpose -> Transpose -> y: x cannot take y's name, so an Identity keeps it and
+        // both Transposes go.
+        let c = Case { g in
+            let x = g.addInput(name: "x", info: Self.float(2, 3))
+            let t1 = Self.node(g, "Transpose", [x], "t1", [Attribute(name: "perm", value: .ints([1, 0]))])
+            let y = Self.node(g, "Transpose", [t1.outputs[0]], "y", [Attribute(name: "perm", value: .ints([1, 0]))])
+            g.addOutput(y.outputs[0]!, info: Self.float(2, 3))
+        }
+        var options = OptimizationOptions()
+        options.verifyRewrites = true
+        let report = try optimize(c.model, rules: Self.rules, options: options)
+        try c.model.verify()
+        XCTAssertEqual(report.fired.map(\.rule), ["cancel-transpose-transpose"])
+        XCTAssertEqual(report.verification?.failures.count, 0)
+        XCTAssertEqual(report.verification?.rules.first?.checked, 1)
+        XCTAssertEqual(c.text, """
+            g (float[2,3] x) => (float[2,3] y)
+            {
+               y = Identity (x)
+            }
+
+            """)
+        // The Identity left is the one eliminate-identity refuses to remove (above).
+        XCTAssertTrue(try c.run().fired.isEmpty)
+    }
+
     // MARK: Dropout
 
     /// x -> Dropout(x, inputs...) -> Relu -> z.

@@ -31,6 +31,28 @@ final class SwiftRuleTests: XCTestCase {
             """)
     }
 
+    func testTheReadmeRule() throws {
+        let doubleNegation = try CompiledRule(name: "fold-double-neg", summary: "Remove Neg(Neg(x)).") { rule in
+            let x = rule.value("x")
+            let once = rule.match("Neg", inputs: [x], outputs: ["once"])
+            let twice = rule.match("Neg", inputs: [once.output], outputs: ["y"])
+            rule.require("x is not a graph input") { match in match[x]?.definition != .graphInput }
+            rule.replace(twice.output, with: x)
+        }
+        for fromInput in [false, true] {
+            let g = RuleTestGraph(rules: [doubleNegation])
+            let x = g.input("x", [2])
+            let source = fromInput ? x : g.node("Relu", [x], "r")
+            g.output(g.node("Abs", [g.node("Neg", [g.node("Neg", [source], "n1")], "n2")], "y"))
+            if fromInput {
+                XCTAssertTrue(try g.reasonsNothingFires(for: "fold-double-neg").contains("x is not a graph input"))
+            } else {
+                XCTAssertEqual(try g.run().fired.map(\.rule), ["fold-double-neg"])
+                XCTAssertEqual(g.graph.nodes.map(\.opType), ["Relu", "Abs"])
+            }
+        }
+    }
+
     func testASwiftRuleDoesNotFireWhereTheEngineForbids() throws {
         // The inner Neg's output is a graph output: removing it would lose the output.
         let g = RuleTestGraph(rules: [Self.doubleNegation])

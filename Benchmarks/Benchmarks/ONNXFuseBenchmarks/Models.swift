@@ -1,4 +1,6 @@
 import ONNXFuse
+import ONNXFuseOps
+import ONNXFuseRules
 
 /// The models the benchmarks run on, built with the library's IR and written with its saver,
 /// so that no Python or fixture file is needed. The weights are pseudo-random but the same on

@@ -1,5 +1,7 @@
 import Benchmark
 import ONNXFuse
+import ONNXFuseOps
+import ONNXFuseRules
 
 // Micro-benchmarks per component, so that a regression shows where it is (issue 12):
 //
@@ -178,20 +180,20 @@ let benchmarks: @Sendable () -> Void = {
     // chain already folded (nothing left to fire), and on the chain itself (2,000 folds; each
     // iteration loads a fresh copy, outside the measurement).
     Benchmark("matcher: built-in rules, folded chain \(chainBlocks) blocks (none fires)") { (benchmark: Benchmark, state: LoadedRun<[CompiledRule]>) in
-        let report = optimize(state.model, rules: state.rules)
+        let report = try! optimize(state.model, rules: state.rules)
         benchmark.stopMeasurement()
         if !report.fired.isEmpty { benchmark.error("rules fired on the folded chain: \(report.fired)") }
     } setup: {
         let rules = RuleFiles.builtin
         let model = Models.chain(blocks: chainBlocks, channels: chainChannels)
-        optimize(model, rules: rules)
+        _ = try! optimize(model, rules: rules)
         return LoadedRun(model: model, rules: rules)
     }
 
     Benchmark("matcher: built-in rules, chain \(chainBlocks) blocks (\(chainBlocks) folds)") { (benchmark: Benchmark, state: FileRun) in
         let model = try ModelFile.load(path: state.path)
         benchmark.startMeasurement()
-        let report = optimize(model, rules: state.rules)
+        let report = try! optimize(model, rules: state.rules)
         benchmark.stopMeasurement()
         if report.after.nodeCount != 2 * chainBlocks { benchmark.error("\(report.after.nodeCount) nodes left, not \(2 * chainBlocks)") }
     } setup: {
@@ -230,7 +232,7 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("evaluator: fold-conv-batchnorm rule, one Conv \(wideChannels)x\(wideChannels)x3x3") { (benchmark: Benchmark, state: FileRun) in
         let model = try ModelFile.load(path: state.path)
         benchmark.startMeasurement()
-        let report = optimize(model, rules: state.rules)
+        let report = try! optimize(model, rules: state.rules)
         benchmark.stopMeasurement()
         if report.after.nodeCount != 2 { benchmark.error("\(report.after.nodeCount) nodes left, not 2") }
     } setup: {
@@ -261,7 +263,7 @@ let benchmarks: @Sendable () -> Void = {
         try scratch.create()
         let path = try Models.write(Models.chain(blocks: chainBlocks, channels: chainChannels), to: scratch.path, name: "chain.onnx")
         let model = try ModelFile.load(path: path)
-        optimize(model, rules: RuleFiles.builtin)
+        _ = try! optimize(model, rules: RuleFiles.builtin)
         return SaveRun(model: model, output: scratch.path + "/out.onnx")
     } teardown: {
         scratch.remove()
