@@ -289,8 +289,9 @@ void onnx_fuse_remove_temporaries_on_signals(void);
 
 /* Remembers `path` (a temporary output file) so that the signals above, once
  * onnx_fuse_remove_temporaries_on_signals has installed their handlers, remove it before the
- * process dies. At most 8 paths at once; returns a slot, or -1 when none is free (the file is
- * then simply not cleaned up on a signal). The path is copied. */
+ * process dies. At most 64 paths at once; returns a slot, or -1 when none is free (the file is
+ * then simply not cleaned up on a signal). The path is copied. Lock-free, and safe from any
+ * number of threads at once, also while a signal handler runs. */
 int onnx_fuse_track_temporary(const char *path);
 
 /* Forgets the path in `slot` (after a rename or unlink). -1 is allowed. */
