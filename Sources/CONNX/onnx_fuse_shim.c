@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <limits.h>
 #include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #ifdef __GLIBC__
@@ -1472,17 +1473,25 @@ int onnx_fuse_write_all(int fd, const void *data, size_t len)
 }
 
 /* Copies `len` bytes at offset `offset` of `src` to the current position of `dst` in the
- * kernel. 0, an errno, or -1 when copy_file_range is not possible here (caller writes). */
+ * kernel: copy_file_range (which can share blocks), else sendfile, which also copies between
+ * file systems (an input copied into memory, `LoadOptions.copiesInputFiles`; an output on
+ * another file system than its input). 0, an errno, or -1 when neither is possible here
+ * (caller writes). */
 static int copy_range(int dst, int src, off_t offset, size_t len)
 {
-    int first = 1;
+    int first = 1, sending = 0;
     while (len > 0) {
-        ssize_t n = copy_file_range(src, &offset, dst, NULL, len, 0);
+        ssize_t n = sending ? sendfile(dst, src, &offset, len) : copy_file_range(src, &offset, dst, NULL, len, 0);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            /* Not supported for this pair of files: nothing was copied yet, so write instead. */
-            if (first && (errno == ENOSYS || errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP || errno == EBADF))
+            /* Not supported for this pair of files: nothing was copied yet, so send instead,
+             * or (caller) write. */
+            if (first && !sending && (errno == ENOSYS || errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP || errno == EBADF)) {
+                sending = 1;
+                continue;
+            }
+            if (first && sending && (errno == EINVAL || errno == ENOSYS))
                 return -1;
             return errno != 0 ? errno : EIO;
         }
@@ -1853,6 +1862,33 @@ onnx_fuse_status onnx_fuse_pack_to_fd(const ProtobufCMessage *message, int fd,
                                       uint64_t *written, onnx_fuse_error *err)
 {
     return onnx_fuse_pack_to_fd_from(message, fd, NULL, 0, written, err);
+}
+
+int onnx_fuse_copy_file(int dst, int src, uint64_t len)
+{
+    int e = copy_range(dst, src, 0, (size_t)len);
+    if (e >= 0)
+        return e;
+    char *buffer = malloc(SOURCE_WINDOW_SIZE);
+    if (buffer == NULL)
+        return ENOMEM;
+    off_t offset = 0;
+    e = 0;
+    while (len > 0 && e == 0) {
+        size_t want = len < SOURCE_WINDOW_SIZE ? (size_t)len : SOURCE_WINDOW_SIZE;
+        ssize_t n = pread(src, buffer, want, offset);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            e = n < 0 ? errno : EIO; /* the source ended early: it changed under us */
+            break;
+        }
+        e = onnx_fuse_write_all(dst, buffer, (size_t)n);
+        offset += n;
+        len -= (uint64_t)n;
+    }
+    free(buffer);
+    return e;
 }
 
 int onnx_fuse_memory_file(const char *name)
