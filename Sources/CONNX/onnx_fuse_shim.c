@@ -23,7 +23,9 @@
 #include <unistd.h>
 #include <limits.h>
 #include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -1471,17 +1473,25 @@ int onnx_fuse_write_all(int fd, const void *data, size_t len)
 }
 
 /* Copies `len` bytes at offset `offset` of `src` to the current position of `dst` in the
- * kernel. 0, an errno, or -1 when copy_file_range is not possible here (caller writes). */
+ * kernel: copy_file_range (which can share blocks), else sendfile, which also copies between
+ * file systems (an input copied into memory, `LoadOptions.copiesInputFiles`; an output on
+ * another file system than its input). 0, an errno, or -1 when neither is possible here
+ * (caller writes). */
 static int copy_range(int dst, int src, off_t offset, size_t len)
 {
-    int first = 1;
+    int first = 1, sending = 0;
     while (len > 0) {
-        ssize_t n = copy_file_range(src, &offset, dst, NULL, len, 0);
+        ssize_t n = sending ? sendfile(dst, src, &offset, len) : copy_file_range(src, &offset, dst, NULL, len, 0);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            /* Not supported for this pair of files: nothing was copied yet, so write instead. */
-            if (first && (errno == ENOSYS || errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP || errno == EBADF))
+            /* Not supported for this pair of files: nothing was copied yet, so send instead,
+             * or (caller) write. */
+            if (first && !sending && (errno == ENOSYS || errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP || errno == EBADF)) {
+                sending = 1;
+                continue;
+            }
+            if (first && sending && (errno == EINVAL || errno == ENOSYS))
                 return -1;
             return errno != 0 ? errno : EIO;
         }
@@ -1854,6 +1864,33 @@ onnx_fuse_status onnx_fuse_pack_to_fd(const ProtobufCMessage *message, int fd,
     return onnx_fuse_pack_to_fd_from(message, fd, NULL, 0, written, err);
 }
 
+int onnx_fuse_copy_file(int dst, int src, uint64_t len)
+{
+    int e = copy_range(dst, src, 0, (size_t)len);
+    if (e >= 0)
+        return e;
+    char *buffer = malloc(SOURCE_WINDOW_SIZE);
+    if (buffer == NULL)
+        return ENOMEM;
+    off_t offset = 0;
+    e = 0;
+    while (len > 0 && e == 0) {
+        size_t want = len < SOURCE_WINDOW_SIZE ? (size_t)len : SOURCE_WINDOW_SIZE;
+        ssize_t n = pread(src, buffer, want, offset);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            e = n < 0 ? errno : EIO; /* the source ended early: it changed under us */
+            break;
+        }
+        e = onnx_fuse_write_all(dst, buffer, (size_t)n);
+        offset += n;
+        len -= (uint64_t)n;
+    }
+    free(buffer);
+    return e;
+}
+
 int onnx_fuse_memory_file(const char *name)
 {
     return memfd_create(name, MFD_CLOEXEC);
@@ -1917,22 +1954,33 @@ onnx_fuse_status onnx_fuse_write_segments(int fd, const onnx_fuse_segment *segme
 
 /* ==== temporary files on interruption ================================================== */
 
-#define TEMPORARY_SLOTS 8
+#define TEMPORARY_SLOTS 64
 #define TEMPORARY_PATH_MAX 4096
 
-/* Written by the saving threads, read by the signal handler: a slot's path is complete before
- * its flag is set, and the flag is cleared before the path is reused. Slots are claimed under
- * a lock (saves on several threads at once each take a slot of their own); the flags are read
- * and written atomically, so that the handler and `untrack` need no lock. */
+/* Each slot's state moves FREE -> WRITING -> READY -> FREE for a save, or READY -> DYING for a
+ * signal handler, which never gives the slot back (the process dies right after). Every move is
+ * a compare-and-swap, so there is no lock anywhere: a save never waits, and the handler (which
+ * may run on any thread, while other threads track and untrack) reads a path only after taking
+ * its slot from READY, when no save can change it any more. The paths are plain memory, written
+ * only by the one thread that holds the slot in WRITING. */
+enum { SLOT_FREE, SLOT_WRITING, SLOT_READY, SLOT_DYING };
 static char temporary_paths[TEMPORARY_SLOTS][TEMPORARY_PATH_MAX];
-static volatile sig_atomic_t temporary_used[TEMPORARY_SLOTS];
+static _Atomic int temporary_state[TEMPORARY_SLOTS];
+/* A handler may only touch lock-free atomics. */
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the signal handler needs lock-free atomic ints");
 static int temporary_handlers_installed;
-static pthread_mutex_t temporary_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t temporary_handlers_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Moves `slot` from `from` to `to`; whether it was in `from`. */
+static int move_slot(int slot, int from, int to)
+{
+    return atomic_compare_exchange_strong(&temporary_state[slot], &from, to);
+}
 
 static void remove_temporaries_and_die(int signal_number)
 {
     for (int i = 0; i < TEMPORARY_SLOTS; i++) {
-        if (__atomic_load_n(&temporary_used[i], __ATOMIC_ACQUIRE))
+        if (move_slot(i, SLOT_READY, SLOT_DYING))
             unlink(temporary_paths[i]); /* async-signal-safe */
     }
     /* Die of the same signal, with its default action, as the caller expects. */
@@ -1946,7 +1994,8 @@ static void remove_temporaries_and_die(int signal_number)
 
 void onnx_fuse_remove_temporaries_on_signals(void)
 {
-    pthread_mutex_lock(&temporary_lock);
+    /* A lock, not a flag: a second caller returns only once the handlers are in place. */
+    pthread_mutex_lock(&temporary_handlers_lock);
     if (!temporary_handlers_installed) {
         static const int signals[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGBUS };
         for (size_t i = 0; i < sizeof signals / sizeof signals[0]; i++) {
@@ -1962,29 +2011,30 @@ void onnx_fuse_remove_temporaries_on_signals(void)
         }
         temporary_handlers_installed = 1;
     }
-    pthread_mutex_unlock(&temporary_lock);
+    pthread_mutex_unlock(&temporary_handlers_lock);
 }
 
 int onnx_fuse_track_temporary(const char *path)
 {
-    if (path == NULL || strlen(path) >= TEMPORARY_PATH_MAX)
+    if (path == NULL)
         return -1;
-    pthread_mutex_lock(&temporary_lock);
-    int slot = -1;
+    size_t length = strlen(path);
+    if (length >= TEMPORARY_PATH_MAX)
+        return -1;
     for (int i = 0; i < TEMPORARY_SLOTS; i++) {
-        if (!__atomic_load_n(&temporary_used[i], __ATOMIC_ACQUIRE)) {
-            memcpy(temporary_paths[i], path, strlen(path) + 1);
-            __atomic_store_n(&temporary_used[i], 1, __ATOMIC_RELEASE);
-            slot = i;
-            break;
-        }
+        if (atomic_load_explicit(&temporary_state[i], memory_order_relaxed) != SLOT_FREE || !move_slot(i, SLOT_FREE, SLOT_WRITING))
+            continue;
+        memcpy(temporary_paths[i], path, length + 1);
+        /* Sequentially consistent (a release would do): the path is complete before READY. */
+        atomic_store(&temporary_state[i], SLOT_READY);
+        return i;
     }
-    pthread_mutex_unlock(&temporary_lock);
-    return slot;
+    return -1;
 }
 
 void onnx_fuse_untrack_temporary(int slot)
 {
+    /* A slot a signal handler took (DYING) stays taken: its process is about to die. */
     if (slot >= 0 && slot < TEMPORARY_SLOTS)
-        __atomic_store_n(&temporary_used[slot], 0, __ATOMIC_RELEASE);
+        move_slot(slot, SLOT_READY, SLOT_FREE);
 }

@@ -53,6 +53,9 @@ public final class Model {
     /// it read (empty for a model built in memory). Saving never writes over them unless told
     /// to replace the input.
     public var inputFiles: [FileIdentity] = []
+    /// The mapped files the model was read from, in the order of `inputFiles`: kept so that
+    /// `ModelFile.checkInputUnchanged` can tell whether they changed since.
+    package var inputStorage: [MappedFileStorage] = []
     /// The main graph.
     public var graph: Graph {
         didSet {

@@ -125,8 +125,8 @@ public struct TensorBytes: @unchecked Sendable, Equatable, CustomStringConvertib
         owner.releaseResidentPages(residentBase, count: count)
     }
 
-    /// How the file these bytes are mapped from changed since it was mapped (its size or
-    /// modification time), or nil: unchanged, or not bytes of a file. Bytes read again later
+    /// How the file these bytes are mapped from changed since it was mapped (its size,
+    /// modification or change time), or nil: unchanged, or not bytes of a file. Bytes read again later
     /// (a deferred tensor's computation at the save) are read only from an unchanged file: a
     /// shorter one would fault, another one would give other bytes than the rewrite checked.
     public var sourceChange: String? {
@@ -159,7 +159,7 @@ open class MappedFileStorage {
     /// Drops the pages of `count` bytes at `address` from resident memory (with the blocks around
     /// them that a read may have mapped: `MappedFile` drops the 2 MiB blocks that hold them).
     open func releaseResidentPages(_ address: UnsafeRawPointer, count: Int) {}
-    /// What changed in the file since it was mapped (size, modification time), or nil.
+    /// What changed in the file since it was mapped (its size, modification or change time), or nil.
     open func changeSinceMapped() -> String? { nil }
 }
 

@@ -38,10 +38,10 @@ struct Decoder {
     let fileName: String
     var externalData: ExternalDataResolver
 
-    init(tree: DecodedTree, fileName: String, modelDirectory: String?) {
+    init(tree: DecodedTree, fileName: String, modelDirectory: String?, copiesExternalData: Bool) {
         self.tree = tree
         self.fileName = fileName
-        self.externalData = ExternalDataResolver(modelDirectory: modelDirectory, modelFile: fileName)
+        self.externalData = ExternalDataResolver(modelDirectory: modelDirectory, modelFile: fileName, copiesFiles: copiesExternalData)
     }
 
     /// An invalid-model error; `location` is built only when there is an error.

@@ -19,21 +19,22 @@ struct ExternalDataResolver {
     /// whose external tensors are then an error.
     let modelDirectory: String?
     let modelFile: String
+    /// Data files are copied into private memory rather than mapped (`LoadOptions.copiesInputFiles`).
+    let copiesFiles: Bool
     private var files: [String: MappedFile] = [:]
 
-    init(modelDirectory: String?, modelFile: String) {
+    init(modelDirectory: String?, modelFile: String, copiesFiles: Bool) {
         self.modelDirectory = modelDirectory
         self.modelFile = modelFile
+        self.copiesFiles = copiesFiles
     }
 
     private func invalid(_ location: String, _ reason: String) -> ModelFileError {
         .invalidModel(file: modelFile, location: location, reason: reason, offset: nil)
     }
 
-    /// The data files read so far.
-    var identities: [FileIdentity] {
-        files.values.sorted { $0.path < $1.path }.map { FileIdentity(path: $0.path, device: $0.identity.dev, inode: $0.identity.ino) }
-    }
+    /// The data files read so far, in the order of their paths.
+    var mappedFiles: [MappedFile] { files.values.sorted { $0.path < $1.path } }
 
     mutating func bytes(for tensor: Tensor, expectedCount: Int, location: String) throws -> TensorBytes {
         var entries: [String: String] = [:]
@@ -128,7 +129,8 @@ struct ExternalDataResolver {
                 guard info.st_nlink == 1 else {
                     throw invalid(location, "external data file '\(path)' is hard-linked (\(info.st_nlink) links)")
                 }
-                let file = try MappedFile(path: dataPath(path), descriptor: descriptor)
+                let file = copiesFiles ? try MappedFile(copying: descriptor, path: dataPath(path))
+                    : try MappedFile(path: dataPath(path), descriptor: descriptor, watchedPath: absolutePath(dataPath(path)))
                 files[path] = file
                 return file
             }

@@ -14,11 +14,16 @@ public enum ModelFileError: Error, CustomStringConvertible, Equatable {
     /// The output cannot be written as asked (external data to standard output, for one): a
     /// usage problem, the model itself is fine.
     case unwritable(file: String, reason: String)
+    /// A file the model was loaded from (the model file, or one of its external data files)
+    /// changed since (`ModelFile.checkInputUnchanged`): the model's weights, read from it in
+    /// place, can no longer be trusted. Load it again.
+    case inputChanged(file: String, change: FileChange)
 
     /// The file the error is about.
     public var file: String {
         switch self {
-        case .invalidModel(let f, _, _, _), .limitExceeded(let f, _, _), .io(let f, _, _), .unsupported(let f, _), .unwritable(let f, _):
+        case .invalidModel(let f, _, _, _), .limitExceeded(let f, _, _), .io(let f, _, _), .unsupported(let f, _), .unwritable(let f, _),
+             .inputChanged(let f, _):
             return f
         }
     }
@@ -38,6 +43,8 @@ public enum ModelFileError: Error, CustomStringConvertible, Equatable {
             return "\(operation) failed: \(systemErrorText(code))"
         case .unsupported(_, let reason), .unwritable(_, let reason):
             return reason
+        case .inputChanged(_, let change):
+            return "the file changed since the model was loaded from it (\(change))"
         }
     }
 }

@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+internal import CONNX
 import ONNXFuseIR
 
 /// File names are bytes; Swift strings are Unicode. A name that is not valid UTF-8 (from the
@@ -128,25 +129,27 @@ final class MappedFile: MappedFileStorage {
     let path: String
     let base: UnsafeRawPointer?
     let count: Int
-    /// Kept open so that saving can copy payloads from the file in the kernel.
+    /// Kept open so that saving can copy payloads from the file in the kernel, and so that
+    /// `change()` examines the file mapped, whatever its name names now.
     let descriptor: FileDescriptor
-    /// Device and inode, to tell whether two paths are the same file.
-    let identity: (dev: UInt64, ino: UInt64)
-    /// The modification time when mapped, to tell a file changed in place (`changeSinceMapped`).
-    let modified: timespec
+    /// The file as it was when mapped; for a private copy, the file copied. Its device and
+    /// inode tell whether two paths are the same file.
+    let loaded: FileState
+    /// The absolute path `change()` looks up again; nil for memory of the process's own (a
+    /// private copy, a model's bytes), which nothing outside the process changes.
+    private let watchedPath: String?
+    /// Set when a save of the model replaced the file under its name (`stopWatchingIfReplaced`).
+    private var detached = false
+    private let detachedLock = Lock()
 
-    /// Maps the file at `path` (relative to `directory` when given, never following a
-    /// symbolic link for the last component in that case).
-    init(path: String, descriptor: FileDescriptor) throws {
+    /// Maps the file open at `descriptor`, named `path` in errors. `watchedPath`: see the
+    /// property. `copied`: the state of the file the descriptor's file is a private copy of.
+    init(path: String, descriptor: FileDescriptor, watchedPath: String?, copyOf copied: FileState? = nil) throws {
         self.path = path
         self.descriptor = descriptor
-        var info = stat()
-        guard fstat(descriptor.rawValue, &info) == 0 else { throw ModelFileError.io(file: path, operation: "stat", errno: currentErrno) }
-        guard (info.st_mode & S_IFMT) == S_IFREG else {
-            throw ModelFileError.unsupported(file: path, reason: "not a regular file (it is \(fileKind(info.st_mode)))")
-        }
-        identity = (UInt64(info.st_dev), UInt64(info.st_ino))
-        modified = info.st_mtim
+        self.watchedPath = watchedPath
+        let info = try Self.regularFileStatus(descriptor, path: path)
+        loaded = copied ?? FileState(info)
         count = Int(info.st_size)
         if count == 0 {
             base = nil
@@ -166,12 +169,42 @@ final class MappedFile: MappedFileStorage {
         _ = madvise(address, count, MADV_HUGEPAGE)
     }
 
-    /// Opens and maps `path`. It opens without blocking, so that a FIFO or a device is refused
-    /// (it is not a regular file) instead of waiting forever for a writer.
+    /// Opens and maps `path`, unwatched (a rule file, read at once).
     convenience init(path: String) throws {
+        try self.init(path: path, descriptor: try Self.openForReading(path), watchedPath: nil)
+    }
+
+    /// Maps a private copy of the regular file open at `source` (named `path` in errors): an
+    /// anonymous in-memory file that nothing done to the source afterwards reaches. A source
+    /// that changes while it is copied is an error (`ModelFileError.inputChanged`).
+    convenience init(copying source: FileDescriptor, path: String) throws {
+        let original = FileState(try Self.regularFileStatus(source, path: path))
+        let fd = onnx_fuse_memory_file("onnx-fuse-input")
+        guard fd >= 0 else { throw ModelFileError.io(file: path, operation: "memfd_create", errno: currentErrno) }
+        let copy = FileDescriptor(fd)
+        let status = onnx_fuse_copy_file(fd, source.rawValue, UInt64(original.size))
+        let after = FileState(try Self.regularFileStatus(source, path: path))
+        if let change = original.contentChange(to: after) { throw ModelFileError.inputChanged(file: path, change: change) }
+        guard status == 0 else { throw ModelFileError.io(file: path, operation: "copy", errno: status) }
+        try self.init(path: path, descriptor: copy, watchedPath: nil, copyOf: original)
+    }
+
+    /// The status of the file open at `descriptor`, which must be a regular file.
+    private static func regularFileStatus(_ descriptor: FileDescriptor, path: String) throws -> stat {
+        var info = stat()
+        guard fstat(descriptor.rawValue, &info) == 0 else { throw ModelFileError.io(file: path, operation: "stat", errno: currentErrno) }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            throw ModelFileError.unsupported(file: path, reason: "not a regular file (it is \(fileKind(info.st_mode)))")
+        }
+        return info
+    }
+
+    /// Opens `path` for reading. It opens without blocking, so that a FIFO or a device is refused
+    /// (it is not a regular file) instead of waiting forever for a writer.
+    static func openForReading(_ path: String) throws -> FileDescriptor {
         let fd = open(fsPath(path), O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw ModelFileError.io(file: path, operation: "open", errno: currentErrno) }
-        try self.init(path: path, descriptor: FileDescriptor(fd))
+        return FileDescriptor(fd)
     }
 
     deinit {
@@ -204,13 +237,45 @@ final class MappedFile: MappedFileStorage {
         _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
     }
 
-    override func changeSinceMapped() -> String? {
+    /// How the file changed since it was mapped, by what its descriptor and its path say now, or
+    /// nil: unchanged, or not watched (memory of the process's own, or a file a save replaced).
+    /// A new size comes first (it is what faults); then the path, since renaming a file over
+    /// it or removing it moves the change time of the file mapped too; then the times.
+    func change() -> FileChange? {
+        guard let watchedPath, !isDetached else { return nil }
         var info = stat()
-        guard fstat(descriptor.rawValue, &info) == 0 else { return "it cannot be examined (\(String(cString: strerror(currentErrno))))" }
-        if Int(info.st_size) != count { return "it is now \(info.st_size) bytes, not \(count)" }
-        if info.st_mtim.tv_sec != modified.tv_sec || info.st_mtim.tv_nsec != modified.tv_nsec { return "it was modified" }
-        return nil
+        guard fstat(descriptor.rawValue, &info) == 0 else { return .cannotExamine(errno: currentErrno) }
+        let now = FileState(info)
+        if now.size != loaded.size { return loaded.contentChange(to: now) }
+        guard stat(fsPath(watchedPath), &info) == 0 else {
+            let code = currentErrno
+            return code == ENOENT || code == ENOTDIR ? .removed : .cannotExamine(errno: code)
+        }
+        guard UInt64(info.st_dev) == loaded.device && UInt64(info.st_ino) == loaded.inode else { return .replaced }
+        return loaded.contentChange(to: now)
     }
+
+    /// How the bytes of the file mapped changed (its size and times, by its descriptor), or nil.
+    private func contentChange() -> FileChange? {
+        guard watchedPath != nil, !isDetached else { return nil }
+        var info = stat()
+        guard fstat(descriptor.rawValue, &info) == 0 else { return .cannotExamine(errno: currentErrno) }
+        return loaded.contentChange(to: FileState(info))
+    }
+
+    private var isDetached: Bool { detachedLock.withLock { detached } }
+
+    /// Stops watching the file when its path no longer names it: a save over the model's own
+    /// files (`SaveOptions.replaceInput`) put the output there or removed it, and its unlinked
+    /// inode's change time moved with it.
+    func stopWatchingIfReplaced() {
+        guard let watchedPath else { return }
+        var info = stat()
+        let named = stat(fsPath(watchedPath), &info) == 0 && UInt64(info.st_dev) == loaded.device && UInt64(info.st_ino) == loaded.inode
+        if !named { detachedLock.withLock { detached = true } }
+    }
+
+    override func changeSinceMapped() -> String? { contentChange()?.description }
 }
 
 /// The folder part of a path ("." when there is none).

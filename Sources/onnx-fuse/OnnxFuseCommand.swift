@@ -30,7 +30,8 @@ struct OnnxFuseCommand: ParsableCommand {
               1  usage error (bad arguments, a rule file with errors, rules that stop
                  at the rewrite cap)
               2  invalid or unsupported model
-              3  I/O error
+              3  I/O error, or an input file changed while onnx-fuse read it;
+                 nothing written
               4  a limit exceeded (nesting depth, memory budget, size)
               5  --verify: a rewrite or the whole model changed the numbers (or, with
                  strict, something could not be checked); nothing written
@@ -188,7 +189,10 @@ struct OnnxFuseCommand: ParsableCommand {
             throw UsageError(message: "\(model): " + rewriteCapMessage(result) + "; nothing written (--allow-rewrite-cap writes it anyway)")
         }
         // The original, read again (loading maps the file: cheap), on the same input shapes.
+        // Only while the file is the one rewritten: another one would be compared, and a
+        // truncated one would fault where the comparison reads the weights.
         func compareWithOriginal() throws -> ModelComparison {
+            try ModelFile.checkInputUnchanged(loaded)
             let original = try ModelFile.load(path: model)
             try? setInputShapes(original, try parsedInputShapes())
             defer { _ = Unmanaged.passRetained(original) }

@@ -74,7 +74,7 @@ func exitCode(for error: Error) -> Int32 {
         switch error {
         case .unwritable: return 1
         case .invalidModel, .unsupported: return 2
-        case .io: return 3
+        case .io, .inputChanged: return 3
         case .limitExceeded: return 4
         }
     default: return 1

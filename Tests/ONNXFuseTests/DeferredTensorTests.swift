@@ -512,7 +512,8 @@ final class DeferredTensorTests: XCTestCase {
 
     /// A deferred weight is made at the save from the input file: if another program changed
     /// that file since it was loaded (in place, or shortened), the save fails with a clear error
-    /// and writes nothing, instead of writing what the rewrite never checked or faulting.
+    /// naming the file and writes nothing, instead of writing what the rewrite never checked or
+    /// faulting (the save checks its input files first).
     func testAnInputChangedAfterTheRewriteFailsTheSave() throws {
         for shortened in [false, true] {
             let directory = try fixtureWorkspace([])
@@ -530,7 +531,8 @@ final class DeferredTensorTests: XCTestCase {
             handle.closeFile()
             let output = directory.appendingPathComponent("out.onnx").path
             XCTAssertThrowsError(try ModelFile.save(model, to: output)) { error in
-                XCTAssertTrue("\(error)".contains("changed since it was loaded"), "\(error)")
+                XCTAssertEqual((error as? ModelFileError)?.file, path, "\(error)")
+                XCTAssertTrue("\(error)".contains(shortened ? "truncated" : "modified"), "\(error)")
             }
             XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory.path), ["conv_bn_mul.onnx"])
         }

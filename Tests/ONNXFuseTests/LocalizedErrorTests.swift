@@ -21,6 +21,11 @@ final class LocalizedErrorTests: XCTestCase {
         }
     }
 
+    func testAChangedInputNamesTheFile() {
+        let error = ModelFileError.inputChanged(file: "model.onnx", change: .truncated(from: 4096, to: 0))
+        assertLocalized(error, contains: "model.onnx: the file changed since the model was loaded from it (truncated from 4096 to 0 bytes)")
+    }
+
     func testRuleFileErrorsGiveTheirLocation() {
         XCTAssertThrowsError(try RuleFiles.rules(in: "rule broken {")) { error in
             assertLocalized(error, contains: "1:")

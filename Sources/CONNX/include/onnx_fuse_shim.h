@@ -241,14 +241,19 @@ typedef struct {
  * written to bytes; -1 with errno set when it cannot be made. */
 int onnx_fuse_memory_file(const char *name);
 
+/* Copies the first `len` bytes of the regular file open at `src` (from offset 0, whatever its
+ * position) to the current position of `dst`, in the kernel where it can (copy_file_range,
+ * or sendfile between file systems), else through a buffer. 0; EIO when `src` ends before `len` bytes (it changed); or the errno. */
+int onnx_fuse_copy_file(int dst, int src, uint64_t len);
+
 /* Reserves `size` bytes of disk for the file open at `fd` from offset 0 on, without changing its
  * size (fallocate with FALLOC_FL_KEEP_SIZE). 0, or the errno. */
 int onnx_fuse_preallocate(int fd, uint64_t size);
 
 /* onnx_fuse_pack_to_fd, taking the bytes that lie inside one of `sources` from the file
- * rather than through its mapping: payloads of 64 KiB or more by copy_file_range (or, where
- * the kernel or file system cannot, through a read window), smaller ones through a pread
- * window. The mapping's pages are never touched, so weights never enter the process. */
+ * rather than through its mapping: payloads of 64 KiB or more by copy_file_range (between
+ * file systems by sendfile; where the kernel cannot, through a read window), smaller ones
+ * through a pread window. The mapping's pages are never touched, so weights never enter the process. */
 onnx_fuse_status onnx_fuse_pack_to_fd_from(const ProtobufCMessage *message, int fd,
                                            const onnx_fuse_mapped_source *sources, size_t n_sources,
                                            uint64_t *written, onnx_fuse_error *err);
@@ -289,8 +294,9 @@ void onnx_fuse_remove_temporaries_on_signals(void);
 
 /* Remembers `path` (a temporary output file) so that the signals above, once
  * onnx_fuse_remove_temporaries_on_signals has installed their handlers, remove it before the
- * process dies. At most 8 paths at once; returns a slot, or -1 when none is free (the file is
- * then simply not cleaned up on a signal). The path is copied. */
+ * process dies. At most 64 paths at once; returns a slot, or -1 when none is free (the file is
+ * then simply not cleaned up on a signal). The path is copied. Lock-free, and safe from any
+ * number of threads at once, also while a signal handler runs. */
 int onnx_fuse_track_temporary(const char *path);
 
 /* Forgets the path in `slot` (after a rename or unlink). -1 is allowed. */
