@@ -215,6 +215,9 @@ public struct OptimizationError: ONNXFuseError, Equatable {
         /// The task running it was cancelled: the model holds the rewrites done until then,
         /// each of them complete (the model is valid and computes the same).
         case cancelled
+        /// A file the model was loaded from changed since (`ModelFile.checkInputUnchanged`):
+        /// its weights can no longer be read, and nothing was rewritten.
+        case inputChanged(ModelFileError)
     }
 
     /// What went wrong.
@@ -226,6 +229,7 @@ public struct OptimizationError: ONNXFuseError, Equatable {
         case .unknownRuleName(let name): return "there is no rule named '\(name)' among the rules given"
         case .duplicateRuleName(let name): return "two rules are named '\(name)'"
         case .cancelled: return "the optimization was cancelled; the model holds the rewrites done until then"
+        case .inputChanged(let error): return error.description
         }
     }
 }
@@ -238,7 +242,8 @@ public struct OptimizationError: ONNXFuseError, Equatable {
 /// (`RuleFiles.builtin`), those of rule files and strings (`RuleFiles.load`, `RuleFiles.rules`)
 /// and those written in Swift (`CompiledRule(name:benefit:summary:_:)`). Two rules of one name,
 /// or a name in `only` or `disabled` that no rule has, are errors, thrown before anything
-/// changes. Cancelling the task that runs it stops the rules within a few hundred nodes.
+/// changes, and so is a file the model was loaded from that changed since (the weights it maps
+/// would be read). Cancelling the task that runs it stops the rules within a few hundred nodes.
 @discardableResult
 public func optimize(_ model: Model, rules: [CompiledRule],
                      options: OptimizationOptions = OptimizationOptions()) throws(OptimizationError) -> OptimizationReport {
@@ -248,6 +253,11 @@ public func optimize(_ model: Model, rules: [CompiledRule],
     }
     for name in (options.only ?? []).union(options.disabled).sorted() where !names.contains(name) {
         throw OptimizationError(kind: .unknownRuleName(name))
+    }
+    do {
+        try ModelFile.checkInputUnchanged(model)
+    } catch {
+        throw OptimizationError(kind: .inputChanged(error))
     }
     let report = EvaluationLimits.$current.withValue(options.evaluationLimits) {
         optimizeWithinLimits(model, rules: rules, options: options)

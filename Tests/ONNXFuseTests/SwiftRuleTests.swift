@@ -232,6 +232,20 @@ final class SwiftRuleTests: XCTestCase {
         XCTAssertEqual(Printer().print(model), before, "nothing changed")
     }
 
+    func testOptimizeRefusesAModelWhoseFileChanged() throws {
+        let directory = try fixtureWorkspace(["conv_bn.onnx"])
+        let path = directory.appendingPathComponent("conv_bn.onnx").path
+        let model = try ModelFile.load(path: path)
+        let size = try XCTUnwrap(ModelFile.size(of: path))
+        XCTAssertEqual(truncate(path, 0), 0)
+        XCTAssertThrowsError(try optimize(model, rules: sharedBuiltinRules)) { error in
+            XCTAssertEqual((error as? OptimizationError)?.kind,
+                           .inputChanged(.inputChanged(file: path, change: .truncated(from: size, to: 0))))
+            XCTAssertTrue(error.localizedDescription.hasPrefix(path + ": the file changed since the model was loaded"),
+                          error.localizedDescription)
+        }
+    }
+
     /// A chain of `pairs` Neg pairs.
     static func negationChain(_ pairs: Int) -> Model {
         let graph = Graph(name: "chain")
