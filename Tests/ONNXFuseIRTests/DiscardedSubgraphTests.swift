@@ -6,30 +6,30 @@ import XCTest
 /// keeps names no freed subgraph through them (a red-team pass found them still naming it).
 final class DiscardedSubgraphTests: XCTestCase {
     /// x → If(then: Neg(x) → t-y); returns the If, the graph and the branch's Neg.
-    private func ifWithBranch() -> (graph: Graph, ifNode: Node, inner: Node) {
+    private func ifWithBranch() throws -> (graph: Graph, ifNode: Node, inner: Node) {
         let graph = Graph(name: "main")
         let x = graph.addInput(name: "x", info: ValueInfo(type: .tensor(.float, [.value(2)])))
         let body = Graph(name: "then")
         let neg = Node(opType: "Neg", name: "t-neg", inputs: [x], outputNames: ["t-y"])
-        body.append(neg)
-        body.addOutput(neg.outputs[0]!, info: ValueInfo(type: nil))
+        try body.append(neg)
+        try body.addOutput(neg.outputs[0]!, info: ValueInfo(type: nil))
         let ifNode = Node(opType: "If", name: "if", inputs: [x], outputNames: ["y"],
                           attributes: [Attribute(name: "then_branch", value: .graph(body))])
-        graph.append(ifNode)
+        try graph.append(ifNode)
         return (graph, ifNode, neg)
     }
 
-    func testAnInnerNodeKeptAfterItsIfIsErasedAndFreedNamesNoGraph() {
-        var (graph, ifNode, inner): (Graph, Node?, Node) = ifWithBranch()
-        graph.erase(ifNode!)
+    func testAnInnerNodeKeptAfterItsIfIsErasedAndFreedNamesNoGraph() throws {
+        var (graph, ifNode, inner): (Graph, Node?, Node) = try ifWithBranch()
+        try graph.erase(ifNode!)
         ifNode = nil  // the branch goes with it
         XCTAssertNil(inner.graph)
         // Trapped while the outputs named the freed branch: "Attempted to read an unowned reference ...".
         XCTAssertNil(inner.outputs[0]!.graph)
     }
 
-    func testAnInnerNodeKeptAfterItsBranchIsReplacedNamesNoGraph() {
-        let (_, ifNode, inner) = ifWithBranch()
+    func testAnInnerNodeKeptAfterItsBranchIsReplacedNamesNoGraph() throws {
+        let (_, ifNode, inner) = try ifWithBranch()
         ifNode.attributes = [Attribute(name: "then_branch", value: .graph(Graph(name: "other")))]
         XCTAssertNil(inner.graph)
         XCTAssertNil(inner.outputs[0]!.graph)
