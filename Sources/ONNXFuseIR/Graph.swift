@@ -249,8 +249,13 @@ public final class Graph {
     }
 
     /// Drops every use that nodes of this graph (and its subgraphs) hold, and empties it:
-    /// for a subgraph that is being discarded.
+    /// for a subgraph that is being discarded. Its outputs go too: one naming a value of an
+    /// enclosing graph counts as that value's use (`graphOutputCount`), which would otherwise
+    /// keep it from ever reading as unused.
     func dropAllUses() {
+        for output in outputs { output.value.graphOutputCount -= 1 }
+        outputs = []
+        outputPositionsByValue = [:]
         while let node = head {
             node.unregisterUses()
             unlink(node)
