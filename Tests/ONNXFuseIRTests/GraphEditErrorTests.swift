@@ -60,45 +60,12 @@ final class GraphEditErrorTests: XCTestCase {
         }
     }
 
-    /// A text of everything an edit could change in `models`: the printed model, and each
-    /// value's identity, definition, graph, uses and graph output count, each node's inputs
-    /// by identity; then the same for `values` and `nodes` outside the models.
-    func state(_ models: [Model], values: [Value] = [], nodes: [Node] = []) -> String {
-        var ids: [ObjectIdentifier: Int] = [:]
-        func id(_ object: AnyObject) -> String {
-            let key = ObjectIdentifier(object)
-            if ids[key] == nil { ids[key] = ids.count }
-            return "#\(ids[key]!)"
-        }
-        func value(_ v: Value) -> String {
-            let uses = v.uses.map { "\(id($0.node)).\($0.inputIndex)" }
-            return "\(v.name)\(id(v)) \(v.definition) in \(v.graph.map { id($0) } ?? "-") uses \(uses) outputs \(v.graphOutputCount)"
-                + " initializer \(v.hasInitializer)"
-        }
-        func node(_ n: Node) -> String {
-            "\(n.opType)\(id(n)) in \(n.graph.map { id($0) } ?? "-") reads \(n.inputs.map { $0.map(value) ?? "-" })"
-                + " makes \(n.outputs.map { $0.map(value) ?? "-" })"
-        }
-        var lines: [String] = []
-        for model in models {
-            lines.append(Printer().print(model))
-            for graph in model.allGraphs {
-                lines.append("graph \(id(graph)) in \(graph.parentNode.map { id($0) } ?? "-")")
-                lines += (graph.inputs + graph.initializers + graph.sparseInitializers).map(value)
-                lines += graph.nodes.map(node)
-                lines += graph.outputs.map { "output \(value($0.value)) \($0.info.type?.description ?? "-")" }
-            }
-        }
-        lines += values.map(value) + nodes.map(node)
-        return lines.joined(separator: "\n")
-    }
-
     /// Checks that `edit` throws `reason` with a message containing `message`, and that
     /// `models`, `values` and `nodes` are as they were (and the models verify if they did).
     func assertRefused(_ reason: GraphEditError.Reason, _ message: String, _ models: [Model], values: [Value] = [],
                        nodes: [Node] = [], file: StaticString = #filePath, line: UInt = #line,
                        _ edit: () throws -> Void) {
-        let before = state(models, values: values, nodes: nodes)
+        let before = irState(models, values: values, nodes: nodes)
         let verified = models.map { (try? $0.verify()) != nil }
         do {
             try edit()
@@ -110,7 +77,7 @@ final class GraphEditErrorTests: XCTestCase {
         } catch {
             XCTFail("not a GraphEditError: \(error)", file: file, line: line)
         }
-        XCTAssertEqual(state(models, values: values, nodes: nodes), before, "the refused edit changed something", file: file, line: line)
+        XCTAssertEqual(irState(models, values: values, nodes: nodes), before, "the refused edit changed something", file: file, line: line)
         XCTAssertEqual(models.map { (try? $0.verify()) != nil }, verified, "verify's verdict changed", file: file, line: line)
     }
 
