@@ -32,7 +32,7 @@ public struct GraphEditError: Error, CustomStringConvertible, Equatable, Sendabl
     public let description: String
 
     /// An error of `reason` with the message `description`.
-    public init(_ reason: Reason, _ description: String) {
+    init(_ reason: Reason, _ description: String) {
         self.reason = reason
         self.description = description
     }
@@ -63,9 +63,9 @@ extension Graph {
     var editLabel: String { name.map { "graph '\($0)'" } ?? "the unnamed graph" }
 
     /// Why a node placed before `anchor` in this graph (at the end when nil) cannot read
-    /// `value`, as a clause naming the value, or nil when it can. It can when `value` is defined in this graph before that
-    /// place, or in an enclosing graph before the node that (through its subgraphs) holds
-    /// this one. O(nesting depth).
+    /// `value`, as a clause naming the value, or nil when it can. It can when `value` is
+    /// defined in this graph before that place, or in an enclosing graph before the node that
+    /// (through its subgraphs) holds this one. O(nesting depth).
     ///
     /// When this graph is not nested in `value`'s graph and is not a model's main graph
     /// either (a subgraph being built before its node is inserted, or a graph of no model),

@@ -71,11 +71,11 @@ public final class Node {
     }
 
     /// Whether this node comes before `other` in their graph; constant time. Throws when the
-    /// two are not in the same graph.
+    /// two are not in one graph (or this one is in none).
     public func isBefore(_ other: Node) throws(GraphEditError) -> Bool {
         guard let graph, graph === other.graph else {
-            let where_ = graph.map { "in \($0.editLabel)" } ?? "in no graph"
-            throw GraphEditError(.nodeNotInGraph, "cannot order \(editLabel) (\(where_)) and \(other.editLabel): they are not in one graph")
+            let place = graph.map { "in \($0.editLabel)" } ?? "in no graph"
+            throw GraphEditError(.nodeNotInGraph, "cannot order \(editLabel) (\(place)) and \(other.editLabel): they are not in one graph")
         }
         return isBeforeUnchecked(other)
     }
@@ -207,6 +207,7 @@ public final class Node {
         removeLastInputUnchecked()
     }
 
+    /// `removeLastInput()` once the node is known to have an input.
     private func removeLastInputUnchecked() {
         setInputUnchecked(inputs.count - 1, to: nil)
         inputs.removeLast()

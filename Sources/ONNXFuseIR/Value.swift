@@ -53,8 +53,8 @@ public final class Value {
     // a trivial value runs no code that could overlap it.
     @exclusivity(unchecked) public internal(set) var definition: Definition
     /// Every node input that reads it, first to last, as they are now: a copy, so that the
-    /// readers can be rewired while going through it (`for use in x.uses { try use.node.setInput(
-    /// use.inputIndex, to: y) }` moves every one).
+    /// readers can be rewired while going through it (`for use in x.uses {
+    /// try use.node.setInput(use.inputIndex, to: y) }` moves every one).
     public var uses: [Use] { Array(useList) }
     /// The uses as a view of the live list, which allocates nothing (see `Uses`): for the
     /// engine's hot paths, which do not change the list while they go through it.
