@@ -12,6 +12,7 @@ extension ONNXFuseError {
 
 extension ModelFileError: ONNXFuseError {}
 extension IRInvariantError: ONNXFuseError {}
+extension GraphEditError: ONNXFuseError {}
 extension OperatorError: ONNXFuseError {}
 extension EvaluationError: ONNXFuseError {}
 extension RuleError: ONNXFuseError {}

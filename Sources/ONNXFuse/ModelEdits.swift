@@ -45,9 +45,9 @@ func mergeDuplicateInitializers(_ model: Model) -> Int {
                 for value in values {
                     let tensor = value.initializer!
                     if let twin = kept.first(where: { tensorsEqual($0.tensor, tensor) }) {
-                        value.replaceAllUses(with: twin.value)
+                        value.replaceAllUsesUnchecked(with: twin.value)
                         if value.isUnused {
-                            graph.removeInitializer(value)
+                            graph.removeInitializerUnchecked(value)
                             removed += 1
                         }
                     } else {

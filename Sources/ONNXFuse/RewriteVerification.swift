@@ -447,7 +447,7 @@ private struct CheckPlan {
 
     /// `nodes` in the order of their graph (which is topological).
     func inGraphOrder(_ nodes: [Node]) -> [Node] {
-        nodes.sorted { $0 !== $1 && $0.isBefore($1) }
+        nodes.sorted { $0 !== $1 && $0.isBeforeUnchecked($1) }
     }
 
     /// Evaluates both sides on one seeded boundary and compares the replaced values.

@@ -136,6 +136,19 @@ public struct Attribute {
         }
     }
 
+    /// This attribute with each subgraph `g` replaced by `transform(g)`, and as edited as it
+    /// was (`valueEdited` stays, so that a copy saves as the original does): for `Model.copy()`.
+    func mappingSubgraphs(_ transform: (Graph) -> Graph) -> Attribute {
+        var mapped = self
+        switch value {
+        case .graph(let graph)?: mapped.value = .graph(transform(graph))
+        case .graphs(let graphs)?: mapped.value = .graphs(graphs.map(transform))
+        default: return self
+        }
+        mapped.valueEdited = valueEdited
+        return mapped
+    }
+
     /// Whether the attribute holds any subgraph, without building an array.
     public var hasSubgraphs: Bool {
         switch value {

@@ -117,11 +117,47 @@ public final class Graph {
     /// The last node.
     public var lastNode: Node? { tail }
 
-    /// Appends `node`, registering its input uses and defining its outputs here.
-    public func append(_ node: Node) { insert(node, before: nil) }
+    /// Appends `node`, registering its input uses and defining its outputs here. Throws, and
+    /// changes nothing, where `insert(_:before:)` does.
+    public func append(_ node: Node) throws(GraphEditError) { try insert(node, before: nil) }
 
-    /// Inserts `node` before `successor` (at the end when nil).
-    public func insert(_ node: Node, before successor: Node?) {
+    /// Inserts `node` before `successor` (at the end when nil), registering its input uses and
+    /// defining its outputs here.
+    ///
+    /// Throws, and changes nothing, when `node` is already in a graph, when `successor` is not
+    /// in this graph, when this graph is one of `node`'s own subgraphs, or when an input of
+    /// `node` is not visible there: every input must be defined before that place in this
+    /// graph, or in an enclosing graph before the node holding this one. (A subgraph that is
+    /// not yet nested in a model, such as the body of a node not yet inserted, may read values
+    /// of the graphs it will be nested in; inserting its node checks those reads.) Costs
+    /// O(inputs × nesting depth), and O(size of its subgraphs) for a node that holds some.
+    public func insert(_ node: Node, before successor: Node?) throws(GraphEditError) {
+        if node.graph != nil {
+            throw GraphEditError(.nodeAlreadyInGraph, "cannot insert \(node.editLabel) into \(editLabel): it is already in \(node.graph!.editLabel)")
+        }
+        if let successor, successor.graph !== self {
+            throw GraphEditError(.nodeNotInGraph, "cannot insert \(node.editLabel) before \(successor.editLabel), which is not in \(editLabel)")
+        }
+        if node.holdsSubgraphs, node.subgraphs.contains(where: { self.isNested(in: $0) }) {
+            throw GraphEditError(.nodeInsideItself, "cannot insert \(node.editLabel) into \(editLabel), one of its own subgraphs")
+        }
+        for case let input? in node.inputs {
+            if let problem = visibilityProblem(of: input, before: successor) {
+                throw GraphEditError(.valueNotVisible, "cannot insert \(node.editLabel) into \(editLabel): its input \(problem)")
+            }
+        }
+        if node.holdsSubgraphs, let problem = subgraphVisibilityProblem(of: node, before: successor) {
+            throw GraphEditError(.valueNotVisible, "cannot insert \(node.editLabel) into \(editLabel): \(problem)")
+        }
+        insertUnchecked(node, before: successor)
+    }
+
+    /// `append(_:)` without its checks, for the engine and the loader, which keep the
+    /// invariants themselves.
+    package func appendUnchecked(_ node: Node) { insertUnchecked(node, before: nil) }
+
+    /// `insert(_:before:)` without its checks but those that keep the node list sound.
+    package func insertUnchecked(_ node: Node, before successor: Node?) {
         precondition(node.graph == nil, "node is already in a graph")
         precondition(successor == nil || successor!.graph === self, "successor is not in this graph")
         node.graph = self
@@ -171,9 +207,21 @@ public final class Graph {
         }
     }
 
-    /// Removes `node`, whose outputs must be unused; drops its input uses (and those of
-    /// every node in its subgraphs) and detaches its outputs.
-    public func erase(_ node: Node) {
+    /// Removes `node`, dropping its input uses (and those of every node in its subgraphs) and
+    /// detaching its outputs. Throws, and changes nothing, when `node` is not in this graph or
+    /// when one of its outputs is still read by a node or named by a graph output.
+    public func erase(_ node: Node) throws(GraphEditError) {
+        guard node.graph === self else {
+            throw GraphEditError(.nodeNotInGraph, "cannot erase \(node.editLabel): it is not in \(editLabel)")
+        }
+        for case let output? in node.outputs where !output.isUnused {
+            throw GraphEditError(.valueStillUsed, "cannot erase \(node.editLabel): its output '\(output.name)' \(output.usedLabel)")
+        }
+        eraseUnchecked(node)
+    }
+
+    /// `erase(_:)` for the engine, which checks the uses itself.
+    package func eraseUnchecked(_ node: Node) {
         precondition(node.graph === self, "node is not in this graph")
         for output in node.outputs {
             guard let output else { continue }
@@ -201,8 +249,13 @@ public final class Graph {
     }
 
     /// Drops every use that nodes of this graph (and its subgraphs) hold, and empties it:
-    /// for a subgraph that is being discarded.
+    /// for a subgraph that is being discarded. Its outputs go too: one naming a value of an
+    /// enclosing graph counts as that value's use (`graphOutputCount`), which would otherwise
+    /// keep it from ever reading as unused.
     func dropAllUses() {
+        for output in outputs { output.value.graphOutputCount -= 1 }
+        outputs = []
+        outputPositionsByValue = [:]
         while let node = head {
             node.unregisterUses()
             unlink(node)
@@ -237,8 +290,17 @@ public final class Graph {
         return value
     }
 
-    /// Gives graph input `input` an initializer (its overridable default).
-    public func setInitializer(_ tensor: Tensor, forInput input: Value) {
+    /// Gives graph input `input` an initializer (its overridable default), or a new one.
+    /// Throws, and changes nothing, when `input` is not a graph input of this graph.
+    public func setInitializer(_ tensor: Tensor, forInput input: Value) throws(GraphEditError) {
+        guard input.definition == .graphInput && input.graphStorage === self else {
+            throw GraphEditError(.notAnInput, "cannot give '\(input.name)' an initializer: it is not an input of \(editLabel)")
+        }
+        setInitializerUnchecked(tensor, forInput: input)
+    }
+
+    /// `setInitializer(_:forInput:)` for the loader, which knows `input` is one.
+    package func setInitializerUnchecked(_ tensor: Tensor, forInput input: Value) {
         precondition(input.definition == .graphInput && input.graphStorage === self, "not an input of this graph")
         if !input.hasInitializer {
             input.initializerSlot = initializerSlots.count
@@ -248,10 +310,27 @@ public final class Graph {
     }
 
     /// Removes an unused initializer (or the initializer of an unused overridable input
-    /// together with the input).
-    public func removeInitializer(_ value: Value) {
+    /// together with the input). Throws, and changes nothing, when `value` is not an
+    /// initializer of this graph or is still read by a node or named by a graph output.
+    public func removeInitializer(_ value: Value) throws(GraphEditError) {
+        guard isInitializerSlotOwner(value) else {
+            throw GraphEditError(.notAnInitializer, "cannot remove initializer '\(value.name)': it is not an initializer of \(editLabel)")
+        }
+        guard value.isUnused else {
+            throw GraphEditError(.valueStillUsed, "cannot remove initializer '\(value.name)': it \(value.usedLabel)")
+        }
+        removeInitializerUnchecked(value)
+    }
+
+    /// Whether `value` holds an initializer slot of this graph.
+    private func isInitializerSlotOwner(_ value: Value) -> Bool {
+        value.initializerSlot < initializerSlots.count && initializerSlots[value.initializerSlot] === value
+    }
+
+    /// `removeInitializer(_:)` for the engine, which checks the uses itself.
+    package func removeInitializerUnchecked(_ value: Value) {
         precondition(value.isUnused, "initializer '\(value.name)' is still used")
-        guard value.initializerSlot < initializerSlots.count, initializerSlots[value.initializerSlot] === value else {
+        guard isInitializerSlotOwner(value) else {
             preconditionFailure("'\(value.name)' is not an initializer of this graph")
         }
         initializerSlots[value.initializerSlot] = nil
@@ -276,8 +355,29 @@ public final class Graph {
         return value
     }
 
-    /// Adds a graph output naming `value`.
-    public func addOutput(_ value: Value, info: ValueInfo) {
+    /// Adds a graph output naming `value`. Throws, and changes nothing, when `value` is not
+    /// defined in this graph or an enclosing one (before the node holding this one).
+    public func addOutput(_ value: Value, info: ValueInfo) throws(GraphEditError) {
+        try checkOutputVisible(value, "add an output naming")
+        addOutputUnchecked(value, info: info)
+    }
+
+    /// Throws unless a graph output of this graph may name `value` (`visibilityProblem`).
+    private func checkOutputVisible(_ value: Value, _ action: String) throws(GraphEditError) {
+        if let problem = visibilityProblem(of: value, before: nil) {
+            throw GraphEditError(.valueNotVisible, "cannot \(action) '\(value.name)' in \(editLabel): \(problem)")
+        }
+    }
+
+    /// Throws unless `index` is the position of an output.
+    private func checkOutputIndex(_ index: Int, _ action: String) throws(GraphEditError) {
+        guard outputs.indices.contains(index) else {
+            throw GraphEditError(.indexOutOfRange, "cannot \(action) output \(index) of \(editLabel): it has \(outputs.count)")
+        }
+    }
+
+    /// `addOutput(_:info:)` for the loader, which looks the value up in scope.
+    package func addOutputUnchecked(_ value: Value, info: ValueInfo) {
         outputs.append(GraphOutput(value: value, info: info))
         outputPositionsByValue[ObjectIdentifier(value), default: []].insert(outputs.count - 1)
         value.graphOutputCount += 1
@@ -293,23 +393,36 @@ public final class Graph {
         outputPositionsByValue[ObjectIdentifier(value)]?.contains(index) ?? false
     }
 
-    /// Makes output `index` name `value`, keeping its declared information.
-    public func setOutput(_ index: Int, to value: Value) {
+    /// Makes output `index` name `value`, keeping its declared information. Throws, and
+    /// changes nothing, when there is no output `index` or when `value` is not defined in this
+    /// graph or an enclosing one.
+    public func setOutput(_ index: Int, to value: Value) throws(GraphEditError) {
+        try checkOutputIndex(index, "set")
+        try checkOutputVisible(value, "make output \(index) name")
         let old = outputs[index].value
         if old === value { return }
         old.graphOutputCount -= 1
         value.graphOutputCount += 1
         outputs[index] = GraphOutput(value: value, info: outputs[index].info)
-        let key = ObjectIdentifier(old)
-        outputPositionsByValue[key]?.remove(index)
-        if outputPositionsByValue[key]?.isEmpty ?? false { outputPositionsByValue[key] = nil }
+        forgetOutputPosition(index, of: old)
         outputPositionsByValue[ObjectIdentifier(value), default: []].insert(index)
     }
 
     /// Makes every output naming `old` name `new` instead, keeping their declared information;
-    /// returns how many moved. One pass over those outputs, however many there are.
+    /// returns how many moved. One pass over those outputs, however many there are. Throws,
+    /// and changes nothing, when some output names `old` and `new` is not defined in this graph
+    /// or an enclosing one.
     @discardableResult
-    public func moveOutputs(from old: Value, to new: Value) -> Int {
+    public func moveOutputs(from old: Value, to new: Value) throws(GraphEditError) -> Int {
+        if old !== new, outputPositionsByValue[ObjectIdentifier(old)] != nil {
+            try checkOutputVisible(new, "move the outputs naming '\(old.name)' to")
+        }
+        return moveOutputsUnchecked(from: old, to: new)
+    }
+
+    /// `moveOutputs(from:to:)` for the engine, whose replacement values are in scope.
+    @discardableResult
+    package func moveOutputsUnchecked(from old: Value, to new: Value) -> Int {
         guard old !== new, let positions = outputPositionsByValue.removeValue(forKey: ObjectIdentifier(old)) else { return 0 }
         for index in positions { outputs[index] = GraphOutput(value: new, info: outputs[index].info) }
         old.graphOutputCount -= positions.count
@@ -318,8 +431,53 @@ public final class Graph {
         return positions.count
     }
 
-    /// Changes what output `index` declares.
-    public func setOutputInfo(_ index: Int, _ info: ValueInfo) { outputs[index].info = info }
+    /// Changes what output `index` declares. Throws, and changes nothing, when there is no
+    /// output `index`.
+    public func setOutputInfo(_ index: Int, _ info: ValueInfo) throws(GraphEditError) {
+        try checkOutputIndex(index, "set the information of")
+        outputs[index].info = info
+    }
+
+    /// Removes output `index`; the outputs after it move up one place. The value it named stays
+    /// (only its graph output count drops). Throws, and changes nothing, when there is no
+    /// output `index`. O(number of outputs).
+    public func removeOutput(at index: Int) throws(GraphEditError) {
+        try checkOutputIndex(index, "remove")
+        let value = outputs.remove(at: index).value
+        value.graphOutputCount -= 1
+        forgetOutputPosition(index, of: value)
+        for position in index..<outputs.count {
+            let key = ObjectIdentifier(outputs[position].value)
+            outputPositionsByValue[key]!.remove(position + 1)
+            outputPositionsByValue[key]!.insert(position)
+        }
+    }
+
+    /// Takes `index` out of the positions of `value`'s outputs.
+    private func forgetOutputPosition(_ index: Int, of value: Value) {
+        let key = ObjectIdentifier(value)
+        outputPositionsByValue[key]?.remove(index)
+        if outputPositionsByValue[key]?.isEmpty ?? false { outputPositionsByValue[key] = nil }
+    }
+
+    /// Removes graph input `input`, and its initializer if it has one: the value leaves the
+    /// graph (it reads as detached). Throws, and changes nothing, when `input` is not an
+    /// input of this graph or is still read by a node or named by a graph output. O(number
+    /// of inputs).
+    public func removeInput(_ input: Value) throws(GraphEditError) {
+        guard input.definition == .graphInput && input.graphStorage === self else {
+            throw GraphEditError(.notAnInput, "cannot remove input '\(input.name)': it is not an input of \(editLabel)")
+        }
+        guard input.isUnused else {
+            throw GraphEditError(.valueStillUsed, "cannot remove input '\(input.name)': it \(input.usedLabel)")
+        }
+        if input.hasInitializer {
+            removeInitializerUnchecked(input)
+        } else {
+            inputs.removeAll { $0 === input }
+            input.definition = .detached
+        }
+    }
 
     /// Adds a `value_info` entry for `value` (a value this graph defines), or for a name it
     /// does not define.

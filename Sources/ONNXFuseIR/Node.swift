@@ -70,9 +70,18 @@ public final class Node {
         }
     }
 
-    /// Whether this node comes before `other` in their graph (both must be in the same one);
-    /// constant time.
-    public func isBefore(_ other: Node) -> Bool {
+    /// Whether this node comes before `other` in their graph; constant time. Throws when the
+    /// two are not in one graph (or this one is in none).
+    public func isBefore(_ other: Node) throws(GraphEditError) -> Bool {
+        guard let graph, graph === other.graph else {
+            let place = graph.map { "in \($0.editLabel)" } ?? "in no graph"
+            throw GraphEditError(.nodeNotInGraph, "cannot order \(editLabel) (\(place)) and \(other.editLabel): they are not in one graph")
+        }
+        return isBeforeUnchecked(other)
+    }
+
+    /// `isBefore(_:)` for the engine, which compares nodes of one graph.
+    package func isBeforeUnchecked(_ other: Node) -> Bool {
         precondition(graph != nil && graph === other.graph, "isBefore compares nodes of one graph")
         return orderKey < other.orderKey
     }
@@ -137,8 +146,28 @@ public final class Node {
     /// Input `index`, or nil when absent or past the end.
     public func input(_ index: Int) -> Value? { index < inputs.count ? inputs[index] : nil }
 
-    /// The one place that changes an input: updates the node and both use lists.
-    public func setInput(_ index: Int, to value: Value?) {
+    /// Makes input `index` read `value` (nil: absent), updating both use lists. Throws, and
+    /// changes nothing, when there is no input `index`, or, for a node in a graph, when
+    /// `value` is not visible to it: defined before it in its graph, or in an enclosing graph
+    /// before the node holding its graph (see `Graph.insert(_:before:)`). O(nesting depth).
+    public func setInput(_ index: Int, to value: Value?) throws(GraphEditError) {
+        guard inputs.indices.contains(index) else {
+            throw GraphEditError(.indexOutOfRange, "cannot set input \(index) of \(editLabel): it has \(inputs.count)")
+        }
+        try checkVisible(value, "set input \(index) of")
+        setInputUnchecked(index, to: value)
+    }
+
+    /// Throws unless this node, where it is, may read `value`; the message starts with
+    /// "cannot \(action) <this node>".
+    private func checkVisible(_ value: Value?, _ action: @autoclosure () -> String) throws(GraphEditError) {
+        guard let value, let graph, let problem = graph.visibilityProblem(of: value, before: self) else { return }
+        throw GraphEditError(.valueNotVisible, "cannot \(action()) \(editLabel): \(problem)")
+    }
+
+    /// The one place that changes an input: updates the node and both use lists. For the
+    /// engine, which keeps the order of definitions itself.
+    package func setInputUnchecked(_ index: Int, to value: Value?) {
         let old = inputs[index]
         if old === value { return }
         if graph != nil {
@@ -148,24 +177,39 @@ public final class Node {
         inputs[index] = value
     }
 
-    /// Replaces every input, growing or shrinking the list.
-    public func setInputs(_ values: [Value?]) {
-        while inputs.count > values.count { removeLastInput() }
+    /// Replaces every input, growing or shrinking the list. Throws, and changes nothing, when
+    /// the node is in a graph and one of `values` is not visible to it (see `setInput`).
+    public func setInputs(_ values: [Value?]) throws(GraphEditError) {
+        for value in values { try checkVisible(value, "set the inputs of") }
+        while inputs.count > values.count { removeLastInputUnchecked() }
         for (index, value) in values.enumerated() {
-            if index < inputs.count { setInput(index, to: value) } else { appendInput(value) }
+            if index < inputs.count { setInputUnchecked(index, to: value) } else { appendInputUnchecked(value) }
         }
     }
 
-    /// Adds an input at the end.
-    public func appendInput(_ value: Value?) {
-        inputs.append(nil)
-        useLinks.append(UseLink())
-        setInput(inputs.count - 1, to: value)
+    /// Adds an input at the end. Throws, and changes nothing, when the node is in a graph and
+    /// `value` is not visible to it (see `setInput`).
+    public func appendInput(_ value: Value?) throws(GraphEditError) {
+        try checkVisible(value, "append an input to")
+        appendInputUnchecked(value)
     }
 
-    /// Removes the last input.
-    public func removeLastInput() {
-        setInput(inputs.count - 1, to: nil)
+    /// `appendInput(_:)` for the engine.
+    package func appendInputUnchecked(_ value: Value?) {
+        inputs.append(nil)
+        useLinks.append(UseLink())
+        setInputUnchecked(inputs.count - 1, to: value)
+    }
+
+    /// Removes the last input. Throws, and changes nothing, when the node has none.
+    public func removeLastInput() throws(GraphEditError) {
+        guard !inputs.isEmpty else { throw GraphEditError(.indexOutOfRange, "cannot remove the last input of \(editLabel): it has none") }
+        removeLastInputUnchecked()
+    }
+
+    /// `removeLastInput()` once the node is known to have an input.
+    private func removeLastInputUnchecked() {
+        setInputUnchecked(inputs.count - 1, to: nil)
         inputs.removeLast()
         useLinks.removeLast()
     }

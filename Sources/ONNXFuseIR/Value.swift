@@ -53,8 +53,8 @@ public final class Value {
     // a trivial value runs no code that could overlap it.
     @exclusivity(unchecked) public internal(set) var definition: Definition
     /// Every node input that reads it, first to last, as they are now: a copy, so that the
-    /// readers can be rewired while going through it (`for use in x.uses { use.node.setInput(
-    /// use.inputIndex, to: y) }` moves every one).
+    /// readers can be rewired while going through it (`for use in x.uses {
+    /// try use.node.setInput(use.inputIndex, to: y) }` moves every one).
     public var uses: [Use] { Array(useList) }
     /// The uses as a view of the live list, which allocates nothing (see `Uses`): for the
     /// engine's hot paths, which do not change the list while they go through it.
@@ -188,12 +188,27 @@ public final class Value {
 
     /// Makes every node input that reads this value read `replacement` instead. Graph
     /// outputs are not node inputs: they keep naming this value (see `Graph.setOutput`).
-    public func replaceAllUses(with replacement: Value) {
+    /// Throws, and changes nothing, when `replacement` is this value, or when it is not
+    /// visible to one of the readers (see `Node.setInput`). O(uses × nesting depth).
+    public func replaceAllUses(with replacement: Value) throws(GraphEditError) {
+        guard replacement !== self else {
+            throw GraphEditError(.valueReplacesItself, "cannot replace the uses of '\(name)' by '\(name)' itself")
+        }
+        for use in useList {
+            if let problem = use.node.graph?.visibilityProblem(of: replacement, before: use.node) {
+                throw GraphEditError(.valueNotVisible, "cannot replace the uses of '\(name)' by '\(replacement.name)' in \(use.node.editLabel): \(problem)")
+            }
+        }
+        replaceAllUsesUnchecked(with: replacement)
+    }
+
+    /// `replaceAllUses(with:)` for the engine, whose replacements are visible to the readers.
+    package func replaceAllUsesUnchecked(with replacement: Value) {
         precondition(replacement !== self, "a value cannot replace itself")
         // From the last use on, so that no removal moves another use (the order stays the one
         // an array of uses gave).
         while let use = useList.last {
-            use.node.setInput(use.inputIndex, to: replacement)
+            use.node.setInputUnchecked(use.inputIndex, to: replacement)
         }
     }
 }

@@ -226,7 +226,7 @@ struct Decoder {
                 guard existing.definition == .graphInput, !existing.hasInitializer else {
                     throw invalid(location(), "initializer '\(existing.name)' is defined twice")
                 }
-                graph.setInitializer(tensor, forInput: existing)
+                graph.setInitializerUnchecked(tensor, forInput: existing)
             } else {
                 // The tensor's own name is the same string: no second one is made.
                 let name = tensor.name!
@@ -291,7 +291,7 @@ struct Decoder {
             node.docString = string(n.doc_string)
             node.metadataProps = pairs(n.metadata_props, n.n_metadata_props)
             node.origin = origin(proto)
-            graph.append(node)
+            graph.appendUnchecked(node)
             for (j, output) in node.outputs.enumerated() {
                 if let output { try define(output, "\(location()).output[\(j)]") }
             }
@@ -301,7 +301,7 @@ struct Decoder {
             let info = g.output[i]!
             guard let name = string(info.pointee.name), !name.isEmpty else { throw invalid("\(path()).output[\(i)]", "a graph output has no name") }
             guard let value = scope.lookup(name) else { throw invalid("\(path()).output[\(i)]", "graph output '\(name)' is not defined") }
-            graph.addOutput(value, info: valueInfo(info))
+            graph.addOutputUnchecked(value, info: valueInfo(info))
         }
         for i in 0..<g.n_value_info {
             let info = g.value_info[i]!

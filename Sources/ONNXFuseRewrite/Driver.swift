@@ -517,7 +517,7 @@ struct Driver {
             work += 1
             var reader = use.node
             while reader.graph !== root.graph, let parent = reader.graph?.parentNode { reader = parent }
-            if reader.graph === root.graph, reader.isBefore(root), !matched(reader) { return reader }
+            if reader.graph === root.graph, reader.isBeforeUnchecked(root), !matched(reader) { return reader }
         }
     }
 
@@ -561,7 +561,7 @@ struct Driver {
                 case .none: return nil
                 }
             }
-            graph.insert(node, before: root)
+            graph.insertUnchecked(node, before: root)
             if !node.isDefaultDomain, let domain = node.domain, !insertedDomains.contains(domain) { insertedDomains.append(domain) }
             created.append(node)
             nodeCreated?(node, rules[ruleIndex].name)
@@ -612,7 +612,7 @@ struct Driver {
             guard let index = pending.firstIndex(where: { $0.outputs.allSatisfy { $0?.isUnused ?? true } }) else { break }
             let node = pending.remove(at: index)
             for case let input? in node.inputs { freed.append(input) }
-            graph.erase(node)
+            graph.eraseUnchecked(node)
         }
         for (value, name) in renames { value.name = name }
         removeUnused(freed)
@@ -653,7 +653,7 @@ struct Driver {
     /// that made `old`.
     mutating func bridgeGraphOutput(_ old: Value, to value: Value, before root: Node, rule: String) -> Value {
         let identity = Node(opType: "Identity", name: old.producer?.name, inputs: [value], outputNames: [old.name])
-        root.graph!.insert(identity, before: root)
+        root.graph!.insertUnchecked(identity, before: root)
         nodeCreated?(identity, rule)
         enqueue(identity)
         return identity.outputs[0]!
@@ -683,7 +683,7 @@ struct Driver {
         var readers: [Node] = []
         readers.reserveCapacity(old.useList.count)
         for use in old.useList { readers.append(use.node) }
-        old.replaceAllUses(with: new)
+        old.replaceAllUsesUnchecked(with: new)
         moveGraphOutputs(from: old, to: new)
         return readers
     }
@@ -774,7 +774,7 @@ struct Driver {
             touched.append(new)
         }
         let freed = node.inputs.compactMap { $0 }
-        graph.erase(node)
+        graph.eraseUnchecked(node)
         for (value, name) in renames { value.name = name }
         removeUnused(freed)
         for value in freed { revisit(value) }
@@ -806,8 +806,8 @@ struct Driver {
                 new = graph.addInitializer(name: freshName(base), tensor: tensor)
             }
             if let old = node.input(position) { freed.append(old) }
-            while node.inputs.count <= position { node.appendInput(nil) }
-            node.setInput(position, to: new)
+            while node.inputs.count <= position { node.appendInputUnchecked(nil) }
+            node.setInputUnchecked(position, to: new)
             enqueue(new.producer)
         }
         removeUnused(freed)
@@ -876,7 +876,7 @@ struct Driver {
                         match.values[0] = .some(value)
                         guard case .success = rules[ruleIndex].prepare(match, context) else { continue }
                         rewriteWillApply?(RewriteEvent(rule: rules[ruleIndex].name, root: nil, removedNodes: [], addedNodes: [], replacements: []))
-                        graph.removeInitializer(value)
+                        graph.removeInitializerUnchecked(value)
                         counts[ruleIndex] += 1
                         report.rewrites += 1
                         break
@@ -916,7 +916,7 @@ struct Driver {
         guard old.isGraphOutput else { return }
         // Its own graph first; a subgraph's output may name it too (an outer value).
         var remaining = old.graphOutputCount
-        func move(in graph: Graph) { remaining -= graph.moveOutputs(from: old, to: new) }
+        func move(in graph: Graph) { remaining -= graph.moveOutputsUnchecked(from: old, to: new) }
         if let home = old.graph { move(in: home) }
         guard remaining > 0 else { return }
         for graph in model.allGraphs where graph !== old.graph {
@@ -941,7 +941,7 @@ struct Driver {
             switch value.definition {
             case .initializer:
                 if keepsMainInitializers && graph === model.graph { continue }
-                graph.removeInitializer(value)
+                graph.removeInitializerUnchecked(value)
             case .nodeOutput:
                 guard let producer = value.producer, producer.outputs.allSatisfy({ $0?.isUnused ?? true }) else { continue }
                 enqueue(producer)

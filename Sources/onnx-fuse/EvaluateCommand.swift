@@ -56,7 +56,7 @@ struct EvaluateCommand: ParsableCommand {
         for (name, value) in evaluation.inputs + evaluation.outputs where written[name] == nil {
             written[name] = graph.addInitializer(name: name, tensor: value.tensor())
         }
-        for (name, _) in evaluation.outputs { graph.addOutput(written[name]!, info: ValueInfo(type: nil)) }
+        for (name, _) in evaluation.outputs { try graph.addOutput(written[name]!, info: ValueInfo(type: nil)) }
         _ = try ModelFile.save(data, to: output)
         let sizes = evaluation.symbolSizes.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")
         printError("onnx-fuse: \(model) -> \(output): \(evaluation.inputs.count) inputs, \(evaluation.outputs.count) outputs"

@@ -50,9 +50,9 @@ final class NameTableAndVerifyScopeTests: XCTestCase {
         let graph = Graph(name: "g")
         let x = floatInput(graph, "x")
         let a = Node(opType: "A", inputs: [x], outputNames: ["caf\u{e9}"])
-        graph.append(a)
+        try graph.append(a)
         let b = Node(opType: "B", inputs: [a.outputs[0]], outputNames: ["cafe\u{301}"])
-        graph.append(b)
+        try graph.append(b)
         XCTAssertNoThrow(try graph.verify())
         b.outputs[0]!.name = "caf\u{e9}"
         XCTAssertThrowsError(try graph.verify()) { XCTAssertTrue("\($0)".contains("reuses the name"), "\($0)") }
@@ -60,25 +60,25 @@ final class NameTableAndVerifyScopeTests: XCTestCase {
 
     /// A graph with a subgraph, built right; `corrupt` then breaks it and `verify` must say so.
     private func check(_ expected: String, file: StaticString = #filePath, line: UInt = #line,
-                       _ corrupt: (_ graph: Graph, _ x: Value, _ ifNode: Node, _ thenBody: Graph, _ elseBody: Graph) -> Void) {
+                       _ corrupt: (_ graph: Graph, _ x: Value, _ ifNode: Node, _ thenBody: Graph, _ elseBody: Graph) -> Void) throws {
         let graph = Graph(name: "main")
         let model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
         let x = floatInput(graph, "x")
         let thenBody = Graph(name: "then")
         let t = Node(opType: "Neg", inputs: [x], outputNames: ["t"])
-        thenBody.append(t)
-        thenBody.addOutput(t.outputs[0]!, info: ValueInfo(type: nil))
+        try thenBody.append(t)
+        try thenBody.addOutput(t.outputs[0]!, info: ValueInfo(type: nil))
         let elseBody = Graph(name: "else")
         let e = Node(opType: "Abs", inputs: [x], outputNames: ["e"])
-        elseBody.append(e)
-        elseBody.addOutput(e.outputs[0]!, info: ValueInfo(type: nil))
+        try elseBody.append(e)
+        try elseBody.addOutput(e.outputs[0]!, info: ValueInfo(type: nil))
         let ifNode = Node(opType: "If", inputs: [x], outputNames: ["y"],
                           attributes: [Attribute(name: "then_branch", value: .graph(thenBody)),
                                        Attribute(name: "else_branch", value: .graph(elseBody))])
-        graph.append(ifNode)
+        try graph.append(ifNode)
         let after = Node(opType: "Relu", inputs: [ifNode.outputs[0]], outputNames: ["z"])
-        graph.append(after)
-        graph.addOutput(after.outputs[0]!, info: ValueInfo(type: nil))
+        try graph.append(after)
+        try graph.addOutput(after.outputs[0]!, info: ValueInfo(type: nil))
         XCTAssertNoThrow(try model.verify(), file: file, line: line)
         corrupt(graph, x, ifNode, thenBody, elseBody)
         XCTAssertThrowsError(try model.verify(), "not caught: \(expected)", file: file, line: line) { error in
@@ -86,38 +86,38 @@ final class NameTableAndVerifyScopeTests: XCTestCase {
         }
     }
 
-    func testScopeChainInvariantsAreCaught() {
+    func testScopeChainInvariantsAreCaught() throws {
         // A sibling subgraph's value, read in the other branch.
-        check("which is not defined before it in scope") { _, _, _, thenBody, elseBody in
-            elseBody.firstNode!.setInput(0, to: thenBody.firstNode!.outputs[0])
+        try check("which is not defined before it in scope") { _, _, _, thenBody, elseBody in
+            elseBody.firstNode!.setInputUnchecked(0, to: thenBody.firstNode!.outputs[0])
         }
         // A subgraph's value, read by a node of the enclosing graph after it.
-        check("which is not defined before it in scope") { graph, _, _, thenBody, _ in
-            graph.lastNode!.setInput(0, to: thenBody.firstNode!.outputs[0])
+        try check("which is not defined before it in scope") { graph, _, _, thenBody, _ in
+            graph.lastNode!.setInputUnchecked(0, to: thenBody.firstNode!.outputs[0])
         }
         // An outer value defined after the node that holds the subgraph, read inside it.
-        check("which is not defined before it in scope") { graph, _, _, thenBody, _ in
-            thenBody.firstNode!.setInput(0, to: graph.lastNode!.outputs[0])
+        try check("which is not defined before it in scope") { graph, _, _, thenBody, _ in
+            thenBody.firstNode!.setInputUnchecked(0, to: graph.lastNode!.outputs[0])
         }
         // A subgraph value that takes the name of an enclosing graph's value.
-        check("reuses the name of another value in scope") { _, _, _, thenBody, _ in
+        try check("reuses the name of another value in scope") { _, _, _, thenBody, _ in
             thenBody.firstNode!.outputs[0]!.name = "x"
         }
         // ... of one defined in the enclosing graph after the holder: allowed (not in scope).
         // A graph output naming a value of a subgraph.
-        check("graph output 'e' is not defined in scope") { graph, _, _, _, elseBody in
-            graph.setOutput(0, to: elseBody.firstNode!.outputs[0]!)
+        try check("graph output 'e' is not defined in scope") { graph, _, _, _, elseBody in
+            graph.moveOutputsUnchecked(from: graph.outputs[0].value, to: elseBody.firstNode!.outputs[0]!)
         }
         // A value that counts no graph output but one names it (the uncounted-output pass).
-        check("counts 0 graph outputs but 1 name it") { graph, _, _, _, _ in
+        try check("counts 0 graph outputs but 1 name it") { graph, _, _, _, _ in
             graph.outputs[0].value.graphOutputCount = 0
         }
         // ... and one inside a subgraph.
-        check("counts 0 graph outputs but 1 name it") { _, _, _, thenBody, _ in
+        try check("counts 0 graph outputs but 1 name it") { _, _, _, thenBody, _ in
             thenBody.outputs[0].value.graphOutputCount = 0
         }
         // A value that counts a graph output nobody names.
-        check("counts 1 graph outputs but 0 name it") { graph, x, _, _, _ in
+        try check("counts 1 graph outputs but 0 name it") { graph, x, _, _, _ in
             x.graphOutputCount = 1
         }
     }
@@ -125,28 +125,28 @@ final class NameTableAndVerifyScopeTests: XCTestCase {
     /// Many values in one scope and in a subgraph (the tables and identity sets grow past their
     /// first size, nodes with several outputs outnumbering the estimate): a read of a value
     /// out of scope is still found among them.
-    func testLargeScopesStillCatchReadsOutOfScope() {
+    func testLargeScopesStillCatchReadsOutOfScope() throws {
         let graph = Graph(name: "main")
         var last = floatInput(graph, "x")
         let body = Graph(name: "body")
         var inner = last
         for index in 0..<500 {
             let node = Node(opType: "Split", inputs: [inner], outputNames: (0..<4).map { "s\(index)_\($0)" })
-            body.append(node)
+            try body.append(node)
             inner = node.outputs[3]!
         }
-        body.addOutput(inner, info: ValueInfo(type: nil))
+        try body.addOutput(inner, info: ValueInfo(type: nil))
         let holder = Node(opType: "Loop", inputs: [last], outputNames: ["l"], attributes: [Attribute(name: "body", value: .graph(body))])
-        graph.append(holder)
+        try graph.append(holder)
         last = holder.outputs[0]!
         for index in 0..<500 {
             let node = Node(opType: "Split", inputs: [last], outputNames: (0..<4).map { "o\(index)_\($0)" })
-            graph.append(node)
+            try graph.append(node)
             last = node.outputs[2]!
         }
-        graph.addOutput(last, info: ValueInfo(type: nil))
+        try graph.addOutput(last, info: ValueInfo(type: nil))
         XCTAssertNoThrow(try graph.verify())
-        graph.lastNode!.setInput(0, to: body.lastNode!.outputs[1])
+        graph.lastNode!.setInputUnchecked(0, to: body.lastNode!.outputs[1])
         XCTAssertThrowsError(try graph.verify()) { XCTAssertTrue("\($0)".contains("not defined before it in scope"), "\($0)") }
     }
 }

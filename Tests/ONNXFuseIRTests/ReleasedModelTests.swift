@@ -29,23 +29,23 @@ final class ReleasedModelTests: XCTestCase {
             let x = graph.addInput(name: "x", info: ValueInfo(type: .tensor(.float, [.value(2)])))
             let w = graph.addInitializer(name: "w", tensor: Tensor(dataType: .float, dims: [2], values: [Float(1), 2]))
             let relu = Node(opType: "Relu", name: "relu", inputs: [x], outputNames: ["r"])
-            graph.append(relu)
+            try graph.append(relu)
             let add = Node(opType: "Add", name: "add", inputs: [relu.outputs[0], w], outputNames: ["a"])
-            graph.append(add)
-            let branches = ["then", "else"].map { name -> (Graph, Node) in
+            try graph.append(add)
+            let branches = try ["then", "else"].map { name -> (Graph, Node) in
                 let body = Graph(name: name)
                 let neg = Node(opType: "Neg", name: "\(name)-neg", inputs: [add.outputs[0]], outputNames: ["\(name)-y"])
-                body.append(neg)
-                body.addOutput(neg.outputs[0]!, info: ValueInfo(type: nil))
+                try body.append(neg)
+                try body.addOutput(neg.outputs[0]!, info: ValueInfo(type: nil))
                 return (body, neg)
             }
             let ifNode = Node(opType: "If", name: "if", inputs: [x], outputNames: ["y"],
                               attributes: [Attribute(name: "then_branch", value: .graph(branches[0].0)),
                                            Attribute(name: "else_branch", value: .graph(branches[1].0))])
-            graph.append(ifNode)
+            try graph.append(ifNode)
             let identity = Node(opType: "Identity", name: "identity", inputs: [ifNode.outputs[0]], outputNames: ["z"])
-            graph.append(identity)
-            graph.addOutput(identity.outputs[0]!, info: ValueInfo(type: nil))
+            try graph.append(identity)
+            try graph.addOutput(identity.outputs[0]!, info: ValueInfo(type: nil))
             model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
             try graph.verify()
             return Kept(relu: relu, ifNode: ifNode, thenBranch: branches[0].0, inner: branches[0].1, input: x, weight: w,

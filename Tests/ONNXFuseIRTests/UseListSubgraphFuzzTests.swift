@@ -43,34 +43,34 @@ final class UseListSubgraphFuzzTests: XCTestCase {
                     case 0 where !inGraph.isEmpty:
                         let node = inGraph.randomElement(using: &rng)!
                         guard node.outputs.allSatisfy({ $0?.isUnused ?? true }) else { continue }
-                        node.graph!.erase(node)
+                        try node.graph!.erase(node)
                     case 1...3 where !inGraph.isEmpty:
                         let node = inGraph.randomElement(using: &rng)!
                         guard !node.inputs.isEmpty else { continue }
-                        node.setInput(Int.random(in: 0..<node.inputs.count, using: &rng), to: someValue())
+                        try node.setInput(Int.random(in: 0..<node.inputs.count, using: &rng), to: someValue())
                     case 4 where !inGraph.isEmpty:
                         let node = inGraph.randomElement(using: &rng)!
-                        node.setInputs((0..<Int.random(in: 0...4, using: &rng)).map { _ in someValue() })
+                        try node.setInputs((0..<Int.random(in: 0...4, using: &rng)).map { _ in someValue() })
                     case 5:
                         // An If whose branches read outer values.
                         let thenBody = Graph(name: name()), elseBody = Graph(name: name())
                         for body in [thenBody, elseBody] {
                             let inner = Node(opType: "A", inputs: [someValue(), someValue()], outputNames: [name()])
-                            body.append(inner)
-                            body.addOutput(inner.outputs[0]!, info: ValueInfo(type: nil))
+                            try body.append(inner)
+                            try body.addOutput(inner.outputs[0]!, info: ValueInfo(type: nil))
                             all.append(inner)
                         }
                         let ifNode = Node(opType: "If", inputs: [someValue()], outputNames: [name()],
                                           attributes: [Attribute(name: "then_branch", value: .graph(thenBody)),
                                                        Attribute(name: "else_branch", value: .graph(elseBody))])
-                        graph.append(ifNode)
+                        try graph.append(ifNode)
                         all.append(ifNode)
                         bodies += [thenBody, elseBody]
                     case 6:
                         // Erase an If (its subgraphs' uses go), or drop one of its branches.
                         guard let ifNode = all.first(where: { $0.opType == "If" && $0.graph != nil }) else { continue }
                         if Bool.random(using: &rng) {
-                            graph.erase(ifNode)
+                            try graph.erase(ifNode)
                         } else {
                             ifNode.attributes = Array(ifNode.attributes.prefix(1))
                         }
@@ -79,18 +79,18 @@ final class UseListSubgraphFuzzTests: XCTestCase {
                         // Move a node to another graph of the model.
                         let node = inGraph.randomElement(using: &rng)!
                         guard node.outputs.allSatisfy({ $0?.isUnused ?? true }) else { continue }
-                        node.graph!.erase(node)
-                        someGraph().append(node)
+                        try node.graph!.erase(node)
+                        try someGraph().append(node)
                     case 8:
                         let old = values.randomElement(using: &rng)!, new = values.randomElement(using: &rng)!
-                        if old !== new { old.replaceAllUses(with: new) }
+                        if old !== new { try old.replaceAllUses(with: new) }
                     case 9 where !inGraph.isEmpty:
                         let node = inGraph.randomElement(using: &rng)!
-                        if Bool.random(using: &rng) || node.inputs.isEmpty { node.appendInput(someValue()) } else { node.removeLastInput() }
+                        if Bool.random(using: &rng) || node.inputs.isEmpty { try node.appendInput(someValue()) } else { try node.removeLastInput() }
                     default:
                         let node = Node(opType: "A", inputs: (0..<Int.random(in: 0...3, using: &rng)).map { _ in someValue() },
                                         outputNames: [name()])
-                        someGraph().append(node)
+                        try someGraph().append(node)
                         all.append(node)
                     }
                     for value in values {

@@ -29,27 +29,27 @@ final class UseListTests: XCTestCase {
             uses[ObjectIdentifier(value)] = list
         }
 
-        mutating func setInput(_ node: Node, _ index: Int, _ value: Value?) {
+        mutating func setInput(_ node: Node, _ index: Int, _ value: Value?) throws {
             let old = node.inputs[index]
             if old === value { return }
             remove(old, Use(node: node, inputIndex: index))
             add(value, Use(node: node, inputIndex: index))
-            node.setInput(index, to: value)
+            try node.setInput(index, to: value)
         }
 
-        mutating func append(_ node: Node, to graph: Graph) {
+        mutating func append(_ node: Node, to graph: Graph) throws {
             for (index, value) in node.inputs.enumerated() { add(value, Use(node: node, inputIndex: index)) }
-            graph.append(node)
+            try graph.append(node)
         }
 
-        mutating func erase(_ node: Node, from graph: Graph) {
+        mutating func erase(_ node: Node, from graph: Graph) throws {
             for (index, value) in node.inputs.enumerated() { remove(value, Use(node: node, inputIndex: index)) }
-            graph.erase(node)
+            try graph.erase(node)
         }
 
-        mutating func replaceAllUses(of old: Value, with new: Value) {
-            while let last = uses[ObjectIdentifier(old)]?.last { setInput(last.node, last.inputIndex, new) }
-            old.replaceAllUses(with: new)
+        mutating func replaceAllUses(of old: Value, with new: Value) throws {
+            while let last = uses[ObjectIdentifier(old)]?.last { try setInput(last.node, last.inputIndex, new) }
+            try old.replaceAllUses(with: new)
         }
 
         func check(_ value: Value, _ message: String, file: StaticString = #filePath, line: UInt = #line) {
@@ -81,31 +81,31 @@ final class UseListTests: XCTestCase {
             for step in 0..<300 {
                 switch Int.random(in: 0..<10, using: &rng) {
                 case 0...1 where !readers.isEmpty:
-                    mirror.erase(readers.remove(at: Int.random(in: 0..<readers.count, using: &rng)), from: graph)
+                    try mirror.erase(readers.remove(at: Int.random(in: 0..<readers.count, using: &rng)), from: graph)
                 case 2...4 where !readers.isEmpty:
                     let node = readers.randomElement(using: &rng)!
                     guard !node.inputs.isEmpty else { continue }
-                    mirror.setInput(node, Int.random(in: 0..<node.inputs.count, using: &rng), someValue())
+                    try mirror.setInput(node, Int.random(in: 0..<node.inputs.count, using: &rng), someValue())
                 case 5 where !readers.isEmpty:
                     let node = readers.randomElement(using: &rng)!
                     if Bool.random(using: &rng) || node.inputs.isEmpty {
                         let value = someValue()
                         mirror.add(value, Use(node: node, inputIndex: node.inputs.count))
-                        node.appendInput(value)
+                        try node.appendInput(value)
                     } else {
                         let index = node.inputs.count - 1
                         mirror.remove(node.inputs[index], Use(node: node, inputIndex: index))
-                        node.removeLastInput()
+                        try node.removeLastInput()
                     }
                 case 6:
                     let old = values.randomElement(using: &rng)!
                     let new = values.randomElement(using: &rng)!
-                    if old !== new { mirror.replaceAllUses(of: old, with: new) }
+                    if old !== new { try mirror.replaceAllUses(of: old, with: new) }
                 default:
                     counter += 1
                     let inputs = (0..<Int.random(in: 0...3, using: &rng)).map { _ in someValue() }
                     let node = Node(opType: "A", inputs: inputs, outputNames: ["a\(counter)"])
-                    mirror.append(node, to: graph)
+                    try mirror.append(node, to: graph)
                     readers.append(node)
                 }
                 for value in values { mirror.check(value, "seed \(seed) step \(step)") }
@@ -122,14 +122,14 @@ final class UseListTests: XCTestCase {
         var readers: [Node] = []
         for index in 0..<2000 {
             let node = Node(opType: "A", inputs: index % 5 == 0 ? [x, x] : [x], outputNames: ["a\(index)"])
-            mirror.append(node, to: graph)
+            try mirror.append(node, to: graph)
             readers.append(node)
         }
         XCTAssertEqual(x.uses.count, 2400)
         var rng = SplitMix64(seed: 3)
         readers.shuffle(using: &rng)
         for (step, node) in readers.enumerated() {
-            mirror.erase(node, from: graph)
+            try mirror.erase(node, from: graph)
             if step % 250 == 0 { mirror.check(x, "step \(step)") }
         }
         XCTAssertTrue(x.uses.isEmpty)
@@ -146,10 +146,10 @@ final class UseListTests: XCTestCase {
         let y = floatInput(graph, "y")
         let a = Node(opType: "A", inputs: [x, x], outputNames: ["a"])
         let b = Node(opType: "B", inputs: [y, x], outputNames: ["b"])
-        graph.append(a)
-        graph.append(b)
+        try graph.append(a)
+        try graph.append(b)
         XCTAssertEqual(Array(x.uses), [Use(node: a, inputIndex: 0), Use(node: a, inputIndex: 1), Use(node: b, inputIndex: 1)])
-        x.replaceAllUses(with: y)
+        try x.replaceAllUses(with: y)
         XCTAssertTrue(x.uses.isEmpty)
         XCTAssertEqual(Array(y.uses), [Use(node: b, inputIndex: 0), Use(node: b, inputIndex: 1),
                                        Use(node: a, inputIndex: 1), Use(node: a, inputIndex: 0)])
@@ -164,13 +164,13 @@ final class UseListTests: XCTestCase {
         let x = floatInput(graph, "x")
         let node = Node(opType: "A", inputs: [x, nil, x], outputNames: ["a"])
         XCTAssertTrue(x.uses.isEmpty)
-        node.setInput(1, to: x)
+        try node.setInput(1, to: x)
         XCTAssertTrue(x.uses.isEmpty, "a detached node's inputs are not uses")
-        graph.append(node)
+        try graph.append(node)
         XCTAssertEqual(Array(x.uses).map(\.inputIndex), [0, 1, 2])
-        graph.erase(node)
+        try graph.erase(node)
         XCTAssertTrue(x.uses.isEmpty)
-        graph.append(node)
+        try graph.append(node)
         XCTAssertEqual(x.uses.count, 3)
         try graph.verify()
     }
@@ -182,21 +182,21 @@ final class UseListTests: XCTestCase {
         let model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
         let x = floatInput(graph, "x")
         let cond = floatInput(graph, "cond")
-        func branch(_ name: String) -> (Graph, Node) {
+        func branch(_ name: String) throws -> (Graph, Node) {
             let body = Graph(name: name)
             let inner = Node(opType: "Mul", inputs: [x, x], outputNames: ["\(name)_t"])
-            body.append(inner)
-            body.addOutput(inner.outputs[0]!, info: ValueInfo(type: nil))
+            try body.append(inner)
+            try body.addOutput(inner.outputs[0]!, info: ValueInfo(type: nil))
             return (body, inner)
         }
-        let (thenBody, thenNode) = branch("then")
-        let (elseBody, elseNode) = branch("else")
+        let (thenBody, thenNode) = try branch("then")
+        let (elseBody, elseNode) = try branch("else")
         let outer = Node(opType: "Relu", inputs: [x], outputNames: ["r"])
-        graph.append(outer)
+        try graph.append(outer)
         let ifNode = Node(opType: "If", inputs: [cond], outputNames: ["y"],
                           attributes: [Attribute(name: "then_branch", value: .graph(thenBody)),
                                        Attribute(name: "else_branch", value: .graph(elseBody))])
-        graph.append(ifNode)
+        try graph.append(ifNode)
         XCTAssertEqual(Set(x.uses), [Use(node: thenNode, inputIndex: 0), Use(node: thenNode, inputIndex: 1),
                                      Use(node: elseNode, inputIndex: 0), Use(node: elseNode, inputIndex: 1),
                                      Use(node: outer, inputIndex: 0)])
@@ -207,7 +207,7 @@ final class UseListTests: XCTestCase {
                                      Use(node: outer, inputIndex: 0)])
         try model.verify()
 
-        graph.erase(ifNode)
+        try graph.erase(ifNode)
         XCTAssertEqual(Array(x.uses), [Use(node: outer, inputIndex: 0)])
         XCTAssertTrue(cond.uses.isEmpty)
         try model.verify()
@@ -218,17 +218,17 @@ final class UseListTests: XCTestCase {
     func testErasingReadersWhileIterating() throws {
         let graph = Graph(name: "g")
         let x = floatInput(graph, "x")
-        for index in 0..<10 { graph.append(Node(opType: "A", inputs: [x], outputNames: ["a\(index)"])) }
+        for index in 0..<10 { try graph.append(Node(opType: "A", inputs: [x], outputNames: ["a\(index)"])) }
         var visited = 0
         for use in x.useList {
             visited += 1
-            graph.erase(use.node)
+            try graph.erase(use.node)
         }
         XCTAssertGreaterThan(visited, 0)
         XCTAssertLessThanOrEqual(visited, 10)
         XCTAssertEqual(x.uses.count, 10 - visited)
         // `uses`, a copy, visits every one.
-        for use in x.uses { graph.erase(use.node) }
+        for use in x.uses { try graph.erase(use.node) }
         XCTAssertTrue(x.uses.isEmpty)
         XCTAssertNil(graph.firstNode)
         try graph.verify()
@@ -236,13 +236,13 @@ final class UseListTests: XCTestCase {
 
     /// A value that outlives its graph lists none of the graph's nodes, not even one a caller
     /// keeps: nodes leave the lists with their graph.
-    func testAValueThatOutlivesItsGraph() {
+    func testAValueThatOutlivesItsGraph() throws {
         var x: Value?
         var kept: Node?
         do {
             let graph = Graph(name: "g")
             let input = floatInput(graph, "x")
-            for index in 0..<5 { graph.append(Node(opType: "A", inputs: [input, input], outputNames: ["a\(index)"])) }
+            for index in 0..<5 { try graph.append(Node(opType: "A", inputs: [input, input], outputNames: ["a\(index)"])) }
             kept = graph.lastNode
             x = input
             XCTAssertEqual(input.uses.count, 10)
@@ -261,8 +261,8 @@ final class UseListTests: XCTestCase {
         let graph = Graph(name: "g")
         let x = floatInput(graph, "x")
         let y = floatInput(graph, "y")
-        for name in ["A", "B", "C"] { graph.append(Node(opType: name, inputs: [x, x], outputNames: [name.lowercased()])) }
-        for use in x.uses { use.node.setInput(use.inputIndex, to: y) }
+        for name in ["A", "B", "C"] { try graph.append(Node(opType: name, inputs: [x, x], outputNames: [name.lowercased()])) }
+        for use in x.uses { try use.node.setInput(use.inputIndex, to: y) }
         XCTAssertTrue(x.uses.isEmpty)
         XCTAssertEqual(y.uses.count, 6)
         XCTAssertTrue(graph.nodes.allSatisfy { $0.inputs.allSatisfy { $0 === y } })
@@ -276,11 +276,11 @@ final class UseListTests: XCTestCase {
         let x = floatInput(graph, "x")
         let view = x.useList
         XCTAssertTrue(view.isEmpty)
-        graph.append(Node(opType: "A", inputs: [x], outputNames: ["a"]))
-        graph.append(Node(opType: "B", inputs: [x], outputNames: ["b"]))
+        try graph.append(Node(opType: "A", inputs: [x], outputNames: ["a"]))
+        try graph.append(Node(opType: "B", inputs: [x], outputNames: ["b"]))
         XCTAssertEqual(view.count, 2)
         XCTAssertEqual(view.map(\.node.opType), ["A", "B"])
-        graph.erase(graph.firstNode!)
+        try graph.erase(graph.firstNode!)
         XCTAssertEqual(view.map(\.node.opType), ["B"])
         XCTAssertEqual(view.first?.node.opType, "B")
         XCTAssertEqual(view.last?.node.opType, "B")

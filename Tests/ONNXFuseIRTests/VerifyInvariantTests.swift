@@ -20,10 +20,10 @@ final class VerifyInvariantTests: XCTestCase {
     }
 
     /// A value with many readers that lost one use from its list.
-    func testAReadMissingFromALongUseListIsCaught() {
+    func testAReadMissingFromALongUseListIsCaught() throws {
         let graph = Graph(name: "g")
         let x = floatInput(graph, "x")
-        for index in 0..<100 { graph.append(Node(opType: "Relu", inputs: [x], outputNames: ["r\(index)"])) }
+        for index in 0..<100 { try graph.append(Node(opType: "Relu", inputs: [x], outputNames: ["r\(index)"])) }
         XCTAssertNoThrow(try graph.verify())
         unlinkLastUse(of: x)
         XCTAssertEqual(x.uses.count, 99)
@@ -32,33 +32,33 @@ final class VerifyInvariantTests: XCTestCase {
     }
 
     /// The same with few readers: caught too.
-    func testAReadMissingFromAShortUseListIsCaught() {
+    func testAReadMissingFromAShortUseListIsCaught() throws {
         let graph = Graph(name: "g")
         let x = floatInput(graph, "x")
-        for index in 0..<3 { graph.append(Node(opType: "Relu", inputs: [x], outputNames: ["r\(index)"])) }
+        for index in 0..<3 { try graph.append(Node(opType: "Relu", inputs: [x], outputNames: ["r\(index)"])) }
         unlinkLastUse(of: x)
         XCTAssertThrowsError(try graph.verify())
     }
 
     /// A value of model A read by a node of another graph (model B): A's value lists a use that
     /// no node of A makes.
-    func testAUseFromANodeOfAnotherGraphIsCaught() {
+    func testAUseFromANodeOfAnotherGraphIsCaught() throws {
         let graphA = Graph(name: "a")
         let x = floatInput(graphA, "x")
-        graphA.append(Node(opType: "Relu", inputs: [x], outputNames: ["r"]))
+        try graphA.append(Node(opType: "Relu", inputs: [x], outputNames: ["r"]))
         let graphB = Graph(name: "b")
-        graphB.append(Node(opType: "Relu", inputs: [x], outputNames: ["s"]))
+        try graphB.append(Node(opType: "Relu", inputs: [x], outputNames: ["s"]))
         XCTAssertEqual(x.uses.count, 2)
         XCTAssertThrowsError(try graphA.verify(), "a use from a node outside the graph is not caught")
     }
 
     /// Duplicate uses and a wrong graph output count.
-    func testDuplicateUseAndOutputCount() {
+    func testDuplicateUseAndOutputCount() throws {
         let graph = Graph(name: "g")
         let x = floatInput(graph, "x")
         let relu = Node(opType: "Relu", inputs: [x], outputNames: ["r"])
-        graph.append(relu)
-        graph.addOutput(relu.outputs[0]!, info: ValueInfo(type: nil))
+        try graph.append(relu)
+        try graph.addOutput(relu.outputs[0]!, info: ValueInfo(type: nil))
         let only = x.firstUse!
         only.link.next = only   // the list goes round: its one use listed again and again
         XCTAssertThrowsError(try graph.verify())

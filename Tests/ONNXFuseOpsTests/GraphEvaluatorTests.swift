@@ -12,11 +12,11 @@ final class GraphEvaluatorTests: XCTestCase {
         let x = graph.addInput(name: "x", info: ValueInfo(type: .tensor(.float, [.value(3)])))
         let w = graph.addInitializer(name: "w", tensor: TensorValue(.float, shape: [3], reals: [2, -1, 0.5]).tensor())
         let y = Node(opType: "Mul", name: "y", inputs: [x, w], outputNames: ["y"])
-        graph.append(y)
+        try graph.append(y)
         let z = Node(opType: "Add", name: "z", inputs: [y.outputs[0]!, x], outputNames: ["z"])
-        graph.append(z)
-        graph.addOutput(y.outputs[0]!, info: ValueInfo(type: nil))
-        graph.addOutput(z.outputs[0]!, info: ValueInfo(type: nil))
+        try graph.append(z)
+        try graph.addOutput(y.outputs[0]!, info: ValueInfo(type: nil))
+        try graph.addOutput(z.outputs[0]!, info: ValueInfo(type: nil))
         let outputs = try GraphEvaluator(model: model).run(graph, inputs: ["x": TensorValue(.float, shape: [3], reals: [1, 2, 4])])
         XCTAssertEqual(outputs, [TensorValue(.float, shape: [3], reals: [2, -2, 2]), TensorValue(.float, shape: [3], reals: [3, 0, 6])])
         XCTAssertThrowsError(try GraphEvaluator(model: model).run(graph, inputs: [:])) { error in
@@ -24,13 +24,13 @@ final class GraphEvaluatorTests: XCTestCase {
         }
     }
 
-    func testAnOperatorWithoutKernelIsAnError() {
+    func testAnOperatorWithoutKernelIsAnError() throws {
         let graph = Graph(name: "g")
         let model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
         let x = graph.addInput(name: "x", info: ValueInfo(type: .tensor(.float, [.value(1)])))
         let node = Node(opType: "NoSuchOp", domain: "example", name: "n", inputs: [x], outputNames: ["y"])
-        graph.append(node)
-        graph.addOutput(node.outputs[0]!, info: ValueInfo(type: nil))
+        try graph.append(node)
+        try graph.addOutput(node.outputs[0]!, info: ValueInfo(type: nil))
         XCTAssertThrowsError(try GraphEvaluator(model: model).run(graph, inputs: ["x": TensorValue(.float, shape: [1], reals: [1])])) { error in
             XCTAssertEqual("\(error)", "no kernel for example.NoSuchOp")
         }
@@ -151,7 +151,7 @@ final class GraphEvaluatorTests: XCTestCase {
         XCTAssertEqual(product.first??.shape, [64, 64])
     }
 
-    func testShapeInferenceComputesADataDependentShape() {
+    func testShapeInferenceComputesADataDependentShape() throws {
         // NonZero of 65,536 ones of rank 8: its [8, 65536] indices (half a million elements) are
         // computed, so its shape is known.
         let graph = Graph(name: "g")
@@ -159,13 +159,13 @@ final class GraphEvaluatorTests: XCTestCase {
         let ones = graph.addInitializer(name: "ones", tensor: TensorValue(.int64, shape: [Int](repeating: 4, count: 8),
                                                                           integers: [Int64](repeating: 1, count: 1 << 16)).tensor())
         let nonZero = Node(opType: "NonZero", name: "nz", inputs: [ones], outputNames: ["indices"])
-        graph.append(nonZero)
-        graph.addOutput(nonZero.outputs[0]!, info: ValueInfo(type: nil))
+        try graph.append(nonZero)
+        try graph.addOutput(nonZero.outputs[0]!, info: ValueInfo(type: nil))
         ShapeInference(model: model).run()
         XCTAssertEqual(nonZero.outputs[0]!.inferred?.shape, [.value(8), .value(65_536)])
     }
 
-    func testShapeInferenceInfersWhatItWouldBeCostlyToCompute() {
+    func testShapeInferenceInfersWhatItWouldBeCostlyToCompute() throws {
         // `Grow(n)` makes n zeros; its kernel counts its calls. Inference runs the kernel on small
         // constant inputs (to know values), but not when the output would be large: then the
         // inference function gives the shape alone.
@@ -184,14 +184,14 @@ final class GraphEvaluatorTests: XCTestCase {
         let graph = Graph(name: "g")
         let model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17), OpsetImport(domain: "test.example", version: 1)],
                           graph: graph)
-        func grow(_ n: Int64) -> Node {
+        func grow(_ n: Int64) throws -> Node {
             let size = graph.addInitializer(name: "n\(n)", tensor: TensorValue(.int64, shape: [], integers: [n]).tensor())
             let node = Node(opType: "Grow", domain: "test.example", name: "grow\(n)", inputs: [size], outputNames: ["zeros\(n)"])
-            graph.append(node)
-            graph.addOutput(node.outputs[0]!, info: ValueInfo(type: nil))
+            try graph.append(node)
+            try graph.addOutput(node.outputs[0]!, info: ValueInfo(type: nil))
             return node
         }
-        let small = grow(3), large = grow(100_000_000)
+        let small = try grow(3), large = try grow(100_000_000)
         let inference = ShapeInference(model: model, registry: registry)
         inference.run()
         XCTAssertEqual(calls.count, 1)

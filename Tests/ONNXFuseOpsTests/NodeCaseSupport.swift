@@ -90,7 +90,7 @@ struct NodeCase {
             }
             expected.append((outputName, tensor))
             guard value.isUnused else { throw fail("'\(value.name)' is read by the graph") }
-            graph.removeInitializer(value)
+            try graph.removeInitializer(value)
         }
         if let extra = byName.keys.sorted().first { throw fail("'\(extra)' names no graph output") }
 

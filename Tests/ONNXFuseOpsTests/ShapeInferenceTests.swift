@@ -11,22 +11,22 @@ final class ShapeInferenceTests: XCTestCase {
         let model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
         let x = graph.addInput(name: "x", info: ValueInfo(type: .tensor(.float, [.value(4)])))
         let target = graph.addInput(name: "target", info: ValueInfo(type: .tensor(.int64, [.value(2)])))
-        func node(_ op: String, _ inputs: [Value], _ name: String) -> Node {
+        func node(_ op: String, _ inputs: [Value], _ name: String) throws -> Node {
             let node = Node(opType: op, name: name, inputs: inputs, outputNames: [name])
-            graph.append(node)
+            try graph.append(node)
             return node
         }
-        let s = node("Reshape", [x, target], "s")
-        let p1 = node("Neg", [s.outputs[0]!], "p1")
-        let p2 = node("Abs", [p1.outputs[0]!], "p2")
-        let d = node("Add", [s.outputs[0]!, p2.outputs[0]!], "d")
-        graph.addOutput(d.outputs[0]!, info: ValueInfo(type: nil))
+        let s = try node("Reshape", [x, target], "s")
+        let p1 = try node("Neg", [s.outputs[0]!], "p1")
+        let p2 = try node("Abs", [p1.outputs[0]!], "p2")
+        let d = try node("Add", [s.outputs[0]!, p2.outputs[0]!], "d")
+        try graph.addOutput(d.outputs[0]!, info: ValueInfo(type: nil))
         let inference = ShapeInference(model: model)
         inference.run()
         XCTAssertNotEqual(d.outputs[0]!.inferred?.shape, [.value(2), .value(2)])
         // The target becomes a constant, as folding would make it.
         let constant = graph.addInitializer(name: "fixed", tensor: TensorValue.int64([2, 2]).tensor())
-        s.setInput(1, to: constant)
+        try s.setInput(1, to: constant)
         let changed = inference.refresh(from: s)
         XCTAssertEqual(d.outputs[0]!.inferred?.shape, [.value(2), .value(2)])
         XCTAssertEqual(Set(changed.map { $0.name ?? "" }), ["s", "p1", "p2", "d"])
@@ -40,10 +40,10 @@ final class ShapeInferenceTests: XCTestCase {
         let x = graph.addInput(name: "x", info: ValueInfo(type: .tensor(.float, [.value(1), .value(1), .value(2), .value(3)])))
         let scales = graph.addInitializer(name: "scales", tensor: Tensor(dataType: .float, dims: [4], values: [Float(1), 1, 2, 0.5]))
         let resize = Node(opType: "Resize", inputs: [x, nil, scales], outputNames: ["r"])
-        graph.append(resize)
+        try graph.append(resize)
         let a = graph.addInitializer(name: "a", tensor: Tensor(dataType: .float, dims: [2], values: [Float(1.5), -2]))
         let add = Node(opType: "Add", inputs: [a, a], outputNames: ["s"])
-        graph.append(add)
+        try graph.append(add)
         let inference = ShapeInference(model: model)
         let facts = inference.facts(of: scales)
         XCTAssertEqual(facts.elementType, .float)
@@ -64,7 +64,7 @@ final class ShapeInferenceTests: XCTestCase {
                                                                           storage: .raw(TensorBytes(deferred: computed))))
         let y = graph.addInput(name: "y", info: ValueInfo(type: .tensor(.float, [.value(3), .value(4)])))
         let scaled = Node(opType: "Mul", inputs: [y, weight], outputNames: ["scaled"])
-        graph.append(scaled)
+        try graph.append(scaled)
         let weightFacts = inference.facts(of: weight)
         XCTAssertEqual(weightFacts.shape, [.value(4)])
         XCTAssertEqual(reads.count, 0)
@@ -82,19 +82,19 @@ final class ShapeInferenceTests: XCTestCase {
         let graph = Graph(name: "g")
         let model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
         let x = graph.addInput(name: "x", info: ValueInfo(type: .tensor(.float, [.param("N"), .value(4)])))
-        func node(_ op: String, _ inputs: [Value], _ name: String, _ attributes: [Attribute] = []) -> Value {
+        func node(_ op: String, _ inputs: [Value], _ name: String, _ attributes: [Attribute] = []) throws -> Value {
             let node = Node(opType: op, name: name, inputs: inputs, outputNames: [name], attributes: attributes)
-            graph.append(node)
+            try graph.append(node)
             return node.outputs[0]!
         }
-        let shape = node("Shape", [x], "shape")
+        let shape = try node("Shape", [x], "shape")
         let one = graph.addInitializer(name: "one", tensor: TensorValue.int64([1]).tensor())
-        let less = node("Sub", [shape, one], "less")
-        let more = node("Add", [shape, one], "more")
+        let less = try node("Sub", [shape, one], "less")
+        let more = try node("Add", [shape, one], "more")
         let target = graph.addInitializer(name: "minus", tensor: TensorValue.int64([-1]).tensor())
-        let lessIsMinusOne = node("Equal", [less, target], "less_is_minus_one")
-        let moreIsMinusOne = node("Equal", [more, target], "more_is_minus_one")
-        let reshaped = node("Reshape", [x, less], "reshaped")
+        let lessIsMinusOne = try node("Equal", [less, target], "less_is_minus_one")
+        let moreIsMinusOne = try node("Equal", [more, target], "more_is_minus_one")
+        let reshaped = try node("Reshape", [x, less], "reshaped")
         let inference = ShapeInference(model: model)
         inference.run()
         // N + 1 is a dimension symbol; N - 1 may be negative.
@@ -115,9 +115,9 @@ final class ShapeInferenceTests: XCTestCase {
         let model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
         let x = graph.addInput(name: "x", info: ValueInfo(type: .tensor(.float, [.param("K"), .param("M")])))
         let z = graph.addInput(name: "z", info: ValueInfo(type: .tensor(.float, [.param("N"), .param("P")])))
-        func node(_ op: String, _ inputs: [Value], _ name: String, _ attributes: [Attribute] = []) -> Value {
+        func node(_ op: String, _ inputs: [Value], _ name: String, _ attributes: [Attribute] = []) throws -> Value {
             let node = Node(opType: op, name: name, inputs: inputs, outputNames: [name], attributes: attributes)
-            graph.append(node)
+            try graph.append(node)
             return node.outputs[0]!
         }
         func symbol(_ d: ONNXFuseIR.Dimension?) -> String? {
@@ -125,12 +125,12 @@ final class ShapeInferenceTests: XCTestCase {
             return nil
         }
         // Reshape(x, Shape(z)): where N is 0, the output's first dimension copies K.
-        let reshaped = node("Reshape", [x, node("Shape", [z], "shape_z")], "reshaped")
+        let reshaped = try node("Reshape", [x, node("Shape", [z], "shape_z")], "reshaped")
         // A dimension cast to int8 may wrap (255 is -1); N + 2^40 is still a dimension in int64,
         // N + 2^62 could wrap.
-        let narrow = node("Cast", [node("Shape", [x], "shape_x")], "narrow", [Attribute(name: "to", value: .int(3))])
+        let narrow = try node("Cast", [node("Shape", [x], "shape_x")], "narrow", [Attribute(name: "to", value: .int(3))])
         let big = graph.addInitializer(name: "big", tensor: TensorValue.int64([1 << 62]).tensor())
-        let wrapped = node("Add", [node("Shape", [z], "shape_z2"), big], "wrapped")
+        let wrapped = try node("Add", [node("Shape", [z], "shape_z2"), big], "wrapped")
         let inference = ShapeInference(model: model)
         inference.run()
         XCTAssertNotEqual(reshaped.inferred?.shape?.first, .param("N"))

@@ -71,12 +71,12 @@ final class EditedModelTests: XCTestCase {
         let (conv, bn, relu) = (nodes[0], nodes[1], nodes[2])
         XCTAssertEqual([conv.opType, bn.opType, relu.opType], ["Conv", "BatchNormalization", "Relu"])
         // Bypass the BatchNormalization: Relu reads the Conv directly, BN goes.
-        bn.outputs[0]!.replaceAllUses(with: conv.outputs[0]!)
-        graph.erase(bn)
+        try bn.outputs[0]!.replaceAllUses(with: conv.outputs[0]!)
+        try graph.erase(bn)
         conv.outputs[0]!.name = "conv_out_renamed"
         let identity = Node(opType: "Identity", name: "added", inputs: [relu.outputs[0]], outputNames: ["extra"])
-        graph.append(identity)
-        graph.addOutput(identity.outputs[0]!, info: ValueInfo(type: .tensor(.float, [.value(1), .param("C"), .unknown])))
+        try graph.append(identity)
+        try graph.addOutput(identity.outputs[0]!, info: ValueInfo(type: .tensor(.float, [.value(1), .param("C"), .unknown])))
         try model.verify()
         let (reloaded, _) = try saveAndReload(model)
         let text = Printer().print(reloaded)
@@ -99,33 +99,33 @@ final class EditedModelTests: XCTestCase {
             storage: .int64Data([Int64(-1), 4].withUnsafeBytes { TensorBytes(copying: $0) })))
         let labels = graph.addInitializer(name: "labels", tensor: Tensor(dataType: .string, dims: [2], storage: .stringData([Array("a".utf8), Array("b".utf8)])))
         let mul = Node(opType: "Mul", name: "scale", inputs: [x, w], outputNames: ["y"])
-        graph.append(mul)
+        try graph.append(mul)
         let reshape = Node(opType: "Reshape", inputs: [mul.outputs[0], shape], outputNames: ["z"],
                            attributes: [Attribute(name: "allowzero", value: .int(0))])
-        graph.append(reshape)
+        try graph.append(reshape)
         let body = Graph(name: "then")
         let inner = Node(opType: "Identity", inputs: [reshape.outputs[0]], outputNames: ["inner"])
-        body.append(inner)
-        body.addOutput(inner.outputs[0]!, info: ValueInfo(type: nil))
+        try body.append(inner)
+        try body.addOutput(inner.outputs[0]!, info: ValueInfo(type: nil))
         let cond = graph.addInput(name: "cond", info: ValueInfo(type: .tensor(.bool, [])))
         let branch = Node(opType: "If", inputs: [cond], outputNames: ["out"], attributes: [
             Attribute(name: "then_branch", value: .graph(body)),
-            Attribute(name: "else_branch", value: .graph({
+            Attribute(name: "else_branch", value: .graph(try {
                 let g = Graph(name: "else")
                 let n = Node(opType: "Neg", inputs: [reshape.outputs[0]], outputNames: ["negated"])
-                g.append(n)
-                g.addOutput(n.outputs[0]!, info: ValueInfo(type: nil))
+                try g.append(n)
+                try g.addOutput(n.outputs[0]!, info: ValueInfo(type: nil))
                 return g
             }())),
         ])
-        graph.append(branch)
+        try graph.append(branch)
         let custom = Node(opType: "Custom", domain: "com.example", inputs: [branch.outputs[0], nil, labels], outputNames: ["c", nil],
                           attributes: [Attribute(name: "floats", value: .floats([0.5, -1])), Attribute(name: "text", value: .string(Array("hi".utf8))),
                                        Attribute(name: "strings", value: .strings([Array("u".utf8)])),
                                        Attribute(name: "tensor", value: .tensor(Tensor(dataType: .double, dims: [], values: [Double(2.5).bitPattern.littleEndian]))),
                                        Attribute(name: "type", value: .typeProto(TypeInfo(kind: .sequence(.tensor(.float, nil)))))])
-        graph.append(custom)
-        graph.addOutput(custom.outputs[0]!, info: ValueInfo(type: TypeInfo(kind: .optional(.tensor(.float, nil)), denotation: "IMAGE")))
+        try graph.append(custom)
+        try graph.addOutput(custom.outputs[0]!, info: ValueInfo(type: TypeInfo(kind: .optional(.tensor(.float, nil)), denotation: "IMAGE")))
         graph.appendValueInfo(.value(mul.outputs[0]!))
         mul.outputs[0]!.info = ValueInfo(type: .tensor(.float, [.param("N"), .value(4)]))
         graph.metadataProps = [StringPair(key: "k", value: "v")]
@@ -161,8 +161,8 @@ final class EditedModelTests: XCTestCase {
         let model = try ModelFile.load(path: Paths.fixtures.appendingPathComponent("conv_bn.onnx").path)
         let conv = try XCTUnwrap(model.graph.nodes.first { $0.opType == "Conv" })
         let copy = Node(opType: "Conv", name: "copy", inputs: conv.inputs, outputNames: ["copy_out"], attributes: conv.attributes)
-        model.graph.append(copy)
-        model.graph.addOutput(copy.outputs[0]!, info: ValueInfo(type: nil))
+        try model.graph.append(copy)
+        try model.graph.addOutput(copy.outputs[0]!, info: ValueInfo(type: nil))
         let index = try XCTUnwrap(copy.attributes.firstIndex { $0.name == "pads" })
         copy.attributes[index].value = .ints([0, 0, 0, 0])
         let (reloaded, _) = try saveAndReload(model)

@@ -21,10 +21,10 @@ final class InputChangeTests: XCTestCase {
         let a = graph.addInitializer(name: "a", tensor: Tensor(dataType: .float, dims: [Int64(Self.floats)], values: (0..<Self.floats).map { Float($0) }))
         let b = graph.addInitializer(name: "b", tensor: Tensor(dataType: .float, dims: [Int64(Self.floats)], values: (0..<Self.floats).map { -Float($0) / 2 }))
         let first = Node(opType: "Add", inputs: [x, a], outputNames: ["t"])
-        graph.append(first)
+        try graph.append(first)
         let second = Node(opType: "Add", inputs: [first.outputs[0], b], outputNames: ["y"])
-        graph.append(second)
-        graph.addOutput(second.outputs[0]!, info: shape)
+        try graph.append(second)
+        try graph.addOutput(second.outputs[0]!, info: shape)
         var options = SaveOptions()
         if external { options.maximumModelBytes = 4096 }
         try ModelFile.save(Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph), to: path, options: options)

@@ -49,8 +49,8 @@ final class MappingTests: XCTestCase {
             inputs.append(graph.addInitializer(name: "t\(index)", tensor: Tensor(dataType: .float, dims: [Int64(length)], values: values)))
         }
         let concat = Node(opType: "Concat", inputs: inputs, outputNames: ["y"], attributes: [Attribute(name: "axis", value: .int(0))])
-        graph.append(concat)
-        graph.addOutput(concat.outputs[0]!, info: ValueInfo(type: .tensor(.float, [.value(Int64(total))])))
+        try graph.append(concat)
+        try graph.addOutput(concat.outputs[0]!, info: ValueInfo(type: .tensor(.float, [.value(Int64(total))])))
         try ModelFile.save(Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph), to: path)
     }
 

@@ -14,17 +14,17 @@ final class PreallocationTests: XCTestCase {
     }
 
     /// A model of four 1 MiB weights added to its input in turn.
-    private func model() -> Model {
+    private func model() throws -> Model {
         let graph = Graph(name: "g")
         var value = graph.addInput(name: "x", info: ValueInfo(type: .tensor(.float, [.value(1 << 18)])))
         for index in 0..<4 {
             let weight = graph.addInitializer(name: "w\(index)", tensor: Tensor(dataType: .float, dims: [1 << 18],
                                                                                 values: (0..<(1 << 18)).map { Float($0 % 97 + index) }))
             let add = Node(opType: "Add", inputs: [value, weight], outputNames: ["y\(index)"])
-            graph.append(add)
+            try graph.append(add)
             value = add.outputs[0]!
         }
-        graph.addOutput(value, info: ValueInfo(type: .tensor(.float, [.value(1 << 18)])))
+        try graph.addOutput(value, info: ValueInfo(type: .tensor(.float, [.value(1 << 18)])))
         return Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
     }
 

@@ -108,10 +108,10 @@ final class RoundTripTests: XCTestCase {
         let a = graph.addInitializer(name: "a", tensor: Tensor(dataType: .float, dims: [25_000], values: [Float](repeating: 1, count: 25_000)))
         let b = graph.addInitializer(name: "b", tensor: Tensor(dataType: .float, dims: [25_000], values: [Float](repeating: 2, count: 25_000)))
         let addA = Node(opType: "Add", inputs: [x, a], outputNames: ["xa"])
-        graph.append(addA)
+        try graph.append(addA)
         let addB = Node(opType: "Add", inputs: [addA.outputs[0], b], outputNames: ["y"])
-        graph.append(addB)
-        graph.addOutput(addB.outputs[0]!, info: ValueInfo(type: .tensor(.float, [.value(25_000)])))
+        try graph.append(addB)
+        try graph.addOutput(addB.outputs[0]!, info: ValueInfo(type: .tensor(.float, [.value(25_000)])))
         var options = SaveOptions()
         options.maximumModelBytes = 50_000  // forces both tensors out
         let first = directory.appendingPathComponent("first.onnx").path
@@ -122,9 +122,9 @@ final class RoundTripTests: XCTestCase {
         let offsets = loaded.graph.initializers.map { Int($0.initializer!.externalData.first { $0.key == "offset" }!.value!)! }
         XCTAssertEqual(offsets, [0, 102_400], "packed at 4096-byte alignment")
         let addNode = loaded.graph.firstNode!
-        addNode.outputs[0]!.replaceAllUses(with: addNode.inputs[0]!)
-        loaded.graph.erase(addNode)
-        loaded.graph.removeInitializer(loaded.graph.initializers[0])
+        try addNode.outputs[0]!.replaceAllUses(with: addNode.inputs[0]!)
+        try loaded.graph.erase(addNode)
+        try loaded.graph.removeInitializer(loaded.graph.initializers[0])
         let second = directory.appendingPathComponent("second.onnx").path
         try ModelFile.save(loaded, to: second)
         let reloaded = try ModelFile.load(path: second)
@@ -203,8 +203,8 @@ final class RoundTripTests: XCTestCase {
             inputs.append(graph.addInitializer(name: "t\(index)", tensor: Tensor(dataType: .float, dims: [Int64(floats)], values: values)))
         }
         let concat = Node(opType: "Concat", inputs: inputs, outputNames: ["y"], attributes: [Attribute(name: "axis", value: .int(0))])
-        graph.append(concat)
-        graph.addOutput(concat.outputs[0]!, info: ValueInfo(type: .tensor(.float, [.value(Int64(1 + lift / 2 - 1 + (1 << 18)))])))
+        try graph.append(concat)
+        try graph.addOutput(concat.outputs[0]!, info: ValueInfo(type: .tensor(.float, [.value(Int64(1 + lift / 2 - 1 + (1 << 18)))])))
         let path = directory.appendingPathComponent("weights.onnx").path
         try ModelFile.save(Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph), to: path)
         let model = try ModelFile.load(path: path)

@@ -6,12 +6,13 @@ import ONNXFuseIR
 /// `save` and `serialize` check the model first: a model that breaks an IR invariant is an error
 /// naming the file, and nothing is written, rather than a file that loading then refuses.
 final class SaveVerificationTests: XCTestCase {
-    /// `y = Relu(nowhere)`: the input is defined nowhere.
-    private func brokenModel() -> Model {
+    /// `y = Relu(nowhere)`: the input is defined nowhere (the public `append` refuses that; the
+    /// unchecked form the engine uses does not).
+    private func brokenModel() throws -> Model {
         let graph = Graph(name: "g")
         let relu = Node(opType: "Relu", inputs: [Value.detached(name: "nowhere")], outputNames: ["y"])
-        graph.append(relu)
-        graph.addOutput(relu.outputs[0]!, info: ValueInfo(type: nil))
+        graph.appendUnchecked(relu)
+        try graph.addOutput(relu.outputs[0]!, info: ValueInfo(type: nil))
         return Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
     }
 

@@ -24,8 +24,8 @@ final class SignalHandlerTests: XCTestCase {
         let graph = Graph(name: "g")
         let x = graph.addInput(name: "x", info: ValueInfo(type: .tensor(.float, [.value(1)])))
         let relu = Node(opType: "Relu", inputs: [x], outputNames: ["y"])
-        graph.append(relu)
-        graph.addOutput(relu.outputs[0]!, info: ValueInfo(type: nil))
+        try graph.append(relu)
+        try graph.addOutput(relu.outputs[0]!, info: ValueInfo(type: nil))
         let directory = try temporaryDirectory(self)
         try ModelFile.save(Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph),
                            to: directory.appendingPathComponent("out.onnx").path)

@@ -17,20 +17,20 @@ final class EngineTests: XCTestCase {
         }
 
         @discardableResult
-        func node(_ op: String, _ inputs: [Value?], _ outputs: [String], name: String? = nil, in target: Graph? = nil) -> Node {
+        func node(_ op: String, _ inputs: [Value?], _ outputs: [String], name: String? = nil, in target: Graph? = nil) throws -> Node {
             let node = Node(opType: op, name: name ?? outputs.first, inputs: inputs, outputNames: outputs)
-            (target ?? graph).append(node)
+            try (target ?? graph).append(node)
             return node
         }
 
-        func output(_ value: Value?) { graph.addOutput(value!, info: ValueInfo(type: nil)) }
+        func output(_ value: Value?) throws { try graph.addOutput(value!, info: ValueInfo(type: nil)) }
 
         /// `count` pairs `a_i = A(...); b_i = B(a_i)` in a chain from `value`; the last B's output.
-        func chainOfPairs(_ count: Int, from value: Value) -> Value {
+        func chainOfPairs(_ count: Int, from value: Value) throws -> Value {
             var value = value
             for i in 0..<count {
-                let a = node("A", [value], ["a\(i)"])
-                value = node("B", [a.outputs[0]], ["b\(i)"]).outputs[0]!
+                let a = try node("A", [value], ["a\(i)"])
+                value = try node("B", [a.outputs[0]], ["b\(i)"]).outputs[0]!
             }
             return value
         }
@@ -63,7 +63,7 @@ final class EngineTests: XCTestCase {
 
     func testARuleThatMakesANodeOfANewDomainImportsIt() throws {
         let b = Builder()
-        b.output(b.node("B", [b.node("A", [b.input("x")], ["y"]).outputs[0]], ["z"]).outputs[0])
+        try b.output(b.node("B", [b.node("A", [b.input("x")], ["y"]).outputs[0]], ["z"]).outputs[0])
         let pattern = try Pattern(nodes: [
             PatternNode(opType: "A", inputs: [.variable(0)], outputs: [.variable(1)]),
             PatternNode(opType: "B", inputs: [.variable(1)], outputs: [.variable(2)]),
@@ -84,7 +84,7 @@ final class EngineTests: XCTestCase {
         // search runs to its 10,000 candidates; together they stop at the rule's budget.
         let b = Builder()
         let x = b.input("x")
-        for index in 0..<20 { b.output(b.node("A", [x], ["a\(index)"]).outputs[0]) }
+        for index in 0..<20 { try b.output(b.node("A", [x], ["a\(index)"]).outputs[0]) }
         let pattern = try Pattern(nodes: (1...5).map { PatternNode(opType: "A", inputs: [.variable(0)], outputs: [.variable($0)]) },
                                   root: 0, valueNames: ["x", "a1", "a2", "a3", "a4", "a5"], attributeNames: [])
         let replacement = Replacement(nodes: [ReplacementNode(opType: "B", inputs: [.bound(0)], outputs: [.replaces(1)])])
@@ -106,8 +106,8 @@ final class EngineTests: XCTestCase {
         let b = Builder()
         let x = b.input("x")
         for index in 0..<3_000 {
-            b.output(b.node("A", [x], ["a\(index)"]).outputs[0])
-            b.output(b.node("B", [x], ["b\(index)"]).outputs[0])
+            try b.output(b.node("A", [x], ["a\(index)"]).outputs[0])
+            try b.output(b.node("B", [x], ["b\(index)"]).outputs[0])
         }
         let pattern = try Pattern(nodes: [PatternNode(opType: "A", inputs: [.variable(0)], outputs: [.variable(1)]),
                                           PatternNode(opType: "B", inputs: [.variable(0)], outputs: [.variable(2)])],
@@ -126,9 +126,9 @@ final class EngineTests: XCTestCase {
     func testChainFoldsAndTheOutputKeepsItsName() throws {
         let b = Builder()
         let x = b.input("x")
-        let a = b.node("A", [x], ["y"])
-        let z = b.node("B", [a.outputs[0]], ["z"])
-        b.output(z.outputs[0])
+        let a = try b.node("A", [x], ["y"])
+        let z = try b.node("B", [a.outputs[0]], ["z"])
+        try b.output(z.outputs[0])
         let report = try b.rewrite(with: [chainRule()])
         XCTAssertEqual(report.fired.map(\.rule), ["a-b-to-c"])
         XCTAssertEqual(report.fired.map(\.count), [1])
@@ -144,11 +144,11 @@ final class EngineTests: XCTestCase {
     func testInteriorValueUsedOutsideTheMatchBlocksTheRewrite() throws {
         let b = Builder()
         let x = b.input("x")
-        let a = b.node("A", [x], ["y"], name: "a")
-        let z = b.node("B", [a.outputs[0]], ["z"], name: "bn3")
-        let other = b.node("D", [a.outputs[0]], ["w"])
-        b.output(z.outputs[0])
-        b.output(other.outputs[0])
+        let a = try b.node("A", [x], ["y"], name: "a")
+        let z = try b.node("B", [a.outputs[0]], ["z"], name: "bn3")
+        let other = try b.node("D", [a.outputs[0]], ["w"])
+        try b.output(z.outputs[0])
+        try b.output(other.outputs[0])
         let before = b.text
         let report = try b.rewrite(with: [chainRule()])
         XCTAssertTrue(report.fired.isEmpty)
@@ -159,10 +159,10 @@ final class EngineTests: XCTestCase {
     func testInteriorGraphOutputBlocksTheRewrite() throws {
         let b = Builder()
         let x = b.input("x")
-        let a = b.node("A", [x], ["y"])
-        let z = b.node("B", [a.outputs[0]], ["z"])
-        b.output(z.outputs[0])
-        b.output(a.outputs[0])
+        let a = try b.node("A", [x], ["y"])
+        let z = try b.node("B", [a.outputs[0]], ["z"])
+        try b.output(z.outputs[0])
+        try b.output(a.outputs[0])
         let report = try b.rewrite(with: [chainRule()])
         XCTAssertTrue(report.fired.isEmpty)
         XCTAssertEqual(report.explanations.first?.reason, "y is a graph output")
@@ -172,8 +172,8 @@ final class EngineTests: XCTestCase {
         for (benefits, expected) in [([1, 5], "D"), ([5, 1], "C"), ([3, 3], "C")] {
             let b = Builder()
             let x = b.input("x")
-            let a = b.node("A", [x], ["y"])
-            b.output(b.node("B", [a.outputs[0]], ["z"]).outputs[0])
+            let a = try b.node("A", [x], ["y"])
+            try b.output(b.node("B", [a.outputs[0]], ["z"]).outputs[0])
             let rules = [try chainRule(name: "alpha", benefit: benefits[0], into: "C"),
                          try chainRule(name: "beta", benefit: benefits[1], into: "D")]
             _ = try b.rewrite(with: rules)
@@ -192,9 +192,9 @@ final class EngineTests: XCTestCase {
         ])) { _, _ in .success(PreparedReplacement()) }
         let b = Builder()
         let x = b.input("x")
-        let k = b.node("K", [], ["k"])
-        let add = b.node("Add", [k.outputs[0], x], ["y"])  // constant first: only commutative matching finds it
-        b.output(add.outputs[0])
+        let k = try b.node("K", [], ["k"])
+        let add = try b.node("Add", [k.outputs[0], x], ["y"])  // constant first: only commutative matching finds it
+        try b.output(add.outputs[0])
         XCTAssertEqual(try b.rewrite(with: [rule]).fired.first?.count, 1)
         XCTAssertTrue(b.text.contains("y = AddK (x)"), b.text)
 
@@ -204,8 +204,8 @@ final class EngineTests: XCTestCase {
                                 replacement: rule.replacement, prepare: rule.prepare)
         let c = Builder()
         let cx = c.input("x")
-        let ck = c.node("K", [], ["k"])
-        c.output(c.node("Add", [ck.outputs[0], cx], ["y"]).outputs[0])
+        let ck = try c.node("K", [], ["k"])
+        try c.output(c.node("Add", [ck.outputs[0], cx], ["y"]).outputs[0])
         XCTAssertTrue(try c.rewrite(with: [rule2]).fired.isEmpty)
     }
 
@@ -223,9 +223,9 @@ final class EngineTests: XCTestCase {
         }
         let b = Builder()
         let x = b.input("x"), bias = b.input("bias")
-        b.output(b.node("A", [x], ["y1"]).outputs[0])
-        b.output(b.node("A", [x, bias], ["y2"]).outputs[0])
-        b.output(b.node("A", [x, bias, x], ["y3"]).outputs[0])  // a third input: no match
+        try b.output(b.node("A", [x], ["y1"]).outputs[0])
+        try b.output(b.node("A", [x, bias], ["y2"]).outputs[0])
+        try b.output(b.node("A", [x, bias, x], ["y3"]).outputs[0])  // a third input: no match
         let report = try b.rewrite(with: [rule])
         XCTAssertEqual(report.fired.first?.count, 2)
         XCTAssertEqual(seen.elements, [false, true])
@@ -249,11 +249,11 @@ final class EngineTests: XCTestCase {
         ])) { _, _ in .success(PreparedReplacement()) }
         let b = Builder()
         let x = b.input("x")
-        let a = b.node("A", [x], ["y"])
-        let p = b.node("P", [a.outputs[0]], ["p"])
-        let q = b.node("Q", [a.outputs[0]], ["q"])
-        b.output(p.outputs[0])
-        b.output(q.outputs[0])
+        let a = try b.node("A", [x], ["y"])
+        let p = try b.node("P", [a.outputs[0]], ["p"])
+        let q = try b.node("Q", [a.outputs[0]], ["q"])
+        try b.output(p.outputs[0])
+        try b.output(q.outputs[0])
         XCTAssertEqual(try b.rewrite(with: [rule]).fired.first?.count, 1)
         XCTAssertEqual(b.text, """
             g (? x) => (? p, ? q)
@@ -267,8 +267,8 @@ final class EngineTests: XCTestCase {
 
     func testChainsConvergeAndTheCapStopsLoops() throws {
         let b = Builder()
-        let value = b.chainOfPairs(50, from: b.input("x"))
-        b.output(value)
+        let value = try b.chainOfPairs(50, from: b.input("x"))
+        try b.output(value)
         let report = try b.rewrite(with: [chainRule()])
         XCTAssertEqual(report.fired.first?.count, 50)
         XCTAssertFalse(report.reachedRewriteCap)
@@ -282,7 +282,7 @@ final class EngineTests: XCTestCase {
             .success(PreparedReplacement())
         }
         let c = Builder()
-        c.output(c.node("A", [c.input("x")], ["y"]).outputs[0])
+        try c.output(c.node("A", [c.input("x")], ["y"]).outputs[0])
         let capped = try c.rewrite(with: [loop], cap: 25)
         XCTAssertTrue(capped.reachedRewriteCap)
         XCTAssertEqual(capped.rewrites, 25)
@@ -292,9 +292,9 @@ final class EngineTests: XCTestCase {
         // The first run stops with most nodes still queued: it clears their marks as it ends (and
         // the driver's marks carry its run's stamp besides), so the second run tries them all.
         let b = Builder()
-        let value = b.chainOfPairs(50, from: b.input("x"))
-        b.node("D", [value], ["d"])
-        b.output(b.graph.lastNode!.outputs[0])
+        let value = try b.chainOfPairs(50, from: b.input("x"))
+        try b.node("D", [value], ["d"])
+        try b.output(b.graph.lastNode!.outputs[0])
         let capped = try b.rewrite(with: [chainRule()], cap: 10)
         XCTAssertTrue(capped.reachedRewriteCap)
         XCTAssertEqual(capped.rewrites, 10)
@@ -320,13 +320,13 @@ final class EngineTests: XCTestCase {
         let b = Builder()
         let x = b.input("x")
         let body = Graph(name: "then")
-        let a = b.node("A", [x], ["y"], in: body)  // reads x from the enclosing graph
-        let z = b.node("B", [a.outputs[0]], ["z"], in: body)
-        body.addOutput(z.outputs[0]!, info: ValueInfo(type: nil))
+        let a = try b.node("A", [x], ["y"], in: body)  // reads x from the enclosing graph
+        let z = try b.node("B", [a.outputs[0]], ["z"], in: body)
+        try body.addOutput(z.outputs[0]!, info: ValueInfo(type: nil))
         let branch = Node(opType: "If", inputs: [b.input("cond")], outputNames: ["out"],
                           attributes: [Attribute(name: "then_branch", value: .graph(body))])
-        b.graph.append(branch)
-        b.output(branch.outputs[0])
+        try b.graph.append(branch)
+        try b.output(branch.outputs[0])
         XCTAssertEqual(try b.rewrite(with: [chainRule()]).fired.first?.count, 1)
         XCTAssertEqual(body.nodes.map(\.opType), ["C"])
         XCTAssertEqual(body.outputs.first?.value.name, "z")
@@ -340,13 +340,13 @@ final class EngineTests: XCTestCase {
                                replacement: Replacement(nodes: [], forwards: [(target: 1, source: .bound(0))])) { _, _ in .success(PreparedReplacement()) }
         let b = Builder()
         let x = b.input("x")
-        let a = b.node("A", [x], ["t"])
-        let id1 = b.node("Id", [a.outputs[0]], ["u"])
-        let c = b.node("C", [id1.outputs[0]], ["v"])
-        let id2 = b.node("Id", [c.outputs[0]], ["out"])
-        b.output(id2.outputs[0])
-        let passthrough = b.node("Id", [x], ["x_copy"])
-        b.output(passthrough.outputs[0])
+        let a = try b.node("A", [x], ["t"])
+        let id1 = try b.node("Id", [a.outputs[0]], ["u"])
+        let c = try b.node("C", [id1.outputs[0]], ["v"])
+        let id2 = try b.node("Id", [c.outputs[0]], ["out"])
+        try b.output(id2.outputs[0])
+        let passthrough = try b.node("Id", [x], ["x_copy"])
+        try b.output(passthrough.outputs[0])
         let report = try b.rewrite(with: [rule])
         XCTAssertEqual(report.fired.first?.count, 3)
         // The graph input x cannot take the name x_copy: an Identity keeps it.
@@ -375,9 +375,9 @@ final class EngineTests: XCTestCase {
         let b = Builder()
         let x = b.input("x")
         let s = b.constant("s", [1, 2])
-        b.output(b.node("Scale", [x, s], ["y"]).outputs[0])
+        try b.output(b.node("Scale", [x, s], ["y"]).outputs[0])
         let dynamic = b.input("dynamic")
-        b.output(b.node("Scale", [x, dynamic], ["y2"]).outputs[0])
+        try b.output(b.node("Scale", [x, dynamic], ["y2"]).outputs[0])
         let report = try b.rewrite(with: [rule])
         XCTAssertEqual(report.fired.first?.count, 1)
         XCTAssertEqual(b.graph.initializers.map(\.name), ["y_s2"], "the old constant went when nothing used it")
@@ -394,9 +394,9 @@ final class EngineTests: XCTestCase {
                     ReplacementNode(opType: "C", inputs: [.fresh(0)], outputs: [.replaces(1)])],
             freshNames: ["t"])) { _, _ in .success(PreparedReplacement()) }
         let b = Builder()
-        var value = b.node("T", [b.input("x")], ["t_2"]).outputs[0]!  // a name the model already has
-        for i in 0..<300 { value = b.node("A", [value], ["a\(i)"]).outputs[0]! }
-        b.output(value)
+        var value = try b.node("T", [b.input("x")], ["t_2"]).outputs[0]!  // a name the model already has
+        for i in 0..<300 { value = try b.node("A", [value], ["a\(i)"]).outputs[0]! }
+        try b.output(value)
         XCTAssertEqual(try b.rewrite(with: [rule]).fired.first?.count, 300)
         let names = b.graph.nodes.filter { $0.opType == "B" }.map { $0.outputs[0]!.name }
         XCTAssertEqual(names, ["t", "t_1"] + (3...300).map { "t_\($0)" }, "counting from 1, skipping what is taken")
@@ -404,8 +404,8 @@ final class EngineTests: XCTestCase {
 
     func testManyGraphOutputsOfOneValueMoveTogether() throws {
         let b = Builder()
-        let z = b.node("B", [b.node("A", [b.input("x")], ["y"]).outputs[0]], ["z"]).outputs[0]!
-        for _ in 0..<2_000 { b.output(z) }
+        let z = try b.node("B", [b.node("A", [b.input("x")], ["y"]).outputs[0]], ["z"]).outputs[0]!
+        for _ in 0..<2_000 { try b.output(z) }
         XCTAssertEqual(try b.rewrite(with: [chainRule()]).fired.first?.count, 1)
         let c = b.graph.nodes.first { $0.opType == "C" }!.outputs[0]!
         XCTAssertEqual(c.name, "z")
@@ -428,19 +428,19 @@ final class EngineTests: XCTestCase {
         ])) { _, _ in .success(PreparedReplacement()) }
         for inSubgraph in [false, true] {
             let b = Builder()
-            let y = b.node("A", [b.input("x")], ["y"]).outputs[0]!
+            let y = try b.node("A", [b.input("x")], ["y"]).outputs[0]!
             if inSubgraph {
                 let body = Graph(name: "body")
-                let inner = b.node("E", [y], ["inner"], in: body)
-                body.addOutput(inner.outputs[0]!, info: ValueInfo(type: nil))
+                let inner = try b.node("E", [y], ["inner"], in: body)
+                try body.addOutput(inner.outputs[0]!, info: ValueInfo(type: nil))
                 let loop = Node(opType: "S", name: "reader", inputs: [], outputNames: ["early"],
                                 attributes: [Attribute(name: "body", value: .graph(body))])
-                b.graph.append(loop)
+                try b.graph.append(loop)
             } else {
-                b.node("E", [y], ["early"], name: "reader")
+                try b.node("E", [y], ["early"], name: "reader")
             }
-            b.output(b.graph.nodes.first { $0.name == "reader" }!.outputs[0])
-            b.output(b.node("B", [y], ["z"]).outputs[0])
+            try b.output(b.graph.nodes.first { $0.name == "reader" }!.outputs[0])
+            try b.output(b.node("B", [y], ["z"]).outputs[0])
             let before = b.text
             let report = try b.rewrite(with: [rule])
             XCTAssertTrue(report.fired.isEmpty, b.text)
@@ -452,24 +452,24 @@ final class EngineTests: XCTestCase {
         // back from the root: going through the readers is charged to the rule's budget, which
         // runs out instead of the scans adding up to 4.5 million.
         let many = Builder()
-        let shared = many.node("A", [many.input("x")], ["y"]).outputs[0]!
+        let shared = try many.node("A", [many.input("x")], ["y"]).outputs[0]!
         var first: Node?
         for index in 0..<3_000 {
             let reader = Node(opType: "B", name: "z\(index)", inputs: [shared], outputNames: ["z\(index)"])
-            many.graph.insert(reader, before: first)
-            many.output(reader.outputs[0])
+            try many.graph.insert(reader, before: first)
+            try many.output(reader.outputs[0])
             let body = Graph(name: "body\(index)")
-            let inner = many.node("K", [], ["k\(index)"], in: body)
-            body.addOutput(inner.outputs[0]!, info: ValueInfo(type: nil))
+            let inner = try many.node("K", [], ["k\(index)"], in: body)
+            try body.addOutput(inner.outputs[0]!, info: ValueInfo(type: nil))
             let wall = Node(opType: "S", name: "s\(index)", inputs: [], outputNames: ["s\(index)"],
                             attributes: [Attribute(name: "body", value: .graph(body))])
-            many.graph.insert(wall, before: reader)
-            many.output(wall.outputs[0])
+            try many.graph.insert(wall, before: reader)
+            try many.output(wall.outputs[0])
             first = wall
         }
         let early = Node(opType: "E", name: "early", inputs: [shared], outputNames: ["e"])
-        many.graph.insert(early, before: first)
-        many.output(early.outputs[0])
+        try many.graph.insert(early, before: first)
+        try many.output(early.outputs[0])
         let refused = try many.rewrite(with: [rule])
         XCTAssertEqual(refused.rewrites, 0)
         let reasons = refused.explanations.map(\.reason)
@@ -478,28 +478,28 @@ final class EngineTests: XCTestCase {
         XCTAssertTrue(reasons.contains { $0.hasPrefix("the rule's pattern searches have tried as many candidate nodes") }, "\(reasons.suffix(3))")
         // A reader after the root is fine: it reads the new y.
         let b = Builder()
-        let y = b.node("A", [b.input("x")], ["y"]).outputs[0]!
-        b.output(b.node("B", [y], ["z"]).outputs[0])
-        b.output(b.node("E", [y], ["late"]).outputs[0])
+        let y = try b.node("A", [b.input("x")], ["y"]).outputs[0]!
+        try b.output(b.node("B", [y], ["z"]).outputs[0])
+        try b.output(b.node("E", [y], ["late"]).outputs[0])
         XCTAssertEqual(try b.rewrite(with: [rule]).fired.first?.count, 1)
         XCTAssertEqual(b.graph.nodes.map(\.opType), ["D", "C", "E"])
     }
 
     func testDeterministic() throws {
-        func build() -> Builder {
+        func build() throws -> Builder {
             let b = Builder()
             var values = [b.input("x")]
             for i in 0..<30 {
                 let source = values[i % values.count]
-                let a = b.node("A", [source], ["a\(i)"])
-                let z = b.node("B", [a.outputs[0]], ["b\(i)"])
+                let a = try b.node("A", [source], ["a\(i)"])
+                let z = try b.node("B", [a.outputs[0]], ["b\(i)"])
                 values.append(z.outputs[0]!)
-                if i % 7 == 0 { b.node("D", [a.outputs[0]], ["d\(i)"]) }
+                if i % 7 == 0 { try b.node("D", [a.outputs[0]], ["d\(i)"]) }
             }
-            for v in values.dropFirst() where v.uses.isEmpty { b.output(v) }
+            for v in values.dropFirst() where v.uses.isEmpty { try b.output(v) }
             return b
         }
-        let first = build(), second = build()
+        let first = try build(), second = try build()
         let r1 = try first.rewrite(with: [chainRule(), chainRule(name: "other", into: "E")])
         let r2 = try second.rewrite(with: [chainRule(), chainRule(name: "other", into: "E")])
         XCTAssertEqual(first.text, second.text)

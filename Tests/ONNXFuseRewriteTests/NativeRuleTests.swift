@@ -18,8 +18,8 @@ final class NativeRuleTests: XCTestCase {
     func testConstantReplacesTheNodeAndTakesItsName() throws {
         let b = Builder()
         let x = b.input("x")
-        let k = b.node("K", [x], ["k"])
-        b.output(b.node("U", [k.outputs[0]], ["y"]).outputs[0])
+        let k = try b.node("K", [x], ["k"])
+        try b.output(b.node("U", [k.outputs[0]], ["y"]).outputs[0])
         let report = try b.rewrite(with: [constantRule])
         XCTAssertEqual(report.fired.map(\.count), [1])
         XCTAssertEqual(b.graph.nodeCount, 1)
@@ -30,8 +30,8 @@ final class NativeRuleTests: XCTestCase {
     func testAGraphOutputBecomesAConstantOrAnIdentityOfAGraphInput() throws {
         let b = Builder()
         let x = b.input("x")
-        b.output(b.node("K", [x], ["k"]).outputs[0])
-        b.output(b.node("P", [x], ["p"]).outputs[0])
+        try b.output(b.node("K", [x], ["k"]).outputs[0])
+        try b.output(b.node("P", [x], ["p"]).outputs[0])
         let report = try b.rewrite(with: [constantRule, passRule])
         XCTAssertEqual(report.fired.map(\.rule), ["k-to-constant", "p-passes"])
         XCTAssertEqual(b.graph.outputs.map(\.value.name), ["k", "p"])
@@ -45,7 +45,7 @@ final class NativeRuleTests: XCTestCase {
         // A rule removing Identity nodes would only make its node again.
         let b = Builder()
         let x = b.input("x")
-        b.output(b.node("Identity", [x], ["p"]).outputs[0])
+        try b.output(try b.node("Identity", [x], ["p"]).outputs[0])
         let removeIdentity = RewriteRule(name: "remove-identity", benefit: 1, opTypes: ["Identity"]) { node, _ in
             .success(.replaceOutputs([.value(node.inputs[0]!)]))
         }
@@ -57,8 +57,8 @@ final class NativeRuleTests: XCTestCase {
     func testAnUnreplacedOutputMustBeUnused() throws {
         let b = Builder()
         let x = b.input("x")
-        let two = b.node("K", [x], ["first", "second"])
-        b.output(b.node("U", [two.outputs[0], two.outputs[1]], ["y"]).outputs[0])
+        let two = try b.node("K", [x], ["first", "second"])
+        try b.output(b.node("U", [two.outputs[0], two.outputs[1]], ["y"]).outputs[0])
         let before = b.text
         let report = try b.rewrite(with: [constantRule])
         XCTAssertEqual(report.fired.count, 0)
@@ -70,8 +70,8 @@ final class NativeRuleTests: XCTestCase {
         let b = Builder()
         let x = b.input("x")
         var value = x
-        for index in 0..<5 { value = b.node("P", [value], ["p\(index)"]).outputs[0]! }
-        b.output(b.node("U", [value], ["y"]).outputs[0])
+        for index in 0..<5 { value = try b.node("P", [value], ["p\(index)"]).outputs[0]! }
+        try b.output(b.node("U", [value], ["y"]).outputs[0])
         let report = try b.rewrite(with: [passRule])
         XCTAssertEqual(report.fired.map(\.count), [5])
         XCTAssertEqual(b.graph.nodeCount, 1)
@@ -82,9 +82,9 @@ final class NativeRuleTests: XCTestCase {
         let pass = RewriteRule(name: "p-or-q-passes", benefit: 1, opTypes: ["P", "Q"]) { node, _ in .success(.replaceOutputs([.value(node.inputs[0]!)])) }
         let b = Builder()
         let x = b.input("x")
-        let q = b.node("Q", [b.node("P", [x], ["p"]).outputs[0]], ["q"])
-        let r = b.node("R", [q.outputs[0]], ["r"])
-        b.output(b.node("U", [r.outputs[0]], ["y"]).outputs[0])
+        let q = try b.node("Q", [b.node("P", [x], ["p"]).outputs[0]], ["q"])
+        let r = try b.node("R", [q.outputs[0]], ["r"])
+        try b.output(b.node("U", [r.outputs[0]], ["y"]).outputs[0])
         let report = try b.rewrite(with: [pass])
         XCTAssertEqual(report.fired.map(\.count), [2])
         XCTAssertEqual(b.graph.nodes.map(\.opType), ["R", "U"])
@@ -93,7 +93,7 @@ final class NativeRuleTests: XCTestCase {
     func testRefusalIsExplained() throws {
         let refuse = RewriteRule(name: "never", benefit: 1, opTypes: ["K"]) { _, _ in .failure(RuleRefusal("not today")) }
         let b = Builder()
-        b.output(b.node("K", [b.input("x")], ["k"]).outputs[0])
+        try b.output(b.node("K", [b.input("x")], ["k"]).outputs[0])
         let report = try b.rewrite(with: [refuse])
         XCTAssertEqual(report.explanations.map(\.description), ["never at node 'k': not today"])
     }
@@ -114,8 +114,8 @@ final class NativeRuleTests: XCTestCase {
         for rules in [[skip], [skip, dropDead]] {
             let b = Builder()
             let x = b.input("x")
-            let s = b.node("S", [b.node("P", [x], ["p"]).outputs[0], b.input("old")], ["s"])
-            b.output(s.outputs[0])
+            let s = try b.node("S", [b.node("P", [x], ["p"]).outputs[0], b.input("old")], ["s"])
+            try b.output(s.outputs[0])
             let report = try b.rewrite(with: rules)
             XCTAssertEqual(report.fired.map { "\($0.rule) ×\($0.count)" }, rules.map { "\($0.name) ×1" })
             XCTAssertEqual(b.graph.nodes.map(\.opType), rules.count == 1 ? ["P", "S"] : ["S"])

@@ -100,8 +100,8 @@ final class FunctionTests: XCTestCase {
         let graph = Graph(name: "g")
         let model = Model(irVersion: 8, opsetImports: imports, graph: graph)
         let x = graph.addInput(name: "x", info: ValueInfo(type: .tensor(.float, [.value(2)])))
-        graph.append(Node(opType: "Relu", name: "relu", inputs: [x], outputNames: ["y"]))
-        graph.addOutput(graph.lastNode!.outputs[0]!, info: ValueInfo(type: nil))
+        try graph.append(Node(opType: "Relu", name: "relu", inputs: [x], outputNames: ["y"]))
+        try graph.addOutput(graph.lastNode!.outputs[0]!, info: ValueInfo(type: nil))
         var options = RewriteOptions()
         options.explain = true
         let report = applyRules(rules.flatMap(\.rewrites), to: model, options: options)

@@ -10,18 +10,18 @@ import ONNXFuseIR
 final class SymmetricMatchTests: XCTestCase {
     /// `x` read by one node per entry of `readers` (operator, rank of its output or nil when
     /// the output has no declared type, whether the output is a graph output), named `r0`, `r1`, ...
-    func build(_ readers: [(op: String, rank: Int?, isOutput: Bool)]) -> (Model, Graph) {
+    func build(_ readers: [(op: String, rank: Int?, isOutput: Bool)]) throws -> (Model, Graph) {
         let graph = Graph(name: "g")
         let model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
         let x = graph.addInput(name: "x", info: ValueInfo(type: .tensor(.float, [.value(2), .value(3)])))
         for (index, reader) in readers.enumerated() {
             let node = Node(opType: reader.op, name: "r\(index)", inputs: [x], outputNames: ["r\(index)"])
-            graph.append(node)
+            try graph.append(node)
             let output = node.outputs[0]!
             if let rank = reader.rank {
                 output.info = ValueInfo(type: .tensor(.float, Array(repeating: .value(2), count: rank)))
             }
-            if reader.isOutput { graph.addOutput(output, info: ValueInfo(type: nil)) }
+            if reader.isOutput { try graph.addOutput(output, info: ValueInfo(type: nil)) }
         }
         return (model, graph)
     }
@@ -35,10 +35,10 @@ final class SymmetricMatchTests: XCTestCase {
         let rules = try compileRules(try parseRules(text, file: "test.rules")).map(\.rewrite)
         var options = RewriteOptions()
         options.explain = true
-        let (prunedModel, prunedGraph) = build(readers)
+        let (prunedModel, prunedGraph) = try build(readers)
         let pruned = applyRules(rules, to: prunedModel, options: options)
         try prunedModel.verify()
-        let (plainModel, plainGraph) = build(readers)
+        let (plainModel, plainGraph) = try build(readers)
         let plain = applyRules(rules.map { rule in
             var rule = rule
             rule.dependencies = nil
@@ -190,7 +190,7 @@ final class SymmetricMatchTests: XCTestCase {
         let rules = try compileRules(try parseRules(text, file: "test.rules")).map(\.rewrite)
         var options = RewriteOptions()
         options.explain = true
-        let (model, _) = build([("Relu", nil, true), ("Sigmoid", nil, true), ("Relu", nil, true), ("Relu", nil, true)])
+        let (model, _) = try build([("Relu", nil, true), ("Sigmoid", nil, true), ("Relu", nil, true), ("Relu", nil, true)])
         let report = applyRules(rules, to: model, options: options)
         XCTAssertEqual(report.explanations.map(\.reason), Array(repeating: "x has 3 readers that are Relu, not the pattern's 5", count: 3))
         XCTAssertEqual(report.candidatesTried, 3)

@@ -23,21 +23,21 @@ final class BuiltinAffineTests: XCTestCase {
     }
 
     /// Conv(x, w, b?) as the class comment says; output `y`.
-    static func conv(bias: Bool) -> (Fixture) -> Void {
+    static func conv(bias: Bool) -> (Fixture) throws -> Void {
         { fixture in
             let x = fixture.input("x", [1, 1, 2, 2])
             var inputs: [Value?] = [x, fixture.constant("w", [2, 3], [2, 1, 1, 1])]
             if bias { inputs.append(fixture.constant("b", [1, -1], [2])) }
             let node = Node(opType: "Conv", name: "conv", inputs: inputs, outputNames: ["y"],
                             attributes: [Attribute(name: "kernel_shape", value: .ints([1, 1]))])
-            fixture.graph.append(node)
+            try fixture.graph.append(node)
             fixture.producer = node
         }
     }
 
     /// ConvTranspose(x, w, b?) with x [1, 2, 1, 1], w [2, 2, 1, 1] = (1, 2, 3, 4), the group
     /// given (2 or 4 output channels), bias all ones when present; output `y`.
-    static func convTranspose(group: Int64, bias: Bool) -> (Fixture) -> Void {
+    static func convTranspose(group: Int64, bias: Bool) -> (Fixture) throws -> Void {
         { fixture in
             let x = fixture.input("x", [1, 2, 1, 1])
             var inputs: [Value?] = [x, fixture.constant("w", [1, 2, 3, 4], [2, 2, 1, 1])]
@@ -46,21 +46,21 @@ final class BuiltinAffineTests: XCTestCase {
             var attributes = [Attribute(name: "kernel_shape", value: .ints([1, 1]))]
             if group != 1 { attributes.append(Attribute(name: "group", value: .int(group))) }
             let node = Node(opType: "ConvTranspose", name: "convt", inputs: inputs, outputNames: ["y"], attributes: attributes)
-            fixture.graph.append(node)
+            try fixture.graph.append(node)
             fixture.producer = node
         }
     }
 
     /// Builds `producer`, then `z = op(y, c)` (or `op(c, y)` when `constantFirst`), `z` a graph output.
-    func build(_ producer: (Fixture) -> Void, _ op: String, _ values: [Float], _ dims: [Int64],
-               constantFirst: Bool = false, kind: CKind = .constant) -> Fixture {
+    func build(_ producer: (Fixture) throws -> Void, _ op: String, _ values: [Float], _ dims: [Int64],
+               constantFirst: Bool = false, kind: CKind = .constant) throws -> Fixture {
         let fixture = Fixture()
-        producer(fixture)
+        try producer(fixture)
         let c = kind == .constant ? fixture.constant("c", values, dims) : fixture.input("c", dims)
         let y = fixture.producer.outputs[0]!
         let node = Node(opType: op, name: op.lowercased(), inputs: constantFirst ? [c, y] : [y, c], outputNames: ["z"])
-        fixture.graph.append(node)
-        fixture.graph.addOutput(node.outputs[0]!, info: ValueInfo(type: nil))
+        try fixture.graph.append(node)
+        try fixture.graph.addOutput(node.outputs[0]!, info: ValueInfo(type: nil))
         return fixture
     }
 
@@ -171,12 +171,12 @@ final class BuiltinAffineTests: XCTestCase {
             }
             let conv = Node(opType: "Conv", name: "conv", inputs: [x, constant("w", [2, 3], [2, 1, 1, 1]), constant("b", [1, -1], [2])],
                             outputNames: ["y"], attributes: [Attribute(name: "kernel_shape", value: .ints([1, 1]))])
-            fixture.graph.append(conv)
+            try fixture.graph.append(conv)
             let mul = Node(opType: "Mul", name: "mul", inputs: [conv.outputs[0], constant("c", [10, 20], [1, 2, 1, 1])], outputNames: ["m"])
-            fixture.graph.append(mul)
+            try fixture.graph.append(mul)
             let add = Node(opType: "Add", name: "add", inputs: [mul.outputs[0], constant("d", [0.5, -0.5], [2, 1, 1])], outputNames: ["z"])
-            fixture.graph.append(add)
-            fixture.output(add.outputs[0]!)
+            try fixture.graph.append(add)
+            try fixture.output(add.outputs[0]!)
             let report = try fixture.run()
             XCTAssertEqual(report.fired.map(\.rule).sorted(), ["fuse-conv-add", "fuse-conv-mul"], "\(type)")
             let folded = try XCTUnwrap(fixture.graph.nodes.first { $0.opType == "Conv" })
@@ -230,13 +230,13 @@ final class BuiltinAffineTests: XCTestCase {
             // A c that is not a constant.
             XCTAssertEqual(try reasons(rule, build(conv, op, [], [2, 1, 1], kind: .graphInput)), ["c is a graph input"], "\(rule) input")
             // The Conv output used twice, or a graph output.
-            let twice = build(conv, op, [10, 20], [2, 1, 1])
+            let twice = try build(conv, op, [10, 20], [2, 1, 1])
             let relu = Node(opType: "Relu", name: "other", inputs: [twice.producer.outputs[0]], outputNames: ["r"])
-            twice.graph.append(relu)
-            twice.graph.addOutput(relu.outputs[0]!, info: ValueInfo(type: nil))
+            try twice.graph.append(relu)
+            try twice.graph.addOutput(relu.outputs[0]!, info: ValueInfo(type: nil))
             XCTAssertEqual(try reasons(rule, twice), ["y has 2 users"], "\(rule) used twice")
-            let output = build(conv, op, [10, 20], [2, 1, 1])
-            output.graph.addOutput(output.producer.outputs[0]!, info: ValueInfo(type: nil))
+            let output = try build(conv, op, [10, 20], [2, 1, 1])
+            try output.graph.addOutput(output.producer.outputs[0]!, info: ValueInfo(type: nil))
             XCTAssertEqual(try reasons(rule, output), ["y is a graph output"], "\(rule) graph output")
         }
     }
@@ -246,10 +246,10 @@ final class BuiltinAffineTests: XCTestCase {
         let fixture = Fixture()
         let x = fixture.input("x", [1, 1, 2, 2])
         let conv = Node(opType: "Conv", name: "conv", inputs: [x, fixture.constant("w", [2], [1, 1, 1, 1])], outputNames: ["y"])
-        fixture.graph.append(conv)
+        try fixture.graph.append(conv)
         let add = Node(opType: "Add", name: "add", inputs: [conv.outputs[0], fixture.constant("c", [7], [1])], outputNames: ["z"])
-        fixture.graph.append(add)
-        fixture.graph.addOutput(add.outputs[0]!, info: ValueInfo(type: nil))
+        try fixture.graph.append(add)
+        try fixture.graph.addOutput(add.outputs[0]!, info: ValueInfo(type: nil))
         try assertFolds("fuse-conv-add", fixture, """
             g (float[1,1,2,2] x) => (? z)
                <float[1,1,1,1] w = {2}, float[1] z_b2 = {7}>
@@ -330,8 +330,8 @@ final class BuiltinAffineTests: XCTestCase {
             XCTAssertEqual(try reasons(rule, build(convt, op, [1, 2, 3, 4], [4])), ["`\(shapeCheck)` is false"], "\(rule) [C]")
             XCTAssertEqual(try reasons(rule, build(convt, op, [1, 2], [2, 1, 1])), ["`\(shapeCheck)` is false"], "\(rule) [C/g]")
             XCTAssertEqual(try reasons(rule, build(convt, op, [], [4, 1, 1], kind: .graphInput)), ["c is a graph input"], "\(rule) input")
-            let output = build(convt, op, [1, 2, 3, 4], [4, 1, 1])
-            output.graph.addOutput(output.producer.outputs[0]!, info: ValueInfo(type: nil))
+            let output = try build(convt, op, [1, 2, 3, 4], [4, 1, 1])
+            try output.graph.addOutput(output.producer.outputs[0]!, info: ValueInfo(type: nil))
             XCTAssertEqual(try reasons(rule, output), ["y is a graph output"], "\(rule) graph output")
         }
     }
@@ -341,7 +341,7 @@ final class BuiltinAffineTests: XCTestCase {
     /// x [1, 1, 3, 3] -> Pad(pads, value?) -> Conv(w [1, 1, 2, 2], pads?) -> z, with the Pad's
     /// pads and value as initializers (opset 17) or attributes (opset 10).
     func padConv(_ pads: [Int64], value: Float? = nil, mode: String? = nil, convPads: [Int64]? = [1, 0, 0, 1],
-                 autoPad: String? = nil, opset: Int64 = 17, axes: [Int64]? = nil) -> RuleTestGraph {
+                 autoPad: String? = nil, opset: Int64 = 17, axes: [Int64]? = nil) throws -> RuleTestGraph {
         let fixture = RuleTestGraph(rules: Self.rules, opset: opset)
         let x = fixture.input("x", [1, 1, 3, 3])
         var padAttributes = mode.map { [Attribute(name: "mode", value: .string(Array($0.utf8)))] } ?? []
@@ -358,20 +358,20 @@ final class BuiltinAffineTests: XCTestCase {
             if let value { padAttributes.append(Attribute(name: "value", value: .float(value))) }
         }
         let pad = Node(opType: "Pad", name: "pad", inputs: padInputs, outputNames: ["y"], attributes: padAttributes)
-        fixture.graph.append(pad)
+        try fixture.graph.append(pad)
         var convAttributes = [Attribute(name: "kernel_shape", value: .ints([2, 2]))]
         if let convPads { convAttributes.append(Attribute(name: "pads", value: .ints(convPads))) }
         if let autoPad { convAttributes.append(Attribute(name: "auto_pad", value: .string(Array(autoPad.utf8)))) }
         let conv = Node(opType: "Conv", name: "conv", inputs: [pad.outputs[0], fixture.constant("w", [1, 2, 3, 4], [1, 1, 2, 2])],
                         outputNames: ["z"], attributes: convAttributes)
-        fixture.graph.append(conv)
-        fixture.output(conv.outputs[0]!)
+        try fixture.graph.append(conv)
+        try fixture.output(conv.outputs[0]!)
         return fixture
     }
 
     func testPadFoldsIntoTheConvPads() throws {
         // Pad (top 1, left 2, bottom 0, right 3) plus the Conv's (1, 0, 0, 1): (2, 2, 0, 4).
-        let fold = padConv([0, 0, 1, 2, 0, 0, 0, 3])
+        let fold = try padConv([0, 0, 1, 2, 0, 0, 0, 3])
         XCTAssertEqual(try fold.run().fired.map(\.rule), ["fuse-pad-conv"])
         XCTAssertEqual(fold.text, """
             g (float[1,1,3,3] x) => (? z)
@@ -382,11 +382,11 @@ final class BuiltinAffineTests: XCTestCase {
 
             """)
         // A Conv without pads has zeros; a value input of 0 written out is the default.
-        let noPads = padConv([0, 0, 1, 1, 0, 0, 1, 1], value: 0, mode: "constant", convPads: nil)
+        let noPads = try padConv([0, 0, 1, 1, 0, 0, 1, 1], value: 0, mode: "constant", convPads: nil)
         XCTAssertEqual(try noPads.run().fired.map(\.rule), ["fuse-pad-conv"])
         XCTAssertTrue(noPads.text.contains("z = Conv <kernel_shape = [2, 2], pads = [1, 1, 1, 1]> (x, w)"), noPads.text)
         // Opset 10: pads and value are attributes.
-        let v2 = padConv([0, 0, 0, 1, 0, 0, 2, 0], value: 0, opset: 10)
+        let v2 = try padConv([0, 0, 0, 1, 0, 0, 2, 0], value: 0, opset: 10)
         XCTAssertEqual(try v2.run().fired.map(\.rule), ["fuse-pad-conv-v2"])
         XCTAssertTrue(v2.text.contains("z = Conv <kernel_shape = [2, 2], pads = [1, 1, 2, 1]> (x, w)"), v2.text)
     }
@@ -394,7 +394,7 @@ final class BuiltinAffineTests: XCTestCase {
     func testPadWithAxesFoldsIntoTheConvPads() throws {
         // Opset 18: the axes name the spatial axes, as 2, 3 or as -2, -1; pads list only them.
         for axes in [[Int64(2), 3], [-2, -1]] {
-            let fold = padConv([1, 2, 0, 3], opset: 18, axes: axes)
+            let fold = try padConv([1, 2, 0, 3], opset: 18, axes: axes)
             XCTAssertEqual(try fold.run().fired.map(\.rule), ["fuse-pad-conv-axes"], "\(axes)")
             XCTAssertTrue(fold.text.contains("z = Conv <kernel_shape = [2, 2], pads = [2, 2, 0, 4]> (x, w)"), fold.text)
         }
@@ -427,8 +427,8 @@ final class BuiltinAffineTests: XCTestCase {
                        ["`ap == \"NOTSET\"` is false"])
         XCTAssertEqual(try reasons("fuse-pad-conv-v2", padConv([0, 0, 1, 1, 0, 0, 1, 1], value: 2, opset: 10)), ["`v == 0` is false"])
         // The padded value read by something else too.
-        let shared = padConv([0, 0, 1, 1, 0, 0, 1, 1])
-        shared.output(shared.graph.nodes.first { $0.opType == "Pad" }!.outputs[0]!)
+        let shared = try padConv([0, 0, 1, 1, 0, 0, 1, 1])
+        try shared.output(shared.graph.nodes.first { $0.opType == "Pad" }!.outputs[0]!)
         XCTAssertEqual(try reasons("fuse-pad-conv", shared), ["y is a graph output"])
     }
 }

@@ -26,7 +26,7 @@ final class BuiltinArithmeticTests: XCTestCase {
     /// x [2, 3] → first(x, c1) → second(., c2) → Neg; `constantFirst` puts the constant on the left
     /// of an Add or Mul.
     func chain(_ first: String, _ c1: [Float], _ second: String, _ c2: [Float], dims1: [Int64] = [], dims2: [Int64] = [],
-               constantFirst: Bool = false, xType: DataType = .float, middleUsedElsewhere: Bool = false) -> Fixture {
+               constantFirst: Bool = false, xType: DataType = .float, middleUsedElsewhere: Bool = false) throws -> Fixture {
         let f = Fixture()
         let x = f.graph.addInput(name: "x", info: ValueInfo(type: .tensor(xType, [.value(2), .value(3)])))
         func constant(_ name: String, _ values: [Float], _ dims: [Int64]) -> Value {
@@ -34,9 +34,9 @@ final class BuiltinArithmeticTests: XCTestCase {
                 : f.constant(name, values, dims)
         }
         let k1 = constant("c1", c1, dims1), k2 = constant("c2", c2, dims2)
-        let y = f.node(first, constantFirst && first != "Sub" && first != "Div" ? [k1, x] : [x, k1], "y")
-        if middleUsedElsewhere { f.output(y) }
-        f.output(f.node("Neg", [f.node(second, [y, k2], "z")], "out"))
+        let y = try f.node(first, constantFirst && first != "Sub" && first != "Div" ? [k1, x] : [x, k1], "y")
+        if middleUsedElsewhere { try f.output(y) }
+        try f.output(f.node("Neg", [f.node(second, [y, k2], "z")], "out"))
         return f
     }
 
@@ -45,14 +45,14 @@ final class BuiltinArithmeticTests: XCTestCase {
         for (first, c1, second, c2) in [("Add", Float(2), "Add", Float(3)), ("Add", 2, "Sub", -3), ("Sub", -2, "Add", 3), ("Sub", -2, "Sub", -3)] {
             let expected = [5.0]
             for constantFirst in [false, true] {
-                let f = chain(first, [c1], second, [c2], constantFirst: constantFirst)
+                let f = try chain(first, [c1], second, [c2], constantFirst: constantFirst)
                 XCTAssertEqual(try f.run().fired.map(\.rule), ["merge-constant-adds"], "\(first) \(second)")
                 XCTAssertEqual(f.opTypes, ["Add", "Neg"])
                 XCTAssertEqual(f.constantInput(1), expected, "\(first) \(second)")
             }
         }
         // A per-column constant and a scalar: the merged one has the larger one's shape.
-        let wide = chain("Add", [1, 2, 3], "Sub", [-1], dims1: [3], xType: .double)
+        let wide = try chain("Add", [1, 2, 3], "Sub", [-1], dims1: [3], xType: .double)
         XCTAssertEqual(try wide.run().fired.map(\.rule), ["merge-constant-adds"])
         XCTAssertEqual(wide.constantInput(1), [2, 3, 4])
     }
@@ -64,7 +64,7 @@ final class BuiltinArithmeticTests: XCTestCase {
         ]
         for (first, c1, second, c2, product) in cases {
             let expected = [product]
-            let f = chain(first, [c1], second, [c2], constantFirst: true)
+            let f = try chain(first, [c1], second, [c2], constantFirst: true)
             XCTAssertEqual(try f.run().fired.map(\.rule), ["merge-constant-muls"], "\(first) \(second)")
             XCTAssertEqual(f.opTypes, ["Mul", "Neg"])
             XCTAssertEqual(try XCTUnwrap(f.constantInput(1)?.first), expected[0], accuracy: 1e-7, "\(first) \(second)")
@@ -82,7 +82,7 @@ final class BuiltinArithmeticTests: XCTestCase {
         let half = Fixture()
         let x = half.graph.addInput(name: "x", info: ValueInfo(type: .tensor(.float16, [.value(2)])))
         let c = half.graph.addInitializer(name: "c", tensor: Tensor(dataType: .float16, dims: [], values: [Float16(2)]))
-        half.output(half.node("Neg", [half.node("Mul", [half.node("Mul", [x, c], "y"), c], "z")], "out"))
+        try half.output(half.node("Neg", [half.node("Mul", [half.node("Mul", [x, c], "y"), c], "z")], "out"))
         XCTAssertTrue(try half.reasonsNothingFires(for: "merge-constant-muls").contains { $0.contains("dtype(x) in [float, double]") })
         // Additions that cancel: x + 12582912 - 12582912 rounds x to an integer, on purpose.
         XCTAssertTrue(try chain("Add", [12582912], "Sub", [12582912]).reasonsNothingFires(for: "merge-constant-adds")
@@ -99,19 +99,19 @@ final class BuiltinArithmeticTests: XCTestCase {
 
     /// MatMul(x [2, 2], W) with W = ((1, 2), (3, 4)), then the scale; `before` scales x instead.
     func matmulScale(_ op: String, _ s: [Float], dims: [Int64] = [], before: Bool = false, weightShared: Bool = false,
-                     weightKind: RuleTestGraph.Source = .constant) -> Fixture {
+                     weightKind: RuleTestGraph.Source = .constant) throws -> Fixture {
         let f = Fixture()
         let x = f.input("x", [2, 2])
-        let w = f.value(weightKind, "w", [1, 2, 3, 4], [2, 2])
+        let w = try f.value(weightKind, "w", [1, 2, 3, 4], [2, 2])
         let s = f.constant("s", s, dims)
         let z: Value
         if before {
-            z = f.node("MatMul", [f.node(op, [x, s], "t"), w], "z")
+            z = try f.node("MatMul", [f.node(op, [x, s], "t"), w], "z")
         } else {
-            z = f.node(op, op == "Mul" ? [s, f.node("MatMul", [x, w], "y")] : [f.node("MatMul", [x, w], "y"), s], "z")
+            z = try f.node(op, op == "Mul" ? [s, f.node("MatMul", [x, w], "y")] : [f.node("MatMul", [x, w], "y"), s], "z")
         }
-        if weightShared { f.output(f.node("MatMul", [x, w], "other")) }
-        f.output(f.node("Neg", [z], "out"))
+        if weightShared { try f.output(f.node("MatMul", [x, w], "other")) }
+        try f.output(f.node("Neg", [z], "out"))
         return f
     }
 
@@ -124,7 +124,7 @@ final class BuiltinArithmeticTests: XCTestCase {
             ("Div", [4], [], true, [0.25, 0.5, 0.75, 1]),
         ]
         for (op, s, dims, before, expected) in cases {
-            let f = matmulScale(op, s, dims: dims, before: before)
+            let f = try matmulScale(op, s, dims: dims, before: before)
             XCTAssertEqual(try f.run().fired.map(\.rule), ["fold-scale-into-matmul"], "\(op) \(s) \(before)")
             XCTAssertEqual(f.opTypes, ["MatMul", "Neg"])
             XCTAssertEqual(f.constantInput(1), expected, "\(op) \(s) \(before)")
@@ -144,19 +144,19 @@ final class BuiltinArithmeticTests: XCTestCase {
     }
 
     /// Gemm(a [2, 2], b, c) with alpha `alpha` and beta 0.5, then Mul or Div by a scalar.
-    func gemmScale(_ op: String, _ s: Float, alpha: Float = 1) -> Fixture {
+    func gemmScale(_ op: String, _ s: Float, alpha: Float = 1) throws -> Fixture {
         let f = Fixture()
         let a = f.input("a", [2, 2]), b = f.input("b", [2, 2])
         let gemm = Node(opType: "Gemm", name: "y", inputs: [a, b, f.constant("c", [1, -1], [2])], outputNames: ["y"],
                         attributes: [Attribute(name: "alpha", value: .float(alpha)), Attribute(name: "beta", value: .float(0.5))])
-        f.graph.append(gemm)
-        f.output(f.node("Neg", [f.node(op, [gemm.outputs[0]!, f.constant("s", [s], [])], "z")], "out"))
+        try f.graph.append(gemm)
+        try f.output(f.node("Neg", [f.node(op, [gemm.outputs[0]!, f.constant("s", [s], [])], "z")], "out"))
         return f
     }
 
     func testAScalarFoldsIntoTheGemmsAlphaAndBeta() throws {
         for (op, s, alpha, expected) in [("Mul", Float(3), Float(2), (Float(6), Float(1.5))), ("Div", 4, 1, (0.25, 0.125))] {
-            let f = gemmScale(op, s, alpha: alpha)
+            let f = try gemmScale(op, s, alpha: alpha)
             XCTAssertEqual(try f.run().fired.map(\.rule), ["fold-scale-into-gemm"], op)
             XCTAssertEqual(f.opTypes, ["Gemm", "Neg"])
             XCTAssertEqual(f.graph.firstNode?.attribute("alpha")?.float, expected.0, op)
@@ -174,7 +174,7 @@ final class BuiltinArithmeticTests: XCTestCase {
         // before the LoRA rule looks at the Add: each form still ends as one node (and a bias).
         let test = BuiltinMatMulTests(name: "peft", testClosure: { _ in })
         for (base, left) in [("matmul", ["MatMul", "Add"]), ("gemm", ["Gemm"]), ("gemm-transb", ["Gemm"]), ("gemms", ["Gemm"])] {
-            let f = test.peft(base, scale: 0.5, rules: BuiltinMatMulTests.matmulRules)
+            let f = try test.peft(base, scale: 0.5, rules: BuiltinMatMulTests.matmulRules)
             let fired = try f.run().fired.map { $0.rule }
             XCTAssertTrue(fired.contains { $0.hasPrefix("merge-lora") }, "\(base): \(fired)")
             XCTAssertEqual(f.graph.nodes.map { $0.opType }, left, base)

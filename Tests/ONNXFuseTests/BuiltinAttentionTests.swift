@@ -20,30 +20,30 @@ final class BuiltinAttentionTests: XCTestCase {
         var scale: [Float] = [2]
     }
 
-    func attention(_ c: Case) -> RuleTestGraph {
+    func attention(_ c: Case) throws -> RuleTestGraph {
         let test = RuleTestGraph(rules: Self.rules, opset: c.opset)
         let q = test.input("q", [2, 2, 3, 4]), k = test.input("k", [2, c.kvHeads, 3, 4]), v = test.input("v", [2, c.kvHeads, 3, 4])
-        func node(_ op: String, _ inputs: [Value], _ output: String, _ attributes: [Attribute] = []) -> Value {
+        func node(_ op: String, _ inputs: [Value], _ output: String, _ attributes: [Attribute] = []) throws -> Value {
             let node = Node(opType: op, name: output, inputs: inputs, outputNames: [output], attributes: attributes)
-            test.graph.append(node)
+            try test.graph.append(node)
             return node.outputs[0]!
         }
-        let kt = node("Transpose", [k], "kt", [Attribute(name: "perm", value: .ints(c.perm))])
-        let s = node("MatMul", [q, kt], "s")
+        let kt = try node("Transpose", [k], "kt", [Attribute(name: "perm", value: .ints(c.perm))])
+        let s = try node("MatMul", [q, kt], "s")
         let scale = test.constant("scale", c.scale, c.scale.count == 1 ? [] : [Int64(c.scale.count)])
-        var z = c.multiply ? node("Mul", [scale, s], "z") : node("Div", [s, scale], "z")
+        var z = try c.multiply ? node("Mul", [scale, s], "z") : node("Div", [s, scale], "z")
         if let dims = c.mask {
             let count = Int(dims.reduce(1, *))
-            z = node("Add", [z, test.constant("mask", (0..<count).map { Float($0 % 3) - 1 }, dims)], "w")
+            z = try node("Add", [z, test.constant("mask", (0..<count).map { Float($0 % 3) - 1 }, dims)], "w")
         }
-        let a = node("Softmax", [z], "a", [Attribute(name: "axis", value: .int(c.axis))])
-        test.output(test.node("Neg", [node("MatMul", [a, v], "y")], "out"))
+        let a = try node("Softmax", [z], "a", [Attribute(name: "axis", value: .int(c.axis))])
+        try test.output(test.node("Neg", [node("MatMul", [a, v], "y")], "out"))
         return test
     }
 
     func testAttentionFusesWithItsScaleAndMask() throws {
         for c in [Case(mask: [2, 1, 3, 3]), Case(multiply: true), Case(kvHeads: 1, mask: [3, 3]), Case(axis: 3)] {
-            let test = attention(c)
+            let test = try attention(c)
             XCTAssertEqual(try test.run().fired.map(\.rule), ["fuse-attention"], "\(c)")
             XCTAssertEqual(test.graph.nodes.map(\.opType), ["Attention", "Neg"], "\(c)")
             let node = try XCTUnwrap(test.graph.firstNode)

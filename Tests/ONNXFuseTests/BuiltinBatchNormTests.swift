@@ -33,14 +33,14 @@ final class BuiltinBatchNormTests: XCTestCase {
         init() { super.init(rules: BuiltinBatchNormTests.rules) }
 
         /// A weight: an initializer, a graph input, or the output of a Relu of an initializer.
-        func weight(_ kind: WeightKind, _ name: String, _ values: [Float], _ dims: [Int64]) -> Value {
-            value(kind, name, values, dims)
+        func weight(_ kind: WeightKind, _ name: String, _ values: [Float], _ dims: [Int64]) throws -> Value {
+            try value(kind, name, values, dims)
         }
 
         /// BatchNormalization(y) with the parameters of the class comment; its output `z` is a
         /// graph output.
         @discardableResult
-        func batchNorm(after y: Value, channels: Int, options: Options) -> Node {
+        func batchNorm(after y: Value, channels: Int, options: Options) throws -> Node {
             let scale = constant("scale", Array([Float(4), 9, 5, 8][..<channels]), [Int64(channels)])
             let shift = constant("shift", Array([Float(0.5), -1, 0, 1][..<channels]), [Int64(channels)])
             let mean = constant("mean", Array([Float(1), 0, 2, -1][..<channels]), [Int64(channels)])
@@ -51,28 +51,28 @@ final class BuiltinBatchNormTests: XCTestCase {
             if let training = options.training { attributes.append(Attribute(name: "training_mode", value: .int(training))) }
             let bn = Node(opType: "BatchNormalization", name: "bn", inputs: [y, scale, shift, mean, variance],
                           outputNames: options.meanOutputUsed ? ["z", "running_mean"] : ["z"], attributes: attributes)
-            graph.append(bn)
-            graph.addOutput(bn.outputs[0]!, info: ValueInfo(type: nil))
-            if options.meanOutputUsed { graph.addOutput(bn.outputs[1]!, info: ValueInfo(type: nil)) }
+            try graph.append(bn)
+            try graph.addOutput(bn.outputs[0]!, info: ValueInfo(type: nil))
+            if options.meanOutputUsed { try graph.addOutput(bn.outputs[1]!, info: ValueInfo(type: nil)) }
             return bn
         }
     }
 
     /// Builds the producer (output `y`) into the fixture and returns it with its channel count.
-    typealias Build = (Fixture, Options) -> (producer: Node, channels: Int)
+    typealias Build = (Fixture, Options) throws -> (producer: Node, channels: Int)
 
-    func build(_ make: Build, _ options: Options = Options()) -> (Fixture, Node) {
+    func build(_ make: Build, _ options: Options = Options()) throws -> (Fixture, Node) {
         let fixture = Fixture()
-        let (producer, channels) = make(fixture, options)
+        let (producer, channels) = try make(fixture, options)
         var options = options
         options.bnChannels = options.bnChannels ?? channels
-        fixture.batchNorm(after: producer.outputs[0]!, channels: options.bnChannels!, options: options)
+        try fixture.batchNorm(after: producer.outputs[0]!, channels: options.bnChannels!, options: options)
         return (fixture, producer)
     }
 
     /// Runs `make` and expects `rule` to fire once, leaving `text`.
     func assertFolds(_ rule: String, _ make: Build, _ text: String, file: StaticString = #filePath, line: UInt = #line) throws {
-        let (fixture, _) = build(make)
+        let (fixture, _) = try build(make)
         let report = try fixture.run()
         XCTAssertEqual(report.fired.map(\.rule), [rule], file: file, line: line)
         XCTAssertEqual(report.after.nodesByOpType["BatchNormalization"], nil, file: file, line: line)
@@ -81,10 +81,10 @@ final class BuiltinBatchNormTests: XCTestCase {
 
     /// Runs `make` changed by `change` (and `options`) and expects nothing to fire or change,
     /// returning `rule`'s explanations.
-    func reasons(_ rule: String, _ make: Build, _ options: Options = Options(), change: (Fixture, Node) -> Void = { _, _ in },
+    func reasons(_ rule: String, _ make: Build, _ options: Options = Options(), change: (Fixture, Node) throws -> Void = { _, _ in },
                  file: StaticString = #filePath, line: UInt = #line) throws -> [String] {
-        let (fixture, producer) = build(make, options)
-        change(fixture, producer)
+        let (fixture, producer) = try build(make, options)
+        try change(fixture, producer)
         return try fixture.reasonsNothingFires(for: rule, file: file, line: line)
     }
 
@@ -94,11 +94,11 @@ final class BuiltinBatchNormTests: XCTestCase {
                               file: StaticString = #filePath, line: UInt = #line) throws {
         XCTAssertEqual(try reasons(rule, make, change: { fixture, producer in
             let relu = Node(opType: "Relu", name: "other", inputs: [producer.outputs[0]], outputNames: ["r"])
-            fixture.graph.append(relu)
-            fixture.graph.addOutput(relu.outputs[0]!, info: ValueInfo(type: nil))
+            try fixture.graph.append(relu)
+            try fixture.graph.addOutput(relu.outputs[0]!, info: ValueInfo(type: nil))
         }, file: file, line: line), ["y has 2 users"], "used twice", file: file, line: line)
         XCTAssertEqual(try reasons(rule, make, change: { fixture, producer in
-            fixture.graph.addOutput(producer.outputs[0]!, info: ValueInfo(type: nil))
+            try fixture.graph.addOutput(producer.outputs[0]!, info: ValueInfo(type: nil))
         }, file: file, line: line), ["y is a graph output"], "graph output", file: file, line: line)
         XCTAssertEqual(try reasons(rule, make, Options(weight: .graphInput), file: file, line: line),
                        ["\(weight) is a graph input"], "weight input", file: file, line: line)
@@ -132,10 +132,10 @@ final class BuiltinBatchNormTests: XCTestCase {
     static func conv() -> Build {
         { fixture, options in
             let x = fixture.input("x", [1, 1, 2, 2])
-            let w = fixture.weight(options.weight, "w", [1, 2], [2, 1, 1, 1])
+            let w = try fixture.weight(options.weight, "w", [1, 2], [2, 1, 1, 1])
             let node = Node(opType: "Conv", name: "conv", inputs: [x, w], outputNames: ["y"],
                             attributes: [Attribute(name: "kernel_shape", value: .ints([1, 1]))])
-            fixture.graph.append(node)
+            try fixture.graph.append(node)
             return (node, 2)
         }
     }
@@ -188,13 +188,13 @@ final class BuiltinBatchNormTests: XCTestCase {
                     producer = Node(opType: "Gemm", name: "gemm", inputs: [x, constant("w", [1, 2, 3, 4], [2, 2])], outputNames: ["y"],
                                     attributes: [Attribute(name: "transB", value: .int(1))])
                 }
-                fixture.graph.append(producer)
+                try fixture.graph.append(producer)
                 let bn = Node(opType: "BatchNormalization", name: "bn",
                               inputs: [producer.outputs[0], constant("scale", [4, 9], [2]), constant("shift", [0.5, -1], [2]),
                                        constant("mean", [1, 0], [2]), constant("var", [3, 8], [2])],
                               outputNames: ["z"], attributes: [Attribute(name: "epsilon", value: .float(1))])
-                fixture.graph.append(bn)
-                fixture.output(bn.outputs[0]!)
+                try fixture.graph.append(bn)
+                try fixture.output(bn.outputs[0]!)
 
                 let report = try fixture.run()
                 XCTAssertEqual(report.fired.map(\.rule), [op == "Conv" ? "fold-conv-batchnorm" : "fold-gemm-transb-batchnorm"], "\(op) \(type)")
@@ -219,14 +219,14 @@ final class BuiltinBatchNormTests: XCTestCase {
             let dims: [Int64] = [inChannels, Int64(perGroup), 1, 1]
             let count = Int(inChannels) * perGroup
             let x = fixture.input("x", [1, inChannels, 2, 2])
-            let w = fixture.weight(options.weight, "w", (1...count).map(Float.init), dims)
+            let w = try fixture.weight(options.weight, "w", (1...count).map(Float.init), dims)
             var inputs: [Value?] = [x, w]
             let channels = perGroup * Int(group)
             if bias { inputs.append(fixture.constant("b", Array(repeating: 1, count: channels), [Int64(channels)])) }
             var attributes = [Attribute(name: "kernel_shape", value: .ints([1, 1]))]
             if group != 1 { attributes.append(Attribute(name: "group", value: .int(group))) }
             let node = Node(opType: "ConvTranspose", name: "convt", inputs: inputs, outputNames: ["y"], attributes: attributes)
-            fixture.graph.append(node)
+            try fixture.graph.append(node)
             return (node, channels)
         }
     }
@@ -275,7 +275,7 @@ final class BuiltinBatchNormTests: XCTestCase {
                      xDims: [Int64] = [1, 2], bRank: Int = 2) -> Build {
         { fixture, options in
             let x = fixture.input("x", xDims)
-            let b = fixture.weight(options.weight, "bm", [1, 2, 3, 4], Array(repeating: 1, count: bRank - 2) + [2, 2])
+            let b = try fixture.weight(options.weight, "bm", [1, 2, 3, 4], Array(repeating: 1, count: bRank - 2) + [2, 2])
             var inputs: [Value?] = [x, b]
             if let c { inputs.append(fixture.constant("c", c.values, c.dims)) }
             var attributes = [Attribute]()
@@ -283,7 +283,7 @@ final class BuiltinBatchNormTests: XCTestCase {
             if let beta { attributes.append(Attribute(name: "beta", value: .float(beta))) }
             if let transB { attributes.append(Attribute(name: "transB", value: .int(transB))) }
             let node = Node(opType: "Gemm", name: "gemm", inputs: inputs, outputNames: ["y"], attributes: attributes)
-            fixture.graph.append(node)
+            try fixture.graph.append(node)
             return (node, 2)
         }
     }
@@ -347,7 +347,7 @@ final class BuiltinBatchNormTests: XCTestCase {
         XCTAssertEqual(try reasons("fold-gemm-transb-batchnorm", Self.gemm(transB: 0), Options(bnChannels: 3)), ["`tb == 1` is false"])
         // A non-constant C.
         XCTAssertEqual(try reasons("fold-gemm-transb-batchnorm", Self.gemm(transB: 1), change: { fixture, gemm in
-            gemm.appendInput(fixture.input("c", [2]))
+            try gemm.appendInput(fixture.input("c", [2]))
         }), ["c is a graph input"])
         // B of the wrong rank.
         XCTAssertEqual(try reasons("fold-gemm-transb-batchnorm", Self.gemm(transB: 1, bRank: 3)), ["`rank(bm) == 2` is false"])
@@ -362,15 +362,15 @@ final class BuiltinBatchNormTests: XCTestCase {
     static func matMul(xDims: [Int64] = [1, 2], transposed perm: [Int64]? = nil) -> Build {
         { fixture, options in
             let x = fixture.input("x", xDims)
-            var w = fixture.weight(options.weight, "w", [1, 2, 3, 4], [2, 2])
+            var w = try fixture.weight(options.weight, "w", [1, 2, 3, 4], [2, 2])
             if let perm {
                 let transpose = Node(opType: "Transpose", name: "wt", inputs: [w], outputNames: ["wt"],
                                      attributes: [Attribute(name: "perm", value: .ints(perm))])
-                fixture.graph.append(transpose)
+                try fixture.graph.append(transpose)
                 w = transpose.outputs[0]!
             }
             let node = Node(opType: "MatMul", name: "matmul", inputs: [x, w], outputNames: ["y"])
-            fixture.graph.append(node)
+            try fixture.graph.append(node)
             return (node, 2)
         }
     }
@@ -395,8 +395,8 @@ final class BuiltinBatchNormTests: XCTestCase {
         // x of unknown rank (an operator inference knows nothing of).
         XCTAssertEqual(try reasons(rule, Self.matMul(), change: { fixture, matmul in
             let relu = Node(opType: "Opaque", domain: "com.example", name: "unknown", inputs: [matmul.inputs[0]], outputNames: ["x2"])
-            fixture.graph.insert(relu, before: matmul)
-            matmul.setInput(0, to: relu.outputs[0])
+            try fixture.graph.insert(relu, before: matmul)
+            try matmul.setInput(0, to: relu.outputs[0])
         }).count, 1)
     }
 
@@ -417,7 +417,7 @@ final class BuiltinBatchNormTests: XCTestCase {
         try assertCommonRefusals(rule, weight: "w", shapeCheck: "shape(scale) == [dim(w, 0)]", Self.matMul(transposed: [1, 0]))
         // The Transpose read elsewhere too, and a Transpose that is not [1, 0].
         XCTAssertEqual(try reasons(rule, Self.matMul(transposed: [1, 0]), change: { fixture, matmul in
-            fixture.graph.addOutput(matmul.inputs[1]!, info: ValueInfo(type: nil))
+            try fixture.graph.addOutput(matmul.inputs[1]!, info: ValueInfo(type: nil))
         }), ["wt is a graph output"])
         XCTAssertEqual(try reasons(rule, Self.matMul(transposed: [0, 1])), ["Transpose 'wt' attribute perm is not [1, 0]"])
     }

@@ -16,9 +16,9 @@ final class BuiltinCleanupTests: XCTestCase {
         let graph = Graph(name: "g")
         let model: Model
 
-        init(opset: Int64 = 17, _ build: (Graph) -> Void) {
+        init(opset: Int64 = 17, _ build: (Graph) throws -> Void) throws {
             model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: opset)], graph: graph)
-            build(graph)
+            try build(graph)
         }
 
         /// Runs the clean-up rules (with explanations unless `explain` is false); returns the report.
@@ -37,20 +37,20 @@ final class BuiltinCleanupTests: XCTestCase {
 
     @discardableResult
     static func node(_ graph: Graph, _ op: String, _ inputs: [Value?], _ output: String,
-                     _ attributes: [Attribute] = [], outputs: [String]? = nil) -> Node {
+                     _ attributes: [Attribute] = [], outputs: [String]? = nil) throws -> Node {
         let node = Node(opType: op, name: output, inputs: inputs, outputNames: outputs ?? [output], attributes: attributes)
-        graph.append(node)
+        try graph.append(node)
         return node
     }
 
     /// An If node reading a new graph input `cond`, with `body` as its then-branch, whose
     /// output `output` is a graph output.
-    static func ifNode(_ graph: Graph, then body: Graph, output: String) {
+    static func ifNode(_ graph: Graph, then body: Graph, output: String) throws {
         let cond = graph.addInput(name: "cond", info: ValueInfo(type: .tensor(.bool, [])))
         let branch = Node(opType: "If", name: "if", inputs: [cond], outputNames: [output],
                           attributes: [Attribute(name: "then_branch", value: .graph(body))])
-        graph.append(branch)
-        graph.addOutput(branch.outputs[0]!, info: float(2))
+        try graph.append(branch)
+        try graph.addOutput(branch.outputs[0]!, info: float(2))
     }
 
     static func ints(_ graph: Graph, _ name: String, _ values: [Int64]) -> Value {
@@ -75,9 +75,9 @@ final class BuiltinCleanupTests: XCTestCase {
     func castRoundTrip(_ type: DataType, through: DataType) throws -> (fired: [String], ops: [String], reasons: [String]) {
         let test = RuleTestGraph(rules: Self.rules)
         let x = test.graph.addInput(name: "x", info: ValueInfo(type: .tensor(type, [.value(4), .value(8)])))
-        let a = Self.node(test.graph, "Cast", [x], "a", [Attribute(name: "to", value: .int(Int64(through.rawValue)))])
-        let y = Self.node(test.graph, "Cast", [a.outputs[0]], "y", [Attribute(name: "to", value: .int(Int64(type.rawValue)))])
-        test.output(Self.node(test.graph, "Neg", [y.outputs[0]], "out").outputs[0]!)
+        let a = try Self.node(test.graph, "Cast", [x], "a", [Attribute(name: "to", value: .int(Int64(through.rawValue)))])
+        let y = try Self.node(test.graph, "Cast", [a.outputs[0]], "y", [Attribute(name: "to", value: .int(Int64(type.rawValue)))])
+        try test.output(Self.node(test.graph, "Neg", [y.outputs[0]], "out").outputs[0]!)
         let report = try test.run()
         return (report.fired.map(\.rule), test.graph.nodes.map(\.opType),
                 report.explanations.filter { $0.rule == "remove-lossless-cast-round-trip" && $0.node == "y" }.map(\.reason))
@@ -107,13 +107,13 @@ final class BuiltinCleanupTests: XCTestCase {
     // MARK: Identity
 
     func testIdentityInsideAndBeforeAGraphOutput() throws {
-        let c = Case { g in
+        let c = try Case { g in
             let x = g.addInput(name: "x", info: Self.float(2))
-            let r = Self.node(g, "Relu", [x], "r")
-            let i = Self.node(g, "Identity", [r.outputs[0]], "i")
-            let n = Self.node(g, "Neg", [i.outputs[0]], "n")
-            let y = Self.node(g, "Identity", [n.outputs[0]], "y")
-            g.addOutput(y.outputs[0]!, info: Self.float(2))
+            let r = try Self.node(g, "Relu", [x], "r")
+            let i = try Self.node(g, "Identity", [r.outputs[0]], "i")
+            let n = try Self.node(g, "Neg", [i.outputs[0]], "n")
+            let y = try Self.node(g, "Identity", [n.outputs[0]], "y")
+            try g.addOutput(y.outputs[0]!, info: Self.float(2))
         }
         let report = try c.run()
         XCTAssertEqual(report.fired.map(\.rule), ["eliminate-identity"])
@@ -129,10 +129,10 @@ final class BuiltinCleanupTests: XCTestCase {
     }
 
     func testIdentityOfAGraphInputToAGraphOutputStays() throws {
-        let c = Case { g in
+        let c = try Case { g in
             let x = g.addInput(name: "x", info: Self.float(2))
-            let y = Self.node(g, "Identity", [x], "y")
-            g.addOutput(y.outputs[0]!, info: Self.float(2))
+            let y = try Self.node(g, "Identity", [x], "y")
+            try g.addOutput(y.outputs[0]!, info: Self.float(2))
         }
         let before = c.text
         let report = try c.run()
@@ -145,11 +145,11 @@ final class BuiltinCleanupTests: XCTestCase {
     func testTransposesBetweenAGraphInputAndAGraphOutputBecomeAnIdentity() throws {
         // x -> Transpose -> Transpose -> y: x cannot take y's name, so an Identity keeps it and
         // both Transposes go.
-        let c = Case { g in
+        let c = try Case { g in
             let x = g.addInput(name: "x", info: Self.float(2, 3))
-            let t1 = Self.node(g, "Transpose", [x], "t1", [Attribute(name: "perm", value: .ints([1, 0]))])
-            let y = Self.node(g, "Transpose", [t1.outputs[0]], "y", [Attribute(name: "perm", value: .ints([1, 0]))])
-            g.addOutput(y.outputs[0]!, info: Self.float(2, 3))
+            let t1 = try Self.node(g, "Transpose", [x], "t1", [Attribute(name: "perm", value: .ints([1, 0]))])
+            let y = try Self.node(g, "Transpose", [t1.outputs[0]], "y", [Attribute(name: "perm", value: .ints([1, 0]))])
+            try g.addOutput(y.outputs[0]!, info: Self.float(2, 3))
         }
         var options = OptimizationOptions()
         options.verifyRewrites = true
@@ -172,14 +172,14 @@ final class BuiltinCleanupTests: XCTestCase {
     // MARK: Dropout
 
     /// x -> Dropout(x, inputs...) -> Relu -> z.
-    func dropout(opset: Int64, inputs: (Graph) -> [Value?] = { _ in [] }, attributes: [Attribute] = [],
-                 maskUsed: Bool = false) -> Case {
-        Case(opset: opset) { g in
+    func dropout(opset: Int64, inputs: (Graph) throws -> [Value?] = { _ in [] }, attributes: [Attribute] = [],
+                 maskUsed: Bool = false) throws -> Case {
+        try Case(opset: opset) { g in
             let x = g.addInput(name: "x", info: Self.float(2))
-            let d = Self.node(g, "Dropout", [x] + inputs(g), "d", attributes, outputs: ["d", "mask"])
-            let z = Self.node(g, "Relu", [d.outputs[0]], "z")
-            g.addOutput(z.outputs[0]!, info: Self.float(2))
-            if maskUsed { g.addOutput(d.outputs[1]!, info: ValueInfo(type: nil)) }
+            let d = try Self.node(g, "Dropout", [x] + inputs(g), "d", attributes, outputs: ["d", "mask"])
+            let z = try Self.node(g, "Relu", [d.outputs[0]], "z")
+            try g.addOutput(z.outputs[0]!, info: Self.float(2))
+            if maskUsed { try g.addOutput(d.outputs[1]!, info: ValueInfo(type: nil)) }
         }
     }
 
@@ -194,17 +194,17 @@ final class BuiltinCleanupTests: XCTestCase {
     func testDropoutInInferenceModeIsRemoved() throws {
         let cases = [
             // Opset 12+: training_mode absent, or a constant false; ratio absent or present.
-            dropout(opset: 17),
-            dropout(opset: 13, inputs: { g in
+            try dropout(opset: 17),
+            try dropout(opset: 13, inputs: { g in
                 [g.addInitializer(name: "ratio", tensor: Tensor(dataType: .float, dims: [], values: [Float(0.5)]))]
             }),
-            dropout(opset: 17, inputs: { g in
+            try dropout(opset: 17, inputs: { g in
                 [nil, g.addInitializer(name: "tm", tensor: Tensor(dataType: .bool, dims: [], values: [false]))]
             }),
             // Opsets 7 to 11: always inference.
-            dropout(opset: 10),
+            try dropout(opset: 10),
             // Opsets 1 to 6: is_test = 1.
-            dropout(opset: 6, attributes: [Attribute(name: "is_test", value: .int(1))]),
+            try dropout(opset: 6, attributes: [Attribute(name: "is_test", value: .int(1))]),
         ]
         for (index, c) in cases.enumerated() {
             let report = try c.run()
@@ -240,19 +240,19 @@ final class BuiltinCleanupTests: XCTestCase {
     // MARK: Transpose
 
     /// x[2,3,4] -> Transpose(p1) -> Transpose(p2) -> Relu -> z.
-    func transposes(_ p1: [Int64]?, _ p2: [Int64]?) -> Case {
-        Case { g in
+    func transposes(_ p1: [Int64]?, _ p2: [Int64]?) throws -> Case {
+        try Case { g in
             let x = g.addInput(name: "x", info: Self.float(2, 3, 4))
-            let t1 = Self.node(g, "Transpose", [x], "t1", p1.map { [Attribute(name: "perm", value: .ints($0))] } ?? [])
-            let t2 = Self.node(g, "Transpose", [t1.outputs[0]], "t2", p2.map { [Attribute(name: "perm", value: .ints($0))] } ?? [])
-            let z = Self.node(g, "Relu", [t2.outputs[0]], "z")
-            g.addOutput(z.outputs[0]!, info: ValueInfo(type: nil))
+            let t1 = try Self.node(g, "Transpose", [x], "t1", p1.map { [Attribute(name: "perm", value: .ints($0))] } ?? [])
+            let t2 = try Self.node(g, "Transpose", [t1.outputs[0]], "t2", p2.map { [Attribute(name: "perm", value: .ints($0))] } ?? [])
+            let z = try Self.node(g, "Relu", [t2.outputs[0]], "z")
+            try g.addOutput(z.outputs[0]!, info: ValueInfo(type: nil))
         }
     }
 
     func testTransposePairs() throws {
         // Inverse permutations cancel.
-        let cancel = transposes([1, 2, 0], [2, 0, 1])
+        let cancel = try transposes([1, 2, 0], [2, 0, 1])
         XCTAssertEqual(try cancel.run().fired.map(\.rule), ["cancel-transpose-transpose"])
         XCTAssertEqual(cancel.text, """
             g (float[2,3,4] x) => (? z)
@@ -262,7 +262,7 @@ final class BuiltinCleanupTests: XCTestCase {
 
             """)
         // Others compose: item i is p1[p2[i]].
-        let fuse = transposes([1, 0, 2], [0, 2, 1])
+        let fuse = try transposes([1, 0, 2], [0, 2, 1])
         XCTAssertEqual(try fuse.run().fired.map(\.rule), ["fuse-transpose-transpose"])
         XCTAssertEqual(fuse.text, """
             g (float[2,3,4] x) => (? z)
@@ -273,14 +273,14 @@ final class BuiltinCleanupTests: XCTestCase {
 
             """)
         // Three in a row: the first two compose, then the result cancels with the third.
-        let three = Case { g in
+        let three = try Case { g in
             let x = g.addInput(name: "x", info: Self.float(2, 3, 4))
             var last = x
             for (index, perm) in [[Int64(1), 0, 2], [0, 2, 1], [2, 0, 1]].enumerated() {
-                last = Self.node(g, "Transpose", [last], "t\(index)", [Attribute(name: "perm", value: .ints(perm))]).outputs[0]!
+                last = try Self.node(g, "Transpose", [last], "t\(index)", [Attribute(name: "perm", value: .ints(perm))]).outputs[0]!
             }
-            Self.node(g, "Relu", [last], "z")
-            g.addOutput(g.lastNode!.outputs[0]!, info: ValueInfo(type: nil))
+            try Self.node(g, "Relu", [last], "z")
+            try g.addOutput(g.lastNode!.outputs[0]!, info: ValueInfo(type: nil))
         }
         let report = try three.run()
         XCTAssertEqual(Set(report.fired.map { $0.rule }), ["fuse-transpose-transpose", "cancel-transpose-transpose"])
@@ -288,12 +288,12 @@ final class BuiltinCleanupTests: XCTestCase {
     }
 
     func testTransposeWithoutPermIsLeftAlone() throws {
-        let c = transposes(nil, [2, 1, 0])
+        let c = try transposes(nil, [2, 1, 0])
         let before = c.text
         XCTAssertTrue(try c.run().fired.isEmpty)
         XCTAssertEqual(c.text, before)
         // Permutations of different lengths (an invalid model) are refused, not folded.
-        let mismatched = transposes([1, 0], [2, 0, 1])
+        let mismatched = try transposes([1, 0], [2, 0, 1])
         XCTAssertTrue(try mismatched.run().fired.isEmpty)
     }
 
@@ -302,20 +302,20 @@ final class BuiltinCleanupTests: XCTestCase {
     /// x -> Relu -> first(axes1) -> second(axes2) -> Relu -> z, axes as inputs (opset 13+) or
     /// attributes (opset 11).
     func pair(_ first: String, _ axes1: [Int64], _ second: String, _ axes2: [Int64], opset: Int64 = 17,
-              x: [Int64] = [2, 3]) -> Case {
-        Case(opset: opset) { g in
+              x: [Int64] = [2, 3]) throws -> Case {
+        try Case(opset: opset) { g in
             let input = g.addInput(name: "x", info: ValueInfo(type: .tensor(.float, x.map { .value($0) })))
-            let r = Self.node(g, "Relu", [input], "r")
+            let r = try Self.node(g, "Relu", [input], "r")
             let a: Node, b: Node
             if opset >= 13 {
-                a = Self.node(g, first, [r.outputs[0], Self.ints(g, "axes1", axes1)], "a")
-                b = Self.node(g, second, [a.outputs[0], Self.ints(g, "axes2", axes2)], "b")
+                a = try Self.node(g, first, [r.outputs[0], Self.ints(g, "axes1", axes1)], "a")
+                b = try Self.node(g, second, [a.outputs[0], Self.ints(g, "axes2", axes2)], "b")
             } else {
-                a = Self.node(g, first, [r.outputs[0]], "a", [Attribute(name: "axes", value: .ints(axes1))])
-                b = Self.node(g, second, [a.outputs[0]], "b", [Attribute(name: "axes", value: .ints(axes2))])
+                a = try Self.node(g, first, [r.outputs[0]], "a", [Attribute(name: "axes", value: .ints(axes1))])
+                b = try Self.node(g, second, [a.outputs[0]], "b", [Attribute(name: "axes", value: .ints(axes2))])
             }
-            let z = Self.node(g, "Neg", [b.outputs[0]], "z")
-            g.addOutput(z.outputs[0]!, info: ValueInfo(type: nil))
+            let z = try Self.node(g, "Neg", [b.outputs[0]], "z")
+            try g.addOutput(z.outputs[0]!, info: ValueInfo(type: nil))
         }
     }
 
@@ -331,7 +331,7 @@ final class BuiltinCleanupTests: XCTestCase {
     func testUnsqueezeSqueezeCancel() throws {
         // Axes as inputs (opset 17) and as attributes (opset 11): the rule's two forms.
         for opset in [Int64(17), 11] {
-            let c = pair("Unsqueeze", [0, 2], "Squeeze", [0, 2], opset: opset)
+            let c = try pair("Unsqueeze", [0, 2], "Squeeze", [0, 2], opset: opset)
             XCTAssertEqual(try c.run().fired.map(\.rule), ["cancel-unsqueeze-squeeze"])
             XCTAssertEqual(c.text, Self.cancelled)
         }
@@ -339,7 +339,7 @@ final class BuiltinCleanupTests: XCTestCase {
 
     func testSqueezeUnsqueezeCancel() throws {
         for opset in [Int64(17), 11] {
-            let c = pair("Squeeze", [-2], "Unsqueeze", [-2], opset: opset, x: [2, 1, 3])
+            let c = try pair("Squeeze", [-2], "Unsqueeze", [-2], opset: opset, x: [2, 1, 3])
             XCTAssertEqual(try c.run().fired.map(\.rule), ["cancel-squeeze-unsqueeze"])
             XCTAssertEqual(c.text, """
                 g (float[2,1,3] x) => (? z)
@@ -354,7 +354,7 @@ final class BuiltinCleanupTests: XCTestCase {
 
     func testSqueezeOfOtherAxesStays() throws {
         for opset: Int64 in [17, 11] {
-            let c = pair("Unsqueeze", [0, 1], "Squeeze", [0], opset: opset)
+            let c = try pair("Unsqueeze", [0, 1], "Squeeze", [0], opset: opset)
             let before = c.text
             let report = try c.run()
             XCTAssertTrue(report.fired.isEmpty)
@@ -367,18 +367,18 @@ final class BuiltinCleanupTests: XCTestCase {
                     && $0.ruleLine?.hasPrefix("builtin:cleanup.rules:") == true
             },
                           "\(report.explanations.map(\.description))")
-            let reverse = pair("Squeeze", [1], "Unsqueeze", [0], opset: opset, x: [2, 1, 3])
+            let reverse = try pair("Squeeze", [1], "Unsqueeze", [0], opset: opset, x: [2, 1, 3])
             XCTAssertTrue(try reverse.run().fired.isEmpty)
         }
         // Axes that are not constants.
-        let c = Case { g in
+        let c = try Case { g in
             let x = g.addInput(name: "x", info: Self.float(2, 3))
             let axes = g.addInput(name: "axes", info: ValueInfo(type: .tensor(.int64, [.value(1)])))
-            let r = Self.node(g, "Relu", [x], "r")
-            let a = Self.node(g, "Unsqueeze", [r.outputs[0], axes], "a")
-            let b = Self.node(g, "Squeeze", [a.outputs[0], axes], "b")
-            Self.node(g, "Neg", [b.outputs[0]], "z")
-            g.addOutput(g.lastNode!.outputs[0]!, info: ValueInfo(type: nil))
+            let r = try Self.node(g, "Relu", [x], "r")
+            let a = try Self.node(g, "Unsqueeze", [r.outputs[0], axes], "a")
+            let b = try Self.node(g, "Squeeze", [a.outputs[0], axes], "b")
+            try Self.node(g, "Neg", [b.outputs[0]], "z")
+            try g.addOutput(g.lastNode!.outputs[0]!, info: ValueInfo(type: nil))
         }
         let report = try c.run()
         XCTAssertTrue(report.fired.isEmpty)
@@ -390,27 +390,27 @@ final class BuiltinCleanupTests: XCTestCase {
 
     /// x[2,3,4] -> Reshape(s1) -> Reshape(s2) -> Neg -> z, the shapes as initializers (opset
     /// 17) or attributes (opset 4); `allowzero` on the second Reshape when given.
-    func reshapes(_ s1: [Int64], _ s2: [Int64], opset: Int64 = 17, allowzero: Int64? = nil) -> Case {
-        Case(opset: opset) { g in
+    func reshapes(_ s1: [Int64], _ s2: [Int64], opset: Int64 = 17, allowzero: Int64? = nil) throws -> Case {
+        try Case(opset: opset) { g in
             let x = g.addInput(name: "x", info: Self.float(2, 3, 4))
             let second = allowzero.map { [Attribute(name: "allowzero", value: .int($0))] } ?? []
             let a: Node, b: Node
             if opset >= 5 {
-                a = Self.node(g, "Reshape", [x, Self.ints(g, "s1", s1)], "a")
-                b = Self.node(g, "Reshape", [a.outputs[0], Self.ints(g, "s2", s2)], "b", second)
+                a = try Self.node(g, "Reshape", [x, Self.ints(g, "s1", s1)], "a")
+                b = try Self.node(g, "Reshape", [a.outputs[0], Self.ints(g, "s2", s2)], "b", second)
             } else {
-                a = Self.node(g, "Reshape", [x], "a", [Attribute(name: "shape", value: .ints(s1))])
-                b = Self.node(g, "Reshape", [a.outputs[0]], "b", [Attribute(name: "shape", value: .ints(s2))])
+                a = try Self.node(g, "Reshape", [x], "a", [Attribute(name: "shape", value: .ints(s1))])
+                b = try Self.node(g, "Reshape", [a.outputs[0]], "b", [Attribute(name: "shape", value: .ints(s2))])
             }
-            let z = Self.node(g, "Neg", [b.outputs[0]], "z")
-            g.addOutput(z.outputs[0]!, info: ValueInfo(type: nil))
+            let z = try Self.node(g, "Neg", [b.outputs[0]], "z")
+            try g.addOutput(z.outputs[0]!, info: ValueInfo(type: nil))
         }
     }
 
     func testReshapePairsMerge() throws {
         // The second shape's -1 is inferred from x as it was from the first Reshape's output;
         // the first shape may hold 0 and -1 (it goes away), and so does its initializer.
-        let c = reshapes([0, -1], [4, -1])
+        let c = try reshapes([0, -1], [4, -1])
         XCTAssertEqual(try c.run().fired.map(\.rule), ["fuse-reshape-reshape"])
         XCTAssertEqual(c.text, """
             g (float[2,3,4] x) => (? z)
@@ -422,11 +422,11 @@ final class BuiltinCleanupTests: XCTestCase {
 
             """)
         // With allowzero = 1 a 0 is a literal size, and the attribute stays on the merged node.
-        let literalZero = reshapes([6, 4], [0, 24], allowzero: 1)
+        let literalZero = try reshapes([6, 4], [0, 24], allowzero: 1)
         XCTAssertEqual(try literalZero.run().fired.map(\.rule), ["fuse-reshape-reshape"])
         XCTAssertTrue(literalZero.text.contains("b = Reshape <allowzero = 1> (x, s2)"), literalZero.text)
         // Opsets 1 to 4: the shapes are attributes.
-        let v1 = reshapes([6, 4], [3, 8], opset: 4)
+        let v1 = try reshapes([6, 4], [3, 8], opset: 4)
         XCTAssertEqual(try v1.run().fired.map(\.rule), ["fuse-reshape-reshape-v1"])
         XCTAssertEqual(v1.text, """
             g (float[2,3,4] x) => (? z)
@@ -442,7 +442,7 @@ final class BuiltinCleanupTests: XCTestCase {
         // A 0 in the second shape copies a dimension of the first Reshape's output (6 here, not
         // x's 2), so merging would change the result.
         for opset: Int64 in [17, 4] {
-            let c = reshapes([6, 4], [0, 4], opset: opset)
+            let c = try reshapes([6, 4], [0, 4], opset: opset)
             let before = c.text
             let report = try c.run()
             XCTAssertTrue(report.fired.isEmpty, "opset \(opset)")
@@ -455,20 +455,20 @@ final class BuiltinCleanupTests: XCTestCase {
     }
 
     func testReshapeWithAShapeNotConstantOrAnIntermediateUsedTwiceStays() throws {
-        let input = Case { g in
+        let input = try Case { g in
             let x = g.addInput(name: "x", info: Self.float(2, 3, 4))
             let shape = g.addInput(name: "shape", info: ValueInfo(type: .tensor(.int64, [.value(2)])))
-            let a = Self.node(g, "Reshape", [x, Self.ints(g, "s1", [6, 4])], "a")
-            Self.node(g, "Reshape", [a.outputs[0], shape], "b")
-            g.addOutput(g.lastNode!.outputs[0]!, info: ValueInfo(type: nil))
+            let a = try Self.node(g, "Reshape", [x, Self.ints(g, "s1", [6, 4])], "a")
+            try Self.node(g, "Reshape", [a.outputs[0], shape], "b")
+            try g.addOutput(g.lastNode!.outputs[0]!, info: ValueInfo(type: nil))
         }
         let report = try input.run()
         XCTAssertTrue(report.fired.isEmpty)
         XCTAssertTrue(report.explanations.contains { $0.rule == "fuse-reshape-reshape" && $0.node == "b" && $0.reason == "s2 ('shape') is a graph input" },
                       "\(report.explanations.map(\.description))")
 
-        let twice = reshapes([6, 4], [4, 6])
-        twice.graph.addOutput(twice.graph.nodes.first { $0.name == "a" }!.outputs[0]!, info: ValueInfo(type: nil))
+        let twice = try reshapes([6, 4], [4, 6])
+        try twice.graph.addOutput(twice.graph.nodes.first { $0.name == "a" }!.outputs[0]!, info: ValueInfo(type: nil))
         let before = twice.text
         XCTAssertTrue(try twice.run().fired.isEmpty)
         XCTAssertEqual(twice.text, before)
@@ -489,13 +489,13 @@ final class BuiltinCleanupTests: XCTestCase {
     /// engine removes no node of its own accord: with remove-dead-node disabled, both stay.
     func testDeadNodesOfOtherDomainsStayAndRemovalIsTheRulesAlone() throws {
         for disabled in [Set<String>(), ["remove-dead-node"]] {
-            let c = Case { g in
+            let c = try Case { g in
                 let x = g.addInput(name: "x", info: Self.float(2))
-                let y = Self.node(g, "Relu", [x], "y")
-                g.addOutput(y.outputs[0]!, info: Self.float(2))
+                let y = try Self.node(g, "Relu", [x], "y")
+                try g.addOutput(y.outputs[0]!, info: Self.float(2))
                 let side = Node(opType: "Side", domain: "com.example", name: "side", inputs: [x], outputNames: ["s"])
-                g.append(side)
-                Self.node(g, "Neg", [side.outputs[0]], "t")
+                try g.append(side)
+                try Self.node(g, "Neg", [side.outputs[0]], "t")
             }
             c.model.opsetImports.append(OpsetImport(domain: "com.example", version: 1))
             var options = OptimizationOptions()
@@ -508,16 +508,16 @@ final class BuiltinCleanupTests: XCTestCase {
     }
 
     func deadChainGoesWithWhatOnlyItRead(explain: Bool) throws {
-        let c = Case { g in
+        let c = try Case { g in
             let x = g.addInput(name: "x", info: Self.float(2))
-            let y = Self.node(g, "Relu", [x], "y")
-            g.addOutput(y.outputs[0]!, info: Self.float(2))
-            let s = Self.node(g, "Sigmoid", [x], "s")
+            let y = try Self.node(g, "Relu", [x], "y")
+            try g.addOutput(y.outputs[0]!, info: Self.float(2))
+            let s = try Self.node(g, "Sigmoid", [x], "s")
             let bias = g.addInitializer(name: "bias", tensor: Tensor(dataType: .float, dims: [2], values: [Float(1), 2]))
-            let a = Self.node(g, "Add", [s.outputs[0], bias], "a")
-            Self.node(g, "Neg", [a.outputs[0]], "n")
+            let a = try Self.node(g, "Add", [s.outputs[0], bias], "a")
+            try Self.node(g, "Neg", [a.outputs[0]], "n")
             // Two outputs, neither read.
-            Self.node(g, "Split", [x], "p", outputs: ["p0", "p1"])
+            try Self.node(g, "Split", [x], "p", outputs: ["p0", "p1"])
         }
         let report = try c.run(explain: explain)
         XCTAssertEqual(report.fired.map(\.rule), ["remove-dead-node"])
@@ -533,22 +533,22 @@ final class BuiltinCleanupTests: XCTestCase {
     }
 
     func nodesWithAnOutputInUseStay(explain: Bool) throws {
-        let c = Case { g in
+        let c = try Case { g in
             let x = g.addInput(name: "x", info: Self.float(2))
             // One output of two read.
-            let split = Self.node(g, "Split", [x], "p", outputs: ["p0", "p1"])
-            let y = Self.node(g, "Relu", [split.outputs[1]], "y")
-            g.addOutput(y.outputs[0]!, info: Self.float(2))
+            let split = try Self.node(g, "Split", [x], "p", outputs: ["p0", "p1"])
+            let y = try Self.node(g, "Relu", [split.outputs[1]], "y")
+            try g.addOutput(y.outputs[0]!, info: Self.float(2))
             // A graph output that nothing else reads.
-            let z = Self.node(g, "Neg", [x], "z")
-            g.addOutput(z.outputs[0]!, info: Self.float(2))
+            let z = try Self.node(g, "Neg", [x], "z")
+            try g.addOutput(z.outputs[0]!, info: Self.float(2))
             // Read only inside a subgraph.
-            let outer = Self.node(g, "Abs", [x], "outer")
+            let outer = try Self.node(g, "Abs", [x], "outer")
             let body = Graph(name: "then")
             let inner = Node(opType: "Neg", name: "inner", inputs: [outer.outputs[0]], outputNames: ["inner"])
-            body.append(inner)
-            body.addOutput(inner.outputs[0]!, info: Self.float(2))
-            Self.ifNode(g, then: body, output: "w")
+            try body.append(inner)
+            try body.addOutput(inner.outputs[0]!, info: Self.float(2))
+            try Self.ifNode(g, then: body, output: "w")
         }
         let before = c.text
         let report = try c.run(explain: explain)
@@ -557,17 +557,17 @@ final class BuiltinCleanupTests: XCTestCase {
     }
 
     func testDeadNodesOfOtherDomainsAndInSubgraphs() throws {
-        let c = Case { g in
+        let c = try Case { g in
             let x = g.addInput(name: "x", info: Self.float(2))
             let body = Graph(name: "then")
             let deadInside = Node(opType: "Neg", name: "dead_inside", inputs: [x], outputNames: ["dead_inside"])
-            body.append(deadInside)
+            try body.append(deadInside)
             let live = Node(opType: "Abs", name: "live_inside", inputs: [x], outputNames: ["live_inside"])
-            body.append(live)
-            body.addOutput(live.outputs[0]!, info: Self.float(2))
-            Self.ifNode(g, then: body, output: "y")
-            g.append(Node(opType: "Scaler", domain: "ai.onnx.ml", name: "ml", inputs: [x], outputNames: ["ml"]))
-            g.append(Node(opType: "Custom", domain: "my.domain", name: "custom", inputs: [x], outputNames: ["custom"]))
+            try body.append(live)
+            try body.addOutput(live.outputs[0]!, info: Self.float(2))
+            try Self.ifNode(g, then: body, output: "y")
+            try g.append(Node(opType: "Scaler", domain: "ai.onnx.ml", name: "ml", inputs: [x], outputNames: ["ml"]))
+            try g.append(Node(opType: "Custom", domain: "my.domain", name: "custom", inputs: [x], outputNames: ["custom"]))
         }
         let report = try c.run()
         XCTAssertEqual(report.fired.map(\.rule), ["remove-dead-node", "remove-dead-node-ml"])
@@ -576,21 +576,21 @@ final class BuiltinCleanupTests: XCTestCase {
     }
 
     func testUnusedInitializers() throws {
-        let c = Case { g in
+        let c = try Case { g in
             let x = g.addInput(name: "x", info: Self.float(2))
             _ = Self.ints(g, "unused", [1, 2])
             // Overridable: part of the signature.
             let overridable = g.addInput(name: "overridable", info: ValueInfo(type: .tensor(.int64, [.value(2)])))
-            g.setInitializer(Tensor(dataType: .int64, dims: [2], values: [Int64(1), 2]), forInput: overridable)
+            try g.setInitializer(Tensor(dataType: .int64, dims: [2], values: [Int64(1), 2]), forInput: overridable)
             // A graph output.
-            g.addOutput(Self.ints(g, "as_output", [3]), info: ValueInfo(type: nil))
+            try g.addOutput(Self.ints(g, "as_output", [3]), info: ValueInfo(type: nil))
             // Read only inside a subgraph.
             let shape = Self.ints(g, "read_inside", [2])
             let body = Graph(name: "then")
             let inner = Node(opType: "Reshape", name: "inner", inputs: [x, shape], outputNames: ["inner"])
-            body.append(inner)
-            body.addOutput(inner.outputs[0]!, info: Self.float(2))
-            Self.ifNode(g, then: body, output: "y")
+            try body.append(inner)
+            try body.addOutput(inner.outputs[0]!, info: Self.float(2))
+            try Self.ifNode(g, then: body, output: "y")
             // An unused initializer of a subgraph.
             body.addInitializer(name: "unused_inside", tensor: Tensor(dataType: .int64, dims: [1], values: [Int64(0)]))
         }
@@ -602,12 +602,12 @@ final class BuiltinCleanupTests: XCTestCase {
     }
 
     func testTrainingInformationKeepsTheMainGraphsInitializersAndImports() throws {
-        let c = Case { g in
+        let c = try Case { g in
             let x = g.addInput(name: "x", info: Self.float(2))
-            let y = Self.node(g, "Relu", [x], "y")
-            g.addOutput(y.outputs[0]!, info: Self.float(2))
+            let y = try Self.node(g, "Relu", [x], "y")
+            try g.addOutput(y.outputs[0]!, info: Self.float(2))
             _ = Self.ints(g, "trained", [1])
-            let dead = Self.node(g, "Neg", [Self.ints(g, "read_by_dead_node", [1])], "dead")
+            let dead = try Self.node(g, "Neg", [Self.ints(g, "read_by_dead_node", [1])], "dead")
             _ = dead
         }
         c.model.opsetImports.append(OpsetImport(domain: "ai.onnx.ml", version: 3))
@@ -619,13 +619,13 @@ final class BuiltinCleanupTests: XCTestCase {
     }
 
     func testUnusedOpsetImports() throws {
-        let c = Case { g in
+        let c = try Case { g in
             let x = g.addInput(name: "x", info: Self.float(2))
             let body = Graph(name: "then")
             let inner = Node(opType: "Scaler", domain: "ai.onnx.ml", name: "inner", inputs: [x], outputNames: ["inner"])
-            body.append(inner)
-            body.addOutput(inner.outputs[0]!, info: Self.float(2))
-            Self.ifNode(g, then: body, output: "y")
+            try body.append(inner)
+            try body.addOutput(inner.outputs[0]!, info: Self.float(2))
+            try Self.ifNode(g, then: body, output: "y")
         }
         // The default domain is imported as "ai.onnx" and no node of the main graph uses it.
         c.model.opsetImports = [OpsetImport(domain: "ai.onnx", version: 17), OpsetImport(domain: "unused.domain", version: 1),
@@ -643,14 +643,14 @@ final class BuiltinCleanupTests: XCTestCase {
         let x = c.input("x", [1, 1, 2, 2])
         let w = c.constant("w", [2], [1, 1, 1, 1])
         let conv = Node(opType: "Conv", name: "conv", inputs: [x, w], outputNames: ["conv"])
-        c.graph.append(conv)
+        try c.graph.append(conv)
         let y = conv.outputs[0]!
         let bn = Node(opType: "BatchNormalization", name: "bn",
                       inputs: [y, c.constant("s", [2], [1]), c.constant("b", [1], [1]), c.constant("m", [0], [1]), c.constant("v", [1], [1])],
                       outputNames: ["z"])
-        c.graph.append(bn)
-        c.output(bn.outputs[0]!)
-        _ = c.node("Sigmoid", [y], "dead")
+        try c.graph.append(bn)
+        try c.output(bn.outputs[0]!)
+        _ = try c.node("Sigmoid", [y], "dead")
         let report = try c.run()
         // (merge-duplicates shares the equal initializers b and v.)
         XCTAssertEqual(report.fired.map(\.rule).sorted(), ["fold-conv-batchnorm", "merge-duplicates", "remove-dead-node"])
@@ -660,19 +660,19 @@ final class BuiltinCleanupTests: XCTestCase {
 
 extension BuiltinCleanupTests {
     /// x [2, 3] · Transpose(w) with w [4, 3]; `shared`: w is read by a Relu too.
-    func transposeOfConstant(shared: Bool) -> RuleTestGraph {
+    func transposeOfConstant(shared: Bool) throws -> RuleTestGraph {
         let test = RuleTestGraph(rules: Self.rules)
         let x = test.input("x", [2, 3])
         let w = test.constant("w", (0..<12).map { Float($0) }, [4, 3])
         let t = Node(opType: "Transpose", name: "t", inputs: [w], outputNames: ["wt"], attributes: [Attribute(name: "perm", value: .ints([1, 0]))])
-        test.graph.append(t)
-        test.output(test.node("MatMul", [x, t.outputs[0]!], "y"))
-        if shared { test.output(test.node("Relu", [w], "other")) }
+        try test.graph.append(t)
+        try test.output(test.node("MatMul", [x, t.outputs[0]!], "y"))
+        if shared { try test.output(test.node("Relu", [w], "other")) }
         return test
     }
 
     func testATransposeOfAConstantFoldsIntoIt() throws {
-        let test = transposeOfConstant(shared: false)
+        let test = try transposeOfConstant(shared: false)
         XCTAssertEqual(try test.run().fired.map(\.rule), ["fold-transpose-of-constant"])
         XCTAssertEqual(test.graph.nodes.map(\.opType), ["MatMul"])
         let folded = try XCTUnwrap(test.graph.firstNode?.inputs[1]?.constantTensor(freezeInitializerInputs: false))

@@ -41,28 +41,28 @@ final class BuiltinMatMulTests: XCTestCase {
 
     /// base = MatMul(x, W), low = MatMul(x, A), delta = MatMul(low, B), [scaled = Mul(delta, s)],
     /// y = Add(base, delta or scaled), [z = Add(y, bias)]; y (or z) is a graph output.
-    func lora(_ options: LoRA) -> Fixture {
+    func lora(_ options: LoRA) throws -> Fixture {
         let f = Fixture()
         let x = f.input("x", options.xDims)
-        let w = f.value(options.w, "w", [1, 2, 3, 4], [2, 2])
-        let a = f.value(options.a, "a", [1, 2], [2, 1])
-        let b = f.value(options.b, "b", [10, 20], [1, 2])
-        let base = f.node("MatMul", [x, w], "base")
-        let low = f.node("MatMul", [x, a], "low")
-        var delta = f.node("MatMul", [low, b], "delta")
-        if options.lowUsedElsewhere { f.output(f.node("Relu", [low], "other")) }
-        if options.deltaUsedElsewhere { f.output(f.node("Relu", [delta], "other")) }
+        let w = try f.value(options.w, "w", [1, 2, 3, 4], [2, 2])
+        let a = try f.value(options.a, "a", [1, 2], [2, 1])
+        let b = try f.value(options.b, "b", [10, 20], [1, 2])
+        let base = try f.node("MatMul", [x, w], "base")
+        let low = try f.node("MatMul", [x, a], "low")
+        var delta = try f.node("MatMul", [low, b], "delta")
+        if options.lowUsedElsewhere { try f.output(f.node("Relu", [low], "other")) }
+        if options.deltaUsedElsewhere { try f.output(f.node("Relu", [delta], "other")) }
         if let scale = options.scale {
             let s = f.constant("s", scale.values, scale.dims)
-            delta = f.node("Mul", options.swapMul ? [s, delta] : [delta, s], "scaled")
+            delta = try f.node("Mul", options.swapMul ? [s, delta] : [delta, s], "scaled")
         }
-        let y = f.node("Add", options.swapAdd ? [delta, base] : [base, delta], "y")
+        let y = try f.node("Add", options.swapAdd ? [delta, base] : [base, delta], "y")
         if let bias = options.bias {
-            f.output(f.node("Add", [y, f.constant("bias", bias, [Int64(bias.count)])], "z"))
+            try f.output(f.node("Add", [y, f.constant("bias", bias, [Int64(bias.count)])], "z"))
         } else {
-            f.output(y)
+            try f.output(y)
         }
-        if options.baseIsOutput { f.output(base) }
+        if options.baseIsOutput { try f.output(base) }
         return f
     }
 
@@ -189,32 +189,32 @@ final class BuiltinMatMulTests: XCTestCase {
     /// "gemm" (Gemm(x, W, c)), "gemm-transb" (Gemm(x, Wᵀ, c), transB 1) or "gemms" (the adapter
     /// Gemms too, A and B stored transposed, transB 1).
     func peft(_ base: String, scale: Float? = 0.5, biasKind: Kind = .constant, alpha: Float = 1,
-              adapterBias: Bool = false, transB: Int64? = nil, rules: [CompiledRule] = BuiltinMatMulTests.rules) -> Fixture {
+              adapterBias: Bool = false, transB: Int64? = nil, rules: [CompiledRule] = BuiltinMatMulTests.rules) throws -> Fixture {
         let f = Fixture(rules: rules)
         let x = f.input("x", base == "matmul" ? [1, 1, 2] : [1, 2])
-        let c = f.value(biasKind, "c", [1, -1], [2])
-        func gemm(_ inputs: [Value], _ output: String, transB: Int64) -> Value {
+        let c = try f.value(biasKind, "c", [1, -1], [2])
+        func gemm(_ inputs: [Value], _ output: String, transB: Int64) throws -> Value {
             var attributes = [Attribute(name: "transB", value: .int(transB))]
             if alpha != 1 { attributes.append(Attribute(name: "alpha", value: .float(alpha))) }
             let node = Node(opType: "Gemm", name: output, inputs: inputs, outputNames: [output], attributes: attributes)
-            f.graph.append(node)
+            try f.graph.append(node)
             return node.outputs[0]!
         }
         let baseValue: Value
         switch base {
-        case "matmul": baseValue = f.node("Add", [c, f.node("MatMul", [x, f.constant("w", [1, 2, 3, 4], [2, 2])], "base")], "biased")
-        case "gemm": baseValue = gemm([x, f.constant("w", [1, 2, 3, 4], [2, 2]), c], "base", transB: transB ?? 0)
-        default: baseValue = gemm([x, f.constant("w", [1, 3, 2, 4], [2, 2]), c], "base", transB: transB ?? 1)
+        case "matmul": baseValue = try f.node("Add", [c, f.node("MatMul", [x, f.constant("w", [1, 2, 3, 4], [2, 2])], "base")], "biased")
+        case "gemm": baseValue = try gemm([x, f.constant("w", [1, 2, 3, 4], [2, 2]), c], "base", transB: transB ?? 0)
+        default: baseValue = try gemm([x, f.constant("w", [1, 3, 2, 4], [2, 2]), c], "base", transB: transB ?? 1)
         }
         var delta: Value
         if base == "gemms" {
-            let low = gemm([x, f.constant("a", [1, 2], [1, 2])] + (adapterBias ? [f.constant("lb", [1], [1])] : []), "low", transB: 1)
-            delta = gemm([low, f.constant("b", [10, 20], [2, 1])], "delta", transB: 1)
+            let low = try gemm([x, f.constant("a", [1, 2], [1, 2])] + (adapterBias ? [f.constant("lb", [1], [1])] : []), "low", transB: 1)
+            delta = try gemm([low, f.constant("b", [10, 20], [2, 1])], "delta", transB: 1)
         } else {
-            delta = f.node("MatMul", [f.node("MatMul", [x, f.constant("a", [1, 2], [2, 1])], "low"), f.constant("b", [10, 20], [1, 2])], "delta")
+            delta = try f.node("MatMul", [f.node("MatMul", [x, f.constant("a", [1, 2], [2, 1])], "low"), f.constant("b", [10, 20], [1, 2])], "delta")
         }
-        if let scale { delta = f.node("Mul", [delta, f.constant("s", [scale], [])], "scaled") }
-        f.output(f.node("Add", [baseValue, delta], "y"))
+        if let scale { delta = try f.node("Mul", [delta, f.constant("s", [scale], [])], "scaled") }
+        try f.output(f.node("Add", [baseValue, delta], "y"))
         return f
     }
 
@@ -228,7 +228,7 @@ final class BuiltinMatMulTests: XCTestCase {
             ("gemms", 0.5, ["merge-lora-gemms"], ["Gemm"]),
         ]
         for (base, scale, fired, left) in cases {
-            let f = peft(base, scale: scale)
+            let f = try peft(base, scale: scale)
             let report = try f.run()
             XCTAssertEqual(report.fired.map(\.rule), fired, base)
             XCTAssertEqual(f.graph.nodes.map(\.opType), left, base)
@@ -251,14 +251,14 @@ final class BuiltinMatMulTests: XCTestCase {
     /// y = MatMul(x, b) with x [2, 2] (or `xDims`) and b [2, 2] = ((1, 2), (3, 4)) (a constant or
     /// a graph input), z = Add(y, c) with c as given; z is a graph output.
     func matmulAdd(c: (values: [Float], dims: [Int64]), cKind: Kind = .constant, b bKind: Kind = .constant,
-                   xDims: [Int64] = [2, 2], swapAdd: Bool = false, yIsOutput: Bool = false) -> Fixture {
+                   xDims: [Int64] = [2, 2], swapAdd: Bool = false, yIsOutput: Bool = false) throws -> Fixture {
         let f = Fixture()
         let x = f.input("x", xDims)
-        let b = f.value(bKind, "b", [1, 2, 3, 4], [2, 2])
-        let c = f.value(cKind, "c", c.values, c.dims)
-        let y = f.node("MatMul", [x, b], "y")
-        f.output(f.node("Add", swapAdd ? [c, y] : [y, c], "z"))
-        if yIsOutput { f.output(y) }
+        let b = try f.value(bKind, "b", [1, 2, 3, 4], [2, 2])
+        let c = try f.value(cKind, "c", c.values, c.dims)
+        let y = try f.node("MatMul", [x, b], "y")
+        try f.output(f.node("Add", swapAdd ? [c, y] : [y, c], "z"))
+        if yIsOutput { try f.output(y) }
         return f
     }
 

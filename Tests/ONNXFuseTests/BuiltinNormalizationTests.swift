@@ -17,7 +17,7 @@ final class BuiltinNormalizationTests: XCTestCase {
 
         /// ReduceMean over `axes` with keepdims 1 (absent), the axes an attribute before opset 18
         /// and an input from it.
-        func reduceMean(_ x: Value, _ axes: [Int64], _ output: String, keepdims: Int64? = nil) -> Value {
+        func reduceMean(_ x: Value, _ axes: [Int64], _ output: String, keepdims: Int64? = nil) throws -> Value {
             let keep = keepdims.map { [Attribute(name: "keepdims", value: .int($0))] } ?? []
             let node: Node
             if opset >= 18 {
@@ -27,7 +27,7 @@ final class BuiltinNormalizationTests: XCTestCase {
                 node = Node(opType: "ReduceMean", name: output, inputs: [x], outputNames: [output],
                             attributes: [Attribute(name: "axes", value: .ints(axes))] + keep)
             }
-            graph.append(node)
+            try graph.append(node)
             return node.outputs[0]!
         }
 
@@ -47,25 +47,25 @@ final class BuiltinNormalizationTests: XCTestCase {
         var centeredUsedElsewhere = false
     }
 
-    func layerNorm(_ options: LayerNorm) -> Fixture {
+    func layerNorm(_ options: LayerNorm) throws -> Fixture {
         let f = Fixture(opset: options.opset)
         let x = f.input("x", [2, 3, 4])
-        let m = f.reduceMean(x, options.axes, "mean", keepdims: options.keepdims)
-        let d = f.node("Sub", [x, m], "d")
-        if options.centeredUsedElsewhere { f.output(f.node("Relu", [d], "other")) }
-        let sq = options.square == "Pow" ? f.node("Pow", [d, f.scalar("two", 2)], "sq") : f.node("Mul", [d, d], "sq")
-        let v = f.reduceMean(sq, options.axes, "var", keepdims: options.keepdims)
+        let m = try f.reduceMean(x, options.axes, "mean", keepdims: options.keepdims)
+        let d = try f.node("Sub", [x, m], "d")
+        if options.centeredUsedElsewhere { try f.output(f.node("Relu", [d], "other")) }
+        let sq = try options.square == "Pow" ? f.node("Pow", [d, f.scalar("two", 2)], "sq") : f.node("Mul", [d, d], "sq")
+        let v = try f.reduceMean(sq, options.axes, "var", keepdims: options.keepdims)
         let eps = options.epsilonIsInput ? f.input("eps", []) : f.scalar("eps", 1e-5)
-        var y = f.node("Div", [d, f.node("Sqrt", [f.node("Add", [v, eps], "e")], "s")], "n")
-        if let scale = options.scale { y = f.node("Mul", [f.constant("scale", scale, [4]), y], "w") }
-        if let bias = options.bias { y = f.node("Add", [y, f.constant("bias", bias, [4])], "y") }
-        f.output(f.node("Neg", [y], "out"))
+        var y = try f.node("Div", [d, f.node("Sqrt", [f.node("Add", [v, eps], "e")], "s")], "n")
+        if let scale = options.scale { y = try f.node("Mul", [f.constant("scale", scale, [4]), y], "w") }
+        if let bias = options.bias { y = try f.node("Add", [y, f.constant("bias", bias, [4])], "y") }
+        try f.output(f.node("Neg", [y], "out"))
         return f
     }
 
     func testLayerNormFusesWithItsScaleAndBias() throws {
         for opset: Int64 in [17, 18] {
-            let f = layerNorm(LayerNorm(opset: opset))
+            let f = try layerNorm(LayerNorm(opset: opset))
             XCTAssertEqual(try f.run().fired.map(\.rule),
                            ["fuse-layer-normalization", "fuse-layer-normalization-bias", "fuse-layer-normalization-scale"], "opset \(opset)")
             XCTAssertEqual(f.opTypes, ["LayerNormalization", "Neg"], "opset \(opset)")
@@ -77,7 +77,7 @@ final class BuiltinNormalizationTests: XCTestCase {
     }
 
     func testLayerNormFusesWithoutScaleOrBiasAndWithAProductForTheSquare() throws {
-        let f = layerNorm(LayerNorm(axes: [2], square: "Mul", keepdims: 1, scale: nil, bias: nil))
+        let f = try layerNorm(LayerNorm(axes: [2], square: "Mul", keepdims: 1, scale: nil, bias: nil))
         XCTAssertEqual(try f.run().fired.map(\.rule), ["fuse-layer-normalization"])
         XCTAssertEqual(f.opTypes, ["LayerNormalization", "Neg"])
         // A scale of ones, as the node needs one.
@@ -104,38 +104,38 @@ final class BuiltinNormalizationTests: XCTestCase {
         let x = f.input("x", [2, 3, 4])
         let scale = f.constant("ones", [1, 1, 1, 1], [4])
         let n = Node(opType: "LayerNormalization", name: "ln", inputs: [x, scale], outputNames: ["n"])
-        f.graph.append(n)
-        let w = f.node("Mul", [n.outputs[0]!, f.constant("c", [2], [])], "w")
-        f.output(f.node("Add", [w, f.constant("b", [1, 2, 3], [3, 1])], "y"))
+        try f.graph.append(n)
+        let w = try f.node("Mul", [n.outputs[0]!, f.constant("c", [2], [])], "w")
+        try f.output(f.node("Add", [w, f.constant("b", [1, 2, 3], [3, 1])], "y"))
         XCTAssertEqual(try f.reasonsNothingFires(for: "fuse-layer-normalization-scale"), ["`shape(c) == shape(x)[ax:]` is false"])
     }
 
     /// Llama's RMSNorm on x [2, 3, 4]: x * (1 / sqrt(mean(x^2) + eps)), x * Reciprocal(...) or
     /// x / sqrt(...), times a scale.
-    func rmsNorm(opset: Int64 = 23, form: String, scale: [Float]? = [0.5, 1, 1.5, 2], two: Float = 2, twoDims: [Int64] = []) -> Fixture {
+    func rmsNorm(opset: Int64 = 23, form: String, scale: [Float]? = [0.5, 1, 1.5, 2], two: Float = 2, twoDims: [Int64] = []) throws -> Fixture {
         let f = Fixture(opset: opset)
         let x = f.input("x", [2, 3, 4])
-        let v = f.reduceMean(f.node("Pow", [x, f.constant("two", [two], twoDims)], "sq"), [-1], "var")
-        let s = f.node("Sqrt", [f.node("Add", [f.scalar("eps", 1e-6), v], "e")], "s")
+        let v = try f.reduceMean(f.node("Pow", [x, f.constant("two", [two], twoDims)], "sq"), [-1], "var")
+        let s = try f.node("Sqrt", [f.node("Add", [f.scalar("eps", 1e-6), v], "e")], "s")
         var y: Value
         switch form {
-        case "one-over": y = f.node("Mul", [x, f.node("Div", [f.scalar("one", 1), s], "r")], "n")
-        case "reciprocal": y = f.node("Mul", [f.node("Reciprocal", [s], "r"), x], "n")
-        default: y = f.node("Div", [x, s], "n")
+        case "one-over": y = try f.node("Mul", [x, f.node("Div", [f.scalar("one", 1), s], "r")], "n")
+        case "reciprocal": y = try f.node("Mul", [f.node("Reciprocal", [s], "r"), x], "n")
+        default: y = try f.node("Div", [x, s], "n")
         }
-        if let scale { y = f.node("Mul", [f.constant("scale", scale, [4]), y], "y") }
-        f.output(f.node("Neg", [y], "out"))
+        if let scale { y = try f.node("Mul", [f.constant("scale", scale, [4]), y], "y") }
+        try f.output(f.node("Neg", [y], "out"))
         return f
     }
 
     func testRMSNormFusesInEachForm() throws {
         for form in ["one-over", "reciprocal", "div"] {
-            let f = rmsNorm(form: form)
+            let f = try rmsNorm(form: form)
             XCTAssertEqual(try f.run().fired.map(\.rule), ["fuse-rms-normalization", "fuse-rms-normalization-scale"], form)
             XCTAssertEqual(f.opTypes, ["RMSNormalization", "Neg"], form)
             XCTAssertEqual(f.graph.firstNode!.inputs[1]?.constantTensor(freezeInitializerInputs: false)?.doubleValues(), [0.5, 1, 1.5, 2], form)
         }
-        let bare = rmsNorm(form: "div", scale: nil)
+        let bare = try rmsNorm(form: "div", scale: nil)
         XCTAssertEqual(try bare.run().fired.map(\.rule), ["fuse-rms-normalization"])
     }
 

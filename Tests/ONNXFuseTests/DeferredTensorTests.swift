@@ -140,7 +140,7 @@ final class DeferredTensorTests: XCTestCase {
         let tensor = Tensor(dataType: .float, dims: [Int64(computation.count / 4)], storage: .raw(TensorBytes(deferred: computation)))
         let value = model.graph.addInitializer(name: "computed", tensor: tensor)
         let conv = try XCTUnwrap(model.graph.nodes.first { $0.opType == "Conv" })
-        if conv.inputs.count > 2 { conv.setInput(2, to: value) } else { conv.appendInput(value) }
+        if conv.inputs.count > 2 { try conv.setInput(2, to: value) } else { try conv.appendInput(value) }
         return model
     }
 
@@ -323,9 +323,9 @@ final class DeferredTensorTests: XCTestCase {
         let norm = Node(opType: "BatchNormalization", name: "bn",
                         inputs: [conv.outputs[0]!, constant("s", [256], 1), constant("b", [256], 0), constant("m", [256], 0), constant("v", [256], 1)],
                         outputNames: ["y"])
-        graph.append(conv)
-        graph.append(norm)
-        graph.addOutput(norm.outputs[0]!, info: ValueInfo(type: type))
+        try graph.append(conv)
+        try graph.append(norm)
+        try graph.addOutput(norm.outputs[0]!, info: ValueInfo(type: type))
         let folded = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
         try optimize(folded, rules: RuleFiles.builtin)
         XCTAssertEqual(folded.graph.nodes.map(\.opType), ["Conv"])
@@ -416,8 +416,8 @@ final class DeferredTensorTests: XCTestCase {
                                  constant("m", [64], offset: 0), constant("v", [64], offset: 1)],
                         outputNames: ["n"])
         let mul = Node(opType: "Mul", name: "mul", inputs: [norm.outputs[0]!, constant("k", [64, 1, 1], offset: 1)], outputNames: ["y"])
-        for node in [conv, norm, mul] { graph.append(node) }
-        graph.addOutput(mul.outputs[0]!, info: ValueInfo(type: type))
+        for node in [conv, norm, mul] { try graph.append(node) }
+        try graph.addOutput(mul.outputs[0]!, info: ValueInfo(type: type))
         let path = directory.appendingPathComponent("conv_bn_mul.onnx").path
         try ModelFile.save(Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph), to: path)
         return path
@@ -469,8 +469,8 @@ final class DeferredTensorTests: XCTestCase {
         let x = graph.addInput(name: "x", info: ValueInfo(type: .tensor(.float, dims.map { .value($0) })))
         let w = graph.addInitializer(name: "w", tensor: Tensor(dataType: .float, dims: dims, values: (0..<36_864).map { Float($0 % 89) * 0.01 }))
         let mul = Node(opType: "Mul", name: "mul", inputs: [x, w], outputNames: ["y"])
-        graph.append(mul)
-        graph.addOutput(mul.outputs[0]!, info: ValueInfo(type: nil))
+        try graph.append(mul)
+        try graph.addOutput(mul.outputs[0]!, info: ValueInfo(type: nil))
         let path = try fixtureWorkspace([]).appendingPathComponent("chain.onnx").path
         try ModelFile.save(Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph), to: path)
         for form in ["w + 0", "transpose(transpose(w))"] {

@@ -63,21 +63,21 @@ final class ExplainEquivalenceTests: XCTestCase {
             let model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
             let a = graph.addInput(name: "a", info: ValueInfo(type: .tensor(.float, [.value(4)])))
             let b = graph.addInput(name: "b", info: ValueInfo(type: .tensor(.float, [.value(4)])))
-            func node(_ op: String, _ inputs: [Value], _ output: String) -> Value {
+            func node(_ op: String, _ inputs: [Value], _ output: String) throws -> Value {
                 let node = Node(opType: op, name: output, inputs: inputs, outputNames: [output])
-                graph.append(node)
+                try graph.append(node)
                 return node.outputs[0]!
             }
-            let negA = node("Neg", [a], "neg_a")
-            let negB = node("Neg", [b], "neg_b")
-            let expA = node("Exp", [a], "exp_a")
+            let negA = try node("Neg", [a], "neg_a")
+            let negB = try node("Neg", [b], "neg_b")
+            let expA = try node("Exp", [a], "exp_a")
             // The Neg on the left, on the right, on neither side.
-            graph.addOutput(node("Add", [negA, b], "left"), info: ValueInfo(type: nil))
-            graph.addOutput(node("Add", [a, negB], "right"), info: ValueInfo(type: nil))
-            graph.addOutput(node("Add", [expA, b], "neither"), info: ValueInfo(type: nil))
+            try graph.addOutput(node("Add", [negA, b], "left"), info: ValueInfo(type: nil))
+            try graph.addOutput(node("Add", [a, negB], "right"), info: ValueInfo(type: nil))
+            try graph.addOutput(node("Add", [expA, b], "neither"), info: ValueInfo(type: nil))
             // Relu of an Abs and of an Exp.
-            graph.addOutput(node("Relu", [node("Abs", [a], "abs_a")], "relu_abs"), info: ValueInfo(type: nil))
-            graph.addOutput(node("Relu", [expA], "relu_exp"), info: ValueInfo(type: nil))
+            try graph.addOutput(node("Relu", [node("Abs", [a], "abs_a")], "relu_abs"), info: ValueInfo(type: nil))
+            try graph.addOutput(node("Relu", [expA], "relu_exp"), info: ValueInfo(type: nil))
             var options = OptimizationOptions()
             options.explain = explain
             options.verifyRewrites = true

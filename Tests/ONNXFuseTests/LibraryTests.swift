@@ -6,22 +6,72 @@ import ONNXFuseRules
 
 /// The library API as the README shows it.
 final class LibraryTests: XCTestCase {
+    /// The README's example of editing the IR, run as it is written there (its two paths
+    /// replaced by `modelPath` and `outputPath`; `testTheReadmeShowsTheCodeTestedHere` checks
+    /// that the lines are the README's).
     func testReadmeExample() throws {
-        let fixtures = CommandTests.fixtures
-        let directory = try fixtureWorkspace([])
+        let modelPath = CommandTests.fixtures.appendingPathComponent("conv_bn.onnx").path
+        let outputPath = try fixtureWorkspace([]).appendingPathComponent("model.out.onnx").path
+        let original = try ModelFile.load(path: modelPath)
+        let convWeights = original.graph.nodes.first { $0.opType == "Conv" }!.inputs.compactMap { $0?.name }.filter { $0 != "X" }
 
-        let model = try ModelFile.load(path: fixtures.appendingPathComponent("conv_bn.onnx").path)
-        let convs = model.graph.nodes.filter { $0.opType == "Conv" }
-        XCTAssertEqual(convs.first?.inputs.map { $0?.name ?? "" }, ["X", "W"])
+        // readme: begin
+        let model = try ModelFile.load(path: modelPath)
+        for node in model.graph.nodes where node.opType == "Conv" {
+            print(node.name ?? "", node.inputs.map { $0?.name ?? "" })
+        }
         let bn = model.graph.nodes.first { $0.opType == "BatchNormalization" }!
-        bn.outputs[0]!.replaceAllUses(with: bn.inputs[0]!)
-        model.graph.erase(bn)
-        try model.verify()
-        let output = directory.appendingPathComponent("model.out.onnx").path
-        try ModelFile.save(model, to: output)
-        let text = Printer().print(try ModelFile.load(path: output))
+        try bn.outputs[0]!.replaceAllUses(with: bn.inputs[0]!)  // every use list stays exact
+        try model.graph.erase(bn)                               // throws while an output is still read
+        model.removeDeadCode()                                  // its scale, bias, mean and variance go too
+        try model.verify()                                      // checks every IR invariant (save does too)
+        try ModelFile.save(model, to: outputPath)               // atomic; unchanged parts byte-identical
+        print(model)                                            // the text `Printer` writes; a node prints on one line
+        // readme: end
+
+        let saved = try ModelFile.load(path: outputPath)
+        let text = Printer().print(saved)
         XCTAssertTrue(text.contains("Y = Relu (conv_out)"), text)
-        XCTAssertEqual(ModelStatistics(model).nodesByOpType, ["Conv": 1, "Relu": 1])
+        XCTAssertEqual(ModelStatistics(saved).nodesByOpType, ["Conv": 1, "Relu": 1])
+        XCTAssertEqual(original.graph.initializers.count, convWeights.count + 4, "the BatchNormalization's four tensors")
+        XCTAssertEqual(saved.graph.initializers.map(\.name), convWeights, "nothing of the BatchNormalization is left behind")
+    }
+
+    func testTheReadmeShowsTheCodeTestedHere() throws {
+        /// Lines with runs of spaces made one (comments stay aligned in both).
+        func normalized<S: StringProtocol>(_ lines: [S]) -> [String] {
+            lines.map { $0.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ") }
+        }
+        let readme = try String(contentsOf: CommandTests.root.appendingPathComponent("README.md"), encoding: .utf8)
+        let example = try XCTUnwrap(readme.components(separatedBy: "The graph IR can be edited directly too:").dropFirst().first)
+        let block = example.components(separatedBy: "```swift\n")[1].components(separatedBy: "\n```")[0]
+            .replacingOccurrences(of: "\"model.onnx\"", with: "modelPath")
+            .replacingOccurrences(of: "\"model.out.onnx\"", with: "outputPath")
+        let source = try String(contentsOf: URL(fileURLWithPath: #filePath), encoding: .utf8)
+        let tested = source.components(separatedBy: "// readme: begin\n")[1].components(separatedBy: "\n        // readme: end")[0]
+        XCTAssertGreaterThan(tested.split(separator: "\n").count, 10)
+        XCTAssertEqual(normalized(tested.split(separator: "\n")), normalized(block.split(separator: "\n")))
+    }
+
+    /// `Model.removeDeadCode()` removes what the built-in clean-up rules for dead nodes and
+    /// unused initializers remove, on every fixture (none has a dead If around a node of
+    /// another domain, which only the rules remove).
+    func testDeadCodeRemovalAgreesWithTheCleanupRules() throws {
+        let names: Set = ["remove-dead-node", "remove-dead-node-ml", "remove-unused-initializer"]
+        let rules = RuleFiles.builtin.filter { names.contains($0.name) }
+        XCTAssertEqual(rules.count, names.count)
+        let fixtures = try FileManager.default.contentsOfDirectory(atPath: CommandTests.fixtures.path).filter { $0.hasSuffix(".onnx") }
+        var removedSomewhere = false
+        for name in fixtures.sorted() {
+            let byRules = try ModelFile.load(path: CommandTests.fixtures.appendingPathComponent(name).path)
+            let byHand = byRules.copy()
+            try optimize(byRules, rules: rules)
+            let removed = byHand.removeDeadCode()
+            removedSomewhere = removedSomewhere || removed.nodes > 0
+            try byHand.verify()
+            XCTAssertEqual(try ModelFile.serialize(byHand), try ModelFile.serialize(byRules), name)
+        }
+        XCTAssertTrue(removedSomewhere, "dead_nodes.onnx has dead nodes")
     }
 
     func testEveryBuiltinRuleHasAOneLineSummary() {

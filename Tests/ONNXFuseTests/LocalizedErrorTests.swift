@@ -32,12 +32,21 @@ final class LocalizedErrorTests: XCTestCase {
         }
     }
 
-    func testInvariantErrorsSayWhatIsBroken() {
+    func testInvariantErrorsSayWhatIsBroken() throws {
         let graph = Graph(name: "g")
         let node = Node(opType: "Relu", inputs: [Value.detached(name: "nowhere")], outputNames: ["y"])
-        graph.append(node)
+        // The public `append` refuses the node (see the next test): only unchecked edits break invariants.
+        graph.appendUnchecked(node)
         XCTAssertThrowsError(try graph.verify()) { error in
             assertLocalized(error, contains: "nowhere")
+        }
+    }
+
+    func testGraphEditErrorsNameTheNodeAndTheValue() {
+        let graph = Graph(name: "g")
+        let node = Node(opType: "Relu", name: "relu", inputs: [Value.detached(name: "nowhere")], outputNames: ["y"])
+        XCTAssertThrowsError(try graph.append(node)) { error in
+            assertLocalized(error, contains: "cannot insert node 'relu' (Relu) into graph 'g': its input 'nowhere' is in no graph")
         }
     }
 }

@@ -30,8 +30,8 @@ final class MatchFormTests: XCTestCase {
                 let axes = test.graph.addInitializer(name: "axes", tensor: Tensor(dataType: .int64, dims: [1], values: [Int64(-2)]))
                 reduce = Node(opType: "ReduceSum", name: "r", inputs: [x, axes], outputNames: ["y"])
             }
-            test.graph.append(reduce)
-            test.output(test.node("Neg", [reduce.outputs[0]!], "out"))
+            try test.graph.append(reduce)
+            try test.output(test.node("Neg", [reduce.outputs[0]!], "out"))
             let report = try test.run()
             XCTAssertEqual(report.fired.map(\.rule), ["drop-reduce-over-unit-axis"], "opset \(opset)")
             XCTAssertEqual(test.graph.nodes.map(\.opType), ["Identity", "Neg"], "opset \(opset)")
@@ -43,8 +43,8 @@ final class MatchFormTests: XCTestCase {
         let x = test.input("x", [2, 1, 3])
         let axes = test.graph.addInitializer(name: "axes", tensor: Tensor(dataType: .int64, dims: [1], values: [Int64(2)]))
         let reduce = Node(opType: "ReduceSum", name: "r", inputs: [x, axes], outputNames: ["y"])
-        test.graph.append(reduce)
-        test.output(test.node("Neg", [reduce.outputs[0]!], "out"))
+        try test.graph.append(reduce)
+        try test.output(test.node("Neg", [reduce.outputs[0]!], "out"))
         let reasons = try test.reasonsNothingFires(for: "drop-reduce-over-unit-axis")
         // The input form got furthest: its failed condition explains the rule.
         XCTAssertEqual(reasons.count, 1)
@@ -68,13 +68,13 @@ final class MatchFormTests: XCTestCase {
     func negations(cast: DataType?) throws -> RuleTestGraph {
         let test = RuleTestGraph(rules: try RuleFiles.rules(in: doubleNegation))
         let x = test.input("x", [2, 3])
-        var a = test.node("Neg", [x], "a")
+        var a = try test.node("Neg", [x], "a")
         if let cast {
             let node = Node(opType: "Cast", name: "b", inputs: [a], outputNames: ["b"], attributes: [Attribute(name: "to", value: .int(Int64(cast.rawValue)))])
-            test.graph.append(node)
+            try test.graph.append(node)
             a = node.outputs[0]!
         }
-        test.output(test.node("Relu", [test.node("Neg", [a], "z")], "out"))
+        try test.output(test.node("Relu", [test.node("Neg", [a], "z")], "out"))
         return test
     }
 
@@ -116,8 +116,8 @@ final class MatchFormTests: XCTestCase {
         let x = test.input("x", [2, 3])
         let one = test.constant("one", [1], [])
         let two = test.constant("two", [2], [])
-        let scaled = test.node("Div", [test.node("Mul", [x, one], "m"), one], "d")
-        test.output(test.node("Neg", [test.node("Mul", [scaled, two], "kept")], "out"))
+        let scaled = try test.node("Div", [test.node("Mul", [x, one], "m"), one], "d")
+        try test.output(test.node("Neg", [test.node("Mul", [scaled, two], "kept")], "out"))
         let report = try test.run()
         // Both forms fired, counted as one rule.
         XCTAssertEqual(report.fired.map(\.rule), ["drop-unit-scale"])

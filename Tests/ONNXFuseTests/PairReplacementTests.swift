@@ -102,10 +102,10 @@ final class PairReplacementTests: XCTestCase {
                 let w = graph.addInitializer(name: "w\(index)", tensor: Tensor(dataType: .float, dims: [3_000_000],
                                                                               values: [Float](repeating: fill + Float(index), count: 3_000_000)))
                 let node = Node(opType: "Add", name: "add\(index)", inputs: [last, w], outputNames: ["y\(index)"])
-                graph.append(node)
+                try graph.append(node)
                 last = node.outputs[0]!
             }
-            graph.addOutput(last, info: ValueInfo(type: nil))
+            try graph.addOutput(last, info: ValueInfo(type: nil))
             var options = SaveOptions()
             options.maximumModelBytes = 1 << 20
             try ModelFile.save(model, to: dir.appendingPathComponent(name).path, options: options)

@@ -83,7 +83,7 @@ final class RepeatedRunTests: XCTestCase {
         // conv -> bn -> relu: make bn a Relu.
         let bn = nodes.first { $0.opType == "BatchNormalization" }!
         let x = bn.inputs[0]!
-        bn.setInputs([x])
+        try bn.setInputs([x])
         bn.opType = "Relu"
         bn.domain = "ai.onnx"
         try model.verify()

@@ -27,23 +27,23 @@ class RuleTestGraph {
     }
 
     /// An initializer, a graph input, or the output of a Relu of an initializer.
-    func value(_ source: Source, _ name: String, _ values: [Float], _ dims: [Int64]) -> Value {
+    func value(_ source: Source, _ name: String, _ values: [Float], _ dims: [Int64]) throws -> Value {
         switch source {
         case .constant: return constant(name, values, dims)
         case .graphInput: return input(name, dims)
-        case .computed: return node("Relu", [constant(name + "_raw", values, dims)], name)
+        case .computed: return try node("Relu", [constant(name + "_raw", values, dims)], name)
         }
     }
 
     /// A node with one output named `output` (which also names the node).
     @discardableResult
-    func node(_ op: String, _ inputs: [Value], _ output: String) -> Value {
+    func node(_ op: String, _ inputs: [Value], _ output: String) throws -> Value {
         let node = Node(opType: op, name: output, inputs: inputs, outputNames: [output])
-        graph.append(node)
+        try graph.append(node)
         return node.outputs[0]!
     }
 
-    func output(_ value: Value) { graph.addOutput(value, info: ValueInfo(type: nil)) }
+    func output(_ value: Value) throws { try graph.addOutput(value, info: ValueInfo(type: nil)) }
 
     /// Runs the rules with explanations and `--verify`'s check of every rewrite, and checks the
     /// IR afterwards: no rewrite may change the numbers, and every one must be checked.

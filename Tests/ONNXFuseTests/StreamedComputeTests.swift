@@ -29,7 +29,7 @@ final class StreamedComputeTests: XCTestCase {
     ]
 
     /// A model `y = Mul(x, w)` (the rule makes it `Add(x, w2)`, once) with a weight `w` of `type` and `dims` holding `values`.
-    private func model(_ type: DataType, _ values: [Double], dims: [Int64]) -> Model {
+    private func model(_ type: DataType, _ values: [Double], dims: [Int64]) throws -> Model {
         let graph = Graph(name: "g")
         let x = graph.addInput(name: "x", info: ValueInfo(type: .tensor(type, dims.map { .value($0) })))
         let stored: Tensor
@@ -41,8 +41,8 @@ final class StreamedComputeTests: XCTestCase {
         }
         let w = graph.addInitializer(name: "w", tensor: stored)
         let mul = Node(opType: "Mul", name: "mul", inputs: [x, w], outputNames: ["y"])
-        graph.append(mul)
-        graph.addOutput(mul.outputs[0]!, info: ValueInfo(type: nil))
+        try graph.append(mul)
+        try graph.addOutput(mul.outputs[0]!, info: ValueInfo(type: nil))
         return Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
     }
 
@@ -69,7 +69,7 @@ final class StreamedComputeTests: XCTestCase {
     /// streamed where it can be (`streamed`) or every one computed whole.
     private func run(_ form: String, _ type: DataType, _ values: [Double], dims: [Int64] = [8, 4, 3, 3],
                      streamed: Bool) throws -> (bytes: Data, fired: [String], explanations: [String]) {
-        let model = model(type, values, dims: dims)
+        let model = try model(type, values, dims: dims)
         var options = OptimizationOptions()
         options.explain = true
         options.evaluationLimits.minimumDeferredBytes = streamed ? 0 : .max

@@ -44,7 +44,7 @@ final class TensorHashTests: XCTestCase {
                           tensorHash(resident(between, dims: [1_000]), whole: true))
     }
 
-    func testInitializersEqualInFullAreSharedOthersAreNot() {
+    func testInitializersEqualInFullAreSharedOthersAreNot() throws {
         let graph = Graph(name: "g")
         let model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
         let bytes = (0..<1_000).map { UInt8(truncatingIfNeeded: $0) }
@@ -55,7 +55,7 @@ final class TensorHashTests: XCTestCase {
                        resident(bytes, dims: [10, 100])]  // other dims
         let values = tensors.enumerated().map { graph.addInitializer(name: "t\($0.offset)", tensor: $0.element.value) }
         let sum = Node(opType: "Concat", inputs: values, outputNames: ["y"], attributes: [Attribute(name: "axis", value: .int(0))])
-        graph.append(sum)
+        try graph.append(sum)
         XCTAssertEqual(mergeDuplicateInitializers(model), 1)
         XCTAssertEqual(sum.inputs.map { $0!.name }, ["t0", "t0", "t2", "t3"])
         XCTAssertEqual(mergeDuplicateInitializers(model), 0)

@@ -118,8 +118,8 @@ final class VerifyCommandTests: XCTestCase {
         let expand = Node(opType: "Expand", name: "expand", inputs: [x, shape], outputNames: ["big"])
         let identity = Node(opType: "Identity", name: "identity", inputs: [expand.outputs[0]], outputNames: ["same"])
         let sum = Node(opType: "ReduceSum", name: "sum", inputs: [identity.outputs[0]], outputNames: ["total"])
-        for node in [expand, identity, sum] { graph.append(node) }
-        graph.addOutput(sum.outputs[0]!, info: ValueInfo(type: nil))
+        for node in [expand, identity, sum] { try graph.append(node) }
+        try graph.addOutput(sum.outputs[0]!, info: ValueInfo(type: nil))
         let original = try ModelFile.load(path: try saved(model))
         var options = OptimizationOptions()
         options.verifyRewrites = true

@@ -42,8 +42,8 @@ final class WholeModelVerificationTests: XCTestCase {
         _ = try optimize(rewritten, rules: RuleFiles.builtin)
         let graph = rewritten.graph
         let negated = Node(opType: "Neg", name: "wrong", inputs: [graph.outputs[0].value], outputNames: ["wrong"])
-        graph.append(negated)
-        graph.setOutput(0, to: negated.outputs[0]!)
+        try graph.append(negated)
+        try graph.setOutput(0, to: negated.outputs[0]!)
         guard case .differ(let output, let error, nil) = compareModels(original, rewritten).outcome else {
             return XCTFail("not caught")
         }
@@ -52,8 +52,8 @@ final class WholeModelVerificationTests: XCTestCase {
         // A rewritten model that fails where the original runs differs too.
         let broken = try load("conv_bn.onnx")
         let bad = Node(opType: "NoSuchOp", domain: "example", name: "bad", inputs: [broken.graph.outputs[0].value], outputNames: ["bad"])
-        broken.graph.append(bad)
-        broken.graph.setOutput(0, to: bad.outputs[0]!)
+        try broken.graph.append(bad)
+        try broken.graph.setOutput(0, to: bad.outputs[0]!)
         guard case .differ(_, .infinity, let reason?) = compareModels(original, broken).outcome else { return XCTFail("not caught") }
         XCTAssertEqual(reason, "the rewritten model fails where the original runs: no kernel for example.NoSuchOp")
     }
@@ -67,8 +67,8 @@ final class WholeModelVerificationTests: XCTestCase {
         let w = graph.addInitializer(name: "w", tensor: TensorValue(.float, shape: [1, 1, 4, 4], reals: (0..<16).map { Double($0) / 8 }).tensor())
         let conv = Node(opType: "Conv", name: "stem", inputs: [x, w], outputNames: ["y"],
                         attributes: [Attribute(name: "strides", value: .ints([4, 4]))])
-        graph.append(conv)
-        graph.addOutput(conv.outputs[0]!, info: ValueInfo(type: nil))
+        try graph.append(conv)
+        try graph.addOutput(conv.outputs[0]!, info: ValueInfo(type: nil))
         let comparison = compareModels(model, model)
         XCTAssertEqual(comparison.outcome, .agree)
         XCTAssertEqual(comparison.symbolSizes, ["H": 8, "W": 9])

@@ -62,47 +62,47 @@ final class WrongRuleTests: XCTestCase {
         func values(_ count: Int, _ range: ClosedRange<Double>) -> [Float] {
             (0..<count).map { _ in Float(range.lowerBound + (range.upperBound - range.lowerBound) * Double(random.next() % 10_000) / 10_000) }
         }
-        func model(_ build: (Graph) -> Void) -> Model {
+        func model(_ build: (Graph) throws -> Void) throws -> Model {
             let graph = Graph(name: "g")
             let model = Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
-            build(graph)
+            try build(graph)
             return model
         }
         func constant(_ graph: Graph, _ name: String, _ values: [Float], _ dims: [Int64]) -> Value {
             graph.addInitializer(name: name, tensor: Tensor(dataType: .float, dims: dims, values: values))
         }
-        let convBatchNorm = model { graph in
+        let convBatchNorm = try model { graph in
             let x = graph.addInput(name: "x", info: ValueInfo(type: .tensor(.float, [.value(1), .value(4), .value(6), .value(6)])))
             let conv = Node(opType: "Conv", name: "conv", inputs: [x, constant(graph, "w", values(144, -1...1), [4, 4, 3, 3]),
                                                                   constant(graph, "b", values(4, -0.5...0.5), [4])],
                             outputNames: ["y"], attributes: [Attribute(name: "pads", value: .ints([1, 1, 1, 1]))])
-            graph.append(conv)
+            try graph.append(conv)
             let bn = Node(opType: "BatchNormalization", name: "bn",
                           inputs: [conv.outputs[0], constant(graph, "scale", values(4, 0.5...1.5), [4]),
                                    constant(graph, "shift", values(4, -0.2...0.2), [4]), constant(graph, "mean", values(4, -0.5...0.5), [4]),
                                    constant(graph, "var", values(4, 0.0005...0.005), [4])],
                           outputNames: ["z"])
-            graph.append(bn)
-            graph.addOutput(bn.outputs[0]!, info: ValueInfo(type: nil))
+            try graph.append(bn)
+            try graph.addOutput(bn.outputs[0]!, info: ValueInfo(type: nil))
         }
-        let matmulTranspose = model { graph in
+        let matmulTranspose = try model { graph in
             let x = graph.addInput(name: "x", info: ValueInfo(type: .tensor(.float, [.value(2), .value(4)])))
             let transpose = Node(opType: "Transpose", name: "t", inputs: [constant(graph, "w", values(16, -1...1), [4, 4])], outputNames: ["t"])
             let matmul = Node(opType: "MatMul", name: "mm", inputs: [x, transpose.outputs[0]], outputNames: ["y"])
-            graph.append(transpose)
-            graph.append(matmul)
-            graph.addOutput(matmul.outputs[0]!, info: ValueInfo(type: nil))
+            try graph.append(transpose)
+            try graph.append(matmul)
+            try graph.addOutput(matmul.outputs[0]!, info: ValueInfo(type: nil))
         }
-        let dropoutMask = model { graph in
+        let dropoutMask = try model { graph in
             let a = graph.addInput(name: "a", info: ValueInfo(type: .tensor(.float, [.value(2), .value(3)])))
             let first = Node(opType: "Relu", name: "first", inputs: [a], outputNames: ["x"])
-            graph.append(first)
+            try graph.append(first)
             let dropout = Node(opType: "Dropout", name: "drop", inputs: [first.outputs[0]], outputNames: ["y", "m"])
-            graph.append(dropout)
+            try graph.append(dropout)
             let relu = Node(opType: "Relu", name: "relu", inputs: [dropout.outputs[0]], outputNames: ["r"])
-            graph.append(relu)
-            graph.addOutput(relu.outputs[0]!, info: ValueInfo(type: nil))
-            graph.addOutput(dropout.outputs[1]!, info: ValueInfo(type: nil))
+            try graph.append(relu)
+            try graph.addOutput(relu.outputs[0]!, info: ValueInfo(type: nil))
+            try graph.addOutput(dropout.outputs[1]!, info: ValueInfo(type: nil))
         }
         for (name, model) in [("conv_bn.onnx", convBatchNorm), ("matmul_transpose.onnx", matmulTranspose), ("dropout_mask.onnx", dropoutMask)] {
             _ = try ModelFile.save(model, to: directory.appendingPathComponent(name).path)
@@ -206,9 +206,9 @@ final class WrongRuleTests: XCTestCase {
         let x = graph.addInput(name: "x", info: ValueInfo(type: .tensor(.float, [.value(2)])))
         let custom = Node(opType: "Custom", domain: "example", name: "custom", inputs: [x], outputNames: ["c"])
         let relu = Node(opType: "Relu", name: "relu", inputs: [custom.outputs[0]], outputNames: ["r"])
-        graph.append(custom)
-        graph.append(relu)
-        graph.addOutput(relu.outputs[0]!, info: ValueInfo(type: nil))
+        try graph.append(custom)
+        try graph.append(relu)
+        try graph.addOutput(relu.outputs[0]!, info: ValueInfo(type: nil))
         _ = try ModelFile.save(model, to: dir.appendingPathComponent("custom.onnx").path)
         try """
             rule custom-to-abs {

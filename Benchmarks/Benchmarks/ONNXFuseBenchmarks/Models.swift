@@ -9,17 +9,17 @@ enum Models {
     /// `blocks` blocks of Conv (1×1, `channels` channels, no bias) → BatchNormalization → Relu on
     /// a `1×channels×4×4` input: the shape of `shared/bench/gen_chain.py N C`, whose 20,000 × 8
     /// instance is the 60,000-node chain of BENCHMARKS.md. Many nodes, small weights.
-    static func chain(blocks: Int, channels: Int) -> Model {
-        convBatchNormChain(blocks: blocks, channels: channels, kernel: 1, spatial: 4, name: "chain")
+    static func chain(blocks: Int, channels: Int) throws -> Model {
+        try convBatchNormChain(blocks: blocks, channels: channels, kernel: 1, spatial: 4, name: "chain")
     }
 
     /// `blocks` blocks of Conv (3×3, `channels` → `channels`, padded) → BatchNormalization → Relu on
     /// a `1×channels×8×8` input: few nodes, large weights (512 channels: 9.4 MB per Conv).
-    static func wideConvs(blocks: Int, channels: Int) -> Model {
-        convBatchNormChain(blocks: blocks, channels: channels, kernel: 3, spatial: 8, name: "wide")
+    static func wideConvs(blocks: Int, channels: Int) throws -> Model {
+        try convBatchNormChain(blocks: blocks, channels: channels, kernel: 3, spatial: 8, name: "wide")
     }
 
-    private static func convBatchNormChain(blocks: Int, channels c: Int, kernel k: Int, spatial: Int, name: String) -> Model {
+    private static func convBatchNormChain(blocks: Int, channels c: Int, kernel k: Int, spatial: Int, name: String) throws -> Model {
         var random = SplitMix64(seed: 0)
         let graph = Graph(name: name)
         let shape: [Dimension] = [.value(1), .value(Int64(c)), .value(Int64(spatial)), .value(Int64(spatial))]
@@ -45,10 +45,10 @@ enum Models {
             let norm = Node(opType: "BatchNormalization", name: "bn\(i)", inputs: [conv.outputs[0]!, s, b, m, v],
                             outputNames: ["n\(i)"], attributes: [Attribute(name: "epsilon", value: .float(1e-5))])
             let relu = Node(opType: "Relu", name: "relu\(i)", inputs: [norm.outputs[0]!], outputNames: ["r\(i)"])
-            for node in [conv, norm, relu] { graph.append(node) }
+            for node in [conv, norm, relu] { try graph.append(node) }
             x = relu.outputs[0]!
         }
-        graph.addOutput(x, info: ValueInfo(type: .tensor(.float, shape)))
+        try graph.addOutput(x, info: ValueInfo(type: .tensor(.float, shape)))
         return Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: 17)], graph: graph)
     }
 

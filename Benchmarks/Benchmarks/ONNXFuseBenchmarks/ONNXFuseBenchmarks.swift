@@ -164,7 +164,7 @@ let benchmarks: @Sendable () -> Void = {
         if report.rewrites != 0 { benchmark.error("the rule fired \(report.rewrites) times") }
     } setup: {
         let rules = try RuleFiles.rules(in: neverFiringRule, file: "never-fires.rules").flatMap(\.rewrites)
-        return LoadedRun(model: Models.chain(blocks: chainBlocks, channels: chainChannels), rules: rules)
+        return try LoadedRun(model: Models.chain(blocks: chainBlocks, channels: chainChannels), rules: rules)
     }
 
     Benchmark("matcher: cleanup rules, chain \(chainBlocks) blocks (none fires)") { (benchmark: Benchmark, state: LoadedRun<[RewriteRule]>) in
@@ -173,7 +173,7 @@ let benchmarks: @Sendable () -> Void = {
         if report.rewrites != 0 { benchmark.error("the cleanup rules fired \(report.rewrites) times") }
     } setup: {
         let rules = try builtinRuleFile("cleanup.rules").flatMap(\.rewrites)
-        return LoadedRun(model: Models.chain(blocks: chainBlocks, channels: chainChannels), rules: rules)
+        return try LoadedRun(model: Models.chain(blocks: chainBlocks, channels: chainChannels), rules: rules)
     }
 
     // The whole run of the built-in rules (`optimize`: inference, matching, folding): on a
@@ -185,7 +185,7 @@ let benchmarks: @Sendable () -> Void = {
         if !report.fired.isEmpty { benchmark.error("rules fired on the folded chain: \(report.fired)") }
     } setup: {
         let rules = RuleFiles.builtin
-        let model = Models.chain(blocks: chainBlocks, channels: chainChannels)
+        let model = try Models.chain(blocks: chainBlocks, channels: chainChannels)
         _ = try! optimize(model, rules: rules)
         return LoadedRun(model: model, rules: rules)
     }

@@ -134,20 +134,20 @@ func mutate(_ graph: Graph, in model: Model, random: inout SplitMix) {
         }
     case 4: // read another value
         guard let node = random.pick(nodes), !node.inputs.isEmpty else { return }
-        node.setInput(random.below(node.inputs.count), to: random.below(8) == 0 ? nil : random.pick(valuesBefore(node, in: graph)))
+        try? node.setInput(random.below(node.inputs.count), to: random.below(8) == 0 ? nil : random.pick(valuesBefore(node, in: graph)))
     case 5: // one input more or less
         guard let node = random.pick(nodes) else { return }
         if random.below(2) == 0, !node.inputs.isEmpty {
-            node.removeLastInput()
+            try? node.removeLastInput()
         } else {
-            node.appendInput(random.pick(valuesBefore(node, in: graph)))
+            try? node.appendInput(random.pick(valuesBefore(node, in: graph)))
         }
     case 6: // swap two inputs
         guard let node = random.pick(nodes), node.inputs.count >= 2 else { return }
         let i = random.below(node.inputs.count), j = random.below(node.inputs.count)
         let a = node.inputs[i], b = node.inputs[j]
-        node.setInput(i, to: b)
-        node.setInput(j, to: a)
+        try? node.setInput(i, to: b)
+        try? node.setInput(j, to: a)
     case 7: // initializer dimensions
         guard let value = random.pick(graph.initializers), var tensor = value.initializer else { return }
         switch random.below(3) {
@@ -190,7 +190,7 @@ func mutate(_ graph: Graph, in model: Model, random: inout SplitMix) {
         let name = "fuzz_\(random.next() % 1_000_000)"
         let node = Node(opType: random.pick(operatorTypes)!, inputs: [source] + (random.below(2) == 0 ? [random.pick(valuesBefore(reader, in: graph))] : []),
                         outputNames: [name], attributes: random.below(2) == 0 ? [] : [Attribute(name: random.pick(attributeNames)!, value: randomAttributeValue(&random))])
-        graph.insert(node, before: reader)
-        reader.setInput(random.below(reader.inputs.count), to: node.outputs[0])
+        guard (try? graph.insert(node, before: reader)) != nil else { return }
+        try? reader.setInput(random.below(reader.inputs.count), to: node.outputs[0])
     }
 }

@@ -302,7 +302,7 @@ func mergeDuplicates(_ node: Node, _ analysis: OperatorAnalysis, _ context: Rewr
               zip(other.inputs, node.inputs).allSatisfy({ $0 === $1 }),
               // Every output of this node that is read must exist on the other one.
               zip(other.outputs, node.outputs).allSatisfy({ theirs, mine in theirs != nil || (mine?.isUnused ?? true) }),
-              attributesEqual(other.attributes, node.attributes), other.isBefore(node) else { continue }
+              attributesEqual(other.attributes, node.attributes), other.isBeforeUnchecked(node) else { continue }
         let replacements: [OutputReplacement?] = zip(node.outputs, other.outputs).map { mine, theirs in
             guard let mine, !mine.isUnused, let theirs else { return nil }
             return .value(theirs)
