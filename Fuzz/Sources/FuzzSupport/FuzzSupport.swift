@@ -6,6 +6,8 @@ import Glibc
 import Darwin
 #endif
 @_exported import ONNXFuse
+@_exported import ONNXFuseOps
+@_exported import ONNXFuseRules
 
 /// Stops the process with `message`: libFuzzer records the input as a crash. Only for bugs of
 /// onnx-fuse, never for errors that a bad input is expected to cause.
