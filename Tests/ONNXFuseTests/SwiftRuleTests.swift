@@ -151,6 +151,42 @@ final class SwiftRuleTests: XCTestCase {
         }
     }
 
+    func testABuilderRedefinitionTheEngineCannotApplyIsAnErrorOfTheRule() {
+        // As the rule compiler refuses them in rule files: each would leave the graph invalid.
+        func problem(_ build: (RuleBuilder) throws -> Void) -> String {
+            do {
+                _ = try CompiledRule(name: "bad", build)
+                return "made"
+            } catch {
+                return "\(error)"
+            }
+        }
+        // An input of the match: its other readers would read the new node, which takes its name.
+        XCTAssertTrue(problem { rule in
+            let x = rule.value("x")
+            let exp = rule.match("Exp", inputs: [x], outputs: ["y"])
+            rule.create("Abs", inputs: [x], replacing: x)
+            rule.create("Exp", inputs: [x], replacing: exp.output)
+        }.contains("'x' is not an output of a matched node and cannot be replaced by Abs"))
+        XCTAssertTrue(problem { rule in
+            let x = rule.value("x")
+            let neg = rule.match("Neg", inputs: [x], outputs: ["y"])
+            rule.replace(x, with: neg.output)
+        }.contains("'x' is not an output of a matched node and cannot be replaced"))
+        // A node that reads the value it redefines: a cycle.
+        XCTAssertTrue(problem { rule in
+            let exp = rule.match("Exp", inputs: [rule.value("x")], outputs: ["y"])
+            rule.create("Relu", inputs: [exp.output], replacing: exp.output)
+        }.contains("Relu reads 'y', which it or a later node redefines"))
+        // Two definitions: two values of one name.
+        XCTAssertTrue(problem { rule in
+            let x = rule.value("x")
+            let exp = rule.match("Exp", inputs: [x], outputs: ["y"])
+            rule.create("Relu", inputs: [x], replacing: exp.output)
+            rule.replace(exp.output, with: x)
+        }.contains("'y' is redefined twice"))
+    }
+
     func testSwiftFileAndBuiltinRulesRunTogether() throws {
         let fromText = try RuleFiles.rules(in: """
             # Remove Abs(Abs(x)).
