@@ -187,6 +187,40 @@ final class SwiftRuleTests: XCTestCase {
         }.contains("'y' is redefined twice"))
     }
 
+    func testARuleWhoseRootIsReadByAnotherNodeDoesNotReadAValueDefinedAfterIt() throws {
+        // a = Neg(x), z = Exp(w), y = Add(a, z), rooted at the Neg: the Sub made in place of the
+        // Add goes before the Neg, where z is not yet defined.
+        let rootFirst = try CompiledRule(name: "root-first") { rule in
+            let x = rule.value("x"), z = rule.value("z")
+            let neg = rule.match("Neg", inputs: [x], outputs: ["a"])
+            let add = rule.match("Add", inputs: [neg.output, z], outputs: ["y"])
+            rule.root(neg)
+            rule.create("Sub", inputs: [z, x], replacing: add.output)
+        }
+        let fromFile = try RuleFiles.rules(in: """
+            rule root-first-file {
+              match { y = Add(a, z); a = Neg(x) }
+              replace { y = Sub(z, x) }
+            }
+            """)
+        for rules in [[rootFirst], fromFile] {
+            for zFirst in [false, true] {
+                let g = RuleTestGraph(rules: rules)
+                let x = g.input("x", [2]), w = g.input("w", [2])
+                let z = zFirst ? try g.node("Exp", [w], "z") : nil
+                let a = try g.node("Neg", [x], "a")
+                try g.output(try g.node("Add", [a, try z ?? g.node("Exp", [w], "z")], "y"))
+                if zFirst {
+                    XCTAssertEqual(try g.run().fired.map(\.rule), [rules[0].name])
+                    XCTAssertEqual(g.graph.nodes.map(\.opType), ["Exp", "Sub"])
+                } else {
+                    XCTAssertTrue(try g.reasonsNothingFires(for: rules[0].name).contains { $0.contains("z is defined after the root Neg 'a'") })
+                    try g.model.verify()
+                }
+            }
+        }
+    }
+
     func testSwiftFileAndBuiltinRulesRunTogether() throws {
         let fromText = try RuleFiles.rules(in: """
             # Remove Abs(Abs(x)).
