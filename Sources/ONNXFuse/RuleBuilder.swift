@@ -222,11 +222,41 @@ public final class RuleBuilder {
         return nil
     }
 
+    /// Notes the redefinitions the engine cannot apply, as the rule compiler does for rule
+    /// files: a value the matched nodes do not produce (an input of the match: its other readers
+    /// would read the new value, which also takes its name), a value redefined twice (two values
+    /// of one name), and a created node that reads a value it or a later created node redefines,
+    /// or that a replacement points at a created node's output (the node would read its own
+    /// result: a cycle).
+    private func checkRedefinitions() {
+        var produced = Set<Int>()
+        for node in patternNodes {
+            for case .variable(let v) in node.outputs { produced.insert(v) }
+        }
+        var redefined = Set<Int>()
+        func redefine(_ v: Int, by what: String) {
+            if !produced.contains(v) {
+                problems.append("'\(valueNames[v])' is not an output of a matched node and cannot be \(what): a rule can only redefine values the match produces")
+            } else if !redefined.insert(v).inserted {
+                problems.append("'\(valueNames[v])' is redefined twice")
+            }
+        }
+        for node in replacementNodes {
+            for case .replaces(let v) in node.outputs { redefine(v, by: "replaced by \(node.opType)") }
+        }
+        for (target, _) in forwards { redefine(target, by: "replaced") }
+        let replacement = Replacement(nodes: replacementNodes, forwards: forwards, computedNames: [], freshNames: newValueNames)
+        for (index, v) in replacement.nodesReadingTheirOwnResult {
+            problems.append("\(replacementNodes[index].opType) reads '\(valueNames[v])', which it or a later node redefines: it would read its own result, a cycle")
+        }
+    }
+
     /// The rewrite the builder describes.
     func rewrite(benefit: Int) throws(RuleErrors) -> RewriteRule {
         let location = SourceLocation(file: "swift:" + name, line: 0, column: 0)
         if patternNodes.isEmpty { problems.append("the rule matches no node") }
         if replacementNodes.isEmpty && forwards.isEmpty { problems.append("the rule creates nothing and replaces nothing") }
+        checkRedefinitions()
         guard problems.isEmpty else { throw RuleErrors(problems.map { RuleError($0, at: location) }) }
         let pattern: Pattern
         do {

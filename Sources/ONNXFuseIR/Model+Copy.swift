@@ -22,6 +22,7 @@ extension Model {
         copy.metadataProps = metadataProps
         copy.opaqueReferences = opaqueReferences
         copy.inputFiles = inputFiles
+        copy.inputStorage = inputStorage
         copy.origin = origin
         return copy
     }

@@ -479,6 +479,25 @@ struct Driver {
                 return "\(pattern.valueNames[target]) is a graph output and what replaces it cannot take its name"
             }
         }
+        // The new nodes go before the root, and a graph output's Identity too: what they read,
+        // and what replaces a value, must be defined there. It is when every matched node comes
+        // before the root (reads into it); a pattern whose root is read by another of its nodes
+        // may bind a value defined between the two.
+        if !entry.rootIsLast {
+            func definedAfterRoot(_ v: Int) -> Bool {
+                guard let value = match.value(v), let producer = value.producer, producer.graph === root.graph,
+                      !matched(producer) else { return false }
+                return !producer.isBeforeUnchecked(root)
+            }
+            var read: [Int] = []
+            for replacementNode in entry.rule.replacement.nodes {
+                for case .bound(let v) in replacementNode.inputs { read.append(v) }
+            }
+            for case (_, .bound(let v)) in entry.rule.replacement.forwards { read.append(v) }
+            if let late = read.first(where: definedAfterRoot) {
+                return "\(variableLabel(pattern.valueNames[late], match.value(late))) is defined after the root \(root.opType) '\(root.name ?? "")', where the replacement goes"
+            }
+        }
         // Users of values taken over from nodes other than the root must come after the root,
         // where the new nodes go.
         for v in entry.replacedInOrder {
@@ -962,6 +981,9 @@ final class RuleEntry {
     let computedSlotsRead: [Int]
     /// Whether each variable is taken over, for the guard's per-match lookups (no hashing).
     private let isReplaced: [Bool]
+    /// Whether every other node of the pattern reads into the root, directly or not, so that
+    /// every value the match binds is defined before the root (where the new nodes go).
+    let rootIsLast: Bool
 
     init(_ rule: RewriteRule) {
         self.rule = rule
@@ -970,6 +992,29 @@ final class RuleEntry {
         var isReplaced = repeated(false, count: max(rule.pattern.valueNames.count, (replacedInOrder.last ?? -1) + 1))
         for v in replacedInOrder { isReplaced[v] = true }
         self.isReplaced = isReplaced
+        rootIsLast = Self.everyNodeReadsInto(rule.pattern)
+    }
+
+    /// Whether every node of `pattern` is the root or an ancestor of it through value variables.
+    static func everyNodeReadsInto(_ pattern: Pattern) -> Bool {
+        let nodes = pattern.nodes
+        guard nodes.count > 1 else { return true }
+        var reached: Set<Int> = [pattern.root]
+        var pending = [pattern.root]
+        while let index = pending.popLast() {
+            for input in nodes[index].inputs {
+                let v: Int
+                switch input {
+                case .variable(let variable), .optional(let variable): v = variable
+                default: continue
+                }
+                for (producer, node) in nodes.enumerated() where !reached.contains(producer) && node.outputs.contains(.variable(v)) {
+                    reached.insert(producer)
+                    pending.append(producer)
+                }
+            }
+        }
+        return reached.count == nodes.count
     }
 
     /// Whether the replacement takes over variable `v`.

@@ -91,6 +91,24 @@ public struct Replacement: Sendable {
         for case (_, .computed(let slot)) in forwards { read.insert(slot) }
         return read.sorted()
     }
+
+    /// The new nodes that would read their own result, each with the matched variable it reads:
+    /// a node reading a value that it or a later node redefines, or that a forward points at a
+    /// new node's output (the graph would have a cycle). Rule compilers refuse such a rule.
+    package var nodesReadingTheirOwnResult: [(node: Int, variable: Int)] {
+        var found: [(node: Int, variable: Int)] = []
+        for (index, node) in nodes.enumerated() {
+            for case .bound(let v) in node.inputs {
+                let redefinedLater = nodes[index...].contains { $0.outputs.contains(.replaces(v)) }
+                let forwardedToNew = forwards.contains { target, source in
+                    guard target == v, case .fresh = source else { return false }
+                    return true
+                }
+                if redefinedLater || forwardedToNew { found.append((index, v)) }
+            }
+        }
+        return found
+    }
 }
 
 extension Replacement {

@@ -587,22 +587,14 @@ struct RuleCompiler {
         // A new node that reads a matched value which that node or a later one redefines, or
         // which a forward points at a new node's output, would end up reading its own result:
         // the graph would have a cycle.
-        for (index, node) in nodes.enumerated() {
-            for case .bound(let v) in node.inputs {
-                let redefinedLater = nodes[index...].contains { $0.outputs.contains(.replaces(v)) }
-                let forwardedToNew = forwards.contains { target, source in
-                    guard target == v, case .fresh = source else { return false }
-                    return true
-                }
-                if redefinedLater || forwardedToNew {
-                    let name = valueVariables.first { $0.value == v }?.key ?? "a value"
-                    error("'\(name)' is read by a replace line before (or where) it is redefined: the new node would read its own result, a cycle", nodeLocations[index])
-                }
-            }
-        }
         let computedNames = computedSlots.sorted { $0.value < $1.value }.map(\.key)
+        let replacement = ONNXFuseRewrite.Replacement(nodes: nodes, forwards: forwards, computedNames: computedNames, freshNames: freshNames)
+        for (index, v) in replacement.nodesReadingTheirOwnResult {
+            let name = valueVariables.first { $0.value == v }?.key ?? "a value"
+            error("'\(name)' is read by a replace line before (or where) it is redefined: the new node would read its own result, a cycle", nodeLocations[index])
+        }
         replacementLocations = nodeLocations
-        return ONNXFuseRewrite.Replacement(nodes: nodes, forwards: forwards, computedNames: computedNames, freshNames: freshNames)
+        return replacement
     }
 
     /// Whether `name` is a variable here: of the match (a value or an attribute) or computed

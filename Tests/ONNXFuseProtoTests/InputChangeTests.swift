@@ -97,6 +97,14 @@ final class InputChangeTests: XCTestCase {
         }
     }
 
+    func testACopyOfAModelChecksTheFilesOfTheOriginal() throws {
+        // The copy's weights are the original's, mapped from the same file.
+        let (folder, path, size) = try folderWithModel()
+        let copy = try ModelFile.load(path: path).copy()
+        try truncate(path, to: size / 2)
+        try assertRefused(copy, in: folder, .inputChanged(file: path, change: .truncated(from: size, to: size / 2)))
+    }
+
     func testAFileRewrittenInPlaceIsAnError() throws {
         let (folder, path, size) = try folderWithModel()
         let model = try ModelFile.load(path: path)

@@ -151,6 +151,76 @@ final class SwiftRuleTests: XCTestCase {
         }
     }
 
+    func testABuilderRedefinitionTheEngineCannotApplyIsAnErrorOfTheRule() {
+        // As the rule compiler refuses them in rule files: each would leave the graph invalid.
+        func problem(_ build: (RuleBuilder) throws -> Void) -> String {
+            do {
+                _ = try CompiledRule(name: "bad", build)
+                return "made"
+            } catch {
+                return "\(error)"
+            }
+        }
+        // An input of the match: its other readers would read the new node, which takes its name.
+        XCTAssertTrue(problem { rule in
+            let x = rule.value("x")
+            let exp = rule.match("Exp", inputs: [x], outputs: ["y"])
+            rule.create("Abs", inputs: [x], replacing: x)
+            rule.create("Exp", inputs: [x], replacing: exp.output)
+        }.contains("'x' is not an output of a matched node and cannot be replaced by Abs"))
+        XCTAssertTrue(problem { rule in
+            let x = rule.value("x")
+            let neg = rule.match("Neg", inputs: [x], outputs: ["y"])
+            rule.replace(x, with: neg.output)
+        }.contains("'x' is not an output of a matched node and cannot be replaced"))
+        // A node that reads the value it redefines: a cycle.
+        XCTAssertTrue(problem { rule in
+            let exp = rule.match("Exp", inputs: [rule.value("x")], outputs: ["y"])
+            rule.create("Relu", inputs: [exp.output], replacing: exp.output)
+        }.contains("Relu reads 'y', which it or a later node redefines"))
+        // Two definitions: two values of one name.
+        XCTAssertTrue(problem { rule in
+            let x = rule.value("x")
+            let exp = rule.match("Exp", inputs: [x], outputs: ["y"])
+            rule.create("Relu", inputs: [x], replacing: exp.output)
+            rule.replace(exp.output, with: x)
+        }.contains("'y' is redefined twice"))
+    }
+
+    func testARuleWhoseRootIsReadByAnotherNodeDoesNotReadAValueDefinedAfterIt() throws {
+        // a = Neg(x), z = Exp(w), y = Add(a, z), rooted at the Neg: the Sub made in place of the
+        // Add goes before the Neg, where z is not yet defined.
+        let rootFirst = try CompiledRule(name: "root-first") { rule in
+            let x = rule.value("x"), z = rule.value("z")
+            let neg = rule.match("Neg", inputs: [x], outputs: ["a"])
+            let add = rule.match("Add", inputs: [neg.output, z], outputs: ["y"])
+            rule.root(neg)
+            rule.create("Sub", inputs: [z, x], replacing: add.output)
+        }
+        let fromFile = try RuleFiles.rules(in: """
+            rule root-first-file {
+              match { y = Add(a, z); a = Neg(x) }
+              replace { y = Sub(z, x) }
+            }
+            """)
+        for rules in [[rootFirst], fromFile] {
+            for zFirst in [false, true] {
+                let g = RuleTestGraph(rules: rules)
+                let x = g.input("x", [2]), w = g.input("w", [2])
+                let z = zFirst ? try g.node("Exp", [w], "z") : nil
+                let a = try g.node("Neg", [x], "a")
+                try g.output(try g.node("Add", [a, try z ?? g.node("Exp", [w], "z")], "y"))
+                if zFirst {
+                    XCTAssertEqual(try g.run().fired.map(\.rule), [rules[0].name])
+                    XCTAssertEqual(g.graph.nodes.map(\.opType), ["Exp", "Sub"])
+                } else {
+                    XCTAssertTrue(try g.reasonsNothingFires(for: rules[0].name).contains { $0.contains("z is defined after the root Neg 'a'") })
+                    try g.model.verify()
+                }
+            }
+        }
+    }
+
     func testSwiftFileAndBuiltinRulesRunTogether() throws {
         let fromText = try RuleFiles.rules(in: """
             # Remove Abs(Abs(x)).
