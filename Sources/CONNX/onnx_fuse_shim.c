@@ -2038,3 +2038,17 @@ void onnx_fuse_untrack_temporary(int slot)
     if (slot >= 0 && slot < TEMPORARY_SLOTS)
         move_slot(slot, SLOT_READY, SLOT_FREE);
 }
+
+/* LeakSanitizer's interface, present only when its runtime is linked in (weak: null otherwise). */
+extern void __lsan_disable(void) __attribute__((weak));
+extern void __lsan_enable(void) __attribute__((weak));
+
+void onnx_fuse_leak_detection_off(void)
+{
+    if (__lsan_disable) __lsan_disable();
+}
+
+void onnx_fuse_leak_detection_on(void)
+{
+    if (__lsan_enable) __lsan_enable();
+}

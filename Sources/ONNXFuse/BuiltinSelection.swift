@@ -34,7 +34,7 @@ extension RuleFiles {
             file.rules = zip(file.rules, kept[index]).filter(\.1).map(\.0)
             guard !file.rules.isEmpty else { return }
             do {
-                compiled.store(try compileRules(file), at: index)
+                compiled.store(try withoutLeakDetection { () throws(RuleErrors) in try compileRules(file) }, at: index)
             } catch {
                 preconditionFailure("the built-in rule file \(file.file) does not compile: \(error)")
             }
@@ -72,7 +72,8 @@ extension RuleFiles {
         let parsed = Slots<RuleFileSyntax>(count: builtinFiles.count)
         DispatchQueue.concurrentPerform(iterations: builtinFiles.count) { index in
             let file = builtinFiles[index]
-            let (syntax, errors) = parseRulesCollectingErrors(file.text, file: "builtin:" + file.name)
+            // Kept to the end of the process (see `withoutLeakDetection`).
+            let (syntax, errors) = withoutLeakDetection { parseRulesCollectingErrors(file.text, file: "builtin:" + file.name) }
             precondition(errors.isEmpty, "the built-in rule file \(file.name) does not parse: \(errors)")
             parsed.store(syntax, at: index)
         }

@@ -95,7 +95,8 @@ public enum RuleFiles {
         let compiled = Slots<[CompiledRule]>(count: files.count)
         DispatchQueue.concurrentPerform(iterations: files.count) { index in
             do {
-                compiled.store(try compileRules(files[index]), at: index)
+                // Kept to the end of the process (see `withoutLeakDetection`).
+                compiled.store(try withoutLeakDetection { () throws(RuleErrors) in try compileRules(files[index]) }, at: index)
             } catch {
                 preconditionFailure("the built-in rule file \(files[index].file) does not compile: \(error)")
             }
@@ -107,19 +108,25 @@ public enum RuleFiles {
     /// the language's functions and those of `functions` (`FunctionTable.builtins` with native
     /// functions registered, `FunctionTable.register(matchFunction:arity:kinds:_:)`); two rules
     /// of one name are an error.
+    ///
+    /// The rules' expression trees are made with LeakSanitizer's leak detection off: a program
+    /// may keep its rules in a global to the end, and Swift's layout of the trees hides them from
+    /// it (`withoutLeakDetection`).
     public static func rules(in text: String, file: String = "<string>",
                              functions: FunctionTable = .builtins) throws(RuleErrors) -> [CompiledRule] {
-        // Syntax errors and the errors of the rules without any, in one pass.
-        let (syntax, syntaxErrors) = parseRulesCollectingErrors(text, file: file)
-        var errors = syntaxErrors
-        var compiled: [CompiledRule] = []
-        do throws(RuleErrors) {
-            compiled = try compileRules(syntax, functions: functions)
-        } catch {
-            errors += error.errors
+        try withoutLeakDetection { () throws(RuleErrors) in
+            // Syntax errors and the errors of the rules without any, in one pass.
+            let (syntax, syntaxErrors) = parseRulesCollectingErrors(text, file: file)
+            var errors = syntaxErrors
+            var compiled: [CompiledRule] = []
+            do throws(RuleErrors) {
+                compiled = try compileRules(syntax, functions: functions)
+            } catch {
+                errors += error.errors
+            }
+            if !errors.isEmpty { throw RuleErrors(sortedByLocation(errors)) }
+            return compiled
         }
-        if !errors.isEmpty { throw RuleErrors(sortedByLocation(errors)) }
-        return compiled
     }
 
     /// The largest rule file read, in bytes.

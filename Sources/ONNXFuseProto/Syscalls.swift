@@ -290,3 +290,14 @@ package func baseName(of path: String) -> String {
     guard let slash = path.lastIndex(of: "/") else { return path }
     return String(path[path.index(after: slash)...])
 }
+
+/// Runs `body` with LeakSanitizer's leak detection off for the allocations it makes on this
+/// thread (when the process runs under it; otherwise it just runs `body`). For what a global
+/// may keep to the end, such as the expression trees of rules: Swift keeps an indirect enum's
+/// case in spare bits of its pointers, which LeakSanitizer does not follow, so a tree still
+/// held at exit reads as leaked. They are freed like any other value when released.
+package func withoutLeakDetection<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
+    onnx_fuse_leak_detection_off()
+    defer { onnx_fuse_leak_detection_on() }
+    return try body()
+}

@@ -302,6 +302,14 @@ int onnx_fuse_track_temporary(const char *path);
 /* Forgets the path in `slot` (after a rename or unlink). -1 is allowed. */
 void onnx_fuse_untrack_temporary(int slot);
 
+/* Leak detection off, then on again, for the allocations of the calling thread in between, when
+ * the process runs under LeakSanitizer (AddressSanitizer's leak check); nothing otherwise.
+ * Swift keeps an indirect enum's case in spare bits of its pointers, which LeakSanitizer does
+ * not follow: the expression trees of rules that a global holds read as leaked at exit. Calls
+ * nest. */
+void onnx_fuse_leak_detection_off(void);
+void onnx_fuse_leak_detection_on(void);
+
 #ifdef __cplusplus
 }
 #endif
