@@ -5,40 +5,29 @@ import Foundation
 #endif
 import Dispatch
 // What a program using the library names: the IR, loading and saving, and the engine's rule
-// types (for rules written in Swift). The operator kernels (ONNXFuseOps) and the rule
-// language's parser and evaluator (ONNXFuseRules) stay behind the types below, so that their
-// helpers (`Expression`, `apply`, `broadcastShapes`, ...) do not enter every client's namespace.
+// types (for rules written in Swift). Of the operator kernels (ONNXFuseOps) and the rule
+// language's parser and evaluator (ONNXFuseRules), only the types below are re-exported (scoped
+// imports), so that their helpers (`Expression`, `apply`, `broadcastShapes`, ...) do not enter
+// every client's namespace.
 @_exported import ONNXFuseIR
 @_exported import ONNXFuseProto
 @_exported import ONNXFuseRewrite
 import ONNXFuseOps
 import ONNXFuseRules
 
-/// A rule ready to run: from a rule file or string (`RuleFiles`), built in, or written in Swift
-/// (`CompiledRule(name:benefit:summary:_:)`).
-public typealias CompiledRule = ONNXFuseRules.CompiledRule
-/// The errors of a rule file or string (or of a rule written in Swift), sorted by place.
-public typealias RuleErrors = ONNXFuseRules.RuleErrors
-/// One error of a rule file, with its place.
-public typealias RuleError = ONNXFuseRules.RuleError
-/// A place in a rule file: `file:line:column`.
-public typealias SourceLocation = ONNXFuseRules.SourceLocation
-/// The functions rule expressions may call; register native ones to pass to `RuleFiles`.
-public typealias FunctionTable = ONNXFuseRules.FunctionTable
-/// A call of a native function that sees the match.
-public typealias NativeFunctionCall = ONNXFuseRules.NativeFunctionCall
-/// A value of the rule language (what native functions take and give).
-public typealias EvalValue = ONNXFuseRules.EvalValue
-/// An error of a rule expression (what native functions throw).
-public typealias EvaluationError = ONNXFuseRules.EvaluationError
-/// The limits on the work and memory of the rules' expressions.
-public typealias EvaluationLimits = ONNXFuseRules.EvaluationLimits
-/// What a native function's arguments must be.
-public typealias ArgumentKind = ONNXFuseRules.ArgumentKind
-/// Two rules that may undo each other (`RuleFiles.undoingRules`).
-public typealias UndoingRules = ONNXFuseRules.UndoingRules
-/// An error of an operator's kernel or of its shape inference.
-public typealias OperatorError = ONNXFuseOps.OperatorError
+// The public types of the rule language and the kernels, one by one.
+@_exported import struct ONNXFuseRules.CompiledRule
+@_exported import struct ONNXFuseRules.RuleErrors
+@_exported import struct ONNXFuseRules.RuleError
+@_exported import struct ONNXFuseRules.SourceLocation
+@_exported import struct ONNXFuseRules.FunctionTable
+@_exported import struct ONNXFuseRules.NativeFunctionCall
+@_exported import enum ONNXFuseRules.EvalValue
+@_exported import struct ONNXFuseRules.EvaluationError
+@_exported import struct ONNXFuseRules.EvaluationLimits
+@_exported import enum ONNXFuseRules.ArgumentKind
+@_exported import struct ONNXFuseRules.UndoingRules
+@_exported import struct ONNXFuseOps.OperatorError
 
 /// Counts of a model before and after a run, for summaries and reports.
 public struct ModelStatistics: Equatable, Sendable {
