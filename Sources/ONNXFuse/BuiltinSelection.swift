@@ -28,15 +28,25 @@ extension RuleFiles {
            !keptNames(files, kept).contains(where: runs), builtinNames.contains(where: runs) {
             return builtin
         }
+        return compileBuiltin(zip(files, kept).map { file, kept in
+            var file = file
+            file.rules = zip(file.rules, kept).filter(\.1).map(\.0)
+            return file
+        })
+    }
+
+    /// The native rules, then those of `files` (built-in files, or some of their rules),
+    /// compiled side by side on the machine's cores. The built-in files are tested to compile,
+    /// so a failure here is a bug in the build.
+    static func compileBuiltin(_ files: [RuleFileSyntax]) -> [CompiledRule] {
         let compiled = Slots<[CompiledRule]>(count: files.count)
         DispatchQueue.concurrentPerform(iterations: files.count) { index in
-            var file = files[index]
-            file.rules = zip(file.rules, kept[index]).filter(\.1).map(\.0)
-            guard !file.rules.isEmpty else { return }
+            guard !files[index].rules.isEmpty else { return }
             do {
-                compiled.store(try withoutLeakDetection { () throws(RuleErrors) in try compileRules(file) }, at: index)
+                // Kept to the end of the process by `builtin` (see `withoutLeakDetection`).
+                compiled.store(try withoutLeakDetection { () throws(RuleErrors) in try compileRules(files[index]) }, at: index)
             } catch {
-                preconditionFailure("the built-in rule file \(file.file) does not compile: \(error)")
+                preconditionFailure("the built-in rule file \(files[index].file) does not compile: \(error)")
             }
         }
         return NativeRules.all + compiled.elements.flatMap { $0 ?? [] }

@@ -79,19 +79,7 @@ public enum RuleFiles {
     /// once per process, on first use, side by side on the machine's cores (about 17 ms); the
     /// files are tested to compile, so a failure here is a bug in the build. The command
     /// compiles only the rules a model can use instead (`builtin(for:)`).
-    public static let builtin: [CompiledRule] = {
-        let files = builtinSyntax
-        let compiled = Slots<[CompiledRule]>(count: files.count)
-        DispatchQueue.concurrentPerform(iterations: files.count) { index in
-            do {
-                // Kept to the end of the process (see `withoutLeakDetection`).
-                compiled.store(try withoutLeakDetection { () throws(RuleErrors) in try compileRules(files[index]) }, at: index)
-            } catch {
-                preconditionFailure("the built-in rule file \(files[index].file) does not compile: \(error)")
-            }
-        }
-        return NativeRules.all + compiled.elements.flatMap { $0 ?? [] }
-    }()
+    public static let builtin: [CompiledRule] = compileBuiltin(builtinSyntax)
 
     /// Parses and checks the rules in `text`; `file` names it in error messages. Calls may name
     /// the language's functions and those of `functions` (`FunctionTable.builtins` with native
@@ -294,6 +282,9 @@ private func optimizeWithinLimits(_ model: Model, rules: [CompiledRule], options
     rewriteOptions.maximumRewrites = options.maximumRewrites
     rewriteOptions.progress = options.progress
     rewriteOptions.shouldStop = { Task.isCancelled }
+    // A graph output forwarded to a graph input (or another value that cannot take its name)
+    // keeps its name through an Identity, which every opset of the default domain has.
+    rewriteOptions.passThroughOperator = model.opsetVersion(domain: "") != nil ? ("Identity", "") : nil
     var wasCancelled = false
     // Sharing initializers can make nodes equal that were not, so rules run again after it
     // (a few rounds at most: each round only merges).

@@ -13,6 +13,12 @@ public struct RewriteOptions: Sendable {
     /// Asked now and then (with `progress`): true stops the run, leaving the rewrites done so
     /// far, each complete (`RewriteReport.wasStopped`).
     public var shouldStop: (@Sendable () -> Bool)?
+    /// An operator of one input and one output that passes its input through (ONNX's
+    /// `Identity`), as the host's operator set names it (domain "" for the default one). A
+    /// graph output that a rewrite forwards to a value that cannot take its name (a graph
+    /// input, an initializer, another graph output, a value of an enclosing graph) gets a node
+    /// of it that keeps the name. nil: such a rewrite is refused.
+    public var passThroughOperator: (opType: String, domain: String)?
 
     /// The defaults.
     public init() {}
@@ -164,6 +170,8 @@ struct Driver {
     /// which then stay; read once (no rule changes it), not at every value a rewrite frees.
     let keepsMainInitializers: Bool
     let options: RewriteOptions
+    /// `options.passThroughOperator` as a number, for the guard's comparisons.
+    let passThrough: OperatorID?
     /// Made at the first new name: a run that rewrites nothing does not collect the model's names.
     var names: NameAllocator?
     /// The domains other than the default one of the nodes rewrites inserted, each once: the
@@ -249,6 +257,7 @@ struct Driver {
         self.model = model
         keepsMainInitializers = model.opaqueReferences.hasTrainingInfo
         self.options = options
+        passThrough = options.passThroughOperator.map { OperatorID(opType: $0.opType, domain: $0.domain) }
         counts = Array(repeating: 0, count: rules.count)
     }
 
@@ -333,7 +342,7 @@ struct Driver {
         } while head < worklist.count && !report.reachedRewriteCap && !report.wasStopped
         // What the cap left untried loses its mark: no mark outlives its run.
         for node in worklist[head...] { unmark(node, .queued) }
-        importInsertedDomains()
+        for domain in insertedDomains { model.importDomainIfMissing(domain) }
         if !report.reachedRewriteCap && !report.wasStopped { applyItemRules(context: context, cap: cap) }
         // A rule's forms are one rule in the report.
         for index in rules.indices where counts[index] > 0 {
@@ -383,7 +392,8 @@ struct Driver {
         // copied the whole driver at every match.
         let stamp = stamp
         let match = matcher.match(at: node) { match in
-            if let reason = Self.engineGuard(entry, match, root: node, stamp: stamp, readersLookedAt: &readersLookedAt) {
+            if let reason = Self.engineGuard(entry, match, root: node, stamp: stamp, passThrough: passThrough,
+                                             readersLookedAt: &readersLookedAt) {
                 return MatchRefusal(reason: reason, byPrepare: false)
             }
             switch entry.rule.prepare(match, context) {
@@ -430,7 +440,8 @@ struct Driver {
     /// The engine's own guards; a reason when the rule must not fire. `readersLookedAt` counts
     /// the nodes and readers it went through to order replaced values (charged to the rule's
     /// search budget).
-    static func engineGuard(_ entry: RuleEntry, _ match: Match, root: Node, stamp: UInt32, readersLookedAt: inout Int) -> String? {
+    static func engineGuard(_ entry: RuleEntry, _ match: Match, root: Node, stamp: UInt32, passThrough: OperatorID?,
+                            readersLookedAt: inout Int) -> String? {
         let pattern = entry.rule.pattern
         // The matched nodes carry `NodeMark.matched` while the guard runs.
         for case let node? in match.nodes { NodeMark.matched.set(on: node, stamp: stamp) }
@@ -469,17 +480,17 @@ struct Driver {
             }
         }
         // A forwarded graph output keeps its name: the value it gets must be able to take it, or
-        // an Identity of it takes the name (`bridgeGraphOutput`).
+        // a pass-through node of it takes the name (`bridgeGraphOutput`).
         for (target, source) in entry.rule.replacement.forwards {
             guard let old = match.value(target), old.isGraphOutput else { continue }
             guard case .bound(let s) = source, let value = match.value(s) else {
                 return "\(pattern.valueNames[target]) is a graph output and what replaces it cannot take its name"
             }
-            if !canTakeGraphOutputName(value, in: root.graph!), !canBridgeGraphOutput(removing: match.matchedNodes, in: root.graph?.model) {
+            if !canTakeGraphOutputName(value, in: root.graph!), !canBridgeGraphOutput(removing: match.matchedNodes, with: passThrough) {
                 return "\(pattern.valueNames[target]) is a graph output and what replaces it cannot take its name"
             }
         }
-        // The new nodes go before the root, and a graph output's Identity too: what they read,
+        // The new nodes go before the root, and a graph output's pass-through node too: what they read,
         // and what replaces a value, must be defined there. It is when every matched node comes
         // before the root (reads into it); a pattern whose root is read by another of its nodes
         // may bind a value defined between the two.
@@ -608,7 +619,7 @@ struct Driver {
         }
         var renames: [(Value, String)] = []
         var readers: [Node] = []
-        // A graph output forwarded to a value that cannot take its name gets an Identity of it.
+        // A graph output forwarded to a value that cannot take its name gets a pass-through node.
         var bridged: [Int] = []
         for (target, source) in replacement.forwards {
             guard let old = match.value(target), old.isGraphOutput, let new = forwarded(source),
@@ -659,23 +670,28 @@ struct Driver {
         value.producer != nil && !value.isGraphOutput && value.graph === graph
     }
 
-    /// Whether a graph output may keep its name through an Identity of the value that replaces
-    /// it (`bridgeGraphOutput`), where the rewrite removes `removed`: the model imports the ONNX
-    /// domain, and not every node removed is an Identity (the rewrite would only make it again).
-    static func canBridgeGraphOutput(removing removed: [Node], in model: Model?) -> Bool {
-        model?.opsetVersion(domain: "") != nil && !removed.allSatisfy { $0.opType == "Identity" && $0.isDefaultDomain }
+    /// Whether a graph output may keep its name through a node of `passThrough` reading the
+    /// value that replaces it (`bridgeGraphOutput`), where the rewrite removes `removed`: the
+    /// host names such an operator, and not every node removed is one (the rewrite would only
+    /// make it again).
+    static func canBridgeGraphOutput(removing removed: [Node], with passThrough: OperatorID?) -> Bool {
+        guard let passThrough else { return false }
+        return !removed.allSatisfy { $0.operatorID == passThrough }
     }
 
-    /// An Identity of `value`, inserted before `root`, whose output takes the name of graph
-    /// output `old` (x → Transpose → Transpose → y, with x a graph input and y a graph output,
-    /// becomes y = Identity(x)): its output, which replaces `old`. It is named after the node
-    /// that made `old`.
+    /// A node of `options.passThroughOperator` reading `value`, inserted before `root`, whose
+    /// output takes the name of graph output `old` (x → Transpose → Transpose → y, with x a
+    /// graph input and y a graph output, becomes y = Identity(x)): its output, which replaces
+    /// `old`. It is named after the node that made `old`.
     mutating func bridgeGraphOutput(_ old: Value, to value: Value, before root: Node, rule: String) -> Value {
-        let identity = Node(opType: "Identity", name: old.producer?.name, inputs: [value], outputNames: [old.name])
-        root.graph!.insertUnchecked(identity, before: root)
-        nodeCreated?(identity, rule)
-        enqueue(identity)
-        return identity.outputs[0]!
+        let spec = options.passThroughOperator!
+        let bridge = Node(opType: spec.opType, domain: spec.domain.isEmpty ? nil : spec.domain, name: old.producer?.name,
+                          inputs: [value], outputNames: [old.name])
+        root.graph!.insertUnchecked(bridge, before: root)
+        if !bridge.isDefaultDomain, !insertedDomains.contains(spec.domain) { insertedDomains.append(spec.domain) }
+        nodeCreated?(bridge, rule)
+        enqueue(bridge)
+        return bridge.outputs[0]!
     }
 
     /// Queues the producer and the readers of `value`, which lost or gained a reader.
@@ -751,7 +767,7 @@ struct Driver {
             }
             if case .value(let value) = replacement {
                 if value === output { return refuse("output '\(output.name)' would replace itself") }
-                if output.isGraphOutput && !Self.canTakeGraphOutputName(value, in: graph) && !Self.canBridgeGraphOutput(removing: [node], in: model) {
+                if output.isGraphOutput && !Self.canTakeGraphOutputName(value, in: graph) && !Self.canBridgeGraphOutput(removing: [node], with: passThrough) {
                     return refuse("output '\(output.name)' is a graph output and what replaces it cannot take its name")
                 }
             }
@@ -867,11 +883,6 @@ struct Driver {
         staleCount -= 1
         guard node.graph != nil, let inputsChanged else { return }
         for changed in inputsChanged(node) where changed !== node { enqueue(changed) }
-    }
-
-    /// Imports every domain of `insertedDomains` the model does not import yet, at version 1.
-    func importInsertedDomains() {
-        for domain in insertedDomains { model.importDomainIfMissing(domain) }
     }
 
     // MARK: Initializer and operator set rules

@@ -16,11 +16,15 @@ public struct FunctionTable: Sendable {
     struct Entry: Sendable {
         var arity: ClosedRange<Int>
         var kinds: [ArgumentKind]
-        var body: Body
-        /// Set for a function that sees the match; `body` then is never called.
-        var matchBody: MatchBody?
+        var implementation: Implementation
         /// One of `builtins`, not replaced since.
         var isBuiltin = false
+    }
+
+    /// A function's body: of its arguments alone, or of them and the match.
+    enum Implementation: Sendable {
+        case plain(Body)
+        case seeingMatch(MatchBody)
     }
 
     private var entries: [String: Entry] = [:]
@@ -62,7 +66,7 @@ public struct FunctionTable: Sendable {
     /// repeating; none: anything), replacing any function of that name.
     public mutating func register(_ name: String, arity: ClosedRange<Int>, kinds: [ArgumentKind] = [], _ body: @escaping Body) {
         precondition(arity.lowerBound >= 0, "negative arity for \(name)")
-        entries[name] = Entry(arity: arity, kinds: kinds, body: body)
+        entries[name] = Entry(arity: arity, kinds: kinds, implementation: .plain(body))
     }
 
     /// Adds the function `name`, as `register(_:arity:kinds:_:)` does, whose body also sees the
@@ -72,9 +76,7 @@ public struct FunctionTable: Sendable {
     public mutating func register(matchFunction name: String, arity: ClosedRange<Int>, kinds: [ArgumentKind] = [],
                                   _ body: @escaping MatchBody) {
         precondition(arity.lowerBound >= 0, "negative arity for \(name)")
-        entries[name] = Entry(arity: arity, kinds: kinds, body: { _ throws(EvaluationError) in
-            throw EvaluationError("\(name) needs the match of a rule")
-        }, matchBody: body)
+        entries[name] = Entry(arity: arity, kinds: kinds, implementation: .seeingMatch(body))
     }
 
     /// The built-in functions.
@@ -490,7 +492,10 @@ struct ResolvedFunction: Sendable {
     var isBuiltin: Bool { entry?.isBuiltin ?? false }
 
     /// Whether it sees the match (`FunctionTable.register(matchFunction:arity:kinds:_:)`).
-    var seesMatch: Bool { entry?.matchBody != nil }
+    var seesMatch: Bool {
+        guard case .seeingMatch = entry?.implementation else { return false }
+        return true
+    }
 
     /// Calls it with `arguments`; a missing function or a wrong argument count is an error.
     /// A function that sees the match gets `match` (nil outside a rule).
@@ -502,8 +507,10 @@ struct ResolvedFunction: Sendable {
             let noun = upper == 1 ? "argument" : "arguments"
             throw EvaluationError("\(name) takes \(expected) \(noun), got \(arguments.count)")
         }
-        if let matchBody = entry.matchBody { return try matchBody(NativeFunctionCall(arguments: arguments, match: match)) }
-        return try entry.body(arguments)
+        switch entry.implementation {
+        case .plain(let body): return try body(arguments)
+        case .seeingMatch(let body): return try body(NativeFunctionCall(arguments: arguments, match: match))
+        }
     }
 }
 

@@ -39,10 +39,12 @@ final class EngineTests: XCTestCase {
 
         /// Applies `rules` to the model (explaining refusals when `explain` is set, at most `cap`
         /// rewrites when given), checks that the model still verifies, and returns the report.
-        func rewrite(with rules: [RewriteRule], explain: Bool = true, cap: Int? = nil) throws -> RewriteReport {
+        func rewrite(with rules: [RewriteRule], explain: Bool = true, cap: Int? = nil,
+                     passThrough: (opType: String, domain: String)? = nil) throws -> RewriteReport {
             var options = RewriteOptions()
             options.explain = explain
             options.maximumRewrites = cap
+            options.passThroughOperator = passThrough
             let report = applyRules(rules, to: model, options: options)
             try model.verify()
             return report
@@ -347,7 +349,7 @@ final class EngineTests: XCTestCase {
         try b.output(id2.outputs[0])
         let passthrough = try b.node("Id", [x], ["x_copy"])
         try b.output(passthrough.outputs[0])
-        let report = try b.rewrite(with: [rule])
+        let report = try b.rewrite(with: [rule], passThrough: ("Identity", ""))
         XCTAssertEqual(report.fired.first?.count, 3)
         // The graph input x cannot take the name x_copy: an Identity keeps it.
         XCTAssertEqual(b.text, """

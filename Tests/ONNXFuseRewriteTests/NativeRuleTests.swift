@@ -32,13 +32,24 @@ final class NativeRuleTests: XCTestCase {
         let x = b.input("x")
         try b.output(b.node("K", [x], ["k"]).outputs[0])
         try b.output(b.node("P", [x], ["p"]).outputs[0])
-        let report = try b.rewrite(with: [constantRule, passRule])
+        let report = try b.rewrite(with: [constantRule, passRule], passThrough: ("Identity", ""))
         XCTAssertEqual(report.fired.map(\.rule), ["k-to-constant", "p-passes"])
         XCTAssertEqual(b.graph.outputs.map(\.value.name), ["k", "p"])
         // The graph input cannot take the output's name p: an Identity of it keeps the name.
         XCTAssertEqual(b.graph.nodes.map(\.opType), ["Identity"])
         XCTAssertTrue(b.graph.outputs[1].value.producer?.inputs[0] === x)
         XCTAssertEqual(report.explanations.map(\.reason), [])
+    }
+
+    func testWithoutAPassThroughOperatorAGraphOutputCannotBecomeAGraphInput() throws {
+        // The engine knows no operator: without one named by the host, the rewrite is refused.
+        let b = Builder()
+        let x = b.input("x")
+        try b.output(b.node("P", [x], ["p"]).outputs[0])
+        let report = try b.rewrite(with: [passRule])
+        XCTAssertEqual(report.fired.map(\.rule), [])
+        XCTAssertEqual(b.graph.nodes.map(\.opType), ["P"])
+        XCTAssertEqual(report.explanations.map(\.reason), ["output 'p' is a graph output and what replaces it cannot take its name"])
     }
 
     func testAnIdentityIsNotReplacedByAnIdentity() throws {
@@ -49,7 +60,7 @@ final class NativeRuleTests: XCTestCase {
         let removeIdentity = RewriteRule(name: "remove-identity", benefit: 1, opTypes: ["Identity"]) { node, _ in
             .success(.replaceOutputs([.value(node.inputs[0]!)]))
         }
-        let report = try b.rewrite(with: [removeIdentity])
+        let report = try b.rewrite(with: [removeIdentity], passThrough: ("Identity", ""))
         XCTAssertEqual(report.fired.map(\.rule), [])
         XCTAssertEqual(report.explanations.map(\.reason), ["output 'p' is a graph output and what replaces it cannot take its name"])
     }
