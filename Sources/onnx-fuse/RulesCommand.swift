@@ -69,6 +69,8 @@ struct RulesCommand: ParsableCommand {
                                                        rewrite and the whole model (as --verify=model),
                                                        and print per rule: candidate nodes, fired,
                                                        verified, worst error; nothing is written
+                                                       but the --report JSON, if asked for
+            onnx-fuse rules list --json                 the rules as JSON (name, file, summary, comment, text)
 
             EXIT CODES (check): 0 no errors; 1 a rule file with errors; 2-4 a model that cannot be             read (as for onnx-fuse MODEL); 5 a rule changed the numbers of a model (or, with --strict,             a rewrite or a whole model could not be checked).
             """)
@@ -94,10 +96,20 @@ struct RulesCommand: ParsableCommand {
     @Flag(help: "check: a rewrite or a whole model that cannot be checked is an error too.")
     var strict = false
 
+    @Flag(help: "list: print the rules as a JSON array (name, file, summary, comment, text).")
+    var json = false
+
+    @Option(help: ArgumentHelp("check: write what was found as JSON to this file (also when a rule changed the numbers).", valueName: "path"))
+    var report: String?
+
     func run() throws {
         switch action {
         case "list":
             let rules = try loadRuleSet(files: ruleFiles, builtin: !noBuiltin).all
+            if json {
+                print(try encodeJSON(rules.map(RuleListEntry.init)))
+                return
+            }
             let width = rules.map(\.name.count).max() ?? 0
             for rule in rules {
                 let padded = rule.name.padded(to: width)
@@ -113,13 +125,22 @@ struct RulesCommand: ParsableCommand {
             print(rule.text)
         case "check":
             guard !arguments.isEmpty else { throw UsageError(message: "rules check takes rule files") }
+            if let report { try checkReportPath(report, notOverwriting: arguments + models) }
             let rules = try loadRuleSet(files: arguments, builtin: false).fromFiles
             print("\(arguments.joined(separator: ", ")): \(rules.count) rule\(rules.count == 1 ? "" : "s"), no errors")
             // With the built-in rules they run beside (unless --no-builtin).
-            for warning in undoWarnings(rules, others: noBuiltin ? [] : RuleFiles.builtin) { printError(warning) }
-            var refusals: [String] = []
+            let warnings = undoWarnings(rules, others: noBuiltin ? [] : RuleFiles.builtin)
+            for warning in warnings { printError(warning) }
+            var entries: [RuleCheckEntry] = []
             for model in models {
-                refusals += try checkRules(rules, on: model, seed: verifySeed, strict: strict)
+                entries.append(try checkRules(rules, on: model, seed: verifySeed, strict: strict))
+            }
+            let refusals = entries.flatMap(\.refusals)
+            if let report {
+                // Checked again with the external data files the models turned out to read.
+                try checkReportPath(report, notOverwriting: arguments + entries.flatMap(\.inputFiles))
+                let file = RuleCheckReport(files: arguments, rules: rules.map(\.name), warnings: warnings, models: entries, refusals: refusals)
+                try writeJSONFile(report, file)
             }
             if let first = refusals.first {
                 let more = refusals.count > 1 ? " (and \(refusals.count - 1) more)" : ""
@@ -133,8 +154,9 @@ struct RulesCommand: ParsableCommand {
 
 /// Applies `rules` (alone) to the model at `path` with every rewrite checked and the whole
 /// model compared, prints a line per rule (candidate nodes, fired, verified, not verified,
-/// worst error), and returns what makes the check fail (empty when the rules keep the numbers).
-func checkRules(_ rules: [CompiledRule], on path: String, seed: UInt64, strict: Bool) throws -> [String] {
+/// worst error), and returns what was found, with what makes the check fail (`refusals`, empty
+/// when the rules keep the numbers).
+func checkRules(_ rules: [CompiledRule], on path: String, seed: UInt64, strict: Bool) throws -> RuleCheckEntry {
     let model = try ModelFile.load(path: path)
     // Candidates: the nodes (initializers, imports) each rule's anchor could match.
     var candidates: [String: Int] = [:]
@@ -179,6 +201,7 @@ func checkRules(_ rules: [CompiledRule], on path: String, seed: UInt64, strict: 
     func pad(_ text: String) -> String { text.padded(to: width) }
     func right(_ text: String, _ columns: Int) -> String { String(repeating: " ", count: max(0, columns - text.count)) + text }
     print("  \(pad("rule"))  candidates  fired  verified  not verified  worst error")
+    var ruleEntries: [RuleCheckEntry.Rule] = []
     for rule in rules {
         let record = byRule[rule.name]
         let checked = record.map { $0.agreed } ?? 0
@@ -186,6 +209,10 @@ func checkRules(_ rules: [CompiledRule], on path: String, seed: UInt64, strict: 
             + " \(right(String(checked), 9)) \(right(String(record?.notVerified ?? 0), 13)) \(right(record.map { formatError($0.worstError) } ?? "-", 12))"
         if let reason = record?.firstNotVerifiedReason { line += "  (not verified: first \(reason))" }
         print(line)
+        ruleEntries.append(RuleCheckEntry.Rule(
+            rule: rule.name, candidates: candidates[rule.name] ?? 0, fired: fired[rule.name] ?? 0, verified: checked,
+            notVerified: record?.notVerified ?? 0, worstError: record.map { VerificationEntry.Number(value: $0.worstError) },
+            firstNotVerifiedReason: record?.firstNotVerifiedReason, alone: false))
     }
     print("  whole model: \(describe(comparison))")
     for failure in verification.failures.prefix(10) { print("  FAILED: \(failure)") }
@@ -195,6 +222,7 @@ func checkRules(_ rules: [CompiledRule], on path: String, seed: UInt64, strict: 
     if let refusal = verificationRefusal(verification, comparison: comparison, strict: strict) {
         refusals.append("\(path): \(refusal)")
     }
+    var failures = verification.failures
     // A rule another one took every candidate from is applied alone too: it would fire on a
     // model where the other does not match, and must be checked here all the same.
     for rule in rules where (candidates[rule.name] ?? 0) > 0 && fired[rule.name] == nil {
@@ -206,16 +234,126 @@ func checkRules(_ rules: [CompiledRule], on path: String, seed: UInt64, strict: 
             + "not verified \(record.notVerified), worst error \(formatError(record.worstError))"
         if let reason = record.firstNotVerifiedReason { line += " (not verified: first \(reason))" }
         print(line)
-        let failures = result.verification?.failures ?? []
-        for failure in failures.prefix(10) { print("  FAILED: \(failure) (the rule alone)") }
-        if failures.count > 10 { print("  (and \(failures.count - 10) more rewrites beyond tolerance)") }
+        ruleEntries.append(RuleCheckEntry.Rule(
+            rule: rule.name, candidates: candidates[rule.name] ?? 0, fired: record.checked + record.notVerified, verified: record.agreed,
+            notVerified: record.notVerified, worstError: VerificationEntry.Number(value: record.worstError),
+            firstNotVerifiedReason: record.firstNotVerifiedReason, alone: true))
+        let aloneFailures = result.verification?.failures ?? []
+        for failure in aloneFailures.prefix(10) { print("  FAILED: \(failure) (the rule alone)") }
+        if aloneFailures.count > 10 { print("  (and \(aloneFailures.count - 10) more rewrites beyond tolerance)") }
+        failures += aloneFailures
         let aloneVerification = result.verification ?? VerificationReport()
         if let refusal = verificationRefusal(aloneVerification, comparison: nil, strict: strict) {
             refusals.append("\(path): \(refusal) (the rule alone)")
         }
         refusals += result.ruleErrors.map { "\(path): \($0)" }
     }
-    return refusals
+    var checked = verification
+    checked.failures = failures
+    return RuleCheckEntry(
+        model: path, nodesBefore: result.before.nodeCount, nodesAfter: result.after.nodeCount, rules: ruleEntries,
+        failures: VerificationEntry(checked, comparison: comparison, seed: seed).failures,
+        wholeModel: VerificationEntry(verification, comparison: comparison, seed: seed).wholeModel, refusals: refusals,
+        inputFiles: model.inputFiles.map(\.path))
+}
+
+/// What `rules check --report` writes.
+struct RuleCheckReport: Encodable {
+    /// The rule files checked.
+    let files: [String]
+    /// The names of their rules, in file order.
+    let rules: [String]
+    /// The warnings printed (rules that may undo each other).
+    let warnings: [String]
+    /// One entry per `--model`, in order.
+    let models: [RuleCheckEntry]
+    /// Everything that makes the check fail, over every model.
+    let refusals: [String]
+}
+
+/// One model of `rules check --model`: per rule what `checkRules` printed, the rewrites beyond
+/// tolerance and the whole-model comparison.
+struct RuleCheckEntry: Encodable {
+    /// A rule's line: with `alone`, the rule applied by itself (another took all its candidates).
+    struct Rule: Encodable {
+        let rule: String
+        let candidates: Int
+        let fired: Int
+        let verified: Int
+        let notVerified: Int
+        /// Nil when the rule did not fire.
+        let worstError: VerificationEntry.Number?
+        let firstNotVerifiedReason: String?
+        let alone: Bool
+    }
+    let model: String
+    let nodesBefore: Int
+    let nodesAfter: Int
+    let rules: [Rule]
+    let failures: [VerificationEntry.Failure]
+    let wholeModel: VerificationEntry.WholeModel?
+    let refusals: [String]
+    /// The files the model was read from (itself and its external data), which the report must
+    /// not overwrite; not part of the JSON.
+    let inputFiles: [String]
+
+    private enum CodingKeys: String, CodingKey {
+        case model, nodesBefore, nodesAfter, rules, failures, wholeModel, refusals
+    }
+}
+
+/// One rule of `rules list --json`.
+struct RuleListEntry: Encodable {
+    let name: String
+    let file: String
+    /// The first line of its comment (empty without one).
+    let summary: String
+    let comment: [String]
+    let text: String
+
+    init(_ rule: CompiledRule) {
+        name = rule.name
+        file = rule.file
+        summary = rule.comment.first ?? ""
+        comment = rule.comment
+        text = rule.text
+    }
+}
+
+/// `value` as the JSON the command writes: keys in snake case and sorted, indented.
+func encodeJSON(_ value: some Encodable) throws -> String {
+    let encoder = JSONEncoder()
+    encoder.keyEncodingStrategy = .convertToSnakeCase
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    return String(decoding: try encoder.encode(value), as: UTF8.self)
+}
+
+/// Writes `value` as JSON to `path` atomically; a failure is a usage error naming the file.
+func writeJSONFile(_ path: String, _ value: some Encodable) throws {
+    do {
+        // Written where the checks looked: the folder as the system resolves it.
+        try ModelFile.writeAtomically(Array(try encodeJSON(value).utf8), to: ModelFile.resolvedPath(path))
+    } catch let error as ModelFileError {
+        throw UsageError(message: "\(path): cannot write the report: \(error.problem)")
+    } catch {
+        throw UsageError(message: "\(path): cannot write the report: \(error)")
+    }
+}
+
+/// Refuses a report path that would overwrite one of `inputs` (by name, and by identity when
+/// both exist), that is not a regular file, or whose folder does not exist.
+func checkReportPath(_ report: String, notOverwriting inputs: [String]) throws {
+    func refuse(_ why: String) -> UsageError { UsageError(message: "\(report): refusing to write the report: \(why)") }
+    if let failure = ModelFile.lookupFailure(at: report) { throw refuse(failure) }
+    let entry = ModelFile.entry(at: report)
+    if let entry, !entry.isRegular { throw refuse("it is \(entry.kind)") }
+    for input in inputs {
+        var same = ModelFile.resolvedPath(input) == ModelFile.resolvedPath(report)
+        if !same, let entry, let other = ModelFile.entry(at: input) { same = entry.device == other.device && entry.inode == other.inode }
+        if same { throw refuse("it is the input '\(input)'") }
+    }
+    let folder = directoryName(of: report)
+    guard ModelFile.isFolder(folder) else { throw refuse("its folder '\(folder)' does not exist") }
 }
 
 /// The JSON that `--report` writes.

@@ -309,6 +309,18 @@ final class RulesCommandTests: XCTestCase {
         let check = try run(["rules", "check", Self.example])
         XCTAssertEqual(check.status, 0)
         XCTAssertTrue(String(decoding: check.stdout, as: UTF8.self).hasSuffix(": 2 rules, no errors\n"))
+        // As JSON: each rule's name, file, first comment line, comment and text, in order.
+        let json = try run(["rules", "list", "--json", "--no-builtin", "--rules", Self.example])
+        XCTAssertEqual(json.status, 0, json.stderr)
+        let entries = try XCTUnwrap(JSONSerialization.jsonObject(with: json.stdout) as? [[String: Any]])
+        XCTAssertEqual(entries.map { $0["name"] as? String }, ["fold-conv-batchnorm", "div-by-constant"])
+        XCTAssertEqual(entries[0]["file"] as? String, Self.example)
+        XCTAssertEqual(entries[0]["summary"] as? String, "Fold an inference-mode BatchNormalization into the Conv that feeds it.")
+        XCTAssertEqual((entries[1]["text"] as? String).map { "# Replace a division by a constant with a multiplication by its reciprocal.\n" + $0 + "\n" },
+                       String(decoding: show.stdout, as: UTF8.self))
+        let builtin = try run(["rules", "list", "--json"])
+        let builtinEntries = try XCTUnwrap(JSONSerialization.jsonObject(with: builtin.stdout) as? [[String: Any]])
+        XCTAssertEqual(builtinEntries.map { $0["name"] as? String }, RuleFiles.builtin.map(\.name))
         let unknown = try run(["rules", "frobnicate"])
         XCTAssertEqual(unknown.status, 1)
     }

@@ -157,6 +157,48 @@ final class WrongRuleTests: XCTestCase {
         }
     }
 
+    func testRulesCheckReportsWhatItFoundAsJSON() throws {
+        let dir = try workspace()
+        try Self.foldConvBatchNorm.write(to: dir.appendingPathComponent("fold.rules"), atomically: true, encoding: .utf8)
+        let good = try runOnnxFuse(["rules", "check", "fold.rules", "--model", "conv_bn.onnx", "--report", "good.json"], in: dir)
+        XCTAssertEqual(good.status, 0, good.stderr)
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("good.json"))) as! [String: Any]
+        XCTAssertEqual(json["files"] as? [String], ["fold.rules"])
+        XCTAssertEqual(json["rules"] as? [String], ["fold"])
+        XCTAssertEqual((json["refusals"] as? [String])?.count, 0)
+        let model = try XCTUnwrap((json["models"] as? [[String: Any]])?.first)
+        XCTAssertEqual(model["model"] as? String, "conv_bn.onnx")
+        XCTAssertEqual(model["nodes_before"] as? Int, 2)
+        XCTAssertEqual(model["nodes_after"] as? Int, 1)
+        let rule = try XCTUnwrap((model["rules"] as? [[String: Any]])?.first)
+        XCTAssertEqual(rule["rule"] as? String, "fold")
+        XCTAssertEqual(rule["candidates"] as? Int, 1)
+        XCTAssertEqual(rule["fired"] as? Int, 1)
+        XCTAssertEqual(rule["verified"] as? Int, 1)
+        XCTAssertLessThan(try XCTUnwrap(rule["worst_error"] as? Double), 1e-5)
+        XCTAssertEqual((model["whole_model"] as? [String: Any])?["outcome"] as? String, "agree")
+
+        // A rule that changes the numbers: exit 5, and the report says which rewrite failed.
+        try Self.wrongRules[0].text.write(to: dir.appendingPathComponent("sign.rules"), atomically: true, encoding: .utf8)
+        let wrong = try runOnnxFuse(["rules", "check", "sign.rules", "--model", "conv_bn.onnx", "--report", "wrong.json"], in: dir)
+        XCTAssertEqual(wrong.status, 5, wrong.stderr)
+        let refused = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("wrong.json"))) as! [String: Any]
+        let refusals = try XCTUnwrap(refused["refusals"] as? [String])
+        XCTAssertEqual(refusals.count, 1)
+        XCTAssertTrue(refusals[0].hasPrefix("conv_bn.onnx: rule 'fold' at node 'bn' changed 'z' by "), refusals[0])
+        let failures = (refused["models"] as? [[String: Any]])?.first?["failures"] as? [[String: Any]]
+        XCTAssertEqual(failures?.first?["rule"] as? String, "fold")
+
+        // The report never overwrites a rule file or a model, nothing is written then.
+        let before = try filesByName(in: dir)
+        for target in ["conv_bn.onnx", "fold.rules"] {
+            let refusal = try runOnnxFuse(["rules", "check", "fold.rules", "--model", "conv_bn.onnx", "--report", target], in: dir)
+            XCTAssertEqual(refusal.status, 1)
+            XCTAssertEqual(refusal.stderr, "onnx-fuse: error: \(target): refusing to write the report: it is the input '\(target)'\n")
+        }
+        XCTAssertEqual(try filesByName(in: dir), before)
+    }
+
     func testTheErrorNamesTheRuleTheNodeAndTheError() throws {
         let dir = try workspace()
         try Self.wrongRules[0].text.write(to: dir.appendingPathComponent("sign.rules"), atomically: true, encoding: .utf8)
