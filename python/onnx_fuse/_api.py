@@ -1,0 +1,583 @@
+"""The Python API: runs the bundled ``onnx-fuse`` binary on models and reads its JSON reports.
+
+Every call runs the binary once, in a private temporary folder that holds what Python passed in
+memory (a ModelProto, bytes, rule text) and what comes back; the folder is removed before the
+call returns. Paths in the command's messages that point into that folder are shown as
+``<model>``, ``<rules 1>``, ``<output>`` and the like.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+
+from ._errors import OnnxFuseError, UsageError, error_for
+
+if TYPE_CHECKING:  # onnx is optional: imported only where a ModelProto is made
+    import onnx
+
+PathLike = Union[str, "os.PathLike[str]"]
+#: What :func:`optimize` reads: an ``onnx.ModelProto``, the bytes of a model, or a path.
+ModelInput = Union["onnx.ModelProto", bytes, bytearray, memoryview, PathLike]
+#: Rules: a path to a rule file, rule text (:class:`RuleText`, or a ``str`` holding a newline or
+#: a brace), or a sequence of those.
+RulesInput = Union["RuleText", PathLike, Sequence[Union["RuleText", PathLike]]]
+
+_ERROR_PREFIX = "onnx-fuse: error: "
+_BIN_ENVIRONMENT = "ONNX_FUSE_BINARY"
+
+
+@dataclass(frozen=True)
+class RuleText:
+    """Rules given as text rather than as a file.
+
+    ``name`` is how messages name it (``<rules 1>`` for the first text when empty)::
+
+        onnx_fuse.optimize(model, rules=onnx_fuse.RuleText(open("my.rules").read(), "my.rules"))
+    """
+
+    text: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why a rule did not fire at a node its root operator matched (``explain=True``)."""
+
+    rule: str
+    node: str
+    op_type: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Report:
+    """What :func:`optimize` did: the content of the command's ``--report`` JSON.
+
+    Attributes:
+        input: the path given, or None for a model passed in memory.
+        output: the path written (``output=``), or None.
+        rules_fired: how often each rule fired, in the order they first fired.
+        nodes_before, nodes_after: the node counts (every graph, subgraphs included).
+        nodes_by_op_type_before, nodes_by_op_type_after: node counts by operator.
+        bytes_before, bytes_after: the sizes of the model files (``bytes_after`` is None when
+            nothing was written).
+        seconds: the command's time.
+        reached_rewrite_cap: the rules stopped at the rewrite cap (``allow_rewrite_cap=True``).
+        explanations: with ``explain=True``, why rules did not fire where their root matched.
+        verification: with ``verify``, the command's verification report (per rule: rewrites
+            checked, worst error; failures; the whole-model comparison), as a dict.
+        messages: what the command printed on standard error besides errors (the summary
+            line, verification lines, warnings).
+        raw: the JSON as the command wrote it.
+    """
+
+    input: Optional[str]
+    output: Optional[str]
+    rules_fired: Dict[str, int]
+    nodes_before: int
+    nodes_after: int
+    nodes_by_op_type_before: Dict[str, int]
+    nodes_by_op_type_after: Dict[str, int]
+    bytes_before: int
+    bytes_after: Optional[int]
+    seconds: float
+    reached_rewrite_cap: bool
+    explanations: List[Explanation]
+    verification: Optional[Dict[str, Any]]
+    messages: List[str] = field(default_factory=list)
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __str__(self) -> str:
+        fired = ", ".join(f"{rule} ×{count}" for rule, count in self.rules_fired.items())
+        return (f"{self.input or '<model>'}: {self.nodes_before} -> {self.nodes_after} nodes"
+                + (f" ({fired})" if fired else "") + f", {self.seconds:.3f} s")
+
+
+class Optimized(NamedTuple):
+    """The result of :func:`optimize`: unpacks as ``model, report = optimize(...)``.
+
+    ``model`` is of the kind given (bytes for bytes, an ``onnx.ModelProto`` for a ModelProto or
+    a path), or None when ``output=`` named a file to write.
+    """
+
+    model: Any
+    report: Report
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A rule, as :func:`list_rules` lists it."""
+
+    name: str
+    #: The rule file (``builtin:NAME`` for the built-in ones, ``<rules 1>`` for text).
+    file: str
+    #: The first line of its comment.
+    summary: str
+    comment: List[str]
+    #: The rule's text as written.
+    text: str
+
+
+@dataclass(frozen=True)
+class RuleCheckRow:
+    """One rule on one model in :func:`check_rules`."""
+
+    rule: str
+    #: The nodes (initializers, imports) its root could match.
+    candidates: int
+    fired: int
+    #: Rewrites checked and found within tolerance.
+    verified: int
+    #: Rewrites that could not be checked (no kernel, a subgraph, ...).
+    not_verified: int
+    #: The worst relative error of its rewrites (None when it did not fire, inf when unbounded).
+    worst_error: Optional[float]
+    first_not_verified_reason: Optional[str]
+    #: The rule applied by itself, because another rule took all its candidates.
+    alone: bool
+
+
+@dataclass(frozen=True)
+class ModelCheck:
+    """What :func:`check_rules` found on one model."""
+
+    model: str
+    nodes_before: int
+    nodes_after: int
+    rules: List[RuleCheckRow]
+    #: Rewrites beyond tolerance (rule, node, value, error, tolerance, reason).
+    failures: List[Dict[str, Any]]
+    #: The whole models compared: ``outcome`` is ``agree``, ``differ`` or ``not_run``.
+    whole_model: Optional[Dict[str, Any]]
+    #: What makes the check fail on this model.
+    refusals: List[str]
+
+
+@dataclass(frozen=True)
+class RuleCheck:
+    """The result of :func:`check_rules`."""
+
+    #: The rule files (``<rules 1>`` for text).
+    files: List[str]
+    #: The names of their rules, in order.
+    rules: List[str]
+    #: Rules that may undo each other or a built-in rule.
+    warnings: List[str]
+    models: List[ModelCheck]
+    #: Everything that makes the check fail (empty when it passed).
+    refusals: List[str]
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        """True when no rule changed the numbers of any model."""
+        return not self.refusals
+
+
+def binary_path() -> str:
+    """The ``onnx-fuse`` binary this package runs: the one inside the package, or the one the
+    ``ONNX_FUSE_BINARY`` environment variable names (to try a development build)."""
+    chosen = os.environ.get(_BIN_ENVIRONMENT)
+    path = chosen or os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bin", "onnx-fuse")
+    if not os.path.isfile(path):
+        where = f"{_BIN_ENVIRONMENT}={chosen}" if chosen else "this package"
+        raise FileNotFoundError(f"{path}: the onnx-fuse binary is missing ({where}); reinstall the onnx-fuse wheel")
+    if not os.access(path, os.X_OK):
+        raise PermissionError(f"{path}: the onnx-fuse binary is not executable; reinstall the onnx-fuse wheel")
+    return path
+
+
+class _Workspace:
+    """A private temporary folder for one call: the files made from what was passed in memory,
+    and the names to show instead of their paths."""
+
+    def __init__(self) -> None:
+        self.folder = tempfile.mkdtemp(prefix="onnx-fuse-")
+        self._names: List[Tuple[str, str]] = []
+        self._count = 0
+
+    def __enter__(self) -> "_Workspace":
+        return self
+
+    def __exit__(self, *exception: object) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def path(self, file_name: str, shown_as: str) -> str:
+        """A path in the folder, shown as ``shown_as`` in messages."""
+        path = os.path.join(self.folder, file_name)
+        self._names.append((path, shown_as))
+        return path
+
+    def model(self, model: ModelInput, shown_as: str = "<model>") -> Tuple[str, Optional[str]]:
+        """The path the binary reads ``model`` from, and the path given (None for a model in
+        memory)."""
+        if isinstance(model, (str, os.PathLike)):
+            path = os.fspath(model)
+            return path, path
+        if isinstance(model, (bytes, bytearray, memoryview)):
+            self._count += 1
+            path = self.path(f"model-{self._count}.onnx", shown_as)
+            with open(path, "wb") as file:
+                file.write(model)
+            return path, None
+        if hasattr(model, "SerializeToString") and hasattr(model, "graph"):
+            self._count += 1
+            path = self.path(f"model-{self._count}.onnx", shown_as)
+            _write_model_proto(model, path)
+            return path, None
+        raise TypeError(f"expected an onnx.ModelProto, bytes or a path, not {type(model).__name__}")
+
+    def rules(self, rules: Optional[RulesInput]) -> List[str]:
+        """The rule file paths for ``rules``; text is written to files shown as ``<rules N>``
+        (or the RuleText's name)."""
+        if rules is None:
+            return []
+        items: Sequence[Any] = [rules] if isinstance(rules, (str, os.PathLike, RuleText)) else list(rules)
+        paths: List[str] = []
+        for index, item in enumerate(items, start=1):
+            if isinstance(item, str) and _looks_like_rule_text(item):
+                item = RuleText(item)
+            if isinstance(item, RuleText):
+                path = self.path(f"rules-{index}.rules", item.name or f"<rules {index}>")
+                with open(path, "w", encoding="utf-8") as file:
+                    file.write(item.text)
+                paths.append(path)
+            elif isinstance(item, (str, os.PathLike)):
+                paths.append(os.fspath(item))
+            else:
+                raise TypeError(f"rules: expected a path, rule text or RuleText, not {type(item).__name__}")
+        return paths
+
+    def shown(self, text: str) -> str:
+        """``text`` with the folder's paths replaced by the names they stand for."""
+        for path, name in sorted(self._names, key=lambda pair: -len(pair[0])):
+            text = text.replace(path, name)
+        return text.replace(self.folder + os.sep, "")
+
+    def shown_json(self, value: Any) -> Any:
+        """``value`` (parsed JSON) with ``shown`` applied to every string in it."""
+        if isinstance(value, str):
+            return self.shown(value)
+        if isinstance(value, list):
+            return [self.shown_json(item) for item in value]
+        if isinstance(value, dict):
+            return {self.shown(key): self.shown_json(item) for key, item in value.items()}
+        return value
+
+
+def _looks_like_rule_text(text: str) -> bool:
+    """Rule text has a newline or a brace; a path (in practice) has neither."""
+    return "\n" in text or "{" in text
+
+
+def _write_model_proto(model: Any, path: str) -> None:
+    """Writes a ModelProto; past protobuf's 2 GB limit, its tensors go to external data."""
+    if model.ByteSize() < (1 << 31) - 1:
+        with open(path, "wb") as file:
+            file.write(model.SerializeToString())
+        return
+    onnx = _import_onnx("a ModelProto of more than 2 GB")
+    copy = type(model)()
+    copy.CopyFrom(model)  # save_model with external data rewrites the tensors it moves
+    onnx.save_model(copy, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=os.path.basename(path) + ".data")
+
+
+def _import_onnx(purpose: str) -> Any:
+    try:
+        import onnx
+    except ImportError as error:
+        raise ImportError(f"onnx_fuse needs the onnx package for {purpose}: pip install 'onnx-fuse[onnx]' "
+                          "(or pass bytes, or a path with output=)") from error
+    return onnx
+
+
+class _Completed(NamedTuple):
+    """A run of the binary, paths in its output shown as names."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    #: The error lines, without the ``onnx-fuse: error:`` prefix.
+    errors: List[str]
+    #: The other lines of standard error.
+    messages: List[str]
+
+    def error(self, report: Any = None) -> OnnxFuseError:
+        """The exception for a failed run."""
+        return error_for(self.exit_code, self.errors, self.stderr, report)
+
+
+def _run(arguments: List[str], workspace: _Workspace) -> _Completed:
+    """Runs the binary with ``arguments``."""
+    completed = subprocess.run([binary_path(), *arguments], stdin=subprocess.DEVNULL,
+                               capture_output=True, check=False)
+    stderr = workspace.shown(completed.stderr.decode("utf-8", errors="replace"))
+    errors: List[str] = []
+    messages: List[str] = []
+    for line in stderr.splitlines():
+        if line.startswith(_ERROR_PREFIX):
+            errors.append(line[len(_ERROR_PREFIX):])
+        elif line:
+            messages.append(line)
+    # Standard output is left as it is: JSON there escapes the paths ``shown`` would replace.
+    stdout = completed.stdout.decode("utf-8", errors="replace")
+    return _Completed(completed.returncode, stdout, stderr, errors, messages)
+
+
+def _names(option: str, names: Optional[Union[str, Iterable[str]]]) -> List[str]:
+    if names is None:
+        return []
+    listed = [names] if isinstance(names, str) else list(names)
+    if not listed and option == "--only":
+        raise ValueError("only= is empty: pass None to apply every rule")
+    for name in listed:
+        if not isinstance(name, str):
+            raise TypeError(f"{option.strip('-')}=: rule names are strings, not {type(name).__name__}")
+    return [argument for name in listed for argument in (option, name)]
+
+
+def _verify_argument(verify: Union[bool, str, Sequence[str], None]) -> List[str]:
+    if verify is None or verify is False:
+        return []
+    if verify is True:
+        return ["--verify=rewrites"]
+    modes = [verify] if isinstance(verify, str) else list(verify)
+    return ["--verify=" + ",".join(modes)]
+
+
+def _report(raw: Dict[str, Any], given_input: Optional[str], output: Optional[str], messages: List[str]) -> Report:
+    fired: Dict[str, int] = {}
+    for entry in raw.get("rules_fired", []):
+        fired[entry["rule"]] = fired.get(entry["rule"], 0) + entry["count"]
+    return Report(
+        input=given_input,
+        output=output,
+        rules_fired=fired,
+        nodes_before=raw["nodes_before"],
+        nodes_after=raw["nodes_after"],
+        nodes_by_op_type_before=dict(raw.get("nodes_by_op_type_before", {})),
+        nodes_by_op_type_after=dict(raw.get("nodes_by_op_type_after", {})),
+        bytes_before=raw.get("bytes_before", 0),
+        bytes_after=raw.get("bytes_after"),
+        seconds=raw.get("seconds", 0.0),
+        reached_rewrite_cap=raw.get("reached_rewrite_cap", False),
+        explanations=[Explanation(e["rule"], e["node"], e["op_type"], e["reason"]) for e in raw.get("explanations", [])],
+        verification=raw.get("verification"),
+        messages=messages,
+        raw=raw,
+    )
+
+
+def optimize(
+    model: ModelInput,
+    rules: Optional[RulesInput] = None,
+    only: Optional[Union[str, Iterable[str]]] = None,
+    disable: Optional[Union[str, Iterable[str]]] = None,
+    builtin: bool = True,
+    verify: Union[bool, str, Sequence[str]] = False,
+    output: Optional[PathLike] = None,
+    *,
+    explain: bool = False,
+    input_shapes: Optional[Mapping[str, Sequence[int]]] = None,
+    infer_shapes: bool = False,
+    freeze_initializer_inputs: bool = False,
+    fold_limit: Optional[int] = None,
+    verify_seed: Optional[int] = None,
+    allow_rewrite_cap: bool = False,
+) -> Optimized:
+    """Rewrites a model with the built-in rules and ``rules``; returns the result and a report.
+
+    Args:
+        model: an ``onnx.ModelProto``, the bytes of a model, or a path (models with external
+            data work by path: their data is read from beside the file).
+        rules: rule files or rule text to apply too: a path, a :class:`RuleText`, a ``str``
+            holding rule text (one with a newline or a brace), or a sequence of those.
+        only: apply only these rules (names, as :func:`list_rules` gives them).
+        disable: do not apply these rules.
+        builtin: apply the built-in rules (``False``: only ``rules``).
+        verify: check every rewrite with the reference kernels on seeded inputs (``True``);
+            ``"model"`` also compares the whole models, ``"strict"`` makes what cannot be
+            checked an error (``"model,strict"`` or ``["model", "strict"]`` for both). A rewrite
+            that changes the numbers raises :class:`VerificationError`.
+        output: write the result to this path (with its external data beside it when it has
+            any) instead of returning it; atomically, and never over the input.
+        explain: record in ``report.explanations`` why rules did not fire where their root
+            operator matched.
+        input_shapes: fix the dimensions of graph inputs, e.g. ``{"x": [1, 3, 224, 224]}``.
+        infer_shapes: write the inferred types and shapes of intermediate values.
+        freeze_initializer_inputs: treat initializers that are also graph inputs as constants.
+        fold_limit: fold no value with more elements than this.
+        verify_seed: the seed of verification's inputs.
+        allow_rewrite_cap: return the result even when the rules stopped at the rewrite cap.
+
+    Returns:
+        ``Optimized(model, report)``: ``model`` is bytes when bytes were given, an
+        ``onnx.ModelProto`` for a ModelProto or a path (this needs ``onnx``), None with
+        ``output=``.
+
+    Raises:
+        UsageError, InvalidModelError, ModelIOError, LimitExceededError, VerificationError:
+            the command refused (see :class:`OnnxFuseError`); nothing was written.
+        TypeError, ValueError: an argument of the wrong kind.
+    """
+    with _Workspace() as workspace:
+        input_path, given_input = workspace.model(model)
+        returns_bytes = isinstance(model, (bytes, bytearray, memoryview))
+        if output is None and not returns_bytes:
+            _import_onnx("a ModelProto result")  # before the work, not after it
+        target = os.fspath(output) if output is not None else workspace.path("out.onnx", "<output>")
+        report_path = workspace.path("report.json", "<report>")
+        arguments = [input_path, "-o", target, "--report", report_path]
+        for path in workspace.rules(rules):
+            arguments += ["--rules", path]
+        arguments += _names("--only", only) + _names("--disable", disable)
+        if not builtin:
+            arguments.append("--no-builtin")
+        arguments += _verify_argument(verify)
+        if explain:
+            arguments.append("--explain=summary")
+        for name, dims in (input_shapes or {}).items():
+            arguments += ["--input-shape", f"{name}=" + ",".join(str(int(d)) for d in dims)]
+        if infer_shapes:
+            arguments.append("--infer-shapes")
+        if freeze_initializer_inputs:
+            arguments.append("--freeze-initializer-inputs")
+        if fold_limit is not None:
+            arguments += ["--fold-limit", str(int(fold_limit))]
+        if verify_seed is not None:
+            arguments += ["--verify-seed", str(int(verify_seed))]
+        if allow_rewrite_cap:
+            arguments.append("--allow-rewrite-cap")
+
+        run = _run(arguments, workspace)
+        report: Optional[Report] = None
+        if os.path.exists(report_path):
+            with open(report_path, encoding="utf-8") as file:
+                raw = workspace.shown_json(json.load(file))
+            # The output the command wrote: None when it wrote none, or when it went to the workspace.
+            written = os.fspath(output) if output is not None and raw.get("output") is not None else None
+            report = _report(raw, given_input, written, run.messages)
+        if run.exit_code != 0:
+            raise run.error(report)
+        if report is None:
+            raise OnnxFuseError("onnx-fuse wrote no report", exit_code=run.exit_code, stderr=run.stderr)
+        if output is not None:
+            return Optimized(None, report)
+        if returns_bytes:
+            if os.path.exists(target + ".data"):
+                raise UsageError("the result has external data, which bytes cannot hold: pass output=",
+                                 exit_code=1)
+            return Optimized(Path(target).read_bytes(), report)
+        onnx = _import_onnx("a ModelProto result")
+        return Optimized(onnx.load(target), report)
+
+
+def check_rules(
+    rules: RulesInput,
+    models: Iterable[ModelInput] = (),
+    *,
+    builtin: bool = True,
+    strict: bool = False,
+    seed: int = 1,
+) -> RuleCheck:
+    """Loads rule files or rule text and reports their errors; with ``models``, applies them
+    (alone) to each model with every rewrite checked and the whole model compared.
+
+    Args:
+        rules: a path, a :class:`RuleText`, a ``str`` of rule text, or a sequence of those.
+        models: models to check the rules on (ModelProto, bytes or paths).
+        builtin: check for rules that may undo a built-in rule too (the warnings).
+        strict: a rewrite or a whole model that cannot be checked is a failure too.
+        seed: the seed of the verification's inputs.
+
+    Returns:
+        a :class:`RuleCheck`: per model and rule, candidates, fired, verified, worst error.
+
+    Raises:
+        UsageError: a rule file has errors (``errors`` lists them, ``file:line:column: ...``),
+            or the rules stop at the rewrite cap on a model.
+        VerificationError: a rule changed the numbers of a model; ``report`` is the
+            :class:`RuleCheck`.
+        InvalidModelError, ModelIOError, LimitExceededError: a model cannot be read.
+    """
+    with _Workspace() as workspace:
+        paths = workspace.rules(rules)
+        if not paths:
+            raise ValueError("check_rules: no rules given")
+        arguments = ["rules", "check", *paths]
+        for index, model in enumerate(models, start=1):
+            path, _ = workspace.model(model, shown_as=f"<model {index}>")
+            arguments += ["--model", path]
+        report_path = workspace.path("check.json", "<report>")
+        arguments += ["--report", report_path, "--verify-seed", str(int(seed))]
+        if strict:
+            arguments.append("--strict")
+        if not builtin:
+            arguments.append("--no-builtin")
+        run = _run(arguments, workspace)
+        check: Optional[RuleCheck] = None
+        if os.path.exists(report_path):
+            with open(report_path, encoding="utf-8") as file:
+                check = _rule_check(workspace.shown_json(json.load(file)))
+        if run.exit_code != 0:
+            raise run.error(check)
+        if check is None:
+            raise OnnxFuseError("onnx-fuse wrote no report", exit_code=run.exit_code, stderr=run.stderr)
+        return check
+
+
+def _rule_check(raw: Dict[str, Any]) -> RuleCheck:
+    def worst_error(row: Dict[str, Any]) -> Optional[float]:
+        # A rule that did not fire has none; the command writes an unbounded error (inf) as null.
+        if "worst_error" not in row:
+            return None
+        return float("inf") if row["worst_error"] is None else float(row["worst_error"])
+
+    models = [
+        ModelCheck(
+            model=entry["model"],
+            nodes_before=entry["nodes_before"],
+            nodes_after=entry["nodes_after"],
+            rules=[RuleCheckRow(
+                rule=row["rule"], candidates=row["candidates"], fired=row["fired"], verified=row["verified"],
+                not_verified=row["not_verified"],
+                worst_error=worst_error(row),
+                first_not_verified_reason=row.get("first_not_verified_reason"), alone=row["alone"])
+                for row in entry["rules"]],
+            failures=entry.get("failures", []),
+            whole_model=entry.get("whole_model"),
+            refusals=entry.get("refusals", []),
+        )
+        for entry in raw.get("models", [])
+    ]
+    return RuleCheck(files=raw["files"], rules=raw["rules"], warnings=raw.get("warnings", []), models=models,
+                     refusals=raw.get("refusals", []), raw=raw)
+
+
+def list_rules(rules: Optional[RulesInput] = None, builtin: bool = True) -> List[Rule]:
+    """The rules a run would apply: the built-in ones (unless ``builtin=False``) and those of
+    ``rules`` (paths or text), in order, with their file, summary, comment and text.
+
+    Raises:
+        UsageError: a rule file has errors.
+    """
+    with _Workspace() as workspace:
+        arguments = ["rules", "list", "--json"]
+        for path in workspace.rules(rules):
+            arguments += ["--rules", path]
+        if not builtin:
+            arguments.append("--no-builtin")
+        run = _run(arguments, workspace)
+        if run.exit_code != 0:
+            raise run.error()
+        entries = workspace.shown_json(json.loads(run.stdout))
+        return [Rule(name=entry["name"], file=entry["file"], summary=entry["summary"], comment=entry["comment"],
+                     text=entry["text"]) for entry in entries]
