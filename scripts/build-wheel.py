@@ -3,9 +3,10 @@
 
 No build backend: the wheel is a zip written here, entries in sorted order with fixed
 timestamps and permissions, so the same sources and binary give the same bytes on any machine
-(the zip's compression is zlib's at a fixed level). The metadata comes from
-python/pyproject.toml's [project] table; the version must match the package's __version__ and
-the binary's --version, or nothing is written.
+(the zip's compression is zlib's at a fixed level). The binary is normalized: the parts a Swift
+build derives from the checkout's folder are cleared (`normalized_binary`). The metadata comes
+from python/pyproject.toml's [project] table; the version must match the package's __version__
+and the binary's --version, or nothing is written.
 
     scripts/build-wheel.py --binary PATH [--out dist] [--check]
 
@@ -20,6 +21,7 @@ import hashlib
 import io
 import os
 import re
+import struct
 import subprocess
 import sys
 import tomllib
@@ -77,6 +79,53 @@ def binary_version(binary: Path) -> str:
     return output.strip().removeprefix("onnx-fuse ").strip()
 
 
+def elf_sections(data: bytes) -> dict[str, tuple[int, int]]:
+    """The sections of an ELF64 little-endian file: name -> (file offset, size)."""
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        sys.exit("build-wheel: the binary is not a 64-bit little-endian ELF file")
+    shoff = struct.unpack_from("<Q", data, 0x28)[0]
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+
+    def header(index: int) -> tuple[int, int, int]:
+        base = shoff + index * shentsize
+        name = struct.unpack_from("<I", data, base)[0]
+        offset, size = struct.unpack_from("<QQ", data, base + 0x18)
+        return name, offset, size
+
+    names_offset = header(shstrndx)[1]
+    sections = {}
+    for index in range(shnum):
+        name, offset, size = header(index)
+        end = data.index(b"\0", names_offset + name)
+        sections[data[names_offset + name:end].decode()] = (offset, size)
+    return sections
+
+
+def normalized_binary(data: bytes) -> bytes:
+    """The binary without what depends on the folder it was built in.
+
+    Swift writes into each object a hash of its LLVM module (section `.swift_modhash`), which
+    only the compiler reads, to skip code generation when an object is current; the module's
+    identifier in it is the object's output path, so the hash changes with the checkout's
+    folder. It is zeroed; then the GNU build ID, which the linker computed over it, is
+    recomputed over the result (SHA-1 of the file with the ID zeroed).
+    """
+    sections = elf_sections(data)
+    patched = bytearray(data)
+    if ".swift_modhash" in sections:
+        offset, size = sections[".swift_modhash"]
+        patched[offset:offset + size] = bytes(size)
+    if ".note.gnu.build-id" in sections:
+        offset, size = sections[".note.gnu.build-id"]
+        name_size, desc_size, kind = struct.unpack_from("<III", patched, offset)
+        desc = offset + 12 + (name_size + 3) // 4 * 4
+        if kind != 3 or desc + desc_size > offset + size:
+            sys.exit("build-wheel: unexpected build ID note")
+        patched[desc:desc + desc_size] = bytes(desc_size)
+        patched[desc:desc + desc_size] = hashlib.sha1(patched).digest()[:desc_size].ljust(desc_size, b"\0")
+    return bytes(patched)
+
+
 def files(binary: Path, info: dict) -> list[tuple[str, bytes, int]]:
     """Every entry but RECORD: (name in the wheel, bytes, permissions)."""
     name = info["name"].replace("-", "_")
@@ -85,7 +134,7 @@ def files(binary: Path, info: dict) -> list[tuple[str, bytes, int]]:
     for path in sorted((PYTHON / "onnx_fuse").rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
             entries.append((path.relative_to(PYTHON).as_posix(), path.read_bytes(), 0o644))
-    entries.append(("onnx_fuse/_bin/onnx-fuse", binary.read_bytes(), 0o755))
+    entries.append(("onnx_fuse/_bin/onnx-fuse", normalized_binary(binary.read_bytes()), 0o755))
     entries.append((f"{dist_info}/METADATA", metadata(info).encode(), 0o644))
     entries.append((f"{dist_info}/WHEEL", (
         "Wheel-Version: 1.0\nGenerator: onnx-fuse scripts/build-wheel.py\nRoot-Is-Purelib: false\n"
