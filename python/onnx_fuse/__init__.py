@@ -1,8 +1,8 @@
 """onnx-fuse: make ONNX models smaller and faster, from Python.
 
 The package carries the native ``onnx-fuse`` binary (statically linked) and runs it on your
-models: :func:`optimize` rewrites a model, :func:`check_rules` checks rule files or rule text on
-models, :func:`list_rules` lists the rules. Errors are :class:`OnnxFuseError` exceptions
+models: :func:`optimize` rewrites a model, :func:`optimize_files` many model files in one run,
+:func:`check_rules` checks rule files or rule text on models, :func:`list_rules` lists the rules. Errors are :class:`OnnxFuseError` exceptions
 carrying the command's one-line message and the meaning of its exit code.
 
 ``onnx`` is optional: it is needed only to pass or receive an ``onnx.ModelProto``; bytes and
@@ -22,6 +22,8 @@ from ._errors import (
 )
 from ._api import (
     Explanation,
+    FileResult,
+    FilesResult,
     ModelCheck,
     Optimized,
     Report,
@@ -33,6 +35,7 @@ from ._api import (
     check_rules,
     list_rules,
     optimize,
+    optimize_files,
 )
 
 __version__ = "0.1.0"
@@ -40,6 +43,8 @@ __version__ = "0.1.0"
 __all__ = [
     "EXIT_CODE_MEANINGS",
     "Explanation",
+    "FileResult",
+    "FilesResult",
     "InvalidModelError",
     "LimitExceededError",
     "ModelCheck",
@@ -58,4 +63,5 @@ __all__ = [
     "check_rules",
     "list_rules",
     "optimize",
+    "optimize_files",
 ]

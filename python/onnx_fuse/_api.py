@@ -428,6 +428,10 @@ def optimize(
             the command refused (see :class:`OnnxFuseError`); nothing was written.
         TypeError, ValueError: an argument of the wrong kind.
     """
+    for path, what in ((model, "model"), (output, "output")):
+        if isinstance(path, (str, os.PathLike)) and (os.path.isdir(path) or os.fspath(path).endswith(os.sep)):
+            raise IsADirectoryError(f"{os.fspath(path)}: {what}= is a folder: optimize takes one model "
+                                    "(optimize_files takes many)")
     with _Workspace() as workspace:
         input_path, given_input = workspace.model(model)
         returns_bytes = isinstance(model, (bytes, bytearray, memoryview))
@@ -478,6 +482,159 @@ def optimize(
             return Optimized(Path(target).read_bytes(), report)
         onnx = _import_onnx("a ModelProto result")
         return Optimized(onnx.load(target), report)
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """One model of :func:`optimize_files`."""
+
+    #: The model's path, as given or as found in a folder.
+    input: str
+    #: Where it was written (None unless ``status`` is ``written``).
+    output: Optional[str]
+    #: ``written``, ``failed`` or ``skipped`` (``fail_fast`` after a failure).
+    status: str
+    #: Its exit code, as a run of it alone would end (0 when written).
+    exit_code: int
+    #: The one-line error when it failed.
+    error: Optional[str]
+    #: What was done, as :func:`optimize` reports it (None when the model could not be read).
+    report: Optional[Report]
+
+    def exception(self) -> Optional[OnnxFuseError]:
+        """The exception a run of this model alone would raise (None when it was written)."""
+        if self.status != "failed":
+            return None
+        return error_for(self.exit_code, [self.error] if self.error else [], self.error or "", self.report)
+
+
+@dataclass(frozen=True)
+class FilesResult:
+    """The result of :func:`optimize_files`: one entry per model, in input order, and totals."""
+
+    models: List[FileResult]
+    #: ``models``, ``written``, ``failed``, ``skipped``, ``nodes_before``, ``nodes_after``,
+    #: ``bytes_before``, ``bytes_after``, ``seconds`` and ``exit_code`` (the largest of any model).
+    total: Dict[str, Any]
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def failures(self) -> List[FileResult]:
+        """The models that failed."""
+        return [result for result in self.models if result.status == "failed"]
+
+    def raise_for_failures(self) -> None:
+        """Raises the exception of the failure with the largest exit code, if any model failed."""
+        worst = max(self.failures, key=lambda result: result.exit_code, default=None)
+        if worst is not None:
+            error = worst.exception()
+            assert error is not None
+            raise error
+
+
+def optimize_files(
+    models: Union[PathLike, Iterable[PathLike]],
+    output_dir: Optional[PathLike] = None,
+    *,
+    rules: Optional[RulesInput] = None,
+    only: Optional[Union[str, Iterable[str]]] = None,
+    disable: Optional[Union[str, Iterable[str]]] = None,
+    builtin: bool = True,
+    verify: Union[bool, str, Sequence[str]] = False,
+    explain: bool = False,
+    in_place: bool = False,
+    jobs: Optional[int] = None,
+    fail_fast: bool = False,
+) -> FilesResult:
+    """Optimizes many model files in one run of the command (its batch mode): ``jobs`` at once
+    (default: the number of cores) in one process, each output the same bytes as
+    :func:`optimize` of that model alone would write.
+
+    Args:
+        models: model files and folders (searched recursively for ``*.onnx``).
+        output_dir: the folder to write to (a model found in a folder keeps its path relative
+            to it); None writes each beside its input as ``MODEL.fused.onnx`` (or replaces it
+            with ``in_place``).
+        rules, only, disable, builtin, verify, explain: as for :func:`optimize`.
+        jobs: how many models at once.
+        fail_fast: start no model after the first failure (the rest are ``skipped``).
+
+    Returns:
+        a :class:`FilesResult`: a model that fails does not stop the others, and is not raised;
+        ``result.raise_for_failures()`` raises the worst.
+
+    Raises:
+        UsageError: what concerns the whole run, found before any model is read: bad arguments,
+            a rule file with errors, a model that does not exist, a model given twice, two
+            models written to one output, an output over an input.
+    """
+    paths = [os.fspath(path) for path in ([models] if isinstance(models, (str, os.PathLike)) else models)]
+    if not paths:
+        raise ValueError("optimize_files: no models given")
+    # The command runs one model file alone as a run of one model, whose report has another shape.
+    single = len(paths) == 1 and not os.path.isdir(paths[0])
+    with _Workspace() as workspace:
+        arguments = list(paths)
+        if output_dir is not None:
+            folder = os.fspath(output_dir)
+            if single:
+                os.makedirs(folder, exist_ok=True)
+                arguments += ["-o", os.path.join(folder, os.path.basename(paths[0]))]
+            else:
+                arguments += ["-o", os.path.join(folder, "")]
+        if in_place:
+            arguments.append("--in-place")
+        report_path = workspace.path("batch.json", "<report>")
+        arguments += ["--report", report_path, "-q"]
+        for path in workspace.rules(rules):
+            arguments += ["--rules", path]
+        arguments += _names("--only", only) + _names("--disable", disable)
+        if not builtin:
+            arguments.append("--no-builtin")
+        arguments += _verify_argument(verify)
+        if explain:
+            arguments.append("--explain=summary")
+        if jobs is not None:
+            arguments += ["--jobs", str(int(jobs))]
+        if fail_fast:
+            arguments.append("--fail-fast")
+        run = _run(arguments, workspace)
+        raw: Optional[Dict[str, Any]] = None
+        if os.path.exists(report_path):
+            with open(report_path, encoding="utf-8") as file:
+                raw = workspace.shown_json(json.load(file))
+        if single:
+            return _single_file_result(paths[0], run, raw)
+        if raw is None:
+            raise run.error()
+        results = []
+        for entry in raw["models"]:
+            report = _report(entry, entry["input"], entry.get("output"), []) if "nodes_before" in entry else None
+            results.append(FileResult(input=entry["input"], output=entry.get("output"), status=entry["status"],
+                                      exit_code=entry["exit_code"], error=entry.get("error"), report=report))
+        return FilesResult(models=results, total=raw["total"], raw=raw)
+
+
+def _single_file_result(path: str, run: _Completed, raw: Optional[Dict[str, Any]]) -> FilesResult:
+    """The batch result of a run of one model file."""
+    # What concerns the whole run (arguments, rule files) is raised, as a batch raises it; an
+    # error of the model names it first.
+    if run.exit_code == 1 and raw is None and not any(error.startswith(path + ":") for error in run.errors):
+        raise run.error()
+    report = _report(raw, path, raw.get("output"), []) if raw is not None else None
+    written = run.exit_code == 0
+    result = FileResult(input=path, output=report.output if written and report else None,
+                        status="written" if written else "failed", exit_code=run.exit_code,
+                        error=None if written else (run.errors[0] if run.errors else run.stderr.strip()), report=report)
+    total: Dict[str, Any] = {
+        "models": 1, "written": int(written), "failed": int(not written), "skipped": 0,
+        "nodes_before": report.nodes_before if written and report else 0,
+        "nodes_after": report.nodes_after if written and report else 0,
+        "bytes_before": report.bytes_before if written and report else 0,
+        "bytes_after": (report.bytes_after or 0) if written and report else 0,
+        "seconds": report.seconds if report else 0.0, "exit_code": run.exit_code,
+    }
+    return FilesResult(models=[result], total=total, raw={"models": [raw] if raw else [], "total": total})
 
 
 def check_rules(

@@ -319,6 +319,53 @@ def test_calls_from_many_threads_agree() -> None:
     assert len(set(results)) == 1
 
 
+# Many files in one run
+
+
+def test_optimize_files_runs_a_folder_in_one_process(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    (models / "sub").mkdir(parents=True)
+    onnx.save(small_cnn(0), str(models / "a.onnx"))
+    onnx.save(small_cnn(1, tail=True), str(models / "sub" / "b.onnx"))
+    (models / "bad.onnx").write_bytes(b"not a model")
+    output = tmp_path / "out"
+    result = onnx_fuse.optimize_files(models, output, jobs=2)
+    by_name = {Path(entry.input).relative_to(models).as_posix(): entry for entry in result.models}
+    assert sorted(by_name) == ["a.onnx", "bad.onnx", "sub/b.onnx"]
+    for name in ["a.onnx", "sub/b.onnx"]:
+        entry = by_name[name]
+        assert entry.status == "written" and entry.exit_code == 0 and entry.error is None
+        assert entry.output == str(output / name)
+        assert entry.report is not None and entry.report.rules_fired == {"fold-conv-batchnorm": 2}
+        # The bytes optimize gives that model alone.
+        alone, _ = onnx_fuse.optimize((models / name).read_bytes())
+        assert (output / name).read_bytes() == alone
+    bad = by_name["bad.onnx"]
+    assert (bad.status, bad.exit_code, bad.output) == ("failed", 2, None)
+    assert bad.error is not None and bad.error.startswith(f"{models / 'bad.onnx'}: ")
+    assert isinstance(bad.exception(), onnx_fuse.InvalidModelError)
+    assert result.failures == [bad]
+    assert {key: result.total[key] for key in ("models", "written", "failed", "skipped", "exit_code")} == {
+        "models": 3, "written": 2, "failed": 1, "skipped": 0, "exit_code": 2}
+    with pytest.raises(onnx_fuse.InvalidModelError):
+        result.raise_for_failures()
+
+    # One file is a batch of one, with the same bytes.
+    one = onnx_fuse.optimize_files(models / "a.onnx", tmp_path / "one")
+    assert [(entry.status, entry.output) for entry in one.models] == [("written", str(tmp_path / "one" / "a.onnx"))]
+    assert (tmp_path / "one" / "a.onnx").read_bytes() == (output / "a.onnx").read_bytes()
+    one.raise_for_failures()
+    failed_one = onnx_fuse.optimize_files(models / "bad.onnx", tmp_path / "one")
+    assert failed_one.models[0].status == "failed" and failed_one.total["exit_code"] == 2
+
+    # What concerns the whole run raises before any model.
+    with pytest.raises(onnx_fuse.UsageError):
+        onnx_fuse.optimize_files([models / "a.onnx", models / "a.onnx"], tmp_path / "twice")
+    assert not (tmp_path / "twice").exists()
+    with pytest.raises(IsADirectoryError):
+        onnx_fuse.optimize(models)
+
+
 # Errors
 
 
