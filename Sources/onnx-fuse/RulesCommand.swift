@@ -273,10 +273,10 @@ func checkReportPath(_ report: String, model: Model, output: String?) throws {
     }
 }
 
-/// Writes the `--report` JSON; `output` and `bytesAfter` are nil when nothing was written.
-func writeReport(_ path: String, result: OptimizationReport, input: String, output: String?,
-                 bytesBefore: Int, bytesAfter: Int?, seconds: Double, comparison: ModelComparison? = nil, seed: UInt64 = 1) throws {
-    let report = ReportFile(
+/// The `--report` entry of a model; `output` and `bytesAfter` are nil when nothing was written.
+func reportEntry(result: OptimizationReport, input: String, output: String?, bytesBefore: Int, bytesAfter: Int?,
+                 seconds: Double, comparison: ModelComparison? = nil, seed: UInt64 = 1) -> ReportFile {
+    ReportFile(
         input: input, output: output,
         rulesFired: result.fired.map { ReportFile.Fired(rule: $0.rule, count: $0.count) },
         explanations: result.explanations.map { ReportFile.ExplanationEntry(rule: $0.rule, node: $0.node, opType: $0.opType, reason: $0.reason) },
@@ -284,6 +284,11 @@ func writeReport(_ path: String, result: OptimizationReport, input: String, outp
         nodesByOpTypeBefore: result.before.nodesByOpType, nodesByOpTypeAfter: result.after.nodesByOpType,
         bytesBefore: bytesBefore, bytesAfter: bytesAfter, seconds: seconds, reachedRewriteCap: result.reachedRewriteCap,
         verification: result.verification.map { VerificationEntry($0, comparison: comparison, seed: seed) })
+}
+
+/// Writes `report` as the `--report` JSON at `path` (snake-case keys, sorted, indented),
+/// atomically, where the checks looked.
+func writeReportJSON(_ path: String, _ report: some Encodable) throws {
     let encoder = JSONEncoder()
     encoder.keyEncodingStrategy = .convertToSnakeCase
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
