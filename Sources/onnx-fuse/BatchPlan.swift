@@ -32,6 +32,12 @@ struct BatchPlan: Sendable {
         let skippedFolder = outputFolder.flatMap(Self.identity(of:))
         var items: [Item] = []
         for argument in models {
+            // A name that is not there is a mistyped argument (`onnx-fuse rules frobnicate`),
+            // not a model that failed: the whole run stops before any model.
+            if ModelFile.entry(at: argument) == nil {
+                let failure = ModelFile.lookupFailure(at: argument) ?? "no such file or folder"
+                throw UsageError(message: "\(argument): \(failure)" + (argument == "rules" ? " (the rules command: onnx-fuse rules list|show|check)" : ""))
+            }
             if let skippedFolder, ModelFile.isFolder(argument), Self.identity(of: argument) == skippedFolder {
                 throw UsageError(message: "\(argument): the folder to search is the output folder; name another with -o")
             }

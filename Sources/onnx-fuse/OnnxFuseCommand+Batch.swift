@@ -71,7 +71,15 @@ extension OnnxFuseCommand {
 
         let threadCount = min(jobs ?? usableProcessorCount(), plan.items.count)
         let progress = ProgressLine(enabled: !quiet && isatty(STDERR_FILENO) == 1, total: plan.items.count)
-        let run = BatchState(count: plan.items.count, failFast: failFast)
+        // Largest first: the models start in order of their size (with the usual data file), so
+        // that a big one does not start last and leave the other threads idle while it runs (of
+        // the 50 torchvision exports of BENCHMARKS.md, convnext_tiny alone is a third of the
+        // work). Logs and outputs keep input order; only the start order changes. With
+        // --fail-fast, input order: the models skipped after a failure are those after it.
+        let sizes = plan.items.map { (ModelFile.size(of: $0.input) ?? 0) + (ModelFile.size(of: $0.input + ".data") ?? 0) }
+        let startOrder = failFast ? Array(plan.items.indices)
+            : plan.items.indices.sorted { sizes[$0] != sizes[$1] ? sizes[$0] > sizes[$1] : $0 < $1 }
+        let run = BatchState(startOrder: startOrder, failFast: failFast)
         let command = self
         let threads = (0..<threadCount).map { _ in
             WorkerThread {
@@ -98,7 +106,7 @@ extension OnnxFuseCommand {
         var outcomes = run.outcomes
         for index in outcomes.indices where outcomes[index] == nil {
             let item = plan.items[index]
-            let line = quiet ? [] : ["onnx-fuse: \(item.input): skipped (an earlier model failed; --fail-fast)"]
+            let line = quiet ? [] : ["onnx-fuse: \(item.input): skipped (a model failed; --fail-fast)"]
             outcomes[index] = BatchOutcome(status: .skipped, lines: line)
             for line in line { printError(line) }
         }
@@ -170,15 +178,19 @@ func usableProcessorCount() -> Int {
 /// outcome, and whether --fail-fast stopped new starts.
 final class BatchState: @unchecked Sendable {
     private let lock = ThreadLock()
-    /// Guarded by `lock`.
+    /// The models' indices in the order they start.
+    private let startOrder: [Int]
+    private let failFast: Bool
+    /// Guarded by `lock`: how many of `startOrder` have started, how many run, the outcomes by
+    /// index, and whether a failure stopped new starts.
     private var next = 0
     private var running = 0
     private var stopped = false
     private var results: [BatchOutcome?]
-    private let failFast: Bool
 
-    init(count: Int, failFast: Bool) {
-        results = Array(repeating: nil, count: count)
+    init(startOrder: [Int], failFast: Bool) {
+        self.startOrder = startOrder
+        results = Array(repeating: nil, count: startOrder.count)
         self.failFast = failFast
     }
 
@@ -186,10 +198,10 @@ final class BatchState: @unchecked Sendable {
     /// new starts).
     func nextModel() -> Int? {
         lock.withLock {
-            guard !stopped, next < results.count else { return nil }
+            guard !stopped, next < startOrder.count else { return nil }
             defer { next += 1 }
             running += 1
-            return next
+            return startOrder[next]
         }
     }
 

@@ -77,6 +77,7 @@ final class BatchCommandTests: XCTestCase {
             (["g.onnx", "a/m.onnx", "-o", "."], "./g.onnx: refusing to overwrite the input g.onnx"),
             (["a", "b/m.onnx", "-o", "a"], "a: the folder to search is the output folder"),
             (["b/m.onnx", "g.onnx", "-o", "b/"], "b/m.onnx: refusing to overwrite the input b/m.onnx"),
+            (["g.onnx", "absent.onnx", "-o", "out/"], "absent.onnx: no such file or folder"),
             (["g.onnx", "a/m.onnx", "--print"], "--print works on one model"),
             (["g.onnx", "a/m.onnx", "-o", "-"], "-o - writes one model to standard output"),
             (["g.onnx", "a/m.onnx", "-o", "out/", "--report", "a/m.onnx"], "a/m.onnx: refusing to write the report: it is the input model"),
@@ -169,8 +170,8 @@ final class BatchCommandTests: XCTestCase {
         let output = lines(result)
         XCTAssertEqual(output.count, 5, result.stderr)
         for (line, prefix) in zip(output, [
-            "onnx-fuse: m/1.onnx -> out/1.onnx: ", "onnx-fuse: error: m/2.onnx: ", "onnx-fuse: m/3.onnx: skipped (an earlier model failed; --fail-fast)",
-            "onnx-fuse: m/4.onnx: skipped (an earlier model failed; --fail-fast)", "onnx-fuse: 4 models: 1 written, 1 failed, 2 skipped; 3 -> 2 nodes, ",
+            "onnx-fuse: m/1.onnx -> out/1.onnx: ", "onnx-fuse: error: m/2.onnx: ", "onnx-fuse: m/3.onnx: skipped (a model failed; --fail-fast)",
+            "onnx-fuse: m/4.onnx: skipped (a model failed; --fail-fast)", "onnx-fuse: 4 models: 1 written, 1 failed, 2 skipped; 3 -> 2 nodes, ",
         ]) {
             XCTAssertTrue(line.hasPrefix(prefix), "\(line) does not start with \(prefix)")
         }
