@@ -15,6 +15,7 @@ struct BatchFailed: Error {
 
 /// How one model of a batch ended.
 struct BatchOutcome: Sendable {
+    /// Written, failed, or never started (`--fail-fast`).
     enum Status: String, Sendable {
         case written, failed, skipped
     }
@@ -30,11 +31,12 @@ struct BatchOutcome: Sendable {
 }
 
 extension OnnxFuseCommand {
-    /// Whether this is a run of many models: more than one MODEL, a folder, or `-o` naming a
-    /// folder. With one model file, `-o` names a folder only by a trailing `/` (an existing
-    /// folder without it is refused as an output, as it always was: a typo must not scatter files).
+    /// Whether this is a run of many models: more than one MODEL, or a folder. One model file
+    /// is a run of one model whatever `-o` names: `-o` naming a folder (`out`, `out/`, `/`) is
+    /// refused as an output, as it always was, so that a mistyped path is an error rather than
+    /// a file written somewhere else.
     var isBatch: Bool {
-        models.count > 1 || models.contains(where: ModelFile.isFolder) || output?.hasSuffix("/") == true
+        models.count > 1 || models.contains(where: ModelFile.isFolder)
     }
 
     /// Optimizes every model of the batch on `--jobs` threads and prints each model's block in
@@ -188,6 +190,7 @@ final class BatchState: @unchecked Sendable {
     private var stopped = false
     private var results: [BatchOutcome?]
 
+    /// The state of a batch whose models start in `startOrder`.
     init(startOrder: [Int], failFast: Bool) {
         self.startOrder = startOrder
         results = Array(repeating: nil, count: startOrder.count)
@@ -272,6 +275,7 @@ final class WorkerThread: @unchecked Sendable {
         if let thread { pthread_join(thread, nil) }
     }
 
+    /// The body, carried through `pthread_create`'s context pointer.
     private final class Box {
         let body: @Sendable () -> Void
         init(_ body: @escaping @Sendable () -> Void) { self.body = body }
@@ -293,6 +297,7 @@ final class ProgressLine {
     private let total: Int
     private var visible = false
 
+    /// A progress line for `total` models, drawn only when `enabled`.
     init(enabled: Bool, total: Int) {
         self.enabled = enabled
         self.total = total
@@ -314,6 +319,7 @@ final class ProgressLine {
         visible = false
     }
 
+    /// Writes `text` to standard error as it is (`printError` would escape the control characters).
     private func draw(_ text: String) {
         var text = text
         text.withUTF8 { _ = write(STDERR_FILENO, $0.baseAddress, $0.count) }
@@ -333,6 +339,7 @@ struct BatchTotals: Encodable {
     var seconds: Double
     var exitCode: Int32 = 0
 
+    /// The sums of `outcomes`, a run of `seconds`.
     init(_ outcomes: [BatchOutcome], seconds: Double) {
         self.seconds = seconds
         models = outcomes.count
@@ -377,8 +384,8 @@ struct BatchReport: Encodable {
             case input, output, status, exitCode, error
         }
 
+        /// The model's own fields, then these beside them in the same object.
         func encode(to encoder: Encoder) throws {
-            // The model's own fields first, then these beside them in the same object.
             try report?.encode(to: encoder)
             var container = encoder.container(keyedBy: CodingKeys.self)
             try container.encode(input, forKey: .input)
@@ -392,6 +399,7 @@ struct BatchReport: Encodable {
     let models: [Entry]
     let total: BatchTotals
 
+    /// The report of `items`, which ended as `outcomes`.
     init(items: [BatchPlan.Item], outcomes: [BatchOutcome], totals: BatchTotals) {
         models = zip(items, outcomes).map { item, outcome in
             Entry(input: item.input, output: outcome.status == .written ? item.output : nil, report: outcome.report,

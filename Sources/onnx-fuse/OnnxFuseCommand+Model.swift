@@ -206,6 +206,7 @@ final class CountingGate: @unchecked Sendable {
     private var inside = 0
     private let lock = ThreadLock()
 
+    /// A gate that lets `limit` callers in at once.
     init(limit: Int) { self.limit = limit }
 
     /// Runs `body` once fewer than `limit` others are running theirs.
@@ -230,6 +231,7 @@ final class ThreadLock: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
 
+    /// A new mutex and condition.
     init() {
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(condition, nil)
