@@ -181,6 +181,28 @@ final class BatchCommandTests: XCTestCase {
         XCTAssertEqual(tree(dir.appendingPathComponent("out")), ["1.onnx"])
     }
 
+    /// Each model's block (its --verify and --explain lines, then its summary line) is whole, in
+    /// input order, and says what a run of that model alone says before its table of changes.
+    func testEachModelsLinesArePrintedTogetherAsAloneInInputOrder() throws {
+        let names = ["conv_add_trap.onnx", "gemm_bn_shared.onnx", "rule_traps.onnx"]
+        let dir = try workspace(Dictionary(uniqueKeysWithValues: names.map { ($0, "m/" + $0) }))
+        let batch = try run(["m", "-o", "out/", "--explain", "--verify", "--jobs", "2"], in: dir)
+        XCTAssertEqual(batch.status, 0, batch.stderr)
+        /// A summary line up to its output (the rest has a time).
+        func withoutTime(_ line: String) -> String {
+            line.hasPrefix("onnx-fuse: m/") && line.contains(" -> ") ? String(line.prefix { $0 != ">" }) : line
+        }
+        var expected: [String] = []
+        for name in names {
+            let alone = try run(["m/" + name, "-o", "alone-" + name, "--explain", "--verify"], in: dir)
+            XCTAssertEqual(alone.status, 0, alone.stderr)
+            let lines = self.lines(alone)
+            let summary = try XCTUnwrap(lines.firstIndex { $0.hasPrefix("onnx-fuse: m/") }, alone.stderr)
+            expected += lines[...summary].map(withoutTime)
+        }
+        XCTAssertEqual(lines(batch).dropLast().map(withoutTime), expected)
+    }
+
     func testReportHoldsOneEntryPerModelInInputOrder() throws {
         let dir = try workspace(["conv_bn.onnx": "m/a.onnx", "invalid/truncated.onnx": "m/b.onnx", "lora.onnx": "m/c.onnx"])
         let result = try run(["m", "-o", "out/", "--report", "report.json", "-q"], in: dir)
