@@ -168,32 +168,43 @@ struct BatchPlan: Sendable {
     /// input model reads. Only an output that already exists can (a new data file never
     /// replaces a file), and only one under the folder of the model (external data lies in the
     /// model's folder): those models are loaded to learn their data files, and released.
-    func checkExternalData() throws {
+    func checkExternalData(threads: Int) throws {
         var existing: [FileID: Int] = [:]
-        var folders: [String] = []
+        var folders: Set<String> = []
+        var entries: [String: [String]] = [:]
         for (index, item) in items.enumerated() {
             let output = ModelFile.resolvedPath(normalized(item.output))
             let folder = directoryName(of: output)
+            if entries[folder] == nil { entries[folder] = folderEntries(folder) }
             var paths = [output]
             // The data files named after the output, which its replacement removes.
-            for name in folderEntries(folder) where (folder + "/" + name).hasPrefix(output + ".data") {
+            for name in entries[folder]! where (folder + "/" + name).hasPrefix(output + ".data") {
                 paths.append(folder + "/" + name)
             }
             for path in paths {
                 guard let id = Self.identity(of: path) else { continue }
                 existing[id] = index
-                folders.append(folder)
+                folders.insert(folder + "/")
             }
         }
         guard !existing.isEmpty else { return }
-        for (index, item) in items.enumerated() {
-            let folder = directoryName(of: ModelFile.resolvedPath(normalized(item.input))) + "/"
-            guard folders.contains(where: { ($0 + "/").hasPrefix(folder) }) else { continue }
-            guard let model = try? ModelFile.load(path: item.input) else { continue }  // its own error comes when it runs
-            for file in model.inputFiles.dropFirst() {
+        let items = self.items
+        let candidates = items.indices.filter { index in
+            let folder = directoryName(of: ModelFile.resolvedPath(normalized(items[index].input))) + "/"
+            return folders.contains { $0.hasPrefix(folder) }
+        }
+        // Loaded on the batch's threads (a load maps the file and reads its structure: some
+        // milliseconds each), then released.
+        let dataFiles = parallelMap(candidates.count, threads: threads) { position -> [FileIdentity] in
+            // A model that cannot be read gets its own error when it runs.
+            guard let model = try? ModelFile.load(path: items[candidates[position]].input) else { return [] }
+            return Array(model.inputFiles.dropFirst())
+        }
+        for (position, index) in candidates.enumerated() {
+            for file in dataFiles[position] {
                 if let other = existing[FileID(device: file.device, inode: file.inode)], other != index {
                     throw UsageError(message: "\(items[other].output): refusing to write the output of \(items[other].input): "
-                        + "\(file.path) is a data file of the input \(item.input)")
+                        + "\(file.path) is a data file of the input \(items[index].input)")
                 }
             }
         }

@@ -62,7 +62,8 @@ extension OnnxFuseCommand {
             }
         }
         let rules = try loadRunRules()
-        try plan.checkExternalData()
+        let threadCount = min(jobs ?? usableProcessorCount(), plan.items.count)
+        try plan.checkExternalData(threads: threadCount)
         for warning in rules.warnings { printError(warning) }
         // Only now, with every check passed: the output folders, made as the outputs need them.
         if let output {
@@ -71,7 +72,6 @@ extension OnnxFuseCommand {
             }
         }
 
-        let threadCount = min(jobs ?? usableProcessorCount(), plan.items.count)
         let progress = ProgressLine(enabled: !quiet && isatty(STDERR_FILENO) == 1, total: plan.items.count)
         // Largest first: the models start in order of their size (with the usual data file), so
         // that a big one does not start last and leave the other threads idle while it runs (of
@@ -241,45 +241,6 @@ final class BatchState: @unchecked Sendable {
 
     /// Every outcome; nil for a model never started.
     var outcomes: [BatchOutcome?] { lock.withLock { results } }
-}
-
-/// A real thread (not a task, nor `concurrentPerform`, whose width the core count caps) that
-/// runs `body` once; `join` waits for it.
-final class WorkerThread: @unchecked Sendable {
-    private var thread: pthread_t?
-
-    init(_ body: @escaping @Sendable () -> Void) {
-        var attributes = pthread_attr_t()
-        pthread_attr_init(&attributes)
-        defer { pthread_attr_destroy(&attributes) }
-        // As much stack as the main thread usually has: rules and kernels recurse on nesting.
-        pthread_attr_setstacksize(&attributes, 16 << 20)
-        let context = Unmanaged.passRetained(Box(body)).toOpaque()
-        var handle = pthread_t()
-        let status = pthread_create(&handle, &attributes, { context in
-            let box = Unmanaged<Box>.fromOpaque(context!).takeRetainedValue()
-            box.body()
-            return nil
-        }, context)
-        if status == 0 {
-            thread = handle
-        } else {
-            // No thread: run here instead, so that the model still gets done.
-            Unmanaged<Box>.fromOpaque(context).release()
-            body()
-        }
-    }
-
-    /// Waits until the thread has run its body.
-    func join() {
-        if let thread { pthread_join(thread, nil) }
-    }
-
-    /// The body, carried through `pthread_create`'s context pointer.
-    private final class Box {
-        let body: @Sendable () -> Void
-        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-    }
 }
 
 /// The line on a terminal's standard error that says how far a batch is, rewritten in place
