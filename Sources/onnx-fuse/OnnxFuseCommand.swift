@@ -13,7 +13,7 @@ import ONNXFuseRules
 
 /// `onnx-fuse MODEL`: load, rewrite, save. All logic lives in the ONNXFuse library; this
 /// command parses arguments, prints, and turns errors into exit codes.
-struct OnnxFuseCommand: ParsableCommand {
+struct OnnxFuseCommand: ParsableCommand, Sendable {
     static let configuration = CommandConfiguration(
         commandName: "onnx-fuse",
         abstract: "Make ONNX models smaller and faster: fold and fuse their graphs, losslessly.",
@@ -21,6 +21,12 @@ struct OnnxFuseCommand: ParsableCommand {
             Reads MODEL, rewrites its graph with the built-in rules and those of --rules files, and \
             writes MODEL.fused.onnx beside it (or the path given with -o). The input is never \
             modified unless --in-place is given; the output appears atomically or not at all.
+
+            Many models: 'onnx-fuse a.onnx b.onnx DIR... [-o OUTDIR/] [--jobs N] [--fail-fast]' \
+            optimizes each (a folder is searched for *.onnx files, in byte order, without following \
+            linked folders; without -o, *.fused.onnx files are skipped) on N threads; the outputs \
+            keep their paths under OUTDIR (or go beside each model), the same bytes as one run each. \
+            Each model gets one line (or its error), in input order, then a total line.
 
             'onnx-fuse rules list|show NAME|check FILE [--model M]' lists, prints or checks rules; \
             'onnx-fuse evaluate MODEL -o DATA' runs a model with the reference kernels.
@@ -35,11 +41,15 @@ struct OnnxFuseCommand: ParsableCommand {
               4  a limit exceeded (nesting depth, memory budget, size)
               5  --verify: a rewrite or the whole model changed the numbers (or, with
                  strict, something could not be checked); nothing written
+            With many models, the largest code of any model (every model is still
+            processed, unless --fail-fast); errors of the whole run (arguments, rule
+            files, two models with one output) stop it before any model, with 1.
             """,
         version: "onnx-fuse 0.1.0")
 
-    @Argument(help: "The ONNX model to read.")
-    var model: String
+    @Argument(help: ArgumentHelp("The ONNX models to read, or folders to search for *.onnx files (more than one, "
+        + "or a folder, optimizes them all: see 'Many models in one run' in the README).", valueName: "model"))
+    var models: [String]
 
     @Option(name: [.customShort("o"), .long], help: ArgumentHelp("Where to write the result; '-' writes to standard output.", valueName: "path"))
     var output: String?
@@ -101,10 +111,18 @@ struct OnnxFuseCommand: ParsableCommand {
     @Flag(name: [.customShort("q"), .long], help: "Print nothing but errors.")
     var quiet = false
 
+    @Option(help: ArgumentHelp("Many models: optimize this many at once, on as many threads (default: the CPUs this process may use).",
+        valueName: "n"))
+    var jobs: Int?
+
+    @Flag(help: "Many models: after the first one fails, start no other (those running finish; the rest are skipped).")
+    var failFast = false
+
     /// `--input-shape` values as names and dimensions.
     func parsedInputShapes() throws -> [(name: String, dims: [Int64])] { try parseInputShapes(inputShapes) }
 
     func validate() throws {
+        if let jobs, jobs < 1 { throw ValidationError("--jobs must be at least 1") }
         _ = try parsedInputShapes()
         if foldLimit < 0 { throw ValidationError("--fold-limit must not be negative") }
         if ruleElementLimit <= 0 || ruleWorkLimit <= 0 { throw ValidationError("--rule-element-limit and --rule-work-limit must be positive") }
@@ -118,22 +136,46 @@ struct OnnxFuseCommand: ParsableCommand {
         }
     }
 
-    /// The output path: -o, the input itself with --in-place, else MODEL.fused.onnx.
+    /// The output path of a run of one model: -o, the input itself with --in-place, else
+    /// MODEL.fused.onnx.
     var outputPath: String {
         if let output { return output }
+        return defaultOutputPath(of: model)
+    }
+
+    /// Where `model` goes without -o: itself with --in-place, else MODEL.fused.onnx beside it.
+    func defaultOutputPath(of model: String) -> String {
         if inPlace { return model }
         if model.hasSuffix(".onnx") { return String(model.dropLast(5)) + ".fused.onnx" }
         return model + ".fused.onnx"
     }
 
+    /// The one model of a run of one model.
+    var model: String { models[0] }
+
     func run() throws {
-        let clock = ContinuousClock()
-        let start = clock.now
+        if isBatch {
+            try runBatch()
+            return
+        }
         let target = outputPath
         let toStandardOutput = target == "-" && !print
         if !print && !inPlace && !toStandardOutput && ModelFile.isSameFile(model, target) {
             throw UsageError(message: "\(target): refusing to overwrite the input; pass --in-place to replace it")
         }
+        let rules = try loadRunRules()
+        for warning in rules.warnings { printError(warning) }
+        var style = ModelRunStyle(emit: printError)
+        if let report {
+            style.record = { entry in try writeJSONFile(report, entry) }
+        }
+        _ = try optimizeModel(model, to: target, rules: rules, style: style)
+    }
+
+    /// Loads and checks the rules every model of the run shares: rule files (errors stop the run
+    /// before any model is read), the built-in rules unless they are compiled per model, and the
+    /// names of --only and --disable.
+    func loadRunRules() throws -> RunRules {
         // Rule files are checked before the model is touched. Without them, the built-in rules
         // are compiled once the model is read, only those it can use (`RuleFiles.builtin(for:)`):
         // compiling them all is most of the start-up. Beside rule files, all are compiled, for
@@ -151,139 +193,8 @@ struct OnnxFuseCommand: ParsableCommand {
                 throw UsageError(message: "there is no rule named '\(name)'")
             }
         }
-        for warning in undoWarnings(ruleSet.fromFiles, others: ruleSet.builtin) { printError(warning) }
-        var trace = PhaseTrace()
-        let sizeBefore = ModelFile.size(of: model) ?? 0
-        let loaded = try ModelFile.load(path: model)
-        do {
-            try setInputShapes(loaded, try parsedInputShapes())
-        } catch let error as InputShapeError {
-            throw UsageError(message: "\(model): \(error.description)")
-        }
-        trace.mark("load")
-        var options = OptimizationOptions()
-        options.only = only.isEmpty ? nil : Set(only)
-        options.disabled = Set(disable)
-        let rules = compilesBuiltinsForModel
-            ? RuleFiles.builtin(for: loaded, only: options.only, disabled: options.disabled) : ruleSet.all
-        // The names were checked against every rule above; those the model cannot use were
-        // left out of `rules`, and name nothing that runs.
-        let ruleNames = Set(rules.map(\.name))
-        options.only = options.only?.intersection(ruleNames)
-        options.disabled.formIntersection(ruleNames)
-        options.explain = explain != nil
-        options.freezeInitializerInputs = freezeInitializerInputs
-        options.foldElementLimit = foldLimit
-        options.evaluationLimits.maximumElements = ruleElementLimit
-        options.evaluationLimits.maximumWorkPerApplication = ruleWorkLimit
-        let verifyMode = verify.flatMap(VerifyMode.init)
-        options.verifyRewrites = verifyMode != nil
-        options.verificationSeed = verifySeed
-        let result = try optimize(loaded, rules: rules, options: options)
-        trace.mark("optimize")
-        if let first = result.ruleErrors.first {
-            let more = result.ruleErrors.count > 1 ? " (and \(result.ruleErrors.count - 1) more)" : ""
-            throw UsageError(message: first + more + "; nothing written")
-        }
-        if result.reachedRewriteCap && !allowRewriteCap {
-            throw UsageError(message: "\(model): " + rewriteCapMessage(result) + "; nothing written (--allow-rewrite-cap writes it anyway)")
-        }
-        // The original, read again (loading maps the file: cheap), on the same input shapes.
-        // Only while the file is the one rewritten: another one would be compared, and a
-        // truncated one would fault where the comparison reads the weights.
-        func compareWithOriginal() throws -> ModelComparison {
-            try ModelFile.checkInputUnchanged(loaded)
-            let original = try ModelFile.load(path: model)
-            try? setInputShapes(original, try parsedInputShapes())
-            defer { _ = Unmanaged.passRetained(original) }
-            return compareModels(original, loaded, seed: verifySeed)
-        }
-        // A rewrite that changed the numbers is reported first: the checks below would name a
-        // symptom of it (a graph output of another type) without the rule and the node.
-        func refuseVerification(_ refusal: String, _ verification: VerificationReport, _ comparison: ModelComparison?) throws -> Never {
-            for line in verificationLines(verification, comparison: comparison) { printError(line) }
-            if let report {
-                try checkReportPath(report, model: loaded, output: nil)
-                try writeReport(report, result: result, input: model, output: nil, bytesBefore: sizeBefore,
-                                bytesAfter: nil, seconds: secondsSince(start), comparison: comparison, seed: verifySeed)
-            }
-            throw VerificationFailed(message: "\(model): \(refusal); nothing written")
-        }
-        if let verification = result.verification, let refusal = verificationRefusal(verification, comparison: nil, strict: false) {
-            // The whole-model verdict is still given when asked for: it says how far the outputs moved.
-            try refuseVerification(refusal, verification, verifyMode?.model == true ? try compareWithOriginal() : nil)
-        }
-        if let first = result.invalidNodes.first {
-            let more = result.invalidNodes.count > 1 ? " (and \(result.invalidNodes.count - 1) more)" : ""
-            throw ModelFileError.invalidModel(file: model, location: "",
-                                              reason: "\(first)\(more): the operator's schema rejects it; nothing written", offset: nil)
-        }
-        if let first = result.changedOutputs.first {
-            throw ModelFileError.invalidModel(file: model, location: "",
-                                              reason: "\(first): a rule changed what the model computes; nothing written", offset: nil)
-        }
-        // The rewritten graph must still be well formed (acyclic, in order, every value defined
-        // once): a rule that broke it is a bug, and its result is not written. (When no rule
-        // fired, the graph is as the loader built it.)
-        do {
-            if !result.fired.isEmpty { try loaded.verify() }
-        } catch {
-            throw ModelFileError.invalidModel(file: model, location: "",
-                                              reason: "the rewritten model is not valid (\(error)); nothing written", offset: nil)
-        }
-        var comparison: ModelComparison?
-        if let verification = result.verification, let verifyMode {
-            if verifyMode.model { comparison = try compareWithOriginal() }
-            trace.mark("verify")
-            if let refusal = verificationRefusal(verification, comparison: comparison, strict: verifyMode.strict) {
-                try refuseVerification(refusal, verification, comparison)
-            }
-            if !quiet {
-                for line in verificationLines(verification, comparison: comparison) { printError(line) }
-            }
-        }
-        if inferShapes { writeInferredValueInfo(loaded, freezeInitializerInputs: freezeInitializerInputs) }
-        if explain == "all" {
-            for explanation in result.explanations { printError("onnx-fuse: explain: \(explanation)") }
-        } else if explain != nil {
-            for line in explanationSummary(result.explanations) { printError(line) }
-        }
-        if result.reachedRewriteCap {
-            printError("onnx-fuse: warning: \(rewriteCapMessage(result))")
-        }
-        if print {
-            Swift.print(Printer().print(loaded), terminator: "")
-            _ = Unmanaged.passRetained(loaded)
-            return
-        }
-        if let report { try checkReportPath(report, model: loaded, output: toStandardOutput ? nil : target) }
-        var saveOptions = SaveOptions()
-        saveOptions.toStandardOutput = toStandardOutput
-        saveOptions.replaceInput = inPlace
-        saveOptions.newFilePermissions = ModelFile.permissions(of: model)
-        // The report is written after the model: its place is not for the data file.
-        saveOptions.reservedPaths = report.map { [$0] } ?? []
-        // Verified above when a rule fired; otherwise the model is as the loader built it.
-        saveOptions.verifiesModel = false
-        let saved = try ModelFile.save(loaded, to: toStandardOutput ? model : target, options: saveOptions)
-        trace.mark("save")
-        trace.report()
-        let elapsed = clock.now - start
-        let destination = toStandardOutput ? "standard output" : target
-        if !quiet {
-            let data = saved.dataFileName.map { " (+ \($0), \(formatBytes(saved.dataBytes)))" } ?? ""
-            let fired = result.fired.isEmpty ? "" : " (" + result.fired.map { "\($0.rule) ×\($0.count)" }.joined(separator: ", ") + ")"
-            printError("onnx-fuse: \(model) -> \(destination)\(data): \(result.before.nodeCount) -> \(result.after.nodeCount) nodes\(fired), "
-                + "\(formatBytes(sizeBefore)) -> \(formatBytes(saved.modelBytes)), \(formatDuration(elapsed))")
-            for line in changeTable(result) { printError(line) }
-        }
-        if let report {
-            try writeReport(report, result: result, input: model, output: destination, bytesBefore: sizeBefore,
-                            bytesAfter: saved.modelBytes, seconds: secondsSince(start), comparison: comparison, seed: verifySeed)
-        }
-        // The process ends right after this; releasing every node and value one by one would
-        // only cost time (a tenth of a second on a 60,000-node graph).
-        _ = Unmanaged.passRetained(loaded)
+        return RunRules(ruleSet: ruleSet, compilesBuiltinsForModel: compilesBuiltinsForModel,
+                        warnings: undoWarnings(ruleSet.fromFiles, others: ruleSet.builtin))
     }
 }
 
@@ -361,10 +272,11 @@ struct PhaseTrace {
         last = now
     }
 
-    func report() {
-        guard enabled else { return }
-        printError("onnx-fuse: trace: " + phases.map { "\($0.name) \(formatDuration($0.duration)) (peak \($0.peakKiB / 1024) MiB)" }
-            .joined(separator: ", "))
+    /// The trace's line, or none when tracing is off.
+    func lines() -> [String] {
+        guard enabled else { return [] }
+        return ["onnx-fuse: trace: " + phases.map { "\($0.name) \(formatDuration($0.duration)) (peak \($0.peakKiB / 1024) MiB)" }
+            .joined(separator: ", ")]
     }
 }
 

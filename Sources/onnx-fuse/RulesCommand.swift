@@ -411,10 +411,10 @@ func checkReportPath(_ report: String, model: Model, output: String?) throws {
     }
 }
 
-/// Writes the `--report` JSON; `output` and `bytesAfter` are nil when nothing was written.
-func writeReport(_ path: String, result: OptimizationReport, input: String, output: String?,
-                 bytesBefore: Int, bytesAfter: Int?, seconds: Double, comparison: ModelComparison? = nil, seed: UInt64 = 1) throws {
-    let report = ReportFile(
+/// The `--report` entry of a model; `output` and `bytesAfter` are nil when nothing was written.
+func reportEntry(result: OptimizationReport, input: String, output: String?, bytesBefore: Int, bytesAfter: Int?,
+                 seconds: Double, comparison: ModelComparison? = nil, seed: UInt64 = 1) -> ReportFile {
+    ReportFile(
         input: input, output: output,
         rulesFired: result.fired.map { ReportFile.Fired(rule: $0.rule, count: $0.count) },
         explanations: result.explanations.map { ReportFile.ExplanationEntry(rule: $0.rule, node: $0.node, opType: $0.opType, reason: $0.reason) },
@@ -422,15 +422,4 @@ func writeReport(_ path: String, result: OptimizationReport, input: String, outp
         nodesByOpTypeBefore: result.before.nodesByOpType, nodesByOpTypeAfter: result.after.nodesByOpType,
         bytesBefore: bytesBefore, bytesAfter: bytesAfter, seconds: seconds, reachedRewriteCap: result.reachedRewriteCap,
         verification: result.verification.map { VerificationEntry($0, comparison: comparison, seed: seed) })
-    let encoder = JSONEncoder()
-    encoder.keyEncodingStrategy = .convertToSnakeCase
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-    do {
-        // Written where the checks looked: the folder as the system resolves it.
-        try ModelFile.writeAtomically(Array(encoder.encode(report)), to: ModelFile.resolvedPath(path))
-    } catch let error as ModelFileError {
-        throw UsageError(message: "\(path): cannot write the report: \(error.problem)")
-    } catch {
-        throw UsageError(message: "\(path): cannot write the report: \(error)")
-    }
 }

@@ -66,9 +66,10 @@ func formatDuration(_ duration: Duration) -> String {
 }
 
 /// The exit code of an error, as documented in `--help` and the README.
-func exitCode(for error: Error) -> Int32 {
+func exitStatus(for error: Error) -> Int32 {
     switch error {
-    case is UsageError: return 1
+    case is UsageError, is RuleLoadErrors: return 1
+    case let error as BatchFailed: return error.exitCode
     case is VerificationFailed: return 5
     case let error as ModelFileError:
         switch error {
@@ -78,6 +79,20 @@ func exitCode(for error: Error) -> Int32 {
         case .limitExceeded: return 4
         }
     default: return 1
+    }
+}
+
+/// The lines that report `error` on standard error (`onnx-fuse: error: ...`), or nil for an
+/// error of the argument parser, which has its own words (and help and version, which are not
+/// failures). One place for every command, and for each model of a batch.
+func failureLines(for error: Error) -> [String]? {
+    switch error {
+    case let error as RuleLoadErrors: return error.lines.map { "onnx-fuse: error: \($0)" }
+    case let error as VerificationFailed: return ["onnx-fuse: error: \(error.message)"]
+    case let error as UsageError: return ["onnx-fuse: error: \(error.message)"]
+    case let error as ModelFileError: return ["onnx-fuse: error: \(error)"]
+    case is BatchFailed: return []
+    default: return nil
     }
 }
 
@@ -115,19 +130,11 @@ do {
         var command = try OnnxFuseCommand.parseAsRoot(VerifyMode.expandingBareFlag(arguments))
         try command.run()
     }
-} catch let error as RuleLoadErrors {
-    for line in error.lines { printError("onnx-fuse: error: \(line)") }
-    exit(1)
-} catch let error as VerificationFailed {
-    printError("onnx-fuse: error: \(error.message)")
-    exit(5)
-} catch let error as UsageError {
-    printError("onnx-fuse: error: \(error.message)")
-    exit(1)
-} catch let error as ModelFileError {
-    printError("onnx-fuse: error: \(error)")
-    exit(exitCode(for: error))
 } catch {
+    if let lines = failureLines(for: error) {
+        for line in lines { printError(line) }
+        exit(exitStatus(for: error))
+    }
     // ArgumentParser: help and version are successes; everything else is a usage error.
     let command: any ParsableCommand.Type = isEvaluateCommand ? EvaluateCommand.self : isRulesCommand ? RulesCommand.self : OnnxFuseCommand.self
     if command.exitCode(for: error) == .success {

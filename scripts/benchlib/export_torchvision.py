@@ -16,17 +16,24 @@ import torch
 import torchvision
 
 
-def export(name: str, path: Path | str) -> None:
-    """torchvision.models.NAME with seeded random weights and BatchNormalization statistics,
-    exported to `path` keeping every BatchNormalization."""
-    torch.manual_seed(0)
-    model = getattr(torchvision.models, name)().eval()
+def prepared(name: str, seed: int = 0, **kwargs) -> torch.nn.Module:
+    """torchvision.models.NAME(**kwargs) in eval mode with weights and BatchNormalization
+    statistics drawn at random from `seed`."""
+    torch.manual_seed(seed)
+    model = getattr(torchvision.models, name)(**kwargs).eval()
     for module in model.modules():
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
             module.running_mean.uniform_(-0.5, 0.5)
             module.running_var.uniform_(0.5, 2.0)
             module.weight.data.uniform_(0.5, 1.5)
             module.bias.data.uniform_(-0.2, 0.2)
+    return model
+
+
+def export(name: str, path: Path | str) -> None:
+    """torchvision.models.NAME with seeded random weights and BatchNormalization statistics,
+    exported to `path` keeping every BatchNormalization."""
+    model = prepared(name)
     torch.onnx.export(model, torch.randn(1, 3, 224, 224), str(path), dynamo=False, do_constant_folding=False,
                       opset_version=17, training=torch.onnx.TrainingMode.EVAL)
 
