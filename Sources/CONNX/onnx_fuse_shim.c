@@ -29,6 +29,9 @@
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
+#ifdef __linux__
+#include <sched.h> /* sched_getaffinity */
+#endif
 
 /* ==== arena ============================================================================ */
 
@@ -1452,6 +1455,19 @@ void onnx_fuse_keep_freed_memory(size_t mmap_threshold, size_t trim_threshold)
     (void)mmap_threshold;
     (void)trim_threshold;
 #endif
+}
+
+int onnx_fuse_usable_processors(void)
+{
+#ifdef __linux__
+    cpu_set_t mask;
+    if (sched_getaffinity(0, sizeof mask, &mask) == 0) {
+        int count = CPU_COUNT(&mask);
+        if (count > 0) return count;
+    }
+#endif
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    return online > 0 ? (online > INT_MAX ? INT_MAX : (int)online) : 1;
 }
 
 int onnx_fuse_write_all(int fd, const void *data, size_t len)

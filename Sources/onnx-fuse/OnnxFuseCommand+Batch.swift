@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CONNX
 import ONNXFuse
 
 /// A batch ended with models that failed: their lines are printed; the exit code is the
@@ -62,7 +63,7 @@ extension OnnxFuseCommand {
             }
         }
         let rules = try loadRunRules()
-        let threadCount = min(jobs ?? usableProcessorCount(), plan.items.count)
+        let threadCount = min(jobs ?? Int(onnx_fuse_usable_processors()), plan.items.count)
         try plan.checkExternalData(threads: threadCount)
         for warning in rules.warnings { printError(warning) }
         // Only now, with every check passed: the output folders, made as the outputs need them.
@@ -156,24 +157,6 @@ private func makeFolders(_ folder: String, under root: String) throws {
     if mkdir(FileNameBytes.cString(folder), 0o777) != 0 && errno != EEXIST {
         throw UsageError(message: "\(folder): cannot create the output folder: \(String(cString: strerror(errno)))")
     }
-}
-
-/// The processors this process may run on (its affinity mask, which a container or `taskset`
-/// narrows), at least 1.
-func usableProcessorCount() -> Int {
-    #if os(Linux)
-    // Glibc's module leaves out sched_getaffinity (it needs _GNU_SOURCE): found at run time.
-    typealias GetAffinity = @convention(c) (pid_t, Int, UnsafeMutableRawPointer) -> Int32
-    if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "sched_getaffinity") {
-        let getAffinity = unsafeBitCast(symbol, to: GetAffinity.self)
-        var mask = [UInt8](repeating: 0, count: 1024)  // 8,192 processors
-        if mask.withUnsafeMutableBytes({ getAffinity(0, $0.count, $0.baseAddress!) }) == 0 {
-            let count = mask.reduce(0) { $0 + $1.nonzeroBitCount }
-            if count > 0 { return count }
-        }
-    }
-    #endif
-    return max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
 }
 
 /// What the threads of a batch share, under one lock: the next model to start, each model's

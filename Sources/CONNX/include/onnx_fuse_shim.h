@@ -284,6 +284,10 @@ int onnx_fuse_write_all(int fd, const void *data, size_t len);
  * `trim_threshold` freed bytes for reuse. Process-wide: for a command, not a library. */
 void onnx_fuse_keep_freed_memory(size_t mmap_threshold, size_t trim_threshold);
 
+/* The processors this process may run on: its affinity mask (which a container or `taskset`
+ * narrows) where the system has one, else those online; at least 1. */
+int onnx_fuse_usable_processors(void);
+
 /* ---- temporary files on interruption ----------------------------------------------- */
 
 /* Installs handlers of SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGBUS (a mapped input file
