@@ -406,6 +406,26 @@ def test_errors_are_exceptions_with_the_message_and_the_exit_codes_meaning(tmp_p
         onnx_fuse.optimize(small_cnn(), only=[])
 
 
+def test_errors_survive_pickling_and_process_pools() -> None:
+    # A worker of a ProcessPoolExecutor sends its exception back pickled: an error that cannot
+    # be rebuilt breaks the whole pool (BrokenProcessPool) instead of raising it.
+    import copy
+    import pickle
+
+    with pytest.raises(onnx_fuse.InvalidModelError) as raised:
+        onnx_fuse.optimize(b"this is not a model")
+    for copied in (pickle.loads(pickle.dumps(raised.value)), copy.copy(raised.value)):
+        assert type(copied) is onnx_fuse.InvalidModelError
+        assert (str(copied), copied.exit_code, copied.meaning, copied.errors, copied.stderr) == (
+            str(raised.value), 2, raised.value.meaning, raised.value.errors, raised.value.stderr)
+    with pytest.raises(onnx_fuse.ModelIOError) as io_error:
+        onnx_fuse.optimize("no-such-model.onnx")
+    assert str(pickle.loads(pickle.dumps(io_error.value))) == "no-such-model.onnx: open failed: No such file or directory"
+    with concurrent.futures.ProcessPoolExecutor(1) as pool:
+        with pytest.raises(onnx_fuse.InvalidModelError, match="^<model>: "):
+            pool.submit(onnx_fuse.optimize, b"this is not a model").result(timeout=60)
+
+
 def test_a_rule_that_changes_the_numbers_raises_and_writes_nothing(tmp_path: Path) -> None:
     target = tmp_path / "out.onnx"
     with pytest.raises(onnx_fuse.VerificationError) as failure:
