@@ -315,10 +315,39 @@ class _Completed(NamedTuple):
         return error_for(self.exit_code, self.errors, self.stderr, report)
 
 
+#: How long an interrupted command may take to remove its temporary files before it is killed.
+_STOP_SECONDS = 10.0
+
+
+def _stop(process: "subprocess.Popen[bytes]") -> None:
+    """Stops a command that is still running: SIGTERM (its temporary files are removed), then
+    SIGKILL if it has not ended within ``_STOP_SECONDS``. A second interrupt kills it at once."""
+    if process.poll() is not None:
+        return
+    try:
+        process.terminate()
+        process.wait(timeout=_STOP_SECONDS)
+    except BaseException:  # the timeout, or a second interrupt
+        process.kill()
+        process.wait()
+
+
 def _run(arguments: List[str], workspace: _Workspace) -> _Completed:
-    """Runs the binary with ``arguments``."""
-    completed = subprocess.run([binary_path(), *arguments], stdin=subprocess.DEVNULL,
-                               capture_output=True, check=False)
+    """Runs the binary with ``arguments`` (options first, then ``--`` and the paths that could
+    begin with a dash: option values are attached with ``=`` for the same reason).
+
+    Interrupted (KeyboardInterrupt, or any exception while it waits), the command is asked to
+    stop with SIGTERM, which makes it remove the temporary files of the outputs it was writing,
+    and is waited for; only if it does not stop within ``_STOP_SECONDS`` is it killed.
+    """
+    with subprocess.Popen([binary_path(), *arguments], stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        try:
+            stdout_bytes, stderr_bytes = process.communicate()
+        except BaseException:
+            _stop(process)
+            raise
+    completed = subprocess.CompletedProcess(process.args, process.returncode, stdout_bytes, stderr_bytes)
     stderr = workspace.shown(completed.stderr.decode("utf-8", errors="replace"))
     errors: List[str] = []
     messages: List[str] = []
@@ -341,7 +370,7 @@ def _names(option: str, names: Optional[Union[str, Iterable[str]]]) -> List[str]
     for name in listed:
         if not isinstance(name, str):
             raise TypeError(f"{option.strip('-')}=: rule names are strings, not {type(name).__name__}")
-    return [argument for name in listed for argument in (option, name)]
+    return [f"{option}={name}" for name in listed]
 
 
 def _verify_argument(verify: Union[bool, str, Sequence[str], None]) -> List[str]:
@@ -439,9 +468,8 @@ def optimize(
             _import_onnx("a ModelProto result")  # before the work, not after it
         target = os.fspath(output) if output is not None else workspace.path("out.onnx", "<output>")
         report_path = workspace.path("report.json", "<report>")
-        arguments = [input_path, "-o", target, "--report", report_path]
-        for path in workspace.rules(rules):
-            arguments += ["--rules", path]
+        arguments = ["--output=" + target, "--report=" + report_path]
+        arguments += ["--rules=" + path for path in workspace.rules(rules)]
         arguments += _names("--only", only) + _names("--disable", disable)
         if not builtin:
             arguments.append("--no-builtin")
@@ -449,7 +477,7 @@ def optimize(
         if explain:
             arguments.append("--explain=summary")
         for name, dims in (input_shapes or {}).items():
-            arguments += ["--input-shape", f"{name}=" + ",".join(str(int(d)) for d in dims)]
+            arguments.append(f"--input-shape={name}=" + ",".join(str(int(d)) for d in dims))
         if infer_shapes:
             arguments.append("--infer-shapes")
         if freeze_initializer_inputs:
@@ -460,6 +488,7 @@ def optimize(
             arguments += ["--verify-seed", str(int(verify_seed))]
         if allow_rewrite_cap:
             arguments.append("--allow-rewrite-cap")
+        arguments += ["--", input_path]
 
         run = _run(arguments, workspace)
         report: Optional[Report] = None
@@ -574,20 +603,19 @@ def optimize_files(
     # The command runs one model file alone as a run of one model, whose report has another shape.
     single = len(paths) == 1 and not os.path.isdir(paths[0])
     with _Workspace() as workspace:
-        arguments = list(paths)
+        arguments: List[str] = []
         if output_dir is not None:
             folder = os.fspath(output_dir)
             if single:
                 os.makedirs(folder, exist_ok=True)
-                arguments += ["-o", os.path.join(folder, os.path.basename(paths[0]))]
+                arguments.append("--output=" + os.path.join(folder, os.path.basename(paths[0])))
             else:
-                arguments += ["-o", os.path.join(folder, "")]
+                arguments.append("--output=" + os.path.join(folder, ""))
         if in_place:
             arguments.append("--in-place")
         report_path = workspace.path("batch.json", "<report>")
-        arguments += ["--report", report_path, "-q"]
-        for path in workspace.rules(rules):
-            arguments += ["--rules", path]
+        arguments += ["--report=" + report_path, "-q"]
+        arguments += ["--rules=" + path for path in workspace.rules(rules)]
         arguments += _names("--only", only) + _names("--disable", disable)
         if not builtin:
             arguments.append("--no-builtin")
@@ -598,6 +626,7 @@ def optimize_files(
             arguments += ["--jobs", str(int(jobs))]
         if fail_fast:
             arguments.append("--fail-fast")
+        arguments += ["--", *paths]
         run = _run(arguments, workspace)
         raw: Optional[Dict[str, Any]] = None
         if os.path.exists(report_path):
@@ -669,16 +698,17 @@ def check_rules(
         paths = workspace.rules(rules)
         if not paths:
             raise ValueError("check_rules: no rules given")
-        arguments = ["rules", "check", *paths]
+        arguments = ["rules", "check"]
         for index, model in enumerate(models, start=1):
             path, _ = workspace.model(model, shown_as=f"<model {index}>")
-            arguments += ["--model", path]
+            arguments.append("--model=" + path)
         report_path = workspace.path("check.json", "<report>")
-        arguments += ["--report", report_path, "--verify-seed", str(int(seed))]
+        arguments += ["--report=" + report_path, "--verify-seed", str(int(seed))]
         if strict:
             arguments.append("--strict")
         if not builtin:
             arguments.append("--no-builtin")
+        arguments += ["--", *paths]
         run = _run(arguments, workspace)
         check: Optional[RuleCheck] = None
         if os.path.exists(report_path):
@@ -728,8 +758,7 @@ def list_rules(rules: Optional[RulesInput] = None, builtin: bool = True) -> List
     """
     with _Workspace() as workspace:
         arguments = ["rules", "list", "--json"]
-        for path in workspace.rules(rules):
-            arguments += ["--rules", path]
+        arguments += ["--rules=" + path for path in workspace.rules(rules)]
         if not builtin:
             arguments.append("--no-builtin")
         run = _run(arguments, workspace)

@@ -17,6 +17,7 @@ import struct
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -406,6 +407,27 @@ def test_errors_are_exceptions_with_the_message_and_the_exit_codes_meaning(tmp_p
         onnx_fuse.optimize(small_cnn(), only=[])
 
 
+def test_paths_that_begin_with_a_dash_are_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Relative names such as "-x.onnx" reach the command as paths, never as options: the
+    # model, the output, rule files, the models of a batch and of check_rules.
+    monkeypatch.chdir(tmp_path)
+    onnx.save(small_cnn(), "-x.onnx")
+    shutil.copy(EXAMPLE_RULES, "-extra.rules")
+    model, report = onnx_fuse.optimize("-x.onnx")
+    assert report.input == "-x.onnx" and report.nodes_after < report.nodes_before
+    _, written = onnx_fuse.optimize("-x.onnx", output="-out.onnx", rules="-extra.rules", builtin=False)
+    assert written.output == "-out.onnx" and Path("-out.onnx").exists()
+    assert written.rules_fired == {"fold-conv-batchnorm": 2}
+    assert [rule.name for rule in onnx_fuse.list_rules("-extra.rules", builtin=False)][0] == "fold-conv-batchnorm"
+    assert onnx_fuse.check_rules("-extra.rules", models=["-x.onnx"], builtin=False).ok
+    batch = onnx_fuse.optimize_files(["-x.onnx", "-out.onnx"], "-fused")
+    assert [(m.input, m.output, m.status) for m in batch.models] == [
+        ("-x.onnx", "-fused/-x.onnx", "written"), ("-out.onnx", "-fused/-out.onnx", "written")]
+    alone = onnx_fuse.optimize_files("-x.onnx", "-alone")
+    assert alone.models[0].output == "-alone/-x.onnx"
+    assert Path("-alone/-x.onnx").read_bytes() == Path("-fused/-x.onnx").read_bytes()
+
+
 def test_errors_survive_pickling_and_process_pools() -> None:
     # A worker of a ProcessPoolExecutor sends its exception back pickled: an error that cannot
     # be rebuilt breaks the whole pool (BrokenProcessPool) instead of raising it.
@@ -424,6 +446,46 @@ def test_errors_survive_pickling_and_process_pools() -> None:
     with concurrent.futures.ProcessPoolExecutor(1) as pool:
         with pytest.raises(onnx_fuse.InvalidModelError, match="^<model>: "):
             pool.submit(onnx_fuse.optimize, b"this is not a model").result(timeout=60)
+
+
+def test_an_interrupted_call_stops_the_command_and_leaves_no_files(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # A KeyboardInterrupt that reaches Python alone (Jupyter's interrupt, a signal to this
+    # process) asks the command to stop with SIGTERM, on which it removes the temporary files
+    # of its outputs, rather than SIGKILL, which would leave them: a stand-in for the binary
+    # that holds such a file shows it. The call's private folder is removed too.
+    import signal
+    import threading
+    import time
+
+    marker = tmp_path / ".out.onnx.tmp-1"
+    stand_in = tmp_path / "onnx-fuse"
+    stand_in.write_text(f"""#!/bin/sh
+: > '{marker}'
+trap 'kill $! 2>/dev/null; rm -f "{marker}"; exit 143' TERM
+sleep 30 &
+wait
+""")
+    stand_in.chmod(0o755)
+    monkeypatch.setenv("ONNX_FUSE_BINARY", str(stand_in))
+    private = tmp_path / "tmp"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+
+    def interrupt() -> None:
+        for _ in range(500):
+            if marker.exists():
+                break
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        onnx_fuse.optimize(small_cnn().SerializeToString(), output=tmp_path / "out.onnx")
+    assert time.monotonic() - started < 8
+    assert not marker.exists(), "the command was killed before it could remove its temporary file"
+    assert list(private.iterdir()) == []
 
 
 def test_a_rule_that_changes_the_numbers_raises_and_writes_nothing(tmp_path: Path) -> None:
