@@ -228,6 +228,7 @@ class _Workspace:
                 file.write(model)
             return path, None
         if hasattr(model, "SerializeToString") and hasattr(model, "graph"):
+            _refuse_unloaded_external_data(model)
             self._count += 1
             path = self.path(f"model-{self._count}.onnx", shown_as)
             _write_model_proto(model, path)
@@ -272,6 +273,30 @@ class _Workspace:
         return value
 
 
+def _refuse_unloaded_external_data(model: Any) -> None:
+    """Refuses a ModelProto whose tensors are still in external data files (``onnx.load(...,
+    load_external_data=False)``): written to the private folder, it would name files that are
+    not there, and the command's message would name a file the caller cannot find."""
+    graphs = [model.graph]
+    while graphs:
+        graph = graphs.pop()
+        for tensor in graph.initializer:
+            if tensor.data_location == 1:  # TensorProto.EXTERNAL
+                location = next((entry.value for entry in tensor.external_data if entry.key == "location"), "?")
+                raise ValueError(f"the ModelProto's tensor '{tensor.name}' is in the external data file "
+                                 f"'{location}', which is not loaded: load the model with its data "
+                                 "(onnx.load(path)), or pass the model's path")
+        for node in graph.node:
+            for attribute in node.attribute:
+                graphs.extend([attribute.g] if attribute.HasField("g") else [])
+                graphs.extend(attribute.graphs)
+
+
+#: Added to an I/O error of a model passed as bytes: the only files it can read are data files.
+_IN_MEMORY_HINT = (" (a model passed in memory cannot read external data files beside it: "
+                   "pass its path, or a ModelProto loaded with its data)")
+
+
 def _looks_like_rule_text(text: str) -> bool:
     """Rule text has a newline or a brace; a path (in practice) has neither."""
     return "\n" in text or "{" in text
@@ -309,6 +334,12 @@ class _Completed(NamedTuple):
     errors: List[str]
     #: The other lines of standard error.
     messages: List[str]
+
+    def with_hint(self, hint: str) -> "_Completed":
+        """This run with ``hint`` added to its first error line."""
+        if not self.errors:
+            return self
+        return self._replace(errors=[self.errors[0] + hint, *self.errors[1:]])
 
     def error(self, report: Any = None) -> OnnxFuseError:
         """The exception for a failed run."""
@@ -498,6 +529,8 @@ def optimize(
             # The output the command wrote: None when it wrote none, or when it went to the workspace.
             written = os.fspath(output) if output is not None and raw.get("output") is not None else None
             report = _report(raw, given_input, written, run.messages)
+        if run.exit_code == 3 and given_input is None:
+            run = run.with_hint(_IN_MEMORY_HINT)
         if run.exit_code != 0:
             raise run.error(report)
         if report is None:

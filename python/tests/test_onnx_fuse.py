@@ -543,6 +543,25 @@ def test_models_with_external_data_work_by_path(tmp_path: Path) -> None:
 # Rule text and rule checks
 
 
+def test_a_model_in_memory_whose_data_is_not_loaded_says_so(tmp_path: Path) -> None:
+    # Its data files cannot be found from the private folder: the message says what to do
+    # instead of naming a data file as if the caller's folder lacked it.
+    path = tmp_path / "cnn.onnx"
+    onnx.save(small_cnn(), str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="cnn.onnx.data", size_threshold=0)
+    unloaded = onnx.load(str(path), load_external_data=False)
+    with pytest.raises(ValueError, match="^the ModelProto's tensor 'w1' is in the external data file 'cnn.onnx.data', "
+                                         "which is not loaded: "):
+        onnx_fuse.optimize(unloaded)
+    with pytest.raises(ValueError, match="which is not loaded"):
+        onnx_fuse.check_rules(EXAMPLE_RULES, models=[unloaded], builtin=False)
+    with pytest.raises(onnx_fuse.ModelIOError) as from_bytes:
+        onnx_fuse.optimize(path.read_bytes())
+    assert str(from_bytes.value).startswith("cnn.onnx.data: open failed: No such file or directory (a model passed in "
+                                            "memory cannot read external data files beside it: pass its path")
+    assert onnx_fuse.optimize(onnx.load(str(path))).report.nodes_after < 6
+
+
 def test_rule_text_applies_lists_and_checks() -> None:
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])
