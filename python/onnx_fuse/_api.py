@@ -635,12 +635,13 @@ def optimize_files(
         raise ValueError("optimize_files: no models given")
     # The command runs one model file alone as a run of one model, whose report has another shape.
     single = len(paths) == 1 and not os.path.isdir(paths[0])
+    made: List[str] = []  # the output folders made for a run of one model
     with _Workspace() as workspace:
         arguments: List[str] = []
         if output_dir is not None:
             folder = os.fspath(output_dir)
             if single:
-                os.makedirs(folder, exist_ok=True)
+                made = _make_folders(folder)
                 arguments.append("--output=" + os.path.join(folder, os.path.basename(paths[0])))
             else:
                 arguments.append("--output=" + os.path.join(folder, ""))
@@ -666,6 +667,8 @@ def optimize_files(
             with open(report_path, encoding="utf-8") as file:
                 raw = workspace.shown_json(json.load(file))
         if single:
+            if run.exit_code != 0:
+                _remove_empty_folders(made)  # as a batch makes them only once every check passed
             return _single_file_result(paths[0], run, raw)
         if raw is None:
             raise run.error()
@@ -675,6 +678,27 @@ def optimize_files(
             results.append(FileResult(input=entry["input"], output=entry.get("output"), status=entry["status"],
                                       exit_code=entry["exit_code"], error=entry.get("error"), report=report))
         return FilesResult(models=results, total=raw["total"], raw=raw)
+
+
+def _make_folders(folder: str) -> List[str]:
+    """Makes ``folder`` and the folders above it that are missing; returns those it made, the
+    outermost first."""
+    missing: List[str] = []
+    path = os.path.abspath(folder)
+    while not os.path.isdir(path) and os.path.dirname(path) != path:
+        missing.append(path)
+        path = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    return missing[::-1]
+
+
+def _remove_empty_folders(folders: List[str]) -> None:
+    """Removes ``folders`` (outermost first), innermost first, where they are empty."""
+    for folder in reversed(folders):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return
 
 
 def _single_file_result(path: str, run: _Completed, raw: Optional[Dict[str, Any]]) -> FilesResult:

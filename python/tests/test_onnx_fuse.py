@@ -370,6 +370,23 @@ def test_optimize_files_runs_a_folder_in_one_process(tmp_path: Path) -> None:
 # Errors
 
 
+def test_optimize_files_makes_no_output_folder_for_a_run_that_fails(tmp_path: Path) -> None:
+    # As the batch mode makes OUTDIR only once every check has passed, so does a run of one file.
+    path = tmp_path / "cnn.onnx"
+    onnx.save(small_cnn(), str(path))
+    for models in ([path], [path, path.with_name("copy.onnx")]):
+        shutil.copy(path, path.with_name("copy.onnx"))
+        with pytest.raises(onnx_fuse.UsageError, match="^<rules 1>:1:"):
+            onnx_fuse.optimize_files(models, tmp_path / "out" / "fused", rules="rule broken {")
+        assert not (tmp_path / "out").exists()
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"not a model")
+    failed = onnx_fuse.optimize_files(garbage, tmp_path / "out" / "fused")
+    assert failed.models[0].status == "failed" and not (tmp_path / "out").exists()
+    written = onnx_fuse.optimize_files(path, tmp_path / "out" / "fused")
+    assert written.models[0].output == str(tmp_path / "out" / "fused" / "cnn.onnx")
+
+
 def test_errors_are_exceptions_with_the_message_and_the_exit_codes_meaning(tmp_path: Path) -> None:
     with pytest.raises(onnx_fuse.InvalidModelError) as garbage:
         onnx_fuse.optimize(b"this is not a model")
