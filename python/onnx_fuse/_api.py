@@ -265,12 +265,19 @@ class _Workspace:
     def shown_json(self, value: Any) -> Any:
         """``value`` (parsed JSON) with ``shown`` applied to every string in it."""
         if isinstance(value, str):
-            return self.shown(value)
+            return self.shown(value).translate(_FILE_NAME_BYTES)
         if isinstance(value, list):
             return [self.shown_json(item) for item in value]
         if isinstance(value, dict):
             return {self.shown(key): self.shown_json(item) for key, item in value.items()}
         return value
+
+
+#: The command writes a byte of a file name that is not UTF-8 as the code point U+10FF00 + byte
+#: (U+10FF80 to U+10FFFF, at the end of a private-use plane); Python's file system encoding writes
+#: it as the lone surrogate U+DC00 + byte (``surrogateescape``), which ``open`` and ``os.fsencode``
+#: turn back into the byte. Applied to the strings of the command's JSON.
+_FILE_NAME_BYTES = {0x10FF00 + byte: 0xDC00 + byte for byte in range(0x80, 0x100)}
 
 
 def _refuse_unloaded_external_data(model: Any) -> None:

@@ -370,6 +370,20 @@ def test_optimize_files_runs_a_folder_in_one_process(tmp_path: Path) -> None:
 # Errors
 
 
+def test_optimize_files_gives_file_names_that_are_not_utf8_as_python_does(tmp_path: Path) -> None:
+    # The names found in a folder come back as os.fsdecode gives them, so that they open.
+    folder = tmp_path / "models"
+    folder.mkdir()
+    onnx.save(small_cnn(), os.fsdecode(bytes(folder) + b"/caf\xe9.onnx"))
+    result = onnx_fuse.optimize_files([folder], tmp_path / "out")
+    [model] = result.models
+    assert model.status == "written"
+    assert os.fsencode(model.input) == bytes(folder) + b"/caf\xe9.onnx"
+    assert os.fsencode(model.output) == bytes(tmp_path) + b"/out/caf\xe9.onnx"
+    assert os.path.exists(model.output) and model.report is not None
+    assert os.fsencode(model.report.input or "") == os.fsencode(model.input)
+
+
 def test_optimize_files_makes_no_output_folder_for_a_run_that_fails(tmp_path: Path) -> None:
     # As the batch mode makes OUTDIR only once every check has passed, so does a run of one file.
     path = tmp_path / "cnn.onnx"
