@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -260,7 +261,22 @@ class _Workspace:
         """``text`` with the folder's paths replaced by the names they stand for."""
         for path, name in sorted(self._names, key=lambda pair: -len(pair[0])):
             text = text.replace(path, name)
-        return text.replace(self.folder + os.sep, "")
+        text = text.replace(self.folder + os.sep, "")
+        if "characters)…" not in text:
+            return text
+        # The command shortens a word of more than 200 characters to its start and end around
+        # ``…(N characters)…``: with a long TMPDIR, the folder's paths are such words.
+        names = dict(self._names)
+
+        def shown_path(match: "re.Match[str]") -> str:
+            if not self.folder.startswith(match.group(1)):
+                return match.group(0)
+            path = os.path.join(self.folder, match.group(2))
+            return names.get(path, match.group(2)) + match.group(3)
+
+        pattern = (r"(/\S*)…\(\d+ characters\)…\S*?" + re.escape(os.sep + os.path.basename(self.folder) + os.sep)
+                   + r"([^\s:]+)(\S*)")
+        return re.sub(pattern, shown_path, text)
 
     def shown_json(self, value: Any) -> Any:
         """``value`` (parsed JSON) with ``shown`` applied to every string in it."""

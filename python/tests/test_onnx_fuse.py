@@ -519,6 +519,25 @@ wait
     assert list(private.iterdir()) == []
 
 
+def test_messages_name_what_was_passed_in_memory_under_a_long_tmpdir(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # The command shortens words of more than 200 characters (…(N characters)…): the private
+    # folder's paths under a long TMPDIR (a build sandbox's) must still be shown as names.
+    long = tmp_path.joinpath(*["sandbox-" + "x" * 40] * 5)
+    long.mkdir(parents=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(long))
+    with pytest.raises(onnx_fuse.InvalidModelError) as garbage:
+        onnx_fuse.optimize(b"this is not a model")
+    assert str(garbage.value).startswith("<model>: ") and "sandbox-" not in garbage.value.stderr
+    with pytest.raises(onnx_fuse.UsageError) as broken:
+        onnx_fuse.optimize(small_cnn(), rules=["rule a {", onnx_fuse.RuleText("rule b {", "b.rules")])
+    assert [error.split(":")[0] for error in broken.value.errors] == ["<rules 1>", "b.rules"]
+    _, report = onnx_fuse.optimize(small_cnn())
+    assert report.messages[0].startswith("onnx-fuse: <model> -> <output>: ")
+    with pytest.raises(onnx_fuse.UsageError, match="^<rules 1>:1:"):
+        onnx_fuse.check_rules("rule a {", models=[small_cnn()])
+
+
 def test_a_rule_that_changes_the_numbers_raises_and_writes_nothing(tmp_path: Path) -> None:
     target = tmp_path / "out.onnx"
     with pytest.raises(onnx_fuse.VerificationError) as failure:
