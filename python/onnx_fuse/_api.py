@@ -241,6 +241,9 @@ class _Workspace:
         (or the RuleText's name)."""
         if rules is None:
             return []
+        if isinstance(rules, (bytes, bytearray, memoryview)):
+            raise TypeError(f"rules: expected a path, rule text or RuleText, not {type(rules).__name__} "
+                            "(decode rule text to str)")
         items: Sequence[Any] = [rules] if isinstance(rules, (str, os.PathLike, RuleText)) else list(rules)
         paths: List[str] = []
         for index, item in enumerate(items, start=1):
@@ -433,6 +436,8 @@ def _verify_argument(verify: Union[bool, str, Sequence[str], None]) -> List[str]
     if verify is True:
         return ["--verify=rewrites"]
     modes = [verify] if isinstance(verify, str) else list(verify)
+    if not modes:
+        raise ValueError("verify= is empty: pass True, \"model\", \"strict\" or a list of those (False for none)")
     return ["--verify=" + ",".join(modes)]
 
 

@@ -436,6 +436,10 @@ def test_errors_are_exceptions_with_the_message_and_the_exit_codes_meaning(tmp_p
         onnx_fuse.optimize(42)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="only= is empty"):
         onnx_fuse.optimize(small_cnn(), only=[])
+    with pytest.raises(ValueError, match="verify= is empty"):
+        onnx_fuse.optimize(small_cnn(), verify=[])
+    with pytest.raises(TypeError, match=r"^rules: expected a path, rule text or RuleText, not bytes \(decode"):
+        onnx_fuse.optimize(small_cnn(), rules=DIV_BY_CONSTANT.encode())  # type: ignore[arg-type]
 
 
 def test_paths_that_begin_with_a_dash_are_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
