@@ -663,6 +663,10 @@ def optimize_files(
         raise ValueError("optimize_files: no models given")
     # The command runs one model file alone as a run of one model, whose report has another shape.
     single = len(paths) == 1 and not os.path.isdir(paths[0])
+    if single and not os.path.lexists(paths[0]):
+        # As the batch mode refuses a MODEL that does not exist: a mistyped argument of the
+        # whole run, not a model that failed.
+        raise UsageError(f"{paths[0]}: no such file or folder", exit_code=1)
     made: List[str] = []  # the output folders made for a run of one model
     with _Workspace() as workspace:
         arguments: List[str] = []

@@ -393,6 +393,11 @@ def test_optimize_files_makes_no_output_folder_for_a_run_that_fails(tmp_path: Pa
         with pytest.raises(onnx_fuse.UsageError, match="^<rules 1>:1:"):
             onnx_fuse.optimize_files(models, tmp_path / "out" / "fused", rules="rule broken {")
         assert not (tmp_path / "out").exists()
+    # A model that does not exist is an error of the whole run, for one model as for many.
+    for models in ([tmp_path / "missing.onnx"], [tmp_path / "missing.onnx", path]):
+        with pytest.raises(onnx_fuse.UsageError, match="missing.onnx: no such file or folder$"):
+            onnx_fuse.optimize_files(models, tmp_path / "out" / "fused")
+        assert not (tmp_path / "out").exists()
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"not a model")
     failed = onnx_fuse.optimize_files(garbage, tmp_path / "out" / "fused")
