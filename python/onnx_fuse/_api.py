@@ -673,8 +673,13 @@ def optimize_files(
         if output_dir is not None:
             folder = os.fspath(output_dir)
             if single:
+                target = os.path.join(folder, os.path.basename(paths[0]))
+                if os.path.exists(target) and os.path.samefile(target, paths[0]):
+                    # As a batch refuses an output that is one of its inputs, before any model.
+                    raise UsageError(f"{target}: refusing to overwrite the input {paths[0]} with the output of "
+                                     f"{paths[0]}", exit_code=1)
                 made = _make_folders(folder)
-                arguments.append("--output=" + os.path.join(folder, os.path.basename(paths[0])))
+                arguments.append("--output=" + target)
             else:
                 arguments.append("--output=" + os.path.join(folder, ""))
         if in_place:

@@ -398,6 +398,10 @@ def test_optimize_files_makes_no_output_folder_for_a_run_that_fails(tmp_path: Pa
         with pytest.raises(onnx_fuse.UsageError, match="missing.onnx: no such file or folder$"):
             onnx_fuse.optimize_files(models, tmp_path / "out" / "fused")
         assert not (tmp_path / "out").exists()
+    # So is an output over an input.
+    for models in ([path], [path, path.with_name("copy.onnx")]):
+        with pytest.raises(onnx_fuse.UsageError, match=f"^{path}: refusing to overwrite the input {path} with the"):
+            onnx_fuse.optimize_files(models, tmp_path)
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"not a model")
     failed = onnx_fuse.optimize_files(garbage, tmp_path / "out" / "fused")
