@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -228,6 +229,7 @@ class _Workspace:
                 file.write(model)
             return path, None
         if hasattr(model, "SerializeToString") and hasattr(model, "graph"):
+            _refuse_unloaded_external_data(model)
             self._count += 1
             path = self.path(f"model-{self._count}.onnx", shown_as)
             _write_model_proto(model, path)
@@ -239,6 +241,9 @@ class _Workspace:
         (or the RuleText's name)."""
         if rules is None:
             return []
+        if isinstance(rules, (bytes, bytearray, memoryview)):
+            raise TypeError(f"rules: expected a path, rule text or RuleText, not {type(rules).__name__} "
+                            "(decode rule text to str)")
         items: Sequence[Any] = [rules] if isinstance(rules, (str, os.PathLike, RuleText)) else list(rules)
         paths: List[str] = []
         for index, item in enumerate(items, start=1):
@@ -259,17 +264,63 @@ class _Workspace:
         """``text`` with the folder's paths replaced by the names they stand for."""
         for path, name in sorted(self._names, key=lambda pair: -len(pair[0])):
             text = text.replace(path, name)
-        return text.replace(self.folder + os.sep, "")
+        text = text.replace(self.folder + os.sep, "")
+        if "characters)…" not in text:
+            return text
+        # The command shortens a word of more than 200 characters to its start and end around
+        # ``…(N characters)…``: with a long TMPDIR, the folder's paths are such words.
+        names = dict(self._names)
+
+        def shown_path(match: "re.Match[str]") -> str:
+            if not self.folder.startswith(match.group(1)):
+                return match.group(0)
+            path = os.path.join(self.folder, match.group(2))
+            return names.get(path, match.group(2)) + match.group(3)
+
+        pattern = (r"(/\S*)…\(\d+ characters\)…\S*?" + re.escape(os.sep + os.path.basename(self.folder) + os.sep)
+                   + r"([^\s:]+)(\S*)")
+        return re.sub(pattern, shown_path, text)
 
     def shown_json(self, value: Any) -> Any:
         """``value`` (parsed JSON) with ``shown`` applied to every string in it."""
         if isinstance(value, str):
-            return self.shown(value)
+            return self.shown(value).translate(_FILE_NAME_BYTES)
         if isinstance(value, list):
             return [self.shown_json(item) for item in value]
         if isinstance(value, dict):
             return {self.shown(key): self.shown_json(item) for key, item in value.items()}
         return value
+
+
+#: The command writes a byte of a file name that is not UTF-8 as the code point U+10FF00 + byte
+#: (U+10FF80 to U+10FFFF, at the end of a private-use plane); Python's file system encoding writes
+#: it as the lone surrogate U+DC00 + byte (``surrogateescape``), which ``open`` and ``os.fsencode``
+#: turn back into the byte. Applied to the strings of the command's JSON.
+_FILE_NAME_BYTES = {0x10FF00 + byte: 0xDC00 + byte for byte in range(0x80, 0x100)}
+
+
+def _refuse_unloaded_external_data(model: Any) -> None:
+    """Refuses a ModelProto whose tensors are still in external data files (``onnx.load(...,
+    load_external_data=False)``): written to the private folder, it would name files that are
+    not there, and the command's message would name a file the caller cannot find."""
+    graphs = [model.graph]
+    while graphs:
+        graph = graphs.pop()
+        for tensor in graph.initializer:
+            if tensor.data_location == 1:  # TensorProto.EXTERNAL
+                location = next((entry.value for entry in tensor.external_data if entry.key == "location"), "?")
+                raise ValueError(f"the ModelProto's tensor '{tensor.name}' is in the external data file "
+                                 f"'{location}', which is not loaded: load the model with its data "
+                                 "(onnx.load(path)), or pass the model's path")
+        for node in graph.node:
+            for attribute in node.attribute:
+                graphs.extend([attribute.g] if attribute.HasField("g") else [])
+                graphs.extend(attribute.graphs)
+
+
+#: Added to an I/O error of a model passed as bytes: the only files it can read are data files.
+_IN_MEMORY_HINT = (" (a model passed in memory cannot read external data files beside it: "
+                   "pass its path, or a ModelProto loaded with its data)")
 
 
 def _looks_like_rule_text(text: str) -> bool:
@@ -310,15 +361,50 @@ class _Completed(NamedTuple):
     #: The other lines of standard error.
     messages: List[str]
 
+    def with_hint(self, hint: str) -> "_Completed":
+        """This run with ``hint`` added to its first error line."""
+        if not self.errors:
+            return self
+        return self._replace(errors=[self.errors[0] + hint, *self.errors[1:]])
+
     def error(self, report: Any = None) -> OnnxFuseError:
         """The exception for a failed run."""
         return error_for(self.exit_code, self.errors, self.stderr, report)
 
 
+#: How long an interrupted command may take to remove its temporary files before it is killed.
+_STOP_SECONDS = 10.0
+
+
+def _stop(process: "subprocess.Popen[bytes]") -> None:
+    """Stops a command that is still running: SIGTERM (its temporary files are removed), then
+    SIGKILL if it has not ended within ``_STOP_SECONDS``. A second interrupt kills it at once."""
+    if process.poll() is not None:
+        return
+    try:
+        process.terminate()
+        process.wait(timeout=_STOP_SECONDS)
+    except BaseException:  # the timeout, or a second interrupt
+        process.kill()
+        process.wait()
+
+
 def _run(arguments: List[str], workspace: _Workspace) -> _Completed:
-    """Runs the binary with ``arguments``."""
-    completed = subprocess.run([binary_path(), *arguments], stdin=subprocess.DEVNULL,
-                               capture_output=True, check=False)
+    """Runs the binary with ``arguments`` (options first, then ``--`` and the paths that could
+    begin with a dash: option values are attached with ``=`` for the same reason).
+
+    Interrupted (KeyboardInterrupt, or any exception while it waits), the command is asked to
+    stop with SIGTERM, which makes it remove the temporary files of the outputs it was writing,
+    and is waited for; only if it does not stop within ``_STOP_SECONDS`` is it killed.
+    """
+    with subprocess.Popen([binary_path(), *arguments], stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        try:
+            stdout_bytes, stderr_bytes = process.communicate()
+        except BaseException:
+            _stop(process)
+            raise
+    completed = subprocess.CompletedProcess(process.args, process.returncode, stdout_bytes, stderr_bytes)
     stderr = workspace.shown(completed.stderr.decode("utf-8", errors="replace"))
     errors: List[str] = []
     messages: List[str] = []
@@ -341,7 +427,7 @@ def _names(option: str, names: Optional[Union[str, Iterable[str]]]) -> List[str]
     for name in listed:
         if not isinstance(name, str):
             raise TypeError(f"{option.strip('-')}=: rule names are strings, not {type(name).__name__}")
-    return [argument for name in listed for argument in (option, name)]
+    return [f"{option}={name}" for name in listed]
 
 
 def _verify_argument(verify: Union[bool, str, Sequence[str], None]) -> List[str]:
@@ -350,6 +436,8 @@ def _verify_argument(verify: Union[bool, str, Sequence[str], None]) -> List[str]
     if verify is True:
         return ["--verify=rewrites"]
     modes = [verify] if isinstance(verify, str) else list(verify)
+    if not modes:
+        raise ValueError("verify= is empty: pass True, \"model\", \"strict\" or a list of those (False for none)")
     return ["--verify=" + ",".join(modes)]
 
 
@@ -439,9 +527,8 @@ def optimize(
             _import_onnx("a ModelProto result")  # before the work, not after it
         target = os.fspath(output) if output is not None else workspace.path("out.onnx", "<output>")
         report_path = workspace.path("report.json", "<report>")
-        arguments = [input_path, "-o", target, "--report", report_path]
-        for path in workspace.rules(rules):
-            arguments += ["--rules", path]
+        arguments = ["--output=" + target, "--report=" + report_path]
+        arguments += ["--rules=" + path for path in workspace.rules(rules)]
         arguments += _names("--only", only) + _names("--disable", disable)
         if not builtin:
             arguments.append("--no-builtin")
@@ -449,7 +536,7 @@ def optimize(
         if explain:
             arguments.append("--explain=summary")
         for name, dims in (input_shapes or {}).items():
-            arguments += ["--input-shape", f"{name}=" + ",".join(str(int(d)) for d in dims)]
+            arguments.append(f"--input-shape={name}=" + ",".join(str(int(d)) for d in dims))
         if infer_shapes:
             arguments.append("--infer-shapes")
         if freeze_initializer_inputs:
@@ -460,6 +547,7 @@ def optimize(
             arguments += ["--verify-seed", str(int(verify_seed))]
         if allow_rewrite_cap:
             arguments.append("--allow-rewrite-cap")
+        arguments += ["--", input_path]
 
         run = _run(arguments, workspace)
         report: Optional[Report] = None
@@ -469,6 +557,8 @@ def optimize(
             # The output the command wrote: None when it wrote none, or when it went to the workspace.
             written = os.fspath(output) if output is not None and raw.get("output") is not None else None
             report = _report(raw, given_input, written, run.messages)
+        if run.exit_code == 3 and given_input is None:
+            run = run.with_hint(_IN_MEMORY_HINT)
         if run.exit_code != 0:
             raise run.error(report)
         if report is None:
@@ -573,21 +663,30 @@ def optimize_files(
         raise ValueError("optimize_files: no models given")
     # The command runs one model file alone as a run of one model, whose report has another shape.
     single = len(paths) == 1 and not os.path.isdir(paths[0])
+    if single and not os.path.lexists(paths[0]):
+        # As the batch mode refuses a MODEL that does not exist: a mistyped argument of the
+        # whole run, not a model that failed.
+        raise UsageError(f"{paths[0]}: no such file or folder", exit_code=1)
+    made: List[str] = []  # the output folders made for a run of one model
     with _Workspace() as workspace:
-        arguments = list(paths)
+        arguments: List[str] = []
         if output_dir is not None:
             folder = os.fspath(output_dir)
             if single:
-                os.makedirs(folder, exist_ok=True)
-                arguments += ["-o", os.path.join(folder, os.path.basename(paths[0]))]
+                target = os.path.join(folder, os.path.basename(paths[0]))
+                if os.path.exists(target) and os.path.samefile(target, paths[0]):
+                    # As a batch refuses an output that is one of its inputs, before any model.
+                    raise UsageError(f"{target}: refusing to overwrite the input {paths[0]} with the output of "
+                                     f"{paths[0]}", exit_code=1)
+                made = _make_folders(folder)
+                arguments.append("--output=" + target)
             else:
-                arguments += ["-o", os.path.join(folder, "")]
+                arguments.append("--output=" + os.path.join(folder, ""))
         if in_place:
             arguments.append("--in-place")
         report_path = workspace.path("batch.json", "<report>")
-        arguments += ["--report", report_path, "-q"]
-        for path in workspace.rules(rules):
-            arguments += ["--rules", path]
+        arguments += ["--report=" + report_path, "-q"]
+        arguments += ["--rules=" + path for path in workspace.rules(rules)]
         arguments += _names("--only", only) + _names("--disable", disable)
         if not builtin:
             arguments.append("--no-builtin")
@@ -598,12 +697,15 @@ def optimize_files(
             arguments += ["--jobs", str(int(jobs))]
         if fail_fast:
             arguments.append("--fail-fast")
+        arguments += ["--", *paths]
         run = _run(arguments, workspace)
         raw: Optional[Dict[str, Any]] = None
         if os.path.exists(report_path):
             with open(report_path, encoding="utf-8") as file:
                 raw = workspace.shown_json(json.load(file))
         if single:
+            if run.exit_code != 0:
+                _remove_empty_folders(made)  # as a batch makes them only once every check passed
             return _single_file_result(paths[0], run, raw)
         if raw is None:
             raise run.error()
@@ -613,6 +715,27 @@ def optimize_files(
             results.append(FileResult(input=entry["input"], output=entry.get("output"), status=entry["status"],
                                       exit_code=entry["exit_code"], error=entry.get("error"), report=report))
         return FilesResult(models=results, total=raw["total"], raw=raw)
+
+
+def _make_folders(folder: str) -> List[str]:
+    """Makes ``folder`` and the folders above it that are missing; returns those it made, the
+    outermost first."""
+    missing: List[str] = []
+    path = os.path.abspath(folder)
+    while not os.path.isdir(path) and os.path.dirname(path) != path:
+        missing.append(path)
+        path = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    return missing[::-1]
+
+
+def _remove_empty_folders(folders: List[str]) -> None:
+    """Removes ``folders`` (outermost first), innermost first, where they are empty."""
+    for folder in reversed(folders):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return
 
 
 def _single_file_result(path: str, run: _Completed, raw: Optional[Dict[str, Any]]) -> FilesResult:
@@ -669,16 +792,17 @@ def check_rules(
         paths = workspace.rules(rules)
         if not paths:
             raise ValueError("check_rules: no rules given")
-        arguments = ["rules", "check", *paths]
+        arguments = ["rules", "check"]
         for index, model in enumerate(models, start=1):
             path, _ = workspace.model(model, shown_as=f"<model {index}>")
-            arguments += ["--model", path]
+            arguments.append("--model=" + path)
         report_path = workspace.path("check.json", "<report>")
-        arguments += ["--report", report_path, "--verify-seed", str(int(seed))]
+        arguments += ["--report=" + report_path, "--verify-seed", str(int(seed))]
         if strict:
             arguments.append("--strict")
         if not builtin:
             arguments.append("--no-builtin")
+        arguments += ["--", *paths]
         run = _run(arguments, workspace)
         check: Optional[RuleCheck] = None
         if os.path.exists(report_path):
@@ -728,8 +852,7 @@ def list_rules(rules: Optional[RulesInput] = None, builtin: bool = True) -> List
     """
     with _Workspace() as workspace:
         arguments = ["rules", "list", "--json"]
-        for path in workspace.rules(rules):
-            arguments += ["--rules", path]
+        arguments += ["--rules=" + path for path in workspace.rules(rules)]
         if not builtin:
             arguments.append("--no-builtin")
         run = _run(arguments, workspace)

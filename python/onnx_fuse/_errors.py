@@ -49,6 +49,19 @@ class OnnxFuseError(Exception):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r}, exit_code={self.exit_code})"
 
+    def __reduce__(self) -> Any:
+        # Exception's own reduction calls the class with ``args`` alone, which lacks the
+        # keyword-only exit_code: without this, pickle (a ProcessPoolExecutor or
+        # multiprocessing worker sending the error back) and copy.copy would fail.
+        return (_rebuild, (type(self), self.message, self.exit_code, self.errors, self.stderr, self.report),
+                self.__dict__)
+
+
+def _rebuild(kind: Type["OnnxFuseError"], message: str, exit_code: int, errors: List[str], stderr: str,
+             report: Any) -> "OnnxFuseError":
+    """An error unpickled (``OnnxFuseError.__reduce__``)."""
+    return kind(message, exit_code=exit_code, errors=errors, stderr=stderr, report=report)
+
 
 class UsageError(OnnxFuseError, ValueError):
     """Exit code 1: bad arguments, a rule file with errors, an unknown rule name, or rules that

@@ -17,6 +17,7 @@ import struct
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -369,6 +370,46 @@ def test_optimize_files_runs_a_folder_in_one_process(tmp_path: Path) -> None:
 # Errors
 
 
+def test_optimize_files_gives_file_names_that_are_not_utf8_as_python_does(tmp_path: Path) -> None:
+    # The names found in a folder come back as os.fsdecode gives them, so that they open.
+    folder = tmp_path / "models"
+    folder.mkdir()
+    onnx.save(small_cnn(), os.fsdecode(bytes(folder) + b"/caf\xe9.onnx"))
+    result = onnx_fuse.optimize_files([folder], tmp_path / "out")
+    [model] = result.models
+    assert model.status == "written"
+    assert os.fsencode(model.input) == bytes(folder) + b"/caf\xe9.onnx"
+    assert os.fsencode(model.output) == bytes(tmp_path) + b"/out/caf\xe9.onnx"
+    assert os.path.exists(model.output) and model.report is not None
+    assert os.fsencode(model.report.input or "") == os.fsencode(model.input)
+
+
+def test_optimize_files_makes_no_output_folder_for_a_run_that_fails(tmp_path: Path) -> None:
+    # As the batch mode makes OUTDIR only once every check has passed, so does a run of one file.
+    path = tmp_path / "cnn.onnx"
+    onnx.save(small_cnn(), str(path))
+    for models in ([path], [path, path.with_name("copy.onnx")]):
+        shutil.copy(path, path.with_name("copy.onnx"))
+        with pytest.raises(onnx_fuse.UsageError, match="^<rules 1>:1:"):
+            onnx_fuse.optimize_files(models, tmp_path / "out" / "fused", rules="rule broken {")
+        assert not (tmp_path / "out").exists()
+    # A model that does not exist is an error of the whole run, for one model as for many.
+    for models in ([tmp_path / "missing.onnx"], [tmp_path / "missing.onnx", path]):
+        with pytest.raises(onnx_fuse.UsageError, match="missing.onnx: no such file or folder$"):
+            onnx_fuse.optimize_files(models, tmp_path / "out" / "fused")
+        assert not (tmp_path / "out").exists()
+    # So is an output over an input.
+    for models in ([path], [path, path.with_name("copy.onnx")]):
+        with pytest.raises(onnx_fuse.UsageError, match=f"^{path}: refusing to overwrite the input {path} with the"):
+            onnx_fuse.optimize_files(models, tmp_path)
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"not a model")
+    failed = onnx_fuse.optimize_files(garbage, tmp_path / "out" / "fused")
+    assert failed.models[0].status == "failed" and not (tmp_path / "out").exists()
+    written = onnx_fuse.optimize_files(path, tmp_path / "out" / "fused")
+    assert written.models[0].output == str(tmp_path / "out" / "fused" / "cnn.onnx")
+
+
 def test_errors_are_exceptions_with_the_message_and_the_exit_codes_meaning(tmp_path: Path) -> None:
     with pytest.raises(onnx_fuse.InvalidModelError) as garbage:
         onnx_fuse.optimize(b"this is not a model")
@@ -404,6 +445,110 @@ def test_errors_are_exceptions_with_the_message_and_the_exit_codes_meaning(tmp_p
         onnx_fuse.optimize(42)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="only= is empty"):
         onnx_fuse.optimize(small_cnn(), only=[])
+    with pytest.raises(ValueError, match="verify= is empty"):
+        onnx_fuse.optimize(small_cnn(), verify=[])
+    with pytest.raises(TypeError, match=r"^rules: expected a path, rule text or RuleText, not bytes \(decode"):
+        onnx_fuse.optimize(small_cnn(), rules=DIV_BY_CONSTANT.encode())  # type: ignore[arg-type]
+
+
+def test_paths_that_begin_with_a_dash_are_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Relative names such as "-x.onnx" reach the command as paths, never as options: the
+    # model, the output, rule files, the models of a batch and of check_rules.
+    monkeypatch.chdir(tmp_path)
+    onnx.save(small_cnn(), "-x.onnx")
+    shutil.copy(EXAMPLE_RULES, "-extra.rules")
+    model, report = onnx_fuse.optimize("-x.onnx")
+    assert report.input == "-x.onnx" and report.nodes_after < report.nodes_before
+    _, written = onnx_fuse.optimize("-x.onnx", output="-out.onnx", rules="-extra.rules", builtin=False)
+    assert written.output == "-out.onnx" and Path("-out.onnx").exists()
+    assert written.rules_fired == {"fold-conv-batchnorm": 2}
+    assert [rule.name for rule in onnx_fuse.list_rules("-extra.rules", builtin=False)][0] == "fold-conv-batchnorm"
+    assert onnx_fuse.check_rules("-extra.rules", models=["-x.onnx"], builtin=False).ok
+    batch = onnx_fuse.optimize_files(["-x.onnx", "-out.onnx"], "-fused")
+    assert [(m.input, m.output, m.status) for m in batch.models] == [
+        ("-x.onnx", "-fused/-x.onnx", "written"), ("-out.onnx", "-fused/-out.onnx", "written")]
+    alone = onnx_fuse.optimize_files("-x.onnx", "-alone")
+    assert alone.models[0].output == "-alone/-x.onnx"
+    assert Path("-alone/-x.onnx").read_bytes() == Path("-fused/-x.onnx").read_bytes()
+
+
+def test_errors_survive_pickling_and_process_pools() -> None:
+    # A worker of a ProcessPoolExecutor sends its exception back pickled: an error that cannot
+    # be rebuilt breaks the whole pool (BrokenProcessPool) instead of raising it.
+    import copy
+    import pickle
+
+    with pytest.raises(onnx_fuse.InvalidModelError) as raised:
+        onnx_fuse.optimize(b"this is not a model")
+    for copied in (pickle.loads(pickle.dumps(raised.value)), copy.copy(raised.value)):
+        assert type(copied) is onnx_fuse.InvalidModelError
+        assert (str(copied), copied.exit_code, copied.meaning, copied.errors, copied.stderr) == (
+            str(raised.value), 2, raised.value.meaning, raised.value.errors, raised.value.stderr)
+    with pytest.raises(onnx_fuse.ModelIOError) as io_error:
+        onnx_fuse.optimize("no-such-model.onnx")
+    assert str(pickle.loads(pickle.dumps(io_error.value))) == "no-such-model.onnx: open failed: No such file or directory"
+    with concurrent.futures.ProcessPoolExecutor(1) as pool:
+        with pytest.raises(onnx_fuse.InvalidModelError, match="^<model>: "):
+            pool.submit(onnx_fuse.optimize, b"this is not a model").result(timeout=60)
+
+
+def test_an_interrupted_call_stops_the_command_and_leaves_no_files(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # A KeyboardInterrupt that reaches Python alone (Jupyter's interrupt, a signal to this
+    # process) asks the command to stop with SIGTERM, on which it removes the temporary files
+    # of its outputs, rather than SIGKILL, which would leave them: a stand-in for the binary
+    # that holds such a file shows it. The call's private folder is removed too.
+    import signal
+    import threading
+    import time
+
+    marker = tmp_path / ".out.onnx.tmp-1"
+    stand_in = tmp_path / "onnx-fuse"
+    stand_in.write_text(f"""#!/bin/sh
+: > '{marker}'
+trap 'kill $! 2>/dev/null; rm -f "{marker}"; exit 143' TERM
+sleep 30 &
+wait
+""")
+    stand_in.chmod(0o755)
+    monkeypatch.setenv("ONNX_FUSE_BINARY", str(stand_in))
+    private = tmp_path / "tmp"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+
+    def interrupt() -> None:
+        for _ in range(500):
+            if marker.exists():
+                break
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        onnx_fuse.optimize(small_cnn().SerializeToString(), output=tmp_path / "out.onnx")
+    assert time.monotonic() - started < 8
+    assert not marker.exists(), "the command was killed before it could remove its temporary file"
+    assert list(private.iterdir()) == []
+
+
+def test_messages_name_what_was_passed_in_memory_under_a_long_tmpdir(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # The command shortens words of more than 200 characters (…(N characters)…): the private
+    # folder's paths under a long TMPDIR (a build sandbox's) must still be shown as names.
+    long = tmp_path.joinpath(*["sandbox-" + "x" * 40] * 5)
+    long.mkdir(parents=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(long))
+    with pytest.raises(onnx_fuse.InvalidModelError) as garbage:
+        onnx_fuse.optimize(b"this is not a model")
+    assert str(garbage.value).startswith("<model>: ") and "sandbox-" not in garbage.value.stderr
+    with pytest.raises(onnx_fuse.UsageError) as broken:
+        onnx_fuse.optimize(small_cnn(), rules=["rule a {", onnx_fuse.RuleText("rule b {", "b.rules")])
+    assert [error.split(":")[0] for error in broken.value.errors] == ["<rules 1>", "b.rules"]
+    _, report = onnx_fuse.optimize(small_cnn())
+    assert report.messages[0].startswith("onnx-fuse: <model> -> <output>: ")
+    with pytest.raises(onnx_fuse.UsageError, match="^<rules 1>:1:"):
+        onnx_fuse.check_rules("rule a {", models=[small_cnn()])
 
 
 def test_a_rule_that_changes_the_numbers_raises_and_writes_nothing(tmp_path: Path) -> None:
@@ -459,6 +604,25 @@ def test_models_with_external_data_work_by_path(tmp_path: Path) -> None:
 
 
 # Rule text and rule checks
+
+
+def test_a_model_in_memory_whose_data_is_not_loaded_says_so(tmp_path: Path) -> None:
+    # Its data files cannot be found from the private folder: the message says what to do
+    # instead of naming a data file as if the caller's folder lacked it.
+    path = tmp_path / "cnn.onnx"
+    onnx.save(small_cnn(), str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="cnn.onnx.data", size_threshold=0)
+    unloaded = onnx.load(str(path), load_external_data=False)
+    with pytest.raises(ValueError, match="^the ModelProto's tensor 'w1' is in the external data file 'cnn.onnx.data', "
+                                         "which is not loaded: "):
+        onnx_fuse.optimize(unloaded)
+    with pytest.raises(ValueError, match="which is not loaded"):
+        onnx_fuse.check_rules(EXAMPLE_RULES, models=[unloaded], builtin=False)
+    with pytest.raises(onnx_fuse.ModelIOError) as from_bytes:
+        onnx_fuse.optimize(path.read_bytes())
+    assert str(from_bytes.value).startswith("cnn.onnx.data: open failed: No such file or directory (a model passed in "
+                                            "memory cannot read external data files beside it: pass its path")
+    assert onnx_fuse.optimize(onnx.load(str(path))).report.nodes_after < 6
 
 
 def test_rule_text_applies_lists_and_checks() -> None:
