@@ -13,7 +13,8 @@ import ONNXFuse
 /// A folder is searched recursively for `*.onnx` files, in the byte order of their paths
 /// relative to it; symbolic links to folders are not followed (they could loop), the output
 /// folder is skipped when it lies inside, and without `-o` so are `*.fused.onnx` files (the
-/// outputs of earlier runs).
+/// outputs of earlier runs). A link found in a folder to a file that is another model of the run
+/// (`latest.onnx` → `v3.onnx`) is left out: the model is optimized once, under its own name.
 struct BatchPlan: Sendable {
     /// One model and its output.
     struct Item: Sendable {
@@ -24,6 +25,8 @@ struct BatchPlan: Sendable {
     }
 
     let items: [Item]
+    /// The links found in folders that were left out, each with the model of the run it leads to.
+    let skippedLinks: [(link: String, model: String)]
 
     /// The plan for `models` (files and folders): with `outputFolder`, a file found in a folder
     /// goes to the same relative path under it and a file given by name to its base name
@@ -31,6 +34,7 @@ struct BatchPlan: Sendable {
     init(models: [String], outputFolder: String?, defaultOutput: (String) -> String) throws {
         let skippedFolder = outputFolder.flatMap(Self.identity(of:))
         var items: [Item] = []
+        var foundLinks: Set<Int> = []
         for argument in models {
             // A name that is not there is a mistyped argument (`onnx-fuse rules frobnicate`),
             // not a model that failed: the whole run stops before any model.
@@ -46,23 +50,44 @@ struct BatchPlan: Sendable {
                 items.append(Item(input: argument, output: output))
                 continue
             }
-            var found: [[CChar]] = []
+            var found: [(path: [CChar], isLink: Bool)] = []
             try Self.search(argument, relative: [], skipping: skippedFolder, into: &found)
-            let relative = found.sorted { $0.lexicographicallyPrecedes($1) { UInt8(bitPattern: $0) < UInt8(bitPattern: $1) } }
-            for bytes in relative {
-                let path = FileNameBytes.string(bytes.map { UInt8(bitPattern: $0) })
+            let relative = found.sorted { $0.path.lexicographicallyPrecedes($1.path) { UInt8(bitPattern: $0) < UInt8(bitPattern: $1) } }
+            for entry in relative {
+                let path = FileNameBytes.string(entry.path.map { UInt8(bitPattern: $0) })
                 if outputFolder == nil && path.hasSuffix(".fused.onnx") { continue }
                 let input = joined(argument, path)
+                if entry.isLink { foundLinks.insert(items.count) }
                 items.append(Item(input: input, output: outputFolder.map { joined($0, path) } ?? defaultOutput(input)))
             }
         }
-        self.items = items
+        // Links found in folders to models of the run are left out (after the search: a link
+        // sorts before or after its target). Everything else given twice is refused later.
+        var modelByFile: [FileID: String] = [:]
+        for (index, item) in items.enumerated() where !foundLinks.contains(index) {
+            if let id = Self.identity(of: item.input), modelByFile[id] == nil { modelByFile[id] = item.input }
+        }
+        var kept: [Item] = []
+        var skipped: [(link: String, model: String)] = []
+        for (index, item) in items.enumerated() {
+            if foundLinks.contains(index), let id = Self.identity(of: item.input) {
+                if let model = modelByFile[id] {
+                    skipped.append((item.input, model))
+                    continue
+                }
+                modelByFile[id] = item.input  // two links to one file outside the run: the first is read
+            }
+            kept.append(item)
+        }
+        self.items = kept
+        skippedLinks = skipped
     }
 
     /// Appends the paths (relative to the folder searched, as bytes) of the `*.onnx` regular
-    /// files under `folder`, and of links to such files, to `found`; folders are entered, links
+    /// files under `folder`, and of links to such files (marked), to `found`; folders are entered, links
     /// to folders and the folder `skipping` identifies are not.
-    private static func search(_ folder: String, relative: [CChar], skipping: FileID?, into found: inout [[CChar]]) throws {
+    private static func search(_ folder: String, relative: [CChar], skipping: FileID?,
+                               into found: inout [(path: [CChar], isLink: Bool)]) throws {
         if let skipping, identity(of: folder) == skipping { return }
         guard let names = folderEntryBytes(folder) else {
             throw UsageError(message: "\(folder): cannot read the folder: \(String(cString: strerror(errno)))")
@@ -78,10 +103,11 @@ struct BatchPlan: Sendable {
             case S_IFREG, S_IFLNK:
                 // A link counts when it leads to a regular file; one to a folder is not followed.
                 guard name.count > 5, name.suffix(5) == Array(".onnx".utf8CString.dropLast()) else { continue }
-                if (info.st_mode & S_IFMT) == S_IFLNK {
+                let isLink = (info.st_mode & S_IFMT) == S_IFLNK
+                if isLink {
                     guard stat(FileNameBytes.cString(full), &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { continue }
                 }
-                found.append(path)
+                found.append((path, isLink))
             default:
                 continue
             }

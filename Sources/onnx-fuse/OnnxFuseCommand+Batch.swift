@@ -49,6 +49,9 @@ extension OnnxFuseCommand {
         if output == "-" { throw UsageError(message: "-o - writes one model to standard output; name an output folder for many") }
         let plan = try BatchPlan(models: models, outputFolder: output, defaultOutput: defaultOutputPath(of:))
         if plan.items.isEmpty { throw UsageError(message: "no *.onnx files in \(models.joined(separator: ", "))") }
+        if !quiet {
+            for (link, model) in plan.skippedLinks { printError("onnx-fuse: \(link): skipped: a link to \(model), a model of this run") }
+        }
         try plan.checkCollisions(inPlace: inPlace, report: report)
         if let output, let failure = ModelFile.lookupFailure(at: output) {
             throw UsageError(message: "\(output): cannot use the output folder: \(failure)")

@@ -67,6 +67,23 @@ final class BatchCommandTests: XCTestCase {
                        try Data(contentsOf: dir.appendingPathComponent("models/a/x.onnx")))
     }
 
+    func testALinkToAModelOfTheRunIsLeftOut() throws {
+        let dir = try workspace(["conv_bn.onnx": "models/v3.onnx", "gelu_erf.onnx": "elsewhere/other.onnx"])
+        let models = dir.appendingPathComponent("models").path
+        // latest.onnx sorts before its target; shared.onnx leads outside the run and is a model.
+        try FileManager.default.createSymbolicLink(atPath: models + "/latest.onnx", withDestinationPath: "v3.onnx")
+        try FileManager.default.createSymbolicLink(atPath: models + "/shared.onnx", withDestinationPath: "../elsewhere/other.onnx")
+        let result = try run(["models", "--no-builtin", "-o", "out/"], in: dir)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertEqual(lines(result).first, "onnx-fuse: models/latest.onnx: skipped: a link to models/v3.onnx, a model of this run")
+        XCTAssertTrue(lines(result).last!.hasPrefix("onnx-fuse: 2 models: 2 written, 0 failed; "), result.stderr)
+        XCTAssertEqual(tree(dir.appendingPathComponent("out")), ["shared.onnx", "v3.onnx"])
+        // Named twice by the user, the same model is still refused.
+        let twice = try run(["models", "models/latest.onnx", "-o", "again/"], in: dir)
+        XCTAssertEqual(twice.status, 1, twice.stderr)
+        XCTAssertTrue(twice.stderr.contains("the model is given twice"), twice.stderr)
+    }
+
     func testUsageErrorsStopBeforeAnyModelAndWriteNothing() throws {
         let dir = try workspace(["conv_bn.onnx": "a/m.onnx", "lora.onnx": "b/m.onnx", "gelu_erf.onnx": "g.onnx"])
         let before = tree(dir)
