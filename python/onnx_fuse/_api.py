@@ -389,6 +389,13 @@ def _stop(process: "subprocess.Popen[bytes]") -> None:
         process.wait()
 
 
+#: The command's advice in its messages, as the Python API's arguments say it.
+_PYTHON_WORDS = [
+    ("; pass --in-place to replace it", "; name another output (optimize_files replaces inputs with in_place=True)"),
+    ("(--allow-rewrite-cap writes it anyway)", "(allow_rewrite_cap=True writes it anyway)"),
+]
+
+
 def _run(arguments: List[str], workspace: _Workspace) -> _Completed:
     """Runs the binary with ``arguments`` (options first, then ``--`` and the paths that could
     begin with a dash: option values are attached with ``=`` for the same reason).
@@ -410,7 +417,10 @@ def _run(arguments: List[str], workspace: _Workspace) -> _Completed:
     messages: List[str] = []
     for line in stderr.splitlines():
         if line.startswith(_ERROR_PREFIX):
-            errors.append(line[len(_ERROR_PREFIX):])
+            error = line[len(_ERROR_PREFIX):]
+            for command_words, python_words in _PYTHON_WORDS:
+                error = error.replace(command_words, python_words)
+            errors.append(error)
         elif line:
             messages.append(line)
     # Standard output is left as it is: JSON there escapes the paths ``shown`` would replace.

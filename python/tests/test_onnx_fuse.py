@@ -434,8 +434,10 @@ def test_errors_are_exceptions_with_the_message_and_the_exit_codes_meaning(tmp_p
     path = tmp_path / "cnn.onnx"
     onnx.save(small_cnn(), str(path))
     before = digest(path)
-    with pytest.raises(onnx_fuse.UsageError, match="refusing to overwrite the input"):
+    with pytest.raises(onnx_fuse.UsageError, match="refusing to overwrite the input") as same:
         onnx_fuse.optimize(path, output=path)
+    # The advice in the API's words, not the command's.
+    assert "--in-place" not in str(same.value) and "in_place=True" in str(same.value)
     assert digest(path) == before
     with pytest.raises(onnx_fuse.ModelIOError):
         onnx_fuse.optimize(path, output=tmp_path / "no-such-folder" / "out.onnx")
