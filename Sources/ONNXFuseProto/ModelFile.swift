@@ -722,9 +722,12 @@ struct TemporaryFiles {
                 }
                 return (descriptor, path)
             }
-            if currentErrno != EEXIST { throw ModelFileError.io(file: target, operation: "create a temporary file beside it", errno: currentErrno) }
+            // The folder is named: "No such file or directory" alone reads as if the output were missing.
+            if currentErrno != EEXIST {
+                throw ModelFileError.io(file: target, operation: "create a temporary file in its folder '\(directory)'", errno: currentErrno)
+            }
         }
-        throw ModelFileError.io(file: target, operation: "create a temporary file beside it", errno: EEXIST)
+        throw ModelFileError.io(file: target, operation: "create a temporary file in its folder '\(directory)'", errno: EEXIST)
     }
 
     /// `.<name>.tmp-` for `target`'s file name, the name cut to 200 bytes (at a character

@@ -24,8 +24,9 @@ struct BatchOutcome: Sendable {
     /// The model's block for standard error, whole.
     var lines: [String]
     var exitCode: Int32 = 0
-    /// The error line's message (nil when it succeeded).
-    var error: String?
+    /// The messages of its error lines (empty when it succeeded): one, or one per error of a
+    /// rule file.
+    var errors: [String] = []
     var summary: ModelSummary?
     /// The `--report` entry as a run of one model would write it, when it got that far.
     var report: ReportFile?
@@ -147,7 +148,7 @@ extension OnnxFuseCommand {
                 return message.hasPrefix(item.input + ":") ? line : prefix + item.input + ": " + message
             }
             return BatchOutcome(status: .failed, lines: lines + messages, exitCode: exitStatus(for: error),
-                                error: messages.map { String($0.dropFirst(prefix.count)) }.joined(separator: "\n"), report: report)
+                                errors: messages.map { String($0.dropFirst(prefix.count)) }, report: report)
         }
     }
 }
@@ -325,10 +326,11 @@ struct BatchReport: Encodable {
         let report: ReportFile?
         let status: String
         let exitCode: Int32
-        let error: String?
+        /// The messages of its error lines: `error` is the first (null when it succeeded).
+        let errors: [String]
 
         enum CodingKeys: String, CodingKey {
-            case input, output, status, exitCode, error
+            case input, output, status, exitCode, error, errors
         }
 
         /// The model's own fields, then these beside them in the same object.
@@ -339,7 +341,8 @@ struct BatchReport: Encodable {
             try container.encode(output, forKey: .output)
             try container.encode(status, forKey: .status)
             try container.encode(exitCode, forKey: .exitCode)
-            try container.encode(error, forKey: .error)
+            try container.encode(errors.first, forKey: .error)
+            try container.encode(errors, forKey: .errors)
         }
     }
 
@@ -350,7 +353,7 @@ struct BatchReport: Encodable {
     init(items: [BatchPlan.Item], outcomes: [BatchOutcome], totals: BatchTotals) {
         models = zip(items, outcomes).map { item, outcome in
             Entry(input: item.input, output: outcome.status == .written ? item.output : nil, report: outcome.report,
-                  status: outcome.status.rawValue, exitCode: outcome.exitCode, error: outcome.error)
+                  status: outcome.status.rawValue, exitCode: outcome.exitCode, errors: outcome.errors)
         }
         total = totals
     }

@@ -232,6 +232,8 @@ final class BatchCommandTests: XCTestCase {
         XCTAssertEqual(models[0]["output"] as? String, "out/a.onnx")
         XCTAssertTrue(models[0]["error"] is NSNull)
         XCTAssertTrue((models[1]["error"] as? String)?.hasPrefix("m/b.onnx: ") == true, "\(models[1])")
+        XCTAssertEqual(models[1]["errors"] as? [String], [models[1]["error"] as! String])
+        XCTAssertEqual(models[0]["errors"] as? [String], [])
         XCTAssertTrue(models[1]["output"] is NSNull)
         // The fields of a run of one model's report.
         for key in ["rules_fired", "explanations", "nodes_before", "nodes_after", "nodes_by_op_type_before", "nodes_by_op_type_after",

@@ -117,6 +117,12 @@ final class CommandTests: XCTestCase {
         let missing = try run([dir.appendingPathComponent("absent.onnx").path])
         XCTAssertEqual(missing.status, 3, missing.stderr)
         assertOneErrorLine(missing, startingWith: dir.appendingPathComponent("absent.onnx").path + ": open failed")
+        // An output in a folder that does not exist: the error names the folder.
+        let folder = dir.appendingPathComponent("absent").path
+        let noFolder = try run([Self.fixtures.appendingPathComponent("conv_bn.onnx").path, "-o", folder + "/out.onnx"])
+        XCTAssertEqual(noFolder.status, 3, noFolder.stderr)
+        XCTAssertEqual(noFolder.stderr, "onnx-fuse: error: \(folder)/out.onnx: create a temporary file in its folder '\(folder)' "
+            + "failed: No such file or directory\n")
         let usage = try run(["--no-such-flag"])
         XCTAssertEqual(usage.status, 1)
         assertOneErrorLine(usage, startingWith: "")

@@ -596,16 +596,19 @@ class FileResult:
     status: str
     #: Its exit code, as a run of it alone would end (0 when written).
     exit_code: int
-    #: The one-line error when it failed.
+    #: The one-line error when it failed (the first of ``errors``).
     error: Optional[str]
     #: What was done, as :func:`optimize` reports it (None when the model could not be read).
     report: Optional[Report]
+    #: Every error line (one, or one per error of a rule file); empty when it succeeded.
+    errors: List[str] = field(default_factory=list)
 
     def exception(self) -> Optional[OnnxFuseError]:
         """The exception a run of this model alone would raise (None when it was written)."""
         if self.status != "failed":
             return None
-        return error_for(self.exit_code, [self.error] if self.error else [], self.error or "", self.report)
+        errors = self.errors or ([self.error] if self.error else [])
+        return error_for(self.exit_code, errors, "\n".join(errors), self.report)
 
 
 @dataclass(frozen=True)
@@ -723,7 +726,8 @@ def optimize_files(
         for entry in raw["models"]:
             report = _report(entry, entry["input"], entry.get("output"), []) if "nodes_before" in entry else None
             results.append(FileResult(input=entry["input"], output=entry.get("output"), status=entry["status"],
-                                      exit_code=entry["exit_code"], error=entry.get("error"), report=report))
+                                      exit_code=entry["exit_code"], error=entry.get("error"), report=report,
+                                      errors=list(entry.get("errors", []))))
         return FilesResult(models=results, total=raw["total"], raw=raw)
 
 
@@ -758,7 +762,8 @@ def _single_file_result(path: str, run: _Completed, raw: Optional[Dict[str, Any]
     written = run.exit_code == 0
     result = FileResult(input=path, output=report.output if written and report else None,
                         status="written" if written else "failed", exit_code=run.exit_code,
-                        error=None if written else (run.errors[0] if run.errors else run.stderr.strip()), report=report)
+                        error=None if written else (run.errors[0] if run.errors else run.stderr.strip()), report=report,
+                        errors=[] if written else list(run.errors))
     total: Dict[str, Any] = {
         "models": 1, "written": int(written), "failed": int(not written), "skipped": 0,
         "nodes_before": report.nodes_before if written and report else 0,

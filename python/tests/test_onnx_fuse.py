@@ -344,6 +344,8 @@ def test_optimize_files_runs_a_folder_in_one_process(tmp_path: Path) -> None:
     bad = by_name["bad.onnx"]
     assert (bad.status, bad.exit_code, bad.output) == ("failed", 2, None)
     assert bad.error is not None and bad.error.startswith(f"{models / 'bad.onnx'}: ")
+    assert bad.errors == [bad.error]
+    assert by_name["a.onnx"].errors == []
     assert isinstance(bad.exception(), onnx_fuse.InvalidModelError)
     assert result.failures == [bad]
     assert {key: result.total[key] for key in ("models", "written", "failed", "skipped", "exit_code")} == {
@@ -358,6 +360,7 @@ def test_optimize_files_runs_a_folder_in_one_process(tmp_path: Path) -> None:
     one.raise_for_failures()
     failed_one = onnx_fuse.optimize_files(models / "bad.onnx", tmp_path / "one")
     assert failed_one.models[0].status == "failed" and failed_one.total["exit_code"] == 2
+    assert failed_one.models[0].errors == [failed_one.models[0].error]
 
     # What concerns the whole run raises before any model.
     with pytest.raises(onnx_fuse.UsageError):
