@@ -33,12 +33,12 @@ struct BatchOutcome: Sendable {
 }
 
 extension OnnxFuseCommand {
-    /// Whether this is a run of many models: more than one MODEL, or a folder. One model file
-    /// is a run of one model whatever `-o` names: `-o` naming a folder (`out`, `out/`, `/`) is
-    /// refused as an output, as it always was, so that a mistyped path is an error rather than
-    /// a file written somewhere else.
+    /// Whether this is a run of many models: `--batch`, more than one MODEL, or a folder.
+    /// Without `--batch`, one model file is a run of one model whatever `-o` names: `-o`
+    /// naming a folder (`out`, `out/`, `/`) is refused as an output, as it always was, so that a
+    /// mistyped path is an error rather than a file written somewhere else.
     var isBatch: Bool {
-        models.count > 1 || models.contains(where: ModelFile.isFolder)
+        batch || models.count > 1 || models.contains(where: ModelFile.isFolder)
     }
 
     /// Optimizes every model of the batch on `--jobs` threads and prints each model's block in
@@ -70,12 +70,6 @@ extension OnnxFuseCommand {
         let threadCount = min(jobs ?? Int(onnx_fuse_usable_processors()), plan.items.count)
         try plan.checkExternalData(threads: threadCount)
         for warning in rules.warnings { printError(warning) }
-        // Only now, with every check passed: the output folders, made as the outputs need them.
-        if let output {
-            for folder in Set(plan.items.map { directoryName(of: $0.output) }).sorted() where !ModelFile.isFolder(folder) {
-                try makeFolders(folder, under: output)
-            }
-        }
 
         let progress = ProgressLine(enabled: !quiet && isatty(STDERR_FILENO) == 1, total: plan.items.count)
         // Largest first: the models start in order of their size (with the usual data file), so
@@ -136,6 +130,11 @@ extension OnnxFuseCommand {
         style.record = { report = $0 }
         style.showsChangeTable = false
         style.keepsModelAlive = false
+        // An output's folders are made right before its save: a model that fails, or a run
+        // stopped by --fail-fast, leaves no empty folder.
+        if output != nil {
+            style.beforeSave = { try makeFolders(directoryName(of: item.output)) }
+        }
         do {
             let summary = try optimizeModel(item.input, to: item.output, rules: rules, style: style)
             return BatchOutcome(status: .written, lines: lines, summary: summary, report: report)
@@ -153,11 +152,12 @@ extension OnnxFuseCommand {
     }
 }
 
-/// Creates `folder` and the folders above it up to `root` (included) that are missing.
-private func makeFolders(_ folder: String, under root: String) throws {
+/// Creates `folder` and the folders above it that are missing (OUTDIR's, too: `-o new/out/`).
+private func makeFolders(_ folder: String) throws {
     guard !ModelFile.isFolder(folder) else { return }
     let parent = directoryName(of: folder)
-    if parent != folder && normalized(folder) != normalized(root) { try makeFolders(parent, under: root) }
+    if parent != folder { try makeFolders(parent) }
+    // Another thread may make it at the same moment: EEXIST is success.
     if mkdir(FileNameBytes.cString(folder), 0o777) != 0 && errno != EEXIST {
         throw UsageError(message: "\(folder): cannot create the output folder: \(String(cString: strerror(errno)))")
     }

@@ -28,6 +28,9 @@ struct ModelRunStyle {
     /// Receives the `--report` entry where a run of one model writes its report: after the
     /// save, or before a refusal of `--verify`.
     var record: (ReportFile) throws -> Void = { _ in }
+    /// Runs right before the save, once every check has passed (a batch makes the output's
+    /// folders there).
+    var beforeSave: () throws -> Void = {}
     /// Prints the table of rules fired and operators changed under the summary line.
     var showsChangeTable = true
     /// Leaves the model allocated when done: the process ends right after, and releasing every
@@ -172,6 +175,7 @@ extension OnnxFuseCommand {
         saveOptions.reservedPaths = report.map { [$0] } ?? []
         // Verified above when a rule fired; otherwise the model is as the loader built it.
         saveOptions.verifiesModel = false
+        try style.beforeSave()
         let saved = try concurrentSaves.withSlot {
             try ModelFile.save(loaded, to: toStandardOutput ? model : target, options: saveOptions)
         }

@@ -22,7 +22,7 @@ struct OnnxFuseCommand: ParsableCommand, Sendable {
             writes MODEL.fused.onnx beside it (or the path given with -o). The input is never \
             modified unless --in-place is given; the output appears atomically or not at all.
 
-            Many models: 'onnx-fuse a.onnx b.onnx DIR... [-o OUTDIR/] [--jobs N] [--fail-fast]' \
+            Many models: 'onnx-fuse a.onnx b.onnx DIR... [-o OUTDIR/] [--jobs N] [--fail-fast] [--batch]' \
             optimizes each (a folder is searched for *.onnx files, in byte order, without following \
             linked folders; without -o, *.fused.onnx files are skipped) on N threads; the outputs \
             keep their paths under OUTDIR (or go beside each model), the same bytes as one run each. \
@@ -117,6 +117,10 @@ struct OnnxFuseCommand: ParsableCommand, Sendable {
 
     @Flag(help: "Many models: after the first one fails, start no other (those running finish; the rest are skipped).")
     var failFast = false
+
+    @Flag(help: ArgumentHelp("Run as many models even when one model file is given (-o names a folder, the report has an entry "
+        + "per model): for scripts whose lists may hold one model."))
+    var batch = false
 
     /// `--input-shape` values as names and dimensions.
     func parsedInputShapes() throws -> [(name: String, dims: [Int64])] { try parseInputShapes(inputShapes) }

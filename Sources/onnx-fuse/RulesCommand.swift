@@ -125,7 +125,10 @@ struct RulesCommand: ParsableCommand {
             print(rule.text)
         case "check":
             guard !arguments.isEmpty else { throw UsageError(message: "rules check takes rule files") }
-            if let report { try checkReportPath(report, notOverwriting: arguments + models) }
+            func inputs(_ paths: [String]) -> [(path: String, what: String, identity: FileIdentity?)] {
+                paths.map { ($0, "the input '\($0)'", nil) }
+            }
+            if let report { try checkReportPath(report, notOverwriting: inputs(arguments + models)) }
             let rules = try loadRuleSet(files: arguments, builtin: false).fromFiles
             print("\(arguments.joined(separator: ", ")): \(rules.count) rule\(rules.count == 1 ? "" : "s"), no errors")
             // With the built-in rules they run beside (unless --no-builtin).
@@ -138,7 +141,7 @@ struct RulesCommand: ParsableCommand {
             let refusals = entries.flatMap(\.refusals)
             if let report {
                 // Checked again with the external data files the models turned out to read.
-                try checkReportPath(report, notOverwriting: arguments + entries.flatMap(\.inputFiles))
+                try checkReportPath(report, notOverwriting: inputs(arguments + entries.flatMap(\.inputFiles)))
                 let file = RuleCheckReport(files: arguments, rules: rules.map(\.name), warnings: warnings, models: entries, refusals: refusals)
                 try writeJSONFile(report, file)
             }
@@ -340,17 +343,19 @@ func writeJSONFile(_ path: String, _ value: some Encodable) throws {
     }
 }
 
-/// Refuses a report path that would overwrite one of `inputs` (by name, and by identity when
-/// both exist), that is not a regular file, or whose folder does not exist.
-func checkReportPath(_ report: String, notOverwriting inputs: [String]) throws {
+/// Refuses a report path that would overwrite one of `taken` (each a path, what it is for the
+/// message, and the identity it had when read: a file renamed since is still recognized), that is
+/// not a regular file, or whose folder does not exist: checked before anything is written.
+func checkReportPath(_ report: String, notOverwriting taken: [(path: String, what: String, identity: FileIdentity?)]) throws {
     func refuse(_ why: String) -> UsageError { UsageError(message: "\(report): refusing to write the report: \(why)") }
     if let failure = ModelFile.lookupFailure(at: report) { throw refuse(failure) }
     let entry = ModelFile.entry(at: report)
     if let entry, !entry.isRegular { throw refuse("it is \(entry.kind)") }
-    for input in inputs {
-        var same = ModelFile.resolvedPath(input) == ModelFile.resolvedPath(report)
-        if !same, let entry, let other = ModelFile.entry(at: input) { same = entry.device == other.device && entry.inode == other.inode }
-        if same { throw refuse("it is the input '\(input)'") }
+    for (path, what, identity) in taken {
+        var same = ModelFile.resolvedPath(path) == ModelFile.resolvedPath(report)
+        if !same, let entry, let other = ModelFile.entry(at: path) { same = entry.device == other.device && entry.inode == other.inode }
+        if !same, let entry, let identity { same = identity.device == entry.device && identity.inode == entry.inode }
+        if same { throw refuse("it is \(what)") }
     }
     let folder = directoryName(of: report)
     guard ModelFile.isFolder(folder) else { throw refuse("its folder '\(folder)' does not exist") }
@@ -390,25 +395,11 @@ struct ReportFile: Encodable {
 /// the output or the output's data file (by name, and by identity when they exist), or that is
 /// not a regular file, or whose folder does not exist: checked before anything is written.
 func checkReportPath(_ report: String, model: Model, output: String?) throws {
-    func refuse(_ why: String) -> UsageError { UsageError(message: "\(report): refusing to write the report: \(why)") }
-    // Before the model is written: a report that cannot be written fails the run with nothing written.
-    if let failure = ModelFile.lookupFailure(at: report) { throw refuse(failure) }
-    let entry = ModelFile.entry(at: report)
-    if let entry, !entry.isRegular { throw refuse("it is \(entry.kind)") }
-    var taken: [(String, String)] = model.inputFiles.enumerated().map { index, file in
-        (file.path, index == 0 ? "the input model" : "the input's external data file")
+    var taken: [(path: String, what: String, identity: FileIdentity?)] = model.inputFiles.enumerated().map { index, file in
+        (file.path, index == 0 ? "the input model" : "the input's external data file", file)
     }
-    if let output { taken += [(output, "the output"), (output + ".data", "the output's data file")] }
-    for (path, what) in taken {
-        var same = ModelFile.resolvedPath(path) == ModelFile.resolvedPath(report)
-        if !same, let entry, let other = ModelFile.entry(at: path) { same = entry.device == other.device && entry.inode == other.inode }
-        if !same, let entry, model.inputFiles.contains(where: { $0.path == path && $0.device == entry.device && $0.inode == entry.inode }) { same = true }
-        if same { throw refuse("it is \(what)") }
-    }
-    let folder = directoryName(of: report)
-    guard ModelFile.isFolder(folder) else {
-        throw refuse("its folder '\(folder)' does not exist")
-    }
+    if let output { taken += [(output, "the output", nil), (output + ".data", "the output's data file", nil)] }
+    try checkReportPath(report, notOverwriting: taken)
 }
 
 /// The `--report` entry of a model; `output` and `bytesAfter` are nil when nothing was written.

@@ -67,6 +67,25 @@ final class BatchCommandTests: XCTestCase {
                        try Data(contentsOf: dir.appendingPathComponent("models/a/x.onnx")))
     }
 
+    func testBatchMakesOneModelFileABatchAndFoldersOnlyForOutputsWritten() throws {
+        let dir = try workspace(["conv_bn.onnx": "m/a.onnx"])
+        try Data("not a model".utf8).write(to: dir.appendingPathComponent("m/bad.onnx"))
+        // One file with --batch: -o names a folder (its parents made too), the report is a batch's.
+        let one = try run(["m/a.onnx", "--batch", "-o", "new/out/", "--report", "one.json"], in: dir)
+        XCTAssertEqual(one.status, 0, one.stderr)
+        XCTAssertEqual(tree(dir.appendingPathComponent("new")), ["out/a.onnx"])
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("one.json"))) as! [String: Any]
+        XCTAssertEqual((json["models"] as? [[String: Any]])?.map { $0["status"] as? String }, ["written"])
+        XCTAssertEqual(try Data(contentsOf: dir.appendingPathComponent("new/out/a.onnx")),
+                       try run(["m/a.onnx", "-o", "-"], in: dir).stdout)
+        // A model that fails makes no folder, with --fail-fast as without.
+        for flags in [["--batch"], ["--batch", "--fail-fast"]] {
+            let failed = try run(["m/bad.onnx", "-o", "failed/out/"] + flags, in: dir)
+            XCTAssertEqual(failed.status, 2, failed.stderr)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("failed").path), "\(flags)")
+        }
+    }
+
     func testALinkToAModelOfTheRunIsLeftOut() throws {
         let dir = try workspace(["conv_bn.onnx": "models/v3.onnx", "gelu_erf.onnx": "elsewhere/other.onnx"])
         let models = dir.appendingPathComponent("models").path

@@ -440,6 +440,21 @@ def _names(option: str, names: Optional[Union[str, Iterable[str]]]) -> List[str]
     return [f"{option}={name}" for name in listed]
 
 
+def _rule_arguments(workspace: _Workspace, rules: Optional[RulesInput], only: Optional[Union[str, Iterable[str]]],
+                    disable: Optional[Union[str, Iterable[str]]], builtin: bool,
+                    verify: Union[bool, str, Sequence[str]], explain: bool) -> List[str]:
+    """The options :func:`optimize` and :func:`optimize_files` share: the rules, which of them
+    run, verification and explanations."""
+    arguments = ["--rules=" + path for path in workspace.rules(rules)]
+    arguments += _names("--only", only) + _names("--disable", disable)
+    if not builtin:
+        arguments.append("--no-builtin")
+    arguments += _verify_argument(verify)
+    if explain:
+        arguments.append("--explain=summary")
+    return arguments
+
+
 def _verify_argument(verify: Union[bool, str, Sequence[str], None]) -> List[str]:
     if verify is None or verify is False:
         return []
@@ -538,13 +553,7 @@ def optimize(
         target = os.fspath(output) if output is not None else workspace.path("out.onnx", "<output>")
         report_path = workspace.path("report.json", "<report>")
         arguments = ["--output=" + target, "--report=" + report_path]
-        arguments += ["--rules=" + path for path in workspace.rules(rules)]
-        arguments += _names("--only", only) + _names("--disable", disable)
-        if not builtin:
-            arguments.append("--no-builtin")
-        arguments += _verify_argument(verify)
-        if explain:
-            arguments.append("--explain=summary")
+        arguments += _rule_arguments(workspace, rules, only, disable, builtin, verify, explain)
         for name, dims in (input_shapes or {}).items():
             arguments.append(f"--input-shape={name}=" + ",".join(str(int(d)) for d in dims))
         if infer_shapes:
@@ -674,54 +683,25 @@ def optimize_files(
     paths = [os.fspath(path) for path in ([models] if isinstance(models, (str, os.PathLike)) else models)]
     if not paths:
         raise ValueError("optimize_files: no models given")
-    # The command runs one model file alone as a run of one model, whose report has another shape.
-    single = len(paths) == 1 and not os.path.isdir(paths[0])
-    if single and not os.path.lexists(paths[0]):
-        # As the batch mode refuses a MODEL that does not exist: a mistyped argument of the
-        # whole run, not a model that failed.
-        raise UsageError(f"{paths[0]}: no such file or folder", exit_code=1)
-    made: List[str] = []  # the output folders made for a run of one model
     with _Workspace() as workspace:
-        arguments: List[str] = []
+        report_path = workspace.path("batch.json", "<report>")
+        # --batch: one model file is a batch of one too (-o a folder, the report per model).
+        arguments = ["--batch", "--report=" + report_path, "-q"]
         if output_dir is not None:
-            folder = os.fspath(output_dir)
-            if single:
-                target = os.path.join(folder, os.path.basename(paths[0]))
-                if os.path.exists(target) and os.path.samefile(target, paths[0]):
-                    # As a batch refuses an output that is one of its inputs, before any model.
-                    raise UsageError(f"{target}: refusing to overwrite the input {paths[0]} with the output of "
-                                     f"{paths[0]}", exit_code=1)
-                made = _make_folders(folder)
-                arguments.append("--output=" + target)
-            else:
-                arguments.append("--output=" + os.path.join(folder, ""))
+            arguments.append("--output=" + os.path.join(os.fspath(output_dir), ""))
         if in_place:
             arguments.append("--in-place")
-        report_path = workspace.path("batch.json", "<report>")
-        arguments += ["--report=" + report_path, "-q"]
-        arguments += ["--rules=" + path for path in workspace.rules(rules)]
-        arguments += _names("--only", only) + _names("--disable", disable)
-        if not builtin:
-            arguments.append("--no-builtin")
-        arguments += _verify_argument(verify)
-        if explain:
-            arguments.append("--explain=summary")
+        arguments += _rule_arguments(workspace, rules, only, disable, builtin, verify, explain)
         if jobs is not None:
             arguments += ["--jobs", str(int(jobs))]
         if fail_fast:
             arguments.append("--fail-fast")
         arguments += ["--", *paths]
         run = _run(arguments, workspace)
-        raw: Optional[Dict[str, Any]] = None
-        if os.path.exists(report_path):
-            with open(report_path, encoding="utf-8") as file:
-                raw = workspace.shown_json(json.load(file))
-        if single:
-            if run.exit_code != 0:
-                _remove_empty_folders(made)  # as a batch makes them only once every check passed
-            return _single_file_result(paths[0], run, raw)
-        if raw is None:
+        if not os.path.exists(report_path):
             raise run.error()
+        with open(report_path, encoding="utf-8") as file:
+            raw = workspace.shown_json(json.load(file))
         results = []
         for entry in raw["models"]:
             report = _report(entry, entry["input"], entry.get("output"), []) if "nodes_before" in entry else None
@@ -729,50 +709,6 @@ def optimize_files(
                                       exit_code=entry["exit_code"], error=entry.get("error"), report=report,
                                       errors=list(entry.get("errors", []))))
         return FilesResult(models=results, total=raw["total"], raw=raw)
-
-
-def _make_folders(folder: str) -> List[str]:
-    """Makes ``folder`` and the folders above it that are missing; returns those it made, the
-    outermost first."""
-    missing: List[str] = []
-    path = os.path.abspath(folder)
-    while not os.path.isdir(path) and os.path.dirname(path) != path:
-        missing.append(path)
-        path = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    return missing[::-1]
-
-
-def _remove_empty_folders(folders: List[str]) -> None:
-    """Removes ``folders`` (outermost first), innermost first, where they are empty."""
-    for folder in reversed(folders):
-        try:
-            os.rmdir(folder)
-        except OSError:
-            return
-
-
-def _single_file_result(path: str, run: _Completed, raw: Optional[Dict[str, Any]]) -> FilesResult:
-    """The batch result of a run of one model file."""
-    # What concerns the whole run (arguments, rule files) is raised, as a batch raises it; an
-    # error of the model names it first.
-    if run.exit_code == 1 and raw is None and not any(error.startswith(path + ":") for error in run.errors):
-        raise run.error()
-    report = _report(raw, path, raw.get("output"), []) if raw is not None else None
-    written = run.exit_code == 0
-    result = FileResult(input=path, output=report.output if written and report else None,
-                        status="written" if written else "failed", exit_code=run.exit_code,
-                        error=None if written else (run.errors[0] if run.errors else run.stderr.strip()), report=report,
-                        errors=[] if written else list(run.errors))
-    total: Dict[str, Any] = {
-        "models": 1, "written": int(written), "failed": int(not written), "skipped": 0,
-        "nodes_before": report.nodes_before if written and report else 0,
-        "nodes_after": report.nodes_after if written and report else 0,
-        "bytes_before": report.bytes_before if written and report else 0,
-        "bytes_after": (report.bytes_after or 0) if written and report else 0,
-        "seconds": report.seconds if report else 0.0, "exit_code": run.exit_code,
-    }
-    return FilesResult(models=[result], total=total, raw={"models": [raw] if raw else [], "total": total})
 
 
 def check_rules(
